@@ -1,0 +1,3 @@
+from model_serving.cli import main
+
+main()
