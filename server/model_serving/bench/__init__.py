@@ -1,0 +1,9 @@
+"""Benchmark a served model: latency and throughput a user can trust, judged against deployment targets.
+
+`run_benchmark(config, progress)` is the one entry point the CLI, the MCP tool and `deploy` share.
+"""
+
+from model_serving.bench.models import BenchConfig, BenchResult, Targets, Verdict
+from model_serving.bench.runner import run_benchmark, run_sweep
+
+__all__ = ["BenchConfig", "BenchResult", "Targets", "Verdict", "run_benchmark", "run_sweep"]

@@ -1,0 +1,142 @@
+"""Per-request metrics, their distributions with bootstrap confidence intervals, and the run summary.
+
+Definitions (the README section lists each with its vLLM / GuideLLM name):
+- TTFT: first chunk carrying generated text minus send time.
+- TPOT: (last token - first token) / (output tokens - 1), so the first token is excluded.
+- ITL: gaps between consecutive content chunks, pooled over requests (vLLM's ITL).
+- E2EL: last token minus send time; client queue time (send minus scheduled) is kept apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from model_serving.bench.models import RequestRecord, Stats, Summary
+from model_serving.bench.server_timings import server_decode_tok_s
+
+STATISTICS = ("mean", "median", "p90", "p95", "p99")
+_PERCENTILE = {"median": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
+
+
+def derive(record: RequestRecord) -> RequestRecord:
+    """Fill the per-request metrics from the raw timestamps. A request without a first token gets none."""
+    if record.output_tokens_source == "chunks" or record.output_tokens == 0:
+        record.output_tokens, record.output_tokens_source = len(record.chunk_ms), "chunks"
+    if record.sent_ms is not None:
+        record.queue_ms = record.sent_ms - record.scheduled_ms
+    if record.first_token_ms is None or record.sent_ms is None or record.last_token_ms is None:
+        return record  # never a TTFT of 0 for a request that produced nothing
+    record.ttft_ms = record.first_token_ms - record.sent_ms
+    record.e2el_ms = record.last_token_ms - record.sent_ms
+    record.itl_ms = [b - a for a, b in zip(record.chunk_ms, record.chunk_ms[1:], strict=False)]
+    n = record.output_tokens
+    if n > 1 and record.last_token_ms > record.first_token_ms:
+        record.tpot_ms = (record.last_token_ms - record.first_token_ms) / (n - 1)
+        record.decode_tok_s = 1000.0 / record.tpot_ms
+    if record.e2el_ms > 0:
+        record.output_tok_s = n / (record.e2el_ms / 1000.0)
+    if record.prompt_tokens and record.ttft_ms > 0:
+        record.prefill_tok_s = record.prompt_tokens / (record.ttft_ms / 1000.0)
+    return record
+
+
+def _resample_count(n: int) -> int:
+    return int(min(1000, max(100, 2_000_000 // max(n, 1))))  # bounded memory for very large runs
+
+
+def stats(values: Sequence[float], *, confidence: float = 0.95, seed: int = 0) -> Stats:
+    """Mean, median, std, min, max and p90/p95/p99, each with a percentile-bootstrap interval."""
+    data = np.asarray([v for v in values if v is not None], dtype=float)
+    n = int(data.size)
+    if n == 0:
+        return Stats(n=0)
+    point = {"mean": float(data.mean()), **{k: float(np.percentile(data, q)) for k, q in _PERCENTILE.items()}}
+    result = Stats(n=n, std=float(data.std(ddof=1)) if n > 1 else 0.0, min=float(data.min()), max=float(data.max()), **point)
+    if n > 1:
+        rng = np.random.default_rng(seed)
+        samples = data[rng.integers(0, n, size=(_resample_count(n), n))]
+        draws = {"mean": samples.mean(axis=1), **{k: np.percentile(samples, q, axis=1) for k, q in _PERCENTILE.items()}}
+        alpha = (1.0 - confidence) / 2.0 * 100.0
+        result.ci = {k: (float(np.percentile(v, alpha)), float(np.percentile(v, 100.0 - alpha))) for k, v in draws.items()}
+    else:
+        result.ci = {k: (v, v) for k, v in point.items()}
+    return result
+
+
+def throughput_ci(records: Sequence[RequestRecord], *, confidence: float = 0.95, seed: int = 0) -> tuple[float, float] | None:
+    """Bootstrap interval of completed requests/s, resampling the gaps between completions."""
+    ok = sorted(r.end_ms for r in records if r.status == "ok" and r.end_ms is not None)
+    starts = [r.sent_ms for r in records if r.sent_ms is not None]
+    if len(ok) < 2 or not starts:
+        return None
+    gaps = np.diff(np.asarray([min(starts), *ok], dtype=float))
+    rng = np.random.default_rng(seed)
+    totals = gaps[rng.integers(0, gaps.size, size=(_resample_count(gaps.size), gaps.size))].sum(axis=1)
+    rates = gaps.size / (np.maximum(totals, 1e-9) / 1000.0)
+    alpha = (1.0 - confidence) / 2.0 * 100.0
+    return float(np.percentile(rates, alpha)), float(np.percentile(rates, 100.0 - alpha))
+
+
+def max_concurrency(records: Sequence[RequestRecord]) -> int:
+    events = []
+    for r in records:
+        if r.sent_ms is not None and r.end_ms is not None:
+            events += [(r.sent_ms, 1), (r.end_ms, -1)]
+    level = peak = 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # an end at the same instant frees first
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def distributions(records: Sequence[RequestRecord], *, confidence: float, seed: int) -> dict[str, Stats]:
+    ok = [r for r in records if r.status == "ok"]
+    columns: dict[str, list[float]] = {
+        "ttft_ms": [r.ttft_ms for r in ok if r.ttft_ms is not None],
+        "tpot_ms": [r.tpot_ms for r in ok if r.tpot_ms is not None],
+        "itl_ms": [gap for r in ok for gap in r.itl_ms],
+        "e2el_ms": [r.e2el_ms for r in ok if r.e2el_ms is not None],
+        "client_queue_ms": [r.queue_ms for r in records if r.queue_ms is not None],
+        "output_tok_s": [r.output_tok_s for r in ok if r.output_tok_s is not None],
+        "decode_tok_s": [r.decode_tok_s for r in ok if r.decode_tok_s is not None],
+        "prefill_tok_s": [r.prefill_tok_s for r in ok if r.prefill_tok_s is not None],
+        "output_tokens": [float(r.output_tokens) for r in ok],
+    }
+    return {name: stats(values, confidence=confidence, seed=seed) for name, values in columns.items()}
+
+
+def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, confidence: float = 0.95, seed: int = 0) -> Summary:
+    ok = [r for r in records if r.status == "ok"]
+    sent = [r.sent_ms for r in records if r.sent_ms is not None]
+    ends = [r.end_ms for r in records if r.end_ms is not None]
+    duration = (max(ends) - min(sent)) / 1000.0 if sent and ends else 0.0
+    out_tokens = sum(r.output_tokens for r in ok)
+    in_tokens = sum(r.prompt_tokens or 0 for r in ok)
+    per_second = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
+    fields: dict[str, float | None] = {}
+    for name, key in (("ttft_ms", "ttft"), ("tpot_ms", "tpot"), ("itl_ms", "itl"), ("e2el_ms", "e2el")):
+        s = metrics[name]
+        for stat in ("mean", "median", "std", "p90", "p95", "p99"):
+            fields[f"{stat}_{key}_ms"] = getattr(s, stat)
+    rates = [x for r in ok if r.server and (x := server_decode_tok_s(r.server))]
+    return Summary(
+        completed=len(ok),
+        failed=len(records) - len(ok),
+        incomplete_requests=sum(1 for r in records if r.status == "incomplete"),
+        duration=duration,
+        total_input_tokens=in_tokens,
+        total_output_tokens=out_tokens,
+        request_throughput=per_second(len(ok)),
+        output_throughput=per_second(out_tokens),
+        total_token_throughput=per_second(in_tokens + out_tokens),
+        max_concurrent_requests=max_concurrency(records),
+        mean_client_queue_ms=metrics["client_queue_ms"].mean,
+        p99_client_queue_ms=metrics["client_queue_ms"].p99,
+        median_output_tok_s_per_request=metrics["output_tok_s"].median,
+        median_prefill_tok_s=metrics["prefill_tok_s"].median,
+        median_server_decode_tok_s=float(np.median(rates)) if rates else None,
+        request_throughput_ci=throughput_ci(records, confidence=confidence, seed=seed),
+        **fields,
+    )

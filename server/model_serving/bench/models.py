@@ -1,0 +1,274 @@
+"""The benchmark's inputs and results as pydantic models, shared by the core, the CLI and the MCP tool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from model_serving.errors import InputError
+
+Api = Literal["openai", "ollama"]
+# "chat": /v1/chat/completions or /api/chat; "completions": /v1/completions or /api/generate.
+Route = Literal["chat", "completions"]
+PromptSource = Literal["fixed", "synthetic", "jsonl", "text"]
+Statistic = Literal["mean", "median", "p90", "p95", "p99"]
+VerdictState = Literal["PASS", "FAIL", "INCONCLUSIVE"]
+RequestStatus = Literal["ok", "incomplete", "empty", "error"]
+
+
+class Targets(BaseModel):
+    """Deployment targets; a target set to None is not judged."""
+
+    ttft_ms: float | None = Field(default=200.0, gt=0, description="Time to first token must stay below this")
+    e2e_ms: float | None = Field(default=500.0, gt=0, description="End-to-end latency of a short answer must stay below this")
+    request_throughput: float | None = Field(default=10.0, gt=0, description="Completed requests per second must reach this")
+    memory_gb: float | None = Field(default=8.0, gt=0, description="Server memory in use must stay below this")
+    statistic: Statistic = Field(default="p95", description="Which statistic of TTFT and end-to-end latency is judged")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Level of the bootstrap confidence intervals")
+
+
+class BenchConfig(BaseModel):
+    """One benchmark run against one served model."""
+
+    base_url: str = Field(description="Server root, e.g. http://127.0.0.1:8080 (no /v1)")
+    model: str = Field(min_length=1, description="Model name sent in each request")
+    api: Api = "openai"
+    route: Route = "chat"
+    n_requests: int = Field(default=20, ge=1, le=100_000)
+    concurrency: int = Field(default=1, ge=1, le=4096, description="Streams in flight at once (cap for Poisson arrivals)")
+    rate: float | None = Field(default=None, description="Poisson arrival rate in requests/s; None sends closed-loop at `concurrency`")
+    warmup: int = Field(default=1, ge=0, le=100, description="Requests sent first and left out of the statistics")
+    max_tokens: int = Field(default=32, ge=1, le=131_072)
+    temperature: float = Field(default=0.0, ge=0.0)
+    seed: int = 0
+    prompt_source: PromptSource = "fixed"
+    prompt: str | None = Field(default=None, description="The one prompt to send (prompt_source='text')")
+    prompts_file: Path | None = Field(default=None, description="JSONL file of prompts (prompt_source='jsonl')")
+    input_tokens: int = Field(default=128, ge=1, le=131_072, description="Synthetic prompt length in tokens (approximate)")
+    ignore_eos: bool | None = Field(default=None, description="Ask the server to generate exactly max_tokens; default: only for synthetic prompts")
+    timeout_s: float = Field(default=120.0, gt=0, description="Per-request limit")
+    targets: Targets = Field(default_factory=Targets)
+    server_pid: int | None = Field(default=None, description="Process to sample for memory in use (the embedded engine)")
+    cold_start: bool = Field(default=False, description="Ollama only: unload the model first and measure the cold load")
+    bandwidth_gbs: float | None = Field(default=None, gt=0, description="Memory bandwidth for the roofline; measured when absent")
+    gguf_path: Path | None = Field(default=None, description="The served GGUF, for the roofline")
+    output_dir: Path | None = None
+    label: str = "bench"
+
+    @model_validator(mode="after")
+    def _check(self) -> BenchConfig:
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError(f"rate must be a positive number of requests per second, got {self.rate}")
+        if self.prompt_source == "text" and not self.prompt:
+            raise ValueError("prompt_source 'text' needs a prompt")
+        if self.prompt_source == "jsonl" and self.prompts_file is None:
+            raise ValueError("prompt_source 'jsonl' needs prompts_file")
+        return self
+
+    @classmethod
+    def build(cls, **values: object) -> BenchConfig:
+        """Construct from user input, turning validation errors into a one-line InputError."""
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors())
+            raise InputError(f"Invalid benchmark settings: {problems}.", "Fix the value(s) named above and run again.") from None
+
+
+class ServerTimings(BaseModel):
+    """What the server says it spent on one request, in milliseconds, whatever unit it used."""
+
+    source: Literal["llama.cpp", "ollama"]
+    load_ms: float | None = None
+    prefill_ms: float | None = None
+    decode_ms: float | None = None
+    total_ms: float | None = None
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class RequestRecord(BaseModel):
+    """One request as the client saw it. Times are ms from the start of the run (monotonic clock)."""
+
+    index: int
+    prompt_id: str
+    warmup: bool = False
+    status: RequestStatus = "ok"
+    error: str | None = None
+    scheduled_ms: float
+    sent_ms: float | None = None
+    first_byte_ms: float | None = None
+    first_token_ms: float | None = None
+    last_token_ms: float | None = None
+    end_ms: float | None = None
+    chunk_ms: list[float] = Field(default_factory=list, description="Arrival time of every content-bearing chunk")
+    role_chunk_before_content: bool = False
+    text: str = ""
+    finish_reason: str | None = None
+    max_tokens: int
+    prompt_tokens: int | None = None
+    prompt_tokens_source: Literal["server", "estimate"] = "estimate"
+    output_tokens: int = 0
+    output_tokens_source: Literal["server", "chunks"] = "chunks"
+    server: ServerTimings | None = None
+
+    # Derived per-request metrics (filled by metrics.derive); None where undefined.
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2el_ms: float | None = None
+    queue_ms: float | None = None
+    itl_ms: list[float] = Field(default_factory=list)
+    output_tok_s: float | None = Field(default=None, description="Output tokens over end-to-end latency")
+    decode_tok_s: float | None = Field(default=None, description="1000 / TPOT: decode speed after the first token")
+    prefill_tok_s: float | None = None
+
+
+class Stats(BaseModel):
+    """Distribution of one metric over successful requests, with bootstrap confidence intervals."""
+
+    n: int
+    mean: float | None = None
+    median: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    ci: dict[str, tuple[float, float]] = Field(default_factory=dict, description="statistic -> (low, high)")
+
+
+class Verdict(BaseModel):
+    target: str
+    state: VerdictState
+    threshold: float
+    measured: float | None = None
+    ci: tuple[float, float] | None = None
+    statistic: str
+    likely_causes: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
+class Finding(BaseModel):
+    """A measurement-integrity or diagnosis note, e.g. server and client disagree."""
+
+    code: str
+    message: str
+    severity: Literal["info", "warning", "error"] = "warning"
+
+
+class Roofline(BaseModel):
+    weight_bytes_per_token: int
+    kv_bytes_per_context_token: int
+    context_tokens: float
+    bandwidth_gbs: float
+    bandwidth_source: Literal["measured", "given"]
+    ceiling_tok_s: float
+    measured_tok_s: float | None
+    percent_of_ceiling: float | None
+    flag: Literal["ok", "above_ceiling", "far_below"] | None = None
+    note: str = ""
+
+
+class LoadTimes(BaseModel):
+    """Model load: cold (after a forced unload) and warm (already resident)."""
+
+    cold_ttft_ms: float | None = None
+    warm_ttft_ms: float | None = None
+    server_load_ms: float | None = None
+    page_cache_evicted: bool = False
+    note: str = ""
+
+
+class ServerInfo(BaseModel):
+    kind: str = "unknown"
+    version: str | None = None
+    total_slots: int | None = None
+    n_ctx: int | None = None
+    models: list[str] = Field(default_factory=list)
+    memory_bytes: int | None = Field(default=None, description="Peak resident memory of the server during the run")
+    memory_source: str | None = None
+    vram_fraction: float | None = Field(default=None, description="Ollama: share of the model in GPU memory")
+
+
+class Summary(BaseModel):
+    """Aggregate results; the names follow vLLM's `bench serve` JSON where they mean the same."""
+
+    completed: int
+    failed: int
+    incomplete_requests: int = 0
+    duration: float = Field(description="Seconds from the first send to the last response")
+    total_input_tokens: int
+    total_output_tokens: int
+    request_throughput: float
+    output_throughput: float
+    total_token_throughput: float
+    max_concurrent_requests: int
+    mean_ttft_ms: float | None = None
+    median_ttft_ms: float | None = None
+    std_ttft_ms: float | None = None
+    p90_ttft_ms: float | None = None
+    p95_ttft_ms: float | None = None
+    p99_ttft_ms: float | None = None
+    mean_tpot_ms: float | None = None
+    median_tpot_ms: float | None = None
+    std_tpot_ms: float | None = None
+    p90_tpot_ms: float | None = None
+    p95_tpot_ms: float | None = None
+    p99_tpot_ms: float | None = None
+    mean_itl_ms: float | None = None
+    median_itl_ms: float | None = None
+    std_itl_ms: float | None = None
+    p90_itl_ms: float | None = None
+    p95_itl_ms: float | None = None
+    p99_itl_ms: float | None = None
+    mean_e2el_ms: float | None = None
+    median_e2el_ms: float | None = None
+    std_e2el_ms: float | None = None
+    p90_e2el_ms: float | None = None
+    p95_e2el_ms: float | None = None
+    p99_e2el_ms: float | None = None
+    mean_client_queue_ms: float | None = None
+    p99_client_queue_ms: float | None = None
+    median_output_tok_s_per_request: float | None = None
+    median_prefill_tok_s: float | None = None
+    median_server_decode_tok_s: float | None = None
+    request_throughput_ci: tuple[float, float] | None = None
+
+
+class SweepPoint(BaseModel):
+    concurrency: int
+    request_throughput: float
+    output_throughput: float
+    p95_e2el_ms: float | None
+    median_ttft_ms: float | None
+    median_tpot_ms: float | None
+    completed: int
+
+
+class Knee(BaseModel):
+    concurrency: int | None = Field(description="Last level where throughput still rose meaningfully; None if it never flattened")
+    cause: Literal["parallel_slots", "compute", "none", "unknown"]
+    explanation: str
+
+
+class BenchResult(BaseModel):
+    config: BenchConfig
+    started_at: str
+    summary: Summary
+    metrics: dict[str, Stats] = Field(default_factory=dict)
+    verdicts: list[Verdict] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    server: ServerInfo = Field(default_factory=ServerInfo)
+    roofline: Roofline | None = None
+    load: LoadTimes | None = None
+    sweep: list[SweepPoint] = Field(default_factory=list)
+    knee: Knee | None = None
+    incomplete: bool = False
+    stopped_reason: str | None = None
+    client_overhead: dict[str, float] = Field(default_factory=dict, description="Event-loop lag and send delay, ms")
+    files: dict[str, str] = Field(default_factory=dict, description="kind -> path of each file written")
+    records: list[RequestRecord] = Field(default_factory=list, exclude=True)

@@ -1,0 +1,74 @@
+"""PNG plots: latency distributions with the targets drawn in, and throughput / p95 latency against concurrency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from model_serving.bench.models import BenchResult
+from model_serving.paths import atomic_output
+
+
+def _pyplot():  # noqa: ANN202
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(result: BenchResult, output_dir: Path, stem: str) -> dict[str, str]:
+    plt = _pyplot()
+    if plt is None:
+        return {}
+    files: dict[str, str] = {}
+    ok = [r for r in result.records if r.status == "ok"]
+    if ok:
+        panels = [
+            ("Time to first token", [r.ttft_ms for r in ok if r.ttft_ms is not None], result.config.targets.ttft_ms),
+            ("Time per output token (excl. first)", [r.tpot_ms for r in ok if r.tpot_ms is not None], None),
+            ("End-to-end latency", [r.e2el_ms for r in ok if r.e2el_ms is not None], result.config.targets.e2e_ms),
+        ]
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
+        for ax, (title, values, target) in zip(axes, panels, strict=True):
+            if values:
+                ax.hist(values, bins=min(30, max(5, len(values) // 2)), color="#4C72B0", edgecolor="white")
+                median = sorted(values)[len(values) // 2]
+                ax.axvline(median, color="#222222", linestyle="--", linewidth=1, label=f"median {median:.1f} ms")
+                if target is not None:
+                    ax.axvline(target, color="#C44E52", linewidth=2, label=f"target {target:g} ms")
+                ax.legend(fontsize=8)
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("ms")
+            ax.set_ylabel("requests")
+        fig.suptitle(f"{result.config.model}: {result.summary.completed} requests, concurrency {result.config.concurrency}", fontsize=11)
+        path = output_dir / f"{stem}.latency.png"
+        with atomic_output(path, overwrite=True) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+        files["latency_png"] = str(path)
+    if len(result.sweep) >= 2:
+        points = sorted(result.sweep, key=lambda p: p.concurrency)
+        xs = [p.concurrency for p in points]
+        fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+        ax.plot(xs, [p.output_throughput for p in points], "o-", color="#4C72B0", label="output tok/s")
+        ax.set_xlabel("concurrent requests")
+        ax.set_ylabel("output tokens/s", color="#4C72B0")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        right = ax.twinx()
+        right.plot(xs, [p.p95_e2el_ms or 0 for p in points], "s--", color="#C44E52", label="p95 end-to-end ms")
+        right.set_ylabel("p95 end-to-end latency (ms)", color="#C44E52")
+        if result.knee and result.knee.concurrency:
+            ax.axvline(result.knee.concurrency, color="#555555", linestyle=":", label=f"knee ({result.knee.cause})")
+        handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+        ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+        ax.set_title(f"{result.config.model}: throughput and p95 latency against concurrency", fontsize=10)
+        path = output_dir / f"{stem}.sweep.png"
+        with atomic_output(path, overwrite=True) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+        files["sweep_png"] = str(path)
+    return files

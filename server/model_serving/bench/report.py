@@ -1,0 +1,118 @@
+"""Report files: JSON (vLLM `bench serve` keys at the top level), per-request JSONL, Markdown, PNG plots.
+
+Each file is written through `atomic_output`, so a report is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from model_serving.bench.models import BenchResult
+from model_serving.paths import atomic_output
+
+_VLLM_PERCENTILE_METRICS = ("ttft", "tpot", "itl", "e2el")
+
+
+def vllm_keys(result: BenchResult) -> dict[str, Any]:
+    """The keys a vLLM result reader expects, where our quantity means the same thing."""
+    c, s = result.config, result.summary
+    keys: dict[str, Any] = {
+        "date": result.started_at, "backend": f"{c.api}-{c.route}", "label": c.label, "model_id": c.model, "tokenizer_id": None,
+        "num_prompts": c.n_requests, "request_rate": c.rate if c.rate else "inf", "burstiness": 1.0,
+        "max_concurrency": c.concurrency,
+    }
+    keys.update(s.model_dump(exclude={"request_throughput_ci"}))
+    return keys
+
+
+def to_json(result: BenchResult) -> dict[str, Any]:
+    return {**vllm_keys(result), "model_serving": result.model_dump(mode="json")}
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(result: BenchResult) -> str:
+    c, s = result.config, result.summary
+    profile = f"Poisson {c.rate}/s, cap {c.concurrency}" if c.rate else f"concurrency {c.concurrency}"
+    lines = [
+        f"# Benchmark: {c.model}", "",
+        f"- Endpoint: {c.base_url} ({c.api}, {c.route}); server: {result.server.kind}"
+        + (f", {result.server.total_slots} slot(s)" if result.server.total_slots else ""),
+        f"- Load: {c.n_requests} requests, {profile}, {c.warmup} warmup; max_tokens {c.max_tokens}; prompts: {c.prompt_source}; seed {c.seed}",
+        f"- Started {result.started_at}; {s.completed} completed, {s.failed} failed in {s.duration:.2f} s"
+        + ("; **INCOMPLETE**" + (f" ({result.stopped_reason})" if result.stopped_reason else "") if result.incomplete else ""),
+        "", "## Verdicts", "", "| Target | Verdict | Measured | CI | Threshold | Likely causes |", "|---|---|---|---|---|---|",
+    ]
+    for v in result.verdicts:
+        ci = f"{v.ci[0]:.1f} to {v.ci[1]:.1f}" if v.ci else "-"
+        causes = "<br>".join(v.likely_causes) or v.note
+        lines.append(f"| {v.target} ({v.statistic}) | {v.state} | {_fmt(v.measured, 2)} | {ci} | {v.threshold:g} | {causes} |")
+    lines += ["", "## Latency (ms)", "", "| Metric | n | mean | median | p90 | p95 | p99 | p95 CI |", "|---|---|---|---|---|---|---|---|"]
+    for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "client_queue_ms"):
+        d = result.metrics.get(name)
+        if d is None or d.n == 0:
+            continue
+        ci = d.ci.get("p95")
+        lines.append(f"| {name} | {d.n} | {_fmt(d.mean)} | {_fmt(d.median)} | {_fmt(d.p90)} | {_fmt(d.p95)} | {_fmt(d.p99)} | "
+                     f"{_fmt(ci[0]) + ' to ' + _fmt(ci[1]) if ci else '-'} |")
+    lines += ["", "## Throughput", "",
+              f"- Requests/s: {s.request_throughput:.2f}" + (f" (CI {s.request_throughput_ci[0]:.2f} to {s.request_throughput_ci[1]:.2f})" if s.request_throughput_ci else ""),
+              f"- Output tokens/s (aggregate): {s.output_throughput:.1f}; per request median: {_fmt(s.median_output_tok_s_per_request)}",
+              f"- Decode tokens/s per stream (client, median): {_fmt(result.metrics['decode_tok_s'].median)}; server-reported: {_fmt(s.median_server_decode_tok_s)}",
+              f"- Prefill tokens/s (client, prompt tokens / TTFT, median): {_fmt(s.median_prefill_tok_s)}",
+              f"- Peak concurrent requests: {s.max_concurrent_requests}"]
+    if result.server.memory_bytes:
+        lines.append(f"- Memory: {result.server.memory_bytes / 1e9:.2f} GB ({result.server.memory_source})")
+    if result.roofline:
+        r = result.roofline
+        lines += ["", "## Roofline", "",
+                  f"- Weights read per token {r.weight_bytes_per_token / 1e6:.1f} MB, KV {r.kv_bytes_per_context_token} B per context token at {r.context_tokens:.0f} tokens",
+                  f"- Bandwidth {r.bandwidth_gbs:.1f} GB/s ({r.bandwidth_source}); ceiling {r.ceiling_tok_s:.0f} tok/s; measured {_fmt(r.measured_tok_s)} tok/s"
+                  + (f" = {r.percent_of_ceiling:.0f}% of it" if r.percent_of_ceiling is not None else ""),
+                  f"- {r.note}"]
+    if result.load:
+        ld = result.load
+        lines += ["", "## Model load", "", f"- Cold TTFT {_fmt(ld.cold_ttft_ms)} ms, warm TTFT {_fmt(ld.warm_ttft_ms)} ms, server load {_fmt(ld.server_load_ms)} ms. {ld.note}"]
+    if result.sweep:
+        lines += ["", "## Concurrency sweep", "", "| Concurrency | req/s | output tok/s | p95 e2el ms | median TTFT ms | median TPOT ms |", "|---|---|---|---|---|---|"]
+        for p in result.sweep:
+            lines.append(f"| {p.concurrency} | {p.request_throughput:.2f} | {p.output_throughput:.1f} | {_fmt(p.p95_e2el_ms)} | {_fmt(p.median_ttft_ms)} | {_fmt(p.median_tpot_ms)} |")
+        if result.knee:
+            lines += ["", f"Knee: {result.knee.explanation}"]
+    if result.findings:
+        lines += ["", "## Findings", ""] + [f"- [{f.severity}] {f.code}: {f.message}" for f in result.findings]
+    o = result.client_overhead
+    if o:
+        lines += ["", f"Client: event-loop lag max {o.get('loop_lag_max_ms', 0):.1f} ms, p99 {o.get('loop_lag_p99_ms', 0):.1f} ms."]
+    return "\n".join(lines) + "\n"
+
+
+def write_all(result: BenchResult, output_dir: Path) -> dict[str, str]:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{result.config.label}-{result.config.model}".replace("/", "_").replace(":", "_")
+    files: dict[str, str] = {}
+    targets = {
+        "json": (output_dir / f"{stem}.json", lambda: json.dumps(to_json(result), indent=2)),
+        "requests_jsonl": (output_dir / f"{stem}.requests.jsonl",
+                           lambda: "".join(r.model_dump_json() + "\n" for r in result.records)),
+        "markdown": (output_dir / f"{stem}.md", lambda: markdown(result)),
+    }
+    for kind, (path, render) in targets.items():
+        files[kind] = str(path)
+    for kind, (path, render) in targets.items():
+        if kind == "json":
+            continue  # written last, once the file list is complete
+        with atomic_output(path, overwrite=True) as tmp:
+            tmp.write_text(render(), encoding="utf-8")
+    from model_serving.bench import plots
+
+    files.update(plots.write_plots(result, output_dir, stem))
+    result.files = files
+    path, render = targets["json"]
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(render(), encoding="utf-8")
+    return files

@@ -1,0 +1,116 @@
+"""Decode speed against the memory-bandwidth ceiling.
+
+At batch 1 each decoded token reads every weight once plus the KV cache so far, so
+tok/s <= bandwidth / (weight bytes + KV bytes at the current context). Bytes come from the GGUF;
+bandwidth from a quick numpy read probe or the user. A result above the ceiling means a counting or
+caching error (or a model small enough to live in CPU cache); far below it means decode is bound by
+something else (compute, threads, a partial offload).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model_serving.bench.models import Roofline
+from model_serving.errors import InputError
+
+FAR_BELOW_PERCENT = 30.0  # under this share of the ceiling, memory traffic is not what limits decode
+_KV_BYTES_PER_ELEMENT = 2  # f16 KV cache, the llama.cpp and Ollama default
+
+
+@dataclass(frozen=True)
+class ModelBytes:
+    weight_bytes_per_token: int
+    kv_bytes_per_context_token: int
+    file_bytes: int
+    n_layers: int
+
+
+def model_bytes(gguf_path: Path) -> ModelBytes:
+    """Weight bytes read per decoded token and KV bytes per context token, from the GGUF header."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(gguf_path))
+    except (ValueError, OSError) as exc:
+        raise InputError(f"Cannot read {gguf_path} as GGUF: {exc}.", "Pass the GGUF file the server loaded.") from None
+
+    def field(key: str) -> int | None:
+        item = reader.fields.get(key)
+        if item is None:
+            return None
+        value = item.contents()
+        return int(value) if isinstance(value, (int, float)) else None
+
+    arch_field = reader.fields.get("general.architecture")
+    arch = arch_field.contents() if arch_field is not None else "llama"
+    tensors = {t.name: int(t.n_bytes) for t in reader.tensors}
+    weights = sum(tensors.values())
+    if "output.weight" in tensors and "token_embd.weight" in tensors:
+        # With a separate output matrix the embedding table is only indexed: one row per token.
+        weights -= tensors["token_embd.weight"]
+    layers = field(f"{arch}.block_count") or 0
+    heads = field(f"{arch}.attention.head_count") or 1
+    kv_heads = field(f"{arch}.attention.head_count_kv") or heads
+    head_dim = field(f"{arch}.attention.key_length") or (field(f"{arch}.embedding_length") or 0) // heads
+    kv = 2 * layers * kv_heads * head_dim * _KV_BYTES_PER_ELEMENT
+    return ModelBytes(weights, kv, gguf_path.stat().st_size, layers)
+
+
+def measure_bandwidth(size_mb: int = 256, repeats: int = 3, threads: int | None = None) -> float:
+    """Read bandwidth in GB/s: each thread sums its own slice of a buffer larger than the CPU caches."""
+    threads = threads or os.cpu_count() or 1
+    data = np.ones(size_mb * (1 << 20) // 4, dtype=np.float32)
+    slices = np.array_split(data, threads)
+    best = 0.0
+    for _ in range(repeats):
+        barrier = threading.Barrier(threads + 1)
+
+        def read(chunk: np.ndarray) -> None:
+            barrier.wait()
+            chunk.sum()  # numpy releases the GIL for the reduction, so threads read in parallel
+
+        workers = [threading.Thread(target=read, args=(s,)) for s in slices]
+        for w in workers:
+            w.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for w in workers:
+            w.join()
+        best = max(best, data.nbytes / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def roofline(gguf_path: Path, measured_tok_s: float | None, context_tokens: float, *, bandwidth_gbs: float | None = None,
+             batch: int = 1) -> Roofline:
+    """Ceiling for `batch` sequences decoding at `context_tokens` of context each; measured as a share of it."""
+    mb = model_bytes(gguf_path)
+    source = "given" if bandwidth_gbs else "measured"
+    bw = bandwidth_gbs or measure_bandwidth()
+    bytes_per_step = mb.weight_bytes_per_token + batch * mb.kv_bytes_per_context_token * context_tokens
+    ceiling = batch * bw * 1e9 / bytes_per_step
+    percent = 100.0 * measured_tok_s / ceiling if measured_tok_s else None
+    flag, note = None, ""
+    if percent is not None:
+        if percent > 100.0:
+            flag = "above_ceiling"
+            note = ("Faster than the memory-bandwidth ceiling allows: tokens may be miscounted or cached, or the model "
+                    "is small enough to stay in CPU cache, where bandwidth is higher than the probe measured.")
+        elif percent < FAR_BELOW_PERCENT:
+            flag = "far_below"
+            note = ("Far below the memory-bandwidth ceiling: decode is limited by compute, per-token overhead, "
+                    "too few threads or a partial offload rather than by reading weights.")
+        else:
+            flag = "ok"
+            note = "Decode is memory-bound as expected; only fewer bytes per token (a smaller quantization) speeds it up much."
+    return Roofline(
+        weight_bytes_per_token=mb.weight_bytes_per_token, kv_bytes_per_context_token=mb.kv_bytes_per_context_token,
+        context_tokens=context_tokens, bandwidth_gbs=bw, bandwidth_source=source, ceiling_tok_s=ceiling,
+        measured_tok_s=measured_tok_s, percent_of_ceiling=percent, flag=flag, note=note,
+    )

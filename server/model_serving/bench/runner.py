@@ -1,0 +1,164 @@
+"""`run_benchmark`: preflight, load, metrics, reconciliation, roofline, verdicts and report files in one call.
+
+A run that breaks part-way (the server stops answering, streams close early) still returns and
+writes what it measured, with `incomplete=True` and the reason; only a cancelled run writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from model_serving.bench import loads, metrics, probe, report, server_timings, verdicts
+from model_serving.bench.models import BenchConfig, BenchResult, Finding, RequestRecord, ServerInfo, SweepPoint
+from model_serving.bench.prompts import load_prompts
+from model_serving.errors import InputError
+from model_serving.jobs import Progress
+
+
+def _integrity(records: Sequence[RequestRecord], config: BenchConfig, loop_lag_ms: Sequence[float]) -> list[Finding]:
+    """Guards from the reference's pitfall list: role chunks, multi-token chunks, buffering, short output, client lag."""
+    findings: list[Finding] = []
+    ok = [r for r in records if r.status == "ok"]
+    if any(r.role_chunk_before_content for r in ok):
+        findings.append(Finding(code="role_chunk", severity="info",
+                                message="The server sent a role-only opening chunk; TTFT is taken at the first content chunk instead."))
+    server_counted = [r for r in ok if r.output_tokens_source == "server" and r.chunk_ms]
+    if server_counted:
+        ratio = sum(r.output_tokens for r in server_counted) / sum(len(r.chunk_ms) for r in server_counted)
+        if ratio > 1.1:
+            findings.append(Finding(code="multi_token_chunks",
+                                    message=f"Chunks carry {ratio:.2f} tokens on average: inter-token latency is per chunk, TPOT per token."))
+    buffered = [r for r in ok if r.output_tokens > 4 and r.e2el_ms and r.ttft_ms and r.ttft_ms / r.e2el_ms > 0.9]
+    if buffered and len(buffered) > len(ok) // 2:
+        findings.append(Finding(code="buffered_stream",
+                                message="First token arrives at over 90% of the end-to-end time: the stream looks buffered (proxy or server)."))
+    short = [r for r in ok if r.output_tokens < 0.5 * r.max_tokens]
+    if short and len(short) > len(ok) // 2:
+        findings.append(Finding(code="short_output", severity="info",
+                                message=f"{len(short)} of {len(ok)} answers stopped before half of max_tokens: decode figures rest on few tokens."))
+    if not any(r.output_tokens_source == "server" for r in ok) and ok:
+        findings.append(Finding(code="client_token_count", severity="info",
+                                message="The server sent no token counts; each content chunk was counted as one token."))
+    if loop_lag_ms:
+        worst = max(loop_lag_ms)
+        if worst > 20:
+            findings.append(Finding(code="client_lag",
+                                    message=f"The client's event loop stalled for up to {worst:.0f} ms: client-side timings may be inflated."))
+    statuses = {s: sum(1 for r in records if r.status == s) for s in ("incomplete", "empty", "error")}
+    for status, count in statuses.items():
+        if count:
+            sample = next(r.error for r in records if r.status == status)
+            findings.append(Finding(code=f"requests_{status}", severity="error", message=f"{count} request(s) {status}: {sample}"))
+    return findings
+
+
+def _warmup_failure(records: Sequence[RequestRecord], info: ServerInfo, config: BenchConfig) -> None:
+    """An HTTP 4xx on every request means a request the server refuses, most often an unknown model name."""
+    if records and all(r.status == "error" and (r.error or "").startswith(("HTTP 400", "HTTP 404")) for r in records):
+        known = f" It lists: {', '.join(info.models)}." if info.models else ""
+        raise InputError(f"The server refused every request for model {config.model!r}: {records[0].error}.{known}",
+                         "Pass a model name the server serves (see model-serving status).")
+
+
+def _measure(config: BenchConfig, info: ServerInfo, *, concurrency: int, rate: float | None, progress: Progress) -> tuple[list[RequestRecord], loads.LoadOutcome]:
+    specs = load_prompts(config.prompt_source, n=config.n_requests, seed=config.seed, prompt=config.prompt,
+                         prompts_file=config.prompts_file, input_tokens=config.input_tokens, output_tokens=config.max_tokens)
+    outcome = asyncio.run(loads.run_load(config, specs, concurrency=concurrency, rate=rate, progress=progress))
+    records = [metrics.derive(r) for r in outcome.records]
+    _warmup_failure(records, info, config)
+    if outcome.stopped_reason and not records:
+        raise InputError(f"The benchmark could not start: {outcome.stopped_reason}.", "Check that the server is up and serves this model.")
+    return records, outcome
+
+
+def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
+    """Benchmark one served model under `config` and judge it against `config.targets`."""
+    progress = progress or Progress()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    if config.prompt_source == "jsonl" and config.prompts_file is not None:
+        load_prompts("jsonl", n=1, seed=0, prompt=None, prompts_file=config.prompts_file, input_tokens=1, output_tokens=1)  # fail fast
+    progress.update(0.0, "checking the server")
+    info = probe.preflight(config)
+    load = None
+    if config.cold_start:
+        if config.api != "ollama":
+            raise InputError("A cold-start measurement needs a server that can unload a model over HTTP (Ollama).",
+                             "For the embedded engine use bench.loadtime.measure_engine_load, or drop cold_start.")
+        progress.update(0.02, "measuring a cold load")
+        load = probe.ollama_cold_load(config)
+    with probe.MemorySampler(config.server_pid) as sampler:
+        records, outcome = _measure(config, info, concurrency=config.concurrency, rate=config.rate, progress=progress.span(0.05, 0.95))
+    info = probe.after_run(config, info, sampler)
+    return finish(config, records, outcome, info, started=started, load=load, progress=progress)
+
+
+def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.LoadOutcome, info: ServerInfo, *, started: str,
+           load=None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee=None) -> BenchResult:  # noqa: ANN001
+    """Statistics, reconciliation, roofline, verdicts and files for measured records."""
+    targets = config.targets
+    dists = metrics.distributions(records, confidence=targets.confidence, seed=config.seed)
+    summary = metrics.summarize(records, dists, confidence=targets.confidence, seed=config.seed)
+    _, findings = server_timings.reconcile(records)
+    findings = _integrity(records, config, outcome.loop_lag_ms) + findings
+    roof = None
+    if config.gguf_path is not None:
+        from model_serving.bench.roofline import roofline
+
+        ok = [r for r in records if r.status == "ok"]
+        context = statistics.mean((r.prompt_tokens or 0) + r.output_tokens / 2 for r in ok) if ok else 0.0
+        decode = dists["decode_tok_s"].median
+        batch = 1 if config.concurrency == 1 and config.rate is None else None
+        roof = roofline(config.gguf_path, decode if batch else None, context, bandwidth_gbs=config.bandwidth_gbs)
+        if batch is None:
+            roof.note = "Concurrent run: per-stream speed is not comparable with the batch-1 ceiling; run with concurrency 1 for the percentage."
+    incomplete = bool(outcome.stopped_reason) or summary.failed > 0 or summary.completed == 0
+    lag = outcome.loop_lag_ms
+    result = BenchResult(
+        config=config, started_at=started, summary=summary, metrics=dists, findings=findings, server=info, roofline=roof, load=load,
+        sweep=sweep or [], knee=knee, incomplete=incomplete, stopped_reason=outcome.stopped_reason,
+        client_overhead={
+            "loop_lag_max_ms": max(lag) if lag else 0.0,
+            "loop_lag_p99_ms": float(metrics.stats(lag).p99 or 0.0) if lag else 0.0,
+            "send_delay_p99_ms": float(dists["client_queue_ms"].p99 or 0.0) if config.rate is None else 0.0,
+        },
+        records=records,
+    )
+    result.verdicts = verdicts.judge(config, summary, dists, records, info, roof, load, knee)
+    if config.output_dir is not None:
+        if progress:
+            progress.update(0.97, "writing the report")
+        result.files = report.write_all(result, config.output_dir)
+    return result
+
+
+def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | None = None) -> BenchResult:
+    """Closed-loop runs at each concurrency level; the knee and the run at the best level form the result."""
+    if not levels or any(level < 1 for level in levels):
+        raise InputError(f"Sweep levels must be positive integers, got {list(levels)}.", "Pass levels such as 1,2,4,8.")
+    progress = progress or Progress()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    info = probe.preflight(config)
+    points: list[SweepPoint] = []
+    runs: dict[int, tuple[list[RequestRecord], loads.LoadOutcome]] = {}
+    with probe.MemorySampler(config.server_pid) as sampler:
+        for i, level in enumerate(sorted(set(levels))):
+            step = progress.span(i / len(levels), (i + 1) / len(levels))
+            level_config = config.model_copy(update={"concurrency": level, "rate": None, "n_requests": max(config.n_requests, 2 * level)})
+            records, outcome = _measure(level_config, info, concurrency=level, rate=None, progress=step)
+            runs[level] = (records, outcome)
+            dists = metrics.distributions(records, confidence=config.targets.confidence, seed=config.seed)
+            s = metrics.summarize(records, dists)
+            points.append(SweepPoint(concurrency=level, request_throughput=s.request_throughput, output_throughput=s.output_throughput,
+                                     p95_e2el_ms=s.p95_e2el_ms, median_ttft_ms=s.median_ttft_ms, median_tpot_ms=s.median_tpot_ms,
+                                     completed=s.completed))
+            if outcome.stopped_reason:
+                break
+    info = probe.after_run(config, info, sampler)
+    knee = loads.find_knee(points, info.total_slots)
+    best = knee.concurrency or max(points, key=lambda p: p.request_throughput).concurrency
+    records, outcome = runs[best]
+    final = config.model_copy(update={"concurrency": best, "rate": None})
+    return finish(final, records, outcome, info, started=started, progress=progress, sweep=points, knee=knee)
