@@ -76,7 +76,9 @@ TABLES: list[tuple[TableSpec, Extractor]] = [
     (TableSpec(name="ollama_environment", key="name", sources=["ollama-faq", "ollama-context-length", "ollama-gpu", "ollama-troubleshooting", "ollama-import"]), extract.ollama_environment),
     (TableSpec(name="ollama_context_tiers", key="vram", sources=["ollama-context-length"]), extract.ollama_context_tiers),
     (TableSpec(name="kv_cache_types", key="type", sources=["ollama-faq"]), extract.kv_cache_types),
-    (TableSpec(name="llama_server_options", key="flags", sources=["llama-server"]), extract.llama_server_options),
+    # Only the options our tuning advice uses (SERVER_FLAG_NOTES): the rest would be drift noise.
+    (TableSpec(name="llama_server_options", key="env", sources=["llama-server"]),
+     lambda pages: [r for r in extract.llama_server_options(pages) if r["env"] in SERVER_FLAG_NOTES]),
     (TableSpec(name="llama_server_endpoints", key="endpoint", sources=["llama-server"]), extract.llama_server_endpoints),
     (TableSpec(name="llama_bench_options", key="flags", sources=["llama-bench"]), extract.llama_bench_options),
 ]
@@ -137,7 +139,7 @@ PARAM_NOTES = {
 
 # Not in the fetched pages: llama.cpp's quantizer refuses these types without --imatrix
 # (src/llama-quant.cpp, tensor_requires_imatrix); the rest only benefit from one.
-IMATRIX_REQUIRED = {"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S"}
+IMATRIX_REQUIRED = {"Q2_K_S", "IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S"}
 IMATRIX_UNUSED = {"F32", "F16", "BF16", "Q8_0"}  # no quantization, or too fine for an importance matrix to matter
 
 ENV_NOTES = {

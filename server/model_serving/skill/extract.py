@@ -271,7 +271,8 @@ def llama_server_options(pages: dict[str, str]) -> list[Row]:
             rows.append({
                 "flags": flags, "env": env.group(1) if env else None,
                 "default": unmark(default.group(1)).strip("'") if default else None,
-                "allowed": unmark(allowed.group(1)) if allowed else None,
+                # sorted: a set of names, and not a verbatim run of the upstream text
+                "allowed": sorted(v.strip() for v in unmark(allowed.group(1)).split(",")) if allowed else None,
             })
     return _need(_dedupe(rows, "flags"), "llama-server options", "llama-server")
 

@@ -1,0 +1,81 @@
+"""The skill over MCP: SKILL.md and its references as `skill://model-serving/...` resources, and a
+`deploy` prompt that starts the workflow. Resources complement installing the skill; clients that
+show resources to the model get the same guidance without a local copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.resources import FileResource
+from mcp.shared.path_security import PathEscapeError, safe_join
+from pydantic import Field
+
+from model_serving.errors import ServingError
+from model_serving.skill import SKILL_NAME, skill_dir
+
+log = logging.getLogger("model_serving.skill")
+
+_MIME = {".md": "text/markdown", ".json": "application/json", ".yaml": "application/yaml"}
+
+
+def deploy_prompt_text(model_path: str, target: str, hardware: str, goal: str) -> str:
+    return (
+        f"Deploy the model at {model_path} for {target}.\n"
+        f"Hardware: {hardware or 'not stated - find out (GPU and VRAM, or CPU cores and RAM) before choosing a quantization'}.\n"
+        f"Goal: {goal or 'interactive chat: first token under 200 ms, whole reply under 500 ms'}.\n\n"
+        f"Follow the model-serving skill (resource skill://{SKILL_NAME}/SKILL.md): call inspect_model first and "
+        "check the memory estimate against the hardware; choose the export type and quantization from the skill's "
+        "decision tables (read skill://model-serving/references/quantization.md and memory-and-cost.md); then export_gguf, "
+        "quantize_gguf, and register_model or serve_start, polling job_status for long steps. Finish with bench at the "
+        "expected concurrency and report first-token time, total latency and requests per second against the goal, "
+        "with the settings you chose and why. Ask before overwriting an existing model."
+    )
+
+
+def register_tools(mcp: Any, state: Any) -> None:
+    try:
+        root = skill_dir()
+    except ServingError as exc:  # an installed package without the skill folder still serves its tools
+        log.warning("skill resources not registered: %s", exc.cause)
+        root = None
+
+    if root is not None:
+        mcp.add_resource(FileResource(
+            uri=f"skill://{SKILL_NAME}/SKILL.md", name=f"{SKILL_NAME}-skill", title="model-serving skill",
+            description="When to use which format, quantization and engine; tuning and troubleshooting.",
+            path=root / "SKILL.md", mime_type="text/markdown",
+        ))
+        references = root / "references"
+
+        @mcp.resource(f"skill://{SKILL_NAME}/references/{{name}}", name="skill-reference", title="model-serving skill reference",
+                      description="A reference file of the model-serving skill, e.g. quantization.md or memory-and-cost.md.", mime_type="text/markdown")
+        def skill_reference(name: str) -> str:
+            try:
+                path = safe_join(references, name)
+            except PathEscapeError:
+                raise ResourceError(f"{name} is not a file of the skill's references.") from None
+            if not path.is_file():
+                available = ", ".join(sorted(p.name for p in references.iterdir() if p.is_file()))
+                raise ResourceError(f"No reference named {name}; available: {available}.")
+            return path.read_text(encoding="utf-8")
+
+        for file in sorted(references.glob("*")):
+            if file.is_file() and not file.name.startswith("."):
+                mcp.add_resource(FileResource(
+                    uri=f"skill://{SKILL_NAME}/references/{file.name}", name=f"{SKILL_NAME}-{file.stem}",
+                    path=file, mime_type=_MIME.get(file.suffix, "text/plain"),
+                ))
+
+    @mcp.prompt(name="deploy", title="Deploy a model with the model-serving workflow")
+    def deploy(
+        model_path: Annotated[str, Field(description="Hugging Face checkpoint folder or repo id, or a GGUF file")],
+        target: Annotated[Literal["ollama", "llama-server", "auto"], Field(description="Where to serve it")] = "auto",
+        hardware: Annotated[str, Field(description="e.g. 'RTX 4070 12 GB' or '8-core CPU, 32 GB RAM'")] = "",
+        goal: Annotated[str, Field(description="Latency or throughput goal")] = "",
+    ) -> str:
+        """Walk through inspect -> export -> quantize -> register/serve -> bench with the skill's decisions."""
+        where = {"ollama": "Ollama", "llama-server": "the embedded llama.cpp server", "auto": "Ollama if one answers, else the embedded llama.cpp server"}[target]
+        return deploy_prompt_text(model_path, where, hardware, goal)
