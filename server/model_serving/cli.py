@@ -91,6 +91,7 @@ def _register_commands() -> None:
     cli_core.register(main_group)
     # --- capability command groups (one line each) ---
     __import__("model_serving.skill.cli", fromlist=["register"]).register(main_group)
+    __import__("model_serving.bench.cli", fromlist=["register"]).register(main_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -125,6 +125,7 @@ def create_server(settings: Settings | None = None) -> MCPServer:
     mcp_core.register_tools(mcp, state)
     # --- capability tool modules (one line each) ---
     __import__("model_serving.skill.mcp_tools", fromlist=["register_tools"]).register_tools(mcp, state)
+    __import__("model_serving.bench.mcp_tools", fromlist=["register_tools"]).register_tools(mcp, state)
     return mcp
 
 

@@ -26,6 +26,7 @@ _MAX_CONSECUTIVE_ERRORS = 5
 @dataclass
 class LoadOutcome:
     records: list[RequestRecord]
+    warmups: list[RequestRecord] = field(default_factory=list)
     stopped_reason: str | None = None
     loop_lag_ms: list[float] = field(default_factory=list)
 
@@ -78,6 +79,7 @@ async def run_load(
                     record = RequestRecord(index=-1 - stream * config.warmup - i, prompt_id=spec.id, warmup=True, scheduled_ms=0.0,
                                            max_tokens=spec.max_tokens or config.max_tokens)
                     await stream_one(client, config, spec, record, warm_t0)
+                    outcome.warmups.append(record)
                 return record
 
             warmed = await asyncio.gather(*(warm(i) for i in range(streams)))

@@ -272,3 +272,4 @@ class BenchResult(BaseModel):
     client_overhead: dict[str, float] = Field(default_factory=dict, description="Event-loop lag and send delay, ms")
     files: dict[str, str] = Field(default_factory=dict, description="kind -> path of each file written")
     records: list[RequestRecord] = Field(default_factory=list, exclude=True)
+    warmup_records: list[RequestRecord] = Field(default_factory=list, exclude=True)

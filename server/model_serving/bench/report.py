@@ -98,7 +98,7 @@ def write_all(result: BenchResult, output_dir: Path) -> dict[str, str]:
     targets = {
         "json": (output_dir / f"{stem}.json", lambda: json.dumps(to_json(result), indent=2)),
         "requests_jsonl": (output_dir / f"{stem}.requests.jsonl",
-                           lambda: "".join(r.model_dump_json() + "\n" for r in result.records)),
+                           lambda: "".join(r.model_dump_json() + "\n" for r in [*result.warmup_records, *result.records])),
         "markdown": (output_dir / f"{stem}.md", lambda: markdown(result)),
     }
     for kind, (path, render) in targets.items():

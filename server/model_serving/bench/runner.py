@@ -124,7 +124,7 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
             "loop_lag_p99_ms": float(metrics.stats(lag).p99 or 0.0) if lag else 0.0,
             "send_delay_p99_ms": float(dists["client_queue_ms"].p99 or 0.0) if config.rate is None else 0.0,
         },
-        records=records,
+        records=records, warmup_records=[metrics.derive(r) for r in outcome.warmups],
     )
     result.verdicts = verdicts.judge(config, summary, dists, records, info, roof, load, knee)
     if config.output_dir is not None:

@@ -11,11 +11,15 @@ not share an interpreter with the client being measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import socket
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,6 +36,11 @@ class Script:
     mode: Mode = "normal"
     slots: int = 4
     close_after: int = 3  # tokens sent before a close_early stream is cut
+    die_after: int = 0  # exit the whole process after this many answered requests (0: never)
+
+
+_answered = [0]
+_lock = threading.Lock()
 
 
 def _sleep_until(deadline: float) -> None:
@@ -129,6 +138,10 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+        with _lock:
+            _answered[0] += 1
+            if s.die_after and _answered[0] >= s.die_after:
+                os._exit(0)  # a server that goes away mid-run
 
 
 def serve(script: Script, port: int = 0) -> ThreadingHTTPServer:
@@ -140,6 +153,29 @@ def serve(script: Script, port: int = 0) -> ThreadingHTTPServer:
     return server
 
 
+@contextlib.contextmanager
+def spawned(**script: Any) -> Iterator[str]:
+    """Run the server in a child process for the duration of the block; yield its base URL."""
+    argv = [sys.executable, "-m", "model_serving.bench.scripted_server"]
+    for key, value in script.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the scripted server did not start (exit code {proc.poll()})")
+        yield url
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
@@ -149,8 +185,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="scripted")
     parser.add_argument("--mode", choices=["normal", "close_early", "empty"], default="normal")
     parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--die-after", type=int, default=0)
     args = parser.parse_args(argv)
-    server = serve(Script(args.ttft_ms, args.tpot_ms, args.tokens, args.model, args.mode, args.slots), args.port)
+    script = Script(args.ttft_ms, args.tpot_ms, args.tokens, args.model, args.mode, args.slots, die_after=args.die_after)
+    server = serve(script, args.port)
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)  # the parent reads this line
     try:
         sys.stdin.read()  # serve until the parent closes our stdin

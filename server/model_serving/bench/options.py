@@ -1,0 +1,60 @@
+"""From user arguments (CLI or MCP) to a BenchConfig: endpoint allow-listing, path confinement, engine lookup.
+
+Both faces call `make_config`, so the rules are the same whichever one the user came through.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from model_serving.bench.models import Api, BenchConfig, Targets
+from model_serving.config import Settings
+from model_serving.errors import InputError
+from model_serving.paths import confine
+
+
+def _served_by_engine(settings: Settings, model: str) -> Any | None:
+    try:
+        from model_serving import engine
+    except ImportError:
+        return None
+    try:
+        served = engine.get_model(settings, model)
+    except InputError:
+        return None
+    return served if served.state == "running" else None
+
+
+def make_config(settings: Settings, *, model: str, endpoint: str | None = None, api: Api | None = None,
+                prompts_file: str | None = None, output_dir: str | None = None, gguf: str | None = None,
+                targets: dict[str, Any] | None = None, **values: Any) -> BenchConfig:
+    """Resolve where the model is served and which files may be touched, then validate everything."""
+    server_pid, gguf_path = values.pop("server_pid", None), None
+    if endpoint:
+        base_url = settings.resolve_endpoint(endpoint)  # only configured endpoints or loopback URLs
+        api = api or ("ollama" if base_url == settings.ollama_host else "openai")
+    elif api == "ollama":
+        base_url = settings.ollama_host
+    else:
+        served = _served_by_engine(settings, model)
+        if served is None:
+            raise InputError(f"No endpoint was given and the embedded engine serves no running model named {model!r}.",
+                             "Register it (model-serving register) or pass --endpoint URL (or --api ollama).")
+        base_url, api = served.base_url, "openai"
+        server_pid, gguf_path = served.pid, Path(served.gguf_path)
+    if gguf:
+        gguf_path = confine(gguf, settings.roots, what="GGUF path")
+    prompts = confine(prompts_file, settings.roots, what="prompt file") if prompts_file else None
+    out = confine(output_dir, settings.roots, must_exist=False, what="output directory") if output_dir else None
+    try:
+        target_model = Targets(**(targets or {}))
+    except ValueError as exc:
+        raise InputError(f"Invalid targets: {exc}.", "Targets must be positive numbers.") from None
+    if prompts is not None and values.get("prompt_source") in (None, "fixed"):
+        values["prompt_source"] = "jsonl"
+    if values.get("prompt") and values.get("prompt_source") in (None, "fixed"):
+        values["prompt_source"] = "text"
+    return BenchConfig.build(base_url=base_url, model=model, api=api or "openai", prompts_file=prompts, output_dir=out,
+                             gguf_path=gguf_path, server_pid=server_pid, targets=target_model,
+                             **{k: v for k, v in values.items() if v is not None})

@@ -1,0 +1,82 @@
+"""The benchmark measures right: against a server with a known timing script, TTFT and TPOT land within 2 ms.
+
+The scripted server runs in its own process and times its script from a fully received request,
+so the measured values include only the client's and the loopback's own costs. Medians keep the
+check robust to the odd scheduling hiccup on a shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from model_serving.bench import BenchConfig, run_benchmark
+from model_serving.bench.scripted_server import spawned
+
+TTFT_MS, TPOT_MS, TOKENS = 60.0, 12.0, 12
+TOLERANCE_MS = 2.0
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[str]:
+    with spawned(ttft_ms=TTFT_MS, tpot_ms=TPOT_MS, tokens=TOKENS, slots=16) as url:
+        yield url
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+@pytest.mark.parametrize(("api", "route"), [("openai", "chat"), ("openai", "completions"), ("ollama", "chat"), ("ollama", "completions")])
+def test_ttft_and_tpot_within_2ms_of_the_script(scripted: str, api: str, route: str, concurrency: int) -> None:
+    n = 16 if concurrency == 1 else 48
+    result = run_benchmark(BenchConfig(base_url=scripted, model="scripted", api=api, route=route, n_requests=n,
+                                       concurrency=concurrency, max_tokens=64))
+    s = result.summary
+    assert s.completed == n and not result.incomplete
+    assert abs(s.median_ttft_ms - TTFT_MS) <= TOLERANCE_MS, f"TTFT {s.median_ttft_ms:.2f} ms, script {TTFT_MS}"
+    assert abs(s.median_tpot_ms - TPOT_MS) <= TOLERANCE_MS, f"TPOT {s.median_tpot_ms:.2f} ms, script {TPOT_MS}"
+    truth_e2e = TTFT_MS + (TOKENS - 1) * TPOT_MS
+    assert abs(s.median_e2el_ms - truth_e2e) <= TOLERANCE_MS
+    assert abs(s.median_itl_ms - TPOT_MS) <= TOLERANCE_MS
+    assert s.total_output_tokens == n * TOKENS
+    assert s.max_concurrent_requests == concurrency
+    # The role-only opening chunk (chat over SSE) never counts as the first token.
+    roles = [f for f in result.findings if f.code == "role_chunk"]
+    assert bool(roles) == (api == "openai" and route == "chat")
+
+
+def test_server_timings_reconcile_with_the_client(scripted: str) -> None:
+    result = run_benchmark(BenchConfig(base_url=scripted, model="scripted", api="openai", n_requests=8, max_tokens=64))
+    # The script reports decode as (tokens - 1) * TPOT for TOKENS tokens, i.e. TOKENS / ((TOKENS - 1) * TPOT) tok/s.
+    server_rate = TOKENS / ((TOKENS - 1) * TPOT_MS / 1000.0)
+    assert result.summary.median_server_decode_tok_s == pytest.approx(server_rate, rel=1e-6)
+    assert result.metrics["decode_tok_s"].median == pytest.approx(1000.0 / TPOT_MS, rel=0.05)
+    assert not [f for f in result.findings if f.code in ("decode_rate_mismatch", "ttft_below_server_prefill")]
+    for record in result.records:
+        assert record.server is not None and record.server.prefill_ms == TTFT_MS and record.output_tokens_source == "server"
+
+
+def test_poisson_arrivals_record_queue_time_and_rate(scripted: str) -> None:
+    result = run_benchmark(BenchConfig(base_url=scripted, model="scripted", n_requests=30, rate=20.0, concurrency=2, warmup=0))
+    queue = result.metrics["client_queue_ms"]
+    # 20 arrivals/s against 2 streams of ~190 ms each: most requests wait for a free stream.
+    assert queue.median > 20.0
+    assert result.summary.completed == 30
+    assert result.summary.max_concurrent_requests <= 2
+
+
+def test_report_files_use_vllm_keys_and_one_line_per_request(scripted: str, tmp_path: Path) -> None:
+    result = run_benchmark(BenchConfig(base_url=scripted, model="scripted", n_requests=6, output_dir=tmp_path, label="acc"))
+    data = json.loads(Path(result.files["json"]).read_text())
+    for key in ("mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "mean_itl_ms", "request_throughput",
+                "output_throughput", "completed", "duration", "max_concurrency"):
+        assert key in data, key
+    assert data["completed"] == 6 and data["median_ttft_ms"] == pytest.approx(result.summary.median_ttft_ms)
+    assert data["model_serving"]["verdicts"][0]["target"] == "ttft_ms"
+    lines = Path(result.files["requests_jsonl"]).read_text().splitlines()
+    assert len(lines) == 6 + 1  # the warmup request is kept, marked warmup
+    assert sum(json.loads(line)["warmup"] for line in lines) == 1
+    markdown = Path(result.files["markdown"]).read_text()
+    assert "| ttft_ms (p95) |" in markdown and "## Latency" in markdown
+    assert Path(result.files["latency_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
