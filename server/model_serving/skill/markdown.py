@@ -66,7 +66,7 @@ def tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
     index = 0
     while index < len(lines) - 1:
         line, rule = lines[index], lines[index + 1]
-        if line.strip().startswith("|") and re.fullmatch(r"\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*", rule):
+        if line.strip().startswith("|") and re.fullmatch(r"\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*", rule):
             header = split_row(line)
             rows = []
             index += 2
