@@ -64,6 +64,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the cache unreadable to other users
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
