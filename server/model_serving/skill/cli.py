@@ -143,7 +143,8 @@ def validate_cmd(app: App, folders: tuple[Path, ...], no_tools: bool) -> None:
     """Validate skill folders (default: the portable skill and the repo-root skill)."""
     targets = list(folders) or [skill_dir()] + ([repo_root()] if repo_root() and (repo_root() / "SKILL.md").exists() else [])  # type: ignore[list-item, operator]
     tools = None if no_tools else anyio.run(server_tool_names, app.settings)
-    reports = [validate_skill(Path(t).resolve(), tool_names=tools, check_links_in_references=True) for t in targets]
+    root = repo_root()
+    reports = [validate_skill(Path(t).resolve(), tool_names=tools, as_installed=root is not None and Path(t).resolve() == root) for t in targets]
 
     def show() -> None:
         for report in reports:

@@ -53,12 +53,12 @@ def _frontmatter(text: str) -> tuple[dict[str, object], str]:
     return (data if isinstance(data, dict) else {}), match.group(2)
 
 
-def _reference_validator(skill: Path, name: str | None) -> list[str]:
-    """Run skills_ref; a skill whose folder is not named after it (the repo-root skill) is checked
-    as installed, i.e. copied into a folder of its own name."""
+def _reference_validator(skill: Path, name: str | None, as_installed: bool) -> list[str]:
+    """Run skills_ref. `as_installed` checks a skill that only gets its own folder when installed
+    (the repo-root SKILL.md) by copying it into a folder of its name first."""
     from skills_ref import validate
 
-    if name and skill.name != name:
+    if as_installed and name and skill.name != name:
         with tempfile.TemporaryDirectory() as tmp:
             staged = Path(tmp) / name
             staged.mkdir()
@@ -106,14 +106,14 @@ def fact_vocabulary(skill: Path) -> set[str]:
     return words
 
 
-def validate_skill(skill: Path, *, tool_names: set[str] | None = None, check_links_in_references: bool = True) -> ValidationReport:
+def validate_skill(skill: Path, *, tool_names: set[str] | None = None, check_links_in_references: bool = True, as_installed: bool = False) -> ValidationReport:
     skill_md = skill / "SKILL.md"
     if not skill_md.is_file():
         raise InputError(f"{skill} has no SKILL.md.", "Pass the folder that contains SKILL.md.")
     text = skill_md.read_text(encoding="utf-8")
     meta, body = _frontmatter(text)
     name = meta.get("name") if isinstance(meta.get("name"), str) else None
-    problems = _reference_validator(skill, name)  # type: ignore[arg-type]
+    problems = _reference_validator(skill, name, as_installed)
     description = str(meta.get("description", ""))
     if "<" in description or ">" in description:
         problems.append("The description contains < or >, which some agents reject.")
