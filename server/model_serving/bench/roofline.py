@@ -9,6 +9,7 @@ something else (compute, threads, a partial offload).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -18,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from model_serving.bench.models import Roofline
-from model_serving.errors import InputError
 
 FAR_BELOW_PERCENT = 30.0  # under this share of the ceiling, memory traffic is not what limits decode
 _KV_BYTES_PER_ELEMENT = 2  # f16 KV cache, the llama.cpp and Ollama default
@@ -34,12 +34,16 @@ class ModelBytes:
 
 def model_bytes(gguf_path: Path) -> ModelBytes:
     """Weight bytes read per decoded token and KV bytes per context token, from the GGUF header."""
-    from gguf import GGUFReader
+    stat = gguf_path.stat()
+    return _model_bytes(gguf_path.resolve(), stat.st_size, stat.st_mtime_ns)
 
-    try:
-        reader = GGUFReader(str(gguf_path))
-    except (ValueError, OSError) as exc:
-        raise InputError(f"Cannot read {gguf_path} as GGUF: {exc}.", "Pass the GGUF file the server loaded.") from None
+
+@functools.lru_cache(maxsize=16)
+def _model_bytes(gguf_path: Path, size: int, mtime_ns: int) -> ModelBytes:
+    # Parsing a GGUF's vocabulary takes seconds; size and mtime in the key catch a replaced file.
+    from model_serving.inspection import open_gguf
+
+    reader = open_gguf(gguf_path)
 
     def field(key: str) -> int | None:
         item = reader.fields.get(key)
@@ -60,7 +64,7 @@ def model_bytes(gguf_path: Path) -> ModelBytes:
     kv_heads = field(f"{arch}.attention.head_count_kv") or heads
     head_dim = field(f"{arch}.attention.key_length") or (field(f"{arch}.embedding_length") or 0) // heads
     kv = 2 * layers * kv_heads * head_dim * _KV_BYTES_PER_ELEMENT
-    return ModelBytes(weights, kv, gguf_path.stat().st_size, layers)
+    return ModelBytes(weights, kv, size, layers)
 
 
 def measure_bandwidth(size_mb: int = 256, repeats: int = 3, threads: int | None = None) -> float:
