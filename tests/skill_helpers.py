@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 from markdown_it import MarkdownIt
 from werkzeug import Request, Response
 
@@ -72,3 +73,11 @@ class DocsSite:
             return Response(status=304, headers={"ETag": etag})
         kind = "text/html; charset=utf-8" if rendered else "text/plain; charset=utf-8"
         return Response(body, status=200, headers={"ETag": etag, "Last-Modified": LAST_MODIFIED, "Content-Type": kind})
+
+
+def serve_docs(httpserver: HTTPServer) -> DocsSite:
+    """Serve the snapshot on the test's loopback server (skipping when the snapshot is absent)."""
+    snapshot_or_skip()
+    docs = DocsSite()
+    httpserver.expect_request(re.compile(".*")).respond_with_handler(docs)
+    return docs

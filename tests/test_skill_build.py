@@ -22,17 +22,14 @@ from model_serving.skill.fetch import fetch_sources
 from model_serving.skill.markdown import section, tables
 from model_serving.skill.sources import load_sources
 from model_serving.skill.toolmap import ENDPOINT_TOOLS
-from skill_helpers import SKILL, DocsSite, snapshot_or_skip
+from skill_helpers import SKILL, DocsSite, serve_docs, snapshot_or_skip
 
 SOURCES = load_sources(SKILL / "sources.yaml")
 
 
 @pytest.fixture
 def site(httpserver: HTTPServer) -> DocsSite:
-    snapshot_or_skip()
-    docs = DocsSite()
-    httpserver.expect_request(re.compile(".*")).respond_with_handler(docs)
-    return docs
+    return serve_docs(httpserver)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from model_serving.skill.cache import DocsCache
 from model_serving.skill.extract import modelfile_parameters, quantization_types
 from model_serving.skill.fetch import cache_report, fetch_sources
 from model_serving.skill.sources import SourceList, load_sources, parse_sources
-from skill_helpers import SKILL, DocsSite, snapshot_or_skip
+from skill_helpers import SKILL, DocsSite, serve_docs, snapshot_or_skip
 
 UPSTREAM = "https://raw.githubusercontent.com"
 MODELFILE = f"{UPSTREAM}/ollama/ollama/main/docs/modelfile.mdx"
@@ -25,10 +25,7 @@ QUANTIZE = f"{UPSTREAM}/ggml-org/llama.cpp/master/tools/quantize/README.md"
 
 @pytest.fixture
 def site(httpserver: HTTPServer) -> DocsSite:
-    snapshot_or_skip()
-    docs = DocsSite()
-    httpserver.expect_request(re.compile(".*")).respond_with_handler(docs)
-    return docs
+    return serve_docs(httpserver)
 
 
 def sources(*entries: dict[str, object], max_bytes: int = 2_000_000) -> SourceList:
