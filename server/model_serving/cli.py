@@ -92,6 +92,7 @@ def _register_commands() -> None:
     # --- capability command groups (one line each) ---
     __import__("model_serving.skill.cli", fromlist=["register"]).register(main_group)
     __import__("model_serving.bench.cli", fromlist=["register"]).register(main_group)
+    __import__("model_serving.ollama.cli", fromlist=["register"]).register(main_group)
 
 
 def main(argv: list[str] | None = None) -> None:

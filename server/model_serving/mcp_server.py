@@ -126,6 +126,7 @@ def create_server(settings: Settings | None = None) -> MCPServer:
     # --- capability tool modules (one line each) ---
     __import__("model_serving.skill.mcp_tools", fromlist=["register_tools"]).register_tools(mcp, state)
     __import__("model_serving.bench.mcp_tools", fromlist=["register_tools"]).register_tools(mcp, state)
+    __import__("model_serving.ollama.mcp_tools", fromlist=["register_tools"]).register_tools(mcp, state)
     return mcp
 
 
