@@ -34,11 +34,25 @@ def write_plots(result: BenchResult, output_dir: Path, stem: str) -> dict[str, s
         fig, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
         for ax, (title, values, target) in zip(axes, panels, strict=True):
             if values:
-                ax.hist(values, bins=min(30, max(5, len(values) // 2)), color="#4C72B0", edgecolor="white")
-                median = sorted(values)[len(values) // 2]
+                ordered = sorted(values)
+                lo, hi = ordered[0], ordered[-1]
+                pad = max((hi - lo) * 0.15, abs(hi) * 0.02, 0.05)
+                # The target is drawn only when it falls near the data; otherwise it would squash the bars to a sliver.
+                near = target is not None and lo - 3 * pad <= target <= hi + (hi - lo + pad) * 1.5
+                left, right = lo - pad, hi + pad
+                if near and target is not None:
+                    left, right = min(left, target - pad), max(right, target + pad)
+                ax.hist(values, bins=min(30, max(5, len(values) // 2)), range=(lo - pad / 2, hi + pad / 2), color="#4C72B0", edgecolor="white")
+                median, p95 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
                 ax.axvline(median, color="#222222", linestyle="--", linewidth=1, label=f"median {median:.1f} ms")
+                ax.axvline(p95, color="#DD8452", linestyle=":", linewidth=1.5, label=f"p95 {p95:.1f} ms")
                 if target is not None:
-                    ax.axvline(target, color="#C44E52", linewidth=2, label=f"target {target:g} ms")
+                    if near:
+                        ax.axvline(target, color="#C44E52", linewidth=2, label=f"target {target:g} ms")
+                    else:
+                        side = "beyond the right edge" if target > hi else "below the left edge"
+                        ax.plot([], [], color="#C44E52", linewidth=2, label=f"target {target:g} ms ({side})")
+                ax.set_xlim(left, right)
                 ax.legend(fontsize=8)
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("ms")
@@ -58,9 +72,11 @@ def write_plots(result: BenchResult, output_dir: Path, stem: str) -> dict[str, s
         ax.set_ylabel("output tokens/s", color="#4C72B0")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_ylim(bottom=0)
         right = ax.twinx()
         right.plot(xs, [p.p95_e2el_ms or 0 for p in points], "s--", color="#C44E52", label="p95 end-to-end ms")
         right.set_ylabel("p95 end-to-end latency (ms)", color="#C44E52")
+        right.set_ylim(bottom=0, top=max(p.p95_e2el_ms or 0 for p in points) * 1.15 or 1)
         if result.knee and result.knee.concurrency:
             ax.axvline(result.knee.concurrency, color="#555555", linestyle=":", label=f"knee ({result.knee.cause})")
         handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
