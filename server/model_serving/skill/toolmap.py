@@ -7,8 +7,8 @@ from __future__ import annotations
 
 # Fact table -> tools whose behaviour rests on it.
 TABLE_TOOLS: dict[str, list[str]] = {
-    "modelfile_instructions": ["register_model", "deploy_model"],
-    "modelfile_parameters": ["register_model", "deploy_model"],
+    "modelfile_instructions": ["register_model", "deploy_model", "ollama_modelfile", "ollama_check_modelfile"],
+    "modelfile_parameters": ["register_model", "deploy_model", "ollama_modelfile", "ollama_check_modelfile"],
     "ollama_endpoints": [],  # per endpoint, below
     "ollama_quantize_targets": ["register_model", "quantize_gguf"],
     "quantization_types": ["quantize_gguf", "deploy_model"],
@@ -16,28 +16,29 @@ TABLE_TOOLS: dict[str, list[str]] = {
     "ggml_types": ["inspect_model"],
     "gguf_file_types": ["inspect_model", "quantize_gguf"],
     "gguf_keys": ["inspect_model", "export_gguf"],
-    "ollama_environment": ["serving_status", "register_model"],
-    "ollama_context_tiers": ["register_model", "serving_status"],
+    "ollama_environment": ["serving_status", "register_model", "ollama_ps"],
+    "ollama_context_tiers": ["register_model", "serving_status", "ollama_ps"],
     "kv_cache_types": ["serve_start"],
     "llama_server_options": ["serve_start"],
     "llama_server_endpoints": ["serve_start", "serving_status", "bench"],
     "llama_bench_options": ["bench"],
 }
 
-# Ollama REST endpoints our tools call; only these go into the API reference.
+# Ollama REST endpoints our tools call (model_serving/ollama/client.py, bench); only these go into
+# the API reference.
 ENDPOINT_TOOLS: dict[str, list[str]] = {
     "POST /api/create": ["register_model", "deploy_model"],
     "HEAD /api/blobs/:digest": ["register_model"],
     "POST /api/blobs/:digest": ["register_model"],
-    "POST /api/show": ["register_model"],
-    "GET /api/tags": ["serving_status"],
-    "GET /api/ps": ["serving_status"],
-    "GET /api/version": ["serving_status"],
-    "POST /api/chat": ["register_model", "bench"],
-    "POST /api/generate": ["bench"],
-    "POST /api/copy": [],
-    "DELETE /api/delete": [],
-    "POST /api/pull": [],
+    "POST /api/show": ["register_model", "ollama_show"],
+    "GET /api/tags": ["serving_status", "ollama_list"],
+    "GET /api/ps": ["serving_status", "ollama_ps"],
+    "GET /api/version": ["serving_status", "ollama_version"],
+    "POST /api/chat": ["register_model", "ollama_probe", "bench"],
+    "POST /api/generate": ["bench", "ollama_unload"],
+    "POST /api/copy": ["ollama_copy"],
+    "DELETE /api/delete": ["ollama_delete"],
+    "POST /api/pull": ["ollama_pull"],
 }
 
 
