@@ -181,3 +181,37 @@ def test_check_without_built_references_says_what_to_do(cache: DocsCache, skill:
 def test_markdown_tables_reader_handles_escaped_pipes() -> None:
     found = tables("| a | b |\n|---|:--:|\n| x \\| y | `z` |\n")
     assert found == [(["a", "b"], [["x | y", "`z`"]])]
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from model_serving.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_fetch_build_check_round_trip(site: DocsSite, httpserver: HTTPServer, skill: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    where = ["--cache-dir", str(tmp_path / "cli-cache"), "--skill-dir", str(skill)]
+    code, out, _ = run_cli(["--json", "skill", "fetch", *where, "--mirror", httpserver.url_for("/")], capsys)
+    assert code == 0 and json.loads(out)["failed_required"] == []
+    code, out, _ = run_cli(["--json", "skill", "build", *where], capsys)
+    assert code == 0 and json.loads(out)["tables"]["modelfile_parameters"] == 11
+    code, out, _ = run_cli(["skill", "check", *where], capsys)
+    assert code == 0 and "up to date" in out
+    code, out, _ = run_cli(["--json", "skill", "fetch", *where, "--offline"], capsys)
+    assert code == 0 and {p["state"] for p in json.loads(out)["pages"] if p["source_id"] != "vllm-serve"} == {"ok"}
+    page = tmp_path / "cli-cache" / "gguf-spec.md"
+    page.write_text(page.read_text(encoding="utf-8").replace("`general.alignment: uint32`", "`general.alignment: uint64`"), encoding="utf-8")
+    code, _, err = run_cli(["skill", "build", *where], capsys)
+    assert code != 0 and "edited by hand" in err and "next step:" in err
+
+
+def test_cli_fetch_reports_failures_with_a_non_zero_exit(httpserver: HTTPServer, skill: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    httpserver.expect_request(re.compile(".*")).respond_with_data("gone", status=404)
+    code, out, err = run_cli(["skill", "fetch", "--cache-dir", str(tmp_path), "--skill-dir", str(skill), "--mirror", httpserver.url_for("/"), "--only", "ollama-api"], capsys)
+    assert code != 0 and "HTTP 404" in out and "could not be fetched" in err
