@@ -1,0 +1,484 @@
+"""Quantize a GGUF with llama.cpp's own `llama_model_quantize`, then verify the result against its source.
+
+The quantizer runs in a child process (`quantize_worker`), so cancelling kills it and a crash in
+llama.cpp cannot take the caller down; it writes to a temporary file that is renamed into place
+only when it finished and parses as the requested file type. A sidecar `<output>.json` records the
+input hash and type, so asking again for the same output returns the recorded result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import mmap
+import os
+import re
+import struct
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from model_serving.config import Settings
+from model_serving.errors import InputError, ServingError, VerificationFailed
+from model_serving.jobs import Progress, run_process
+from model_serving.paths import atomic_output, confine, sha256_file
+from model_serving.quality import QualityReport, compare_quality
+
+
+@dataclass(frozen=True)
+class QuantType:
+    name: str
+    ftype: int  # enum llama_ftype value (llama.h), also what general.file_type stores
+    needs_imatrix: bool = False
+
+
+# The file types llama-quantize offers (enum llama_ftype). The worker checks each against the
+# installed binding, so a type this llama.cpp lacks fails with a clear message, not a crash.
+# needs_imatrix: llama.cpp aborts without an importance matrix for these, which we do not compute.
+QUANT_TYPES: dict[str, QuantType] = {
+    t.name: t
+    for t in (
+        QuantType("F32", 0), QuantType("F16", 1), QuantType("BF16", 32),
+        QuantType("Q4_0", 2), QuantType("Q4_1", 3), QuantType("Q5_0", 8), QuantType("Q5_1", 9), QuantType("Q8_0", 7),
+        QuantType("Q2_K", 10), QuantType("Q2_K_S", 21, True),
+        QuantType("Q3_K_S", 11), QuantType("Q3_K_M", 12), QuantType("Q3_K_L", 13),
+        QuantType("Q4_K_S", 14), QuantType("Q4_K_M", 15), QuantType("Q5_K_S", 16), QuantType("Q5_K_M", 17),
+        QuantType("Q6_K", 18),
+        QuantType("IQ1_S", 24, True), QuantType("IQ1_M", 31, True),
+        QuantType("IQ2_XXS", 19, True), QuantType("IQ2_XS", 20, True), QuantType("IQ2_S", 28, True), QuantType("IQ2_M", 29, True),
+        QuantType("IQ3_XXS", 23, True), QuantType("IQ3_XS", 22, True), QuantType("IQ3_S", 26), QuantType("IQ3_M", 27),
+        QuantType("IQ4_NL", 25), QuantType("IQ4_XS", 30),
+        QuantType("TQ1_0", 36), QuantType("TQ2_0", 37), QuantType("MXFP4_MOE", 38),
+        QuantType("Q1_0", 40), QuantType("Q2_0", 41),
+    )
+}
+ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16", "FP32": "F32"}
+FILE_TYPE_NAMES = {t.ftype: t.name for t in QUANT_TYPES.values()}
+UNQUANTIZED = {"F32", "F16", "BF16"}
+_FLOAT_TENSOR_TYPES = {"F32", "F16", "BF16", "F64"}
+
+
+def resolve_qtype(name: str) -> QuantType:
+    """Case-insensitive file type name -> QuantType, refusing unknown names and imatrix-only types."""
+    key = name.strip().upper().replace("-", "_")
+    key = ALIASES.get(key, key)
+    qtype = QUANT_TYPES.get(key)
+    if qtype is None:
+        valid = ", ".join(n for n, t in QUANT_TYPES.items() if not t.needs_imatrix)
+        raise InputError(f"Unknown quantization type {name!r}.", f"Use one of: {valid}.")
+    if qtype.needs_imatrix:
+        raise InputError(
+            f"{qtype.name} needs an importance matrix, which this tool does not compute (llama.cpp refuses it without one).",
+            "Choose a type that works without one (Q4_K_M, Q5_K_M, Q6_K, Q8_0, IQ4_XS, Q2_K), or run llama-imatrix and llama-quantize --imatrix yourself.",
+        )
+    return qtype
+
+
+# ---------------------------------------------------------------- GGUF header
+
+# gguf.GGUFReader builds an object per vocabulary string: about 3 s for a 135M model, longer than
+# quantizing it. This walk reads the same header with gguf's own type tables and skips arrays.
+_GGUF_MAGIC = b"GGUF"
+_SCALAR = {t: struct.Struct(f) for t, f in
+           {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}.items()}
+_U32, _U64 = _SCALAR[4], _SCALAR[10]
+_STRING, _ARRAY = 8, 9
+_LIMIT = 1 << 24  # more tensors/keys/array items than this is a corrupt count, not a model
+
+
+class GGUFHeader(BaseModel):
+    """What quantization needs from a GGUF: file type, tensor mix, parameter count, intact length."""
+
+    path: str
+    size_bytes: int
+    version: int
+    architecture: str | None = None
+    file_type: int | None = Field(default=None, description="general.file_type (enum llama_ftype)")
+    file_type_name: str | None = None
+    tensor_count: int
+    tensor_types: dict[str, int] = Field(description="ggml tensor type -> number of tensors")
+    parameter_count: int
+    metadata: dict[str, Any] = Field(default_factory=dict, description="scalar and string keys (arrays as their length)")
+
+    @property
+    def quantized(self) -> bool:
+        """True when any tensor holds a quantized type (the file type alone can be missing or wrong)."""
+        return any(name not in _FLOAT_TENSOR_TYPES for name in self.tensor_types)
+
+
+class _Cursor:
+    def __init__(self, buf: Any) -> None:
+        self.buf, self.pos, self.end = buf, 0, len(buf)
+
+    def take(self, fmt: struct.Struct) -> Any:
+        if self.pos + fmt.size > self.end:
+            raise _Truncated
+        value = fmt.unpack_from(self.buf, self.pos)[0]
+        self.pos += fmt.size
+        return value
+
+    def string(self, keep: bool = True) -> str | None:
+        length = self.take(_U64)
+        if length > self.end - self.pos:
+            raise _Truncated
+        start, self.pos = self.pos, self.pos + length
+        return bytes(self.buf[start:self.pos]).decode("utf-8", errors="replace") if keep else None
+
+    def skip_strings(self, count: int) -> None:
+        # the vocabulary and merges: ~100k strings, so this loop is kept tight
+        buf, pos, end, unpack = self.buf, self.pos, self.end, _U64.unpack_from
+        for _ in range(count):
+            if pos + 8 > end:
+                raise _Truncated
+            pos += 8 + unpack(buf, pos)[0]
+        if pos > end:
+            raise _Truncated
+        self.pos = pos
+
+    def value(self, vtype: int, keep: bool = True) -> Any:
+        if vtype in _SCALAR:
+            return self.take(_SCALAR[vtype])
+        if vtype == _STRING:
+            return self.string(keep)
+        if vtype == _ARRAY:
+            item_type, count = self.take(_U32), self.take(_U64)
+            if count > _LIMIT * 16:
+                raise _Corrupt(f"an array claims {count} items")
+            if item_type in _SCALAR:
+                skip = _SCALAR[item_type].size * count
+                if self.pos + skip > self.end:
+                    raise _Truncated
+                self.pos += skip
+            elif item_type == _STRING:
+                self.skip_strings(count)
+            else:
+                for _ in range(count):
+                    self.value(item_type, keep=False)
+            return f"<array of {count}>"
+        raise _Corrupt(f"unknown metadata value type {vtype}")
+
+
+class _Truncated(Exception):
+    pass
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def read_header(path: Path) -> GGUFHeader:
+    """Parse a GGUF header defensively: a non-GGUF, truncated or corrupt file gives an InputError."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    size = path.stat().st_size
+    if size < 24:
+        raise _not_gguf(path, "it is only {size} bytes long".format(size=size))
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        if buf[:4] != _GGUF_MAGIC:
+            raise _not_gguf(path, f"it starts with {bytes(buf[:4])!r}, not b'GGUF'")
+        cur = _Cursor(buf)
+        try:
+            cur.pos = 4
+            version_ = cur.take(_U32)
+            if version_ not in (2, 3):
+                raise _Corrupt(f"GGUF version {version_} is not supported (2 and 3 are)")
+            n_tensors, n_kv = cur.take(_U64), cur.take(_U64)
+            if n_tensors > _LIMIT or n_kv > _LIMIT:
+                raise _Corrupt(f"it claims {n_tensors} tensors and {n_kv} keys")
+            meta: dict[str, Any] = {}
+            for _ in range(n_kv):
+                key = cur.string() or ""
+                meta[key] = cur.value(cur.take(_U32))
+            types: Counter[str] = Counter()
+            params, data_end = 0, 0
+            for _ in range(n_tensors):
+                cur.string(keep=False)
+                n_dims = cur.take(_U32)
+                if n_dims > 8:
+                    raise _Corrupt(f"a tensor claims {n_dims} dimensions")
+                elements = 1
+                for _ in range(n_dims):
+                    elements *= cur.take(_U64)
+                ggml_type, offset = cur.take(_U32), cur.take(_U64)
+                try:
+                    type_name = GGMLQuantizationType(ggml_type).name
+                    block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+                except (ValueError, KeyError):
+                    raise _Corrupt(f"a tensor has ggml type {ggml_type}, unknown to the installed gguf package") from None
+                types[type_name] += 1
+                params += elements
+                data_end = max(data_end, offset + elements // block * type_size)
+            alignment = meta.get("general.alignment", 32)
+            alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
+            data_start = -(-cur.pos // alignment) * alignment
+        except _Truncated:
+            raise InputError(f"{path.name} is truncated: its header ends before the GGUF metadata does.",
+                             "Export or download the GGUF again; a partial copy looks exactly like this.") from None
+        except _Corrupt as exc:
+            raise InputError(f"{path.name} is not a valid GGUF: {exc}.", "Export the model again with `model-serving export`.") from None
+    if data_start + data_end > size:
+        raise InputError(
+            f"{path.name} is truncated: its tensors need {data_start + data_end} bytes but the file has {size}.",
+            "Export or download the GGUF again; a partial copy looks exactly like this.",
+        )
+    ftype = meta.get("general.file_type")
+    ftype = ftype if isinstance(ftype, int) else None
+    return GGUFHeader(
+        path=str(path), size_bytes=size, version=version_, architecture=meta.get("general.architecture"),
+        file_type=ftype, file_type_name=FILE_TYPE_NAMES.get(ftype) if ftype is not None else None,
+        tensor_count=n_tensors, tensor_types=dict(types.most_common()), parameter_count=params,
+        metadata={k: v for k, v in meta.items() if not (isinstance(v, str) and len(v) > 4096)},
+    )
+
+
+def _not_gguf(path: Path, why: str) -> InputError:
+    return InputError(f"{path.name} is not a GGUF file ({why}).", "Pass a .gguf file, e.g. one written by `model-serving export`.")
+
+
+# ---------------------------------------------------------------- quantize
+
+QuantizeVerdict = Literal["ok", "degraded", "broken", "unverified"]
+
+
+class QuantizeResult(BaseModel):
+    """One quantization: sizes, bits per weight, hashes, timing and (when verified) the quality report."""
+
+    input_path: str
+    output_path: str
+    qtype: str = Field(description="Requested llama.cpp file type, e.g. Q4_K_M")
+    ftype: int = Field(description="Its enum llama_ftype value, as stored in general.file_type")
+    input_file_type: str = Field(description="The input's file type (general.file_type, or the tensor mix when missing)")
+    requantized: bool = Field(description="True when the input was already quantized (allow_requantize)")
+    parameter_count: int
+    input_size_bytes: int
+    output_size_bytes: int
+    size_ratio: float = Field(description="output / input size")
+    input_bits_per_weight: float
+    bits_per_weight: float = Field(description="output file bytes * 8 / parameter count")
+    tensor_types: dict[str, int] = Field(description="Tensor types in the output: K-quants fall back to other types where a row does not fit their block")
+    threads: int = Field(description="Threads given to llama_model_quantize (0 = all cores)")
+    quantize_s: float = Field(description="Wall time of the quantizer process")
+    wall_s: float = Field(description="Wall time of the whole call, hashing and verification included")
+    input_sha256: str
+    output_sha256: str
+    sidecar_path: str
+    llama_cpp_version: str
+    skipped: bool = Field(default=False, description="True when a matching earlier output was reused")
+    verdict: QuantizeVerdict = Field(description="The quality verdict, or 'unverified' when verify was off")
+    quality: QualityReport | None = None
+    summary: str = ""
+
+
+def default_output(input_path: Path, qtype: str) -> Path:
+    """`<stem>-<QTYPE>.gguf` beside the input, without an existing precision/type suffix."""
+    stem = input_path.stem
+    known = "|".join(sorted((re.escape(n) for n in [*QUANT_TYPES, *ALIASES]), key=len, reverse=True))
+    stem = re.sub(rf"[-_.]({known})$", "", stem, flags=re.IGNORECASE) or stem
+    return input_path.with_name(f"{stem}-{qtype}.gguf")
+
+
+def _llama_cpp_version() -> str:
+    try:
+        return version("llama-cpp-python")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _hash_file(path: Path, stop: threading.Event, cancel: threading.Event, out: dict[str, Any]) -> None:
+    """sha256 in a thread (hashlib releases the GIL), stopping early when the call fails or is cancelled."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                if stop.is_set() or cancel.is_set():
+                    return
+                digest.update(chunk)
+        out["sha256"] = digest.hexdigest()
+    except OSError as exc:
+        out["error"] = exc
+
+
+def _sidecar(output: Path) -> Path:
+    return output.with_name(output.name + ".json")
+
+
+def _reuse(output: Path, input_sha: str, qtype: QuantType) -> QuantizeResult | None:
+    """The recorded result when the sidecar matches this input and type and the output is unchanged."""
+    sidecar = _sidecar(output)
+    try:
+        recorded = QuantizeResult.model_validate_json(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    if recorded.input_sha256 != input_sha or recorded.qtype != qtype.name:
+        return None
+    if sha256_file(output) != recorded.output_sha256:
+        return None
+    return recorded
+
+
+def _write_sidecar(result: QuantizeResult) -> None:
+    sidecar = Path(result.sidecar_path)
+    tmp = sidecar.with_name(f".{sidecar.name}.partial")
+    tmp.write_text(json.dumps(result.model_dump(mode="json", exclude={"skipped"}), indent=2) + "\n")
+    os.replace(tmp, sidecar)
+
+
+def _summary(result: QuantizeResult) -> str:
+    text = (f"{Path(result.input_path).name} ({result.input_file_type}, {result.input_size_bytes / 2**20:.1f} MiB) -> "
+            f"{Path(result.output_path).name} ({result.qtype}, {result.output_size_bytes / 2**20:.1f} MiB, "
+            f"{result.bits_per_weight:.2f} bits/weight)")
+    if result.quality is not None:
+        text += f"; quality {result.quality.verdict}: {result.quality.summary}"
+    return text
+
+
+def quantize_gguf(
+    settings: Settings,
+    input_path: Path,
+    output_path: Path | None,
+    qtype: str,
+    *,
+    allow_requantize: bool = False,
+    overwrite: bool = False,
+    verify: bool = True,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> QuantizeResult:
+    """Quantize `input_path` to `qtype`, verify it against the input when `verify`, and report."""
+    started = time.perf_counter()
+    progress = progress or Progress()
+    source = confine(input_path, settings.roots, what="input GGUF")
+    if not source.is_file():
+        raise InputError(f"{source} is not a file.", "Pass the path of a .gguf file.")
+    target_type = resolve_qtype(qtype)
+    target = confine(output_path or default_output(source, target_type.name), settings.roots, must_exist=False, what="output path")
+    if target == source:
+        raise InputError("The output path is the input file itself.", "Choose another output path; the source is never overwritten.")
+    if target.is_dir():
+        raise InputError(f"The output path {target} is a directory.", "Pass a file name ending in .gguf.")
+    if threads is not None and not 0 <= threads <= 1024:
+        raise InputError(f"threads={threads} is out of range.", "Pass a number of threads between 1 and the core count, or leave it out.")
+    header = read_header(source)
+    input_type = header.file_type_name or ("quantized mix" if header.quantized else "F32/F16 mix")
+    if header.quantized or (header.file_type is not None and header.file_type_name not in UNQUANTIZED):
+        if not allow_requantize:
+            mix = ", ".join(f"{n}x{k}" for k, n in header.tensor_types.items())
+            raise InputError(
+                f"{source.name} is already quantized ({input_type}; tensors {mix}); quantizing it again compounds the error.",
+                "Quantize from the F16/BF16/F32 export instead, or pass allow_requantize (--allow-requantize) if you accept the loss.",
+            )
+    requantized = header.quantized
+    progress.update(0.0, f"Quantizing {source.name} to {target_type.name}")
+
+    hashed: dict[str, Any] = {}
+    stop = threading.Event()
+    hasher = threading.Thread(target=_hash_file, args=(source, stop, progress.cancel_event, hashed), name="hash-input", daemon=True)
+    hasher.start()  # overlaps the child process; the hash is only needed for the sidecar
+    try:
+        if target.exists() and not overwrite:
+            hasher.join()
+            progress.check()
+            recorded = _reuse(target, _input_sha(hashed, source), target_type)
+            if recorded is None:
+                raise InputError(f"{target} already exists and was not made from this input as {target_type.name}.",
+                                 "Pass overwrite (--overwrite) to replace it, or choose another output path.")
+            return _resume(settings, recorded, source, target, verify, progress, started)
+        with contextlib.suppress(FileNotFoundError):
+            _sidecar(target).unlink()  # the old record must never describe a new file
+        nthread = threads if threads is not None else 0
+        quant_progress = progress.span(0.0, 0.6 if verify else 0.95)
+        with atomic_output(target, overwrite=overwrite) as tmp:
+            quantize_s = _run_quantizer(source, tmp, target_type, nthread, allow_requantize, quant_progress)
+            out_header = read_header(tmp)
+            if out_header.file_type != target_type.ftype:
+                raise VerificationFailed(
+                    f"llama.cpp wrote file type {out_header.file_type_name or out_header.file_type}, not the requested {target_type.name}.",
+                    "Report this with the quantizer output; the file was not kept.")
+        hasher.join()
+        input_sha = _input_sha(hashed, source)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        hasher.join()
+    progress.update(0.6 if verify else 0.95, "Hashing the output")
+    out_size = target.stat().st_size
+    params = header.parameter_count or out_header.parameter_count
+    result = QuantizeResult(
+        input_path=str(source), output_path=str(target), qtype=target_type.name, ftype=target_type.ftype,
+        input_file_type=input_type, requantized=requantized, parameter_count=params,
+        input_size_bytes=header.size_bytes, output_size_bytes=out_size, size_ratio=round(out_size / header.size_bytes, 4),
+        input_bits_per_weight=round(header.size_bytes * 8 / params, 3) if params else 0.0,
+        bits_per_weight=round(out_size * 8 / params, 3) if params else 0.0,
+        tensor_types=out_header.tensor_types, threads=nthread, quantize_s=round(quantize_s, 3), wall_s=0.0,
+        input_sha256=input_sha, output_sha256=sha256_file(target), sidecar_path=str(_sidecar(target)),
+        llama_cpp_version=_llama_cpp_version(), verdict="unverified",
+    )
+    if verify:
+        result.quality = compare_quality(settings, source, target, progress=progress.span(0.6, 1.0))
+        result.verdict = result.quality.verdict
+    result.wall_s = round(time.perf_counter() - started, 3)
+    result.summary = _summary(result)
+    _write_sidecar(result)
+    progress.update(1.0, result.summary)
+    return result
+
+
+def _input_sha(hashed: dict[str, Any], source: Path) -> str:
+    if "error" in hashed:
+        raise InputError(f"Could not read {source}: {hashed['error']}.", "Check the file's permissions.")
+    if "sha256" not in hashed:  # the hashing thread stopped because the job was cancelled
+        raise ServingError(f"Hashing {source.name} did not finish.", "Run the quantization again.")
+    return str(hashed["sha256"])
+
+
+def _resume(settings: Settings, recorded: QuantizeResult, source: Path, target: Path, verify: bool,
+            progress: Progress, started: float) -> QuantizeResult:
+    """Reuse a recorded output; verify it now if it was recorded without a quality report."""
+    result = recorded.model_copy(update={"skipped": True, "input_path": str(source), "output_path": str(target)})
+    if verify and result.quality is None:
+        result.quality = compare_quality(settings, source, target, progress=progress.span(0.1, 1.0))
+        result.verdict = result.quality.verdict
+        result.summary = _summary(result)
+        _write_sidecar(result)
+    result.wall_s = round(time.perf_counter() - started, 3)
+    progress.update(1.0, f"Reused {target.name} (same input and type): {result.summary}")
+    return result
+
+
+_PROGRESS_LINE = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]")
+
+
+def _run_quantizer(source: Path, tmp: Path, qtype: QuantType, nthread: int, allow_requantize: bool, progress: Progress) -> float:
+    def on_line(line: str) -> None:
+        if match := _PROGRESS_LINE.match(line):
+            done, total = int(match[1]), int(match[2])
+            if total:
+                progress.update(done / total, f"Quantizing tensor {done}/{total} to {qtype.name}")
+
+    argv = [sys.executable, "-m", "model_serving.quantize_worker", str(source), str(tmp), qtype.name, str(qtype.ftype),
+            str(nthread), "1" if allow_requantize else "0"]
+    began = time.perf_counter()
+    code, tail = run_process(argv, progress, on_line=on_line)
+    elapsed = time.perf_counter() - began
+    if code != 0:
+        reason = next((ln.split("QUANTIZE_ERROR", 1)[1].strip() for ln in reversed(tail.splitlines()) if "QUANTIZE_ERROR" in ln), "")
+        failed = next((ln.strip() for ln in reversed(tail.splitlines()) if "failed to quantize" in ln), "")
+        how = f"exited with code {code}" if code > 0 else f"was killed by signal {-code}"
+        raise ServingError(
+            f"llama.cpp's quantizer {how} quantizing {source.name} to {qtype.name}" + (f": {failed or reason}." if failed or reason else "."),
+            "Check that the input loads (`model-serving inspect`) and that there is disk space; the output was not kept.",
+            detail="\n".join(tail.splitlines()[-15:]),
+        )
+    return elapsed
+
+
+__all__ = ["QUANT_TYPES", "GGUFHeader", "QuantType", "QuantizeResult", "default_output", "quantize_gguf", "read_header", "resolve_qtype"]

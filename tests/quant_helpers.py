@@ -1,0 +1,47 @@
+"""Test data for quantization: an F16 GGUF of SmolLM2-135M, made once per test session.
+
+The only real model here ships as Q4_1. Dequantizing it with `llama_model_quantize` (file type
+MOSTLY_F16, allow_requantize) gives a genuine F16 GGUF of the same model to quantize from.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+def dequantize_to_f16(source: Path, target: Path) -> Path:
+    import llama_cpp
+
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
+    params.allow_requantize = True
+    params.nthread = 2
+    partial = target.with_name(target.name + ".partial")
+    assert llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), params) == 0
+    os.replace(partial, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def f16_source(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared, read-only F16 file; tests link it under their own tmp_path (the allowed root)."""
+    target = tmp_path_factory.getbasetemp() / "smollm2-f16" / "SmolLM2-135M-Instruct-f16.gguf"
+    if not target.exists():  # both test modules import this fixture; the file is made once
+        target.parent.mkdir(parents=True, exist_ok=True)
+        dequantize_to_f16(smollm2_gguf, target)
+    return target
+
+
+def place(source: Path, directory: Path, name: str | None = None) -> Path:
+    """A hard link (cheap, and not a symlink, so path confinement sees it inside `directory`)."""
+    target = directory / (name or source.name)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    return target
