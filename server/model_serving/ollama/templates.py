@@ -366,6 +366,13 @@ class _Converter:
             if arg.value < 0:
                 raise self.fail("a negative index (such as messages[-1])", node)
             return f"(index {self.expr(node.node)} {arg.value})"
+        if isinstance(arg, nodes.Neg) and isinstance(arg.node, nodes.Const):
+            raise self.fail("a negative index (such as messages[-1])", node)
+        if isinstance(arg, (nodes.Add, nodes.Sub)) and _is_loop_attr(arg.left, "index0") and isinstance(arg.right, nodes.Const) and arg.right.value == 1:
+            # seq[loop.index0 - 1] / seq[loop.index0 + 1] over the loop's own sequence: the previous / next item.
+            if self.loops and self.expr(node.node) == self.loops[-1].iterable:
+                return self.loop_attr("previtem" if isinstance(arg, nodes.Sub) else "nextitem", node)
+            raise self.fail("arithmetic on loop.index0 over another sequence", node)
         if isinstance(arg, nodes.Slice):
             if arg.step is not None:
                 raise self.fail("a slice with a step", node)
@@ -502,6 +509,8 @@ class _Converter:
         raise self.fail(f"the test 'is {node.name}'", node)
 
     def x_Call(self, node: nodes.Call) -> str:
+        if isinstance(node.node, nodes.Getattr):
+            raise self.fail(f"the method .{node.node.attr}()", node)
         name = node.node.name if isinstance(node.node, nodes.Name) else _describe(node.node)
         raise self.fail(f"a call to {name}()", node)
 
