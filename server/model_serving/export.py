@@ -213,6 +213,8 @@ def verify_export(info: CheckpointInfo, gguf: GGUFInfo) -> ExportVerification:
         ids = {gguf.special_token_ids.get("eos"), gguf.special_token_ids.get("eot")}
         if not ids & set(info.eos_token_ids):
             problems.append(f"The GGUF's EOS/EOT ids {sorted(i for i in ids if i is not None)} are not among the checkpoint's eos_token_id {info.eos_token_ids}.")
+    if gguf.embedding_length and gguf.token_embedding_shape and gguf.embedding_length not in gguf.token_embedding_shape:
+        problems.append(f"The metadata says embedding_length {gguf.embedding_length} but token_embd.weight has shape {gguf.token_embedding_shape}: config.json does not match the weights.")
     stop_ids = {k: v for k, v in gguf.special_token_ids.items() if k in ("eos", "eot", "eom")}
     return ExportVerification(parses=True, vocab_size=gguf.vocab_size, expected_vocab_size=expected, chat_template_kept=template_kept,
                               eos_token=gguf.eos_token, stop_token_ids=stop_ids, problems=problems)

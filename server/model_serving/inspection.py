@@ -84,6 +84,7 @@ class GGUFInfo(BaseModel):
     context_length: int | None = None
     block_count: int | None = None
     embedding_length: int | None = None
+    token_embedding_shape: list[int] | None = None
     head_count: int | None = None
     head_count_kv: int | None = None
     vocab_size: int | None = None
@@ -290,14 +291,17 @@ def inspect_gguf(path: Path, *, ctx_size: int | None = None, parallel: int = 1) 
     info = GGUFInfo(path=str(path), size_bytes=path.stat().st_size, architecture=arch, name=_field(reader, "general.name"))
     ftype = _field(reader, "general.file_type")
     types: Counter[str] = Counter()
-    params = 0
+    params = tensor_bytes = 0
     for tensor in reader.tensors:
         types[tensor.tensor_type.name] += 1
         params += int(tensor.n_elements)
+        tensor_bytes += int(tensor.n_bytes)
+        if tensor.name == "token_embd.weight":
+            info.token_embedding_shape = [int(d) for d in tensor.shape]
     info.tensor_types = dict(types.most_common())
     info.parameter_count = params
-    if params:
-        info.bits_per_weight = round(info.size_bytes * 8 / params, 3)
+    if params:  # tensor data only: in a tiny model the vocabulary metadata would dominate the file size
+        info.bits_per_weight = round(tensor_bytes * 8 / params, 3)
     if isinstance(ftype, int):
         info.file_type = FILE_TYPES.get(ftype, f"type {ftype}")
     elif types:
