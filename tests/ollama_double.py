@@ -915,3 +915,38 @@ ROUTES: dict[tuple[str, str], Callable[[_Handler, str], None]] = {
     ("DELETE", "/api/delete"): _delete, ("POST", "/api/pull"): _pull,
     ("POST", "/api/chat"): _infer, ("POST", "/api/generate"): _infer,
 }
+
+
+# --- pytest fixtures (import them into a test module to use them) ------------------------------
+
+import pytest  # noqa: E402 - the fixtures below are the only pytest-specific part
+
+
+@pytest.fixture(scope="session")
+def maybe_go_renderer(tmp_path_factory: pytest.TempPathFactory) -> GoRenderer | None:
+    binary = build_gotmpl(tmp_path_factory.mktemp("gotmpl"))
+    return GoRenderer(binary) if binary else None
+
+
+@pytest.fixture
+def go_renderer(maybe_go_renderer: GoRenderer | None) -> GoRenderer:
+    if maybe_go_renderer is None:
+        pytest.skip("Go is not installed (apt-get install golang-go): the Go template renderer cannot be built")
+    return maybe_go_renderer
+
+
+@pytest.fixture
+def ollama_double(maybe_go_renderer: GoRenderer | None) -> Iterator[OllamaDouble]:
+    double = OllamaDouble(go_renderer=maybe_go_renderer).start()
+    try:
+        yield double
+    finally:
+        double.stop()
+
+
+@pytest.fixture
+def ollama_settings(settings: Any, ollama_double: OllamaDouble, smollm2_gguf: Path) -> Any:
+    """Hermetic settings pointing at the double, with the packaged SmolLM2 folder as an allowed root."""
+    settings.ollama_host = ollama_double.url
+    settings.roots.append(smollm2_gguf.parent.resolve())
+    return settings

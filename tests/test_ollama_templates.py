@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ollama_double import GoRenderer, build_gotmpl
+from ollama_double import GoRenderer, go_renderer, maybe_go_renderer  # noqa: F401 - fixtures
 
 from model_serving.errors import InputError
 from model_serving.ollama import templates
@@ -26,14 +26,6 @@ FAMILIES = {
     "phi3": ("<s>", "<|endoftext|>", False, "phi3"),
     "generic": ("", "</s>", False, "generic"),
 }
-
-
-@pytest.fixture(scope="session")
-def go_renderer(tmp_path_factory: pytest.TempPathFactory) -> GoRenderer:
-    binary = build_gotmpl(tmp_path_factory.mktemp("gotmpl"))
-    if binary is None:
-        pytest.skip("Go is not installed (apt-get install golang-go): the Go template renderer cannot be built")
-    return GoRenderer(binary)
 
 
 def _check(source: str, bos: str, eos: str, adds_bos: bool, renderer: GoRenderer):
