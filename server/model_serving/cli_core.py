@@ -253,8 +253,10 @@ def deploy_cmd(app: App, source: str | None, name: str | None, quant: str, targe
         if result.answer is not None:
             click.secho(f"  answer: {result.answer!r}", fg="cyan")
         for v in result.verdicts:
-            colour = {"PASS": "green", "FAIL": "red"}.get(str(v.get("state") or v.get("verdict")), "yellow")
-            click.secho(f"  {v.get('state') or v.get('verdict')!s:12} {v.get('target', v.get('name', ''))}: {v.get('explanation') or v.get('detail') or ''}", fg=colour)
+            colour = {"PASS": "green", "FAIL": "red"}.get(str(v.get("state")), "yellow")
+            measured = "n/a" if v.get("measured") is None else f"{v['measured']:.4g}"
+            why = f" ({'; '.join(v['likely_causes'])})" if v.get("likely_causes") else ""
+            click.secho(f"  {v.get('state')!s:12} {v.get('target')}: {v.get('statistic')} {measured} vs {v.get('threshold')}{why}", fg=colour)
         if result.endpoint:
             click.echo(f"  endpoint: {result.endpoint}")
         if result.manifest_path:

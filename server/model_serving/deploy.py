@@ -165,11 +165,13 @@ def deploy(settings: Settings, source: str | None = None, *, name: str | None = 
         quantized = quantize_gguf(settings, f16, out / f"{name}-{quant.upper()}.gguf", quant, overwrite=True,
                                   verify=verify_quality, progress=progress.span(0.35, 0.6))
         served = Path(quantized.output_path)
-        quality = quantized.quality.model_dump(mode="json") if getattr(quantized, "quality", None) else None
-        result.quality = quality
-        record("quantize", t0, served, bool(getattr(quantized, "skipped", False)),
-               {"qtype": quant.upper(), "size_bytes": quantized.output_size_bytes if hasattr(quantized, "output_size_bytes") else served.stat().st_size,
-                "bits_per_weight": getattr(quantized, "bits_per_weight", None), "quality": quality})
+        result.quality = {"verdict": quantized.verdict, "summary": quantized.summary}
+        if quantized.quality is not None:
+            result.quality |= {"agreement_rate": quantized.quality.agreement_rate, "ppl_ratio": quantized.quality.ppl_ratio,
+                               "answers_lost": quantized.quality.answers_lost}
+        record("quantize", t0, served, quantized.skipped,
+               {"qtype": quantized.qtype, "size_bytes": quantized.output_size_bytes, "bits_per_weight": quantized.bits_per_weight,
+                "quality": quantized.quality.model_dump(mode="json") if quantized.quality else None})
 
     # register + probe
     t0 = time.perf_counter()
