@@ -19,6 +19,7 @@ shared reference (ollama-gguf-facts.md, including its Addendum on current server
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -193,6 +194,12 @@ def _now() -> str:
 
 
 def _read_gguf(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return dict(_read_gguf_cached(str(path), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_gguf_cached(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
     from gguf import GGUFReader
 
     reader = GGUFReader(str(path))

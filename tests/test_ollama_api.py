@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -20,8 +21,13 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+@functools.lru_cache(maxsize=2)
+def _file_digest(path: Path) -> str:
+    return _digest(path.read_bytes())
+
+
 def _create_smollm2(client: OllamaClient, gguf: Path, name: str = "smol", **extra) -> None:
-    digest = _digest(gguf.read_bytes())
+    digest = _file_digest(gguf)
     client.push_blob(gguf, digest)
     client.create({"model": name, "files": {gguf.name: digest}, **extra})
 
