@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +84,13 @@ class GGUFInfo:
 
 
 def read_gguf(path: Path) -> GGUFInfo:
+    """The registration-relevant metadata of a GGUF (parsed once per file version in a process)."""
+    stat = path.stat()
+    return dataclasses.replace(_read_gguf(path, stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_gguf(path: Path, size: int, mtime_ns: int) -> GGUFInfo:
     from gguf import GGUFReader
 
     try:

@@ -54,8 +54,13 @@ class Modelfile:
         for name, value in self.parameters:
             lines.append(f"PARAMETER {name} {_param_text(value)}")
         for role, content in self.messages:
-            plain = content and content == content.strip() and not any(ch in content for ch in '\n"')
-            lines.append(f"MESSAGE {role} {content if plain else _block(content, 'MESSAGE')}")
+            if content and content == content.strip() and not any(ch in content for ch in '\n"'):
+                shown = content
+            elif "\n" in content:
+                shown = _block(content, "MESSAGE")
+            else:
+                shown = json.dumps(content, ensure_ascii=False)
+            lines.append(f"MESSAGE {role} {shown}")
         for text in self.license:
             lines.append(f"LICENSE {_block(text, 'LICENSE')}")
         if self.requires:
@@ -87,8 +92,8 @@ class Modelfile:
 
 
 def _block(text: str, what: str) -> str:
-    if '"""' in text:
-        raise InputError(f'The {what} text contains """, which a Modelfile cannot quote.', f'Remove the triple quotes from the {what.lower()}.')
+    if '"""' in text or text.endswith('"'):
+        raise InputError(f'The {what} text contains """ or ends with ", which a Modelfile cannot quote.', f'Remove those quotes from the {what.lower()}.')
     return f'"""{text}"""'
 
 
