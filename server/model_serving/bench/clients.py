@@ -147,10 +147,21 @@ async def stream_one(pool: Pool, config: BenchConfig, spec: PromptSpec, record: 
     if conn is None:
         record.status, record.end_ms = "error", ms(time.perf_counter_ns())
         return
+    reused = conn.used
     record.sent_ms = ms(time.perf_counter_ns())
     try:
         async with asyncio.timeout(config.timeout_s):
-            response = await conn.post_json(pool.prefix + path, body)
+            try:
+                response = await conn.post_json(pool.prefix + path, body)
+            except (OSError, StreamClosed):
+                if not reused:
+                    raise
+                # A kept-alive connection the server had already closed (llama.cpp's server closes after each
+                # stream; its FIN can lag the release): nothing was answered, so send again on a fresh one.
+                pool.release(conn, reusable=False)
+                conn = await pool.acquire_fresh()
+                record.sent_ms = ms(time.perf_counter_ns())
+                response = await conn.post_json(pool.prefix + path, body)
             record.first_byte_ms = ms(response.first_byte_ns)
             if response.status >= 400:
                 raw = b"".join([data async for _, data in response.body()])

@@ -146,6 +146,7 @@ class Connection:
         self.proto = proto
         self.host = host
         self.reusable = True
+        self.used = False  # True once a request went out on it: a failure then may mean a stale keep-alive
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
@@ -165,7 +166,10 @@ class Connection:
         head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
                 f"Accept: text/event-stream, application/x-ndjson, application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
         assert self.proto.transport is not None
+        if self.proto.closed:
+            raise StreamClosed("the connection was closed before the request")
         self.proto.transport.write(head.encode() + payload)  # one write: nothing waits on an ACK
+        self.used = True
         buffer, first_ns = b"", None
         while b"\r\n\r\n" not in buffer:
             part = await self.proto.read()
@@ -206,6 +210,15 @@ class Pool:
             if not conn.proto.closed:
                 return conn
             conn.close()
+        try:
+            return await Connection.open(self.host, self.port)
+        except BaseException:
+            self._gate.release()
+            raise
+
+    async def acquire_fresh(self) -> Connection:
+        """A new connection under the same gate slot the caller already holds."""
+        await self._gate.acquire()
         try:
             return await Connection.open(self.host, self.port)
         except BaseException:
