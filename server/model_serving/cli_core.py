@@ -232,15 +232,17 @@ def status_cmd(app: App) -> None:
 @click.option("--ctx-size", type=click.IntRange(64, 1 << 20), default=2048, show_default=True)
 @click.option("--parallel", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--plan", "plan_only", is_flag=True, help="Show the steps and exit without doing anything.")
+@click.option("--allow-broken", is_flag=True, help="Serve even when the quality check calls the quantized model broken.")
 @pass_app
 def deploy_cmd(app: App, source: str | None, name: str | None, quant: str, target: str, out_dir: str | None, bench: bool,
-               bench_requests: int, no_verify: bool, ctx_size: int, parallel: int, plan_only: bool) -> None:
+               bench_requests: int, no_verify: bool, ctx_size: int, parallel: int, plan_only: bool, allow_broken: bool) -> None:
     """Export, quantize, register, probe and benchmark in one resumable run (default model: SmolLM2-135M)."""
     from model_serving.deploy import deploy
 
     result = app.run("deploy", lambda p: deploy(app.settings, source, name=name, quant=quant, target=target, out_dir=out_dir,  # type: ignore[arg-type]
                                                 bench=bench, bench_requests=bench_requests, verify_quality=not no_verify,
-                                                ctx_size=ctx_size, parallel=parallel, plan_only=plan_only, progress=p))
+                                                ctx_size=ctx_size, parallel=parallel, plan_only=plan_only,
+                                                allow_broken=allow_broken, progress=p))
 
     def human() -> None:
         click.secho(f"deploy {result.name} -> {result.target}{' (plan only)' if result.planned_only else ''}", bold=True)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from model_serving.config import Settings
+from model_serving.errors import VerificationFailed
 from model_serving.jobs import Progress
 from model_serving.paths import confine, sha256_file
 
@@ -107,7 +108,8 @@ def plan_deploy(settings: Settings, source: str | None, *, name: str, quant: str
 
 def deploy(settings: Settings, source: str | None = None, *, name: str | None = None, quant: str = "Q8_0", target: Target = "embedded",
            out_dir: str | None = None, bench: bool = True, bench_requests: int = 8, verify_quality: bool = True,
-           ctx_size: int = 2048, parallel: int = 4, plan_only: bool = False, progress: Progress | None = None) -> DeployResult:
+           ctx_size: int = 2048, parallel: int = 4, plan_only: bool = False, allow_broken: bool = False,
+           progress: Progress | None = None) -> DeployResult:
     from model_serving.engine import check_name
 
     progress = progress or Progress()
@@ -172,6 +174,9 @@ def deploy(settings: Settings, source: str | None = None, *, name: str | None = 
         record("quantize", t0, served, quantized.skipped,
                {"qtype": quantized.qtype, "size_bytes": quantized.output_size_bytes, "bits_per_weight": quantized.bits_per_weight,
                 "quality": quantized.quality.model_dump(mode="json") if quantized.quality else None})
+        if quantized.verdict == "broken" and not allow_broken:
+            raise VerificationFailed(f"The {quantized.qtype} model is broken compared with its f16 source: {quantized.summary}",
+                                     "Deploy a higher-precision type (--quant Q8_0 or Q6_K, or F16), or pass --allow-broken to serve it anyway.")
 
     # register + probe
     t0 = time.perf_counter()

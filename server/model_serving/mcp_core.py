@@ -121,7 +121,7 @@ def register_tools(mcp: MCPServer, state: AppState) -> None:
                            name: ModelName | None = None, quant: Annotated[str, Field(max_length=16)] = "Q8_0",
                            target: Literal["embedded", "ollama", "auto"] = "embedded", out_dir: PathArg | None = None,
                            bench: bool = True, bench_requests: Annotated[int, Field(ge=1, le=1000, strict=True)] = 8,
-                           verify_quality: bool = True, plan_only: bool = False) -> JobInfo:
+                           verify_quality: bool = True, plan_only: bool = False, allow_broken: bool = False) -> JobInfo:
         """plan -> export -> quantize -> register -> probe -> bench, resumable, writing a manifest beside the artifacts.
         plan_only returns the plan without doing anything. Returns a job: poll job_status for progress and the result."""
         from model_serving.deploy import deploy
@@ -129,4 +129,4 @@ def register_tools(mcp: MCPServer, state: AppState) -> None:
         with reported():
             return await run_as_job(state, ctx, "deploy", lambda p: deploy(settings, source, name=name, quant=quant, target=target, out_dir=out_dir,
                                                                            bench=bench, bench_requests=bench_requests, verify_quality=verify_quality,
-                                                                           plan_only=plan_only, progress=p), WAIT_S)
+                                                                           plan_only=plan_only, allow_broken=allow_broken, progress=p), WAIT_S)
