@@ -179,6 +179,8 @@ class LoadTimes(BaseModel):
     cold_ttft_ms: float | None = None
     warm_ttft_ms: float | None = None
     server_load_ms: float | None = None
+    cold_start_ms: float | None = Field(default=None, description="Embedded engine: process start until healthy, page cache evicted")
+    warm_start_ms: float | None = Field(default=None, description="Embedded engine: the same with the file already in the page cache")
     page_cache_evicted: bool = False
     note: str = ""
 
