@@ -1,0 +1,112 @@
+"""Is our client ever the bottleneck? Its request rate against an instant server, next to the engine's.
+
+1. The scripted loopback server answers at once (first token after 0 ms, no gap between tokens,
+   16 tokens per answer, in its own process); our client runs closed loops at several concurrencies
+   and reports the request rate it sustains and its CPU time per request.
+2. The embedded engine (llama.cpp's server via xllamacpp) serves SmolLM2-135M 16-token answers at
+   4 concurrent streams; its request rate is measured with the same client.
+The ratio of the two is the headroom (issue target: at least 20x). Writes JSON comparable across commits.
+
+    python benchmarks/bench_client_overhead.py [--out benchmarks/results/client_overhead.json] [--skip-engine]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "server"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import smollm2_path  # noqa: E402
+
+from model_serving import __version__  # noqa: E402
+from model_serving.bench import BenchConfig, run_benchmark  # noqa: E402
+from model_serving.bench.scripted_server import spawned  # noqa: E402
+
+TOKENS = 16
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def client_rate(url: str, concurrency: int, n: int) -> dict[str, float]:
+    config = BenchConfig(base_url=url, model="scripted", n_requests=n, concurrency=concurrency, max_tokens=TOKENS, warmup=1,
+                         targets={"memory_gb": None})
+    cpu = _cpu_seconds()
+    result = run_benchmark(config)
+    cpu = _cpu_seconds() - cpu
+    s = result.summary
+    return {
+        "concurrency": concurrency,
+        "requests": s.completed,
+        "request_throughput": s.request_throughput,
+        "client_cpu_ms_per_request": cpu * 1000.0 / max(s.completed, 1),
+        "median_e2el_ms": s.median_e2el_ms or 0.0,
+        "median_ttft_ms": s.median_ttft_ms or 0.0,
+        "loop_lag_max_ms": result.client_overhead.get("loop_lag_max_ms", 0.0),
+    }
+
+
+def engine_rate(requests: int) -> dict[str, float] | None:
+    gguf = smollm2_path()
+    if gguf is None:
+        return None
+    from model_serving import engine
+    from model_serving.config import Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(home=Path(tmp), roots=[Path(tmp), gguf.parent])
+        served = engine.start_model(settings, gguf, "smollm2-overhead", ctx_size=2048, parallel=4)
+        try:
+            config = BenchConfig(base_url=served.base_url, model=served.name, n_requests=requests, concurrency=4, max_tokens=TOKENS,
+                                 prompt_source="synthetic", input_tokens=32, targets={"memory_gb": None})
+            s = run_benchmark(config).summary
+        finally:
+            engine.stop_model(settings, served.name)
+    return {"concurrency": 4, "requests": s.completed, "request_throughput": s.request_throughput, "median_e2el_ms": s.median_e2el_ms or 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "client_overhead.json")
+    parser.add_argument("--requests", type=int, default=600)
+    parser.add_argument("--skip-engine", action="store_true", help="Only measure the client")
+    args = parser.parse_args()
+    with spawned(ttft_ms=0, tpot_ms=0, tokens=TOKENS) as url:
+        client = [client_rate(url, c, args.requests) for c in (1, 4, 16)]
+    engine = None if args.skip_engine else engine_rate(requests=16)
+    best = max(c["request_throughput"] for c in client)
+    report = {
+        "benchmark": "client_overhead",
+        "tokens_per_answer": TOKENS,
+        "client_against_instant_server": client,
+        "engine_smollm2": engine,
+        "client_max_request_throughput": best,
+        "headroom_ratio": best / engine["request_throughput"] if engine and engine["request_throughput"] else None,
+        "target": "headroom_ratio >= 20",
+        "note": "The instant server is Python in its own process, so the client rate is a lower bound on what the client can do.",
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+        "version": __version__,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_avg_1m": os.getloadavg()[0]},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
