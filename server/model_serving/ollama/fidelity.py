@@ -134,21 +134,27 @@ def jinja_prompt(source: str, conv: Conversation, bos: str, eos: str) -> str:
     return render(source, conv.messages, add_generation_prompt=conv.add_generation_prompt, bos_token=bos, eos_token=eos, tools=conv.tools)
 
 
+def _reference(source: str, conv: Conversation, sent: Conversation, *, bos: str, eos: str, drop_bos: bool, template_uses_tools: bool) -> str | FidelityCase:
+    """The Jinja prompt for `sent` (leading BOS dropped if asked), or the reason `conv` cannot be compared."""
+    if conv.tools is not None and not template_uses_tools:
+        return FidelityCase(conversation=conv.name, status="not applicable", reason="the template has no tool support")
+    try:
+        prompt = jinja_prompt(source, sent, bos, eos)
+    except TemplateRejected as exc:
+        return FidelityCase(conversation=conv.name, status="not applicable", reason=f"the Jinja template rejects it: {exc}")
+    return prompt[len(bos):] if drop_bos and bos and prompt.startswith(bos) else prompt
+
+
 def check_rendered(jinja_source: str, go_template: str, renderer: GoRenderer, *, bos: str, eos: str, bos_left_to_runtime: bool,
                    template_uses_tools: bool, conversations: Sequence[Conversation] = CONVERSATIONS, notes: Sequence[str] = ()) -> FidelityReport:
     """Compare Go-rendered and Jinja-rendered prompts, character for character."""
     cases = []
     for conv in conversations:
-        if conv.tools is not None and not template_uses_tools:
-            cases.append(FidelityCase(conversation=conv.name, status="not applicable", reason="the template has no tool support"))
+        # with the BOS left to the runtime, the Go prompt starts after it
+        expected = _reference(jinja_source, conv, conv, bos=bos, eos=eos, drop_bos=bos_left_to_runtime, template_uses_tools=template_uses_tools)
+        if isinstance(expected, FidelityCase):
+            cases.append(expected)
             continue
-        try:
-            expected = jinja_prompt(jinja_source, conv, bos, eos)
-        except TemplateRejected as exc:
-            cases.append(FidelityCase(conversation=conv.name, status="not applicable", reason=f"the Jinja template rejects it: {exc}"))
-            continue
-        if bos_left_to_runtime and bos and expected.startswith(bos):
-            expected = expected[len(bos):]  # the runtime adds this BOS, not the template
         got = renderer(go_template, to_ollama_messages(conv.messages), conv.tools)
         diff = first_difference(expected, got)
         cases.append(FidelityCase(conversation=conv.name, status="equal" if diff is None else "different", difference=diff))
@@ -167,19 +173,14 @@ def check_live(chat_count: Callable[[Conversation], int], jinja_source: str, tok
         if not conv.add_generation_prompt:
             cases.append(FidelityCase(conversation=conv.name, status="not applicable", reason="a chat request always ends with a generation prompt"))
             continue
-        if conv.tools is not None and not template_uses_tools:
-            cases.append(FidelityCase(conversation=conv.name, status="not applicable", reason="the template has no tool support"))
-            continue
         sent = conv
         if system and conv.messages[0]["role"] != "system":
             sent = conv.model_copy(update={"messages": [{"role": "system", "content": system}, *conv.messages]})
-        try:
-            prompt = jinja_prompt(jinja_source, sent, bos, eos)
-        except TemplateRejected as exc:
-            cases.append(FidelityCase(conversation=conv.name, status="not applicable", reason=f"the Jinja template rejects it: {exc}"))
+        # one BOS is right, and the runtime adds it
+        prompt = _reference(jinja_source, conv, sent, bos=bos, eos=eos, drop_bos=add_bos, template_uses_tools=template_uses_tools)
+        if isinstance(prompt, FidelityCase):
+            cases.append(prompt)
             continue
-        if add_bos and bos and prompt.startswith(bos):
-            prompt = prompt[len(bos):]  # one BOS is right, and the runtime adds it
         expected = len(tokenize(prompt, add_bos))
         count = chat_count(conv)
         status: Literal["equal", "different"] = "equal" if count == expected else "different"
