@@ -93,11 +93,13 @@ def test_ollama_not_running(settings: Settings, smollm2_gguf: Path) -> None:
     assert "ollama serve" in err.value.next_step
 
 
-def test_path_outside_the_roots_is_refused(settings: Settings, smollm2_gguf: Path) -> None:
+def test_path_outside_the_roots_is_refused(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
     from model_serving.errors import PathNotAllowed
 
-    with pytest.raises(PathNotAllowed):
-        register_gguf(settings, smollm2_gguf, "smol")
+    outside = tmp_path_factory.mktemp("outside") / "model.gguf"
+    outside.write_bytes(b"GGUF")
+    with pytest.raises(PathNotAllowed, match="outside the allowed roots"):
+        register_gguf(settings, outside, "smol")
 
 
 def test_dropped_uploads_leave_no_model(ollama_settings: Settings, ollama_double: OllamaDouble, smollm2_gguf: Path) -> None:
