@@ -137,3 +137,27 @@ def register(group: click.Group) -> None:
                 click.echo(f"measured {result.measured_tok_s:.1f} tok/s = {result.percent_of_ceiling:.0f}% ({result.flag}). {result.note}")
 
         app.emit(result, human)
+
+    @bench.command("quant-ab")
+    @click.argument("ggufs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+    @click.option("-n", "--requests", "n_requests", type=int, default=8, show_default=True)
+    @click.option("-c", "--concurrency", type=int, default=1, show_default=True)
+    @click.option("--max-tokens", type=int, default=16, show_default=True)
+    @click.option("--ttft-ms", type=float, default=200.0, show_default=True)
+    @click.option("--e2e-ms", type=float, default=500.0, show_default=True)
+    @click.option("--floor", "quality_floor", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                  help="Least share of greedy answers identical to the reference's.")
+    @click.option("--max-ppl-ratio", type=float, default=1.10, show_default=True, help="Largest perplexity ratio to the reference.")
+    @click.option("--out", "output_dir", type=click.Path(file_okay=False))
+    @pass_app
+    def quant_ab(app: App, ggufs: tuple[str, ...], n_requests: int, concurrency: int, max_tokens: int, ttft_ms: float, e2e_ms: float,
+                 quality_floor: float, max_ppl_ratio: float, output_dir: str | None) -> None:
+        """Serve each GGUF in turn with the same prompts: speed beside quality, and the smallest that meets both."""
+        from model_serving.bench.models import Targets
+        from model_serving.bench.quant_ab import markdown, run_quant_ab
+
+        targets = Targets(ttft_ms=ttft_ms, e2e_ms=e2e_ms, request_throughput=None, memory_gb=None)
+        result = app.run("quantization A/B", lambda p: run_quant_ab(
+            app.settings, list(ggufs), n_requests=n_requests, concurrency=concurrency, max_tokens=max_tokens, targets=targets,
+            quality_floor=quality_floor, max_ppl_ratio=max_ppl_ratio, output_dir=output_dir, progress=p))
+        app.emit(result, lambda: click.echo(markdown(result)))

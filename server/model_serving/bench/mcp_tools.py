@@ -65,3 +65,31 @@ def register_tools(mcp: Any, state: AppState) -> None:
             return run_benchmark(config, progress)
 
         return await run_as_job(state, ctx, "bench", work, wait_s)
+
+    @mcp.tool(name="bench_quant_ab", title="Compare quantizations of one model on speed and quality",
+              annotations=writes(destructive=False, idempotent=False))
+    async def bench_quant_ab(
+        ggufs: Annotated[list[str], Field(min_length=2, max_length=8, description="GGUF files (inside the allowed roots) of one model")],
+        ctx: Context,
+        n_requests: Annotated[int, Field(ge=1, le=1000, strict=True)] = 8,
+        max_tokens: Annotated[int, Field(ge=1, le=4096, strict=True)] = 16,
+        ttft_ms: Annotated[float, Field(gt=0)] = 200.0,
+        e2e_ms: Annotated[float, Field(gt=0)] = 500.0,
+        quality_floor: Annotated[float, Field(ge=0, le=1, description="Least share of greedy answers identical to the reference's")] = 0.5,
+        max_ppl_ratio: Annotated[float, Field(ge=1.0, description="Largest perplexity ratio to the reference")] = 1.10,
+        output_dir: Annotated[str | None, Field(description="Directory inside the allowed roots for the table and per-variant reports")] = None,
+        wait_s: Annotated[float, Field(ge=0, le=600)] = 10.0,
+    ) -> JobInfo:
+        """Serve each quantization in turn on the embedded engine with the same prompts; report latency and decode speed
+        beside greedy agreement and perplexity against the largest (highest-precision) file, and name the smallest
+        variant that passes the latency targets and stays above the quality floor. Runs as a job."""
+        from model_serving.bench.models import Targets
+        from model_serving.bench.quant_ab import run_quant_ab
+
+        targets = Targets(ttft_ms=ttft_ms, e2e_ms=e2e_ms, request_throughput=None, memory_gb=None)
+
+        def work(progress: Progress) -> Any:
+            return run_quant_ab(state.settings, ggufs, n_requests=n_requests, max_tokens=max_tokens, targets=targets,
+                                quality_floor=quality_floor, max_ppl_ratio=max_ppl_ratio, output_dir=output_dir, progress=progress)
+
+        return await run_as_job(state, ctx, "bench_quant_ab", work, wait_s)
