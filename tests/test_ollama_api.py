@@ -219,3 +219,24 @@ def test_pull_from_the_registry_and_unknown_names(ollama_settings: Settings, oll
         with pytest.raises(OllamaAPIError, match="file does not exist") as err:
             client.pull("does-not-exist")
         assert err.value.mid_stream
+
+
+@pytest.mark.slow
+def test_ollama_quantizes_an_f16_gguf(ollama_settings: Settings, tiny_gguf: Path) -> None:
+    from model_serving.errors import InputError
+    from model_serving.jobs import Progress
+    from model_serving.ollama.gguf_info import read_gguf
+    from model_serving.ollama.register import _plan_quantize
+
+    info = read_gguf(tiny_gguf)
+    assert info.file_type_name == "F16"
+    assert _plan_quantize(info, tiny_gguf, "Q4_K_M", None, Progress()) == (tiny_gguf, "q4_K_M", "ollama")
+    with pytest.raises(InputError, match="model-serving quantize"):
+        _plan_quantize(info, tiny_gguf, "q5_K_M", None, Progress())  # not one Ollama does, and no quantizer given
+    statuses: list[str] = []
+    with OllamaClient(ollama_settings) as client:
+        digest = _file_digest(tiny_gguf)
+        client.push_blob(tiny_gguf, digest)
+        client.create({"model": "tiny", "files": {tiny_gguf.name: digest}, "quantize": "q8_0"}, lambda obj: statuses.append(obj["status"]))
+        assert "quantizing F16 model to Q8_0" in statuses
+        assert client.show("tiny").details.quantization_level == "Q8_0"
