@@ -145,3 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         server.run("streamable-http", host="127.0.0.1", port=args.port)
     else:
         server.run()
+
+
+if __name__ == "__main__":
+    main()
