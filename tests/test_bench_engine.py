@@ -43,7 +43,7 @@ def test_decode_speed_agrees_with_the_servers_own_timings(served: tuple[Settings
     assert all(r.output_tokens == 24 for r in result.records)  # ignore_eos held the length for synthetic prompts
     client, server = result.metrics["decode_tok_s"].median, result.summary.median_server_decode_tok_s
     assert client and server and 0.7 < client / server < 1.4, (client, server)
-    assert not [f for f in result.findings if f.code == "ttft_below_server_prefill"]
+    assert not [f for f in result.findings if f.code in ("ttft_below_server_prefill", "server_tokenizer_mismatch")]
     memory = next(v for v in result.verdicts if v.target == "memory_gb")
     assert memory.state == "PASS" and 0.05 < memory.measured < 2.0  # a 135M model's engine: well under a GB or two
     assert result.roofline is not None and result.roofline.percent_of_ceiling is not None

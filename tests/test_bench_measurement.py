@@ -81,3 +81,12 @@ def test_report_files_use_vllm_keys_and_one_line_per_request(scripted: str, tmp_
     markdown = Path(result.files["markdown"]).read_text()
     assert "| ttft_ms (p95) |" in markdown and "## Latency" in markdown
     assert Path(result.files["latency_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tokenizer_cross_checks_server_counts(scripted: str, smollm2_gguf: Path) -> None:
+    # The script's text ("t0 t1 ...") is not what SmolLM2 would say: its tokenizer needs more tokens for it
+    # than the 12 the server claims, and the benchmark says so.
+    result = run_benchmark(BenchConfig(base_url=scripted, model="scripted", n_requests=3, gguf_path=smollm2_gguf, bandwidth_gbs=10.0))
+    assert all(r.client_output_tokens and r.client_output_tokens > TOKENS for r in result.records)
+    assert all(r.output_tokens == TOKENS and r.output_tokens_source == "server" for r in result.records)
+    assert any(f.code == "server_tokenizer_mismatch" for f in result.findings)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from model_serving.bench.clients import stream_one
 from model_serving.bench.http_client import Pool
-from model_serving.bench.models import BenchConfig, Knee, RequestRecord, SweepPoint
+from model_serving.bench.models import BenchConfig, Finding, Knee, RequestRecord, SweepPoint
 from model_serving.bench.prompts import PromptSpec
 from model_serving.errors import Cancelled
 from model_serving.jobs import Progress
@@ -27,6 +27,7 @@ _MAX_CONSECUTIVE_ERRORS = 5
 class LoadOutcome:
     records: list[RequestRecord]
     warmups: list[RequestRecord] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     stopped_reason: str | None = None
     loop_lag_ms: list[float] = field(default_factory=list)
 

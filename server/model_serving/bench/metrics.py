@@ -22,8 +22,8 @@ _PERCENTILE = {"median": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
 
 def derive(record: RequestRecord) -> RequestRecord:
     """Fill the per-request metrics from the raw timestamps. A request without a first token gets none."""
-    if record.output_tokens_source == "chunks" or record.output_tokens == 0:
-        record.output_tokens, record.output_tokens_source = len(record.chunk_ms), "chunks"
+    if record.output_tokens_source == "chunks":
+        record.output_tokens = len(record.chunk_ms)  # one token per content chunk: the last resort
     if record.sent_ms is not None:
         record.queue_ms = record.sent_ms - record.scheduled_ms
     if record.first_token_ms is None or record.sent_ms is None or record.last_token_ms is None:

@@ -112,7 +112,8 @@ class RequestRecord(BaseModel):
     prompt_tokens: int | None = None
     prompt_tokens_source: Literal["server", "estimate"] = "estimate"
     output_tokens: int = 0
-    output_tokens_source: Literal["server", "chunks"] = "chunks"
+    output_tokens_source: Literal["server", "tokenizer", "chunks"] = "chunks"
+    client_output_tokens: int | None = Field(default=None, description="The model's tokenizer's count of the text, as a cross-check")
     server: ServerTimings | None = None
 
     # Derived per-request metrics (filled by metrics.derive); None where undefined.

@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from model_serving.bench import loads, metrics, probe, report, server_timings, verdicts
+from model_serving.bench import loads, metrics, probe, report, server_timings, tokens, verdicts
 from model_serving.bench.models import BenchConfig, BenchResult, Finding, RequestRecord, ServerInfo, SweepPoint
 from model_serving.bench.prompts import load_prompts
 from model_serving.errors import InputError
@@ -39,9 +39,9 @@ def _integrity(records: Sequence[RequestRecord], config: BenchConfig, loop_lag_m
     if short and len(short) > len(ok) // 2:
         findings.append(Finding(code="short_output", severity="info",
                                 message=f"{len(short)} of {len(ok)} answers stopped before half of max_tokens: decode figures rest on few tokens."))
-    if not any(r.output_tokens_source == "server" for r in ok) and ok:
+    if ok and all(r.output_tokens_source == "chunks" for r in ok):
         findings.append(Finding(code="client_token_count", severity="info",
-                                message="The server sent no token counts; each content chunk was counted as one token."))
+                                message="The server sent no token counts and no GGUF was given for its tokenizer; each content chunk counted as one token."))
     if loop_lag_ms:
         worst = max(loop_lag_ms)
         if worst > 20:
@@ -67,6 +67,8 @@ def _measure(config: BenchConfig, info: ServerInfo, *, concurrency: int, rate: f
     specs = load_prompts(config.prompt_source, n=config.n_requests, seed=config.seed, prompt=config.prompt,
                          prompts_file=config.prompts_file, input_tokens=config.input_tokens, output_tokens=config.max_tokens)
     outcome = asyncio.run(loads.run_load(config, specs, concurrency=concurrency, rate=rate, progress=progress))
+    if config.gguf_path is not None:
+        outcome.findings += tokens.apply(outcome.records, config.gguf_path)
     records = [metrics.derive(r) for r in outcome.records]
     _warmup_failure(records, info, config)
     if outcome.stopped_reason and not records:
@@ -102,7 +104,7 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
     dists = metrics.distributions(records, confidence=targets.confidence, seed=config.seed)
     summary = metrics.summarize(records, dists, confidence=targets.confidence, seed=config.seed)
     _, findings = server_timings.reconcile(records)
-    findings = _integrity(records, config, outcome.loop_lag_ms) + findings
+    findings = _integrity(records, config, outcome.loop_lag_ms) + outcome.findings + findings
     roof = None
     if config.gguf_path is not None:
         from model_serving.bench.roofline import roofline

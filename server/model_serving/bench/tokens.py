@@ -1,0 +1,63 @@
+"""Output token counts from the model's own tokenizer, to fill in for servers that send no counts and
+to cross-check those that do (re-tokenizing text can differ by a token at boundaries, rarely more)."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from model_serving.bench.models import Finding, RequestRecord
+
+MISMATCH_TOLERANCE = 0.10  # share of tokens; above it the counts disagree beyond boundary effects
+
+
+_open: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def _vocab(path: str) -> Any:
+    with _lock:
+        if path not in _open:
+            from llama_cpp import Llama
+
+            _open[path] = Llama(model_path=path, vocab_only=True, verbose=False)  # the tokenizer alone: no weights
+        return _open[path]
+
+
+@atexit.register
+def _close() -> None:
+    # Free while llama_cpp's module globals still exist; a later garbage collection would find them gone.
+    with _lock:
+        for llm in _open.values():
+            llm.close()
+        _open.clear()
+
+
+def count(gguf_path: Path, text: str) -> int:
+    return len(_vocab(str(gguf_path)).tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+
+
+def apply(records: Sequence[RequestRecord], gguf_path: Path) -> list[Finding]:
+    """Set each record's tokenizer count; use it where the server gave none; report disagreements."""
+    try:
+        counts = [count(gguf_path, r.text) for r in records]
+    except Exception as exc:  # noqa: BLE001 - a tokenizer that cannot load only costs the cross-check
+        return [Finding(code="tokenizer_unavailable", severity="info", message=f"Could not load the tokenizer from {gguf_path.name}: {exc}")]
+    findings, differing = [], 0
+    compared = 0
+    for record, n in zip(records, counts, strict=True):
+        record.client_output_tokens = n
+        if record.output_tokens_source == "chunks" and n:
+            record.output_tokens, record.output_tokens_source = n, "tokenizer"
+        elif record.output_tokens_source == "server" and record.output_tokens:
+            compared += 1
+            if abs(record.output_tokens - n) > max(1, MISMATCH_TOLERANCE * record.output_tokens):
+                differing += 1
+    if differing:
+        findings.append(Finding(code="server_tokenizer_mismatch", message=(
+            f"{differing} of {compared} requests: the server's output token count and the tokenizer's count of the text differ by more "
+            "than 10%: the server may count special or hidden (reasoning) tokens, or the GGUF is not the served model.")))
+    return findings
