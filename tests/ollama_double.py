@@ -745,7 +745,7 @@ def _new_llama(**kwargs: Any) -> Any:
 def _render(double: OllamaDouble, model: Model, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
     kind, template = _effective_template(double, model)
     if kind == "jinja":
-        from model_serving.ollama.jinja_render import TemplateRejected, render
+        from model_serving.chat_templates import TemplateRejected, render
 
         meta = model.metadata
         tokens = meta.get("tokenizer.ggml.tokens") or []

@@ -6,7 +6,6 @@ later session all see the same served models. A record whose process died is rep
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -19,9 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, Field
 
+from model_serving.chat_templates import render as render_chat
 from model_serving.config import Settings
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.inspection import GGUFInfo, inspect_gguf
@@ -231,20 +230,6 @@ def start_model(settings: Settings, gguf_path: str | Path, name: str, *, ctx_siz
 PROBE_MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
-def render_jinja_template(template: str, messages: list[dict[str, Any]], *, bos_token: str = "", eos_token: str = "",
-                          add_generation_prompt: bool = True) -> str:
-    """Render a chat template as transformers does, in a sandbox: templates are untrusted input."""
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-
-    def raise_exception(message: str) -> None:
-        raise ValueError(message)
-
-    env.globals["raise_exception"] = raise_exception
-    env.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False, indent=indent)
-    return env.from_string(template).render(messages=messages, bos_token=bos_token, eos_token=eos_token,
-                                            add_generation_prompt=add_generation_prompt)
-
-
 def probe_model(settings: Settings, name: str, *, max_tokens: int = 96, messages: list[dict[str, Any]] | None = None) -> ProbeResult:
     """Ask one question; the model must answer, stop on its own, and see the prompt its template defines."""
     model = get_model(settings, name)
@@ -260,7 +245,7 @@ def probe_model(settings: Settings, name: str, *, max_tokens: int = 96, messages
         expected_tokens = None
         if info.chat_template and rendered is not None:
             try:
-                ours = render_jinja_template(info.chat_template, messages, bos_token=info.bos_token or "", eos_token=info.eos_token or "")
+                ours = render_chat(info.chat_template, messages, add_generation_prompt=True, bos_token=info.bos_token or "", eos_token=info.eos_token or "")
                 template_matches = ours == rendered
                 if not template_matches:
                     problems.append("The server formats the chat differently from the GGUF's own chat template.")

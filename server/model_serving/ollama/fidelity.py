@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.ollama.jinja_render import TemplateRejected, render
+from model_serving.chat_templates import TemplateRejected, render
 
 # Renders a Go TEMPLATE for Ollama-shaped messages and tools.
 GoRenderer = Callable[[str, list[dict[str, Any]], list[dict[str, Any]] | None], str]

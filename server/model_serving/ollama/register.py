@@ -239,7 +239,7 @@ def _choose_template(info: GGUFInfo, source_dir: Path | None, mode: TemplateMode
 
 
 def _starts_with_bos(jinja: str, info: GGUFInfo) -> bool:
-    from model_serving.ollama.jinja_render import TemplateRejected, render
+    from model_serving.chat_templates import TemplateRejected, render
 
     try:
         text = render(jinja, [{"role": "user", "content": "x"}], add_generation_prompt=True, bos_token=info.bos_token, eos_token=info.eos_token)

@@ -23,7 +23,7 @@ from jinja2.exceptions import TemplateSyntaxError
 
 from model_serving.errors import InputError, ServingError
 from model_serving.ollama.gguf_info import GGUFInfo
-from model_serving.ollama.jinja_render import environment
+from model_serving.chat_templates import environment
 
 Family = str  # chatml | llama3 | gemma | mistral | phi3 | generic
 

@@ -1,4 +1,4 @@
-"""Render a Hugging Face chat template the way transformers does.
+"""Render Hugging Face chat templates the way transformers does (shared by the engine probe and Ollama checks).
 
 transformers compiles chat templates in a sandboxed Jinja environment with trim_blocks and
 lstrip_blocks, the loop-control extension, its own `tojson` (no HTML escaping, optional indent),

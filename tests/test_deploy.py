@@ -1,0 +1,73 @@
+"""End to end on a real model: SmolLM2-135M deployed at Q8_0 on the embedded engine, checked against f16."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from model_serving.config import Settings
+from model_serving.deploy import deploy
+from model_serving.engine import list_models, start_model, stop_model
+from model_serving.quantize import quantize_gguf
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Name a primary colour.",
+    "What do bees make?",
+    "How many legs does a spider have?",
+    "What is the opposite of hot?",
+    "Which planet do we live on?",
+]
+
+
+def greedy(base_url: str, name: str, prompt: str) -> dict:
+    reply = httpx.post(f"{base_url}/v1/chat/completions", timeout=120,
+                       json={"model": name, "messages": [{"role": "user", "content": prompt}], "max_tokens": 48, "temperature": 0})
+    reply.raise_for_status()
+    return reply.json()["choices"][0]
+
+
+@pytest.mark.slow
+def test_deploy_smollm2_q8_0_end_to_end(settings: Settings, artifacts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    result = deploy(settings, None, quant="Q8_0", out_dir=str(out), bench_requests=4)
+    try:
+        assert [s.step for s in result.steps] == ["prepare", "export", "quantize", "register", "bench"]
+        assert result.answer and result.answer.strip()
+        assert result.quality and result.quality["verdict"] in ("ok", "degraded")
+        assert result.quality["agreement_rate"] >= 0.5  # Q8_0 keeps most greedy answers of the f16 model
+        assert {v["target"] for v in result.verdicts} >= {"ttft_ms", "e2e_ms", "memory_gb"}
+        manifest = json.loads(Path(result.manifest_path).read_text(encoding="utf-8"))
+        assert len(manifest["artifacts"]["served"]["sha256"]) == 64
+        assert {"llama-cpp-python", "xllamacpp", "gguf"} <= set(manifest["tool_versions"])
+
+        served = {m.name: m for m in list_models(settings)}[result.name]
+        f16 = Path(manifest["artifacts"]["f16"]["path"])
+        reference = start_model(settings, f16, "smol-f16", ctx_size=1024, parallel=2)
+        try:
+            agree = 0
+            for prompt in PROMPTS:
+                q8, ref = greedy(served.base_url, result.name, prompt), greedy(reference.base_url, "smol-f16", prompt)
+                assert q8["message"]["content"].strip(), prompt
+                assert q8["finish_reason"] == "stop", (prompt, q8)
+                agree += q8["message"]["content"] == ref["message"]["content"]
+            assert agree >= len(PROMPTS) // 2, f"Q8_0 agreed with f16 on only {agree}/{len(PROMPTS)} prompts"
+        finally:
+            stop_model(settings, "smol-f16")
+
+        # The same deploy again only re-registers: export and quantize outputs are reused by content hash.
+        again = deploy(settings, None, quant="Q8_0", out_dir=str(out), bench=False)
+        assert {s.step: s.status for s in again.steps}["export"] == "skipped"
+        assert {s.step: s.status for s in again.steps}["quantize"] == "skipped"
+
+        # The quality report ranks a 4-bit quantization below Q8_0 by perplexity.
+        q4 = quantize_gguf(settings, f16, out / "q4.gguf", "Q4_K_M")
+        q8 = quantize_gguf(settings, f16, Path(manifest["artifacts"]["served"]["path"]), "Q8_0")
+        assert q4.quality and q8.quality
+        assert q4.quality.candidate.perplexity > q8.quality.candidate.perplexity
+    finally:
+        for model in list_models(settings):
+            stop_model(settings, model.name)
