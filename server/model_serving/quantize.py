@@ -422,11 +422,13 @@ def quantize_gguf(
         input_sha256=input_sha, output_sha256=sha256_file(target), sidecar_path=str(_sidecar(target)),
         llama_cpp_version=_llama_cpp_version(), verdict="unverified",
     )
+    result.summary = _summary(result)
+    _write_sidecar(result)  # recorded before verifying: a cancelled verification resumes from here
     if verify:
         result.quality = compare_quality(settings, source, target, progress=progress.span(0.6, 1.0))
         result.verdict = result.quality.verdict
+        result.summary = _summary(result)
     result.wall_s = round(time.perf_counter() - started, 3)
-    result.summary = _summary(result)
     _write_sidecar(result)
     progress.update(1.0, result.summary)
     return result

