@@ -13,23 +13,19 @@ The ratio of the two is the headroom (issue target: at least 20x). Writes JSON c
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _bench_meta import write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402
 
-from model_serving import __version__  # noqa: E402
 from model_serving.bench import BenchConfig, run_benchmark  # noqa: E402
 from model_serving.bench.scripted_server import spawned  # noqa: E402
 
@@ -97,15 +93,8 @@ def main() -> None:
         "headroom_ratio": best / engine["request_throughput"] if engine and engine["request_throughput"] else None,
         "target": "headroom_ratio >= 20",
         "note": "The instant server is Python in its own process, so the client rate is a lower bound on what the client can do.",
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
-        "version": __version__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_1m": os.getloadavg()[0]},
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,10 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _bench_meta import write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 
-from model_serving import __version__, engine  # noqa: E402
+from model_serving import engine  # noqa: E402
 from model_serving.bench import BenchConfig, run_benchmark  # noqa: E402
 from model_serving.config import Settings  # noqa: E402
 
@@ -105,14 +106,8 @@ def main() -> None:
         "roofline_percent": result.roofline.percent_of_ceiling if result.roofline else None,
         "bandwidth_gbs": result.roofline.bandwidth_gbs if result.roofline else None,
         "findings": [f.code for f in result.findings],
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
-        "version": __version__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

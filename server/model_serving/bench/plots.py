@@ -19,6 +19,13 @@ def _pyplot():  # noqa: ANN202
     return plt
 
 
+def _save(plt, fig, path: Path) -> str:  # noqa: ANN001
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
 def write_plots(result: BenchResult, output_dir: Path, stem: str) -> dict[str, str]:
     plt = _pyplot()
     if plt is None:
@@ -58,11 +65,7 @@ def write_plots(result: BenchResult, output_dir: Path, stem: str) -> dict[str, s
             ax.set_xlabel("ms")
             ax.set_ylabel("requests")
         fig.suptitle(f"{result.config.model}: {result.summary.completed} requests, concurrency {result.config.concurrency}", fontsize=11)
-        path = output_dir / f"{stem}.latency.png"
-        with atomic_output(path, overwrite=True) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-        plt.close(fig)
-        files["latency_png"] = str(path)
+        files["latency_png"] = _save(plt, fig, output_dir / f"{stem}.latency.png")
     if len(result.sweep) >= 2:
         points = sorted(result.sweep, key=lambda p: p.concurrency)
         xs = [p.concurrency for p in points]
@@ -82,9 +85,5 @@ def write_plots(result: BenchResult, output_dir: Path, stem: str) -> dict[str, s
         handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
         ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
         ax.set_title(f"{result.config.model}: throughput and p95 latency against concurrency", fontsize=10)
-        path = output_dir / f"{stem}.sweep.png"
-        with atomic_output(path, overwrite=True) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-        plt.close(fig)
-        files["sweep_png"] = str(path)
+        files["sweep_png"] = _save(plt, fig, output_dir / f"{stem}.sweep.png")
     return files

@@ -101,8 +101,7 @@ def write_all(result: BenchResult, output_dir: Path) -> dict[str, str]:
                            lambda: "".join(r.model_dump_json() + "\n" for r in [*result.warmup_records, *result.records])),
         "markdown": (output_dir / f"{stem}.md", lambda: markdown(result)),
     }
-    for kind, (path, render) in targets.items():
-        files[kind] = str(path)
+    files.update({kind: str(path) for kind, (path, _) in targets.items()})
     for kind, (path, render) in targets.items():
         if kind == "json":
             continue  # written last, once the file list is complete

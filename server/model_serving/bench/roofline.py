@@ -76,11 +76,11 @@ def measure_bandwidth(size_mb: int = 256, repeats: int = 3, threads: int | None 
     for _ in range(repeats):
         barrier = threading.Barrier(threads + 1)
 
-        def read(chunk: np.ndarray) -> None:
-            barrier.wait()
+        def read(chunk: np.ndarray, start_together: threading.Barrier) -> None:
+            start_together.wait()
             chunk.sum()  # numpy releases the GIL for the reduction, so threads read in parallel
 
-        workers = [threading.Thread(target=read, args=(s,)) for s in slices]
+        workers = [threading.Thread(target=read, args=(s, barrier)) for s in slices]
         for w in workers:
             w.start()
         barrier.wait()
