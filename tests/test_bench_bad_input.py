@@ -94,3 +94,31 @@ def test_invalid_settings_are_one_line_input_errors(values: dict[str, object], m
         BenchConfig.build(base_url="http://127.0.0.1:9", model="m", **values)
     assert message in err.value.cause
     assert "\n" not in err.value.cause
+
+
+def test_cancelling_a_run_stops_it_and_writes_nothing(tmp_path: Path) -> None:
+    import threading
+
+    from model_serving.errors import Cancelled
+    from model_serving.jobs import Progress
+
+    progress = Progress()
+    outcome: dict[str, BaseException] = {}
+    with spawned(ttft_ms=20, tpot_ms=20, tokens=10) as url:
+        config = BenchConfig(base_url=url, model="scripted", n_requests=200, warmup=0, output_dir=tmp_path / "out")
+
+        def work() -> None:
+            try:
+                run_benchmark(config, progress)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        while progress.fraction < 0.02:  # a few requests have finished
+            threading.Event().wait(0.05)
+        progress.cancel()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), Cancelled)
+    assert not (tmp_path / "out").exists()

@@ -105,6 +105,10 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
     summary = metrics.summarize(records, dists, confidence=targets.confidence, seed=config.seed)
     _, findings = server_timings.reconcile(records)
     findings = _integrity(records, config, outcome.loop_lag_ms) + outcome.findings + findings
+    if info.models and config.model not in info.models and config.api == "openai" and summary.completed:
+        findings.append(Finding(code="model_name_ignored", message=(
+            f"The server lists {', '.join(info.models)} but answered requests for {config.model!r}: it serves one model whatever "
+            "the name, so make sure it is the model you meant to measure.")))
     roof = None
     if config.gguf_path is not None:
         from model_serving.bench.roofline import roofline
