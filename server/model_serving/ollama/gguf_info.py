@@ -10,14 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from model_serving.errors import InputError
+from model_serving.inspection import FILE_TYPES, open_gguf
 
 # llama.cpp's token types: 3 = control (special) tokens such as <|im_end|>.
 CONTROL, USER_DEFINED = 3, 4
-
-# general.file_type numbers (llama.h) for the types that matter here.
-FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M",
-              13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
-
 
 @dataclass
 class GGUFInfo:
@@ -91,12 +87,7 @@ def read_gguf(path: Path) -> GGUFInfo:
 
 @functools.lru_cache(maxsize=8)
 def _read_gguf(path: Path, size: int, mtime_ns: int) -> GGUFInfo:
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(str(path))
-    except Exception as exc:  # the reader raises ValueError/struct errors for non-GGUF input
-        raise InputError(f"{path} is not a readable GGUF file ({exc}).", "Pass a .gguf produced by `model-serving export` or llama.cpp.") from None
+    reader = open_gguf(path)  # magic, parse and truncation checks shared with `inspect`
 
     def get(key: str) -> Any:
         f = reader.fields.get(key)
