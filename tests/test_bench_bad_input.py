@@ -115,7 +115,9 @@ def test_cancelling_a_run_stops_it_and_writes_nothing(tmp_path: Path) -> None:
 
         thread = threading.Thread(target=work)
         thread.start()
-        while progress.fraction < 0.02:  # a few requests have finished
+        for _ in range(600):  # until a few requests have finished (30 s at most)
+            if progress.fraction >= 0.02 or not thread.is_alive():
+                break
             threading.Event().wait(0.05)
         progress.cancel()
         thread.join(timeout=10)
