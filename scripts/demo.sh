@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/install.sh
-model-serving deploy "$@"
+model-serving deploy --target embedded "$@"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ollama_double import go_renderer, maybe_go_renderer, ollama_double, ollama_settings  # noqa: F401 - fixtures
 
 from model_serving.config import Settings
 from model_serving.deploy import deploy
@@ -71,3 +72,18 @@ def test_deploy_smollm2_q8_0_end_to_end(settings: Settings, artifacts: Path, tmp
     finally:
         for model in list_models(settings):
             stop_model(settings, model.name)
+
+
+@pytest.mark.slow
+def test_deploy_targets_ollama_when_it_answers(ollama_settings: Settings, ollama_double, smollm2_gguf: Path, tmp_path: Path) -> None:
+    # target "auto" picks Ollama because a server answers at OLLAMA_HOST (the test double, real inference)
+    result = deploy(ollama_settings, str(smollm2_gguf), name="smol", quant="F16", out_dir=str(tmp_path / "d"), bench_requests=3)
+    assert result.target == "ollama"
+    assert [s.step for s in result.steps] == ["register", "bench"]
+    assert result.answer and result.answer.strip()
+    assert result.endpoint and result.endpoint.endswith("/api/chat")
+    bench = {s.step: s for s in result.steps}["bench"].summary["summary"]
+    assert bench["completed"] == 3
+    manifest = json.loads(Path(result.manifest_path).read_text(encoding="utf-8"))
+    assert manifest["target"] == "ollama"
+    assert list_models(ollama_settings) == []  # nothing was started on the embedded engine

@@ -223,7 +223,7 @@ def status_cmd(app: App) -> None:
 @click.argument("source", required=False)
 @click.option("--name", help="Model name (default: from the source; smollm2-135m-instruct for the default model).")
 @click.option("--quant", default="Q8_0", show_default=True, help="Quantization type, or F16 to serve the export as is.")
-@click.option("--target", type=click.Choice(["embedded", "ollama", "auto"]), default="embedded", show_default=True,
+@click.option("--target", type=click.Choice(["auto", "embedded", "ollama"]), default="auto", show_default=True,
               help="auto: Ollama when it answers at OLLAMA_HOST, else the embedded engine.")
 @click.option("--out-dir", help="Where artifacts and the manifest go (default: ./deployments/NAME).")
 @click.option("--bench/--no-bench", default=True, show_default=True)

@@ -106,7 +106,7 @@ def plan_deploy(settings: Settings, source: str | None, *, name: str, quant: str
     return plan, resolved, is_gguf
 
 
-def deploy(settings: Settings, source: str | None = None, *, name: str | None = None, quant: str = "Q8_0", target: Target = "embedded",
+def deploy(settings: Settings, source: str | None = None, *, name: str | None = None, quant: str = "Q8_0", target: Target = "auto",
            out_dir: str | None = None, bench: bool = True, bench_requests: int = 8, verify_quality: bool = True,
            ctx_size: int = 2048, parallel: int = 4, plan_only: bool = False, allow_broken: bool = False,
            progress: Progress | None = None) -> DeployResult:
@@ -195,8 +195,7 @@ def deploy(settings: Settings, source: str | None = None, *, name: str | None = 
         registration = register_gguf(settings, served, name, source_dir=source_dir, overwrite=True, num_ctx=ctx_size,
                                      progress=progress.span(0.6, 0.75))
         result.endpoint = f"{settings.ollama_host}/api/chat"
-        probe_dump = registration.probe.model_dump(mode="json") if getattr(registration, "probe", None) else {}
-        result.answer = probe_dump.get("answer") or probe_dump.get("content")
+        result.answer = registration.probe.reply
         bench_base, bench_api, server_pid = settings.ollama_host, "ollama", None
         record("register", t0, None, False, {"ollama": registration.model_dump(mode="json", exclude={"modelfile"})})
 

@@ -119,7 +119,7 @@ def register_tools(mcp: MCPServer, state: AppState) -> None:
     @mcp.tool(name="deploy_model", title="Deploy end to end", annotations=writes(destructive=False, idempotent=True))
     async def deploy_model(ctx: Context, source: Annotated[str | None, Field(description="Checkpoint folder, .gguf file or Hub repo id; omit for the default SmolLM2-135M")] = None,
                            name: ModelName | None = None, quant: Annotated[str, Field(max_length=16)] = "Q8_0",
-                           target: Literal["embedded", "ollama", "auto"] = "embedded", out_dir: PathArg | None = None,
+                           target: Literal["auto", "embedded", "ollama"] = "auto", out_dir: PathArg | None = None,
                            bench: bool = True, bench_requests: Annotated[int, Field(ge=1, le=1000, strict=True)] = 8,
                            verify_quality: bool = True, plan_only: bool = False, allow_broken: bool = False) -> JobInfo:
         """plan -> export -> quantize -> register -> probe -> bench, resumable, writing a manifest beside the artifacts.
