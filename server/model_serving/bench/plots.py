@@ -75,7 +75,7 @@ def write_plots(result: BenchResult, output_dir: Path, stem: str) -> dict[str, s
         ax.set_ylabel("output tokens/s", color="#4C72B0")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(bottom=0, top=max(p.output_throughput for p in points) * 1.15 or 1)
         right = ax.twinx()
         right.plot(xs, [p.p95_e2el_ms or 0 for p in points], "s--", color="#C44E52", label="p95 end-to-end ms")
         right.set_ylabel("p95 end-to-end latency (ms)", color="#C44E52")
@@ -83,7 +83,8 @@ def write_plots(result: BenchResult, output_dir: Path, stem: str) -> dict[str, s
         if result.knee and result.knee.concurrency:
             ax.axvline(result.knee.concurrency, color="#555555", linestyle=":", label=f"knee ({result.knee.cause})")
         handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-        ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+        # Below the axes: inside, it would cover a data point whichever corner it took.
+        ax.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
         ax.set_title(f"{result.config.model}: throughput and p95 latency against concurrency", fontsize=10)
         files["sweep_png"] = _save(plt, fig, output_dir / f"{stem}.sweep.png")
     return files

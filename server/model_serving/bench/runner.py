@@ -7,6 +7,7 @@ writes what it measured, with `incomplete=True` and the reason; only a cancelled
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from model_serving.bench import loads, metrics, probe, report, server_timings, tokens, verdicts
 from model_serving.bench.models import BenchConfig, BenchResult, Finding, RequestRecord, ServerInfo, SweepPoint
 from model_serving.bench.prompts import load_prompts
+from model_serving.config import is_loopback_url
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
 
@@ -47,6 +49,12 @@ def _integrity(records: Sequence[RequestRecord], config: BenchConfig, loop_lag_m
         if worst > 20:
             findings.append(Finding(code="client_lag",
                                     message=f"The client's event loop stalled for up to {worst:.0f} ms: client-side timings may be inflated."))
+    cpus = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > cpus and is_loopback_url(config.base_url):
+        findings.append(Finding(code="host_busy", message=(
+            f"The machine's load average ({load:.1f}) exceeds its {cpus} CPUs: other work competes with the local server, "
+            "so these timings are pessimistic. Rerun on a quiet machine before acting on a FAIL.")))
     statuses = {s: sum(1 for r in records if r.status == s) for s in ("incomplete", "empty", "error")}
     for status, count in statuses.items():
         if count:

@@ -47,7 +47,7 @@ def _ttft_causes(records: Sequence[RequestRecord], config: BenchConfig, server: 
     prompt_tokens = _median([r.prompt_tokens for r in ok])
     if prefill and prefill > 0.5 * ttft and prompt_tokens:
         causes.append(f"Prefill takes {prefill:.0f} ms for {prompt_tokens:.0f} prompt tokens ({prompt_tokens / prefill * 1000:.0f} tok/s): "
-                      "the prompt is too long for this hardware; shorten it or use a smaller model.")
+                      "prefill dominates the first token; a shorter prompt or a smaller model shortens it.")
     if prefill is not None:
         queued = _median([r.ttft_ms - (r.server.prefill_ms or 0) - (r.server.load_ms or 0) for r in ok if r.server and r.ttft_ms])
         if queued and queued > 0.4 * ttft:
