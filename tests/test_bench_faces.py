@@ -100,3 +100,13 @@ async def test_mcp_bench_rejects_bad_input(url: str, settings: Settings) -> None
         assert outside.is_error and "outside the allowed roots" in outside.content[0].text
         poisson = await client.call_tool("bench", {"model": "scripted", "endpoint": url, "profile": "poisson"})
         assert poisson.is_error and "needs a rate" in poisson.content[0].text
+
+
+def test_cli_roofline_reports_the_ceiling(smollm2_gguf: Path, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "--json", "--root", str(smollm2_gguf.parent), "bench", "roofline", str(smollm2_gguf),
+                        "--bandwidth-gbs", "10", "--tok-s", "20", "--context", "100")
+    assert code == 0
+    result = json.loads(out)
+    bytes_per_token = result["weight_bytes_per_token"] + 100 * result["kv_bytes_per_context_token"]
+    assert result["ceiling_tok_s"] == pytest.approx(10e9 / bytes_per_token)
+    assert result["bandwidth_source"] == "given" and result["flag"] == "far_below"
