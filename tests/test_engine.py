@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ollama_double import maybe_go_renderer, ollama_double, ollama_settings  # noqa: F401 - fixtures
 
 from model_serving.config import Settings
 from model_serving.engine import list_models, probe_model, register_embedded, start_model, stop_model
@@ -89,3 +90,11 @@ def test_smollm2_registers_answers_and_stops_with_its_own_template(settings: Set
         assert again.answer == probe.answer  # greedy: the same question gets the same answer
     finally:
         stop_model(settings, model.name)
+
+
+def test_status_reports_ollama_when_it_answers(ollama_settings: Settings, ollama_double) -> None:
+    status = serving_status(ollama_settings)
+    assert status.ollama.reachable is True
+    assert status.ollama.version == "0.33.0"
+    assert status.ollama.models == [] and status.ollama.running == []
+    assert status.engine == []
