@@ -32,6 +32,7 @@ from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the test
 
 from model_serving import engine  # noqa: E402
 from model_serving.bench import BenchConfig, run_benchmark  # noqa: E402
+from model_serving.bench.server_timings import server_decode_tok_s  # noqa: E402
 from model_serving.config import Settings  # noqa: E402
 
 PROMPT = "Write a long story about a lighthouse keeper and the sea."
@@ -70,30 +71,42 @@ def main() -> None:
         print(json.dumps(in_process_decode_tok_s(gguf, tokens, threads, repeats)))
         return
     threads = os.cpu_count() or 2
+    # Alternate server rounds and in-process rounds so that load from other work drifts over both alike.
+    rounds = max(2, args.requests // 2)
+    client_rates: list[float] = []
+    server_rates: list[float] = []
+    local_rates: list[float] = []
+    local_error, result = None, None
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp), roots=[Path(tmp), gguf.parent])
         served = engine.start_model(settings, gguf, "smollm2-bench", ctx_size=2048, parallel=1, threads=threads)
         try:
-            config = BenchConfig(base_url=served.base_url, model=served.name, n_requests=args.requests, max_tokens=args.tokens,
-                                 prompt_source="text", prompt=PROMPT, ignore_eos=True, server_pid=served.pid, gguf_path=gguf)
-            result = run_benchmark(config)
+            for i in range(rounds):
+                config = BenchConfig(base_url=served.base_url, model=served.name, n_requests=2, warmup=1 if i == 0 else 0,
+                                     max_tokens=args.tokens, prompt_source="text", prompt=PROMPT, ignore_eos=True,
+                                     server_pid=served.pid, gguf_path=gguf)
+                result = run_benchmark(config)
+                client_rates += [r.decode_tok_s for r in result.records if r.decode_tok_s]
+                server_rates += [x for r in result.records if r.server and (x := server_decode_tok_s(r.server))]
+                # In a child process: a crash in the in-process engine must not lose the server-side figures.
+                child = subprocess.run([sys.executable, __file__, "--in-process", str(args.tokens), str(threads), "2"],
+                                       capture_output=True, text=True, timeout=600)
+                if child.returncode == 0:
+                    local_rates += json.loads(child.stdout.strip().splitlines()[-1])[1:]  # the first run warms the model
+                else:
+                    local_error = f"llama-cpp-python exited with code {child.returncode}: {child.stderr.strip()[-300:]}"
         finally:
             engine.stop_model(settings, served.name)
-    client = result.metrics["decode_tok_s"].median
-    server = result.summary.median_server_decode_tok_s
-    # In a child process: a crash in the in-process engine must not lose the server-side figures.
-    child = subprocess.run([sys.executable, __file__, "--in-process", str(args.tokens), str(threads), str(max(3, args.requests // 2))],
-                           capture_output=True, text=True, timeout=600)
-    local, local_error = None, None
-    if child.returncode == 0:
-        local = statistics.median(json.loads(child.stdout.strip().splitlines()[-1])) or None
-    else:
-        local_error = f"llama-cpp-python exited with code {child.returncode}: {child.stderr.strip()[-300:]}"
+    assert result is not None
+    client = statistics.median(client_rates) if client_rates else None
+    server = statistics.median(server_rates) if server_rates else None
+    local = statistics.median(local_rates) if local_rates else None
     report = {
         "benchmark": "decode_agreement",
         "model": gguf.name,
         "tokens_per_request": args.tokens,
-        "requests": args.requests,
+        "requests": len(client_rates),
+        "rounds": rounds,
         "threads": threads,
         "client_decode_tok_s": client,
         "server_timings_decode_tok_s": server,
