@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from pathlib import Path
@@ -156,6 +157,9 @@ def test_resume_skips_matching_output(settings: Settings, f16: Path) -> None:
     again = quantize_gguf(settings, f16, None, "q4_0", verify=False)
     assert again.skipped and not first.skipped
     assert again.output_sha256 == first.output_sha256 and output.stat().st_mtime_ns == stamp
+    # both hashes are remembered by file stat, so the next type from this F16 does not read it again
+    cache = json.loads((settings.state_dir / "sha256-cache.json").read_text())
+    assert cache[str(f16)]["sha256"] == first.input_sha256 and cache[str(output)]["sha256"] == first.output_sha256
     # a different type for the same output name is not the recorded result
     with pytest.raises(InputError, match="not made from this input as Q8_0"):
         quantize_gguf(settings, f16, output, "Q8_0", verify=False)

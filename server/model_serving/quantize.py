@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from model_serving.config import Settings
+from model_serving import quantize_worker
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress, run_process
 from model_serving.paths import atomic_output, confine, sha256_file
@@ -292,25 +293,98 @@ def _llama_cpp_version() -> str:
         return "unknown"
 
 
-def _hash_file(path: Path, stop: threading.Event, cancel: threading.Event, out: dict[str, Any]) -> None:
-    """sha256 in a thread (hashlib releases the GIL), stopping early when the call fails or is cancelled."""
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                if stop.is_set() or cancel.is_set():
-                    return
-                digest.update(chunk)
-        out["sha256"] = digest.hexdigest()
-    except OSError as exc:
-        out["error"] = exc
+class _HashCache:
+    """sha256 by (size, mtime, inode) in the state directory, so an F16 quantized to several types is read once.
+
+    It trusts a file's stat the way make and git do: content rewritten in place with the same size
+    within the same nanosecond would be missed.
+    """
+
+    _KEEP = 256
+
+    def __init__(self, settings: Settings) -> None:
+        self.file = settings.state_dir / "sha256-cache.json"
+
+    def _entries(self) -> dict[str, dict[str, Any]]:
+        try:
+            entries = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+    @staticmethod
+    def _stamp(path: Path) -> list[int]:
+        stat = path.stat()
+        return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+    def get(self, path: Path) -> str | None:
+        entry = self._entries().get(str(path))
+        if isinstance(entry, dict) and entry.get("stat") == self._stamp(path) and isinstance(entry.get("sha256"), str):
+            return entry["sha256"]
+        return None
+
+    def put(self, path: Path, sha: str) -> None:
+        entries = self._entries()
+        entries.pop(str(path), None)
+        entries[str(path)] = {"stat": self._stamp(path), "sha256": sha}
+        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.partial")
+        tmp.write_text(json.dumps(dict(list(entries.items())[-self._KEEP:])))
+        os.replace(tmp, self.file)
+
+    def sha256(self, path: Path) -> str:
+        sha = self.get(path)
+        if sha is None:
+            sha = sha256_file(path)
+            self.put(path, sha)
+        return sha
+
+
+class _BackgroundHash:
+    """The input's sha256, computed in a thread while the quantizer runs (hashlib releases the GIL)."""
+
+    def __init__(self, path: Path, cache: _HashCache | None, cancel: threading.Event) -> None:
+        self.path, self.cache, self.cancel = path, cache, cancel
+        self.sha, self.error = cache.get(path) if cache else None, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hash-input", daemon=True)
+        if self.sha is None:
+            self._thread.start()
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        try:
+            with self.path.open("rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    if self._stop.is_set() or self.cancel.is_set():
+                        return
+                    digest.update(chunk)
+        except OSError as exc:
+            self.error = exc
+            return
+        self.sha = digest.hexdigest()
+        if self.cache:
+            self.cache.put(self.path, self.sha)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def result(self) -> str:
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.error is not None:
+            raise InputError(f"Could not read {self.path}: {self.error}.", "Check the file's permissions.")
+        if self.sha is None:  # the thread stopped early because the job was cancelled
+            raise ServingError(f"Hashing {self.path.name} did not finish.", "Run the quantization again.")
+        return self.sha
 
 
 def _sidecar(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def _reuse(output: Path, input_sha: str, qtype: QuantType) -> QuantizeResult | None:
+def _reuse(output: Path, input_sha: str, qtype: QuantType, hashes: _HashCache) -> QuantizeResult | None:
     """The recorded result when the sidecar matches this input and type and the output is unchanged."""
     sidecar = _sidecar(output)
     try:
@@ -319,7 +393,7 @@ def _reuse(output: Path, input_sha: str, qtype: QuantType) -> QuantizeResult | N
         return None
     if recorded.input_sha256 != input_sha or recorded.qtype != qtype.name:
         return None
-    if sha256_file(output) != recorded.output_sha256:
+    if hashes.sha256(output) != recorded.output_sha256:
         return None
     return recorded
 
@@ -355,38 +429,17 @@ def quantize_gguf(
     """Quantize `input_path` to `qtype`, verify it against the input when `verify`, and report."""
     started = time.perf_counter()
     progress = progress or Progress()
-    source = confine(input_path, settings.roots, what="input GGUF")
-    if not source.is_file():
-        raise InputError(f"{source} is not a file.", "Pass the path of a .gguf file.")
-    target_type = resolve_qtype(qtype)
-    target = confine(output_path or default_output(source, target_type.name), settings.roots, must_exist=False, what="output path")
-    if target == source:
-        raise InputError("The output path is the input file itself.", "Choose another output path; the source is never overwritten.")
-    if target.is_dir():
-        raise InputError(f"The output path {target} is a directory.", "Pass a file name ending in .gguf.")
+    source, target, target_type = _resolve_paths(settings, input_path, output_path, qtype)
     if threads is not None and not 0 <= threads <= 1024:
-        raise InputError(f"threads={threads} is out of range.", "Pass a number of threads between 1 and the core count, or leave it out.")
-    header = read_header(source)
-    input_type = header.file_type_name or ("quantized mix" if header.quantized else "F32/F16 mix")
-    if header.quantized or (header.file_type is not None and header.file_type_name not in UNQUANTIZED):
-        if not allow_requantize:
-            mix = ", ".join(f"{n}x{k}" for k, n in header.tensor_types.items())
-            raise InputError(
-                f"{source.name} is already quantized ({input_type}; tensors {mix}); quantizing it again compounds the error.",
-                "Quantize from the F16/BF16/F32 export instead, or pass allow_requantize (--allow-requantize) if you accept the loss.",
-            )
-    requantized = header.quantized
+        raise InputError(f"threads={threads} is out of range.", "Pass 1 to 1024 threads, 0 for all cores, or leave it out.")
+    header, input_type, requantized = _check_input(source, allow_requantize)
     progress.update(0.0, f"Quantizing {source.name} to {target_type.name}")
 
-    hashed: dict[str, Any] = {}
-    stop = threading.Event()
-    hasher = threading.Thread(target=_hash_file, args=(source, stop, progress.cancel_event, hashed), name="hash-input", daemon=True)
-    hasher.start()  # overlaps the child process; the hash is only needed for the sidecar
+    hashes = _HashCache(settings)
+    input_hash = _BackgroundHash(source, hashes, progress.cancel_event)  # overlaps the quantizer
     try:
         if target.exists() and not overwrite:
-            hasher.join()
-            progress.check()
-            recorded = _reuse(target, _input_sha(hashed, source), target_type)
+            recorded = _reuse(target, input_hash.result(), target_type, hashes)
             if recorded is None:
                 raise InputError(f"{target} already exists and was not made from this input as {target_type.name}.",
                                  "Pass overwrite (--overwrite) to replace it, or choose another output path.")
@@ -394,22 +447,13 @@ def quantize_gguf(
         with contextlib.suppress(FileNotFoundError):
             _sidecar(target).unlink()  # the old record must never describe a new file
         nthread = threads if threads is not None else 0
-        quant_progress = progress.span(0.0, 0.6 if verify else 0.95)
-        with atomic_output(target, overwrite=overwrite) as tmp:
-            quantize_s = _run_quantizer(source, tmp, target_type, nthread, allow_requantize, quant_progress)
-            out_header = read_header(tmp)
-            if out_header.file_type != target_type.ftype:
-                raise VerificationFailed(
-                    f"llama.cpp wrote file type {out_header.file_type_name or out_header.file_type}, not the requested {target_type.name}.",
-                    "Report this with the quantizer output; the file was not kept.")
-        hasher.join()
-        input_sha = _input_sha(hashed, source)
-    except BaseException:
-        stop.set()
-        raise
+        quantize_s, out_header, output_sha = _quantize_into(
+            source, target, target_type, nthread, allow_requantize, overwrite, progress.span(0.0, 0.6 if verify else 0.95))
+        hashes.put(target, output_sha)  # a rename keeps size, mtime and inode
+        input_sha = input_hash.result()
     finally:
-        hasher.join()
-    progress.update(0.6 if verify else 0.95, "Hashing the output")
+        input_hash.stop()
+    progress.update(0.6 if verify else 0.95, f"Wrote {target.name}")
     out_size = target.stat().st_size
     params = header.parameter_count or out_header.parameter_count
     result = QuantizeResult(
@@ -419,7 +463,7 @@ def quantize_gguf(
         input_bits_per_weight=round(header.size_bytes * 8 / params, 3) if params else 0.0,
         bits_per_weight=round(out_size * 8 / params, 3) if params else 0.0,
         tensor_types=out_header.tensor_types, threads=nthread, quantize_s=round(quantize_s, 3), wall_s=0.0,
-        input_sha256=input_sha, output_sha256=sha256_file(target), sidecar_path=str(_sidecar(target)),
+        input_sha256=input_sha, output_sha256=output_sha, sidecar_path=str(_sidecar(target)),
         llama_cpp_version=_llama_cpp_version(), verdict="unverified",
     )
     result.summary = _summary(result)
@@ -434,12 +478,55 @@ def quantize_gguf(
     return result
 
 
-def _input_sha(hashed: dict[str, Any], source: Path) -> str:
-    if "error" in hashed:
-        raise InputError(f"Could not read {source}: {hashed['error']}.", "Check the file's permissions.")
-    if "sha256" not in hashed:  # the hashing thread stopped because the job was cancelled
-        raise ServingError(f"Hashing {source.name} did not finish.", "Run the quantization again.")
-    return str(hashed["sha256"])
+def _resolve_paths(settings: Settings, input_path: Path, output_path: Path | None, qtype: str) -> tuple[Path, Path, QuantType]:
+    source = confine(input_path, settings.roots, what="input GGUF")
+    if not source.is_file():
+        raise InputError(f"{source} is not a file.", "Pass the path of a .gguf file.")
+    target_type = resolve_qtype(qtype)
+    target = confine(output_path or default_output(source, target_type.name), settings.roots, must_exist=False, what="output path")
+    if target == source:
+        raise InputError("The output path is the input file itself.", "Choose another output path; the source is never overwritten.")
+    if target.is_dir():
+        raise InputError(f"The output path {target} is a directory.", "Pass a file name ending in .gguf.")
+    return source, target, target_type
+
+
+def _check_input(source: Path, allow_requantize: bool) -> tuple[GGUFHeader, str, bool]:
+    """The input's header, its type name, and whether it is already quantized (refused unless allowed)."""
+    header = read_header(source)
+    if header.file_type_name:
+        input_type = header.file_type_name
+    elif header.file_type is not None:
+        input_type = f"file type {header.file_type}"
+    else:
+        input_type = "quantized mix" if header.quantized else "F32/F16 mix"
+    # Either signal counts: the tensors are the truth, but a label saying quantized deserves a question too.
+    quantized = header.quantized or (header.file_type_name is not None and header.file_type_name not in UNQUANTIZED)
+    if quantized and not allow_requantize:
+        mix = ", ".join(f"{n}x{k}" for k, n in header.tensor_types.items())
+        raise InputError(
+            f"{source.name} is already quantized ({input_type}; tensors {mix}); quantizing it again compounds the error.",
+            "Quantize from the F16/BF16/F32 export instead, or pass allow_requantize (--allow-requantize) if you accept the loss.",
+        )
+    return header, input_type, quantized
+
+
+def _quantize_into(source: Path, target: Path, qtype: QuantType, nthread: int, allow_requantize: bool, overwrite: bool,
+                   progress: Progress) -> tuple[float, GGUFHeader, str]:
+    """Run the quantizer into a temporary file and rename it into place only once it checks out."""
+    with atomic_output(target, overwrite=overwrite) as tmp:
+        quantize_s = _run_quantizer(source, tmp, qtype, nthread, allow_requantize, progress)
+        output_hash = _BackgroundHash(tmp, None, progress.cancel_event)  # alongside the header check
+        try:
+            out_header = read_header(tmp)
+            if out_header.file_type != qtype.ftype:
+                raise VerificationFailed(
+                    f"llama.cpp wrote file type {out_header.file_type_name or out_header.file_type}, not the requested {qtype.name}.",
+                    "Report this with the quantizer output; the file was not kept.")
+            output_sha = output_hash.result()
+        finally:
+            output_hash.stop()
+    return quantize_s, out_header, output_sha
 
 
 def _resume(settings: Settings, recorded: QuantizeResult, source: Path, target: Path, verify: bool,
@@ -466,7 +553,9 @@ def _run_quantizer(source: Path, tmp: Path, qtype: QuantType, nthread: int, allo
             if total:
                 progress.update(done / total, f"Quantizing tensor {done}/{total} to {qtype.name}")
 
-    argv = [sys.executable, "-m", "model_serving.quantize_worker", str(source), str(tmp), qtype.name, str(qtype.ftype),
+    # Run by path with -P (no script directory on sys.path): skips the package __init__ and its
+    # metadata lookup, which `-m` would pay on every call.
+    argv = [sys.executable, "-P", str(Path(quantize_worker.__file__)), str(source), str(tmp), qtype.name, str(qtype.ftype),
             str(nthread), "1" if allow_requantize else "0"]
     began = time.perf_counter()
     code, tail = run_process(argv, progress, on_line=on_line)

@@ -1,4 +1,4 @@
-"""Child process that runs `llama_model_quantize` once: `python -m model_serving.quantize_worker ...`.
+"""Child process that runs `llama_model_quantize` once: `python -P .../quantize_worker.py ...`.
 
 It lives apart from `quantize.py` so that it imports nothing but llama-cpp-python's ctypes binding:
 the parent has already validated everything, and each import here is paid on every quantization
