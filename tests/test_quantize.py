@@ -41,7 +41,12 @@ def f16(f16_source: Path, tmp_path: Path) -> Path:  # noqa: F811
 
 @pytest.mark.parametrize("requested", ["Q8_0", "q4_k_m", "Q4_0"])
 def test_quantizes_f16_to_each_type(settings: Settings, f16: Path, requested: str) -> None:
-    result = quantize_gguf(settings, f16, None, requested, verify=False, threads=2)
+    seen: list[tuple[float, str]] = []
+    result = quantize_gguf(settings, f16, None, requested, verify=False, threads=2, progress=Progress(lambda f, m: seen.append((f, m))))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0  # the bar only moves forward, and finishes
+    n = read_header(f16).tensor_count
+    assert any(m.startswith(f"Quantizing tensor {n}/{n} ") for _, m in seen)  # driven by llama.cpp's own per-tensor lines
     qtype = QUANT_TYPES[requested.upper()]
     output = Path(result.output_path)
     assert output == f16.with_name(f"SmolLM2-135M-Instruct-{qtype.name}.gguf")  # the -f16 suffix is replaced
