@@ -37,6 +37,21 @@ def f16_source(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return target
 
 
+def write_unloadable_gguf(path: Path) -> Path:
+    """A well-formed F16 GGUF for an architecture llama.cpp has no loader for."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(path, "alienarch")
+    writer.add_file_type(1)
+    writer.add_tensor("blk.0.weight", np.zeros((32, 32), dtype=np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 def place(source: Path, directory: Path, name: str | None = None) -> Path:
     """A hard link (cheap, and not a symlink, so path confinement sees it inside `directory`)."""
     target = directory / (name or source.name)

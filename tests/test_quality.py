@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from quant_helpers import f16_source, place  # noqa: F401 - f16_source is a fixture
+from quant_helpers import f16_source, place, write_unloadable_gguf  # noqa: F401 - f16_source is a fixture
 
 from model_serving.config import Settings
 from model_serving.errors import InputError, PathNotAllowed
@@ -147,16 +147,8 @@ def test_quality_ranks_q4_k_m_below_q8_0(settings: Settings, f16_source: Path, t
 
 @pytest.mark.slow
 def test_candidate_that_does_not_load_is_broken(settings: Settings, f16_source: Path, tmp_path: Path) -> None:  # noqa: F811
-    from gguf import GGUFWriter
-
     f16 = place(f16_source, tmp_path)
-    alien = tmp_path / "alien.gguf"
-    writer = GGUFWriter(alien, "alienarch")
-    writer.add_tensor("blk.0.weight", np.zeros((32, 32), dtype=np.float16))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    alien = write_unloadable_gguf(tmp_path / "alien.gguf")
     report = compare_quality(settings, f16, alien)
     assert report.verdict == "broken" and report.candidate.error
     assert "could not load" in report.candidate.error

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from quant_helpers import f16_source, place  # noqa: F401 - f16_source is a fixture
+from quant_helpers import f16_source, place, write_unloadable_gguf  # noqa: F401 - f16_source is a fixture
 
 from model_serving.config import Settings
 from model_serving.errors import Cancelled, InputError, PathNotAllowed, ServingError
@@ -203,17 +203,7 @@ def test_cancel_mid_run_leaves_nothing(settings: Settings, f16: Path) -> None:
 
 
 def test_quantizer_failure_reports_its_output(settings: Settings, tmp_path: Path) -> None:
-    import numpy as np
-    from gguf import GGUFWriter
-
-    path = tmp_path / "alien-f16.gguf"
-    writer = GGUFWriter(path, "alienarch")  # a valid GGUF that llama.cpp has no loader for
-    writer.add_file_type(1)
-    writer.add_tensor("blk.0.weight", np.zeros((32, 32), dtype=np.float16))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    path = write_unloadable_gguf(tmp_path / "alien-f16.gguf")
     with pytest.raises(ServingError, match="quantizer exited with code") as err:
         quantize_gguf(settings, path, None, "Q8_0", verify=False)
     assert "alienarch" in err.value.detail or "architecture" in err.value.detail
