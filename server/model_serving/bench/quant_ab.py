@@ -61,6 +61,24 @@ def _label(path: Path) -> str:
     return path.stem
 
 
+def choose(variants: list[VariantResult], quality_floor: float, max_ppl_ratio: float) -> tuple[VariantResult | None, str]:
+    """Mark which variants meet the quality floor; pick the smallest that also passes the latency targets."""
+    for v in variants:
+        if not v.reference:
+            v.meets_quality = (v.agreement_rate is not None and v.agreement_rate >= quality_floor
+                               and v.ppl_ratio is not None and v.ppl_ratio <= max_ppl_ratio)
+    fitting = [v for v in variants if v.meets_speed and v.meets_quality]
+    best = min(fitting, key=lambda v: v.size_bytes) if fitting else None
+    if best:
+        return best, (f"{best.label} ({best.size_bytes / 1e6:.0f} MB) is the smallest variant whose latency targets pass "
+                      f"and whose greedy agreement ({best.agreement_rate:.0%}) and perplexity ratio ({best.ppl_ratio:.3f}) stay within "
+                      f"the floor ({quality_floor:.0%}, <= {max_ppl_ratio:.2f}).")
+    slow = [v.label for v in variants if not v.meets_speed]
+    poor = [v.label for v in variants if not v.meets_quality]
+    return None, ("No variant meets both: " + (f"latency targets not passed by {', '.join(slow)}" if slow else "")
+                  + ("; " if slow and poor else "") + (f"quality below the floor for {', '.join(poor)}" if poor else "") + ".")
+
+
 def run_quant_ab(settings: Settings, ggufs: Sequence[str | Path], *, n_requests: int = 8, concurrency: int = 1, max_tokens: int = 16,
                  targets: Targets | None = None, quality_floor: float = 0.5, max_ppl_ratio: float = 1.10, parallel: int = 2,
                  output_dir: str | Path | None = None, progress: Progress | None = None) -> QuantABResult:
@@ -104,22 +122,10 @@ def run_quant_ab(settings: Settings, ggufs: Sequence[str | Path], *, n_requests:
             variant.agreement_rate, variant.mean_common_prefix = report.agreement_rate, report.mean_common_prefix
             variant.perplexity, variant.ppl_ratio = report.candidate.perplexity, report.ppl_ratio
             variant.quality_verdict = report.verdict
-            variant.meets_quality = (report.agreement_rate >= quality_floor and report.ppl_ratio is not None
-                                     and report.ppl_ratio <= max_ppl_ratio)
             if variants and variants[0].perplexity is None:
                 variants[0].perplexity = report.reference.perplexity
         variants.append(variant)
-    fitting = [v for v in variants if v.meets_speed and v.meets_quality]
-    best = min(fitting, key=lambda v: v.size_bytes) if fitting else None
-    if best:
-        explanation = (f"{best.label} ({best.size_bytes / 1e6:.0f} MB) is the smallest variant whose latency targets pass "
-                       f"and whose greedy agreement ({best.agreement_rate:.0%}) and perplexity ratio ({best.ppl_ratio:.3f}) stay within "
-                       f"the floor ({quality_floor:.0%}, <= {max_ppl_ratio:.2f}).")
-    else:
-        slow = [v.label for v in variants if not v.meets_speed]
-        poor = [v.label for v in variants if not v.meets_quality]
-        explanation = ("No variant meets both: " + (f"latency targets not passed by {', '.join(slow)}" if slow else "")
-                       + ("; " if slow and poor else "") + (f"quality below the floor for {', '.join(poor)}" if poor else "") + ".")
+    best, explanation = choose(variants, quality_floor, max_ppl_ratio)
     result = QuantABResult(variants=variants, reference=_label(reference), recommended=best.label if best else None, explanation=explanation,
                            quality_floor=quality_floor, max_ppl_ratio=max_ppl_ratio, targets=targets)
     if out is not None:
