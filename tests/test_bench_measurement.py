@@ -90,3 +90,13 @@ def test_tokenizer_cross_checks_server_counts(scripted: str, smollm2_gguf: Path)
     assert all(r.client_output_tokens and r.client_output_tokens > TOKENS for r in result.records)
     assert all(r.output_tokens == TOKENS and r.output_tokens_source == "server" for r in result.records)
     assert any(f.code == "server_tokenizer_mismatch" for f in result.findings)
+
+
+def test_roofline_for_an_ollama_model_uses_api_show(scripted: str) -> None:
+    result = run_benchmark(BenchConfig(base_url=scripted, model="scripted", api="ollama", n_requests=3, bandwidth_gbs=10.0))
+    roof = result.roofline
+    assert roof is not None and roof.weight_bytes_per_token == 123_000_000  # the model's size from /api/tags
+    assert roof.kv_bytes_per_context_token == 2 * 30 * 3 * 64 * 2  # layers, KV heads and head size from /api/show
+    assert roof.context_tokens == 12 + TOKENS / 2  # prompt tokens plus half the answer, on average
+    assert roof.ceiling_tok_s == pytest.approx(10e9 / (123_000_000 + roof.context_tokens * roof.kv_bytes_per_context_token))
+    assert roof.measured_tok_s == pytest.approx(1000.0 / TPOT_MS, rel=0.05)

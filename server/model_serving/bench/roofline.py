@@ -13,6 +13,7 @@ import functools
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +60,43 @@ def _model_bytes(gguf_path: Path, size: int, mtime_ns: int) -> ModelBytes:
     if "output.weight" in tensors and "token_embd.weight" in tensors:
         # With a separate output matrix the embedding table is only indexed: one row per token.
         weights -= tensors["token_embd.weight"]
+    kv, layers = _kv_bytes(field, arch)
+    return ModelBytes(weights, kv, size, layers)
+
+
+def _kv_bytes(field: Callable[[str], int | None], arch: str) -> tuple[int, int]:
+    """KV bytes per context token (K and V, every layer, f16) and the layer count, from GGUF keys."""
     layers = field(f"{arch}.block_count") or 0
     heads = field(f"{arch}.attention.head_count") or 1
     kv_heads = field(f"{arch}.attention.head_count_kv") or heads
     head_dim = field(f"{arch}.attention.key_length") or (field(f"{arch}.embedding_length") or 0) // heads
-    kv = 2 * layers * kv_heads * head_dim * _KV_BYTES_PER_ELEMENT
-    return ModelBytes(weights, kv, size, layers)
+    return 2 * layers * kv_heads * head_dim * _KV_BYTES_PER_ELEMENT, layers
+
+
+def model_bytes_from_ollama(base_url: str, model: str) -> ModelBytes | None:
+    """The same figures for a model Ollama serves: GGUF keys from /api/show, the file size from /api/tags.
+
+    Without the tensor list the whole file counts as weights read per token: a slight overestimate
+    (vocabulary metadata, an embedding table that is only indexed), so the ceiling errs low.
+    """
+    import httpx
+
+    try:
+        with httpx.Client(timeout=10.0, trust_env=False) as client:
+            info = client.post(base_url + "/api/show", json={"model": model}).json().get("model_info") or {}
+            tags = client.get(base_url + "/api/tags").json().get("models") or []
+    except (httpx.HTTPError, ValueError):
+        return None
+    size = next((m.get("size") for m in tags if model in (m.get("name"), m.get("model")) or f"{model}:latest" in (m.get("name"), m.get("model"))), None)
+    if not info or not size:
+        return None
+
+    def field(key: str) -> int | None:
+        value = info.get(key)
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    kv, layers = _kv_bytes(field, str(info.get("general.architecture") or "llama"))
+    return ModelBytes(int(size), kv, int(size), layers)
 
 
 def measure_bandwidth(size_mb: int = 256, repeats: int = 3, threads: int | None = None) -> float:
@@ -91,10 +123,10 @@ def measure_bandwidth(size_mb: int = 256, repeats: int = 3, threads: int | None 
     return best
 
 
-def roofline(gguf_path: Path, measured_tok_s: float | None, context_tokens: float, *, bandwidth_gbs: float | None = None,
+def roofline(model: Path | ModelBytes, measured_tok_s: float | None, context_tokens: float, *, bandwidth_gbs: float | None = None,
              batch: int = 1) -> Roofline:
     """Ceiling for `batch` sequences decoding at `context_tokens` of context each; measured as a share of it."""
-    mb = model_bytes(gguf_path)
+    mb = model if isinstance(model, ModelBytes) else model_bytes(model)
     source = "given" if bandwidth_gbs else "measured"
     bw = bandwidth_gbs or measure_bandwidth()
     bytes_per_step = mb.weight_bytes_per_token + batch * mb.kv_bytes_per_context_token * context_tokens

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from model_serving.bench import loads, metrics, probe, report, server_timings, tokens, verdicts
-from model_serving.bench.models import BenchConfig, BenchResult, Finding, RequestRecord, ServerInfo, SweepPoint
+from model_serving.bench.models import BenchConfig, BenchResult, Finding, RequestRecord, Roofline, ServerInfo, Stats, SweepPoint
 from model_serving.bench.prompts import load_prompts
 from model_serving.config import is_loopback_url
 from model_serving.errors import InputError
@@ -84,6 +84,27 @@ def _measure(config: BenchConfig, info: ServerInfo, *, concurrency: int, rate: f
     return records, outcome
 
 
+def _roofline(config: BenchConfig, records: Sequence[RequestRecord], dists: dict[str, Stats]) -> Roofline | None:
+    """Decode at one stream against the bandwidth ceiling, with bytes from the GGUF or from Ollama."""
+    from model_serving.bench import roofline
+
+    if config.gguf_path is not None:
+        model: roofline.ModelBytes | None = roofline.model_bytes(config.gguf_path)
+    elif config.api == "ollama":
+        model = roofline.model_bytes_from_ollama(config.base_url, config.model)
+    else:
+        return None
+    if model is None:
+        return None
+    ok = [r for r in records if r.status == "ok"]
+    context = statistics.mean((r.prompt_tokens or 0) + r.output_tokens / 2 for r in ok) if ok else 0.0
+    single_stream = config.concurrency == 1 and config.rate is None
+    result = roofline.roofline(model, dists["decode_tok_s"].median if single_stream else None, context, bandwidth_gbs=config.bandwidth_gbs)
+    if not single_stream:
+        result.note = "Concurrent run: per-stream speed is not comparable with the batch-1 ceiling; run with concurrency 1 for the percentage."
+    return result
+
+
 def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
     """Benchmark one served model under `config` and judge it against `config.targets`."""
     progress = progress or Progress()
@@ -117,17 +138,7 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
         findings.append(Finding(code="model_name_ignored", message=(
             f"The server lists {', '.join(info.models)} but answered requests for {config.model!r}: it serves one model whatever "
             "the name, so make sure it is the model you meant to measure.")))
-    roof = None
-    if config.gguf_path is not None:
-        from model_serving.bench.roofline import roofline
-
-        ok = [r for r in records if r.status == "ok"]
-        context = statistics.mean((r.prompt_tokens or 0) + r.output_tokens / 2 for r in ok) if ok else 0.0
-        decode = dists["decode_tok_s"].median
-        batch = 1 if config.concurrency == 1 and config.rate is None else None
-        roof = roofline(config.gguf_path, decode if batch else None, context, bandwidth_gbs=config.bandwidth_gbs)
-        if batch is None:
-            roof.note = "Concurrent run: per-stream speed is not comparable with the batch-1 ceiling; run with concurrency 1 for the percentage."
+    roof = _roofline(config, records, dists)
     incomplete = bool(outcome.stopped_reason) or summary.failed > 0 or summary.completed == 0
     lag = outcome.loop_lag_ms
     result = BenchResult(

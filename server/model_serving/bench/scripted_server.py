@@ -76,7 +76,7 @@ class Handler(BaseHTTPRequestHandler):
             "/props": {"total_slots": s.slots, "default_generation_settings": {"n_ctx": 2048}, "build_info": "scripted"},
             "/health": {"status": "ok"},
             "/api/version": {"version": "0.0-scripted"},
-            "/api/tags": {"models": [{"name": f"{s.model}:latest", "model": f"{s.model}:latest"}]},
+            "/api/tags": {"models": [{"name": f"{s.model}:latest", "model": f"{s.model}:latest", "size": 123_000_000}]},
             "/api/ps": {"models": [{"name": f"{s.model}:latest", "model": f"{s.model}:latest", "size": 123_000_000, "size_vram": 0}]},
         }
         if self.path in routes:
@@ -91,6 +91,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         request = json.loads(self.rfile.read(length) or b"{}")
+        if self.path == "/api/show":  # SmolLM2-135M's shape, so the roofline has real numbers to work with
+            self._json(200, {"model_info": {"general.architecture": "llama", "llama.block_count": 30, "llama.embedding_length": 576,
+                                            "llama.attention.head_count": 9, "llama.attention.head_count_kv": 3}})
+            return
         start = time.perf_counter()  # the truth is timed from a fully received request
         s = self.script
         name = request.get("model", "")

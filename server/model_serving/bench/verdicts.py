@@ -53,7 +53,7 @@ def _ttft_causes(records: Sequence[RequestRecord], config: BenchConfig, server: 
         if queued and queued > 0.4 * ttft:
             slots = f"the server has {server.total_slots} parallel slot(s) for {config.concurrency} concurrent requests" if server.total_slots else "requests queue before the server starts them"
             causes.append(f"Requests wait {queued:.0f} ms before prefill starts: {slots}.")
-    if server.vram_fraction is not None and server.vram_fraction < 0.99:
+    if server.vram_fraction is not None and 0.0 < server.vram_fraction < 0.99:  # 0 is a CPU-only server, not a split
         causes.append(f"Only {server.vram_fraction:.0%} of the model is in GPU memory: partial CPU offload slows every step.")
     if not causes and not any(r.server for r in ok):
         causes.append("The server reports no timings, so TTFT cannot be split into load, queue and prefill.")
