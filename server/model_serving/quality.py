@@ -301,6 +301,7 @@ def _file_type(path: Path, *, strict: bool = False) -> str | None:
 # ---------------------------------------------------------------- comparison
 
 
+_CACHE_SIZE = 32
 _cache_lock = threading.Lock()
 _evaluations: dict[tuple[Any, ...], ModelEvaluation] = {}
 
@@ -347,6 +348,8 @@ def _evaluate_in_child(path: Path, spec: dict[str, Any], progress: Progress, rol
     evaluation = ModelEvaluation.model_validate_json(result[-1])
     with _cache_lock:
         _evaluations[key] = evaluation
+        while len(_evaluations) > _CACHE_SIZE:  # a long-running server keeps only the recent ones
+            _evaluations.pop(next(iter(_evaluations)))
     return evaluation
 
 
