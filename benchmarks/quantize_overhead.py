@@ -62,6 +62,8 @@ def direct_subprocess(source: Path, target: Path, ftype: int, threads: int) -> f
 
 
 def ours(settings: Settings, source: Path, target: Path, qtype: str, threads: int) -> float:
+    for stale in (target, target.with_name(target.name + ".json")):
+        stale.unlink(missing_ok=True)  # an identical earlier output would be reused, not re-made
     began = time.perf_counter()
     quantize_gguf(settings, source, target, qtype, verify=False, overwrite=True, threads=threads)
     return time.perf_counter() - began

@@ -169,7 +169,8 @@ def deploy(settings: Settings, source: str | None = None, *, name: str | None = 
         served = Path(quantized.output_path)
         result.quality = {"verdict": quantized.verdict, "summary": quantized.summary}
         if quantized.quality is not None:
-            result.quality |= {"agreement_rate": quantized.quality.agreement_rate, "ppl_ratio": quantized.quality.ppl_ratio,
+            result.quality |= {"agreement_rate": quantized.quality.agreement_rate, "early_agreement_rate": quantized.quality.early_agreement_rate,
+                               "ppl_ratio": quantized.quality.ppl_ratio,
                                "answers_lost": quantized.quality.answers_lost}
         record("quantize", t0, served, quantized.skipped,
                {"qtype": quantized.qtype, "size_bytes": quantized.output_size_bytes, "bits_per_weight": quantized.bits_per_weight,

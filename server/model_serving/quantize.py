@@ -438,12 +438,13 @@ def quantize_gguf(
     hashes = _HashCache(settings)
     input_hash = _BackgroundHash(source, hashes, progress.cancel_event)  # overlaps the quantizer
     try:
-        if target.exists() and not overwrite:
+        if target.exists():  # an identical earlier result is reused even when overwriting is allowed
             recorded = _reuse(target, input_hash.result(), target_type, hashes)
-            if recorded is None:
+            if recorded is None and not overwrite:
                 raise InputError(f"{target} already exists and was not made from this input as {target_type.name}.",
                                  "Pass overwrite (--overwrite) to replace it, or choose another output path.")
-            return _resume(settings, recorded, source, target, verify, progress, started)
+            if recorded is not None:
+                return _resume(settings, recorded, source, target, verify, progress, started)
         with contextlib.suppress(FileNotFoundError):
             _sidecar(target).unlink()  # the old record must never describe a new file
         nthread = threads if threads is not None else 0
