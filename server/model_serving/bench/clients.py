@@ -148,7 +148,8 @@ async def stream_one(pool: Pool, config: BenchConfig, spec: PromptSpec, record: 
         record.status, record.end_ms = "error", ms(time.perf_counter_ns())
         return
     reused = conn.used
-    record.sent_ms = ms(time.perf_counter_ns())
+    record.sent_clock_ns = time.perf_counter_ns()
+    record.sent_ms = ms(record.sent_clock_ns)
     try:
         async with asyncio.timeout(config.timeout_s):
             try:
@@ -160,7 +161,8 @@ async def stream_one(pool: Pool, config: BenchConfig, spec: PromptSpec, record: 
                 # stream; its FIN can lag the release): nothing was answered, so send again on a fresh one.
                 pool.release(conn, reusable=False)
                 conn = await pool.acquire_fresh()
-                record.sent_ms = ms(time.perf_counter_ns())
+                record.sent_clock_ns = time.perf_counter_ns()
+                record.sent_ms = ms(record.sent_clock_ns)
                 response = await conn.post_json(pool.prefix + path, body)
             record.first_byte_ms = ms(response.first_byte_ns)
             if response.status >= 400:

@@ -100,6 +100,7 @@ class RequestRecord(BaseModel):
     error: str | None = None
     scheduled_ms: float
     sent_ms: float | None = None
+    sent_clock_ns: int | None = Field(default=None, description="perf_counter_ns at send: joins this request with other logs on this host")
     first_byte_ms: float | None = None
     first_token_ms: float | None = None
     last_token_ms: float | None = None

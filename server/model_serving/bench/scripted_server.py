@@ -40,6 +40,13 @@ class Script:
 
 
 _answered = [0]
+_log: list[dict[str, Any]] = []
+
+
+def _prompt_key(request: dict[str, Any]) -> str:
+    """The opening of the prompt: the benchmark's synthetic prompts start with a unique random prefix."""
+    text = request.get("prompt") or next((m.get("content", "") for m in request.get("messages") or []), "")
+    return str(text)[:16]
 _lock = threading.Lock()
 
 
@@ -71,6 +78,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         s = self.script
+        if self.path == "/script/log":  # read and clear
+            with _lock:
+                report, _log[:] = list(_log), []
+            self._json(200, report)
+            return
         routes = {
             "/v1/models": {"object": "list", "data": [{"id": s.model, "object": "model"}]},
             "/props": {"total_slots": s.slots, "default_generation_settings": {"n_ctx": 2048}, "build_info": "scripted"},
@@ -95,7 +107,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"model_info": {"general.architecture": "llama", "llama.block_count": 30, "llama.embedding_length": 576,
                                             "llama.attention.head_count": 9, "llama.attention.head_count_kv": 3}})
             return
-        start = time.perf_counter()  # the truth is timed from a fully received request
+        start = time.perf_counter()  # the script is timed from a fully received request
         s = self.script
         name = request.get("model", "")
         if name not in (s.model, f"{s.model}:latest"):
@@ -111,20 +123,30 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not ollama and chat:
             self._chunk(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}\n\n')
+        # Every message is built before the clock starts to matter, so a wake-up only writes bytes.
+        messages = []
         for i in range(n):
-            _sleep_until(start + (s.ttft_ms + i * s.tpot_ms) / 1000.0)
+            piece = f"t{i} "
+            if ollama:
+                body = {"model": name, "done": False, **({"message": {"role": "assistant", "content": piece}} if chat else {"response": piece})}
+                messages.append(json.dumps(body).encode() + b"\n")
+            else:
+                choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
+                messages.append(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
+        written = []
+        for i, message in enumerate(messages):
+            due = start + (s.ttft_ms + i * s.tpot_ms) / 1000.0
+            _sleep_until(due)
             if s.mode == "close_early" and i == s.close_after:
                 self.close_connection = True
                 self.wfile.flush()
                 self.connection.shutdown(2)  # cut mid-stream, with no terminating chunk
                 return
-            piece = f"t{i} "
-            if ollama:
-                body = {"model": name, "done": False, **({"message": {"role": "assistant", "content": piece}} if chat else {"response": piece})}
-                self._chunk(json.dumps(body).encode() + b"\n")
-            else:
-                choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
-                self._chunk(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
+            self._chunk(message)
+            written.append(time.perf_counter_ns())
+        if written:
+            with _lock:  # what really happened, on the host's monotonic clock, for the accuracy tests
+                _log.append({"key": _prompt_key(request), "received_ns": int(start * 1e9), "first_write_ns": written[0], "last_write_ns": written[-1]})
         _sleep_until(start + (s.ttft_ms + max(n - 1, 0) * s.tpot_ms) / 1000.0)
         decode_ms = max(n - 1, 0) * s.tpot_ms
         if ollama:
