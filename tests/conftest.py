@@ -76,6 +76,19 @@ def smollm2_checkpoint(artifacts: Path, smollm2_gguf: Path) -> Path:
     return checkpoint_from_gguf(smollm2_gguf, artifacts / "smollm2-135m-instruct-hf")
 
 
+def cli_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `model-serving ARGS` in this process: (exit code, stdout, stderr)."""
+    from model_serving.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("MODEL_SERVING_QUICK") == "1":
         skip = pytest.mark.skip(reason="MODEL_SERVING_QUICK=1 skips slow tests")

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import cli_in_process as _cli
 from mcp import Client
 
 from model_serving.bench.scripted_server import spawned
-from model_serving.cli import main
 from model_serving.config import Settings
 from model_serving.mcp_server import create_server
 
@@ -19,16 +19,6 @@ from model_serving.mcp_server import create_server
 def url() -> Iterator[str]:
     with spawned(ttft_ms=20, tpot_ms=2, tokens=8) as base:
         yield base
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_bench_run_writes_reports_and_prints_verdicts(url: str, tmp_path: Path, settings: Settings,

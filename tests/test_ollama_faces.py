@@ -7,23 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import cli_in_process as _cli
 from mcp import Client
 from ollama_double import OllamaDouble, maybe_go_renderer, ollama_double, ollama_settings  # noqa: F401 - fixtures
 
-from model_serving.cli import main
 from model_serving.config import Settings
 from model_serving.mcp_server import create_server
 from model_serving.ollama.client import OllamaClient
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _with_model(settings: Settings, gguf: Path, name: str = "smol") -> None:
