@@ -17,20 +17,13 @@ from pydantic import BaseModel, Field
 
 from model_serving.config import Settings
 from model_serving.errors import InputError
+from model_serving.gguf_header import FILE_TYPES, read_header, token_texts
 from model_serving.paths import confine
 
 MAX_JSON_BYTES = 16 << 20  # config/tokenizer_config files larger than this are not configs
 MAX_SAFETENSORS_HEADER = 100 << 20
 GGUF_MAGIC = b"GGUF"
 
-# llama.h file types (general.file_type); names as llama-quantize prints them.
-FILE_TYPES: dict[int, str] = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
-    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-    36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE",
-}
 UNQUANTIZED = {"F32", "F16", "BF16"}
 SAFETENSORS_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -286,57 +279,47 @@ def open_gguf(path: Path) -> Any:
 
 
 def inspect_gguf(path: Path, *, ctx_size: int | None = None, parallel: int = 1) -> GGUFInfo:
-    reader = open_gguf(path)
-    arch = _field(reader, "general.architecture")
-    info = GGUFInfo(path=str(path), size_bytes=path.stat().st_size, architecture=arch, name=_field(reader, "general.name"))
-    ftype = _field(reader, "general.file_type")
-    types: Counter[str] = Counter()
-    params = tensor_bytes = 0
-    for tensor in reader.tensors:
-        types[tensor.tensor_type.name] += 1
-        params += int(tensor.n_elements)
-        tensor_bytes += int(tensor.n_bytes)
-        if tensor.name == "token_embd.weight":
-            info.token_embedding_shape = [int(d) for d in tensor.shape]
-    info.tensor_types = dict(types.most_common())
-    info.parameter_count = params
-    if params:  # tensor data only: in a tiny model the vocabulary metadata would dominate the file size
-        info.bits_per_weight = round(tensor_bytes * 8 / params, 3)
-    if isinstance(ftype, int):
+    header = read_header(path)
+    meta = header.metadata
+
+    def get(key: str, kind: type) -> Any:
+        value = meta.get(key)  # a value of the wrong type is treated as absent, not trusted
+        return value if isinstance(value, kind) and not (kind is int and isinstance(value, bool)) else None
+
+    arch = get("general.architecture", str)
+    info = GGUFInfo(path=str(path), size_bytes=header.size_bytes, architecture=arch, name=get("general.name", str),
+                    tensor_types=header.tensor_types, parameter_count=header.parameter_count,
+                    token_embedding_shape=header.token_embedding_shape)
+    if header.parameter_count:  # tensor data only: in a tiny model the vocabulary would dominate the file size
+        info.bits_per_weight = round(header.tensor_bytes * 8 / header.parameter_count, 3)
+    ftype = get("general.file_type", int)
+    if ftype is not None:
         info.file_type = FILE_TYPES.get(ftype, f"type {ftype}")
-    elif types:
-        weights = Counter({k: v for k, v in types.items() if k != "F32"})
-        info.file_type = (weights or types).most_common(1)[0][0]
+    elif header.tensor_types:
+        weights = Counter({k: v for k, v in header.tensor_types.items() if k != "F32"})
+        info.file_type = (weights or Counter(header.tensor_types)).most_common(1)[0][0]
         info.warnings.append("general.file_type is missing; the file type was guessed from the tensors.")
     info.is_quantized = info.file_type not in UNQUANTIZED and info.file_type is not None
     prefix = f"{arch}." if arch else ""
-    info.context_length = _field(reader, prefix + "context_length")
-    info.block_count = _field(reader, prefix + "block_count")
-    info.embedding_length = _field(reader, prefix + "embedding_length")
-    info.head_count = _field(reader, prefix + "attention.head_count")
-    info.head_count_kv = _field(reader, prefix + "attention.head_count_kv") or info.head_count
-    info.tokenizer_model = _field(reader, "tokenizer.ggml.model")
-    info.tokenizer_pre = _field(reader, "tokenizer.ggml.pre")
-    template = _field(reader, "tokenizer.chat_template")
-    info.chat_template = template if isinstance(template, str) else None
-    info.add_bos_token = _field(reader, "tokenizer.ggml.add_bos_token")
-    tokens_field = reader.fields.get("tokenizer.ggml.tokens")
-    if tokens_field is not None:
-        info.vocab_size = len(tokens_field.data)
-
-    def token_text(token_id: int) -> str | None:
-        if tokens_field is None or not 0 <= token_id < len(tokens_field.data):
-            return None
-        part = tokens_field.parts[tokens_field.data[token_id]]
-        return bytes(part).decode("utf-8", errors="replace")
-
+    info.context_length = get(prefix + "context_length", int)
+    info.block_count = get(prefix + "block_count", int)
+    info.embedding_length = get(prefix + "embedding_length", int)
+    info.head_count = get(prefix + "attention.head_count", int)
+    info.head_count_kv = get(prefix + "attention.head_count_kv", int) or info.head_count
+    info.tokenizer_model = get("tokenizer.ggml.model", str)
+    info.tokenizer_pre = get("tokenizer.ggml.pre", str)
+    info.chat_template = get("tokenizer.chat_template", str)
+    add_bos = meta.get("tokenizer.ggml.add_bos_token")
+    info.add_bos_token = add_bos if isinstance(add_bos, bool) else None
+    info.vocab_size = header.array_lengths.get("tokenizer.ggml.tokens")
     for role in ("bos", "eos", "eot", "eom", "pad", "unknown", "sep"):
-        token_id = _field(reader, f"tokenizer.ggml.{role}_token_id")
-        if isinstance(token_id, int):
+        token_id = meta.get(f"tokenizer.ggml.{role}_token_id")
+        if isinstance(token_id, int) and not isinstance(token_id, bool):
             info.special_token_ids[role] = token_id
-    info.bos_token = token_text(info.special_token_ids["bos"]) if "bos" in info.special_token_ids else None
-    info.eos_token = token_text(info.special_token_ids["eos"]) if "eos" in info.special_token_ids else None
-    info.eot_token = token_text(info.special_token_ids["eot"]) if "eot" in info.special_token_ids else None
+    texts = token_texts(header, set(info.special_token_ids.values()))
+    info.bos_token = texts.get(info.special_token_ids.get("bos", -1))
+    info.eos_token = texts.get(info.special_token_ids.get("eos", -1))
+    info.eot_token = texts.get(info.special_token_ids.get("eot", -1))
 
     if info.chat_template is None:
         info.warnings.append("No tokenizer.chat_template: servers will fall back to a generic template and chat badly.")

@@ -11,15 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import mmap
 import os
 import re
-import struct
 import sys
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +26,7 @@ from pydantic import BaseModel, Field
 from model_serving.config import Settings
 from model_serving import quantize_worker
 from model_serving.errors import InputError, ServingError, VerificationFailed
+from model_serving.gguf_header import GGUFHeader, read_header
 from model_serving.jobs import Progress, run_process
 from model_serving.paths import atomic_output, confine, sha256_file
 from model_serving.quality import QualityReport, compare_quality
@@ -64,7 +62,6 @@ QUANT_TYPES: dict[str, QuantType] = {
 ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16", "FP32": "F32"}
 FILE_TYPE_NAMES = {t.ftype: t.name for t in QUANT_TYPES.values()}
 UNQUANTIZED = {"F32", "F16", "BF16"}
-_FLOAT_TENSOR_TYPES = {"F32", "F16", "BF16", "F64"}
 
 
 def resolve_qtype(name: str) -> QuantType:
@@ -81,167 +78,6 @@ def resolve_qtype(name: str) -> QuantType:
             "Choose a type that works without one (Q4_K_M, Q5_K_M, Q6_K, Q8_0, IQ4_XS, Q2_K), or run llama-imatrix and llama-quantize --imatrix yourself.",
         )
     return qtype
-
-
-# ---------------------------------------------------------------- GGUF header
-
-# gguf.GGUFReader builds an object per vocabulary string: about 3 s for a 135M model, longer than
-# quantizing it. This walk reads the same header with gguf's own type tables and skips arrays.
-_GGUF_MAGIC = b"GGUF"
-_SCALAR = {t: struct.Struct(f) for t, f in
-           {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}.items()}
-_U32, _U64 = _SCALAR[4], _SCALAR[10]
-_STRING, _ARRAY = 8, 9
-_LIMIT = 1 << 24  # more tensors/keys/array items than this is a corrupt count, not a model
-
-
-class GGUFHeader(BaseModel):
-    """What quantization needs from a GGUF: file type, tensor mix, parameter count, intact length."""
-
-    path: str
-    size_bytes: int
-    version: int
-    architecture: str | None = None
-    file_type: int | None = Field(default=None, description="general.file_type (enum llama_ftype)")
-    file_type_name: str | None = None
-    tensor_count: int
-    tensor_types: dict[str, int] = Field(description="ggml tensor type -> number of tensors")
-    parameter_count: int
-    metadata: dict[str, Any] = Field(default_factory=dict, description="scalar and string keys (arrays as their length)")
-
-    @property
-    def quantized(self) -> bool:
-        """True when any tensor holds a quantized type (the file type alone can be missing or wrong)."""
-        return any(name not in _FLOAT_TENSOR_TYPES for name in self.tensor_types)
-
-
-class _Cursor:
-    def __init__(self, buf: Any) -> None:
-        self.buf, self.pos, self.end = buf, 0, len(buf)
-
-    def take(self, fmt: struct.Struct) -> Any:
-        if self.pos + fmt.size > self.end:
-            raise _Truncated
-        value = fmt.unpack_from(self.buf, self.pos)[0]
-        self.pos += fmt.size
-        return value
-
-    def string(self, keep: bool = True) -> str | None:
-        length = self.take(_U64)
-        if length > self.end - self.pos:
-            raise _Truncated
-        start, self.pos = self.pos, self.pos + length
-        return bytes(self.buf[start:self.pos]).decode("utf-8", errors="replace") if keep else None
-
-    def skip_strings(self, count: int) -> None:
-        # the vocabulary and merges: ~100k strings, so this loop is kept tight
-        buf, pos, end, unpack = self.buf, self.pos, self.end, _U64.unpack_from
-        for _ in range(count):
-            if pos + 8 > end:
-                raise _Truncated
-            pos += 8 + unpack(buf, pos)[0]
-        if pos > end:
-            raise _Truncated
-        self.pos = pos
-
-    def value(self, vtype: int, keep: bool = True) -> Any:
-        if vtype in _SCALAR:
-            return self.take(_SCALAR[vtype])
-        if vtype == _STRING:
-            return self.string(keep)
-        if vtype == _ARRAY:
-            item_type, count = self.take(_U32), self.take(_U64)
-            if count > _LIMIT * 16:
-                raise _Corrupt(f"an array claims {count} items")
-            if item_type in _SCALAR:
-                skip = _SCALAR[item_type].size * count
-                if self.pos + skip > self.end:
-                    raise _Truncated
-                self.pos += skip
-            elif item_type == _STRING:
-                self.skip_strings(count)
-            else:
-                for _ in range(count):
-                    self.value(item_type, keep=False)
-            return f"<array of {count}>"
-        raise _Corrupt(f"unknown metadata value type {vtype}")
-
-
-class _Truncated(Exception):
-    pass
-
-
-class _Corrupt(Exception):
-    pass
-
-
-def read_header(path: Path) -> GGUFHeader:
-    """Parse a GGUF header defensively: a non-GGUF, truncated or corrupt file gives an InputError."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
-    size = path.stat().st_size
-    if size < 24:
-        raise _not_gguf(path, "it is only {size} bytes long".format(size=size))
-    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        if buf[:4] != _GGUF_MAGIC:
-            raise _not_gguf(path, f"it starts with {bytes(buf[:4])!r}, not b'GGUF'")
-        cur = _Cursor(buf)
-        try:
-            cur.pos = 4
-            version_ = cur.take(_U32)
-            if version_ not in (2, 3):
-                raise _Corrupt(f"GGUF version {version_} is not supported (2 and 3 are)")
-            n_tensors, n_kv = cur.take(_U64), cur.take(_U64)
-            if n_tensors > _LIMIT or n_kv > _LIMIT:
-                raise _Corrupt(f"it claims {n_tensors} tensors and {n_kv} keys")
-            meta: dict[str, Any] = {}
-            for _ in range(n_kv):
-                key = cur.string() or ""
-                meta[key] = cur.value(cur.take(_U32))
-            types: Counter[str] = Counter()
-            params, data_end = 0, 0
-            for _ in range(n_tensors):
-                cur.string(keep=False)
-                n_dims = cur.take(_U32)
-                if n_dims > 8:
-                    raise _Corrupt(f"a tensor claims {n_dims} dimensions")
-                elements = 1
-                for _ in range(n_dims):
-                    elements *= cur.take(_U64)
-                ggml_type, offset = cur.take(_U32), cur.take(_U64)
-                try:
-                    type_name = GGMLQuantizationType(ggml_type).name
-                    block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
-                except (ValueError, KeyError):
-                    raise _Corrupt(f"a tensor has ggml type {ggml_type}, unknown to the installed gguf package") from None
-                types[type_name] += 1
-                params += elements
-                data_end = max(data_end, offset + elements // block * type_size)
-            alignment = meta.get("general.alignment", 32)
-            alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
-            data_start = -(-cur.pos // alignment) * alignment
-        except _Truncated:
-            raise InputError(f"{path.name} is truncated: its header ends before the GGUF metadata does.",
-                             "Export or download the GGUF again; a partial copy looks exactly like this.") from None
-        except _Corrupt as exc:
-            raise InputError(f"{path.name} is not a valid GGUF: {exc}.", "Export the model again with `model-serving export`.") from None
-    if data_start + data_end > size:
-        raise InputError(
-            f"{path.name} is truncated: its tensors need {data_start + data_end} bytes but the file has {size}.",
-            "Export or download the GGUF again; a partial copy looks exactly like this.",
-        )
-    ftype = meta.get("general.file_type")
-    ftype = ftype if isinstance(ftype, int) else None
-    return GGUFHeader(
-        path=str(path), size_bytes=size, version=version_, architecture=meta.get("general.architecture"),
-        file_type=ftype, file_type_name=FILE_TYPE_NAMES.get(ftype) if ftype is not None else None,
-        tensor_count=n_tensors, tensor_types=dict(types.most_common()), parameter_count=params,
-        metadata={k: v for k, v in meta.items() if not (isinstance(v, str) and len(v) > 4096)},
-    )
-
-
-def _not_gguf(path: Path, why: str) -> InputError:
-    return InputError(f"{path.name} is not a GGUF file ({why}).", "Pass a .gguf file, e.g. one written by `model-serving export`.")
 
 
 # ---------------------------------------------------------------- quantize
