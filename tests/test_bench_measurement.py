@@ -46,15 +46,17 @@ def _errors(url: str, api: str, route: str, concurrency: int, n: int, seed: int)
     assert s.completed == n and not result.incomplete
     log = _server_log(url)
     texts = {p.id: p.text for p in synthetic_prompts(n, 16, TOKENS, seed)}
-    ttft_err, tpot_err = [], []
+    ttft_err, tpot_err, server_ttft = [], [], []
     for record in result.records:
         truth = log[texts[record.prompt_id][:16]]
+        server_ttft.append((truth["first_write_ns"] - truth["received_ns"]) / 1e6)
         first_abs = record.sent_clock_ns + (record.first_token_ms - record.sent_ms) * 1e6
         ttft_err.append((first_abs - truth["first_write_ns"]) / 1e6)
         tpot_err.append(record.tpot_ms - (truth["last_write_ns"] - truth["first_write_ns"]) / 1e6 / (TOKENS - 1))
     return result, {
         "ttft_vs_script": s.median_ttft_ms - TTFT_MS, "tpot_vs_script": s.median_tpot_ms - TPOT_MS, "itl_vs_script": s.median_itl_ms - TPOT_MS,
         "ttft_vs_server_log": statistics.median(ttft_err), "tpot_vs_server_log": statistics.median(tpot_err),
+        "server_late_ms": statistics.median(server_ttft) - TTFT_MS,
     }
 
 
@@ -72,8 +74,11 @@ def test_ttft_and_tpot_within_2ms_of_the_script(scripted: str, api: str, route: 
     attempts = []
     for attempt in range(3):
         result, errors = _errors(scripted, api, route, concurrency, n, seed=concurrency * 10 + attempt)
-        attempts.append(errors)
-        if any(f.code == "host_busy" for f in result.findings):
+        attempts.append(dict(errors))
+        # When the server itself wrote the first token late (16 Python streams on 2 cores), the truth is
+        # when it really wrote it: the client is then held to 2 ms of the server's log, not of the script.
+        server_late = errors.pop("server_late_ms")
+        if server_late > 0.5 or any(f.code == "host_busy" for f in result.findings):
             errors.pop("ttft_vs_script")
         if all(abs(e) <= TOLERANCE_MS for e in errors.values()):
             break
