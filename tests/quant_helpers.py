@@ -60,3 +60,28 @@ def place(source: Path, directory: Path, name: str | None = None) -> Path:
     except OSError:
         shutil.copyfile(source, target)
     return target
+
+
+def cancel_on_message(run, prefix: str, *, wait_s: float = 180, join_s: float = 60) -> BaseException | None:  # noqa: ANN001
+    """Run `run(progress)` in a thread, cancel it when a progress message starts with `prefix`; return what it raised."""
+    import threading
+
+    from model_serving.jobs import Progress
+
+    seen = threading.Event()
+    progress = Progress(lambda fraction, message: seen.set() if message.startswith(prefix) else None)
+    outcome: dict[str, BaseException] = {}
+
+    def work() -> None:
+        try:
+            run(progress)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert seen.wait(wait_s), f"no progress message starting with {prefix!r}"
+    progress.cancel()
+    worker.join(join_s)
+    assert not worker.is_alive(), "the cancelled work is still running"
+    return outcome.get("error")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from quant_helpers import f16_source, place, write_unloadable_gguf  # noqa: F401 - f16_source is a fixture
+from quant_helpers import cancel_on_message, f16_source, place, write_unloadable_gguf  # noqa: F401 - f16_source is a fixture
 
 from model_serving.config import Settings
 from model_serving.errors import InputError, PathNotAllowed
@@ -171,25 +171,9 @@ def test_a_quantization_that_breaks_the_model_is_reported(settings: Settings, f1
 
 @pytest.mark.slow
 def test_cancelling_a_comparison_stops_its_child(settings: Settings, f16_source: Path, tmp_path: Path) -> None:  # noqa: F811
-    import threading
-
     from model_serving.errors import Cancelled
-    from model_serving.jobs import Progress
 
     f16 = place(f16_source, tmp_path)
-    evaluating = threading.Event()
-    progress = Progress(lambda fraction, message: evaluating.set() if message.startswith("Evaluating") else None)
-    outcome: dict[str, BaseException] = {}
-
-    def work() -> None:
-        try:
-            compare_quality(settings, f16, f16, prompts=["Name a colour.", "Count to three."], progress=progress)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    assert evaluating.wait(180), "the evaluation never reported progress"
-    progress.cancel()
-    worker.join(30)
-    assert not worker.is_alive() and isinstance(outcome.get("error"), Cancelled)
+    error = cancel_on_message(lambda progress: compare_quality(settings, f16, f16, prompts=["Name a colour.", "Count to three."],
+                                                               progress=progress), "Evaluating", wait_s=180, join_s=30)
+    assert isinstance(error, Cancelled)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from pathlib import Path
 
 import pytest
-from quant_helpers import f16_source, place, write_unloadable_gguf  # noqa: F401 - f16_source is a fixture
+from quant_helpers import cancel_on_message, f16_source, place, write_unloadable_gguf  # noqa: F401 - f16_source is a fixture
 
 from model_serving.config import Settings
 from model_serving.errors import Cancelled, InputError, PathNotAllowed, ServingError
@@ -177,28 +176,9 @@ def test_resume_skips_matching_output(settings: Settings, f16: Path) -> None:
 
 
 def test_cancel_mid_run_leaves_nothing(settings: Settings, f16: Path) -> None:
-    started = threading.Event()
-
-    def on_progress(fraction: float, message: str) -> None:
-        if message.startswith("Quantizing tensor"):
-            started.set()
-
-    progress = Progress(on_progress)
-    outcome: dict[str, BaseException] = {}
-
-    def work() -> None:
-        try:
-            quantize_gguf(settings, f16, None, "Q4_K_M", verify=False, threads=1, progress=progress)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    assert started.wait(120), "the quantizer never reported a tensor"
-    progress.cancel()
-    worker.join(60)
-    assert not worker.is_alive()
-    assert isinstance(outcome.get("error"), Cancelled)
+    error = cancel_on_message(lambda progress: quantize_gguf(settings, f16, None, "Q4_K_M", verify=False, threads=1, progress=progress),
+                              "Quantizing tensor", wait_s=120, join_s=60)
+    assert isinstance(error, Cancelled)
     assert files(f16.parent) == [f16.name]  # no output, partial or sidecar
 
 
