@@ -21,13 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _bench_meta import write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402
 
 from model_serving.bench import BenchConfig, run_benchmark  # noqa: E402
-from model_serving.bench.scripted_server import spawned  # noqa: E402
+from scripted_server import spawned  # noqa: E402
 
 TOKENS = 16
 
@@ -59,8 +60,8 @@ def engine_rate(requests: int) -> dict[str, float] | None:
     gguf = smollm2_path()
     if gguf is None:
         return None
-    from model_serving import engine
-    from model_serving.config import Settings
+    from model_serving.serve.embedded import engine
+    from model_serving.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp), roots=[Path(tmp), gguf.parent])

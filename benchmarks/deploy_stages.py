@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from model_serving.config import Settings  # noqa: E402
-from model_serving.deploy import deploy, tool_versions  # noqa: E402
-from model_serving.engine import stop_model  # noqa: E402
-from model_serving.export import export_gguf, provision_converter  # noqa: E402
-from model_serving.quantize import quantize_gguf, resolve_qtype  # noqa: E402
+from model_serving.settings import Settings  # noqa: E402
+from model_serving.deploy.pipeline import deploy, tool_versions  # noqa: E402
+from model_serving.serve.embedded.engine import stop_model  # noqa: E402
+from model_serving.checkpoint.export import export_gguf, provision_converter  # noqa: E402
+from model_serving.quantize.quantizer import quantize_gguf, resolve_qtype  # noqa: E402
 
 
 def commit() -> str:

@@ -2,7 +2,7 @@
 
 For each file type, alternating runs of
 1. `llama_cpp.llama_model_quantize` called directly in this process (the floor), and
-2. `model_serving.quantize.quantize_gguf(..., verify=False)`: path checks, GGUF header walk, the
+2. `model_serving.quantize.quantizer.quantize_gguf(..., verify=False)`: path checks, GGUF header walk, the
    quantizer in a child process, input and output sha256, output parse, sidecar;
 on the same F16 input (SmolLM2-135M dequantized from the packaged Q4_1 unless --input is given).
 Writes JSON with the median of each and their ratio; the issue's target is within 5% (ratio <= 1.05).
@@ -27,12 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 from quant_helpers import dequantize_to_f16  # noqa: E402
 
-from model_serving.config import Settings  # noqa: E402
-from model_serving.quantize import quantize_gguf, resolve_qtype  # noqa: E402
+from model_serving.settings import Settings  # noqa: E402
+from model_serving.quantize.quantizer import quantize_gguf, resolve_qtype  # noqa: E402
 
 
 def direct(source: Path, target: Path, ftype: int, threads: int) -> float:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-from model_serving.checkpoints import checkpoint_from_gguf, smollm2_gguf_path, tiny_random_checkpoint
-from model_serving.config import Settings
+sys.path.insert(0, str(Path(__file__).parent / "support"))  # test doubles and fixtures: tests/support
+
+from checkpoints import tiny_random_checkpoint  # noqa: E402
+from model_serving.checkpoint.rebuild import checkpoint_from_gguf, smollm2_gguf_path
+from model_serving.settings import Settings
 from model_serving.errors import InputError
 
 
@@ -64,7 +68,7 @@ def tiny_checkpoint(artifacts: Path, smollm2_gguf: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gguf(artifacts: Path, tiny_checkpoint: Path) -> Path:
     """The tiny checkpoint exported to f16 GGUF by our export (llama.cpp's converter)."""
-    from model_serving.export import export_gguf
+    from model_serving.checkpoint.export import export_gguf
 
     settings = Settings.from_env(roots=[str(artifacts)], home=str(artifacts / "home"))
     return Path(export_gguf(settings, str(tiny_checkpoint), str(artifacts / "tiny-llama-f16.gguf")).output_path)
@@ -74,19 +78,6 @@ def tiny_gguf(artifacts: Path, tiny_checkpoint: Path) -> Path:
 def smollm2_checkpoint(artifacts: Path, smollm2_gguf: Path) -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face checkpoint (bf16 safetensors), rebuilt from the packaged GGUF."""
     return checkpoint_from_gguf(smollm2_gguf, artifacts / "smollm2-135m-instruct-hf")
-
-
-def cli_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `model-serving ARGS` in this process: (exit code, stdout, stderr)."""
-    from model_serving.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

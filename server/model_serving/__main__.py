@@ -1,3 +1,3 @@
-from model_serving.cli import main
+from model_serving.cli.main import main
 
 main()

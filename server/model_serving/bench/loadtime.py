@@ -18,7 +18,7 @@ from model_serving.bench.http_client import Pool
 from model_serving.bench.metrics import derive
 from model_serving.bench.models import BenchConfig, LoadTimes, RequestRecord
 from model_serving.bench.prompts import fixed_prompts
-from model_serving.config import Settings
+from model_serving.settings import Settings
 from model_serving.jobs import Progress
 
 
@@ -55,7 +55,7 @@ def _first_request(base_url: str, model: str) -> RequestRecord:
 def measure_engine_load(settings: Settings, gguf_path: Path, name: str, *, ctx_size: int = 2048, parallel: int = 1,
                         progress: Progress | None = None) -> LoadTimes:
     """Start the model cold, then warm, timing each to healthy and to its first token; leaves it stopped."""
-    from model_serving import engine
+    from model_serving.serve.embedded import engine
 
     progress = progress or Progress()
     timings: dict[str, tuple[float, float | None]] = {}

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from model_serving.bench.models import Api, BenchConfig, Targets
-from model_serving.config import Settings
+from model_serving.settings import Settings
 from model_serving.errors import InputError
-from model_serving.paths import confine
+from model_serving.util.paths import confine
 
 
 def _served_by_engine(settings: Settings, model: str) -> Any | None:
     try:
-        from model_serving import engine
+        from model_serving.serve.embedded import engine
     except ImportError:
         return None
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from model_serving.bench.models import BenchResult
-from model_serving.paths import atomic_output
+from model_serving.util.paths import atomic_output
 
 
 def _pyplot():  # noqa: ANN202

@@ -2,7 +2,7 @@
 
 Speed: each GGUF is served in turn on the embedded engine with the same settings and benchmarked
 with the same seeded prompts. Quality: greedy-answer agreement with the highest-precision variant
-(the largest file) and perplexity on a fixed text, both from `model_serving.quality`, which runs
+(the largest file) and perplexity on a fixed text, both from `model_serving.quantize.quality`, which runs
 llama-cpp-python in a child process. The recommendation is the smallest file whose latency
 verdicts PASS and whose quality stays above the floor.
 """
@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 
 from model_serving.bench.models import BenchConfig, Targets, VerdictState
 from model_serving.bench.runner import run_benchmark
-from model_serving.config import Settings
+from model_serving.settings import Settings
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
-from model_serving.paths import atomic_output, confine
+from model_serving.util.paths import atomic_output, confine
 
 _SPEED_TARGETS = ("ttft_ms", "e2e_ms")
 
@@ -82,7 +82,8 @@ def choose(variants: list[VariantResult], quality_floor: float, max_ppl_ratio: f
 def run_quant_ab(settings: Settings, ggufs: Sequence[str | Path], *, n_requests: int = 8, concurrency: int = 1, max_tokens: int = 16,
                  targets: Targets | None = None, quality_floor: float = 0.5, max_ppl_ratio: float = 1.10, parallel: int = 2,
                  output_dir: str | Path | None = None, progress: Progress | None = None) -> QuantABResult:
-    from model_serving import engine, quality
+    from model_serving.quantize import quality
+    from model_serving.serve.embedded import engine
 
     progress = progress or Progress()
     paths = [confine(p, settings.roots, what="GGUF path") for p in ggufs]

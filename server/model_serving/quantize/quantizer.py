@@ -1,0 +1,412 @@
+"""Quantize a GGUF with llama.cpp's own `llama_model_quantize`, then verify the result against its source.
+
+The quantizer runs in a child process (`quantize_worker`), so cancelling kills it and a crash in
+llama.cpp cannot take the caller down; it writes to a temporary file that is renamed into place
+only when it finished and parses as the requested file type. A sidecar `<output>.json` records the
+input hash and type, so asking again for the same output returns the recorded result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from model_serving.settings import Settings
+from model_serving.quantize import worker as quantize_worker
+from model_serving.errors import InputError, ServingError, VerificationFailed
+from model_serving.gguf.header import GGUFHeader, read_header
+from model_serving.jobs import Progress, run_process
+from model_serving.util.paths import atomic_output, confine, sha256_file
+from model_serving.quantize.quality import QualityReport, compare_quality
+
+
+@dataclass(frozen=True)
+class QuantType:
+    name: str
+    ftype: int  # enum llama_ftype value (llama.h), also what general.file_type stores
+    needs_imatrix: bool = False
+
+
+# The file types llama-quantize offers (enum llama_ftype). The worker checks each against the
+# installed binding, so a type this llama.cpp lacks fails with a clear message, not a crash.
+# needs_imatrix: llama.cpp aborts without an importance matrix for these, which we do not compute.
+QUANT_TYPES: dict[str, QuantType] = {
+    t.name: t
+    for t in (
+        QuantType("F32", 0), QuantType("F16", 1), QuantType("BF16", 32),
+        QuantType("Q4_0", 2), QuantType("Q4_1", 3), QuantType("Q5_0", 8), QuantType("Q5_1", 9), QuantType("Q8_0", 7),
+        QuantType("Q2_K", 10), QuantType("Q2_K_S", 21, True),
+        QuantType("Q3_K_S", 11), QuantType("Q3_K_M", 12), QuantType("Q3_K_L", 13),
+        QuantType("Q4_K_S", 14), QuantType("Q4_K_M", 15), QuantType("Q5_K_S", 16), QuantType("Q5_K_M", 17),
+        QuantType("Q6_K", 18),
+        QuantType("IQ1_S", 24, True), QuantType("IQ1_M", 31, True),
+        QuantType("IQ2_XXS", 19, True), QuantType("IQ2_XS", 20, True), QuantType("IQ2_S", 28, True), QuantType("IQ2_M", 29, True),
+        QuantType("IQ3_XXS", 23, True), QuantType("IQ3_XS", 22, True), QuantType("IQ3_S", 26), QuantType("IQ3_M", 27),
+        QuantType("IQ4_NL", 25), QuantType("IQ4_XS", 30),
+        QuantType("TQ1_0", 36), QuantType("TQ2_0", 37), QuantType("MXFP4_MOE", 38),
+        QuantType("Q1_0", 40), QuantType("Q2_0", 41),
+    )
+}
+ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16", "FP32": "F32"}
+FILE_TYPE_NAMES = {t.ftype: t.name for t in QUANT_TYPES.values()}
+UNQUANTIZED = {"F32", "F16", "BF16"}
+
+
+def resolve_qtype(name: str) -> QuantType:
+    """Case-insensitive file type name -> QuantType, refusing unknown names and imatrix-only types."""
+    key = name.strip().upper().replace("-", "_")
+    key = ALIASES.get(key, key)
+    qtype = QUANT_TYPES.get(key)
+    if qtype is None:
+        valid = ", ".join(n for n, t in QUANT_TYPES.items() if not t.needs_imatrix)
+        raise InputError(f"Unknown quantization type {name!r}.", f"Use one of: {valid}.")
+    if qtype.needs_imatrix:
+        raise InputError(
+            f"{qtype.name} needs an importance matrix, which this tool does not compute (llama.cpp refuses it without one).",
+            "Choose a type that works without one (Q4_K_M, Q5_K_M, Q6_K, Q8_0, IQ4_XS, Q2_K), or run llama-imatrix and llama-quantize --imatrix yourself.",
+        )
+    return qtype
+
+
+# ---------------------------------------------------------------- quantize
+
+QuantizeVerdict = Literal["ok", "degraded", "broken", "unverified"]
+
+
+class QuantizeResult(BaseModel):
+    """One quantization: sizes, bits per weight, hashes, timing and (when verified) the quality report."""
+
+    input_path: str
+    output_path: str
+    qtype: str = Field(description="Requested llama.cpp file type, e.g. Q4_K_M")
+    ftype: int = Field(description="Its enum llama_ftype value, as stored in general.file_type")
+    input_file_type: str = Field(description="The input's file type (general.file_type, or the tensor mix when missing)")
+    requantized: bool = Field(description="True when the input was already quantized (allow_requantize)")
+    parameter_count: int
+    input_size_bytes: int
+    output_size_bytes: int
+    size_ratio: float = Field(description="output / input size")
+    input_bits_per_weight: float
+    bits_per_weight: float = Field(description="output file bytes * 8 / parameter count")
+    tensor_types: dict[str, int] = Field(description="Tensor types in the output: K-quants fall back to other types where a row does not fit their block")
+    threads: int = Field(description="Threads given to llama_model_quantize (0 = all cores)")
+    quantize_s: float = Field(description="Wall time of the quantizer process")
+    wall_s: float = Field(description="Wall time of the whole call, hashing and verification included")
+    input_sha256: str
+    output_sha256: str
+    sidecar_path: str
+    llama_cpp_version: str
+    skipped: bool = Field(default=False, description="True when a matching earlier output was reused")
+    verdict: QuantizeVerdict = Field(description="The quality verdict, or 'unverified' when verify was off")
+    quality: QualityReport | None = None
+    summary: str = ""
+
+
+def default_output(input_path: Path, qtype: str) -> Path:
+    """`<stem>-<QTYPE>.gguf` beside the input, without an existing precision/type suffix."""
+    stem = input_path.stem
+    known = "|".join(sorted((re.escape(n) for n in [*QUANT_TYPES, *ALIASES]), key=len, reverse=True))
+    stem = re.sub(rf"[-_.]({known})$", "", stem, flags=re.IGNORECASE) or stem
+    return input_path.with_name(f"{stem}-{qtype}.gguf")
+
+
+def _llama_cpp_version() -> str:
+    try:
+        return version("llama-cpp-python")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _HashCache:
+    """sha256 by (size, mtime, inode) in the state directory, so an F16 quantized to several types is read once.
+
+    It trusts a file's stat the way make and git do: content rewritten in place with the same size
+    within the same nanosecond would be missed.
+    """
+
+    _KEEP = 256
+
+    def __init__(self, settings: Settings) -> None:
+        self.file = settings.state_dir / "sha256-cache.json"
+
+    def _entries(self) -> dict[str, dict[str, Any]]:
+        try:
+            entries = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+    @staticmethod
+    def _stamp(path: Path) -> list[int]:
+        stat = path.stat()
+        return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+    def get(self, path: Path) -> str | None:
+        entry = self._entries().get(str(path))
+        if isinstance(entry, dict) and entry.get("stat") == self._stamp(path) and isinstance(entry.get("sha256"), str):
+            return entry["sha256"]
+        return None
+
+    def put(self, path: Path, sha: str) -> None:
+        entries = self._entries()
+        entries.pop(str(path), None)
+        entries[str(path)] = {"stat": self._stamp(path), "sha256": sha}
+        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.partial")
+        tmp.write_text(json.dumps(dict(list(entries.items())[-self._KEEP:])))
+        os.replace(tmp, self.file)
+
+    def sha256(self, path: Path) -> str:
+        sha = self.get(path)
+        if sha is None:
+            sha = sha256_file(path)
+            self.put(path, sha)
+        return sha
+
+
+class _BackgroundHash:
+    """The input's sha256, computed in a thread while the quantizer runs (hashlib releases the GIL)."""
+
+    def __init__(self, path: Path, cache: _HashCache | None, cancel: threading.Event) -> None:
+        self.path, self.cache, self.cancel = path, cache, cancel
+        self.sha, self.error = cache.get(path) if cache else None, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hash-input", daemon=True)
+        if self.sha is None:
+            self._thread.start()
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        try:
+            with self.path.open("rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    if self._stop.is_set() or self.cancel.is_set():
+                        return
+                    digest.update(chunk)
+        except OSError as exc:
+            self.error = exc
+            return
+        self.sha = digest.hexdigest()
+        if self.cache:
+            self.cache.put(self.path, self.sha)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def result(self) -> str:
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.error is not None:
+            raise InputError(f"Could not read {self.path}: {self.error}.", "Check the file's permissions.")
+        if self.sha is None:  # the thread stopped early because the job was cancelled
+            raise ServingError(f"Hashing {self.path.name} did not finish.", "Run the quantization again.")
+        return self.sha
+
+
+def _sidecar(output: Path) -> Path:
+    return output.with_name(output.name + ".json")
+
+
+def _reuse(output: Path, input_sha: str, qtype: QuantType, hashes: _HashCache) -> QuantizeResult | None:
+    """The recorded result when the sidecar matches this input and type and the output is unchanged."""
+    sidecar = _sidecar(output)
+    try:
+        recorded = QuantizeResult.model_validate_json(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    if recorded.input_sha256 != input_sha or recorded.qtype != qtype.name:
+        return None
+    if hashes.sha256(output) != recorded.output_sha256:
+        return None
+    return recorded
+
+
+def _write_sidecar(result: QuantizeResult) -> None:
+    sidecar = Path(result.sidecar_path)
+    tmp = sidecar.with_name(f".{sidecar.name}.partial")
+    tmp.write_text(json.dumps(result.model_dump(mode="json", exclude={"skipped"}), indent=2) + "\n")
+    os.replace(tmp, sidecar)
+
+
+def _summary(result: QuantizeResult) -> str:
+    text = (f"{Path(result.input_path).name} ({result.input_file_type}, {result.input_size_bytes / 2**20:.1f} MiB) -> "
+            f"{Path(result.output_path).name} ({result.qtype}, {result.output_size_bytes / 2**20:.1f} MiB, "
+            f"{result.bits_per_weight:.2f} bits/weight)")
+    if result.quality is not None:
+        text += f"; quality {result.quality.verdict}: {result.quality.summary}"
+    return text
+
+
+def quantize_gguf(
+    settings: Settings,
+    input_path: Path,
+    output_path: Path | None,
+    qtype: str,
+    *,
+    allow_requantize: bool = False,
+    overwrite: bool = False,
+    verify: bool = True,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> QuantizeResult:
+    """Quantize `input_path` to `qtype`, verify it against the input when `verify`, and report."""
+    started = time.perf_counter()
+    progress = progress or Progress()
+    source, target, target_type = _resolve_paths(settings, input_path, output_path, qtype)
+    if threads is not None and not 0 <= threads <= 1024:
+        raise InputError(f"threads={threads} is out of range.", "Pass 1 to 1024 threads, 0 for all cores, or leave it out.")
+    header, input_type, requantized = _check_input(source, allow_requantize)
+    progress.update(0.0, f"Quantizing {source.name} to {target_type.name}")
+
+    hashes = _HashCache(settings)
+    input_hash = _BackgroundHash(source, hashes, progress.cancel_event)  # overlaps the quantizer
+    try:
+        if target.exists():  # an identical earlier result is reused even when overwriting is allowed
+            recorded = _reuse(target, input_hash.result(), target_type, hashes)
+            if recorded is None and not overwrite:
+                raise InputError(f"{target} already exists and was not made from this input as {target_type.name}.",
+                                 "Pass overwrite (--overwrite) to replace it, or choose another output path.")
+            if recorded is not None:
+                return _resume(settings, recorded, source, target, verify, progress, started)
+        with contextlib.suppress(FileNotFoundError):
+            _sidecar(target).unlink()  # the old record must never describe a new file
+        nthread = threads if threads is not None else 0
+        quantize_s, out_header, output_sha = _quantize_into(
+            source, target, target_type, nthread, allow_requantize, overwrite, progress.span(0.0, 0.6 if verify else 0.95))
+        hashes.put(target, output_sha)  # a rename keeps size, mtime and inode
+        input_sha = input_hash.result()
+    finally:
+        input_hash.stop()
+    progress.update(0.6 if verify else 0.95, f"Wrote {target.name}")
+    out_size = target.stat().st_size
+    params = header.parameter_count or out_header.parameter_count
+    result = QuantizeResult(
+        input_path=str(source), output_path=str(target), qtype=target_type.name, ftype=target_type.ftype,
+        input_file_type=input_type, requantized=requantized, parameter_count=params,
+        input_size_bytes=header.size_bytes, output_size_bytes=out_size, size_ratio=round(out_size / header.size_bytes, 4),
+        input_bits_per_weight=round(header.size_bytes * 8 / params, 3) if params else 0.0,
+        bits_per_weight=round(out_size * 8 / params, 3) if params else 0.0,
+        tensor_types=out_header.tensor_types, threads=nthread, quantize_s=round(quantize_s, 3), wall_s=0.0,
+        input_sha256=input_sha, output_sha256=output_sha, sidecar_path=str(_sidecar(target)),
+        llama_cpp_version=_llama_cpp_version(), verdict="unverified",
+    )
+    result.summary = _summary(result)
+    _write_sidecar(result)  # recorded before verifying: a cancelled verification resumes from here
+    if verify:
+        result.quality = compare_quality(settings, source, target, progress=progress.span(0.6, 1.0))
+        result.verdict = result.quality.verdict
+        result.summary = _summary(result)
+    result.wall_s = round(time.perf_counter() - started, 3)
+    _write_sidecar(result)
+    progress.update(1.0, result.summary)
+    return result
+
+
+def _resolve_paths(settings: Settings, input_path: Path, output_path: Path | None, qtype: str) -> tuple[Path, Path, QuantType]:
+    source = confine(input_path, settings.roots, what="input GGUF")
+    if not source.is_file():
+        raise InputError(f"{source} is not a file.", "Pass the path of a .gguf file.")
+    target_type = resolve_qtype(qtype)
+    target = confine(output_path or default_output(source, target_type.name), settings.roots, must_exist=False, what="output path")
+    if target == source:
+        raise InputError("The output path is the input file itself.", "Choose another output path; the source is never overwritten.")
+    if target.is_dir():
+        raise InputError(f"The output path {target} is a directory.", "Pass a file name ending in .gguf.")
+    return source, target, target_type
+
+
+def _check_input(source: Path, allow_requantize: bool) -> tuple[GGUFHeader, str, bool]:
+    """The input's header, its type name, and whether it is already quantized (refused unless allowed)."""
+    header = read_header(source)
+    if header.file_type_name:
+        input_type = header.file_type_name
+    elif header.file_type is not None:
+        input_type = f"file type {header.file_type}"
+    else:
+        input_type = "quantized mix" if header.quantized else "F32/F16 mix"
+    # Either signal counts: the tensors are the truth, but a label saying quantized deserves a question too.
+    quantized = header.quantized or (header.file_type_name is not None and header.file_type_name not in UNQUANTIZED)
+    if quantized and not allow_requantize:
+        mix = ", ".join(f"{n}x{k}" for k, n in header.tensor_types.items())
+        raise InputError(
+            f"{source.name} is already quantized ({input_type}; tensors {mix}); quantizing it again compounds the error.",
+            "Quantize from the F16/BF16/F32 export instead, or pass allow_requantize (--allow-requantize) if you accept the loss.",
+        )
+    return header, input_type, quantized
+
+
+def _quantize_into(source: Path, target: Path, qtype: QuantType, nthread: int, allow_requantize: bool, overwrite: bool,
+                   progress: Progress) -> tuple[float, GGUFHeader, str]:
+    """Run the quantizer into a temporary file and rename it into place only once it checks out."""
+    with atomic_output(target, overwrite=overwrite) as tmp:
+        quantize_s = _run_quantizer(source, tmp, qtype, nthread, allow_requantize, progress)
+        output_hash = _BackgroundHash(tmp, None, progress.cancel_event)  # alongside the header check
+        try:
+            out_header = read_header(tmp)
+            if out_header.file_type != qtype.ftype:
+                raise VerificationFailed(
+                    f"llama.cpp wrote file type {out_header.file_type_name or out_header.file_type}, not the requested {qtype.name}.",
+                    "Report this with the quantizer output; the file was not kept.")
+            output_sha = output_hash.result()
+        finally:
+            output_hash.stop()
+    return quantize_s, out_header, output_sha
+
+
+def _resume(settings: Settings, recorded: QuantizeResult, source: Path, target: Path, verify: bool,
+            progress: Progress, started: float) -> QuantizeResult:
+    """Reuse a recorded output; verify it now if it was recorded without a quality report."""
+    result = recorded.model_copy(update={"skipped": True, "input_path": str(source), "output_path": str(target)})
+    if verify and result.quality is None:
+        result.quality = compare_quality(settings, source, target, progress=progress.span(0.1, 1.0))
+        result.verdict = result.quality.verdict
+        result.summary = _summary(result)
+        _write_sidecar(result)
+    result.wall_s = round(time.perf_counter() - started, 3)
+    progress.update(1.0, f"Reused {target.name} (same input and type): {result.summary}")
+    return result
+
+
+_PROGRESS_LINE = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]")
+
+
+def _run_quantizer(source: Path, tmp: Path, qtype: QuantType, nthread: int, allow_requantize: bool, progress: Progress) -> float:
+    def on_line(line: str) -> None:
+        if match := _PROGRESS_LINE.match(line):
+            done, total = int(match[1]), int(match[2])
+            if total:
+                progress.update(done / total, f"Quantizing tensor {done}/{total} to {qtype.name}")
+
+    # Run by path with -P (no script directory on sys.path): skips the package __init__ and its
+    # metadata lookup, which `-m` would pay on every call.
+    argv = [sys.executable, "-P", str(Path(quantize_worker.__file__)), str(source), str(tmp), qtype.name, str(qtype.ftype),
+            str(nthread), "1" if allow_requantize else "0"]
+    began = time.perf_counter()
+    code, tail = run_process(argv, progress, on_line=on_line)
+    elapsed = time.perf_counter() - began
+    if code != 0:
+        reason = next((ln.split("QUANTIZE_ERROR", 1)[1].strip() for ln in reversed(tail.splitlines()) if "QUANTIZE_ERROR" in ln), "")
+        failed = next((ln.strip() for ln in reversed(tail.splitlines()) if "failed to quantize" in ln), "")
+        how = f"exited with code {code}" if code > 0 else f"was killed by signal {-code}"
+        raise ServingError(
+            f"llama.cpp's quantizer {how} quantizing {source.name} to {qtype.name}" + (f": {failed or reason}." if failed or reason else "."),
+            "Check that the input loads (`model-serving inspect`) and that there is disk space; the output was not kept.",
+            detail="\n".join(tail.splitlines()[-15:]),
+        )
+    return elapsed
+
+
+__all__ = ["QUANT_TYPES", "GGUFHeader", "QuantType", "QuantizeResult", "default_output", "quantize_gguf", "read_header", "resolve_qtype"]

@@ -1,0 +1,1 @@
+"""Serving engines: the embedded llama.cpp server and Ollama, with one probe and one status view."""

@@ -1,0 +1,102 @@
+"""The bench through its two faces: `model-serving bench ...` and the `bench` MCP tool."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cli_runner import cli_in_process as _cli
+from mcp import Client
+
+from scripted_server import spawned
+from model_serving.settings import Settings
+from model_serving.mcp.server import create_server
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with spawned(ttft_ms=20, tpot_ms=2, tokens=8) as base:
+        yield base
+
+
+def test_cli_bench_run_writes_reports_and_prints_verdicts(url: str, tmp_path: Path, settings: Settings,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "--json", "--root", str(tmp_path), "bench", "run", "scripted", "--endpoint", url,
+                        "-n", "6", "-c", "2", "--ttft-ms", "1000", "--out", str(tmp_path / "report"))
+    assert code == 0
+    result = json.loads(out)
+    assert result["summary"]["completed"] == 6 and result["incomplete"] is False
+    assert {v["target"]: v["state"] for v in result["verdicts"]}["ttft_ms"] == "PASS"
+    assert Path(result["files"]["markdown"]).is_file() and Path(result["files"]["markdown"]).parent == tmp_path / "report"
+    code, out, _ = _cli(capsys, "--root", str(tmp_path), "bench", "run", "scripted", "--endpoint", url, "-n", "3")
+    assert code == 0 and "TTFT ms" in out and "ttft_ms" in out
+
+
+def test_cli_sweep_finds_levels_and_plots(url: str, tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "--json", "--root", str(tmp_path), "bench", "sweep", "scripted", "--endpoint", url,
+                        "-n", "8", "--levels", "1,2,4", "--out", str(tmp_path))
+    assert code == 0
+    result = json.loads(out)
+    assert [p["concurrency"] for p in result["sweep"]] == [1, 2, 4]
+    assert result["knee"]["cause"] in ("none", "parallel_slots", "compute")
+    assert Path(result["files"]["sweep_png"]).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-c", "0"], "concurrency"),
+    (["--rate", "-1"], "rate must be a positive number"),
+])
+def test_cli_bad_load_settings_exit_with_cause(url: str, tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str],
+                                                args: list[str], message: str) -> None:
+    code, _, err = _cli(capsys, "--root", str(tmp_path), "bench", "run", "scripted", "--endpoint", url, *args)
+    assert code == 2 and message in err and "next step:" in err
+
+
+def test_cli_refuses_remote_endpoints_and_outside_paths(tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli(capsys, "--root", str(tmp_path), "bench", "run", "m", "--endpoint", "http://example.com:8080")
+    assert code == 2 and "neither configured nor a loopback" in err
+    code, _, err = _cli(capsys, "--root", str(tmp_path), "bench", "run", "m", "--endpoint", "http://127.0.0.1:9", "--out", "/etc/bench")
+    assert code == 2 and "outside the allowed roots" in err
+    code, _, err = _cli(capsys, "--root", str(tmp_path), "bench", "run", "not-served")
+    assert code == 2 and "no running model named 'not-served'" in err
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_mcp_bench_returns_summary_verdicts_and_files(url: str, settings: Settings, tmp_path: Path, mode: str) -> None:
+    async with Client(create_server(settings), mode=mode) as client:
+        result = await client.call_tool("bench", {"model": "scripted", "endpoint": url, "n_requests": 5, "concurrency": 2,
+                                                  "output_dir": str(tmp_path / "mcp"), "wait_s": 60})
+        assert not result.is_error, result.content
+        job = result.structured_content
+        assert job["state"] == "succeeded", job
+        bench = job["result"]
+        assert bench["summary"]["completed"] == 5
+        assert {v["target"] for v in bench["verdicts"]} >= {"ttft_ms", "e2e_ms", "request_throughput"}
+        assert Path(bench["files"]["json"]).is_file()
+        assert "records" not in bench  # per-request data lives in the JSONL file, not in the tool result
+
+
+@pytest.mark.anyio
+async def test_mcp_bench_rejects_bad_input(url: str, settings: Settings) -> None:
+    async with Client(create_server(settings)) as client:
+        zero = await client.call_tool("bench", {"model": "scripted", "endpoint": url, "concurrency": 0})
+        assert zero.is_error
+        remote = await client.call_tool("bench", {"model": "m", "endpoint": "http://10.1.2.3:80"})
+        assert remote.is_error and "loopback" in remote.content[0].text
+        outside = await client.call_tool("bench", {"model": "scripted", "endpoint": url, "prompts_file": "/etc/passwd"})
+        assert outside.is_error and "outside the allowed roots" in outside.content[0].text
+        poisson = await client.call_tool("bench", {"model": "scripted", "endpoint": url, "profile": "poisson"})
+        assert poisson.is_error and "needs a rate" in poisson.content[0].text
+
+
+def test_cli_roofline_reports_the_ceiling(smollm2_gguf: Path, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "--json", "--root", str(smollm2_gguf.parent), "bench", "roofline", str(smollm2_gguf),
+                        "--bandwidth-gbs", "10", "--tok-s", "20", "--context", "100")
+    assert code == 0
+    result = json.loads(out)
+    bytes_per_token = result["weight_bytes_per_token"] + 100 * result["kv_bytes_per_context_token"]
+    assert result["ceiling_tok_s"] == pytest.approx(10e9 / bytes_per_token)
+    assert result["bandwidth_source"] == "given" and result["flag"] == "far_below"

@@ -1,0 +1,173 @@
+"""Template fidelity: our Go TEMPLATE, rendered by Go's text/template, equals the Jinja prompt.
+
+The family templates under data/chat_templates are test data written for these tests in the shape
+of each family's published template; SmolLM2's is read from the packaged GGUF itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ollama_double import GoRenderer, go_renderer, maybe_go_renderer  # noqa: F401 - fixtures
+
+from model_serving.errors import InputError
+from model_serving.serve.ollama import templates
+from model_serving.serve.ollama.fidelity import CONVERSATIONS, check_live, check_rendered, first_difference
+from model_serving.serve.ollama.gguf_info import CONTROL, GGUFInfo, read_gguf
+
+DATA = Path(__file__).parents[1] / "data" / "chat_templates"
+# family file -> (bos, eos, runtime adds BOS, expected family)
+FAMILIES = {
+    "qwen2.5": ("", "<|im_end|>", False, "chatml"),
+    "llama3": ("<|begin_of_text|>", "<|eot_id|>", True, "llama3"),
+    "gemma": ("<bos>", "<eos>", True, "gemma"),
+    "mistral": ("<s>", "</s>", True, "mistral"),
+    "phi3": ("<s>", "<|endoftext|>", False, "phi3"),
+    "generic": ("", "</s>", False, "generic"),
+}
+
+
+def _check(source: str, bos: str, eos: str, adds_bos: bool, renderer: GoRenderer):
+    conv = templates.convert(source, bos_token=bos, eos_token=eos, runtime_adds_bos=adds_bos)
+    report = check_rendered(source, conv.go_template, renderer, bos=bos, eos=eos, bos_left_to_runtime=conv.bos_left_to_runtime,
+                            template_uses_tools=templates.uses_tools(source), notes=conv.notes)
+    return conv, report
+
+
+def test_smollm2_template_from_the_gguf_renders_identically(smollm2_gguf: Path, go_renderer: GoRenderer) -> None:
+    info = read_gguf(smollm2_gguf)
+    assert info.chat_template and "<|im_start|>" in info.chat_template
+    conv, report = _check(info.chat_template, info.bos_token, info.eos_token, info.add_bos, go_renderer)
+    assert conv.family == "chatml"
+    assert report.passed, report.describe()
+    equal = {c.conversation for c in report.cases if c.status == "equal"}
+    assert equal == {"system+user", "user only", "multi-turn", "no generation prompt"}
+    # the default system prompt appears only when the conversation has none
+    user_only = go_renderer(conv.go_template, [{"role": "user", "content": "hi"}], None)
+    assert user_only.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_templates_render_identically(family: str, go_renderer: GoRenderer) -> None:
+    bos, eos, adds_bos, expected_family = FAMILIES[family]
+    source = (DATA / f"{family}.jinja").read_text()
+    conv, report = _check(source, bos, eos, adds_bos, go_renderer)
+    assert conv.family == expected_family
+    non_tool = [c for c in report.cases if c.conversation != "tools"]
+    assert all(c.status != "different" for c in non_tool), report.describe()
+    assert sum(c.status == "equal" for c in non_tool) >= 2, report.describe()
+    # Ollama must see .Messages to use the messages path
+    assert "$.Messages" in conv.go_template
+
+
+def test_rejected_conversations_are_reported_not_compared(go_renderer: GoRenderer) -> None:
+    _, report = _check((DATA / "gemma.jinja").read_text(), "<bos>", "<eos>", True, go_renderer)
+    rejected = {c.conversation: c.reason for c in report.cases if c.status == "not applicable"}
+    assert "System role not supported" in rejected["system+user"]
+
+
+def test_double_bos_is_left_to_the_runtime(go_renderer: GoRenderer) -> None:
+    source = (DATA / "llama3.jinja").read_text()
+    conv = templates.convert(source, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", runtime_adds_bos=True)
+    assert conv.bos_left_to_runtime
+    out = go_renderer(conv.go_template, [{"role": "user", "content": "Hi"}], None)
+    assert out.startswith("<|start_header_id|>user") and "<|begin_of_text|>" not in out
+    kept = templates.convert(source, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", runtime_adds_bos=False)
+    assert go_renderer(kept.go_template, [{"role": "user", "content": "Hi"}], None).startswith("<|begin_of_text|><|start_header_id|>")
+
+
+def test_tool_definitions_differ_only_by_json_spacing_and_say_so(go_renderer: GoRenderer) -> None:
+    source = (DATA / "qwen2.5.jinja").read_text()
+    assert templates.uses_tools(source)
+    conv, report = _check(source, "", "<|im_end|>", False, go_renderer)
+    tools_case = next(c for c in report.cases if c.conversation == "tools")
+    # Ollama's json helper writes compact JSON; transformers' tojson puts a space after ',' and ':'.
+    assert tools_case.status == "different"
+    assert tools_case.difference is not None
+    assert '{"type": "function"' in tools_case.difference.expected
+    assert '{"type":"function"' in tools_case.difference.got
+    assert any("compact JSON" in note for note in conv.notes)
+    # the tool call and tool response structure is still carried over
+    rendered = go_renderer(conv.go_template, [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+    ], None)
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city":"Paris"}}\n</tool_call><|im_end|>' in rendered
+    assert "<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>\n<|im_start|>assistant\n" in rendered
+
+
+@pytest.mark.parametrize(("source", "construct"), [
+    ("{% for m in messages %}{{ m['content'].strip() }}{% endfor %}", "the method .strip()"),
+    ("{{ messages[-1]['content'] }}", "a negative index"),
+    ("{% macro f(x) %}{{ x }}{% endmacro %}{{ f(1) }}", "a macro"),
+    ("{% for m in messages %}{{ loop.index0 * 2 }}{% endfor %}", "arithmetic (*)"),
+    ("{% for k, v in messages[0].items() %}{{ k }}{% endfor %}", "several targets"),
+    ("{{ messages[0]['content'] | upper }}", "the filter 'upper'"),
+])
+def test_unconvertible_templates_name_the_construct_and_line(source: str, construct: str) -> None:
+    with pytest.raises(templates.UnconvertibleTemplate) as err:
+        templates.convert("\n" + source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert construct in err.value.cause
+    assert "line 2" in err.value.cause
+    assert "--template gguf" in err.value.next_step
+
+
+def test_invalid_jinja_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="not valid Jinja"):
+        templates.convert("{% for m in messages %}", bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_go_literal_text_cannot_open_an_action(go_renderer: GoRenderer) -> None:
+    source = "{% for m in messages %}{{ '{{' }}{{ m.content }}}}\\\"{% endfor %}"
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert go_renderer(conv.go_template, [{"role": "user", "content": "x"}], None) == '{{x}}\\"'
+
+
+def _vocab(*special: str, plain: tuple[str, ...] = ("a", "b")) -> GGUFInfo:
+    tokens = [*plain, *special]
+    return GGUFInfo(path=Path("x.gguf"), size=0, architecture="llama", tokens=tokens,
+                    token_types=[1] * len(plain) + [CONTROL] * len(special))
+
+
+def test_stop_tokens_cover_eos_eot_generation_config_and_turn_markers() -> None:
+    info = _vocab("<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>")
+    info.eos_id, info.eot_id = 3, 4
+    stops = templates.stop_tokens(info, (DATA / "llama3.jinja").read_text(), extra_eos_ids=[7])
+    assert stops[:2] == ["<|end_of_text|>", "<|eot_id|>"]
+    assert "<|eom_id|>" in stops  # from generation_config.json's eos_token_id list
+    assert {"<|start_header_id|>", "<|end_header_id|>"} <= set(stops)
+    assert len(stops) == len(set(stops))
+
+
+def test_first_difference_points_at_line_and_column() -> None:
+    diff = first_difference("ab\ncdef", "ab\ncdXf")
+    assert diff is not None and (diff.index, diff.line, diff.column) == (5, 2, 3)
+    assert first_difference("same", "same") is None
+    short = first_difference("abc", "ab")
+    assert short is not None and short.index == 2
+
+
+def test_live_check_flags_truncation_and_doubled_bos() -> None:
+    source = (DATA / "llama3.jinja").read_text()
+
+    def tokenize(text: str, add_bos: bool) -> list[int]:
+        return ([0] if add_bos else []) + list(range(len(text.split())))
+
+    def expected(conv) -> int:
+        from model_serving.serve.ollama.fidelity import jinja_prompt
+
+        prompt = jinja_prompt(source, conv, "<|begin_of_text|>", "<|eot_id|>").removeprefix("<|begin_of_text|>")
+        return len(tokenize(prompt, True))
+
+    ok = check_live(expected, source, tokenize, bos="<|begin_of_text|>", eos="<|eot_id|>", add_bos=True, template_uses_tools=False)
+    assert ok.passed and all(c.status != "different" for c in ok.cases)
+    doubled = check_live(lambda c: expected(c) + 1, source, tokenize, bos="<|begin_of_text|>", eos="<|eot_id|>", add_bos=True, template_uses_tools=False)
+    assert not doubled.passed and "doubled BOS" in doubled.failures()[0].reason
+    cut = check_live(lambda c: expected(c) - 5, source, tokenize, bos="<|begin_of_text|>", eos="<|eot_id|>", add_bos=True, template_uses_tools=False)
+    assert "truncated" in cut.failures()[0].reason
+
+
+def test_every_fixed_conversation_has_a_distinct_name() -> None:
+    assert len({c.name for c in CONVERSATIONS}) == len(CONVERSATIONS)

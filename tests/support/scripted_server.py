@@ -1,0 +1,227 @@
+"""A loopback LLM server with a known timing script: first token after X ms, then one every Y ms.
+
+It speaks the same streaming dialects the benchmark reads (OpenAI SSE with a role-only opening
+chunk and llama.cpp-style `timings`, Ollama NDJSON with `*_duration` fields), so the client's
+measurements can be checked against the truth, and with X = Y = 0 it measures the client's own
+overhead. Misbehaviours for the bad-input tests: close the stream early, answer with no text.
+Run it in its own process (`python tests/support/scripted_server.py`) so its timing does
+not share an interpreter with the client being measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Mode = str  # "normal" | "close_early" | "empty"
+
+
+@dataclass
+class Script:
+    ttft_ms: float = 50.0
+    tpot_ms: float = 10.0
+    tokens: int = 16
+    model: str = "scripted"
+    mode: Mode = "normal"
+    slots: int = 4
+    close_after: int = 3  # tokens sent before a close_early stream is cut
+    die_after: int = 0  # exit the whole process after this many answered requests (0: never)
+
+
+_answered = [0]
+_log: list[dict[str, Any]] = []
+
+
+def _prompt_key(request: dict[str, Any]) -> str:
+    """The opening of the prompt: the benchmark's synthetic prompts start with a unique random prefix."""
+    text = request.get("prompt") or next((m.get("content", "") for m in request.get("messages") or []), "")
+    return str(text)[:16]
+_lock = threading.Lock()
+
+
+def _sleep_until(deadline: float) -> None:
+    remaining = deadline - time.perf_counter()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    script: Script = Script()
+
+    def setup(self) -> None:
+        super().setup()
+        # Small writes must leave at once: Nagle plus the peer's delayed ACK would add up to 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep the test output quiet
+        pass
+
+    def _json(self, status: int, obj: Any) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        s = self.script
+        if self.path == "/script/log":  # read and clear
+            with _lock:
+                report, _log[:] = list(_log), []
+            self._json(200, report)
+            return
+        routes = {
+            "/v1/models": {"object": "list", "data": [{"id": s.model, "object": "model"}]},
+            "/props": {"total_slots": s.slots, "default_generation_settings": {"n_ctx": 2048}, "build_info": "scripted"},
+            "/health": {"status": "ok"},
+            "/api/version": {"version": "0.0-scripted"},
+            "/api/tags": {"models": [{"name": f"{s.model}:latest", "model": f"{s.model}:latest", "size": 123_000_000}]},
+            "/api/ps": {"models": [{"name": f"{s.model}:latest", "model": f"{s.model}:latest", "size": 123_000_000, "size_vram": 0}]},
+        }
+        if self.path in routes:
+            self._json(200, routes[self.path])
+        else:
+            self._json(404, {"error": "not found"})
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        request = json.loads(self.rfile.read(length) or b"{}")
+        if self.path == "/api/show":  # SmolLM2-135M's shape, so the roofline has real numbers to work with
+            self._json(200, {"model_info": {"general.architecture": "llama", "llama.block_count": 30, "llama.embedding_length": 576,
+                                            "llama.attention.head_count": 9, "llama.attention.head_count_kv": 3}})
+            return
+        start = time.perf_counter()  # the script is timed from a fully received request
+        s = self.script
+        name = request.get("model", "")
+        if name not in (s.model, f"{s.model}:latest"):
+            self._json(404, {"error": {"message": f"model '{name}' not found", "type": "not_found"}})
+            return
+        ollama = self.path.startswith("/api/")
+        chat = self.path in ("/v1/chat/completions", "/api/chat")
+        limit = (request.get("options") or {}).get("num_predict") if ollama else request.get("max_tokens")
+        n = 0 if s.mode == "empty" else min(s.tokens, int(limit or s.tokens))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson" if ollama else "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if not ollama and chat:
+            self._chunk(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}\n\n')
+        # Every message is built before the clock starts to matter, so a wake-up only writes bytes.
+        messages = []
+        for i in range(n):
+            piece = f"t{i} "
+            if ollama:
+                body = {"model": name, "done": False, **({"message": {"role": "assistant", "content": piece}} if chat else {"response": piece})}
+                messages.append(json.dumps(body).encode() + b"\n")
+            else:
+                choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
+                messages.append(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
+        written = []
+        for i, message in enumerate(messages):
+            due = start + (s.ttft_ms + i * s.tpot_ms) / 1000.0
+            _sleep_until(due)
+            if s.mode == "close_early" and i == s.close_after:
+                self.close_connection = True
+                self.wfile.flush()
+                self.connection.shutdown(2)  # cut mid-stream, with no terminating chunk
+                return
+            self._chunk(message)
+            written.append(time.perf_counter_ns())
+        if written:
+            with _lock:  # what really happened, on the host's monotonic clock, for the accuracy tests
+                _log.append({"key": _prompt_key(request), "received_ns": int(start * 1e9), "first_write_ns": written[0], "last_write_ns": written[-1]})
+        _sleep_until(start + (s.ttft_ms + max(n - 1, 0) * s.tpot_ms) / 1000.0)
+        decode_ms = max(n - 1, 0) * s.tpot_ms
+        if ollama:
+            final = {"model": name, "done": True, "done_reason": "length" if n else "stop",
+                     **({"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}),
+                     "total_duration": int((s.ttft_ms + decode_ms) * 1e6), "load_duration": 0,
+                     "prompt_eval_count": 12, "prompt_eval_duration": int(s.ttft_ms * 1e6),
+                     "eval_count": n, "eval_duration": int(decode_ms * 1e6)}
+            self._chunk(json.dumps(final).encode() + b"\n")
+        else:
+            finish = {"choices": [{"index": 0, "finish_reason": "length", **({"delta": {}} if chat else {"text": ""})}],
+                      "usage": {"prompt_tokens": 12, "completion_tokens": n, "total_tokens": 12 + n},
+                      "timings": {"prompt_n": 12, "prompt_ms": s.ttft_ms, "predicted_n": n, "predicted_ms": decode_ms, "cache_n": 0}}
+            self._chunk(b"data: " + json.dumps(finish).encode() + b"\n\n")
+            self._chunk(b"data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+        with _lock:
+            _answered[0] += 1
+            if s.die_after and _answered[0] >= s.die_after:
+                os._exit(0)  # a server that goes away mid-run
+
+
+def serve(script: Script, port: int = 0) -> ThreadingHTTPServer:
+    handler = type("ScriptedHandler", (Handler,), {"script": script})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    server.request_queue_size = 256
+    threading.Thread(target=server.serve_forever, daemon=True, name="scripted-server").start()
+    return server
+
+
+@contextlib.contextmanager
+def spawned(**script: Any) -> Iterator[str]:
+    """Run the server in a child process for the duration of the block; yield its base URL."""
+    argv = [sys.executable, str(Path(__file__).resolve())]
+    for key, value in script.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the scripted server did not start (exit code {proc.poll()})")
+        yield url
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ttft-ms", type=float, default=50.0)
+    parser.add_argument("--tpot-ms", type=float, default=10.0)
+    parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--model", default="scripted")
+    parser.add_argument("--mode", choices=["normal", "close_early", "empty"], default="normal")
+    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--die-after", type=int, default=0)
+    args = parser.parse_args(argv)
+    script = Script(args.ttft_ms, args.tpot_ms, args.tokens, args.model, args.mode, args.slots, die_after=args.die_after)
+    server = serve(script, args.port)
+    print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)  # the parent reads this line
+    try:
+        sys.stdin.read()  # serve until the parent closes our stdin
+    finally:
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
