@@ -7,4 +7,5 @@ if ! command -v go >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null) || echo "warning: golang-go not installed; Go template tests will skip" >&2
 fi
 EXTRAS=test . scripts/install.sh
+ruff check --quiet server tests benchmarks
 python -m pytest "$@"
