@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _bench_meta import write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402
+from scripted_server import spawned  # noqa: E402
 
 from model_serving.bench import BenchConfig, run_benchmark  # noqa: E402
-from scripted_server import spawned  # noqa: E402
 
 TOKENS = 16
 

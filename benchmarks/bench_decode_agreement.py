@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _bench_meta import write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 
-from model_serving.serve.embedded import engine  # noqa: E402
 from model_serving.bench import BenchConfig, run_benchmark  # noqa: E402
 from model_serving.bench.server_timings import server_decode_tok_s  # noqa: E402
+from model_serving.serve.embedded import engine  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 
 PROMPT = "Write a long story about a lighthouse keeper and the sea."

@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from model_serving.settings import Settings  # noqa: E402
-from model_serving.deploy.pipeline import deploy, tool_versions  # noqa: E402
-from model_serving.serve.embedded.engine import stop_model  # noqa: E402
 from model_serving.checkpoint.export import export_gguf, provision_converter  # noqa: E402
+from model_serving.deploy.pipeline import deploy, tool_versions  # noqa: E402
 from model_serving.quantize.quantizer import quantize_gguf, resolve_qtype  # noqa: E402
+from model_serving.serve.embedded.engine import stop_model  # noqa: E402
+from model_serving.settings import Settings  # noqa: E402
 
 
 def commit() -> str:
@@ -63,10 +63,10 @@ def main() -> None:
         ours_export, direct_export = [], []
         for run in range(args.runs):
             print(f"export run {run + 1}/{args.runs}", file=sys.stderr)
-            direct_export.append(timed(lambda: subprocess.run(
+            direct_export.append(timed(lambda run=run: subprocess.run(
                 [sys.executable, converter.script, "--outfile", str(tmp / f"direct-{run}.gguf"), "--outtype", "f16", str(checkpoint)],
                 check=True, capture_output=True)))
-            ours_export.append(timed(lambda: export_gguf(settings, str(checkpoint), str(tmp / f"ours-{run}.gguf"))))
+            ours_export.append(timed(lambda run=run: export_gguf(settings, str(checkpoint), str(tmp / f"ours-{run}.gguf"))))
 
         import llama_cpp
 
@@ -76,8 +76,8 @@ def main() -> None:
             print(f"quantize run {run + 1}/{args.runs}", file=sys.stderr)
             params = llama_cpp.llama_model_quantize_default_params()
             params.ftype = ftype
-            direct_quant.append(timed(lambda: llama_cpp.llama_model_quantize(str(f16).encode(), str(tmp / f"dq-{run}.gguf").encode(), params)))
-            ours_quant.append(timed(lambda: quantize_gguf(settings, f16, tmp / f"oq-{run}.gguf", "Q8_0", verify=False)))
+            direct_quant.append(timed(lambda run=run, params=params: llama_cpp.llama_model_quantize(str(f16).encode(), str(tmp / f"dq-{run}.gguf").encode(), params)))
+            ours_quant.append(timed(lambda run=run: quantize_gguf(settings, f16, tmp / f"oq-{run}.gguf", "Q8_0", verify=False)))
 
     def summary(ours: list[float], direct: list[float]) -> dict[str, object]:
         o, d = statistics.median(ours), statistics.median(direct)

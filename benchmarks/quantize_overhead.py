@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 from quant_helpers import dequantize_to_f16  # noqa: E402
 
-from model_serving.settings import Settings  # noqa: E402
 from model_serving.quantize.quantizer import quantize_gguf, resolve_qtype  # noqa: E402
+from model_serving.settings import Settings  # noqa: E402
 
 
 def direct(source: Path, target: Path, ftype: int, threads: int) -> float:
@@ -95,9 +95,9 @@ def main() -> None:
             times: dict[str, list[float]] = {"direct": [], "direct_subprocess": [], "ours": []}
             direct(source, work / "warmup.gguf", qtype.ftype, args.threads)  # page cache and first-load effects
             for run in range(args.runs):
-                steps = [("direct", lambda: direct(source, work / "direct.gguf", qtype.ftype, args.threads)),
-                         ("direct_subprocess", lambda: direct_subprocess(source, work / "direct.gguf", qtype.ftype, args.threads)),
-                         ("ours", lambda: ours(settings, source, work / "ours.gguf", qtype.name, args.threads))]
+                steps = [("direct", lambda qtype=qtype: direct(source, work / "direct.gguf", qtype.ftype, args.threads)),
+                         ("direct_subprocess", lambda qtype=qtype: direct_subprocess(source, work / "direct.gguf", qtype.ftype, args.threads)),
+                         ("ours", lambda qtype=qtype: ours(settings, source, work / "ours.gguf", qtype.name, args.threads))]
                 for label, fn in steps if run % 2 == 0 else reversed(steps):  # alternate order against drift
                     times[label].append(fn())
             medians = {label: statistics.median(values) for label, values in times.items()}

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from model_serving.checkpoint.rebuild import checkpoint_from_gguf, smollm2_gguf_path
+from model_serving.errors import InputError
+from model_serving.settings import Settings
+
 sys.path.insert(0, str(Path(__file__).parent / "support"))  # test doubles and fixtures: tests/support
 
 from checkpoints import tiny_random_checkpoint  # noqa: E402
-from model_serving.checkpoint.rebuild import checkpoint_from_gguf, smollm2_gguf_path
-from model_serving.settings import Settings
-from model_serving.errors import InputError
+
+pytest_plugins = ["ollama_double", "quant_helpers"]  # their fixtures, for every test
 
 
 @pytest.fixture

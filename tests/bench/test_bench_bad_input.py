@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from scripted_server import spawned
 
 from model_serving.bench import BenchConfig, run_benchmark
-from scripted_server import spawned
 from model_serving.errors import InputError
 
 FAST = {"ttft_ms": 5, "tpot_ms": 1, "tokens": 6}

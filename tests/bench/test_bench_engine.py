@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from model_serving.serve.embedded import engine
 from model_serving.bench import BenchConfig, run_benchmark
 from model_serving.bench.loadtime import measure_engine_load
+from model_serving.serve.embedded import engine
 from model_serving.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from scripted_server import spawned
 
 from model_serving.bench import BenchConfig, BenchResult, run_benchmark
 from model_serving.bench.prompts import synthetic_prompts
-from scripted_server import spawned
 
 TTFT_MS, TPOT_MS, TOKENS = 60.0, 12.0, 12
 TOLERANCE_MS = 2.0

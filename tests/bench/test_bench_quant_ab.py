@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from quant_helpers import place
 
 from model_serving.bench.models import Targets
 from model_serving.bench.quant_ab import VariantResult, choose, run_quant_ab
-from model_serving.settings import Settings
 from model_serving.errors import InputError
-from quant_helpers import f16_source, place  # noqa: F401  (f16_source is a fixture)
+from model_serving.settings import Settings
+
 
 @pytest.mark.slow
 def test_smallest_variant_meeting_speed_and_quality_is_recommended(smollm2_gguf: Path, f16_source: Path, tmp_path: Path) -> None:  # noqa: F811

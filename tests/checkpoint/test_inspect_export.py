@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from model_serving.settings import Settings
-from model_serving.errors import Cancelled, InputError, ServingError, VerificationFailed
 from model_serving.checkpoint.export import export_gguf
 from model_serving.checkpoint.inspect import inspect_checkpoint, inspect_gguf, inspect_path
+from model_serving.errors import Cancelled, InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress
+from model_serving.settings import Settings
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:

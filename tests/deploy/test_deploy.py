@@ -7,12 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ollama_double import go_renderer, maybe_go_renderer, ollama_double, ollama_settings  # noqa: F401 - fixtures
 
-from model_serving.settings import Settings
 from model_serving.deploy.pipeline import deploy
-from model_serving.serve.embedded.engine import list_models, start_model, stop_model
 from model_serving.quantize.quantizer import quantize_gguf
+from model_serving.serve.embedded.engine import list_models, start_model, stop_model
+from model_serving.settings import Settings
 
 PROMPTS = [
     "What is the capital of France?",

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from cli_runner import cli_in_process as _cli
 from mcp import Client
-
 from scripted_server import spawned
-from model_serving.settings import Settings
+
 from model_serving.mcp.server import create_server
+from model_serving.settings import Settings
 
 
 @pytest.fixture(scope="module")

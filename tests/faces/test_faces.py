@@ -12,8 +12,8 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from model_serving.settings import Settings
 from model_serving.mcp.server import create_server
+from model_serving.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

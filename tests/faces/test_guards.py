@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from model_serving.settings import Settings, normalize_host
 from model_serving.errors import InputError, PathNotAllowed
+from model_serving.settings import Settings, normalize_host
 from model_serving.util.paths import atomic_output, confine, refuse_flag
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from cli_runner import cli_in_process as _cli
 from mcp import Client
-from ollama_double import OllamaDouble, maybe_go_renderer, ollama_double, ollama_settings  # noqa: F401 - fixtures
+from ollama_double import OllamaDouble
 
-from model_serving.settings import Settings
 from model_serving.mcp.server import create_server
 from model_serving.serve.ollama.client import OllamaClient
+from model_serving.settings import Settings
 
 
 def _with_model(settings: Settings, gguf: Path, name: str = "smol") -> None:

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from quant_helpers import cancel_on_message, f16_source, place, write_unloadable_gguf  # noqa: F401 - f16_source is a fixture
+from quant_helpers import cancel_on_message, place, write_unloadable_gguf
 
-from model_serving.settings import Settings
 from model_serving.errors import InputError, PathNotAllowed
 from model_serving.quantize.quality import (
     EARLY_TOKENS,
@@ -26,6 +25,7 @@ from model_serving.quantize.quality import (
     perplexity,
 )
 from model_serving.quantize.quantizer import quantize_gguf
+from model_serving.settings import Settings
 
 
 def evaluation(ppl: float | None, answers: list[tuple[list[int], bool | None]]) -> ModelEvaluation:

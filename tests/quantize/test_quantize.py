@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
-from quant_helpers import cancel_on_message, f16_source, place, write_unloadable_gguf  # noqa: F401 - f16_source is a fixture
+from quant_helpers import cancel_on_message, place, write_unloadable_gguf
 
-from model_serving.settings import Settings
 from model_serving.errors import Cancelled, InputError, PathNotAllowed, ServingError
 from model_serving.jobs import Progress
 from model_serving.quantize.quantizer import QUANT_TYPES, default_output, quantize_gguf, read_header, resolve_qtype
+from model_serving.settings import Settings
 
 # Bits per weight are file bytes * 8 / parameters. SmolLM2's 576-wide rows do not fit the 256-value
 # K-quant blocks, so llama.cpp falls back to Q5_0/Q8_0 for most of Q4_K_M's tensors: wide bands.

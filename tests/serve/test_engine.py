@@ -8,12 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ollama_double import maybe_go_renderer, ollama_double, ollama_settings  # noqa: F401 - fixtures
 
-from model_serving.settings import Settings
-from model_serving.serve.embedded.engine import list_models, probe_model, register_embedded, start_model, stop_model
 from model_serving.errors import InputError, VerificationFailed
+from model_serving.serve.embedded.engine import list_models, probe_model, register_embedded, start_model, stop_model
 from model_serving.serve.status import serving_status
+from model_serving.settings import Settings
 
 
 def chat(base_url: str, name: str, text: str, max_tokens: int = 8) -> dict:

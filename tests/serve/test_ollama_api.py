@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ollama_double import OllamaDouble, maybe_go_renderer, ollama_double, ollama_settings  # noqa: F401 - fixtures
+from ollama_double import OllamaDouble
 
-from model_serving.settings import Settings
 from model_serving.errors import ServingError, VerificationFailed
 from model_serving.serve.ollama.client import ModelNotFound, OllamaAPIError, OllamaClient, OllamaUnreachable
+from model_serving.settings import Settings
 
 
 def _digest(data: bytes) -> str:

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from model_serving.settings import Settings
 from model_serving.serve.ollama import manage
 from model_serving.serve.ollama.register import register_gguf
+from model_serving.settings import Settings
 
 pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.skipif(shutil.which("ollama") is None, reason="no `ollama` binary on PATH")]
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from model_serving.settings import Settings
 from model_serving.errors import InputError
 from model_serving.serve.ollama import manage, names
 from model_serving.serve.ollama.modelfile import Modelfile, ModelfileError, parse
+from model_serving.settings import Settings
 
 
 def _full() -> Modelfile:

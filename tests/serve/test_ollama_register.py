@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from ollama_double import OllamaDouble, go_renderer, maybe_go_renderer, ollama_double, ollama_settings  # noqa: F401 - fixtures
+from ollama_double import OllamaDouble
 
-from model_serving.settings import Settings
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.serve.ollama import manage, templates
 from model_serving.serve.ollama.client import OllamaAPIError, OllamaClient, OllamaUnreachable
 from model_serving.serve.ollama.gguf_info import read_gguf
 from model_serving.serve.ollama.modelfile import parse
 from model_serving.serve.ollama.register import _choose_template, choose_num_ctx, register_gguf
+from model_serving.settings import Settings
 
 
 def _names(settings: Settings) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ollama_double import GoRenderer, go_renderer, maybe_go_renderer  # noqa: F401 - fixtures
+from ollama_double import GoRenderer
 
 from model_serving.errors import InputError
 from model_serving.serve.ollama import templates

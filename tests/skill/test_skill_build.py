@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from skill_helpers import SKILL, DocsSite, serve_docs, snapshot_or_skip
 from werkzeug import Request, Response
 
 from model_serving.errors import InputError
@@ -22,7 +23,6 @@ from model_serving.skill.fetch import fetch_sources
 from model_serving.skill.markdown import section, tables
 from model_serving.skill.sources import load_sources
 from model_serving.skill.toolmap import ENDPOINT_TOOLS
-from skill_helpers import SKILL, DocsSite, serve_docs, snapshot_or_skip
 
 SOURCES = load_sources(SKILL / "sources.yaml")
 

@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-
 from skill_helpers import SKILL
 
 EVALS = json.loads((SKILL / "evals" / "evals.json").read_text(encoding="utf-8"))

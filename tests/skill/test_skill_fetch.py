@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from skill_helpers import SKILL, DocsSite, serve_docs, snapshot_or_skip
 from werkzeug import Request, Response
 
 from model_serving.errors import InputError
@@ -16,7 +17,6 @@ from model_serving.skill.cache import DocsCache
 from model_serving.skill.extract import modelfile_parameters, quantization_types
 from model_serving.skill.fetch import cache_report, fetch_sources
 from model_serving.skill.sources import SourceList, load_sources, parse_sources
-from skill_helpers import SKILL, DocsSite, serve_docs, snapshot_or_skip
 
 UPSTREAM = "https://raw.githubusercontent.com"
 MODELFILE = f"{UPSTREAM}/ollama/ollama/main/docs/modelfile.mdx"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from skill_helpers import REPO, SKILL
 
 from model_serving.cli import main as cli
 from model_serving.errors import InputError
 from model_serving.skill.install import SKILL_DIRS, install_skill, mcp_config, skill_target
-from skill_helpers import REPO, SKILL
 
 EXPECTED_DIRS = {
     ("claude-code", "project"): ".claude/skills", ("claude-code", "user"): ".claude/skills",

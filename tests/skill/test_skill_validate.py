@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
-
-from model_serving.settings import Settings
-from model_serving.mcp.server import create_server
-from model_serving.mcp.skill import deploy_prompt_text
-from model_serving.skill.toolmap import all_tool_names
-from model_serving.mcp.server import server_tool_names
-from model_serving.skill.validate import MAX_BODY_LINES, relative_targets, validate_skill
 from skill_helpers import REPO, SKILL
+
+from model_serving.mcp.server import create_server, server_tool_names
+from model_serving.mcp.skill import deploy_prompt_text
+from model_serving.settings import Settings
+from model_serving.skill.toolmap import all_tool_names
+from model_serving.skill.validate import MAX_BODY_LINES, relative_targets, validate_skill
 
 SKILLS = [SKILL, REPO]
 

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
-from pytest_httpserver import HTTPServer
 from markdown_it import MarkdownIt
+from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ from model_serving.bench.http_client import Pool
 from model_serving.bench.metrics import derive
 from model_serving.bench.models import BenchConfig, LoadTimes, RequestRecord
 from model_serving.bench.prompts import fixed_prompts
-from model_serving.settings import Settings
 from model_serving.jobs import Progress
+from model_serving.settings import Settings
 
 
 def evict_page_cache(path: Path) -> bool:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from model_serving.bench.models import Api, BenchConfig, Targets
-from model_serving.settings import Settings
 from model_serving.errors import InputError
+from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
 

@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 
 from model_serving.bench.models import BenchConfig, Targets, VerdictState
 from model_serving.bench.runner import run_benchmark
-from model_serving.settings import Settings
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
+from model_serving.settings import Settings
 from model_serving.util.paths import atomic_output, confine
 
 _SPEED_TARGETS = ("ttft_ms", "e2e_ms")

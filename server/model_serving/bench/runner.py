@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from model_serving.bench import loads, metrics, probe, report, server_timings, tokens, verdicts
 from model_serving.bench.models import BenchConfig, BenchResult, Finding, RequestRecord, Roofline, ServerInfo, Stats, SweepPoint
 from model_serving.bench.prompts import load_prompts
-from model_serving.settings import is_loopback_url
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
+from model_serving.settings import is_loopback_url
 
 
 def _integrity(records: Sequence[RequestRecord], config: BenchConfig, loop_lag_ms: Sequence[float]) -> list[Finding]:

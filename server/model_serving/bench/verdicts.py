@@ -10,7 +10,16 @@ import statistics
 from collections.abc import Sequence
 
 from model_serving.bench.models import (
-    BenchConfig, Knee, LoadTimes, RequestRecord, Roofline, ServerInfo, Stats, Summary, Verdict, VerdictState,
+    BenchConfig,
+    Knee,
+    LoadTimes,
+    RequestRecord,
+    Roofline,
+    ServerInfo,
+    Stats,
+    Summary,
+    Verdict,
+    VerdictState,
 )
 
 

@@ -19,10 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.settings import Settings
-from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo, inspect_checkpoint, inspect_gguf
+from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress, run_process
+from model_serving.settings import Settings
 from model_serving.util.paths import atomic_output, confine, sha256_file, tree_sha256
 
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.settings import Settings
 from model_serving.errors import InputError
 from model_serving.gguf.header import FILE_TYPES, read_header, token_texts
+from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
 MAX_JSON_BYTES = 16 << 20  # config/tokenizer_config files larger than this are not configs

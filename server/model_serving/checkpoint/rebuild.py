@@ -8,7 +8,6 @@ model.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import tempfile

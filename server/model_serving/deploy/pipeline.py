@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.settings import Settings
 from model_serving.errors import VerificationFailed
 from model_serving.jobs import Progress
+from model_serving.settings import Settings
 from model_serving.util.paths import confine, sha256_file
 
 Target = Literal["auto", "embedded", "ollama"]

@@ -127,7 +127,7 @@ def read_header(path: Path) -> GGUFHeader:
 
     size = path.stat().st_size
     if size < 24:
-        raise _not_gguf(path, "it is only {size} bytes long".format(size=size))
+        raise _not_gguf(path, f"it is only {size} bytes long")
     with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         if buf[:4] != _GGUF_MAGIC:
             raise _not_gguf(path, f"it starts with {bytes(buf[:4])!r}, not b'GGUF'")

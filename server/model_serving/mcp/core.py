@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
-from model_serving.serve.embedded.engine import ProbeResult, ServedModel
 from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
 from model_serving.jobs import JobInfo
 from model_serving.mcp.runtime import READ_ONLY, AppState, reported, run_as_job, run_blocking, writes
+from model_serving.serve.embedded.engine import ProbeResult, ServedModel
 from model_serving.serve.status import ServingStatus
 
 WAIT_S = 5.0  # answer inline when a step finishes this fast; otherwise hand back a job id

@@ -22,6 +22,7 @@ from model_serving.mcp import bench, core, ollama, skill
 from model_serving.mcp.runtime import READ_ONLY, AppState, reported, writes
 from model_serving.settings import Settings
 
+
 def create_server(settings: Settings | None = None) -> MCPServer:
     settings = settings or Settings.from_env()
     state = AppState(settings)

@@ -30,9 +30,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.settings import Settings
 from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress, run_process
+from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
 DATA_DIR = Path(__file__).parent / "data"

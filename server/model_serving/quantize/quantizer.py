@@ -23,13 +23,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.settings import Settings
-from model_serving.quantize import worker as quantize_worker
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.gguf.header import GGUFHeader, read_header
 from model_serving.jobs import Progress, run_process
-from model_serving.util.paths import atomic_output, confine, sha256_file
+from model_serving.quantize import worker as quantize_worker
 from model_serving.quantize.quality import QualityReport, compare_quality
+from model_serving.settings import Settings
+from model_serving.util.paths import atomic_output, confine, sha256_file
 
 
 @dataclass(frozen=True)

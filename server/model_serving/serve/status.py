@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from pydantic import BaseModel, Field
 
-from model_serving.settings import Settings
 from model_serving.serve.embedded.engine import ServedModel, list_models
+from model_serving.settings import Settings
 
 
 class EngineModelStatus(BaseModel):

@@ -18,10 +18,10 @@ import httpx
 from pydantic import BaseModel, Field
 
 from model_serving import __version__
-from model_serving.settings import is_loopback_url
 from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress
-from model_serving.skill.cache import CacheEntry, CachedPageState, DocsCache, now_iso
+from model_serving.settings import is_loopback_url
+from model_serving.skill.cache import CachedPageState, CacheEntry, DocsCache, now_iso
 from model_serving.skill.htmltext import html_to_text, looks_like_html
 from model_serving.skill.sources import Source, SourceList
 

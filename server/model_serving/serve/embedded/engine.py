@@ -20,11 +20,11 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, Field
 
-from model_serving.util.chat_template import render as render_chat
-from model_serving.settings import Settings
-from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.checkpoint.inspect import GGUFInfo, inspect_gguf
+from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress
+from model_serving.settings import Settings
+from model_serving.util.chat_template import render as render_chat
 from model_serving.util.paths import confine
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,63}$")

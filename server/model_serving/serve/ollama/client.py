@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from model_serving.settings import Settings, is_loopback_url
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress
+from model_serving.settings import Settings, is_loopback_url
 
 _CHUNK = 1 << 20
 START_HINT = "Start it with `ollama serve` (or `systemctl start ollama`), or point OLLAMA_HOST / --ollama-host at a running server."

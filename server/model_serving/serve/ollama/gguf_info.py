@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model_serving.errors import InputError
 from model_serving.checkpoint.inspect import FILE_TYPES, open_gguf
+from model_serving.errors import InputError
 
 # llama.cpp's token types: 3 = control (special) tokens such as <|im_end|>.
 CONTROL, USER_DEFINED = 3, 4

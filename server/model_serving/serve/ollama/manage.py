@@ -12,13 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
 
-from model_serving.settings import Settings
 from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress
 from model_serving.serve.ollama import names, versions
 from model_serving.serve.ollama.client import ModelEntry, OllamaClient, RunningModel, ShowInfo, parse_time
 from model_serving.serve.ollama.modelfile import ModelfileError, parse
 from model_serving.serve.ollama.register import TemplateChoice, build_modelfile
+from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from model_serving.settings import Settings
 from model_serving.serve.ollama.client import OllamaClient
 from model_serving.serve.ollama.fidelity import Conversation, jinja_prompt
+from model_serving.settings import Settings
 
 PROBE_MESSAGES = [{"role": "user", "content": "What is the capital of France? Answer in one short sentence."}]
 Tokenize = Callable[[str, bool], list[int]]

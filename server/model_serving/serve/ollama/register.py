@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.settings import Settings, is_loopback_url
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress
 from model_serving.serve.ollama import names, templates, versions
@@ -29,6 +28,7 @@ from model_serving.serve.ollama.fidelity import CONVERSATIONS, FidelityReport, G
 from model_serving.serve.ollama.gguf_info import GGUFInfo, generation_config_eos, read_gguf, source_chat_template
 from model_serving.serve.ollama.modelfile import Modelfile
 from model_serving.serve.ollama.probe import PROBE_MESSAGES, ProbeResult, expected_tokens, gguf_tokenizer, probe_model
+from model_serving.settings import Settings, is_loopback_url
 from model_serving.util.paths import confine
 
 TemplateMode = Literal["auto", "go", "gguf"]
