@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from model_serving.bench.http_client import Pool, StreamClosed
-from model_serving.bench.models import BenchConfig, RequestRecord
+from model_serving.bench.http_client import Connection, Pool, Response, StreamClosed
+from model_serving.bench.models import BenchConfig, ErrorKind, RequestRecord, RequestStatus
 from model_serving.bench.prompts import PromptSpec
 from model_serving.bench.server_timings import from_llamacpp, from_ollama
 
@@ -133,69 +133,111 @@ def parse_ollama(message: bytes) -> Event:
     return event
 
 
+@dataclass
+class _Stream:
+    """One request's connection, response and progress, so that any exit releases the connection once."""
+
+    pool: Pool
+    record: RequestRecord
+    t0_ns: int
+    sse: bool
+    conn: Connection | None = None
+    response: Response | None = None
+    finished: bool = False
+
+    def ms(self, ns: int) -> float:
+        return (ns - self.t0_ns) / 1e6
+
+    def _stamp_send(self) -> None:
+        self.record.sent_clock_ns = time.perf_counter_ns()
+        self.record.sent_ms = self.ms(self.record.sent_clock_ns)
+
+    async def exchange(self, url_path: str, body: dict[str, Any]) -> None:
+        self.conn = await self.pool.acquire_or_none(self.record)
+        if self.conn is None:
+            self.record.status, self.record.error_kind = "error", "connect"
+            return
+        response = await self._post(url_path, body)
+        self.record.first_byte_ms = self.ms(response.first_byte_ns)
+        if response.status >= 400:
+            await self._http_error(response)
+        else:
+            await self._read_events(response)
+
+    async def _post(self, url_path: str, body: dict[str, Any]) -> Response:
+        assert self.conn is not None
+        reused = self.conn.used
+        self._stamp_send()
+        try:
+            self.response = await self.conn.post_json(url_path, body)
+        except (OSError, StreamClosed):
+            if not reused:
+                raise
+            # A kept-alive connection the server had already closed (llama.cpp's server closes after each
+            # stream; its FIN can lag the release): nothing was answered, so send again on a fresh one.
+            self.pool.release(self.conn, reusable=False)
+            self.conn = None
+            self.conn = await self.pool.acquire_fresh()
+            self._stamp_send()
+            self.response = await self.conn.post_json(url_path, body)
+        return self.response
+
+    async def _http_error(self, response: Response) -> None:
+        raw = b"".join([data async for _, data in response.body()])
+        try:
+            detail = _error_text(json.loads(raw))
+        except ValueError:
+            detail = raw.decode(errors="replace")[:300]
+        _fail(self.record, "error", "http", f"HTTP {response.status}: {detail}")
+
+    async def _read_events(self, response: Response) -> None:
+        framer = Framer(sse=self.sse)
+        parse = parse_openai if self.sse else parse_ollama
+        async for stamp, data in response.body():  # stamped on receipt, before parsing
+            for message in framer.feed(data):
+                self.finished = _apply(parse(message), self.record, self.ms(stamp)) or self.finished
+        for message in framer.rest():
+            self.finished = _apply(parse(message), self.record, self.ms(time.perf_counter_ns())) or self.finished
+
+    def release(self) -> None:
+        if self.conn is not None:
+            self.pool.release(self.conn, reusable=self.response is not None and self.response.complete)
+            self.conn = None
+
+
+def _fail(record: RequestRecord, status: RequestStatus, kind: ErrorKind, error: str) -> None:
+    record.status, record.error_kind, record.error = status, kind, error
+
+
 async def stream_one(pool: Pool, config: BenchConfig, spec: PromptSpec, record: RequestRecord, t0_ns: int) -> None:
-    """Send one request and fill `record` with what arrived and when. Never raises for server faults."""
+    """Send one request and fill `record` with what arrived and when. Never raises for server faults.
 
-    def ms(ns: int) -> float:
-        return (ns - t0_ns) / 1e6
-
+    The whole exchange, connecting included, is bounded by `config.timeout_s`: a server that stalls
+    anywhere leaves the request incomplete with error_kind "timeout" once the limit passes.
+    """
     path, body = request_for(config, spec)
-    framer = Framer(sse=config.api == "openai")
-    parse = parse_openai if config.api == "openai" else parse_ollama
-    finished, response = False, None
-    conn = await pool.acquire_or_none(record)
-    if conn is None:
-        record.status, record.end_ms = "error", ms(time.perf_counter_ns())
-        return
-    reused = conn.used
-    record.sent_clock_ns = time.perf_counter_ns()
-    record.sent_ms = ms(record.sent_clock_ns)
+    stream = _Stream(pool, record, t0_ns, sse=config.api == "openai")
     try:
         async with asyncio.timeout(config.timeout_s):
-            try:
-                response = await conn.post_json(pool.prefix + path, body)
-            except (OSError, StreamClosed):
-                if not reused:
-                    raise
-                # A kept-alive connection the server had already closed (llama.cpp's server closes after each
-                # stream; its FIN can lag the release): nothing was answered, so send again on a fresh one.
-                pool.release(conn, reusable=False)
-                conn = await pool.acquire_fresh()
-                record.sent_clock_ns = time.perf_counter_ns()
-                record.sent_ms = ms(record.sent_clock_ns)
-                response = await conn.post_json(pool.prefix + path, body)
-            record.first_byte_ms = ms(response.first_byte_ns)
-            if response.status >= 400:
-                raw = b"".join([data async for _, data in response.body()])
-                try:
-                    detail = _error_text(json.loads(raw))
-                except ValueError:
-                    detail = raw.decode(errors="replace")[:300]
-                record.status, record.error = "error", f"HTTP {response.status}: {detail}"
-            else:
-                async for stamp, data in response.body():  # stamped on receipt, before parsing
-                    for message in framer.feed(data):
-                        finished = _apply(parse(message), record, ms(stamp)) or finished
-                for message in framer.rest():
-                    finished = _apply(parse(message), record, ms(time.perf_counter_ns())) or finished
+            await stream.exchange(pool.prefix + path, body)
     except TimeoutError:
-        record.status, record.error = "incomplete", f"no complete answer within the {config.timeout_s:g} s request limit"
+        _fail(record, "incomplete", "timeout", f"no complete answer within the {config.timeout_s:g} s request limit")
     except (OSError, StreamClosed) as exc:
-        record.status = "error" if record.first_byte_ms is None else "incomplete"
-        record.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        _fail(record, "error" if record.first_byte_ms is None else "incomplete", "reset",
+              f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     except ValueError as exc:  # a message that is not JSON
-        record.status, record.error = "error", f"malformed stream message: {exc}"
+        _fail(record, "error", "malformed", f"malformed stream message: {exc}")
     finally:
-        pool.release(conn, reusable=response is not None and response.complete)
-    record.end_ms = ms(time.perf_counter_ns())
+        stream.release()
+    record.end_ms = stream.ms(time.perf_counter_ns())
     if record.status != "ok":
         return
     if record.error:
-        record.status = "error"
-    elif not finished:
-        record.status, record.error = "incomplete", "the server closed the stream before its final message"
+        record.status, record.error_kind = "error", "stream_error"
+    elif not stream.finished:
+        _fail(record, "incomplete", "truncated", "the server closed the stream before its final message")
     elif record.first_token_ms is None:
-        record.status, record.error = "empty", "the server finished without generating any text"
+        _fail(record, "empty", "empty", "the server finished without generating any text")
 
 
 def _apply(event: Event | None, record: RequestRecord, at_ms: float) -> bool:

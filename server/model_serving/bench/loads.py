@@ -2,6 +2,8 @@
 
 The client's own delays are measured, not assumed away: each request records when it was due and
 when its bytes went out (client queue time), and a ticker measures event-loop lag during the run.
+Each request is bounded by `config.timeout_s` (see clients.stream_one), so a stalled server ends a
+run in bounded time rather than holding it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,130 @@ async def _lag_ticker(lags: list[float], stop: asyncio.Event, period_s: float = 
         lags.append(max(0.0, (time.perf_counter_ns() - before) / 1e6 - period_s * 1e3))
 
 
+@dataclass
+class _Run:
+    """One load run's shared state: the pool, the outcome being filled, and the stop signal."""
+
+    config: BenchConfig
+    specs: Sequence[PromptSpec]
+    concurrency: int
+    progress: Progress
+    on_record: Callable[[RequestRecord], None] | None
+    client: Pool
+    outcome: LoadOutcome
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    t0: int = 0
+    consecutive_errors: int = 0
+    done: int = 0
+
+    def now_ms(self) -> float:
+        return (time.perf_counter_ns() - self.t0) / 1e6
+
+    async def warm(self) -> bool:
+        """Each stream sends its warmup requests first, so every pooled connection is open before timing.
+
+        False (with the reason recorded) when every stream's warmup failed to reach the server.
+        """
+        warm_t0 = time.perf_counter_ns()
+        streams = min(self.concurrency, len(self.specs))
+        warmed = await asyncio.gather(*(self._warm_stream(i, warm_t0) for i in range(streams)))
+        self.progress.check()
+        if all(w.status == "error" and w.first_byte_ms is None and not (w.error or "").startswith("HTTP") for w in warmed):
+            self.outcome.stopped_reason = f"the warmup requests failed: {warmed[0].error}"
+            return False
+        return True
+
+    async def _warm_stream(self, stream: int, warm_t0: int) -> RequestRecord:
+        config, n = self.config, self.config.warmup
+        record = RequestRecord(index=-1, prompt_id="", warmup=True, scheduled_ms=0.0, max_tokens=config.max_tokens)
+        for i in range(n):
+            spec = self.specs[(stream * n + i) % len(self.specs)]
+            record = RequestRecord(index=-1 - stream * n - i, prompt_id=spec.id, warmup=True, scheduled_ms=0.0,
+                                   max_tokens=spec.max_tokens or config.max_tokens)
+            await stream_one(self.client, config, spec, record, warm_t0)
+            self.outcome.warmups.append(record)
+        return record
+
+    async def one(self, index: int, spec: PromptSpec, scheduled_ms: float) -> None:
+        record = RequestRecord(index=index, prompt_id=spec.id, scheduled_ms=scheduled_ms, max_tokens=spec.max_tokens or self.config.max_tokens)
+        await stream_one(self.client, self.config, spec, record, self.t0)
+        self.outcome.records.append(record)
+        self.done += 1
+        self._count_failure(record)
+        if self.on_record:
+            self.on_record(record)
+        if not self.progress.cancel_event.is_set():
+            self.progress.update(self.done / len(self.specs), f"{self.done}/{len(self.specs)} requests")
+
+    def _count_failure(self, record: RequestRecord) -> None:
+        if record.status != "error":
+            self.consecutive_errors = 0
+            return
+        self.consecutive_errors += 1
+        if self.consecutive_errors >= _MAX_CONSECUTIVE_ERRORS and not self.stop.is_set():
+            self.outcome.stopped_reason = f"{_MAX_CONSECUTIVE_ERRORS} requests in a row failed (last: {record.error})"
+            self.stop.set()
+
+    async def closed_loop(self) -> None:
+        queue: asyncio.Queue[tuple[int, PromptSpec]] = asyncio.Queue()
+        for item in enumerate(self.specs):
+            queue.put_nowait(item)
+
+        async def worker() -> None:
+            while not self.stop.is_set():
+                try:
+                    index, spec = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await self.one(index, spec, self.now_ms())
+
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(self.specs)))))
+
+    async def open_loop(self, arrival_rate: float) -> None:
+        gate = asyncio.Semaphore(self.concurrency)
+        tasks = []
+
+        async def gated(index: int, spec: PromptSpec, due_ms: float) -> None:
+            async with gate:
+                if not self.stop.is_set():
+                    await self.one(index, spec, due_ms)
+
+        offsets = poisson_offsets(len(self.specs), arrival_rate, self.config.seed)
+        for index, (spec, offset) in enumerate(zip(self.specs, offsets, strict=True)):
+            delay = offset - self.now_ms() / 1000.0
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self.stop.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+            if self.stop.is_set():
+                break
+            tasks.append(asyncio.create_task(gated(index, spec, offset * 1000.0)))
+        await asyncio.gather(*tasks)
+
+    async def watch_cancel(self, main: asyncio.Task[None]) -> None:
+        while not main.done():
+            if self.progress.cancel_event.is_set():
+                main.cancel()
+                return
+            await asyncio.sleep(0.05)
+
+    async def measure(self, rate: float | None) -> None:
+        """The timed part: the chosen profile, with the lag ticker and the cancel watcher beside it."""
+        self.t0 = time.perf_counter_ns()
+        ticker = asyncio.create_task(_lag_ticker(self.outcome.loop_lag_ms, self.stop))
+        main = asyncio.create_task(self.open_loop(rate) if rate else self.closed_loop())
+        watcher = asyncio.create_task(self.watch_cancel(main))
+        try:
+            await main
+        except asyncio.CancelledError:
+            raise Cancelled("The benchmark") from None
+        finally:
+            self.stop.set()
+            watcher.cancel()
+            await asyncio.gather(ticker, watcher, return_exceptions=True)
+
+
 async def run_load(
     config: BenchConfig,
     specs: Sequence[PromptSpec],
@@ -59,115 +185,16 @@ async def run_load(
     on_record: Callable[[RequestRecord], None] | None = None,
 ) -> LoadOutcome:
     """Send `config.warmup` requests one by one (left out), then `specs` under the chosen profile."""
-    progress = progress or Progress()
-    records: list[RequestRecord] = []
-    outcome = LoadOutcome(records)
-    state = {"consecutive_errors": 0, "done": 0}
-    stop = asyncio.Event()
-    total = len(specs)
-
+    outcome = LoadOutcome([])
     client = Pool(config.base_url, concurrency)
+    run = _Run(config, specs, concurrency, progress or Progress(), on_record, client, outcome)
     try:
-        if config.warmup:
-            # Each stream sends its warmup requests first, so every pooled connection is open before timing.
-            warm_t0 = time.perf_counter_ns()
-            streams = min(concurrency, total)
-
-            async def warm(stream: int) -> RequestRecord:
-                record = RequestRecord(index=-1, prompt_id="", warmup=True, scheduled_ms=0.0, max_tokens=config.max_tokens)
-                for i in range(config.warmup):
-                    spec = specs[(stream * config.warmup + i) % len(specs)]
-                    record = RequestRecord(index=-1 - stream * config.warmup - i, prompt_id=spec.id, warmup=True, scheduled_ms=0.0,
-                                           max_tokens=spec.max_tokens or config.max_tokens)
-                    await stream_one(client, config, spec, record, warm_t0)
-                    outcome.warmups.append(record)
-                return record
-
-            warmed = await asyncio.gather(*(warm(i) for i in range(streams)))
-            progress.check()
-            if all(w.status == "error" and w.first_byte_ms is None and not (w.error or "").startswith("HTTP") for w in warmed):
-                outcome.stopped_reason = f"the warmup requests failed: {warmed[0].error}"
-                return outcome
-
-        t0 = time.perf_counter_ns()
-
-        async def one(index: int, spec: PromptSpec, scheduled_ms: float) -> None:
-            record = RequestRecord(index=index, prompt_id=spec.id, scheduled_ms=scheduled_ms, max_tokens=spec.max_tokens or config.max_tokens)
-            await stream_one(client, config, spec, record, t0)
-            records.append(record)
-            state["done"] += 1
-            if record.status == "error":
-                state["consecutive_errors"] += 1
-                if state["consecutive_errors"] >= _MAX_CONSECUTIVE_ERRORS and not stop.is_set():
-                    outcome.stopped_reason = f"{_MAX_CONSECUTIVE_ERRORS} requests in a row failed (last: {record.error})"
-                    stop.set()
-            else:
-                state["consecutive_errors"] = 0
-            if on_record:
-                on_record(record)
-            if not progress.cancel_event.is_set():
-                progress.update(state["done"] / total, f"{state['done']}/{total} requests")
-
-        def now_ms() -> float:
-            return (time.perf_counter_ns() - t0) / 1e6
-
-        async def closed_loop() -> None:
-            queue: asyncio.Queue[tuple[int, PromptSpec]] = asyncio.Queue()
-            for item in enumerate(specs):
-                queue.put_nowait(item)
-
-            async def worker() -> None:
-                while not stop.is_set():
-                    try:
-                        index, spec = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    await one(index, spec, now_ms())
-
-            await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))
-
-        async def open_loop(arrival_rate: float) -> None:
-            gate = asyncio.Semaphore(concurrency)
-            tasks = []
-
-            async def gated(index: int, spec: PromptSpec, due_ms: float) -> None:
-                async with gate:
-                    if not stop.is_set():
-                        await one(index, spec, due_ms)
-
-            for index, (spec, offset) in enumerate(zip(specs, poisson_offsets(total, arrival_rate, config.seed), strict=True)):
-                delay = offset - now_ms() / 1000.0
-                if delay > 0:
-                    try:
-                        await asyncio.wait_for(stop.wait(), timeout=delay)
-                    except TimeoutError:
-                        pass
-                if stop.is_set():
-                    break
-                tasks.append(asyncio.create_task(gated(index, spec, offset * 1000.0)))
-            await asyncio.gather(*tasks)
-
-        async def watch_cancel(main: asyncio.Task[None]) -> None:
-            while not main.done():
-                if progress.cancel_event.is_set():
-                    main.cancel()
-                    return
-                await asyncio.sleep(0.05)
-
-        ticker = asyncio.create_task(_lag_ticker(outcome.loop_lag_ms, stop))
-        main = asyncio.create_task(open_loop(rate) if rate else closed_loop())
-        watcher = asyncio.create_task(watch_cancel(main))
-        try:
-            await main
-        except asyncio.CancelledError:
-            raise Cancelled("The benchmark") from None
-        finally:
-            stop.set()
-            watcher.cancel()
-            await asyncio.gather(ticker, watcher, return_exceptions=True)
+        if config.warmup and not await run.warm():
+            return outcome
+        await run.measure(rate)
     finally:
         client.close()
-    records.sort(key=lambda r: r.index)
+    outcome.records.sort(key=lambda r: r.index)
     return outcome
 
 

@@ -16,6 +16,10 @@ PromptSource = Literal["fixed", "synthetic", "jsonl", "text"]
 Statistic = Literal["mean", "median", "p90", "p95", "p99"]
 VerdictState = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 RequestStatus = Literal["ok", "incomplete", "empty", "error"]
+# Why a request did not succeed: no connection, connection reset or closed mid-exchange, the request
+# limit passed, an HTTP error status, an error inside the stream, a message that is not JSON, a stream
+# cut before its final message, or a finished answer without any text.
+ErrorKind = Literal["connect", "reset", "timeout", "http", "stream_error", "malformed", "truncated", "empty"]
 
 
 class Targets(BaseModel):
@@ -48,7 +52,8 @@ class BenchConfig(BaseModel):
     prompts_file: Path | None = Field(default=None, description="JSONL file of prompts (prompt_source='jsonl')")
     input_tokens: int = Field(default=128, ge=1, le=131_072, description="Synthetic prompt length in tokens (approximate)")
     ignore_eos: bool | None = Field(default=None, description="Ask the server to generate exactly max_tokens; default: only for synthetic prompts")
-    timeout_s: float = Field(default=120.0, gt=0, description="Per-request limit")
+    timeout_s: float = Field(default=120.0, gt=0, description="Per-request limit on the whole exchange, connecting included; "
+                             "server-info probes wait at most 5 s or this, whichever is shorter")
     targets: Targets = Field(default_factory=Targets)
     server_pid: int | None = Field(default=None, description="Process to sample for memory in use (the embedded engine)")
     cold_start: bool = Field(default=False, description="Ollama only: unload the model first and measure the cold load")
@@ -98,6 +103,7 @@ class RequestRecord(BaseModel):
     warmup: bool = False
     status: RequestStatus = "ok"
     error: str | None = None
+    error_kind: ErrorKind | None = None
     scheduled_ms: float
     sent_ms: float | None = None
     sent_clock_ns: int | None = Field(default=None, description="perf_counter_ns at send: joins this request with other logs on this host")
