@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from model_serving.checkpoint.export import export_gguf, provision_converter  # noqa: E402
-from model_serving.deploy.pipeline import deploy, tool_versions  # noqa: E402
+from model_serving.deploy.manifest import tool_versions  # noqa: E402
+from model_serving.deploy.pipeline import deploy  # noqa: E402
+from model_serving.limits import DeployRequest  # noqa: E402
 from model_serving.quantize.quantizer import quantize_gguf, resolve_qtype  # noqa: E402
 from model_serving.serve.embedded.engine import stop_model  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
@@ -53,7 +55,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         settings = Settings.from_env(roots=[str(tmp)], home=str(tmp / "home"))
         print("deploying SmolLM2-135M (fresh state)...", file=sys.stderr)
-        result = deploy(settings, None, out_dir=str(tmp / "deploy"), bench_requests=8)
+        result = deploy(settings, DeployRequest(out_dir=str(tmp / "deploy"), target="embedded"))
         stop_model(settings, result.name)
         stages = {step.step: step.seconds for step in result.steps}
         checkpoint = tmp / "deploy" / "smollm2-135m-instruct-hf"

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from model_serving.deploy.pipeline import deploy
+from model_serving.limits import DeployRequest
 from model_serving.quantize.quantizer import quantize_gguf
 from model_serving.serve.embedded.engine import list_models, start_model, stop_model
 from model_serving.settings import Settings
@@ -33,9 +34,14 @@ def greedy(base_url: str, name: str, prompt: str) -> dict:
 @pytest.mark.slow
 def test_deploy_smollm2_q8_0_end_to_end(settings: Settings, artifacts: Path, tmp_path: Path) -> None:
     out = tmp_path / "deploy"
-    result = deploy(settings, None, quant="Q8_0", out_dir=str(out), bench_requests=4)
+    result = deploy(settings, DeployRequest(quant="Q8_0", out_dir=str(out), bench_requests=8))
     try:
         assert [s.step for s in result.steps] == ["prepare", "export", "quantize", "register", "bench"]
+        # The bench kept as many requests in flight as the engine has slots, so its throughput verdict judges the server.
+        bench = {s.step: s for s in result.steps}["bench"].summary
+        assert bench["concurrency"] == 4
+        assert bench["summary"]["max_concurrent_requests"] == 4
+        assert bench["summary"]["completed"] == 8
         assert result.answer and result.answer.strip()
         assert result.quality and result.quality["verdict"] in ("ok", "degraded")
         # Q8_0 changes some answers a few tokens in (the report shows it: agreement_rate counts whole answers),
@@ -46,6 +52,8 @@ def test_deploy_smollm2_q8_0_end_to_end(settings: Settings, artifacts: Path, tmp
         assert {v["target"] for v in result.verdicts} >= {"ttft_ms", "e2e_ms", "memory_gb"}
         manifest = json.loads(Path(result.manifest_path).read_text(encoding="utf-8"))
         assert len(manifest["artifacts"]["served"]["sha256"]) == 64
+        assert len(manifest["artifacts"]["source"]["sha256"]) == 64  # the checkpoint the export read
+        assert manifest["settings"]["bench_requests"] == 8 and manifest["settings"]["quant"] == "Q8_0"
         assert {"llama-cpp-python", "xllamacpp", "gguf"} <= set(manifest["tool_versions"])
 
         served = {m.name: m for m in list_models(settings)}[result.name]
@@ -66,10 +74,12 @@ def test_deploy_smollm2_q8_0_end_to_end(settings: Settings, artifacts: Path, tmp
         finally:
             stop_model(settings, "smol-f16")
 
-        # The same deploy again only re-registers: export and quantize outputs are reused by content hash.
-        again = deploy(settings, None, quant="Q8_0", out_dir=str(out), bench=False)
-        assert {s.step: s.status for s in again.steps}["export"] == "skipped"
-        assert {s.step: s.status for s in again.steps}["quantize"] == "skipped"
+        # The same deploy again only re-registers: the plan says so, and export and quantize reuse their outputs by content hash.
+        again = DeployRequest(quant="Q8_0", out_dir=str(out), bench=False, replace=True)
+        planned = {s.step: s.action for s in deploy(settings, again.model_copy(update={"plan_only": True})).plan}
+        assert planned == {"prepare": "reuse", "export": "reuse", "quantize": "reuse", "register": "run", "bench": "skip", "manifest": "run"}
+        redone = deploy(settings, again)
+        assert {s.step: s.status for s in redone.steps} == {"prepare": "reused", "export": "reused", "quantize": "reused", "register": "done"}
 
         # The quality report ranks a 4-bit quantization below Q8_0 by perplexity.
         q4 = quantize_gguf(settings, f16, out / "q4.gguf", "Q4_K_M")
@@ -84,8 +94,10 @@ def test_deploy_smollm2_q8_0_end_to_end(settings: Settings, artifacts: Path, tmp
 @pytest.mark.slow
 def test_deploy_targets_ollama_when_it_answers(ollama_settings: Settings, ollama_double, smollm2_gguf: Path, tmp_path: Path) -> None:
     # target "auto" picks Ollama because a server answers at OLLAMA_HOST (the test double, real inference)
-    result = deploy(ollama_settings, str(smollm2_gguf), name="smol", quant="F16", out_dir=str(tmp_path / "d"), bench_requests=3)
-    assert result.target == "ollama"
+    # concurrency 1: the double answers one request at a time and queues none (a real Ollama queues them)
+    result = deploy(ollama_settings, DeployRequest(source=str(smollm2_gguf), name="smol", quant="F16", out_dir=str(tmp_path / "d"),
+                                                   bench_requests=3, concurrency=1))
+    assert result.target == "ollama" and "Ollama answers" in result.target_reason
     assert [s.step for s in result.steps] == ["register", "bench"]
     assert result.answer and result.answer.strip()
     assert result.endpoint and result.endpoint.endswith("/api/chat")
@@ -93,4 +105,5 @@ def test_deploy_targets_ollama_when_it_answers(ollama_settings: Settings, ollama
     assert bench["completed"] == 3
     manifest = json.loads(Path(result.manifest_path).read_text(encoding="utf-8"))
     assert manifest["target"] == "ollama"
+    assert manifest["artifacts"]["served"] == manifest["artifacts"]["source"]  # served as it is
     assert list_models(ollama_settings) == []  # nothing was started on the embedded engine

@@ -1,0 +1,120 @@
+"""What a deploy carries from step to step: the plan, the request, and each step's outputs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from model_serving.jobs import Progress
+from model_serving.limits import DeployRequest
+from model_serving.settings import Settings
+
+Engine = Literal["embedded", "ollama"]
+SourceKind = Literal["default", "checkpoint", "gguf", "hub"]
+
+
+class PlannedStep(BaseModel):
+    step: str
+    action: Literal["run", "skip", "reuse"]
+    detail: str
+
+
+class StepRecord(BaseModel):
+    step: str
+    status: Literal["done", "reused"]
+    seconds: float
+    output: str | None = None
+    input_sha256: str | None = None
+    output_sha256: str | None = None
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeployResult(BaseModel):
+    name: str
+    target: Engine
+    target_reason: str = Field(default="", description="Why this target: asked for, or what `auto` found")
+    plan: list[PlannedStep]
+    planned_only: bool = False
+    steps: list[StepRecord] = []
+    endpoint: str | None = Field(default=None, description="Where the model answers chat requests")
+    answer: str | None = Field(default=None, description="The probe's answer, proof that the model talks and stops")
+    verdicts: list[dict[str, Any]] = []
+    quality: dict[str, Any] | None = None
+    manifest_path: str | None = None
+    total_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """The model to deploy, as found before any work: what it is and where."""
+
+    kind: SourceKind
+    label: str  # what the manifest records as the source: a resolved path, a repo id, or the default model
+    model_name: str  # the basis of the default deploy name
+    path: Path | None = None  # the checkpoint folder or .gguf file; None for a Hub id (fetched by export)
+    file_type: str | None = None  # a GGUF source's type, e.g. Q4_1
+    quantized: bool = False
+    parameter_count: int | None = None
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """Every decision a deploy makes, taken before it writes anything."""
+
+    name: str
+    target: Engine
+    target_reason: str
+    out_dir: Path
+    source: Source
+    qtype: str | None  # None: serve the export (or the GGUF source) as it is
+    steps: list[PlannedStep]
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The Hugging Face checkpoint export reads: built by prepare for the default model."""
+        if self.source.kind == "default":
+            return self.out_dir / f"{self.source.model_name.lower()}-hf"
+        return self.source.path if self.source.kind == "checkpoint" else None
+
+    @property
+    def f16_path(self) -> Path:
+        return self.out_dir / f"{self.name}-f16.gguf"
+
+    @property
+    def quant_path(self) -> Path:
+        return self.out_dir / f"{self.name}-{self.qtype}.gguf"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / f"{self.name}.deploy.json"
+
+    def action(self, step: str) -> str:
+        return next((s.action for s in self.steps if s.step == step), "skip")
+
+
+@dataclass
+class DeployContext:
+    settings: Settings
+    request: DeployRequest
+    plan: DeployPlan
+    progress: Progress
+    result: DeployResult
+    started: float = field(default_factory=time.perf_counter)
+    source_sha256: str | None = None  # the checkpoint's tree hash, or a GGUF source's file hash
+    f16: Path | None = None  # the export; None for a GGUF source
+    f16_sha256: str | None = None
+    served: Path | None = None  # what register serves: the quantized file, the export, or a GGUF source as it is
+    served_sha256: str | None = None
+    bench_base: str = ""
+    bench_api: Literal["openai", "ollama"] = "openai"
+    server_pid: int | None = None
+
+    def record(self, step: str, began: float, *, reused: bool, output: Path | None = None, input_sha256: str | None = None,
+               output_sha256: str | None = None, summary: dict[str, Any] | None = None) -> None:
+        self.result.steps.append(StepRecord(
+            step=step, status="reused" if reused else "done", seconds=round(time.perf_counter() - began, 3),
+            output=str(output) if output else None, input_sha256=input_sha256, output_sha256=output_sha256, summary=summary or {}))

@@ -1,0 +1,61 @@
+"""The manifest written beside the artifacts: what was deployed, from what, with which tools, and how it measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from model_serving.util.paths import sha256_file
+
+from .context import DeployContext
+
+_TOOLS = ["model-serving", "llama-cpp-python", "xllamacpp", "gguf", "transformers", "torch", "mcp", "huggingface_hub"]
+
+
+def tool_versions() -> dict[str, str]:
+    found = {}
+    for name in _TOOLS:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    found["python"] = platform.python_version()
+    return found
+
+
+def _artifact(path: Path | None, sha256: str | None) -> dict[str, str] | None:
+    if path is None:
+        return None
+    return {"path": str(path), "sha256": sha256 or (sha256_file(path) if path.is_file() else "")}
+
+
+def write_manifest(ctx: DeployContext) -> Path:
+    """Write `<name>.deploy.json` atomically: a reader never sees half a manifest."""
+    plan, result = ctx.plan, ctx.result
+    if plan.source.kind == "gguf":
+        source = _artifact(plan.source.path, ctx.source_sha256)
+    else:  # a checkpoint's tree hash, as the export recorded it
+        source = {"path": plan.source.label, "sha256": ctx.source_sha256 or ""}
+    artifacts: dict[str, Any] = {
+        "source": source,
+        "f16": _artifact(ctx.f16, ctx.f16_sha256),
+        "served": source if ctx.served == plan.source.path else _artifact(ctx.served, ctx.served_sha256),
+    }
+    payload = {
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "name": plan.name, "target": plan.target, "source": plan.source.label,
+        "artifacts": {k: v for k, v in artifacts.items() if v is not None},
+        "settings": ctx.request.model_dump(mode="json"),
+        "tool_versions": tool_versions(),
+        "result": result.model_dump(mode="json", exclude={"manifest_path"}),
+    }
+    manifest = plan.manifest_path
+    tmp = manifest.with_name(f".{manifest.name}.partial")
+    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    os.replace(tmp, manifest)
+    return manifest

