@@ -3,7 +3,8 @@
 It speaks the same streaming dialects the benchmark reads (OpenAI SSE with a role-only opening
 chunk and llama.cpp-style `timings`, Ollama NDJSON with `*_duration` fields), so the client's
 measurements can be checked against the truth, and with X = Y = 0 it measures the client's own
-overhead. Misbehaviours for the bad-input tests: close the stream early, answer with no text.
+overhead. Misbehaviours for the bad-input tests: close the stream early, answer with no text,
+stall mid-stream (`mode="stall"`), or never answer chosen paths at all (`stall_paths`).
 Run it in its own process (`python tests/support/scripted_server.py`) so its timing does
 not share an interpreter with the client being measured.
 """
@@ -25,7 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-Mode = str  # "normal" | "close_early" | "empty"
+Mode = str  # "normal" | "close_early" | "empty" | "stall"
+MODES = ("normal", "close_early", "empty", "stall")
 
 
 @dataclass
@@ -36,8 +38,14 @@ class Script:
     model: str = "scripted"
     mode: Mode = "normal"
     slots: int = 4
-    close_after: int = 3  # tokens sent before a close_early stream is cut
+    close_after: int = 3  # tokens sent before a close_early stream is cut or a stalled one stops
     die_after: int = 0  # exit the whole process after this many answered requests (0: never)
+    stall_paths: str = ""  # comma-separated paths (GET or POST) that read the request and never answer
+
+
+def _stall_forever() -> None:
+    """Hold the connection open with nothing sent: the client's own limit must end the exchange."""
+    threading.Event().wait()
 
 
 _answered = [0]
@@ -77,8 +85,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _stalls(self) -> bool:
+        return self.path in [p for p in self.script.stall_paths.split(",") if p]
+
     def do_GET(self) -> None:  # noqa: N802
         s = self.script
+        if self._stalls():
+            _stall_forever()
         if self.path == "/script/log":  # read and clear
             with _lock:
                 report, _log[:] = list(_log), []
@@ -104,6 +117,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         request = json.loads(self.rfile.read(length) or b"{}")
+        if self._stalls():
+            _stall_forever()
         if self.path == "/api/show":  # SmolLM2-135M's shape, so the roofline has real numbers to work with
             self._json(200, {"model_info": {"general.architecture": "llama", "llama.block_count": 30, "llama.embedding_length": 576,
                                             "llama.attention.head_count": 9, "llama.attention.head_count_kv": 3}})
@@ -125,16 +140,22 @@ class Handler(BaseHTTPRequestHandler):
         if not ollama and chat:
             self._chunk(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}\n\n')
         # Every message is built before the clock starts to matter, so a wake-up only writes bytes.
-        messages = []
-        for i in range(n):
-            piece = f"t{i} "
-            if ollama:
-                body = {"model": name, "done": False, **({"message": {"role": "assistant", "content": piece}} if chat else {"response": piece})}
-                messages.append(json.dumps(body).encode() + b"\n")
-            else:
-                choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
-                messages.append(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
-        written = []
+        messages = [_token_message(name, i, ollama=ollama, chat=chat) for i in range(n)]
+        if not self._write_tokens(messages, start, request):
+            return
+        _sleep_until(start + (s.ttft_ms + max(n - 1, 0) * s.tpot_ms) / 1000.0)
+        for message in _final_messages(s, name, n, ollama=ollama, chat=chat):
+            self._chunk(message)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+        with _lock:
+            _answered[0] += 1
+            if s.die_after and _answered[0] >= s.die_after:
+                os._exit(0)  # a server that goes away mid-run
+
+    def _write_tokens(self, messages: list[bytes], start: float, request: dict[str, Any]) -> bool:
+        """Write each token on the script's clock; False when the mode cut the stream short."""
+        s, written = self.script, []
         for i, message in enumerate(messages):
             due = start + (s.ttft_ms + i * s.tpot_ms) / 1000.0
             _sleep_until(due)
@@ -142,33 +163,39 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.wfile.flush()
                 self.connection.shutdown(2)  # cut mid-stream, with no terminating chunk
-                return
+                return False
+            if s.mode == "stall" and i == s.close_after:
+                _stall_forever()
             self._chunk(message)
             written.append(time.perf_counter_ns())
         if written:
             with _lock:  # what really happened, on the host's monotonic clock, for the accuracy tests
                 _log.append({"key": _prompt_key(request), "received_ns": int(start * 1e9), "first_write_ns": written[0], "last_write_ns": written[-1]})
-        _sleep_until(start + (s.ttft_ms + max(n - 1, 0) * s.tpot_ms) / 1000.0)
-        decode_ms = max(n - 1, 0) * s.tpot_ms
-        if ollama:
-            final = {"model": name, "done": True, "done_reason": "length" if n else "stop",
-                     **({"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}),
-                     "total_duration": int((s.ttft_ms + decode_ms) * 1e6), "load_duration": 0,
-                     "prompt_eval_count": 12, "prompt_eval_duration": int(s.ttft_ms * 1e6),
-                     "eval_count": n, "eval_duration": int(decode_ms * 1e6)}
-            self._chunk(json.dumps(final).encode() + b"\n")
-        else:
-            finish = {"choices": [{"index": 0, "finish_reason": "length", **({"delta": {}} if chat else {"text": ""})}],
-                      "usage": {"prompt_tokens": 12, "completion_tokens": n, "total_tokens": 12 + n},
-                      "timings": {"prompt_n": 12, "prompt_ms": s.ttft_ms, "predicted_n": n, "predicted_ms": decode_ms, "cache_n": 0}}
-            self._chunk(b"data: " + json.dumps(finish).encode() + b"\n\n")
-            self._chunk(b"data: [DONE]\n\n")
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-        with _lock:
-            _answered[0] += 1
-            if s.die_after and _answered[0] >= s.die_after:
-                os._exit(0)  # a server that goes away mid-run
+        return True
+
+
+def _token_message(name: str, i: int, *, ollama: bool, chat: bool) -> bytes:
+    piece = f"t{i} "
+    if ollama:
+        body = {"model": name, "done": False, **({"message": {"role": "assistant", "content": piece}} if chat else {"response": piece})}
+        return json.dumps(body).encode() + b"\n"
+    choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
+    return b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n"
+
+
+def _final_messages(s: Script, name: str, n: int, *, ollama: bool, chat: bool) -> list[bytes]:
+    decode_ms = max(n - 1, 0) * s.tpot_ms
+    if ollama:
+        final = {"model": name, "done": True, "done_reason": "length" if n else "stop",
+                 **({"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}),
+                 "total_duration": int((s.ttft_ms + decode_ms) * 1e6), "load_duration": 0,
+                 "prompt_eval_count": 12, "prompt_eval_duration": int(s.ttft_ms * 1e6),
+                 "eval_count": n, "eval_duration": int(decode_ms * 1e6)}
+        return [json.dumps(final).encode() + b"\n"]
+    finish = {"choices": [{"index": 0, "finish_reason": "length", **({"delta": {}} if chat else {"text": ""})}],
+              "usage": {"prompt_tokens": 12, "completion_tokens": n, "total_tokens": 12 + n},
+              "timings": {"prompt_n": 12, "prompt_ms": s.ttft_ms, "predicted_n": n, "predicted_ms": decode_ms, "cache_n": 0}}
+    return [b"data: " + json.dumps(finish).encode() + b"\n\n", b"data: [DONE]\n\n"]
 
 
 def serve(script: Script, port: int = 0) -> ThreadingHTTPServer:
@@ -210,11 +237,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tpot-ms", type=float, default=10.0)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--model", default="scripted")
-    parser.add_argument("--mode", choices=["normal", "close_early", "empty"], default="normal")
+    parser.add_argument("--mode", choices=MODES, default="normal")
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--die-after", type=int, default=0)
+    parser.add_argument("--close-after", type=int, default=3)
+    parser.add_argument("--stall-paths", default="", help="comma-separated paths that never answer")
     args = parser.parse_args(argv)
-    script = Script(args.ttft_ms, args.tpot_ms, args.tokens, args.model, args.mode, args.slots, die_after=args.die_after)
+    script = Script(args.ttft_ms, args.tpot_ms, args.tokens, args.model, args.mode, args.slots, close_after=args.close_after,
+                    die_after=args.die_after, stall_paths=args.stall_paths)
     server = serve(script, args.port)
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)  # the parent reads this line
     try:

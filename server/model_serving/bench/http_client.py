@@ -162,14 +162,25 @@ class Connection:
             self.proto.transport.close()
 
     async def post_json(self, path: str, body: dict[str, Any]) -> Response:
-        payload = json.dumps(body).encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                f"Accept: text/event-stream, application/x-ndjson, application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
+        return await self.request("POST", path, body)
+
+    async def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, close: bool = False) -> Response:
+        """Send one request; returns once the response headers are in (the body is read from the Response)."""
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        if close:
+            head += "Connection: close\r\n"
+        head += "Accept: text/event-stream, application/x-ndjson, application/json\r\n\r\n"
         assert self.proto.transport is not None
         if self.proto.closed:
             raise StreamClosed("the connection was closed before the request")
         self.proto.transport.write(head.encode() + payload)  # one write: nothing waits on an ACK
         self.used = True
+        return await self._read_head()
+
+    async def _read_head(self) -> Response:
         buffer, first_ns = b"", None
         while b"\r\n\r\n" not in buffer:
             part = await self.proto.read()
@@ -190,16 +201,39 @@ class Connection:
         return Response(self, status, headers, first_ns or 0, rest, last_ns)
 
 
+def split_base_url(base_url: str) -> tuple[str, int, str]:
+    """Host, port and path prefix of an http:// server root; ValueError for anything else."""
+    parts = urlsplit(base_url)
+    if parts.scheme != "http":
+        raise ValueError(f"only http:// endpoints are supported, got {base_url}")
+    return parts.hostname or "127.0.0.1", parts.port or 80, parts.path.rstrip("/")
+
+
+async def fetch_json(base_url: str, method: str, path: str, body: dict[str, Any] | None = None, *, limit_s: float) -> tuple[int, Any]:
+    """One request on a connection of its own, the whole exchange within `limit_s` seconds.
+
+    Returns the status and the JSON body (None when the body is not JSON). Raises TimeoutError when
+    the limit passes, OSError or StreamClosed when the exchange fails, ValueError for a non-http URL.
+    """
+    host, port, prefix = split_base_url(base_url)
+    async with asyncio.timeout(limit_s):
+        conn = await Connection.open(host, port)
+        try:
+            response = await conn.request(method, prefix + path, body, close=True)
+            raw = b"".join([data async for _, data in response.body()])
+        finally:
+            conn.close()
+    try:
+        return response.status, json.loads(raw)
+    except ValueError:
+        return response.status, None
+
+
 class Pool:
     """Keep-alive connections to one server, at most `size` open at once."""
 
     def __init__(self, base_url: str, size: int) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme != "http":
-            raise ValueError(f"only http:// endpoints are supported, got {base_url}")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
-        self.prefix = parts.path.rstrip("/")
+        self.host, self.port, self.prefix = split_base_url(base_url)
         self._idle: list[Connection] = []
         self._gate = asyncio.Semaphore(size)
 

@@ -58,3 +58,14 @@ def make_config(settings: Settings, *, model: str, endpoint: str | None = None, 
     return BenchConfig.build(base_url=base_url, model=model, api=api or "openai", prompts_file=prompts, output_dir=out,
                              gguf_path=gguf_path, server_pid=server_pid, targets=target_model,
                              **{k: v for k, v in values.items() if v is not None})
+
+
+def config_from_request(settings: Settings, request: Any) -> BenchConfig:
+    """A bench input model (`limits.BenchRunRequest` / `BenchSweepRequest`, what both faces build) as a BenchConfig."""
+    values = request.model_dump(exclude={"levels"})
+    targets = {"ttft_ms": values.pop("ttft_ms"), "e2e_ms": values.pop("e2e_ms"), "request_throughput": values.pop("rps"),
+               "memory_gb": values.pop("memory_gb"), "statistic": values.pop("statistic")}
+    values["input_tokens"] = values.pop("synthetic_input")
+    if values["input_tokens"] is not None:
+        values["prompt_source"] = "synthetic"
+    return make_config(settings, targets=targets, **values)

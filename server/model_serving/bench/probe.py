@@ -3,29 +3,43 @@ does it have, how much memory does it hold, and how long does a cold load take (
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from model_serving.bench.clients import stream_one
+from model_serving.bench.http_client import Pool, StreamClosed, fetch_json
+from model_serving.bench.metrics import derive
+from model_serving.bench.models import BenchConfig, LoadTimes, RequestRecord, ServerInfo
+from model_serving.bench.prompts import fixed_prompts
+from model_serving.errors import InputError, ServingError
 
-from model_serving.bench.models import BenchConfig, LoadTimes, ServerInfo
-from model_serving.errors import InputError
+# Each limit bounds a whole exchange (connect, send, headers and body), not one read: a server that
+# trickles bytes cannot hold a probe past it. None waits longer than the run's request limit either.
+PROBE_TIMEOUT_S = 5.0  # a server-info request (models, props, version, tags, ps, show)
+UNLOAD_TIMEOUT_S = 60.0  # Ollama's unload request, which may first wait for a load in progress
+UNLOAD_WAIT_S = 30.0  # until /api/ps no longer lists the unloaded model
 
 
-def _get(client: httpx.Client, url: str) -> Any | None:
+def probe_limit(config: BenchConfig, limit_s: float = PROBE_TIMEOUT_S) -> float:
+    return min(limit_s, config.timeout_s)
+
+
+async def _get(base: str, path: str, limit_s: float, body: dict[str, Any] | None = None) -> Any | None:
+    """The JSON a server-info request answers with, or None when it fails, times out or is not a 200."""
     try:
-        response = client.get(url)
-    except httpx.HTTPError:
+        status, data = await fetch_json(base, "POST" if body is not None else "GET", path, body, limit_s=limit_s)
+    except (TimeoutError, OSError, StreamClosed, ValueError):
         return None
-    if response.status_code != 200:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    return data if status == 200 else None
+
+
+def get_json(base: str, path: str, limit_s: float, body: dict[str, Any] | None = None) -> Any | None:
+    """`_get` for synchronous callers (the CLI, the MCP face's job threads); never inside an event loop."""
+    return asyncio.run(_get(base, path, limit_s, body))
 
 
 def _ollama_names(tags: Any) -> list[str]:
@@ -38,38 +52,48 @@ def ollama_knows(name: str, names: list[str]) -> bool:
 
 def preflight(config: BenchConfig) -> ServerInfo:
     """Check the server answers and knows the model; read its slots and context where it says."""
+    return asyncio.run(_preflight(config, probe_limit(config)))
+
+
+async def _first_answer(base: str, path: str, limit_s: float) -> Any | None:
+    try:
+        status, data = await fetch_json(base, "GET", path, limit_s=limit_s)
+    except TimeoutError:
+        raise InputError(f"No server answers at {base} (GET {path} got no answer within {limit_s:g} s).",
+                         "Check that the server is up and not stuck, or pass the right endpoint.") from None
+    except (OSError, StreamClosed, ValueError) as exc:
+        raise InputError(
+            f"No server answers at {base} ({type(exc).__name__}: {exc or 'connection failed'}).",
+            "Start it (model-serving serve start, or `ollama serve`) or pass the right endpoint.",
+        ) from None
+    return data if status == 200 else None
+
+
+async def _preflight(config: BenchConfig, limit_s: float) -> ServerInfo:
     base = config.base_url
-    with httpx.Client(timeout=5.0, trust_env=False) as client:
-        try:
-            client.get(base + ("/api/version" if config.api == "ollama" else "/v1/models"))
-        except httpx.HTTPError as exc:
-            raise InputError(
-                f"No server answers at {base} ({type(exc).__name__}: {exc or 'connection failed'}).",
-                "Start it (model-serving serve start, or `ollama serve`) or pass the right endpoint.",
-            ) from None
-        info = ServerInfo()
-        if config.api == "ollama":
-            info.kind = "ollama"
-            version = _get(client, base + "/api/version")
-            info.version = (version or {}).get("version")
-            info.models = _ollama_names(_get(client, base + "/api/tags"))
-            if not ollama_knows(config.model, info.models):
-                shown = ", ".join(info.models) or "none"
-                raise InputError(f"Ollama at {base} has no model named {config.model!r} (it has: {shown}).",
-                                 "Register it first (model-serving register) or pass one of the names listed.")
-            parallel = os.environ.get("OLLAMA_NUM_PARALLEL")
-            info.total_slots = int(parallel) if parallel and parallel.isdigit() else None
-            return info
-        models = _get(client, base + "/v1/models") or {}
-        info.models = [m.get("id") for m in models.get("data", []) if isinstance(m, dict) and m.get("id")]
-        props = _get(client, base + "/props")
-        if isinstance(props, dict) and "total_slots" in props:
-            info.kind = "llama.cpp"
-            info.total_slots = props.get("total_slots")
-            info.n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
-            info.version = props.get("build_info")
-        elif _get(client, base + "/version") is not None:
-            info.kind = "vllm"
+    first = await _first_answer(base, "/api/version" if config.api == "ollama" else "/v1/models", limit_s)
+    info = ServerInfo()
+    if config.api == "ollama":
+        info.kind = "ollama"
+        info.version = (first or {}).get("version") if isinstance(first, dict) else None
+        info.models = _ollama_names(await _get(base, "/api/tags", limit_s))
+        if not ollama_knows(config.model, info.models):
+            shown = ", ".join(info.models) or "none"
+            raise InputError(f"Ollama at {base} has no model named {config.model!r} (it has: {shown}).",
+                             "Register it first (model-serving register) or pass one of the names listed.")
+        parallel = os.environ.get("OLLAMA_NUM_PARALLEL")
+        info.total_slots = int(parallel) if parallel and parallel.isdigit() else None
+        return info
+    models = first if isinstance(first, dict) else {}
+    info.models = [m.get("id") for m in models.get("data", []) if isinstance(m, dict) and m.get("id")]
+    props = await _get(base, "/props", limit_s)
+    if isinstance(props, dict) and "total_slots" in props:
+        info.kind = "llama.cpp"
+        info.total_slots = props.get("total_slots")
+        info.n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
+        info.version = props.get("build_info")
+    elif await _get(base, "/version", limit_s) is not None:
+        info.kind = "vllm"
     return info
 
 
@@ -125,10 +149,9 @@ def after_run(config: BenchConfig, info: ServerInfo, sampler: MemorySampler | No
     if sampler is not None and sampler.peak:
         info.memory_bytes, info.memory_source = sampler.peak, f"resident memory of pid {sampler.pid} and its children"
     if config.api == "ollama":
-        with httpx.Client(timeout=5.0, trust_env=False) as client:
-            running = _get(client, config.base_url + "/api/ps") or {}
+        running = get_json(config.base_url, "/api/ps", probe_limit(config)) or {}
         for entry in running.get("models", []):
-            if entry.get("name") in (config.model, f"{config.model}:latest") or entry.get("model") in (config.model, f"{config.model}:latest"):
+            if _is(entry, config.model):
                 size, vram = entry.get("size"), entry.get("size_vram")
                 if info.memory_bytes is None and size:
                     info.memory_bytes, info.memory_source = int(size), "model size reported by Ollama /api/ps"
@@ -137,43 +160,56 @@ def after_run(config: BenchConfig, info: ServerInfo, sampler: MemorySampler | No
     return info
 
 
+def _is(entry: Any, model: str) -> bool:
+    names = (model, f"{model}:latest")
+    return isinstance(entry, dict) and (entry.get("name") in names or entry.get("model") in names)
+
+
+async def _unload(config: BenchConfig) -> float | None:
+    """Ask Ollama to unload the model, then wait until /api/ps stops listing it.
+
+    Returns None once it is gone, or the seconds waited when it was still listed (or /api/ps never
+    answered) at the end of the wait.
+    """
+    base, limit = config.base_url, probe_limit(config, UNLOAD_TIMEOUT_S)
+    try:
+        await fetch_json(base, "POST", "/api/generate", {"model": config.model, "keep_alive": 0}, limit_s=limit)
+    except TimeoutError:
+        raise ServingError(f"Ollama at {base} did not answer the request to unload {config.model!r} within {limit:g} s.",
+                           "Check Ollama's log for a stuck load, or measure without the cold start.") from None
+    except (OSError, StreamClosed) as exc:
+        raise ServingError(f"Ollama at {base} dropped the request to unload {config.model!r} ({type(exc).__name__}).",
+                           "Check that Ollama is still running, or measure without the cold start.") from None
+    wait = probe_limit(config, UNLOAD_WAIT_S)
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        running = await _get(base, "/api/ps", min(PROBE_TIMEOUT_S, left))
+        if isinstance(running, dict) and not any(_is(m, config.model) for m in running.get("models", [])):
+            return None
+        await asyncio.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
+    return wait
+
+
+async def _cold_then_warm(config: BenchConfig) -> tuple[RequestRecord, RequestRecord, float | None]:
+    still_loaded = await _unload(config)
+    spec, out = fixed_prompts()[0], []
+    pool = Pool(config.base_url, 1)
+    try:
+        for i in range(2):
+            record = RequestRecord(index=i, prompt_id=spec.id, scheduled_ms=0.0, max_tokens=config.max_tokens)
+            await stream_one(pool, config, spec, record, time.perf_counter_ns())
+            out.append(derive(record))
+    finally:
+        pool.close()
+    return out[0], out[1], still_loaded
+
+
 def ollama_cold_load(config: BenchConfig) -> LoadTimes:
     """Unload the model (keep_alive 0), then time a cold request and a warm one."""
-    import asyncio
-
-    from model_serving.bench.clients import stream_one
-    from model_serving.bench.http_client import Pool
-    from model_serving.bench.metrics import derive
-    from model_serving.bench.models import RequestRecord
-    from model_serving.bench.prompts import fixed_prompts
-
-    base = config.base_url
-    with httpx.Client(timeout=60.0, trust_env=False) as client:
-        client.post(base + "/api/generate", json={"model": config.model, "keep_alive": 0})
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            running = _get(client, base + "/api/ps") or {}
-            if not any(config.model in (m.get("name"), m.get("model")) or f"{config.model}:latest" in (m.get("name"), m.get("model"))
-                       for m in running.get("models", [])):
-                break
-            time.sleep(0.2)
-    spec = fixed_prompts()[0]
-
-    async def twice() -> list[RequestRecord]:
-        out = []
-        pool = Pool(config.base_url, 1)
-        try:
-            for i in range(2):
-                record = RequestRecord(index=i, prompt_id=spec.id, scheduled_ms=0.0, max_tokens=config.max_tokens)
-                await stream_one(pool, config, spec, record, time.perf_counter_ns())
-                out.append(derive(record))
-        finally:
-            pool.close()
-        return out
-
-    cold, warm = asyncio.run(twice())
-    return LoadTimes(
-        cold_ttft_ms=cold.ttft_ms, warm_ttft_ms=warm.ttft_ms,
-        server_load_ms=cold.server.load_ms if cold.server else None,
-        note="Ollama unloaded the model (keep_alive 0) first; the OS page cache still held the file, so disk reads are not included.",
-    )
+    cold, warm, still_loaded = asyncio.run(_cold_then_warm(config))
+    note = "Ollama unloaded the model (keep_alive 0) first; the OS page cache still held the file, so disk reads are not included."
+    if still_loaded is not None:
+        note = (f"Ollama still listed the model as loaded {still_loaded:g} s after the unload request (or /api/ps did not answer), "
+                "so the cold figures may be those of a loaded model.")
+    return LoadTimes(cold_ttft_ms=cold.ttft_ms, warm_ttft_ms=warm.ttft_ms,
+                     server_load_ms=cold.server.load_ms if cold.server else None, note=note)

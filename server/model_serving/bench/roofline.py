@@ -9,7 +9,6 @@ something else (compute, threads, a partial offload).
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from model_serving.bench.models import Roofline
+from model_serving.bench.probe import PROBE_TIMEOUT_S, get_json
+from model_serving.gguf.info import read_gguf
 
 FAR_BELOW_PERCENT = 30.0  # under this share of the ceiling, memory traffic is not what limits decode
 _KV_BYTES_PER_ELEMENT = 2  # f16 KV cache, the llama.cpp and Ollama default
@@ -35,33 +36,8 @@ class ModelBytes:
 
 def model_bytes(gguf_path: Path) -> ModelBytes:
     """Weight bytes read per decoded token and KV bytes per context token, from the GGUF header."""
-    stat = gguf_path.stat()
-    return _model_bytes(gguf_path.resolve(), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=16)
-def _model_bytes(gguf_path: Path, size: int, mtime_ns: int) -> ModelBytes:
-    # Parsing a GGUF's vocabulary takes seconds; size and mtime in the key catch a replaced file.
-    from model_serving.checkpoint.inspect import open_gguf
-
-    reader = open_gguf(gguf_path)
-
-    def field(key: str) -> int | None:
-        item = reader.fields.get(key)
-        if item is None:
-            return None
-        value = item.contents()
-        return int(value) if isinstance(value, (int, float)) else None
-
-    arch_field = reader.fields.get("general.architecture")
-    arch = arch_field.contents() if arch_field is not None else "llama"
-    tensors = {t.name: int(t.n_bytes) for t in reader.tensors}
-    weights = sum(tensors.values())
-    if "output.weight" in tensors and "token_embd.weight" in tensors:
-        # With a separate output matrix the embedding table is only indexed: one row per token.
-        weights -= tensors["token_embd.weight"]
-    kv, layers = _kv_bytes(field, arch)
-    return ModelBytes(weights, kv, size, layers)
+    info = read_gguf(gguf_path)  # cached per file version
+    return ModelBytes(info.weight_bytes_per_token, info.kv_bytes_per_token(), info.size_bytes, info.block_count or 0)
 
 
 def _kv_bytes(field: Callable[[str], int | None], arch: str) -> tuple[int, int]:
@@ -73,20 +49,18 @@ def _kv_bytes(field: Callable[[str], int | None], arch: str) -> tuple[int, int]:
     return 2 * layers * kv_heads * head_dim * _KV_BYTES_PER_ELEMENT, layers
 
 
-def model_bytes_from_ollama(base_url: str, model: str) -> ModelBytes | None:
+def model_bytes_from_ollama(base_url: str, model: str, *, limit_s: float = PROBE_TIMEOUT_S) -> ModelBytes | None:
     """The same figures for a model Ollama serves: GGUF keys from /api/show, the file size from /api/tags.
 
     Without the tensor list the whole file counts as weights read per token: a slight overestimate
-    (vocabulary metadata, an embedding table that is only indexed), so the ceiling errs low.
+    (vocabulary metadata, an embedding table that is only indexed), so the ceiling errs low. Each of
+    the two requests gets `limit_s` as a whole; None when either fails or times out.
     """
-    import httpx
-
-    try:
-        with httpx.Client(timeout=10.0, trust_env=False) as client:
-            info = client.post(base_url + "/api/show", json={"model": model}).json().get("model_info") or {}
-            tags = client.get(base_url + "/api/tags").json().get("models") or []
-    except (httpx.HTTPError, ValueError):
+    shown = get_json(base_url, "/api/show", limit_s, {"model": model})
+    listed = get_json(base_url, "/api/tags", limit_s)
+    if not isinstance(shown, dict) or not isinstance(listed, dict):
         return None
+    info, tags = shown.get("model_info") or {}, listed.get("models") or []
     size = next((m.get("size") for m in tags if model in (m.get("name"), m.get("model")) or f"{model}:latest" in (m.get("name"), m.get("model"))), None)
     if not info or not size:
         return None

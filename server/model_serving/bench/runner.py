@@ -91,7 +91,7 @@ def _roofline(config: BenchConfig, records: Sequence[RequestRecord], dists: dict
     if config.gguf_path is not None:
         model: roofline.ModelBytes | None = roofline.model_bytes(config.gguf_path)
     elif config.api == "ollama":
-        model = roofline.model_bytes_from_ollama(config.base_url, config.model)
+        model = roofline.model_bytes_from_ollama(config.base_url, config.model, limit_s=probe.probe_limit(config))
     else:
         return None
     if model is None:
