@@ -17,7 +17,7 @@ from model_serving.settings import Settings
 
 from .context import DeployContext, DeployResult
 from .manifest import tool_versions, write_manifest
-from .plan import make_plan, parse_request
+from .plan import make_plan
 from .steps import STEPS
 
 
@@ -63,4 +63,4 @@ def _remove_empty(created: list[Path]) -> None:
             folder.rmdir()
 
 
-__all__ = ["DeployRequest", "DeployResult", "deploy", "parse_request", "tool_versions"]
+__all__ = ["DeployRequest", "DeployResult", "deploy", "tool_versions"]

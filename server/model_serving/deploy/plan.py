@@ -11,32 +11,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from model_serving.errors import InputError
 from model_serving.limits import DeployRequest
 from model_serving.quantize.quantizer import resolve_qtype
 from model_serving.settings import Settings
-from model_serving.util.paths import confine, refuse_flag, sha256_file, tree_sha256
+from model_serving.util.paths import confine, sha256_file, tree_sha256
 
 from .context import DeployPlan, Engine, PlannedStep, Source
 from .source import deploy_name, find_source
-
-
-def parse_request(values: Mapping[str, Any]) -> DeployRequest:
-    """A DeployRequest from user values, refused with our error (field, rule, next step) when invalid."""
-    for key, value in values.items():
-        if isinstance(value, str):
-            refuse_flag(value, key.replace("_", " "))
-    try:
-        return DeployRequest.model_validate(dict(values))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InputError(f"Invalid deploy settings: {problems}.", "Fix the value named above and deploy again.") from None
 
 
 def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
@@ -58,7 +43,6 @@ def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
 
 
 def _quant_type(quant: str) -> str:
-    refuse_flag(quant, "quantization type")
     return resolve_qtype(quant).name  # unknown and importance-matrix-only types are refused here, before the export
 
 

@@ -59,7 +59,6 @@ def slug(text: str) -> str:
 
 def deploy_name(source: Source, requested: str | None) -> str:
     name = requested if requested is not None else slug(source.model_name)
-    refuse_flag(name, "model name")
     if not _NAME.match(name):
         if requested is None:
             raise InputError(f"No valid model name can be made from {source.model_name!r}.", "Pass a name (lower case, digits, . _ : -).")
