@@ -3,6 +3,10 @@
 gguf.GGUFReader builds an object per vocabulary string: about 3-4 s for a 135M model, longer than
 quantizing it. This walk reads the same header with gguf's own type tables and skips arrays, so
 `inspect`, export verification and quantize can afford to read every file they touch.
+
+The file is untrusted: every count and length is checked against the bytes that remain before
+anything is allocated or looped over, so a corrupt file costs at most one pass over its bytes and
+ends in an InputError.
 """
 
 from __future__ import annotations
@@ -10,31 +14,37 @@ from __future__ import annotations
 import mmap
 import struct
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError
-
-# llama.h file types (general.file_type); names as llama-quantize prints them.
-FILE_TYPES: dict[int, str] = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
-    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-    36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE",
-}
-FILE_TYPE_NAMES = FILE_TYPES
-_FLOAT_TENSOR_TYPES = {"F32", "F16", "BF16", "F64"}
-_KEEP_LONG = {"tokenizer.chat_template"}  # long strings kept whole; others over 4 KiB are dropped
+from model_serving.gguf.filetypes import FILE_TYPES, is_quantized
 
 _GGUF_MAGIC = b"GGUF"
 _SCALAR = {t: struct.Struct(f) for t, f in
            {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}.items()}
 _U32, _U64 = _SCALAR[4], _SCALAR[10]
-_STRING, _ARRAY = 8, 9
-_LIMIT = 1 << 24  # more tensors/keys/array items than this is a corrupt count, not a model
+STRING, ARRAY, INT32 = 8, 9, 5
+_KEEP_LONG = {"tokenizer.chat_template"}  # long strings kept whole; others over SHORT_STRING are dropped
+SHORT_STRING = 4096
+# Real files stay far below these; past them a count is corruption, and the Python objects it would
+# make (a dict entry per key, a decoded template) would outgrow the file itself.
+MAX_KEYS = 4096
+MAX_TENSORS = 1 << 20
+MAX_DIMS = 8
+MAX_NESTING = 4  # arrays of arrays: GGUF writers nest at most once
+MAX_TEMPLATE = 1 << 20
+
+
+class ArrayRef(BaseModel):
+    """Where a metadata array lies in the file, so a reader can come back for a few of its items."""
+
+    item_type: int
+    count: int
+    offset: int = Field(description="byte offset of the first item")
 
 
 class GGUFHeader(BaseModel):
@@ -50,15 +60,27 @@ class GGUFHeader(BaseModel):
     tensor_types: dict[str, int] = Field(description="ggml tensor type -> number of tensors")
     parameter_count: int
     metadata: dict[str, Any] = Field(default_factory=dict, description="scalar and string keys (arrays as their length)")
-    array_lengths: dict[str, int] = Field(default_factory=dict, description="metadata array key -> number of items")
+    arrays: dict[str, ArrayRef] = Field(default_factory=dict, description="metadata array key -> item type, count, offset")
     tensor_bytes: int = Field(default=0, description="bytes of tensor data (the file less its header)")
+    tensor_sizes: dict[str, int] = Field(default_factory=dict, description="bytes of token_embd.weight and output.weight, where present")
     token_embedding_shape: list[int] | None = None
-    tokens_offset: int | None = Field(default=None, description="byte offset of the first vocabulary string")
 
     @property
     def quantized(self) -> bool:
         """True when any tensor holds a quantized type (the file type alone can be missing or wrong)."""
-        return any(name not in _FLOAT_TENSOR_TYPES for name in self.tensor_types)
+        return any(is_quantized(name) for name in self.tensor_types)
+
+    def array_length(self, key: str) -> int | None:
+        ref = self.arrays.get(key)
+        return ref.count if ref else None
+
+
+class _Truncated(Exception):
+    pass
+
+
+class _Corrupt(Exception):
+    pass
 
 
 class _Cursor:
@@ -72,16 +94,22 @@ class _Cursor:
         self.pos += fmt.size
         return value
 
-    def string(self, keep: bool = True) -> str | None:
+    def string(self, keep_up_to: int | None = None) -> str | None:
+        """The next string, decoded when no longer than `keep_up_to` (None: always), else skipped."""
         length = self.take(_U64)
         if length > self.end - self.pos:
             raise _Truncated
         start, self.pos = self.pos, self.pos + length
-        return bytes(self.buf[start:self.pos]).decode("utf-8", errors="replace") if keep else None
+        if keep_up_to is not None and length > keep_up_to:
+            return None
+        # decoded straight from the map: no intermediate copy of a long string
+        return str(memoryview(self.buf)[start:self.pos], "utf-8", "replace")
 
     def skip_strings(self, count: int) -> None:
         # the vocabulary and merges: ~100k strings, so this loop is kept tight
         buf, pos, end, unpack = self.buf, self.pos, self.end, _U64.unpack_from
+        if count * 8 > end - pos:
+            raise _Truncated
         for _ in range(count):
             if pos + 8 > end:
                 raise _Truncated
@@ -90,41 +118,123 @@ class _Cursor:
             raise _Truncated
         self.pos = pos
 
-    def value(self, vtype: int, keep: bool = True) -> Any:
+    def skip_array(self, depth: int = 0) -> tuple[int, int, int]:
+        """Skip an array value: (item type, count, offset of its first item)."""
+        if depth >= MAX_NESTING:
+            raise _Corrupt(f"arrays nest more than {MAX_NESTING} deep")
+        item_type, count = self.take(_U32), self.take(_U64)
+        offset = self.pos
+        if item_type in _SCALAR:
+            skip = _SCALAR[item_type].size * count
+            if skip > self.end - self.pos:
+                raise _Truncated
+            self.pos += skip
+        elif item_type == STRING:
+            self.skip_strings(count)
+        elif item_type == ARRAY:
+            if count * 12 > self.end - self.pos:  # each item holds at least its type and count
+                raise _Truncated
+            for _ in range(count):
+                self.skip_array(depth + 1)
+        else:
+            raise _Corrupt(f"an array holds unknown value type {item_type}")
+        return item_type, count, offset
+
+
+@dataclass
+class _Metadata:
+    values: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, ArrayRef] = field(default_factory=dict)
+
+
+def _read_metadata(cur: _Cursor, n_kv: int) -> _Metadata:
+    meta = _Metadata()
+    for _ in range(n_kv):
+        key = cur.string(SHORT_STRING)
+        if key is None:
+            raise _Corrupt("a metadata key is longer than 4 KiB")
+        vtype = cur.take(_U32)
         if vtype in _SCALAR:
-            return self.take(_SCALAR[vtype])
-        if vtype == _STRING:
-            return self.string(keep)
-        if vtype == _ARRAY:
-            item_type, count = self.take(_U32), self.take(_U64)
-            if count > _LIMIT * 16:
-                raise _Corrupt(f"an array claims {count} items")
-            if item_type in _SCALAR:
-                skip = _SCALAR[item_type].size * count
-                if self.pos + skip > self.end:
-                    raise _Truncated
-                self.pos += skip
-            elif item_type == _STRING:
-                self.skip_strings(count)
-            else:
-                for _ in range(count):
-                    self.value(item_type, keep=False)
-            return f"<array of {count}>"
-        raise _Corrupt(f"unknown metadata value type {vtype}")
+            meta.values[key] = cur.take(_SCALAR[vtype])
+        elif vtype == STRING:
+            value = cur.string(MAX_TEMPLATE if key in _KEEP_LONG else SHORT_STRING)
+            if value is None and key in _KEEP_LONG:
+                raise _Corrupt(f"{key} is longer than {MAX_TEMPLATE >> 20} MiB")
+            if value is not None:
+                meta.values[key] = value
+        elif vtype == ARRAY:
+            item_type, count, offset = cur.skip_array()
+            meta.arrays[key] = ArrayRef(item_type=item_type, count=count, offset=offset)
+            meta.values[key] = f"<array of {count}>"
+        else:
+            raise _Corrupt(f"unknown metadata value type {vtype}")
+    return meta
 
 
-class _Truncated(Exception):
-    pass
+@dataclass
+class _Tensors:
+    types: Counter[str] = field(default_factory=Counter)
+    params: int = 0
+    data_end: int = 0
+    data_bytes: int = 0
+    sizes: dict[str, int] = field(default_factory=dict)
+    embedding_shape: list[int] | None = None
 
 
-class _Corrupt(Exception):
-    pass
+_SIZED = ("token_embd.weight", "output.weight")  # what the decode roofline needs separately
+
+
+def _read_tensor_infos(cur: _Cursor, n_tensors: int) -> _Tensors:
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    out = _Tensors()
+    for _ in range(n_tensors):
+        name = cur.string(SHORT_STRING)
+        n_dims = cur.take(_U32)
+        if name is None or n_dims > MAX_DIMS:
+            raise _Corrupt("a tensor has a name longer than 4 KiB" if name is None else f"a tensor claims {n_dims} dimensions")
+        dims = [cur.take(_U64) for _ in range(n_dims)]
+        ggml_type, offset = cur.take(_U32), cur.take(_U64)
+        try:
+            qtype = GGMLQuantizationType(ggml_type)
+            block, type_size = GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            raise _Corrupt(f"a tensor has ggml type {ggml_type}, unknown to the installed gguf package") from None
+        elements = 1
+        for dim in dims:
+            elements *= dim
+        nbytes = elements // block * type_size
+        if name == "token_embd.weight":
+            out.embedding_shape = [int(d) for d in dims]
+        if name in _SIZED:
+            out.sizes[name] = nbytes
+        out.types[qtype.name] += 1
+        out.params += elements
+        out.data_end = max(out.data_end, offset + nbytes)
+        out.data_bytes += nbytes
+    return out
+
+
+def _preamble(cur: _Cursor) -> tuple[int, int, int]:
+    cur.pos = 4
+    version = cur.take(_U32)
+    if version not in (2, 3):
+        raise _Corrupt(f"GGUF version {version} is not supported (2 and 3 are)")
+    n_tensors, n_kv = cur.take(_U64), cur.take(_U64)
+    if n_tensors > MAX_TENSORS or n_kv > MAX_KEYS:
+        raise _Corrupt(f"it claims {n_tensors} tensors and {n_kv} metadata keys")
+    return version, n_tensors, n_kv
+
+
+def _data_start(pos: int, values: dict[str, Any]) -> int:
+    alignment = values.get("general.alignment", 32)
+    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0:
+        alignment = 32
+    return -(-pos // alignment) * alignment
 
 
 def read_header(path: Path) -> GGUFHeader:
     """Parse a GGUF header defensively: a non-GGUF, truncated or corrupt file gives an InputError."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
     size = path.stat().st_size
     if size < 24:
         raise _not_gguf(path, f"it is only {size} bytes long")
@@ -133,91 +243,66 @@ def read_header(path: Path) -> GGUFHeader:
             raise _not_gguf(path, f"it starts with {bytes(buf[:4])!r}, not b'GGUF'")
         cur = _Cursor(buf)
         try:
-            cur.pos = 4
-            version_ = cur.take(_U32)
-            if version_ not in (2, 3):
-                raise _Corrupt(f"GGUF version {version_} is not supported (2 and 3 are)")
-            n_tensors, n_kv = cur.take(_U64), cur.take(_U64)
-            if n_tensors > _LIMIT or n_kv > _LIMIT:
-                raise _Corrupt(f"it claims {n_tensors} tensors and {n_kv} keys")
-            meta: dict[str, Any] = {}
-            arrays: dict[str, int] = {}
-            tokens_offset = None
-            for _ in range(n_kv):
-                key = cur.string() or ""
-                vtype = cur.take(_U32)
-                if vtype == _ARRAY and key == "tokenizer.ggml.tokens" and cur.pos + 12 <= cur.end:
-                    tokens_offset = cur.pos + 12  # after the item type (u32) and count (u64)
-                meta[key] = cur.value(vtype)
-                if vtype == _ARRAY:
-                    arrays[key] = int(str(meta[key]).split()[-1].rstrip(">"))
-            types: Counter[str] = Counter()
-            params, data_end = 0, 0
-            embd_shape = None
-            tensor_bytes = 0
-            for _ in range(n_tensors):
-                name = cur.string()
-                n_dims = cur.take(_U32)
-                if n_dims > 8:
-                    raise _Corrupt(f"a tensor claims {n_dims} dimensions")
-                elements = 1
-                dims = [cur.take(_U64) for _ in range(n_dims)]
-                for dim in dims:
-                    elements *= dim
-                if name == "token_embd.weight":
-                    embd_shape = [int(d) for d in dims]
-                ggml_type, offset = cur.take(_U32), cur.take(_U64)
-                try:
-                    type_name = GGMLQuantizationType(ggml_type).name
-                    block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
-                except (ValueError, KeyError):
-                    raise _Corrupt(f"a tensor has ggml type {ggml_type}, unknown to the installed gguf package") from None
-                types[type_name] += 1
-                params += elements
-                data_end = max(data_end, offset + elements // block * type_size)
-                tensor_bytes += elements // block * type_size
-            alignment = meta.get("general.alignment", 32)
-            alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
-            data_start = -(-cur.pos // alignment) * alignment
+            version, n_tensors, n_kv = _preamble(cur)
+            meta = _read_metadata(cur, n_kv)
+            tensors = _read_tensor_infos(cur, n_tensors)
         except _Truncated:
             raise InputError(f"{path.name} is truncated: its header ends before the GGUF metadata does.",
                              "Export or download the GGUF again; a partial copy looks exactly like this.") from None
         except _Corrupt as exc:
             raise InputError(f"{path.name} is not a valid GGUF: {exc}.", "Export the model again with `model-serving export`.") from None
-    if data_start + data_end > size:
+        data_start = _data_start(cur.pos, meta.values)
+    if data_start + tensors.data_end > size:
         raise InputError(
-            f"{path.name} is truncated: its tensors need {data_start + data_end} bytes but the file has {size}.",
+            f"{path.name} is truncated: its tensors need {data_start + tensors.data_end} bytes but the file has {size}.",
             "Export or download the GGUF again; a partial copy looks exactly like this.",
         )
-    ftype = meta.get("general.file_type")
-    ftype = ftype if isinstance(ftype, int) else None
+    ftype = meta.values.get("general.file_type")
+    ftype = ftype if isinstance(ftype, int) and not isinstance(ftype, bool) else None
+    arch = meta.values.get("general.architecture")
     return GGUFHeader(
-        path=str(path), size_bytes=size, version=version_, architecture=meta.get("general.architecture"),
-        file_type=ftype, file_type_name=FILE_TYPE_NAMES.get(ftype) if ftype is not None else None,
-        tensor_count=n_tensors, tensor_types=dict(types.most_common()), parameter_count=params,
-        metadata={k: v for k, v in meta.items() if k in _KEEP_LONG or not (isinstance(v, str) and len(v) > 4096)},
-        array_lengths=arrays, tensor_bytes=tensor_bytes, token_embedding_shape=embd_shape, tokens_offset=tokens_offset,
+        path=str(path), size_bytes=size, version=version, architecture=arch if isinstance(arch, str) else None,
+        file_type=ftype, file_type_name=FILE_TYPES.get(ftype) if ftype is not None else None,
+        tensor_count=n_tensors, tensor_types=dict(tensors.types.most_common()), parameter_count=tensors.params,
+        metadata=meta.values, arrays=meta.arrays, tensor_bytes=tensors.data_bytes, tensor_sizes=tensors.sizes,
+        token_embedding_shape=tensors.embedding_shape,
     )
 
 
 def token_texts(header: GGUFHeader, ids: set[int]) -> dict[int, str]:
     """The vocabulary strings for a few token ids, read by skipping to them (no full vocabulary load)."""
-    count = header.array_lengths.get("tokenizer.ggml.tokens", 0)
-    wanted = sorted(i for i in ids if 0 <= i < count)
-    if not wanted or header.tokens_offset is None:
+    ref = header.arrays.get("tokenizer.ggml.tokens")
+    if ref is None or ref.item_type != STRING:
         return {}
+    wanted = sorted(i for i in ids if 0 <= i < ref.count)
     found: dict[int, str] = {}
+    if not wanted:
+        return found
     with open(header.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         cur = _Cursor(buf)
-        cur.pos, index = header.tokens_offset, 0
+        cur.pos, index = ref.offset, 0
         try:
             for token_id in wanted:
                 cur.skip_strings(token_id - index)
-                found[token_id] = cur.string() or ""
+                found[token_id] = cur.string(SHORT_STRING) or ""
                 index = token_id + 1
         except _Truncated:
             return found
     return found
+
+
+def token_ids_of_types(header: GGUFHeader, types: set[int]) -> list[int]:
+    """Ids whose tokenizer.ggml.token_type is one of `types` (e.g. control tokens), read from the map."""
+    import numpy as np
+
+    ref = header.arrays.get("tokenizer.ggml.token_type")
+    if ref is None or ref.item_type != INT32 or ref.offset + 4 * ref.count > header.size_bytes:
+        return []
+    with open(header.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        kinds = np.frombuffer(buf, dtype="<i4", count=ref.count, offset=ref.offset)
+        ids = np.flatnonzero(np.isin(kinds, list(types))).tolist()
+        del kinds  # the map cannot close while an array still views it
+    return ids
 
 
 def _not_gguf(path: Path, why: str) -> InputError:

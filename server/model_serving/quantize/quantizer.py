@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError, ServingError, VerificationFailed
+from model_serving.gguf.filetypes import FILE_TYPES, is_quantized
 from model_serving.gguf.header import GGUFHeader, read_header
 from model_serving.jobs import Progress, run_process
 from model_serving.quantize import worker as quantize_worker
@@ -39,29 +40,12 @@ class QuantType:
     needs_imatrix: bool = False
 
 
-# The file types llama-quantize offers (enum llama_ftype). The worker checks each against the
-# installed binding, so a type this llama.cpp lacks fails with a clear message, not a crash.
+# Every file type of gguf/filetypes.py. The worker checks each against the installed binding, so a
+# type this llama.cpp lacks fails with a clear message, not a crash.
 # needs_imatrix: llama.cpp aborts without an importance matrix for these, which we do not compute.
-QUANT_TYPES: dict[str, QuantType] = {
-    t.name: t
-    for t in (
-        QuantType("F32", 0), QuantType("F16", 1), QuantType("BF16", 32),
-        QuantType("Q4_0", 2), QuantType("Q4_1", 3), QuantType("Q5_0", 8), QuantType("Q5_1", 9), QuantType("Q8_0", 7),
-        QuantType("Q2_K", 10), QuantType("Q2_K_S", 21, True),
-        QuantType("Q3_K_S", 11), QuantType("Q3_K_M", 12), QuantType("Q3_K_L", 13),
-        QuantType("Q4_K_S", 14), QuantType("Q4_K_M", 15), QuantType("Q5_K_S", 16), QuantType("Q5_K_M", 17),
-        QuantType("Q6_K", 18),
-        QuantType("IQ1_S", 24, True), QuantType("IQ1_M", 31, True),
-        QuantType("IQ2_XXS", 19, True), QuantType("IQ2_XS", 20, True), QuantType("IQ2_S", 28, True), QuantType("IQ2_M", 29, True),
-        QuantType("IQ3_XXS", 23, True), QuantType("IQ3_XS", 22, True), QuantType("IQ3_S", 26), QuantType("IQ3_M", 27),
-        QuantType("IQ4_NL", 25), QuantType("IQ4_XS", 30),
-        QuantType("TQ1_0", 36), QuantType("TQ2_0", 37), QuantType("MXFP4_MOE", 38),
-        QuantType("Q1_0", 40), QuantType("Q2_0", 41),
-    )
-}
+NEEDS_IMATRIX = frozenset({"Q2_K_S", "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS"})
+QUANT_TYPES: dict[str, QuantType] = {name: QuantType(name, ftype, name in NEEDS_IMATRIX) for ftype, name in sorted(FILE_TYPES.items())}
 ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16", "FP32": "F32"}
-FILE_TYPE_NAMES = {t.ftype: t.name for t in QUANT_TYPES.values()}
-UNQUANTIZED = {"F32", "F16", "BF16"}
 
 
 def resolve_qtype(name: str) -> QuantType:
@@ -338,7 +322,7 @@ def _check_input(source: Path, allow_requantize: bool) -> tuple[GGUFHeader, str,
     else:
         input_type = "quantized mix" if header.quantized else "F32/F16 mix"
     # Either signal counts: the tensors are the truth, but a label saying quantized deserves a question too.
-    quantized = header.quantized or (header.file_type_name is not None and header.file_type_name not in UNQUANTIZED)
+    quantized = header.quantized or is_quantized(header.file_type_name)
     if quantized and not allow_requantize:
         mix = ", ".join(f"{n}x{k}" for k, n in header.tensor_types.items())
         raise InputError(

@@ -134,11 +134,36 @@ def _unquote(text: str) -> str:
     return text
 
 
+_NAMED = ("parameter", "message")  # instructions whose value follows a name: PARAMETER num_ctx 4096
+
+
+@dataclass
+class _Entry:
+    line: int
+    instruction: str
+    name: str
+    value: str
+
+
 def parse(text: str) -> Modelfile:
     """Read a Modelfile; ModelfileError lists every problem with its line number."""
     problems: list[tuple[int, str]] = []
-    entries: list[tuple[int, str, str]] = []
-    lines = text.replace("\r\n", "\n").split("\n")
+    entries = _entries(text.replace("\r\n", "\n").split("\n"), problems)
+    mf = Modelfile(from_="")
+    for entry in entries:
+        problem = _apply(mf, entry)
+        if problem:
+            problems.append((entry.line, problem))
+    if not mf.from_ and not any(msg.startswith("FROM") for _, msg in problems):
+        problems.append((1, "no FROM instruction: a Modelfile must name its base model or GGUF file"))
+    if problems:
+        raise ModelfileError(sorted(problems))
+    return mf
+
+
+def _entries(lines: list[str], problems: list[tuple[int, str]]) -> list[_Entry]:
+    """The instructions of a Modelfile, with triple-quoted values joined; problems collects bad lines."""
+    entries: list[_Entry] = []
     i = 0
     while i < len(lines):
         number, line = i + 1, lines[i].lstrip()
@@ -147,75 +172,61 @@ def parse(text: str) -> Modelfile:
             continue
         word, _, rest = line.partition(" ")
         instruction = word.lower()
-        rest = rest.lstrip()
-        if '"""' not in rest:
-            rest = rest.rstrip()
+        rest = rest.lstrip() if '"""' in rest else rest.strip()
         if instruction not in INSTRUCTIONS:
             problems.append((number, f"unknown instruction {word!r} (expected one of {', '.join(w.upper() for w in INSTRUCTIONS)})"))
             continue
-        value_start = rest
-        if instruction in ("parameter", "message"):
-            head, _, value_start = rest.partition(" ")
-            value_start = value_start.strip()
-        if value_start.startswith('"""'):
-            body = value_start[3:]
-            if '"""' in body:
-                value = body[: body.index('"""')]
-            else:
-                chunk = [body]
-                while i < len(lines) and '"""' not in lines[i]:
-                    chunk.append(lines[i])
-                    i += 1
-                if i >= len(lines):
-                    problems.append((number, f'{word.upper()} opens """ but it is never closed'))
-                    break
-                chunk.append(lines[i][: lines[i].index('"""')])
-                i += 1
-                value = "\n".join(chunk)
-            entries.append((number, instruction, head + "\x00" + value if instruction in ("parameter", "message") else value))
-            continue
-        if instruction in ("parameter", "message"):
-            entries.append((number, instruction, head + "\x00" + value_start))
-        else:
-            entries.append((number, instruction, rest))
+        name, value = "", rest
+        if instruction in _NAMED:
+            name, _, value = rest.partition(" ")
+            value = value.strip()
+        if value.startswith('"""'):
+            value, i = _triple_quoted(lines, i, value[3:])
+            if value is None:
+                problems.append((number, f'{word.upper()} opens """ but it is never closed'))
+                break
+        entries.append(_Entry(number, instruction, name, value))
+    return entries
 
-    mf = Modelfile(from_="")
-    for number, instruction, value in entries:
-        if instruction in ("parameter", "message"):
-            head, _, arg = value.partition("\x00")
-            if not head or not arg:
-                problems.append((number, f"{instruction.upper()} needs a name and a value"))
-                continue
-            if instruction == "parameter":
-                try:
-                    mf.parameters.append((head, coerce_parameter(head, arg)))
-                except ValueError as exc:
-                    problems.append((number, str(exc)))
-            else:
-                if head.lower() not in MESSAGE_ROLES:
-                    problems.append((number, f"MESSAGE role must be system, user or assistant, not {head!r}"))
-                    continue
-                mf.messages.append((head.lower(), _unquote(arg)))
-            continue
-        if not value and instruction not in ("system", "template", "license"):
-            problems.append((number, f"{instruction.upper()} needs a value"))
-            continue
-        if instruction == "from":
-            if mf.from_:
-                problems.append((number, "FROM appears more than once"))
-            mf.from_ = value
-        elif instruction == "template":
-            mf.template = value
-        elif instruction == "system":
-            mf.system = value
-        elif instruction == "adapter":
-            mf.adapter = value
-        elif instruction == "license":
-            mf.license.append(value)
-        elif instruction == "requires":
-            mf.requires = value
-    if not mf.from_ and not any(msg.startswith("FROM") for _, msg in problems):
-        problems.append((1, "no FROM instruction: a Modelfile must name its base model or GGUF file"))
-    if problems:
-        raise ModelfileError(sorted(problems))
-    return mf
+
+def _triple_quoted(lines: list[str], i: int, body: str) -> tuple[str | None, int]:
+    """The text up to the closing triple quote (on this line or a later one) and the next line's index."""
+    if '"""' in body:
+        return body[: body.index('"""')], i
+    chunk = [body]
+    while i < len(lines) and '"""' not in lines[i]:
+        chunk.append(lines[i])
+        i += 1
+    if i >= len(lines):
+        return None, i
+    chunk.append(lines[i][: lines[i].index('"""')])
+    return "\n".join(chunk), i + 1
+
+
+def _apply(mf: Modelfile, entry: _Entry) -> str | None:
+    """Add one instruction to `mf`; the problem with it, if any."""
+    instruction, value = entry.instruction, entry.value
+    if instruction in _NAMED:
+        if not entry.name or not value:
+            return f"{instruction.upper()} needs a name and a value"
+        if instruction == "parameter":
+            try:
+                mf.parameters.append((entry.name, coerce_parameter(entry.name, value)))
+            except ValueError as exc:
+                return str(exc)
+        elif entry.name.lower() not in MESSAGE_ROLES:
+            return f"MESSAGE role must be system, user or assistant, not {entry.name!r}"
+        else:
+            mf.messages.append((entry.name.lower(), _unquote(value)))
+        return None
+    if not value and instruction not in ("system", "template", "license"):
+        return f"{instruction.upper()} needs a value"
+    if instruction == "from":
+        problem = "FROM appears more than once" if mf.from_ else None
+        mf.from_ = value
+        return problem
+    if instruction == "license":
+        mf.license.append(value)
+    elif instruction in ("template", "system", "adapter", "requires"):
+        setattr(mf, instruction, value)
+    return None
