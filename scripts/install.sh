@@ -20,3 +20,22 @@ if ! python -c "import sys, llama_cpp; sys.exit('AMX_INT8 = 1' in llama_cpp.llam
   echo "rebuilding llama-cpp-python without AMX kernels (a cached wheel had them)" >&2
   python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps --no-cache-dir "llama-cpp-python==0.3.36"
 fi
+# llama.cpp's converter (convert_hf_to_gguf.py, conversion/, gguf-py/) of the same llama-cpp-python
+# release, unpacked once into the venv: export finds it there and never downloads at run time.
+LLAMA_CPP_PYTHON_VERSION=$(python -c "from importlib.metadata import version; print(version('llama-cpp-python'))")
+# sha256 of llama_cpp_python-0.3.36.tar.gz on PyPI; a different version needs its own pin here.
+LLAMA_CPP_PYTHON_SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+CONVERTER_HOME=".venv/share/model-serving/llama.cpp-$LLAMA_CPP_PYTHON_VERSION"
+if [ ! -f "$CONVERTER_HOME/convert_hf_to_gguf.py" ]; then
+  if [ "$LLAMA_CPP_PYTHON_VERSION" != 0.3.36 ]; then
+    echo "no pinned sdist sha256 for llama-cpp-python $LLAMA_CPP_PYTHON_VERSION: add it to scripts/install.sh" >&2
+    exit 1
+  fi
+  SDIST_DIR=$(mktemp -d)
+  trap 'rm -rf "$SDIST_DIR"' EXIT
+  python -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$SDIST_DIR" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
+  SDIST="$SDIST_DIR/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"
+  echo "$LLAMA_CPP_PYTHON_SDIST_SHA256  $SDIST" | sha256sum --check --quiet -
+  mkdir -p "$(dirname "$CONVERTER_HOME")"
+  python -m model_serving.checkpoint.export unpack "$SDIST" "$CONVERTER_HOME" >/dev/null
+fi

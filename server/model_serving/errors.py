@@ -42,12 +42,18 @@ class PathNotAllowed(InputError):
 
 
 class Cancelled(ServingError):
-    """The job was cancelled; anything it was writing has been removed."""
+    """The job was cancelled; anything it was writing has been removed, and `kept` names what stayed."""
 
     exit_code = 130
 
-    def __init__(self, what: str = "The job") -> None:
-        super().__init__(f"{what} was cancelled; no partial output was kept.", "Run it again to start over; finished steps are reused.")
+    def __init__(self, what: str = "The job", kept: list[str] | None = None) -> None:
+        self.what = what
+        self.kept = list(kept or [])
+        if self.kept:
+            cause = f"{what} was cancelled; kept {', '.join(self.kept)} (finished before it), removed anything half-written."
+        else:
+            cause = f"{what} was cancelled; no partial output was kept."
+        super().__init__(cause, "Run it again to start over; finished steps are reused.")
 
 
 class VerificationFailed(ServingError):

@@ -10,10 +10,8 @@ from __future__ import annotations
 import collections
 import os
 import secrets
-import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -21,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from model_serving.errors import Cancelled, ServingError
+from model_serving.util.process import kill_group, spawn
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -34,7 +33,7 @@ class Progress:
         self.message = ""
         self.cancel_event = threading.Event()
         self._procs: set[subprocess.Popen[Any]] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # cancel() may run in a signal handler on the thread holding it
         self._span = (0.0, 1.0)
 
     def subscribe(self, callback: ProgressCallback) -> None:
@@ -91,35 +90,26 @@ class Progress:
 
 
 def kill_tree(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # children were started in their own session
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
+    kill_group(proc)  # children lead their own process group (util.process.spawn)
 
 
 def run_process(
-    argv: Sequence[str],
+    argv: Sequence[str | os.PathLike[str]],
     progress: Progress | None = None,
     *,
     cwd: str | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     on_line: Callable[[str], None] | None = None,
-    timeout: float | None = None,
     tail: int = 40,
 ) -> tuple[int, str]:
-    """Run argv (never a shell), streaming its merged output; return (exit code, last lines)."""
-    argv = [str(a) for a in argv]  # user-supplied values were passed through paths.refuse_flag by the caller
+    """Run argv (never a shell) under `util.process.spawn`, streaming its merged output; return (exit code, last lines).
+
+    `env` adds to (None: removes from) the scrubbed child environment. Cancelling `progress` kills the child's group.
+    """
     progress = progress or Progress()
     progress.check()
     lines: collections.deque[str] = collections.deque(maxlen=tail)
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        text=True, errors="replace", bufsize=1, start_new_session=True,
-    )
-    progress.attach(proc)
-    deadline = time.monotonic() + timeout if timeout else None
+    proc = spawn(argv, progress, cwd=cwd, env=env)  # user-supplied values were passed through paths.refuse_flag by the caller
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -127,9 +117,6 @@ def run_process(
             lines.append(line)
             if on_line:
                 on_line(line)
-            if deadline and time.monotonic() > deadline:
-                kill_tree(proc)
-                raise ServingError(f"{os.path.basename(argv[0])} ran past its {timeout:.0f} s limit and was stopped.", "Raise the timeout or use a smaller model.", detail="\n".join(lines))
         proc.wait()
     finally:
         if proc.poll() is None:

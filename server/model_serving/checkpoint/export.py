@@ -1,11 +1,14 @@
 """Hugging Face checkpoint -> GGUF with llama.cpp's own converter, preflighted and verified.
 
-The converter is taken from the llama-cpp-python source distribution of the installed version, so
-the file we write and the runtime that reads it are one llama.cpp revision.
+The converter comes from the llama-cpp-python source distribution of the installed version, so the
+file we write and the runtime that reads it are one llama.cpp revision. scripts/install.sh fetches
+that sdist once, checks its pinned sha256 and unpacks the converter into the venv
+(`converter_home`); export never downloads anything. `LLAMA_CPP_DIR` points at another checkout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,7 +26,8 @@ from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo, inspect_c
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress, run_process
 from model_serving.settings import Settings
-from model_serving.util.paths import atomic_output, confine, sha256_file, tree_sha256
+from model_serving.util.paths import atomic_output, confine, sha256_file, tree_sha256, write_text_atomic
+from model_serving.util.process import launcher_argv
 
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
 BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "auto": 2.0, "q8_0": 1.0625}
@@ -74,8 +78,13 @@ def _llama_cpp_version() -> str:
     return version("llama-cpp-python")
 
 
-def provision_converter(settings: Settings, progress: Progress | None = None) -> Converter:
-    """Find or unpack convert_hf_to_gguf.py (+ conversion/, gguf-py/) matching the installed runtime."""
+def converter_home(version: str) -> Path:
+    """Where scripts/install.sh unpacks the converter of llama-cpp-python `version` (inside the venv)."""
+    return Path(sys.prefix) / "share" / "model-serving" / f"llama.cpp-{version}"
+
+
+def provision_converter(settings: Settings | None = None, progress: Progress | None = None) -> Converter:
+    """The converter (convert_hf_to_gguf.py + conversion/, gguf-py/) matching the installed runtime: LLAMA_CPP_DIR, or the install's."""
     version = _llama_cpp_version()
     override = os.environ.get("LLAMA_CPP_DIR")
     if override:
@@ -83,41 +92,41 @@ def provision_converter(settings: Settings, progress: Progress | None = None) ->
         if not script.exists():
             raise InputError(f"LLAMA_CPP_DIR={override} has no convert_hf_to_gguf.py.", "Point LLAMA_CPP_DIR at a llama.cpp checkout, or unset it.")
         return Converter(directory=str(script.parent), script=str(script), llama_cpp_python_version=version, source="LLAMA_CPP_DIR")
-    target = settings.tools_dir / f"llama.cpp-from-llama-cpp-python-{version}"
-    if (target / "convert_hf_to_gguf.py").exists():
-        return Converter(directory=str(target), script=str(target / "convert_hf_to_gguf.py"), llama_cpp_python_version=version, source=f"llama-cpp-python {version} sdist")
-    progress = progress or Progress()
-    progress.update(None, f"fetching the llama-cpp-python {version} source distribution (pip cache first)")
-    with tempfile.TemporaryDirectory(dir=settings.tools_dir) as tmp:
-        code, tail = run_process([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                                  "--disable-pip-version-check", "-d", tmp, f"llama-cpp-python=={version}"], progress)
-        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        if code != 0 or not archives:
-            raise ServingError(f"Could not obtain the llama-cpp-python {version} source distribution to get the converter.",
-                               "Set LLAMA_CPP_DIR to a llama.cpp checkout of the same revision, or check that PyPI is reachable.", detail=tail)
+    home = converter_home(version)
+    if not (home / "convert_hf_to_gguf.py").exists():
+        raise ServingError(f"llama.cpp's converter for llama-cpp-python {version} is not installed (looked in {home}).",
+                           "Run scripts/install.sh, which provisions it, or set LLAMA_CPP_DIR to a llama.cpp checkout of the same revision.")
+    return Converter(directory=str(home), script=str(home / "convert_hf_to_gguf.py"), llama_cpp_python_version=version,
+                     source=f"llama-cpp-python {version} sdist")
+
+
+def unpack_converter(archive: Path, target: Path) -> Path:
+    """Unpack only the converter files of a llama-cpp-python sdist into `target` (run by scripts/install.sh)."""
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp, tarfile.open(archive) as tar:
         staging = Path(tmp) / "converter"
-        with tarfile.open(archives[0]) as tar:
-            prefix = f"{tar.getmembers()[0].name.split('/')[0]}/vendor/llama.cpp/"
-            wanted = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.name[len(prefix):].startswith(CONVERTER_MEMBERS) and (m.isfile() or m.isdir())]
-            for member in wanted:
-                member.name = member.name[len(prefix):]
-            tar.extractall(staging, members=wanted, filter="data")
+        members = tar.getmembers()
+        prefix = f"{members[0].name.split('/')[0]}/vendor/llama.cpp/"
+        wanted = [m for m in members if m.name.startswith(prefix) and m.name[len(prefix):].startswith(CONVERTER_MEMBERS) and (m.isfile() or m.isdir())]
+        for member in wanted:
+            member.name = member.name[len(prefix):]
+        tar.extractall(staging, members=wanted, filter="data")
         if not (staging / "convert_hf_to_gguf.py").exists():
-            raise ServingError(f"The llama-cpp-python {version} sdist has no vendor/llama.cpp/convert_hf_to_gguf.py.", "Set LLAMA_CPP_DIR to a llama.cpp checkout.")
+            raise ServingError(f"{archive.name} has no vendor/llama.cpp/convert_hf_to_gguf.py.", "Check the archive, or set LLAMA_CPP_DIR to a llama.cpp checkout.")
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
-    return Converter(directory=str(target), script=str(target / "convert_hf_to_gguf.py"), llama_cpp_python_version=version, source=f"llama-cpp-python {version} sdist")
+    return target
 
 
 def supported_architectures(settings: Settings, converter: Converter) -> set[str]:
     cache = Path(converter.directory) / ".supported-architectures.json"
     if cache.exists():
         return set(json.loads(cache.read_text(encoding="utf-8")))
-    code, out = run_process([sys.executable, converter.script, "--print-supported-models"], tail=4000)
+    code, out = run_process(launcher_argv(converter.script, "--print-supported-models"), env={"NO_LOCAL_GGUF": None}, tail=4000)
     names = set(re.findall(r"^\s*-?\s*([A-Za-z0-9_]+(?:ForCausalLM|ForConditionalGeneration|LMHeadModel|Model|ForCausalLMPipe)\w*)\s*$", out, re.M))
     if code == 0 and names:
-        cache.write_text(json.dumps(sorted(names)), encoding="utf-8")
+        with contextlib.suppress(OSError):  # a read-only install just asks again next time
+            write_text_atomic(cache, json.dumps(sorted(names)))
     return names
 
 
@@ -263,10 +272,9 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
 
     with atomic_output(out, overwrite=overwrite) as tmp:
         progress.update(0.15, f"converting with llama.cpp ({outtype})")
-        env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "OLLAMA_API_KEY")}
-        env.pop("NO_LOCAL_GGUF", None)  # the converter must use its own gguf-py, the same revision as the script
-        code, tail = run_process([sys.executable, converter.script, "--outfile", str(tmp), "--outtype", outtype, str(checkpoint)],
-                                 progress, env=env, on_line=on_line, tail=60)
+        # NO_LOCAL_GGUF unset: the converter must use its own gguf-py, the same revision as the script
+        code, tail = run_process(launcher_argv(converter.script, "--outfile", tmp, "--outtype", outtype, checkpoint),
+                                 progress, env={"NO_LOCAL_GGUF": None}, on_line=on_line, tail=60)
         if code != 0:
             raise _explain_failure(code, tail)
         progress.update(0.9, "verifying the GGUF")
@@ -280,7 +288,7 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
     result = ExportResult(output_path=str(out), outtype=outtype, file_type=gguf.file_type, size_bytes=out.stat().st_size, sha256=digest,
                           source=source, source_sha256=source_sha, seconds=round(time.perf_counter() - started, 3),
                           converter=converter, verification=verification, gguf=gguf)
-    sidecar.write_text(result.model_dump_json(indent=2, exclude={"gguf": {"chat_template"}}), encoding="utf-8")
+    write_text_atomic(sidecar, result.model_dump_json(indent=2, exclude={"gguf": {"chat_template"}}))
     progress.update(1.0, "export done")
     return result
 
@@ -289,3 +297,9 @@ def _tensor_names(path: Path) -> list[str]:
     from model_serving.checkpoint.inspect import safetensors_header
 
     return [k for k in safetensors_header(path) if k != "__metadata__"]
+
+
+if __name__ == "__main__":  # scripts/install.sh: python -m model_serving.checkpoint.export unpack SDIST TARGET
+    if len(sys.argv) != 4 or sys.argv[1] != "unpack":
+        sys.exit("usage: python -m model_serving.checkpoint.export unpack SDIST TARGET")
+    print(unpack_converter(Path(sys.argv[2]), Path(sys.argv[3])))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -59,11 +61,33 @@ class App:
 
 
 def _cancellable(progress: Progress, fn: Callable[[Progress], T]) -> T:
+    terminated, previous = _cancel_on_sigterm(progress)
     try:
         return fn(progress)
     except KeyboardInterrupt:
         progress.cancel()
         raise Cancelled() from None
+    except Cancelled as exc:
+        if not terminated.is_set():
+            raise
+        click.echo(f"stopped by SIGTERM: {exc.cause}", err=True)  # one line: what stopped, what was cleaned or kept
+        sys.exit(128 + signal.SIGTERM)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _cancel_on_sigterm(progress: Progress) -> tuple[threading.Event, Any]:
+    """SIGTERM cancels the running step like Ctrl-C: its children are killed and its partial output removed."""
+    terminated = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return terminated, None
+
+    def handler(signum: int, frame: Any) -> None:
+        terminated.set()
+        progress.cancel()
+
+    return terminated, signal.signal(signal.SIGTERM, handler)
 
 
 pass_app = click.make_pass_decorator(App)

@@ -34,6 +34,7 @@ from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress, run_process
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
+from model_serving.util.process import die_with_parent, python_argv
 
 DATA_DIR = Path(__file__).parent / "data"
 N_CTX = 512
@@ -327,10 +328,10 @@ def _evaluate_in_child(path: Path, spec: dict[str, Any], progress: Progress, rol
         elif line.startswith("QUALITY_RESULT "):
             result.append(line.split(" ", 1)[1])
 
-    argv = [sys.executable, "-m", "model_serving.quantize.quality", str(path), json.dumps(spec)]
+    argv = python_argv("model_serving.quantize.quality", path, json.dumps(spec))
     # llama.cpp's OpenMP threads spin while they wait; on a busy machine (the engine serving, tests
     # in parallel) that slowed this evaluation more than tenfold. Passive waiting keeps it steady.
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     code, tail = run_process(argv, progress, env=env, on_line=on_line)
     if code != 0 or not result:
         error = next((ln.split(" ", 1)[1] for ln in reversed(tail.splitlines()) if ln.startswith("QUALITY_ERROR ")), None)
@@ -478,6 +479,7 @@ def compare_quality(
 
 
 def _child(argv: list[str]) -> int:
+    die_with_parent()  # before loading anything: a killed parent must not leave us evaluating on
     path, spec = Path(argv[0]), json.loads(argv[1])
 
     def report(fraction: float) -> None:

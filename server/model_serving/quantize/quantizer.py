@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -23,14 +21,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.errors import InputError, ServingError, VerificationFailed
+from model_serving.errors import Cancelled, InputError, ServingError, VerificationFailed
 from model_serving.gguf.filetypes import FILE_TYPES, is_quantized
 from model_serving.gguf.header import GGUFHeader, read_header
 from model_serving.jobs import Progress, run_process
 from model_serving.quantize import worker as quantize_worker
 from model_serving.quantize.quality import QualityReport, compare_quality
 from model_serving.settings import Settings
-from model_serving.util.paths import atomic_output, confine, sha256_file
+from model_serving.util.paths import atomic_output, confine, sha256_file, write_text_atomic
+from model_serving.util.process import python_argv
 
 
 @dataclass(frozen=True)
@@ -147,9 +146,7 @@ class _HashCache:
         entries = self._entries()
         entries.pop(str(path), None)
         entries[str(path)] = {"stat": self._stamp(path), "sha256": sha}
-        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.partial")
-        tmp.write_text(json.dumps(dict(list(entries.items())[-self._KEEP:])))
-        os.replace(tmp, self.file)
+        write_text_atomic(self.file, json.dumps(dict(list(entries.items())[-self._KEEP:])))
 
     def sha256(self, path: Path) -> str:
         sha = self.get(path)
@@ -219,10 +216,7 @@ def _reuse(output: Path, input_sha: str, qtype: QuantType, hashes: _HashCache) -
 
 
 def _write_sidecar(result: QuantizeResult) -> None:
-    sidecar = Path(result.sidecar_path)
-    tmp = sidecar.with_name(f".{sidecar.name}.partial")
-    tmp.write_text(json.dumps(result.model_dump(mode="json", exclude={"skipped"}), indent=2) + "\n")
-    os.replace(tmp, sidecar)
+    write_text_atomic(Path(result.sidecar_path), json.dumps(result.model_dump(mode="json", exclude={"skipped"}), indent=2) + "\n")
 
 
 def _summary(result: QuantizeResult) -> str:
@@ -232,6 +226,26 @@ def _summary(result: QuantizeResult) -> str:
     if result.quality is not None:
         text += f"; quality {result.quality.verdict}: {result.quality.summary}"
     return text
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One quantization, checked: what to read, what to write, and how."""
+
+    source: Path
+    target: Path
+    qtype: QuantType
+    header: GGUFHeader
+    input_type: str
+    requantized: bool
+    threads: int
+    allow_requantize: bool
+    overwrite: bool
+    verify: bool
+
+    @property
+    def what(self) -> str:
+        return f"Quantizing {self.source.name} to {self.qtype.name}"
 
 
 def quantize_gguf(
@@ -246,57 +260,97 @@ def quantize_gguf(
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> QuantizeResult:
-    """Quantize `input_path` to `qtype`, verify it against the input when `verify`, and report."""
+    """Quantize `input_path` to `qtype`, verify it against the input when `verify`, and report.
+
+    The output takes its final name only once it is written, parses as the requested type and (with
+    `verify`) has been measured: a cancel or failure in any phase leaves neither it nor its sidecar.
+    """
     started = time.perf_counter()
     progress = progress or Progress()
-    source, target, target_type = _resolve_paths(settings, input_path, output_path, qtype)
-    if threads is not None and not 0 <= threads <= 1024:
-        raise InputError(f"threads={threads} is out of range.", "Pass 1 to 1024 threads, 0 for all cores, or leave it out.")
-    header, input_type, requantized = _check_input(source, allow_requantize)
-    progress.update(0.0, f"Quantizing {source.name} to {target_type.name}")
-
+    plan = _plan(settings, input_path, output_path, qtype, allow_requantize=allow_requantize, overwrite=overwrite, verify=verify, threads=threads)
+    progress.update(0.0, plan.what)
     hashes = _HashCache(settings)
-    input_hash = _BackgroundHash(source, hashes, progress.cancel_event)  # overlaps the quantizer
+    input_hash = _BackgroundHash(plan.source, hashes, progress.cancel_event)  # overlaps the quantizer
     try:
-        if target.exists():  # an identical earlier result is reused even when overwriting is allowed
-            recorded = _reuse(target, input_hash.result(), target_type, hashes)
-            if recorded is None and not overwrite:
-                raise InputError(f"{target} already exists and was not made from this input as {target_type.name}.",
-                                 "Pass overwrite (--overwrite) to replace it, or choose another output path.")
-            if recorded is not None:
-                return _resume(settings, recorded, source, target, verify, progress, started)
+        recorded = _recorded(plan, input_hash, hashes)
+        if recorded is not None:
+            return _resume(settings, recorded, plan, progress, started)
         with contextlib.suppress(FileNotFoundError):
-            _sidecar(target).unlink()  # the old record must never describe a new file
-        nthread = threads if threads is not None else 0
-        quantize_s, out_header, output_sha = _quantize_into(
-            source, target, target_type, nthread, allow_requantize, overwrite, progress.span(0.0, 0.6 if verify else 0.95))
-        hashes.put(target, output_sha)  # a rename keeps size, mtime and inode
-        input_sha = input_hash.result()
+            _sidecar(plan.target).unlink()  # the old record must never describe a new file
+        result = _quantize_and_verify(settings, plan, input_hash, hashes, progress)
+    except Cancelled:
+        raise Cancelled(plan.what) from None
     finally:
         input_hash.stop()
-    progress.update(0.6 if verify else 0.95, f"Wrote {target.name}")
-    out_size = target.stat().st_size
-    params = header.parameter_count or out_header.parameter_count
-    result = QuantizeResult(
-        input_path=str(source), output_path=str(target), qtype=target_type.name, ftype=target_type.ftype,
-        input_file_type=input_type, requantized=requantized, parameter_count=params,
-        input_size_bytes=header.size_bytes, output_size_bytes=out_size, size_ratio=round(out_size / header.size_bytes, 4),
-        input_bits_per_weight=round(header.size_bytes * 8 / params, 3) if params else 0.0,
-        bits_per_weight=round(out_size * 8 / params, 3) if params else 0.0,
-        tensor_types=out_header.tensor_types, threads=nthread, quantize_s=round(quantize_s, 3), wall_s=0.0,
-        input_sha256=input_sha, output_sha256=output_sha, sidecar_path=str(_sidecar(target)),
-        llama_cpp_version=_llama_cpp_version(), verdict="unverified",
-    )
-    result.summary = _summary(result)
-    _write_sidecar(result)  # recorded before verifying: a cancelled verification resumes from here
-    if verify:
-        result.quality = compare_quality(settings, source, target, progress=progress.span(0.6, 1.0))
-        result.verdict = result.quality.verdict
-        result.summary = _summary(result)
     result.wall_s = round(time.perf_counter() - started, 3)
     _write_sidecar(result)
     progress.update(1.0, result.summary)
     return result
+
+
+def _plan(settings: Settings, input_path: Path, output_path: Path | None, qtype: str, *, allow_requantize: bool,
+          overwrite: bool, verify: bool, threads: int | None) -> _Plan:
+    source, target, target_type = _resolve_paths(settings, input_path, output_path, qtype)
+    if threads is not None and not 0 <= threads <= 1024:
+        raise InputError(f"threads={threads} is out of range.", "Pass 1 to 1024 threads, 0 for all cores, or leave it out.")
+    header, input_type, requantized = _check_input(source, allow_requantize)
+    return _Plan(source, target, target_type, header, input_type, requantized, threads if threads is not None else 0,
+                 allow_requantize, overwrite, verify)
+
+
+def _recorded(plan: _Plan, input_hash: _BackgroundHash, hashes: _HashCache) -> QuantizeResult | None:
+    """An identical earlier result, reused even when overwriting is allowed; an unrelated file is refused unless overwriting."""
+    if not plan.target.exists():
+        return None
+    recorded = _reuse(plan.target, input_hash.result(), plan.qtype, hashes)
+    if recorded is None and not plan.overwrite:
+        raise InputError(f"{plan.target} already exists and was not made from this input as {plan.qtype.name}.",
+                         "Pass overwrite (--overwrite) to replace it, or choose another output path.")
+    return recorded
+
+
+def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _BackgroundHash, hashes: _HashCache,
+                         progress: Progress) -> QuantizeResult:
+    """Quantize into a partial, check and measure it there, and only then give it the final name."""
+    split = 0.6 if plan.verify else 0.95
+    with atomic_output(plan.target, overwrite=plan.overwrite) as tmp:
+        quantize_s, out_header, output_sha = _quantize_into(plan, tmp, progress.span(0.0, split))
+        result = _result(plan, out_header, tmp.stat().st_size, quantize_s, input_hash.result(), output_sha)
+        progress.update(split, f"Wrote {plan.target.name}" + ("; verifying it against the input" if plan.verify else ""))
+        if plan.verify:
+            result.quality = _at_final_path(compare_quality(settings, plan.source, tmp, progress=progress.span(split, 1.0)), tmp, plan.target)
+            result.verdict = result.quality.verdict
+            result.summary = _summary(result)
+    hashes.put(plan.target, output_sha)  # a rename keeps size, mtime and inode
+    return result
+
+
+def _result(plan: _Plan, out_header: GGUFHeader, out_size: int, quantize_s: float, input_sha: str, output_sha: str) -> QuantizeResult:
+    header, target = plan.header, plan.target
+    params = header.parameter_count or out_header.parameter_count
+    result = QuantizeResult(
+        input_path=str(plan.source), output_path=str(target), qtype=plan.qtype.name, ftype=plan.qtype.ftype,
+        input_file_type=plan.input_type, requantized=plan.requantized, parameter_count=params,
+        input_size_bytes=header.size_bytes, output_size_bytes=out_size, size_ratio=round(out_size / header.size_bytes, 4),
+        input_bits_per_weight=round(header.size_bytes * 8 / params, 3) if params else 0.0,
+        bits_per_weight=round(out_size * 8 / params, 3) if params else 0.0,
+        tensor_types=out_header.tensor_types, threads=plan.threads, quantize_s=round(quantize_s, 3), wall_s=0.0,
+        input_sha256=input_sha, output_sha256=output_sha, sidecar_path=str(_sidecar(target)),
+        llama_cpp_version=_llama_cpp_version(), verdict="unverified",
+    )
+    result.summary = _summary(result)
+    return result
+
+
+def _at_final_path(report: QualityReport, tmp: Path, target: Path) -> QualityReport:
+    """The report measured the partial; it describes the file under its final name."""
+    report.candidate.path = str(target)
+    if report.candidate.error:
+        report.candidate.error = report.candidate.error.replace(tmp.name, target.name)
+    for ranked in report.ranking:
+        if ranked.path == str(tmp):
+            ranked.path = str(target)
+    return report
 
 
 def _resolve_paths(settings: Settings, input_path: Path, output_path: Path | None, qtype: str) -> tuple[Path, Path, QuantType]:
@@ -332,30 +386,31 @@ def _check_input(source: Path, allow_requantize: bool) -> tuple[GGUFHeader, str,
     return header, input_type, quantized
 
 
-def _quantize_into(source: Path, target: Path, qtype: QuantType, nthread: int, allow_requantize: bool, overwrite: bool,
-                   progress: Progress) -> tuple[float, GGUFHeader, str]:
-    """Run the quantizer into a temporary file and rename it into place only once it checks out."""
-    with atomic_output(target, overwrite=overwrite) as tmp:
-        quantize_s = _run_quantizer(source, tmp, qtype, nthread, allow_requantize, progress)
-        output_hash = _BackgroundHash(tmp, None, progress.cancel_event)  # alongside the header check
-        try:
-            out_header = read_header(tmp)
-            if out_header.file_type != qtype.ftype:
-                raise VerificationFailed(
-                    f"llama.cpp wrote file type {out_header.file_type_name or out_header.file_type}, not the requested {qtype.name}.",
-                    "Report this with the quantizer output; the file was not kept.")
-            output_sha = output_hash.result()
-        finally:
-            output_hash.stop()
+def _quantize_into(plan: _Plan, tmp: Path, progress: Progress) -> tuple[float, GGUFHeader, str]:
+    """Run the quantizer into the partial `tmp` and check that it is the requested file type."""
+    quantize_s = _run_quantizer(plan.source, tmp, plan.qtype, plan.threads, plan.allow_requantize, progress)
+    output_hash = _BackgroundHash(tmp, None, progress.cancel_event)  # alongside the header check
+    try:
+        out_header = read_header(tmp)
+        if out_header.file_type != plan.qtype.ftype:
+            raise VerificationFailed(
+                f"llama.cpp wrote file type {out_header.file_type_name or out_header.file_type}, not the requested {plan.qtype.name}.",
+                "Report this with the quantizer output; the file was not kept.")
+        output_sha = output_hash.result()
+    finally:
+        output_hash.stop()
     return quantize_s, out_header, output_sha
 
 
-def _resume(settings: Settings, recorded: QuantizeResult, source: Path, target: Path, verify: bool,
-            progress: Progress, started: float) -> QuantizeResult:
+def _resume(settings: Settings, recorded: QuantizeResult, plan: _Plan, progress: Progress, started: float) -> QuantizeResult:
     """Reuse a recorded output; verify it now if it was recorded without a quality report."""
+    source, target = plan.source, plan.target
     result = recorded.model_copy(update={"skipped": True, "input_path": str(source), "output_path": str(target)})
-    if verify and result.quality is None:
-        result.quality = compare_quality(settings, source, target, progress=progress.span(0.1, 1.0))
+    if plan.verify and result.quality is None:
+        try:
+            result.quality = compare_quality(settings, source, target, progress=progress.span(0.1, 1.0))
+        except Cancelled:  # both were complete before this call; verifying them only reads them
+            raise Cancelled(f"Verifying {target.name}", kept=[str(target), str(_sidecar(target))]) from None
         result.verdict = result.quality.verdict
         result.summary = _summary(result)
         _write_sidecar(result)
@@ -376,8 +431,7 @@ def _run_quantizer(source: Path, tmp: Path, qtype: QuantType, nthread: int, allo
 
     # Run by path with -P (no script directory on sys.path): skips the package __init__ and its
     # metadata lookup, which `-m` would pay on every call.
-    argv = [sys.executable, "-P", str(Path(quantize_worker.__file__)), str(source), str(tmp), qtype.name, str(qtype.ftype),
-            str(nthread), "1" if allow_requantize else "0"]
+    argv = python_argv(Path(quantize_worker.__file__), source, tmp, qtype.name, str(qtype.ftype), str(nthread), "1" if allow_requantize else "0")
     began = time.perf_counter()
     code, tail = run_process(argv, progress, on_line=on_line)
     elapsed = time.perf_counter() - began

@@ -15,6 +15,16 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+from pathlib import Path
+
+
+def die_with_parent() -> None:
+    """Arm the parent-death signal (util/launch.py), loaded by path: importing the package would cost its metadata lookup."""
+    spec = importlib.util.spec_from_file_location("_model_serving_launch", Path(__file__).parents[1] / "util" / "launch.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.die_with_parent()
 
 
 def load_binding() -> types.ModuleType:
@@ -38,6 +48,7 @@ def load_binding() -> types.ModuleType:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()  # a killed parent (kill -9 of the CLI) must not leave us writing on
     if len(argv) != 6:
         print("QUANTIZE_ERROR usage: INPUT OUTPUT FTYPE_NAME FTYPE_VALUE NTHREAD ALLOW_REQUANTIZE", flush=True)
         return 2

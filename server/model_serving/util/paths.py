@@ -1,13 +1,18 @@
-"""Path confinement, argv guards and all-or-nothing file writes."""
+"""Path confinement, argv guards, all-or-nothing file writes, and cleaning up after writers that were killed."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError, PathNotAllowed
 
@@ -68,19 +73,88 @@ def tree_sha256(directory: Path, names: Sequence[str] | None = None) -> str:
     return digest.hexdigest()
 
 
+# ---------------------------------------------------------------- partial files
+#
+# A partial is `.<final name>.<pid>-<start>.<random>.partial`: the writer's pid and its start time
+# (so a recycled pid is not taken for the writer). It is stale once that process is gone; then the
+# next write of the same output, or `clean`, removes it. A live writer's partial is never touched.
+
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<start>\d+)\.[^.]+\.partial$")
+SIDECAR_SUFFIXES = (".export.json", ".json")  # `<output>.json` (quantize), `<output>.export.json` (export)
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        if sys.platform.startswith("linux"):
+            return None
+        try:
+            os.kill(pid, 0)  # no /proc: the pid alone has to do
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return 0
+    return int(stat.rpartition(")")[2].split()[19])
+
+
+def _owner_tag() -> str:
+    return f"{os.getpid()}-{_start_time(os.getpid()) or 0}"
+
+
+def partial_path(final: Path) -> Path:
+    """A fresh, empty partial beside `final`, tagged with this process as its writer."""
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.{_owner_tag()}.", suffix=".partial", dir=final.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def partial_state(path: Path) -> str:
+    """'stale' (its writer is gone), 'live' (its writer runs) or 'unknown' (no writer recorded)."""
+    match = _PARTIAL.match(path.name)
+    if not match:
+        return "unknown"
+    start = _start_time(int(match["pid"]))
+    return "live" if start is not None and start in (0, int(match["start"])) else "stale"
+
+
+def remove_partials(directory: Path, name: str | None = None) -> list[Path]:
+    """Remove the stale partials in `directory` (of the output `name` only, when given)."""
+    removed = []
+    for leftover in directory.glob(".*.partial"):
+        match = _PARTIAL.match(leftover.name)
+        if match and (name is None or match["name"] == name) and partial_state(leftover) == "stale":
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+                removed.append(leftover)
+    return removed
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a small file (a sidecar, a record) whole or not at all."""
+    tmp = partial_path(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it into place only if the block succeeds.
 
     On any exception (cancellation included) the temporary file is removed, so a half-written
-    artifact never carries the final name.
+    artifact never carries the final name; a process killed outright leaves it to `remove_partials`.
     """
     if final.exists() and not overwrite:
         raise InputError(f"{final} already exists.", "Pass --overwrite to replace it, or choose another output path.")
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    remove_partials(final.parent, final.name)  # what an earlier, killed run of this step left
+    tmp = partial_path(final)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -89,11 +163,62 @@ def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
             tmp.unlink()
 
 
-def remove_partials(directory: Path) -> list[Path]:
-    """Remove `.partial` files left by a process that was killed outright."""
-    removed = []
-    for leftover in directory.glob(".*.partial"):
-        with contextlib.suppress(OSError):
-            leftover.unlink()
-            removed.append(leftover)
-    return removed
+# ---------------------------------------------------------------- clean
+
+
+class CleanResult(BaseModel):
+    """What `clean` removed (or, with plan, would remove) and what it left because a live process owns it."""
+
+    directory: str
+    planned: bool = Field(description="True when nothing was removed: the list is what clean would remove")
+    removed: list[str] = Field(description="Stale partial files and sidecars whose output is gone")
+    kept: list[str] = Field(description="Partials a live process is writing, or with no writer recorded")
+    summary: str
+
+
+def _orphaned_sidecar(path: Path) -> bool:
+    """`<output>.json` / `<output>.export.json` recording an `output_path` that no longer exists."""
+    suffix = next((s for s in SIDECAR_SUFFIXES if path.name.endswith(s)), None)
+    output = path.with_name(path.name[: -len(suffix)]) if suffix else None
+    if output is None or not output.name.endswith(".gguf") or output.exists():
+        return False
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("output_path")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(recorded, str) and Path(recorded).name == output.name
+
+
+def clean(directory: str | os.PathLike[str], roots: Sequence[Path], *, plan: bool = False) -> CleanResult:
+    """Remove stale partials and orphaned sidecars under `directory` (inside the roots); never a live writer's file."""
+    top = confine(directory, roots, what="directory")
+    if not top.is_dir():
+        raise InputError(f"{top} is not a directory.", "Pass the folder to clean, e.g. the one holding your GGUF files.")
+    removed, kept = [], []
+    for folder, dirs, names in os.walk(top):  # symlinked folders are not followed: nothing outside is touched
+        dirs[:] = [d for d in dirs if not d.startswith((".git", ".venv"))]
+        for name in names:
+            path = Path(folder) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            if name.endswith(".partial") and name.startswith("."):
+                state = partial_state(path)
+            elif name.endswith(".json") and _orphaned_sidecar(path):
+                state = "stale"
+            else:
+                continue
+            if state != "stale":
+                kept.append(f"{path} ({'a live process is writing it' if state == 'live' else 'no writer recorded'})")
+            elif plan or _unlink(path):
+                removed.append(str(path))
+    verb = "would remove" if plan else "removed"
+    summary = f"{verb} {len(removed)} file(s) under {top}" + (f"; kept {len(kept)}" if kept else "")
+    return CleanResult(directory=str(top), planned=plan, removed=removed, kept=kept, summary=summary)
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except OSError:
+        return False
+    return True

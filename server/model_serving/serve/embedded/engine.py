@@ -10,8 +10,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ from model_serving.jobs import Progress
 from model_serving.settings import Settings
 from model_serving.util.chat_template import render as render_chat
 from model_serving.util.paths import confine
+from model_serving.util.process import python_argv, spawn
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,63}$")
 START_TIMEOUT_S = 180.0
@@ -184,12 +183,12 @@ def start_model(settings: Settings, gguf_path: str | Path, name: str, *, ctx_siz
         raise InputError(f"Port {port} on 127.0.0.1 is already in use.", "Choose another --port, or leave it out to pick a free one.")
     threads = threads or os.cpu_count() or 2
     log_path = _registry(settings) / f"{name.replace(':', '_')}.log"
-    argv = [sys.executable, "-m", "model_serving.serve.embedded.worker", "--model", str(path), "--alias", name, "--port", str(port),
-            "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--threads", str(threads)]
+    argv = python_argv("model_serving.serve.embedded.worker", "--model", path, "--alias", name, "--port", str(port),
+                       "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--threads", str(threads))
     progress.update(0.05, f"starting llama.cpp server for {name} on 127.0.0.1:{port}")
     with log_path.open("wb") as log:
-        # A new session: the engine outlives the CLI command that started it, like a daemon.
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        # Its own process group, the scrubbed environment; it dies with us while it starts, then outlives us like a daemon.
+        proc = spawn(argv, stdout=log, text=False)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     try:

@@ -12,8 +12,11 @@ import signal
 import sys
 import threading
 
+from model_serving.util.process import die_with_parent, outlive_parent
+
 
 def main(argv: list[str] | None = None) -> None:
+    die_with_parent()  # a start-up cut short (kill -9 of the CLI) must not leave an engine loading on
     parser = argparse.ArgumentParser(prog="model-serving-engine-worker")
     parser.add_argument("--model", required=True)
     parser.add_argument("--alias", required=True)
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         params.cpuparams.n_threads = args.threads
         params.cpuparams_batch.n_threads = args.threads
     server = xlc.Server(params)
+    outlive_parent()  # serving now: the registry owns us, and `serve stop` ends us
     print(f"READY {server.listening_address}", flush=True)
 
     stop = threading.Event()

@@ -1,0 +1,89 @@
+"""Starting the child processes we supervise: one environment, one process group, one parent-death rule.
+
+Every child we start (the quantize worker, the quality evaluation, llama.cpp's converter, the engine
+worker) goes through `spawn`: an argv list (never a shell), the scrubbed environment of
+`child_env`, a process group of its own (so cancelling kills its whole tree and a Ctrl-C in the
+terminal reaches us, not it), and registration with the caller's progress for cancel.
+
+A child asks the kernel to SIGKILL it when its parent dies by calling `die_with_parent()` first
+thing at start-up (our worker entry points do; the third-party converter is started through
+`model_serving.util.launch`, which does and then runs the script). `preexec_fn` would do the same
+before exec, but it is unsafe in a process with threads, which the MCP server is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from model_serving.util.launch import PARENT_ENV, die_with_parent, outlive_parent
+
+# Names that must never reach a child, beyond the pattern below.
+SECRET_NAMES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OLLAMA_API_KEY"})
+SECRET_PATTERN = re.compile(r"(_TOKEN|_KEY|_SECRET)$|PASSWORD|^TOKEN$|^SECRET$", re.IGNORECASE)
+LAUNCHER = Path(__file__).with_name("launch.py")
+
+
+class Supervisor(Protocol):
+    """What `spawn` needs from a `jobs.Progress` (named structurally: util/ sits below jobs)."""
+
+    def attach(self, proc: subprocess.Popen[Any]) -> None: ...
+
+
+def is_secret(name: str) -> bool:
+    return name.upper() in SECRET_NAMES or bool(SECRET_PATTERN.search(name))
+
+
+def child_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The parent's environment without anything secret-looking, with `extra` (None removes) and our pid."""
+    env = {k: v for k, v in os.environ.items() if not is_secret(k)}
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        elif not is_secret(key):
+            env[key] = value
+    env[PARENT_ENV] = str(os.getpid())
+    return env
+
+
+def python_argv(target: str | Path, *args: str | os.PathLike[str]) -> list[str]:
+    """argv for a Python child: a module name (`-m`), or a script run by path with -P (no script dir on sys.path)."""
+    head = [sys.executable, "-P", str(target)] if isinstance(target, Path) else [sys.executable, "-m", target]
+    return [*head, *(os.fspath(a) for a in args)]
+
+
+def launcher_argv(script: str | Path, *args: str | os.PathLike[str]) -> list[str]:
+    """argv that runs a third-party Python script under our parent-death launcher."""
+    return python_argv(LAUNCHER, script, *args)
+
+
+def spawn(argv: Sequence[str | os.PathLike[str]], supervisor: Supervisor | None = None, *, env: Mapping[str, str | None] | None = None,
+          cwd: str | os.PathLike[str] | None = None, stdout: Any = subprocess.PIPE, stderr: Any = subprocess.STDOUT,
+          text: bool = True) -> subprocess.Popen[Any]:
+    """Start argv in its own process group with the scrubbed environment (plus `env`), attached to `supervisor`."""
+    proc = subprocess.Popen(
+        [os.fspath(a) for a in argv], cwd=cwd, env=child_env(env), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+        text=text, errors="replace" if text else None, bufsize=1 if text else -1, process_group=0,
+    )
+    if supervisor is not None:
+        supervisor.attach(proc)
+    return proc
+
+
+__all__ = ["PARENT_ENV", "child_env", "die_with_parent", "is_secret", "kill_group", "launcher_argv", "outlive_parent", "python_argv", "spawn"]
+
+
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL the child's whole process group (it leads one, see `spawn`)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
