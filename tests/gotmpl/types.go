@@ -2,7 +2,9 @@ package main
 
 // Data types shaped like the ones Ollama hands to a TEMPLATE (its api package): the same field
 // names, JSON tags and String methods, so a template that works here reads the same fields there.
-// Properties and arguments keep their declaration order, as current Ollama does.
+// Properties and arguments keep their declaration order, as current Ollama does; like Ollama's they
+// offer Len and ToMap (a plain map, which a template ranges over in sorted key order), and the tool
+// types print as JSON (their String methods), so `{{ .Tools }}` writes what Ollama writes.
 
 import (
 	"bytes"
@@ -33,10 +35,20 @@ type ToolCallFunction struct {
 
 type Tools []Tool
 
+func (t Tools) String() string {
+	b, _ := json.Marshal(t)
+	return string(b)
+}
+
 type Tool struct {
 	Type     string       `json:"type"`
 	Items    any          `json:"items,omitempty"`
 	Function ToolFunction `json:"function"`
+}
+
+func (t Tool) String() string {
+	b, _ := json.Marshal(t)
+	return string(b)
 }
 
 type ToolFunction struct {
@@ -45,7 +57,7 @@ type ToolFunction struct {
 	Parameters  ToolFunctionParameters `json:"parameters"`
 }
 
-func (t ToolFunction) String() string {
+func (t *ToolFunction) String() string {
 	b, _ := json.Marshal(t)
 	return string(b)
 }
@@ -58,16 +70,32 @@ type ToolFunctionParameters struct {
 	Properties *Properties `json:"properties"`
 }
 
+func (t *ToolFunctionParameters) String() string {
+	b, _ := json.Marshal(t)
+	return string(b)
+}
+
 type ToolProperty struct {
 	AnyOf       []ToolProperty `json:"anyOf,omitempty"`
 	Type        PropertyType   `json:"type,omitempty"`
 	Items       any            `json:"items,omitempty"`
 	Description string         `json:"description,omitempty"`
 	Enum        []any          `json:"enum,omitempty"`
+	Properties  *Properties    `json:"properties,omitempty"`
 }
 
 // PropertyType is a JSON Schema type: one name, or a list of names.
 type PropertyType []string
+
+func (p PropertyType) String() string {
+	if len(p) == 0 {
+		return ""
+	}
+	if len(p) == 1 {
+		return p[0]
+	}
+	return fmt.Sprintf("%v", []string(p))
+}
 
 func (p PropertyType) MarshalJSON() ([]byte, error) {
 	if len(p) == 1 {
@@ -169,13 +197,50 @@ func (a Arguments) MarshalJSON() ([]byte, error) {
 	})
 }
 
-func (a Arguments) String() string {
+func (a *Arguments) String() string {
 	b, _ := a.MarshalJSON()
 	return string(b)
 }
 
+func (a *Arguments) Len() int { return len(a.o.keys) }
+
+// ToMap is the arguments as a plain map (Go templates range over it in sorted key order).
+func (a *Arguments) ToMap() map[string]any {
+	if a.o.values == nil {
+		return nil
+	}
+	out := map[string]any{}
+	for _, key := range a.o.keys {
+		var v any
+		_ = json.Unmarshal(a.o.values[key], &v)
+		out[key] = v
+	}
+	return out
+}
+
 // Properties are a tool's parameter properties in declaration order.
 type Properties struct{ o ordered }
+
+func (p *Properties) Len() int {
+	if p == nil {
+		return 0
+	}
+	return len(p.o.keys)
+}
+
+// ToMap is the properties as a plain map (Go templates range over it in sorted key order).
+func (p *Properties) ToMap() map[string]ToolProperty {
+	if p == nil || p.o.values == nil {
+		return nil
+	}
+	out := map[string]ToolProperty{}
+	for _, key := range p.o.keys {
+		var prop ToolProperty
+		_ = json.Unmarshal(p.o.values[key], &prop)
+		out[key] = prop
+	}
+	return out
+}
 
 func (p *Properties) UnmarshalJSON(data []byte) error { return p.o.decode(data) }
 

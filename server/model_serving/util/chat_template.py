@@ -2,8 +2,9 @@
 
 transformers compiles chat templates in a sandboxed Jinja environment with trim_blocks and
 lstrip_blocks, the loop-control extension, its own `tojson` (no HTML escaping, optional indent),
-and the globals `raise_exception` and `strftime_now`. This module reproduces that setup so the
-reference prompt we compare against is the one the checkpoint was trained to see.
+the globals `raise_exception` and `strftime_now`, and the `{% generation %}` block (it marks the
+assistant's tokens for training masks and leaves the text unchanged). This module reproduces that
+setup so the reference prompt we compare against is the one the checkpoint was trained to see.
 """
 
 from __future__ import annotations
@@ -34,9 +35,20 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
+class GenerationBlock(jinja2.ext.Extension):
+    """`{% generation %}...{% endgeneration %}`: the body, unchanged, as transformers renders it."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: Any) -> list[Any]:
+        next(parser.stream)  # the tag name
+        # The body's own nodes take the block's place, so the parse tree shows no trace of the tag.
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, GenerationBlock])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = _strftime_now

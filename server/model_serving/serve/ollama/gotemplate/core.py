@@ -1,0 +1,190 @@
+"""The converter's state: errors, notes, loops, the prelude and registration-time evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from jinja2 import nodes
+from jinja2.runtime import Undefined
+
+from model_serving.errors import ServingError
+from model_serving.util.chat_template import TemplateRejected, environment
+
+# What Ollama provides in place of transformers' template arguments.
+PROVIDED = {"messages": "messages", "tools": "tools", "add_generation_prompt": "bool"}
+NEXT_STEP = ("Register with --template gguf so Ollama (0.30 or later) renders the GGUF's own Jinja template, "
+             "or write a TEMPLATE by hand and check it with `ollama check-template` before passing it.")
+
+
+class UnconvertibleTemplate(ServingError):
+    """The chat template uses something a Go template cannot express."""
+
+    def __init__(self, construct: str, line: int | None, column: int | None = None) -> None:
+        where = f" (template line {line}, column {column or 1})" if line else ""
+        super().__init__(f"The chat template cannot be converted to an Ollama Go TEMPLATE: it uses {construct}{where}.", NEXT_STEP)
+        self.construct = construct
+        self.line = line
+        self.column = column
+
+
+@dataclass
+class Loop:
+    index: str  # Go variable holding loop.index0
+    iterable: str  # Go operand of the sequence
+    target: str
+    counter: int
+    prev: bool = False  # loop.previtem is read
+    mods: dict[tuple[int, int], str] = field(default_factory=dict)  # (offset, divisor) -> Go counter variable
+
+
+class _Fold:
+    """A value known at registration time (from constants, strftime_now and unset caller variables)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class Core:
+    def __init__(self, source: str, bos: str, eos: str, runtime_adds_bos: bool, ast: nodes.Template) -> None:
+        self.lines = source.splitlines()
+        self.bos, self.eos, self.runtime_adds_bos = bos, eos, runtime_adds_bos
+        self.notes: list[str] = []
+        self.loops: list[Loop] = []
+        self.counter = 0
+        self.bos_dropped = False
+        self.dated = False
+        self.consts: dict[str, Any] = {}  # names whose value is known at registration time
+        self.kinds: dict[str, str] = dict(PROVIDED)  # Go variable name -> kind of its value
+        self.frames: list[list[str]] = []  # prelude statements of the statement being converted
+        self.namespaces = {n.target.name for n in ast.find_all(nodes.Assign) if isinstance(n.target, nodes.Name) and _is_call(n.node, "namespace")}
+        self.runtime = runtime_names(ast, self.namespaces)
+        self.loaded = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}
+
+    # --- reporting --------------------------------------------------------------------
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def fail(self, construct: str, node: nodes.Node | None, hint: str = "") -> UnconvertibleTemplate:
+        line = getattr(node, "lineno", None)
+        column = None
+        if line and hint and 0 < line <= len(self.lines):
+            found = self.lines[line - 1].find(hint)
+            column = found + 1 if found >= 0 else None
+        return UnconvertibleTemplate(construct, line, column)
+
+    def fresh(self, stem: str) -> str:
+        self.counter += 1
+        return f"${stem}{self.counter}"
+
+    # --- the prelude: statements that compute a value before the action that reads it ---
+
+    def emit(self, text: str) -> None:
+        if not self.frames:
+            raise RuntimeError("prelude outside a statement")
+        self.frames[-1].append(text)
+
+    def with_prelude(self, convert: Any, *args: Any) -> str:
+        self.frames.append([])
+        try:
+            body = convert(*args)
+        finally:
+            pre = self.frames.pop()
+        return "".join(pre) + body
+
+    # --- registration-time evaluation ---------------------------------------------------
+
+    def depends(self, node: nodes.Node) -> bool:
+        """Whether the value can change with the conversation (it reads runtime data)."""
+        return depends_on(node, self.runtime | {t.target[1:] for t in self.loops}, self.namespaces)
+
+    def fold(self, node: nodes.Node) -> _Fold | None:
+        """The value of a runtime-independent expression, computed now with the template's own Jinja."""
+        if self.depends(node):
+            return None
+        if any(isinstance(n, nodes.Call) and isinstance(n.node, nodes.Name) and n.node.name == "strftime_now" for n in _walk(node)):
+            self.dated = True
+            self.note(f"strftime_now() is evaluated at registration: the prompt carries the date {date.today().isoformat()}; re-register to move it.")
+        bos = self.bos
+        if self.runtime_adds_bos and bos and any(isinstance(n, nodes.Name) and n.name == "bos_token" for n in _walk(node)):
+            bos, self.bos_dropped = "", True
+            self.note("The template's BOS token is left out: the runtime adds one (add_bos_token), and writing it too would double it.")
+        kept: list[Any] = []
+        call = nodes.Call(nodes.Name("__keep", "load", lineno=node.lineno), [node], [], None, None, lineno=node.lineno)
+        tmpl = environment().from_string(nodes.Template([nodes.Output([call], lineno=node.lineno)], lineno=1))
+        context: dict[str, Any] = {k: v for k, v in self.consts.items()}
+        try:
+            tmpl.render(__keep=lambda v: kept.append(v) or "", bos_token=bos, eos_token=self.eos, **context)
+        except TemplateRejected:
+            return None
+        except Exception:  # noqa: BLE001 - a fold that fails at registration is left to render time
+            return None
+        return _Fold(kept[0]) if kept else None
+
+
+def _walk(node: nodes.Node):
+    yield node
+    yield from node.find_all(nodes.Node)
+
+
+def _is_call(node: nodes.Node | None, name: str) -> bool:
+    return isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == name
+
+
+def is_undefined(value: Any) -> bool:
+    return isinstance(value, Undefined)
+
+
+def depends_on(node: nodes.Node, runtime: set[str], namespaces: set[str]) -> bool:
+    for n in _walk(node):
+        if isinstance(n, nodes.Name) and n.ctx == "load" and (n.name in runtime or n.name == "loop"):
+            return True
+        if isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name) and n.node.name in namespaces and f"{n.node.name}.{n.attr}" in runtime:
+            return True
+    return False
+
+
+def runtime_names(ast: nodes.Template, namespaces: set[str]) -> set[str]:
+    """Names (and namespace attributes, as 'ns.attr') whose value depends on the conversation."""
+    runtime = set(PROVIDED) | {t.name for f in ast.find_all(nodes.For) for t in f.target.find_all(nodes.Name)}
+    assigns = _assignments(ast.body, False, namespaces)
+    while True:
+        before = len(runtime)
+        for key, value, tests, looped in assigns:
+            if looped or any(depends_on(t, runtime, namespaces) for t in tests) or (value is not None and depends_on(value, runtime, namespaces)):
+                runtime.add(key)
+        if len(runtime) == before:
+            return runtime
+
+
+def _assignments(body: list[nodes.Node], looped: bool, namespaces: set[str], tests: tuple = ()) -> list[tuple[str, Any, tuple, bool]]:
+    """(name, value, enclosing if-tests, inside a loop) for every assignment in `body`."""
+    out: list[tuple[str, Any, tuple, bool]] = []
+    for n in body:
+        if isinstance(n, nodes.Assign):
+            out.extend(_targets(n, namespaces, tests, looped))
+        elif isinstance(n, nodes.AssignBlock) and isinstance(n.target, nodes.Name):
+            out.append((n.target.name, None, tests, True))
+        elif isinstance(n, nodes.If):
+            out.extend(_assignments(n.body, looped, namespaces, (*tests, n.test)))
+            for e in n.elif_:
+                out.extend(_assignments(e.body, looped, namespaces, (*tests, n.test, e.test)))
+            out.extend(_assignments(n.else_, looped, namespaces, (*tests, n.test, *(e.test for e in n.elif_))))
+        elif isinstance(n, nodes.For):
+            out.extend(_assignments(n.body, True, namespaces, (*tests, n.iter)))
+        elif hasattr(n, "body") and isinstance(n.body, list):
+            out.extend(_assignments(n.body, looped, namespaces, tests))
+    return out
+
+
+def _targets(n: nodes.Assign, namespaces: set[str], tests: tuple, looped: bool) -> list[tuple[str, Any, tuple, bool]]:
+    if isinstance(n.target, nodes.NSRef):
+        return [(f"{n.target.name}.{n.target.attr}", n.node, tests, looped)]
+    if isinstance(n.target, nodes.Name) and n.target.name in namespaces and _is_call(n.node, "namespace"):
+        call = n.node
+        assert isinstance(call, nodes.Call)
+        return [(f"{n.target.name}.{kw.key}", kw.value, tests, looped) for kw in call.kwargs]
+    return [(t.name, n.node, tests, looped) for t in n.target.find_all(nodes.Name)] if not isinstance(n.target, nodes.Name) else [(n.target.name, n.node, tests, looped)]

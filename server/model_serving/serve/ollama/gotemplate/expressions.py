@@ -1,0 +1,257 @@
+"""Expression handlers: names, fields, indexes, comparisons, logic and integer arithmetic.
+
+Go templates have no arithmetic operators, but `printf "%*s" n ""` is n characters long and
+`slice s k` drops k of them, so sums and differences of non-negative integers are lengths of
+padded strings; `x % k` of a loop counter is a counter that wraps at k.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import nodes
+
+from model_serving.serve.ollama.gotemplate import kinds as K
+from model_serving.serve.ollama.gotemplate.core import is_undefined
+from model_serving.serve.ollama.gotemplate.text import go_string
+
+THINK_TAGS = ("<think>", "</think>")
+THINK_NOTE = ("Ollama hands the reasoning of earlier turns in .Thinking, so message text holds no <think> block: tests and splits "
+              "of the text on <think>/</think> are read that way (the text as it is, no tag in it).")
+DEFINED_NOTE = "`is defined` (and `'key' in message`) is read as 'is non-empty': Ollama always has every field, empty when unset."
+_CMP = {"eq": "eq", "ne": "ne", "lt": "lt", "lteq": "le", "gt": "gt", "gteq": "ge"}
+
+
+class Expressions:
+    def expr(self, node: nodes.Node) -> str:
+        folded = self.fold(node)
+        if folded is not None:
+            return self.go_const(folded.value, node)
+        method = getattr(self, f"x_{type(node).__name__}", None)
+        if method is None:
+            raise self.fail(self.describe(node), node)
+        return method(node)
+
+    def truth(self, node: nodes.Node) -> str:
+        return self.expr(node)
+
+    def go_const(self, value: Any, node: nodes.Node) -> str:
+        if is_undefined(value) or value is None:
+            return '""'
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return repr(value)
+        if isinstance(value, str):
+            return go_string(value)
+        if isinstance(value, (list, tuple)) and not value:
+            return "(slice $.Messages 0 0)"  # an empty list: Go templates have no list literal
+        raise self.fail(f"a {type(value).__name__} value used at render time (Go templates have no list or dict literals)", node, "[")
+
+    def x_Name(self, node: nodes.Name) -> str:
+        if node.name == "bos_token":
+            if self.runtime_adds_bos and self.bos:
+                self.bos_dropped = True
+                self.note("The template's BOS token is left out: the runtime adds one (add_bos_token), and writing it too would double it.")
+                return '""'
+            return go_string(self.bos)
+        if node.name == "loop":
+            raise self.fail("the loop object itself", node, "loop")
+        if node.name in self.namespaces:
+            raise self.fail(f"the namespace object {node.name} as a whole", node, node.name)
+        return f"${node.name}"
+
+    def x_Getattr(self, node: nodes.Getattr) -> str:
+        return self.member(node.node, node.attr, node)
+
+    def x_Getitem(self, node: nodes.Getitem) -> str:
+        arg, base = node.arg, node.node
+        if self.is_think_split(base):
+            self.note(THINK_NOTE)
+            return self.expr(base.node.node)  # type: ignore[attr-defined]
+        key = self.fold(arg)
+        if key is not None and isinstance(key.value, str):
+            return self.member(base, key.value, node)
+        if isinstance(arg, nodes.Slice):
+            return self.slice_of(base, arg, node)
+        view = self.seq_view(base)
+        if view.pred is not None:
+            if key is None or key.value not in (0, -1):
+                raise self.fail("an index into a filtered list other than [0] or [-1]", node, "[")
+            return self.pick(view, first=key.value == 0)
+        if key is not None and isinstance(key.value, int):
+            return self.index_at(view.base, key.value)
+        if isinstance(arg, (nodes.Add, nodes.Sub)) and _is_loop_attr(arg.left, "index0") and isinstance(arg.right, nodes.Const) and arg.right.value == 1:
+            # seq[loop.index0 - 1] / seq[loop.index0 + 1] over the loop's own sequence: the previous / next item.
+            if self.loops and view.base == self.loops[-1].iterable:
+                return self.loop_attr("previtem" if isinstance(arg, nodes.Sub) else "nextitem", node)
+        return f"(index {view.base} {self.int_expr(arg)})"
+
+    def index_at(self, seq: str, k: int) -> str:
+        if k >= 0:
+            return f"(index {seq} {k})"
+        return f"(index {seq} (len (slice {seq} {-k})))"  # seq[-k] is seq[len - k]
+
+    def slice_of(self, base: nodes.Node, arg: nodes.Slice, node: nodes.Node) -> str:
+        if arg.step is not None:
+            raise self.fail("a slice with a step", node, "::")
+        seq = self.expr(base)
+        bounds = []
+        for bound in (arg.start, arg.stop):
+            folded = self.fold(bound) if bound is not None else None
+            if bound is None:
+                bounds.append(None)
+            elif folded is not None and isinstance(folded.value, int) and folded.value < 0:
+                bounds.append(f"(len (slice {seq} {-folded.value}))")
+            else:
+                bounds.append(self.int_expr(bound))
+        stop = f" {bounds[1]}" if bounds[1] is not None else ""
+        return f"(slice {seq} {bounds[0] or 0}{stop})"
+
+    def member(self, base: nodes.Node, attr: str, node: nodes.Node) -> str:
+        if isinstance(base, nodes.Name) and base.name == "loop":
+            return self.loop_attr(attr, node)
+        if isinstance(base, nodes.Name) and base.name in self.namespaces:
+            return f"${base.name}_{attr}"
+        kind = self.kind(base)
+        if (kind, attr) in K.FIXED:
+            return go_string(K.FIXED[(kind, attr)])
+        field = K.FIELDS.get(kind or "", {}).get(attr)
+        if field is None:
+            raise self.fail(f"the field {attr!r} of {'a ' + kind if kind else 'a value'} that Ollama's data does not have", node, attr)
+        return f"{self.expr(base)}.{field[0]}"
+
+    def loop_attr(self, attr: str, node: nodes.Node) -> str:
+        if not self.loops:
+            raise self.fail("loop outside a for loop", node, "loop")
+        loop = self.loops[-1]
+        seq, i = loop.iterable, loop.index
+        simple = {"index0": i, "index": f'(len (printf "%*s " {i} ""))', "first": f"(eq {i} 0)", "length": f"(len {seq})",
+                  "last": f"(eq (len (slice {seq} {i})) 1)", "revindex": f"(len (slice {seq} {i}))",
+                  "revindex0": f"(len (slice (slice {seq} {i}) 1))", "nextitem": f"(index (slice {seq} {i}) 1)"}
+        if attr in simple:
+            return simple[attr]
+        if attr == "previtem":
+            loop.prev = True
+            return f"$prev{loop.counter}"
+        raise self.fail(f"loop.{attr}", node, attr)
+
+    # --- integers ------------------------------------------------------------------------
+
+    def is_int(self, node: nodes.Node) -> bool:
+        return self.kind(node) == "int"
+
+    def int_expr(self, node: nodes.Node) -> str:
+        folded = self.fold(node)
+        if folded is not None and isinstance(folded.value, int) and not isinstance(folded.value, bool):
+            return str(folded.value)
+        if isinstance(node, nodes.Add):
+            return f'(len (printf "%*s%*s" {self.int_expr(node.left)} "" {self.int_expr(node.right)} ""))'
+        if isinstance(node, nodes.Sub):
+            return f'(len (slice (printf "%*s" {self.int_expr(node.left)} "") {self.int_expr(node.right)}))'
+        if isinstance(node, nodes.Mod):
+            return self.modulo(node)
+        if self.is_int(node):
+            return self.expr(node)
+        raise self.fail("arithmetic on a value that is not a whole number", node)
+
+    def modulo(self, node: nodes.Mod) -> str:
+        divisor = self.fold(node.right)
+        offsets = {"index0": 0, "index": 1}
+        attr = node.left.attr if isinstance(node.left, nodes.Getattr) and isinstance(node.left.node, nodes.Name) and node.left.node.name == "loop" else None
+        if not (self.loops and attr in offsets and divisor is not None and isinstance(divisor.value, int) and divisor.value > 0):
+            raise self.fail("arithmetic (%) other than loop.index0 % n or loop.index % n", node, "%")
+        loop = self.loops[-1]
+        key = (offsets[attr], divisor.value)
+        if key not in loop.mods:
+            loop.mods[key] = self.fresh("mod")
+        return loop.mods[key]
+
+    def x_Add(self, node: nodes.Add) -> str:
+        return self.int_expr(node) if self.is_int(node) else self.concat(node)
+
+    def x_Sub(self, node: nodes.Sub) -> str:
+        return self.int_expr(node)
+
+    def x_Mod(self, node: nodes.Mod) -> str:
+        return self.int_expr(node)
+
+    def x_Concat(self, node: nodes.Concat) -> str:
+        return self.concat(node)
+
+    def concat(self, node: nodes.Node) -> str:
+        items: list[nodes.Node] = []
+
+        def flatten(n: nodes.Node) -> None:
+            if isinstance(n, nodes.Add) and not self.is_int(n):
+                flatten(n.left)
+                flatten(n.right)
+            elif isinstance(n, nodes.Concat):
+                for child in n.nodes:
+                    flatten(child)
+            else:
+                items.append(n)
+
+        flatten(node)
+        if any(self.kind(i) in K.SEQUENCES for i in items):
+            raise self.fail("a list built at render time (+ on lists)", node, "+")
+        # fmt.Sprint puts no spaces between string operands, so print is string concatenation.
+        return f"(print {' '.join(self.expr(i) for i in items)})"
+
+    # --- logic ---------------------------------------------------------------------------
+
+    def x_And(self, node: nodes.And) -> str:
+        return f"(and {self.truth(node.left)} {self.truth(node.right)})"
+
+    def x_Or(self, node: nodes.Or) -> str:
+        return f"(or {self.truth(node.left)} {self.truth(node.right)})"
+
+    def x_Not(self, node: nodes.Not) -> str:
+        return f"(not {self.truth(node.node)})"
+
+    def x_CondExpr(self, node: nodes.CondExpr) -> str:
+        var = self.fresh("c")
+        other = f"{{{{ else }}}}{{{{ {var} = {self.expr(node.expr2)} }}}}" if node.expr2 is not None else ""
+        self.emit(f'{{{{ {var} := "" }}}}{{{{ if {self.truth(node.test)} }}}}{{{{ {var} = {self.expr(node.expr1)} }}}}{other}{{{{ end }}}}')
+        return var
+
+    def x_Compare(self, node: nodes.Compare) -> str:
+        parts = []
+        left = node.expr
+        for operand in node.ops:
+            parts.append(self.compare(left, operand.op, operand.expr, node))
+            left = operand.expr
+        return parts[0] if len(parts) == 1 else f"(and {' '.join(parts)})"
+
+    def compare(self, left: nodes.Node, op: str, right: nodes.Node, node: nodes.Node) -> str:
+        if op in ("in", "notin"):
+            test = self.contains(left, right, node)
+            return test if op == "in" else f"(not {test})"
+        go_op = _CMP.get(op)
+        if go_op is None:
+            raise self.fail(f"the comparison {op!r}", node)
+        if self.is_int(left) or self.is_int(right):
+            return f"({go_op} {self.int_expr(left)} {self.int_expr(right)})"
+        return f"({go_op} {self.expr(left)} {self.expr(right)})"
+
+    def contains(self, left: nodes.Node, right: nodes.Node, node: nodes.Node) -> str:
+        haystack, needle = self.fold(right), self.fold(left)
+        if haystack is not None and isinstance(haystack.value, (list, tuple)):
+            if not haystack.value:
+                return "false"
+            return f"(eq {self.expr(left)} {' '.join(self.go_const(v, node) for v in haystack.value)})"
+        kind = self.kind(right)
+        if needle is not None and isinstance(needle.value, str) and kind in K.FIELDS:
+            if (kind, needle.value) in K.FIXED:
+                return "true"
+            self.note(DEFINED_NOTE)
+            return self.member(right, needle.value, node) if needle.value in K.FIELDS[kind] else "false"
+        if needle is not None and needle.value in THINK_TAGS and kind == "string":
+            self.note(THINK_NOTE)
+            return "false"
+        hint = f"in {right.node.name}.{right.attr}" if isinstance(right, nodes.Getattr) and isinstance(right.node, nodes.Name) else "in "
+        raise self.fail("an `in` test Go templates cannot evaluate (a substring or membership test on runtime data)", node, hint)
+
+
+def _is_loop_attr(node: nodes.Node, attr: str) -> bool:
+    return isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name == "loop" and node.attr == attr

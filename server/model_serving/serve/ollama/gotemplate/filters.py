@@ -1,0 +1,206 @@
+"""Filters, tests and calls, and the lazily filtered lists (selectattr, rejectattr, map) they build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jinja2 import nodes
+
+from model_serving.serve.ollama.gotemplate import kinds as K
+from model_serving.serve.ollama.gotemplate.expressions import DEFINED_NOTE, THINK_NOTE, THINK_TAGS
+from model_serving.serve.ollama.gotemplate.text import go_string
+
+TRIM_NOTE = ("`trim`/.strip() are not available in Go templates; values are used as given "
+             "(equal when they have no surrounding whitespace, as Ollama's message text usually has none).")
+_STRIPS = {"strip", "lstrip", "rstrip"}
+_PASSTHROUGH = {"safe", "list", "string"}
+
+
+@dataclass
+class View:
+    """A list, possibly filtered: range over `base` and keep the items `pred` accepts."""
+
+    base: str
+    element: str | None
+    pred: Callable[[str], str] | None = None
+    attr: str | None = None  # map(attribute=...): the Go field each item maps to
+
+
+class Filters:
+    def x_Filter(self, node: nodes.Filter) -> str:
+        name = node.name
+        if node.node is None:
+            raise self.fail(f"a filter block ({name})", node, "filter")
+        if name == "trim" and not node.args:
+            self.note(TRIM_NOTE)
+            return self.expr(node.node)
+        if name in ("length", "count"):
+            view = self.seq_view(node.node)
+            return self.count(view) if view.pred is not None else f"(len {view.base})"
+        if name == "tojson":
+            return self.tojson(node)
+        if name in ("first", "last"):
+            return self.pick(self.seq_view(node.node), first=name == "first")
+        if name == "join":
+            return self.join(node)
+        if name == "default" and node.args:
+            self.note("`default(x)` becomes `or`, which also replaces empty values, not only undefined ones.")
+            return f"(or {self.expr(node.node)} {self.expr(node.args[0])})"
+        if name in _PASSTHROUGH and self.kind(node.node) in {"string", "int", None} | K.SEQUENCES:
+            return f"(print {self.expr(node.node)})" if name == "string" else self.expr(node.node)
+        raise self.fail(f"the filter '{name}' on runtime data (Go templates have no such function)", node, name)
+
+    def x_Test(self, node: nodes.Test) -> str:
+        name, kind = node.name, self.kind(node.node)
+        if name in ("defined", "undefined"):
+            key = self.field_key(node.node)
+            if key not in K.ALWAYS_SET:
+                self.note(DEFINED_NOTE)
+            test = "true" if key in K.ALWAYS_SET else self.truth(node.node)
+            return test if name == "defined" else f"(not {test})"
+        if name == "none":
+            return f"(not {self.truth(node.node)})"
+        if name in ("true", "false") and not node.args:
+            return self.truth(node.node) if name == "true" else f"(not {self.truth(node.node)})"
+        if name in ("equalto", "eq", "sameas") and node.args:
+            return f"(eq {self.expr(node.node)} {self.expr(node.args[0])})"
+        if kind is None:
+            raise self.fail(f"the test 'is {name}' on a value of unknown type", node, name)
+        return self.type_test(node, name, kind)
+
+    def type_test(self, node: nodes.Test, name: str, kind: str) -> str:
+        """`is string` / `is mapping` / ...: Ollama's data has fixed types, so the answer is known, or is 'is it set'."""
+        if name == "string":
+            if kind != "string":
+                return "false"
+            key = self.field_key(node.node)
+            if key in K.ALWAYS_SET:
+                return "true"
+            self.note("`is string` on an optional text field is read as 'is non-empty' (Ollama's field is empty when unset).")
+            return self.truth(node.node)
+        answers = {"mapping": kind in K.MAPPINGS, "sequence": kind in K.SEQUENCES | K.STRINGS | K.MAPPINGS,
+                   "iterable": kind in K.SEQUENCES | K.STRINGS | K.MAPPINGS, "number": kind == "int", "integer": kind == "int",
+                   "boolean": kind == "bool"}
+        if name not in answers:
+            raise self.fail(f"the test 'is {name}'", node, name)
+        return "true" if answers[name] else "false"
+
+    def field_key(self, node: nodes.Node) -> tuple[str, str] | None:
+        if isinstance(node, nodes.Getattr):
+            return (self.kind(node.node) or "", node.attr)
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            return (self.kind(node.node) or "", node.arg.value)
+        return None
+
+    def x_Call(self, node: nodes.Call) -> str:
+        if isinstance(node.node, nodes.Getattr):
+            return self.method(node, node.node.attr, node.node.node)
+        name = node.node.name if isinstance(node.node, nodes.Name) else self.describe(node.node)
+        raise self.fail(f"a call to {name}() at render time", node, name)
+
+    def method(self, node: nodes.Call, attr: str, base: nodes.Node) -> str:
+        args = [self.fold(a) for a in node.args]
+        if any(a is None for a in args) or node.kwargs:
+            raise self.fail(f"the method .{attr}() with arguments computed at render time", node, attr)
+        values = [a.value for a in args if a is not None]
+        if attr in _STRIPS and all(isinstance(v, str) and not v.strip() for v in values):
+            self.note(TRIM_NOTE)
+            return self.expr(base)
+        if attr in ("startswith", "endswith") and len(values) == 1 and isinstance(values[0], str) and self.kind(base) == "string":
+            text, n, lit = self.expr(base), len(values[0].encode()), go_string(values[0])
+            at = "0" if attr == "startswith" else f"(len (slice {text} {n}))"
+            end = f" {n}" if attr == "startswith" else ""
+            # `and` stops at the length test, so the slice never runs past the text
+            return f"(and (ge (len {text}) {n}) (eq (slice {text} {at}{end}) {lit}))"
+        if attr == "get" and values and isinstance(values[0], str):
+            return self.member(base, values[0], node)
+        if attr == "split" and values and values[0] in THINK_TAGS:
+            raise self.fail("a .split() on message text whose pieces are used as a list", node, "split")
+        raise self.fail(f"the method .{attr}() on runtime data (Go templates have no string methods)", node, attr)
+
+    def is_think_split(self, node: nodes.Node) -> bool:
+        if not (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr == "split" and len(node.args) == 1):
+            return False
+        arg = self.fold(node.args[0])
+        return arg is not None and arg.value in THINK_TAGS and self.kind(node.node.node) == "string"
+
+    # --- lists filtered at render time ---------------------------------------------------
+
+    def seq_view(self, node: nodes.Node) -> View:
+        if isinstance(node, nodes.Filter) and node.name == "list" and node.node is not None:
+            return self.seq_view(node.node)
+        if isinstance(node, nodes.Filter) and node.name in ("selectattr", "rejectattr", "select", "reject") and node.node is not None:
+            inner = self.seq_view(node.node)
+            pred = self.predicate(node, inner.element)
+            both = pred if inner.pred is None else (lambda x, a=inner.pred, b=pred: f"(and {a(x)} {b(x)})")
+            return View(inner.base, inner.element, both, inner.attr)
+        if isinstance(node, nodes.Filter) and node.name == "map" and node.node is not None:
+            inner = self.seq_view(node.node)
+            attr = next((self.fold(kw.value) for kw in node.kwargs if kw.key == "attribute"), None)
+            field = K.FIELDS.get(inner.element or "", {}).get(attr.value if attr else "")
+            if field is None or node.args:
+                raise self.fail("map() other than map(attribute=...) over messages or tools", node, "map")
+            return View(inner.base, field[1], inner.pred, field[0])
+        kind = self.kind(node)
+        return View(self.expr(node), K.ELEMENT.get(kind or ""), None)
+
+    def predicate(self, node: nodes.Filter, element: str | None) -> Callable[[str], str]:
+        args = [self.fold(a) for a in node.args]
+        if any(a is None for a in args):
+            raise self.fail(f"{node.name}() with arguments computed at render time", node, node.name)
+        values = [a.value for a in args if a is not None]
+        on_attr = node.name.endswith("attr")
+        field = None
+        if on_attr:
+            field = K.FIELDS.get(element or "", {}).get(values[0] if values else "")
+            if field is None:
+                raise self.fail(f"{node.name}() on a field Ollama's data does not have", node, node.name)
+            values = values[1:]
+        test = values[0] if values else None
+        operand = (lambda x: f"{x}.{field[0]}") if field else (lambda x: x)
+        tests = {None: lambda x: operand(x), "defined": lambda x: operand(x), "undefined": lambda x: f"(not {operand(x)})",
+                 "none": lambda x: f"(not {operand(x)})", "equalto": lambda x: f"(eq {operand(x)} {self.go_const(values[1], node)})"}
+        tests["eq"] = tests["=="] = tests["equalto"]
+        tests["ne"] = tests["!="] = lambda x: f"(ne {operand(x)} {self.go_const(values[1], node)})"
+        if test not in tests or (test in ("equalto", "eq", "==", "ne", "!=") and len(values) < 2):
+            raise self.fail(f"{node.name}() with the test {test!r}", node, node.name)
+        keep = tests[test]
+        return keep if node.name in ("select", "selectattr") else (lambda x: f"(not {keep(x)})")
+
+    def count(self, view: View) -> str:
+        var, item = self.fresh("n"), self.fresh("x")
+        assert view.pred is not None
+        self.emit(f'{{{{ {var} := 0 }}}}{{{{ range {item} := {view.base} }}}}{{{{ if {view.pred(item)} }}}}'
+                  f'{{{{ {var} = len (printf "%*s " {var} "") }}}}{{{{ end }}}}{{{{ end }}}}')
+        return var
+
+    def pick(self, view: View, *, first: bool) -> str:
+        if view.pred is None:
+            return self.index_at(view.base, 0 if first else -1)
+        var, item = self.fresh("p"), self.fresh("x")
+        stop = "{{ break }}" if first else ""
+        self.emit(f'{{{{ {var} := "" }}}}{{{{ range {item} := {view.base} }}}}{{{{ if {view.pred(item)} }}}}'
+                  f"{{{{ {var} = {item} }}}}{stop}{{{{ end }}}}{{{{ end }}}}")
+        return var
+
+    def join(self, node: nodes.Filter) -> str:
+        assert node.node is not None
+        view = self.seq_view(node.node)
+        sep = self.fold(node.args[0]) if node.args else None
+        if node.args and sep is None:
+            raise self.fail("join() with a separator computed at render time", node, "join")
+        var, item, started = self.fresh("j"), self.fresh("x"), self.fresh("s")
+        value = f"{item}.{view.attr}" if view.attr else item
+        body = f"{{{{ if {started} }}}}{{{{ {var} = print {var} {go_string(sep.value if sep else '')} }}}}{{{{ end }}}}" \
+               f"{{{{ {var} = print {var} {value} }}}}{{{{ {started} = true }}}}"
+        if view.pred is not None:
+            body = f"{{{{ if {view.pred(item)} }}}}{body}{{{{ end }}}}"
+        self.emit(f'{{{{ {var} := "" }}}}{{{{ {started} := false }}}}{{{{ range {item} := {view.base} }}}}{body}{{{{ end }}}}')
+        return var
+
+    def x_Slice(self, node: nodes.Slice) -> str:
+        raise self.fail("a slice", node, ":")
+
+    def note_think(self) -> None:
+        self.note(THINK_NOTE)

@@ -1,0 +1,36 @@
+"""What Ollama hands a template: the kind of each value, and the Go field behind each Jinja key.
+
+Jinja reads transformers' message and tool dicts; Ollama's TEMPLATE reads its api structs. A kind
+names one of those structs (or a list of them), so `message.name` can become `.ToolName` on a
+message and `.Name` on a function, and `tojson` knows which fields to write.
+"""
+
+from __future__ import annotations
+
+# kind -> Jinja key -> (Go field, kind of the value)
+FIELDS: dict[str, dict[str, tuple[str, str]]] = {
+    "message": {
+        "role": ("Role", "string"), "content": ("Content", "string"), "tool_calls": ("ToolCalls", "toolcalls"),
+        "tool_call_id": ("ToolCallID", "string"), "name": ("ToolName", "string"), "tool_name": ("ToolName", "string"),
+        "thinking": ("Thinking", "string"), "reasoning_content": ("Thinking", "string"), "reasoning": ("Thinking", "string"),
+    },
+    "toolcall": {"function": ("Function", "callfunc"), "id": ("ID", "string")},
+    "callfunc": {"name": ("Name", "string"), "arguments": ("Arguments", "args")},
+    "tool": {"type": ("Type", "string"), "function": ("Function", "toolfunc")},
+    "toolfunc": {"name": ("Name", "string"), "description": ("Description", "string"), "parameters": ("Parameters", "params")},
+    "params": {"type": ("Type", "string"), "properties": ("Properties", "properties"), "required": ("Required", "strings")},
+    "property": {"type": ("Type", "string"), "description": ("Description", "string"), "enum": ("Enum", "values")},
+}
+
+ELEMENT = {"messages": "message", "tools": "tool", "toolcalls": "toolcall", "strings": "string", "values": "value"}
+SEQUENCES = set(ELEMENT)
+
+# Keys Ollama's structs do not carry but whose value is fixed for every value Ollama passes.
+FIXED = {("toolcall", "type"): "function"}
+
+# Fields that always hold a value in Ollama's data (the rest are empty when unset).
+ALWAYS_SET = {("message", "role"), ("message", "content"), ("toolcall", "function"), ("callfunc", "name"), ("callfunc", "arguments"),
+              ("tool", "type"), ("tool", "function"), ("toolfunc", "name"), ("toolfunc", "parameters")}
+
+MAPPINGS = {"message", "toolcall", "callfunc", "tool", "toolfunc", "params", "property", "args", "properties"}
+STRINGS = {"string"}

@@ -1,0 +1,219 @@
+"""Statement handlers: output, if, for, set, loop control. One method per Jinja statement node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jinja2 import nodes
+
+from model_serving.serve.ollama.gotemplate.core import Loop, is_undefined
+from model_serving.serve.ollama.gotemplate.text import literal_text
+
+RAISE_NOTE = "raise_exception checks (input validation) are not carried over; Ollama renders such inputs instead of refusing them."
+BOS_NOTE = "The template's BOS token is left out: the runtime adds one (add_bos_token), and writing it too would double it."
+
+
+@dataclass
+class Scope:
+    declared: set[str]
+    shadowed: set[str] = field(default_factory=set)  # names a loop body redeclares, starting from the outer value
+
+
+class Statements:
+    def block(self, body: list[nodes.Node], scope: Scope) -> str:
+        # Jinja's `set` inside an `if` stays visible after it; Go's would not, so every runtime name
+        # the block assigns is declared once at its start.
+        hoisted = []
+        for name in self.assigned_here(body):
+            if name not in scope.declared:
+                start = f"${name}" if name in scope.shadowed else '""'
+                hoisted.append(f"{{{{ ${name} := {start} }}}}")
+                scope.declared.add(name)
+        return "".join(hoisted) + "".join(self.stmt(n, scope) for n in body)
+
+    def assigned_here(self, body: list[nodes.Node]) -> list[str]:
+        """Go names of the runtime variables `body` assigns (namespace attributes as ns_attr)."""
+        names: list[str] = []
+        for n in body:
+            if isinstance(n, nodes.Assign):
+                names.extend(go for key, go in self.assign_keys(n) if key in self.runtime)
+            elif isinstance(n, nodes.If):
+                for part in (n.body, *(e.body for e in n.elif_), n.else_):
+                    names.extend(self.assigned_here(part))
+        return list(dict.fromkeys(names))
+
+    def assign_keys(self, n: nodes.Assign) -> list[tuple[str, str]]:
+        """(runtime key, Go name) per name the assignment sets."""
+        if isinstance(n.target, nodes.NSRef):
+            return [(f"{n.target.name}.{n.target.attr}", f"{n.target.name}_{n.target.attr}")]
+        if isinstance(n.target, nodes.Name) and n.target.name in self.namespaces and isinstance(n.node, nodes.Call):
+            return [(f"{n.target.name}.{kw.key}", f"{n.target.name}_{kw.key}") for kw in n.node.kwargs]
+        return [(t.name, t.name) for t in n.target.find_all(nodes.Name)] if not isinstance(n.target, nodes.Name) else [(n.target.name, n.target.name)]
+
+    def stmt(self, node: nodes.Node, scope: Scope) -> str:
+        handler = getattr(self, f"s_{type(node).__name__}", None)
+        if handler is None:
+            raise self.fail(self.describe(node), node, _HINTS.get(type(node).__name__, ""))
+        return self.with_prelude(handler, node, scope)
+
+    def s_Output(self, node: nodes.Output, scope: Scope) -> str:
+        return "".join(self.output_item(child) for child in node.nodes)
+
+    def s_Continue(self, node: nodes.Continue, scope: Scope) -> str:
+        return "{{ continue }}"
+
+    def s_Break(self, node: nodes.Break, scope: Scope) -> str:
+        return "{{ break }}"
+
+    def output_item(self, child: nodes.Node) -> str:
+        if isinstance(child, nodes.TemplateData):
+            return literal_text(child.data)
+        if self.is_raise(child):
+            self.note(RAISE_NOTE)
+            return ""
+        if isinstance(child, nodes.Name) and child.name == "bos_token" and self.runtime_adds_bos and self.bos:
+            self.bos_dropped = True
+            self.note(BOS_NOTE)
+            return ""
+        folded = self.fold(child)
+        if folded is not None:
+            return literal_text("" if is_undefined(folded.value) else str(folded.value))
+        if isinstance(child, nodes.CondExpr):
+            test = self.truth(child.test)
+            other = self.output_item(child.expr2) if child.expr2 is not None else ""
+            return f"{{{{ if {test} }}}}{self.output_item(child.expr1)}{{{{ else }}}}{other}{{{{ end }}}}"
+        kind = self.kind(child)
+        if kind not in ("string", "value", "int", None):
+            raise self.fail(f"printing a {kind} value without tojson (Jinja writes a Python repr)", child)
+        return f"{{{{ {self.expr(child)} }}}}"
+
+    def s_If(self, node: nodes.If, scope: Scope) -> str:
+        branches = [(node.test, node.body), *((e.test, e.body) for e in node.elif_)]
+        if not node.elif_ and not node.else_ and self.raise_only(node.body):
+            self.note(RAISE_NOTE)
+            return ""
+        out: list[str] = []
+        for test, body in branches:
+            folded = self.fold(test)
+            if folded is not None and not folded.value:
+                continue  # a branch that can never be taken
+            if folded is not None:
+                return self.close_if(out, self.branch(body, scope))
+            out.append(f"{{{{ {'else if' if out else 'if'} {self.truth(test)} }}}}{self.branch(body, scope)}")
+        return self.close_if(out, self.branch(node.else_, scope) if node.else_ else "")
+
+    def close_if(self, opened: list[str], rest: str) -> str:
+        if not opened:
+            return rest  # decided at registration time
+        return "".join(opened) + (f"{{{{ else }}}}{rest}" if rest else "") + "{{ end }}"
+
+    def branch(self, body: list[nodes.Node], scope: Scope) -> str:
+        if self.raise_only(body):
+            self.note(RAISE_NOTE)
+            return ""
+        return "".join(self.stmt(n, scope) for n in body)
+
+    def s_For(self, node: nodes.For, scope: Scope) -> str:
+        if node.else_ or node.recursive:
+            raise self.fail("a for loop with else or recursion", node, "for")
+        items = isinstance(node.iter, nodes.Call) and isinstance(node.iter.node, nodes.Getattr) and node.iter.node.attr == "items"
+        if isinstance(node.target, nodes.Tuple) and items:
+            return self.for_items(node, scope)
+        if not isinstance(node.target, nodes.Name):
+            raise self.fail("a for loop over several targets other than dict.items()", node, "for")
+        view = self.seq_view(node.iter)
+        if view.pred is not None and node.test is not None:
+            raise self.fail("a for loop over a filtered list with an inline if", node, "for")
+        loop = Loop(index=self.fresh("i"), iterable=view.base, target=f"${node.target.name}", counter=self.counter)
+        self.kinds[node.target.name] = view.element
+        filtered = view.pred is not None or node.test is not None
+        if filtered and any(isinstance(n, nodes.Name) and n.name == "loop" for n in node.find_all(nodes.Name)):
+            raise self.fail("loop.* inside a loop over a filtered list (the positions would differ)", node, "loop.")
+        self.loops.append(loop)
+        try:
+            body = self.block(node.body, self.inner_scope(node, scope, {node.target.name}))
+            test = view.pred(loop.target) if view.pred is not None else (self.truth(node.test) if node.test is not None else None)
+        finally:
+            self.loops.pop()
+        if test is not None:
+            body = f"{{{{ if {test} }}}}{body}{{{{ end }}}}"
+        return self.range_loop(loop, body)
+
+    def inner_scope(self, node: nodes.For, scope: Scope, targets: set[str]) -> Scope:
+        # A plain `set` inside a loop body does not leak out of it (Jinja scoping): shadow it there.
+        mine = {go for n in node.body if isinstance(n, nodes.Assign) and not isinstance(n.target, nodes.NSRef)
+                for key, go in self.assign_keys(n) if key in self.runtime and "." not in key}
+        mine |= {k for k in self.assigned_here(node.body) if k.split("_", 1)[0] not in self.namespaces}
+        return Scope(set(scope.declared - mine) | targets, scope.declared & mine)
+
+    def range_loop(self, loop: Loop, body: str) -> str:
+        head = f"{{{{ range {loop.index}, {loop.target} := {loop.iterable} }}}}"
+        pre, start = [], []
+        if loop.prev:
+            # loop.previtem: the item of the pass before, kept at the start of each pass (continue-safe).
+            pre.append(f'{{{{ $prev{loop.counter} := "" }}}}{{{{ $last{loop.counter} := "" }}}}')
+            start.append(f"{{{{ $prev{loop.counter} = $last{loop.counter} }}}}{{{{ $last{loop.counter} = {loop.target} }}}}")
+        for (offset, divisor), var in loop.mods.items():
+            pre.append(f"{{{{ {var} := {(offset - 1) % divisor} }}}}")
+            start.append(f'{{{{ if eq {var} {divisor - 1} }}}}{{{{ {var} = 0 }}}}{{{{ else }}}}{{{{ {var} = len (printf "%*s " {var} "") }}}}{{{{ end }}}}')
+        return "".join(pre) + head + "".join(start) + body + "{{ end }}"
+
+    def for_items(self, node: nodes.For, scope: Scope) -> str:
+        assert isinstance(node.target, nodes.Tuple) and isinstance(node.iter, nodes.Call) and isinstance(node.iter.node, nodes.Getattr)
+        key, value = (t.name for t in node.target.items if isinstance(t, nodes.Name))
+        base = node.iter.node.node
+        kind = self.kind(base)
+        if kind not in ("properties", "args"):
+            raise self.fail(f"a loop over .items() of a {kind or 'runtime'} value", node, "items")
+        if any(n.name == "loop" for n in node.find_all(nodes.Name)):
+            raise self.fail("loop.* inside a loop over .items()", node, "loop.")
+        self.note("A loop over .items() of tool properties or arguments visits the keys in sorted order (Ollama hands them to Go as a map); "
+                  "Jinja keeps their declaration order, so the two agree when the keys are declared in sorted order.")
+        self.kinds[value] = "property" if kind == "properties" else "value"
+        self.kinds[key] = "string"
+        body = self.block(node.body, self.inner_scope(node, scope, {key, value}))
+        return f"{{{{ range ${key}, ${value} := {self.expr(base)}.ToMap }}}}{body}{{{{ end }}}}"
+
+    def s_Assign(self, node: nodes.Assign, scope: Scope) -> str:
+        target, value = node.target, node.node
+        if isinstance(target, nodes.Name) and target.name in self.namespaces and self.is_call(value, "namespace"):
+            return self.assign_namespace(target.name, value)
+        if isinstance(target, nodes.NSRef):
+            key, var = f"{target.name}.{target.attr}", f"${target.name}_{target.attr}"
+        elif isinstance(target, nodes.Name):
+            key, var = target.name, f"${target.name}"
+        else:
+            raise self.fail("assignment to several names at once", node, "set")
+        if key not in self.runtime:
+            folded = self.fold(value)
+            if folded is None:
+                raise self.fail("a value the converter could not compute at registration time", node, "set")
+            self.set_const(key, folded.value)
+            return ""
+        kind = self.kind(value) or "value"
+        out = self.assign_to(var, value)
+        self.kinds[var[1:]] = kind  # after the value is converted: `set x = x.function` reads the old kind
+        return out
+
+    def assign_to(self, var: str, value: nodes.Node) -> str:
+        if isinstance(value, nodes.CondExpr):
+            other = f"{{{{ else }}}}{self.assign_to(var, value.expr2)}" if value.expr2 is not None else ""
+            return f"{{{{ if {self.truth(value.test)} }}}}{self.assign_to(var, value.expr1)}{other}{{{{ end }}}}"
+        return f"{{{{ {var} = {self.expr(value)} }}}}"
+
+    def assign_namespace(self, name: str, call: nodes.Call) -> str:
+        out = []
+        for kw in call.kwargs:
+            if f"{name}.{kw.key}" in self.runtime:
+                out.append(self.assign_to(f"${name}_{kw.key}", kw.value))
+                self.kinds[f"{name}_{kw.key}"] = self.kind(kw.value) or "value"
+            else:
+                folded = self.fold(kw.value)
+                if folded is None:
+                    raise self.fail("a namespace value the converter could not compute at registration time", call, "namespace")
+                self.set_const(f"{name}.{kw.key}", folded.value)
+        return "".join(out)
+
+
+_HINTS = {"Macro": "macro", "CallBlock": "call", "FilterBlock": "filter", "With": "with", "Include": "include", "Import": "import",
+          "FromImport": "from", "AssignBlock": "set", "ExprStmt": "do"}

@@ -1,0 +1,30 @@
+"""Go template literals."""
+
+from __future__ import annotations
+
+
+def go_string(text: str) -> str:
+    """A Go double-quoted string literal for `text`."""
+    out = ['"']
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def literal_text(text: str) -> str:
+    """Template text for Go: literal, except `{{`, which would open an action."""
+    return text.replace("{{", '{{ "{{" }}')

@@ -1,0 +1,118 @@
+"""`tojson` on Ollama's tool data, written the way Python's json.dumps writes the same dicts.
+
+Ollama's own `json` helper writes compact JSON in Go's struct field order; transformers' `tojson`
+writes `", "`/`": "` separators (or an indent) in the order the dicts were built. So the converter
+writes the JSON itself: the keys in the order OpenAI-style tool dicts carry them, strings quoted
+with `printf "%q"` (JSON's escapes for printable text), objects and lists with Jinja's separators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jinja2 import nodes
+
+from model_serving.serve.ollama.gotemplate.text import go_string
+
+# kind -> [(JSON key, Go field, kind, optional)] in the order tool dicts are written
+SCHEMAS = {
+    "tool": [("type", "Type", "string", False), ("function", "Function", "toolfunc", False)],
+    "toolfunc": [("name", "Name", "string", False), ("description", "Description", "string", True), ("parameters", "Parameters", "params", False)],
+    "params": [("type", "Type", "string", False), ("properties", "Properties", "properties", False), ("required", "Required", "strings", True)],
+    "property": [("type", "Type", "ptype", False), ("description", "Description", "string", True), ("enum", "Enum", "values", True)],
+    "callfunc": [("name", "Name", "string", False), ("arguments", "Arguments", "args", False)],
+}
+LISTS = {"tools": "tool", "toolcalls": "toolcall", "strings": "string", "values": "value"}
+MAPS = {"properties": "property", "args": "value"}
+JSON_NOTE = ("`tojson` of tool data is written key by key in the order tool dicts carry them (type, function, name, description, "
+             "parameters, properties, required); properties and arguments come in sorted key order, and values nested inside "
+             "arguments as compact JSON.")
+
+
+@dataclass
+class Style:
+    item: str
+    key: str
+    indent: int | None
+
+    def newline(self, level: int) -> str:
+        return "" if self.indent is None else "\n" + " " * (self.indent * level)
+
+
+class ToolJSON:
+    def tojson(self, node: nodes.Filter) -> str:
+        options = {kw.key: self.fold(kw.value) for kw in node.kwargs}
+        if any(v is None for v in options.values()) or node.args:
+            raise self.fail("tojson with options computed at render time", node, "tojson")
+        values = {k: v.value for k, v in options.items() if v is not None}
+        if values.get("sort_keys") or values.get("ensure_ascii"):
+            raise self.fail("tojson(sort_keys=True) or tojson(ensure_ascii=True)", node, "tojson")
+        indent = values.get("indent")
+        item_sep, key_sep = values.get("separators") or ((", " if indent is None else ","), ": ")
+        kind = self.kind(node.node)
+        if kind is None or kind in ("messages", "message", "bool"):
+            raise self.fail(f"tojson of {kind or 'a value of unknown type'} at render time", node, "tojson")
+        self.note(JSON_NOTE)
+        var = self.fresh("json")
+        self.json_var = var
+        body = self.write(kind, self.expr(node.node), Style(item_sep, key_sep, indent), 0)
+        self.emit(f'{{{{ {var} := "" }}}}{body}')
+        return var
+
+    def put(self, text: str) -> str:
+        return f"{{{{ {self.json_var} = print {self.json_var} {go_string(text)} }}}}" if text else ""
+
+    def put_value(self, go: str) -> str:
+        return f"{{{{ {self.json_var} = print {self.json_var} {go} }}}}"
+
+    def write(self, kind: str, go: str, style: Style, level: int) -> str:
+        if kind == "string":
+            return self.put_value(_quoted(go))
+        if kind == "ptype":
+            return self.put_value(f"(json {go})")  # one type name, quoted
+        if kind == "int":
+            return self.put_value(go)
+        if kind == "value":
+            # a string quoted as JSON quotes it; anything else as Go's encoder writes it
+            is_text = f'eq (printf "%T" {go}) "string"'
+            return f"{{{{ if {is_text} }}}}{self.put_value(_quoted(go))}{{{{ else }}}}{self.put_value(f'(json {go})')}{{{{ end }}}}"
+        if kind == "toolcall":
+            call = self.write("callfunc", f"{go}.Function", style, level + 1)
+            head = self.put("{" + style.newline(level + 1))
+            ident_value = self.put('"id"' + style.key) + self.put_value(_quoted(f"{go}.ID")) + self.put(style.item + style.newline(level + 1))
+            ident = f"{{{{ if {go}.ID }}}}{ident_value}{{{{ end }}}}"
+            typ = self.put(f'"type"{style.key}"function"{style.item}{style.newline(level + 1)}"function"{style.key}')
+            return head + ident + typ + call + self.put(style.newline(level) + "}")
+        if kind in SCHEMAS:
+            return self.write_object(kind, go, style, level)
+        if kind in LISTS:
+            return self.write_list(LISTS[kind], go, style, level)
+        if kind in MAPS:
+            return self.write_map(MAPS[kind], go, style, level)
+        raise self.fail(f"tojson of a {kind} value", None)
+
+    def write_object(self, kind: str, go: str, style: Style, level: int) -> str:
+        out = [self.put("{")]
+        for i, (key, field, sub, optional) in enumerate(SCHEMAS[kind]):
+            lead = ("" if i == 0 else style.item) + style.newline(level + 1) + f'"{key}"{style.key}'
+            part = self.put(lead) + self.write(sub, f"{go}.{field}", style, level + 1)
+            out.append(f"{{{{ if {go}.{field} }}}}{part}{{{{ end }}}}" if optional else part)
+        out.append(self.put(style.newline(level) + "}"))
+        return "".join(out)
+
+    def write_list(self, element: str, go: str, style: Style, level: int) -> str:
+        i, item = self.fresh("k"), self.fresh("v")
+        sep = f"{{{{ if {i} }}}}{self.put(style.item)}{{{{ end }}}}{self.put(style.newline(level + 1))}"
+        items = f"{{{{ range {i}, {item} := {go} }}}}{sep}{self.write(element, item, style, level + 1)}{{{{ end }}}}"
+        return f'{{{{ if {go} }}}}{self.put("[")}{items}{self.put(style.newline(level) + "]")}{{{{ else }}}}{self.put("[]")}{{{{ end }}}}'
+
+    def write_map(self, element: str, go: str, style: Style, level: int) -> str:
+        key, item, started = self.fresh("k"), self.fresh("v"), self.fresh("s")
+        sep = f"{{{{ if {started} }}}}{self.put(style.item)}{{{{ end }}}}{{{{ {started} = true }}}}{self.put(style.newline(level + 1))}"
+        head = self.put_value(_quoted(key)) + self.put(style.key)
+        items = f"{{{{ {started} := false }}}}{{{{ range {key}, {item} := {go}.ToMap }}}}{sep}{head}{self.write(element, item, style, level + 1)}{{{{ end }}}}"
+        return f'{{{{ if {go}.Len }}}}{self.put("{")}{items}{self.put(style.newline(level) + "}")}{{{{ else }}}}{self.put("{}")}{{{{ end }}}}'
+
+
+def _quoted(go: str) -> str:
+    return f'(printf "%q" {go})'
