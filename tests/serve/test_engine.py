@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from model_serving.errors import InputError, VerificationFailed
-from model_serving.serve.embedded.engine import list_models, probe_model, register_embedded, start_model, stop_model
+from model_serving.serve.embedded.engine import list_models, register_embedded, start_model, stop_model
+from model_serving.serve.embedded.probe import probe_model
 from model_serving.serve.status import serving_status
 from model_serving.settings import Settings
 
@@ -37,7 +38,7 @@ def test_two_models_are_served_at_once_each_by_name(settings: Settings, tiny_ggu
         assert {e.model.name for e in status.engine if e.healthy} == {"tiny-a", "tiny-b"}
         assert all(e.slots_total == 2 for e in status.engine)
         assert status.total_engine_rss_bytes > 0
-        assert status.ollama.reachable is False and "ollama serve" in (status.ollama.error or "")
+        assert status.ollama.reachable is False and "not reachable" in status.ollama.error and "ollama serve" in status.ollama.next_step
     finally:
         stop_model(settings, "tiny-a")
         stop_model(settings, "tiny-b")
@@ -80,6 +81,7 @@ def test_smollm2_registers_answers_and_stops_with_its_own_template(settings: Set
     model, probe = register_embedded(settings, smollm2_gguf, "smol", ctx_size=1024, parallel=2)
     try:
         assert probe.ok, probe.problems
+        assert probe.engine == "embedded" and probe.model == "smol"
         assert probe.finish_reason == "stop" and probe.answer.strip()
         assert probe.template_matches is True
         assert probe.rendered_prompt and probe.rendered_prompt.endswith("<|im_start|>assistant\n")

@@ -224,15 +224,15 @@ def test_pull_from_the_registry_and_unknown_names(ollama_settings: Settings, oll
 @pytest.mark.slow
 def test_ollama_quantizes_an_f16_gguf(ollama_settings: Settings, tiny_gguf: Path) -> None:
     from model_serving.errors import InputError
+    from model_serving.gguf.info import read_gguf
     from model_serving.jobs import Progress
-    from model_serving.serve.ollama.gguf_info import read_gguf
-    from model_serving.serve.ollama.register import _plan_quantize
+    from model_serving.serve.ollama.plan import plan_quantize
 
     info = read_gguf(tiny_gguf)
-    assert info.file_type_name == "F16"
-    assert _plan_quantize(info, tiny_gguf, "Q4_K_M", None, Progress()) == (tiny_gguf, "q4_K_M", "ollama")
+    assert info.file_type == "F16"
+    assert plan_quantize(info, tiny_gguf, "Q4_K_M", None, Progress()) == (tiny_gguf, "q4_K_M", "ollama")
     with pytest.raises(InputError, match="model-serving quantize"):
-        _plan_quantize(info, tiny_gguf, "q5_K_M", None, Progress())  # not one Ollama does, and no quantizer given
+        plan_quantize(info, tiny_gguf, "q5_K_M", None, Progress())  # not one Ollama does, and no quantizer given
     statuses: list[str] = []
     with OllamaClient(ollama_settings) as client:
         digest = _file_digest(tiny_gguf)

@@ -51,10 +51,10 @@ def real_ollama(tmp_path: Path) -> Iterator[str]:
 def test_register_probe_and_delete_on_a_real_ollama(settings: Settings, real_ollama: str, smollm2_gguf: Path) -> None:
     settings.ollama_host = real_ollama
     settings.roots.append(smollm2_gguf.parent.resolve())
-    reg = register_gguf(settings, smollm2_gguf, "model-serving-live-test", num_ctx=2048)
+    reg, probe = register_gguf(settings, smollm2_gguf, "model-serving-live-test", num_ctx=2048)
     try:
-        assert reg.probe.done_reason == "stop", reg.probe
-        assert reg.probe.passed, reg.probe.problems
+        assert probe.finish_reason == "stop", probe
+        assert probe.ok, probe.problems
         assert reg.template_check is None or reg.template_check.passed, reg.template_check.describe()
         assert "model-serving-live-test:latest" in [m.name for m in manage.list_models(settings)]
     finally:

@@ -9,11 +9,12 @@ import pytest
 from ollama_double import OllamaDouble
 
 from model_serving.errors import InputError, ServingError, VerificationFailed
+from model_serving.gguf.info import read_gguf
 from model_serving.serve.ollama import manage, templates
 from model_serving.serve.ollama.client import OllamaAPIError, OllamaClient, OllamaUnreachable
-from model_serving.serve.ollama.gguf_info import read_gguf
 from model_serving.serve.ollama.modelfile import parse
-from model_serving.serve.ollama.register import _choose_template, choose_num_ctx, register_gguf
+from model_serving.serve.ollama.plan import choose_num_ctx, choose_template
+from model_serving.serve.ollama.register import register_gguf
 from model_serving.settings import Settings
 
 
@@ -24,7 +25,7 @@ def _names(settings: Settings) -> list[str]:
 
 @pytest.mark.slow
 def test_register_relying_on_the_ggufs_template_then_manage(ollama_settings: Settings, ollama_double: OllamaDouble, smollm2_gguf: Path) -> None:
-    reg = register_gguf(ollama_settings, smollm2_gguf, "smol", num_ctx=1024, system="You are a concise assistant.")
+    reg, probe = register_gguf(ollama_settings, smollm2_gguf, "smol", num_ctx=1024, system="You are a concise assistant.")
     assert reg.name == "smol:latest" and reg.uploaded and reg.server_version == "0.33.0"
     assert reg.template.strategy == "gguf" and "renders the GGUF's own Jinja template" in reg.template.reason
     assert reg.stored.template == read_gguf(smollm2_gguf).chat_template
@@ -33,8 +34,8 @@ def test_register_relying_on_the_ggufs_template_then_manage(ollama_settings: Set
     assert reg.stored.system == "You are a concise assistant."
     assert reg.create_status[-1] == "success"
     # the probe: stops by itself, sees every prompt token
-    assert reg.probe.passed and reg.probe.done_reason == "stop" and reg.probe.reply
-    assert reg.probe.prompt_eval_count == reg.probe.expected_prompt_tokens and not reg.probe.truncated
+    assert probe.ok and probe.engine == "ollama" and probe.finish_reason == "stop" and probe.answer
+    assert probe.prompt_tokens == probe.expected_prompt_tokens and not probe.truncated and not probe.double_bos
     assert reg.template_check is not None and reg.template_check.passed
     assert [c.status for c in reg.template_check.cases] == ["equal", "equal", "equal", "not applicable", "not applicable"]
     # the Modelfile we report reads back to the same content
@@ -54,17 +55,17 @@ def test_register_relying_on_the_ggufs_template_then_manage(ollama_settings: Set
     manage.unload_model(ollama_settings, "smol")
     assert manage.running_models(ollama_settings) == []
     status = manage.server_status(ollama_settings)
-    assert status.up and status.missing_features == []
+    assert status.reachable and status.missing_features == []
 
 
 @pytest.mark.slow
 def test_register_with_the_converted_go_template_on_an_older_server(ollama_settings: Settings, ollama_double: OllamaDouble, smollm2_gguf: Path,
                                                                      go_renderer) -> None:
     ollama_double.version = "0.29.0"
-    reg = register_gguf(ollama_settings, smollm2_gguf, "smol-go", num_ctx=1024, go_renderer=go_renderer)
+    reg, probe = register_gguf(ollama_settings, smollm2_gguf, "smol-go", num_ctx=1024, go_renderer=go_renderer)
     assert reg.template.strategy == "go" and "does not render GGUF Jinja templates" in reg.template.reason
     assert reg.stored.template.startswith("{{ $messages := $.Messages }}")
-    assert reg.probe.passed and reg.probe.done_reason == "stop"
+    assert probe.ok and probe.finish_reason == "stop"
     assert reg.template_check is not None and reg.template_check.passed
     assert reg.template_render_check is not None and reg.template_render_check.passed
     assert {c.status for c in reg.template_render_check.cases} == {"equal", "not applicable"}
@@ -73,7 +74,7 @@ def test_register_with_the_converted_go_template_on_an_older_server(ollama_setti
 
     with pytest.raises(InputError, match="already has a model named smol-go:latest"):
         register_gguf(ollama_settings, smollm2_gguf, "smol-go", num_ctx=1024)
-    again = register_gguf(ollama_settings, smollm2_gguf, "smol-go", num_ctx=512, overwrite=True)
+    again, _ = register_gguf(ollama_settings, smollm2_gguf, "smol-go", num_ctx=512, overwrite=True)
     assert again.replaced_existing and not again.uploaded  # the blob was already there
     assert again.stored.parameters["num_ctx"] == ["512"]
     assert _names(ollama_settings) == ["smol-go:latest"]  # the backup copy is gone
@@ -150,19 +151,19 @@ def test_unconvertible_template_on_an_old_server_names_the_construct(ollama_sett
     assert ("POST", "/api/create") not in ollama_double.requests
     # a server that renders GGUF templates falls back to the GGUF's own template, and says why
     info = read_gguf(smollm2_gguf)
-    choice, go_template, _ = _choose_template(info, source, "auto", "0.33.0")
+    choice, go_template, _ = choose_template(info, source, "auto", "0.33.0")
     assert choice.strategy == "gguf" and go_template is None and ".strip()" in choice.reason
 
 
 def test_tool_templates_rely_on_the_gguf_where_the_server_can(smollm2_gguf: Path, tmp_path: Path) -> None:
     info = read_gguf(smollm2_gguf)
     info.chat_template = (Path(__file__).parents[1] / "data" / "chat_templates" / "qwen2.5.jinja").read_text()
-    choice, go_template, _ = _choose_template(info, None, "auto", "0.33.0")
+    choice, go_template, _ = choose_template(info, None, "auto", "0.33.0")
     assert choice.strategy == "gguf" and choice.supports_tools and go_template is None
-    old, go_template, _ = _choose_template(info, None, "auto", "0.29.0")
+    old, go_template, _ = choose_template(info, None, "auto", "0.29.0")
     assert old.strategy == "go" and "$.Tools" in (go_template or "") and any("compact JSON" in n for n in old.notes)
     with pytest.raises(InputError, match="cannot render a GGUF's Jinja template"):
-        _choose_template(info, None, "gguf", "0.29.0")
+        choose_template(info, None, "gguf", "0.29.0")
 
 
 def test_num_ctx_never_silently_exceeds_the_model_or_memory(smollm2_gguf: Path) -> None:

@@ -14,7 +14,8 @@ shared reference (ollama-gguf-facts.md, including its Addendum on current server
   it has none, with the GGUF's Jinja template as Ollama 0.30+ does; stop strings, num_predict,
   done_reason stop/length, counts and nanosecond durations; a cached prompt prefix lowers
   prompt_eval_count as it does on a real server; keep_alive 0 unloads;
-- 404 for unknown models, 503 when the request queue is full, 403 for a non-local Host header.
+- 404 for unknown models, 503 when the request queue is full, 403 for a non-local Host header;
+- `stall`: requests that are read and never answered, for the client's timeouts.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class OllamaDouble:
     drop_uploads: int = 0  # cut the next N blob uploads off half-way
     stream_error_after: dict[str, int] = field(default_factory=dict)  # path -> emit an error line after N lines (once)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    stall: set[str] = field(default_factory=set)  # 'METHOD /path' prefixes: read the request, never answer (until stop)
 
     def __post_init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="ollama-double-"))
@@ -137,6 +139,7 @@ class OllamaDouble:
         self.lock = threading.RLock()
         self.inference = threading.Lock()
         self._pending = 0
+        self._released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
 
@@ -154,6 +157,7 @@ class OllamaDouble:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -330,6 +334,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         double.requests.append((self.command, path))
         double.expire()
+        if any(f"{self.command} {path}".startswith(prefix) for prefix in double.stall):
+            self._body()  # take the whole request, as a server busy elsewhere would
+            double._released.wait()
+            self.close_connection = True
+            return
         try:
             if not self._local_host():
                 raise DoubleError(403, "forbidden")

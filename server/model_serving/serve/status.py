@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from model_serving.serve.embedded.engine import ServedModel, list_models
+from model_serving.serve.embedded.registry import ServedModel, list_models
+from model_serving.serve.ollama.manage import ServerStatus, server_status
 from model_serving.settings import Settings
+
+STATUS_TIMEOUT_S = 3.0  # per request: a hung engine is reported unhealthy, not waited for
 
 
 class EngineModelStatus(BaseModel):
@@ -18,18 +21,9 @@ class EngineModelStatus(BaseModel):
     tokens_predicted: int | None = None
 
 
-class OllamaStatus(BaseModel):
-    host: str
-    reachable: bool
-    version: str | None = None
-    models: list[str] = []
-    running: list[dict[str, object]] = Field(default_factory=list, description="name, size, size_vram, processor, expires_at")
-    error: str | None = None
-
-
 class ServingStatus(BaseModel):
     engine: list[EngineModelStatus]
-    ollama: OllamaStatus
+    ollama: ServerStatus
     total_engine_rss_bytes: int
 
 
@@ -43,12 +37,12 @@ def _metric(text: str, name: str) -> int | None:
     return None
 
 
-def engine_status(model: ServedModel) -> EngineModelStatus:
+def engine_status(model: ServedModel, *, timeout_s: float = STATUS_TIMEOUT_S) -> EngineModelStatus:
     status = EngineModelStatus(model=model, healthy=False)
     if model.state != "running":
         return status
     try:
-        with httpx.Client(base_url=model.base_url, timeout=3) as client:
+        with httpx.Client(base_url=model.base_url, timeout=timeout_s) as client:
             status.healthy = client.get("/health").status_code == 200
             slots = client.get("/slots")
             if slots.status_code == 200 and isinstance(slots.json(), list):
@@ -63,27 +57,7 @@ def engine_status(model: ServedModel) -> EngineModelStatus:
     return status
 
 
-def ollama_status(settings: Settings) -> OllamaStatus:
-    from model_serving.errors import ServingError
-    from model_serving.serve.ollama.client import OllamaClient
-
-    status = OllamaStatus(host=settings.ollama_host, reachable=False)
-    with OllamaClient(settings, timeout=5) as client:
-        if not client.is_up():
-            status.error = f"Nothing answers at {settings.ollama_host}. Start it with `ollama serve`, or set OLLAMA_HOST."
-            return status
-        try:
-            status.version = client.version()
-            status.models = [m.name for m in client.list()]
-            status.running = [{"name": r.name, "size": r.size, "size_vram": r.size_vram, "processor": r.processor,
-                               "expires_at": str(r.expires_at)} for r in client.ps()]
-            status.reachable = True
-        except ServingError as exc:
-            status.error = exc.cause
-    return status
-
-
-def serving_status(settings: Settings) -> ServingStatus:
-    engine = [engine_status(m) for m in list_models(settings)]
-    return ServingStatus(engine=engine, ollama=ollama_status(settings),
+def serving_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -> ServingStatus:
+    engine = [engine_status(m, timeout_s=timeout_s) for m in list_models(settings)]
+    return ServingStatus(engine=engine, ollama=server_status(settings, details=True),
                          total_engine_rss_bytes=sum(e.model.rss_bytes or 0 for e in engine))

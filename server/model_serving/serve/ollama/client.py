@@ -24,6 +24,9 @@ from model_serving.jobs import Progress
 from model_serving.settings import Settings, is_loopback_url
 
 _CHUNK = 1 << 20
+READ_TIMEOUT_S = 600.0  # creating or loading a large model answers late
+CONNECT_TIMEOUT_S = 5.0
+QUICK_TIMEOUT_S = 30.0  # a blob HEAD is answered from the server's disk
 START_HINT = "Start it with `ollama serve` (or `systemctl start ollama`), or point OLLAMA_HOST / --ollama-host at a running server."
 
 
@@ -162,13 +165,14 @@ class ChatResult(BaseModel):
 class OllamaClient:
     """Talks to the Ollama server at `host` (default: settings.ollama_host)."""
 
-    def __init__(self, settings: Settings, host: str | None = None, *, timeout: float = 600.0) -> None:
+    def __init__(self, settings: Settings, host: str | None = None, *, timeout: float = READ_TIMEOUT_S, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         self.host = (host or settings.ollama_host).rstrip("/")
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         headers = {}
         # The key is for ollama.com-style remotes; it never goes to a loopback server or into logs.
         if settings.ollama_api_key is not None and not is_loopback_url(self.host):
             headers["Authorization"] = f"Bearer {settings.ollama_api_key.get_secret_value()}"
-        self._http = httpx.Client(base_url=self.host, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0))
+        self._http = httpx.Client(base_url=self.host, headers=headers, timeout=self._timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -187,7 +191,7 @@ class OllamaClient:
         except httpx.ConnectError as exc:
             raise OllamaUnreachable(self.host, _reason(exc)) from None
         except httpx.TimeoutException:
-            raise ServingError(f"Ollama at {self.host} did not answer {during} in time.", "Check the server load and log, then retry.") from None
+            raise _late(self.host, during) from None
         except httpx.TransportError as exc:
             raise ServingError(f"The connection to Ollama at {self.host} broke during {during} ({_reason(exc)}).", "Retry; if it keeps happening, check the server log.") from None
         if response.status_code >= 400:
@@ -216,6 +220,8 @@ class OllamaClient:
                     last = obj
         except httpx.ConnectError as exc:
             raise OllamaUnreachable(self.host, _reason(exc)) from None
+        except httpx.TimeoutException:
+            raise _late(self.host, during) from None
         except httpx.TransportError as exc:
             raise ServingError(f"The connection to Ollama at {self.host} broke during {during} ({_reason(exc)}).", "Retry; nothing was committed unless the stream reached 'success'.") from None
         return last
@@ -298,9 +304,11 @@ class OllamaClient:
 
     def has_blob(self, digest: str) -> bool:
         try:
-            response = self._http.head(f"/api/blobs/{digest}", timeout=30.0)
+            response = self._http.head(f"/api/blobs/{digest}", timeout=min(QUICK_TIMEOUT_S, self._timeout.read or QUICK_TIMEOUT_S))
         except httpx.ConnectError as exc:
             raise OllamaUnreachable(self.host, _reason(exc)) from None
+        except httpx.TimeoutException:
+            raise _late(self.host, "the blob check") from None
         except httpx.TransportError as exc:
             raise ServingError(f"The connection to Ollama at {self.host} broke while checking a blob ({_reason(exc)}).", "Retry.") from None
         if response.status_code == 200:
@@ -326,7 +334,7 @@ class OllamaClient:
             try:
                 response = self._http.post(
                     f"/api/blobs/{digest}", content=_file_chunks(path, size, progress),
-                    headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"}, timeout=httpx.Timeout(600.0, connect=5.0),
+                    headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
                 )
             except httpx.ConnectError as exc:
                 if attempt == 1:
@@ -362,6 +370,10 @@ def _file_chunks(path: Path, size: int, progress: Progress) -> Iterator[bytes]:
             sent += len(chunk)
             progress.update(sent / size if size else 1.0, f"uploading {sent >> 20}/{size >> 20} MiB")
             yield chunk
+
+
+def _late(host: str, during: str) -> ServingError:
+    return ServingError(f"Ollama at {host} did not answer {during} in time.", "Check the server load and log, then retry.")
 
 
 def _error_text(response: httpx.Response) -> str:

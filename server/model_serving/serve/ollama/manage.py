@@ -15,20 +15,11 @@ from pydantic import BaseModel, Field, computed_field
 from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress
 from model_serving.serve.ollama import names, versions
-from model_serving.serve.ollama.client import ModelEntry, OllamaClient, RunningModel, ShowInfo, parse_time
+from model_serving.serve.ollama.client import START_HINT, ModelEntry, OllamaClient, RunningModel, ShowInfo, parse_time
 from model_serving.serve.ollama.modelfile import ModelfileError, parse
-from model_serving.serve.ollama.register import TemplateChoice, build_modelfile
+from model_serving.serve.ollama.plan import TemplateChoice, build_modelfile
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
-
-
-class ServerStatus(BaseModel):
-    host: str
-    up: bool
-    version: str = ""
-    missing_features: list[str] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
-    next_step: str = ""
 
 
 class RunningInfo(BaseModel):
@@ -50,6 +41,23 @@ class RunningInfo(BaseModel):
         return round((when - datetime.now(UTC)).total_seconds(), 1) if when else None
 
 
+STATUS_TIMEOUT_S = 5.0  # a status answer must come quickly even when the server hangs
+
+
+class ServerStatus(BaseModel):
+    """The Ollama server: whether it answers, its version and what it lacks; with details, its models."""
+
+    host: str
+    reachable: bool
+    version: str = ""
+    missing_features: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list, description="model names (with details)")
+    running: list[RunningInfo] = Field(default_factory=list, description="loaded models (with details)")
+    error: str = Field("", description="why it is not reachable")
+    next_step: str = ""
+
+
 class ActionResult(BaseModel):
     action: Literal["copy", "delete", "unload", "pull"]
     model: str
@@ -68,21 +76,23 @@ class ModelfileCheck(BaseModel):
     instructions: dict[str, int] = Field(default_factory=dict, description="how many of each instruction")
 
 
-def server_status(settings: Settings) -> ServerStatus:
+def server_status(settings: Settings, *, details: bool = False, timeout_s: float = STATUS_TIMEOUT_S) -> ServerStatus:
     """Whether Ollama answers, its version and what it lacks; unreachable is data here, not an error."""
-    with OllamaClient(settings, timeout=5.0) as client:
-        if not client.is_up():
-            from model_serving.serve.ollama.client import START_HINT
-
-            return ServerStatus(host=client.host, up=False, next_step=START_HINT)
+    with OllamaClient(settings, timeout=timeout_s, connect_timeout=timeout_s) as client:
         try:
             version = client.version()
+            models = [m.name for m in client.list()] if details else []
+            running = _running(client) if details else []
         except ServingError as exc:
-            return ServerStatus(host=client.host, up=False, next_step=exc.next_step)
+            return ServerStatus(host=client.host, reachable=False, error=exc.cause, next_step=exc.next_step or START_HINT)
     missing = versions.missing_features(version)
     warnings = [f"Ollama {version} predates {feature} (needs {versions.shown(feature)})" for feature in missing]
-    return ServerStatus(host=client.host, up=True, version=version, missing_features=missing, warnings=warnings,
-                        next_step="Upgrade Ollama to use every feature." if missing else "")
+    return ServerStatus(host=client.host, reachable=True, version=version, missing_features=missing, warnings=warnings, models=models,
+                        running=running, next_step="Upgrade Ollama to use every feature." if missing else "")
+
+
+def _running(client: OllamaClient) -> list[RunningInfo]:
+    return [RunningInfo(name=m.name, size=m.size, size_vram=m.size_vram, context_length=m.context_length, expires_at=m.expires_at) for m in client.ps()]
 
 
 def list_models(settings: Settings) -> list[ModelEntry]:
@@ -98,7 +108,7 @@ def show_model(settings: Settings, name: str) -> ShowInfo:
 
 def running_models(settings: Settings) -> list[RunningInfo]:
     with OllamaClient(settings) as client:
-        return [RunningInfo(name=m.name, size=m.size, size_vram=m.size_vram, context_length=m.context_length, expires_at=m.expires_at) for m in client.ps()]
+        return _running(client)
 
 
 def copy_model(settings: Settings, source: str, destination: str, *, overwrite: bool = False) -> ActionResult:
@@ -141,8 +151,8 @@ def pull_model(settings: Settings, name: str, progress: Progress | None = None) 
 
 def generate_modelfile(settings: Settings, gguf: Path, *, source_dir: Path | None = None, system: str | None = None, num_ctx: int | None = None) -> ModelfileResult:
     """The Modelfile (with our Go TEMPLATE) registration would send, for review or `ollama create -f`."""
-    modelfile, choice = build_modelfile(settings, gguf, source_dir=source_dir, system=system, num_ctx=num_ctx, template="go")
-    return ModelfileResult(modelfile=modelfile.render(), template=choice)
+    plan = build_modelfile(settings, gguf, source_dir=source_dir, system=system, num_ctx=num_ctx, template="go")
+    return ModelfileResult(modelfile=plan.modelfile.render(), template=plan.choice)
 
 
 def check_modelfile(settings: Settings, path: Path) -> ModelfileCheck:

@@ -1,0 +1,83 @@
+"""How the probe asks the embedded engine: llama.cpp's own server renders, tokenizes and answers.
+
+The server shows the prompt it builds (/apply-template), so besides the shared checks this probe
+also compares that text with the GGUF's Jinja template rendered here, and counts the expected
+prompt tokens with the server's own tokenizer (/tokenize).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jinja2
+
+from model_serving.checkpoint.inspect import GGUFInfo, inspect_gguf
+from model_serving.errors import ServingError
+from model_serving.serve import probe
+from model_serving.serve.embedded.registry import ServedModel, get_model
+from model_serving.settings import Settings
+from model_serving.util.chat_template import TemplateRejected
+
+PROBE_TIMEOUT_S = 120.0  # one short answer on a loaded CPU
+
+
+def _post(client: httpx.Client, model: ServedModel, path: str, body: dict[str, Any]) -> httpx.Response:
+    try:
+        return client.post(path, json=body)
+    except httpx.TimeoutException:
+        raise ServingError(f"The served model {model.name} did not answer {path} in time.", f"Read the engine log at {model.log_path}") from None
+    except httpx.TransportError as exc:
+        raise ServingError(f"The connection to the engine for {model.name} broke during {path} ({type(exc).__name__}).",
+                           f"Check that it still runs (`model-serving serve list`); its log is {model.log_path}") from None
+
+
+def _template_evidence(client: httpx.Client, model: ServedModel, info: GGUFInfo, messages: list[dict[str, Any]]) -> tuple[str | None, bool | None, int | None, list[str]]:
+    """The server's rendered prompt, whether it equals the Jinja rendering, the expected prompt tokens, and problems."""
+    rendered = _post(client, model, "/apply-template", {"messages": messages}).json().get("prompt")
+    if not info.chat_template or rendered is None:
+        return rendered, None, None, []
+    bos, eos, add_bos = info.bos_token or "", info.eos_token or "", bool(info.add_bos_token)
+    try:
+        ours = probe.jinja_prompt(info.chat_template, messages, bos=bos, eos=eos, add_bos=add_bos)
+    except (TemplateRejected, jinja2.TemplateError) as exc:
+        return rendered, None, None, [f"the chat template could not be rendered here: {exc}"]
+    theirs = rendered[len(bos):] if add_bos and bos and rendered.startswith(bos) else rendered
+    problems = [] if ours == theirs else ["the server formats the chat differently from the GGUF's own chat template"]
+
+    def tokenize(text: str, special: bool) -> list[int]:
+        return _post(client, model, "/tokenize", {"content": text, "add_special": special, "parse_special": True}).json().get("tokens", [])
+
+    return rendered, ours == theirs, len(tokenize(ours, add_bos)), problems
+
+
+def _ask(client: httpx.Client, model: ServedModel, messages: list[dict[str, Any]], max_tokens: int) -> probe.Reply:
+    reply = _post(client, model, "/v1/chat/completions", {"model": model.name, "messages": messages, "max_tokens": max_tokens, "temperature": 0})
+    if reply.status_code != 200:
+        raise ServingError(f"The served model {model.name} answered HTTP {reply.status_code} to a chat request.",
+                           f"Read the engine log at {model.log_path}", detail=reply.text[:500])
+    body = reply.json()
+    choice, usage = body["choices"][0], body.get("usage", {})
+    timings = body.get("timings") or {}
+    decode = timings.get("predicted_ms")
+    return probe.Reply(answer=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason"),
+                       prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),
+                       decode_seconds=decode / 1000 if decode else None, stop_tokens=model.stop_tokens)
+
+
+def probe_model(settings: Settings, name: str, *, max_tokens: int = 96, messages: list[dict[str, Any]] | None = None,
+                timeout_s: float = PROBE_TIMEOUT_S) -> probe.ProbeResult:
+    """Ask one question; the model must answer, stop on its own, and see the prompt its template defines."""
+    model = get_model(settings, name)
+    if model.state != "running":
+        raise ServingError(f"The engine process for {name} is not running.", f"Register it again: model-serving register {model.gguf_path} --name {name}")
+    messages = messages or probe.PROBE_MESSAGES
+    info = inspect_gguf(Path(model.gguf_path))
+    started = time.perf_counter()
+    with httpx.Client(base_url=model.base_url, timeout=timeout_s) as client:
+        rendered, matches, expected, problems = _template_evidence(client, model, info, messages)
+        reply = _ask(client, model, messages, max_tokens)
+    return probe.result("embedded", name, reply, expected_prompt_tokens=expected, max_tokens=max_tokens, messages=messages,
+                        seconds=time.perf_counter() - started, extra_problems=problems, template_matches=matches, rendered_prompt=rendered)

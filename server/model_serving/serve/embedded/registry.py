@@ -1,0 +1,133 @@
+"""The embedded engine's registry: one JSON record per served model under the state directory.
+
+The CLI, the MCP server and a later session all read the same records. A record's file name is
+the model name with ':' written as '%3A' ('%' cannot occur in a name), so the mapping is
+injective: `m:1` and `m_1` are two records, never one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from model_serving.errors import InputError
+from model_serving.settings import Settings
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,63}$")
+WORKER_MODULE = "model_serving.serve.embedded.worker"
+
+
+class ServedModel(BaseModel):
+    name: str
+    gguf_path: str
+    base_url: str = Field(description="OpenAI-compatible base: POST {base_url}/v1/chat/completions")
+    port: int
+    pid: int
+    ctx_size: int
+    parallel: int
+    threads: int
+    started_at: str
+    log_path: str
+    file_type: str | None = None
+    has_chat_template: bool = False
+    stop_tokens: list[str] = []
+    state: Literal["running", "dead"] = "running"
+    rss_bytes: int | None = Field(default=None, description="Resident memory of the engine process")
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise InputError(f"{name!r} is not a valid model name.", "Use lowercase letters, digits and . _ : - (at most 64, starting with a letter or digit).")
+    return name
+
+
+def directory(settings: Settings) -> Path:
+    path = settings.state_dir / "engine"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def key(name: str) -> str:
+    """The file stem for a name; reversible, so two names never share a record."""
+    return check_name(name).replace(":", "%3A")
+
+
+def record_path(settings: Settings, name: str) -> Path:
+    return directory(settings) / f"{key(name)}.json"
+
+
+def log_path(settings: Settings, name: str) -> Path:
+    return directory(settings) / f"{key(name)}.log"
+
+
+def save(settings: Settings, model: ServedModel) -> None:
+    record = record_path(settings, model.name)
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(model.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(tmp, record)  # readers never see half a record
+
+
+def remove(settings: Settings, name: str) -> None:
+    record_path(settings, name).unlink(missing_ok=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    return WORKER_MODULE.encode() in cmdline  # a recycled pid is not our engine
+
+
+def rss(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def list_models(settings: Settings) -> list[ServedModel]:
+    models = []
+    for file in sorted(directory(settings).glob("*.json")):
+        try:
+            model = ServedModel.model_validate_json(file.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        if not NAME.match(model.name):
+            continue
+        if file.stem != key(model.name):
+            if not _migrate(settings, file, model.name):
+                continue  # not a record this registry wrote under that name
+        if alive(model.pid):
+            model.rss_bytes = rss(model.pid)
+        else:
+            model.state = "dead"
+        models.append(model)
+    return models
+
+
+def _migrate(settings: Settings, file: Path, name: str) -> bool:
+    """Move a record written under the old lossy key (':' as '_') to its own key, so its process stays visible."""
+    target = record_path(settings, name)
+    if file.stem != name.replace(":", "_") or target.exists():
+        return False
+    os.replace(file, target)
+    return True
+
+
+def get_model(settings: Settings, name: str) -> ServedModel:
+    for model in list_models(settings):
+        if model.name == name:
+            return model
+    raise InputError(f"No model named {name!r} is served by the embedded engine.", "List them with `model-serving serve list`, or register one.")

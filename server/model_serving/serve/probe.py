@@ -1,0 +1,107 @@
+"""One probe for every engine: a served model must answer, stop by itself, and see its whole prompt.
+
+Each engine supplies only how to ask (send the messages, hand back a `Reply`) and how to count
+tokens; the checks and the result are the same for both. The prompt-token check compares the
+engine's own count with the token count of the prompt the model's Jinja template builds: fewer
+means truncation, one more a doubled BOS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from model_serving.util.chat_template import render
+
+PROBE_MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "What is the capital of France? Answer in one short sentence."}]
+Tokenize = Callable[[str, bool], list[int]]
+
+
+class ProbeResult(BaseModel):
+    """Evidence that a served model chats as its template says: it answers, stops, and sees every prompt token."""
+
+    engine: Literal["embedded", "ollama"]
+    model: str
+    ok: bool
+    problems: list[str] = Field(default_factory=list)
+    prompt: str = Field(description="the question asked")
+    answer: str = Field(description="the model's answer (first 500 characters)")
+    finish_reason: str | None = Field(description="'stop' when the model ended its turn itself")
+    prompt_tokens: int = Field(description="prompt tokens the engine evaluated")
+    expected_prompt_tokens: int | None = Field(None, description="token count of the Jinja-built prompt, when known")
+    truncated: bool | None = None
+    double_bos: bool | None = None
+    completion_tokens: int = 0
+    tokens_per_second: float | None = None
+    template_matches: bool | None = Field(None, description="the engine's rendered prompt equals the Jinja template's (when the engine shows it)")
+    rendered_prompt: str | None = None
+    capabilities: list[str] = Field(default_factory=list, description="what the engine lists for the model (Ollama)")
+    tools_expected: bool | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Reply:
+    """What one engine answered to the probe chat."""
+
+    answer: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int = 0
+    decode_seconds: float | None = None
+    stop_tokens: list[str] = field(default_factory=list)
+
+
+def jinja_prompt(jinja: str, messages: list[dict[str, Any]], *, bos: str, eos: str, add_bos: bool, system: str | None = None) -> str:
+    """The prompt the runtime should evaluate: the Jinja rendering, its leading BOS left to the runtime when it adds one."""
+    if system and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system}, *messages]
+    prompt = render(jinja, messages, add_generation_prompt=True, bos_token=bos, eos_token=eos)
+    if add_bos and bos and prompt.startswith(bos):
+        prompt = prompt[len(bos):]  # the runtime's own BOS replaces the template's
+    return prompt
+
+
+def expected_tokens(jinja: str, messages: list[dict[str, Any]], tokenize: Tokenize, *, bos: str, eos: str, add_bos: bool,
+                    system: str | None = None) -> int:
+    """Tokens the runtime should evaluate for a chat: one BOS at most, the Jinja prompt, nothing else."""
+    return len(tokenize(jinja_prompt(jinja, messages, bos=bos, eos=eos, add_bos=add_bos, system=system), add_bos))
+
+
+def check(reply: Reply, *, expected_prompt_tokens: int | None, max_tokens: int) -> tuple[list[str], bool | None, bool | None]:
+    """The shared checks; returns the problems, and whether the prompt was truncated or got a second BOS."""
+    problems: list[str] = []
+    if not reply.answer.strip():
+        problems.append("the model returned an empty answer")
+    if reply.finish_reason != "stop":
+        problems.append(f"the model did not stop by itself within {max_tokens} tokens (finish_reason={reply.finish_reason!r}): "
+                        "check the EOS/EOT tokens and the chat template")
+    problems += [f"the stop token {stop!r} leaked into the answer text" for stop in reply.stop_tokens if stop and stop in reply.answer]
+    if expected_prompt_tokens is None:
+        return problems, None, None
+    truncated = reply.prompt_tokens < expected_prompt_tokens
+    double_bos = reply.prompt_tokens == expected_prompt_tokens + 1
+    if truncated:
+        problems.append(f"the engine evaluated {reply.prompt_tokens} prompt tokens but the prompt has {expected_prompt_tokens}: "
+                        "it was truncated or the template drops text")
+    elif reply.prompt_tokens != expected_prompt_tokens:
+        why = "a doubled BOS token" if double_bos else "the template adds text"
+        problems.append(f"the engine evaluated {reply.prompt_tokens} prompt tokens, expected {expected_prompt_tokens} ({why})")
+    return problems, truncated, double_bos
+
+
+def result(engine: Literal["embedded", "ollama"], model: str, reply: Reply, *, expected_prompt_tokens: int | None, max_tokens: int,
+           messages: list[dict[str, Any]], seconds: float, extra_problems: list[str] | None = None, **details: Any) -> ProbeResult:
+    """Run the shared checks on an engine's reply and build the one result shape."""
+    problems, truncated, double_bos = check(reply, expected_prompt_tokens=expected_prompt_tokens, max_tokens=max_tokens)
+    problems += extra_problems or []
+    tps = reply.completion_tokens / reply.decode_seconds if reply.decode_seconds else None
+    return ProbeResult(
+        engine=engine, model=model, ok=not problems, problems=problems, prompt=messages[-1]["content"], answer=reply.answer[:500],
+        finish_reason=reply.finish_reason, prompt_tokens=reply.prompt_tokens, expected_prompt_tokens=expected_prompt_tokens,
+        truncated=truncated, double_bos=double_bos, completion_tokens=reply.completion_tokens,
+        tokens_per_second=round(tps, 2) if tps else None, seconds=round(seconds, 3), **details,
+    )
