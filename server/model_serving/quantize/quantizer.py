@@ -278,8 +278,8 @@ def quantize_gguf(
         with contextlib.suppress(FileNotFoundError):
             _sidecar(plan.target).unlink()  # the old record must never describe a new file
         result = _quantize_and_verify(settings, plan, input_hash, hashes, progress)
-    except Cancelled:
-        raise Cancelled(plan.what) from None
+    except Cancelled as exc:
+        raise Cancelled(plan.what, kept=exc.kept) from None
     finally:
         input_hash.stop()
     result.wall_s = round(time.perf_counter() - started, 3)
@@ -410,7 +410,7 @@ def _resume(settings: Settings, recorded: QuantizeResult, plan: _Plan, progress:
         try:
             result.quality = compare_quality(settings, source, target, progress=progress.span(0.1, 1.0))
         except Cancelled:  # both were complete before this call; verifying them only reads them
-            raise Cancelled(f"Verifying {target.name}", kept=[str(target), str(_sidecar(target))]) from None
+            raise Cancelled(kept=[str(target), str(_sidecar(target))]) from None
         result.verdict = result.quality.verdict
         result.summary = _summary(result)
         _write_sidecar(result)

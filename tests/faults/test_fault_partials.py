@@ -1,0 +1,123 @@
+"""Partials carry their writer: stale ones go on the next run or with `clean`, a live writer's never."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model_serving.errors import InputError, PathNotAllowed, ServingError
+from model_serving.settings import Settings
+from model_serving.util.paths import atomic_output, clean, partial_path, partial_state, remove_partials
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # reaped: nothing runs under it now (a recycled pid fails the start-time check anyway)
+
+
+def stale_partial(directory: Path, output: str) -> Path:
+    path = directory / f".{output}.{dead_pid()}-12345.abcd1234.partial"
+    path.write_bytes(b"half")
+    return path
+
+
+def test_a_partial_names_its_writer(tmp_path: Path) -> None:
+    mine = partial_path(tmp_path / "model.gguf")
+    assert mine.name.startswith(f".model.gguf.{os.getpid()}-") and partial_state(mine) == "live"
+    recycled = tmp_path / f".model.gguf.{os.getpid()}-1.x.partial"  # our pid, another process's start time
+    recycled.touch()
+    assert partial_state(recycled) == "stale"
+    assert partial_state(stale_partial(tmp_path, "model.gguf")) == "stale"
+    untagged = tmp_path / ".model.gguf.old.partial"
+    untagged.touch()
+    assert partial_state(untagged) == "unknown"
+
+
+def test_the_next_write_of_an_output_removes_its_stale_partials_only(tmp_path: Path) -> None:
+    stale = stale_partial(tmp_path, "a.gguf")
+    other = stale_partial(tmp_path, "b.gguf")
+    live = partial_path(tmp_path / "a.gguf")  # a concurrent writer of the same name, alive: untouched
+    with atomic_output(tmp_path / "a.gguf") as tmp:
+        tmp.write_bytes(b"whole")
+    assert (tmp_path / "a.gguf").read_bytes() == b"whole"
+    assert not stale.exists() and other.exists() and live.exists()
+    assert remove_partials(tmp_path) == [other] and live.exists()
+
+
+def test_clean_removes_stale_partials_and_orphaned_sidecars(settings: Settings, tmp_path: Path) -> None:
+    sub = tmp_path / "models"
+    sub.mkdir()
+    stale = stale_partial(sub, "m-Q4_K_M.gguf")
+    live = partial_path(sub / "m-Q8_0.gguf")
+    (sub / "gone-Q4_0.gguf.json").write_text(json.dumps({"output_path": str(sub / "gone-Q4_0.gguf")}))
+    (sub / "gone-f16.gguf.export.json").write_text(json.dumps({"output_path": str(sub / "gone-f16.gguf")}))
+    (sub / "here.gguf").write_bytes(b"GGUF")
+    (sub / "here.gguf.json").write_text(json.dumps({"output_path": str(sub / "here.gguf")}))
+    (sub / "notes.gguf.json").write_text(json.dumps({"something": "else"}))  # not one of our records
+    (sub / "config.json").write_text("{}")
+    expected = sorted([str(stale), str(sub / "gone-Q4_0.gguf.json"), str(sub / "gone-f16.gguf.export.json")])
+
+    planned = clean(tmp_path, settings.roots, plan=True)
+    assert planned.planned and sorted(planned.removed) == expected and stale.exists()
+    done = clean(tmp_path, settings.roots)
+    assert sorted(done.removed) == expected and not done.planned
+    assert [k.split(" (")[0] for k in done.kept] == [str(live)] and "live process" in done.kept[0]
+    assert sorted(p.name for p in sub.iterdir()) == sorted([live.name, "here.gguf", "here.gguf.json", "notes.gguf.json", "config.json"])
+    assert done.summary == f"removed 3 file(s) under {tmp_path}; kept 1"
+
+
+def test_clean_stays_inside_the_roots(settings: Settings, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    stale = stale_partial(outside, "x.gguf")
+    with pytest.raises(PathNotAllowed):
+        clean(outside, settings.roots)
+    (tmp_path / "link").symlink_to(outside)  # a link inside a root to a folder outside is not followed
+    assert clean(tmp_path, settings.roots).removed == [] and stale.exists()
+    with pytest.raises(InputError, match="not a directory"):
+        (tmp_path / "file").touch()
+        clean(tmp_path / "file", settings.roots)
+
+
+def test_export_without_a_converter_says_what_to_do(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_serving.checkpoint.export import converter_home, provision_converter
+
+    monkeypatch.setenv("LLAMA_CPP_DIR", str(tmp_path))
+    with pytest.raises(InputError, match="has no convert_hf_to_gguf.py") as err:
+        provision_converter(settings)
+    assert "LLAMA_CPP_DIR" in err.value.next_step
+    monkeypatch.delenv("LLAMA_CPP_DIR")
+    found = provision_converter(settings)  # scripts/install.sh put it in the venv
+    assert Path(found.script) == converter_home(found.llama_cpp_python_version) / "convert_hf_to_gguf.py"
+    assert (Path(found.directory) / "gguf-py" / "gguf").is_dir()
+
+
+def test_the_installed_converter_matches_the_pinned_sdist(tmp_path: Path) -> None:
+    """scripts/install.sh pins the sdist's sha256; unpack_converter takes only the converter's files from it."""
+    from model_serving.checkpoint.export import unpack_converter
+
+    script = (Path(__file__).parents[2] / "scripts" / "install.sh").read_text()
+    pin = next(line.split("=", 1)[1] for line in script.splitlines() if line.startswith("LLAMA_CPP_PYTHON_SDIST_SHA256="))
+    assert len(pin) == 64 and int(pin, 16) >= 0
+    import tarfile
+
+    archive = tmp_path / "fake-sdist.tar.gz"
+    source = tmp_path / "src" / "pkg-1.0" / "vendor" / "llama.cpp"
+    (source / "gguf-py" / "gguf").mkdir(parents=True)
+    (source / "convert_hf_to_gguf.py").write_text("print('converter')\n")
+    (source / "gguf-py" / "gguf" / "__init__.py").write_text("")
+    (source / "CMakeLists.txt").write_text("not wanted\n")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "pkg-1.0", arcname="pkg-1.0")
+    target = unpack_converter(archive, tmp_path / "out")
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == ["convert_hf_to_gguf.py", "gguf-py", "gguf-py/gguf", "gguf-py/gguf/__init__.py"]
+    empty = tmp_path / "empty.tar.gz"
+    with tarfile.open(empty, "w:gz") as tar:
+        tar.add(source / "CMakeLists.txt", arcname="pkg-1.0/CMakeLists.txt")
+    with pytest.raises(ServingError, match="has no vendor/llama.cpp/convert_hf_to_gguf.py"):
+        unpack_converter(empty, tmp_path / "out2")
