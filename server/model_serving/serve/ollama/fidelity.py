@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import jinja2
 from pydantic import BaseModel, Field
 
 from model_serving.util.chat_template import TemplateRejected, render
@@ -61,11 +62,22 @@ CONVERSATIONS: list[Conversation] = [
 ]
 
 
+# A reasoning turn: transformers templates read the reasoning of an earlier turn from
+# `reasoning_content`; Ollama's API carries it as `thinking`.
+REASONING = Conversation(name="reasoning", messages=[
+    {"role": "user", "content": "Is 17 prime?"},
+    {"role": "assistant", "reasoning_content": "17 has no divisor between 2 and 4.", "content": "Yes, 17 is prime."},
+    {"role": "user", "content": "And 21?"},
+])
+
+
 def to_ollama_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """transformers/OpenAI-style messages as Ollama's /api/chat takes them."""
     out = []
     for m in messages:
         item: dict[str, Any] = {"role": m["role"], "content": m.get("content") or ""}
+        if m.get("reasoning_content"):
+            item["thinking"] = m["reasoning_content"]
         if m.get("tool_calls"):
             item["tool_calls"] = [{"function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}} for c in m["tool_calls"]]
         if m["role"] == "tool" and m.get("name"):
@@ -142,6 +154,9 @@ def _reference(source: str, conv: Conversation, sent: Conversation, *, bos: str,
         prompt = jinja_prompt(source, sent, bos, eos)
     except TemplateRejected as exc:
         return FidelityCase(conversation=conv.name, status="not applicable", reason=f"the Jinja template rejects it: {exc}")
+    except (TypeError, ValueError, LookupError, jinja2.TemplateError) as exc:
+        # e.g. a template that concatenates tool-call arguments as a string cannot render dict arguments
+        return FidelityCase(conversation=conv.name, status="not applicable", reason=f"the Jinja template cannot render it: {exc}")
     return prompt[len(bos):] if drop_bos and bos and prompt.startswith(bos) else prompt
 
 

@@ -67,6 +67,8 @@ class Converter(Statements, Expressions, Filters, ToolJSON, Infer, Core):
     def preamble(self) -> str:
         # Jinja sees these as template arguments; in Go they are variables read from Ollama's data.
         parts = ["{{ $messages := $.Messages }}"]
+        if self.bos_dropped:
+            parts.append("{{ $bos_seen := false }}")
         if "tools" in self.loaded:
             parts.append("{{ $tools := $.Tools }}")
         if "add_generation_prompt" in self.loaded:

@@ -37,6 +37,7 @@ class Loop:
     counter: int
     prev: bool = False  # loop.previtem is read
     mods: dict[tuple[int, int], str] = field(default_factory=dict)  # (offset, divisor) -> Go counter variable
+    total: str = ""  # over a filtered list: the Go variable counting the items kept (loop.length)
 
 
 class _Fold:
@@ -59,8 +60,13 @@ class Core:
         self.kinds: dict[str, str] = dict(PROVIDED)  # Go variable name -> kind of its value
         self.frames: list[list[str]] = []  # prelude statements of the statement being converted
         self.namespaces = {n.target.name for n in ast.find_all(nodes.Assign) if isinstance(n.target, nodes.Name) and _is_call(n.node, "namespace")}
-        self.runtime = runtime_names(ast, self.namespaces)
+        # With the runtime adding the BOS, the template's first BOS is decided while rendering (see x_Name).
+        self.runtime = runtime_names(ast, self.namespaces, {"bos_token"} if runtime_adds_bos and bos else set())
         self.loaded = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}
+        self.aliases: dict[str, nodes.Node] = {}  # names bound once to a filtered list: read as the filter itself
+        stores = [n.name for a in ast.find_all(nodes.Assign) for n in a.target.find_all(nodes.Name)]
+        stores += [a.target.name for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
+        self.store_counts = {name: stores.count(name) for name in set(stores)}  # assignments per name
 
     # --- reporting --------------------------------------------------------------------
 
@@ -103,21 +109,17 @@ class Core:
 
     def fold(self, node: nodes.Node) -> _Fold | None:
         """The value of a runtime-independent expression, computed now with the template's own Jinja."""
-        if self.depends(node):
+        if self.depends(node) or not isinstance(node, nodes.Expr) or isinstance(node, nodes.Slice):
             return None
         if any(isinstance(n, nodes.Call) and isinstance(n.node, nodes.Name) and n.node.name == "strftime_now" for n in _walk(node)):
             self.dated = True
             self.note(f"strftime_now() is evaluated at registration: the prompt carries the date {date.today().isoformat()}; re-register to move it.")
-        bos = self.bos
-        if self.runtime_adds_bos and bos and any(isinstance(n, nodes.Name) and n.name == "bos_token" for n in _walk(node)):
-            bos, self.bos_dropped = "", True
-            self.note("The template's BOS token is left out: the runtime adds one (add_bos_token), and writing it too would double it.")
         kept: list[Any] = []
         call = nodes.Call(nodes.Name("__keep", "load", lineno=node.lineno), [node], [], None, None, lineno=node.lineno)
-        tmpl = environment().from_string(nodes.Template([nodes.Output([call], lineno=node.lineno)], lineno=1))
         context: dict[str, Any] = {k: v for k, v in self.consts.items()}
         try:
-            tmpl.render(__keep=lambda v: kept.append(v) or "", bos_token=bos, eos_token=self.eos, **context)
+            tmpl = environment().from_string(nodes.Template([nodes.Output([call], lineno=node.lineno)], lineno=1))
+            tmpl.render(__keep=lambda v: kept.append(v) or "", bos_token=self.bos, eos_token=self.eos, **context)
         except TemplateRejected:
             return None
         except Exception:  # noqa: BLE001 - a fold that fails at registration is left to render time
@@ -147,9 +149,9 @@ def depends_on(node: nodes.Node, runtime: set[str], namespaces: set[str]) -> boo
     return False
 
 
-def runtime_names(ast: nodes.Template, namespaces: set[str]) -> set[str]:
+def runtime_names(ast: nodes.Template, namespaces: set[str], extra: set[str] = frozenset()) -> set[str]:
     """Names (and namespace attributes, as 'ns.attr') whose value depends on the conversation."""
-    runtime = set(PROVIDED) | {t.name for f in ast.find_all(nodes.For) for t in f.target.find_all(nodes.Name)}
+    runtime = set(PROVIDED) | set(extra) | {t.name for f in ast.find_all(nodes.For) for t in f.target.find_all(nodes.Name)}
     assigns = _assignments(ast.body, False, namespaces)
     while True:
         before = len(runtime)

@@ -24,6 +24,8 @@ _CMP = {"eq": "eq", "ne": "ne", "lt": "lt", "lteq": "le", "gt": "gt", "gteq": "g
 
 class Expressions:
     def expr(self, node: nodes.Node) -> str:
+        if isinstance(node, nodes.Name) and node.name in self.aliases:
+            return self.expr(self.aliases[node.name])
         folded = self.fold(node)
         if folded is not None:
             return self.go_const(folded.value, node)
@@ -51,15 +53,21 @@ class Expressions:
     def x_Name(self, node: nodes.Name) -> str:
         if node.name == "bos_token":
             if self.runtime_adds_bos and self.bos:
-                self.bos_dropped = True
-                self.note("The template's BOS token is left out: the runtime adds one (add_bos_token), and writing it too would double it.")
-                return '""'
+                return self.later_bos()
             return go_string(self.bos)
         if node.name == "loop":
             raise self.fail("the loop object itself", node, "loop")
         if node.name in self.namespaces:
             raise self.fail(f"the namespace object {node.name} as a whole", node, node.name)
         return f"${node.name}"
+
+    def later_bos(self) -> str:
+        """The BOS text, except the first time: the runtime writes that one, and writing it too would double it."""
+        self.bos_dropped = True
+        self.note("The template's first BOS token is left out: the runtime adds one (add_bos_token); later ones are kept.")
+        var = self.fresh("bos")
+        self.emit(f'{{{{ {var} := "" }}}}{{{{ if $bos_seen }}}}{{{{ {var} = {go_string(self.bos)} }}}}{{{{ end }}}}{{{{ $bos_seen = true }}}}')
+        return var
 
     def x_Getattr(self, node: nodes.Getattr) -> str:
         return self.member(node.node, node.attr, node)
@@ -126,6 +134,12 @@ class Expressions:
             raise self.fail("loop outside a for loop", node, "loop")
         loop = self.loops[-1]
         seq, i = loop.iterable, loop.index
+        if loop.total:
+            counted = {"index0": i, "index": f'(len (printf "%*s " {i} ""))', "first": f"(eq {i} 0)", "length": loop.total,
+                       "last": f'(eq (len (printf "%*s " {i} "")) {loop.total})'}
+            if attr not in counted:
+                raise self.fail(f"loop.{attr} in a loop over a filtered list", node, attr)
+            return counted[attr]
         simple = {"index0": i, "index": f'(len (printf "%*s " {i} ""))', "first": f"(eq {i} 0)", "length": f"(len {seq})",
                   "last": f"(eq (len (slice {seq} {i})) 1)", "revindex": f"(len (slice {seq} {i}))",
                   "revindex0": f"(len (slice (slice {seq} {i}) 1))", "nextitem": f"(index (slice {seq} {i}) 1)"}
@@ -200,19 +214,35 @@ class Expressions:
 
     # --- logic ---------------------------------------------------------------------------
 
+    # A test whose answer Ollama's data fixes (`x is string` on message text) is "true" or "false"
+    # already; logic over such answers is decided here, so a branch that cannot run is not converted.
+
     def x_And(self, node: nodes.And) -> str:
-        return f"(and {self.truth(node.left)} {self.truth(node.right)})"
+        left = self.truth(node.left)
+        if left == "false":
+            return "false"
+        right = self.truth(node.right)
+        return right if left == "true" else (left if right == "true" else f"(and {left} {right})")
 
     def x_Or(self, node: nodes.Or) -> str:
-        return f"(or {self.truth(node.left)} {self.truth(node.right)})"
+        left = self.truth(node.left)
+        if left == "true":
+            return "true"
+        right = self.truth(node.right)
+        return right if left == "false" else (left if right == "false" else f"(or {left} {right})")
 
     def x_Not(self, node: nodes.Not) -> str:
-        return f"(not {self.truth(node.node)})"
+        inner = self.truth(node.node)
+        return {"true": "false", "false": "true"}.get(inner, f"(not {inner})")
 
     def x_CondExpr(self, node: nodes.CondExpr) -> str:
+        test = self.truth(node.test)
+        if test in ("true", "false"):
+            taken = node.expr1 if test == "true" else node.expr2
+            return self.expr(taken) if taken is not None else '""'
         var = self.fresh("c")
         other = f"{{{{ else }}}}{{{{ {var} = {self.expr(node.expr2)} }}}}" if node.expr2 is not None else ""
-        self.emit(f'{{{{ {var} := "" }}}}{{{{ if {self.truth(node.test)} }}}}{{{{ {var} = {self.expr(node.expr1)} }}}}{other}{{{{ end }}}}')
+        self.emit(f'{{{{ {var} := "" }}}}{{{{ if {test} }}}}{{{{ {var} = {self.expr(node.expr1)} }}}}{other}{{{{ end }}}}')
         return var
 
     def x_Compare(self, node: nodes.Compare) -> str:
@@ -227,11 +257,20 @@ class Expressions:
         if op in ("in", "notin"):
             test = self.contains(left, right, node)
             return test if op == "in" else f"(not {test})"
+        folded = [(f, other) for f, other in ((self.fold(right), left), (self.fold(left), right)) if f is not None and isinstance(f.value, bool)]
+        if folded and op in ("eq", "ne"):
+            # `x != false` where x holds text or false: Go's eq refuses mixed types, so compare type and value as text.
+            flag, other = folded[0]
+            value = self.expr(other)
+            test = f'(eq (printf "%T %v" {value} {value}) "bool {str(flag.value).lower()}")'
+            return test if op == "eq" else f"(not {test})"
         go_op = _CMP.get(op)
         if go_op is None:
             raise self.fail(f"the comparison {op!r}", node)
         if self.is_int(left) or self.is_int(right):
             return f"({go_op} {self.int_expr(left)} {self.int_expr(right)})"
+        if {self.kind(left), self.kind(right)} & (K.MAPPINGS | K.SEQUENCES):
+            raise self.fail("a comparison of whole messages, tools or lists (Go's eq compares only text and numbers)", node, "==")
         return f"({go_op} {self.expr(left)} {self.expr(right)})"
 
     def contains(self, left: nodes.Node, right: nodes.Node, node: nodes.Node) -> str:

@@ -127,7 +127,15 @@ class Filters:
 
     # --- lists filtered at render time ---------------------------------------------------
 
+    def is_view(self, node: nodes.Node) -> bool:
+        """A list filtered at render time (selectattr, rejectattr, select, reject, map), possibly through |list."""
+        while isinstance(node, nodes.Filter) and node.name == "list" and node.node is not None:
+            node = node.node
+        return isinstance(node, nodes.Filter) and node.name in ("selectattr", "rejectattr", "select", "reject", "map") and self.depends(node)
+
     def seq_view(self, node: nodes.Node) -> View:
+        if isinstance(node, nodes.Name) and node.name in self.aliases:
+            return self.seq_view(self.aliases[node.name])
         if isinstance(node, nodes.Filter) and node.name == "list" and node.node is not None:
             return self.seq_view(node.node)
         if isinstance(node, nodes.Filter) and node.name in ("selectattr", "rejectattr", "select", "reject") and node.node is not None:

@@ -16,6 +16,8 @@ class Infer:
     def kind(self, node: nodes.Node | None) -> str | None:
         if node is None:
             return None
+        if isinstance(node, nodes.Name) and node.name in self.aliases:
+            return self.kind(self.aliases[node.name])
         if not self.depends(node):
             folded = self.fold(node)
             return _value_kind(folded.value) if folded is not None else None

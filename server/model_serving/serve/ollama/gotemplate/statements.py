@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from jinja2 import nodes
 
+from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.core import Loop, is_undefined
 from model_serving.serve.ollama.gotemplate.text import literal_text
 
 RAISE_NOTE = "raise_exception checks (input validation) are not carried over; Ollama renders such inputs instead of refusing them."
-BOS_NOTE = "The template's BOS token is left out: the runtime adds one (add_bos_token), and writing it too would double it."
 
 
 @dataclass
@@ -71,15 +71,14 @@ class Statements:
         if self.is_raise(child):
             self.note(RAISE_NOTE)
             return ""
-        if isinstance(child, nodes.Name) and child.name == "bos_token" and self.runtime_adds_bos and self.bos:
-            self.bos_dropped = True
-            self.note(BOS_NOTE)
-            return ""
         folded = self.fold(child)
         if folded is not None:
             return literal_text("" if is_undefined(folded.value) else str(folded.value))
         if isinstance(child, nodes.CondExpr):
             test = self.truth(child.test)
+            if test in ("true", "false"):
+                taken = child.expr1 if test == "true" else child.expr2
+                return self.output_item(taken) if taken is not None else ""
             other = self.output_item(child.expr2) if child.expr2 is not None else ""
             return f"{{{{ if {test} }}}}{self.output_item(child.expr1)}{{{{ else }}}}{other}{{{{ end }}}}"
         kind = self.kind(child)
@@ -95,11 +94,12 @@ class Statements:
         out: list[str] = []
         for test, body in branches:
             folded = self.fold(test)
-            if folded is not None and not folded.value:
+            go_test = ("true" if folded.value else "false") if folded is not None else self.truth(test)
+            if go_test == "false":
                 continue  # a branch that can never be taken
-            if folded is not None:
+            if go_test == "true":
                 return self.close_if(out, self.branch(body, scope))
-            out.append(f"{{{{ {'else if' if out else 'if'} {self.truth(test)} }}}}{self.branch(body, scope)}")
+            out.append(f"{{{{ {'else if' if out else 'if'} {go_test} }}}}{self.branch(body, scope)}")
         return self.close_if(out, self.branch(node.else_, scope) if node.else_ else "")
 
     def close_if(self, opened: list[str], rest: str) -> str:
@@ -121,23 +121,56 @@ class Statements:
             return self.for_items(node, scope)
         if not isinstance(node.target, nodes.Name):
             raise self.fail("a for loop over several targets other than dict.items()", node, "for")
+        if self.is_reversed(node.iter):
+            return self.for_reversed(node, scope)
         view = self.seq_view(node.iter)
         if view.pred is not None and node.test is not None:
             raise self.fail("a for loop over a filtered list with an inline if", node, "for")
         loop = Loop(index=self.fresh("i"), iterable=view.base, target=f"${node.target.name}", counter=self.counter)
         self.kinds[node.target.name] = view.element
-        filtered = view.pred is not None or node.test is not None
-        if filtered and any(isinstance(n, nodes.Name) and n.name == "loop" for n in node.find_all(nodes.Name)):
-            raise self.fail("loop.* inside a loop over a filtered list (the positions would differ)", node, "loop.")
+        if node.test is not None and any(isinstance(n, nodes.Name) and n.name == "loop" for n in node.find_all(nodes.Name)):
+            raise self.fail("loop.* inside a for loop with an inline if", node, "loop.")
+        if view.pred is not None:
+            loop.total = self.count(view)  # loop.index/first/last/length count the kept items only
         self.loops.append(loop)
         try:
             body = self.block(node.body, self.inner_scope(node, scope, {node.target.name}))
             test = view.pred(loop.target) if view.pred is not None else (self.truth(node.test) if node.test is not None else None)
         finally:
             self.loops.pop()
+        if loop.total:
+            # a counter of kept items stands in for the range index
+            step = f'{{{{ {loop.index} = $kept{loop.counter} }}}}{{{{ $kept{loop.counter} = len (printf "%*s " $kept{loop.counter} "") }}}}'
+            head = f"{{{{ $kept{loop.counter} := 0 }}}}{{{{ {loop.index} := 0 }}}}{{{{ range {loop.target} := {view.base} }}}}"
+            return self.loop_setup(loop) + head + f"{{{{ if {test} }}}}{step}{self.loop_start(loop)}{body}{{{{ end }}}}{{{{ end }}}}"
         if test is not None:
             body = f"{{{{ if {test} }}}}{body}{{{{ end }}}}"
         return self.range_loop(loop, body)
+
+    def is_reversed(self, node: nodes.Node) -> bool:
+        if isinstance(node, nodes.Filter) and node.name == "reverse" and node.node is not None and not node.args:
+            return True
+        if not (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Slice)):
+            return False
+        step = self.fold(node.arg.step) if node.arg.step is not None else None
+        return step is not None and step.value == -1 and node.arg.start is None and node.arg.stop is None
+
+    def for_reversed(self, node: nodes.For, scope: Scope) -> str:
+        """`for x in seq[::-1]` (or `seq|reverse`): a forward range whose item is seq[len - 1 - i]."""
+        assert isinstance(node.target, nodes.Name) and isinstance(node.iter, (nodes.Getitem, nodes.Filter))
+        base = node.iter.node
+        seq = self.expr(base)
+        if node.test is not None or any(isinstance(n, nodes.Getattr) and n.attr in ("nextitem", "previtem") for n in node.find_all(nodes.Getattr)):
+            raise self.fail("a reversed loop with an inline if or loop.previtem/nextitem", node, "for")
+        loop = Loop(index=self.fresh("i"), iterable=seq, target=f"${node.target.name}", counter=self.counter)
+        self.kinds[node.target.name] = K.ELEMENT.get(self.kind(base) or "")
+        self.loops.append(loop)
+        try:
+            body = self.block(node.body, self.inner_scope(node, scope, {node.target.name}))
+        finally:
+            self.loops.pop()
+        pick = f"{{{{ {loop.target} := index {seq} (len (slice (slice {seq} {loop.index}) 1)) }}}}"
+        return self.range_loop(Loop(loop.index, seq, f"$_{loop.counter}", loop.counter, loop.prev, loop.mods), pick + body)
 
     def inner_scope(self, node: nodes.For, scope: Scope, targets: set[str]) -> Scope:
         # A plain `set` inside a loop body does not leak out of it (Jinja scoping): shadow it there.
@@ -148,15 +181,24 @@ class Statements:
 
     def range_loop(self, loop: Loop, body: str) -> str:
         head = f"{{{{ range {loop.index}, {loop.target} := {loop.iterable} }}}}"
-        pre, start = [], []
+        return self.loop_setup(loop) + head + self.loop_start(loop) + body + "{{ end }}"
+
+    def loop_setup(self, loop: Loop) -> str:
+        pre = []
         if loop.prev:
-            # loop.previtem: the item of the pass before, kept at the start of each pass (continue-safe).
             pre.append(f'{{{{ $prev{loop.counter} := "" }}}}{{{{ $last{loop.counter} := "" }}}}')
-            start.append(f"{{{{ $prev{loop.counter} = $last{loop.counter} }}}}{{{{ $last{loop.counter} = {loop.target} }}}}")
         for (offset, divisor), var in loop.mods.items():
             pre.append(f"{{{{ {var} := {(offset - 1) % divisor} }}}}")
+        return "".join(pre)
+
+    def loop_start(self, loop: Loop) -> str:
+        start = []
+        if loop.prev:
+            # loop.previtem: the item of the pass before, kept at the start of each pass (continue-safe).
+            start.append(f"{{{{ $prev{loop.counter} = $last{loop.counter} }}}}{{{{ $last{loop.counter} = {loop.target} }}}}")
+        for divisor, var in ((d, v) for (_, d), v in loop.mods.items()):
             start.append(f'{{{{ if eq {var} {divisor - 1} }}}}{{{{ {var} = 0 }}}}{{{{ else }}}}{{{{ {var} = len (printf "%*s " {var} "") }}}}{{{{ end }}}}')
-        return "".join(pre) + head + "".join(start) + body + "{{ end }}"
+        return "".join(start)
 
     def for_items(self, node: nodes.For, scope: Scope) -> str:
         assert isinstance(node.target, nodes.Tuple) and isinstance(node.iter, nodes.Call) and isinstance(node.iter.node, nodes.Getattr)
@@ -184,6 +226,10 @@ class Statements:
             key, var = target.name, f"${target.name}"
         else:
             raise self.fail("assignment to several names at once", node, "set")
+        if isinstance(target, nodes.Name) and self.store_counts.get(key, 0) == 1 and self.is_view(value):
+            # Go cannot hold a filtered list; a name bound to one once is read as the filter itself.
+            self.aliases[key] = value
+            return ""
         if key not in self.runtime:
             folded = self.fold(value)
             if folded is None:
@@ -196,9 +242,13 @@ class Statements:
         return out
 
     def assign_to(self, var: str, value: nodes.Node) -> str:
-        if isinstance(value, nodes.CondExpr):
-            other = f"{{{{ else }}}}{self.assign_to(var, value.expr2)}" if value.expr2 is not None else ""
-            return f"{{{{ if {self.truth(value.test)} }}}}{self.assign_to(var, value.expr1)}{other}{{{{ end }}}}"
+        if isinstance(value, nodes.CondExpr) and self.fold(value) is None:
+            test = self.truth(value.test)
+            if test in ("true", "false"):
+                other = value.expr1 if test == "true" else value.expr2
+                return self.assign_to(var, other) if other is not None else f'{{{{ {var} = "" }}}}'
+            other_part = f"{{{{ else }}}}{self.assign_to(var, value.expr2)}" if value.expr2 is not None else ""
+            return f"{{{{ if {test} }}}}{self.assign_to(var, value.expr1)}{other_part}{{{{ end }}}}"
         return f"{{{{ {var} = {self.expr(value)} }}}}"
 
     def assign_namespace(self, name: str, call: nodes.Call) -> str:

@@ -1,0 +1,159 @@
+"""Round trip of the chat-template corpus: Jinja prompt vs the converted Go TEMPLATE rendered by Go.
+
+For every template under tests/data/chat_templates/corpus (templates written for this project in
+the style of each model family), convert it to an Ollama Go TEMPLATE and render the fixed
+conversations (system+user, user only, multi-turn, no generation prompt, tools, reasoning) both
+ways. Each template ends as `exact` (every applicable conversation equal, character for character),
+`refused` (the converter names the construct it cannot express), `differs`, `crash` (an exception
+other than a refusal, in the converter or the Go renderer) or `no jinja` (jinja2 itself cannot
+render any conversation).
+
+    python benchmarks/template_corpus.py [--out benchmarks/results/template_corpus.json]
+
+tests/serve/test_template_corpus.py runs the same round trip and fails on crashes and unexplained
+differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "tests" / "data" / "chat_templates" / "corpus"
+
+# file-name prefix -> (bos, eos, runtime adds BOS); the first matching prefix wins
+TOKENS: list[tuple[str, str, str, bool]] = [
+    ("llama2", "<s>", "</s>", True), ("llama4", "<|begin_of_text|>", "<|eot|>", True), ("llama3", "<|begin_of_text|>", "<|eot_id|>", True),
+    ("mistral", "<s>", "</s>", True), ("mixtral", "<s>", "</s>", True), ("devstral", "<s>", "</s>", True),
+    ("gemma", "<bos>", "<eos>", True), ("qwen", "", "<|im_end|>", False), ("qwq", "", "<|im_end|>", False),
+    ("phi3", "<s>", "<|endoftext|>", False), ("phi4", "", "<|im_end|>", False), ("deepseek", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", True),
+    ("granite", "", "<|end_of_text|>", False), ("command", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", True),
+    ("cohere", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", True), ("aya", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", True),
+    ("smollm", "", "<|im_end|>", False), ("olmo", "<|endoftext|>", "<|endoftext|>", False), ("falcon", "", "<|endoftext|>", False),
+    ("", "", "</s>", False),
+]
+
+Renderer = Callable[[str, list[dict[str, Any]], list[dict[str, Any]] | None], str]
+
+
+@dataclass
+class TemplateResult:
+    name: str
+    family: str
+    status: str  # exact | refused | differs | crash | no jinja
+    reason: str = ""
+    conversations: dict[str, str] = field(default_factory=dict)  # conversation -> equal | different | not applicable
+    notes: list[str] = field(default_factory=list)
+
+
+def tokens_for(name: str) -> tuple[str, str, bool]:
+    return next((bos, eos, adds) for prefix, bos, eos, adds in TOKENS if name.startswith(prefix))
+
+
+def family_of(source: str) -> str:
+    first = source.lstrip().splitlines()[0] if source.strip() else ""
+    return first.split("Imitates:", 1)[1].split("(")[0].strip(" -#}.") if "Imitates:" in first else "?"
+
+
+def corpus_files() -> list[Path]:
+    return sorted(CORPUS.glob("*.jinja"))
+
+
+def run_template(path: Path, renderer: Renderer) -> TemplateResult:
+    from model_serving.serve.ollama import templates
+    from model_serving.serve.ollama.fidelity import CONVERSATIONS, REASONING, check_rendered
+
+    source = path.read_text()
+    bos, eos, adds_bos = tokens_for(path.stem)
+    result = TemplateResult(path.stem, family_of(source), "exact")
+    try:
+        conv = templates.convert(source, bos_token=bos, eos_token=eos, runtime_adds_bos=adds_bos)
+    except templates.UnconvertibleTemplate as exc:
+        result.status, result.reason = "refused", exc.construct + (f" (line {exc.line}, column {exc.column or 1})" if exc.line else "")
+        return result
+    except Exception as exc:  # noqa: BLE001 - a crash is a result here, reported and failed on by the test
+        result.status, result.reason = "crash", f"converter: {type(exc).__name__}: {exc}"
+        return result
+    result.notes = conv.notes
+    try:
+        report = check_rendered(source, conv.go_template, renderer, bos=bos, eos=eos, bos_left_to_runtime=conv.bos_left_to_runtime,
+                                template_uses_tools=templates.uses_tools(source), conversations=[*CONVERSATIONS, REASONING], notes=conv.notes)
+    except Exception as exc:  # noqa: BLE001
+        result.status, result.reason = "crash", f"Go renderer: {exc}"
+        return result
+    result.conversations = {c.conversation: c.status for c in report.cases}
+    if all(c.status == "not applicable" for c in report.cases):
+        result.status, result.reason = "no jinja", "; ".join(sorted({c.reason for c in report.cases}))
+    elif report.failures():
+        first = report.failures()[0]
+        result.status = "differs"
+        result.reason = f"{first.conversation}: {first.difference.model_dump() if first.difference else ''}"
+    return result
+
+
+def run_corpus(renderer: Renderer) -> list[TemplateResult]:
+    return [run_template(path, renderer) for path in corpus_files()]
+
+
+def summary(results: list[TemplateResult]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    rendered = [r for r in results if r.status != "no jinja"]
+    refused = counts.get("refused", 0)
+    return {"templates": len(results), "counts": counts, "refused_share": round(refused / len(rendered), 3) if rendered else 0.0}
+
+
+def markdown(results: list[TemplateResult]) -> str:
+    lines = ["| template | family | result | conversations (equal / compared) | reason |", "|---|---|---|---|---|"]
+    for r in results:
+        compared = [s for s in r.conversations.values() if s != "not applicable"]
+        equal = sum(s == "equal" for s in compared)
+        shown = f"{equal} / {len(compared)}" if r.conversations else "-"
+        lines.append(f"| {r.name} | {r.family} | {r.status} | {shown} | {r.reason.replace('|', '/')} |")
+    s = summary(results)
+    lines.append("")
+    lines.append(f"{s['templates']} templates: " + ", ".join(f"{v} {k}" for k, v in sorted(s["counts"].items())) + f"; refused share {s['refused_share']:.1%}")
+    return "\n".join(lines)
+
+
+def _go_renderer(work: Path) -> Renderer:
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
+    from ollama_double import GoRenderer, build_gotmpl  # the test renderer: Go's own text/template with Ollama's types
+
+    binary = build_gotmpl(work)
+    if binary is None:
+        raise SystemExit("Go is not installed: the corpus needs Go's text/template (apt-get install golang-go)")
+    return GoRenderer(binary)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "template_corpus.json")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _bench_meta import LoadWatch, write_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        renderer = _go_renderer(Path(tmp))
+        watch = LoadWatch("corpus round trip")
+        with watch:
+            started = time.perf_counter()
+            results = run_corpus(renderer)
+            seconds = time.perf_counter() - started
+    report = {"benchmark": "template_corpus", "summary": summary(results), "seconds": round(seconds, 2),
+              "results": [asdict(r) for r in results]}
+    write_report(args.out, report, [watch])
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
