@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 from fault_kit import CONVERTER, ENGINE_WORKER, QUALITY_CHILD, QUANTIZE_WORKER, BackgroundWork, children_of_ours, environ, wait_for
 from quant_helpers import place
@@ -128,3 +130,23 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
     except OSError:
         return True
+
+
+def test_a_served_engine_outlives_the_cli_that_started_it(tiny_gguf: Path, tmp_path: Path) -> None:
+    """The engine worker dies with its parent only while it starts; once serving it is a daemon, as `serve start` promises."""
+    from fault_kit import Cli
+
+    gguf = place(tiny_gguf, tmp_path)
+    started = Cli(tmp_path / "home", "--root", str(tmp_path), "--json", "serve", "start", str(gguf), "--name", "outlives", "--ctx-size", "256",
+                  "--parallel", "1", "--threads", "1")
+    code, lines = started.finish(timeout=300)
+    assert code == 0, lines[-5:]
+    try:
+        model = json.loads(started.proc.stdout.read())  # type: ignore[union-attr]
+        assert httpx.get(f"{model['base_url']}/health", timeout=10).status_code == 200  # serving, with its parent gone
+        pids = children_of_ours(str(tmp_path), (ENGINE_WORKER,))
+        assert pids == [model["pid"]] and os.getpgid(model["pid"]) == model["pid"]
+    finally:
+        stopped = Cli(tmp_path / "home", "--root", str(tmp_path), "serve", "stop", "outlives")
+        assert stopped.finish()[0] == 0
+    wait_for(lambda: not children_of_ours(str(tmp_path), (ENGINE_WORKER,)), 30, "the engine to stop")

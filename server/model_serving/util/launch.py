@@ -17,6 +17,13 @@ import sys
 # parent-death signal was armed, and the child must not outlive it.
 PARENT_ENV = "MODEL_SERVING_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
+_libc: list[ctypes.CDLL] = []  # loaded once: outlive_parent must take effect at once when the engine is ready
+
+
+def _prctl(option: int, value: int) -> None:
+    if not _libc:
+        _libc.append(ctypes.CDLL(None, use_errno=True))
+    _libc[0].prctl(option, value, 0, 0, 0)
 
 
 def die_with_parent() -> None:
@@ -26,7 +33,7 @@ def die_with_parent() -> None:
     """
     if not sys.platform.startswith("linux"):
         return
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
     expected = os.environ.get(PARENT_ENV, "")
     if expected.isdigit() and os.getppid() != int(expected):
         os._exit(137)  # the parent is already gone: end as if the signal had fired
@@ -35,7 +42,7 @@ def die_with_parent() -> None:
 def outlive_parent() -> None:
     """Undo `die_with_parent`: for a child that becomes a daemon once it is ready (the engine worker)."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)
+        _prctl(_PR_SET_PDEATHSIG, 0)
 
 
 def main(argv: list[str]) -> None:
