@@ -143,16 +143,17 @@ def test_unconvertible_template_on_an_old_server_names_the_construct(ollama_sett
     source = tmp_path / "checkpoint"
     source.mkdir()
     (source / "tokenizer_config.json").write_text(json.dumps(
-        {"chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content.strip() }}<|im_end|>\n{% endfor %}"}))
+        {"chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content.title() }}<|im_end|>\n{% endfor %}"
+         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"}))
     ollama_double.version = "0.29.0"
-    with pytest.raises(templates.UnconvertibleTemplate, match=r"the method \.strip\(\)") as err:
+    with pytest.raises(templates.UnconvertibleTemplate, match=r"the method \.title\(\)") as err:
         register_gguf(ollama_settings, smollm2_gguf, "smol", source_dir=source)
     assert "--template gguf" in err.value.next_step
     assert ("POST", "/api/create") not in ollama_double.requests
     # a server that renders GGUF templates falls back to the GGUF's own template, and says why
     info = read_gguf(smollm2_gguf)
     choice, go_template, _ = choose_template(info, source, "auto", "0.33.0")
-    assert choice.strategy == "gguf" and go_template is None and ".strip()" in choice.reason
+    assert choice.strategy == "gguf" and go_template is None and ".title()" in choice.reason
 
 
 def test_tool_templates_rely_on_the_gguf_where_the_server_can(smollm2_gguf: Path, tmp_path: Path) -> None:

@@ -185,9 +185,9 @@ class OllamaClient:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, during: str, body: Any = None, timeout: float | None = None) -> httpx.Response:
+    def _request(self, method: str, path: str, *, during: str, body: Any = None) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=body, timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
+            response = self._http.request(method, path, json=body)
         except httpx.ConnectError as exc:
             raise OllamaUnreachable(self.host, _reason(exc)) from None
         except httpx.TimeoutException:
