@@ -14,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -131,90 +132,150 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-JobState = Literal["running", "succeeded", "failed", "cancelled"]
+# Names and states follow the MCP tasks extension, so an agent that knows tasks reads a job without a guide.
+JobStatus = Literal["working", "completed", "failed", "cancelled"]
+POLL_INTERVAL_MS = 2000
+KEEP_JOBS = 100  # finished records kept on disk; older ones are pruned
+
+
+def describe_failure(exc: BaseException) -> dict[str, str]:
+    """The default error record; the MCP face passes its own mapper (one place for every failure)."""
+    if isinstance(exc, ServingError):
+        return exc.to_dict()
+    return {"error": type(exc).__name__, "cause": "The job failed unexpectedly.", "next_step": "Report this with the server log.", "detail": ""}
 
 
 class JobInfo(BaseModel):
-    """A handle on long work: poll it with job_status, stop it with job_cancel."""
+    """A handle on long work: poll job_status(taskId, wait_s), stop it with job_cancel."""
 
-    job_id: str
+    taskId: str
     kind: str
-    state: JobState
-    progress: float = Field(description="0..1")
-    message: str = ""
-    started_at: str
-    finished_at: str | None = None
-    result: dict[str, Any] | None = Field(default=None, description="The step's result once it succeeded")
-    error: dict[str, str] | None = Field(default=None, description="cause and next_step once it failed")
+    status: JobStatus
+    statusMessage: str = ""
+    progress: float = Field(default=0.0, description="0..1")
+    createdAt: str
+    lastUpdatedAt: str
+    pollIntervalMs: int = POLL_INTERVAL_MS
+    result: dict[str, Any] | None = Field(default=None, description="The step's result once completed")
+    error: dict[str, str] | None = Field(default=None, description="cause and next_step once failed or cancelled")
 
 
 class Job:
-    def __init__(self, kind: str, fn: Callable[[Progress], BaseModel]) -> None:
+    def __init__(self, kind: str, fn: Callable[[Progress], BaseModel], describe: Callable[[BaseException], dict[str, str]],
+                 on_change: Callable[[Job], None]) -> None:
         self.id = secrets.token_urlsafe(12)  # unguessable: possession of a handle is all it takes
         self.kind = kind
         self.progress = Progress()
-        self.state: JobState = "running"
-        self.started_at = _now()
-        self.finished_at: str | None = None
+        self.status: JobStatus = "working"
+        self.created_at = self.updated_at = _now()
         self.result: BaseModel | None = None
         self.error: dict[str, str] | None = None
         self.done = threading.Event()
+        self._describe, self._on_change = describe, on_change
         self._thread = threading.Thread(target=self._run, args=(fn,), name=f"job-{kind}", daemon=True)
 
     def _run(self, fn: Callable[[Progress], BaseModel]) -> None:
         try:
             self.result = fn(self.progress)
-            self.state = "succeeded"
+            self.status = "completed"
             self.progress.fraction = 1.0
-        except Cancelled as exc:
-            self.state, self.error = "cancelled", exc.to_dict()
-        except ServingError as exc:
-            self.state, self.error = "failed", exc.to_dict()
-        except Exception as exc:  # a bug: report it without leaking internals to the client
-            self.state = "failed"
-            self.error = {"error": type(exc).__name__, "cause": f"Internal error: {exc}", "next_step": "Report this with the server log.", "detail": ""}
+        except BaseException as exc:  # noqa: BLE001 - a job thread must record every failure, bugs included
+            self.status = "cancelled" if isinstance(exc, Cancelled) else "failed"
+            self.error = self._describe(exc)
         finally:
-            self.finished_at = _now()
+            self.updated_at = _now()
             self.done.set()
+            self._on_change(self)
 
     def info(self) -> JobInfo:
+        message = self.error["cause"] if self.error else self.progress.message
         return JobInfo(
-            job_id=self.id, kind=self.kind, state=self.state, progress=round(self.progress.fraction, 4),
-            message=self.progress.message, started_at=self.started_at, finished_at=self.finished_at,
+            taskId=self.id, kind=self.kind, status=self.status, statusMessage=message, progress=round(self.progress.fraction, 4),
+            createdAt=self.created_at, lastUpdatedAt=self.updated_at if self.done.is_set() else _now(),
             result=self.result.model_dump(mode="json") if self.result is not None else None, error=self.error,
         )
 
 
 class JobManager:
-    def __init__(self) -> None:
+    """Running jobs in memory, every record on disk (`<state_dir>/jobs/<id>.json`), so handles outlive a restart."""
+
+    def __init__(self, state_dir: Path | None = None, describe: Callable[[BaseException], dict[str, str]] = describe_failure) -> None:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self._describe = describe
+        self._dir = state_dir / "jobs" if state_dir else None
+        self._past: dict[str, JobInfo] = self._load() if self._dir else {}
+
+    def _load(self) -> dict[str, JobInfo]:
+        assert self._dir is not None
+        self._dir.mkdir(parents=True, exist_ok=True)
+        past: dict[str, JobInfo] = {}
+        for path in sorted(self._dir.glob("*.json"), key=lambda p: p.stat().st_mtime):
+            try:
+                info = JobInfo.model_validate_json(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # a record we cannot read is no handle anyone can use
+            if info.status == "working":  # its server died with it
+                info.status, info.lastUpdatedAt = "failed", _now()
+                info.error = {"error": "ServerRestarted", "cause": "The server stopped while this job was running; its work was lost.",
+                              "next_step": "Start the step again; finished steps are reused.", "detail": ""}
+                info.statusMessage = info.error["cause"]
+                self._write(info)
+            past[info.taskId] = info
+        return past
+
+    def _write(self, info: JobInfo) -> None:
+        if self._dir is None:
+            return
+        tmp = self._dir / f".{info.taskId}.tmp"
+        tmp.write_text(info.model_dump_json(), encoding="utf-8")
+        os.replace(tmp, self._dir / f"{info.taskId}.json")
+        records = sorted(self._dir.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for old in records[:-KEEP_JOBS]:
+            old.unlink(missing_ok=True)
 
     def submit(self, kind: str, fn: Callable[[Progress], BaseModel]) -> Job:
-        job = Job(kind, fn)
+        job = Job(kind, fn, self._describe, lambda j: self._write(j.info()))
         with self._lock:
             self._jobs[job.id] = job
+        self._write(job.info())
         job._thread.start()
         return job
 
-    def get(self, job_id: str) -> Job:
+    def find(self, job_id: str) -> Job | JobInfo:
         from model_serving.errors import InputError
 
         with self._lock:
-            job = self._jobs.get(job_id)
-        if job is None:
-            raise InputError(f"No job has the id {job_id!r}.", "List jobs with job_status and no id, or start the step again.")
-        return job
+            found: Job | JobInfo | None = self._jobs.get(job_id) or self._past.get(job_id)
+        if found is None:
+            raise InputError(f"No job has the id {job_id!r}.", "Call job_status without an id to list jobs, or start the step again.")
+        return found
+
+    def get(self, job_id: str) -> Job:
+        found = self.find(job_id)
+        if isinstance(found, JobInfo):
+            from model_serving.errors import InputError
+
+            raise InputError(f"Job {job_id!r} ran in an earlier server and is {found.status}.", "Start the step again to run it.")
+        return found
+
+    def info(self, job_id: str) -> JobInfo:
+        found = self.find(job_id)
+        return found if isinstance(found, JobInfo) else found.info()
 
     def list(self) -> list[JobInfo]:
         with self._lock:
-            return [job.info() for job in self._jobs.values()]
+            jobs = list(self._jobs.values())
+            past = [p for p in self._past.values() if p.taskId not in self._jobs]
+        return sorted(past + [job.info() for job in jobs], key=lambda i: i.createdAt, reverse=True)
 
     def cancel(self, job_id: str, wait: float = 10.0) -> JobInfo:
-        job = self.get(job_id)
-        job.progress.cancel()
-        job.done.wait(wait)
-        return job.info()
+        found = self.find(job_id)
+        if isinstance(found, JobInfo):
+            return found  # finished in an earlier server: nothing left to stop
+        found.progress.cancel()
+        found.done.wait(wait)
+        return found.info()
 
     def shutdown(self) -> None:
         with self._lock:

@@ -7,26 +7,41 @@ into tool parameters, so a bound cannot differ between the faces (tests/faces/te
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from model_serving.errors import InputError
 
 # A name clients use for a model: lower case, and safe as a file name and as an Ollama tag.
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,63}$"
 # llama.cpp and Ollama type names: Q4_K_M, IQ2_XS, F16, TQ1_0 ... (case-insensitive; never flag-like).
 QUANT_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,15}$"
 
-PathArg = Annotated[str, Field(min_length=1, max_length=4096, description="A path under the allowed roots")]
-ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN, description="Model name clients use (lower case, digits, . _ : -)")]
-QuantType = Annotated[str, Field(pattern=QUANT_PATTERN, description="Quantization type: Q4_K_M, Q5_K_M, Q6_K, Q8_0, ... or F16 to keep the export")]
-CtxSize = Annotated[int, Field(ge=64, le=1 << 20, description="Context length in tokens")]
-Parallel = Annotated[int, Field(ge=1, le=64, description="Parallel sequences (server slots, continuous batching)")]
-Threads = Annotated[int, Field(ge=1, le=512, description="CPU threads (default: all cores)")]
-Port = Annotated[int, Field(ge=1024, le=65535, description="Port on 127.0.0.1 (default: a free one)")]
-Requests = Annotated[int, Field(ge=1, le=10_000, description="Measured requests")]
-Concurrency = Annotated[int, Field(ge=1, le=1024, description="Requests in flight")]
-MaxTokens = Annotated[int, Field(ge=1, le=32_768, description="Tokens generated per request")]
+# No leading '-': a value that reaches a child's argv must never read as an option.
+NOT_FLAG = r"^[^-]"
+PathArg = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
+ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
+QuantType = Annotated[str, Field(pattern=QUANT_PATTERN, description="Q4_K_M, Q5_K_M, Q6_K, Q8_0, ... (F16: keep the export)")]
+CtxSize = Annotated[int, Field(ge=64, le=1 << 20)]
+Parallel = Annotated[int, Field(ge=1, le=64, description="Server slots")]
+Threads = Annotated[int, Field(ge=1, le=512, description="Default: all cores")]
+Port = Annotated[int, Field(ge=1024, le=65535, description="On 127.0.0.1; default: a free one")]
+Requests = Annotated[int, Field(ge=1, le=10_000)]
+Concurrency = Annotated[int, Field(ge=1, le=1024, description="Streams in flight")]
+MaxTokens = Annotated[int, Field(ge=1, le=32_768)]
 Target = Literal["auto", "embedded", "ollama"]
+RegisterTarget = Literal["embedded", "ollama"]
+OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
+Api = Literal["openai", "ollama"]
+Route = Literal["chat", "completions"]
+Statistic = Literal["mean", "median", "p90", "p95", "p99"]
+Positive = Annotated[float, Field(gt=0)]
+Millis = Annotated[float, Field(gt=0)]
+Source = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Checkpoint folder or Hub repo id")]
+OllamaName = Annotated[str, Field(min_length=1, max_length=300, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="e.g. my-model:v1")]
+JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="taskId")]
 
 DEFAULT_CTX_SIZE = 2048
 DEFAULT_PARALLEL = 4
@@ -36,22 +51,237 @@ DEFAULT_QUANT = "Q8_0"
 class Request(BaseModel):
     """An input model: unknown fields are refused, so a misspelt option is an error, not a no-op."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+R = TypeVar("R", bound=Request)
+T = TypeVar("T", bound=BaseModel)
+LIST_LIMIT = 50
+
+
+class Listing(BaseModel, Generic[T]):
+    """A bounded list result: at most LIST_LIMIT items, and how many there are."""
+
+    items: list[T]
+    total: int
+    truncated: bool = False
+
+    @classmethod
+    def of(cls, items: Sequence[T]) -> Listing[T]:
+        return cls(items=list(items[:LIST_LIMIT]), total=len(items), truncated=len(items) > LIST_LIMIT)
 
 
 class DeployRequest(Request):
-    source: Annotated[str | None, Field(min_length=1, max_length=4096, description="Checkpoint folder, .gguf file or Hub repo id; omit for the default SmolLM2-135M")] = None
+    source: Annotated[str | None, Field(min_length=1, max_length=4096, description="Checkpoint folder, .gguf or Hub repo id; default SmolLM2-135M")] = None
     name: ModelName | None = None
     quant: QuantType = DEFAULT_QUANT
-    target: Annotated[Target, Field(description="auto: Ollama when it answers, else the embedded engine")] = "auto"
-    out_dir: PathArg | None = None
+    target: Annotated[Target, Field(description="auto: Ollama if it answers, else embedded")] = "auto"
+    out_dir: Annotated[PathArg | None, Field(description="Default: deployments/<name>")] = None
     ctx_size: CtxSize = DEFAULT_CTX_SIZE
     parallel: Parallel = DEFAULT_PARALLEL
-    bench: Annotated[bool, Field(description="Benchmark the served model")] = True
+    bench: bool = True
     bench_requests: Requests = 16
-    concurrency: Annotated[Concurrency | None, Field(description="Bench concurrency (default: the engine's parallel slots)")] = None
-    verify_quality: Annotated[bool, Field(description="Compare the quantized model with its source")] = True
-    allow_requantize: Annotated[bool, Field(description="Quantize an already-quantized input (quality suffers)")] = False
-    allow_broken: Annotated[bool, Field(description="Serve even when the quality check calls the quantized model broken")] = False
-    replace: Annotated[bool, Field(description="Replace a model already served or registered under this name")] = False
-    plan_only: Annotated[bool, Field(description="Return the plan and do nothing")] = False
+    concurrency: Annotated[Concurrency | None, Field(description="Bench streams; default: parallel")] = None
+    verify_quality: Annotated[bool, Field(description="Compare with the source")] = True
+    allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
+    allow_broken: Annotated[bool, Field(description="Serve even if quality is broken")] = False
+    replace: Annotated[bool, Field(description="Replace a model of this name (destructive)")] = False
+    plan_only: Annotated[bool, Field(description="Only return the plan")] = False
+
+
+def flat_schema(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """Each field's JSON schema with an optional's `anyOf [X, null]` folded into X (`nullable`), titles dropped.
+
+    One reading of a model for everything that derives from it: CLI options, tool parameters, the parity test.
+    """
+    schema = model.model_json_schema()
+    flat: dict[str, dict[str, Any]] = {}
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        arms = prop.pop("anyOf", None)
+        if arms:
+            real = [a for a in arms if a.get("type") != "null"]
+            prop = {**(real[0] if len(real) == 1 else {"anyOf": real}), **prop, "nullable": len(real) < len(arms)}
+        prop["required"] = name in schema.get("required", [])
+        flat[name] = prop
+    return flat
+
+
+def _rule(err: Any) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    bounds = {"greater_than_equal": ">= {ge}", "less_than_equal": "<= {le}", "greater_than": "> {gt}", "less_than": "< {lt}",
+              "string_too_short": "at least {min_length} character(s)", "string_too_long": "at most {max_length} characters",
+              "too_short": "at least {min_length} item(s)", "too_long": "at most {max_length} items"}
+    if kind in bounds:
+        return "must be " + bounds[kind].format(**ctx)
+    if kind == "string_pattern_mismatch":
+        return "must not start with '-'" if ctx.get("pattern") == NOT_FLAG else f"must match {ctx.get('pattern')}"
+    if kind == "extra_forbidden":
+        return "is not a parameter of this verb"
+    if kind == "missing":
+        return "is required"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}"
+    return str(err.get("msg", "is invalid")).replace("Input should be", "must be")
+
+
+def input_error(exc: ValidationError, verb: str = "") -> InputError:
+    """A validation failure as field, rule and next step: the one wording both faces use."""
+    problems = []
+    for err in exc.errors()[:5]:
+        field = ".".join(str(p) for p in err["loc"]) or "input"
+        problems.append(f"{field} {_rule(err)}")
+    again = f"call {verb} again" if verb else "try again"
+    return InputError(f"Invalid input: {'; '.join(problems)}.", f"Fix {'that value' if len(problems) == 1 else 'those values'} and {again}.")
+
+
+def validated(model: type[R], values: dict[str, Any], verb: str = "") -> R:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise input_error(exc, verb) from None
+
+
+class InspectRequest(Request):
+    path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Checkpoint folder or .gguf")]
+    ctx_size: Annotated[CtxSize | None, Field(description="For the memory estimate")] = None
+    parallel: Parallel = 1
+
+
+class ExportRequest(Request):
+    source: Source
+    output: Annotated[PathArg | None, Field(description="Default: beside the source")] = None
+    outtype: OutType = "f16"
+    overwrite: bool = False
+
+
+class QuantizeRequest(Request):
+    input_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="GGUF file")]
+    qtype: QuantType
+    output: Annotated[PathArg | None, Field(description="Default: <stem>-<QTYPE>.gguf")] = None
+    allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
+    overwrite: bool = False
+    verify: Annotated[bool, Field(description="Quality check against the input")] = True
+
+
+class ServeStartRequest(Request):
+    gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="GGUF file")]
+    name: ModelName
+    ctx_size: CtxSize = DEFAULT_CTX_SIZE
+    parallel: Parallel = DEFAULT_PARALLEL
+    threads: Threads | None = None
+    port: Port | None = None
+    replace: Annotated[bool, Field(description="Replace a model of this name")] = False
+
+
+class NameRequest(Request):
+    name: ModelName
+
+
+class NoInput(Request):
+    """A verb without parameters."""
+
+
+class RegisterRequest(Request):
+    gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="GGUF file")]
+    name: ModelName
+    target: RegisterTarget = "embedded"
+    source_dir: Annotated[PathArg | None, Field(description="Ollama: checkpoint it came from")] = None
+    quantize: Annotated[QuantType | None, Field(description="Ollama: quantize while registering")] = None
+    ctx_size: CtxSize = DEFAULT_CTX_SIZE
+    parallel: Parallel = DEFAULT_PARALLEL
+    system: Annotated[str | None, Field(max_length=20_000, description="Ollama: system message")] = None
+    replace: Annotated[bool, Field(description="Replace a model of this name")] = False
+
+
+class BenchTargets(Request):
+    ttft_ms: Annotated[Millis, Field(description="Target TTFT")] = 200.0
+    e2e_ms: Annotated[Millis, Field(description="Target latency")] = 500.0
+
+
+class BenchLoad(BenchTargets):
+    """Where to send, what to send, and the targets."""
+
+    model: Annotated[str, Field(min_length=1, max_length=300, pattern=NOT_FLAG, description="Served model name")]
+    endpoint: Annotated[str | None, Field(max_length=2048, description="Name or loopback URL")] = None
+    api: Api | None = None
+    route: Route = "chat"
+    n_requests: Annotated[Requests, Field(description="Per level")] = 20
+    max_tokens: MaxTokens = 32
+    warmup: Annotated[int, Field(ge=0, le=100, description="Per stream, unmeasured")] = 1
+    prompt: Annotated[str | None, Field(min_length=1, max_length=100_000, description="Send this prompt")] = None
+    prompts_file: Annotated[PathArg | None, Field(description="JSONL")] = None
+    synthetic_input: Annotated[int | None, Field(ge=1, le=131_072, description="Synthetic prompt tokens")] = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    rps: Annotated[Positive, Field(description="Target req/s")] = 10.0
+    memory_gb: Annotated[Positive, Field(description="Target memory")] = 8.0
+    statistic: Statistic = "p95"
+    gguf: Annotated[PathArg | None, Field(description="For the roofline")] = None
+    bandwidth_gbs: Annotated[Positive | None, Field(description="Default: measured")] = None
+    output_dir: Annotated[PathArg | None, Field(description="Report folder")] = None
+    label: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")] = "bench"
+
+
+class BenchRequest(BenchLoad):
+    concurrency: Concurrency = 1
+    rate: Annotated[Positive | None, Field(description="Poisson req/s; default: closed loop")] = None
+    levels: Annotated[list[Annotated[int, Field(ge=1, le=1024)]] | None, Field(min_length=1, max_length=16, description="Sweep these concurrencies")] = None
+    cold_start: Annotated[bool, Field(description="Ollama: measure a cold load")] = False
+
+
+class RooflineRequest(Request):
+    gguf: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="GGUF file")]
+    tok_s: Annotated[Positive | None, Field(description="Measured decode tok/s")] = None
+    context: Annotated[float, Field(ge=0, le=1 << 20, description="Tokens in the KV cache")] = 0.0
+    bandwidth_gbs: Annotated[Positive | None, Field(description="Default: measured")] = None
+
+
+class QuantABRequest(BenchTargets):
+    ggufs: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]], Field(min_length=2, max_length=8, description="GGUFs of one model")]
+    n_requests: Annotated[int, Field(ge=1, le=1000)] = 8
+    concurrency: Concurrency = 1
+    max_tokens: Annotated[int, Field(ge=1, le=4096)] = 16
+    quality_floor: Annotated[float, Field(ge=0, le=1, description="Least greedy agreement")] = 0.5
+    max_ppl_ratio: Annotated[float, Field(ge=1, le=100, description="Largest perplexity ratio")] = 1.10
+    output_dir: Annotated[PathArg | None, Field(description="Report folder")] = None
+
+
+class OllamaNameRequest(Request):
+    name: OllamaName
+
+
+class OllamaCopyRequest(Request):
+    source: OllamaName
+    destination: OllamaName
+    overwrite: bool = False
+
+
+class OllamaProbeRequest(Request):
+    name: OllamaName
+    num_predict: Annotated[int, Field(ge=1, le=4096)] = 256
+
+
+class ModelfileRequest(Request):
+    gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="GGUF file")]
+    source_dir: Annotated[PathArg | None, Field(description="Checkpoint it came from")] = None
+    system: Annotated[str | None, Field(max_length=20_000)] = None
+    num_ctx: Annotated[CtxSize | None, Field(description="Default: trained, capped by memory")] = None
+
+
+class CheckModelfileRequest(Request):
+    path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Modelfile")]
+
+
+class JobStatusRequest(Request):
+    job_id: Annotated[JobId | None, Field(description="Omit to list jobs")] = None
+    wait_s: Annotated[float, Field(ge=0, le=30, description="Wait for the end up to this long")] = 0.0
+
+
+class JobCancelRequest(Request):
+    job_id: JobId
+
+
+class CleanRequest(Request):
+    directory: PathArg = "."
+    plan: Annotated[bool, Field(description="Only list")] = False

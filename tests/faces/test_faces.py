@@ -56,13 +56,13 @@ def test_cli_export_serve_and_stop_round_trip(settings: Settings, tiny_checkpoin
     out = cli(settings, "--json", "serve", "start", str(tmp_path / "t.gguf"), "--name", "t1", "--ctx-size", "256", "--parallel", "1")
     assert out.returncode == 0, out.stderr
     try:
-        listed = json.loads(cli(settings, "--json", "serve", "list").stdout)
+        listed = json.loads(cli(settings, "--json", "serve", "list").stdout)["items"]
         assert [m["name"] for m in listed] == ["t1"] and listed[0]["state"] == "running"
         status = cli(settings, "status")
         assert "t1" in status.stdout and "healthy" in status.stdout
     finally:
         assert cli(settings, "serve", "stop", "t1").returncode == 0
-    assert json.loads(cli(settings, "--json", "serve", "list").stdout) == []
+    assert json.loads(cli(settings, "--json", "serve", "list").stdout)["items"] == []
 
 
 def test_cli_deploy_plan_does_nothing(settings: Settings, tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -91,10 +91,10 @@ async def call(client: Client, name: str, args: dict) -> dict:
 async def wait_job(client: Client, job_id: str, limit_s: float = 600) -> dict:
     with anyio.fail_after(limit_s):
         while True:
-            info = (await call(client, "job_status", {"job_id": job_id}))["result"][0]
-            if info["state"] != "running":
+            result = await client.call_tool("job_status", {"job_id": job_id, "wait_s": 30})
+            info = result.structured_content.get("job", result.structured_content)  # a failed job is an error result
+            if info["status"] != "working":
                 return info
-            await anyio.sleep(0.5)
 
 
 async def test_mcp_tools_are_typed_and_annotated(settings: Settings, mode: str) -> None:
@@ -106,14 +106,14 @@ async def test_mcp_tools_are_typed_and_annotated(settings: Settings, mode: str) 
         assert tools[name].output_schema, f"{name} has no structured output"
     assert tools["inspect_model"].annotations.read_only_hint is True
     assert tools["serve_stop"].annotations.destructive_hint is True
-    assert tools["export_gguf"].annotations.read_only_hint is False
+    assert not tools["export_gguf"].annotations.read_only_hint
     assert set(tools["export_gguf"].input_schema["properties"]["outtype"]["enum"]) == {"f16", "bf16", "q8_0", "f32", "auto"}
 
 
 async def test_mcp_inspect_and_errors_match_the_core(settings: Settings, tiny_gguf: Path, mode: str) -> None:
     async with Client(create_server(settings), mode=mode) as client:
         info = await call(client, "inspect_model", {"path": str(tiny_gguf)})
-        assert info["result"]["file_type"] == "F16" and info["result"]["eos_token"] == "<|im_end|>"
+        assert info["file_type"] == "F16" and info["eos_token"] == "<|im_end|>"
         refused = await client.call_tool("inspect_model", {"path": "/etc/passwd"})
         assert refused.is_error and "outside the allowed roots" in refused.content[0].text and "Next step" in refused.content[0].text
         bad_name = await client.call_tool("serve_start", {"gguf_path": str(tiny_gguf), "name": "Bad Name"})
@@ -130,9 +130,9 @@ async def test_mcp_export_runs_as_a_job_with_progress(settings: Settings, tiny_c
         started = await client.call_tool("export_gguf", {"source": str(tiny_checkpoint), "output": str(tmp_path / "j.gguf")},
                                          progress_callback=on_progress)
         handle = started.structured_content
-        assert handle["kind"] == "export" and len(handle["job_id"]) >= 16
-        final = await wait_job(client, handle["job_id"])
-    assert final["state"] == "succeeded", final["error"]
+        assert handle["kind"] == "export_gguf" and len(handle["taskId"]) >= 16 and handle["pollIntervalMs"] > 0
+        final = await wait_job(client, handle["taskId"])
+    assert final["status"] == "completed", final["error"]
     assert final["result"]["output_path"] == str(tmp_path / "j.gguf") and (tmp_path / "j.gguf").exists()
     assert seen == sorted(seen)  # progress never goes backwards
 
@@ -140,9 +140,9 @@ async def test_mcp_export_runs_as_a_job_with_progress(settings: Settings, tiny_c
 async def test_mcp_job_cancel_kills_the_converter_and_keeps_nothing(settings: Settings, tiny_checkpoint: Path, tmp_path: Path) -> None:
     async with Client(create_server(settings)) as client:
         handle = (await call(client, "export_gguf", {"source": str(tiny_checkpoint), "output": str(tmp_path / "c.gguf")}))
-        if handle["state"] == "running":
-            cancelled = await call(client, "job_cancel", {"job_id": handle["job_id"]})
-            assert cancelled["state"] == "cancelled"
+        if handle["status"] == "working":
+            cancelled = await call(client, "job_cancel", {"job_id": handle["taskId"]})
+            assert cancelled["status"] == "cancelled"
             assert "cancelled" in cancelled["error"]["cause"]
             assert not (tmp_path / "c.gguf").exists() and not list(tmp_path.glob(".c.gguf.*"))
         unknown = await client.call_tool("job_status", {"job_id": "no-such-job"})
@@ -155,7 +155,7 @@ async def test_mcp_serve_start_list_stop(settings: Settings, tiny_gguf: Path) ->
         try:
             assert model["base_url"].startswith("http://127.0.0.1:")
             listed = await call(client, "serve_list", {})
-            assert [m["name"] for m in listed["result"]] == ["m1"]
+            assert [m["name"] for m in listed["items"]] == ["m1"]
             status = await call(client, "serving_status", {})
             assert status["engine"][0]["healthy"] is True and status["ollama"]["reachable"] is False
         finally:
@@ -169,4 +169,4 @@ async def test_mcp_over_stdio_lists_tools_and_inspects(settings: Settings, tiny_
         names = {t.name for t in (await client.list_tools()).tools}
         assert {"deploy_model", "inspect_model", "job_status"} <= names
         info = await call(client, "inspect_model", {"path": str(tiny_gguf)})
-        assert info["result"]["architecture"] == "llama"
+        assert info["architecture"] == "llama"

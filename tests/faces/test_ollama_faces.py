@@ -29,7 +29,7 @@ def test_cli_verbs(ollama_settings: Settings, ollama_double: OllamaDouble, smoll
     assert code == 0 and f"Ollama 0.33.0 at {ollama_double.url}" in out
     _with_model(ollama_settings, smollm2_gguf)
     code, out, _ = _cli(capsys, "--json", *base, "ollama", "list")
-    assert code == 0 and [m["name"] for m in json.loads(out)] == ["smol:latest"]
+    assert code == 0 and [m["name"] for m in json.loads(out)["items"]] == ["smol:latest"]
     code, out, _ = _cli(capsys, *base, "ollama", "show", "smol")
     assert code == 0 and "llama" in out and "num_ctx" in out and "<|im_start|>" in out
     code, out, _ = _cli(capsys, *base, "ollama", "cp", "smol", "smol:v1")
@@ -43,7 +43,7 @@ def test_cli_verbs(ollama_settings: Settings, ollama_double: OllamaDouble, smoll
     code, _, err = _cli(capsys, *base, "ollama", "show", "missing")
     assert code == 2 and "model 'missing:latest' not found" in err and "next step:" in err
     code, _, err = _cli(capsys, *base, "ollama", "cp", "smol", "bad name")
-    assert code == 2 and "not a valid Ollama model name" in err
+    assert code == 2 and "destination must match" in err and "next step:" in err
 
 
 def test_cli_modelfile_generate_and_check(settings: Settings, smollm2_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,10 +54,10 @@ def test_cli_modelfile_generate_and_check(settings: Settings, smollm2_gguf: Path
     assert 'PARAMETER stop "<|im_end|>"' in out and "PARAMETER num_ctx 2048" in out and 'SYSTEM """Be brief."""' in out
     written = tmp_path / "Modelfile"
     written.write_text(out)
-    code, out, _ = _cli(capsys, *base, "ollama", "modelfile", "--check", str(written))
+    code, out, _ = _cli(capsys, *base, "ollama", "check-modelfile", str(written))
     assert code == 0 and "valid" in out
     written.write_text("FROM x\nPARAMETER num_ctx many\n")
-    code, out, _ = _cli(capsys, *base, "ollama", "modelfile", "--check", str(written))
+    code, out, _ = _cli(capsys, *base, "ollama", "check-modelfile", str(written))
     assert code == 2 and "line 2: parameter num_ctx takes an integer" in out
 
 
@@ -65,7 +65,7 @@ def test_cli_when_ollama_is_not_running(settings: Settings, tmp_path: Path, caps
     code, _, err = _cli(capsys, "--root", str(tmp_path), "ollama", "list")
     assert code == 1 and "not reachable" in err and "ollama serve" in err
     code, out, _ = _cli(capsys, "--json", "--root", str(tmp_path), "ollama", "version")
-    assert code == 0 and json.loads(out)["up"] is False
+    assert code == 0 and json.loads(out)["reachable"] is False
 
 
 @pytest.mark.anyio
@@ -80,9 +80,9 @@ async def test_mcp_tools(ollama_settings: Settings, ollama_double: OllamaDouble,
         assert tools["ollama_list"].annotations.read_only_hint is True
         assert tools["ollama_show"].output_schema is not None
         version = await client.call_tool("ollama_version", {})
-        assert version.structured_content["up"] and version.structured_content["version"] == "0.33.0"
+        assert version.structured_content["reachable"] and version.structured_content["version"] == "0.33.0"
         listed = await client.call_tool("ollama_list", {})
-        assert [m["name"] for m in listed.structured_content["result"]] == ["smol:latest"]
+        assert [m["name"] for m in listed.structured_content["items"]] == ["smol:latest"]
         missing = await client.call_tool("ollama_show", {"name": "nope"})
         assert missing.is_error and "not found" in missing.content[0].text
         copied = await client.call_tool("ollama_copy", {"source": "smol", "destination": "smol:v1"})
@@ -93,5 +93,7 @@ async def test_mcp_tools(ollama_settings: Settings, ollama_double: OllamaDouble,
         assert outside.is_error and "outside the allowed roots" in outside.content[0].text
         generated = await client.call_tool("ollama_modelfile", {"gguf_path": str(smollm2_gguf), "num_ctx": 1024})
         assert not generated.is_error and "PARAMETER num_ctx 1024" in generated.structured_content["modelfile"]
-        pulled = await client.call_tool("ollama_pull", {"name": "unknown-model", "wait_s": 20})
-        assert pulled.structured_content["state"] == "failed" and "file does not exist" in pulled.structured_content["error"]["cause"]
+        pulled = await client.call_tool("ollama_pull", {"name": "unknown-model"})
+        while not pulled.is_error and pulled.structured_content["status"] == "working":
+            pulled = await client.call_tool("job_status", {"job_id": pulled.structured_content["taskId"], "wait_s": 30})
+        assert pulled.is_error and "file does not exist" in pulled.content[0].text and "Next step" in pulled.content[0].text

@@ -109,8 +109,8 @@ async def test_skill_is_served_as_resources_and_a_deploy_prompt(settings: Settin
         templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
         assert "skill://model-serving/references/{name}" in templates
         prompts = {p.name: p for p in (await client.list_prompts()).prompts}
-        assert {a.name for a in prompts["deploy"].arguments or []} >= {"model_path", "target"}
-        result = await client.get_prompt("deploy", {"model_path": "/models/my-finetune", "target": "ollama", "hardware": "RTX 3060 12 GB"})
+        assert {a.name for a in prompts["deploy_model"].arguments or []} >= {"model_path", "target"}
+        result = await client.get_prompt("deploy_model", {"model_path": "/models/my-finetune", "target": "ollama", "hardware": "RTX 3060 12 GB"})
         text = result.messages[0].content.text  # type: ignore[union-attr]
         assert "/models/my-finetune" in text and "RTX 3060 12 GB" in text and "Ollama" in text
 

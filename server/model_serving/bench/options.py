@@ -61,8 +61,10 @@ def make_config(settings: Settings, *, model: str, endpoint: str | None = None, 
 
 
 def config_from_request(settings: Settings, request: Any) -> BenchConfig:
-    """A bench input model (`limits.BenchRunRequest` / `BenchSweepRequest`, what both faces build) as a BenchConfig."""
+    """The bench input model both faces build (`limits.BenchRequest`) as a BenchConfig; a sweep takes no rate."""
     values = request.model_dump(exclude={"levels"})
+    if getattr(request, "levels", None) and values.get("rate") is not None:
+        raise InputError("A sweep runs closed loops at each level; it takes no rate.", "Leave out rate for a sweep, or levels for a Poisson run.")
     targets = {"ttft_ms": values.pop("ttft_ms"), "e2e_ms": values.pop("e2e_ms"), "request_throughput": values.pop("rps"),
                "memory_gb": values.pop("memory_gb"), "statistic": values.pop("statistic")}
     values["input_tokens"] = values.pop("synthetic_input")

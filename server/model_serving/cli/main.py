@@ -13,7 +13,7 @@ import click
 
 from model_serving.cli import bench, core, ollama, skill
 from model_serving.cli.app import App
-from model_serving.errors import ServingError
+from model_serving.errors import Cancelled, InputError, ServingError
 from model_serving.settings import Settings
 
 
@@ -33,24 +33,31 @@ for _verbs in (core, skill, bench, ollama):
     _verbs.register(main_group)
 
 
+def _report(exc: ServingError, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(exc.to_dict(), indent=2))
+    click.secho(f"error: {exc.cause}", fg="red", err=True)
+    if exc.next_step:
+        click.echo(f"next step: {exc.next_step}", err=True)
+    if exc.detail:
+        click.echo(exc.detail, err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every failure leaves through the error model, so the exit code is `ServingError.exit_code`."""
+    args = argv if argv is not None else sys.argv[1:]
     try:
-        main_group.main(args=argv, standalone_mode=False, prog_name="model-serving")
+        try:
+            main_group.main(args=argv, standalone_mode=False, prog_name="model-serving")
+        except click.exceptions.Abort:
+            raise Cancelled("The command") from None
+        except click.UsageError as exc:  # click's own checks (ranges, choices, missing arguments) are input errors too
+            hint = f" See `model-serving {exc.ctx.command_path.partition(' ')[2]} --help`." if exc.ctx else ""
+            raise InputError(exc.format_message(), f"Fix the value and run again.{hint}") from None
+        except click.ClickException as exc:
+            raise InputError(exc.format_message(), "Fix the value and run again.") from None
     except ServingError as exc:
-        as_json = "--json" in (argv if argv is not None else sys.argv[1:])
-        if as_json:
-            click.echo(json.dumps(exc.to_dict(), indent=2))
-        click.secho(f"error: {exc.cause}", fg="red", err=True)
-        if exc.next_step:
-            click.echo(f"next step: {exc.next_step}", err=True)
-        if exc.detail:
-            click.echo(exc.detail, err=True)
+        _report(exc, "--json" in args)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("cancelled", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except click.exceptions.Exit as exc:  # --help and --version
         sys.exit(exc.exit_code)

@@ -1,17 +1,17 @@
-"""`model-serving ollama ...`: manage models on the Ollama server at OLLAMA_HOST."""
+"""`model-serving ollama ...`: manage models on the Ollama server at OLLAMA_HOST (the verbs of cli/verbs.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from model_serving.cli.app import App, pass_app
-from model_serving.serve.ollama import manage
-from model_serving.serve.ollama.probe import probe_model
+from model_serving.cli import verbs
+from model_serving.cli.app import App
+from model_serving.cli.options import from_model
+from model_serving.errors import InputError
+from model_serving.limits import CheckModelfileRequest, ModelfileRequest, NoInput, OllamaCopyRequest, OllamaNameRequest, OllamaProbeRequest
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -29,13 +29,13 @@ def ollama() -> None:
 
 
 @ollama.command("version")
-@pass_app
-def version_cmd(app: App) -> None:
+@from_model(NoInput)
+def version_cmd(app: App, req: NoInput) -> None:
     """Server version, and the features model-serving uses that it lacks."""
-    status = manage.server_status(app.settings)
+    status = verbs.ollama_version(app.settings, req)
 
     def human() -> None:
-        if not status.up:
+        if not status.reachable:
             click.echo(f"Ollama is not reachable at {status.host}. {status.next_step}")
             return
         click.echo(f"Ollama {status.version} at {status.host}")
@@ -46,27 +46,26 @@ def version_cmd(app: App) -> None:
 
 
 @ollama.command("list")
-@pass_app
-def list_cmd(app: App) -> None:
+@from_model(NoInput)
+def list_cmd(app: App, req: NoInput) -> None:
     """Models on the server."""
-    models = manage.list_models(app.settings)
+    models = verbs.ollama_list(app.settings, req)
 
     def human() -> None:
-        if not models:
+        if not models.items:
             click.echo("No models.")
-        for m in models:
+        for m in models.items:
             click.echo(f"{m.name:40} {_size(m.size):>10}  {m.details.family:10} {m.details.parameter_size:>8} {m.details.quantization_level:8} {m.modified_at[:19]}")
 
     app.emit(models, human)
 
 
 @ollama.command("show")
-@click.argument("name")
-@click.option("--modelfile", "only_modelfile", is_flag=True, help="Print only the Modelfile Ollama reports.")
-@pass_app
-def show_cmd(app: App, name: str, only_modelfile: bool) -> None:
+@click.option("--modelfile", "only_modelfile", is_flag=True, help="Print only the Modelfile Ollama reports (display only).")
+@from_model(OllamaNameRequest, positional=("name",))
+def show_cmd(app: App, req: OllamaNameRequest, only_modelfile: bool) -> None:
     """What Ollama stored for a model: template, parameters, details, capabilities."""
-    info = manage.show_model(app.settings, name)
+    info = verbs.ollama_show(app.settings, req)
 
     def human() -> None:
         if only_modelfile:
@@ -84,15 +83,15 @@ def show_cmd(app: App, name: str, only_modelfile: bool) -> None:
 
 
 @ollama.command("ps")
-@pass_app
-def ps_cmd(app: App) -> None:
+@from_model(NoInput)
+def ps_cmd(app: App, req: NoInput) -> None:
     """Loaded models: memory, GPU/CPU split, context and expiry."""
-    running = manage.running_models(app.settings)
+    running = verbs.ollama_ps(app.settings, req)
 
     def human() -> None:
-        if not running:
+        if not running.items:
             click.echo("No models loaded.")
-        for m in running:
+        for m in running.items:
             expiry = "forever" if m.expires_in_s is not None and m.expires_in_s > 10**8 else (f"in {m.expires_in_s:.0f} s" if m.expires_in_s is not None else "?")
             click.echo(f"{m.name:40} {_size(m.size):>10}  {m.processor:16} ctx {m.context_length or '-':>6}  expires {expiry}")
 
@@ -100,58 +99,50 @@ def ps_cmd(app: App) -> None:
 
 
 @ollama.command("cp")
-@click.argument("source")
-@click.argument("destination")
-@click.option("--overwrite", is_flag=True, help="Replace an existing destination.")
-@pass_app
-def cp_cmd(app: App, source: str, destination: str, overwrite: bool) -> None:
+@from_model(OllamaCopyRequest, positional=("source", "destination"))
+def cp_cmd(app: App, req: OllamaCopyRequest) -> None:
     """Copy a model under another name (tag a version)."""
-    result = manage.copy_model(app.settings, source, destination, overwrite=overwrite)
+    result = verbs.ollama_copy(app.settings, req)
     app.emit(result, lambda: click.echo(f"{result.model}: {result.detail}"))
 
 
 @ollama.command("rm")
-@click.argument("name")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@pass_app
-def rm_cmd(app: App, name: str, yes: bool) -> None:
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (the MCP tool never asks).")
+@from_model(OllamaNameRequest, positional=("name",))
+def rm_cmd(app: App, req: OllamaNameRequest, yes: bool) -> None:
     """Delete a model from the server."""
     if not yes and not app.json:
-        click.confirm(f"Delete {name} from Ollama?", abort=True)
-    result = manage.delete_model(app.settings, name)
+        click.confirm(f"Delete {req.name} from Ollama?", abort=True)
+    result = verbs.ollama_delete(app.settings, req)
     app.emit(result, lambda: click.echo(f"deleted {result.model}"))
 
 
 @ollama.command("unload")
-@click.argument("name")
-@pass_app
-def unload_cmd(app: App, name: str) -> None:
+@from_model(OllamaNameRequest, positional=("name",))
+def unload_cmd(app: App, req: OllamaNameRequest) -> None:
     """Unload a model from memory now (keep_alive 0)."""
-    result = manage.unload_model(app.settings, name)
+    result = verbs.ollama_unload(app.settings, req)
     app.emit(result, lambda: click.echo(f"unloaded {result.model}"))
 
 
 @ollama.command("pull")
-@click.argument("name")
-@pass_app
-def pull_cmd(app: App, name: str) -> None:
+@from_model(OllamaNameRequest, positional=("name",))
+def pull_cmd(app: App, req: OllamaNameRequest) -> None:
     """Pull a model from the server's registry."""
-    result = app.run(f"pull {name}", lambda progress: manage.pull_model(app.settings, name, progress))
+    result = app.run(f"pull {req.name}", lambda progress: verbs.ollama_pull(app.settings, req, progress))
     app.emit(result, lambda: click.echo(f"pulled {result.model}"))
 
 
 @ollama.command("probe")
-@click.argument("name")
-@click.option("--num-predict", default=256, show_default=True, type=click.IntRange(1, 4096), help="Token budget for the probe answer.")
-@pass_app
-def probe_cmd(app: App, name: str, num_predict: int) -> None:
+@from_model(OllamaProbeRequest, positional=("name",))
+def probe_cmd(app: App, req: OllamaProbeRequest) -> None:
     """Chat once with a model: it must stop by itself (done_reason stop)."""
-    result = probe_model(app.settings, name, num_predict=num_predict)
+    result = verbs.ollama_probe(app.settings, req)
 
     def human() -> None:
-        click.secho(f"{'PASS' if result.passed else 'FAIL'} {name}: done_reason={result.done_reason} prompt tokens={result.prompt_eval_count}",
-                    fg="green" if result.passed else "red")
-        click.echo(f"reply: {result.reply}")
+        click.secho(f"{'PASS' if result.ok else 'FAIL'} {req.name}: finish_reason={result.finish_reason} prompt tokens={result.prompt_tokens}",
+                    fg="green" if result.ok else "red")
+        click.echo(f"reply: {result.answer}")
         for problem in result.problems:
             click.echo(f"problem: {problem}")
 
@@ -159,28 +150,10 @@ def probe_cmd(app: App, name: str, num_predict: int) -> None:
 
 
 @ollama.command("modelfile")
-@click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--check", is_flag=True, help="Validate PATH as a Modelfile instead of generating one from a GGUF.")
-@click.option("--source-dir", type=click.Path(file_okay=False), help="The Hugging Face checkpoint the GGUF came from (chat template, generation_config.json).")
-@click.option("--system", help="Default system message.")
-@click.option("--num-ctx", type=click.IntRange(1), help="Context length (default: trained context, capped by free memory).")
-@pass_app
-def modelfile_cmd(app: App, path: str, check: bool, source_dir: str | None, system: str | None, num_ctx: int | None) -> None:
-    """Print the Modelfile registration would use for a GGUF, or --check a Modelfile."""
-    if check:
-        report = manage.check_modelfile(app.settings, Path(path))
-
-        def human_check() -> None:
-            if report.valid:
-                click.echo(f"{report.path}: valid ({', '.join(f'{k} x{v}' for k, v in report.instructions.items())})")
-            for problem in report.problems:
-                click.echo(f"{report.path}: {problem}")
-
-        app.emit(report, human_check)
-        if not report.valid:
-            raise SystemExit(2)
-        return
-    result = manage.generate_modelfile(app.settings, Path(path), source_dir=Path(source_dir) if source_dir else None, system=system, num_ctx=num_ctx)
+@from_model(ModelfileRequest, positional=("gguf_path",))
+def modelfile_cmd(app: App, req: ModelfileRequest) -> None:
+    """Print the Modelfile registration would use for a GGUF."""
+    result = verbs.ollama_modelfile(app.settings, req)
 
     def human() -> None:
         click.echo(result.modelfile, nl=False)
@@ -188,3 +161,20 @@ def modelfile_cmd(app: App, path: str, check: bool, source_dir: str | None, syst
             click.echo(f"# note: {note}", err=True)
 
     app.emit(result, human)
+
+
+@ollama.command("check-modelfile")
+@from_model(CheckModelfileRequest, positional=("path",))
+def check_modelfile_cmd(app: App, req: CheckModelfileRequest) -> None:
+    """Validate a Modelfile: unknown instructions, bad parameters, unclosed quotes, by line."""
+    report = verbs.ollama_check_modelfile(app.settings, req)
+
+    def human() -> None:
+        if report.valid:
+            click.echo(f"{report.path}: valid ({', '.join(f'{k} x{v}' for k, v in report.instructions.items())})")
+        for problem in report.problems:
+            click.echo(f"{report.path}: {problem}")
+
+    app.emit(report, human)
+    if not report.valid:
+        raise InputError(f"{report.path} is not a valid Modelfile ({len(report.problems)} problem(s)).", "Fix the lines listed above and check again.")

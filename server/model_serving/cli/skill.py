@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import anyio
 import click
 
 from model_serving.cli.app import App, pass_app
-from model_serving.errors import InputError
+from model_serving.errors import InputError, ServingError
 from model_serving.skill import default_cache_dir, repo_root, skill_dir
 from model_serving.skill.cache import DocsCache
 from model_serving.skill.condense import build_references
@@ -118,7 +117,8 @@ def check_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sourc
 
     app.emit(report, show)
     if not report.up_to_date:
-        sys.exit(1)
+        raise ServingError(f"{len(report.facts)} fact(s) changed upstream since the references were built.",
+                           "Review the changes, then `model-serving skill build` and re-run the skill tests.")
 
 
 @skill_group.command("install")
@@ -155,8 +155,9 @@ def validate_cmd(app: App, folders: tuple[Path, ...], no_tools: bool) -> None:
                 click.echo(f"     - {problem}")
 
     app.emit(reports, show)
-    if not all(r.ok for r in reports):
-        sys.exit(1)
+    failed = [r.name for r in reports if not r.ok]
+    if failed:
+        raise ServingError(f"Skill validation failed for {', '.join(failed)}.", "Fix the problems listed above and validate again.")
 
 
 @click.command("mcp-config")

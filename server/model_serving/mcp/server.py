@@ -1,8 +1,9 @@
 """The MCP server: the same core functions as the CLI, as typed tools.
 
-Layout follows the reference servers: `create_server(settings)` builds the server (tests build their
-own), tools are thin wrappers over core functions, and anticipated failures become tool errors in one
-place (`reported`). Long steps run as jobs: the tool waits a few seconds, then returns a handle.
+`create_server(settings)` builds the server (tests build their own). Tools come from tables of
+`ToolSpec` rows (core, bench, ollama, jobs); every failure of a call, the SDK's argument checks
+included, is mapped in `ServingServer.call_tool` (errors.py), so no input reaches the client as a
+traceback or an "internal error".
 """
 
 from __future__ import annotations
@@ -12,20 +13,81 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp.types import CallToolResult
 
 from model_serving import __version__
+from model_serving.errors import InputError
 from model_serving.jobs import JobInfo
+from model_serving.limits import JobCancelRequest, JobStatusRequest, Listing, validated
 from model_serving.mcp import bench, core, ollama, skill
-from model_serving.mcp.runtime import READ_ONLY, AppState, reported, writes
+from model_serving.mcp.errors import error_result, failure
+from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, follow, job_result, ok, writes
 from model_serving.settings import Settings
 
+INSTRUCTIONS = (
+    "Take a Hugging Face checkpoint to a served, verified, measured local model. Fastest: deploy_model (plan_only=true first "
+    "to see the steps), then job_status(job_id, wait_s=30) until status is completed. Step by step: inspect_model -> export_gguf -> "
+    "quantize_gguf -> register_model -> bench. Long tools return a job (taskId, status working/completed/failed/cancelled); "
+    "job_cancel stops one and removes its partial output. A flag without a default is false; names are lower case "
+    "(a-z 0-9 . _ : -). Errors say the cause and the next step."
+)
 
-def create_server(settings: Settings | None = None) -> MCPServer:
+
+class ServingServer(MCPServer):
+    """MCPServer whose tool calls check our input models first and map every failure in one place."""
+
+    def __init__(self, state: AppState, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = state
+        self.specs: dict[str, ToolSpec] = {}
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:
+        try:
+            spec = self.specs.get(name)
+            if spec is None and self._tool_manager.get_tool(name) is None:
+                raise InputError(f"There is no tool named {name!r}.", "List the tools and call one of those.")
+            if spec is not None:
+                validated(spec.request, arguments, name)  # strict: "8080" is not a port, a misspelt name is not ignored
+            return await super().call_tool(name, arguments, context)
+        except MCPError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place a call's failure becomes a result
+            return error_result(failure(exc, name, self.state.log_file))
+
+
+async def job_status(state: AppState, ctx: Context, req: JobStatusRequest) -> CallToolResult:
+    """A job's status and, once completed, its result; wait_s waits for the end. Without job_id: recent jobs."""
+    if req.job_id is None:
+        jobs = [info.model_copy(update={"result": None}) for info in state.jobs.list()]
+        listing = Listing[JobInfo].of(jobs)
+        working = sum(1 for j in jobs if j.status == "working")
+        return ok(listing, f"{listing.total} job(s), {working} working: " + ", ".join(f"{j.taskId} {j.kind} {j.status}" for j in listing.items[:10]))
+    found = state.jobs.find(req.job_id)
+    if isinstance(found, JobInfo):
+        return job_result(found)
+    return job_result(await follow(found, ctx, req.wait_s))
+
+
+async def job_cancel(state: AppState, ctx: Context, req: JobCancelRequest) -> CallToolResult:
+    """Cancel a working job; its partial output is removed."""
+    info = await anyio.to_thread.run_sync(state.jobs.cancel, req.job_id)
+    return ok(info, f"{info.kind} job {info.taskId} is {info.status}.")
+
+
+JOB_TOOLS = [
+    ToolSpec(job_status, "job_status", JobStatusRequest, (JobInfo, Listing[JobInfo]), READ_ONLY, direct=True),
+    ToolSpec(job_cancel, "job_cancel", JobCancelRequest, JobInfo, writes(destructive=True), direct=True),
+]
+
+
+def create_server(settings: Settings | None = None) -> ServingServer:
     settings = settings or Settings.from_env()
-    state = AppState(settings)
+    state = AppState.create(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[AppState]:
@@ -34,32 +96,9 @@ def create_server(settings: Settings | None = None) -> MCPServer:
         finally:
             await anyio.to_thread.run_sync(state.jobs.shutdown)
 
-    mcp = MCPServer(
-        "model-serving",
-        version=__version__,
-        instructions=(
-            "Take a Hugging Face checkpoint to a served, verified, measured local model. "
-            "Start with deploy (or inspect -> export -> quantize -> register -> bench). Long steps return a job_id: "
-            "poll job_status until state is succeeded or failed; job_cancel stops one and removes its partial output."
-        ),
-        lifespan=lifespan,
-    )
-
-    @mcp.tool(name="job_status", title="Status of a long-running job", annotations=READ_ONLY)
-    async def job_status(job_id: str | None = None) -> list[JobInfo]:
-        """Progress, message and (when finished) the result or error of one job, or of all jobs when no id is given."""
-        with reported():
-            if job_id:
-                return [state.jobs.get(job_id).info()]
-            return state.jobs.list()
-
-    @mcp.tool(name="job_cancel", title="Cancel a job", annotations=writes(destructive=False, idempotent=True))
-    async def job_cancel(job_id: str) -> JobInfo:
-        """Cancel a running job: its child processes are killed and its partial output removed."""
-        with reported():
-            return await anyio.to_thread.run_sync(state.jobs.cancel, job_id)
-
-    for tools in (core, skill, bench, ollama):
+    mcp = ServingServer(state, name="model-serving", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+    add_tools(mcp, state, JOB_TOOLS)
+    for tools in (core, bench, ollama, skill):
         tools.register_tools(mcp, state)
     return mcp
 

@@ -1,12 +1,12 @@
 """The skill over MCP: SKILL.md and its references as `skill://model-serving/...` resources, and a
-`deploy` prompt that starts the workflow. Resources complement installing the skill; clients that
+`deploy_model` prompt that starts the workflow. Resources complement installing the skill; clients that
 show resources to the model get the same guidance without a local copy.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.resources import FileResource
@@ -14,11 +14,15 @@ from mcp.shared.path_security import PathEscapeError, safe_join
 from pydantic import Field
 
 from model_serving.errors import ServingError
+from model_serving.limits import Target
 from model_serving.skill import SKILL_NAME, skill_dir
 
 log = logging.getLogger("model_serving.skill")
 
 _MIME = {".md": "text/markdown", ".json": "application/json", ".yaml": "application/yaml"}
+
+
+PROMPT_TARGETS = {"auto": "Ollama if one answers, else the embedded llama.cpp engine", "ollama": "Ollama", "embedded": "the embedded llama.cpp engine"}
 
 
 def deploy_prompt_text(model_path: str, target: str, hardware: str, goal: str) -> str:
@@ -27,11 +31,12 @@ def deploy_prompt_text(model_path: str, target: str, hardware: str, goal: str) -
         f"Hardware: {hardware or 'not stated - find out (GPU and VRAM, or CPU cores and RAM) before choosing a quantization'}.\n"
         f"Goal: {goal or 'interactive chat: first token under 200 ms, whole reply under 500 ms'}.\n\n"
         f"Follow the model-serving skill (resource skill://{SKILL_NAME}/SKILL.md): call inspect_model first and "
-        "check the memory estimate against the hardware; choose the export type and quantization from the skill's "
-        "decision tables (read skill://model-serving/references/quantization.md and memory-and-cost.md); then export_gguf, "
-        "quantize_gguf, and register_model or serve_start, polling job_status for long steps. Finish with bench at the "
-        "expected concurrency and report first-token time, total latency and requests per second against the goal, "
-        "with the settings you chose and why. Ask before overwriting an existing model."
+        "check the memory estimate against the hardware; choose the quantization from the skill's decision tables "
+        "(skill://model-serving/references/quantization.md and memory-and-cost.md). Then call deploy_model with plan_only "
+        "set to see the steps, and again without it; poll job_status with wait_s 30 until the job is completed. "
+        "Step by step instead: export_gguf, quantize_gguf, register_model, then bench at the expected concurrency. "
+        "Report first-token time, total latency and requests per second against the goal, with the settings you chose and why. "
+        "Ask before replacing a model that already has this name (replace)."
     )
 
 
@@ -69,13 +74,12 @@ def register_tools(mcp: Any, state: Any) -> None:
                     path=file, mime_type=_MIME.get(file.suffix, "text/plain"),
                 ))
 
-    @mcp.prompt(name="deploy", title="Deploy a model with the model-serving workflow")
+    @mcp.prompt(name="deploy_model", title="Deploy a model with the model-serving workflow")
     def deploy(
         model_path: Annotated[str, Field(description="Hugging Face checkpoint folder or repo id, or a GGUF file")],
-        target: Annotated[Literal["ollama", "llama-server", "auto"], Field(description="Where to serve it")] = "auto",
+        target: Annotated[Target, Field(description="Where to serve it")] = "auto",
         hardware: Annotated[str, Field(description="e.g. 'RTX 4070 12 GB' or '8-core CPU, 32 GB RAM'")] = "",
         goal: Annotated[str, Field(description="Latency or throughput goal")] = "",
     ) -> str:
-        """Walk through inspect -> export -> quantize -> register/serve -> bench with the skill's decisions."""
-        where = {"ollama": "Ollama", "llama-server": "the embedded llama.cpp server", "auto": "Ollama if one answers, else the embedded llama.cpp server"}[target]
-        return deploy_prompt_text(model_path, where, hardware, goal)
+        """Walk through inspect_model -> deploy_model (or export, quantize, register, bench) with the skill's decisions."""
+        return deploy_prompt_text(model_path, PROMPT_TARGETS[target], hardware, goal)

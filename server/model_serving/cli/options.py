@@ -1,0 +1,81 @@
+"""Click parameters derived from a verb's input model (limits.py): name, default, range, choices and
+help all come from the model, so the CLI cannot drift from the MCP tool built from the same model.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import click
+
+from model_serving.cli.app import pass_app
+from model_serving.limits import Request, flat_schema, validated
+
+
+class CommaList(click.ParamType):
+    """A list option written as `1,2,4`."""
+
+    name = "list"
+
+    def __init__(self, item: type) -> None:
+        self.item = item
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[Any]:
+        if isinstance(value, list | tuple):
+            return list(value)
+        try:
+            return [self.item(x.strip()) for x in str(value).split(",") if x.strip()]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of {self.item.__name__} values, e.g. 1,2,4", param, ctx)
+
+
+def click_type(prop: Mapping[str, Any]) -> click.ParamType:
+    kind = prop.get("type")
+    if "enum" in prop:
+        return click.Choice(prop["enum"])
+    if kind == "integer":
+        return click.IntRange(prop.get("minimum"), prop.get("maximum"))
+    if kind == "number":
+        low = prop.get("minimum", prop.get("exclusiveMinimum"))
+        return click.FloatRange(low, prop.get("maximum"), min_open="exclusiveMinimum" in prop)
+    if kind == "array":
+        return CommaList(int if prop.get("items", {}).get("type") == "integer" else str)
+    return click.STRING
+
+
+def click_param(name: str, prop: Mapping[str, Any], *, positional: bool, aliases: Sequence[str] = ()) -> Callable[[Any], Any]:
+    help_text = prop.get("description")
+    if positional:
+        if prop.get("type") == "array":
+            return click.argument(name, nargs=-1, required=prop["required"])
+        return click.argument(name, required=prop["required"], type=click_type(prop))
+    flag = "--" + name.replace("_", "-")
+    if prop.get("type") == "boolean":
+        if prop.get("default"):
+            return click.option(f"{flag}/--no-{flag[2:]}", *aliases, name, default=True, show_default=True, help=help_text)
+        return click.option(flag, *aliases, name, is_flag=True, default=False, help=help_text)
+    default = None if prop["required"] else prop.get("default")
+    return click.option(flag, *aliases, name, type=click_type(prop), default=default, required=prop["required"],
+                        show_default=default is not None, help=help_text)
+
+
+def from_model(model: type[Request], *, positional: Sequence[str] = (), aliases: Mapping[str, Sequence[str]] | None = None,
+               result: Any = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a verb the model's fields as parameters; the callback gets `(app, request, **cli_only_options)`."""
+    props = flat_schema(model)
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(fn)
+        def command(app: Any, **values: Any) -> None:
+            fields = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if k in props}
+            fn(app, validated(model, fields), **{k: v for k, v in values.items() if k not in props})
+
+        wrapped: Any = pass_app(command)
+        for name in reversed(list(props)):
+            wrapped = click_param(name, props[name], positional=name in positional, aliases=(aliases or {}).get(name, ()))(wrapped)
+        wrapped.request_model, wrapped.result_model = model, result  # read by the parity test
+        return wrapped
+
+    return decorate

@@ -1,0 +1,225 @@
+"""The verbs both faces run: one function per verb, taking the settings and the verb's validated input model.
+
+`model-serving <verb>` and the MCP tool of the same verb call the same function here, so their
+results are the same model. Imports are lazy: a CLI run loads only what its verb needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from model_serving.limits import (
+    BenchRequest,
+    CheckModelfileRequest,
+    CleanRequest,
+    DeployRequest,
+    ExportRequest,
+    InspectRequest,
+    Listing,
+    ModelfileRequest,
+    NameRequest,
+    NoInput,
+    OllamaCopyRequest,
+    OllamaNameRequest,
+    OllamaProbeRequest,
+    QuantABRequest,
+    QuantizeRequest,
+    RegisterRequest,
+    RooflineRequest,
+    ServeStartRequest,
+)
+from model_serving.settings import Settings
+
+if TYPE_CHECKING:
+    from model_serving.bench.models import BenchResult, Roofline
+    from model_serving.bench.quant_ab import QuantABResult
+    from model_serving.checkpoint.export import ExportResult
+    from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
+    from model_serving.deploy.context import DeployResult
+    from model_serving.jobs import Progress
+    from model_serving.quantize.quantizer import QuantizeResult
+    from model_serving.serve.embedded.engine import ServedModel
+    from model_serving.serve.ollama import manage
+    from model_serving.serve.ollama.client import ModelEntry, ShowInfo
+    from model_serving.serve.probe import ProbeResult
+    from model_serving.serve.register import RegisterResult
+    from model_serving.serve.status import ServingStatus
+    from model_serving.util.paths import CleanResult
+
+
+def _manage() -> Any:
+    from model_serving.serve.ollama import manage
+
+    return manage
+
+
+def inspect_model(settings: Settings, req: InspectRequest) -> CheckpointInfo | GGUFInfo:
+    """Describe a checkpoint or .gguf: architecture, template, stop tokens, memory estimate."""
+    from model_serving.checkpoint.inspect import inspect_path
+
+    return inspect_path(settings, req.path, ctx_size=req.ctx_size, parallel=req.parallel)
+
+
+def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> ExportResult:
+    """Convert a checkpoint to GGUF with llama.cpp's converter; verifies vocab, template, EOS."""
+    from model_serving.checkpoint.export import export_gguf as run
+
+    return run(settings, req.source, req.output, outtype=req.outtype, overwrite=req.overwrite, progress=progress)
+
+
+def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) -> QuantizeResult:
+    """Quantize a GGUF; with verify, a quality verdict against the input."""
+    from pathlib import Path
+
+    from model_serving.quantize.quantizer import quantize_gguf as run
+
+    return run(settings, Path(req.input_path), Path(req.output) if req.output else None, req.qtype,
+               allow_requantize=req.allow_requantize, overwrite=req.overwrite, verify=req.verify, progress=progress)
+
+
+def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
+    """Serve a GGUF on the embedded llama.cpp engine (no probe: register_model probes)."""
+    from model_serving.serve.embedded.engine import start_model
+
+    return start_model(settings, req.gguf_path, req.name, ctx_size=req.ctx_size, parallel=req.parallel, threads=req.threads,
+                       port=req.port, replace=req.replace)
+
+
+def serve_stop(settings: Settings, req: NameRequest) -> ServedModel:
+    """Stop an embedded-engine model."""
+    from model_serving.serve.embedded.engine import stop_model
+
+    return stop_model(settings, req.name)
+
+
+def serve_list(settings: Settings, req: NoInput) -> Listing[ServedModel]:
+    """Models the embedded engine serves."""
+    from model_serving.serve.embedded.engine import ServedModel, list_models
+
+    return Listing[ServedModel].of(list_models(settings))
+
+
+def register_model(settings: Settings, req: RegisterRequest, progress: Progress) -> RegisterResult:
+    """Serve a GGUF under a name (embedded or Ollama) and prove a chat answers and stops."""
+    from model_serving.serve.register import register
+
+    return register(settings, req.gguf_path, req.name, target=req.target, source_dir=req.source_dir, ctx_size=req.ctx_size,
+                    parallel=req.parallel, replace=req.replace, quantize=req.quantize, system=req.system, progress=progress)
+
+
+def serving_status(settings: Settings, req: NoInput) -> ServingStatus:
+    """Embedded models (health, slots, memory) and Ollama (version, models, loaded)."""
+    from model_serving.serve.status import serving_status as status
+
+    return status(settings)
+
+
+def deploy_model(settings: Settings, req: DeployRequest, progress: Progress) -> DeployResult:
+    """Checkpoint to served, verified, benchmarked model; resumable. Try plan_only first."""
+    from model_serving.deploy.pipeline import deploy
+
+    return deploy(settings, req, progress)
+
+
+def clean_partials(settings: Settings, req: CleanRequest) -> CleanResult:
+    """Remove partial files of killed runs and orphaned sidecars under a folder."""
+    from model_serving.util.paths import clean
+
+    return clean(req.directory, settings.roots, plan=req.plan)
+
+
+def bench(settings: Settings, req: BenchRequest, progress: Progress) -> BenchResult:
+    """Benchmark a served model against latency and throughput targets: closed loop, Poisson (rate) or sweep (levels)."""
+    from model_serving.bench.options import config_from_request
+    from model_serving.bench.runner import run_benchmark, run_sweep
+
+    config = config_from_request(settings, req)
+    return run_sweep(config, req.levels, progress) if req.levels else run_benchmark(config, progress)
+
+
+def bench_roofline(settings: Settings, req: RooflineRequest) -> Roofline:
+    """Decode ceiling of a GGUF from memory bandwidth; a measured tok/s as a share of it."""
+    from pathlib import Path
+
+    from model_serving.bench.roofline import roofline
+    from model_serving.util.paths import confine
+
+    path = confine(req.gguf, settings.roots, what="GGUF path")
+    return roofline(Path(path), req.tok_s, req.context, bandwidth_gbs=req.bandwidth_gbs)
+
+
+def bench_quant_ab(settings: Settings, req: QuantABRequest, progress: Progress) -> QuantABResult:
+    """Compare quantizations of one model on speed and quality; names the smallest that meets both."""
+    from model_serving.bench.models import Targets
+    from model_serving.bench.quant_ab import run_quant_ab
+
+    targets = Targets(ttft_ms=req.ttft_ms, e2e_ms=req.e2e_ms, request_throughput=None, memory_gb=None)
+    return run_quant_ab(settings, req.ggufs, n_requests=req.n_requests, concurrency=req.concurrency, max_tokens=req.max_tokens,
+                        targets=targets, quality_floor=req.quality_floor, max_ppl_ratio=req.max_ppl_ratio, output_dir=req.output_dir,
+                        progress=progress)
+
+
+def ollama_version(settings: Settings, req: NoInput) -> manage.ServerStatus:
+    """Whether Ollama answers, its version and missing features."""
+    return _manage().server_status(settings)
+
+
+def ollama_list(settings: Settings, req: NoInput) -> Listing[ModelEntry]:
+    """Models on the Ollama server."""
+    from model_serving.serve.ollama.client import ModelEntry
+
+    return Listing[ModelEntry].of(_manage().list_models(settings))
+
+
+def ollama_show(settings: Settings, req: OllamaNameRequest) -> ShowInfo:
+    """What Ollama stored for a model: template, parameters, capabilities."""
+    return _manage().show_model(settings, req.name)
+
+
+def ollama_ps(settings: Settings, req: NoInput) -> Listing[manage.RunningInfo]:
+    """Models loaded in Ollama."""
+    manage = _manage()
+    return Listing[manage.RunningInfo].of(manage.running_models(settings))
+
+
+def ollama_copy(settings: Settings, req: OllamaCopyRequest) -> manage.ActionResult:
+    """Copy (tag) an Ollama model under another name."""
+    return _manage().copy_model(settings, req.source, req.destination, overwrite=req.overwrite)
+
+
+def ollama_delete(settings: Settings, req: OllamaNameRequest) -> manage.ActionResult:
+    """Delete an Ollama model; cannot be undone."""
+    return _manage().delete_model(settings, req.name)
+
+
+def ollama_unload(settings: Settings, req: OllamaNameRequest) -> manage.ActionResult:
+    """Unload an Ollama model from memory."""
+    return _manage().unload_model(settings, req.name)
+
+
+def ollama_pull(settings: Settings, req: OllamaNameRequest, progress: Progress) -> manage.ActionResult:
+    """Pull a model from Ollama's registry."""
+    return _manage().pull_model(settings, req.name, progress)
+
+
+def ollama_probe(settings: Settings, req: OllamaProbeRequest) -> ProbeResult:
+    """One chat with an Ollama model: passes when it answers and stops."""
+    from model_serving.serve.ollama.probe import probe_model
+
+    return probe_model(settings, req.name, num_predict=req.num_predict)
+
+
+def ollama_modelfile(settings: Settings, req: ModelfileRequest) -> manage.ModelfileResult:
+    """The Modelfile registration would write for a GGUF."""
+    from model_serving.util.paths import confine
+
+    gguf = confine(req.gguf_path, settings.roots, what="GGUF file")
+    source = confine(req.source_dir, settings.roots, what="checkpoint folder") if req.source_dir else None
+    return _manage().generate_modelfile(settings, gguf, source_dir=source, system=req.system, num_ctx=req.num_ctx)
+
+
+def ollama_check_modelfile(settings: Settings, req: CheckModelfileRequest) -> manage.ModelfileCheck:
+    """Check a Modelfile, line by line."""
+    from model_serving.util.paths import confine
+
+    return _manage().check_modelfile(settings, confine(req.path, settings.roots, what="Modelfile"))
