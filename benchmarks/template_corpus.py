@@ -2,7 +2,7 @@
 
 For every template under tests/data/chat_templates/corpus (templates written for this project in
 the style of each model family), convert it to an Ollama Go TEMPLATE and render the fixed
-conversations (system+user, user only, multi-turn, no generation prompt, tools, reasoning) both
+conversations (system+user, user only, multi-turn, no generation prompt, tools, two reasoning turns) both
 ways. Each template ends as `exact` (every applicable conversation equal, character for character),
 `refused` (the converter names the construct it cannot express), `differs`, `crash` (an exception
 other than a refusal, in the converter or the Go renderer) or `no jinja` (jinja2 itself cannot
@@ -17,7 +17,6 @@ differences.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -69,7 +68,7 @@ def corpus_files() -> list[Path]:
 
 def run_template(path: Path, renderer: Renderer) -> TemplateResult:
     from model_serving.serve.ollama import templates
-    from model_serving.serve.ollama.fidelity import CONVERSATIONS, REASONING, check_rendered
+    from model_serving.serve.ollama.fidelity import CONVERSATIONS, REASONING, REASONING_LAST, check_rendered
 
     source = path.read_text()
     bos, eos, adds_bos = tokens_for(path.stem)
@@ -85,7 +84,8 @@ def run_template(path: Path, renderer: Renderer) -> TemplateResult:
     result.notes = conv.notes
     try:
         report = check_rendered(source, conv.go_template, renderer, bos=bos, eos=eos, bos_left_to_runtime=conv.bos_left_to_runtime,
-                                template_uses_tools=templates.uses_tools(source), conversations=[*CONVERSATIONS, REASONING], notes=conv.notes)
+                                template_uses_tools=templates.uses_tools(source) or "tool_calls" in source,
+                                conversations=[*CONVERSATIONS, REASONING, REASONING_LAST], notes=conv.notes)
     except Exception as exc:  # noqa: BLE001
         result.status, result.reason = "crash", f"Go renderer: {exc}"
         return result

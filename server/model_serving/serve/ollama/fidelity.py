@@ -69,6 +69,11 @@ REASONING = Conversation(name="reasoning", messages=[
     {"role": "assistant", "reasoning_content": "17 has no divisor between 2 and 4.", "content": "Yes, 17 is prime."},
     {"role": "user", "content": "And 21?"},
 ])
+# ...and one that ends in the reasoning answer itself, which reasoning templates write out in full.
+REASONING_LAST = Conversation(name="reasoning, last turn", add_generation_prompt=False, messages=[
+    {"role": "user", "content": "Is 17 prime?"},
+    {"role": "assistant", "reasoning_content": "17 has no divisor between 2 and 4.", "content": "Yes, 17 is prime."},
+])
 
 
 def to_ollama_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

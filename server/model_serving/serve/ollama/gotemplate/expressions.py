@@ -80,6 +80,9 @@ class Expressions:
         key = self.fold(arg)
         if key is not None and isinstance(key.value, str):
             return self.member(base, key.value, node)
+        table = self.fold(base)
+        if table is not None and isinstance(table.value, dict) and key is None:
+            return self.lookup(table.value, arg, node)
         if isinstance(arg, nodes.Slice):
             return self.slice_of(base, arg, node)
         view = self.seq_view(base)
@@ -94,6 +97,16 @@ class Expressions:
             if self.loops and view.base == self.loops[-1].iterable:
                 return self.loop_attr("previtem" if isinstance(arg, nodes.Sub) else "nextitem", node)
         return f"(index {view.base} {self.int_expr(arg)})"
+
+    def lookup(self, table: dict[Any, Any], key: nodes.Node, node: nodes.Node) -> str:
+        """A constant dict indexed at render time: an if-chain over its keys (a missing key reads as undefined, empty)."""
+        if not all(isinstance(k, str) and isinstance(v, (str, int, bool)) for k, v in table.items()):
+            raise self.fail("a dict of non-text values indexed at render time", node, "[")
+        var, go_key = self.fresh("d"), self.expr(key)
+        chain = "".join(f"{{{{ {'if' if i == 0 else 'else if'} eq {go_key} {go_string(k)} }}}}{{{{ {var} = {self.go_const(v, node)} }}}}"
+                        for i, (k, v) in enumerate(table.items()))
+        self.emit(f'{{{{ {var} := "" }}}}{chain}{{{{ end }}}}' if table else f'{{{{ {var} := "" }}}}')
+        return var
 
     def index_at(self, seq: str, k: int) -> str:
         if k >= 0:
@@ -127,6 +140,8 @@ class Expressions:
         field = K.FIELDS.get(kind or "", {}).get(attr)
         if field is None:
             raise self.fail(f"the field {attr!r} of {'a ' + kind if kind else 'a value'} that Ollama's data does not have", node, attr)
+        if (kind, attr) in K.PRINTED:
+            return f"(print {self.expr(base)}.{field[0]})"
         return f"{self.expr(base)}.{field[0]}"
 
     def loop_attr(self, attr: str, node: nodes.Node) -> str:
@@ -222,6 +237,8 @@ class Expressions:
         if left == "false":
             return "false"
         right = self.truth(node.right)
+        if right == "false":
+            return "false"  # Go operands have no side effects, so the left one need not run
         return right if left == "true" else (left if right == "true" else f"(and {left} {right})")
 
     def x_Or(self, node: nodes.Or) -> str:
@@ -229,6 +246,8 @@ class Expressions:
         if left == "true":
             return "true"
         right = self.truth(node.right)
+        if right == "true":
+            return "true"
         return right if left == "false" else (left if right == "false" else f"(or {left} {right})")
 
     def x_Not(self, node: nodes.Not) -> str:

@@ -22,7 +22,8 @@ FIELDS: dict[str, dict[str, tuple[str, str]]] = {
     "property": {"type": ("Type", "string"), "description": ("Description", "string"), "enum": ("Enum", "values")},
 }
 
-ELEMENT = {"messages": "message", "tools": "tool", "toolcalls": "toolcall", "strings": "string", "values": "value"}
+ELEMENT = {"messages": "message", "tools": "tool", "toolcalls": "toolcall", "strings": "string", "values": "value", "callfuncs": "callfunc",
+           "toolfuncs": "toolfunc"}
 SEQUENCES = set(ELEMENT)
 
 # Keys Ollama's structs do not carry but whose value is fixed for every value Ollama passes.
@@ -31,6 +32,9 @@ FIXED = {("toolcall", "type"): "function"}
 # Fields that always hold a value in Ollama's data (the rest are empty when unset).
 ALWAYS_SET = {("message", "role"), ("message", "content"), ("toolcall", "function"), ("callfunc", "name"), ("callfunc", "arguments"),
               ("tool", "type"), ("tool", "function"), ("toolfunc", "name"), ("toolfunc", "parameters")}
+
+# Fields whose Go type is not text but prints as the text Jinja sees (a property's type: a list of names).
+PRINTED = {("property", "type")}
 
 MAPPINGS = {"message", "toolcall", "callfunc", "tool", "toolfunc", "params", "property", "args", "properties"}
 STRINGS = {"string"}

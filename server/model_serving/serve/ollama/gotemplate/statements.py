@@ -207,14 +207,21 @@ class Statements:
         kind = self.kind(base)
         if kind not in ("properties", "args"):
             raise self.fail(f"a loop over .items() of a {kind or 'runtime'} value", node, "items")
-        if any(n.name == "loop" for n in node.find_all(nodes.Name)):
-            raise self.fail("loop.* inside a loop over .items()", node, "loop.")
         self.note("A loop over .items() of tool properties or arguments visits the keys in sorted order (Ollama hands them to Go as a map); "
                   "Jinja keeps their declaration order, so the two agree when the keys are declared in sorted order.")
         self.kinds[value] = "property" if kind == "properties" else "value"
         self.kinds[key] = "string"
-        body = self.block(node.body, self.inner_scope(node, scope, {key, value}))
-        return f"{{{{ range ${key}, ${value} := {self.expr(base)}.ToMap }}}}{body}{{{{ end }}}}"
+        go = self.expr(base)
+        # a map range has no index: loop.* counts the passes (loop.length is the map's Len)
+        loop = Loop(index=self.fresh("i"), iterable=go, target=f"${value}", counter=self.counter, total=f"{go}.Len")
+        self.loops.append(loop)
+        try:
+            body = self.block(node.body, self.inner_scope(node, scope, {key, value}))
+        finally:
+            self.loops.pop()
+        step = f'{{{{ {loop.index} = $kept{loop.counter} }}}}{{{{ $kept{loop.counter} = len (printf "%*s " $kept{loop.counter} "") }}}}'
+        head = f"{{{{ $kept{loop.counter} := 0 }}}}{{{{ {loop.index} := 0 }}}}{{{{ range ${key}, ${value} := {go}.ToMap }}}}"
+        return self.loop_setup(loop) + head + step + self.loop_start(loop) + body + "{{ end }}"
 
     def s_Assign(self, node: nodes.Assign, scope: Scope) -> str:
         target, value = node.target, node.node
@@ -237,6 +244,9 @@ class Statements:
             self.set_const(key, folded.value)
             return ""
         kind = self.kind(value) or "value"
+        empty = self.fold(value)
+        if empty is not None and empty.value == [] and var[1:] in self.kinds:
+            kind = self.kinds[var[1:]]  # `set tools = []` keeps what the name holds otherwise
         out = self.assign_to(var, value)
         self.kinds[var[1:]] = kind  # after the value is converted: `set x = x.function` reads the old kind
         return out

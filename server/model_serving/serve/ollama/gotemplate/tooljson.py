@@ -9,6 +9,7 @@ with `printf "%q"` (JSON's escapes for printable text), objects and lists with J
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from jinja2 import nodes
 
@@ -50,12 +51,14 @@ class ToolJSON:
         indent = values.get("indent")
         item_sep, key_sep = values.get("separators") or ((", " if indent is None else ","), ": ")
         kind = self.kind(node.node)
+        view = self.seq_view(node.node) if self.is_view(node.node) else None
         if kind is None or kind in ("messages", "message", "bool"):
             raise self.fail(f"tojson of {kind or 'a value of unknown type'} at render time", node, "tojson")
         self.note(JSON_NOTE)
         var = self.fresh("json")
         self.json_var = var
-        body = self.write(kind, self.expr(node.node), Style(item_sep, key_sep, indent), 0)
+        style = Style(item_sep, key_sep, indent)
+        body = self.write_view(view, style) if view is not None else self.write(kind, self.expr(node.node), style, 0)
         self.emit(f'{{{{ {var} := "" }}}}{body}')
         return var
 
@@ -105,6 +108,20 @@ class ToolJSON:
         sep = f"{{{{ if {i} }}}}{self.put(style.item)}{{{{ end }}}}{self.put(style.newline(level + 1))}"
         items = f"{{{{ range {i}, {item} := {go} }}}}{sep}{self.write(element, item, style, level + 1)}{{{{ end }}}}"
         return f'{{{{ if {go} }}}}{self.put("[")}{items}{self.put(style.newline(level) + "]")}{{{{ else }}}}{self.put("[]")}{{{{ end }}}}'
+
+    def write_view(self, view: Any, style: Style, level: int = 0) -> str:
+        """A filtered or mapped list (selectattr, map(attribute=...)): only kept items, each item's field if mapped."""
+        item, started = self.fresh("v"), self.fresh("s")
+        value = f"{item}.{view.attr}" if view.attr else item
+        sep = f"{{{{ if {started} }}}}{self.put(style.item)}{{{{ end }}}}{{{{ {started} = true }}}}{self.put(style.newline(level + 1))}"
+        one = sep + self.write(view.element, value, style, level + 1)
+        if view.pred is not None:
+            one = f"{{{{ if {view.pred(item)} }}}}{one}{{{{ end }}}}"
+        head = f"{{{{ {started} := false }}}}"
+        items = f"{{{{ range {item} := {view.base} }}}}{one}{{{{ end }}}}"
+        # "[]" when nothing was kept: the opening bracket is written first, so an empty list closes at once
+        close = f"{{{{ if {started} }}}}{self.put(style.newline(level) + ']')}{{{{ else }}}}{self.put(']')}{{{{ end }}}}"
+        return head + self.put("[") + items + close
 
     def write_map(self, element: str, go: str, style: Style, level: int) -> str:
         key, item, started = self.fresh("k"), self.fresh("v"), self.fresh("s")

@@ -1,0 +1,134 @@
+"""The chat-template corpus: every template converts exactly on every conversation, or is refused with a reason.
+
+The corpus (tests/data/chat_templates/corpus) holds templates written for these tests, each in the
+style of one model family's published template and named in its first line. The round trip is
+benchmarks/template_corpus.py's: Jinja renders the reference prompt, Go's own text/template (the
+tests/gotmpl program with Ollama's data types) renders the converted TEMPLATE, and the two must
+agree character for character. The result table is printed with the test output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from ollama_double import GoRenderer
+
+from model_serving.serve.ollama import templates
+from model_serving.util.chat_template import render
+
+ROOT = Path(__file__).parents[2]
+_spec = importlib.util.spec_from_file_location("template_corpus", ROOT / "benchmarks" / "template_corpus.py")
+assert _spec is not None and _spec.loader is not None
+corpus = importlib.util.module_from_spec(_spec)
+sys.modules["template_corpus"] = corpus  # dataclasses look their module up while the class is built
+_spec.loader.exec_module(corpus)
+
+# template -> why its Go rendering may differ from the Jinja one (none today).
+KNOWN_DIFFERENCES: dict[str, str] = {}
+
+# What a refusal may name: constructs Go templates cannot express, even evaluated at registration.
+INEXPRESSIBLE = {
+    "a macro": "Go templates have `define`, but a template call returns no value to use inside an expression",
+    "a comparison of whole messages": "Go's eq compares only basic values; Ollama's messages are structs holding lists",
+    "an `in` test Go templates cannot evaluate": "a substring test on message text needs strings.Contains, which neither Go's builtins nor Ollama's helpers offer",
+}
+
+# Constructs the issue lists, and the text by which each shows in a template of the corpus.
+CONSTRUCTS = {
+    "strftime_now()": "strftime_now(", ".strip()": ".strip(", ".lstrip()": ".lstrip(", ".split()": ".split(", ".startswith()": ".startswith(",
+    "is string": "is string", "is mapping": "is mapping", "in on strings": "'</think>' in", "in on dict keys": "'tool_calls' in message",
+    "negative index": "[-1]", "loop.index0 % 2": "loop.index0 % 2", "length - 1": "length - 1", "list literal": "= []",
+    "dict literal": "= {'", "reject": "reject(", "rejectattr": "rejectattr(", "selectattr": "selectattr(", "map": "map(attribute=",
+    "tojson(indent=4)": "tojson(indent=4)", "namespace()": "namespace(", "generation tag": "{% generation %}",
+    "reversed loop": "[::-1]", "items()": ".items()",
+}
+
+FAMILIES = ["Llama 2", "Llama 3", "Llama 4", "Mistral", "Mixtral", "Devstral", "Gemma 1", "Gemma 2", "Gemma 3", "Qwen1.5", "Qwen2",
+            "Qwen2.5", "Qwen3", "Phi-3", "Phi-4", "DeepSeek-V2", "DeepSeek-V3", "DeepSeek-R1", "Granite", "Command-R", "Aya", "SmolLM",
+            "OLMo", "Falcon", "Cohere tool format"]
+
+
+@pytest.fixture(scope="module")
+def results(maybe_go_renderer: GoRenderer | None, request: pytest.FixtureRequest):
+    if maybe_go_renderer is None:
+        pytest.skip("Go is not installed (apt-get install golang-go): the Go template renderer cannot be built")
+    found = corpus.run_corpus(maybe_go_renderer)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n" + corpus.markdown(found))
+    return found
+
+
+def test_the_corpus_covers_the_families_and_constructs() -> None:
+    sources = [p.read_text() for p in corpus.corpus_files()]
+    assert len(sources) >= 50
+    text = "\n".join(sources)
+    assert [name for name, needle in CONSTRUCTS.items() if needle not in text] == []
+    heads = "\n".join(s.splitlines()[0] for s in sources)
+    assert [f for f in FAMILIES if f not in heads] == []
+    assert all("Imitates:" in s.splitlines()[0] for s in sources)
+
+
+def test_no_template_crashes_the_converter_or_the_go_renderer(results) -> None:
+    crashed = {r.name: r.reason for r in results if r.status == "crash"}
+    assert crashed == {}
+
+
+def test_every_template_is_exact_or_refused_with_a_named_construct(results) -> None:
+    differs = {r.name: r.reason for r in results if r.status == "differs" and r.name not in KNOWN_DIFFERENCES}
+    assert differs == {}
+    assert [r.name for r in results if r.status == "no jinja"] == []
+    for r in results:
+        if r.status == "exact":
+            compared = [s for s in r.conversations.values() if s != "not applicable"]
+            assert len(compared) >= 3 and all(s == "equal" for s in compared), (r.name, r.conversations)
+        if r.status == "refused":
+            assert "(line " in r.reason and "column" in r.reason, r.reason
+            assert any(r.reason.startswith(kind) for kind in INEXPRESSIBLE), f"{r.name} refused for a construct Go can express: {r.reason}"
+
+
+def test_at_most_a_tenth_is_refused(results) -> None:
+    assert corpus.summary(results)["refused_share"] <= 0.10
+
+
+def test_tool_templates_compare_the_tool_conversation(results) -> None:
+    with_tools = [r for r in results if r.status == "exact" and r.conversations.get("tools") != "not applicable"]
+    assert len(with_tools) >= 15
+    assert all(r.conversations["tools"] == "equal" for r in with_tools)
+
+
+def test_strftime_now_is_evaluated_at_registration_and_the_template_says_so(go_renderer: GoRenderer) -> None:
+    source = (corpus.CORPUS / "llama32_date.jinja").read_text()
+    conv = templates.convert(source, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", runtime_adds_bos=True)
+    today = date.today().strftime("%d %b %Y")
+    assert conv.dated and "fixed at registration" in conv.go_template
+    assert any(date.today().isoformat() in note for note in conv.notes)
+    assert f"Today Date: {today}\n\n" in go_renderer(conv.go_template, [{"role": "user", "content": "hi"}], None)
+
+
+def test_reasoning_prefill_and_default_system_prompt_are_kept(go_renderer: GoRenderer) -> None:
+    qwq = templates.convert((corpus.CORPUS / "qwq.jinja").read_text(), bos_token="", eos_token="<|im_end|>", runtime_adds_bos=False)
+    assert go_renderer(qwq.go_template, [{"role": "user", "content": "hi"}], None).endswith("<|im_start|>assistant\n<think>\n")
+    smol = templates.convert((corpus.CORPUS / "smollm2.jinja").read_text(), bos_token="", eos_token="<|im_end|>", runtime_adds_bos=False)
+    assert go_renderer(smol.go_template, [{"role": "user", "content": "hi"}], None).startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+
+
+def test_generation_blocks_render_as_transformers_renders_them() -> None:
+    source = "{% for m in messages %}{% generation %}[{{ m.content }}]{% endgeneration %}{% endfor %}"
+    assert render(source, [{"role": "assistant", "content": "x"}], add_generation_prompt=False) == "[x]"
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert "generation" not in conv.go_template
+
+
+def test_tool_json_keeps_jinja_separators_and_indent(go_renderer: GoRenderer) -> None:
+    from model_serving.serve.ollama.fidelity import WEATHER_TOOL
+
+    source = "{% for t in tools %}{{ t | tojson(indent=4) }}|{{ t.function | tojson(separators=(',', ':')) }}{% endfor %}{{ messages[0].content }}"
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    expected = render(source, [{"role": "user", "content": "x"}], add_generation_prompt=False, tools=[WEATHER_TOOL])
+    assert go_renderer(conv.go_template, [{"role": "user", "content": "x"}], [WEATHER_TOOL]) == expected
+    assert '{\n    "type": "function",\n    "function": {\n        "name": "get_weather"' in expected
