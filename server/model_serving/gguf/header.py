@@ -252,7 +252,7 @@ def read_header(path: Path) -> GGUFHeader:
         except _Corrupt as exc:
             raise InputError(f"{path.name} is not a valid GGUF: {exc}.", "Export the model again with `model-serving export`.") from None
         data_start = _data_start(cur.pos, meta.values)
-    if data_start + tensors.data_end > size:
+    if tensors.data_end and data_start + tensors.data_end > size:  # no tensor data, no padding needed
         raise InputError(
             f"{path.name} is truncated: its tensors need {data_start + tensors.data_end} bytes but the file has {size}.",
             "Export or download the GGUF again; a partial copy looks exactly like this.",
