@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fault_kit import CONVERTER, QUALITY_CHILD, QUANTIZE_WORKER, BackgroundWork, children_of_ours, partials, wait_for
 from quant_helpers import cancel_on_message, place
 
@@ -90,3 +91,17 @@ def test_cancel_while_verifying_an_earlier_output_keeps_it_and_says_so(settings:
     _no_children(tmp_path)
     assert files(tmp_path) == sorted([f16.name, output.name, sidecar.name])
     assert "quality" not in sidecar.read_text() or '"quality": null' in sidecar.read_text()  # still the unverified record
+
+
+@pytest.mark.slow
+def test_a_verified_output_is_measured_before_it_takes_its_name(settings: Settings, f16_source: Path, tmp_path: Path) -> None:
+    """Uncancelled, the same path ends with the output, its sidecar and a report that names the final file, not the partial."""
+    from model_serving.quantize.quantizer import QuantizeResult, quantize_gguf
+
+    f16 = place(f16_source, tmp_path)
+    result = quantize_gguf(settings, f16, None, "Q8_0", verify=True, threads=2)
+    output = Path(result.output_path)
+    assert result.quality is not None and result.verdict == result.quality.verdict
+    assert result.quality.candidate.path == str(output) and {r.path for r in result.quality.ranking} == {str(f16), str(output)}
+    assert QuantizeResult.model_validate_json(Path(result.sidecar_path).read_text()).quality == result.quality
+    assert files(tmp_path) == sorted([f16.name, output.name, Path(result.sidecar_path).name])
