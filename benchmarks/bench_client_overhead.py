@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import write_report  # noqa: E402
+from _bench_meta import LoadWatch, write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402
 from scripted_server import spawned  # noqa: E402
 
@@ -81,9 +81,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--skip-engine", action="store_true", help="Only measure the client")
     args = parser.parse_args()
+    watches = [LoadWatch(f"client at concurrency {c}") for c in (1, 4, 16)]
     with spawned(ttft_ms=0, tpot_ms=0, tokens=TOKENS) as url:
-        client = [client_rate(url, c, args.requests) for c in (1, 4, 16)]
-    engine = None if args.skip_engine else engine_rate(requests=16)
+        client = []
+        for c, watch in zip((1, 4, 16), watches, strict=True):
+            with watch:
+                client.append(client_rate(url, c, args.requests))
+    engine = None
+    if not args.skip_engine:
+        with LoadWatch("engine") as watch:
+            engine = engine_rate(requests=16)
+        watches.append(watch)
     best = max(c["request_throughput"] for c in client)
     report = {
         "benchmark": "client_overhead",
@@ -95,7 +103,7 @@ def main() -> None:
         "target": "headroom_ratio >= 20",
         "note": "The instant server is Python in its own process, so the client rate is a lower bound on what the client can do.",
     }
-    write_report(args.out, report)
+    write_report(args.out, report, watches)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import write_report  # noqa: E402
+from _bench_meta import LoadWatch, write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 
 from model_serving.bench import BenchConfig, run_benchmark  # noqa: E402
@@ -57,6 +58,58 @@ def in_process_decode_tok_s(gguf: Path, tokens: int, threads: int, repeats: int)
     return rates
 
 
+def measure(gguf: Path, tokens: int, rounds: int, threads: int) -> dict[str, Any]:
+    """Alternate server rounds and in-process rounds so that load from other work drifts over both alike."""
+    rates: dict[str, list[float]] = {"client": [], "server": [], "local": []}
+    local_error, result = None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(home=Path(tmp), roots=[Path(tmp), gguf.parent])
+        served = engine.start_model(settings, gguf, "smollm2-bench", ctx_size=2048, parallel=1, threads=threads)
+        try:
+            for i in range(rounds):
+                config = BenchConfig(base_url=served.base_url, model=served.name, n_requests=2, warmup=1 if i == 0 else 0,
+                                     max_tokens=tokens, prompt_source="text", prompt=PROMPT, ignore_eos=True,
+                                     server_pid=served.pid, gguf_path=gguf)
+                result = run_benchmark(config)
+                rates["client"] += [r.decode_tok_s for r in result.records if r.decode_tok_s]
+                rates["server"] += [x for r in result.records if r.server and (x := server_decode_tok_s(r.server))]
+                # In a child process: a crash in the in-process engine must not lose the server-side figures.
+                child = subprocess.run([sys.executable, __file__, "--in-process", str(tokens), str(threads), "2"],
+                                       capture_output=True, text=True, timeout=600)
+                if child.returncode == 0:
+                    rates["local"] += json.loads(child.stdout.strip().splitlines()[-1])[1:]  # the first run warms the model
+                else:
+                    local_error = f"llama-cpp-python exited with code {child.returncode}: {child.stderr.strip()[-300:]}"
+        finally:
+            engine.stop_model(settings, served.name)
+    assert result is not None
+    return {"rates": rates, "in_process_error": local_error, "result": result}
+
+
+def report_of(gguf: Path, tokens: int, rounds: int, threads: int, measured: dict[str, Any]) -> dict[str, Any]:
+    rates, result = measured["rates"], measured["result"]
+    client, server, local = (statistics.median(rates[k]) if rates[k] else None for k in ("client", "server", "local"))
+    return {
+        "benchmark": "decode_agreement",
+        "model": gguf.name,
+        "tokens_per_request": tokens,
+        "requests": len(rates["client"]),
+        "rounds": rounds,
+        "threads": threads,
+        "client_decode_tok_s": client,
+        "server_timings_decode_tok_s": server,
+        "llama_cpp_python_decode_tok_s": local,
+        "ratio_client_to_server": client / server if client and server else None,
+        "ratio_client_to_in_process": client / local if client and local else None,
+        "in_process_error": measured["in_process_error"],
+        "target": "ratios within 0.90 to 1.10",
+        "median_ttft_ms": result.summary.median_ttft_ms,
+        "roofline_percent": result.roofline.percent_of_ceiling if result.roofline else None,
+        "bandwidth_gbs": result.roofline.bandwidth_gbs if result.roofline else None,
+        "findings": [f.code for f in result.findings],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "decode_agreement.json")
@@ -71,57 +124,10 @@ def main() -> None:
         tokens, threads, repeats = args.in_process
         print(json.dumps(in_process_decode_tok_s(gguf, tokens, threads, repeats)))
         return
-    threads = os.cpu_count() or 2
-    # Alternate server rounds and in-process rounds so that load from other work drifts over both alike.
-    rounds = max(2, args.requests // 2)
-    client_rates: list[float] = []
-    server_rates: list[float] = []
-    local_rates: list[float] = []
-    local_error, result = None, None
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(home=Path(tmp), roots=[Path(tmp), gguf.parent])
-        served = engine.start_model(settings, gguf, "smollm2-bench", ctx_size=2048, parallel=1, threads=threads)
-        try:
-            for i in range(rounds):
-                config = BenchConfig(base_url=served.base_url, model=served.name, n_requests=2, warmup=1 if i == 0 else 0,
-                                     max_tokens=args.tokens, prompt_source="text", prompt=PROMPT, ignore_eos=True,
-                                     server_pid=served.pid, gguf_path=gguf)
-                result = run_benchmark(config)
-                client_rates += [r.decode_tok_s for r in result.records if r.decode_tok_s]
-                server_rates += [x for r in result.records if r.server and (x := server_decode_tok_s(r.server))]
-                # In a child process: a crash in the in-process engine must not lose the server-side figures.
-                child = subprocess.run([sys.executable, __file__, "--in-process", str(args.tokens), str(threads), "2"],
-                                       capture_output=True, text=True, timeout=600)
-                if child.returncode == 0:
-                    local_rates += json.loads(child.stdout.strip().splitlines()[-1])[1:]  # the first run warms the model
-                else:
-                    local_error = f"llama-cpp-python exited with code {child.returncode}: {child.stderr.strip()[-300:]}"
-        finally:
-            engine.stop_model(settings, served.name)
-    assert result is not None
-    client = statistics.median(client_rates) if client_rates else None
-    server = statistics.median(server_rates) if server_rates else None
-    local = statistics.median(local_rates) if local_rates else None
-    report = {
-        "benchmark": "decode_agreement",
-        "model": gguf.name,
-        "tokens_per_request": args.tokens,
-        "requests": len(client_rates),
-        "rounds": rounds,
-        "threads": threads,
-        "client_decode_tok_s": client,
-        "server_timings_decode_tok_s": server,
-        "llama_cpp_python_decode_tok_s": local,
-        "ratio_client_to_server": client / server if client and server else None,
-        "ratio_client_to_in_process": client / local if client and local else None,
-        "in_process_error": local_error,
-        "target": "ratios within 0.90 to 1.10",
-        "median_ttft_ms": result.summary.median_ttft_ms,
-        "roofline_percent": result.roofline.percent_of_ceiling if result.roofline else None,
-        "bandwidth_gbs": result.roofline.bandwidth_gbs if result.roofline else None,
-        "findings": [f.code for f in result.findings],
-    }
-    write_report(args.out, report)
+    threads, rounds = os.cpu_count() or 2, max(2, args.requests // 2)
+    with LoadWatch("decode agreement") as watch:
+        measured = measure(gguf, args.tokens, rounds, threads)
+    write_report(args.out, report_of(gguf, args.tokens, rounds, threads, measured), [watch])
 
 
 if __name__ == "__main__":

