@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import runpy
 import signal
 import sys
 
@@ -46,6 +45,8 @@ def outlive_parent() -> None:
 
 
 def main(argv: list[str]) -> None:
+    import runpy  # here, not at the top: the quantize worker loads this file for die_with_parent alone
+
     die_with_parent()
     if not argv:
         sys.exit("usage: launch.py SCRIPT [ARGS...]")
