@@ -44,7 +44,7 @@ def server_params(root: Path, ollama_host: str) -> StdioServerParameters:
 
 def pick(tools: dict[str, Any], *, starts: str, needs: str | None = None) -> Any:
     """The one listed tool whose name starts with `starts` (and that takes `needs`)."""
-    found = [t for name, t in tools.items() if name.startswith(starts) and (needs is None or needs in t.inputSchema.get("properties", {}))]
+    found = [t for name, t in tools.items() if name.startswith(starts) and (needs is None or needs in t.input_schema.get("properties", {}))]
     if len(found) != 1:
         raise SystemExit(f"the tool list has {len(found)} tools starting with {starts!r}; the agent cannot choose")
     return found[0]
@@ -64,13 +64,13 @@ class Agent:
         seconds = time.perf_counter() - began
         text = " ".join(getattr(c, "text", "") for c in result.content)
         self.calls.append({"name": name, "arguments": arguments, "seconds": round(seconds, 3), "asked_wait_s": wait_s,
-                           "blocked_too_long": seconds > wait_s + BLOCK_LIMIT_S, "is_error": bool(result.isError), "text": text[:300]})
-        return bool(result.isError), result.structuredContent or {}, text
+                           "blocked_too_long": seconds > wait_s + BLOCK_LIMIT_S, "is_error": bool(result.is_error), "text": text[:300]})
+        return bool(result.is_error), result.structured_content or {}, text
 
     async def deploy(self, tools: dict[str, Any]) -> dict[str, Any]:
         deploy = pick(tools, starts="deploy")
         poll = pick(tools, starts="job_status", needs="wait_s")
-        wait = float(poll.inputSchema["properties"]["wait_s"].get("maximum", 30))
+        wait = float(poll.input_schema["properties"]["wait_s"].get("maximum", 30))
         failed, job, text = await self.call(deploy.name, {})
         while not failed and job.get("status") == "working" and len(self.calls) < self.budget:
             failed, job, text = await self.call(poll.name, {"job_id": job["taskId"], "wait_s": wait}, wait)

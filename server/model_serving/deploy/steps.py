@@ -68,25 +68,21 @@ def quantize(ctx: DeployContext, progress: Progress) -> None:
 
 def register(ctx: DeployContext, progress: Progress) -> None:
     """Serve the model on the planned target and probe it: it must answer and stop by itself."""
+    from model_serving.serve.register import register as serve
+
     began = time.perf_counter()
     request, plan, served = ctx.request, ctx.plan, ctx.served
     assert served is not None
-    if plan.target == "embedded":
-        from model_serving.serve.embedded.engine import register_embedded
-
-        model, probe = register_embedded(ctx.settings, served, plan.name, ctx_size=request.ctx_size, parallel=request.parallel,
-                                         replace=request.replace, progress=progress)
-        ctx.result.endpoint, ctx.result.answer = f"{model.base_url}/v1/chat/completions", probe.answer
-        ctx.bench_base, ctx.bench_api, ctx.server_pid = model.base_url, "openai", model.pid
-        ctx.record("register", began, reused=False, summary={"base_url": model.base_url, "pid": model.pid, "probe": probe.model_dump()})
-        return
-    from model_serving.serve.ollama.register import register_gguf
-
-    registration, probe = register_gguf(ctx.settings, served, plan.name, source_dir=plan.checkpoint, overwrite=request.replace,
-                                 num_ctx=request.ctx_size, progress=progress)
-    ctx.result.endpoint, ctx.result.answer = f"{ctx.settings.ollama_host}/api/chat", probe.answer
-    ctx.bench_base, ctx.bench_api, ctx.server_pid = ctx.settings.ollama_host, "ollama", None
-    ctx.record("register", began, reused=False, summary={"ollama": registration.model_dump(mode="json", exclude={"modelfile"}), "probe": probe.model_dump()})
+    # Ollama takes the chat template and stop tokens from the checkpoint too; the embedded engine reads the GGUF only.
+    source_dir = plan.checkpoint if plan.target == "ollama" else None
+    done = serve(ctx.settings, served, plan.name, target=plan.target, source_dir=source_dir, ctx_size=request.ctx_size,
+                 parallel=request.parallel, replace=request.replace, progress=progress)
+    ctx.result.endpoint, ctx.result.answer = done.endpoint, done.probe.answer
+    if done.served is not None:
+        ctx.bench_base, ctx.bench_api, ctx.server_pid = done.served.base_url, "openai", done.served.pid
+    else:
+        ctx.bench_base, ctx.bench_api, ctx.server_pid = done.ollama.host if done.ollama else ctx.settings.ollama_host, "ollama", None
+    ctx.record("register", began, reused=False, summary=done.model_dump(mode="json", exclude={"ollama": {"modelfile"}}))
 
 
 def bench(ctx: DeployContext, progress: Progress) -> None:
