@@ -28,6 +28,12 @@ def test_unknown_model_on_an_openai_server_lists_the_served_ones() -> None:
     assert "HTTP 404" in err.value.cause and "It lists: scripted" in err.value.cause
 
 
+def test_an_https_endpoint_is_refused_before_sending() -> None:
+    with pytest.raises(InputError) as err:
+        run_benchmark(BenchConfig(base_url="https://127.0.0.1:9", model="m", n_requests=2))
+    assert "only http:// endpoints are supported" in err.value.cause
+
+
 def test_unknown_model_on_ollama_is_refused_before_sending() -> None:
     with spawned(**FAST) as url, pytest.raises(InputError) as err:
         run_benchmark(BenchConfig(base_url=url, model="nope", api="ollama", n_requests=2))
@@ -41,6 +47,7 @@ def test_streams_closed_early_are_incomplete_and_still_reported(api: str, tmp_pa
     assert result.incomplete
     assert result.summary.completed == 0 and result.summary.incomplete_requests == 4
     assert all(r.status == "incomplete" and r.first_token_ms is not None for r in result.records)
+    assert all(r.error_kind == "reset" for r in result.records)  # cut before the final chunk
     assert {v.state for v in result.verdicts if v.target in ("ttft_ms", "e2e_ms")} == {"INCONCLUSIVE"}
     assert any(f.code == "requests_incomplete" for f in result.findings)
     written = json.loads(Path(result.files["json"]).read_text())
@@ -53,7 +60,7 @@ def test_empty_completions_never_produce_a_zero_ttft(api: str) -> None:
     with spawned(mode="empty", **FAST) as url:
         result = run_benchmark(BenchConfig(base_url=url, model="scripted", api=api, n_requests=3, warmup=0))
     assert result.incomplete and result.summary.completed == 0
-    assert all(r.status == "empty" and r.ttft_ms is None for r in result.records)
+    assert all(r.status == "empty" and r.error_kind == "empty" and r.ttft_ms is None for r in result.records)
     assert result.metrics["ttft_ms"].n == 0
     assert any(f.code == "requests_empty" for f in result.findings)
 
