@@ -15,6 +15,7 @@ from model_serving.errors import InputError
 from model_serving.gguf.info import GGUFInfo, read_gguf
 from model_serving.serve.ollama import templates
 from model_serving.serve.ollama.fidelity import CONVERSATIONS, check_live, check_rendered, first_difference
+from model_serving.util.chat_template import render
 
 DATA = Path(__file__).parents[1] / "data" / "chat_templates"
 # family file -> (bos, eos, runtime adds BOS, expected family)
@@ -180,3 +181,48 @@ def test_live_check_flags_truncation_and_doubled_bos() -> None:
 
 def test_every_fixed_conversation_has_a_distinct_name() -> None:
     assert len({c.name for c in CONVERSATIONS}) == len(CONVERSATIONS)
+
+
+_TURNS = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "First?"},
+    {"role": "assistant", "content": "One."},
+    {"role": "user", "content": "Second?"},
+]
+
+
+@pytest.mark.parametrize("source", [
+    # negative indexes and slices with negative bounds
+    "{{ messages[-1].content }}|{{ messages[-2]['role'] }}|{% for m in messages[:-1] %}{{ m.role }},{% endfor %}",
+    # arithmetic on lengths and loop counters
+    "{% for m in messages %}{% if loop.index0 == messages|length - 1 %}last:{% endif %}{{ loop.index + 1 }}{% endfor %}",
+    "{% for m in messages %}{{ loop.index0 % 2 }}{{ loop.index % 3 }}{% if loop.index0 % 2 == 0 %}e{% endif %}{% endfor %}",
+    # a filtered list: bound to a name, counted, picked, looped with loop.*
+    "{% set users = messages | selectattr('role', 'equalto', 'user') | list %}{{ users | length }}:{{ users[-1].content }}"
+    "{% for u in users %}{{ loop.index }}/{{ loop.length }}{% if loop.last %}!{% endif %}{% endfor %}"
+    "{{ messages | rejectattr('role', 'equalto', 'system') | map(attribute='content') | join(' + ') }}",
+    # a reversed scan with namespace state across the loop
+    "{% set ns = namespace(found=-1) %}{% for m in messages[::-1] %}{% if m.role == 'user' and ns.found == -1 %}"
+    "{% set ns.found = messages|length - 1 - loop.index0 %}{% endif %}{% endfor %}{{ ns.found }}",
+    # a dict literal indexed at render time, an inline if inside an expression, a comparison with false
+    "{% set names = {'user': 'U', 'assistant': 'A'} %}{% set sys = false %}{% for m in messages %}"
+    "{{ (names[m.role] if m.role != 'system' else 'S') + ':' + m.content }}{% if m.role == 'system' %}{% set sys = m.content %}{% endif %}{% endfor %}"
+    "{% if sys != false %}[{{ sys }}]{% endif %}",
+    # string methods Go can evaluate exactly, type tests Ollama's data decides
+    "{% for m in messages %}{% if m.content.startswith('Sec') %}S{% endif %}{% if m.content.endswith('?') %}Q{% endif %}"
+    "{% if m.content is string and m is mapping and m.tool_calls is not string %}.{% endif %}{% endfor %}",
+    # strftime_now and caller variables Ollama does not pass, decided at registration
+    "{% if not date_string is defined %}{% set date_string = strftime_now('%Y') %}{% endif %}{{ date_string }}"
+    "{% if enable_thinking is defined and enable_thinking %}think{% else %}plain{% endif %}{{ messages[0].content }}",
+])
+def test_widened_constructs_render_identically(source: str, go_renderer: GoRenderer) -> None:
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    expected = render(source, _TURNS, add_generation_prompt=True)
+    assert go_renderer(conv.go_template, _TURNS, None) == expected
+
+
+def test_only_the_first_bos_is_left_to_the_runtime(go_renderer: GoRenderer) -> None:
+    source = "{% for m in messages %}{{ bos_token + m.role }}{% endfor %}"
+    conv = templates.convert(source, bos_token="<s>", eos_token="</s>", runtime_adds_bos=True)
+    assert conv.bos_left_to_runtime
+    assert go_renderer(conv.go_template, _TURNS, None) == "system<s>user<s>assistant<s>user"

@@ -15,6 +15,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ollama_double import GoRenderer
 
 from model_serving.serve.ollama import templates
@@ -132,3 +134,47 @@ def test_tool_json_keeps_jinja_separators_and_indent(go_renderer: GoRenderer) ->
     expected = render(source, [{"role": "user", "content": "x"}], add_generation_prompt=False, tools=[WEATHER_TOOL])
     assert go_renderer(conv.go_template, [{"role": "user", "content": "x"}], [WEATHER_TOOL]) == expected
     assert '{\n    "type": "function",\n    "function": {\n        "name": "get_weather"' in expected
+
+
+# Message text without surrounding whitespace (templates trim it, Go cannot) and without think tags
+# (Ollama carries reasoning in its own field).
+_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp")) | st.sampled_from(list(" \n<>&\"'\\{}%")),
+                min_size=1, max_size=24).map(str.strip).filter(lambda t: t and "think>" not in t)
+
+
+@st.composite
+def _conversations(draw: st.DrawFn) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": draw(_TEXT)}] if draw(st.booleans()) else []
+    for i in range(draw(st.integers(1, 5))):
+        messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": draw(_TEXT)})
+    return messages
+
+
+@pytest.fixture(scope="module")
+def exact_conversions(results):
+    """(name, Jinja source, BOS, EOS, Conversion) for every template that converted exactly."""
+    out = []
+    for r in results:
+        if r.status == "exact":
+            source = (corpus.CORPUS / f"{r.name}.jinja").read_text()
+            bos, eos, adds_bos = corpus.tokens_for(r.name)
+            out.append((r.name, source, bos, eos, templates.convert(source, bos_token=bos, eos_token=eos, runtime_adds_bos=adds_bos)))
+    return out
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(messages=_conversations())
+def test_exact_templates_stay_exact_on_drawn_conversations(messages: list[dict[str, str]], exact_conversions, go_renderer: GoRenderer) -> None:
+    from model_serving.util.chat_template import TemplateRejected
+
+    requests, expected = [], []
+    for name, source, bos, eos, conv in exact_conversions:
+        try:
+            prompt = render(source, messages, add_generation_prompt=messages[-1]["role"] != "assistant", bos_token=bos, eos_token=eos)
+        except TemplateRejected:
+            continue  # the template refuses this conversation (a system turn, say)
+        expected.append((name, prompt[len(bos):] if conv.bos_left_to_runtime and bos and prompt.startswith(bos) else prompt))
+        requests.append({"template": conv.go_template, "messages": messages})
+    answers = go_renderer.run({"batch": requests})
+    got = [(name, a.get("output", a.get("error"))) for (name, _), a in zip(expected, answers, strict=True)]
+    assert [g for g, e in zip(got, expected, strict=True) if g != e] == []

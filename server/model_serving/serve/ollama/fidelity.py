@@ -6,6 +6,9 @@ Two checks over one fixed set of conversations:
   difference.
 - `check_live`: against a registered model, compare each conversation's `prompt_eval_count` with
   the token count of the Jinja prompt; this needs no Go, so it runs on a user's machine.
+
+`REASONING` and `REASONING_LAST` add reasoning turns (transformers' `reasoning_content`, Ollama's
+`thinking`) for templates that keep or drop earlier reasoning; the template corpus uses them.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ class Converter(Statements, Expressions, Filters, ToolJSON, Infer, Core):
         return bool(items) and all(self.is_raise(c) for c in items) and all(isinstance(n, nodes.Output) for n in body)
 
     def set_const(self, key: str, value: Any) -> None:
+        self.version += 1  # earlier folds may have read the old value
         if "." not in key:
             self.consts[key] = value
             return

@@ -57,6 +57,8 @@ class Core:
         self.bos_dropped = False
         self.dated = False
         self.consts: dict[str, Any] = {}  # names whose value is known at registration time
+        self.folds: dict[tuple[int, int], _Fold | None] = {}  # (node, consts version) -> folded value
+        self.version = 0
         self.kinds: dict[str, str] = dict(PROVIDED)  # Go variable name -> kind of its value
         self.frames: list[list[str]] = []  # prelude statements of the statement being converted
         self.namespaces = {n.target.name for n in ast.find_all(nodes.Assign) if isinstance(n.target, nodes.Name) and _is_call(n.node, "namespace")}
@@ -111,6 +113,12 @@ class Core:
         """The value of a runtime-independent expression, computed now with the template's own Jinja."""
         if self.depends(node) or not isinstance(node, nodes.Expr) or isinstance(node, nodes.Slice):
             return None
+        key = (id(node), self.version)
+        if key not in self.folds:
+            self.folds[key] = self.evaluate(node)
+        return self.folds[key]
+
+    def evaluate(self, node: nodes.Expr) -> _Fold | None:
         if any(isinstance(n, nodes.Call) and isinstance(n.node, nodes.Name) and n.node.name == "strftime_now" for n in _walk(node)):
             self.dated = True
             self.note(f"strftime_now() is evaluated at registration: the prompt carries the date {date.today().isoformat()}; re-register to move it.")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.expressions import DEFINED_NOTE, THINK_NOTE, THINK_TAGS
+from model_serving.serve.ollama.gotemplate.expressions import DEFINED_NOTE, THINK_TAGS
 from model_serving.serve.ollama.gotemplate.text import go_string
 
 TRIM_NOTE = ("`trim`/.strip() are not available in Go templates; values are used as given "
@@ -206,9 +206,3 @@ class Filters:
             body = f"{{{{ if {view.pred(item)} }}}}{body}{{{{ end }}}}"
         self.emit(f'{{{{ {var} := "" }}}}{{{{ {started} := false }}}}{{{{ range {item} := {view.base} }}}}{body}{{{{ end }}}}')
         return var
-
-    def x_Slice(self, node: nodes.Slice) -> str:
-        raise self.fail("a slice", node, ":")
-
-    def note_think(self) -> None:
-        self.note(THINK_NOTE)

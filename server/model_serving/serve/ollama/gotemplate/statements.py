@@ -174,9 +174,8 @@ class Statements:
 
     def inner_scope(self, node: nodes.For, scope: Scope, targets: set[str]) -> Scope:
         # A plain `set` inside a loop body does not leak out of it (Jinja scoping): shadow it there.
-        mine = {go for n in node.body if isinstance(n, nodes.Assign) and not isinstance(n.target, nodes.NSRef)
-                for key, go in self.assign_keys(n) if key in self.runtime and "." not in key}
-        mine |= {k for k in self.assigned_here(node.body) if k.split("_", 1)[0] not in self.namespaces}
+        mine = {go for n in node.body if isinstance(n, nodes.Assign) for key, go in self.assign_keys(n) if key in self.runtime and "." not in key}
+        mine |= {k for k in self.assigned_here(node.body) if k.split("_", 1)[0] not in self.namespaces}  # sets inside ifs too
         return Scope(set(scope.declared - mine) | targets, scope.declared & mine)
 
     def range_loop(self, loop: Loop, body: str) -> str:
