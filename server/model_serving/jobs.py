@@ -54,6 +54,13 @@ class Progress:
 
     def update(self, fraction: float | None = None, message: str | None = None) -> None:
         self.check()
+        self._report(fraction, message)
+
+    def complete(self, message: str) -> None:
+        """Report the end of work whose result is already in place: a cancel that comes now is too late to undo it."""
+        self._report(1.0, message)
+
+    def _report(self, fraction: float | None, message: str | None) -> None:
         lo, hi = self._span
         if fraction is not None:
             value = lo + (hi - lo) * min(max(fraction, 0.0), 1.0)

@@ -105,3 +105,18 @@ def test_a_verified_output_is_measured_before_it_takes_its_name(settings: Settin
     assert result.quality.candidate.path == str(output) and {r.path for r in result.quality.ranking} == {str(f16), str(output)}
     assert QuantizeResult.model_validate_json(Path(result.sidecar_path).read_text()).quality == result.quality
     assert files(tmp_path) == sorted([f16.name, output.name, Path(result.sidecar_path).name])
+
+
+def test_cancelling_an_overwrite_leaves_the_old_output_and_its_record(settings: Settings, f16_source: Path, tmp_path: Path) -> None:
+    from model_serving.quantize.quantizer import QuantizeResult, quantize_gguf
+
+    f16 = place(f16_source, tmp_path)
+    target = tmp_path / "model.gguf"
+    old = quantize_gguf(settings, f16, target, "Q4_0", verify=False, threads=2)
+    before = target.read_bytes()
+    error = cancel_on_message(lambda p: quantize_gguf(settings, f16, target, "Q8_0", overwrite=True, verify=False, threads=1, progress=p),
+                              "Quantizing tensor")
+    assert isinstance(error, Cancelled) and error.kept == []
+    assert target.read_bytes() == before  # replaced only by a finished, checked output
+    assert QuantizeResult.model_validate_json(Path(old.sidecar_path).read_text()).qtype == "Q4_0"  # the record still describes it
+    assert files(tmp_path) == sorted([f16.name, target.name, Path(old.sidecar_path).name])

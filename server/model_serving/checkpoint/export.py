@@ -259,7 +259,7 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
         except ValueError:
             previous = None
         if previous and previous.source_sha256 == source_sha and previous.outtype == outtype and previous.sha256 == sha256_file(out):
-            progress.update(1.0, "identical export exists; reused")
+            progress.complete("identical export exists; reused")
             return previous.model_copy(update={"skipped": True})
 
     expected_tensors = max(1, sum(1 for f in info.weight_files for k in _tensor_names(checkpoint / f)))
@@ -284,12 +284,13 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
             raise VerificationFailed("The exported GGUF failed verification: " + " ".join(verification.problems),
                                      "Fix the checkpoint (tokenizer_config.json chat_template, generation_config.json eos_token_id) and export again.")
         digest = sha256_file(tmp)
+        progress.check()  # the last moment a cancel removes the output; after the rename it is complete
     gguf.path = str(out)
     result = ExportResult(output_path=str(out), outtype=outtype, file_type=gguf.file_type, size_bytes=out.stat().st_size, sha256=digest,
                           source=source, source_sha256=source_sha, seconds=round(time.perf_counter() - started, 3),
                           converter=converter, verification=verification, gguf=gguf)
     write_text_atomic(sidecar, result.model_dump_json(indent=2, exclude={"gguf": {"chat_template"}}))
-    progress.update(1.0, "export done")
+    progress.complete("export done")
     return result
 
 

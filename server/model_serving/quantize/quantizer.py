@@ -8,7 +8,6 @@ input hash and type, so asking again for the same output returns the recorded re
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -275,16 +274,12 @@ def quantize_gguf(
         recorded = _recorded(plan, input_hash, hashes)
         if recorded is not None:
             return _resume(settings, recorded, plan, progress, started)
-        with contextlib.suppress(FileNotFoundError):
-            _sidecar(plan.target).unlink()  # the old record must never describe a new file
-        result = _quantize_and_verify(settings, plan, input_hash, hashes, progress)
+        result = _quantize_and_verify(settings, plan, input_hash, hashes, progress, started)
     except Cancelled as exc:
         raise Cancelled(plan.what, kept=exc.kept) from None
     finally:
         input_hash.stop()
-    result.wall_s = round(time.perf_counter() - started, 3)
-    _write_sidecar(result)
-    progress.update(1.0, result.summary)
+    progress.complete(result.summary)
     return result
 
 
@@ -310,8 +305,12 @@ def _recorded(plan: _Plan, input_hash: _BackgroundHash, hashes: _HashCache) -> Q
 
 
 def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _BackgroundHash, hashes: _HashCache,
-                         progress: Progress) -> QuantizeResult:
-    """Quantize into a partial, check and measure it there, and only then give it the final name."""
+                         progress: Progress, started: float) -> QuantizeResult:
+    """Quantize into a partial, check and measure it there, record it, and only then give it the final name.
+
+    The sidecar goes first: killed between the two, a record without its output is what remains
+    (the next run or `clean` removes it), never an output without its record.
+    """
     split = 0.6 if plan.verify else 0.95
     with atomic_output(plan.target, overwrite=plan.overwrite) as tmp:
         quantize_s, out_header, output_sha = _quantize_into(plan, tmp, progress.span(0.0, split))
@@ -321,6 +320,9 @@ def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _Backgroun
             result.quality = _at_final_path(compare_quality(settings, plan.source, tmp, progress=progress.span(split, 1.0)), tmp, plan.target)
             result.verdict = result.quality.verdict
             result.summary = _summary(result)
+        progress.check()  # the last moment a cancel removes the output; after the rename it is complete
+        result.wall_s = round(time.perf_counter() - started, 3)
+        _write_sidecar(result)
     hashes.put(plan.target, output_sha)  # a rename keeps size, mtime and inode
     return result
 
@@ -415,7 +417,7 @@ def _resume(settings: Settings, recorded: QuantizeResult, plan: _Plan, progress:
         result.summary = _summary(result)
         _write_sidecar(result)
     result.wall_s = round(time.perf_counter() - started, 3)
-    progress.update(1.0, f"Reused {target.name} (same input and type): {result.summary}")
+    progress.complete(f"Reused {target.name} (same input and type): {result.summary}")
     return result
 
 
