@@ -120,3 +120,19 @@ def test_cancelling_an_overwrite_leaves_the_old_output_and_its_record(settings: 
     assert target.read_bytes() == before  # replaced only by a finished, checked output
     assert QuantizeResult.model_validate_json(Path(old.sidecar_path).read_text()).qtype == "Q4_0"  # the record still describes it
     assert files(tmp_path) == sorted([f16.name, target.name, Path(old.sidecar_path).name])
+
+
+def test_job_cancel_while_verifying_answers_what_was_kept(settings: Settings, f16_source: Path, tmp_path: Path) -> None:
+    """The MCP path: job_cancel during the quality comparison; the job's error says nothing was kept, and nothing was."""
+    from model_serving.jobs import JobManager
+    from model_serving.quantize.quantizer import quantize_gguf
+
+    f16 = place(f16_source, tmp_path)
+    manager = JobManager(settings.state_dir)
+    job = manager.submit("quantize", lambda p: quantize_gguf(settings, f16, None, "Q8_0", verify=True, threads=2, progress=p))
+    wait_for(lambda: children_of_ours(str(tmp_path), (QUALITY_CHILD,)), 240, "the quality evaluation to start")
+    info = manager.cancel(job.id, wait=120)
+    assert info.status == "cancelled"
+    assert info.error is not None and info.error["cause"] == f"Quantizing {f16.name} to Q8_0 was cancelled; no partial output was kept."
+    _no_children(tmp_path)
+    assert files(tmp_path) == [f16.name]
