@@ -76,7 +76,8 @@ def run_template(path: Path, renderer: Renderer) -> TemplateResult:
     try:
         conv = templates.convert(source, bos_token=bos, eos_token=eos, runtime_adds_bos=adds_bos)
     except templates.UnconvertibleTemplate as exc:
-        result.status, result.reason = "refused", exc.construct + (f" (line {exc.line}, column {exc.column or 1})" if exc.line else "")
+        where = f"line {exc.line}" + (f", column {exc.column}" if exc.column else "")
+        result.status, result.reason = "refused", exc.construct + (f" ({where})" if exc.line else "")
         return result
     except Exception as exc:  # noqa: BLE001 - a crash is a result here, reported and failed on by the test
         result.status, result.reason = "crash", f"converter: {type(exc).__name__}: {exc}"

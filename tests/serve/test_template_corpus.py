@@ -89,7 +89,7 @@ def test_every_template_is_exact_or_refused_with_a_named_construct(results) -> N
             compared = [s for s in r.conversations.values() if s != "not applicable"]
             assert len(compared) >= 3 and all(s == "equal" for s in compared), (r.name, r.conversations)
         if r.status == "refused":
-            assert "(line " in r.reason and "column" in r.reason, r.reason
+            assert "(line " in r.reason, r.reason
             assert any(r.reason.startswith(kind) for kind in INEXPRESSIBLE), f"{r.name} refused for a construct Go can express: {r.reason}"
 
 

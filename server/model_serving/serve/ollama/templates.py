@@ -30,13 +30,6 @@ __all__ = ["Conversion", "UnconvertibleTemplate", "convert", "detect_family", "g
 
 Family = str  # chatml | llama3 | gemma | mistral | phi3 | generic
 
-# Jinja keys (transformers message/tool dicts) -> the Ollama Go field that holds the same value.
-_FIELDS = {
-    "role": "Role", "content": "Content", "tool_calls": "ToolCalls", "tool_call_id": "ToolCallID", "thinking": "Thinking",
-    "reasoning_content": "Thinking", "function": "Function", "name": "Name", "arguments": "Arguments", "description": "Description",
-    "parameters": "Parameters", "type": "Type", "properties": "Properties", "required": "Required", "enum": "Enum", "id": "ID",
-}
-
 # Turn markers per family: the end of a turn, and the start of the next one, both make good stops.
 _TURN_MARKERS: dict[Family, tuple[str, ...]] = {
     "chatml": ("<|im_end|>", "<|im_start|>"),

@@ -22,7 +22,7 @@ class UnconvertibleTemplate(ServingError):
     """The chat template uses something a Go template cannot express."""
 
     def __init__(self, construct: str, line: int | None, column: int | None = None) -> None:
-        where = f" (template line {line}, column {column or 1})" if line else ""
+        where = (f" (template line {line}, column {column})" if column else f" (template line {line})") if line else ""
         super().__init__(f"The chat template cannot be converted to an Ollama Go TEMPLATE: it uses {construct}{where}.", NEXT_STEP)
         self.construct = construct
         self.line = line

@@ -19,6 +19,7 @@ THINK_TAGS = ("<think>", "</think>")
 THINK_NOTE = ("Ollama hands the reasoning of earlier turns in .Thinking, so message text holds no <think> block: tests and splits "
               "of the text on <think>/</think> are read that way (the text as it is, no tag in it).")
 DEFINED_NOTE = "`is defined` (and `'key' in message`) is read as 'is non-empty': Ollama always has every field, empty when unset."
+_OPERATORS = {"Mul": "*", "Div": "/", "FloorDiv": "//", "Pow": "**", "Neg": "-", "Dict": "{", "List": "[", "Tuple": "("}
 _CMP = {"eq": "eq", "ne": "ne", "lt": "lt", "lteq": "le", "gt": "gt", "gteq": "ge"}
 
 
@@ -31,7 +32,7 @@ class Expressions:
             return self.go_const(folded.value, node)
         method = getattr(self, f"x_{type(node).__name__}", None)
         if method is None:
-            raise self.fail(self.describe(node), node)
+            raise self.fail(self.describe(node), node, _OPERATORS.get(type(node).__name__, ""))
         return method(node)
 
     def truth(self, node: nodes.Node) -> str:
