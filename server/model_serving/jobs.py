@@ -8,6 +8,7 @@ the child processes the step registered, whose partial outputs `atomic_output` t
 from __future__ import annotations
 
 import collections
+import json
 import os
 import secrets
 import subprocess
@@ -145,6 +146,19 @@ POLL_INTERVAL_MS = 2000
 KEEP_JOBS = 100  # finished records kept on disk; older ones are pruned
 
 
+def _alive(pid: int | None) -> bool:
+    """Whether the server that wrote a record still runs (another server may share this state dir)."""
+    if not pid or pid == os.getpid():
+        return False  # this process just started: a job recorded under its pid belonged to an earlier life
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def describe_failure(exc: BaseException) -> dict[str, str]:
     """The default error record; the MCP face passes its own mapper (one place for every failure)."""
     if isinstance(exc, ServingError):
@@ -191,8 +205,8 @@ class Job:
             self.error = self._describe(exc)
         finally:
             self.updated_at = _now()
+            self._on_change(self)  # on disk before anyone can see it finished
             self.done.set()
-            self._on_change(self)
 
     def info(self) -> JobInfo:
         message = self.error["cause"] if self.error else self.progress.message
@@ -217,27 +231,28 @@ class JobManager:
         assert self._dir is not None
         self._dir.mkdir(parents=True, exist_ok=True)
         past: dict[str, JobInfo] = {}
-        for path in sorted(self._dir.glob("*.json"), key=lambda p: p.stat().st_mtime):
+        for path in sorted(self._dir.glob("*.json")):
             try:
-                info = JobInfo.model_validate_json(path.read_text(encoding="utf-8"))
+                record = json.loads(path.read_text(encoding="utf-8"))
+                owner, info = record.pop("ownerPid", None), JobInfo.model_validate(record)
             except (OSError, ValueError):
                 continue  # a record we cannot read is no handle anyone can use
-            if info.status == "working":  # its server died with it
+            if info.status == "working" and not _alive(owner):  # its server died with it
                 info.status, info.lastUpdatedAt = "failed", _now()
                 info.error = {"error": "ServerRestarted", "cause": "The server stopped while this job was running; its work was lost.",
                               "next_step": "Start the step again; finished steps are reused.", "detail": ""}
                 info.statusMessage = info.error["cause"]
-                self._write(info)
+                self._write(info, owner=owner)
             past[info.taskId] = info
         return past
 
-    def _write(self, info: JobInfo) -> None:
+    def _write(self, info: JobInfo, owner: int | None = None) -> None:
         if self._dir is None:
             return
-        tmp = self._dir / f".{info.taskId}.tmp"
-        tmp.write_text(info.model_dump_json(), encoding="utf-8")
+        tmp = self._dir / f".{info.taskId}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_text(json.dumps({**info.model_dump(mode="json"), "ownerPid": owner or os.getpid()}), encoding="utf-8")
         os.replace(tmp, self._dir / f"{info.taskId}.json")
-        records = sorted(self._dir.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        records = sorted(self._dir.glob("*.json"), key=lambda p: p.stat().st_mtime if p.exists() else 0.0)
         for old in records[:-KEEP_JOBS]:
             old.unlink(missing_ok=True)
 

@@ -21,6 +21,9 @@ QUANT_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,15}$"
 
 # No leading '-': a value that reaches a child's argv must never read as an option.
 NOT_FLAG = r"^[^-]"
+OLLAMA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+JOB_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
+LABEL_PATTERN = r"^[A-Za-z0-9._-]+$"
 PathArg = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
 QuantType = Annotated[str, Field(pattern=QUANT_PATTERN, description="Q4_K_M, Q5_K_M, Q6_K, Q8_0, ... (F16: keep the export)")]
@@ -40,8 +43,8 @@ Statistic = Literal["mean", "median", "p90", "p95", "p99"]
 Positive = Annotated[float, Field(gt=0)]
 Millis = Annotated[float, Field(gt=0)]
 Source = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Checkpoint folder or Hub repo id")]
-OllamaName = Annotated[str, Field(min_length=1, max_length=300, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="e.g. my-model:v1")]
-JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="taskId")]
+OllamaName = Annotated[str, Field(min_length=1, max_length=300, pattern=OLLAMA_NAME_PATTERN, description="e.g. my-model:v1")]
+JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=JOB_ID_PATTERN, description="taskId")]
 
 DEFAULT_CTX_SIZE = 2048
 DEFAULT_PARALLEL = 4
@@ -72,7 +75,7 @@ class Listing(BaseModel, Generic[T]):
 
 
 class DeployRequest(Request):
-    source: Annotated[str | None, Field(min_length=1, max_length=4096, description="Checkpoint folder, .gguf or Hub repo id; default SmolLM2-135M")] = None
+    source: Annotated[str | None, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Checkpoint, .gguf or Hub repo id; default SmolLM2-135M")] = None
     name: ModelName | None = None
     quant: QuantType = DEFAULT_QUANT
     target: Annotated[Target, Field(description="auto: Ollama if it answers, else embedded")] = "auto"
@@ -107,6 +110,16 @@ def flat_schema(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
     return flat
 
 
+PATTERN_RULES = {
+    NOT_FLAG: "must not start with '-' (it would read as an option)",
+    MODEL_NAME_PATTERN: "must be 1-64 characters of a-z 0-9 . _ : - starting with a letter or digit",
+    QUANT_PATTERN: "must be a quantization type such as Q4_K_M or Q8_0",
+    OLLAMA_NAME_PATTERN: "must be an Ollama name such as my-model:v1 (no spaces, no leading '-')",
+    JOB_ID_PATTERN: "must be a taskId returned by a tool",
+    LABEL_PATTERN: "must be letters, digits and . _ - only",
+}
+
+
 def _rule(err: Any) -> str:
     ctx = err.get("ctx") or {}
     kind = err["type"]
@@ -116,7 +129,7 @@ def _rule(err: Any) -> str:
     if kind in bounds:
         return "must be " + bounds[kind].format(**ctx)
     if kind == "string_pattern_mismatch":
-        return "must not start with '-'" if ctx.get("pattern") == NOT_FLAG else f"must match {ctx.get('pattern')}"
+        return PATTERN_RULES.get(ctx.get("pattern", ""), f"must match {ctx.get('pattern')}")
     if kind == "extra_forbidden":
         return "is not a parameter of this verb"
     if kind == "missing":
@@ -220,7 +233,7 @@ class BenchLoad(BenchTargets):
     gguf: Annotated[PathArg | None, Field(description="For the roofline")] = None
     bandwidth_gbs: Annotated[Positive | None, Field(description="Default: measured")] = None
     output_dir: Annotated[PathArg | None, Field(description="Report folder")] = None
-    label: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")] = "bench"
+    label: Annotated[str, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN)] = "bench"
 
 
 class BenchRequest(BenchLoad):

@@ -43,7 +43,7 @@ def test_cli_verbs(ollama_settings: Settings, ollama_double: OllamaDouble, smoll
     code, _, err = _cli(capsys, *base, "ollama", "show", "missing")
     assert code == 2 and "model 'missing:latest' not found" in err and "next step:" in err
     code, _, err = _cli(capsys, *base, "ollama", "cp", "smol", "bad name")
-    assert code == 2 and "destination must match" in err and "next step:" in err
+    assert code == 2 and "destination must be an Ollama name" in err and "next step:" in err
 
 
 def test_cli_modelfile_generate_and_check(settings: Settings, smollm2_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -62,7 +62,8 @@ async def test_every_tool_name_the_skill_mentions_exists_on_the_server(settings:
     missing_from_map = all_tool_names() - tools
     assert not missing_from_map, f"toolmap names tools the server lacks: {missing_from_map}"
     prompt_words = set(re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", deploy_prompt_text("m", "Ollama", "", "")))
-    assert prompt_words <= tools, prompt_words - tools
+    parameters = {name for spec in create_server(settings).specs.values() for name in spec.request.model_fields}
+    assert prompt_words <= tools | parameters, prompt_words - tools - parameters
 
 
 def test_budgets_and_links_hold() -> None:
