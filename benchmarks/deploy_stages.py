@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _bench_meta import LoadWatch, run_metadata  # noqa: E402
+
 from model_serving.checkpoint.export import export_gguf, provision_converter  # noqa: E402
 from model_serving.deploy.manifest import tool_versions  # noqa: E402
 from model_serving.deploy.pipeline import deploy  # noqa: E402
@@ -55,7 +57,9 @@ def main() -> None:
         tmp = Path(tmp_name)
         settings = Settings.from_env(roots=[str(tmp)], home=str(tmp / "home"))
         print("deploying SmolLM2-135M (fresh state)...", file=sys.stderr)
-        result = deploy(settings, DeployRequest(out_dir=str(tmp / "deploy"), target="embedded"))
+        watches = [LoadWatch("deploy"), LoadWatch("export runs"), LoadWatch("quantize runs")]
+        with watches[0]:
+            result = deploy(settings, DeployRequest(out_dir=str(tmp / "deploy"), target="embedded"))
         stop_model(settings, result.name)
         stages = {step.step: step.seconds for step in result.steps}
         checkpoint = tmp / "deploy" / "smollm2-135m-instruct-hf"
@@ -63,23 +67,26 @@ def main() -> None:
 
         converter = provision_converter(settings)
         ours_export, direct_export = [], []
-        for run in range(args.runs):
-            print(f"export run {run + 1}/{args.runs}", file=sys.stderr)
-            direct_export.append(timed(lambda run=run: subprocess.run(
-                [sys.executable, converter.script, "--outfile", str(tmp / f"direct-{run}.gguf"), "--outtype", "f16", str(checkpoint)],
-                check=True, capture_output=True)))
-            ours_export.append(timed(lambda run=run: export_gguf(settings, str(checkpoint), str(tmp / f"ours-{run}.gguf"))))
+        with watches[1]:
+            for run in range(args.runs):
+                print(f"export run {run + 1}/{args.runs}", file=sys.stderr)
+                direct_export.append(timed(lambda run=run: subprocess.run(
+                    [sys.executable, converter.script, "--outfile", str(tmp / f"direct-{run}.gguf"), "--outtype", "f16", str(checkpoint)],
+                    check=True, capture_output=True)))
+                ours_export.append(timed(lambda run=run: export_gguf(settings, str(checkpoint), str(tmp / f"ours-{run}.gguf"))))
 
         import llama_cpp
 
         ftype = resolve_qtype("Q8_0").ftype
         ours_quant, direct_quant = [], []
-        for run in range(args.runs):
-            print(f"quantize run {run + 1}/{args.runs}", file=sys.stderr)
-            params = llama_cpp.llama_model_quantize_default_params()
-            params.ftype = ftype
-            direct_quant.append(timed(lambda run=run, params=params: llama_cpp.llama_model_quantize(str(f16).encode(), str(tmp / f"dq-{run}.gguf").encode(), params)))
-            ours_quant.append(timed(lambda run=run: quantize_gguf(settings, f16, tmp / f"oq-{run}.gguf", "Q8_0", verify=False)))
+        with watches[2]:
+            for run in range(args.runs):
+                print(f"quantize run {run + 1}/{args.runs}", file=sys.stderr)
+                params = llama_cpp.llama_model_quantize_default_params()
+                params.ftype = ftype
+                direct_quant.append(timed(lambda run=run, params=params: llama_cpp.llama_model_quantize(
+                    str(f16).encode(), str(tmp / f"dq-{run}.gguf").encode(), params)))
+                ours_quant.append(timed(lambda run=run: quantize_gguf(settings, f16, tmp / f"oq-{run}.gguf", "Q8_0", verify=False)))
 
     def summary(ours: list[float], direct: list[float]) -> dict[str, object]:
         o, d = statistics.median(ours), statistics.median(direct)
@@ -94,6 +101,7 @@ def main() -> None:
         "export_vs_converter": summary(ours_export, direct_export),
         "quantize_vs_llama_model_quantize": summary(ours_quant, direct_quant),
         "verdicts": result.verdicts, "quality": result.quality,
+        **{k: v for k, v in run_metadata(watches).items() if k in ("load", "comparable", "comparable_note")},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
