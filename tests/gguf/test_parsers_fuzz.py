@@ -103,11 +103,13 @@ HUGE_U64 = [0, 1, 7, 2**31 - 1, 2**32, 2**32 + 1, 2**40, 2**63 - 1, 2**63, 2**64
 
 
 @st.composite
-def mutated(draw: st.DrawFn, seed: bytes, u64_fields: list[int] = (), u32_fields: list[int] = ()) -> bytes:
-    """`seed` after one to three mutations: truncate, flip, splice, or overwrite a length/count/type field."""
+def mutated(draw: st.DrawFn, seed: bytes, u64_fields: list[int] = (), u32_fields: list[int] = (),
+            payloads: list[tuple[int, int]] = ()) -> bytes:
+    """`seed` after one to three mutations: truncate, flip, splice, overwrite a length/count/type field,
+    or overwrite bytes inside a string's payload (the file stays well-formed; its text does not)."""
     data = bytearray(seed)
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["truncate", "flip", "splice", "u64", "u32"]))
+        kind = draw(st.sampled_from(["truncate", "flip", "splice", "u64", "u32", "payload"]))
         if kind == "truncate":
             del data[draw(st.integers(0, len(data))):]
         elif kind == "flip" and data:
@@ -124,6 +126,11 @@ def mutated(draw: st.DrawFn, seed: bytes, u64_fields: list[int] = (), u32_fields
             at = draw(st.sampled_from(u32_fields))
             value = draw(st.one_of(st.integers(0, 40), st.sampled_from([2**31 - 1, 2**32 - 1])))
             data[at:at + 4] = value.to_bytes(4, "little")[: max(0, len(data) - at)]
+        elif kind == "payload" and payloads:
+            start, end = draw(st.sampled_from(payloads))
+            at = draw(st.integers(start, end - 1))
+            chunk = draw(st.binary(min_size=1, max_size=4))[: max(0, min(end, len(data)) - at)]
+            data[at:at + len(chunk)] = chunk
     return bytes(data)
 
 
@@ -149,6 +156,7 @@ class Walk:
     end: int
     u64_fields: list[int]
     u32_fields: list[int]
+    payloads: list[tuple[int, int]]  # (start, end) of non-empty string payloads
 
 
 def _skip(data: bytes, pos: int, vtype: int, walk: Walk, record: bool = True) -> int:
@@ -156,9 +164,11 @@ def _skip(data: bytes, pos: int, vtype: int, walk: Walk, record: bool = True) ->
     if vtype in _SCALAR_SIZE:
         return pos + _SCALAR_SIZE[vtype]
     if vtype == 8:
+        length = _u64(data, pos)
         if record:
             walk.u64_fields.append(pos)
-        return pos + 8 + _u64(data, pos)
+            walk.payloads.extend([(pos + 8, pos + 8 + length)] if length else [])
+        return pos + 8 + length
     item, count = _u32(data, pos), _u64(data, pos + 4)
     if record:
         walk.u32_fields.append(pos)
@@ -174,7 +184,7 @@ def _skip(data: bytes, pos: int, vtype: int, walk: Walk, record: bool = True) ->
 def walk_gguf(data: Any) -> Walk:
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    walk = Walk([], [], 0, [8, 16], [4])
+    walk = Walk([], [], 0, [8, 16], [4], [])
     pos = 24
     for _ in range(_u64(data, 16)):
         start = pos
@@ -236,6 +246,7 @@ class Seed:
     data: bytes
     u64_fields: list[int]
     u32_fields: list[int]
+    payloads: list[tuple[int, int]]
 
 
 @pytest.fixture(scope="module")
@@ -244,8 +255,8 @@ def gguf_seeds(smollm2_gguf: Path) -> dict[str, Seed]:
         small = shrink_gguf(whole, items=512, tensor_budget=256 << 10)
         header_bytes = whole[: 4 << 20]  # the header is about 2 MB; tensor data follows
     small_walk, full_walk = walk_gguf(small), walk_gguf(header_bytes)
-    return {"small": Seed(small, small_walk.u64_fields, small_walk.u32_fields),
-            "header": Seed(header_bytes, full_walk.u64_fields, full_walk.u32_fields)}
+    return {"small": Seed(small, small_walk.u64_fields, small_walk.u32_fields, small_walk.payloads),
+            "header": Seed(header_bytes, full_walk.u64_fields, full_walk.u32_fields, full_walk.payloads)}
 
 
 def test_gguf_seeds_are_real_and_valid(gguf_seeds: dict[str, Seed], tmp_path: Path) -> None:
@@ -276,7 +287,7 @@ def _gguf_test(name: str, examples: int) -> Callable[..., None]:
     @given(data=st.data())
     def run(gguf_seeds: dict[str, Seed], tmp_path: Path, data: st.DataObject) -> None:
         seed = gguf_seeds[name]
-        _gguf_case(tmp_path, data.draw(mutated(seed.data, seed.u64_fields, seed.u32_fields)))
+        _gguf_case(tmp_path, data.draw(mutated(seed.data, seed.u64_fields, seed.u32_fields, seed.payloads)))
     return run
 
 
