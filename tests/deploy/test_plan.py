@@ -11,7 +11,8 @@ from cli_runner import cli_in_process
 
 from model_serving.deploy.pipeline import deploy
 from model_serving.deploy.source import slug
-from model_serving.errors import InputError, ServingError
+from model_serving.errors import Cancelled, InputError, ServingError
+from model_serving.jobs import Progress
 from model_serving.limits import DeployRequest
 from model_serving.serve.embedded.engine import start_model, stop_model
 from model_serving.settings import Settings
@@ -111,3 +112,18 @@ def test_the_plan_of_the_default_model(settings: Settings) -> None:
     bench = next(s.detail for s in result.plan if s.step == "bench")
     assert "16 streaming requests, 4 at a time" in bench  # the engine's 4 slots, not one request at a time
     assert not result.steps and result.manifest_path is None
+
+
+def test_slots_longer_than_the_trained_context_are_refused_in_the_plan(settings: Settings, smollm2_gguf: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="trained for") as refused:
+        deploy(settings, DeployRequest(source=str(smollm2_gguf), quant="F16", ctx_size=1 << 20, parallel=1, out_dir=str(tmp_path / "d")))
+    assert "ctx_size at most 8192" in refused.value.next_step
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_deploy_stopped_midway_leaves_no_empty_folder(settings: Settings, smollm2_gguf: Path, tmp_path: Path) -> None:
+    progress = Progress()
+    progress.cancel()  # the plan passes (it takes no progress); the first step stops
+    with pytest.raises(Cancelled):
+        deploy(settings, DeployRequest(source=str(smollm2_gguf), quant="F16", bench=False, out_dir=str(tmp_path / "a" / "b")), progress)
+    assert not (tmp_path / "a").exists()

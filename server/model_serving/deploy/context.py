@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.jobs import Progress
 from model_serving.limits import DeployRequest
 from model_serving.settings import Settings
 
@@ -59,6 +58,7 @@ class Source:
     file_type: str | None = None  # a GGUF source's type, e.g. Q4_1
     quantized: bool = False
     parameter_count: int | None = None
+    context_length: int | None = None  # tokens it was trained for, when the source says
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,7 @@ class DeployContext:
     settings: Settings
     request: DeployRequest
     plan: DeployPlan
-    progress: Progress
     result: DeployResult
-    started: float = field(default_factory=time.perf_counter)
     source_sha256: str | None = None  # the checkpoint's tree hash, or a GGUF source's file hash
     f16: Path | None = None  # the export; None for a GGUF source
     f16_sha256: str | None = None

@@ -31,7 +31,7 @@ def deploy(settings: Settings, request: DeployRequest, progress: Progress | None
         result.planned_only = True
         return result
     created = _make_folder(plan.out_dir)
-    ctx = DeployContext(settings=settings, request=request, plan=plan, progress=progress, result=result, started=started,
+    ctx = DeployContext(settings=settings, request=request, plan=plan, result=result,
                         served=plan.source.path if plan.source.kind == "gguf" else None)  # quantize replaces it when it runs
     try:
         begin = 0.0
@@ -42,8 +42,7 @@ def deploy(settings: Settings, request: DeployRequest, progress: Progress | None
         result.total_seconds = round(time.perf_counter() - started, 3)
         result.manifest_path = str(write_manifest(ctx))
     except BaseException:
-        if created:
-            _remove_empty(plan.out_dir)
+        _remove_empty(created)
         raise
     progress.update(1.0, f"{plan.name} deployed")
     return result

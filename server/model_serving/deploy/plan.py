@@ -35,6 +35,8 @@ def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"The output folder {out_dir} is a file.", "Pass a folder for out_dir, or leave it out.")
     target, reason = _choose_target(settings, request.target)
+    if target == "embedded":
+        _check_context(source, request)
     replacing = _check_name_free(settings, name, target, source, out_dir, request.replace)
     draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[])
     plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing))
@@ -57,6 +59,14 @@ def _check_requantize(source: Source, qtype: str, allow: bool) -> str | None:
             f"Serve it as it is (quant F16 or {kept}), deploy from its F16 export or checkpoint, "
             "or pass allow_requantize (--allow-requantize) to quantize it again anyway.")
     return qtype
+
+
+def _check_context(source: Source, request: DeployRequest) -> None:
+    """The engine refuses slots longer than the trained context: say so now, not after the export."""
+    per_slot = request.ctx_size // request.parallel
+    if source.context_length and per_slot > source.context_length:
+        raise InputError(f"Each of {request.parallel} slots would get {per_slot} tokens, more than the {source.context_length} "
+                         f"{source.model_name} was trained for.", f"Pass ctx_size at most {source.context_length * request.parallel}, or more parallel slots.")
 
 
 def _choose_target(settings: Settings, target: str) -> tuple[Engine, str]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 from model_serving.checkpoint.export import REPO_ID
 from model_serving.errors import InputError
 from model_serving.gguf.filetypes import is_quantized
-from model_serving.gguf.header import read_header
+from model_serving.gguf.header import GGUFHeader, read_header
 from model_serving.limits import MODEL_NAME_PATTERN
 from model_serving.settings import Settings
 from model_serving.util.paths import confine, refuse_flag
@@ -27,7 +29,8 @@ def find_source(settings: Settings, raw: str | None) -> Source:
         from model_serving.checkpoint.rebuild import smollm2_gguf_path
 
         header = read_header(smollm2_gguf_path())
-        return Source(kind="default", label=DEFAULT_LABEL, model_name=DEFAULT_MODEL, parameter_count=header.parameter_count)
+        return Source(kind="default", label=DEFAULT_LABEL, model_name=DEFAULT_MODEL, parameter_count=header.parameter_count,
+                      context_length=_gguf_context(header))
     refuse_flag(raw, "source")
     if not Path(raw).expanduser().exists():
         if REPO_ID.match(raw):
@@ -41,13 +44,31 @@ def find_source(settings: Settings, raw: str | None) -> Source:
                              "Pass the folder that holds config.json and the *.safetensors weights, or a .gguf file.")
         weights = sum(f.stat().st_size for f in path.glob("*.safetensors"))
         # 16-bit weights are the common case; an f32 checkpoint is overestimated, which errs on the safe side.
-        return Source(kind="checkpoint", label=str(path), model_name=path.name, path=path, parameter_count=weights // 2 or None)
+        return Source(kind="checkpoint", label=str(path), model_name=path.name, path=path, parameter_count=weights // 2 or None,
+                      context_length=_tokens(_config(path).get("max_position_embeddings")))
     if path.suffix.lower() != ".gguf":
         raise InputError(f"{path.name} is neither a checkpoint folder nor a .gguf file.", "Pass a checkpoint folder or a .gguf file.")
     header = read_header(path)
     quantized = header.quantized or is_quantized(header.file_type_name)  # the tensors, or a label saying so
     return Source(kind="gguf", label=str(path), model_name=path.name[: -len(".gguf")], path=path,
-                  file_type=header.file_type_name, quantized=quantized, parameter_count=header.parameter_count)
+                  file_type=header.file_type_name, quantized=quantized, parameter_count=header.parameter_count,
+                  context_length=_gguf_context(header))
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # export's preflight reports a broken config with its own error
+    return config if isinstance(config, dict) else {}
+
+
+def _tokens(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _gguf_context(header: GGUFHeader) -> int | None:
+    return _tokens(header.metadata.get(f"{header.architecture}.context_length"))
 
 
 def slug(text: str) -> str:
