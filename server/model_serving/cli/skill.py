@@ -8,15 +8,10 @@ import anyio
 import click
 
 from model_serving.cli.app import App, pass_app
-from model_serving.errors import InputError, ServingError
-from model_serving.skill import default_cache_dir, repo_root, skill_dir
-from model_serving.skill.cache import DocsCache
+from model_serving.skill import workflows
 from model_serving.skill.condense import build_references
-from model_serving.skill.drift import check_drift
-from model_serving.skill.fetch import cache_report, fetch_sources
-from model_serving.skill.install import SKILL_DIRS, install_skill, mcp_config
-from model_serving.skill.sources import load_sources
-from model_serving.skill.validate import validate_skill
+from model_serving.skill.fetch import cache_report
+from model_serving.skill.install import SKILL_DIRS, mcp_config
 
 _PATH = click.Path(path_type=Path)
 
@@ -27,10 +22,8 @@ def _options(fn):  # type: ignore[no-untyped-def]
     return click.option("--sources", "sources_file", type=_PATH, help="Sources file (default: sources.yaml in the skill folder).")(fn)
 
 
-def _resolve(app: App, skill: Path | None, cache_dir: Path | None, sources_file: Path | None):  # type: ignore[no-untyped-def]
-    skill = (skill or skill_dir()).resolve()
-    sources = load_sources(sources_file or skill / "sources.yaml")
-    return skill, DocsCache((cache_dir or default_cache_dir(app.settings.home)).resolve()), sources
+def _resolve(app: App, skill: Path | None, cache_dir: Path | None, sources_file: Path | None) -> workflows.Workspace:
+    return workflows.workspace(app.settings.home, skill, cache_dir, sources_file)
 
 
 @click.group("skill")
@@ -47,9 +40,9 @@ def skill_group() -> None:
 @pass_app
 def fetch_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sources_file: Path | None, mirror: str | None, only: tuple[str, ...], force: bool, offline: bool) -> None:
     """Download the upstream pages listed in sources.yaml into the docs cache."""
-    _, cache, sources = _resolve(app, skill_folder, cache_dir, sources_file)
+    ws = _resolve(app, skill_folder, cache_dir, sources_file)
     if offline:
-        report = cache_report(sources, cache)
+        report = cache_report(ws.sources, ws.cache)
 
         def show_cache() -> None:
             click.echo(f"docs cache {report.cache_dir}")
@@ -61,7 +54,7 @@ def fetch_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sourc
 
         app.emit(report, show_cache)
         return
-    result = app.run("fetching docs", lambda p: fetch_sources(sources, cache, mirror=mirror, only=list(only) or None, force=force, progress=p))
+    result = app.run("fetching docs", lambda p: workflows.fetch(ws, mirror=mirror, only=only, force=force, progress=p))
 
     def show() -> None:
         for page in result.pages:
@@ -70,8 +63,7 @@ def fetch_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sourc
         click.echo(f"cache: {result.cache_dir}")
 
     app.emit(result, show)
-    if result.failed_required:
-        raise InputError(f"{len(result.failed_required)} page(s) could not be fetched: {', '.join(result.failed_required)}; their previous copies were kept.", "See the errors above; `skill fetch --offline` shows what is cached.")
+    workflows.refuse_failed_fetch(result)
 
 
 @skill_group.command("build")
@@ -79,13 +71,13 @@ def fetch_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sourc
 @pass_app
 def build_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sources_file: Path | None) -> None:
     """Condense the cached pages into the skill's generated reference tables."""
-    skill, cache, sources = _resolve(app, skill_folder, cache_dir, sources_file)
-    result = app.run("building references", lambda p: build_references(cache, sources, skill, p))
+    ws = _resolve(app, skill_folder, cache_dir, sources_file)
+    result = app.run("building references", lambda p: build_references(ws.cache, ws.sources, ws.skill, p))
 
     def show() -> None:
         for name, rows in result.tables.items():
             click.echo(f"  {name:26} {rows} rows")
-        click.echo(f"wrote {', '.join(result.files)} in {skill}")
+        click.echo(f"wrote {', '.join(result.files)} in {ws.skill}")
 
     app.emit(result, show)
 
@@ -96,13 +88,9 @@ def build_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sourc
 @click.option("--mirror", help="With --fetch: the mirror to fetch from.")
 @pass_app
 def check_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sources_file: Path | None, fetch_first: bool, mirror: str | None) -> None:
-    """Report facts that changed upstream since the references were built (exit 1 when any did)."""
-    skill, cache, sources = _resolve(app, skill_folder, cache_dir, sources_file)
-    if fetch_first:
-        fetched = app.run("fetching docs", lambda p: fetch_sources(sources, cache, mirror=mirror, progress=p))
-        if fetched.failed_required:
-            raise InputError(f"Could not fetch {', '.join(fetched.failed_required)}.", "Run `model-serving skill fetch` to see why.")
-    report = check_drift(cache, sources, skill)
+    """Report facts that changed upstream since the references were built (non-zero exit when any did)."""
+    ws = _resolve(app, skill_folder, cache_dir, sources_file)
+    report = app.run("checking references", lambda p: workflows.check(ws, fetch_first=fetch_first, mirror=mirror, progress=p))
 
     def show() -> None:
         if report.up_to_date:
@@ -116,9 +104,7 @@ def check_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sourc
         click.echo("next step: review the changes, then `model-serving skill build` and re-run the skill tests")
 
     app.emit(report, show)
-    if not report.up_to_date:
-        raise ServingError(f"{len(report.facts)} fact(s) changed upstream since the references were built.",
-                           "Review the changes, then `model-serving skill build` and re-run the skill tests.")
+    workflows.refuse_drift(report)
 
 
 @skill_group.command("install")
@@ -130,8 +116,7 @@ def check_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sourc
 @pass_app
 def install_cmd(app: App, agents: tuple[str, ...], scope: str, project: Path, skill_folder: Path | None, force: bool) -> None:
     """Copy the skill into the folder each agent reads skills from."""
-    source = (skill_folder or skill_dir()).resolve()
-    results = [install_skill(source, a, scope, project=project.resolve(), home=Path.home(), force=force) for a in agents]  # type: ignore[arg-type]
+    results = workflows.install(agents, scope, project=project, skill=skill_folder, force=force)
     app.emit(results, lambda: [click.echo(f"{r.action:9} {r.agent:12} {r.path}") for r in results])
 
 
@@ -141,12 +126,10 @@ def install_cmd(app: App, agents: tuple[str, ...], scope: str, project: Path, sk
 @pass_app
 def validate_cmd(app: App, folders: tuple[Path, ...], no_tools: bool) -> None:
     """Validate skill folders (default: the portable skill and the repo-root skill)."""
-    targets = list(folders) or [skill_dir()] + ([repo_root()] if repo_root() and (repo_root() / "SKILL.md").exists() else [])  # type: ignore[list-item, operator]
     from model_serving.mcp.server import server_tool_names  # the CLI lists the tools of the real MCP face
 
     tools = None if no_tools else anyio.run(server_tool_names, app.settings)
-    root = repo_root()
-    reports = [validate_skill(Path(t).resolve(), tool_names=tools, as_installed=root is not None and Path(t).resolve() == root) for t in targets]
+    reports = workflows.validate(folders, tools)
 
     def show() -> None:
         for report in reports:
@@ -155,9 +138,7 @@ def validate_cmd(app: App, folders: tuple[Path, ...], no_tools: bool) -> None:
                 click.echo(f"     - {problem}")
 
     app.emit(reports, show)
-    failed = [r.name for r in reports if not r.ok]
-    if failed:
-        raise ServingError(f"Skill validation failed for {', '.join(failed)}.", "Fix the problems listed above and validate again.")
+    workflows.refuse_invalid(reports)
 
 
 @click.command("mcp-config")
