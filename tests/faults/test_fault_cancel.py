@@ -96,11 +96,14 @@ def test_cancel_while_verifying_an_earlier_output_keeps_it_and_says_so(settings:
 @pytest.mark.slow
 def test_a_verified_output_is_measured_before_it_takes_its_name(settings: Settings, f16_source: Path, tmp_path: Path) -> None:
     """Uncancelled, the same path ends with the output, its sidecar and a report that names the final file, not the partial."""
+    from model_serving.jobs import Progress
     from model_serving.quantize.quantizer import QuantizeResult, quantize_gguf
 
     f16 = place(f16_source, tmp_path)
-    result = quantize_gguf(settings, f16, None, "Q8_0", verify=True, threads=2)
+    seen: list[str] = []
+    result = quantize_gguf(settings, f16, None, "Q8_0", verify=True, threads=2, progress=Progress(lambda f, m: seen.append(m)))
     output = Path(result.output_path)
+    assert f"Evaluating {output.name}" in seen and not [m for m in seen if ".partial" in m]  # messages name the output
     assert result.quality is not None and result.verdict == result.quality.verdict
     assert result.quality.candidate.path == str(output) and {r.path for r in result.quality.ranking} == {str(f16), str(output)}
     assert QuantizeResult.model_validate_json(Path(result.sidecar_path).read_text()).quality == result.quality

@@ -313,8 +313,12 @@ def _cache_key(path: Path, spec: dict[str, Any]) -> tuple[Any, ...]:
     return (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino, hashlib.sha256(blob).hexdigest())
 
 
-def _evaluate_in_child(path: Path, spec: dict[str, Any], progress: Progress, role: str) -> ModelEvaluation:
-    """Run `evaluate_model` in a child process; a crash there becomes a ServingError naming the signal."""
+def _evaluate_in_child(path: Path, spec: dict[str, Any], progress: Progress, role: str, name: str | None = None) -> ModelEvaluation:
+    """Run `evaluate_model` in a child process; a crash there becomes a ServingError naming the signal.
+
+    `name` is what messages call the file (a quantization under way measures its partial as the output).
+    """
+    name = name or path.name
     key = _cache_key(path, spec)
     with _cache_lock:
         if key in _evaluations:  # e.g. the same F16 reference for several quantizations
@@ -323,8 +327,7 @@ def _evaluate_in_child(path: Path, spec: dict[str, Any], progress: Progress, rol
 
     def on_line(line: str) -> None:
         if line.startswith("QUALITY_PROGRESS "):
-            _, fraction, message = line.split(" ", 2)
-            progress.update(float(fraction), message)
+            progress.update(float(line.split(" ", 2)[1]), f"Evaluating {name}")
         elif line.startswith("QUALITY_RESULT "):
             result.append(line.split(" ", 1)[1])
 
@@ -343,7 +346,7 @@ def _evaluate_in_child(path: Path, spec: dict[str, Any], progress: Progress, rol
             how = f"crashed llama.cpp ({name})" + (": llama-cpp-python was built for a CPU feature this machine lacks" if name == "SIGILL" else "")
         else:
             how = f"made the evaluator exit with code {code}"
-        raise _EvaluationFailed(f"Evaluating the {role} {path.name} {how}.",
+        raise _EvaluationFailed(f"Evaluating the {role} {name} {how}.",
                                 "Check that the file loads with `model-serving inspect`, and that llama-cpp-python was built for this CPU.",
                                 detail="\n".join(tail.splitlines()[-10:]))
     evaluation = ModelEvaluation.model_validate_json(result[-1])
@@ -430,8 +433,9 @@ def compare_quality(
     prompts: Sequence[str | QualityPrompt | dict[str, Any]] | None = None,
     max_tokens: int = 24,
     progress: Progress | None = None,
+    candidate_name: str | None = None,
 ) -> QualityReport:
-    """Measure `candidate` against `reference` (usually its F16 source) and give a verdict."""
+    """Measure `candidate` against `reference` (usually its F16 source) and give a verdict; `candidate_name` names it in messages."""
     progress = progress or Progress()
     ref_path = confine(reference, settings.roots, what="reference GGUF")
     cand_path = confine(candidate, settings.roots, what="candidate GGUF")
@@ -443,7 +447,7 @@ def compare_quality(
     spec = {"prompts": [p.model_dump() for p in items], "text": default_text(), "max_tokens": max_tokens, "n_ctx": N_CTX, "threads": THREADS}
     ref_eval = _evaluate_in_child(ref_path, spec, progress.span(0.0, 0.5), "reference")  # a failing reference is an error
     try:
-        cand_eval = _evaluate_in_child(cand_path, spec, progress.span(0.5, 1.0), "candidate")
+        cand_eval = _evaluate_in_child(cand_path, spec, progress.span(0.5, 1.0), "candidate", candidate_name)
     except _EvaluationFailed as exc:  # a candidate that fails to load or crashes is a result: it is broken
         cand_eval = _failed_evaluation(cand_path, exc)
     verdict, reasons, stats = judge(ref_eval, cand_eval)

@@ -317,7 +317,8 @@ def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _Backgroun
         result = _result(plan, out_header, tmp.stat().st_size, quantize_s, input_hash.result(), output_sha)
         progress.update(split, f"Wrote {plan.target.name}" + ("; verifying it against the input" if plan.verify else ""))
         if plan.verify:
-            result.quality = _at_final_path(compare_quality(settings, plan.source, tmp, progress=progress.span(split, 1.0)), tmp, plan.target)
+            report = compare_quality(settings, plan.source, tmp, progress=progress.span(split, 1.0), candidate_name=plan.target.name)
+            result.quality = _at_final_path(report, tmp, plan.target)
             result.verdict = result.quality.verdict
             result.summary = _summary(result)
         progress.check()  # the last moment a cancel removes the output; after the rename it is complete
@@ -347,8 +348,6 @@ def _result(plan: _Plan, out_header: GGUFHeader, out_size: int, quantize_s: floa
 def _at_final_path(report: QualityReport, tmp: Path, target: Path) -> QualityReport:
     """The report measured the partial; it describes the file under its final name."""
     report.candidate.path = str(target)
-    if report.candidate.error:
-        report.candidate.error = report.candidate.error.replace(tmp.name, target.name)
     for ranked in report.ranking:
         if ranked.path == str(tmp):
             ranked.path = str(target)
