@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
+LLAMA_CPP_PYTHON_PIN=0.3.36
+# sha256 of llama_cpp_python-$LLAMA_CPP_PYTHON_PIN.tar.gz on PyPI (the converter comes from it); a new pin needs a new hash.
+LLAMA_CPP_PYTHON_SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fi
 . .venv/bin/activate
 python -m pip install -q --disable-pip-version-check --upgrade pip
@@ -18,24 +21,22 @@ fi
 python -m pip install -q --disable-pip-version-check -e ".[export,smollm2${EXTRAS:+,$EXTRAS}]"
 if ! python -c "import sys, llama_cpp; sys.exit('AMX_INT8 = 1' in llama_cpp.llama_print_system_info().decode())"; then
   echo "rebuilding llama-cpp-python without AMX kernels (a cached wheel had them)" >&2
-  python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps --no-cache-dir "llama-cpp-python==0.3.36"
+  python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps --no-cache-dir "llama-cpp-python==$LLAMA_CPP_PYTHON_PIN"
 fi
 # llama.cpp's converter (convert_hf_to_gguf.py, conversion/, gguf-py/) of the same llama-cpp-python
 # release, unpacked once into the venv: export finds it there and never downloads at run time.
 LLAMA_CPP_PYTHON_VERSION=$(python -c "from importlib.metadata import version; print(version('llama-cpp-python'))")
-# sha256 of llama_cpp_python-0.3.36.tar.gz on PyPI; a different version needs its own pin here.
-LLAMA_CPP_PYTHON_SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 CONVERTER_HOME=".venv/share/model-serving/llama.cpp-$LLAMA_CPP_PYTHON_VERSION"
 if [ ! -f "$CONVERTER_HOME/convert_hf_to_gguf.py" ]; then
-  if [ "$LLAMA_CPP_PYTHON_VERSION" != 0.3.36 ]; then
-    echo "no pinned sdist sha256 for llama-cpp-python $LLAMA_CPP_PYTHON_VERSION: add it to scripts/install.sh" >&2
+  if [ "$LLAMA_CPP_PYTHON_VERSION" != "$LLAMA_CPP_PYTHON_PIN" ]; then
+    echo "llama-cpp-python $LLAMA_CPP_PYTHON_VERSION is installed but the converter's sha256 is pinned for $LLAMA_CPP_PYTHON_PIN: update the pin in scripts/install.sh" >&2
     exit 1
   fi
-  SDIST_DIR=$(mktemp -d)
-  trap 'rm -rf "$SDIST_DIR"' EXIT
+  SDIST_DIR=$(mktemp -d)  # removed below; no EXIT trap, since scripts/demo.sh and scripts/test.sh source this file
   python -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$SDIST_DIR" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
   SDIST="$SDIST_DIR/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"
   echo "$LLAMA_CPP_PYTHON_SDIST_SHA256  $SDIST" | sha256sum --check --quiet -
   mkdir -p "$(dirname "$CONVERTER_HOME")"
   python -m model_serving.checkpoint.export unpack "$SDIST" "$CONVERTER_HOME" >/dev/null
+  rm -rf "$SDIST_DIR"
 fi
