@@ -84,3 +84,14 @@ async def test_results_come_once_with_a_short_summary(settings: Settings) -> Non
             assert not result.is_error and isinstance(result.structured_content, dict), name
             text = result.content[0].text
             assert len(text) < 300 and not text.lstrip().startswith("{"), (name, text)
+
+
+async def test_every_result_schema_is_a_resource(settings: Settings) -> None:
+    import json
+
+    async with Client(create_server(settings)) as client:
+        titles = {part for t in (await client.list_tools()).tools for part in t.output_schema["title"].split(" | ")}
+        for title in sorted(titles):
+            resource = await client.read_resource(f"schema://model-serving/{title}")
+            schema = json.loads(resource.contents[0].text)  # type: ignore[union-attr]
+            assert schema["properties"], title

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         except click.exceptions.Abort:
             raise Cancelled("The command") from None
         except click.UsageError as exc:  # click's own checks (ranges, choices, missing arguments) are input errors too
-            hint = f" See `model-serving {exc.ctx.command_path.partition(' ')[2]} --help`." if exc.ctx else ""
+            hint = f" See `{exc.ctx.command_path} --help`." if exc.ctx else ""
             raise InputError(exc.format_message(), f"Fix the value and run again.{hint}") from None
         except click.ClickException as exc:
             raise InputError(exc.format_message(), "Fix the value and run again.") from None

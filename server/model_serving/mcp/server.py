@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
 
@@ -26,7 +28,7 @@ from model_serving.jobs import JobInfo
 from model_serving.limits import JobCancelRequest, JobStatusRequest, Listing, validated
 from model_serving.mcp import bench, core, ollama, skill
 from model_serving.mcp.errors import error_result, failure
-from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, follow, job_result, ok, writes
+from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, follow, job_result, ok, schema_name, writes
 from model_serving.settings import Settings
 
 INSTRUCTIONS = (
@@ -34,7 +36,8 @@ INSTRUCTIONS = (
     "to see the steps), then job_status(job_id, wait_s=30) until status is completed. Step by step: inspect_model -> export_gguf -> "
     "quantize_gguf -> register_model -> bench. Long tools return a job (taskId, status working/completed/failed/cancelled); "
     "job_cancel stops one and removes its partial output. A flag without a default is false; names are lower case "
-    "(a-z 0-9 . _ : -). Errors say the cause and the next step."
+    "(a-z 0-9 . _ : -). Errors say the cause and the next step. A result's fields: resource "
+    "schema://model-serving/<outputSchema title>."
 )
 
 
@@ -85,6 +88,21 @@ JOB_TOOLS = [
 ]
 
 
+def add_result_schemas(mcp: ServingServer) -> None:
+    """Each result model's full JSON schema as a resource, named like the tool's outputSchema title."""
+    models: dict[str, Any] = {schema_name(JobInfo): JobInfo}
+    for spec in mcp.specs.values():
+        for model in spec.result if isinstance(spec.result, tuple) else (spec.result,):
+            models[schema_name(model)] = model
+
+    @mcp.resource("schema://model-serving/{name}", name="result-schema", title="Schema of a tool result",
+                  description="JSON schema of a tool result; name it by the tool's outputSchema title.", mime_type="application/json")
+    def result_schema(name: str) -> str:
+        if name not in models:
+            raise ResourceError(f"No result schema is named {name!r}; known: {', '.join(sorted(models))}.")
+        return json.dumps(models[name].model_json_schema())
+
+
 def create_server(settings: Settings | None = None) -> ServingServer:
     settings = settings or Settings.from_env()
     state = AppState.create(settings)
@@ -100,6 +118,7 @@ def create_server(settings: Settings | None = None) -> ServingServer:
     add_tools(mcp, state, JOB_TOOLS)
     for tools in (core, bench, ollama, skill):
         tools.register_tools(mcp, state)
+    add_result_schemas(mcp)
     return mcp
 
 
