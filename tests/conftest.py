@@ -27,10 +27,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built once per session and shared (read-only) by tests: checkpoints, exported GGUFs, the converter."""
-    path = tmp_path_factory.mktemp("artifacts")
-    os.environ["MODEL_SERVING_TOOLS"] = str(path / "tools")
-    return path
+    """Built once per session and shared (read-only) by tests: checkpoints and exported GGUFs."""
+    return tmp_path_factory.mktemp("artifacts")
 
 
 @pytest.fixture

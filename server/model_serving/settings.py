@@ -87,13 +87,6 @@ class Settings:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    @property
-    def tools_dir(self) -> Path:
-        # Unpacked converter and similar caches; shareable between homes (tests point it at one place).
-        path = Path(os.environ.get("MODEL_SERVING_TOOLS") or self.home / "tools")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
     def resolve_endpoint(self, name_or_url: str | None) -> str:
         """An endpoint argument may name a configured endpoint or a loopback URL, nothing else."""
         if not name_or_url:
