@@ -72,7 +72,8 @@ def ok(result: BaseModel, text: str) -> CallToolResult:
 def job_result(info: JobInfo) -> CallToolResult:
     if info.status in ("failed", "cancelled"):
         error = info.error or {}
-        err = ServingError(f"Job {info.taskId} ({info.kind}) {info.status}: {error.get('cause', '')}", error.get("next_step", ""))
+        err = ServingError(f"Job {info.taskId} ({info.kind}) {info.status}: {error.get('cause', '')}", error.get("next_step", ""),
+                           detail=error.get("detail", ""))
         return error_result(err, {"error": error.get("error", "ServingError"), "job": info.model_dump(mode="json")})
     if info.status == "completed":
         text = f"{info.kind} completed: {info.statusMessage}"
