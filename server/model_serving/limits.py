@@ -205,6 +205,7 @@ class RegisterRequest(Request):
     ctx_size: CtxSize = DEFAULT_CTX_SIZE
     parallel: Parallel = DEFAULT_PARALLEL
     system: Annotated[str | None, Field(max_length=20_000, description="Ollama: system message")] = None
+    template: Annotated[Literal["auto", "go", "gguf"], Field(description="Ollama TEMPLATE")] = "auto"
     replace: Annotated[bool, Field(description="Replace a model of this name")] = False
 
 

@@ -104,7 +104,8 @@ def register_model(settings: Settings, req: RegisterRequest, progress: Progress)
     from model_serving.serve.register import register
 
     return register(settings, req.gguf_path, req.name, target=req.target, source_dir=req.source_dir, ctx_size=req.ctx_size,
-                    parallel=req.parallel, replace=req.replace, quantize=req.quantize, system=req.system, progress=progress)
+                    parallel=req.parallel, replace=req.replace, quantize=req.quantize, system=req.system, template=req.template,
+                    progress=progress)
 
 
 def serving_status(settings: Settings, req: NoInput) -> ServingStatus:
