@@ -23,18 +23,9 @@ from model_serving.limits import (
     RegisterRequest,
     ServeStartRequest,
 )
+from model_serving.util.units import human_size
 
 OUT = {"output": ["-o"]}
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 def _warnings(items: list[str]) -> None:
@@ -56,8 +47,8 @@ def _show_inspect(info: Any) -> None:
         click.echo(f"  {'tensor_types':18} " + ", ".join(f"{k}={v}" for k, v in d["tensor_types"].items()))
     if info.memory:
         m = info.memory
-        click.echo(f"  {'memory':18} {_size(m.total_bytes)} = weights {_size(m.weights_bytes)} + KV {_size(m.kv_cache_bytes)} "
-                   f"(ctx {m.ctx_size}) + overhead {_size(m.overhead_bytes)}")
+        click.echo(f"  {'memory':18} {human_size(m.total_bytes)} = weights {human_size(m.weights_bytes)} + KV {human_size(m.kv_cache_bytes)} "
+                   f"(ctx {m.ctx_size}) + overhead {human_size(m.overhead_bytes)}")
     _warnings(info.warnings)
 
 
@@ -81,7 +72,7 @@ def export_cmd(app: App, req: ExportRequest) -> None:
 
     def human() -> None:
         click.secho(f"{'reused' if result.skipped else 'wrote'} {result.output_path}", fg="green")
-        click.echo(f"  {result.file_type}, {_size(result.size_bytes)}, {result.seconds:.1f} s, sha256 {result.sha256[:16]}…")
+        click.echo(f"  {result.file_type}, {human_size(result.size_bytes)}, {result.seconds:.1f} s, sha256 {result.sha256[:16]}…")
         v = result.verification
         click.echo(f"  verified: vocab {v.vocab_size}, chat template kept: {v.chat_template_kept}, eos {v.eos_token!r}")
 
@@ -98,7 +89,7 @@ def quantize_cmd(app: App, req: QuantizeRequest) -> None:
 
     def human() -> None:
         click.secho(f"{'reused' if result.skipped else 'wrote'} {result.output_path}", fg="green")
-        click.echo(f"  {result.qtype}: {_size(result.input_size_bytes)} -> {_size(result.output_size_bytes)}, "
+        click.echo(f"  {result.qtype}: {human_size(result.input_size_bytes)} -> {human_size(result.output_size_bytes)}, "
                    f"{result.bits_per_weight:.2f} bits per weight, {result.wall_s:.1f} s")
         if result.quality:
             click.echo(f"  quality verdict    {result.verdict}: {result.summary}")
@@ -143,7 +134,7 @@ def serve_list(app: App, req: NoInput) -> None:
         if not models.items:
             click.echo("no models served; start one with `model-serving serve start FILE.gguf --name NAME`")
         for m in models.items:
-            click.echo(f"{m.name:28} {m.state:8} {m.base_url:26} {m.file_type or '?':8} ctx {m.ctx_size:<6} slots {m.parallel:<3} rss {_size(m.rss_bytes)}")
+            click.echo(f"{m.name:28} {m.state:8} {m.base_url:26} {m.file_type or '?':8} ctx {m.ctx_size:<6} slots {m.parallel:<3} rss {human_size(m.rss_bytes)}")
 
     app.emit(models, human)
 
@@ -173,7 +164,7 @@ def _show_status(status: Any) -> None:
     for e in status.engine:
         m = e.model
         slots = f"{e.slots_busy}/{e.slots_total} busy" if e.slots_total is not None else "slots ?"
-        click.echo(f"  {m.name:26} {'healthy' if e.healthy else m.state:8} {m.base_url:26} {slots:12} rss {_size(m.rss_bytes)}")
+        click.echo(f"  {m.name:26} {'healthy' if e.healthy else m.state:8} {m.base_url:26} {slots:12} rss {human_size(m.rss_bytes)}")
     o = status.ollama
     click.secho(f"ollama at {o.host}", bold=True)
     if not o.reachable:

@@ -9,14 +9,7 @@ from model_serving.cli.app import App
 from model_serving.cli.options import from_model
 from model_serving.errors import InputError
 from model_serving.limits import CheckModelfileRequest, ModelfileRequest, NoInput, OllamaCopyRequest, OllamaNameRequest, OllamaProbeRequest
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+from model_serving.util.units import human_size
 
 
 def register(group: click.Group) -> None:
@@ -55,7 +48,7 @@ def list_cmd(app: App, req: NoInput) -> None:
         if not models.items:
             click.echo("No models.")
         for m in models.items:
-            click.echo(f"{m.name:40} {_size(m.size):>10}  {m.details.family:10} {m.details.parameter_size:>8} {m.details.quantization_level:8} {m.modified_at[:19]}")
+            click.echo(f"{m.name:40} {human_size(m.size):>10}  {m.details.family:10} {m.details.parameter_size:>8} {m.details.quantization_level:8} {m.modified_at[:19]}")
 
     app.emit(models, human)
 
@@ -93,7 +86,7 @@ def ps_cmd(app: App, req: NoInput) -> None:
             click.echo("No models loaded.")
         for m in running.items:
             expiry = "forever" if m.expires_in_s is not None and m.expires_in_s > 10**8 else (f"in {m.expires_in_s:.0f} s" if m.expires_in_s is not None else "?")
-            click.echo(f"{m.name:40} {_size(m.size):>10}  {m.processor:16} ctx {m.context_length or '-':>6}  expires {expiry}")
+            click.echo(f"{m.name:40} {human_size(m.size):>10}  {m.processor:16} ctx {m.context_length or '-':>6}  expires {expiry}")
 
     app.emit(running, human)
 

@@ -30,6 +30,7 @@ from model_serving.serve.embedded.engine import ServedModel
 from model_serving.serve.register import RegisterResult
 from model_serving.serve.status import ServingStatus
 from model_serving.util.paths import CleanResult
+from model_serving.util.units import human_size
 
 
 def _deploy_summary(r: DeployResult) -> str:
@@ -39,17 +40,13 @@ def _deploy_summary(r: DeployResult) -> str:
     return f"{r.name} serves on {r.target} at {r.endpoint}; answer {r.answer!r}; {verdicts or 'no bench'}; {r.total_seconds:.0f} s."
 
 
-def _size(n: Any) -> str:
-    return f"{n / 2**20:.1f} MiB" if isinstance(n, int | float) else "?"
-
-
 TOOLS = [
     ToolSpec(verbs.inspect_model, "inspect_model", InspectRequest, (CheckpointInfo, GGUFInfo), READ_ONLY,
              lambda r: f"{r.kind} {getattr(r, 'architecture', None) or ','.join(getattr(r, 'architectures', []))}: {r.parameter_count or '?'} parameters"
-                       + (f", needs {_size(r.memory.total_bytes)} at ctx {r.memory.ctx_size}" if r.memory else "")
+                       + (f", needs {human_size(r.memory.total_bytes)} at ctx {r.memory.ctx_size}" if r.memory else "")
                        + (f"; {len(r.warnings)} warning(s)" if r.warnings else "")),
     ToolSpec(verbs.export_gguf, "export_gguf", ExportRequest, ExportResult, writes(), long=True,
-             summary=lambda r: f"{'reused' if r.skipped else 'wrote'} {r.output_path} ({r.file_type}, {_size(r.size_bytes)})"),
+             summary=lambda r: f"{'reused' if r.skipped else 'wrote'} {r.output_path} ({r.file_type}, {human_size(r.size_bytes)})"),
     ToolSpec(verbs.quantize_gguf, "quantize_gguf", QuantizeRequest, QuantizeResult, writes(), long=True,
              summary=lambda r: f"{'reused' if r.skipped else 'wrote'} {r.output_path} ({r.qtype}, {r.bits_per_weight:.2f} bpw); quality {r.verdict}"),
     ToolSpec(verbs.serve_start, "serve_start", ServeStartRequest, ServedModel, writes(idempotent=False),
