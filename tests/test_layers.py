@@ -21,7 +21,9 @@ FLOORS: list[set[str]] = [
     {"serve"},
     {"bench", "skill"},
     {"deploy"},
-    {"cli", "mcp", "__main__"},
+    {"verbs"},
+    {"mcp"},
+    {"cli", "__main__"},  # the CLI may list the MCP face's tools (skill validate, mcp-config)
 ]
 
 

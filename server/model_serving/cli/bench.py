@@ -1,4 +1,4 @@
-"""`model-serving bench run|sweep|roofline|quant-ab`: click commands over the bench verbs (cli/verbs.py)."""
+"""`model-serving bench run|sweep|roofline|quant-ab`: click commands over the bench verbs (verbs.py)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def bench_group() -> None:
 @from_model(BenchRequest, positional=("model",), aliases=LOAD)
 def run_cmd(app: App, req: BenchRequest) -> None:
     """Benchmark MODEL: closed loop at --concurrency, Poisson --rate arrivals, or a sweep over --levels."""
-    from model_serving.cli.verbs import bench
+    from model_serving.verbs import bench
 
     result = app.run(f"bench {req.model}", lambda p: bench(app.settings, req, p))
     app.emit(result, lambda: _print(result))
@@ -65,7 +65,7 @@ def run_cmd(app: App, req: BenchRequest) -> None:
 @from_model(BenchRequest, positional=("model",), aliases=LOAD)
 def sweep_cmd(app: App, req: BenchRequest) -> None:
     """`bench run` over rising concurrency (--levels, default 1,2,4,8): finds the knee and whether slots or compute cause it."""
-    from model_serving.cli.verbs import bench
+    from model_serving.verbs import bench
 
     req = req if req.levels else req.model_copy(update={"levels": [1, 2, 4, 8]})
     result = app.run(f"sweep {req.model}", lambda p: bench(app.settings, req, p))
@@ -76,7 +76,7 @@ def sweep_cmd(app: App, req: BenchRequest) -> None:
 @from_model(RooflineRequest, positional=("gguf",))
 def roofline_cmd(app: App, req: RooflineRequest) -> None:
     """Decode ceiling of a GGUF from memory bandwidth: weight bytes plus KV bytes per token."""
-    from model_serving.cli.verbs import bench_roofline
+    from model_serving.verbs import bench_roofline
 
     result = bench_roofline(app.settings, req)
 
@@ -94,7 +94,7 @@ def roofline_cmd(app: App, req: RooflineRequest) -> None:
 def quant_ab_cmd(app: App, req: QuantABRequest) -> None:
     """Serve each GGUF in turn with the same prompts: speed beside quality, and the smallest that meets both."""
     from model_serving.bench.quant_ab import markdown
-    from model_serving.cli.verbs import bench_quant_ab
+    from model_serving.verbs import bench_quant_ab
 
     result = app.run("quantization A/B", lambda p: bench_quant_ab(app.settings, req, p))
     app.emit(result, lambda: click.echo(markdown(result)))

@@ -56,7 +56,7 @@ def _show_inspect(info: Any) -> None:
 @from_model(InspectRequest, positional=("path",))
 def inspect_cmd(app: App, req: InspectRequest) -> None:
     """Describe a checkpoint folder or a GGUF file, with a memory estimate."""
-    from model_serving.cli.verbs import inspect_model
+    from model_serving.verbs import inspect_model
 
     info = inspect_model(app.settings, req)
     app.emit(info, lambda: _show_inspect(info))
@@ -66,7 +66,7 @@ def inspect_cmd(app: App, req: InspectRequest) -> None:
 @from_model(ExportRequest, positional=("source",), aliases=OUT)
 def export_cmd(app: App, req: ExportRequest) -> None:
     """Convert a Hugging Face checkpoint (folder or Hub repo id) to GGUF with llama.cpp's converter."""
-    from model_serving.cli.verbs import export_gguf
+    from model_serving.verbs import export_gguf
 
     result = app.run("export", lambda p: export_gguf(app.settings, req, p))
 
@@ -83,7 +83,7 @@ def export_cmd(app: App, req: ExportRequest) -> None:
 @from_model(QuantizeRequest, positional=("input_path", "qtype"), aliases=OUT)
 def quantize_cmd(app: App, req: QuantizeRequest) -> None:
     """Quantize a GGUF (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0, ...) and check it against its source."""
-    from model_serving.cli.verbs import quantize_gguf
+    from model_serving.verbs import quantize_gguf
 
     result = app.run("quantize", lambda p: quantize_gguf(app.settings, req, p))
 
@@ -106,7 +106,7 @@ def serve_group() -> None:
 @from_model(ServeStartRequest, positional=("gguf_path",))
 def serve_start(app: App, req: ServeStartRequest) -> None:
     """Start serving a GGUF under a name."""
-    from model_serving.cli.verbs import serve_start as start
+    from model_serving.verbs import serve_start as start
 
     model = app.run("serve", lambda p: start(app.settings, req))
     app.emit(model, lambda: click.secho(f"{model.name} serves at {model.base_url}/v1/chat/completions (pid {model.pid})", fg="green"))
@@ -116,7 +116,7 @@ def serve_start(app: App, req: ServeStartRequest) -> None:
 @from_model(NameRequest, positional=("name",))
 def serve_stop(app: App, req: NameRequest) -> None:
     """Stop a served model and free its memory."""
-    from model_serving.cli.verbs import serve_stop as stop
+    from model_serving.verbs import serve_stop as stop
 
     model = stop(app.settings, req)
     app.emit(model, lambda: click.echo(f"stopped {model.name}"))
@@ -126,7 +126,7 @@ def serve_stop(app: App, req: NameRequest) -> None:
 @from_model(NoInput)
 def serve_list(app: App, req: NoInput) -> None:
     """List models served by the embedded engine."""
-    from model_serving.cli.verbs import serve_list as listed
+    from model_serving.verbs import serve_list as listed
 
     models = listed(app.settings, req)
 
@@ -143,7 +143,7 @@ def serve_list(app: App, req: NoInput) -> None:
 @from_model(RegisterRequest, positional=("gguf_path",), aliases={"replace": ["--overwrite"]})
 def register_cmd(app: App, req: RegisterRequest) -> None:
     """Make a GGUF servable under a name, then prove it answers and stops."""
-    from model_serving.cli.verbs import register_model
+    from model_serving.verbs import register_model
 
     result = app.run("register", lambda p: register_model(app.settings, req, p))
 
@@ -177,7 +177,7 @@ def _show_status(status: Any) -> None:
 @from_model(NoInput)
 def status_cmd(app: App, req: NoInput) -> None:
     """What is served: embedded engine models (health, slots, memory) and Ollama."""
-    from model_serving.cli.verbs import serving_status
+    from model_serving.verbs import serving_status
 
     status = serving_status(app.settings, req)
     app.emit(status, lambda: _show_status(status))
@@ -208,7 +208,7 @@ def _show_deploy(result: Any) -> None:
 @from_model(DeployRequest, positional=("source",), aliases={"plan_only": ["--plan"]})
 def deploy_cmd(app: App, req: DeployRequest) -> None:
     """Export, quantize, register, probe and benchmark in one resumable run (default model: SmolLM2-135M)."""
-    from model_serving.cli.verbs import deploy_model
+    from model_serving.verbs import deploy_model
 
     result = app.run("deploy", lambda p: deploy_model(app.settings, req, p))
     app.emit(result, lambda: _show_deploy(result))
@@ -223,7 +223,7 @@ def register(group: click.Group) -> None:
 @from_model(CleanRequest, positional=("directory",))
 def clean_cmd(app: App, req: CleanRequest) -> None:
     """Remove partial files left by killed runs, and sidecars whose output is gone (never a live writer's file)."""
-    from model_serving.cli.verbs import clean_partials
+    from model_serving.verbs import clean_partials
 
     result = clean_partials(app.settings, req)
 

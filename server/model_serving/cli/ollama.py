@@ -1,10 +1,10 @@
-"""`model-serving ollama ...`: manage models on the Ollama server at OLLAMA_HOST (the verbs of cli/verbs.py)."""
+"""`model-serving ollama ...`: manage models on the Ollama server at OLLAMA_HOST (the verbs of verbs.py)."""
 
 from __future__ import annotations
 
 import click
 
-from model_serving.cli import verbs
+from model_serving import verbs
 from model_serving.cli.app import App
 from model_serving.cli.options import from_model
 from model_serving.errors import InputError

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_serving import verbs
 from model_serving.bench.models import BenchResult, Roofline
 from model_serving.bench.quant_ab import QuantABResult
-from model_serving.cli import verbs
 from model_serving.limits import BenchRequest, QuantABRequest, RooflineRequest
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
 

@@ -1,6 +1,6 @@
 """Core MCP tools: inspect, export, quantize, serve, register, status, deploy, clean.
 
-Each tool is one row of TOOLS: the verb function both faces call (cli/verbs.py), its input model
+Each tool is one row of TOOLS: the verb function both faces call (verbs.py), its input model
 (limits.py), its result model, hints and a one-line summary. Long steps run as jobs (ToolSpec.long).
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_serving import verbs
 from model_serving.checkpoint.export import ExportResult
 from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
-from model_serving.cli import verbs
 from model_serving.deploy.context import DeployResult
 from model_serving.limits import (
     CleanRequest,

@@ -1,4 +1,4 @@
-"""MCP tools `ollama_*`: the same verbs as `model-serving ollama ...` (cli/verbs.py), one row each.
+"""MCP tools `ollama_*`: the same verbs as `model-serving ollama ...` (verbs.py), one row each.
 
 The server address comes from the server's settings (OLLAMA_HOST / --ollama-host), never from a
 tool argument, and file paths go through `confine` against the configured roots.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_serving.cli import verbs
+from model_serving import verbs
 from model_serving.limits import CheckModelfileRequest, Listing, ModelfileRequest, NoInput, OllamaCopyRequest, OllamaNameRequest, OllamaProbeRequest
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
 from model_serving.serve.ollama import manage
