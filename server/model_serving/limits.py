@@ -160,12 +160,21 @@ class InspectRequest(Request):
     path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Checkpoint folder or .gguf")]
     ctx_size: Annotated[CtxSize | None, Field(description="For the memory estimate")] = None
     parallel: Parallel = 1
+    base: Annotated[PathArg | None, Field(description="LoRA: base folder")] = None
 
 
 class ExportRequest(Request):
     source: Source
     output: Annotated[PathArg | None, Field(description="Default: beside the source")] = None
     outtype: OutType = "f16"
+    overwrite: bool = False
+
+
+class MergeRequest(Request):
+    adapter: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="LoRA folder")]
+    base: Annotated[PathArg | None, Field(description="Base folder")] = None
+    output: PathArg | None = None
+    dtype: Literal["bfloat16", "float16"] = "bfloat16"
     overwrite: bool = False
 
 

@@ -16,6 +16,7 @@ from model_serving.limits import (
     ExportRequest,
     InspectRequest,
     Listing,
+    MergeRequest,
     ModelfileRequest,
     NameRequest,
     NoInput,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from model_serving.bench.quant_ab import QuantABResult
     from model_serving.checkpoint.export import ExportResult
     from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
+    from model_serving.checkpoint.lora import MergeResult
     from model_serving.deploy.context import DeployResult
     from model_serving.jobs import Progress
     from model_serving.quantize.quantizer import QuantizeResult
@@ -57,7 +59,14 @@ def inspect_model(settings: Settings, req: InspectRequest) -> CheckpointInfo | G
     """Describe a checkpoint or .gguf: architecture, template, stop tokens, memory estimate."""
     from model_serving.checkpoint.inspect import inspect_path
 
-    return inspect_path(settings, req.path, ctx_size=req.ctx_size, parallel=req.parallel)
+    return inspect_path(settings, req.path, ctx_size=req.ctx_size, parallel=req.parallel, base=req.base)
+
+
+def merge_adapter(settings: Settings, req: MergeRequest, progress: Progress) -> MergeResult:
+    """Merge a LoRA into its 16-bit base, logit-checked."""
+    from model_serving.checkpoint.lora import merge_adapter as run
+
+    return run(settings, req.adapter, req.base, req.output, dtype=req.dtype, overwrite=req.overwrite, progress=progress)
 
 
 def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> ExportResult:

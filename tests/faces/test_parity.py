@@ -25,6 +25,7 @@ from model_serving.settings import Settings
 VERBS = {
     "inspect": ("inspect", "inspect_model"),
     "export": ("export", "export_gguf"),
+    "merge": ("merge", "merge_adapter"),
     "quantize": ("quantize", "quantize_gguf"),
     "serve start": ("serve start", "serve_start"),
     "serve stop": ("serve stop", "serve_stop"),

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from model_serving.checkpoint.adapter import AdapterDetails, add_weights, find_base, parse_adapter_config
 from model_serving.errors import InputError
 from model_serving.gguf.info import GGUFInfo, read_gguf
 from model_serving.gguf.memory import MemoryEstimate, estimate_memory
@@ -46,6 +47,7 @@ class CheckpointInfo(BaseModel):
     eos_token_ids: list[int] = []
     quantization_config: dict[str, Any] | None = None
     adapter_base_model: str | None = None
+    adapter: AdapterDetails | None = None
     weight_files: list[str] = []
     size_bytes: int = 0
     warnings: list[str] = []
@@ -168,12 +170,34 @@ def generation_config_eos(source_dir: Path | None) -> list[int]:
     return _eos_ids(read_json(path).get("eos_token_id"), [])
 
 
-def _adapter(directory: Path) -> CheckpointInfo:
-    cfg = read_json(directory / "adapter_config.json")
-    return CheckpointInfo(
-        kind="lora_adapter", path=str(directory), adapter_base_model=typed(cfg, "base_model_name_or_path", str),
-        warnings=["This is a LoRA adapter, not a full model: merge it into its base model first, or register it as an ADAPTER."],
-    )
+# ---- LoRA adapters (details in checkpoint/adapter.py)
+def _adapter(directory: Path, base_dir: Path | None = None) -> CheckpointInfo:
+    details = parse_adapter_config(read_json(directory / "adapter_config.json"))
+    weights = sorted(directory.glob("adapter_model*.safetensors"))
+    if not weights:
+        raise InputError(f"{directory} has adapter_config.json but no adapter_model.safetensors.",
+                         "Save the adapter again with peft's save_pretrained (safetensors).")
+    for file in weights:
+        add_weights(details, safetensors_header(file))
+    details.adapter_bytes = sum(w.stat().st_size for w in weights)
+    details.has_tokenizer = (directory / "tokenizer.json").is_file() or (directory / "tokenizer.model").is_file()
+    details.has_chat_template = chat_template(directory)[0] is not None
+    details.tokenizer_vocab_size = _tokenizer_vocab_size(directory / "tokenizer.json")[0]
+    info = CheckpointInfo(kind="lora_adapter", path=str(directory), adapter_base_model=details.base_model, adapter=details,
+                          size_bytes=details.adapter_bytes, has_tokenizer=details.has_tokenizer, has_chat_template=details.has_chat_template,
+                          warnings=["This is a LoRA adapter, not a full model: merge it into its base (merge), or serve it on the base GGUF (--lora)."])
+    if base_dir is not None:
+        base = inspect_checkpoint(base_dir)
+        details.base_path, details.base_available = str(base_dir), True
+        if details.tokenizer_vocab_size and base.vocab_size:
+            details.added_tokens = max(0, details.tokenizer_vocab_size - base.vocab_size)
+        details.merged_bytes = base.size_bytes // (2 if base.dtype in ("float32", "F32") else 1)  # merged in 16 bits
+        details.base_plus_adapter_bytes = base.size_bytes + details.adapter_bytes
+        info.architectures, info.model_type, info.dtype = base.architectures, base.model_type, base.dtype
+        info.memory = base.memory
+    else:
+        info.warnings.append(f"The base ({details.base_model or 'not named'}) is not available locally: pass its folder with --base.")
+    return info
 
 
 def _weights(directory: Path, info: CheckpointInfo) -> None:
@@ -227,9 +251,9 @@ def _tokenizer(directory: Path, cfg: dict[str, Any], text_cfg: dict[str, Any], i
         info.warnings.append(f"The tokenizer has {info.tokenizer_vocab_size} tokens but the embedding has {info.vocab_size} rows: added tokens were not resized into the model.")
 
 
-def inspect_checkpoint(directory: Path, *, ctx_size: int | None = None, parallel: int = 1) -> CheckpointInfo:
+def inspect_checkpoint(directory: Path, *, ctx_size: int | None = None, parallel: int = 1, base_dir: Path | None = None) -> CheckpointInfo:
     if (directory / "adapter_config.json").exists():
-        return _adapter(directory)
+        return _adapter(directory, base_dir)
     if not (directory / "config.json").exists():
         raise InputError(
             f"{directory} is not a model: it has no config.json.",
@@ -270,11 +294,16 @@ def inspect_gguf(path: Path, *, ctx_size: int | None = None, parallel: int = 1) 
     return info
 
 
-def inspect_path(settings: Settings, path: str | Path, *, ctx_size: int | None = None, parallel: int = 1) -> CheckpointInfo | GGUFInfo:
-    """Inspect whatever `path` names: a checkpoint folder, or a .gguf file."""
+def inspect_path(settings: Settings, path: str | Path, *, ctx_size: int | None = None, parallel: int = 1,
+                 base: str | None = None) -> CheckpointInfo | GGUFInfo:
+    """Inspect whatever `path` names: a checkpoint folder (or LoRA adapter, with its base), or a .gguf file."""
     resolved = confine(path, settings.roots, what="model path")
     if resolved.is_dir():
-        return inspect_checkpoint(resolved, ctx_size=ctx_size, parallel=parallel)
+        base_dir = None
+        if (resolved / "adapter_config.json").exists():
+            named = typed(read_json(resolved / "adapter_config.json"), "base_model_name_or_path", str)
+            base_dir = find_base(settings, base, named)
+        return inspect_checkpoint(resolved, ctx_size=ctx_size, parallel=parallel, base_dir=base_dir)
     with resolved.open("rb") as fh:
         magic = fh.read(4)
     if magic == GGUF_MAGIC or resolved.suffix == ".gguf":

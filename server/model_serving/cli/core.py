@@ -17,6 +17,7 @@ from model_serving.limits import (
     DeployRequest,
     ExportRequest,
     InspectRequest,
+    MergeRequest,
     NameRequest,
     NoInput,
     QuantizeRequest,
@@ -60,6 +61,24 @@ def inspect_cmd(app: App, req: InspectRequest) -> None:
 
     info = inspect_model(app.settings, req)
     app.emit(info, lambda: _show_inspect(info))
+
+
+@click.command("merge")
+@from_model(MergeRequest, positional=("adapter",), aliases=OUT)
+def merge_cmd(app: App, req: MergeRequest) -> None:
+    """Merge a LoRA adapter into its 16-bit base (peft), checking the logits; writes a normal checkpoint."""
+    from model_serving.verbs import merge_adapter
+
+    result = app.run("merge", lambda p: merge_adapter(app.settings, req, p))
+
+    def human() -> None:
+        v = result.verification
+        click.secho(f"merged into {result.output_path} ({result.dtype})", fg="green")
+        click.echo(f"  base {result.base_path}; tokenizer from the {result.tokenizer_from}, chat template from the {result.chat_template_from}")
+        click.echo(f"  logit check: merged vs base+adapter {v.merged_vs_adapter:.4f} (tolerance {v.tolerance}), "
+                   f"adapter vs base {v.adapter_vs_base:.4f}, top-1 agreement {v.top1_agreement:.0%}")
+
+    app.emit(result, human)
 
 
 @click.command("export")
@@ -215,7 +234,7 @@ def deploy_cmd(app: App, req: DeployRequest) -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (inspect_cmd, export_cmd, quantize_cmd, serve_group, register_cmd, status_cmd, deploy_cmd, clean_cmd):
+    for command in (inspect_cmd, merge_cmd, export_cmd, quantize_cmd, serve_group, register_cmd, status_cmd, deploy_cmd, clean_cmd):
         group.add_command(command)
 
 

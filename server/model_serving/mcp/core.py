@@ -11,6 +11,7 @@ from typing import Any
 from model_serving import verbs
 from model_serving.checkpoint.export import ExportResult
 from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
+from model_serving.checkpoint.lora import MergeResult
 from model_serving.deploy.context import DeployResult
 from model_serving.limits import (
     CleanRequest,
@@ -18,6 +19,7 @@ from model_serving.limits import (
     ExportRequest,
     InspectRequest,
     Listing,
+    MergeRequest,
     NameRequest,
     NoInput,
     QuantizeRequest,
@@ -47,6 +49,8 @@ TOOLS = [
                        + (f"; {len(r.warnings)} warning(s)" if r.warnings else "")),
     ToolSpec(verbs.export_gguf, "export_gguf", ExportRequest, ExportResult, writes(), long=True,
              summary=lambda r: f"{'reused' if r.skipped else 'wrote'} {r.output_path} ({r.file_type}, {human_size(r.size_bytes)})"),
+    ToolSpec(verbs.merge_adapter, "merge_adapter", MergeRequest, MergeResult, writes(), long=True,
+             summary=lambda r: f"merged into {r.output_path} ({r.dtype}); logit check {'passed' if r.verification.passed else 'FAILED'}"),
     ToolSpec(verbs.quantize_gguf, "quantize_gguf", QuantizeRequest, QuantizeResult, writes(), long=True,
              summary=lambda r: f"{'reused' if r.skipped else 'wrote'} {r.output_path} ({r.qtype}, {r.bits_per_weight:.2f} bpw); quality {r.verdict}"),
     ToolSpec(verbs.serve_start, "serve_start", ServeStartRequest, ServedModel, writes(idempotent=False),

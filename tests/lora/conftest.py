@@ -1,0 +1,20 @@
+"""LoRA fixtures: adapters on the tiny random base, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lora_fixtures import tiny_lora_adapter
+
+
+@pytest.fixture(scope="session")
+def lora_adapter(artifacts: Path, tiny_checkpoint: Path) -> Path:
+    """A rank-4 LoRA on q/v/o with random non-zero weights; no tokenizer of its own."""
+    return tiny_lora_adapter(artifacts / "tiny-lora", tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def lora_token_adapter(artifacts: Path, tiny_checkpoint: Path) -> Path:
+    """A LoRA that adds a token (saved embedding rows) and brings its own tokenizer and chat template."""
+    return tiny_lora_adapter(artifacts / "tiny-lora-tok", tiny_checkpoint, seed=2, added_token=True)

@@ -1,0 +1,50 @@
+"""Test-only LoRA adapters: peft LoRAs with random non-zero weights on the tiny random base."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+ADDED_TOKEN = "<|tool_call|>"
+ADAPTER_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                    "{% if add_generation_prompt %}<|im_start|>assistant [tuned]\n{% endif %}")
+
+
+def tiny_lora_adapter(out: Path, base_dir: Path, *, seed: int = 1, added_token: bool = False, rank: int = 4) -> Path:
+    """A LoRA on q/v/o projections (random A and B, so it changes the logits); optionally an added token,
+    saved embedding rows and its own chat template, the way fine-tunes that add tokens ship."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (out / "adapter_config.json").exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.bfloat16)
+    if added_token:
+        tokenizer.add_special_tokens({"additional_special_tokens": [ADDED_TOKEN]})
+        model.resize_token_embeddings(len(tokenizer))
+        tokenizer.chat_template = ADAPTER_TEMPLATE
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False,
+                        task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)  # peft's own init leaves B small; the tests need an effect well above rounding
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        peft_model.save_pretrained(tmp, save_embedding_layers=added_token)
+        if added_token:
+            tokenizer.save_pretrained(tmp)
+        import json
+        cfg = json.loads((tmp / "adapter_config.json").read_text(encoding="utf-8"))
+        cfg["base_model_name_or_path"] = str(base_dir)
+        (tmp / "adapter_config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+        tmp.rename(out)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
