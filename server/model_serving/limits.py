@@ -24,6 +24,7 @@ NOT_FLAG = r"^[^-]"
 OLLAMA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
 LABEL_PATTERN = r"^[A-Za-z0-9._-]+$"
+HUB_REPO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
 PathArg = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
 QuantType = Annotated[str, Field(pattern=QUANT_PATTERN, description="Q4_K_M, Q5_K_M, Q6_K, Q8_0, ... (F16: keep the export)")]
@@ -114,6 +115,7 @@ PATTERN_RULES = {
     NOT_FLAG: "must not start with '-' (it would read as an option)",
     MODEL_NAME_PATTERN: "must be 1-64 characters of a-z 0-9 . _ : - starting with a letter or digit",
     QUANT_PATTERN: "must be a quantization type such as Q4_K_M or Q8_0",
+    HUB_REPO_PATTERN: "must be a Hub repo id USER/NAME (letters, digits, . _ -)",
     OLLAMA_NAME_PATTERN: "must be an Ollama name such as my-model:v1 (no spaces, no leading '-')",
     JOB_ID_PATTERN: "must be a taskId returned by a tool",
     LABEL_PATTERN: "must be letters, digits and . _ - only",
@@ -303,6 +305,21 @@ class JobStatusRequest(Request):
 
 class JobCancelRequest(Request):
     job_id: JobId
+
+
+# --- publish (issue 12) ---
+
+
+class PublishRequest(Request):
+    source: Annotated[PathArg, Field(description="Deploy folder or .gguf")]
+    repo: Annotated[str, Field(min_length=3, max_length=200, pattern=HUB_REPO_PATTERN, description="USER/NAME")]
+    private: bool = False
+    revision: Annotated[str, Field(min_length=1, max_length=100, pattern=LABEL_PATTERN)] = "main"
+    license: Annotated[str | None, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN, description="If the GGUF has none")] = None
+    overwrite: Annotated[bool, Field(description="Replace changed files")] = False
+    allow_broken: Annotated[bool, Field(description="Even if broken")] = False
+    plan_only: Annotated[bool, Field(description="Upload nothing")] = False
+# --- end publish ---
 
 
 class CleanRequest(Request):

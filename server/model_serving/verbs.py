@@ -23,6 +23,7 @@ from model_serving.limits import (
     OllamaCopyRequest,
     OllamaNameRequest,
     OllamaProbeRequest,
+    PublishRequest,
     QuantABRequest,
     QuantizeRequest,
     RegisterRequest,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from model_serving.checkpoint.lora import MergeResult
     from model_serving.deploy.context import DeployResult
     from model_serving.jobs import Progress
+    from model_serving.publish.models import PublishResult
     from model_serving.quantize.quantizer import QuantizeResult
     from model_serving.serve.embedded.engine import ServedModel
     from model_serving.serve.ollama import manage
@@ -233,3 +235,12 @@ def ollama_check_modelfile(settings: Settings, req: CheckModelfileRequest) -> ma
     from model_serving.util.paths import confine
 
     return _manage().check_modelfile(settings, confine(req.path, settings.roots, what="Modelfile"))
+
+
+# --- publish (issue 12) ---
+def publish_model(settings: Settings, req: PublishRequest, progress: Progress) -> PublishResult:
+    """Publish a deploy's GGUFs and card to the Hub, then verify."""
+    from model_serving.publish.push import publish
+
+    return publish(settings, req, progress)
+# --- end publish ---

@@ -34,6 +34,7 @@ VERBS = {
     "status": ("status", "serving_status"),
     "deploy": ("deploy", "deploy_model"),
     "clean": ("clean", "clean_partials"),
+    "publish": ("publish", "publish_model"),
     "bench run": ("bench run", "bench"),
     "bench sweep": ("bench sweep", "bench"),
     "bench roofline": ("bench roofline", "bench_roofline"),

@@ -20,6 +20,7 @@ from model_serving.limits import (
     MergeRequest,
     NameRequest,
     NoInput,
+    PublishRequest,
     QuantizeRequest,
     RegisterRequest,
     ServeStartRequest,
@@ -234,7 +235,7 @@ def deploy_cmd(app: App, req: DeployRequest) -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (inspect_cmd, merge_cmd, export_cmd, quantize_cmd, serve_group, register_cmd, status_cmd, deploy_cmd, clean_cmd):
+    for command in (inspect_cmd, merge_cmd, export_cmd, quantize_cmd, serve_group, register_cmd, status_cmd, deploy_cmd, clean_cmd, publish_cmd):
         group.add_command(command)
 
 
@@ -254,3 +255,27 @@ def clean_cmd(app: App, req: CleanRequest) -> None:
         click.secho(result.summary, fg="green")
 
     app.emit(result, human)
+
+
+# --- publish (issue 12) ---
+@click.command("publish")
+@from_model(PublishRequest, positional=("source",), aliases={"plan_only": ["--plan"]})
+def publish_cmd(app: App, req: PublishRequest) -> None:
+    """Publish a deploy's GGUFs, Ollama side files, manifest and model card to the Hugging Face Hub, then verify."""
+    from model_serving.verbs import publish_model
+
+    result = app.run("publish", lambda p: publish_model(app.settings, req, p))
+
+    def human() -> None:
+        for f in result.files:
+            click.echo(f"  {f.action:6} {f.path_in_repo:40} {human_size(f.size_bytes):>10} {f.sha256}")
+        for w in result.warnings:
+            click.secho(f"  warning: {w}", fg="yellow")
+        if result.planned_only:
+            click.echo(result.card)
+        for check in result.verified:
+            click.echo(f"  verified: {check}")
+        click.secho(result.summary, fg="green")
+
+    app.emit(result, human)
+# --- end publish ---

@@ -32,6 +32,10 @@ def find_source(settings: Settings, raw: str | None) -> Source:
         return Source(kind="default", label=DEFAULT_LABEL, model_name=DEFAULT_MODEL, parameter_count=header.parameter_count,
                       context_length=_gguf_context(header))
     refuse_flag(raw, "source")
+    from model_serving.publish.pull import is_hub_gguf, pull_gguf  # the pull side of publish: hf.co/USER/REPO:QUANT
+
+    if is_hub_gguf(raw):
+        raw = str(pull_gguf(settings, raw))
     if not Path(raw).expanduser().exists():
         if REPO_ID.match(raw):
             return Source(kind="hub", label=raw, model_name=raw.rsplit("/", 1)[-1])

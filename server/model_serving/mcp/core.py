@@ -22,11 +22,13 @@ from model_serving.limits import (
     MergeRequest,
     NameRequest,
     NoInput,
+    PublishRequest,
     QuantizeRequest,
     RegisterRequest,
     ServeStartRequest,
 )
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
+from model_serving.publish.models import PublishResult
 from model_serving.quantize.quantizer import QuantizeResult
 from model_serving.serve.embedded.engine import ServedModel
 from model_serving.serve.register import RegisterResult
@@ -72,3 +74,5 @@ def register_tools(mcp: Any, state: AppState) -> None:
 
 
 TOOLS.append(ToolSpec(verbs.clean_partials, "clean_partials", CleanRequest, CleanResult, writes(destructive=True), lambda r: r.summary))
+TOOLS.append(ToolSpec(verbs.publish_model, "publish_model", PublishRequest, PublishResult, writes(idempotent=False), long=True,
+                      summary=lambda r: r.summary))  # publish (issue 12)
