@@ -77,6 +77,7 @@ class Listing(BaseModel, Generic[T]):
 
 class DeployRequest(Request):
     source: Annotated[str | None, Field(min_length=1, max_length=4096, description="Checkpoint, .gguf or Hub repo id; default SmolLM2-135M")] = None
+    base: Annotated[PathArg | None, Field(description="LoRA source: base folder")] = None
     name: ModelName | None = None
     quant: QuantType = DEFAULT_QUANT
     target: Annotated[Target, Field(description="auto: Ollama if it answers, else embedded")] = "auto"

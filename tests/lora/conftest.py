@@ -18,3 +18,9 @@ def lora_adapter(artifacts: Path, tiny_checkpoint: Path) -> Path:
 def lora_token_adapter(artifacts: Path, tiny_checkpoint: Path) -> Path:
     """A LoRA that adds a token (saved embedding rows) and brings its own tokenizer and chat template."""
     return tiny_lora_adapter(artifacts / "tiny-lora-tok", tiny_checkpoint, seed=2, added_token=True)
+
+
+@pytest.fixture(scope="session")
+def smollm2_lora(artifacts: Path, smollm2_checkpoint: Path) -> Path:
+    """A gentle LoRA on the real SmolLM2 (it still answers and stops), with an added token and its own template."""
+    return tiny_lora_adapter(artifacts / "smollm2-lora", smollm2_checkpoint, seed=3, added_token=True, scale=0.02)

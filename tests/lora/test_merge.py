@@ -64,8 +64,8 @@ def test_merge_keeps_the_adapter_effect_and_matches_peft_unmerged(settings: Sett
         unmerged = PeftModel.from_pretrained(base, str(lora_adapter))(**ids).logits.float()
         plain = AutoModelForCausalLM.from_pretrained(str(tiny_checkpoint))(**ids).logits.float()
     scale = float(unmerged.abs().max())
-    assert float((merged - unmerged).abs().max()) / scale <= RELATIVE_TOLERANCE
-    assert float((merged - plain).abs().max()) / scale > RELATIVE_TOLERANCE
+    bf16 = 0.05  # both sides here compute in bfloat16, whose rounding differs between the two paths
+    assert float((merged - unmerged).abs().max()) / scale <= bf16 < float((merged - plain).abs().max()) / scale
 
 
 def test_merge_takes_the_adapters_added_token_and_chat_template(settings: Settings, tmp_path: Path, lora_token_adapter: Path) -> None:

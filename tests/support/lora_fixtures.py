@@ -7,11 +7,13 @@ import tempfile
 from pathlib import Path
 
 ADDED_TOKEN = "<|tool_call|>"
-ADAPTER_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                    "{% if add_generation_prompt %}<|im_start|>assistant [tuned]\n{% endif %}")
+# The fine-tune's own template: ChatML with a system message of its own (the base's names SmolLM)
+ADAPTER_TEMPLATE = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+                    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def tiny_lora_adapter(out: Path, base_dir: Path, *, seed: int = 1, added_token: bool = False, rank: int = 4) -> Path:
+def tiny_lora_adapter(out: Path, base_dir: Path, *, seed: int = 1, added_token: bool = False, rank: int = 4, scale: float = 0.5) -> Path:
     """A LoRA on q/v/o projections (random A and B, so it changes the logits); optionally an added token,
     saved embedding rows and its own chat template, the way fine-tunes that add tokens ship."""
     import torch
@@ -34,7 +36,7 @@ def tiny_lora_adapter(out: Path, base_dir: Path, *, seed: int = 1, added_token: 
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
-                param.normal_(0, 0.5)  # peft's own init leaves B small; the tests need an effect well above rounding
+                param.normal_(0, scale)  # peft's own init leaves B small; the tests need an effect well above rounding
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         peft_model.save_pretrained(tmp, save_embedding_layers=added_token)

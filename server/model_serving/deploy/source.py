@@ -23,8 +23,8 @@ _NAME = re.compile(MODEL_NAME_PATTERN)
 _NAME_MAX = 64
 
 
-def find_source(settings: Settings, raw: str | None) -> Source:
-    """The default model, a checkpoint folder, a .gguf file under the roots, or a Hub repo id."""
+def find_source(settings: Settings, raw: str | None, base: str | None = None) -> Source:
+    """The default model, a checkpoint folder (or LoRA adapter and its base), a .gguf file under the roots, or a Hub repo id."""
     if raw is None:
         from model_serving.checkpoint.rebuild import smollm2_gguf_path
 
@@ -43,6 +43,8 @@ def find_source(settings: Settings, raw: str | None) -> Source:
                          "Pass a checkpoint folder, a .gguf file or a repo id such as HuggingFaceTB/SmolLM2-135M-Instruct.")
     path = confine(raw, settings.roots, what="model path")
     if path.is_dir():
+        if (path / "adapter_config.json").is_file():
+            return _adapter_source(settings, path, base)
         if not (path / "config.json").is_file():
             raise InputError(f"{path} has no config.json, so it is not a Hugging Face checkpoint.",
                              "Pass the folder that holds config.json and the *.safetensors weights, or a .gguf file.")
@@ -57,6 +59,15 @@ def find_source(settings: Settings, raw: str | None) -> Source:
     return Source(kind="gguf", label=str(path), model_name=path.name[: -len(".gguf")], path=path,
                   file_type=header.file_type_name, quantized=quantized, parameter_count=header.parameter_count,
                   context_length=_gguf_context(header))
+
+
+def _adapter_source(settings: Settings, path: Path, base: str | None) -> Source:
+    """A LoRA adapter: every merge refusal (no base, quantized or misfitting base, bad config) happens here, in the plan."""
+    from model_serving.checkpoint.lora import preflight
+
+    _, base_dir, info, _ = preflight(settings, path, base)
+    return Source(kind="adapter", label=str(path), model_name=path.name, path=path, base=base_dir,
+                  parameter_count=info.parameter_count, context_length=info.context_length)
 
 
 def _config(folder: Path) -> dict[str, Any]:

@@ -29,6 +29,32 @@ def prepare(ctx: DeployContext, progress: Progress) -> None:
     ctx.record("prepare", began, reused=reused, output=checkpoint, summary={"checkpoint": str(checkpoint)})
 
 
+def merge(ctx: DeployContext, progress: Progress) -> None:
+    """Merge a LoRA source into its base; the sidecar records both tree hashes so a re-run reuses the merge."""
+    import json
+
+    from model_serving.checkpoint.lora import merge_adapter
+    from model_serving.util.paths import write_text_atomic
+
+    from .plan import merge_inputs
+
+    began = time.perf_counter()
+    plan, merged = ctx.plan, ctx.plan.checkpoint
+    assert merged is not None and plan.source.path is not None and plan.source.base is not None
+    inputs = merge_inputs(plan)
+    sidecar = merged.with_name(merged.name + ".merge.json")
+    reused = plan.action("merge") == "reuse"
+    if reused:
+        summary = json.loads(sidecar.read_text(encoding="utf-8"))
+    else:
+        done = merge_adapter(ctx.settings, str(plan.source.path), str(plan.source.base), str(merged), overwrite=True, progress=progress)
+        summary = {**inputs, "adapter": str(plan.source.path), "base": str(plan.source.base), "dtype": done.dtype,
+                   "tokenizer_from": done.tokenizer_from, "chat_template_from": done.chat_template_from,
+                   "verification": done.verification.model_dump()}
+        write_text_atomic(sidecar, json.dumps(summary, indent=2))
+    ctx.record("merge", began, reused=reused, output=merged, input_sha256=inputs["adapter_sha256"], summary=summary)
+
+
 def export(ctx: DeployContext, progress: Progress) -> None:
     from model_serving.checkpoint.export import export_gguf
 
@@ -104,5 +130,5 @@ def bench(ctx: DeployContext, progress: Progress) -> None:
 Step = Callable[[DeployContext, Progress], None]
 # (name, function, share of the progress bar it ends at): the steps in the order a deploy runs them.
 STEPS: list[tuple[str, Step, float]] = [
-    ("prepare", prepare, 0.05), ("export", export, 0.35), ("quantize", quantize, 0.6), ("register", register, 0.75), ("bench", bench, 0.97),
+    ("prepare", prepare, 0.05), ("merge", merge, 0.15), ("export", export, 0.35), ("quantize", quantize, 0.6), ("register", register, 0.75), ("bench", bench, 0.97),
 ]
