@@ -4,12 +4,14 @@ objects it already holds). The token comes from HF_TOKEN or the Hub login and is
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress
 from model_serving.limits import PublishRequest
 from model_serving.settings import Settings
+from model_serving.util.paths import sha256_file
 
 from .card import render_card
 from .collect import Collected, Upload, collect, hashed
@@ -139,9 +141,7 @@ def _verify(api: Any, req: PublishRequest, uploads: list[Upload], result: Publis
     result.verified.append("card front matter parses")
     small = min((u for u in uploads if u.path_in_repo != "README.md"), key=lambda u: u.size)
     path = hf_hub_download(req.repo, small.path_in_repo, revision=result.commit_oid, endpoint=api.endpoint, token=api.token)
-    from pathlib import Path
 
-    from model_serving.util.paths import sha256_file
 
     if sha256_file(Path(path)) != small.sha256:
         raise VerificationFailed(f"{small.path_in_repo} downloaded back differs from the local file.", "Publish again with --overwrite.")
