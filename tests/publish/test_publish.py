@@ -60,6 +60,8 @@ def test_an_unmeasured_quant_is_stated_as_missing(settings: Settings, hub: HubDo
 def test_a_second_publish_sends_nothing(settings: Settings, hub: HubDouble, deploy_dir: Path) -> None:
     publish(settings, request(deploy_dir))
     head, count = hub.repos[REPO].heads["main"], len(hub.requests)
+    plan = publish(settings, request(deploy_dir, plan_only=True))
+    assert {f.action for f in plan.files} == {"same"} and "0 to send" in plan.summary  # a plan that changes nothing
     again = publish(settings, request(deploy_dir))
     assert {f.action for f in again.files} == {"same"} and again.uploaded == []
     assert hub.repos[REPO].heads["main"] == head and again.commit_oid == head
