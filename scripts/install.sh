@@ -23,11 +23,11 @@ if ! python -c "import sys, llama_cpp; sys.exit('AMX_INT8 = 1' in llama_cpp.llam
   echo "rebuilding llama-cpp-python without AMX kernels (a cached wheel had them)" >&2
   python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps --no-cache-dir "llama-cpp-python==$LLAMA_CPP_PYTHON_PIN"
 fi
-# llama.cpp's converter (convert_hf_to_gguf.py, conversion/, gguf-py/) of the same llama-cpp-python
+# llama.cpp's converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py, conversion/, gguf-py/) of the same llama-cpp-python
 # release, unpacked once into the venv: export finds it there and never downloads at run time.
 LLAMA_CPP_PYTHON_VERSION=$(python -c "from importlib.metadata import version; print(version('llama-cpp-python'))")
 CONVERTER_HOME=".venv/share/model-serving/llama.cpp-$LLAMA_CPP_PYTHON_VERSION"
-if [ ! -f "$CONVERTER_HOME/convert_hf_to_gguf.py" ]; then
+if [ ! -f "$CONVERTER_HOME/convert_hf_to_gguf.py" ] || [ ! -f "$CONVERTER_HOME/convert_lora_to_gguf.py" ]; then  # LoRA adapters: --as-lora-gguf
   if [ "$LLAMA_CPP_PYTHON_VERSION" != "$LLAMA_CPP_PYTHON_PIN" ]; then
     echo "llama-cpp-python $LLAMA_CPP_PYTHON_VERSION is installed but the converter's sha256 is pinned for $LLAMA_CPP_PYTHON_PIN: update the pin in scripts/install.sh" >&2
     exit 1

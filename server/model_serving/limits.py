@@ -171,6 +171,8 @@ class ExportRequest(Request):
     output: Annotated[PathArg | None, Field(description="Default: beside the source")] = None
     outtype: OutType = "f16"
     overwrite: bool = False
+    base: Annotated[PathArg | None, Field(description="LoRA source: base folder")] = None
+    as_lora_gguf: Annotated[bool, Field(description="LoRA source: a GGUF adapter")] = False
 
 
 class MergeRequest(Request):

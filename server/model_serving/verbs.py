@@ -75,6 +75,10 @@ def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> E
     """Convert a checkpoint to GGUF with llama.cpp's converter; verifies vocab, template, EOS."""
     from model_serving.checkpoint.export import export_gguf as run
 
+    if req.as_lora_gguf:
+        from model_serving.checkpoint.lora_gguf import export_lora_gguf
+
+        return export_lora_gguf(settings, req.source, req.base, req.output, outtype=req.outtype, overwrite=req.overwrite, progress=progress)
     return run(settings, req.source, req.output, outtype=req.outtype, overwrite=req.overwrite, progress=progress)
 
 
