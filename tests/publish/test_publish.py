@@ -27,10 +27,10 @@ def request(source: Path, **extra: object) -> PublishRequest:
 def test_publish_then_verify(settings: Settings, hub: HubDouble, deploy_dir: Path, smollm2_sha256: str) -> None:
     result = publish(settings, request(deploy_dir))
     tree = hub.tree(REPO)
-    assert set(tree) == {"smol-gguf-Q4_1.gguf", "smol.deploy.json", "params", "template", "README.md"}
+    assert set(tree) == {".gitattributes", "smol-gguf-Q4_1.gguf", "smol.deploy.json", "params", "template", "README.md"}
     assert tree["smol-gguf-Q4_1.gguf"].sha256 == smollm2_sha256 and tree["smol-gguf-Q4_1.gguf"].lfs
     assert result.commit_url == f"{hub.url}/{REPO}/commit/{hub.repos[REPO].heads['main']}"
-    assert len(result.verified) == 3 and sorted(result.uploaded) == sorted(tree)
+    assert len(result.verified) == 3 and sorted(result.uploaded) == sorted(set(tree) - {".gitattributes"})
     assert hub.puts() == [f"/{REPO}.git/info/lfs/objects/{smollm2_sha256}/{os.path.getsize(deploy_dir / 'smol.gguf')}"]
     params = json.loads(tree["params"].data)
     assert params["num_ctx"] > 0 and "<|im_end|>" in params["stop"]
@@ -86,7 +86,7 @@ def test_an_interrupted_publish_resumes_with_only_what_is_missing(settings: Sett
     with pytest.raises(ServingError, match="nothing was committed") as refused:
         publish(settings, request(deploy_dir))
     assert "Run the same publish again" in refused.value.next_step
-    assert REPO not in hub.repos or not hub.repos[REPO].heads  # nothing half-published
+    assert set(hub.tree(REPO)) == {".gitattributes"}  # nothing half-published: the repo holds only what create_repo made
     stored = set(hub.lfs)
     assert len(stored) == 1
     hub.fail_after_puts, before = None, len(hub.requests)
@@ -181,3 +181,11 @@ def test_the_double_rejects_what_the_hub_rejects(hub: HubDouble, deploy_dir: Pat
 
     wrong = httpx.put(f"{hub.url}/tester/r.git/info/lfs/objects/{'0' * 64}/3?sig={_signature('0' * 64)}", content=b"abc")
     assert wrong.status_code == 400 and hub.lfs == {}
+
+
+def test_a_branch_of_an_existing_repo(settings: Settings, hub: HubDouble, deploy_dir: Path) -> None:
+    hub.seed(REPO, {"notes.txt": b"main stays as it was\n"})
+    result = publish(settings, request(deploy_dir, revision="gguf"))
+    assert set(hub.tree(REPO, "main")) == {"notes.txt"}
+    assert {"smol-gguf-Q4_1.gguf", "README.md", "notes.txt"} <= set(hub.tree(REPO, "gguf"))
+    assert result.revision == "gguf" and len(result.verified) == 3

@@ -2,8 +2,9 @@
 
 This is test tooling, not the Hub. It implements the endpoints `huggingface_hub` (unchanged) calls
 to create a repo, upload through the LFS basic transfer, commit, list and download:
-- GET /api/whoami-v2; POST /api/validate-yaml (the README.md front matter must be a YAML mapping); POST /api/repos/create (409 when it exists, which `exist_ok` accepts);
+- GET /api/whoami-v2; POST /api/validate-yaml (the README.md front matter must be a YAML mapping); POST /api/repos/create (a first commit with .gitattributes; 409 when it exists, which `exist_ok` accepts);
 - GET /api/models/{repo}[/revision/{rev}] (model info with siblings and sha);
+- POST /api/models/{repo}/branch/{name} (from main; 409 when it exists);
 - POST /api/models/{repo}/preupload/{rev}: `lfs` for binaries and files over 10 MB, `regular` otherwise;
 - POST /{repo}.git/info/lfs/objects/batch, PUT of the object (sha256 checked over the body: 400 on a
   mismatch, nothing stored), POST verify (404 for an object never stored);
@@ -27,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 TOKEN = "hf_double_token_0123456789"
+GITATTRIBUTES = b"*.gguf filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 USER = "tester"
 
 
@@ -197,7 +199,10 @@ def _create(h: _Handler, req: dict[str, Any]) -> tuple[int, Any, None, dict[str,
         raise _Refused(403, "You don't have the rights to create a model under this namespace")
     if repo_id in h.hub.repos:  # the client's exist_ok reads the url from this refusal
         return 409, {"error": "You already created this model repo", "url": f"{h.hub.url}/{repo_id}"}, None, {}
-    h.hub.repos[repo_id] = Repo(private=bool(req.get("private")))
+    repo = h.hub.repos[repo_id] = Repo(private=bool(req.get("private")))
+    first = hashlib.sha1(f"init {repo_id}".encode()).hexdigest()  # like the Hub: a new repo starts with one commit
+    repo.commits[first] = {".gitattributes": Blob(GITATTRIBUTES, False)}
+    repo.heads["main"] = first
     return 200, {"url": f"{h.hub.url}/{repo_id}", "name": repo_id}, None, {}
 
 
@@ -235,6 +240,14 @@ def _api(h: _Handler, repo_id: str, verb: str, rest: list[str], body: bytes) -> 
         return 200, {"files": modes, "commitOid": repo.heads.get(rev)}, None, {}
     if verb == "commit":
         return _commit(h, repo_id, repo, rev, body)
+    if verb == "branch" and h.command == "POST":
+        if rev in repo.heads:  # the client's exist_ok accepts a 409
+            raise _Refused(409, f"Reference {rev} already exists")
+        start, _ = _rev(repo, (json.loads(body or b"{}") or {}).get("startingPoint") or "main")
+        if start is None:  # an empty repo has no commit to branch from
+            raise _Refused(400, "Cannot create a branch in an empty repository")
+        repo.heads[rev] = start
+        return 200, {}, None, {}
     raise _Refused(404, f"no route {verb}")
 
 
