@@ -220,6 +220,7 @@ class RegisterRequest(Request):
     parallel: Parallel = DEFAULT_PARALLEL
     system: Annotated[str | None, Field(max_length=20_000, description="Ollama: system message")] = None
     template: Annotated[Literal["auto", "go", "gguf"], Field(description="Ollama TEMPLATE")] = "auto"
+    adapter: Annotated[PathArg | None, Field(description="Ollama: LoRA GGUF")] = None
     replace: Annotated[bool, Field(description="Replace a model of this name")] = False
 
 

@@ -120,7 +120,7 @@ def register_model(settings: Settings, req: RegisterRequest, progress: Progress)
 
     return register(settings, req.gguf_path, req.name, target=req.target, source_dir=req.source_dir, ctx_size=req.ctx_size,
                     parallel=req.parallel, replace=req.replace, quantize=req.quantize, system=req.system, template=req.template,
-                    progress=progress)
+                    adapter=req.adapter, progress=progress)
 
 
 def serving_status(settings: Settings, req: NoInput) -> ServingStatus:

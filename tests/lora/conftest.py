@@ -24,3 +24,16 @@ def lora_token_adapter(artifacts: Path, tiny_checkpoint: Path) -> Path:
 def smollm2_lora(artifacts: Path, smollm2_checkpoint: Path) -> Path:
     """A gentle LoRA on the real SmolLM2 (it still answers and stops), with an added token and its own template."""
     return tiny_lora_adapter(artifacts / "smollm2-lora", smollm2_checkpoint, seed=3, added_token=True, scale=0.02)
+
+
+@pytest.fixture(scope="session")
+def smollm2_lora_gguf(artifacts: Path, smollm2_checkpoint: Path) -> Path:
+    """A gentle LoRA of SmolLM2 without full-saved weights, as a GGUF adapter (llama.cpp's convert_lora_to_gguf.py)."""
+    from model_serving.checkpoint.lora_gguf import export_lora_gguf
+    from model_serving.settings import Settings
+
+    out = artifacts / "smollm2-lora-f16.gguf"
+    if not out.exists():
+        adapter = tiny_lora_adapter(artifacts / "smollm2-lora-plain", smollm2_checkpoint, seed=4, scale=0.3)  # changes the answer, still stops
+        export_lora_gguf(Settings.from_env(roots=[str(artifacts)], home=str(artifacts / "home")), str(adapter), str(smollm2_checkpoint), str(out))
+    return out

@@ -36,12 +36,12 @@ class RegisterResult(BaseModel):
 
 def register(settings: Settings, gguf: str | Path, name: str, *, target: Target = "embedded", source_dir: str | Path | None = None,
              ctx_size: int = 2048, parallel: int = 4, replace: bool = False, quantize: str | None = None, system: str | None = None,
-             template: TemplateMode = "auto", progress: Progress | None = None) -> RegisterResult:
+             template: TemplateMode = "auto", adapter: str | Path | None = None, progress: Progress | None = None) -> RegisterResult:
     """Serve (embedded) or register (Ollama) `gguf` as `name`, then probe it; `parallel` is the embedded engine's slots only."""
     gguf_path = confine(gguf, settings.roots, what="GGUF file")
     source = confine(source_dir, settings.roots, what="checkpoint folder") if source_dir is not None else None
     if target == "embedded":
-        given = [flag for flag, value in (("source_dir", source), ("quantize", quantize), ("system", system)) if value is not None]
+        given = [flag for flag, value in (("source_dir", source), ("quantize", quantize), ("system", system), ("adapter", adapter)) if value is not None]
         given += ["template"] if template != "auto" else []
         if given:
             raise InputError(f"{', '.join(given)} only apply to the Ollama target.",
@@ -49,5 +49,5 @@ def register(settings: Settings, gguf: str | Path, name: str, *, target: Target 
         model, probe = register_embedded(settings, gguf_path, name, ctx_size=ctx_size, parallel=parallel, replace=replace, progress=progress)
         return RegisterResult(target="embedded", name=model.name, endpoint=f"{model.base_url}/v1/chat/completions", served=model, probe=probe)
     registration, probe = register_gguf(settings, gguf_path, name, source_dir=source, quantize=quantize, overwrite=replace, system=system,
-                                        num_ctx=ctx_size, template=template, progress=progress)
+                                        num_ctx=ctx_size, template=template, adapter=Path(adapter) if adapter is not None else None, progress=progress)
     return RegisterResult(target="ollama", name=registration.name, endpoint=f"{registration.host}/api/chat", ollama=registration, probe=probe)

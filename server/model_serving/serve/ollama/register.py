@@ -69,6 +69,8 @@ def register_gguf(
     info = read_gguf(gguf_path)
     if info.is_adapter:
         raise InputError(f"{gguf_path.name} is a LoRA adapter, not a model.", "Pass the base model GGUF and give the adapter with --adapter.")
+    if adapter is not None:
+        _check_adapter(info, adapter)
     with OllamaClient(settings) as client:
         version, existed = _check_server(client, canonical, overwrite)
         gguf_path, ollama_quantize, quantized_by = plan_quantize(info, gguf_path, quantize, quantizer, progress.span(0.0, 0.05))
@@ -92,6 +94,24 @@ def register_gguf(
         replaced_existing=existed, modelfile=plan.modelfile.render(), num_ctx=plan.num_ctx, num_ctx_reason=plan.num_ctx_reason, stop=plan.stops,
         template=plan.choice, create_status=statuses, stored=proof.stored, template_check=proof.live, template_render_check=proof.rendered,
     ), proof.probe
+
+
+# Architectures whose LoRA adapters Ollama's ADAPTER applies (its import documentation); others need the merge.
+OLLAMA_ADAPTER_ARCHS = frozenset({"llama", "mistral", "gemma", "gemma2", "gemma3"})
+
+
+def _check_adapter(base: Any, adapter: Path) -> None:
+    """The adapter is a GGUF LoRA of the base's architecture, and one Ollama can apply."""
+    lora = read_gguf(adapter)
+    merge = "Merge the adapter into its base instead (model-serving merge ADAPTER_DIR --base BASE_DIR), then register the merged GGUF."
+    if not lora.is_adapter:
+        raise InputError(f"{adapter.name} is not a LoRA adapter GGUF (general.type is not 'adapter').",
+                         "Convert the adapter with model-serving export ADAPTER_DIR --base BASE_DIR --as-lora-gguf.")
+    if lora.architecture != base.architecture:
+        raise InputError(f"{adapter.name} is an adapter for {lora.architecture}, but the base is {base.architecture}.",
+                         "Pass the base GGUF the adapter was trained on.")
+    if base.architecture not in OLLAMA_ADAPTER_ARCHS:
+        raise InputError(f"Ollama's ADAPTER does not take {base.architecture} adapters (it takes {', '.join(sorted(OLLAMA_ADAPTER_ARCHS))}).", merge)
 
 
 def _confined(settings: Settings, gguf_path: Path, source_dir: Path | None, adapter: Path | None) -> tuple[Path, Path | None, Path | None]:
