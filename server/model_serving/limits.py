@@ -27,13 +27,13 @@ LABEL_PATTERN = r"^[A-Za-z0-9._-]+$"
 HUB_REPO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
 PathArg = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
-QuantType = Annotated[str, Field(pattern=QUANT_PATTERN, description="Q4_K_M, Q5_K_M, Q6_K, Q8_0, ... (F16: keep the export)")]
+QuantType = Annotated[str, Field(pattern=QUANT_PATTERN, description="e.g. Q4_K_M, Q8_0; F16 keeps the export")]
 CtxSize = Annotated[int, Field(ge=64, le=1 << 20)]
-Parallel = Annotated[int, Field(ge=1, le=64, description="Server slots")]
+Parallel = Annotated[int, Field(ge=1, le=64)]
 Threads = Annotated[int, Field(ge=1, le=512, description="Default: all cores")]
 Port = Annotated[int, Field(ge=1024, le=65535, description="On 127.0.0.1; default: a free one")]
 Requests = Annotated[int, Field(ge=1, le=10_000)]
-Concurrency = Annotated[int, Field(ge=1, le=1024, description="Streams in flight")]
+Concurrency = Annotated[int, Field(ge=1, le=1024)]
 MaxTokens = Annotated[int, Field(ge=1, le=32_768)]
 Target = Literal["auto", "embedded", "ollama"]
 RegisterTarget = Literal["embedded", "ollama"]
@@ -44,8 +44,8 @@ Statistic = Literal["mean", "median", "p90", "p95", "p99"]
 Positive = Annotated[float, Field(gt=0)]
 Millis = Annotated[float, Field(gt=0)]
 Source = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Checkpoint folder or Hub repo id")]
-OllamaName = Annotated[str, Field(min_length=1, max_length=300, pattern=OLLAMA_NAME_PATTERN, description="e.g. my-model:v1")]
-JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=JOB_ID_PATTERN, description="taskId")]
+OllamaName = Annotated[str, Field(min_length=1, max_length=300, pattern=OLLAMA_NAME_PATTERN)]
+JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=JOB_ID_PATTERN)]
 
 DEFAULT_CTX_SIZE = 2048
 DEFAULT_PARALLEL = 4
@@ -77,7 +77,7 @@ class Listing(BaseModel, Generic[T]):
 
 class DeployRequest(Request):
     source: Annotated[str | None, Field(min_length=1, max_length=4096, description="Checkpoint, .gguf or Hub repo id; default SmolLM2-135M")] = None
-    base: Annotated[PathArg | None, Field(description="LoRA source: base folder")] = None
+    base: Annotated[PathArg | None, Field(description="LoRA: base folder")] = None
     name: ModelName | None = None
     quant: QuantType = DEFAULT_QUANT
     target: Annotated[Target, Field(description="auto: Ollama if it answers, else embedded")] = "auto"
@@ -87,11 +87,11 @@ class DeployRequest(Request):
     bench: bool = True
     bench_requests: Requests = 16
     concurrency: Annotated[Concurrency | None, Field(description="Bench streams; default: parallel")] = None
-    verify_quality: Annotated[bool, Field(description="Compare with the source")] = True
+    verify_quality: bool = True
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     allow_broken: Annotated[bool, Field(description="Serve even if quality is broken")] = False
     replace: Annotated[bool, Field(description="Replace a model of this name (destructive)")] = False
-    plan_only: Annotated[bool, Field(description="Only return the plan")] = False
+    plan_only: bool = False
 
 
 def flat_schema(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
@@ -160,46 +160,46 @@ def validated(model: type[R], values: dict[str, Any], verb: str = "") -> R:
 
 
 class InspectRequest(Request):
-    path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Checkpoint folder or .gguf")]
-    ctx_size: Annotated[CtxSize | None, Field(description="For the memory estimate")] = None
+    path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
+    ctx_size: CtxSize | None = None
     parallel: Parallel = 1
     base: Annotated[PathArg | None, Field(description="LoRA: base folder")] = None
 
 
 class ExportRequest(Request):
     source: Source
-    output: Annotated[PathArg | None, Field(description="Default: beside the source")] = None
+    output: PathArg | None = None
     outtype: OutType = "f16"
     overwrite: bool = False
-    base: Annotated[PathArg | None, Field(description="LoRA source: base folder")] = None
+    base: Annotated[PathArg | None, Field(description="LoRA: base folder")] = None
     as_lora_gguf: Annotated[bool, Field(description="LoRA source: a GGUF adapter")] = False
 
 
 class MergeRequest(Request):
     adapter: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="LoRA folder")]
-    base: Annotated[PathArg | None, Field(description="Base folder")] = None
+    base: PathArg | None = None
     output: PathArg | None = None
     dtype: Literal["bfloat16", "float16"] = "bfloat16"
     overwrite: bool = False
 
 
 class QuantizeRequest(Request):
-    input_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="GGUF file")]
+    input_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
     qtype: QuantType
     output: Annotated[PathArg | None, Field(description="Default: <stem>-<QTYPE>.gguf")] = None
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     overwrite: bool = False
-    verify: Annotated[bool, Field(description="Quality check against the input")] = True
+    verify: bool = True
 
 
 class ServeStartRequest(Request):
-    gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="GGUF file")]
+    gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
     name: ModelName
     ctx_size: CtxSize = DEFAULT_CTX_SIZE
     parallel: Parallel = DEFAULT_PARALLEL
     threads: Threads | None = None
     port: Port | None = None
-    replace: Annotated[bool, Field(description="Replace a model of this name")] = False
+    replace: Annotated[bool, Field(description="Replace a same-name model")] = False
 
 
 class NameRequest(Request):
@@ -211,7 +211,7 @@ class NoInput(Request):
 
 
 class RegisterRequest(Request):
-    gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="GGUF file")]
+    gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
     name: ModelName
     target: RegisterTarget = "embedded"
     source_dir: Annotated[PathArg | None, Field(description="Ollama: checkpoint it came from")] = None
@@ -221,46 +221,46 @@ class RegisterRequest(Request):
     system: Annotated[str | None, Field(max_length=20_000, description="Ollama: system message")] = None
     template: Annotated[Literal["auto", "go", "gguf"], Field(description="Ollama TEMPLATE")] = "auto"
     adapter: Annotated[PathArg | None, Field(description="Ollama: LoRA GGUF")] = None
-    replace: Annotated[bool, Field(description="Replace a model of this name")] = False
+    replace: Annotated[bool, Field(description="Replace a same-name model")] = False
 
 
 class BenchTargets(Request):
-    ttft_ms: Annotated[Millis, Field(description="Target TTFT")] = 200.0
-    e2e_ms: Annotated[Millis, Field(description="Target latency")] = 500.0
+    ttft_ms: Millis = 200.0
+    e2e_ms: Millis = 500.0
 
 
 class BenchLoad(BenchTargets):
     """Where to send, what to send, and the targets."""
 
-    model: Annotated[str, Field(min_length=1, max_length=300, pattern=NOT_FLAG, description="Served model name")]
+    model: Annotated[str, Field(min_length=1, max_length=300, pattern=NOT_FLAG)]
     endpoint: Annotated[str | None, Field(max_length=2048, description="Name or loopback URL")] = None
     api: Api | None = None
     route: Route = "chat"
     n_requests: Annotated[Requests, Field(description="Per level")] = 20
     max_tokens: MaxTokens = 32
     warmup: Annotated[int, Field(ge=0, le=100, description="Per stream, unmeasured")] = 1
-    prompt: Annotated[str | None, Field(min_length=1, max_length=100_000, description="Send this prompt")] = None
+    prompt: Annotated[str | None, Field(min_length=1, max_length=100_000)] = None
     prompts_file: Annotated[PathArg | None, Field(description="JSONL")] = None
     synthetic_input: Annotated[int | None, Field(ge=1, le=131_072, description="Synthetic prompt tokens")] = None
     seed: Annotated[int, Field(ge=0)] = 0
-    rps: Annotated[Positive, Field(description="Target req/s")] = 10.0
-    memory_gb: Annotated[Positive, Field(description="Target memory")] = 8.0
+    rps: Positive = 10.0
+    memory_gb: Positive = 8.0
     statistic: Statistic = "p95"
     gguf: Annotated[PathArg | None, Field(description="For the roofline")] = None
     bandwidth_gbs: Annotated[Positive | None, Field(description="Default: measured")] = None
-    output_dir: Annotated[PathArg | None, Field(description="Report folder")] = None
+    output_dir: PathArg | None = None
     label: Annotated[str, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN)] = "bench"
 
 
 class BenchRequest(BenchLoad):
     concurrency: Concurrency = 1
-    rate: Annotated[Positive | None, Field(description="Poisson req/s; default: closed loop")] = None
-    levels: Annotated[list[Annotated[int, Field(ge=1, le=1024)]] | None, Field(min_length=1, max_length=16, description="Sweep these concurrencies")] = None
+    rate: Positive | None = None
+    levels: Annotated[list[Annotated[int, Field(ge=1, le=1024)]] | None, Field(min_length=1, max_length=16)] = None
     cold_start: Annotated[bool, Field(description="Ollama: measure a cold load")] = False
 
 
 class RooflineRequest(Request):
-    gguf: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="GGUF file")]
+    gguf: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
     tok_s: Annotated[Positive | None, Field(description="Measured decode tok/s")] = None
     context: Annotated[float, Field(ge=0, le=1 << 20, description="Tokens in the KV cache")] = 0.0
     bandwidth_gbs: Annotated[Positive | None, Field(description="Default: measured")] = None
@@ -273,7 +273,7 @@ class QuantABRequest(BenchTargets):
     max_tokens: Annotated[int, Field(ge=1, le=4096)] = 16
     quality_floor: Annotated[float, Field(ge=0, le=1, description="Least greedy agreement")] = 0.5
     max_ppl_ratio: Annotated[float, Field(ge=1, le=100, description="Largest perplexity ratio")] = 1.10
-    output_dir: Annotated[PathArg | None, Field(description="Report folder")] = None
+    output_dir: PathArg | None = None
 
 
 class OllamaNameRequest(Request):
@@ -292,7 +292,7 @@ class OllamaProbeRequest(Request):
 
 
 class ModelfileRequest(Request):
-    gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="GGUF file")]
+    gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
     source_dir: Annotated[PathArg | None, Field(description="Checkpoint it came from")] = None
     system: Annotated[str | None, Field(max_length=20_000)] = None
     num_ctx: Annotated[CtxSize | None, Field(description="Default: trained, capped by memory")] = None
@@ -303,8 +303,8 @@ class CheckModelfileRequest(Request):
 
 
 class JobStatusRequest(Request):
-    job_id: Annotated[JobId | None, Field(description="Omit to list jobs")] = None
-    wait_s: Annotated[float, Field(ge=0, le=30, description="Wait for the end up to this long")] = 0.0
+    job_id: JobId | None = None
+    wait_s: Annotated[float, Field(ge=0, le=30)] = 0.0
 
 
 class JobCancelRequest(Request):
@@ -321,11 +321,11 @@ class PublishRequest(Request):
     revision: Annotated[str, Field(min_length=1, max_length=100, pattern=LABEL_PATTERN)] = "main"
     license: Annotated[str | None, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN, description="If the GGUF has none")] = None
     overwrite: Annotated[bool, Field(description="Replace changed files")] = False
-    allow_broken: Annotated[bool, Field(description="Even if broken")] = False
-    plan_only: Annotated[bool, Field(description="Upload nothing")] = False
+    allow_broken: bool = False
+    plan_only: bool = False
 # --- end publish ---
 
 
 class CleanRequest(Request):
     directory: PathArg = "."
-    plan: Annotated[bool, Field(description="Only list")] = False
+    plan: bool = False

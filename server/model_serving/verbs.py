@@ -72,7 +72,7 @@ def merge_adapter(settings: Settings, req: MergeRequest, progress: Progress) -> 
 
 
 def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> ExportResult:
-    """Convert a checkpoint to GGUF with llama.cpp's converter; verifies vocab, template, EOS."""
+    """Checkpoint to GGUF with llama.cpp's converter; vocab, template and EOS verified."""
     from model_serving.checkpoint.export import export_gguf as run
 
     if req.as_lora_gguf:
@@ -93,7 +93,7 @@ def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) 
 
 
 def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
-    """Serve a GGUF on the embedded llama.cpp engine (no probe: register_model probes)."""
+    """Serve a GGUF on the embedded llama.cpp engine (register_model also probes it)."""
     from model_serving.serve.embedded.engine import start_model
 
     return start_model(settings, req.gguf_path, req.name, ctx_size=req.ctx_size, parallel=req.parallel, threads=req.threads,
@@ -115,7 +115,7 @@ def serve_list(settings: Settings, req: NoInput) -> Listing[ServedModel]:
 
 
 def register_model(settings: Settings, req: RegisterRequest, progress: Progress) -> RegisterResult:
-    """Serve a GGUF under a name (embedded or Ollama) and prove a chat answers and stops."""
+    """Serve a GGUF (embedded or Ollama) and prove a chat answers and stops."""
     from model_serving.serve.register import register
 
     return register(settings, req.gguf_path, req.name, target=req.target, source_dir=req.source_dir, ctx_size=req.ctx_size,
@@ -138,14 +138,14 @@ def deploy_model(settings: Settings, req: DeployRequest, progress: Progress) -> 
 
 
 def clean_partials(settings: Settings, req: CleanRequest) -> CleanResult:
-    """Remove partial files of killed runs and orphaned sidecars under a folder."""
+    """Remove stale partial files and orphaned sidecars under a folder."""
     from model_serving.util.paths import clean
 
     return clean(req.directory, settings.roots, plan=req.plan)
 
 
 def bench(settings: Settings, req: BenchRequest, progress: Progress) -> BenchResult:
-    """Benchmark a served model against latency and throughput targets: closed loop, Poisson (rate) or sweep (levels)."""
+    """Benchmark a served model against latency/throughput targets; rate: Poisson, levels: sweep."""
     from model_serving.bench.options import config_from_request
     from model_serving.bench.runner import run_benchmark, run_sweep
 
@@ -165,7 +165,7 @@ def bench_roofline(settings: Settings, req: RooflineRequest) -> Roofline:
 
 
 def bench_quant_ab(settings: Settings, req: QuantABRequest, progress: Progress) -> QuantABResult:
-    """Compare quantizations of one model on speed and quality; names the smallest that meets both."""
+    """Compare quantizations on speed and quality; names the smallest meeting both."""
     from model_serving.bench.models import Targets
     from model_serving.bench.quant_ab import run_quant_ab
 

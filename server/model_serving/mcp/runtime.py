@@ -165,7 +165,7 @@ def trim(schema: dict[str, Any]) -> dict[str, Any]:
 
 def add_tools(mcp: Any, state: AppState, specs: Sequence[ToolSpec]) -> None:
     for spec in specs:
-        description = inspect.cleandoc(spec.fn.__doc__ or spec.name) + (" Returns a job." if spec.long else "")
+        description = inspect.cleandoc(spec.fn.__doc__ or spec.name)  # a long tool's result schema is JobInfo
         mcp.add_tool(_call(state, spec), name=spec.name, description=description, annotations=spec.annotations)
         tool = mcp._tool_manager.get_tool(spec.name)  # the SDK derived these from the model; publish them shorter
         tool.parameters = trim(tool.parameters)

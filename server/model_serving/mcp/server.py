@@ -64,7 +64,7 @@ class ServingServer(MCPServer):
 
 
 async def job_status(state: AppState, ctx: Context, req: JobStatusRequest) -> CallToolResult:
-    """A job's status and, once completed, its result; wait_s waits for the end. Without job_id: recent jobs."""
+    """A job's status, and its result once completed; wait_s waits for the end. No job_id: recent jobs."""
     if req.job_id is None:
         jobs = [info.model_copy(update={"result": None}) for info in state.jobs.list()]
         listing = Listing[JobInfo].of(jobs)
