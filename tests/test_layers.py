@@ -140,3 +140,9 @@ def test_no_function_is_longer_than_a_screen() -> None:
                 if lines > LONGEST_FUNCTION:
                     long.append(f"{path.relative_to(PACKAGE)}:{node.name} ({lines} lines)")
     assert long == []
+
+
+def test_test_files_have_unique_names() -> None:
+    # tests/ has no __init__.py files, so pytest imports each test module by its file name alone
+    names = [p.name for p in Path(__file__).parent.rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
