@@ -181,10 +181,15 @@ class JobInfo(BaseModel):
     error: dict[str, str] | None = Field(default=None, description="cause and next_step once failed or cancelled")
 
 
+def new_job_id() -> str:
+    """Unguessable (possession of a handle is all it takes), and never flag-like: hex, not url-safe base64, which may start with '-'."""
+    return secrets.token_hex(12)
+
+
 class Job:
     def __init__(self, kind: str, fn: Callable[[Progress], BaseModel], describe: Callable[[BaseException], dict[str, str]],
                  on_change: Callable[[Job], None]) -> None:
-        self.id = secrets.token_urlsafe(12)  # unguessable: possession of a handle is all it takes
+        self.id = new_job_id()
         self.kind = kind
         self.progress = Progress()
         self.status: JobStatus = "working"

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lora_fixtures import adapter_files
 
 from model_serving.checkpoint.export import export_gguf
 from model_serving.checkpoint.inspect import inspect_checkpoint, inspect_gguf, inspect_path
@@ -36,8 +37,7 @@ def test_inspect_checkpoint_reads_architecture_tokenizer_template_and_memory(tin
 
 
 def test_inspect_detects_a_lora_adapter(tmp_path: Path) -> None:
-    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/base", "peft_type": "LORA"}), encoding="utf-8")
-    info = inspect_checkpoint(tmp_path)
+    info = inspect_checkpoint(adapter_files(tmp_path))
     assert info.kind == "lora_adapter" and info.adapter_base_model == "org/base"
 
 
@@ -111,7 +111,7 @@ def test_export_keeps_the_template_from_chat_template_jinja(settings: Settings, 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: (d / "adapter_config.json").write_text('{"base_model_name_or_path": "b"}', encoding="utf-8"), "LoRA adapter"),
+        (lambda d: adapter_files(d, "b"), "LoRA adapter"),
         (lambda d: _edit_config(d, quantization_config={"quant_method": "awq"}), "already quantized"),
         (lambda d: _edit_config(d, architectures=["NoSuchModelForCausalLM"]), "does not support the architecture"),
         (lambda d: (d / "tokenizer.json").unlink(), "no tokenizer"),

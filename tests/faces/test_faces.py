@@ -93,6 +93,7 @@ async def wait_job(client: Client, job_id: str, limit_s: float = 600) -> dict:
         while True:
             result = await client.call_tool("job_status", {"job_id": job_id, "wait_s": 30})
             info = result.structured_content.get("job", result.structured_content)  # a failed job is an error result
+            assert "status" in info, result.content[0].text  # an error of job_status itself, not of the job
             if info["status"] != "working":
                 return info
 

@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
+from lora_fixtures import adapter_files as adapter_folder
 
 from model_serving.checkpoint.inspect import inspect_checkpoint, safetensors_header
 from model_serving.errors import InputError
@@ -441,6 +442,7 @@ test_adapter_slow = pytest.mark.slow(_adapter_test(SLOW))
 
 
 def test_adapter_seed_is_detected(tmp_path: Path) -> None:
+    adapter_folder(tmp_path)
     (tmp_path / "adapter_config.json").write_text(json.dumps(ADAPTER), encoding="utf-8")
     assert inspect_checkpoint(tmp_path).adapter_base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -50,3 +51,18 @@ def tiny_lora_adapter(out: Path, base_dir: Path, *, seed: int = 1, added_token: 
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def adapter_files(out: Path, base_model: str = "org/base", *, rank: int = 4, hidden: int = 64) -> Path:
+    """A peft-shaped adapter folder without torch: its config and a safetensors file with one LoRA pair."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"base_model_name_or_path": base_model, "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": 2 * rank,
+              "target_modules": ["q_proj"], "modules_to_save": None, "bias": "none"}
+    (out / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
+    prefix = "base_model.model.model.layers.0.self_attn.q_proj"
+    save_file({f"{prefix}.lora_A.weight": np.ones((rank, hidden), np.float32), f"{prefix}.lora_B.weight": np.zeros((hidden, rank), np.float32)},
+              str(out / "adapter_model.safetensors"))
+    return out
