@@ -41,7 +41,7 @@ class QuantType:
 # Every file type of gguf/filetypes.py. The worker checks each against the installed binding, so a
 # type this llama.cpp lacks fails with a clear message, not a crash.
 # needs_imatrix: llama.cpp aborts without an importance matrix for these, which we do not compute.
-NEEDS_IMATRIX = frozenset({"Q2_K_S", "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS"})
+NEEDS_IMATRIX = frozenset({"IQ1_M", "IQ1_S", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ3_XS", "IQ3_XXS", "Q2_K_S"})
 QUANT_TYPES: dict[str, QuantType] = {name: QuantType(name, ftype, name in NEEDS_IMATRIX) for ftype, name in sorted(FILE_TYPES.items())}
 ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16", "FP32": "F32"}
 
