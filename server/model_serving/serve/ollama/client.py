@@ -9,6 +9,7 @@ an OllamaAPIError even though the HTTP status was 200.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -185,15 +186,21 @@ class OllamaClient:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, during: str, body: Any = None) -> httpx.Response:
+    @contextlib.contextmanager
+    def _transport(self, during: str, next_step: str) -> Iterator[None]:
+        """httpx's connection failures as our errors: unreachable, too late, or broken mid-way."""
         try:
-            response = self._http.request(method, path, json=body)
+            yield
         except httpx.ConnectError as exc:
             raise OllamaUnreachable(self.host, _reason(exc)) from None
         except httpx.TimeoutException:
             raise _late(self.host, during) from None
         except httpx.TransportError as exc:
-            raise ServingError(f"The connection to Ollama at {self.host} broke during {during} ({_reason(exc)}).", "Retry; if it keeps happening, check the server log.") from None
+            raise ServingError(f"The connection to Ollama at {self.host} broke during {during} ({_reason(exc)}).", next_step) from None
+
+    def _request(self, method: str, path: str, *, during: str, body: Any = None) -> httpx.Response:
+        with self._transport(during, "Retry; if it keeps happening, check the server log."):
+            response = self._http.request(method, path, json=body)
         if response.status_code >= 400:
             raise _api_error(response.status_code, _error_text(response), during)
         return response
@@ -201,7 +208,7 @@ class OllamaClient:
     def _stream(self, path: str, body: dict[str, Any], *, during: str, on_line: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """POST a streaming request; hand each line to `on_line`; return the last object."""
         last: dict[str, Any] = {}
-        try:
+        with self._transport(during, "Retry; nothing was committed unless the stream reached 'success'."):
             with self._http.stream("POST", path, json=body) as response:
                 if response.status_code >= 400:
                     response.read()
@@ -218,12 +225,6 @@ class OllamaClient:
                     if on_line:
                         on_line(obj)
                     last = obj
-        except httpx.ConnectError as exc:
-            raise OllamaUnreachable(self.host, _reason(exc)) from None
-        except httpx.TimeoutException:
-            raise _late(self.host, during) from None
-        except httpx.TransportError as exc:
-            raise ServingError(f"The connection to Ollama at {self.host} broke during {during} ({_reason(exc)}).", "Retry; nothing was committed unless the stream reached 'success'.") from None
         return last
 
     # --- server ---------------------------------------------------------------------------
