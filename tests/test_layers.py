@@ -20,7 +20,7 @@ FLOORS: list[set[str]] = [
     {"checkpoint", "quantize"},
     {"serve"},
     {"bench", "skill"},
-    {"deploy", "publish"},
+    {"deploy", "publish", "cluster"},
     {"verbs"},
     {"mcp"},
     {"cli", "__main__"},  # the CLI may list the MCP face's tools (skill validate, mcp-config)
