@@ -26,6 +26,10 @@ fi
 # llama.cpp's converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py, conversion/, gguf-py/) of the same llama-cpp-python
 # release, unpacked once into the venv: export finds it there and never downloads at run time.
 LLAMA_CPP_PYTHON_VERSION=$(python -c "from importlib.metadata import version; print(version('llama-cpp-python'))")
+fetch_sdist() {  # DIR: the pinned llama-cpp-python sdist, sha256-checked, downloaded into DIR
+  python -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$1" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" &&
+    echo "$LLAMA_CPP_PYTHON_SDIST_SHA256  $1/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" | sha256sum --check --quiet -
+}
 CONVERTER_HOME=".venv/share/model-serving/llama.cpp-$LLAMA_CPP_PYTHON_VERSION"
 if [ ! -f "$CONVERTER_HOME/convert_hf_to_gguf.py" ] || [ ! -f "$CONVERTER_HOME/convert_lora_to_gguf.py" ]; then  # LoRA adapters: --as-lora-gguf
   if [ "$LLAMA_CPP_PYTHON_VERSION" != "$LLAMA_CPP_PYTHON_PIN" ]; then
@@ -33,10 +37,23 @@ if [ ! -f "$CONVERTER_HOME/convert_hf_to_gguf.py" ] || [ ! -f "$CONVERTER_HOME/c
     exit 1
   fi
   SDIST_DIR=$(mktemp -d)  # removed below; no EXIT trap, since scripts/demo.sh and scripts/test.sh source this file
-  python -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$SDIST_DIR" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
+  fetch_sdist "$SDIST_DIR"
   SDIST="$SDIST_DIR/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"
-  echo "$LLAMA_CPP_PYTHON_SDIST_SHA256  $SDIST" | sha256sum --check --quiet -
   mkdir -p "$(dirname "$CONVERTER_HOME")"
   python -m model_serving.checkpoint.export unpack "$SDIST" "$CONVERTER_HOME" >/dev/null
   rm -rf "$SDIST_DIR"
+fi
+# The native llama.cpp server, llama-bench and llama-imatrix from the same sdist (about twice the wheel's throughput):
+# compiled once per llama.cpp revision and CPU into ~/.cache/model-serving/llama.cpp/, about 10 minutes on 2 cores.
+# A failed compile does not stop the install: the xllamacpp wheel stays the engine, and `status` says why.
+if [ "${MODEL_SERVING_NATIVE_BUILD:-1}" != 0 ] && ! MODEL_SERVING_ENGINE_BUILD=auto python -m model_serving.serve.embedded.native find >/dev/null; then
+  command -v cmake >/dev/null && command -v ninja >/dev/null || python -m pip install -q --disable-pip-version-check cmake ninja || true
+  NATIVE_SDIST_DIR=$(mktemp -d)
+  echo "compiling llama.cpp's server for this CPU (once; MODEL_SERVING_NATIVE_BUILD=0 skips it)" >&2
+  if [ "$LLAMA_CPP_PYTHON_VERSION" = "$LLAMA_CPP_PYTHON_PIN" ] && fetch_sdist "$NATIVE_SDIST_DIR"; then
+    nice -n 5 python -m model_serving.serve.embedded.native build "$NATIVE_SDIST_DIR/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" || true
+  else
+    echo "the llama-cpp-python $LLAMA_CPP_PYTHON_VERSION sdist could not be fetched or checked: the xllamacpp wheel stays the engine" >&2
+  fi
+  rm -rf "$NATIVE_SDIST_DIR"
 fi

@@ -57,6 +57,9 @@ class Settings:
     endpoints: dict[str, str] = field(default_factory=dict)
     hf_token: SecretStr | None = None
     ollama_api_key: SecretStr | None = None
+    # The embedded engine's build: "auto" (native llama-server when the install compiled one), "native" or "xllamacpp".
+    engine_build: str = "auto"
+    native_cache: Path = field(default_factory=lambda: _default_home() / "llama.cpp")  # compiled llama.cpp, by revision and CPU
 
     @classmethod
     def from_env(cls, *, roots: list[str] | None = None, home: str | None = None, ollama_host: str | None = None) -> Settings:
@@ -79,6 +82,8 @@ class Settings:
             endpoints=endpoints,
             hf_token=SecretStr(token) if token else None,
             ollama_api_key=SecretStr(key) if key else None,
+            engine_build=env.get("MODEL_SERVING_ENGINE_BUILD", "auto").strip().lower() or "auto",
+            native_cache=Path(env.get("MODEL_SERVING_NATIVE_CACHE") or _default_home() / "llama.cpp").expanduser(),
         )
 
     @property
