@@ -73,13 +73,13 @@ async def test_replacing_tools_are_marked_destructive(settings: Settings) -> Non
             assert hints is not None and not hints.read_only_hint, tool.name
     for name in ("deploy_model", "register_model", "serve_stop", "ollama_delete", "job_cancel"):
         assert by_name[name].annotations.destructive_hint is True, name
-    for name in ("inspect_model", "serve_list", "serving_status", "job_status", "ollama_list"):
+    for name in ("inspect_model", "serving_status", "job_status", "ollama_show"):
         assert by_name[name].annotations.read_only_hint is True, name
 
 
 async def test_results_come_once_with_a_short_summary(settings: Settings) -> None:
     async with Client(create_server(settings)) as client:
-        for name in ("serving_status", "serve_list", "ollama_version", "job_status"):
+        for name in ("serving_status", "job_status"):
             result = await client.call_tool(name, {})
             assert not result.is_error and isinstance(result.structured_content, dict), name
             text = result.content[0].text

@@ -73,16 +73,16 @@ async def test_mcp_tools(ollama_settings: Settings, ollama_double: OllamaDouble,
     _with_model(ollama_settings, smollm2_gguf)
     async with Client(create_server(ollama_settings)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        expected = {"ollama_version", "ollama_list", "ollama_show", "ollama_ps", "ollama_copy", "ollama_delete", "ollama_unload",
-                    "ollama_pull", "ollama_probe", "ollama_modelfile", "ollama_check_modelfile"}
+        expected = {"ollama_show", "ollama_copy", "ollama_delete", "ollama_unload", "ollama_pull", "ollama_probe", "ollama_modelfile",
+                    "ollama_check_modelfile"}
         assert expected <= set(tools)
+        assert not {"ollama_version", "ollama_list", "ollama_ps"} & set(tools), "serving_status returns these"
         assert tools["ollama_delete"].annotations.destructive_hint is True
-        assert tools["ollama_list"].annotations.read_only_hint is True
+        assert tools["ollama_show"].annotations.read_only_hint is True
         assert tools["ollama_show"].output_schema is not None
-        version = await client.call_tool("ollama_version", {})
-        assert version.structured_content["reachable"] and version.structured_content["version"] == "0.33.0"
-        listed = await client.call_tool("ollama_list", {})
-        assert [m["name"] for m in listed.structured_content["items"]] == ["smol:latest"]
+        status = (await client.call_tool("serving_status", {})).structured_content["ollama"]
+        assert status["reachable"] and status["version"] == "0.33.0"
+        assert status["models"] == ["smol:latest"]
         missing = await client.call_tool("ollama_show", {"name": "nope"})
         assert missing.is_error and "not found" in missing.content[0].text
         copied = await client.call_tool("ollama_copy", {"source": "smol", "destination": "smol:v1"})

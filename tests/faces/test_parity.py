@@ -29,7 +29,6 @@ VERBS = {
     "quantize": ("quantize", "quantize_gguf"),
     "serve start": ("serve start", "serve_start"),
     "serve stop": ("serve stop", "serve_stop"),
-    "serve list": ("serve list", "serve_list"),
     "register": ("register", "register_model"),
     "status": ("status", "serving_status"),
     "deploy": ("deploy", "deploy_model"),
@@ -39,10 +38,7 @@ VERBS = {
     "bench sweep": ("bench sweep", "bench"),
     "bench roofline": ("bench roofline", "bench_roofline"),
     "bench quant-ab": ("bench quant-ab", "bench_quant_ab"),
-    "ollama version": ("ollama version", "ollama_version"),
-    "ollama list": ("ollama list", "ollama_list"),
     "ollama show": ("ollama show", "ollama_show"),
-    "ollama ps": ("ollama ps", "ollama_ps"),
     "ollama cp": ("ollama cp", "ollama_copy"),
     "ollama rm": ("ollama rm", "ollama_delete"),
     "ollama unload": ("ollama unload", "ollama_unload"),
@@ -52,6 +48,8 @@ VERBS = {
     "ollama check-modelfile": ("ollama check-modelfile", "ollama_check_modelfile"),
 }
 MCP_ONLY = {"job_status", "job_cancel"}  # the CLI waits for its long steps instead of handing out jobs
+# CLI views of what serving_status returns whole on MCP (one call, and fewer tools/list characters): same input model
+CLI_VIEWS = {"serve list": "serving_status", "ollama version": "serving_status", "ollama list": "serving_status", "ollama ps": "serving_status"}
 CLI_DISPLAY_ONLY = {"ollama show": {"only_modelfile"}, "ollama rm": {"yes"}}  # presentation, not capability
 CLI_WITHOUT_MODEL = {"skill", "mcp-config"}  # authoring tools for this repository, not serving verbs
 
@@ -94,14 +92,14 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_every_verb_is_on_both_faces(tools: dict[str, Any]) -> None:
-    assert set(all_commands()) == set(VERBS), "a CLI verb without a tool, or a stale entry in VERBS"
+    assert set(all_commands()) == set(VERBS) | set(CLI_VIEWS), "a CLI verb without a tool, or a stale entry in VERBS"
     tool_names = {name for name in tools if name != "__specs__"}
     assert tool_names - MCP_ONLY == {tool for _, tool in VERBS.values()}, "a tool without a CLI verb"
 
 
-@pytest.mark.parametrize("verb", sorted(VERBS))
+@pytest.mark.parametrize("verb", sorted(VERBS | CLI_VIEWS.keys()))
 def test_cli_options_are_the_model_fields(verb: str, tools: dict[str, Any]) -> None:
-    path, tool = VERBS[verb]
+    path, tool = VERBS.get(verb) or (verb, CLI_VIEWS[verb])
     model = command(path).callback.request_model  # type: ignore[union-attr]
     assert model is tools["__specs__"][tool].request, f"{verb} and {tool} use different input models"
     schema = flat_schema(model)
@@ -140,8 +138,7 @@ def test_both_faces_return_the_same_result(settings: Settings, tiny_gguf: Path, 
 
     roots = [a for r in settings.roots for a in ("--root", str(r))]
     cases = [(["inspect", str(tiny_gguf)], "inspect_model", {"path": str(tiny_gguf)}),
-             (["serve", "list"], "serve_list", {}),
-             (["ollama", "version"], "ollama_version", {}),
+             (["status"], "serving_status", {}),
              (["clean", str(tmp_path), "--plan"], "clean_partials", {"directory": str(tmp_path), "plan": True}),
              (["bench", "roofline", str(tiny_gguf), "--bandwidth-gbs", "10"], "bench_roofline", {"gguf": str(tiny_gguf), "bandwidth_gbs": 10.0})]
 
@@ -154,3 +151,23 @@ def test_both_faces_return_the_same_result(settings: Settings, tiny_gguf: Path, 
         code, out, err = cli_in_process(capsys, "--json", *roots, *argv)
         assert code == 0, err
         assert json.loads(out) == from_mcp, tool
+
+
+def test_the_cli_views_show_what_serving_status_returns(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    import anyio
+
+    async def over_mcp() -> Any:
+        async with Client(create_server(settings)) as client:
+            return (await client.call_tool("serving_status", {})).structured_content
+
+    status = anyio.run(over_mcp)
+    roots = [a for r in settings.roots for a in ("--root", str(r))]
+    views = {}
+    for argv in (["serve", "list"], ["ollama", "version"]):
+        code, out, err = cli_in_process(capsys, "--json", *roots, *argv)
+        assert code == 0, err
+        views[" ".join(argv)] = json.loads(out)
+    assert [m["name"] for m in views["serve list"]["items"]] == [e["model"]["name"] for e in status["engine"]]
+    for key in ("host", "reachable", "version", "error", "next_step"):
+        assert views["ollama version"][key] == status["ollama"][key], key
+

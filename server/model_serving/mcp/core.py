@@ -18,8 +18,8 @@ from model_serving.limits import (
     DeployRequest,
     ExportRequest,
     InspectRequest,
-    Listing,
     MergeRequest,
+    MetricsRequest,
     NameRequest,
     NoInput,
     PublishRequest,
@@ -31,6 +31,7 @@ from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, 
 from model_serving.publish.models import PublishResult
 from model_serving.quantize.quantizer import QuantizeResult
 from model_serving.serve.embedded.engine import ServedModel
+from model_serving.serve.metrics import MetricsView, ModelMetrics
 from model_serving.serve.register import RegisterResult
 from model_serving.serve.status import ServingStatus
 from model_serving.util.paths import CleanResult
@@ -43,6 +44,14 @@ def _deploy_summary(r: DeployResult) -> str:
     verdicts = ", ".join(f"{v.get('target')} {v.get('state')}" for v in r.verdicts)
     return f"{r.name} serves on {r.target} at {r.endpoint}; answer {r.answer!r}; {verdicts or 'no bench'}; {r.total_seconds:.0f} s."
 
+
+
+def _metrics_line(m: ModelMetrics) -> str:
+    if not m.available:
+        return f"{m.name}: {m.reason}"
+    p95 = f", TTFT p95 {m.ttft.p95_s * 1000:.0f} ms" if m.ttft and m.ttft.p95_s is not None else ""
+    rate = f", {m.generation_tok_s:.1f} gen tok/s" if m.generation_tok_s is not None else ""
+    return f"{m.name} ({m.engine}): {m.requests_running:g} running, {m.requests_waiting:g} waiting{p95}{rate}"
 
 TOOLS = [
     ToolSpec(verbs.inspect_model, "inspect_model", InspectRequest, (CheckpointInfo, GGUFInfo), READ_ONLY,
@@ -58,12 +67,13 @@ TOOLS = [
     ToolSpec(verbs.serve_start, "serve_start", ServeStartRequest, ServedModel, writes(idempotent=False),
              lambda r: f"{r.name} serves at {r.base_url}/v1/chat/completions"),
     ToolSpec(verbs.serve_stop, "serve_stop", NameRequest, ServedModel, writes(destructive=True), lambda r: f"stopped {r.name}"),
-    ToolSpec(verbs.serve_list, "serve_list", NoInput, Listing[ServedModel], READ_ONLY,
-             lambda r: f"{r.total} model(s): " + (", ".join(f"{m.name} {m.state}" for m in r.items) or "none")),
     ToolSpec(verbs.register_model, "register_model", RegisterRequest, RegisterResult, writes(destructive=True, idempotent=False), long=True,
              summary=lambda r: f"{r.name} on {r.target} at {r.endpoint}; probe {'passed' if r.probe.ok else 'FAILED'}"),
     ToolSpec(verbs.serving_status, "serving_status", NoInput, ServingStatus, READ_ONLY,
-             lambda r: f"{len(r.engine)} embedded model(s); Ollama at {r.ollama.host} {'up' if r.ollama.reachable else 'not reachable'}"),
+             lambda r: f"embedded: {', '.join(f'{e.model.name} {e.model.state}' for e in r.engine) or 'none'}; Ollama at {r.ollama.host} "
+                       + (f"{r.ollama.version}: {len(r.ollama.models)} model(s), {len(r.ollama.running)} loaded" if r.ollama.reachable else "not reachable")),
+    ToolSpec(verbs.serving_metrics, "serving_metrics", MetricsRequest, MetricsView, READ_ONLY,
+             lambda r: "; ".join(_metrics_line(m) for m in r.models) or "no models served"),
     ToolSpec(verbs.deploy_model, "deploy_model", DeployRequest, DeployResult, writes(destructive=True, idempotent=False), long=True,
              summary=_deploy_summary),
 ]

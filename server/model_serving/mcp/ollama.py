@@ -1,5 +1,8 @@
 """MCP tools `ollama_*`: the same verbs as `model-serving ollama ...` (verbs.py), one row each.
 
+`ollama version`, `ollama list` and `ollama ps` have no tool of their own: serving_status returns all three at once
+(its `ollama` part), which saves an agent calls and tools/list characters.
+
 The server address comes from the server's settings (OLLAMA_HOST / --ollama-host), never from a
 tool argument, and file paths go through `confine` against the configured roots.
 """
@@ -9,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from model_serving import verbs
-from model_serving.limits import CheckModelfileRequest, Listing, ModelfileRequest, NoInput, OllamaCopyRequest, OllamaNameRequest, OllamaProbeRequest
+from model_serving.limits import CheckModelfileRequest, ModelfileRequest, OllamaCopyRequest, OllamaNameRequest, OllamaProbeRequest
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
 from model_serving.serve.ollama import manage
-from model_serving.serve.ollama.client import ModelEntry, ShowInfo
+from model_serving.serve.ollama.client import ShowInfo
 from model_serving.serve.probe import ProbeResult
 
 
@@ -21,13 +24,7 @@ def _action(r: manage.ActionResult) -> str:
 
 
 TOOLS = [
-    ToolSpec(verbs.ollama_version, "ollama_version", NoInput, manage.ServerStatus, READ_ONLY,
-             lambda r: f"Ollama {r.version} at {r.host}" if r.reachable else f"Ollama not reachable at {r.host}: {r.next_step}"),
-    ToolSpec(verbs.ollama_list, "ollama_list", NoInput, Listing[ModelEntry], READ_ONLY,
-             lambda r: f"{r.total} model(s): " + (", ".join(m.name for m in r.items) or "none")),
     ToolSpec(verbs.ollama_show, "ollama_show", OllamaNameRequest, ShowInfo, READ_ONLY, lambda r: f"{r.name}: template {len(r.template)} chars"),
-    ToolSpec(verbs.ollama_ps, "ollama_ps", NoInput, Listing[manage.RunningInfo], READ_ONLY,
-             lambda r: f"{r.total} loaded: " + (", ".join(m.name for m in r.items) or "none")),
     ToolSpec(verbs.ollama_copy, "ollama_copy", OllamaCopyRequest, manage.ActionResult, writes(), _action),
     ToolSpec(verbs.ollama_delete, "ollama_delete", OllamaNameRequest, manage.ActionResult, writes(destructive=True), _action),
     ToolSpec(verbs.ollama_unload, "ollama_unload", OllamaNameRequest, manage.ActionResult, writes(), _action),

@@ -34,7 +34,8 @@ READ_ONLY = ToolAnnotations(read_only_hint=True)
 
 
 def writes(*, destructive: bool = False, idempotent: bool = True) -> ToolAnnotations:
-    return ToolAnnotations(destructive_hint=destructive, idempotent_hint=idempotent)
+    # idempotentHint defaults to false in the MCP spec: only a true one is worth its characters in tools/list
+    return ToolAnnotations(destructive_hint=destructive, idempotent_hint=True if idempotent else None)
 
 
 @dataclass
