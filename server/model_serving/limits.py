@@ -200,6 +200,9 @@ class ServeStartRequest(Request):
     threads: Threads | None = None
     port: Port | None = None
     replace: Annotated[bool, Field(description="Replace a same-name model")] = False
+    engine: Annotated[Literal["embedded", "vllm"], Field(description="vllm: gguf_path is an HF checkpoint folder")] = "embedded"
+    lora: Annotated[list[Annotated[str, Field(min_length=3, max_length=4200, pattern=NOT_FLAG)]] | None,
+                    Field(max_length=8, description="Adapters NAME=PATH")] = None
 
 
 class NameRequest(Request):

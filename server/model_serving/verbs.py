@@ -93,9 +93,14 @@ def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) 
 
 
 def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
-    """Serve a GGUF on the embedded llama.cpp engine (register_model also probes it)."""
+    """Serve a GGUF on the embedded llama.cpp engine, or an HF checkpoint on vLLM (engine vllm, probed)."""
     from model_serving.serve.embedded.engine import start_model
 
+    if req.engine == "vllm":
+        from model_serving.serve.vllm.engine import serve_vllm
+
+        return serve_vllm(settings, req.gguf_path, req.name, lora=req.lora, ctx_size=req.ctx_size, parallel=req.parallel,
+                          threads=req.threads, port=req.port, replace=req.replace)[0]
     return start_model(settings, req.gguf_path, req.name, ctx_size=req.ctx_size, parallel=req.parallel, threads=req.threads,
                        port=req.port, replace=req.replace)
 

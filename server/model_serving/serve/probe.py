@@ -23,7 +23,7 @@ Tokenize = Callable[[str, bool], list[int]]
 class ProbeResult(BaseModel):
     """Evidence that a served model chats as its template says: it answers, stops, and sees every prompt token."""
 
-    engine: Literal["embedded", "ollama"]
+    engine: Literal["embedded", "ollama", "vllm"]
     model: str
     ok: bool
     problems: list[str] = Field(default_factory=list)
@@ -93,7 +93,7 @@ def check(reply: Reply, *, expected_prompt_tokens: int | None, max_tokens: int) 
     return problems, truncated, double_bos
 
 
-def result(engine: Literal["embedded", "ollama"], model: str, reply: Reply, *, expected_prompt_tokens: int | None, max_tokens: int,
+def result(engine: Literal["embedded", "ollama", "vllm"], model: str, reply: Reply, *, expected_prompt_tokens: int | None, max_tokens: int,
            messages: list[dict[str, Any]], seconds: float, extra_problems: list[str] | None = None, **details: Any) -> ProbeResult:
     """Run the shared checks on an engine's reply and build the one result shape."""
     problems, truncated, double_bos = check(reply, expected_prompt_tokens=expected_prompt_tokens, max_tokens=max_tokens)

@@ -19,6 +19,9 @@ from model_serving.settings import Settings
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,63}$")
 WORKER_MODULE = "model_serving.serve.embedded.worker"
+# What an engine process's command line names: a recycled pid names neither.
+ENGINE_MARKERS = (WORKER_MODULE, "model_serving/serve/vllm/launcher.py",
+                  "model_serving.serve.router.worker")  # the router in front of a name's replicas (serve/router)
 
 
 class ServedModel(BaseModel):
@@ -37,6 +40,7 @@ class ServedModel(BaseModel):
     stop_tokens: list[str] = []
     state: Literal["running", "dead"] = "running"
     rss_bytes: int | None = Field(default=None, description="Resident memory of the engine process")
+    engine: Literal["embedded", "vllm"] = Field(default="embedded", description="vllm: gguf_path is the checkpoint folder")
 
 
 def check_name(name: str) -> str:
@@ -84,17 +88,23 @@ def alive(pid: int) -> bool:
         except OSError:
             return False
         return True
-    return WORKER_MODULE.encode() in cmdline  # a recycled pid is not our engine
+    return any(marker.encode() in cmdline for marker in ENGINE_MARKERS)  # a recycled pid is not our engine
 
 
 def rss(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    """Resident memory of the engine process and its children (vLLM's engine core is a child of its server)."""
+    total, stack = None, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total = (total or 0) + int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def list_models(settings: Settings) -> list[ServedModel]:

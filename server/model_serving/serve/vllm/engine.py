@@ -1,0 +1,183 @@
+"""The vLLM engine: a Hugging Face checkpoint served by vLLM's OpenAI server, supervised like an embedded model.
+
+vLLM runs in its own environment (env.py) under launcher.py, on 127.0.0.1, and is recorded in the embedded engine's
+registry with engine "vllm", so `serve list`, `serve stop`, `status` and bench see it like any served model. It serves
+the safetensors checkpoint: vLLM's GGUF loading is a separate, CUDA-only plugin. LoRA adapters are loaded at start
+(`--lora-modules NAME=DIR`) and picked per request by the OpenAI `model` field.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from model_serving.checkpoint.inspect import inspect_checkpoint
+from model_serving.errors import InputError, ServingError, VerificationFailed
+from model_serving.jobs import Progress
+from model_serving.serve.embedded import registry
+from model_serving.serve.embedded.engine import _make_room, stop_model
+from model_serving.serve.embedded.registry import ServedModel, check_name
+from model_serving.serve.probe import ProbeResult
+from model_serving.serve.vllm import env as vllm_env
+from model_serving.settings import Settings
+from model_serving.util.paths import confine
+from model_serving.util.process import spawn
+
+LAUNCHER = Path(__file__).with_name("launcher.py")
+START_TIMEOUT_S = 600.0  # 35 s eager on a quiet 2-core machine; several times that when the machine is busy
+KV_CACHE_GIB = 2  # VLLM_CPU_KVCACHE_SPACE: enough for a small model's few sequences on a small machine
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank values vLLM accepts
+
+
+def checked_checkpoint(settings: Settings, path: str | Path) -> Path:
+    """A confined HF checkpoint folder; a GGUF is refused with the two ways that work."""
+    folder = confine(path, settings.roots, what="checkpoint folder")
+    if folder.is_file() and (folder.suffix == ".gguf" or folder.read_bytes()[:4] == b"GGUF"):
+        raise InputError(f"{folder.name} is a GGUF file; the vLLM engine serves Hugging Face checkpoints (its GGUF loader is a CUDA-only plugin).",
+                         "Pass the checkpoint folder (config.json + *.safetensors) it came from, or serve the GGUF on the embedded engine (--engine embedded).")
+    if not folder.is_dir() or not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+        raise InputError(f"{folder} is not a Hugging Face checkpoint folder (config.json and *.safetensors).",
+                         "Pass the folder a checkpoint was saved to (save_pretrained), e.g. one `deploy --plan-only` names.")
+    return folder
+
+
+def parse_loras(settings: Settings, items: list[str], base: Path) -> dict[str, tuple[Path, int]]:
+    """NAME=DIR items as {name: (adapter folder, rank)}; each adapter must fit the served checkpoint (checkpoint/lora.py's checks)."""
+    from model_serving.checkpoint.lora import preflight
+
+    adapters: dict[str, tuple[Path, int]] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not raw:
+            raise InputError(f"lora {item!r} is not NAME=DIR.", "Pass each adapter as NAME=ADAPTER_DIR, e.g. --lora support=./adapters/support.")
+        check_name(name)
+        if name in adapters:
+            raise InputError(f"The adapter name {name!r} is given twice.", "Give each adapter its own name.")
+        folder = confine(raw, settings.roots, what="LoRA adapter folder")
+        try:
+            details, *_ = preflight(settings, folder, str(base))
+        except InputError as exc:
+            raise InputError(f"LoRA {name} does not fit the served model {base.name}: {exc.cause}",
+                             f"Serve it on the base it was trained on ({exc.next_step})") from None
+        adapters[name] = (folder, details.rank)
+    return adapters
+
+
+def _cores(threads: int | None) -> tuple[int, str]:
+    """How many cores vLLM binds its OpenMP threads to, and the VLLM_CPU_OMP_THREADS_BIND value."""
+    cores = sorted(os.sched_getaffinity(0))[: threads or None]
+    contiguous = cores == list(range(cores[0], cores[-1] + 1))
+    return len(cores), f"{cores[0]}-{cores[-1]}" if contiguous else ",".join(map(str, cores))
+
+
+def vllm_argv(python: str, folder: Path, name: str, port: int, *, max_model_len: int, max_num_seqs: int,
+              adapters: dict[str, tuple[Path, int]]) -> list[str]:
+    argv = [python, "-P", str(LAUNCHER), str(port), "--model", str(folder), "--served-model-name", name, "--host", "127.0.0.1",
+            "--port", str(port), "--max-model-len", str(max_model_len), "--max-num-seqs", str(max_num_seqs), "--enforce-eager"]
+    if adapters:
+        rank = next(r for r in LORA_RANKS if r >= max(rank for _, rank in adapters.values()))
+        argv += ["--enable-lora", "--max-loras", str(len(adapters)), "--max-lora-rank", str(rank),
+                 "--lora-modules", *(f"{n}={p}" for n, (p, _) in adapters.items())]
+    return argv
+
+
+def _child_env(settings: Settings, bind: str) -> dict[str, str | None]:
+    tmp = vllm_env.home(settings) / "tmp"
+    tmp.mkdir(exist_ok=True)
+    return {"VLLM_CPU_KVCACHE_SPACE": str(KV_CACHE_GIB), "VLLM_CPU_OMP_THREADS_BIND": bind, "TMPDIR": str(tmp),
+            "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONPATH": None, "VIRTUAL_ENV": None}
+
+
+def _log_tail(log_path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def wait_ready(proc: subprocess.Popen[bytes], name: str, base_url: str, log_path: Path, progress: Progress, timeout_s: float) -> None:
+    """Return once vLLM answers /health; kill its process group and raise with the log's last lines if it exits or hangs."""
+    from model_serving.util.process import kill_group
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            progress.check()
+            if proc.poll() is not None:
+                raise ServingError(f"vLLM for {name} exited during start-up (exit code {proc.returncode}).",
+                                   f"Read the last lines of its log below (all of it: {log_path}); too little memory or an unsupported architecture are the usual causes.",
+                                   detail=_log_tail(log_path))
+            try:
+                if httpx.get(f"{base_url}/health", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass  # still loading
+            if time.monotonic() > deadline:
+                raise ServingError(f"vLLM for {name} did not answer /health within {timeout_s:.0f} s.", f"Read its log at {log_path}",
+                                   detail=_log_tail(log_path))
+            progress.update(None, "vLLM is loading the model")
+            time.sleep(1.0)
+    except BaseException:
+        kill_group(proc)
+        proc.wait()
+        raise
+
+
+def start_vllm(settings: Settings, checkpoint: str | Path, name: str, *, lora: list[str] | None = None, ctx_size: int = 2048,
+               parallel: int = 4, threads: int | None = None, port: int | None = None, replace: bool = False,
+               progress: Progress | None = None, start_timeout_s: float = START_TIMEOUT_S) -> ServedModel:
+    """Start vLLM on a checkpoint under `name` (adapters under their own names) and wait until it answers /health."""
+    progress = progress or Progress()
+    check_name(name)
+    folder = checked_checkpoint(settings, checkpoint)
+    adapters = parse_loras(settings, lora or [], folder)
+    info = inspect_checkpoint(folder)
+    if info.context_length and ctx_size > info.context_length:
+        raise InputError(f"ctx_size {ctx_size} is longer than the {info.context_length} tokens {folder.name} was trained for.",
+                         f"Use ctx_size <= {info.context_length}.")
+    python = vllm_env.require(settings).python
+    assert python is not None
+    port = _make_room(settings, name, port, replace)
+    n_cores, bind = _cores(threads)
+    log_path = registry.log_path(settings, name)
+    argv = vllm_argv(python, folder, name, port, max_model_len=ctx_size, max_num_seqs=parallel, adapters=adapters)
+    progress.update(0.05, f"starting vLLM for {name} on 127.0.0.1:{port}")
+    with log_path.open("wb") as log:
+        proc = spawn(argv, stdout=log, text=False, env=_child_env(settings, bind))
+    base_url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, name, base_url, log_path, progress, start_timeout_s)
+    model = ServedModel(name=name, gguf_path=str(folder), base_url=base_url, port=port, pid=proc.pid, ctx_size=ctx_size, parallel=parallel,
+                        threads=n_cores, started_at=datetime.now(UTC).isoformat(timespec="seconds"), log_path=str(log_path),
+                        file_type=info.dtype, has_chat_template=info.has_chat_template, engine="vllm",
+                        adapters=[{"name": n, "gguf_path": str(p)} for n, (p, _) in sorted(adapters.items())],  # type: ignore[misc]
+                        rss_bytes=registry.rss(proc.pid))
+    registry.save(settings, model)
+    progress.update(1.0, f"{name} is served by vLLM at {base_url}")
+    return model
+
+
+def serve_vllm(settings: Settings, checkpoint: str | Path, name: str, *, progress: Progress | None = None,
+               **options: object) -> tuple[ServedModel, ProbeResult]:
+    """Start vLLM and prove it: the probe (template, answer, stop) must pass, or the model is stopped again."""
+    from model_serving.serve.vllm.probe import probe_vllm
+
+    progress = progress or Progress()
+    model = start_vllm(settings, checkpoint, name, progress=progress.span(0.0, 0.85), **options)  # type: ignore[arg-type]
+    progress.update(0.9, "probing: the template, one chat that must answer and stop")
+    try:
+        probe = probe_vllm(settings, name)
+    except BaseException:
+        stop_model(settings, name)
+        raise
+    if not probe.ok:
+        stop_model(settings, name)
+        raise VerificationFailed(f"{name} was served by vLLM but failed its probe: " + "; ".join(probe.problems) + ".",
+                                 "Check the checkpoint's chat template and generation_config.json (eos_token_id) with `model-serving inspect`.",
+                                 detail=f"answer: {probe.answer[:300]!r}")
+    progress.update(1.0, f"{name} answers and stops")
+    return model, probe

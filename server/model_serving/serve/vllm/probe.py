@@ -1,0 +1,83 @@
+"""How the probe asks vLLM: its /tokenize renders the chat with the checkpoint's template and shows the tokens.
+
+vLLM 0.32's /tokenize takes `messages` and returns the prompt tokens it would evaluate; /detokenize turns them back
+into the rendered text. Both are compared with the checkpoint's own chat template rendered here (as transformers
+does) and tokenized by transformers in our environment: the text must be equal, and so must the token ids.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jinja2
+
+from model_serving.checkpoint.inspect import chat_template, read_json
+from model_serving.errors import ServingError
+from model_serving.serve import probe
+from model_serving.serve.embedded.registry import ServedModel, get_model
+from model_serving.settings import Settings
+from model_serving.util.chat_template import TemplateRejected, render
+
+PROBE_TIMEOUT_S = 180.0  # one short answer from vLLM on a busy CPU
+
+
+def _post(client: httpx.Client, model: ServedModel, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        reply = client.post(path, json=body)
+    except httpx.HTTPError as exc:
+        raise ServingError(f"vLLM for {model.name} did not answer {path} ({type(exc).__name__}).",
+                           f"Check that it still runs (`model-serving serve list`); its log is {model.log_path}") from None
+    if reply.status_code != 200:
+        raise ServingError(f"vLLM for {model.name} answered HTTP {reply.status_code} to {path}.", f"Read its log at {model.log_path}",
+                           detail=reply.text[:500])
+    return reply.json()
+
+
+def _special(value: Any) -> str:
+    return value.get("content", "") if isinstance(value, dict) else value or ""
+
+
+def reference_prompt(folder: Path, messages: list[dict[str, Any]]) -> tuple[str | None, list[int] | None, list[str]]:
+    """The checkpoint's template rendered here, its token ids by transformers' tokenizer, and any problem doing so."""
+    from transformers import AutoTokenizer
+
+    tok_cfg = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+    template, _ = chat_template(folder, tok_cfg)
+    if not template:
+        return None, None, ["the checkpoint has no chat template"]
+    bos, eos = _special(tok_cfg.get("bos_token")), _special(tok_cfg.get("eos_token"))
+    try:
+        text = render(template, messages, add_generation_prompt=True, bos_token=bos, eos_token=eos)
+    except (TemplateRejected, jinja2.TemplateError) as exc:
+        return None, None, [f"the chat template could not be rendered here: {exc}"]
+    ids = AutoTokenizer.from_pretrained(str(folder)).encode(text, add_special_tokens=False)
+    return text, list(ids), []
+
+
+def probe_vllm(settings: Settings, name: str, *, max_tokens: int = 96, messages: list[dict[str, Any]] | None = None,
+               timeout_s: float = PROBE_TIMEOUT_S) -> probe.ProbeResult:
+    """The served prompt equals the checkpoint's template (text and tokens); the model answers and stops."""
+    model = get_model(settings, name)
+    if model.state != "running" or model.engine != "vllm":
+        raise ServingError(f"{name} is not a running vLLM model.", "Start it: model-serving serve start CHECKPOINT --engine vllm --name NAME")
+    messages = messages or probe.PROBE_MESSAGES
+    started = time.perf_counter()
+    ours, our_ids, problems = reference_prompt(Path(model.gguf_path), messages)
+    with httpx.Client(base_url=model.base_url, timeout=timeout_s) as client:
+        served = _post(client, model, "/tokenize", {"model": name, "messages": messages, "add_generation_prompt": True})
+        ids = served.get("tokens") or []
+        rendered = _post(client, model, "/detokenize", {"model": name, "tokens": ids}).get("prompt")
+        body = _post(client, model, "/v1/chat/completions", {"model": name, "messages": messages, "max_tokens": max_tokens, "temperature": 0})
+    matches = None if ours is None else (rendered == ours and ids == our_ids)
+    if matches is False:
+        problems.append("vLLM renders the chat differently from the checkpoint's own chat template"
+                        + ("" if rendered == ours else " (the text differs)") + ("" if ids == our_ids else " (the token ids differ)"))
+    choice, usage = body["choices"][0], body.get("usage") or {}
+    reply = probe.Reply(answer=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason"),
+                        prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0))
+    return probe.result("vllm", name, reply, expected_prompt_tokens=len(our_ids) if our_ids is not None else None, max_tokens=max_tokens,
+                        messages=messages, seconds=time.perf_counter() - started, extra_problems=problems, template_matches=matches,
+                        rendered_prompt=rendered)
