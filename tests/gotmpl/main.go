@@ -1,5 +1,5 @@
 // Command gotmpl renders an Ollama TEMPLATE with Go's text/template, the way Ollama does:
-// the same helper functions, missingkey=zero, the appended {{ .Response }} for templates that
+// the same helper functions, the same view of tools and messages (view.go), missingkey=zero, the appended {{ .Response }} for templates that
 // name neither Messages nor Response, consecutive messages of one role merged, and the legacy
 // System/Prompt/Response loop for templates without .Messages.
 //
@@ -158,7 +158,7 @@ func render(req request) (string, []string, error) {
 	case req.Prompt != "" && req.Suffix != "":
 		err = tmpl.Execute(&buf, map[string]any{"Prompt": req.Prompt, "Suffix": req.Suffix, "Response": "", "Think": req.Think, "IsThinkSet": false})
 	case contains(vars, "messages") || contains(vars, "document"):
-		err = tmpl.Execute(&buf, map[string]any{"System": system, "Messages": msgs, "Tools": req.Tools, "Response": "", "Think": req.Think, "IsThinkSet": false})
+		err = tmpl.Execute(&buf, map[string]any{"System": system, "Messages": viewOfMessages(msgs), "Tools": viewOfTools(req.Tools), "Response": "", "Think": req.Think, "IsThinkSet": false})
 	default:
 		err = legacy(tmpl, msgs, req.Think, &buf)
 	}

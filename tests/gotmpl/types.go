@@ -1,10 +1,9 @@
 package main
 
-// Data types shaped like the ones Ollama hands to a TEMPLATE (its api package): the same field
-// names, JSON tags and String methods, so a template that works here reads the same fields there.
-// Properties and arguments keep their declaration order, as current Ollama does; like Ollama's they
-// offer Len and ToMap (a plain map, which a template ranges over in sorted key order), and the tool
-// types print as JSON (their String methods), so `{{ .Tools }}` writes what Ollama writes.
+// Data types shaped like Ollama's api package, which decodes a chat request: the same field names,
+// JSON tags and String methods. Properties and arguments keep their declaration order, as current
+// Ollama does, and offer Len and ToMap like Ollama's. A template never sees these types directly:
+// view.go turns them into what Ollama hands a template.
 
 import (
 	"bytes"
@@ -82,6 +81,7 @@ type ToolProperty struct {
 	Description string         `json:"description,omitempty"`
 	Enum        []any          `json:"enum,omitempty"`
 	Properties  *Properties    `json:"properties,omitempty"`
+	Required    []string       `json:"required,omitempty"`
 }
 
 // PropertyType is a JSON Schema type: one name, or a list of names.

@@ -99,10 +99,11 @@ def test_tool_definitions_and_calls_render_as_the_jinja_writes_them(go_renderer:
 
 def test_go_renderer_prints_tool_lists_as_json_like_ollama(go_renderer: GoRenderer) -> None:
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"b": {"type": "string"}, "a": {"type": "integer"}}}}}
-    out = go_renderer("{{ .Tools }}|{{ range .Tools }}{{ .Function }}{{ end }}{{ range .Messages }}{{ .Content }}{{ end }}", [{"role": "user", "content": "x"}], [tool])
-    # Ollama's Tools/ToolFunction String methods: compact JSON, struct field order, properties in declaration order
-    assert out == ('[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"b":{"type":"string"},"a":{"type":"integer"}}}}}]'
-                   '|{"name":"f","parameters":{"type":"object","properties":{"b":{"type":"string"},"a":{"type":"integer"}}}}x')
+    out = go_renderer("{{ .Tools }}|{{ range .Tools }}{{ . }}|{{ .Function }}{{ end }}{{ range .Messages }}{{ .Content }}{{ end }}", [{"role": "user", "content": "x"}], [tool])
+    # Ollama's template view of tools: compact JSON in struct field order, the description always written, properties a Go
+    # map (sorted keys); a bare function has no String method and prints as a Go struct, in Ollama too
+    listed = '{"type":"function","function":{"name":"f","description":"","parameters":{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"string"}}}}}'
+    assert out == f'[{listed}]|{listed}|{{f  {{object <nil> <nil> [] {{"a":{{"type":"integer"}},"b":{{"type":"string"}}}}}}}}x'
 
 
 @pytest.mark.parametrize(("source", "construct", "column"), [

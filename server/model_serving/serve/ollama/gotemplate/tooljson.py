@@ -13,6 +13,7 @@ from typing import Any
 
 from jinja2 import nodes
 
+from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.text import go_string
 
 # kind -> [(JSON key, Go field, kind, optional)] in the order tool dicts are written
@@ -26,8 +27,7 @@ SCHEMAS = {
 LISTS = {"tools": "tool", "toolcalls": "toolcall", "strings": "string", "values": "value"}
 MAPS = {"properties": "property", "args": "value"}
 JSON_NOTE = ("`tojson` of tool data is written key by key in the order tool dicts carry them (type, function, name, description, "
-             "parameters, properties, required); properties and arguments come in sorted key order, and values nested inside "
-             "arguments as compact JSON.")
+             "parameters, properties, required); values nested inside arguments as compact JSON with sorted keys.")
 
 
 @dataclass
@@ -55,6 +55,8 @@ class ToolJSON:
         if kind is None or kind in ("messages", "message", "bool"):
             raise self.fail(f"tojson of {kind or 'a value of unknown type'} at render time", node, "tojson")
         self.note(JSON_NOTE)
+        if kind not in ("string", "strings", "values", "ptype", "int", "value"):  # objects hold properties or arguments
+            self.note(K.SORTED_KEYS_NOTE)
         var = self.fresh("json")
         self.json_var = var
         style = Style(item_sep, key_sep, indent)
@@ -127,8 +129,8 @@ class ToolJSON:
         key, item, started = self.fresh("k"), self.fresh("v"), self.fresh("s")
         sep = f"{{{{ if {started} }}}}{self.put(style.item)}{{{{ end }}}}{{{{ {started} = true }}}}{self.put(style.newline(level + 1))}"
         head = self.put_value(_quoted(key)) + self.put(style.key)
-        items = f"{{{{ {started} := false }}}}{{{{ range {key}, {item} := {go}.ToMap }}}}{sep}{head}{self.write(element, item, style, level + 1)}{{{{ end }}}}"
-        return f'{{{{ if {go}.Len }}}}{self.put("{")}{items}{self.put(style.newline(level) + "}")}{{{{ else }}}}{self.put("{}")}{{{{ end }}}}'
+        items = f"{{{{ {started} := false }}}}{{{{ range {key}, {item} := {go} }}}}{sep}{head}{self.write(element, item, style, level + 1)}{{{{ end }}}}"
+        return f'{{{{ if {go} }}}}{self.put("{")}{items}{self.put(style.newline(level) + "}")}{{{{ else }}}}{self.put("{}")}{{{{ end }}}}'
 
 
 def _quoted(go: str) -> str:
