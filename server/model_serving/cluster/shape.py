@@ -29,6 +29,7 @@ class ModelShape(BaseModel):
     n_kv_heads: int
     head_dim: int
     hidden_size: int
+    intermediate_size: int
     context_length: int
     name_or_path: str | None = None
 
@@ -81,5 +82,7 @@ def read_shape(source: Path) -> ModelShape:
         weights = params * SERVE_DTYPE_BYTES
     return ModelShape(parameter_count=params, weights_bytes=weights, weights_source=origin, n_layers=fields["num_hidden_layers"],
                       n_heads=fields["num_attention_heads"], n_kv_heads=fields["num_key_value_heads"], head_dim=fields["head_dim"],
-                      hidden_size=fields["hidden_size"], context_length=fields["max_position_embeddings"],
+                      hidden_size=fields["hidden_size"],
+                      intermediate_size=typed(typed(cfg, "text_config", dict) or cfg, "intermediate_size", int) or 4 * fields["hidden_size"],
+                      context_length=fields["max_position_embeddings"],
                       name_or_path=typed(cfg, "_name_or_path", str))

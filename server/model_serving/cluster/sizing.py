@@ -30,6 +30,7 @@ MAX_NUM_SEQS_CAP = 256  # vLLM's default max_num_seqs
 # Load time: weights read from the model cache volume (a network disk) at 500 MB/s, then about three
 # minutes of engine start-up (memory profiling, CUDA graph capture).
 LOAD_BYTES_PER_S = 500e6
+LORA_MAX_RANK = 64  # vLLM preallocates each adapter slot at --max-lora-rank; adapters of higher rank are refused at load
 ENGINE_WARMUP_S = 180.0
 
 
@@ -60,8 +61,16 @@ class Sizing(BaseModel):
     assumptions: list[str]
 
 
-def reserve_bytes(shape: ModelShape) -> int:
-    return RESERVE_BASE_BYTES + BATCHED_TOKENS * shape.hidden_size * SERVE_DTYPE_BYTES * ACTIVATIONS_PER_TOKEN
+def lora_slot_bytes(shape: ModelShape, rank: int = LORA_MAX_RANK) -> int:
+    """One adapter slot: A (rank x in) and B (out x rank) for q, k, v, o, gate, up and down in every layer."""
+    h, i, q, kv = shape.hidden_size, shape.intermediate_size, shape.n_heads * shape.head_dim, shape.n_kv_heads * shape.head_dim
+    per_layer = (h + q) + 2 * (h + kv) + (q + h) + 3 * (h + i)
+    return shape.n_layers * rank * per_layer * SERVE_DTYPE_BYTES
+
+
+def reserve_bytes(shape: ModelShape, max_loras: int = 0) -> int:
+    activations = BATCHED_TOKENS * shape.hidden_size * SERVE_DTYPE_BYTES * ACTIVATIONS_PER_TOKEN
+    return RESERVE_BASE_BYTES + activations + max_loras * lora_slot_bytes(shape)
 
 
 def kv_per_token_per_gpu(shape: ModelShape, tp: int) -> int:
@@ -81,16 +90,17 @@ def _splits(shape: ModelShape, tp: int) -> str:
     return ""
 
 
-def _try(shape: ModelShape, usable: int, tp: int, tokens: int) -> tuple[TensorParallelTry, int]:
+def _try(shape: ModelShape, usable: int, tp: int, tokens: int, loras: int) -> tuple[TensorParallelTry, int]:
     """(the verdict at this TP, KV bytes left per GPU after weights and reserve)."""
     bad = _splits(shape, tp)
     if bad:
         return TensorParallelTry(tensor_parallel_size=tp, fits=False, why=bad), 0
-    left = usable - shape.weights_bytes // tp - reserve_bytes(shape)
+    reserve = reserve_bytes(shape, loras)
+    left = usable - shape.weights_bytes // tp - reserve
     need = tokens * kv_per_token_per_gpu(shape, tp)
     gib = lambda n: f"{n / GIB:.1f} GiB"  # noqa: E731
     if left <= 0:
-        why = f"weights {gib(shape.weights_bytes // tp)} + reserve {gib(reserve_bytes(shape))} exceed {gib(usable)} per GPU"
+        why = f"weights {gib(shape.weights_bytes // tp)} + reserve {gib(reserve)} exceed {gib(usable)} per GPU"
     elif need > left:
         why = f"KV for {tokens} tokens needs {gib(need)} per GPU; {gib(left)} is left after the weights"
     else:
@@ -107,7 +117,7 @@ def _no_fit(shape: ModelShape, gpu: GpuSpec, tried: list[TensorParallelTry], lef
 
 
 def size_model(shape: ModelShape, gpu: GpuSpec, *, max_model_len: int | None = None, target_concurrency: int = 8,
-               gpu_memory_utilization: float = 0.9) -> Sizing:
+               gpu_memory_utilization: float = 0.9, max_loras: int = 0) -> Sizing:
     """The smallest TP in 1, 2, 4, 8 where weights + reserve + KV for target_concurrency full sequences fit."""
     if max_model_len and max_model_len > shape.context_length:
         raise InputError(f"--max-model-len {max_model_len} exceeds the model's trained context ({shape.context_length}).",
@@ -117,7 +127,7 @@ def size_model(shape: ModelShape, gpu: GpuSpec, *, max_model_len: int | None = N
     tried: list[TensorParallelTry] = []
     left = 0
     for tp in TP_SIZES:
-        verdict, left = _try(shape, usable, tp, wanted * target_concurrency)
+        verdict, left = _try(shape, usable, tp, wanted * target_concurrency, max_loras)
         tried.append(verdict)
         if verdict.fits:
             break
@@ -130,14 +140,15 @@ def size_model(shape: ModelShape, gpu: GpuSpec, *, max_model_len: int | None = N
                   tensor_parallel_size=tp, max_model_len=length, target_concurrency=target_concurrency,
                   max_num_seqs=min(MAX_NUM_SEQS_CAP, max(target_concurrency, capacity // length)),
                   parameter_count=shape.parameter_count, weights_bytes=shape.weights_bytes,
-                  weights_bytes_per_gpu=shape.weights_bytes // tp, reserve_bytes_per_gpu=reserve_bytes(shape),
+                  weights_bytes_per_gpu=shape.weights_bytes // tp, reserve_bytes_per_gpu=reserve_bytes(shape, max_loras),
                   kv_bytes_per_token=kv_per_token_per_gpu(shape, 1), kv_bytes_per_token_per_gpu=per_token,
                   kv_budget_bytes_per_gpu=left, kv_capacity_tokens=capacity, load_seconds=load_seconds(shape.weights_bytes),
-                  tried=tried, assumptions=assumptions(shape))
+                  tried=tried, assumptions=assumptions(shape, max_loras))
 
 
-def assumptions(shape: ModelShape) -> list[str]:
-    return [f"weights from the {shape.weights_source}, served in 16 bits",
+def assumptions(shape: ModelShape, max_loras: int = 0) -> list[str]:
+    lora = [f"{max_loras} LoRA slot(s) at rank {LORA_MAX_RANK}: {lora_slot_bytes(shape) / GIB:.2f} GiB each"] if max_loras else []
+    return lora + [f"weights from the {shape.weights_source}, served in 16 bits",
             f"reserve per GPU: 1 GiB + {BATCHED_TOKENS} batched tokens x {ACTIVATIONS_PER_TOKEN} activations x hidden x 2 bytes",
             f"load time: weights at {LOAD_BYTES_PER_S / 1e6:.0f} MB/s from the cache volume + {ENGINE_WARMUP_S:.0f} s engine start"]
 

@@ -1,0 +1,170 @@
+"""`plan-production`: size a model for a GPU and write what a cluster runs, all files or none.
+
+The bundle is written into a temporary folder beside the output and renamed into place at the end,
+so a failure (or a cancelled call) never leaves a half bundle under the output name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from model_serving.cluster import k8s, monitoring
+from model_serving.cluster.engines import (
+    LLAMACPP_IMAGE,
+    PORT,
+    VLLM_IMAGE,
+    Engine,
+    LlamaCppSizing,
+    check_lora,
+    choose_engine,
+    llamacpp_argv,
+    size_llamacpp,
+    vllm_argv,
+)
+from model_serving.cluster.gpus import GpuSpec, resolve_gpu
+from model_serving.cluster.helm import production_stack_values
+from model_serving.cluster.shape import ModelShape, read_shape
+from model_serving.cluster.sizing import Sizing, size_model
+from model_serving.cluster.spec import BundleSpec
+from model_serving.errors import InputError
+from model_serving.limits import HUB_REPO_PATTERN, PlanProductionRequest
+from model_serving.settings import Settings
+from model_serving.util.paths import confine
+
+HEADERS = {
+    "deployment.yaml": "The engine, its GPUs and probes on /health. startupProbe allows {budget} s (twice the estimated load).",
+    "service.yaml": "ClusterIP on port 80; put your ingress or gateway in front of it.",
+    "pvc.yaml": "The model cache, shared by every replica (ReadWriteMany). Without RWX storage: ReadWriteOnce and maxReplicaCount 1.",
+    "scaledobject.yaml": "KEDA scales on the engine's queue. minReplicaCount 1: scale-to-zero is off because a cold start takes "
+                         "about {budget} s, which the first request after a quiet spell would wait out.",
+    "podmonitor.yaml": "prometheus-operator scrapes /metrics of every pod of this bundle.",
+    "prometheusrule.yaml": "Alerts on queue depth (and TTFT p95 where the engine exports its histogram). The thresholds are examples.",
+}
+
+
+class ProductionPlan(BaseModel):
+    output: str
+    name: str
+    engine: Engine
+    engine_why: str
+    model_id: str
+    image: str
+    gpu: str
+    gpus_per_replica: int
+    sizing: Sizing | None = None
+    llamacpp: LlamaCppSizing | None = None
+    argv: list[str]
+    startup_budget_s: int
+    files: list[str]
+    notes: list[str] = []
+
+
+def _model_id(req: PlanProductionRequest, shape: ModelShape) -> str:
+    if req.model_id:
+        return req.model_id
+    if shape.name_or_path and re.match(HUB_REPO_PATTERN, shape.name_or_path):
+        return shape.name_or_path
+    raise InputError("The bundle needs the Hub repo the pods download; the config does not name one.",
+                     "Pass --model-id owner/name (e.g. meta-llama/Llama-3.1-8B-Instruct).")
+
+
+def _k8s_name(model_id: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", model_id.rpartition("/")[2].lower()).strip("-")
+    return name[:40].rstrip("-") or "model"
+
+
+def _vllm(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, model_id: str, name: str) -> tuple[BundleSpec, Sizing]:
+    lora = check_lora(req.lora or [])
+    sizing = size_model(shape, gpu, max_model_len=req.max_model_len, target_concurrency=req.target_concurrency, max_loras=len(lora))
+    argv = vllm_argv(model_id, name, sizing, lora)
+    spec = BundleSpec(name=name, engine="vllm", image=VLLM_IMAGE, command=argv[:2], args=argv[2:], port=PORT["vllm"],
+                      gpus=sizing.tensor_parallel_size, memory_request_bytes=max(16 << 30, shape.weights_bytes // 2),
+                      cache_bytes=shape.weights_bytes, load_seconds=sizing.load_seconds,
+                      downloads=[model_id, *(item.partition("=")[2] for item in lora)])
+    return spec, sizing
+
+
+def _llamacpp(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, name: str) -> tuple[BundleSpec, LlamaCppSizing]:
+    if not req.gguf:
+        raise InputError(f"On {gpu.name} the bundle runs llama.cpp, which serves a GGUF from the Hub.",
+                         "Pass --gguf owner/repo[:Q4_K_M] (`model-serving publish` uploads yours).")
+    if req.lora:
+        raise InputError("LoRA adapters in the bundle are served by vLLM only.", "Choose a datacenter GPU, or merge the adapter first (`model-serving merge`).")
+    s = size_llamacpp(shape, gpu, req.gguf, max_model_len=req.max_model_len, target_concurrency=req.target_concurrency,
+                      gpu_memory_utilization=0.9)
+    image = LLAMACPP_IMAGE["cpu" if gpu.kind == "cpu" else "gpu"]
+    # On a GPU the weights live in GPU memory; the pod's own memory is what the host side needs.
+    host = s.memory.total_bytes if gpu.kind == "cpu" else s.memory.total_bytes // 4
+    spec = BundleSpec(name=name, engine="llamacpp", image=image, command=[], args=llamacpp_argv(req.gguf, name, s, gpu),
+                      port=PORT["llamacpp"], gpus=0 if gpu.kind == "cpu" else 1, memory_request_bytes=max(2 << 30, host),
+                      cache_bytes=s.memory.weights_bytes, load_seconds=s.load_seconds, max_replicas=2)
+    return spec, s
+
+
+def _documents(spec: BundleSpec) -> dict[str, Any]:
+    return {"deployment.yaml": k8s.deployment(spec), "service.yaml": k8s.service(spec), "pvc.yaml": k8s.pvc(spec),
+            "scaledobject.yaml": monitoring.scaled_object(spec), "podmonitor.yaml": monitoring.pod_monitor(spec),
+            "prometheusrule.yaml": monitoring.prometheus_rule(spec)}
+
+
+def _render(files: dict[str, Any], spec: BundleSpec) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, doc in files.items():
+        if name.endswith(".json"):
+            out[name] = json.dumps(doc, indent=2) + "\n"
+            continue
+        header = HEADERS.get(name, "").format(budget=spec.startup_budget_s)
+        comment = "".join(f"# {line}\n" for line in [header] if line)
+        out[name] = comment + yaml.safe_dump(doc, sort_keys=False, width=200)
+    return out
+
+
+def _write(output: Path, texts: dict[str, str]) -> None:
+    if output.exists():
+        raise InputError(f"{output} already exists.", "Choose a new folder for the bundle (or remove the old one).")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    try:
+        for name, text in texts.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        os.rename(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def plan_production(settings: Settings, req: PlanProductionRequest) -> ProductionPlan:
+    source = confine(req.source, settings.roots, what="model")
+    output = confine(req.output, settings.roots, must_exist=False, what="output folder")
+    shape, gpu = read_shape(source), resolve_gpu(req.gpu, req.gpu_memory_gb)
+    engine, why = choose_engine(gpu)
+    model_id = _model_id(req, shape) if engine == "vllm" or not req.gguf else (req.model_id or req.gguf.partition(":")[0])
+    name = _k8s_name(model_id)
+    sizing = llama = None
+    if engine == "vllm":
+        spec, sizing = _vllm(req, shape, gpu, model_id, name)
+    else:
+        spec, llama = _llamacpp(req, shape, gpu, name)
+    files: dict[str, Any] = _documents(spec)
+    files["grafana-dashboard.json"] = monitoring.dashboard(spec)
+    argv = spec.command + spec.args if engine == "vllm" else ["llama-server", *spec.args]
+    files["vllm-args.json" if engine == "vllm" else "llama-server-args.json"] = argv
+    if req.helm:
+        if sizing is None:
+            raise InputError("The production-stack chart runs vLLM only.", "Drop --helm for a CPU or consumer-GPU bundle, or choose a datacenter GPU.")
+        files["production-stack-values.yaml"] = production_stack_values(spec, sizing, model_id, req.lora or [])
+    plan = ProductionPlan(output=str(output), name=name, engine=engine, engine_why=why, model_id=model_id, image=spec.image,
+                          gpu=gpu.name, gpus_per_replica=spec.gpus, sizing=sizing, llamacpp=llama, argv=argv,
+                          startup_budget_s=spec.startup_budget_s, files=sorted([*files, "plan.json"]), notes=spec.notes)
+    files["plan.json"] = plan.model_dump(mode="json")
+    _write(output, _render(files, spec))
+    return plan
