@@ -166,20 +166,10 @@ class _Stream:
 
     async def _post(self, url_path: str, body: dict[str, Any]) -> Response:
         assert self.conn is not None
-        reused = self.conn.used
         self._stamp_send()
-        try:
-            self.response = await self.conn.post_json(url_path, body)
-        except (OSError, StreamClosed):
-            if not reused:
-                raise
-            # A kept-alive connection the server had already closed (llama.cpp's server closes after each
-            # stream; its FIN can lag the release): nothing was answered, so send again on a fresh one.
-            self.pool.release(self.conn, reusable=False)
-            self.conn = None
-            self.conn = await self.pool.acquire_fresh()
-            self._stamp_send()
-            self.response = await self.conn.post_json(url_path, body)
+        # No resend on a kept-alive connection the server closed: users' clients lose that request, so the
+        # bench counts it (error_kind "reset", summary.connection_errors) instead of hiding it.
+        self.response = await self.conn.post_json(url_path, body)
         return self.response
 
     async def _http_error(self, response: Response) -> None:

@@ -146,7 +146,6 @@ class Connection:
         self.proto = proto
         self.host = host
         self.reusable = True
-        self.used = False  # True once a request went out on it: a failure then may mean a stale keep-alive
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
@@ -177,7 +176,6 @@ class Connection:
         if self.proto.closed:
             raise StreamClosed("the connection was closed before the request")
         self.proto.transport.write(head.encode() + payload)  # one write: nothing waits on an ACK
-        self.used = True
         return await self._read_head()
 
     async def _read_head(self) -> Response:
@@ -244,15 +242,6 @@ class Pool:
             if not conn.proto.closed:
                 return conn
             conn.close()
-        try:
-            return await Connection.open(self.host, self.port)
-        except BaseException:
-            self._gate.release()
-            raise
-
-    async def acquire_fresh(self) -> Connection:
-        """A new connection under the same gate slot the caller already holds."""
-        await self._gate.acquire()
         try:
             return await Connection.open(self.host, self.port)
         except BaseException:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model_serving.bench.models import RequestRecord, Stats, Summary
+from model_serving.bench.models import CONNECTION_ERRORS, RequestRecord, Stats, Summary
 from model_serving.bench.server_timings import server_decode_tok_s
 
 STATISTICS = ("mean", "median", "p90", "p95", "p99")
@@ -125,6 +125,7 @@ def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, co
         completed=len(ok),
         failed=len(records) - len(ok),
         incomplete_requests=sum(1 for r in records if r.status == "incomplete"),
+        connection_errors=sum(1 for r in records if r.error_kind in CONNECTION_ERRORS),
         duration=duration,
         total_input_tokens=in_tokens,
         total_output_tokens=out_tokens,

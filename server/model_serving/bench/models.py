@@ -20,6 +20,7 @@ RequestStatus = Literal["ok", "incomplete", "empty", "error"]
 # limit passed, an HTTP error status, an error inside the stream, a message that is not JSON, a stream
 # cut before its final message, or a finished answer without any text.
 ErrorKind = Literal["connect", "reset", "timeout", "http", "stream_error", "malformed", "truncated", "empty"]
+CONNECTION_ERRORS = ("connect", "reset")  # the kinds a connection-reusing client sees as a dropped request
 
 
 class Targets(BaseModel):
@@ -210,6 +211,7 @@ class Summary(BaseModel):
     completed: int
     failed: int
     incomplete_requests: int = 0
+    connection_errors: int = Field(default=0, description="Requests lost to a refused, reset or dropped connection (never resent)")
     duration: float = Field(description="Seconds from the first send to the last response")
     total_input_tokens: int
     total_output_tokens: int

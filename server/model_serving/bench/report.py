@@ -43,7 +43,7 @@ def markdown(result: BenchResult) -> str:
         f"- Endpoint: {c.base_url} ({c.api}, {c.route}); server: {result.server.kind}"
         + (f", {result.server.total_slots} slot(s)" if result.server.total_slots else ""),
         f"- Load: {c.n_requests} requests, {profile}, {c.warmup} warmup; max_tokens {c.max_tokens}; prompts: {c.prompt_source}; seed {c.seed}",
-        f"- Started {result.started_at}; {s.completed} completed, {s.failed} failed in {s.duration:.2f} s"
+        f"- Started {result.started_at}; {s.completed} completed, {s.failed} failed ({s.connection_errors} lost connections) in {s.duration:.2f} s"
         + ("; **INCOMPLETE**" + (f" ({result.stopped_reason})" if result.stopped_reason else "") if result.incomplete else ""),
         "", "## Verdicts", "", "| Target | Verdict | Measured | CI | Threshold | Likely causes |", "|---|---|---|---|---|---|",
     ]

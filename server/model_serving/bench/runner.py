@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from model_serving.bench import loads, metrics, probe, report, server_timings, tokens, verdicts
-from model_serving.bench.models import BenchConfig, BenchResult, Finding, RequestRecord, Roofline, ServerInfo, Stats, SweepPoint
+from model_serving.bench.models import CONNECTION_ERRORS, BenchConfig, BenchResult, Finding, RequestRecord, Roofline, ServerInfo, Stats, SweepPoint
 from model_serving.bench.prompts import load_prompts
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
@@ -55,6 +55,11 @@ def _integrity(records: Sequence[RequestRecord], config: BenchConfig, loop_lag_m
         findings.append(Finding(code="host_busy", message=(
             f"The machine's load average ({load:.1f}) exceeds its {cpus} CPUs: other work competes with the local server, "
             "so these timings are pessimistic. Rerun on a quiet machine before acting on a FAIL.")))
+    dropped = sum(1 for r in records if r.error_kind in CONNECTION_ERRORS)
+    if dropped:
+        findings.append(Finding(code="connection_errors", severity="error", message=(
+            f"{dropped} request(s) lost their connection (refused, reset or closed by the server); none was resent, "
+            "as users' clients would not.")))
     statuses = {s: sum(1 for r in records if r.status == s) for s in ("incomplete", "empty", "error")}
     for status, count in statuses.items():
         if count:
