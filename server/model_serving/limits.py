@@ -79,7 +79,7 @@ class DeployRequest(Request):
     source: Annotated[str | None, Field(min_length=1, max_length=4096, description="Checkpoint, .gguf or Hub repo id; default SmolLM2-135M")] = None
     base: Annotated[PathArg | None, Field(description="LoRA: base folder")] = None
     name: ModelName | None = None
-    quant: QuantType = DEFAULT_QUANT
+    quant: Annotated[QuantType, Field(description="Type to quantize to (F16: none); GGUF repo: the file")] = DEFAULT_QUANT
     target: Annotated[Target, Field(description="auto: Ollama if it answers, else embedded")] = "auto"
     out_dir: Annotated[PathArg | None, Field(description="Default: deployments/<name>")] = None
     ctx_size: CtxSize = DEFAULT_CTX_SIZE
@@ -203,6 +203,8 @@ class ServeStartRequest(Request):
     engine: Annotated[Literal["embedded", "vllm"], Field(description="vllm: gguf_path is an HF checkpoint folder")] = "embedded"
     lora: Annotated[list[Annotated[str, Field(min_length=3, max_length=4200, pattern=NOT_FLAG)]] | None,
                     Field(max_length=8, description="Adapters NAME=PATH")] = None
+    replicas: Annotated[int | None, Field(ge=1, le=8, description="Engines behind vllm-router; port is its port")] = None
+    policy: Literal["round_robin", "power_of_two", "cache_aware"] | None = None
 
 
 class NameRequest(Request):
@@ -332,3 +334,49 @@ class PublishRequest(Request):
 class CleanRequest(Request):
     directory: PathArg = "."
     plan: bool = False
+
+
+# --- production bundle (issue 11) ---
+class PlanProductionRequest(Request):
+    # No parameter descriptions: the tool's line names the GPUs, and tools/list has a size budget.
+    source: PathArg
+    gpu: Annotated[str, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN)]
+    output: PathArg
+    model_id: Annotated[str | None, Field(max_length=220, pattern=r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(:\w+)?$")] = None
+    gpu_memory_gb: Annotated[float | None, Field(gt=0)] = None
+    max_model_len: Annotated[int | None, Field(ge=256)] = None  # past the model's context: refused with the limit
+    target_concurrency: Concurrency = 8
+    lora: list[Annotated[str, Field(max_length=200, pattern=NOT_FLAG)]] | None = None
+# --- end production bundle ---
+
+
+# --- monitoring and cost (issue 11) ---
+# No parameter descriptions: the tool's one line says the units, and tools/list has a size budget.
+
+
+class CostRequest(Request):
+    bench: PathArg
+    gpu_hourly: Positive
+    api_input: Positive | None = None
+    api_output: Positive | None = None
+    gpu: Annotated[str | None, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN)] = None
+    checkpoint: PathArg | None = None
+# --- end monitoring and cost ---
+
+
+# --- vLLM engine and bench compare (issue 14) ---
+
+
+class EngineInstallRequest(Request):
+    engine: Literal["vllm"]
+    python: Annotated[PathArg | None, Field(description="An interpreter that has vllm, instead of a managed venv")] = None
+
+
+class BenchCompareRequest(Request):
+    source: Annotated[PathArg, Field(description="HF checkpoint folder")]
+    quant: QuantType = DEFAULT_QUANT
+    levels: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1, max_length=8)] = [1, 2, 4, 8]
+    n_requests: Annotated[int, Field(ge=1, le=1000, description="Per level")] = 16
+    max_tokens: Annotated[int, Field(ge=1, le=1024)] = 32
+    output_dir: PathArg | None = None
+# --- end vLLM engine and bench compare ---

@@ -65,21 +65,22 @@ async def test_mcp_publish_job_then_refusals(settings: Settings, hub: HubDouble,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("source", "quant"), [(f"hf.co/{REPO}:Q4_1", "Q8_0"), (REPO, "Q4_1")])  # the tag, or quant, picks the file
 def test_publish_then_pull_and_deploy_on_the_embedded_engine(settings: Settings, hub: HubDouble, deploy_dir: Path,
-                                                             smollm2_sha256: str, tmp_path: Path) -> None:
+                                                             smollm2_sha256: str, tmp_path: Path, source: str, quant: str) -> None:
     from model_serving.limits import PublishRequest, validated
     from model_serving.publish.push import publish
 
     publish(settings, validated(PublishRequest, {"source": str(deploy_dir), "repo": REPO}))
     before = len(hub.requests)
-    request = DeployRequest(source=f"hf.co/{REPO}:Q4_1", name="pulled", quant="Q4_1", target="embedded", out_dir=str(tmp_path / "pulled"),
+    request = DeployRequest(source=source, name="pulled", quant=quant, target="embedded", out_dir=str(tmp_path / "pulled"),
                             bench=False, verify_quality=False)
     result = deploy(settings, request)
     try:
         downloads = [p for m, p in hub.requests[before:] if m == "GET" and "/resolve/" in p]
         assert downloads == [f"/{REPO}/resolve/main/smol-gguf-Q4_1.gguf"]  # just that file
         manifest = json.loads(Path(result.manifest_path or "").read_text(encoding="utf-8"))
-        assert manifest["artifacts"]["source"]["sha256"] == smollm2_sha256
+        assert manifest["artifacts"]["source"]["sha256"] == smollm2_sha256 and manifest["source"] == f"hf.co/{REPO}:Q4_1"
         reply = httpx.post(f"{result.endpoint}", timeout=120,
                            json={"model": "pulled", "messages": [{"role": "user", "content": "What is the capital of France?"}],
                                  "max_tokens": 16, "temperature": 0})

@@ -60,6 +60,7 @@ class Source:
     parameter_count: int | None = None
     context_length: int | None = None  # tokens it was trained for, when the source says
     base: Path | None = None  # a LoRA adapter's base folder: the merge step's other input
+    pulled: bool = False  # a GGUF picked from a Hub repo by its quant: served as it is
 
 
 @dataclass(frozen=True)

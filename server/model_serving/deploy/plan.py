@@ -27,8 +27,8 @@ from .source import deploy_name, find_source
 def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
     """Check everything that can be checked up front and say what each step will do; write nothing."""
     qtype = _quant_type(request.quant)
-    source = find_source(settings, request.source, request.base)
-    qtype = _check_requantize(source, qtype, request.allow_requantize)
+    source = find_source(settings, request.source, request.base, request.quant)
+    qtype = None if source.pulled else _check_requantize(source, qtype, request.allow_requantize)  # quant picked the file
     name = deploy_name(source, request.name)
     out_dir = (confine(request.out_dir, settings.roots, must_exist=False, what="output folder") if request.out_dir
                else settings.roots[0] / "deployments" / name)

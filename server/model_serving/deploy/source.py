@@ -11,7 +11,7 @@ from model_serving.checkpoint.export import REPO_ID
 from model_serving.errors import InputError
 from model_serving.gguf.filetypes import is_quantized
 from model_serving.gguf.header import GGUFHeader, read_header
-from model_serving.limits import MODEL_NAME_PATTERN
+from model_serving.limits import DEFAULT_QUANT, MODEL_NAME_PATTERN
 from model_serving.settings import Settings
 from model_serving.util.paths import confine, refuse_flag
 
@@ -23,8 +23,9 @@ _NAME = re.compile(MODEL_NAME_PATTERN)
 _NAME_MAX = 64
 
 
-def find_source(settings: Settings, raw: str | None, base: str | None = None) -> Source:
-    """The default model, a checkpoint folder (or LoRA adapter and its base), a .gguf file under the roots, or a Hub repo id."""
+def find_source(settings: Settings, raw: str | None, base: str | None = None, quant: str = DEFAULT_QUANT) -> Source:
+    """The default model, a checkpoint folder (or LoRA adapter and its base), a .gguf file under the roots, a Hub repo id,
+    or a GGUF picked from the Hub (`hf.co/USER/REPO[:QUANT]`, or a GGUF repo id: `quant` names the file)."""
     if raw is None:
         from model_serving.checkpoint.rebuild import smollm2_gguf_path
 
@@ -32,10 +33,11 @@ def find_source(settings: Settings, raw: str | None, base: str | None = None) ->
         return Source(kind="default", label=DEFAULT_LABEL, model_name=DEFAULT_MODEL, parameter_count=header.parameter_count,
                       context_length=_gguf_context(header))
     refuse_flag(raw, "source")
-    from model_serving.publish.pull import is_hub_gguf, pull_gguf  # the pull side of publish: hf.co/USER/REPO:QUANT
+    from model_serving.publish.pull import hub_gguf  # the pull side of publish
 
-    if is_hub_gguf(raw):
-        raw = str(pull_gguf(settings, raw))
+    pulled = hub_gguf(settings, raw, quant)
+    if pulled is not None:
+        return _gguf_source(pulled[1], label=pulled[0])
     if not Path(raw).expanduser().exists():
         if REPO_ID.match(raw):
             return Source(kind="hub", label=raw, model_name=raw.rsplit("/", 1)[-1])
@@ -54,11 +56,16 @@ def find_source(settings: Settings, raw: str | None, base: str | None = None) ->
                       context_length=_tokens(_config(path).get("max_position_embeddings")))
     if path.suffix.lower() != ".gguf":
         raise InputError(f"{path.name} is neither a checkpoint folder nor a .gguf file.", "Pass a checkpoint folder or a .gguf file.")
+    return _gguf_source(path)
+
+
+def _gguf_source(path: Path, label: str | None = None) -> Source:
+    """A .gguf file; one pulled from the Hub (labelled with its hf.co reference) is served as it is."""
     header = read_header(path)
     quantized = header.quantized or is_quantized(header.file_type_name)  # the tensors, or a label saying so
-    return Source(kind="gguf", label=str(path), model_name=path.name[: -len(".gguf")], path=path,
+    return Source(kind="gguf", label=label or str(path), model_name=path.name[: -len(".gguf")], path=path,
                   file_type=header.file_type_name, quantized=quantized, parameter_count=header.parameter_count,
-                  context_length=_gguf_context(header))
+                  context_length=_gguf_context(header), pulled=label is not None)
 
 
 def _adapter_source(settings: Settings, path: Path, base: str | None) -> Source:
