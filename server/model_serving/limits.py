@@ -200,7 +200,7 @@ class ServeStartRequest(Request):
     threads: Threads | None = None
     port: Port | None = None
     replace: Annotated[bool, Field(description="Replace a same-name model")] = False
-    engine: Annotated[Literal["embedded", "vllm"], Field(description="vllm: gguf_path is an HF checkpoint folder")] = "embedded"
+    engine: Literal["embedded", "vllm"] = "embedded"  # vllm: gguf_path is an HF checkpoint folder (the verb's description says so)
     lora: Annotated[list[Annotated[str, Field(min_length=3, max_length=4200, pattern=NOT_FLAG)]] | None,
                     Field(max_length=8, description="Adapters NAME=PATH")] = None
     replicas: Annotated[int | None, Field(ge=1, le=8, description="Engines behind vllm-router; port is its port")] = None
@@ -328,6 +328,7 @@ class PublishRequest(Request):
     overwrite: Annotated[bool, Field(description="Replace changed files")] = False
     allow_broken: bool = False
     plan_only: bool = False
+    include: Annotated[Literal["merged", "adapter"] | None, Field(description="Adapter deploy: also its merged checkpoint or LoRA")] = None
 # --- end publish ---
 
 
@@ -373,10 +374,8 @@ class EngineInstallRequest(Request):
 
 
 class BenchCompareRequest(Request):
-    source: Annotated[PathArg, Field(description="HF checkpoint folder")]
-    quant: QuantType = DEFAULT_QUANT
+    source: PathArg
+    quant: Annotated[str, Field(pattern=QUANT_PATTERN)] = DEFAULT_QUANT
     levels: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1, max_length=8)] = [1, 2, 4, 8]
-    n_requests: Annotated[int, Field(ge=1, le=1000, description="Per level")] = 16
-    max_tokens: Annotated[int, Field(ge=1, le=1024)] = 32
     output_dir: PathArg | None = None
 # --- end vLLM engine and bench compare ---

@@ -9,10 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from model_serving.limits import (
+    BenchCompareRequest,
     BenchRequest,
     CheckModelfileRequest,
     CleanRequest,
+    CostRequest,
     DeployRequest,
+    EngineInstallRequest,
     ExportRequest,
     InspectRequest,
     Listing,
@@ -23,6 +26,7 @@ from model_serving.limits import (
     OllamaCopyRequest,
     OllamaNameRequest,
     OllamaProbeRequest,
+    PlanProductionRequest,
     PublishRequest,
     QuantABRequest,
     QuantizeRequest,
@@ -33,21 +37,26 @@ from model_serving.limits import (
 from model_serving.settings import Settings
 
 if TYPE_CHECKING:
+    from model_serving.bench.compare import CompareResult
     from model_serving.bench.models import BenchResult, Roofline
     from model_serving.bench.quant_ab import QuantABResult
     from model_serving.checkpoint.export import ExportResult
     from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
     from model_serving.checkpoint.lora import MergeResult
+    from model_serving.cluster.bundle import Bundle
+    from model_serving.cluster.cost import CostEstimate
     from model_serving.deploy.context import DeployResult
     from model_serving.jobs import Progress
     from model_serving.publish.models import PublishResult
     from model_serving.quantize.quantizer import QuantizeResult
     from model_serving.serve.embedded.engine import ServedModel
+    from model_serving.serve.metrics import MetricsView
     from model_serving.serve.ollama import manage
     from model_serving.serve.ollama.client import ModelEntry, ShowInfo
     from model_serving.serve.probe import ProbeResult
     from model_serving.serve.register import RegisterResult
     from model_serving.serve.status import ServingStatus
+    from model_serving.serve.vllm.env import VllmEnvironment
     from model_serving.util.paths import CleanResult
 
 
@@ -96,13 +105,18 @@ def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
     """Serve a GGUF on the embedded llama.cpp engine, or an HF checkpoint on vLLM (engine vllm, probed)."""
     from model_serving.serve.embedded.engine import start_model
 
+    if req.replicas is not None or req.policy is not None:
+        from model_serving.serve.router.replicas import start_replicas
+
+        return start_replicas(settings, req.gguf_path, req.name, replicas=req.replicas, policy=req.policy, ctx_size=req.ctx_size,
+                              parallel=req.parallel, threads=req.threads, port=req.port, replace=req.replace, engine=req.engine, lora=req.lora)
     if req.engine == "vllm":
         from model_serving.serve.vllm.engine import serve_vllm
 
         return serve_vllm(settings, req.gguf_path, req.name, lora=req.lora, ctx_size=req.ctx_size, parallel=req.parallel,
                           threads=req.threads, port=req.port, replace=req.replace)[0]
     return start_model(settings, req.gguf_path, req.name, ctx_size=req.ctx_size, parallel=req.parallel, threads=req.threads,
-                       port=req.port, replace=req.replace)
+                       port=req.port, replace=req.replace, lora=req.lora)
 
 
 def serve_stop(settings: Settings, req: NameRequest) -> ServedModel:
@@ -253,3 +267,44 @@ def publish_model(settings: Settings, req: PublishRequest, progress: Progress) -
 
     return publish(settings, req, progress)
 # --- end publish ---
+
+
+# --- production bundle (issue 11) ---
+def plan_production(settings: Settings, req: PlanProductionRequest) -> Bundle:
+    """Size a model for a GPU (L4-24GB.. cpu); write its Kubernetes bundle (vLLM; llama.cpp on CPU)."""
+    from model_serving.cluster.bundle import plan_production
+
+    return plan_production(settings, req)
+# --- end production bundle ---
+
+
+# --- monitoring and cost (issue 11) ---
+def serving_metrics(settings: Settings, req: NoInput) -> MetricsView:
+    """Served engines' /metrics, 1 s apart: queue, TTFT/e2e p50/p95, tok/s, KV cache."""
+    from model_serving.serve.metrics import RATE_INTERVAL_S, metrics_view
+
+    return metrics_view(settings, interval_s=RATE_INTERVAL_S)
+
+
+def cost_estimate(settings: Settings, req: CostRequest) -> CostEstimate:
+    """USD/1M tokens self-hosted at a bench JSON's knee, and tokens/day where it beats the API (prices in USD/1M)."""
+    from model_serving.cluster.cost import estimate
+
+    return estimate(settings, req)
+# --- end monitoring and cost ---
+
+
+# --- vLLM engine and bench compare (issue 14) ---
+def engine_install(settings: Settings, req: EngineInstallRequest, progress: Progress) -> VllmEnvironment:
+    """Create and check vLLM's own environment (managed venv), or check and record the interpreter given."""
+    from model_serving.serve.vllm.env import install
+
+    return install(settings, req.python, progress)
+
+
+def bench_compare(settings: Settings, req: BenchCompareRequest, progress: Progress) -> CompareResult:
+    """One checkpoint on llama.cpp (GGUF at quant) vs vLLM, swept over levels."""
+    from model_serving.bench.compare import run_compare
+
+    return run_compare(settings, req, progress)
+# --- end vLLM engine and bench compare ---

@@ -31,6 +31,9 @@ VERBS = {
     "serve stop": ("serve stop", "serve_stop"),
     "register": ("register", "register_model"),
     "status": ("status", "serving_status"),
+    "metrics": ("metrics", "serving_metrics"),
+    "cost": ("cost", "cost_estimate"),
+    "plan-production": ("plan-production", "plan_production"),
     "deploy": ("deploy", "deploy_model"),
     "clean": ("clean", "clean_partials"),
     "publish": ("publish", "publish_model"),
@@ -50,7 +53,7 @@ VERBS = {
 MCP_ONLY = {"job_status", "job_cancel"}  # the CLI waits for its long steps instead of handing out jobs
 # CLI views of what serving_status returns whole on MCP (one call, and fewer tools/list characters): same input model
 CLI_VIEWS = {"serve list": "serving_status", "ollama version": "serving_status", "ollama list": "serving_status", "ollama ps": "serving_status"}
-CLI_DISPLAY_ONLY = {"ollama show": {"only_modelfile"}, "ollama rm": {"yes"}}  # presentation, not capability
+CLI_DISPLAY_ONLY = {"ollama show": {"only_modelfile"}, "ollama rm": {"yes"}, "status": {"watch", "interval"}}  # presentation, not capability
 CLI_WITHOUT_MODEL = {"skill", "mcp-config"}  # authoring tools for this repository, not serving verbs
 
 

@@ -129,7 +129,8 @@ def serve_start(app: App, req: ServeStartRequest) -> None:
     from model_serving.verbs import serve_start as start
 
     model = app.run("serve", lambda p: start(app.settings, req))
-    app.emit(model, lambda: click.secho(f"{model.name} serves at {model.base_url}/v1/chat/completions (pid {model.pid})", fg="green"))
+    adapters = "".join(f"; adapter {a.name} as model {a.name!r}" for a in model.adapters)
+    app.emit(model, lambda: click.secho(f"{model.name} serves at {model.base_url}/v1/chat/completions (pid {model.pid}){adapters}", fg="green"))
 
 
 @serve_group.command("stop")
@@ -155,6 +156,8 @@ def serve_list(app: App, req: NoInput) -> None:
             click.echo("no models served; start one with `model-serving serve start FILE.gguf --name NAME`")
         for m in models.items:
             click.echo(f"{m.name:28} {m.state:8} {m.base_url:26} {m.file_type or '?':8} ctx {m.ctx_size:<6} slots {m.parallel:<3} rss {human_size(m.rss_bytes)}")
+            for a in m.adapters:
+                click.echo(f"  adapter {a.name:19} (model {a.name!r} on the same base_url)  {a.gguf_path}")
 
     app.emit(models, human)
 
@@ -185,6 +188,10 @@ def _show_status(status: Any) -> None:
         m = e.model
         slots = f"{e.slots_busy}/{e.slots_total} busy" if e.slots_total is not None else "slots ?"
         click.echo(f"  {m.name:26} {'healthy' if e.healthy else m.state:8} {m.base_url:26} {slots:12} rss {human_size(m.rss_bytes)}")
+        for a in m.adapters:  # LoRA adapters on the same engine, each under its own name
+            click.echo(f"    adapter {a.name:18} {a.gguf_path}")
+        for r in e.replicas:  # behind vllm-router (serve/router)
+            click.echo(f"    replica {r.index}  {r.state:8} {r.base_url:26} {'routed' if r.routed else 'NOT routed':12} pid {r.pid}")
     o = status.ollama
     click.secho(f"ollama at {o.host}", bold=True)
     if not o.reachable:
@@ -194,13 +201,70 @@ def _show_status(status: Any) -> None:
 
 
 @click.command("status")
+@click.option("--watch", is_flag=True, help="Redraw each engine's own metrics until Ctrl-C (display only).")
+@click.option("--interval", type=click.FloatRange(0.5, 3600), default=2.0, show_default=True, help="Seconds between redraws.")
 @from_model(NoInput)
-def status_cmd(app: App, req: NoInput) -> None:
-    """What is served: embedded engine models (health, slots, memory) and Ollama."""
+def status_cmd(app: App, req: NoInput, watch: bool, interval: float) -> None:
+    """What is served: embedded engine models (health, slots, memory) and Ollama; --watch: live metrics."""
     from model_serving.verbs import serving_status
 
+    if watch:
+        _watch(app, interval)
+        return
     status = serving_status(app.settings, req)
     app.emit(status, lambda: _show_status(status))
+
+
+def _show_metrics(view: Any) -> None:
+    def ms(latency: Any) -> str:
+        if latency is None or latency.p50_s is None:
+            return "n/a"
+        return f"{latency.p50_s * 1000:.0f}/{latency.p95_s * 1000:.0f} ms ({latency.count}, {latency.window})"
+
+    def num(value: float | None, spec: str = "g") -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    if not view.models:
+        click.echo("no models served")
+    for m in view.models:
+        click.secho(f"{m.name} ({m.engine}) {m.base_url}", bold=True)
+        if not m.available:
+            click.echo(f"  metrics not available: {m.reason}")
+            continue
+        kv = "n/a" if m.kv_cache_usage is None else f"{m.kv_cache_usage:.0%}"
+        click.echo(f"  requests  running {num(m.requests_running)}  waiting {num(m.requests_waiting)}  completed {num(m.requests_completed_total)}")
+        click.echo(f"  TTFT p50/p95 {ms(m.ttft)}   e2e p50/p95 {ms(m.e2e)}")
+        click.echo(f"  tokens/s  prompt {num(m.prompt_tok_s, '.1f')}  generation {num(m.generation_tok_s, '.1f')}   KV cache {kv}")
+        for note in m.notes:
+            click.echo(f"  note: {note}")
+    click.echo(view.quantile_method)
+
+
+def _watch(app: App, interval: float) -> None:
+    import json
+
+    from model_serving.serve.metrics import watch
+
+    try:
+        for view in watch(app.settings, interval_s=interval):
+            if app.json:
+                click.echo(json.dumps(view.model_dump(mode="json")), nl=True)  # one frame per line
+                continue
+            click.clear()
+            click.echo(f"every {interval:g} s, Ctrl-C to stop")
+            _show_metrics(view)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a watch ends
+
+
+@click.command("metrics")
+@from_model(NoInput)
+def metrics_cmd(app: App, req: NoInput) -> None:
+    """Each served engine's own /metrics, read twice 1 s apart: queue, TTFT/e2e p50/p95, tokens/s, KV cache."""
+    from model_serving.verbs import serving_metrics
+
+    view = serving_metrics(app.settings, req)
+    app.emit(view, lambda: _show_metrics(view))
 
 
 def _show_deploy(result: Any) -> None:
@@ -235,7 +299,7 @@ def deploy_cmd(app: App, req: DeployRequest) -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (inspect_cmd, merge_cmd, export_cmd, quantize_cmd, serve_group, register_cmd, status_cmd, deploy_cmd, clean_cmd, publish_cmd):
+    for command in (inspect_cmd, merge_cmd, export_cmd, quantize_cmd, serve_group, register_cmd, status_cmd, metrics_cmd, deploy_cmd, clean_cmd, publish_cmd):
         group.add_command(command)
 
 

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from model_serving.cli import bench, core, ollama, skill
+from model_serving.cli import bench, cluster, core, engines, ollama, skill
 from model_serving.cli.app import App
 from model_serving.errors import Cancelled, InputError, ServingError
 from model_serving.settings import Settings
@@ -29,7 +29,7 @@ def main_group(ctx: click.Context, as_json: bool, roots: tuple[str, ...], home: 
     ctx.obj = App(Settings.from_env(roots=list(roots) or None, home=home, ollama_host=ollama_host), as_json)
 
 
-for _verbs in (core, skill, bench, ollama):
+for _verbs in (core, skill, bench, ollama, cluster, engines):
     _verbs.register(main_group)
 
 

@@ -19,7 +19,6 @@ from model_serving.limits import (
     ExportRequest,
     InspectRequest,
     MergeRequest,
-    MetricsRequest,
     NameRequest,
     NoInput,
     PublishRequest,
@@ -72,7 +71,7 @@ TOOLS = [
     ToolSpec(verbs.serving_status, "serving_status", NoInput, ServingStatus, READ_ONLY,
              lambda r: f"embedded: {', '.join(f'{e.model.name} {e.model.state}' for e in r.engine) or 'none'}; Ollama at {r.ollama.host} "
                        + (f"{r.ollama.version}: {len(r.ollama.models)} model(s), {len(r.ollama.running)} loaded" if r.ollama.reachable else "not reachable")),
-    ToolSpec(verbs.serving_metrics, "serving_metrics", MetricsRequest, MetricsView, READ_ONLY,
+    ToolSpec(verbs.serving_metrics, "serving_metrics", NoInput, MetricsView, READ_ONLY,
              lambda r: "; ".join(_metrics_line(m) for m in r.models) or "no models served"),
     ToolSpec(verbs.deploy_model, "deploy_model", DeployRequest, DeployResult, writes(destructive=True, idempotent=False), long=True,
              summary=_deploy_summary),

@@ -26,7 +26,7 @@ from model_serving import __version__
 from model_serving.errors import InputError
 from model_serving.jobs import JobInfo
 from model_serving.limits import JobCancelRequest, JobStatusRequest, Listing, validated
-from model_serving.mcp import bench, core, ollama, skill
+from model_serving.mcp import bench, cluster, core, ollama, skill
 from model_serving.mcp.errors import error_result, failure
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, follow, job_result, ok, schema_name, writes
 from model_serving.settings import Settings
@@ -116,7 +116,7 @@ def create_server(settings: Settings | None = None) -> ServingServer:
 
     mcp = ServingServer(state, name="model-serving", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
     add_tools(mcp, state, JOB_TOOLS)
-    for tools in (core, bench, ollama, skill):
+    for tools in (core, bench, ollama, skill, cluster):
         tools.register_tools(mcp, state)
     add_result_schemas(mcp)
     return mcp

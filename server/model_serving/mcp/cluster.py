@@ -1,0 +1,21 @@
+"""Cluster MCP tools: the production bundle, and the cost of self-hosting against an API (verbs.py), one row each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model_serving import verbs
+from model_serving.cluster.bundle import Bundle
+from model_serving.cluster.cost import CostEstimate
+from model_serving.limits import CostRequest, PlanProductionRequest
+from model_serving.mcp.runtime import AppState, ToolSpec, add_tools, writes
+
+TOOLS = [
+    ToolSpec(verbs.plan_production, "plan_production", PlanProductionRequest, Bundle, writes(idempotent=False),
+             lambda r: f"{r.engine} on {r.gpus_per_replica} x {r.gpu}: {len(r.files)} files in {r.output}"),
+    ToolSpec(verbs.cost_estimate, "cost_estimate", CostRequest, CostEstimate, writes(), lambda r: r.summary),  # writes the plot PNG
+]
+
+
+def register_tools(mcp: Any, state: AppState) -> None:
+    add_tools(mcp, state, TOOLS)
