@@ -8,7 +8,7 @@ import click
 
 from model_serving.cli.app import App
 from model_serving.cli.options import from_model
-from model_serving.limits import BenchRequest, QuantABRequest, RooflineRequest
+from model_serving.limits import BenchCompareRequest, BenchRequest, QuantABRequest, RooflineRequest
 
 if TYPE_CHECKING:
     from model_serving.bench.models import BenchResult
@@ -98,6 +98,17 @@ def quant_ab_cmd(app: App, req: QuantABRequest) -> None:
 
     result = app.run("quantization A/B", lambda p: bench_quant_ab(app.settings, req, p))
     app.emit(result, lambda: click.echo(markdown(result)))
+
+
+@bench_group.command("compare")
+@from_model(BenchCompareRequest, positional=("source",), aliases={"output_dir": ["--out"]})
+def compare_cmd(app: App, req: BenchCompareRequest) -> None:
+    """Serve one checkpoint on llama.cpp (GGUF at --quant) and on vLLM in turn, sweep --levels on each: one JSON/Markdown/PNG report."""
+    from model_serving.bench.compare import markdown
+    from model_serving.verbs import bench_compare
+
+    result = app.run("engine comparison", lambda p: bench_compare(app.settings, req, p))
+    app.emit(result, lambda: click.echo(markdown(result) + "".join(f"  {kind}: {path}\n" for kind, path in result.files.items())))
 
 
 def register(group: click.Group) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from model_serving import verbs
+from model_serving.bench.compare import CompareResult
 from model_serving.bench.models import BenchResult, Roofline
 from model_serving.bench.quant_ab import QuantABResult
-from model_serving.limits import BenchRequest, QuantABRequest, RooflineRequest
+from model_serving.limits import BenchCompareRequest, BenchRequest, QuantABRequest, RooflineRequest
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
 
 
@@ -28,6 +29,7 @@ TOOLS = [
     ToolSpec(verbs.bench_roofline, "bench_roofline", RooflineRequest, Roofline, READ_ONLY, _roofline_summary),
     ToolSpec(verbs.bench_quant_ab, "bench_quant_ab", QuantABRequest, QuantABResult, writes(idempotent=False),
              lambda r: f"recommended {r.recommended or 'none'}: {r.explanation}", long=True),
+    ToolSpec(verbs.bench_compare, "bench_compare", BenchCompareRequest, CompareResult, writes(idempotent=False), lambda r: r.summary, long=True),
 ]
 
 

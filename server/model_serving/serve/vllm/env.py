@@ -8,6 +8,7 @@ records itself in install.json; pip skips what is there) and ends with a check t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -105,24 +106,47 @@ def check_python(python: str, *, timeout_s: float = 300.0) -> tuple[str, str]:
 def find(settings: Settings) -> VllmEnvironment:
     """The vLLM to use: MODEL_SERVING_VLLM_PYTHON, else the recorded install; never imports vllm for a recorded one."""
     configured = os.environ.get(PYTHON_ENV)
-    record = _load(settings)
     if configured:
-        if record and record.python == configured and record.installed:
-            return record
-        try:
-            version, python = check_python(configured)
-        except ServingError as exc:
-            return VllmEnvironment(installed=False, source="configured", python=configured, error=exc.cause, next_step=exc.next_step)
-        return VllmEnvironment(installed=True, source="configured", python=python, version=version, build=_build_of(version))
+        return _configured(settings, configured)
+    record = _load(settings)
     if record is not None:
         return record
-    return VllmEnvironment(installed=False, source="none", error="vLLM is not installed.", next_step=INSTALL_HINT)
+    return VllmEnvironment(installed=False, source="none", error=f"no managed install under {home(settings)} and {PYTHON_ENV} is not set",
+                           next_step=INSTALL_HINT)
+
+
+def _configured(settings: Settings, python: str) -> VllmEnvironment:
+    """The interpreter MODEL_SERVING_VLLM_PYTHON names, checked once per version of its site-packages (importing vllm takes seconds)."""
+    cache = home(settings) / "configured.json"
+    stamp = _stamp(python)
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached.get("python") == python and cached.get("stamp") == stamp:
+            return VllmEnvironment.model_validate(cached["env"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        version, resolved = check_python(python)
+        env = VllmEnvironment(installed=True, source="configured", python=resolved, version=version, build=_build_of(version), checked_at=_now())
+    except ServingError as exc:
+        return VllmEnvironment(installed=False, source="configured", python=python, error=exc.cause, next_step=exc.next_step)
+    write_text_atomic(cache, json.dumps({"python": python, "stamp": stamp, "env": env.model_dump(mode="json")}))
+    return env
+
+
+def _stamp(python: str) -> str:
+    """Changes when packages are installed or removed beside `python` (its venv's lib folder is rewritten)."""
+    lib = Path(python).resolve().parent.parent / "lib"
+    try:
+        return str(max((p.stat().st_mtime_ns for p in lib.glob("python*/site-packages")), default=lib.stat().st_mtime_ns))
+    except OSError:
+        return ""
 
 
 def require(settings: Settings) -> VllmEnvironment:
     env = find(settings)
     if not env.installed or not env.python:
-        raise InputError(f"vLLM is not available: {env.error or 'not installed'}", env.next_step or INSTALL_HINT)
+        raise InputError(f"vLLM is not installed: {env.error or 'no interpreter recorded'}.", env.next_step or INSTALL_HINT)
     return env
 
 

@@ -1,0 +1,185 @@
+"""Engine comparison: one checkpoint on llama.cpp (a GGUF at a chosen quantization) and on vLLM, the same sweep on each.
+
+The engines run one after the other (a small machine has no cores to spare for two), each swept with our bench over
+the same seeded prompts at rising concurrency, with as many slots / sequences as the highest level. The report holds
+TTFT, TPOT, e2e and req/s per level, the peak resident memory of each engine's process tree, and each knee.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from model_serving.bench.models import BenchConfig, BenchResult, Knee, SweepPoint
+from model_serving.bench.plots import _pyplot, _save
+from model_serving.bench.runner import run_sweep
+from model_serving.jobs import Progress
+from model_serving.limits import BenchCompareRequest
+from model_serving.settings import Settings
+from model_serving.util.paths import atomic_output, confine
+
+EngineName = Literal["llama.cpp", "vllm"]
+N_REQUESTS, MAX_TOKENS = 16, 32  # per level: enough for a median and a p95 at 8 streams, short enough for 2 cores
+
+
+class EngineRun(BaseModel):
+    engine: EngineName
+    served: str = Field(description="the GGUF (llama.cpp) or checkpoint folder (vLLM) served")
+    points: list[SweepPoint]
+    p95_ttft_ms: float | None = Field(None, description="at the best level")
+    peak_rss_bytes: int | None = None
+    knee: Knee | None = None
+    start_s: float | None = None
+
+
+class CompareResult(BaseModel):
+    source: str
+    quant: str
+    levels: list[int]
+    runs: list[EngineRun]
+    load_average: list[float] = Field(description="1, 5 and 15 minute load averages when the comparison ended")
+    summary: str
+    files: dict[str, str] = Field(default_factory=dict)
+
+
+def _gguf(settings: Settings, source: Path, quant: str, out: Path, progress: Progress) -> Path:
+    """The checkpoint as a GGUF at `quant`, through the usual export and quantize (each reuses an identical earlier output)."""
+    from model_serving.checkpoint.export import export_gguf
+    from model_serving.quantize.quantizer import quantize_gguf
+
+    f16 = Path(export_gguf(settings, str(source), str(out / f"{source.name}-F16.gguf"), overwrite=True, progress=progress.span(0, 0.6)).output_path)
+    if quant.upper() == "F16":
+        return f16
+    done = quantize_gguf(settings, f16, out / f"{source.name}-{quant.upper()}.gguf", quant, overwrite=True, verify=False, progress=progress.span(0.6, 1))
+    return Path(done.output_path)
+
+
+def _sweep(base_url: str, name: str, pid: int, req: BenchCompareRequest, out: Path | None, progress: Progress) -> BenchResult:
+    config = BenchConfig(base_url=base_url, model=name, n_requests=N_REQUESTS, max_tokens=MAX_TOKENS, server_pid=pid,
+                         label=f"compare-{name}", output_dir=out)
+    return run_sweep(config, req.levels, progress)
+
+
+def _run(engine: EngineName, served: str, measured: BenchResult, start_s: float) -> EngineRun:
+    return EngineRun(engine=engine, served=served, points=measured.sweep, p95_ttft_ms=measured.summary.p95_ttft_ms,
+                     peak_rss_bytes=measured.server.memory_bytes, knee=measured.knee, start_s=round(start_s, 1))
+
+
+def _timed(fn: Callable[[], object]) -> tuple[object, float]:
+    import time
+
+    began = time.perf_counter()
+    return fn(), time.perf_counter() - began
+
+
+def _llama_cpp(settings: Settings, source: Path, req: BenchCompareRequest, work: Path, out: Path | None, progress: Progress) -> EngineRun:
+    from model_serving.serve.embedded import engine
+
+    gguf = _gguf(settings, source, req.quant, work, progress.span(0, 0.3))
+    slots = max(req.levels)
+    served, start_s = _timed(lambda: engine.start_model(settings, gguf, "compare-llamacpp", ctx_size=max(2048, 512 * slots), parallel=slots,
+                                                        replace=True, progress=progress.span(0.3, 0.35)))
+    try:
+        measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "llama.cpp", progress.span(0.35, 1))  # type: ignore[attr-defined]
+    finally:
+        engine.stop_model(settings, "compare-llamacpp")
+    return _run("llama.cpp", str(gguf), measured, start_s)
+
+
+def _vllm(settings: Settings, source: Path, req: BenchCompareRequest, out: Path | None, progress: Progress) -> EngineRun:
+    from model_serving.serve.embedded.engine import stop_model
+    from model_serving.serve.vllm.engine import serve_vllm
+
+    (served, _), start_s = _timed(lambda: serve_vllm(settings, source, "compare-vllm", ctx_size=2048, parallel=max(req.levels), replace=True,
+                                                     progress=progress.span(0, 0.3)))  # type: ignore[misc]
+    try:
+        measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "vllm", progress.span(0.3, 1))
+    finally:
+        stop_model(settings, "compare-vllm")
+    return _run("vllm", str(source), measured, start_s)
+
+
+def run_compare(settings: Settings, req: BenchCompareRequest, progress: Progress | None = None) -> CompareResult:
+    """Serve `req.source` on each engine in turn and sweep it; vLLM's install is checked first, before any long work."""
+    from model_serving.serve.vllm.engine import checked_checkpoint
+    from model_serving.serve.vllm.env import require
+
+    progress = progress or Progress()
+    source = checked_checkpoint(settings, req.source)
+    require(settings)
+    out = confine(req.output_dir, settings.roots, must_exist=False, what="output directory") if req.output_dir else None
+    work = (out or settings.state_dir / "compare") / "gguf"
+    work.mkdir(parents=True, exist_ok=True)
+    runs = [_llama_cpp(settings, source, req, work, out, progress.span(0, 0.5)), _vllm(settings, source, req, out, progress.span(0.5, 0.98))]
+    result = CompareResult(source=str(source), quant=req.quant.upper(), levels=sorted(set(req.levels)), runs=runs,
+                           load_average=[round(x, 2) for x in os.getloadavg()], summary=_summary(runs))
+    if out is not None:
+        result.files = _write(result, out)
+    progress.update(1.0, result.summary)
+    return result
+
+
+def _best(run: EngineRun) -> SweepPoint:
+    return max(run.points, key=lambda p: p.request_throughput)
+
+
+def _summary(runs: list[EngineRun]) -> str:
+    parts = []
+    for run in runs:
+        best = _best(run)
+        knee = f"knee at {run.knee.concurrency}" if run.knee and run.knee.concurrency else "no knee"
+        rss = f"{run.peak_rss_bytes / 2**30:.2f} GiB" if run.peak_rss_bytes else "RSS unknown"
+        parts.append(f"{run.engine}: best {best.request_throughput:.2f} req/s at concurrency {best.concurrency}, {knee}, {rss}")
+    return "; ".join(parts) + "."
+
+
+def markdown(result: CompareResult) -> str:
+    def f(v: float | None, spec: str = ".0f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    lines = [f"# llama.cpp ({result.quant} GGUF) vs vLLM (HF checkpoint)", "", f"Source: {result.source}. Load average at the end: "
+             f"{', '.join(map(str, result.load_average))}.", "",
+             "| Engine | Concurrency | req/s | output tok/s | TTFT median ms | TPOT median ms | E2E p95 ms | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for run in result.runs:
+        rss = f(run.peak_rss_bytes / 2**20) if run.peak_rss_bytes else "-"
+        for p in run.points:
+            lines.append(f"| {run.engine} | {p.concurrency} | {p.request_throughput:.2f} | {p.output_throughput:.1f} | {f(p.median_ttft_ms)} | "
+                         f"{f(p.median_tpot_ms, '.1f')} | {f(p.p95_e2el_ms)} | {rss} |")
+    lines += ["", *(f"- {run.engine} knee: {run.knee.explanation if run.knee else 'not found'} (start-up {run.start_s} s)" for run in result.runs)]
+    return "\n".join(lines) + "\n"
+
+
+def _figure(plt, result: CompareResult):  # noqa: ANN001, ANN202
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for run in result.runs:
+        xs = [p.concurrency for p in run.points]
+        axes[0].plot(xs, [p.request_throughput for p in run.points], marker="o", label=run.engine)
+        axes[1].plot(xs, [p.median_ttft_ms for p in run.points], marker="o", label=run.engine)
+        axes[2].plot(xs, [p.p95_e2el_ms for p in run.points], marker="o", label=run.engine)
+    for ax, title in zip(axes, ("req/s", "TTFT median (ms)", "E2E p95 (ms)"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("concurrency")
+        ax.set_xscale("log", base=2)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _write(result: CompareResult, out: Path) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": str(out / "compare.json"), "markdown": str(out / "compare.md")}
+    plt = _pyplot()
+    if plt is not None:
+        files["png"] = _save(plt, _figure(plt, result), out / "compare.png")
+    result.files = files
+    with atomic_output(out / "compare.md", overwrite=True) as tmp:
+        tmp.write_text(markdown(result), encoding="utf-8")
+    with atomic_output(out / "compare.json", overwrite=True) as tmp:
+        tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=2), encoding="utf-8")
+    return files

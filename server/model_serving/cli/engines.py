@@ -1,0 +1,34 @@
+"""`model-serving engines install vllm`: an engine's own environment on this machine (CLI only: minutes of pip, an operator step)."""
+
+from __future__ import annotations
+
+import click
+
+from model_serving.cli.app import App
+from model_serving.cli.options import from_model
+from model_serving.limits import EngineInstallRequest
+
+
+@click.group("engines")
+def engines_group() -> None:
+    """Install the environments of engines that do not share ours (vLLM)."""
+
+
+@engines_group.command("install")
+@from_model(EngineInstallRequest, positional=("engine",))
+def install_cmd(app: App, req: EngineInstallRequest) -> None:
+    """Create and check vLLM's managed venv (CPU build, or CUDA where nvidia-smi answers); resumable. --python: use that interpreter."""
+    from model_serving.verbs import engine_install
+
+    result = app.run(f"installing {req.engine}", lambda p: engine_install(app.settings, req, p))
+
+    def human() -> None:
+        click.secho(f"vllm {result.version} ({result.build}) in {result.python}", fg="green")
+        for step in result.steps:
+            click.echo(f"  {step.step:26} {step.state}")
+
+    app.emit(result, human)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(engines_group)
