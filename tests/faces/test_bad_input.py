@@ -18,9 +18,9 @@ from model_serving.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
-PATHS = {"path", "source", "output", "input_path", "gguf_path", "source_dir", "prompts_file", "gguf", "output_dir", "out_dir", "directory"}
+PATHS = {"path", "source", "output", "input_path", "gguf_path", "source_dir", "prompts_file", "gguf", "output_dir", "out_dir", "directory", "bench", "checkpoint"}
 FILLERS = {"name": "m", "model": "m", "qtype": "Q4_K_M", "job_id": "nosuchjob", "source": "m", "destination": "m2",
-           "ggufs": ["missing-a.gguf", "missing-b.gguf"]}
+           "ggufs": ["missing-a.gguf", "missing-b.gguf"], "gpu_hourly": 2.0}
 WRONG_TYPE = {"string": 12345, "integer": "8080", "number": "fast", "boolean": "yes", "array": "a,b"}
 
 
@@ -64,9 +64,9 @@ def assert_helpful_error(result: Any, where: str) -> None:
 
 
 def tool_cases() -> list[str]:
-    from model_serving.mcp import bench, core, ollama, server
+    from model_serving.mcp import bench, cluster, core, ollama, server
 
-    return sorted(spec.name for table in (core.TOOLS, bench.TOOLS, ollama.TOOLS, server.JOB_TOOLS) for spec in table)
+    return sorted(spec.name for table in (core.TOOLS, bench.TOOLS, ollama.TOOLS, cluster.TOOLS, server.JOB_TOOLS) for spec in table)
 
 
 @pytest.mark.parametrize("tool", tool_cases())
