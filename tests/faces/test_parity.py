@@ -41,6 +41,7 @@ VERBS = {
     "bench sweep": ("bench sweep", "bench"),
     "bench roofline": ("bench roofline", "bench_roofline"),
     "bench quant-ab": ("bench quant-ab", "bench_quant_ab"),
+    "bench compare": ("bench compare", "bench_compare"),
     "ollama show": ("ollama show", "ollama_show"),
     "ollama cp": ("ollama cp", "ollama_copy"),
     "ollama rm": ("ollama rm", "ollama_delete"),
@@ -55,6 +56,7 @@ MCP_ONLY = {"job_status", "job_cancel"}  # the CLI waits for its long steps inst
 CLI_VIEWS = {"serve list": "serving_status", "ollama version": "serving_status", "ollama list": "serving_status", "ollama ps": "serving_status"}
 CLI_DISPLAY_ONLY = {"ollama show": {"only_modelfile"}, "ollama rm": {"yes"}, "status": {"watch", "interval"}}  # presentation, not capability
 CLI_WITHOUT_MODEL = {"skill", "mcp-config"}  # authoring tools for this repository, not serving verbs
+CLI_WITHOUT_MODEL |= {"engines"}  # engines install: minutes of pip into a venv on the host, an operator step kept off MCP
 
 
 def command(path: str) -> click.Command:
