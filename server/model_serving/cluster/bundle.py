@@ -51,7 +51,7 @@ HEADERS = {
 }
 
 
-class ProductionPlan(BaseModel):
+class Bundle(BaseModel):
     output: str
     name: str
     engine: Engine
@@ -68,7 +68,15 @@ class ProductionPlan(BaseModel):
     notes: list[str] = []
 
 
-def _model_id(req: PlanProductionRequest, shape: ModelShape) -> str:
+def _model_id(req: PlanProductionRequest, shape: ModelShape, engine: Engine) -> str:
+    """The Hub repo the pods pull: the checkpoint for vLLM, a GGUF repo[:QUANT] for llama.cpp."""
+    if engine == "llamacpp":
+        if not req.model_id:
+            raise InputError("On this node the bundle runs llama.cpp, which pulls a GGUF from the Hub.",
+                             "Pass --model-id owner/repo-GGUF[:Q4_K_M] (`model-serving publish` uploads yours).")
+        return req.model_id
+    if req.model_id and ":" in req.model_id:
+        raise InputError(f"{req.model_id} names a GGUF type; vLLM serves the checkpoint's own repo.", "Pass --model-id owner/name without ':TYPE'.")
     if req.model_id:
         return req.model_id
     if shape.name_or_path and re.match(HUB_REPO_PATTERN, shape.name_or_path):
@@ -78,12 +86,12 @@ def _model_id(req: PlanProductionRequest, shape: ModelShape) -> str:
 
 
 def _k8s_name(model_id: str) -> str:
-    name = re.sub(r"[^a-z0-9-]+", "-", model_id.rpartition("/")[2].lower()).strip("-")
+    name = re.sub(r"[^a-z0-9-]+", "-", model_id.partition(":")[0].rpartition("/")[2].lower()).strip("-")
     return name[:40].rstrip("-") or "model"
 
 
 def _vllm(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, model_id: str, name: str) -> tuple[BundleSpec, Sizing]:
-    lora = check_lora(req.lora or [])
+    lora = [] if req.lora is None else check_lora(req.lora)
     sizing = size_model(shape, gpu, max_model_len=req.max_model_len, target_concurrency=req.target_concurrency, max_loras=len(lora))
     argv = vllm_argv(model_id, name, sizing, lora)
     spec = BundleSpec(name=name, engine="vllm", image=VLLM_IMAGE, command=argv[:2], args=argv[2:], port=PORT["vllm"],
@@ -93,18 +101,15 @@ def _vllm(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, model_id:
     return spec, sizing
 
 
-def _llamacpp(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, name: str) -> tuple[BundleSpec, LlamaCppSizing]:
-    if not req.gguf:
-        raise InputError(f"On {gpu.name} the bundle runs llama.cpp, which serves a GGUF from the Hub.",
-                         "Pass --gguf owner/repo[:Q4_K_M] (`model-serving publish` uploads yours).")
-    if req.lora:
+def _llamacpp(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, gguf: str, name: str) -> tuple[BundleSpec, LlamaCppSizing]:
+    if req.lora is not None:
         raise InputError("LoRA adapters in the bundle are served by vLLM only.", "Choose a datacenter GPU, or merge the adapter first (`model-serving merge`).")
-    s = size_llamacpp(shape, gpu, req.gguf, max_model_len=req.max_model_len, target_concurrency=req.target_concurrency,
+    s = size_llamacpp(shape, gpu, gguf, max_model_len=req.max_model_len, target_concurrency=req.target_concurrency,
                       gpu_memory_utilization=0.9)
     image = LLAMACPP_IMAGE["cpu" if gpu.kind == "cpu" else "gpu"]
     # On a GPU the weights live in GPU memory; the pod's own memory is what the host side needs.
     host = s.memory.total_bytes if gpu.kind == "cpu" else s.memory.total_bytes // 4
-    spec = BundleSpec(name=name, engine="llamacpp", image=image, command=[], args=llamacpp_argv(req.gguf, name, s, gpu),
+    spec = BundleSpec(name=name, engine="llamacpp", image=image, command=[], args=llamacpp_argv(gguf, name, s, gpu),
                       port=PORT["llamacpp"], gpus=0 if gpu.kind == "cpu" else 1, memory_request_bytes=max(2 << 30, host),
                       cache_bytes=s.memory.weights_bytes, load_seconds=s.load_seconds, max_replicas=2)
     return spec, s
@@ -142,27 +147,25 @@ def _write(output: Path, texts: dict[str, str]) -> None:
         raise
 
 
-def plan_production(settings: Settings, req: PlanProductionRequest) -> ProductionPlan:
+def plan_production(settings: Settings, req: PlanProductionRequest) -> Bundle:
     source = confine(req.source, settings.roots, what="model")
     output = confine(req.output, settings.roots, must_exist=False, what="output folder")
     shape, gpu = read_shape(source), resolve_gpu(req.gpu, req.gpu_memory_gb)
     engine, why = choose_engine(gpu)
-    model_id = _model_id(req, shape) if engine == "vllm" or not req.gguf else (req.model_id or req.gguf.partition(":")[0])
+    model_id = _model_id(req, shape, engine)
     name = _k8s_name(model_id)
     sizing = llama = None
     if engine == "vllm":
         spec, sizing = _vllm(req, shape, gpu, model_id, name)
     else:
-        spec, llama = _llamacpp(req, shape, gpu, name)
+        spec, llama = _llamacpp(req, shape, gpu, model_id, name)
     files: dict[str, Any] = _documents(spec)
     files["grafana-dashboard.json"] = monitoring.dashboard(spec)
     argv = spec.command + spec.args if engine == "vllm" else ["llama-server", *spec.args]
     files["vllm-args.json" if engine == "vllm" else "llama-server-args.json"] = argv
-    if req.helm:
-        if sizing is None:
-            raise InputError("The production-stack chart runs vLLM only.", "Drop --helm for a CPU or consumer-GPU bundle, or choose a datacenter GPU.")
+    if sizing is not None:  # the production-stack chart runs vLLM only
         files["production-stack-values.yaml"] = production_stack_values(spec, sizing, model_id, req.lora or [])
-    plan = ProductionPlan(output=str(output), name=name, engine=engine, engine_why=why, model_id=model_id, image=spec.image,
+    plan = Bundle(output=str(output), name=name, engine=engine, engine_why=why, model_id=model_id, image=spec.image,
                           gpu=gpu.name, gpus_per_replica=spec.gpus, sizing=sizing, llamacpp=llama, argv=argv,
                           startup_budget_s=spec.startup_budget_s, files=sorted([*files, "plan.json"]), notes=spec.notes)
     files["plan.json"] = plan.model_dump(mode="json")

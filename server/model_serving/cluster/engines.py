@@ -29,6 +29,7 @@ DEFAULT_GGUF_QUANT = "Q4_K_M"
 # llama.cpp downloads the GGUF itself (-hf) on first start: assume 100 MB/s from the Hub.
 DOWNLOAD_BYTES_PER_S = 100e6
 LLAMACPP_WARMUP_S = 30.0
+MAX_LORAS = 16
 LORA_MODULE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}=[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
@@ -90,6 +91,10 @@ def llamacpp_argv(gguf: str, name: str, s: LlamaCppSizing, gpu: GpuSpec) -> list
 
 
 def check_lora(lora: list[str]) -> list[str]:
+    if not lora:
+        raise InputError("The LoRA list is empty.", "Name at least one adapter as name=owner/repo, or leave the option out.")
+    if len(lora) > MAX_LORAS:
+        raise InputError(f"{len(lora)} LoRA adapters; a bundle serves at most {MAX_LORAS}.", "Split them over two bundles, or merge the ones always used together.")
     for item in lora:
         if not LORA_MODULE.match(item):
             raise InputError(f"LoRA {item!r} is not NAME=HUB_REPO.", "Give each adapter as name=owner/repo (vLLM downloads it from the Hub).")
