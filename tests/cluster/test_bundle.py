@@ -20,7 +20,8 @@ from model_serving.limits import PlanProductionRequest
 from model_serving.mcp.server import create_server
 from model_serving.settings import Settings
 
-MANIFESTS = ["deployment.yaml", "service.yaml", "pvc.yaml", "scaledobject.yaml", "podmonitor.yaml", "prometheusrule.yaml"]
+MANIFESTS = ["manifests/deployment.yaml", "manifests/service.yaml", "manifests/pvc.yaml", "manifests/scaledobject.yaml",
+             "manifests/podmonitor.yaml", "manifests/prometheusrule.yaml"]
 # (config, GPU, Hub repo, options, expected TP); 70B on L4 only fits at TP 8 with a short context (test_sizing.py)
 GPU_CASES = [
     ("smollm2-135m", "H100-80GB", "HuggingFaceTB/SmolLM2-135M-Instruct", {}, 1),
@@ -33,7 +34,9 @@ GPU_CASES = [
 
 
 def load(folder: Path) -> dict[str, Any]:
-    return {p.name: (json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())) for p in folder.iterdir()}
+    """Every file by its path in the bundle (manifests/ holds the Kubernetes objects)."""
+    return {p.relative_to(folder).as_posix(): json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
+            for p in folder.rglob("*") if p.is_file()}
 
 
 def plan(settings: Settings, configs: Path, config: str, gpu: str, model_id: str, **options: Any) -> tuple[Any, dict[str, Any]]:
@@ -55,15 +58,15 @@ def test_vllm_bundle_is_valid_and_carries_the_sizing(settings: Settings, configs
     argv = files["vllm-args.json"]
     assert argv[:3] == ["vllm", "serve", model_id]
     assert argv[argv.index("--tensor-parallel-size") + 1] == str(tp) and argv[argv.index("--max-model-len") + 1] == str(s.max_model_len)
-    container = files["deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    container = files["manifests/deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] + container["args"] == argv
     assert container["resources"]["limits"]["nvidia.com/gpu"] == str(tp)
     # start-up budget: twice (weights / 500 MB/s + 180 s), in 10 s probe periods
     assert container["startupProbe"]["failureThreshold"] == math.ceil(2 * (s.weights_bytes / 500e6 + 180) / 10)
     assert {p["httpGet"]["path"] for p in (container["startupProbe"], container["readinessProbe"], container["livenessProbe"])} == {"/health"}
-    scaled = files["scaledobject.yaml"]["spec"]
+    scaled = files["manifests/scaledobject.yaml"]["spec"]
     assert scaled["minReplicaCount"] == 1 and "vllm:num_requests_waiting" in scaled["triggers"][0]["metadata"]["query"]
-    exprs = [r["expr"] for r in files["prometheusrule.yaml"]["spec"]["groups"][0]["rules"]]
+    exprs = [r["expr"] for r in files["manifests/prometheusrule.yaml"]["spec"]["groups"][0]["rules"]]
     assert any("vllm:time_to_first_token_seconds_bucket" in e for e in exprs) and any("vllm:num_requests_waiting" in e for e in exprs)
     panels = files["grafana-dashboard.json"]["panels"]
     assert {p["title"] for p in panels} >= {"Requests", "Time to first token", "KV cache use"}
@@ -79,14 +82,14 @@ def test_cpu_and_consumer_gpu_get_the_llamacpp_bundle(settings: Settings, config
     assert result.engine == "llamacpp" and result.sizing is None and "production-stack-values.yaml" not in files
     for name in MANIFESTS:
         validate_manifest(files[name])
-    container = files["deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    container = files["manifests/deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == image and container["args"] == files["llama-server-args.json"][1:]
     # 2 slots x 4096 tokens share one context in llama.cpp; Q4_K_M at 4.89 bits: 8,030,261,248 x 4.89 / 8 bytes
     assert container["args"][container["args"].index("--ctx-size") + 1] == "8192"
     assert result.llamacpp.memory.weights_bytes == int(8_030_261_248 * 4.89 / 8)
     assert ("nvidia.com/gpu" in container["resources"]["limits"]) == (gpu != "cpu")
-    assert "llamacpp:requests_deferred" in files["scaledobject.yaml"]["spec"]["triggers"][0]["metadata"]["query"]
-    rules = files["prometheusrule.yaml"]["spec"]["groups"][0]["rules"]
+    assert "llamacpp:requests_deferred" in files["manifests/scaledobject.yaml"]["spec"]["triggers"][0]["metadata"]["query"]
+    rules = files["manifests/prometheusrule.yaml"]["spec"]["groups"][0]["rules"]
     assert [r["alert"] for r in rules] == ["MetaLlama318bInstructGgufQueueDeep"]  # llama.cpp exports no TTFT histogram
 
 
@@ -118,11 +121,11 @@ async def test_the_mcp_tool_writes_the_same_bundle(settings: Settings, configs: 
 def test_the_validators_catch_what_they_are_for(settings: Settings, configs: Path) -> None:
     _, files = plan(settings, configs, "smollm2-135m", "L4-24GB", "HuggingFaceTB/SmolLM2-135M-Instruct")
     broken = {
-        "deployment.yaml": lambda d: d["spec"]["template"]["spec"]["containers"][0].update(gpus=1),  # unknown field
-        "service.yaml": lambda d: d["spec"]["ports"][0].update(port="eighty"),
-        "scaledobject.yaml": lambda d: d["spec"].update(minReplicaCount="1"),
-        "podmonitor.yaml": lambda d: d["spec"].pop("selector"),
-        "prometheusrule.yaml": lambda d: d["spec"]["groups"][0]["rules"][0].pop("expr"),
+        "manifests/deployment.yaml": lambda d: d["spec"]["template"]["spec"]["containers"][0].update(gpus=1),  # unknown field
+        "manifests/service.yaml": lambda d: d["spec"]["ports"][0].update(port="eighty"),
+        "manifests/scaledobject.yaml": lambda d: d["spec"].update(minReplicaCount="1"),
+        "manifests/podmonitor.yaml": lambda d: d["spec"].pop("selector"),
+        "manifests/prometheusrule.yaml": lambda d: d["spec"]["groups"][0]["rules"][0].pop("expr"),
     }
     for name, damage in broken.items():
         damage(files[name])

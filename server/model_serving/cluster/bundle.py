@@ -40,6 +40,7 @@ from model_serving.limits import HUB_REPO_PATTERN, PlanProductionRequest
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
+MANIFESTS = "manifests"
 HEADERS = {
     "deployment.yaml": "The engine, its GPUs and probes on /health. startupProbe allows {budget} s (twice the estimated load).",
     "service.yaml": "ClusterIP on port 80; put your ingress or gateway in front of it.",
@@ -116,9 +117,11 @@ def _llamacpp(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, gguf:
 
 
 def _documents(spec: BundleSpec) -> dict[str, Any]:
-    return {"deployment.yaml": k8s.deployment(spec), "service.yaml": k8s.service(spec), "pvc.yaml": k8s.pvc(spec),
+    """The Kubernetes objects, in their own folder so that `kubectl apply -f DIR/manifests` takes them all and nothing else."""
+    docs = {"deployment.yaml": k8s.deployment(spec), "service.yaml": k8s.service(spec), "pvc.yaml": k8s.pvc(spec),
             "scaledobject.yaml": monitoring.scaled_object(spec), "podmonitor.yaml": monitoring.pod_monitor(spec),
             "prometheusrule.yaml": monitoring.prometheus_rule(spec)}
+    return {f"{MANIFESTS}/{name}": doc for name, doc in docs.items()}
 
 
 def _render(files: dict[str, Any], spec: BundleSpec) -> dict[str, str]:
@@ -127,7 +130,7 @@ def _render(files: dict[str, Any], spec: BundleSpec) -> dict[str, str]:
         if name.endswith(".json"):
             out[name] = json.dumps(doc, indent=2) + "\n"
             continue
-        header = HEADERS.get(name, "").format(budget=spec.startup_budget_s)
+        header = HEADERS.get(name.rpartition("/")[2], "").format(budget=spec.startup_budget_s)
         comment = "".join(f"# {line}\n" for line in [header] if line)
         out[name] = comment + yaml.safe_dump(doc, sort_keys=False, width=200)
     return out
@@ -139,6 +142,7 @@ def _write(output: Path, texts: dict[str, str]) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
     try:
+        (staging / MANIFESTS).mkdir()
         for name, text in texts.items():
             (staging / name).write_text(text, encoding="utf-8")
         os.rename(staging, output)

@@ -59,7 +59,8 @@ def deployment(s: BundleSpec) -> dict[str, Any]:
     if not pod["initContainers"]:
         del pod["initContainers"]
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(s),
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": s.name}},
+            # no `replicas`: KEDA's autoscaler owns the count, and a re-apply must not reset it
+            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": s.name}},
                      "template": {"metadata": {"labels": dict(s.labels)}, "spec": pod}}}
 
 
