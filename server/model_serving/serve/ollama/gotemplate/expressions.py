@@ -305,6 +305,12 @@ class Expressions:
                 return "true"
             self.note(DEFINED_NOTE)
             return self.member(right, needle.value, node) if needle.value in K.FIELDS[kind] else "false"
+        if kind == "strings" and (self.kind(left) == "string" or (needle is not None and isinstance(needle.value, str))):
+            # membership in a list of names (a tool's required properties): a flag set by a range over the list
+            var, item = self.fresh("in"), self.fresh("v")
+            self.emit(f"{{{{ {var} := false }}}}{{{{ range {item} := {self.expr(right)} }}}}{{{{ if eq {item} {self.expr(left)} }}}}"
+                      f"{{{{ {var} = true }}}}{{{{ end }}}}{{{{ end }}}}")
+            return var
         if needle is not None and needle.value in THINK_TAGS and kind == "string":
             self.note(THINK_NOTE)
             return "false"
