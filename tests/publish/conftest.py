@@ -67,3 +67,49 @@ def deploy_dir(tmp_path: Path, smollm2_gguf: Path, smollm2_sha256: str) -> Path:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tiny_merge(artifacts: Path, tiny_checkpoint: Path) -> tuple[Path, Path, dict[str, object]]:
+    """A real peft LoRA on the tiny base whose adapter_config.json names a Hub base id, merged once by our merge:
+    (adapter folder, merged checkpoint, the summary the deploy's merge step records)."""
+    import shutil
+
+    from lora_fixtures import tiny_lora_adapter
+
+    from model_serving.checkpoint.lora import merge_adapter
+    from model_serving.settings import Settings
+    from model_serving.util.paths import tree_sha256
+
+    adapter = artifacts / "publish-lora"
+    if not adapter.exists():
+        shutil.copytree(tiny_lora_adapter(artifacts / "tiny-lora", tiny_checkpoint), adapter)
+        config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+        (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "acme/tiny-base"}), encoding="utf-8")
+    merged = artifacts / "publish-lora-merged"
+    done = merge_adapter(Settings.from_env(roots=[str(artifacts)], home=str(artifacts / "home")), str(adapter), str(tiny_checkpoint),
+                         str(merged), overwrite=True)
+    summary = {"adapter_sha256": tree_sha256(adapter), "base_sha256": tree_sha256(tiny_checkpoint), "adapter": str(adapter),
+               "base": str(tiny_checkpoint), "dtype": done.dtype, "tokenizer_from": done.tokenizer_from,
+               "chat_template_from": done.chat_template_from, "verification": done.verification.model_dump()}
+    return adapter, merged, summary
+
+
+@pytest.fixture
+def adapter_deploy(tmp_path: Path, tiny_gguf: Path, tiny_merge: tuple[Path, Path, dict[str, object]]) -> Path:
+    """deployments/tuned as `deploy ADAPTER --base BASE` leaves it: the merged checkpoint, its GGUF (the tiny f16 export,
+    linked) and a manifest whose merge step records the adapter, the base and the logit check."""
+    import shutil
+
+    _, merged, summary = tiny_merge
+    folder = tmp_path / "deployments" / "tuned"
+    folder.mkdir(parents=True)
+    shutil.copytree(merged, folder / "tuned-merged")
+    os.symlink(tiny_gguf, folder / "tuned-f16.gguf")
+    artifact = {"path": str(folder / "tuned-f16.gguf"), "sha256": sha256_file(tiny_gguf)}
+    steps = [{"step": "merge", "status": "done", "seconds": 1.0, "output": str(folder / "tuned-merged"), "summary": summary},
+             {"step": "export", "status": "done", "seconds": 1.0, "output": artifact["path"]}]
+    payload = {"name": "tuned", "target": "embedded", "source": summary["adapter"], "artifacts": {"source": artifact, "served": artifact},
+               "tool_versions": {"model-serving": "test"}, "result": {"steps": steps, "quality": None, "verdicts": []}}
+    (folder / "tuned.deploy.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return folder

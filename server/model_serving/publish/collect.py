@@ -14,6 +14,8 @@ from model_serving.gguf.info import GGUFInfo, read_gguf
 from model_serving.settings import Settings
 from model_serving.util.paths import confine, sha256_file
 
+from .lineage import Include, Lineage, lineage
+
 # The Hub refuses a single file over 50 GB; checked before any hashing or upload.
 HUB_FILE_LIMIT = 50 * 1000**3
 
@@ -37,6 +39,8 @@ class Collected:
     manifest: dict[str, Any]
     ggufs: list[tuple[Upload, GGUFInfo, str | None]]  # the file, its header, its quality verdict if measured
     side: list[Upload] = field(default_factory=list)
+    lineage: Lineage = field(default_factory=Lineage)
+    checkpoint: list[Upload] = field(default_factory=list)  # the merged checkpoint's or the adapter's files, if asked for
 
 
 def hashed(upload: Upload) -> Upload:
@@ -54,7 +58,15 @@ def _git_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def collect(settings: Settings, source: str, repo: str) -> Collected:
+def _refuse_oversized(files: list[Path]) -> None:
+    for file in files:
+        if file.stat().st_size > HUB_FILE_LIMIT:
+            raise InputError(f"{file.name} is {file.stat().st_size} bytes, over the Hub's per-file limit of {HUB_FILE_LIMIT} bytes.",
+                             "Publish a smaller quantization (e.g. Q4_K_M), or split it with llama-gguf-split first." if file.suffix == ".gguf"
+                             else "Save the checkpoint in shards (save_pretrained with max_shard_size), then publish again.")
+
+
+def collect(settings: Settings, source: str, repo: str, include: Include | None = None) -> Collected:
     """Find the artifacts under a deploy folder (or one .gguf); refuse a file over the Hub's limit before hashing."""
     path = confine(source, settings.roots, what="deploy folder or GGUF file")
     if path.is_dir():
@@ -64,11 +76,9 @@ def collect(settings: Settings, source: str, repo: str) -> Collected:
         ggufs, manifests = ([path] if path.suffix == ".gguf" else []), []
     if not ggufs:
         raise InputError(f"{path} holds no .gguf file to publish.", "Pass a deploy folder (deployments/<name>) or a .gguf file.")
-    for gguf in ggufs:
-        if gguf.stat().st_size > HUB_FILE_LIMIT:
-            raise InputError(f"{gguf.name} is {gguf.stat().st_size} bytes, over the Hub's per-file limit of {HUB_FILE_LIMIT} bytes.",
-                             "Publish a smaller quantization (e.g. Q4_K_M), or split it with llama-gguf-split first.")
     manifest = json.loads(manifests[0].read_text(encoding="utf-8")) if manifests else {}
+    found_lineage = lineage(settings, manifest, include)
+    _refuse_oversized(ggufs + found_lineage.files)
     model = repo.split("/")[1]
     served = (manifest.get("artifacts", {}).get("served") or {}).get("sha256")
     verdict = (manifest.get("result", {}).get("quality") or {}).get("verdict")
@@ -78,7 +88,8 @@ def collect(settings: Settings, source: str, repo: str) -> Collected:
         up = hashed(Upload(f"{model}-{(info.file_type or 'F16').upper()}.gguf", gguf))
         found.append((up, info, verdict if served == up.sha256 else None))
     side = [hashed(Upload(manifests[0].name, manifests[0]))] if manifests else []
-    return Collected(model=model, manifest=manifest, ggufs=found, side=side + ollama_files(settings, ggufs[0]))
+    return Collected(model=model, manifest=manifest, ggufs=found, side=side + ollama_files(settings, ggufs[0]), lineage=found_lineage,
+                     checkpoint=[hashed(Upload(f.name, f)) for f in found_lineage.files])
 
 
 def ollama_files(settings: Settings, gguf: Path) -> list[Upload]:

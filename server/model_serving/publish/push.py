@@ -75,13 +75,13 @@ def _license(collected: Collected, given: str | None) -> str:
 def publish(settings: Settings, req: PublishRequest, progress: Progress | None = None) -> PublishResult:
     """Plan the files and card; unless plan_only, upload what differs and verify the new commit."""
     progress = progress or Progress()
-    collected = collect(settings, req.source, req.repo)
+    collected = collect(settings, req.source, req.repo, req.include)
     broken = _refuse_broken(collected, req.allow_broken)
     license_id = _license(collected, req.license)
     api = _api()
     user = _user(api)
     card = render_card(collected, req.repo, license_id=license_id, user=user, broken=broken)
-    uploads = [up for up, _, _ in collected.ggufs] + collected.side + [hashed(Upload("README.md", data=card.encode()))]
+    uploads = [up for up, _, _ in collected.ggufs] + collected.checkpoint + collected.side + [hashed(Upload("README.md", data=card.encode()))]
     remote, head = _remote(api, req.repo, req.revision)
     files = [PublishedFile(path_in_repo=u.path_in_repo, local_path=str(u.local or ""), size_bytes=u.size, sha256=u.sha256,
                            action=_action(u, remote)) for u in uploads]  # type: ignore[arg-type]
@@ -94,7 +94,7 @@ def publish(settings: Settings, req: PublishRequest, progress: Progress | None =
     if changed and not req.overwrite:
         raise InputError(f"{req.repo} already holds different {', '.join(changed)}.", "Review them with --plan, then pass --overwrite to replace them.")
     _push(api, req, head, [u for u, f in zip(uploads, files, strict=True) if f.action != "same"], result, progress)
-    _verify(api, req, uploads, result)
+    _verify(api, req, uploads, result, collected.lineage.relation if collected.lineage.base_model else None)
     return result
 
 
@@ -125,8 +125,9 @@ def _push(api: Any, req: PublishRequest, head: str | None, todo: list[Upload], r
     result.commit_oid, result.commit_url = info.oid, info.commit_url
 
 
-def _verify(api: Any, req: PublishRequest, uploads: list[Upload], result: PublishResult) -> None:
-    """List the new commit, compare every file's oid, parse the downloaded card, and download one small file back."""
+def _verify(api: Any, req: PublishRequest, uploads: list[Upload], result: PublishResult, relation: str | None) -> None:
+    """List the new commit, compare every file's oid (GGUFs, checkpoint or adapter files, side files, card), parse the
+    downloaded card (its lineage as rendered), and download one small file back."""
     from huggingface_hub import ModelCard, hf_hub_download
 
     remote = {f.path: (f.lfs.sha256 if f.lfs else f.blob_id) for f in api.list_repo_tree(req.repo, revision=result.commit_oid, recursive=True)
@@ -136,13 +137,12 @@ def _verify(api: Any, req: PublishRequest, uploads: list[Upload], result: Publis
         raise VerificationFailed(f"After the push, {', '.join(wrong)} on the Hub do not match the local sha256.", "Publish again with --overwrite.")
     result.verified.append(f"{len(uploads)} files listed at {result.commit_oid} with matching sha256")
     card = ModelCard.load(hf_hub_download(req.repo, "README.md", revision=result.commit_oid, endpoint=api.endpoint, token=api.token))
-    if card.data.to_dict().get("license") is None:
-        raise VerificationFailed("The card downloaded back has no parsable front matter.", "Publish again with --overwrite.")
+    meta = card.data.to_dict()
+    if meta.get("license") is None or meta.get("base_model_relation") != relation:
+        raise VerificationFailed("The card downloaded back has no parsable front matter (or another lineage).", "Publish again with --overwrite.")
     result.verified.append("card front matter parses")
     small = min((u for u in uploads if u.path_in_repo != "README.md"), key=lambda u: u.size)
     path = hf_hub_download(req.repo, small.path_in_repo, revision=result.commit_oid, endpoint=api.endpoint, token=api.token)
-
-
     if sha256_file(Path(path)) != small.sha256:
         raise VerificationFailed(f"{small.path_in_repo} downloaded back differs from the local file.", "Publish again with --overwrite.")
     result.verified.append(f"{small.path_in_repo} downloaded back intact")
