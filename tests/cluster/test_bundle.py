@@ -49,8 +49,9 @@ def plan(settings: Settings, configs: Path, config: str, gpu: str, model_id: str
 def test_vllm_bundle_is_valid_and_carries_the_sizing(settings: Settings, configs: Path, config: str, gpu: str, model_id: str,
                                                      options: dict[str, Any], tp: int) -> None:
     result, files = plan(settings, configs, config, gpu, model_id, **options)
-    assert sorted(files) == sorted(MANIFESTS + ["grafana-dashboard.json", "vllm-args.json", "plan.json", "production-stack-values.yaml"])
-    for name in MANIFESTS:
+    assert sorted(files) == sorted(MANIFESTS + ["grafana-dashboard.json", "vllm-args.json", "plan.json", "production-stack-values.yaml",
+                                                "kserve-llminferenceservice.yaml"])
+    for name in [*MANIFESTS, "kserve-llminferenceservice.yaml"]:
         validate_manifest(files[name])
     validate_chart_values(files["production-stack-values.yaml"])
     s = result.sizing
@@ -73,13 +74,17 @@ def test_vllm_bundle_is_valid_and_carries_the_sizing(settings: Settings, configs
     assert all(t["expr"] for p in panels for t in p["targets"])
     model = files["production-stack-values.yaml"]["servingEngineSpec"]["modelSpec"][0]
     assert (model["requestGPU"], model["vllmConfig"]["tensorParallelSize"], model["vllmConfig"]["maxModelLen"]) == (tp, tp, s.max_model_len)
+    kserve = files["kserve-llminferenceservice.yaml"]["spec"]
+    assert (kserve["parallelism"]["tensor"], kserve["model"]["uri"]) == (tp, f"hf://{model_id}")
+    assert f"--max-model-len {s.max_model_len} " in kserve["template"]["containers"][0]["env"][0]["value"]
     assert files["plan.json"]["sizing"] == s.model_dump(mode="json")
 
 
 @pytest.mark.parametrize(("gpu", "image"), [("cpu", "ghcr.io/ggml-org/llama.cpp:server"), ("RTX4090-24GB", "ghcr.io/ggml-org/llama.cpp:server-cuda")])
 def test_cpu_and_consumer_gpu_get_the_llamacpp_bundle(settings: Settings, configs: Path, gpu: str, image: str) -> None:
     result, files = plan(settings, configs, "llama-3.1-8b", gpu, "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q4_K_M", target_concurrency=2)
-    assert result.engine == "llamacpp" and result.sizing is None and "production-stack-values.yaml" not in files
+    assert result.engine == "llamacpp" and result.sizing is None
+    assert "production-stack-values.yaml" not in files and "kserve-llminferenceservice.yaml" not in files
     for name in MANIFESTS:
         validate_manifest(files[name])
     container = files["manifests/deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
@@ -126,6 +131,7 @@ def test_the_validators_catch_what_they_are_for(settings: Settings, configs: Pat
         "manifests/scaledobject.yaml": lambda d: d["spec"].update(minReplicaCount="1"),
         "manifests/podmonitor.yaml": lambda d: d["spec"].pop("selector"),
         "manifests/prometheusrule.yaml": lambda d: d["spec"]["groups"][0]["rules"][0].pop("expr"),
+        "kserve-llminferenceservice.yaml": lambda d: d["spec"]["parallelism"].update(tensor=0),
     }
     for name, damage in broken.items():
         damage(files[name])

@@ -32,6 +32,7 @@ from model_serving.cluster.engines import (
 )
 from model_serving.cluster.gpus import GpuSpec, resolve_gpu
 from model_serving.cluster.helm import production_stack_values
+from model_serving.cluster.kserve import llm_inference_service
 from model_serving.cluster.shape import ModelShape, read_shape
 from model_serving.cluster.sizing import Sizing, size_model
 from model_serving.cluster.spec import BundleSpec
@@ -48,6 +49,8 @@ HEADERS = {
     "scaledobject.yaml": "KEDA scales on the engine's queue. minReplicaCount 1: scale-to-zero is off because a cold start takes "
                          "about {budget} s, which the first request after a quiet spell would wait out.",
     "podmonitor.yaml": "prometheus-operator scrapes /metrics of every pod of this bundle.",
+    "kserve-llminferenceservice.yaml": "For a cluster with KServe (v0.16+, Gateway API): kubectl apply this instead of manifests/deployment.yaml.",
+    "production-stack-values.yaml": "Values for the vLLM production-stack chart: helm install with these instead of manifests/deployment.yaml.",
     "prometheusrule.yaml": "Alerts on queue depth (and TTFT p95 where the engine exports its histogram). The thresholds are examples.",
 }
 
@@ -167,8 +170,9 @@ def plan_production(settings: Settings, req: PlanProductionRequest) -> Bundle:
     files["grafana-dashboard.json"] = monitoring.dashboard(spec)
     argv = spec.command + spec.args if engine == "vllm" else ["llama-server", *spec.args]
     files["vllm-args.json" if engine == "vllm" else "llama-server-args.json"] = argv
-    if sizing is not None:  # the production-stack chart runs vLLM only
+    if sizing is not None:  # both run vLLM only; the user applies one of them instead of manifests/
         files["production-stack-values.yaml"] = production_stack_values(spec, sizing, model_id, req.lora or [])
+        files["kserve-llminferenceservice.yaml"] = llm_inference_service(spec, sizing, model_id, req.lora or [])
     plan = Bundle(output=str(output), name=name, engine=engine, engine_why=why, model_id=model_id, image=spec.image,
                           gpu=gpu.name, gpus_per_replica=spec.gpus, sizing=sizing, llamacpp=llama, argv=argv,
                           startup_budget_s=spec.startup_budget_s, files=sorted([*files, "plan.json"]), notes=spec.notes)
