@@ -90,3 +90,22 @@ def test_context_beyond_the_trained_one_is_refused(configs: Path) -> None:
     with pytest.raises(InputError) as err:
         size_model(read_shape(configs / "smollm2-135m"), GPUS["L4-24GB"], max_model_len=16384)
     assert "8192" in err.value.cause and "at most 8192" in err.value.next_step
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_the_config_count_equals_a_real_checkpoints_tensors(tmp_path: Path, tied: bool) -> None:
+    """A real (random) Llama saved by transformers: the count from its safetensors headers is the config's count."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=tied)
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(tmp_path / "model")
+    measured = read_shape(tmp_path / "model")
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "config.json").write_bytes((tmp_path / "model" / "config.json").read_bytes())
+    from_config = read_shape(tmp_path / "config-only")
+    assert (measured.weights_source, from_config.weights_source) == ("safetensors", "config")
+    assert measured.parameter_count == from_config.parameter_count
+    assert measured.weights_bytes == from_config.weights_bytes == 2 * measured.parameter_count

@@ -68,6 +68,8 @@ def plan_production_cmd(app: App, req: PlanProductionRequest) -> None:
             m = plan.llamacpp
             click.echo(f"  {m.quant}, {m.parallel} x {m.ctx_per_sequence} tokens: {m.memory.total_bytes / 2**30:.1f} GiB ({m.fits})")
         click.echo(f"  start-up budget {plan.startup_budget_s} s; argv: {' '.join(plan.argv)}")
+        for note in plan.notes:
+            click.echo(f"  note: {note}")
         click.secho(f"wrote {len(plan.files)} files to {plan.output}", fg="green")
 
     app.emit(plan, human)

@@ -42,6 +42,7 @@ from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
 MANIFESTS = "manifests"
+ADAPTER_CACHE_BYTES = 1 << 30  # room per LoRA adapter in the cache volume (most are tens to hundreds of MB)
 HEADERS = {
     "deployment.yaml": "The engine, its GPUs and probes on /health. startupProbe allows {budget} s (twice the estimated load).",
     "service.yaml": "ClusterIP on port 80; put your ingress or gateway in front of it.",
@@ -98,10 +99,15 @@ def _vllm(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, model_id:
     lora = [] if req.lora is None else check_lora(req.lora)
     sizing = size_model(shape, gpu, max_model_len=req.max_model_len, target_concurrency=req.target_concurrency, max_loras=len(lora))
     argv = vllm_argv(model_id, name, sizing, lora)
+    # Host memory: vLLM streams the weights to the GPUs through the page cache; half their size (16 GiB at
+    # least) covers the loader, the tokenizer and the API server.
     spec = BundleSpec(name=name, engine="vllm", image=VLLM_IMAGE, command=argv[:2], args=argv[2:], port=PORT["vllm"],
                       gpus=sizing.tensor_parallel_size, memory_request_bytes=max(16 << 30, shape.weights_bytes // 2),
-                      cache_bytes=shape.weights_bytes, load_seconds=sizing.load_seconds,
+                      cache_bytes=shape.weights_bytes + len(lora) * ADAPTER_CACHE_BYTES, load_seconds=sizing.load_seconds,
                       downloads=[model_id, *(item.partition("=")[2] for item in lora)])
+    if sizing.tensor_parallel_size > 1:
+        spec.notes.append(f"Each replica needs {sizing.tensor_parallel_size} GPUs on one node: tensor parallelism runs inside the pod.")
+    spec.notes.append("The first pod downloads the weights into the cache volume (init container), outside the start-up budget.")
     return spec, sizing
 
 
@@ -116,6 +122,8 @@ def _llamacpp(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, gguf:
     spec = BundleSpec(name=name, engine="llamacpp", image=image, command=[], args=llamacpp_argv(gguf, name, s, gpu),
                       port=PORT["llamacpp"], gpus=0 if gpu.kind == "cpu" else 1, memory_request_bytes=max(2 << 30, host),
                       cache_bytes=s.memory.weights_bytes, load_seconds=s.load_seconds, max_replicas=2)
+    spec.notes += ["llama.cpp downloads the GGUF itself on first start; the start-up budget includes it at 100 MB/s.",
+                   "llama.cpp exports no TTFT histogram: the rule alerts on its queue only, and the dashboard shows no latency panels."]
     return spec, s
 
 

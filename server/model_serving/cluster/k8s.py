@@ -10,6 +10,12 @@ from model_serving.cluster.spec import CACHE_MOUNT, PROBE_PERIOD_S, BundleSpec, 
 DOWNLOAD = "import sys\nfrom huggingface_hub import snapshot_download\nfor repo in sys.argv[1:]:\n    snapshot_download(repo)\n"
 
 
+# vLLM's workers (and NCCL between tensor-parallel GPUs) exchange tensors through shared memory; the
+# container runtime's default /dev/shm of 64 MB is too small.
+SHM_VOLUME = {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}
+SHM_MOUNT = {"name": "shm", "mountPath": "/dev/shm"}
+
+
 def _meta(s: BundleSpec, suffix: str = "") -> dict[str, Any]:
     return {"name": s.name + suffix, "labels": dict(s.labels)}
 
@@ -33,7 +39,7 @@ def _container(s: BundleSpec) -> dict[str, Any]:
         resources["requests"]["nvidia.com/gpu"] = str(s.gpus)
     container = {"name": s.engine, "image": s.image, "args": list(s.args), "env": _env(s),
                  "ports": [{"name": "http", "containerPort": s.port, "protocol": "TCP"}], "resources": resources,
-                 "volumeMounts": [{"name": "model-cache", "mountPath": CACHE_MOUNT}, {"name": "shm", "mountPath": "/dev/shm"}],
+                 "volumeMounts": [{"name": "model-cache", "mountPath": CACHE_MOUNT}] + ([SHM_MOUNT] if s.engine == "vllm" else []),
                  "startupProbe": _probe(s, PROBE_PERIOD_S, s.startup_failure_threshold),
                  "readinessProbe": _probe(s, 5, 3), "livenessProbe": _probe(s, PROBE_PERIOD_S, 6)}
     if s.command:
@@ -49,11 +55,9 @@ def _init(s: BundleSpec) -> list[dict[str, Any]]:
 
 
 def deployment(s: BundleSpec) -> dict[str, Any]:
+    volumes = [{"name": "model-cache", "persistentVolumeClaim": {"claimName": s.name + "-cache"}}]
     pod: dict[str, Any] = {"containers": [_container(s)], "initContainers": _init(s),
-                           "volumes": [{"name": "model-cache", "persistentVolumeClaim": {"claimName": s.name + "-cache"}},
-                                       # tensor-parallel workers exchange tensors through shared memory
-                                       {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}],
-                           "terminationGracePeriodSeconds": 60}
+                           "volumes": volumes + ([SHM_VOLUME] if s.engine == "vllm" else []), "terminationGracePeriodSeconds": 60}
     if s.gpus:
         pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     if not pod["initContainers"]:

@@ -32,6 +32,7 @@ def scaled_object(s: BundleSpec) -> dict[str, Any]:
                                                   "threshold": str(QUEUE_PER_REPLICA)}}
     return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(s),
             "spec": {"scaleTargetRef": {"name": s.name}, "minReplicaCount": 1, "maxReplicaCount": s.max_replicas,
+                     # a replica takes the start-up budget to come up: do not give it back sooner than that
                      "pollingInterval": 15, "cooldownPeriod": max(300, s.startup_budget_s), "triggers": [trigger]}}
 
 

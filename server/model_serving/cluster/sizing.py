@@ -81,6 +81,10 @@ def load_seconds(weights_bytes: int) -> float:
     return weights_bytes / LOAD_BYTES_PER_S + ENGINE_WARMUP_S
 
 
+def gib(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
 def _splits(shape: ModelShape, tp: int) -> str:
     """Why vLLM cannot split this model `tp` ways ('' when it can)."""
     if shape.n_heads % tp:
@@ -98,7 +102,6 @@ def _try(shape: ModelShape, usable: int, tp: int, tokens: int, loras: int) -> tu
     reserve = reserve_bytes(shape, loras)
     left = usable - shape.weights_bytes // tp - reserve
     need = tokens * kv_per_token_per_gpu(shape, tp)
-    gib = lambda n: f"{n / GIB:.1f} GiB"  # noqa: E731
     if left <= 0:
         why = f"weights {gib(shape.weights_bytes // tp)} + reserve {gib(reserve)} exceed {gib(usable)} per GPU"
     elif need > left:
