@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,14 +28,25 @@ def chat(base_url: str, name: str, text: str) -> dict:
     return reply.json()["usage"]
 
 
-@pytest.fixture
-def engine(settings: Settings, smollm2_gguf: Path):
+@pytest.fixture(scope="module")
+def served(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, ServedModel]]:
+    """One engine for the module: each test reads differences of its counters, never their absolute values."""
+    home = tmp_path_factory.mktemp("metrics-home")
+    settings = Settings(home=home, roots=[home, smollm2_gguf.parent])
     model = start_model(settings, smollm2_gguf, "smol", ctx_size=512, parallel=2)
-    yield model
-    stop_model(settings, "smol")
+    try:
+        yield settings, model
+    finally:
+        stop_model(settings, "smol")
 
 
-def test_the_view_of_a_live_engine_counts_the_tokens_of_the_requests_sent(settings: Settings, engine: ServedModel) -> None:
+@pytest.fixture
+def engine(served: tuple[Settings, ServedModel]) -> ServedModel:
+    return served[1]
+
+
+def test_the_view_of_a_live_engine_counts_the_tokens_of_the_requests_sent(served: tuple[Settings, ServedModel]) -> None:
+    settings, engine = served
     frames = watch(settings, interval_s=0.2)
     first = next(frames).models[0]
     assert first.available and first.engine == "llamacpp" and first.rate_window_s is None  # one scrape: no rates yet
@@ -121,7 +133,8 @@ def test_an_unknown_engine_kind_is_named_not_guessed() -> None:
     assert not view.available and "'tgi' is not one the metrics reader knows" in view.reason
 
 
-def test_status_watch_redraws_until_ctrl_c(settings: Settings, engine: ServedModel, tmp_path: Path) -> None:
+def test_status_watch_redraws_until_ctrl_c(served: tuple[Settings, ServedModel], tmp_path: Path) -> None:
+    settings, engine = served
     env = {**os.environ, "MODEL_SERVING_HOME": str(settings.home), "MODEL_SERVING_ROOTS": str(tmp_path)}
     child = subprocess.Popen([sys.executable, "-m", "model_serving", "--json", "status", "--watch", "--interval", "0.5"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
@@ -130,7 +143,7 @@ def test_status_watch_redraws_until_ctrl_c(settings: Settings, engine: ServedMod
         sent = chat(engine.base_url, "smol", "One word.")["completion_tokens"]
         for _ in range(40):  # frames drawn before the answer may still be in the pipe: read on to the first that counts it
             frames.append(json.loads(child.stdout.readline()))
-            if frames[-1]["models"][0]["generation_tokens_total"] == sent:
+            if frames[-1]["models"][0]["generation_tokens_total"] - frames[0]["models"][0]["generation_tokens_total"] == sent:
                 break
     finally:
         child.send_signal(signal.SIGINT)
@@ -138,4 +151,36 @@ def test_status_watch_redraws_until_ctrl_c(settings: Settings, engine: ServedMod
     assert child.returncode == 0, err
     assert all(f["models"][0]["name"] == "smol" and f["models"][0]["available"] for f in frames)
     assert frames[0]["interval_s"] is None and frames[1]["interval_s"] == 0.5
-    assert frames[0]["models"][0]["generation_tokens_total"] == 0 and frames[-1]["models"][0]["generation_tokens_total"] == sent
+    assert frames[-1]["models"][0]["generation_tokens_total"] - frames[0]["models"][0]["generation_tokens_total"] == sent
+
+
+def test_bench_records_the_servers_own_counters_beside_the_clients(engine: ServedModel, tmp_path: Path) -> None:
+    from model_serving.bench import BenchConfig, run_benchmark
+
+    config = BenchConfig(base_url=engine.base_url, model="smol", n_requests=3, max_tokens=6, prompt_source="synthetic", input_tokens=16,
+                         warmup=1, output_dir=tmp_path)
+    result = run_benchmark(config)
+    m = result.server_metrics
+    assert m is not None and m.available and m.after.engine == "llamacpp"
+    sent = [*result.records, *result.warmup_records]  # the server counts the warm-up too
+    # a keep-alive connection the engine closed loses a request before its headers (bench counts it in connection_errors):
+    # it never reached the engine, and the engine's own counters agree
+    lost = [r for r in sent if r.status != "ok"]
+    assert all(r.error_kind == "reset" and "before the response headers" in (r.error or "") for r in lost)
+    answered = [r for r in sent if r.status == "ok"]
+    assert answered and all(r.output_tokens_source == "server" for r in answered)
+    assert m.delta["generation_tokens_total"] == sum(r.output_tokens for r in answered)
+    assert m.delta["prompt_tokens_total"] == sum(r.prompt_tokens for r in answered)
+    saved = json.loads(Path(result.files["json"]).read_text())["model_serving"]["server_metrics"]
+    assert saved["delta"] == m.delta
+    assert "## Server's own metrics (llamacpp" in Path(result.files["markdown"]).read_text()
+
+
+def test_a_server_without_metrics_is_reported_not_available(httpserver) -> None:  # noqa: ANN001 - pytest-httpserver's fixture
+    from model_serving.bench import BenchConfig
+    from model_serving.bench.engine_metrics import compare, snapshot
+
+    httpserver.expect_request("/metrics").respond_with_data("not found", status=404)  # as Ollama answers
+    config = BenchConfig(base_url=httpserver.url_for("/").rstrip("/"), model="m")
+    m = compare(config, snapshot(config))
+    assert not m.available and "HTTP 404" in m.reason and "not available" in m.reason

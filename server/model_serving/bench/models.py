@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from model_serving.errors import InputError
+from model_serving.serve.metrics import ModelMetrics
 
 Api = Literal["openai", "ollama"]
 # "chat": /v1/chat/completions or /api/chat; "completions": /v1/completions or /api/generate.
@@ -267,6 +268,16 @@ class Knee(BaseModel):
     explanation: str
 
 
+class ServerMetrics(BaseModel):
+    """The server's own /metrics before and after the run (bench/engine_metrics.py)."""
+
+    available: bool
+    reason: str | None = None
+    before: ModelMetrics | None = None
+    after: ModelMetrics | None = Field(default=None, description="Its tokens/s and TTFT/e2e quantiles are over the run")
+    delta: dict[str, float] = Field(default_factory=dict, description="Counters after minus before (warm-up included)")
+
+
 class BenchResult(BaseModel):
     config: BenchConfig
     started_at: str
@@ -282,6 +293,7 @@ class BenchResult(BaseModel):
     incomplete: bool = False
     stopped_reason: str | None = None
     client_overhead: dict[str, float] = Field(default_factory=dict, description="Event-loop lag and send delay, ms")
+    server_metrics: ServerMetrics | None = Field(default=None, description="The server's own counters and histograms around the run")
     files: dict[str, str] = Field(default_factory=dict, description="kind -> path of each file written")
     records: list[RequestRecord] = Field(default_factory=list, exclude=True)
     warmup_records: list[RequestRecord] = Field(default_factory=list, exclude=True)

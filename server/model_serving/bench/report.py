@@ -35,6 +35,20 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _server_lines(result: BenchResult) -> list[str]:
+    m = result.server_metrics
+    if m is None:
+        return []
+    if not m.available or m.after is None:
+        return ["", "## Server's own metrics", "", f"- {m.reason}"]
+    a, d = m.after, m.delta
+    ttft = f"{a.ttft.p50_s * 1000:.0f} / {a.ttft.p95_s * 1000:.0f} ms" if a.ttft and a.ttft.p50_s is not None else "not exported"
+    return ["", f"## Server's own metrics ({a.engine} /metrics, before and after; warm-up included)", "",
+            f"- Prompt tokens {d.get('prompt_tokens_total', 0):.0f}, generated tokens {d.get('generation_tokens_total', 0):.0f}"
+            + (f", requests completed {d['requests_completed_total']:.0f}" if "requests_completed_total" in d else ""),
+            f"- Generation {_fmt(a.generation_tok_s)} tok/s, prompt {_fmt(a.prompt_tok_s)} tok/s over {_fmt(a.rate_window_s)} s; TTFT p50/p95 {ttft}"]
+
+
 def markdown(result: BenchResult) -> str:
     c, s = result.config, result.summary
     profile = f"Poisson {c.rate}/s, cap {c.concurrency}" if c.rate else f"concurrency {c.concurrency}"
@@ -83,6 +97,7 @@ def markdown(result: BenchResult) -> str:
             lines.append(f"| {p.concurrency} | {p.request_throughput:.2f} | {p.output_throughput:.1f} | {_fmt(p.p95_e2el_ms)} | {_fmt(p.median_ttft_ms)} | {_fmt(p.median_tpot_ms)} |")
         if result.knee:
             lines += ["", f"Knee: {result.knee.explanation}"]
+    lines += _server_lines(result)
     if result.findings:
         lines += ["", "## Findings", ""] + [f"- [{f.severity}] {f.code}: {f.message}" for f in result.findings]
     o = result.client_overhead

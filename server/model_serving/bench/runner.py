@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from model_serving.bench import loads, metrics, probe, report, server_timings, tokens, verdicts
+from model_serving.bench import engine_metrics, loads, metrics, probe, report, server_timings, tokens, verdicts
 from model_serving.bench.models import CONNECTION_ERRORS, BenchConfig, BenchResult, Finding, RequestRecord, Roofline, ServerInfo, Stats, SweepPoint
 from model_serving.bench.prompts import load_prompts
 from model_serving.errors import InputError
@@ -125,15 +125,18 @@ def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> Benc
                              "For the embedded engine use bench.loadtime.measure_engine_load, or drop cold_start.")
         progress.update(0.02, "measuring a cold load")
         load = probe.ollama_cold_load(config)
+    server_before = engine_metrics.snapshot(config)
     with probe.MemorySampler(config.server_pid) as sampler:
         records, outcome = _measure(config, info, concurrency=config.concurrency, rate=config.rate, progress=progress.span(0.05, 0.95))
     info = probe.after_run(config, info, sampler)
-    return finish(config, records, outcome, info, started=started, load=load, progress=progress)
+    return finish(config, records, outcome, info, started=started, load=load, progress=progress, server_before=server_before)
 
 
 def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.LoadOutcome, info: ServerInfo, *, started: str,
-           load=None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee=None) -> BenchResult:  # noqa: ANN001
+           load=None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee=None,  # noqa: ANN001
+           server_before=None) -> BenchResult:  # noqa: ANN001
     """Statistics, reconciliation, roofline, verdicts and files for measured records."""
+    server = engine_metrics.compare(config, server_before) if server_before is not None else None
     targets = config.targets
     dists = metrics.distributions(records, confidence=targets.confidence, seed=config.seed)
     summary = metrics.summarize(records, dists, confidence=targets.confidence, seed=config.seed)
@@ -154,7 +157,7 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
             "loop_lag_p99_ms": float(metrics.stats(lag).p99 or 0.0) if lag else 0.0,
             "send_delay_p99_ms": float(dists["client_queue_ms"].p99 or 0.0) if config.rate is None else 0.0,
         },
-        records=records, warmup_records=[metrics.derive(r) for r in outcome.warmups],
+        records=records, warmup_records=[metrics.derive(r) for r in outcome.warmups], server_metrics=server,
     )
     result.verdicts = verdicts.judge(config, summary, dists, records, info, roof, load, knee)
     if config.output_dir is not None:
@@ -172,6 +175,7 @@ def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | N
     started = datetime.now(UTC).isoformat(timespec="seconds")
     info = probe.preflight(config)
     points: list[SweepPoint] = []
+    server_before = engine_metrics.snapshot(config)  # the server's view covers every level of the sweep
     runs: dict[int, tuple[list[RequestRecord], loads.LoadOutcome]] = {}
     with probe.MemorySampler(config.server_pid) as sampler:
         for i, level in enumerate(sorted(set(levels))):
@@ -191,4 +195,4 @@ def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | N
     best = knee.concurrency or max(points, key=lambda p: p.request_throughput).concurrency
     records, outcome = runs[best]
     final = config.model_copy(update={"concurrency": best, "rate": None})
-    return finish(final, records, outcome, info, started=started, progress=progress, sweep=points, knee=knee)
+    return finish(final, records, outcome, info, started=started, progress=progress, sweep=points, knee=knee, server_before=server_before)
