@@ -140,3 +140,23 @@ def test_the_validators_catch_what_they_are_for(settings: Settings, configs: Pat
     files["production-stack-values.yaml"]["servingEngineSpec"]["modelSpec"][0]["vllmConfig"]["maxModelLenn"] = 1
     with pytest.raises(AssertionError):
         validate_chart_values(files["production-stack-values.yaml"])
+
+
+@pytest.mark.anyio
+async def test_bad_input_through_the_tool_gets_a_cause_and_a_next_step(settings: Settings, configs: Path) -> None:
+    bare = configs / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text('{"model_type": "llama", "hidden_size": 4096}')
+    out = str(configs.parent / "out")
+    cases = {
+        "even at tensor-parallel 8": {"source": str(configs / "llama-3.1-70b"), "gpu": "L4-24GB", "max_model_len": 131072,
+                                      "model_id": "meta-llama/Llama-3.1-70B-Instruct"},
+        "Unknown GPU 'B300'": {"source": str(configs / "llama-3.1-8b"), "gpu": "B300"},
+        "which sizing needs": {"source": str(bare), "gpu": "H100-80GB"},
+    }
+    async with Client(create_server(settings)) as client:
+        for cause, args in cases.items():
+            result = await client.call_tool("plan_production", {"output": out, **args})
+            text = result.content[0].text
+            assert result.is_error and cause in text and "Next step:" in text and "Traceback" not in text, text
+    assert not Path(out).exists()
