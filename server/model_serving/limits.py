@@ -35,7 +35,7 @@ Port = Annotated[int, Field(ge=1024, le=65535, description="On 127.0.0.1; defaul
 Requests = Annotated[int, Field(ge=1, le=10_000)]
 Concurrency = Annotated[int, Field(ge=1, le=1024)]
 MaxTokens = Annotated[int, Field(ge=1, le=32_768)]
-Target = Literal["auto", "embedded", "ollama"]
+Target = Literal["auto", "embedded", "ollama", "vllm"]
 RegisterTarget = Literal["embedded", "ollama"]
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
 Api = Literal["openai", "ollama"]

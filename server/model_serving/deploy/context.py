@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from model_serving.limits import DeployRequest
 from model_serving.settings import Settings
 
-Engine = Literal["embedded", "ollama"]
+Engine = Literal["embedded", "ollama", "vllm"]
 SourceKind = Literal["default", "checkpoint", "gguf", "hub", "adapter"]
 
 

@@ -37,6 +37,8 @@ def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
     target, reason = _choose_target(settings, request.target)
     if target == "embedded":
         _check_context(source, request)
+    if target == "vllm":
+        _check_vllm_source(source, request)
     replacing = _check_name_free(settings, name, target, source, out_dir, request.replace)
     draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[])
     plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing))
@@ -74,6 +76,11 @@ def _choose_target(settings: Settings, target: str) -> tuple[Engine, str]:
 
     if target == "embedded":
         return "embedded", "asked for the embedded engine"
+    if target == "vllm":  # refused now, before any long work, when vLLM is not installed
+        from model_serving.serve.vllm.env import require
+
+        found = require(settings)
+        return "vllm", f"asked for vLLM ({found.version} in {found.python})"
     with OllamaClient(settings, timeout=3) as client:
         up = client.is_up(timeout=3)
     if target == "ollama":
@@ -102,8 +109,21 @@ def _check_name_free(settings: Settings, name: str, target: Engine, source: Sour
     return taken
 
 
+def _check_vllm_source(source: Source, request: DeployRequest) -> None:
+    """vLLM serves a Hugging Face checkpoint (its GGUF loader is a CUDA-only plugin); a Hub id would need a download first."""
+    if source.kind == "gguf":
+        raise InputError(f"{source.model_name} is a GGUF; the vLLM target serves Hugging Face checkpoints.",
+                         "Deploy the checkpoint folder it came from with target vllm, or this GGUF with target embedded.")
+    if source.kind == "hub":
+        raise InputError(f"{source.label} is a Hub repo; the vLLM target serves a local checkpoint (it never downloads at serve time).",
+                         "Download it first (huggingface-cli download REPO --local-dir DIR) and deploy DIR with target vllm.")
+    if source.context_length and request.ctx_size > source.context_length:
+        raise InputError(f"ctx_size {request.ctx_size} is longer than the {source.context_length} tokens {source.model_name} was trained for.",
+                         f"Pass ctx_size at most {source.context_length}.")
+
+
 def _served_as(settings: Settings, name: str, target: Engine) -> str | None:
-    if target == "embedded":
+    if target in ("embedded", "vllm"):
         from model_serving.serve.embedded.engine import list_models
 
         running = [m for m in list_models(settings) if m.name == name and m.state == "running"]
@@ -125,6 +145,8 @@ def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None) -> l
     if plan.source.kind == "adapter":
         steps.append(PlannedStep(step="merge", action="reuse" if _reusable_merge(plan) else "run",
                                  detail=f"merge the LoRA into its base {plan.source.base} (peft, logit-checked): {ckpt}"))
+    if plan.target == "vllm":
+        return [*steps, *_vllm_steps(plan, request, replacing)]
     export_sha = None
     if plan.source.kind != "gguf":
         export_sha = _reusable_export(plan, steps)
@@ -145,6 +167,19 @@ def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None) -> l
                              detail=f"{request.bench_requests} streaming requests, {concurrency} at a time: TTFT, latency, throughput, verdicts"))
     steps.append(PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}"))
     return steps
+
+
+def _vllm_steps(plan: DeployPlan, request: DeployRequest, replacing: str | None) -> list[PlannedStep]:
+    """vLLM serves the checkpoint itself: no GGUF export, no quantization."""
+    where = f"; replaces the model {replacing}" if replacing else ""
+    concurrency = request.concurrency or request.parallel
+    return [PlannedStep(step="export", action="skip", detail="vLLM serves the Hugging Face checkpoint: no GGUF"),
+            PlannedStep(step="quantize", action="skip", detail=f"vLLM serves {plan.checkpoint} in its own dtype"),
+            PlannedStep(step="register", action="run", detail=f"serve {plan.checkpoint} as {plan.name!r} on vLLM ({plan.target_reason}){where}, "
+                        "then probe: its template, an answer that stops"),
+            PlannedStep(step="bench", action="run" if request.bench else "skip",
+                        detail=f"{request.bench_requests} streaming requests, {concurrency} at a time: TTFT, latency, throughput, verdicts"),
+            PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}")]
 
 
 def _sidecar(path: Path) -> dict[str, Any]:

@@ -98,6 +98,8 @@ def register(ctx: DeployContext, progress: Progress) -> None:
 
     began = time.perf_counter()
     request, plan, served = ctx.request, ctx.plan, ctx.served
+    if plan.target == "vllm":
+        return _register_vllm(ctx, progress, began)
     assert served is not None
     # Ollama takes the chat template and stop tokens from the checkpoint too; the embedded engine reads the GGUF only.
     source_dir = plan.checkpoint if plan.target == "ollama" else None
@@ -111,6 +113,21 @@ def register(ctx: DeployContext, progress: Progress) -> None:
     ctx.record("register", began, reused=False, summary=done.model_dump(mode="json", exclude={"ollama": {"modelfile"}}))
 
 
+def _register_vllm(ctx: DeployContext, progress: Progress, began: float) -> None:
+    """Serve the checkpoint itself on vLLM and probe it (its template, an answer that stops)."""
+    from model_serving.serve.vllm.engine import serve_vllm
+    from model_serving.util.paths import tree_sha256
+
+    request, plan = ctx.request, ctx.plan
+    assert plan.checkpoint is not None
+    model, probe = serve_vllm(ctx.settings, plan.checkpoint, plan.name, ctx_size=request.ctx_size, parallel=request.parallel,
+                              replace=request.replace, progress=progress)
+    ctx.served, ctx.served_sha256 = plan.checkpoint, tree_sha256(plan.checkpoint)
+    ctx.result.endpoint, ctx.result.answer = f"{model.base_url}/v1/chat/completions", probe.answer
+    ctx.bench_base, ctx.bench_api, ctx.server_pid = model.base_url, "openai", model.pid
+    ctx.record("register", began, reused=False, summary={"target": "vllm", "served": model.model_dump(mode="json"), "probe": probe.model_dump(mode="json")})
+
+
 def bench(ctx: DeployContext, progress: Progress) -> None:
     """Measure at the engine's slot count, so the throughput verdict judges the server, not one request at a time."""
     from model_serving.bench import BenchConfig, run_benchmark
@@ -119,7 +136,8 @@ def bench(ctx: DeployContext, progress: Progress) -> None:
     request = ctx.request
     concurrency = request.concurrency or request.parallel
     config = BenchConfig.build(base_url=ctx.bench_base, model=ctx.plan.name, api=ctx.bench_api, n_requests=request.bench_requests,
-                               concurrency=concurrency, max_tokens=16, server_pid=ctx.server_pid, gguf_path=ctx.served,
+                               concurrency=concurrency, max_tokens=16, server_pid=ctx.server_pid,
+                               gguf_path=ctx.served if ctx.plan.target != "vllm" else None,
                                output_dir=ctx.plan.out_dir / "bench", label=ctx.plan.name)
     measured = run_benchmark(config, progress)
     ctx.result.verdicts = [v.model_dump(mode="json") for v in measured.verdicts]

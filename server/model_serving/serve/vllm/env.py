@@ -33,6 +33,7 @@ CUDA_ONLY = ("torchvision", "torchaudio", "torchcodec", "triton")
 CHECK = "import vllm, sys; print(vllm.__version__); print(sys.executable)"
 INSTALL_HINT = "Run `model-serving engines install vllm` (or set MODEL_SERVING_VLLM_PYTHON to a Python that has vllm)."
 Build = Literal["cpu", "cuda"]
+_CHECKED: dict[tuple[str, str], VllmEnvironment] = {}  # this process's checks of configured interpreters
 
 
 class InstallStep(BaseModel):
@@ -119,6 +120,8 @@ def _configured(settings: Settings, python: str) -> VllmEnvironment:
     """The interpreter MODEL_SERVING_VLLM_PYTHON names, checked once per version of its site-packages (importing vllm takes seconds)."""
     cache = home(settings) / "configured.json"
     stamp = _stamp(python)
+    if (python, stamp) in _CHECKED:
+        return _CHECKED[python, stamp]
     try:
         cached = json.loads(cache.read_text(encoding="utf-8"))
         if cached.get("python") == python and cached.get("stamp") == stamp:
@@ -131,6 +134,7 @@ def _configured(settings: Settings, python: str) -> VllmEnvironment:
     except ServingError as exc:
         return VllmEnvironment(installed=False, source="configured", python=python, error=exc.cause, next_step=exc.next_step)
     write_text_atomic(cache, json.dumps({"python": python, "stamp": stamp, "env": env.model_dump(mode="json")}))
+    _CHECKED[python, stamp] = env
     return env
 
 
