@@ -37,3 +37,27 @@ def smollm2_lora_gguf(artifacts: Path, smollm2_checkpoint: Path) -> Path:
         adapter = tiny_lora_adapter(artifacts / "smollm2-lora-plain", smollm2_checkpoint, seed=4, scale=0.3)  # changes the answer, still stops
         export_lora_gguf(Settings.from_env(roots=[str(artifacts)], home=str(artifacts / "home")), str(adapter), str(smollm2_checkpoint), str(out))
     return out
+
+
+def _tiny_lora_gguf(artifacts: Path, tiny_checkpoint: Path, name: str, **adapter: object) -> Path:
+    """A tiny-base adapter converted to a GGUF LoRA (llama.cpp's convert_lora_to_gguf.py), once per session."""
+    from model_serving.checkpoint.lora_gguf import export_lora_gguf
+    from model_serving.settings import Settings
+
+    out = artifacts / f"{name}-f16.gguf"
+    if not out.exists():
+        folder = tiny_lora_adapter(artifacts / name, tiny_checkpoint, **adapter)  # type: ignore[arg-type]
+        export_lora_gguf(Settings.from_env(roots=[str(artifacts)], home=str(artifacts / "home")), str(folder), str(tiny_checkpoint), str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_ggufs(artifacts: Path, tiny_checkpoint: Path, lora_adapter: Path) -> tuple[Path, Path]:
+    """Two different GGUF LoRAs of the tiny base (seeds 1 and 5): each changes the greedy answer its own way."""
+    return _tiny_lora_gguf(artifacts, tiny_checkpoint, "tiny-lora"), _tiny_lora_gguf(artifacts, tiny_checkpoint, "tiny-lora-b", seed=5)
+
+
+@pytest.fixture(scope="session")
+def tiny_zero_lora_gguf(artifacts: Path, tiny_checkpoint: Path) -> Path:
+    """An untrained adapter (lora_B all zero, as peft initialises it): it cannot change any answer."""
+    return _tiny_lora_gguf(artifacts, tiny_checkpoint, "tiny-lora-zero", seed=6, scale=0.0)

@@ -57,8 +57,13 @@ def click_param(name: str, prop: Mapping[str, Any], *, positional: bool, aliases
             return click.option(f"{flag}/--no-{flag[2:]}", *aliases, name, default=True, show_default=True, help=help_text)
         return click.option(flag, *aliases, name, is_flag=True, default=False, help=help_text)
     default = None if prop["required"] else prop.get("default")
+    # A list option may be repeated (--lora a=x --lora b=y) as well as comma-separated: the last one never silently wins.
     return click.option(flag, *aliases, name, type=click_type(prop), default=default, required=prop["required"],
-                        show_default=default is not None, help=help_text)
+                        show_default=default is not None, help=help_text, multiple=prop.get("type") == "array")
+
+
+def _flat(value: tuple[Any, ...]) -> list[Any]:
+    return [x for item in value for x in (item if isinstance(item, list) else [item])]
 
 
 def from_model(model: type[Request], *, positional: Sequence[str] = (), aliases: Mapping[str, Sequence[str]] | None = None,
@@ -69,7 +74,7 @@ def from_model(model: type[Request], *, positional: Sequence[str] = (), aliases:
     def decorate(fn: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(fn)
         def command(app: Any, **values: Any) -> None:
-            fields = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if k in props}
+            fields = {k: _flat(v) if isinstance(v, tuple) else v for k, v in values.items() if k in props and v != ()}
             fn(app, validated(model, fields), **{k: v for k, v in values.items() if k not in props})
 
         wrapped: Any = pass_app(command)

@@ -20,7 +20,8 @@ import httpx
 from model_serving.checkpoint.inspect import GGUFInfo, inspect_gguf
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress
-from model_serving.serve.embedded import registry
+from model_serving.serve.embedded import native, registry
+from model_serving.serve.embedded.lora import lora_argv, parse_lora, probe_adapters, same_as_base
 from model_serving.serve.embedded.probe import probe_model
 from model_serving.serve.embedded.registry import ServedModel, check_name, get_model, list_models
 from model_serving.serve.probe import ProbeResult
@@ -50,16 +51,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def terminate(pid: int, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM one of our engine (or router) processes, then SIGKILL after `grace_s`."""
+    if not registry.alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while registry.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if registry.alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def stop_model(settings: Settings, name: str, *, grace_s: float = STOP_GRACE_S) -> ServedModel:
-    """SIGTERM, then SIGKILL after `grace_s`; the record goes either way."""
+    """SIGTERM, then SIGKILL after `grace_s`; the record goes either way. A router goes first, then its replicas."""
     model = get_model(settings, name)
-    if model.state == "running":
-        os.kill(model.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while registry.alive(model.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if registry.alive(model.pid):
-            os.kill(model.pid, signal.SIGKILL)
+    for served in [model, *model.replicas]:
+        if served.state == "running":
+            terminate(served.pid, grace_s)
     registry.remove(settings, name)
     model.state = "dead"
     return model
@@ -99,15 +108,16 @@ def _make_room(settings: Settings, name: str, port: int | None, replace: bool) -
 
 
 def wait_healthy(proc: subprocess.Popen, name: str, base_url: str, log_path: Path, progress: Progress, *,
-                 timeout_s: float = START_TIMEOUT_S, poll_timeout_s: float = HEALTH_POLL_TIMEOUT_S) -> None:
+                 timeout_s: float = START_TIMEOUT_S, poll_timeout_s: float = HEALTH_POLL_TIMEOUT_S, what: str = "llama.cpp server",
+                 hint: str = "a corrupt GGUF or too little memory are the usual causes") -> None:
     """Return once `base_url` answers /health with 200; kill `proc` and raise if it exits, hangs or is cancelled."""
     deadline = time.monotonic() + timeout_s
     try:
         while True:
             progress.check()
             if proc.poll() is not None:
-                raise ServingError(f"The llama.cpp server for {name} exited during start-up (exit code {proc.returncode}).",
-                                   "Read its log below; a corrupt GGUF or too little memory are the usual causes.",
+                raise ServingError(f"The {what} for {name} exited during start-up (exit code {proc.returncode}).",
+                                   f"Read its log below; {hint}.",
                                    detail=log_path.read_text(errors="replace")[-3000:])
             try:
                 if httpx.get(f"{base_url}/health", timeout=poll_timeout_s).status_code == 200:
@@ -115,7 +125,7 @@ def wait_healthy(proc: subprocess.Popen, name: str, base_url: str, log_path: Pat
             except httpx.HTTPError:
                 pass  # not listening yet, or loading: /health answers 503 or nothing
             if time.monotonic() > deadline:
-                raise ServingError(f"The llama.cpp server for {name} did not become healthy within {timeout_s:.0f} s.", f"Read the log at {log_path}")
+                raise ServingError(f"The {what} for {name} did not become healthy within {timeout_s:.0f} s.", f"Read the log at {log_path}")
             progress.update(None, "loading the model")
             time.sleep(0.2)
     except BaseException:
@@ -127,15 +137,27 @@ def wait_healthy(proc: subprocess.Popen, name: str, base_url: str, log_path: Pat
 
 def start_model(settings: Settings, gguf_path: str | Path, name: str, *, ctx_size: int = 2048, parallel: int = 4,
                 threads: int | None = None, port: int | None = None, replace: bool = False,
-                progress: Progress | None = None, start_timeout_s: float = START_TIMEOUT_S) -> ServedModel:
-    """Start a llama.cpp server process for one GGUF and wait until it answers /health."""
+                progress: Progress | None = None, start_timeout_s: float = START_TIMEOUT_S, replica: int | None = None,
+                lora: list[str] | None = None) -> ServedModel:
+    """Start a llama.cpp server process for one GGUF and wait until it answers /health.
+
+    With `lora` (NAME=ADAPTER.gguf items) the same process serves each adapter under its name (serve/embedded/lora.py).
+
+    A `replica` (serve/router) gets a free port and its own log and is not recorded: its router's record holds it.
+    """
     progress = progress or Progress()
     path, info = _checked_gguf(settings, gguf_path, name, ctx_size, parallel)
-    port = _make_room(settings, name, port, replace)
+    adapters = parse_lora(settings, lora, name, info) if lora else []
+    port = _make_room(settings, name, port, replace) if replica is None else free_port()
     threads = threads or os.cpu_count() or 2
-    log_path = registry.log_path(settings, name)
-    argv = python_argv("model_serving.serve.embedded.worker", "--model", path, "--alias", name, "--port", str(port),
-                       "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--threads", str(threads))
+    log_path = registry.log_path(settings, name) if replica is None else registry.replica_log_path(settings, name, replica)
+    build = native.find(settings) if not adapters else native.Build("xllamacpp", None, "xllamacpp (the LoRA front runs in its worker)")
+    if build.kind == "native":  # no parent-death for a binary: wait_healthy kills it if the start fails or is cancelled
+        argv = native.server_argv(build, path, alias=name, port=port, ctx_size=ctx_size, parallel=parallel, threads=threads)
+    else:
+        argv = python_argv("model_serving.serve.embedded.worker", "--model", path, "--alias", name, "--port", str(port),
+                           "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--threads", str(threads),
+                           *lora_argv(adapters, free_port()))
     progress.update(0.05, f"starting llama.cpp server for {name} on 127.0.0.1:{port}")
     with log_path.open("wb") as log:
         # Its own process group, the scrubbed environment; it dies with us while it starts, then outlives us like a daemon.
@@ -145,10 +167,29 @@ def start_model(settings: Settings, gguf_path: str | Path, name: str, *, ctx_siz
     model = ServedModel(name=name, gguf_path=str(path), base_url=base_url, port=port, pid=proc.pid, ctx_size=ctx_size, parallel=parallel,
                         threads=threads, started_at=datetime.now(UTC).isoformat(timespec="seconds"), log_path=str(log_path),
                         file_type=info.file_type, has_chat_template=info.chat_template is not None, stop_tokens=_stop_tokens(info),
-                        rss_bytes=registry.rss(proc.pid))
-    registry.save(settings, model)
+                        rss_bytes=registry.rss(proc.pid), adapters=adapters, engine_build=build.describe)
+    if adapters:
+        _probe_adapters(proc, model, progress)
+    if replica is None:
+        registry.save(settings, model)
     progress.update(1.0, f"{name} is served at {base_url}")
     return model
+
+
+def _probe_adapters(proc: subprocess.Popen, model: ServedModel, progress: Progress) -> None:
+    """Every adapter must answer differently from the base, or the engine is stopped again."""
+    progress.update(0.9, f"probing {len(model.adapters)} adapter(s) against the base")
+    try:
+        probe_adapters(model)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if same := same_as_base(model.adapters):
+        proc.kill()
+        proc.wait()
+        raise VerificationFailed(f"The adapter(s) {', '.join(same)} answer exactly as the base {model.name} (answer and log-probabilities).",
+                                 "Check that the adapter was trained (peft starts lora_B at zero) and converted from that training's output.")
 
 
 def register_embedded(settings: Settings, gguf_path: str | Path, name: str, *, ctx_size: int = 2048, parallel: int = 4,

@@ -46,6 +46,8 @@ CMAKE_OPTIONS = (
 )
 SHOWN_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8")  # the ones that pick llama.cpp's kernels
 VERIFY_TIMEOUT_S = 30.0
+# Beyond the worker's settings: the best of benchmarks/engine_capacity.py's grid on this 2-core machine.
+TUNING: tuple[str, ...] = ()
 BuildKind = Literal["native", "xllamacpp"]
 
 
@@ -125,6 +127,15 @@ def find(settings: Settings) -> Build:
     if choice == "native":
         raise InputError(f"MODEL_SERVING_ENGINE_BUILD=native, but the {found}.", "Run scripts/install.sh, or unset MODEL_SERVING_ENGINE_BUILD.")
     return _xllamacpp(found)
+
+
+def server_argv(build: Build, model: Path, *, alias: str, port: int, ctx_size: int, parallel: int, threads: int,
+                tuning: tuple[str, ...] = TUNING) -> list[str]:
+    """llama-server's argv with the xllamacpp worker's settings (loopback, alias, slots, continuous batching, metrics)."""
+    assert build.server is not None
+    return [str(build.server), "--model", str(model), "--alias", alias, "--host", "127.0.0.1", "--port", str(port),
+            "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--threads", str(threads), "--threads-batch", str(threads),
+            "--cont-batching", "--metrics", "--slots", "--jinja", "--no-webui", *tuning]
 
 
 def tool(settings: Settings, name: str) -> Path | None:

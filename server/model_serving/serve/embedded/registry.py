@@ -21,7 +21,28 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,63}$")
 WORKER_MODULE = "model_serving.serve.embedded.worker"
 # What an engine process's command line names: a recycled pid names neither.
 ENGINE_MARKERS = (WORKER_MODULE, "model_serving/serve/vllm/launcher.py",
-                  "model_serving.serve.router.worker")  # the router in front of a name's replicas (serve/router)
+                  "model_serving.serve.router.worker",  # the router in front of a name's replicas (serve/router)
+                  "/llama-server\0")  # the natively compiled llama.cpp server (serve/embedded/native.py)
+
+
+class ServedAdapter(BaseModel):
+    """A LoRA adapter served on its base's engine under its own model name (the OpenAI `model` field picks it)."""
+
+    name: str
+    gguf_path: str = Field(description="the adapter GGUF (vllm: its folder)")
+    differs_from_base: bool | None = Field(default=None, description="its greedy answer or logprobs differ from the base's")
+    answer: str | None = None
+
+
+class Replica(BaseModel):
+    """One engine behind a router (serve/router): its own process, port and log, recorded inside the router's record."""
+
+    base_url: str
+    port: int
+    pid: int
+    log_path: str
+    state: Literal["running", "dead"] = "running"
+    rss_bytes: int | None = None
 
 
 class ServedModel(BaseModel):
@@ -40,7 +61,11 @@ class ServedModel(BaseModel):
     stop_tokens: list[str] = []
     state: Literal["running", "dead"] = "running"
     rss_bytes: int | None = Field(default=None, description="Resident memory of the engine process")
+    adapters: list[ServedAdapter] = Field(default_factory=list, description="LoRA adapters, each served under its own name")
+    engine_build: str | None = Field(default=None, description="Which llama.cpp build serves it, and why")
     engine: Literal["embedded", "vllm"] = Field(default="embedded", description="vllm: gguf_path is the checkpoint folder")
+    router: str | None = Field(default=None, description="vllm-router policy when replicas serve this name; pid is the router's")
+    replicas: list[Replica] = Field(default_factory=list, description="With router: the engines behind it")
 
 
 def check_name(name: str) -> str:
@@ -66,6 +91,10 @@ def record_path(settings: Settings, name: str) -> Path:
 
 def log_path(settings: Settings, name: str) -> Path:
     return directory(settings) / f"{key(name)}.log"
+
+
+def replica_log_path(settings: Settings, name: str, index: int) -> Path:
+    return directory(settings) / f"{key(name)}@r{index}.log"  # '@' is not in a name: never another model's log
 
 
 def save(settings: Settings, model: ServedModel) -> None:
@@ -119,10 +148,11 @@ def list_models(settings: Settings) -> list[ServedModel]:
         if file.stem != key(model.name):
             if not _migrate(settings, file, model.name):
                 continue  # not a record this registry wrote under that name
-        if alive(model.pid):
-            model.rss_bytes = rss(model.pid)
-        else:
-            model.state = "dead"
+        for served in [model, *model.replicas]:
+            if alive(served.pid):
+                served.rss_bytes = rss(served.pid)
+            else:
+                served.state = "dead"
         models.append(model)
     return models
 

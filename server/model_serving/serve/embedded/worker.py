@@ -11,6 +11,7 @@ import argparse
 import signal
 import sys
 import threading
+from typing import Any
 
 from model_serving.util.process import die_with_parent, outlive_parent
 
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ctx-size", type=int, default=2048)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--lora", action="append", default=[], metavar="NAME=PATH", help="a LoRA adapter GGUF served under NAME")
+    parser.add_argument("--engine-port", type=int, default=0, help="with --lora: llama.cpp's own port, behind the front on --port")
     args = parser.parse_args(argv)
 
     import xllamacpp as xlc
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     params.model.path = args.model
     params.model_alias = {args.alias}
     params.hostnames = ["127.0.0.1"]  # never reachable from another machine
-    params.port = args.port
+    params.port = args.engine_port if args.lora else args.port
     params.n_ctx = args.ctx_size
     params.n_parallel = args.parallel
     params.cont_batching = True
@@ -42,7 +45,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads > 0:
         params.cpuparams.n_threads = args.threads
         params.cpuparams_batch.n_threads = args.threads
+    lora = [spec.split("=", 1) for spec in args.lora]
+    if lora:
+        params.lora_adapters = [_adapter(xlc, path) for _, path in lora]
+        params.lora_init_without_apply = True  # every adapter at scale 0: a request picks its own by name (front.py)
     server = xlc.Server(params)
+    if lora:
+        _serve_front(args.port, args.engine_port, args.alias, [name for name, _ in lora])
+        del server
+        sys.exit(0)
     outlive_parent()  # serving now: the registry owns us, and `serve stop` ends us
     print(f"READY {server.listening_address}", flush=True)
 
@@ -52,6 +63,25 @@ def main(argv: list[str] | None = None) -> None:
     stop.wait()
     del server
     sys.exit(0)
+
+
+def _adapter(xlc: Any, path: str) -> Any:
+    info = xlc.CommonAdapterLoraInfo()
+    info.path, info.scale = path, 0.0  # the scale at rest; without 0 llama.cpp applies it to every request
+    return info
+
+
+def _serve_front(port: int, engine_port: int, base: str, adapters: list[str]) -> None:
+    """The model-name front on `port` until SIGTERM; llama.cpp stays on `engine_port` behind it."""
+    import asyncio
+
+    from model_serving.serve.embedded.front import serve
+
+    def ready() -> None:
+        outlive_parent()
+        print(f"READY 127.0.0.1:{port} (llama.cpp on 127.0.0.1:{engine_port})", flush=True)
+
+    asyncio.run(serve(port, f"http://127.0.0.1:{engine_port}", base, adapters, ready))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError, ServingError
+from model_serving.gguf.adapter import check_lora
 from model_serving.gguf.info import read_gguf
 from model_serving.jobs import Progress
 from model_serving.serve.ollama import names, versions
@@ -102,14 +103,8 @@ OLLAMA_ADAPTER_ARCHS = frozenset({"llama", "mistral", "gemma", "gemma2", "gemma3
 
 def _check_adapter(base: Any, adapter: Path) -> None:
     """The adapter is a GGUF LoRA of the base's architecture, and one Ollama can apply."""
-    lora = read_gguf(adapter)
+    check_lora(base, adapter)
     merge = "Merge the adapter into its base instead (model-serving merge ADAPTER_DIR --base BASE_DIR), then register the merged GGUF."
-    if not lora.is_adapter:
-        raise InputError(f"{adapter.name} is not a LoRA adapter GGUF (general.type is not 'adapter').",
-                         "Convert the adapter with model-serving export ADAPTER_DIR --base BASE_DIR --as-lora-gguf.")
-    if lora.architecture != base.architecture:
-        raise InputError(f"{adapter.name} is an adapter for {lora.architecture}, but the base is {base.architecture}.",
-                         "Pass the base GGUF the adapter was trained on.")
     if base.architecture not in OLLAMA_ADAPTER_ARCHS:
         raise InputError(f"Ollama's ADAPTER does not take {base.architecture} adapters (it takes {', '.join(sorted(OLLAMA_ADAPTER_ARCHS))}).", merge)
 
