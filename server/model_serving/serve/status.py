@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 from pydantic import BaseModel, Field
 
+from model_serving.errors import InputError
+from model_serving.serve.embedded import native
 from model_serving.serve.embedded.registry import ServedModel, list_models
 from model_serving.serve.metrics import Scrape, fetch
 from model_serving.serve.ollama.manage import ServerStatus, server_status
@@ -31,6 +33,7 @@ class ServingStatus(BaseModel):
     ollama: ServerStatus
     total_engine_rss_bytes: int
     vllm: VllmEnvironment | None = Field(None, description="Which vLLM serves --engine vllm, and where; or how to install it")
+    engine_build: str | None = Field(None, description="The llama.cpp build a new embedded start uses, and why")
 
 
 def _metric(scrape: Scrape, name: str) -> int | None:
@@ -69,4 +72,12 @@ def serving_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -
     engine = [engine_status(m, timeout_s=timeout_s) for m in list_models(settings)]
     return ServingStatus(engine=engine, ollama=server_status(settings, details=True),
                          total_engine_rss_bytes=sum(m.rss_bytes or 0 for e in engine for m in [e.model, *e.model.replicas]),
-                         vllm=find_vllm(settings))
+                         vllm=find_vllm(settings), engine_build=_engine_build(settings))
+
+
+def _engine_build(settings: Settings) -> str:
+    try:
+        return native.find(settings).describe
+    except InputError as exc:  # MODEL_SERVING_ENGINE_BUILD names no usable build: say so, do not fail the status
+        return f"none: {exc.cause}"
+
