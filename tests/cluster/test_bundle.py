@@ -160,3 +160,18 @@ async def test_bad_input_through_the_tool_gets_a_cause_and_a_next_step(settings:
             text = result.content[0].text
             assert result.is_error and cause in text and "Next step:" in text and "Traceback" not in text, text
     assert not Path(out).exists()
+
+
+def test_the_cli_writes_the_bundle_and_says_why(configs: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli_runner import cli_in_process
+
+    monkeypatch.setenv("MODEL_SERVING_HOME", str(configs.parent / "home"))
+    out = configs.parent / "cli-bundle"
+    code, stdout, stderr = cli_in_process(capsys, "--root", str(configs.parent), "plan-production", str(configs / "llama-3.1-8b"),
+                                          "--gpu", "L4-24GB", "-o", str(out), "--model-id", "meta-llama/Llama-3.1-8B-Instruct")
+    assert code == 0, stderr
+    assert "tensor_parallel_size 2, max_model_len 22016, max_num_seqs 8" in stdout and "TP 1: KV for 32768 tokens" in stdout
+    assert json.loads((out / "vllm-args.json").read_text())[:3] == ["vllm", "serve", "meta-llama/Llama-3.1-8B-Instruct"]
+    code, _, stderr = cli_in_process(capsys, "--root", str(configs.parent), "plan-production", str(configs / "llama-3.1-8b"),
+                                     "--gpu", "B300", "-o", str(configs.parent / "other"))
+    assert code != 0 and "Unknown GPU" in stderr and "--gpu-memory-gb" in stderr
