@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -88,3 +89,68 @@ def test_publish_then_pull_and_deploy_on_the_embedded_engine(settings: Settings,
         assert result.answer and result.answer.strip()  # the deploy's own probe: it answers and stops
     finally:
         stop_model(settings, "pulled")
+
+
+def _no_token(folder: Path, monkeypatch: pytest.MonkeyPatch, **_: object) -> dict[str, str]:
+    monkeypatch.delenv("HF_TOKEN")
+    return {"source": str(folder)}
+
+
+def _broken(folder: Path, writer: Callable[..., Path], sha256: str, **_: object) -> dict[str, str]:
+    writer(folder, folder / "smol.gguf", sha256, verdict="broken")
+    return {"source": str(folder)}
+
+
+def _over_limit(folder: Path, **_: object) -> dict[str, str]:
+    from model_serving.publish.collect import HUB_FILE_LIMIT
+
+    with open(folder / "huge.gguf", "wb") as fh:  # sparse: no disk used
+        fh.truncate(HUB_FILE_LIMIT + 1)
+    return {"source": str(folder)}
+
+
+def _no_license(folder: Path, gguf: Path, **_: object) -> dict[str, str]:
+    target = folder.parent / "nolicense.gguf"
+    target.write_bytes(gguf.read_bytes().replace(b"general.license", b"general.licensX"))  # same length: the header stays valid
+    return {"source": str(target)}
+
+
+BAD = {  # each bad input of the issue: (setup, extra arguments, the cause, the next step), on both faces
+    "no token": (_no_token, {}, "No Hugging Face token", "HF_TOKEN"),
+    "repo id": (lambda folder, **_: {"source": str(folder)}, {"repo": "a/b/c"}, "Hub repo id", ""),
+    "broken quant": (_broken, {}, "'broken'", "allow-broken"),
+    "over the file limit": (_over_limit, {}, "over the Hub's per-file limit", "smaller quantization"),
+    "no license": (_no_license, {}, "license could not be determined", "license"),
+    "include without a merge": (lambda folder, **_: {"source": str(folder)}, {"include": "merged"}, "not made from a LoRA adapter", "include"),
+}
+
+
+@pytest.mark.parametrize("face", ["cli", "mcp"])
+@pytest.mark.parametrize("case", list(BAD))
+def test_every_bad_input_on_both_faces(case: str, face: str, settings: Settings, hub: HubDouble, deploy_dir: Path, smollm2_gguf: Path,
+                                       smollm2_sha256: str, manifest_writer: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    setup, extra, cause, next_step = BAD[case]
+    args = {"repo": REPO, **setup(deploy_dir, monkeypatch=monkeypatch, writer=manifest_writer, sha256=smollm2_sha256, gguf=smollm2_gguf),
+            **extra}
+    if face == "cli":
+        flags = [arg for key, value in args.items() if key != "source" for arg in (f"--{key}", value)]
+        code, _, text = cli_in_process(capsys, *roots(settings), "publish", args["source"], *flags)
+        assert code == 2 and cause in text and (not next_step or "next step: " in text and next_step in text), text
+    else:
+        text = anyio.run(_mcp_outcome, settings, args)
+        assert text.startswith("error:") and cause in text and next_step in text, text
+    assert REPO not in hub.repos and hub.puts() == []  # nothing half-published
+
+
+async def _mcp_outcome(settings: Settings, args: dict[str, str]) -> str:
+    async with Client(create_server(settings)) as client:
+        first = await client.call_tool("publish_model", args)
+        if first.is_error:
+            return f"error: {first.content[0].text}"
+        with anyio.fail_after(120):
+            while True:
+                status = await client.call_tool("job_status", {"job_id": first.structured_content["taskId"], "wait_s": 30})
+                info = status.structured_content.get("job", status.structured_content) if status.structured_content else {}
+                if info.get("status") != "working":
+                    return f"{'error' if status.is_error else info.get('status')}: {status.content[0].text}"

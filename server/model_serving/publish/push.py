@@ -60,7 +60,7 @@ def _refuse_broken(collected: Collected, allow: bool) -> bool:
     broken = [up.local.name for up, _, verdict in collected.ggufs if verdict == "broken" and up.local]
     if broken and not allow:
         raise InputError(f"The quality verdict of {', '.join(broken)} is 'broken': it would publish a model that does not work.",
-                         "Publish a better quantization, or pass --allow-broken (the card then says so).")
+                         "Publish a better quantization, or pass allow_broken (--allow-broken; the card then says so).")
     return bool(broken)
 
 
@@ -68,7 +68,7 @@ def _license(collected: Collected, given: str | None) -> str:
     found = given or next((info.license for _, info, _ in collected.ggufs if info.license), None)
     if not found:
         raise InputError("The source's license could not be determined (no general.license in the GGUF).",
-                         "Pass --license with the source's license id, e.g. --license apache-2.0.")
+                         "Pass license (--license) with the source's license id, e.g. apache-2.0.")
     return found.lower()
 
 
@@ -92,7 +92,7 @@ def publish(settings: Settings, req: PublishRequest, progress: Progress | None =
     if req.plan_only:
         return result
     if changed and not req.overwrite:
-        raise InputError(f"{req.repo} already holds different {', '.join(changed)}.", "Review them with --plan, then pass --overwrite to replace them.")
+        raise InputError(f"{req.repo} already holds different {', '.join(changed)}.", "Review them with plan_only (--plan), then pass overwrite (--overwrite) to replace them.")
     _push(api, req, head, [u for u, f in zip(uploads, files, strict=True) if f.action != "same"], result, progress)
     _verify(api, req, uploads, result, collected.lineage.relation if collected.lineage.base_model else None)
     return result
@@ -134,15 +134,15 @@ def _verify(api: Any, req: PublishRequest, uploads: list[Upload], result: Publis
               if hasattr(f, "blob_id")}
     wrong = [u.path_in_repo for u in uploads if remote.get(u.path_in_repo) not in (u.sha256, u.git_oid)]
     if wrong:
-        raise VerificationFailed(f"After the push, {', '.join(wrong)} on the Hub do not match the local sha256.", "Publish again with --overwrite.")
+        raise VerificationFailed(f"After the push, {', '.join(wrong)} on the Hub do not match the local sha256.", "Publish again with overwrite (--overwrite).")
     result.verified.append(f"{len(uploads)} files listed at {result.commit_oid} with matching sha256")
     card = ModelCard.load(hf_hub_download(req.repo, "README.md", revision=result.commit_oid, endpoint=api.endpoint, token=api.token))
     meta = card.data.to_dict()
     if meta.get("license") is None or meta.get("base_model_relation") != relation:
-        raise VerificationFailed("The card downloaded back has no parsable front matter (or another lineage).", "Publish again with --overwrite.")
+        raise VerificationFailed("The card downloaded back has no parsable front matter (or another lineage).", "Publish again with overwrite (--overwrite).")
     result.verified.append("card front matter parses")
     small = min((u for u in uploads if u.path_in_repo != "README.md"), key=lambda u: u.size)
     path = hf_hub_download(req.repo, small.path_in_repo, revision=result.commit_oid, endpoint=api.endpoint, token=api.token)
     if sha256_file(Path(path)) != small.sha256:
-        raise VerificationFailed(f"{small.path_in_repo} downloaded back differs from the local file.", "Publish again with --overwrite.")
+        raise VerificationFailed(f"{small.path_in_repo} downloaded back differs from the local file.", "Publish again with overwrite (--overwrite).")
     result.verified.append(f"{small.path_in_repo} downloaded back intact")
