@@ -50,7 +50,8 @@ def cost_cmd(app: App, req: CostRequest) -> None:
 def plan_production_cmd(app: App, req: PlanProductionRequest) -> None:
     """Size a model (config.json) for --gpu (H100-80GB, L4-24GB, ..., cpu) and write its Kubernetes bundle to -o.
 
-    --model-id is the Hub repo the pods pull (for llama.cpp: a GGUF repo[:QUANT]); --lora NAME=HUB_REPO,...
+    --model-id is the Hub repo the pods pull (for llama.cpp: a GGUF repo[:QUANT]); --lora NAME=HUB_REPO,...;
+    --gpu-memory-gb: GiB per GPU, for a GPU the table lacks.
     """
     plan = verbs.plan_production(app.settings, req)
 
