@@ -42,7 +42,8 @@ def make_config(settings: Settings, *, model: str, endpoint: str | None = None, 
             raise InputError(f"No endpoint was given and the embedded engine serves no running model named {model!r}.",
                              "Register it (model-serving register) or pass --endpoint URL (or --api ollama).")
         base_url, api = served.base_url, "openai"
-        server_pid, gguf_path = served.pid, Path(served.gguf_path)
+        server_pid = served.pid
+        gguf_path = Path(served.gguf_path) if served.engine == "embedded" else None  # vLLM serves a checkpoint folder: no roofline
     if gguf:
         gguf_path = confine(gguf, settings.roots, what="GGUF path")
     prompts = confine(prompts_file, settings.roots, what="prompt file") if prompts_file else None
