@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from hub_double import TOKEN, HubDouble
 from mcp import Client
 
 from model_serving.deploy.pipeline import deploy
+from model_serving.errors import InputError
 from model_serving.limits import DeployRequest
 from model_serving.mcp.server import create_server
 from model_serving.serve.embedded.engine import stop_model
@@ -154,3 +156,40 @@ async def _mcp_outcome(settings: Settings, args: dict[str, str]) -> str:
                 info = status.structured_content.get("job", status.structured_content) if status.structured_content else {}
                 if info.get("status") != "working":
                     return f"{'error' if status.is_error else info.get('status')}: {status.content[0].text}"
+
+
+@pytest.mark.slow
+def test_publish_then_pull_and_deploy_through_the_cli_and_mcp(settings: Settings, hub: HubDouble, deploy_dir: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli_in_process(capsys, *roots(settings), "publish", str(deploy_dir), "--repo", REPO)
+    assert code == 0, err
+    common = ["--quant", "Q4_1", "--target", "embedded", "--no-bench", "--no-verify-quality"]
+    try:
+        code, out, err = cli_in_process(capsys, "--json", *roots(settings), "deploy", REPO, *common, "--name", "pulled-cli",
+                                        "--out-dir", str(tmp_path / "cli"))
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["answer"].strip() and "quantize" not in {s["step"] for s in result["steps"]}  # served as it is
+    finally:
+        with contextlib.suppress(InputError):
+            stop_model(settings, "pulled-cli")
+
+    async def mcp() -> str:
+        async with Client(create_server(settings)) as client:
+            args = {"source": REPO, "quant": "Q4_1", "target": "embedded", "bench": False, "verify_quality": False, "name": "pulled-mcp",
+                    "out_dir": str(tmp_path / "mcp")}
+            job = (await client.call_tool("deploy_model", args)).structured_content
+            with anyio.fail_after(300):
+                while True:
+                    status = await client.call_tool("job_status", {"job_id": job["taskId"], "wait_s": 30})
+                    info = status.structured_content.get("job", status.structured_content)
+                    if info["status"] != "working":
+                        return f"{info['status']}: {status.content[0].text}"
+
+    try:
+        outcome = anyio.run(mcp)
+        assert outcome.startswith("completed:"), outcome
+    finally:
+        with contextlib.suppress(InputError):
+            stop_model(settings, "pulled-mcp")
+    assert {p for m, p in hub.requests if m == "GET" and "/resolve/main/" in p} == {f"/{REPO}/resolve/main/smol-gguf-Q4_1.gguf"}  # just that file
