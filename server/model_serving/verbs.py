@@ -189,9 +189,24 @@ def bench_quant_ab(settings: Settings, req: QuantABRequest, progress: Progress) 
     from model_serving.bench.quant_ab import run_quant_ab
 
     targets = Targets(ttft_ms=req.ttft_ms, e2e_ms=req.e2e_ms, request_throughput=None, memory_gb=None)
+    if req.adapter is not None:
+        return _adapter_ab(settings, req, targets, progress)
     return run_quant_ab(settings, req.ggufs, n_requests=req.n_requests, concurrency=req.concurrency, max_tokens=req.max_tokens,
                         targets=targets, quality_floor=req.quality_floor, max_ppl_ratio=req.max_ppl_ratio, output_dir=req.output_dir,
                         progress=progress)
+
+
+def _adapter_ab(settings: Settings, req: QuantABRequest, targets: Any, progress: Progress) -> QuantABResult:
+    """bench_quant_ab with an adapter: the merged GGUF against the base GGUF serving the adapter."""
+    from model_serving.bench.adapter_ab import run_adapter_ab
+    from model_serving.errors import InputError
+
+    if len(req.ggufs) != 2:
+        raise InputError(f"With an adapter the A/B takes two GGUFs, the merged one and the base; {len(req.ggufs)} were given.",
+                         "Pass MERGED.gguf BASE.gguf --adapter ADAPTER.gguf.")
+    return run_adapter_ab(settings, req.ggufs[0], req.ggufs[1], req.adapter, n_requests=req.n_requests, concurrency=req.concurrency,
+                          max_tokens=req.max_tokens, targets=targets, quality_floor=req.quality_floor, output_dir=req.output_dir,
+                          progress=progress)
 
 
 def ollama_version(settings: Settings, req: NoInput) -> manage.ServerStatus:
@@ -280,14 +295,14 @@ def plan_production(settings: Settings, req: PlanProductionRequest) -> Bundle:
 
 # --- monitoring and cost (issue 11) ---
 def serving_metrics(settings: Settings, req: NoInput) -> MetricsView:
-    """Served engines' /metrics, 1 s apart: queue, TTFT/e2e p50/p95, tok/s, KV cache."""
+    """Engines' own /metrics: queue, TTFT/e2e p50/p95, tok/s, KV use."""
     from model_serving.serve.metrics import RATE_INTERVAL_S, metrics_view
 
     return metrics_view(settings, interval_s=RATE_INTERVAL_S)
 
 
 def cost_estimate(settings: Settings, req: CostRequest) -> CostEstimate:
-    """USD/1M tokens self-hosted at a bench JSON's knee, and tokens/day where it beats the API (prices in USD/1M)."""
+    """Self-hosted USD/1M tokens at a bench's knee; tokens/day beating the API (USD/1M)."""
     from model_serving.cluster.cost import estimate
 
     return estimate(settings, req)
