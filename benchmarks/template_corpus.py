@@ -55,6 +55,7 @@ FORECAST_TOOL = {
             "location": {"type": "string", "description": "City and country"},
             "unit": {"type": "string", "description": "Temperature unit", "enum": ["celsius", "fahrenheit"]},
             "days": {"type": "integer", "description": "Days ahead"},
+            "hours": {"type": "array", "items": {"type": "integer"}, "description": "Hours of the day to include"},
         }, "required": ["location", "days"]},
     },
 }
@@ -62,7 +63,7 @@ SEVERAL_PROPERTIES = "tools, several properties"
 SEVERAL_PROPERTIES_MESSAGES = [
     {"role": "user", "content": "Three days of forecast for Paris, in celsius?"},
     {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
-        "name": "get_forecast", "arguments": {"location": "Paris, France", "unit": "celsius", "days": 3}}}]},
+        "name": "get_forecast", "arguments": {"location": "Paris, France", "unit": "celsius", "days": 3, "hours": [9, 15]}}}]},
     {"role": "tool", "name": "get_forecast", "content": "18 C, 20 C, 17 C"},
 ]
 # The one difference no Go TEMPLATE can avoid; run_template checks that it is the only one.

@@ -126,7 +126,8 @@ def test_the_key_order_check_tells_key_order_from_other_differences(go_renderer:
     assert corpus.only_key_order(source, conv.go_template, go_renderer, **check)
     declared = corpus.several_properties()
     got = go_renderer(conv.go_template, to_ollama_messages(declared.messages), declared.tools)
-    assert '"properties": {"days": {"type": "integer"' in got and '{"days": 3, "location": "Paris, France", "unit": "celsius"}' in got
+    assert '"properties": {"days": {"type": "integer"' in got and '{"days": 3, "hours": [9, 15], "location": "Paris, France", "unit": "celsius"}' in got
+    assert '"hours": {"type": "array", "items": {"type": "integer"}, "description": "Hours of the day to include"}' in got
     # a prompt that loses anything else (here: a description) is not "key order"
     def lossy(template: str, messages: list, tools: list | None) -> str:
         return go_renderer(template, messages, tools).replace("Days ahead", "")
@@ -140,7 +141,7 @@ def test_membership_in_a_list_of_names_converts(go_renderer: GoRenderer) -> None
     conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
     sorted_tools = corpus.several_properties(sort_keys=True).tools
     expected = render(source, [{"role": "user", "content": "x"}], add_generation_prompt=False, tools=sorted_tools)
-    assert expected == "days*-;location*-;unit-;x"
+    assert expected == "days*-;hours-;location*-;unit-;x"
     assert go_renderer(conv.go_template, [{"role": "user", "content": "x"}], corpus.several_properties().tools) == expected
 
 

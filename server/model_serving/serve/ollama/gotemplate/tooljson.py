@@ -21,13 +21,16 @@ SCHEMAS = {
     "tool": [("type", "Type", "string", False), ("function", "Function", "toolfunc", False)],
     "toolfunc": [("name", "Name", "string", False), ("description", "Description", "string", True), ("parameters", "Parameters", "params", False)],
     "params": [("type", "Type", "string", False), ("properties", "Properties", "properties", False), ("required", "Required", "strings", True)],
-    "property": [("type", "Type", "ptype", False), ("description", "Description", "string", True), ("enum", "Enum", "values", True)],
+    # transformers' get_json_schema order; Ollama keeps no other keys of a property (nested properties are not written)
+    "property": [("type", "Type", "ptype", False), ("items", "Items", "value", True), ("description", "Description", "string", True),
+                 ("enum", "Enum", "values", True)],
     "callfunc": [("name", "Name", "string", False), ("arguments", "Arguments", "args", False)],
 }
 LISTS = {"tools": "tool", "toolcalls": "toolcall", "strings": "string", "values": "value"}
 MAPS = {"properties": "property", "args": "value"}
 JSON_NOTE = ("`tojson` of tool data is written key by key in the order tool dicts carry them (type, function, name, description, "
-             "parameters, properties, required); values nested inside arguments as compact JSON with sorted keys.")
+             "parameters, properties, required; a property's type, items, description, enum); values nested two levels "
+             "deep inside arguments or items as compact JSON; a property's own nested properties are not written.")
 
 
 @dataclass
@@ -77,10 +80,15 @@ class ToolJSON:
             return self.put_value(f"(json {go})")  # one type name, quoted
         if kind == "int":
             return self.put_value(go)
-        if kind == "value":
-            # a string quoted as JSON quotes it; anything else as Go's encoder writes it
-            is_text = f'eq (printf "%T" {go}) "string"'
-            return f"{{{{ if {is_text} }}}}{self.put_value(_quoted(go))}{{{{ else }}}}{self.put_value(f'(json {go})')}{{{{ end }}}}"
+        if kind in ("value", "scalar"):
+            # generic JSON as Ollama decodes it: text quoted as JSON quotes it; one level of lists and objects (Go maps, so
+            # sorted keys) with Jinja's separators; anything else, or deeper, as Go's encoder writes it
+            typ = f'(printf "%T" {go})'
+            text, other = self.put_value(_quoted(go)), self.put_value(f"(json {go})")
+            if kind == "scalar":
+                return f'{{{{ if eq {typ} "string" }}}}{text}{{{{ else }}}}{other}{{{{ end }}}}'
+            return (f'{{{{ if eq {typ} "string" }}}}{text}{{{{ else if eq {typ} "[]interface {{}}" }}}}{self.write_list("scalar", go, style, level)}'
+                    f'{{{{ else if eq {typ} "map[string]interface {{}}" }}}}{self.write_map("scalar", go, style, level)}{{{{ else }}}}{other}{{{{ end }}}}')
         if kind == "toolcall":
             call = self.write("callfunc", f"{go}.Function", style, level + 1)
             head = self.put("{" + style.newline(level + 1))
