@@ -118,3 +118,36 @@ def test_cli_and_mcp_include(settings: Settings, hub: HubDouble, adapter_deploy:
     outcome = anyio.run(mcp)
     assert outcome.startswith("completed:") and "Published tester/tuned@main" in outcome, outcome
     assert "adapter_model.safetensors" in hub.tree(REPO)
+
+
+@pytest.mark.slow
+def test_a_real_adapter_deploy_publishes_its_merge_and_its_adapter(settings: Settings, hub: HubDouble, artifacts: Path, tmp_path: Path,
+                                                                    smollm2_checkpoint: Path) -> None:
+    """deploy ADAPTER --base SmolLM2 (merge, export, serve, probe), then both includes of that deploy's own manifest."""
+    import contextlib
+    import shutil
+
+    from lora_fixtures import tiny_lora_adapter
+
+    from model_serving.deploy.pipeline import deploy
+    from model_serving.limits import DeployRequest
+    from model_serving.serve.embedded.engine import stop_model
+
+    adapter = tmp_path / "smol-lora"
+    shutil.copytree(tiny_lora_adapter(artifacts / "smollm2-lora-plain", smollm2_checkpoint, seed=4, scale=0.3), adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the checkpoint was rebuilt from
+    (adapter / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
+    out = tmp_path / "deployments" / "tuned"
+    try:
+        deploy(settings, DeployRequest(source=str(adapter), base=str(smollm2_checkpoint), name="tuned", quant="Q8_0", target="embedded",
+                                       out_dir=str(out), bench=False, verify_quality=False))
+    finally:
+        with contextlib.suppress(InputError):
+            stop_model(settings, "tuned")
+    merged = publish(settings, request(out, include="merged"))
+    assert {"model.safetensors", "config.json", "tuned-Q8_0.gguf", "tuned-F16.gguf"} <= set(hub.tree(REPO)) and len(merged.verified) == 3
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in merged.card and "base_model_relation: merge" in merged.card
+    assert "| merged vs base + adapter" in merged.card and "Passed: yes" in merged.card
+    again = publish(settings, request(out, include="adapter", revision="adapter"))
+    assert "adapter_model.safetensors" in hub.tree(REPO, "adapter") and "base_model_relation: adapter" in again.card
