@@ -32,7 +32,9 @@ def cost_cmd(app: App, req: CostRequest) -> None:
         inp = "n/a" if result.self_usd_per_m_input is None else f"${result.self_usd_per_m_input:.4g}"
         click.echo(f"  self-hosted per 1M tokens: input {inp}, output ${result.self_usd_per_m_output:.4g}, "
                    f"blended ${result.self_usd_per_m_blended:.4g} (input share {result.input_share:.0%})")
-        if result.api_usd_per_m_blended is not None:
+        if result.api_usd_per_m_blended is not None and result.crossover_tokens_per_day is None:
+            click.echo(f"  API blended ${result.api_usd_per_m_blended:.4g}/1M: cheaper at every volume (a full replica's tokens cost less there)")
+        elif result.api_usd_per_m_blended is not None:
             click.echo(f"  API blended ${result.api_usd_per_m_blended:.4g}/1M; self-hosting cheaper from {_per_day(result.crossover_tokens_per_day)}, "
                        f"at every volume from {_per_day(result.cheaper_from_tokens_per_day)}")
         for note in result.notes:
