@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from model_serving.errors import InputError
 
@@ -379,3 +379,25 @@ class BenchCompareRequest(Request):
     levels: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1, max_length=8)] = [1, 2, 4, 8]
     output_dir: PathArg | None = None
 # --- end vLLM engine and bench compare ---
+
+
+# --- one endpoint: the gateway (issue 15) ---
+
+
+def _within(low: float, high: float) -> AfterValidator:
+    """A range checked, not published: the tool has a small tools/list budget, and the refusal names the range."""
+
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"must be {low:g} to {high:g}")
+        return value
+
+    return AfterValidator(check)
+
+
+class GatewayRequest(Request):
+    action: Literal["start", "stop", "status"] = "status"
+    port: Annotated[int, _within(1024, 65535)] | None = None
+    keep_alive: Annotated[int, _within(1, 86_400)] | None = None  # seconds
+    memory_budget_gb: Annotated[float, _within(0.01, 1 << 20)] | None = None
+# --- end one endpoint ---

@@ -17,6 +17,7 @@ from model_serving.limits import (
     DeployRequest,
     EngineInstallRequest,
     ExportRequest,
+    GatewayRequest,
     InspectRequest,
     Listing,
     MergeRequest,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from model_serving.quantize.quantizer import QuantizeResult
     from model_serving.serve.embedded.engine import ServedModel
     from model_serving.serve.metrics import MetricsView
+    from model_serving.serve.gateway.router import Gateway
     from model_serving.serve.ollama import manage
     from model_serving.serve.ollama.client import ModelEntry, ShowInfo
     from model_serving.serve.probe import ProbeResult
@@ -115,8 +117,12 @@ def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
 
         return serve_vllm(settings, req.gguf_path, req.name, lora=req.lora, ctx_size=req.ctx_size, parallel=req.parallel,
                           threads=req.threads, port=req.port, replace=req.replace)[0]
-    return start_model(settings, req.gguf_path, req.name, ctx_size=req.ctx_size, parallel=req.parallel, threads=req.threads,
-                       port=req.port, replace=req.replace, lora=req.lora)
+    from model_serving.serve.gateway.router import ensure_gateway
+
+    model = start_model(settings, req.gguf_path, req.name, ctx_size=req.ctx_size, parallel=req.parallel, threads=req.threads,
+                        port=req.port, replace=req.replace, lora=req.lora)
+    ensure_gateway(settings)  # the one endpoint lists it too; off with MODEL_SERVING_GATEWAY=off or `serve gateway stop`
+    return model
 
 
 def serve_stop(settings: Settings, req: NameRequest) -> ServedModel:
@@ -127,6 +133,20 @@ def serve_stop(settings: Settings, req: NameRequest) -> ServedModel:
 
 
 def serve_list(settings: Settings, req: NoInput) -> Listing[ServedModel]:
+def serve_gateway(settings: Settings, req: GatewayRequest) -> Gateway:
+    """One base URL for all models, by name"""
+    from model_serving.serve.gateway import router
+
+    if req.action == "start":
+        return router.start_gateway(settings, port=req.port, keep_alive_s=req.keep_alive, memory_budget_gb=req.memory_budget_gb)
+    if req.port is not None or req.keep_alive is not None or req.memory_budget_gb is not None:
+        from model_serving.errors import InputError
+
+        raise InputError(f"port, keep_alive and memory_budget_gb only apply to starting the gateway, not to {req.action}.",
+                         "Leave them out, or use action start (it restarts a running gateway with them).")
+    return router.stop_gateway(settings) if req.action == "stop" else router.gateway_status(settings)
+
+
     """Models the embedded engine serves."""
     from model_serving.serve.embedded.engine import ServedModel, list_models
 

@@ -29,6 +29,7 @@ VERBS = {
     "quantize": ("quantize", "quantize_gguf"),
     "serve start": ("serve start", "serve_start"),
     "serve stop": ("serve stop", "serve_stop"),
+    "serve gateway": ("serve gateway", "serve_gateway"),
     "register": ("register", "register_model"),
     "status": ("status", "serving_status"),
     "metrics": ("metrics", "serving_metrics"),

@@ -16,6 +16,7 @@ from model_serving.limits import (
     CleanRequest,
     DeployRequest,
     ExportRequest,
+    GatewayRequest,
     InspectRequest,
     MergeRequest,
     NameRequest,
@@ -162,6 +163,27 @@ def serve_list(app: App, req: NoInput) -> None:
     app.emit(models, human)
 
 
+@serve_group.command("gateway")
+@from_model(GatewayRequest, positional=("action",))
+def serve_gateway(app: App, req: GatewayRequest) -> None:
+    """One base URL for every embedded model, picked by the model field: start, stop or show it (ACTION: start|stop|status)."""
+    from model_serving.verbs import serve_gateway as gateway
+
+    result = app.run("gateway", lambda p: gateway(app.settings, req)) if req.action == "start" else gateway(app.settings, req)
+    app.emit(result, lambda: _show_gateway(result))
+
+
+def _show_gateway(g: Any) -> None:
+    click.secho(f"gateway {g.base_url + '/v1' if g.running else '(not running)'}", bold=True)
+    if g.running:
+        click.echo(f"  {g.models_max} loaded at once (a count from the memory budget {human_size(g.memory_budget_bytes)}"
+                   f" / largest model {human_size(g.largest_model_bytes)}); idle models sleep after {g.keep_alive_s} s")
+    for m in g.models:
+        click.echo(f"  {m.name:26} {m.state:10}" + (f" adapter on {m.adapter_of}" if m.adapter_of else ""))
+    for line in [*g.skipped, g.note]:
+        click.echo(f"  {line}")
+
+
 @click.command("register")
 @from_model(RegisterRequest, positional=("gguf_path",), aliases={"replace": ["--overwrite"]})
 def register_cmd(app: App, req: RegisterRequest) -> None:
@@ -187,11 +209,17 @@ def _show_status(status: Any) -> None:
     for e in status.engine:
         m = e.model
         slots = f"{e.slots_busy}/{e.slots_total} busy" if e.slots_total is not None else "slots ?"
-        click.echo(f"  {m.name:26} {'healthy' if e.healthy else m.state:8} {m.base_url:26} {slots:12} rss {human_size(m.rss_bytes)}")
+        click.echo(f"  {m.name:26} {'healthy' if e.healthy else m.state:8} {m.base_url:26} {slots:12} rss {human_size(m.rss_bytes)}"
+                   + (" (vLLM)" if m.engine == "vllm" else ""))
         for a in m.adapters:  # LoRA adapters on the same engine, each under its own name
             click.echo(f"    adapter {a.name:18} {a.gguf_path}")
         for r in e.replicas:  # behind vllm-router (serve/router)
             click.echo(f"    replica {r.index}  {r.state:8} {r.base_url:26} {'routed' if r.routed else 'NOT routed':12} pid {r.pid}")
+    if status.gateway is not None:  # the one endpoint (serve/gateway)
+        _show_gateway(status.gateway)
+    v = status.vllm  # which vLLM serves --engine vllm (serve/vllm/env.py)
+    if v is not None:
+        click.echo(f"vllm {v.version} ({v.build}, {v.source}) in {v.python}" if v.installed else f"vllm not installed: {v.error}; {v.next_step}")
     o = status.ollama
     click.secho(f"ollama at {o.host}", bold=True)
     if not o.reachable:

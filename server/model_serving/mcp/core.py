@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcp.types import ToolAnnotations
+
 from model_serving import verbs
 from model_serving.checkpoint.export import ExportResult
 from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
@@ -17,6 +19,7 @@ from model_serving.limits import (
     CleanRequest,
     DeployRequest,
     ExportRequest,
+    GatewayRequest,
     InspectRequest,
     MergeRequest,
     NameRequest,
@@ -30,6 +33,7 @@ from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, 
 from model_serving.publish.models import PublishResult
 from model_serving.quantize.quantizer import QuantizeResult
 from model_serving.serve.embedded.engine import ServedModel
+from model_serving.serve.gateway.router import Gateway
 from model_serving.serve.metrics import MetricsView, ModelMetrics
 from model_serving.serve.register import RegisterResult
 from model_serving.serve.status import ServingStatus
@@ -83,5 +87,7 @@ def register_tools(mcp: Any, state: AppState) -> None:
 
 
 TOOLS.append(ToolSpec(verbs.clean_partials, "clean_partials", CleanRequest, CleanResult, writes(destructive=True), lambda r: r.summary))
+TOOLS.append(ToolSpec(verbs.serve_gateway, "serve_gateway", GatewayRequest, Gateway, ToolAnnotations(),  # the spec's defaults
+                      lambda r: f"gateway {r.base_url or 'not running'}: " + ", ".join(f"{m.name} {m.state}" for m in r.models)))  # issue 15
 TOOLS.append(ToolSpec(verbs.publish_model, "publish_model", PublishRequest, PublishResult, writes(idempotent=False), long=True,
                       summary=lambda r: r.summary))  # publish (issue 12)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
 from model_serving.serve.embedded.engine import ServedModel, register_embedded
+from model_serving.serve.gateway.router import ensure_gateway
 from model_serving.serve.ollama.plan import TemplateMode
 from model_serving.serve.ollama.register import OllamaRegistration, register_gguf
 from model_serving.serve.probe import ProbeResult
@@ -47,6 +48,7 @@ def register(settings: Settings, gguf: str | Path, name: str, *, target: Target 
             raise InputError(f"{', '.join(given)} only apply to the Ollama target.",
                              "Leave them out for the embedded engine (quantize first with `model-serving quantize`), or use target ollama.")
         model, probe = register_embedded(settings, gguf_path, name, ctx_size=ctx_size, parallel=parallel, replace=replace, progress=progress)
+        ensure_gateway(settings)  # the one endpoint lists it too (serve/gateway)
         return RegisterResult(target="embedded", name=model.name, endpoint=f"{model.base_url}/v1/chat/completions", served=model, probe=probe)
     registration, probe = register_gguf(settings, gguf_path, name, source_dir=source, quantize=quantize, overwrite=replace, system=system,
                                         num_ctx=ctx_size, template=template, adapter=Path(adapter) if adapter is not None else None, progress=progress)

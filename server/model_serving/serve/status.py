@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from model_serving.errors import InputError
 from model_serving.serve.embedded import native
 from model_serving.serve.embedded.registry import ServedModel, list_models
+from model_serving.serve.gateway.router import Gateway, gateway_status
 from model_serving.serve.metrics import Scrape, fetch
 from model_serving.serve.ollama.manage import ServerStatus, server_status
 from model_serving.serve.router.replicas import ReplicaStatus, replica_status
@@ -34,6 +35,7 @@ class ServingStatus(BaseModel):
     total_engine_rss_bytes: int
     vllm: VllmEnvironment | None = Field(None, description="Which vLLM serves --engine vllm, and where; or how to install it")
     engine_build: str | None = Field(None, description="The llama.cpp build a new embedded start uses, and why")
+    gateway: Gateway | None = Field(None, description="The one endpoint for every model: its URL, each model loaded or not")
 
 
 def _metric(scrape: Scrape, name: str) -> int | None:
@@ -72,7 +74,7 @@ def serving_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -
     engine = [engine_status(m, timeout_s=timeout_s) for m in list_models(settings)]
     return ServingStatus(engine=engine, ollama=server_status(settings, details=True),
                          total_engine_rss_bytes=sum(m.rss_bytes or 0 for e in engine for m in [e.model, *e.model.replicas]),
-                         vllm=find_vllm(settings), engine_build=_engine_build(settings))
+                         vllm=find_vllm(settings), engine_build=_engine_build(settings), gateway=gateway_status(settings, timeout_s=timeout_s))
 
 
 def _engine_build(settings: Settings) -> str:

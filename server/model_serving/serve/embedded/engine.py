@@ -24,6 +24,7 @@ from model_serving.serve.embedded import native, registry
 from model_serving.serve.embedded.lora import lora_argv, parse_lora, probe_adapters, same_as_base
 from model_serving.serve.embedded.probe import probe_model
 from model_serving.serve.embedded.registry import ServedModel, check_name, get_model, list_models
+from model_serving.serve.gateway import preset as gateway_preset
 from model_serving.serve.probe import ProbeResult
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
@@ -70,6 +71,7 @@ def stop_model(settings: Settings, name: str, *, grace_s: float = STOP_GRACE_S) 
         if served.state == "running":
             terminate(served.pid, grace_s)
     registry.remove(settings, name)
+    gateway_preset.sync(settings, stop=terminate)  # the one endpoint stops listing it (serve/gateway)
     model.state = "dead"
     return model
 

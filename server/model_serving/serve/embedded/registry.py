@@ -3,6 +3,8 @@
 The CLI, the MCP server and a later session all read the same records. A record's file name is
 the model name with ':' written as '%3A' ('%' cannot occur in a name), so the mapping is
 injective: `m:1` and `m_1` are two records, never one.
+The gateway (serve/gateway) keeps its record, preset and log under the stem '@gateway': no model
+name starts with '@', so it is never a model's record.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from model_serving.errors import InputError
 from model_serving.settings import Settings
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,63}$")
+GATEWAY = "@gateway"  # the gateway's file stem: a name starts with a letter or digit
 WORKER_MODULE = "model_serving.serve.embedded.worker"
 # What an engine process's command line names: a recycled pid names neither.
 ENGINE_MARKERS = (WORKER_MODULE, "model_serving/serve/vllm/launcher.py",
@@ -43,6 +46,41 @@ class Replica(BaseModel):
     log_path: str
     state: Literal["running", "dead"] = "running"
     rss_bytes: int | None = None
+
+
+class GatewayRecord(BaseModel):
+    """The one endpoint for every model: llama.cpp's server in router mode (serve/gateway), and what it was started with."""
+
+    base_url: str
+    port: int
+    pid: int
+    log_path: str
+    preset_path: str
+    started_at: str
+    keep_alive_s: int
+    models_max: int
+    memory_budget_bytes: int
+    largest_model_bytes: int | None = None
+    state: Literal["running", "stopped", "dead"] = "running"
+    on_demand: bool = Field(default=True, description="serve start / register start it; `serve gateway stop` turns this off")
+
+
+def gateway_path(settings: Settings, suffix: str) -> Path:
+    return directory(settings) / f"{GATEWAY}{suffix}"
+
+
+def load_gateway(settings: Settings) -> GatewayRecord | None:
+    try:
+        record = GatewayRecord.model_validate_json(gateway_path(settings, ".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.state == "running" and not alive(record.pid):
+        record.state = "dead"
+    return record
+
+
+def save_gateway(settings: Settings, record: GatewayRecord) -> None:
+    write_atomic(gateway_path(settings, ".json"), record.model_dump_json(indent=2))
 
 
 class ServedModel(BaseModel):
@@ -98,9 +136,12 @@ def replica_log_path(settings: Settings, name: str, index: int) -> Path:
 
 
 def save(settings: Settings, model: ServedModel) -> None:
-    record = record_path(settings, model.name)
+    write_atomic(record_path(settings, model.name), model.model_dump_json(indent=2))
+
+
+def write_atomic(record: Path, text: str) -> None:
     tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(model.model_dump_json(indent=2), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, record)  # readers never see half a record
 
 
@@ -139,6 +180,8 @@ def rss(pid: int) -> int | None:
 def list_models(settings: Settings) -> list[ServedModel]:
     models = []
     for file in sorted(directory(settings).glob("*.json")):
+        if file.stem.startswith(GATEWAY):
+            continue
         try:
             model = ServedModel.model_validate_json(file.read_text(encoding="utf-8"))
         except ValueError:

@@ -1,0 +1,1 @@
+"""One endpoint for every model: llama.cpp's server in router mode (`preset.py`: what it serves, `router.py`: the process)."""

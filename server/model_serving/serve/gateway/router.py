@@ -1,0 +1,202 @@
+"""The gateway process: the natively built llama-server in router mode, one base URL for every registered model.
+
+Started without a model and with our preset (`preset.py`), llama.cpp's router routes a POST by the
+body's `model` field and a GET by `?model=`, lists every preset model in `/models` and `/v1/models`
+(loaded or not), starts a model's instance on its first request (`--models-autoload`), unloads the
+least recently used one when `--models-max` are loaded, and puts an instance to sleep (its weights
+and KV cache freed, the process kept) after `sleep-idle-seconds` without a request: our keep-alive.
+
+`--models-max` is a count derived from memory: the budget (default: the memory available at start)
+divided by the largest registered model's estimate (gguf/memory.py). It is fixed when the router
+starts, so a model added that changes the count restarts the gateway.
+
+The xllamacpp wheel has no router mode: without the native build the gateway is refused, and each
+model keeps its own port (which stays for one release beside the gateway).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel, Field
+
+from model_serving.checkpoint.inspect import inspect_gguf
+from model_serving.errors import InputError, ServingError
+from model_serving.jobs import Progress
+from model_serving.serve.embedded import native, registry
+from model_serving.serve.embedded.engine import _port_free, free_port, terminate, wait_healthy
+from model_serving.serve.embedded.registry import GatewayRecord
+from model_serving.serve.gateway import preset
+from model_serving.serve.gateway.preset import PresetEntry
+from model_serving.serve.router.replicas import _available_bytes
+from model_serving.settings import Settings
+from model_serving.util.process import spawn
+
+DEFAULT_PORT = 8090
+DEFAULT_KEEP_ALIVE_S = 300  # Ollama's default keep-alive: five minutes
+START_TIMEOUT_S = 60.0  # the router loads no model at start
+STATUS_TIMEOUT_S = 3.0
+OFF_ENV = "MODEL_SERVING_GATEWAY"  # "off": serve start / register leave the gateway alone
+log = logging.getLogger(__name__)
+LLAMA_DEFAULT_MODELS_MAX = 4  # llama.cpp's own, used while no model is registered to size it by
+
+
+class GatewayModel(BaseModel):
+    name: str
+    state: str = Field(description="The router's: unloaded, loading, loaded or sleeping")
+    adapter_of: str | None = Field(None, description="An adapter: its base model, loaded as an instance of its own")
+
+
+class Gateway(BaseModel):
+    """The one endpoint: where it is, how it was sized, and each registered model's state in the router."""
+
+    running: bool
+    base_url: str | None = Field(None, description="OpenAI-compatible base for every model: POST {base_url}/v1/chat/completions")
+    models: list[GatewayModel] = Field(default_factory=list)
+    models_max: int | None = Field(None, description="Models loaded at once: memory budget / largest model's estimate")
+    keep_alive_s: int | None = Field(None, description="An idle model sleeps (memory freed) after this")
+    memory_budget_bytes: int | None = None
+    largest_model_bytes: int | None = None
+    on_demand: bool = Field(True, description="serve start / register start the gateway")
+    pid: int | None = None
+    log_path: str | None = None
+    preset_path: str | None = None
+    skipped: list[str] = Field(default_factory=list, description="Registered models the preset cannot carry, and why")
+    note: str = ""
+
+
+def require_native(settings: Settings) -> native.Build:
+    build = native.find(settings)
+    if build.kind != "native" or build.server is None:
+        raise ServingError(f"The gateway needs llama.cpp's router mode, which only the natively built llama-server has; this install has {build.describe}.",
+                           "Rerun scripts/install.sh to build it, or use each model's own port (`model-serving serve list`).")
+    return build
+
+
+def _estimate(entry: PresetEntry) -> int:
+    info = inspect_gguf(Path(entry.gguf_path), ctx_size=entry.ctx_size, parallel=entry.parallel)
+    total = info.memory.total_bytes if info.memory else info.size_bytes
+    return total + (Path(entry.lora).stat().st_size if entry.lora else 0)
+
+
+def sizing(items: list[PresetEntry], budget_bytes: int) -> tuple[int, int | None]:
+    """(models-max, the largest estimate): how many of the largest model fit the budget, at least one."""
+    sizes = []
+    for entry in items:
+        try:
+            sizes.append(_estimate(entry))
+        except (OSError, ServingError):
+            continue  # a GGUF gone from disk: the router reports that model's failed load
+    if not sizes:
+        return LLAMA_DEFAULT_MODELS_MAX, None
+    return max(1, budget_bytes // max(sizes)), max(sizes)
+
+
+def _argv(build: native.Build, record: GatewayRecord) -> list[str]:
+    assert build.server is not None
+    return [str(build.server), "--models-preset", record.preset_path, "--models-max", str(record.models_max), "--models-autoload",
+            "--host", "127.0.0.1", "--port", str(record.port), "--no-webui"]
+
+
+def _port(settings: Settings, port: int | None, previous: GatewayRecord | None, on_demand: bool) -> int:
+    chosen = port or (previous.port if previous else DEFAULT_PORT)
+    if _port_free(chosen):
+        return chosen
+    if port is None and on_demand:
+        return free_port()  # a start on demand never fails a register for a taken default port; status shows the URL
+    raise InputError(f"Port {chosen} on 127.0.0.1 is already in use, so the gateway cannot listen there.",
+                     "Choose another with `serve gateway start --port P`, or stop what listens there.")
+
+
+def start_gateway(settings: Settings, *, port: int | None = None, keep_alive_s: int | None = None, memory_budget_gb: float | None = None,
+                  on_demand: bool = False, progress: Progress | None = None) -> Gateway:
+    """Start (or restart with new settings) the router on 127.0.0.1 and wait until it answers /health."""
+    progress = progress or Progress()
+    build = require_native(settings)
+    previous = registry.load_gateway(settings)
+    if previous is not None and previous.state == "running":
+        stop_gateway(settings, keep_on_demand=True)
+    keep_alive_s = keep_alive_s or (previous.keep_alive_s if previous else DEFAULT_KEEP_ALIVE_S)
+    budget = int(memory_budget_gb * 2**30) if memory_budget_gb else (previous.memory_budget_bytes if previous and previous.memory_budget_bytes
+                                                                     else _available_bytes() or 8 * 2**30)
+    items, _ = preset.write(settings, keep_alive_s)
+    models_max, largest = sizing(items, budget)
+    port = _port(settings, port, previous, on_demand)
+    log_path = registry.gateway_path(settings, ".log")
+    record = GatewayRecord(base_url=f"http://127.0.0.1:{port}", port=port, pid=0, log_path=str(log_path),
+                           preset_path=str(registry.gateway_path(settings, ".ini")), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                           keep_alive_s=keep_alive_s, models_max=models_max, memory_budget_bytes=budget, largest_model_bytes=largest)
+    progress.update(0.1, f"starting the gateway (llama.cpp router) on 127.0.0.1:{port}")
+    with log_path.open("wb") as log:
+        proc = spawn(_argv(build, record), stdout=log, text=False)  # its own group, the scrubbed environment
+    wait_healthy(proc, "the gateway", record.base_url, log_path, progress, timeout_s=START_TIMEOUT_S, what="llama.cpp router",
+                 hint="a port taken between the check and the start, or an unreadable preset, are the usual causes")
+    record.pid = proc.pid
+    registry.save_gateway(settings, record)
+    progress.update(1.0, f"the gateway serves {len(items)} model(s) at {record.base_url}")
+    return gateway_status(settings)
+
+
+def stop_gateway(settings: Settings, *, keep_on_demand: bool = False) -> Gateway:
+    """Stop the router and its model instances; unless restarting, serve start / register no longer start it."""
+    record = registry.load_gateway(settings)
+    if record is None:
+        return Gateway(running=False, on_demand=keep_on_demand, note="no gateway was started")
+    if record.state == "running":
+        terminate(record.pid)
+    record.state, record.on_demand = "stopped", keep_on_demand or False
+    registry.save_gateway(settings, record)
+    return gateway_status(settings)
+
+
+def ensure_gateway(settings: Settings) -> Gateway | None:
+    """After a model was added or removed: rewrite the preset, and start (or resize) the gateway when it is on demand.
+
+    Never fails the serve or register that called it: without the native build, or turned off, it does nothing.
+    """
+    if os.environ.get(OFF_ENV, "").strip().lower() in ("off", "0", "false", "no"):
+        return None
+    record = registry.load_gateway(settings)
+    if record is not None and not record.on_demand:
+        return None
+    if native.find(settings).kind != "native":
+        return None
+    try:
+        if record is not None and record.state == "running":
+            items, _ = preset.write(settings, record.keep_alive_s)
+            if sizing(items, record.memory_budget_bytes)[0] == record.models_max:
+                preset.reload(record.base_url)
+                return gateway_status(settings)
+        return start_gateway(settings, on_demand=True)
+    except ServingError as exc:  # the model is served on its own port either way; status shows the gateway down
+        log.warning("the gateway did not start on demand: %s %s", exc.cause, exc.next_step)
+        return None
+
+
+def _router_models(base_url: str, timeout_s: float) -> dict[str, str] | None:
+    try:
+        body = httpx.get(f"{base_url}/models", timeout=timeout_s).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return {m.get("id"): (m.get("status") or {}).get("value", "?") for m in body.get("data", []) if isinstance(m, dict)}
+
+
+def gateway_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -> Gateway:
+    """The gateway's record, and each registered model as the router lists it (loaded or not)."""
+    record = registry.load_gateway(settings)
+    items, skipped = preset.entries(registry.list_models(settings))
+    if record is None:
+        return Gateway(running=False, skipped=skipped, note="not started: `model-serving serve gateway start`, or serve a model")
+    listed = _router_models(record.base_url, timeout_s) if record.state == "running" else None
+    models = [GatewayModel(name=e.name, state=(listed or {}).get(e.name, "not listed" if listed is not None else "gateway down"),
+                           adapter_of=e.adapter_of) for e in items]
+    note = (f"one endpoint for every model: {record.base_url}/v1 (pick one with the model field); the per-model ports stay for one release"
+            if listed is not None else f"the gateway is {record.state}; its log: {record.log_path}")
+    return Gateway(running=listed is not None, base_url=record.base_url, models=models, models_max=record.models_max,
+                   keep_alive_s=record.keep_alive_s, memory_budget_bytes=record.memory_budget_bytes, largest_model_bytes=record.largest_model_bytes,
+                   on_demand=record.on_demand, pid=record.pid if record.state == "running" else None, log_path=record.log_path,
+                   preset_path=record.preset_path, skipped=skipped, note=note)
