@@ -132,7 +132,6 @@ def serve_stop(settings: Settings, req: NameRequest) -> ServedModel:
     return stop_model(settings, req.name)
 
 
-def serve_list(settings: Settings, req: NoInput) -> Listing[ServedModel]:
 def serve_gateway(settings: Settings, req: GatewayRequest) -> Gateway:
     """One base URL for all models, by name"""
     from model_serving.serve.gateway import router
@@ -147,6 +146,7 @@ def serve_gateway(settings: Settings, req: GatewayRequest) -> Gateway:
     return router.stop_gateway(settings) if req.action == "stop" else router.gateway_status(settings)
 
 
+def serve_list(settings: Settings, req: NoInput) -> Listing[ServedModel]:
     """Models the embedded engine serves."""
     from model_serving.serve.embedded.engine import ServedModel, list_models
 
