@@ -17,6 +17,7 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+	"time"
 )
 
 type request struct {
@@ -38,6 +39,18 @@ var helpers = template.FuncMap{
 	"json": func(v any) string {
 		b, _ := json.Marshal(v)
 		return string(b)
+	},
+	// Ollama's date helpers ignore their format argument.
+	"currentDate":   func(args ...string) string { return time.Now().Format("2006-01-02") },
+	"yesterdayDate": func(args ...string) string { return time.Now().AddDate(0, 0, -1).Format("2006-01-02") },
+	"toTypeScriptType": func(v any) string {
+		if p, ok := v.(ToolProperty); ok {
+			return p.typeScript()
+		}
+		if p, ok := v.(*ToolProperty); ok && p != nil {
+			return p.typeScript()
+		}
+		return "any"
 	},
 }
 

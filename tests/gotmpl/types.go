@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 type Message struct {
@@ -82,6 +83,30 @@ type ToolProperty struct {
 	Enum        []any          `json:"enum,omitempty"`
 	Properties  *Properties    `json:"properties,omitempty"`
 	Required    []string       `json:"required,omitempty"`
+}
+
+// typeScript is the property's type as a TypeScript type, as Ollama's toTypeScriptType helper writes it.
+func (p ToolProperty) typeScript() string {
+	var parts []string
+	if len(p.AnyOf) > 0 {
+		for _, alt := range p.AnyOf {
+			parts = append(parts, alt.typeScript())
+		}
+		return strings.Join(parts, " | ")
+	}
+	if len(p.Type) == 0 {
+		return "any"
+	}
+	names := map[string]string{"string": "string", "number": "number", "integer": "number", "boolean": "boolean",
+		"array": "any[]", "object": "Record<string, any>", "null": "null"}
+	for _, t := range p.Type {
+		name, ok := names[t]
+		if !ok {
+			name = "any"
+		}
+		parts = append(parts, name)
+	}
+	return strings.Join(parts, " | ")
 }
 
 // PropertyType is a JSON Schema type: one name, or a list of names.

@@ -220,3 +220,11 @@ def test_exact_templates_stay_exact_on_drawn_conversations(messages: list[dict[s
     answers = go_renderer.run({"batch": requests})
     got = [(name, a.get("output", a.get("error"))) for (name, _), a in zip(expected, answers, strict=True)]
     assert [g for g, e in zip(got, expected, strict=True) if g != e] == []
+
+
+def test_the_go_renderer_has_ollamas_template_helpers(go_renderer: GoRenderer) -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "b": {"type": "string"}, "a": {"type": ["integer", "null"]}, "c": {"anyOf": [{"type": "array"}, {"type": "boolean"}]}}}}}
+    source = "{{ range .Tools }}{{ range $k, $v := .Function.Parameters.Properties }}{{ $k }}:{{ toTypeScriptType $v }};{{ end }}{{ end }}"
+    out = go_renderer(source + "{{ len currentDate }}{{ range .Messages }}{{ .Content }}{{ end }}", [{"role": "user", "content": "x"}], [tool])
+    assert out == "a:number | null;b:string;c:any[] | boolean;10x"
