@@ -399,5 +399,5 @@ class GatewayRequest(Request):
     action: Literal["start", "stop", "status"] = "status"
     port: Annotated[int, _within(1024, 65535)] | None = None
     keep_alive: Annotated[int, _within(1, 86_400)] | None = None  # seconds
-    memory_budget_gb: Annotated[float, _within(0.01, 1 << 20)] | None = None
+    memory_budget_gb: Annotated[float, _within(0.01, 4096)] | None = None
 # --- end one endpoint ---

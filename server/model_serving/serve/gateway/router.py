@@ -132,7 +132,8 @@ def start_gateway(settings: Settings, *, port: int | None = None, keep_alive_s: 
                            keep_alive_s=keep_alive_s, models_max=models_max, memory_budget_bytes=budget, largest_model_bytes=largest)
     progress.update(0.1, f"starting the gateway (llama.cpp router) on 127.0.0.1:{port}")
     with log_path.open("wb") as log:
-        proc = spawn(_argv(build, record), stdout=log, text=False)  # its own group, the scrubbed environment
+        # Its own group, the scrubbed environment; an empty model cache, so it lists only our preset's models, not llama.cpp's downloads.
+        proc = spawn(_argv(build, record), stdout=log, text=False, env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache"))})
     wait_healthy(proc, "the gateway", record.base_url, log_path, progress, timeout_s=START_TIMEOUT_S, what="llama.cpp router",
                  hint="a port taken between the check and the start, or an unreadable preset, are the usual causes")
     record.pid = proc.pid

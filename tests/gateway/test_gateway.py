@@ -1,0 +1,164 @@
+"""The gateway: one base URL for every registered model, on llama.cpp's own router mode (serve/gateway).
+
+The live tests run the natively built llama-server (scripts/install.sh compiles it) and skip, saying so,
+where it is absent; the refusals and the preset need no build.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cli_runner import cli_in_process
+from mcp import Client
+
+from model_serving.mcp.server import create_server
+from model_serving.serve.embedded import native, registry
+from model_serving.serve.embedded.engine import free_port, list_models, stop_model
+from model_serving.serve.embedded.registry import ServedAdapter, ServedModel
+from model_serving.serve.gateway import preset
+from model_serving.serve.gateway.router import gateway_status, stop_gateway
+from model_serving.settings import Settings
+
+CHAT_TIMEOUT_S = 300.0  # the first request loads the model in a new instance, on a busy 2-core machine
+
+
+@pytest.fixture
+def live(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings with the native build, and nothing of ours left running after the test."""
+    build = native.find(settings)
+    if build.kind != "native":
+        pytest.skip(f"the gateway needs the native llama-server: {build.describe}")
+    monkeypatch.delenv("MODEL_SERVING_GATEWAY", raising=False)
+    yield settings
+    for model in list_models(settings):
+        stop_model(settings, model.name)
+    stop_gateway(settings)
+
+
+def chat(base_url: str, model: str) -> httpx.Response:
+    return httpx.post(f"{base_url}/v1/chat/completions", timeout=CHAT_TIMEOUT_S,
+                      json={"model": model, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8})
+
+
+def states(base_url: str) -> dict[str, str]:
+    return {m["id"]: m["status"]["value"] for m in httpx.get(f"{base_url}/models", timeout=10).json()["data"]}
+
+
+def wait_state(base_url: str, model: str, wanted: set[str], timeout_s: float = 120.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while (state := states(base_url).get(model)) not in wanted:
+        assert time.monotonic() < deadline, f"{model} stayed {state}, not {wanted}"
+        time.sleep(0.5)
+    return state
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_one_base_url_answers_both_models_by_name_through_mcp(live: Settings, smollm2_gguf: Path) -> None:
+    async with Client(create_server(live)) as client:
+        for name in ("smol-a", "smol-b"):  # each serve start adds its model to the gateway, starting it on demand
+            served = await client.call_tool("serve_start", {"gguf_path": str(smollm2_gguf), "name": name, "ctx_size": 512, "parallel": 1})
+            assert not served.is_error, served.content[0].text
+        status = (await client.call_tool("serving_status", {})).structured_content["gateway"]
+        assert status["running"] and {m["name"]: m["state"] for m in status["models"]} == {"smol-a": "unloaded", "smol-b": "unloaded"}
+        url = status["base_url"]
+        listed = httpx.get(f"{url}/v1/models", timeout=10).json()["data"]
+        assert {m["id"] for m in listed} == {"smol-a", "smol-b"}  # listed before either is loaded
+        for name in ("smol-a", "smol-b"):
+            answer = chat(url, name)
+            assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"], answer.text
+            assert answer.json()["model"] == name
+        assert set(states(url).values()) == {"loaded"}
+        assert chat(url, "nosuch").status_code in (400, 404)
+        shown = (await client.call_tool("serve_gateway", {"action": "status"})).structured_content
+        assert shown["base_url"] == url and {m["state"] for m in shown["models"]} == {"loaded"}
+        await client.call_tool("serve_stop", {"name": "smol-a"})
+        assert set(states(url)) == {"smol-b"}  # the preset was rewritten and reloaded
+        pid = registry.load_gateway(live).pid
+        await client.call_tool("serve_stop", {"name": "smol-b"})
+    assert not registry.alive(pid) and not gateway_status(live).running  # no model left: the gateway went with the last one
+
+
+@pytest.mark.slow
+def test_lru_and_keep_alive_through_the_cli(live: Settings, smollm2_gguf: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_SERVING_GATEWAY", "off")  # per-model engines only, then the gateway by hand
+    for name in ("smol-a", "smol-b"):
+        code, _, err = cli_in_process(capsys, "serve", "start", str(smollm2_gguf), "--name", name, "--ctx-size", "512", "--parallel", "1")
+        assert code == 0, err
+    assert registry.load_gateway(live) is None
+    port = free_port()
+    code, out, err = cli_in_process(capsys, "serve", "gateway", "start", "--port", str(port), "--keep-alive", "4", "--memory-budget-gb", "0.01")
+    assert code == 0, err
+    url = f"http://127.0.0.1:{port}"
+    assert f"{url}/v1" in out and "1 loaded at once" in out  # a budget below one model still loads one
+    assert chat(url, "smol-a").status_code == 200
+    assert chat(url, "smol-b").status_code == 200
+    assert states(url)["smol-b"] == "loaded"
+    wait_state(url, "smol-a", {"unloaded"}, timeout_s=30)  # models-max 1: the least recently used one made room
+    slept = wait_state(url, "smol-b", {"sleeping", "unloaded"})  # idle past the keep-alive
+    code, out, _ = cli_in_process(capsys, "--json", "serve", "gateway", "status")
+    assert code == 0 and f'"state": "{slept}"' in out
+    pid = registry.load_gateway(live).pid
+    code, out, _ = cli_in_process(capsys, "serve", "gateway", "stop")
+    assert code == 0 and "not running" in out and not registry.alive(pid)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/health", timeout=5)
+    monkeypatch.delenv("MODEL_SERVING_GATEWAY")
+    cli_in_process(capsys, "serve", "stop", "smol-a")
+    assert registry.load_gateway(live).on_demand is False  # stopped by hand: serve start leaves it off until `serve gateway start`
+
+
+def test_a_port_in_use_is_refused(live: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = cli_in_process(capsys, "serve", "gateway", "start", "--port", str(port))
+    assert code != 0 and f"Port {port}" in err and "--port" in err
+    assert not gateway_status(live).running
+
+
+@pytest.mark.anyio
+async def test_without_the_native_build_the_gateway_is_refused_and_serving_goes_on(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MODEL_SERVING_ENGINE_BUILD", "xllamacpp")
+    code, _, err = cli_in_process(capsys, "serve", "gateway", "start")
+    assert code != 0 and "router mode" in err and "scripts/install.sh" in err and "own port" in err
+    async with Client(create_server(Settings.from_env(roots=[str(r) for r in settings.roots], home=str(settings.home)))) as client:
+        refused = await client.call_tool("serve_gateway", {"action": "start"})
+    assert refused.is_error and "scripts/install.sh" in refused.content[0].text
+    assert registry.load_gateway(settings) is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("args", "rule"), [({"action": "start", "port": 80}, "1024 to 65535"), ({"action": "start", "keep_alive": 0}, "1 to 86400"),
+                                            ({"action": "status", "port": 9000}, "only apply to starting")])
+async def test_bad_gateway_values_name_the_rule(settings: Settings, args: dict[str, object], rule: str) -> None:
+    async with Client(create_server(settings)) as client:
+        result = await client.call_tool("serve_gateway", args)
+    assert result.is_error and rule in result.content[0].text
+
+
+def _record(name: str, gguf: str, started: str, adapters: list[ServedAdapter] | None = None) -> ServedModel:
+    return ServedModel(name=name, gguf_path=gguf, base_url="http://127.0.0.1:1", port=1, pid=1, ctx_size=1024, parallel=2, threads=3,
+                       started_at=started, log_path="/x.log", adapters=adapters or [])
+
+
+def test_the_preset_has_a_section_per_model_and_adapter(settings: Settings) -> None:
+    for model in [_record("base", "/m/base.gguf", "2026-01-01T00:00:00", [ServedAdapter(name="tuned", gguf_path="/m/tuned.gguf"),
+                                                                          ServedAdapter(name="other", gguf_path="/m/o.gguf")]),
+                  _record("other", "/m/other.gguf", "2026-01-02T00:00:00"), _record("semi", "/m/a;b.gguf", "2026-01-03T00:00:00")]:
+        registry.save(settings, model)
+    items, skipped = preset.write(settings, keep_alive_s=42)
+    assert [(e.name, e.adapter_of) for e in items] == [("base", None), ("tuned", "base"), ("other", "base")]
+    assert any(s.startswith("other:") for s in skipped) and any(s.startswith("semi:") for s in skipped)
+    text = registry.gateway_path(settings, ".ini").read_text()
+    assert "sleep-idle-seconds = 42" in text and "load-on-startup = false" in text
+    assert "[tuned]\nmodel = /m/base.gguf\nlora = /m/tuned.gguf\nc = 1024\nparallel = 2\nthreads = 3" in text
+    assert [m.name for m in list_models(settings)] == ["base", "other", "semi"]  # the gateway's files are no model's record
