@@ -184,3 +184,21 @@ def test_a_server_without_metrics_is_reported_not_available(httpserver) -> None:
     config = BenchConfig(base_url=httpserver.url_for("/").rstrip("/"), model="m")
     m = compare(config, snapshot(config))
     assert not m.available and "HTTP 404" in m.reason and "not available" in m.reason
+
+
+def test_the_mcp_tool_reads_twice_for_rates(served: tuple[Settings, ServedModel]) -> None:
+    import anyio
+    from mcp import Client
+
+    from model_serving.mcp.server import create_server
+
+    async def call() -> dict:
+        async with Client(create_server(served[0])) as client:
+            result = await client.call_tool("serving_metrics", {})
+            assert not result.is_error, result.content[0].text
+            assert result.content[0].text.startswith("smol (llamacpp): 0 running, 0 waiting")
+            return result.structured_content
+
+    view = anyio.run(call)
+    model = view["models"][0]
+    assert view["interval_s"] == 1.0 and model["available"] and model["rate_window_s"] >= 1.0 and model["generation_tok_s"] == 0

@@ -54,7 +54,7 @@ def _metrics_line(m: ModelMetrics) -> str:
         return f"{m.name}: {m.reason}"
     p95 = f", TTFT p95 {m.ttft.p95_s * 1000:.0f} ms" if m.ttft and m.ttft.p95_s is not None else ""
     rate = f", {m.generation_tok_s:.1f} gen tok/s" if m.generation_tok_s is not None else ""
-    return f"{m.name} ({m.engine}): {m.requests_running:g} running, {m.requests_waiting:g} waiting{p95}{rate}"
+    return f"{m.name} ({m.engine}): {m.requests_running or 0:g} running, {m.requests_waiting or 0:g} waiting{p95}{rate}"
 
 TOOLS = [
     ToolSpec(verbs.inspect_model, "inspect_model", InspectRequest, (CheckpointInfo, GGUFInfo), READ_ONLY,
@@ -68,7 +68,8 @@ TOOLS = [
     ToolSpec(verbs.quantize_gguf, "quantize_gguf", QuantizeRequest, QuantizeResult, writes(), long=True,
              summary=lambda r: f"{'reused' if r.skipped else 'wrote'} {r.output_path} ({r.qtype}, {r.bits_per_weight:.2f} bpw); quality {r.verdict}"),
     ToolSpec(verbs.serve_start, "serve_start", ServeStartRequest, ServedModel, writes(idempotent=False),
-             lambda r: f"{r.name} serves at {r.base_url}/v1/chat/completions"),
+             lambda r: f"{r.name} serves at {r.base_url}/v1/chat/completions"
+                       + (f" ({len(r.replicas)} replicas behind vllm-router, {r.router})" if r.replicas else "")),
     ToolSpec(verbs.serve_stop, "serve_stop", NameRequest, ServedModel, writes(destructive=True), lambda r: f"stopped {r.name}"),
     ToolSpec(verbs.register_model, "register_model", RegisterRequest, RegisterResult, writes(destructive=True, idempotent=False), long=True,
              summary=lambda r: f"{r.name} on {r.target} at {r.endpoint}; probe {'passed' if r.probe.ok else 'FAILED'}"),
@@ -86,8 +87,8 @@ def register_tools(mcp: Any, state: AppState) -> None:
     add_tools(mcp, state, TOOLS)
 
 
-TOOLS.append(ToolSpec(verbs.clean_partials, "clean_partials", CleanRequest, CleanResult, writes(destructive=True), lambda r: r.summary))
 TOOLS.append(ToolSpec(verbs.serve_gateway, "serve_gateway", GatewayRequest, Gateway, ToolAnnotations(),  # the spec's defaults
                       lambda r: f"gateway {r.base_url or 'not running'}: " + ", ".join(f"{m.name} {m.state}" for m in r.models)))  # issue 15
+TOOLS.append(ToolSpec(verbs.clean_partials, "clean_partials", CleanRequest, CleanResult, writes(destructive=True), lambda r: r.summary))
 TOOLS.append(ToolSpec(verbs.publish_model, "publish_model", PublishRequest, PublishResult, writes(idempotent=False), long=True,
                       summary=lambda r: r.summary))  # publish (issue 12)

@@ -126,7 +126,7 @@ def fetch(base_url: str, *, timeout_s: float = SCRAPE_TIMEOUT_S) -> Scrape:
         with httpx.Client(timeout=timeout_s) as client, client.stream("GET", f"{base_url.rstrip('/')}/metrics") as reply:
             if reply.status_code != 200:
                 return Scrape(error=f"{base_url}/metrics answered HTTP {reply.status_code}: this server exports no Prometheus metrics")
-            body = b""
+            body = bytearray()
             for chunk in reply.iter_bytes():
                 body += chunk
                 if len(body) > MAX_METRICS_BYTES:
