@@ -31,7 +31,7 @@ QuantType = Annotated[str, Field(pattern=QUANT_PATTERN, description="e.g. Q4_K_M
 CtxSize = Annotated[int, Field(ge=64, le=1 << 20)]
 Parallel = Annotated[int, Field(ge=1, le=64)]
 Threads = Annotated[int, Field(ge=1, le=512, description="Default: all cores")]
-Port = Annotated[int, Field(ge=1024, le=65535, description="On 127.0.0.1; default: a free one")]
+Port = Annotated[int, Field(ge=1024, le=65535, description="Default: a free one")]
 Requests = Annotated[int, Field(ge=1, le=10_000)]
 Concurrency = Annotated[int, Field(ge=1, le=1024)]
 MaxTokens = Annotated[int, Field(ge=1, le=32_768)]
@@ -86,7 +86,7 @@ class DeployRequest(Request):
     parallel: Parallel = DEFAULT_PARALLEL
     bench: bool = True
     bench_requests: Requests = 16
-    concurrency: Annotated[Concurrency | None, Field(description="Bench streams; default: parallel")] = None
+    concurrency: Annotated[Concurrency | None, Field(description="Top bench sweep level; default 8")] = None
     verify_quality: bool = True
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     allow_broken: Annotated[bool, Field(description="Serve even if quality is broken")] = False
@@ -279,6 +279,7 @@ class QuantABRequest(BenchTargets):
     quality_floor: Annotated[float, Field(ge=0, le=1, description="Least greedy agreement")] = 0.5
     max_ppl_ratio: Annotated[float, Field(ge=1, le=100, description="Largest perplexity ratio")] = 1.10
     output_dir: PathArg | None = None
+    adapter: Annotated[PathArg | None, Field(description="LoRA GGUF; ggufs = merged, base")] = None
 
 
 class OllamaNameRequest(Request):
@@ -289,6 +290,15 @@ class OllamaCopyRequest(Request):
     source: OllamaName
     destination: OllamaName
     overwrite: bool = False
+
+
+class OllamaManageRequest(Request):
+    """The MCP face of `ollama cp`, `rm`, `unload` and `pull`: one tool, the action named."""
+
+    action: Literal["copy", "delete", "unload", "pull"]
+    name: OllamaName
+    destination: Annotated[OllamaName | None, Field(description="copy: the new name")] = None
+    overwrite: Annotated[bool, Field(description="copy: replace the destination")] = False
 
 
 class OllamaProbeRequest(Request):

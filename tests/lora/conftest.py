@@ -61,3 +61,20 @@ def tiny_lora_ggufs(artifacts: Path, tiny_checkpoint: Path, lora_adapter: Path) 
 def tiny_zero_lora_gguf(artifacts: Path, tiny_checkpoint: Path) -> Path:
     """An untrained adapter (lora_B all zero, as peft initialises it): it cannot change any answer."""
     return _tiny_lora_gguf(artifacts, tiny_checkpoint, "tiny-lora-zero", seed=6, scale=0.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_merged_gguf(artifacts: Path, tiny_checkpoint: Path, lora_adapter: Path) -> Path:
+    """The tiny base with `lora_adapter` merged (peft merge_and_unload), exported to f16 GGUF."""
+    from model_serving.checkpoint.export import export_gguf
+    from model_serving.checkpoint.lora import merge_adapter
+    from model_serving.settings import Settings
+
+    out = artifacts / "tiny-merged-f16.gguf"
+    if not out.exists():
+        settings = Settings.from_env(roots=[str(artifacts)], home=str(artifacts / "home"))
+        merged = artifacts / "tiny-merged"
+        if not merged.exists():
+            merge_adapter(settings, str(lora_adapter), str(tiny_checkpoint), str(merged))
+        export_gguf(settings, str(merged), str(out))
+    return out

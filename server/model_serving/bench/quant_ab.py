@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -47,6 +48,7 @@ class VariantResult(BaseModel):
 
 
 class QuantABResult(BaseModel):
+    kind: Literal["quant", "adapter"] = Field(default="quant", description="adapter: merged vs base+adapter (bench/adapter_ab.py)")
     variants: list[VariantResult]
     reference: str
     recommended: str | None
@@ -130,7 +132,7 @@ def run_quant_ab(settings: Settings, ggufs: Sequence[str | Path], *, n_requests:
     result = QuantABResult(variants=variants, reference=_label(reference), recommended=best.label if best else None, explanation=explanation,
                            quality_floor=quality_floor, max_ppl_ratio=max_ppl_ratio, targets=targets)
     if out is not None:
-        result.files = _write(result, out)
+        result.files = write(result, out)
     progress.update(1.0, explanation)
     return result
 
@@ -139,7 +141,8 @@ def markdown(result: QuantABResult) -> str:
     def f(v: float | None, spec: str = ".1f") -> str:
         return "-" if v is None else format(v, spec)
 
-    lines = ["# Quantization A/B", "", f"Reference: {result.reference}. Recommended: **{result.recommended or 'none'}**. {result.explanation}", "",
+    title = "Adapter A/B: merged vs base+adapter" if result.kind == "adapter" else "Quantization A/B"
+    lines = [f"# {title}", "", f"Reference: {result.reference}. Recommended: **{result.recommended or 'none'}**. {result.explanation}", "",
              "| Variant | MB | TTFT p95 ms | E2E p95 ms | decode tok/s | req/s | speed | agreement | ppl ratio | quality |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for v in result.variants:
@@ -150,12 +153,13 @@ def markdown(result: QuantABResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(result: QuantABResult, out: Path) -> dict[str, str]:
+def write(result: QuantABResult, out: Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
-    files = {"json": str(out / "quant_ab.json"), "markdown": str(out / "quant_ab.md")}
+    stem = f"{result.kind}_ab"
+    files = {"json": str(out / f"{stem}.json"), "markdown": str(out / f"{stem}.md")}
     result.files = files
-    with atomic_output(out / "quant_ab.md", overwrite=True) as tmp:
+    with atomic_output(out / f"{stem}.md", overwrite=True) as tmp:
         tmp.write_text(markdown(result), encoding="utf-8")
-    with atomic_output(out / "quant_ab.json", overwrite=True) as tmp:
+    with atomic_output(out / f"{stem}.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=2), encoding="utf-8")
     return files
