@@ -25,6 +25,7 @@ from model_serving.limits import (
     NameRequest,
     NoInput,
     OllamaCopyRequest,
+    OllamaManageRequest,
     OllamaNameRequest,
     OllamaProbeRequest,
     PlanProductionRequest,
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
     from model_serving.publish.models import PublishResult
     from model_serving.quantize.quantizer import QuantizeResult
     from model_serving.serve.embedded.engine import ServedModel
-    from model_serving.serve.metrics import MetricsView
     from model_serving.serve.gateway.router import Gateway
+    from model_serving.serve.metrics import MetricsView
     from model_serving.serve.ollama import manage
     from model_serving.serve.ollama.client import ModelEntry, ShowInfo
     from model_serving.serve.probe import ProbeResult
@@ -69,7 +70,7 @@ def _manage() -> Any:
 
 
 def inspect_model(settings: Settings, req: InspectRequest) -> CheckpointInfo | GGUFInfo:
-    """Describe a checkpoint or .gguf: architecture, template, stop tokens, memory estimate."""
+    """Describe a checkpoint or .gguf: architecture, template, stops, memory estimate."""
     from model_serving.checkpoint.inspect import inspect_path
 
     return inspect_path(settings, req.path, ctx_size=req.ctx_size, parallel=req.parallel, base=req.base)
@@ -83,7 +84,7 @@ def merge_adapter(settings: Settings, req: MergeRequest, progress: Progress) -> 
 
 
 def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> ExportResult:
-    """Checkpoint to GGUF with llama.cpp's converter; vocab, template and EOS verified."""
+    """Checkpoint to GGUF (llama.cpp's converter); vocab, template, EOS verified."""
     from model_serving.checkpoint.export import export_gguf as run
 
     if req.as_lora_gguf:
@@ -104,7 +105,7 @@ def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) 
 
 
 def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
-    """Serve a GGUF on the embedded llama.cpp engine, or an HF checkpoint on vLLM (engine vllm, probed)."""
+    """Serve a GGUF on llama.cpp or, with engine vllm, an HF checkpoint on vLLM."""
     from model_serving.serve.embedded.engine import start_model
 
     if req.replicas is not None or req.policy is not None:
@@ -163,7 +164,7 @@ def register_model(settings: Settings, req: RegisterRequest, progress: Progress)
 
 
 def serving_status(settings: Settings, req: NoInput) -> ServingStatus:
-    """Embedded models (health, slots, memory) and Ollama (version, models, loaded)."""
+    """What is served: engines (health, slots, memory); Ollama version, models, loaded."""
     from model_serving.serve.status import serving_status as status
 
     return status(settings)
@@ -184,7 +185,7 @@ def clean_partials(settings: Settings, req: CleanRequest) -> CleanResult:
 
 
 def bench(settings: Settings, req: BenchRequest, progress: Progress) -> BenchResult:
-    """Benchmark a served model against latency/throughput targets; rate: Poisson, levels: sweep."""
+    """Benchmark a served model against targets; rate: Poisson arrivals; levels: a sweep."""
     from model_serving.bench.options import config_from_request
     from model_serving.bench.runner import run_benchmark, run_sweep
 
@@ -272,6 +273,22 @@ def ollama_pull(settings: Settings, req: OllamaNameRequest, progress: Progress) 
     return _manage().pull_model(settings, req.name, progress)
 
 
+def ollama_manage(settings: Settings, req: OllamaManageRequest, progress: Progress) -> manage.ActionResult:
+    """Copy (tag), delete (cannot be undone), unload or pull an Ollama model."""
+    from model_serving.errors import InputError
+
+    if req.action == "copy":
+        if req.destination is None:
+            raise InputError("Copying needs a destination name.", "Give destination, e.g. NAME:v1.")
+        return ollama_copy(settings, OllamaCopyRequest(source=req.name, destination=req.destination, overwrite=req.overwrite))
+    if req.destination is not None or req.overwrite:
+        raise InputError(f"destination and overwrite belong to copy, not {req.action}.", "Leave them out, or use action copy.")
+    named = OllamaNameRequest(name=req.name)
+    if req.action == "pull":
+        return ollama_pull(settings, named, progress)
+    return ollama_delete(settings, named) if req.action == "delete" else ollama_unload(settings, named)
+
+
 def ollama_probe(settings: Settings, req: OllamaProbeRequest) -> ProbeResult:
     """One chat with an Ollama model: passes when it answers and stops."""
     from model_serving.serve.ollama.probe import probe_model
@@ -306,7 +323,7 @@ def publish_model(settings: Settings, req: PublishRequest, progress: Progress) -
 
 # --- production bundle (issue 11) ---
 def plan_production(settings: Settings, req: PlanProductionRequest) -> Bundle:
-    """Size a model for a GPU (L4-24GB.. cpu); write its Kubernetes bundle (vLLM; llama.cpp on CPU)."""
+    """Size a model for a GPU (L4-24GB.. cpu); write its Kubernetes bundle."""
     from model_serving.cluster.bundle import plan_production
 
     return plan_production(settings, req)
@@ -322,7 +339,7 @@ def serving_metrics(settings: Settings, req: NoInput) -> MetricsView:
 
 
 def cost_estimate(settings: Settings, req: CostRequest) -> CostEstimate:
-    """Self-hosted USD/1M tokens at a bench's knee; tokens/day beating the API (USD/1M)."""
+    """Self-hosted USD/1M tokens at a bench's knee; tokens/day where it beats the API."""
     from model_serving.cluster.cost import estimate
 
     return estimate(settings, req)

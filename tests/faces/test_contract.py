@@ -71,7 +71,7 @@ async def test_replacing_tools_are_marked_destructive(settings: Settings) -> Non
         if "replace" in tool.input_schema["properties"] or "overwrite" in tool.input_schema["properties"]:
             hints = tool.annotations
             assert hints is not None and not hints.read_only_hint, tool.name
-    for name in ("deploy_model", "register_model", "serve_stop", "ollama_delete", "job_cancel"):
+    for name in ("deploy_model", "register_model", "serve_stop", "ollama_manage", "job_cancel"):
         assert by_name[name].annotations.destructive_hint is True, name
     for name in ("inspect_model", "serving_status", "job_status", "ollama_show"):
         assert by_name[name].annotations.read_only_hint is True, name
@@ -90,7 +90,8 @@ async def test_every_result_schema_is_a_resource(settings: Settings) -> None:
     import json
 
     async with Client(create_server(settings)) as client:
-        titles = {part for t in (await client.list_tools()).tools for part in t.output_schema["title"].split(" | ")}
+        titles = {part for t in (await client.list_tools()).tools if t.output_schema for part in t.output_schema["title"].split(" | ")}
+        assert "JobInfo" in titles, "job_status publishes the schema every long tool returns"
         for title in sorted(titles):
             resource = await client.read_resource(f"schema://model-serving/{title}")
             schema = json.loads(resource.contents[0].text)  # type: ignore[union-attr]

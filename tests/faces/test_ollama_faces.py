@@ -73,11 +73,10 @@ async def test_mcp_tools(ollama_settings: Settings, ollama_double: OllamaDouble,
     _with_model(ollama_settings, smollm2_gguf)
     async with Client(create_server(ollama_settings)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        expected = {"ollama_show", "ollama_copy", "ollama_delete", "ollama_unload", "ollama_pull", "ollama_probe", "ollama_modelfile",
-                    "ollama_check_modelfile"}
+        expected = {"ollama_show", "ollama_manage", "ollama_probe", "ollama_modelfile", "ollama_check_modelfile"}
         assert expected <= set(tools)
         assert not {"ollama_version", "ollama_list", "ollama_ps"} & set(tools), "serving_status returns these"
-        assert tools["ollama_delete"].annotations.destructive_hint is True
+        assert tools["ollama_manage"].annotations.destructive_hint is True
         assert tools["ollama_show"].annotations.read_only_hint is True
         assert tools["ollama_show"].output_schema is not None
         status = (await client.call_tool("serving_status", {})).structured_content["ollama"]
@@ -85,15 +84,19 @@ async def test_mcp_tools(ollama_settings: Settings, ollama_double: OllamaDouble,
         assert status["models"] == ["smol:latest"]
         missing = await client.call_tool("ollama_show", {"name": "nope"})
         assert missing.is_error and "not found" in missing.content[0].text
-        copied = await client.call_tool("ollama_copy", {"source": "smol", "destination": "smol:v1"})
-        assert not copied.is_error and copied.structured_content["model"] == "smol:v1"
-        deleted = await client.call_tool("ollama_delete", {"name": "smol:v1"})
-        assert not deleted.is_error and deleted.structured_content["action"] == "delete"
+        copied = await client.call_tool("ollama_manage", {"action": "copy", "name": "smol", "destination": "smol:v1"})
+        assert not copied.is_error and copied.structured_content["result"]["model"] == "smol:v1"  # a quick job answers inline
+        lacking = await client.call_tool("ollama_manage", {"action": "copy", "name": "smol"})
+        assert lacking.is_error and "destination" in lacking.content[0].text
+        stray = await client.call_tool("ollama_manage", {"action": "unload", "name": "smol", "destination": "x"})
+        assert stray.is_error and "belong to copy" in stray.content[0].text
+        deleted = await client.call_tool("ollama_manage", {"action": "delete", "name": "smol:v1"})
+        assert not deleted.is_error and deleted.structured_content["result"]["action"] == "delete"
         outside = await client.call_tool("ollama_modelfile", {"gguf_path": "/etc/passwd"})
         assert outside.is_error and "outside the allowed roots" in outside.content[0].text
         generated = await client.call_tool("ollama_modelfile", {"gguf_path": str(smollm2_gguf), "num_ctx": 1024})
         assert not generated.is_error and "PARAMETER num_ctx 1024" in generated.structured_content["modelfile"]
-        pulled = await client.call_tool("ollama_pull", {"name": "unknown-model"})
+        pulled = await client.call_tool("ollama_manage", {"action": "pull", "name": "unknown-model"})
         while not pulled.is_error and pulled.structured_content["status"] == "working":
             pulled = await client.call_tool("job_status", {"job_id": pulled.structured_content["taskId"], "wait_s": 30})
         assert pulled.is_error and "file does not exist" in pulled.content[0].text and "Next step" in pulled.content[0].text

@@ -40,14 +40,9 @@ VERBS = {
     "publish": ("publish", "publish_model"),
     "bench run": ("bench run", "bench"),
     "bench sweep": ("bench sweep", "bench"),
-    "bench roofline": ("bench roofline", "bench_roofline"),
     "bench quant-ab": ("bench quant-ab", "bench_quant_ab"),
     "bench compare": ("bench compare", "bench_compare"),
     "ollama show": ("ollama show", "ollama_show"),
-    "ollama cp": ("ollama cp", "ollama_copy"),
-    "ollama rm": ("ollama rm", "ollama_delete"),
-    "ollama unload": ("ollama unload", "ollama_unload"),
-    "ollama pull": ("ollama pull", "ollama_pull"),
     "ollama probe": ("ollama probe", "ollama_probe"),
     "ollama modelfile": ("ollama modelfile", "ollama_modelfile"),
     "ollama check-modelfile": ("ollama check-modelfile", "ollama_check_modelfile"),
@@ -55,6 +50,10 @@ VERBS = {
 MCP_ONLY = {"job_status", "job_cancel"}  # the CLI waits for its long steps instead of handing out jobs
 # CLI views of what serving_status returns whole on MCP (one call, and fewer tools/list characters): same input model
 CLI_VIEWS = {"serve list": "serving_status", "ollama version": "serving_status", "ollama list": "serving_status", "ollama ps": "serving_status"}
+# CLI verbs that are one action of one tool on MCP: (tool, action, CLI field -> tool field)
+CLI_ACTIONS = {"ollama cp": ("ollama_manage", "copy", {"source": "name"}), "ollama rm": ("ollama_manage", "delete", {}),
+               "ollama unload": ("ollama_manage", "unload", {}), "ollama pull": ("ollama_manage", "pull", {})}
+CLI_ONLY = {"bench roofline": "every bench result of a served GGUF carries the roofline"}
 CLI_DISPLAY_ONLY = {"ollama show": {"only_modelfile"}, "ollama rm": {"yes"}, "status": {"watch", "interval"}}  # presentation, not capability
 CLI_WITHOUT_MODEL = {"skill", "mcp-config"}  # authoring tools for this repository, not serving verbs
 CLI_WITHOUT_MODEL |= {"engines"}  # engines install: minutes of pip into a venv on the host, an operator step kept off MCP
@@ -98,9 +97,10 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_every_verb_is_on_both_faces(tools: dict[str, Any]) -> None:
-    assert set(all_commands()) == set(VERBS) | set(CLI_VIEWS), "a CLI verb without a tool, or a stale entry in VERBS"
+    assert set(all_commands()) == set(VERBS) | set(CLI_VIEWS) | set(CLI_ACTIONS) | set(CLI_ONLY), "a CLI verb without a tool, or a stale entry"
     tool_names = {name for name in tools if name != "__specs__"}
-    assert tool_names - MCP_ONLY == {tool for _, tool in VERBS.values()}, "a tool without a CLI verb"
+    covered = {tool for _, tool in VERBS.values()} | {tool for tool, _, _ in CLI_ACTIONS.values()}
+    assert tool_names - MCP_ONLY == covered, "a tool without a CLI verb"
 
 
 @pytest.mark.parametrize("verb", sorted(VERBS | CLI_VIEWS.keys()))
@@ -146,7 +146,7 @@ def test_both_faces_return_the_same_result(settings: Settings, tiny_gguf: Path, 
     cases = [(["inspect", str(tiny_gguf)], "inspect_model", {"path": str(tiny_gguf)}),
              (["status"], "serving_status", {}),
              (["clean", str(tmp_path), "--plan"], "clean_partials", {"directory": str(tmp_path), "plan": True}),
-             (["bench", "roofline", str(tiny_gguf), "--bandwidth-gbs", "10"], "bench_roofline", {"gguf": str(tiny_gguf), "bandwidth_gbs": 10.0})]
+             ]
 
     async def over_mcp() -> list[Any]:
         async with Client(create_server(settings)) as client:
@@ -176,4 +176,18 @@ def test_the_cli_views_show_what_serving_status_returns(settings: Settings, caps
     assert [m["name"] for m in views["serve list"]["items"]] == [e["model"]["name"] for e in status["engine"]]
     for key in ("host", "reachable", "version", "error", "next_step"):
         assert views["ollama version"][key] == status["ollama"][key], key
+
+
+@pytest.mark.parametrize("verb", sorted(CLI_ACTIONS))
+def test_a_cli_action_is_its_tool_with_the_action_named(verb: str, tools: dict[str, Any]) -> None:
+    tool, action, renamed = CLI_ACTIONS[verb]
+    whole = flat_schema(tools["__specs__"][tool].request)
+    assert action in whole["action"]["enum"], (verb, action)
+    cli = flat_schema(command(verb).callback.request_model)  # type: ignore[union-attr]
+    for name, prop in cli.items():
+        same = whole[renamed.get(name, name)]
+        for key in ("type", "pattern", "minLength", "maxLength", "enum"):
+            assert prop.get(key) == same.get(key), (verb, name, key)
+    optional = {n for n, p in whole.items() if not p["required"]}
+    assert set(whole) - {"action"} - {renamed.get(n, n) for n in cli} <= optional, f"{verb} lacks a required field of {tool}"
 

@@ -1,4 +1,7 @@
-"""Bench MCP tools: run or sweep, roofline and quantization A/B: the verbs of `model-serving bench`, one row each."""
+"""Bench MCP tools: run or sweep, quantization A/B and engine compare: the verbs of `model-serving bench`, one row each.
+
+`bench roofline` has no tool: every bench result of a served GGUF carries its roofline already.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,10 @@ from typing import Any
 
 from model_serving import verbs
 from model_serving.bench.compare import CompareResult
-from model_serving.bench.models import BenchResult, Roofline
+from model_serving.bench.models import BenchResult
 from model_serving.bench.quant_ab import QuantABResult
-from model_serving.limits import BenchCompareRequest, BenchRequest, QuantABRequest, RooflineRequest
-from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
+from model_serving.limits import BenchCompareRequest, BenchRequest, QuantABRequest
+from model_serving.mcp.runtime import AppState, ToolSpec, add_tools, writes
 
 
 def bench_summary(r: BenchResult) -> str:
@@ -19,14 +22,8 @@ def bench_summary(r: BenchResult) -> str:
             f"{s.request_throughput:.2f} req/s; {verdicts}" + (" [INCOMPLETE]" if r.incomplete else "") + (f"; knee: {r.knee.explanation}" if r.knee else ""))
 
 
-def _roofline_summary(r: Roofline) -> str:
-    measured = f"; measured {r.percent_of_ceiling:.0f}% ({r.flag})" if r.percent_of_ceiling is not None else ""
-    return f"ceiling {r.ceiling_tok_s:.0f} tok/s at {r.bandwidth_gbs:.1f} GB/s{measured}"
-
-
 TOOLS = [
     ToolSpec(verbs.bench, "bench", BenchRequest, BenchResult, writes(idempotent=False), bench_summary, long=True),
-    ToolSpec(verbs.bench_roofline, "bench_roofline", RooflineRequest, Roofline, READ_ONLY, _roofline_summary),
     ToolSpec(verbs.bench_quant_ab, "bench_quant_ab", QuantABRequest, QuantABResult, writes(idempotent=False),
              lambda r: f"recommended {r.recommended or 'none'}: {r.explanation}", long=True),
     ToolSpec(verbs.bench_compare, "bench_compare", BenchCompareRequest, CompareResult, writes(idempotent=False), lambda r: r.summary, long=True),

@@ -1,7 +1,8 @@
 """MCP tools `ollama_*`: the same verbs as `model-serving ollama ...` (verbs.py), one row each.
 
 `ollama version`, `ollama list` and `ollama ps` have no tool of their own: serving_status returns all three at once
-(its `ollama` part), which saves an agent calls and tools/list characters.
+(its `ollama` part). `ollama cp`, `rm`, `unload` and `pull` are one tool, ollama_manage, with the action named. Both
+save an agent calls and tools/list characters.
 
 The server address comes from the server's settings (OLLAMA_HOST / --ollama-host), never from a
 tool argument, and file paths go through `confine` against the configured roots.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from model_serving import verbs
-from model_serving.limits import CheckModelfileRequest, ModelfileRequest, OllamaCopyRequest, OllamaNameRequest, OllamaProbeRequest
+from model_serving.limits import CheckModelfileRequest, ModelfileRequest, OllamaManageRequest, OllamaNameRequest, OllamaProbeRequest
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
 from model_serving.serve.ollama import manage
 from model_serving.serve.ollama.client import ShowInfo
@@ -25,10 +26,8 @@ def _action(r: manage.ActionResult) -> str:
 
 TOOLS = [
     ToolSpec(verbs.ollama_show, "ollama_show", OllamaNameRequest, ShowInfo, READ_ONLY, lambda r: f"{r.name}: template {len(r.template)} chars"),
-    ToolSpec(verbs.ollama_copy, "ollama_copy", OllamaCopyRequest, manage.ActionResult, writes(), _action),
-    ToolSpec(verbs.ollama_delete, "ollama_delete", OllamaNameRequest, manage.ActionResult, writes(destructive=True), _action),
-    ToolSpec(verbs.ollama_unload, "ollama_unload", OllamaNameRequest, manage.ActionResult, writes(), _action),
-    ToolSpec(verbs.ollama_pull, "ollama_pull", OllamaNameRequest, manage.ActionResult, writes(), _action, long=True),
+    ToolSpec(verbs.ollama_manage, "ollama_manage", OllamaManageRequest, manage.ActionResult, writes(destructive=True, idempotent=False), _action,
+             long=True),  # pull takes minutes; copy, delete and unload answer inline
     ToolSpec(verbs.ollama_probe, "ollama_probe", OllamaProbeRequest, ProbeResult, READ_ONLY,
              lambda r: f"{'PASS' if r.ok else 'FAIL'} {r.model}: finish {r.finish_reason}" + (f"; {'; '.join(r.problems)}" if r.problems else "")),
     ToolSpec(verbs.ollama_modelfile, "ollama_modelfile", ModelfileRequest, manage.ModelfileResult, READ_ONLY,

@@ -166,9 +166,10 @@ def trim(schema: dict[str, Any]) -> dict[str, Any]:
 
 def add_tools(mcp: Any, state: AppState, specs: Sequence[ToolSpec]) -> None:
     for spec in specs:
-        description = inspect.cleandoc(spec.fn.__doc__ or spec.name)  # a long tool's result schema is JobInfo
+        description = inspect.cleandoc(spec.fn.__doc__ or spec.name)
         mcp.add_tool(_call(state, spec), name=spec.name, description=description, annotations=spec.annotations)
         tool = mcp._tool_manager.get_tool(spec.name)  # the SDK derived these from the model; publish them shorter
         tool.parameters = trim(tool.parameters)
-        tool.fn_metadata.output_schema = result_schema(JobInfo if spec.long else spec.result)
+        # a long tool returns a job, whose schema job_status publishes once (JobInfo): not repeated in a dozen tools
+        tool.fn_metadata.output_schema = None if spec.long else result_schema(spec.result)
         mcp.specs[spec.name] = spec

@@ -34,7 +34,8 @@ from model_serving.settings import Settings
 INSTRUCTIONS = (
     "Take a Hugging Face checkpoint to a served, verified, measured local model. Fastest: deploy_model (plan_only=true first "
     "to see the steps), then job_status(job_id, wait_s=30) until status is completed. Step by step: inspect_model -> export_gguf -> "
-    "quantize_gguf -> register_model -> bench. Long tools return a job (taskId, status working/completed/failed/cancelled); "
+    "quantize_gguf -> register_model -> bench. Tools without an outputSchema are long: they return a job (JobInfo, as "
+    "job_status does: taskId, status working/completed/failed/cancelled, result once completed); "
     "job_cancel stops one and removes its partial output. A flag without a default is false; names are lower case "
     "(a-z 0-9 . _ : -). Errors say the cause and the next step. A result's fields: resource "
     "schema://model-serving/<outputSchema title>."
@@ -64,7 +65,7 @@ class ServingServer(MCPServer):
 
 
 async def job_status(state: AppState, ctx: Context, req: JobStatusRequest) -> CallToolResult:
-    """A job's status, and its result once completed; wait_s waits for the end. No job_id: recent jobs."""
+    """A job's status, and its result once done; wait_s long-polls. No job_id: recent jobs."""
     if req.job_id is None:
         jobs = [info.model_copy(update={"result": None}) for info in state.jobs.list()]
         listing = Listing[JobInfo].of(jobs)

@@ -35,10 +35,10 @@ ENDPOINT_TOOLS: dict[str, list[str]] = {
     "GET /api/ps": ["serving_status"],
     "GET /api/version": ["serving_status"],
     "POST /api/chat": ["register_model", "ollama_probe", "bench"],
-    "POST /api/generate": ["bench", "ollama_unload"],
-    "POST /api/copy": ["ollama_copy"],
-    "DELETE /api/delete": ["ollama_delete"],
-    "POST /api/pull": ["ollama_pull"],
+    "POST /api/generate": ["bench", "ollama_manage"],
+    "POST /api/copy": ["ollama_manage"],
+    "DELETE /api/delete": ["ollama_manage"],
+    "POST /api/pull": ["ollama_manage"],
 }
 
 
