@@ -150,6 +150,10 @@ def _record(name: str, gguf: str, started: str, adapters: list[ServedAdapter] | 
                        started_at=started, log_path="/x.log", adapters=adapters or [])
 
 
+def test_router_ids_follow_llama_cpps_tag_rule() -> None:
+    assert [preset.router_id(n) for n in ("smol", "smol:q8_0", "smol:v1-q4_k_m", "a:b:latest")] == ["smol", "smol:Q8_0", "smol:Q4_K_M", "a:b:LATEST"]
+
+
 def test_the_preset_has_a_section_per_model_and_adapter(settings: Settings) -> None:
     for model in [_record("base", "/m/base.gguf", "2026-01-01T00:00:00", [ServedAdapter(name="tuned", gguf_path="/m/tuned.gguf"),
                                                                           ServedAdapter(name="other", gguf_path="/m/o.gguf")]),

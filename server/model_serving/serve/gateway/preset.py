@@ -14,6 +14,7 @@ nothing; `router.py` starts and stops the router.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import httpx
@@ -24,6 +25,7 @@ from model_serving.serve.embedded.registry import ServedModel
 from model_serving.settings import Settings
 
 RELOAD_TIMEOUT_S = 10.0
+TAG = re.compile(r"[-.]([A-Z0-9_]+)$", re.IGNORECASE)  # common/preset.cpp's canonical_tag
 UNSAFE = ("\n", "\r", ";", "#")  # would end or comment out an INI value
 
 
@@ -39,6 +41,15 @@ class PresetEntry(BaseModel):
     threads: int
 
 
+def router_id(name: str) -> str:
+    """The id the router gives a section: it rewrites the tag after the last ':' upper-case (`smol:q8` is `smol:Q8`)."""
+    base, colon, tag = name.rpartition(":")
+    if not colon:
+        return name
+    found = TAG.search(tag)
+    return f"{base}:{(found.group(1) if found else tag).upper()}"
+
+
 def entries(models: list[ServedModel]) -> tuple[list[PresetEntry], list[str]]:
     """The sections for the registered embedded models (vLLM serves checkpoints, not GGUFs), and what was left out and why."""
     found: dict[str, PresetEntry] = {}
@@ -49,12 +60,13 @@ def entries(models: list[ServedModel]) -> tuple[list[PresetEntry], list[str]]:
         common = {"gguf_path": m.gguf_path, "ctx_size": m.ctx_size, "parallel": m.parallel, "threads": m.threads}
         for entry in [PresetEntry(name=m.name, **common),
                       *(PresetEntry(name=a.name, lora=a.gguf_path, adapter_of=m.name, **common) for a in m.adapters)]:
-            if entry.name in found:
-                skipped.append(f"{entry.name}: the name is taken by {found[entry.name].adapter_of or 'a model'}")
+            if router_id(entry.name) in found:
+                taken = found[router_id(entry.name)]
+                skipped.append(f"{entry.name}: the router's id {router_id(entry.name)} is taken by {taken.adapter_of or 'a model'} {taken.name}")
             elif any(c in entry.gguf_path + (entry.lora or "") for c in UNSAFE):
                 skipped.append(f"{entry.name}: its path holds one of ; # or a line break, which the preset file cannot carry")
             else:
-                found[entry.name] = entry
+                found[router_id(entry.name)] = entry
     return list(found.values()), skipped
 
 

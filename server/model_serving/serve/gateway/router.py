@@ -46,7 +46,8 @@ LLAMA_DEFAULT_MODELS_MAX = 4  # llama.cpp's own, used while no model is register
 
 
 class GatewayModel(BaseModel):
-    name: str
+    name: str = Field(description="What a request's model field names (the router upper-cases a tag after ':')")
+    registered_as: str | None = Field(None, description="Our name, where the router's id differs")
     state: str = Field(description="The router's: unloaded, loading, loaded or sleeping")
     adapter_of: str | None = Field(None, description="An adapter: its base model, loaded as an instance of its own")
 
@@ -131,6 +132,7 @@ def start_gateway(settings: Settings, *, port: int | None = None, keep_alive_s: 
                            preset_path=str(registry.gateway_path(settings, ".ini")), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                            keep_alive_s=keep_alive_s, models_max=models_max, memory_budget_bytes=budget, largest_model_bytes=largest)
     progress.update(0.1, f"starting the gateway (llama.cpp router) on 127.0.0.1:{port}")
+    registry.gateway_path(settings, "-cache").mkdir(exist_ok=True)
     with log_path.open("wb") as log:
         # Its own group, the scrubbed environment; an empty model cache, so it lists only our preset's models, not llama.cpp's downloads.
         proc = spawn(_argv(build, record), stdout=log, text=False, env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache"))})
@@ -193,8 +195,9 @@ def gateway_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -
     if record is None:
         return Gateway(running=False, skipped=skipped, note="not started: `model-serving serve gateway start`, or serve a model")
     listed = _router_models(record.base_url, timeout_s) if record.state == "running" else None
-    models = [GatewayModel(name=e.name, state=(listed or {}).get(e.name, "not listed" if listed is not None else "gateway down"),
-                           adapter_of=e.adapter_of) for e in items]
+    ids = [(preset.router_id(e.name), e) for e in items]
+    models = [GatewayModel(name=rid, registered_as=e.name if rid != e.name else None, adapter_of=e.adapter_of,
+                           state=(listed or {}).get(rid, "not listed" if listed is not None else "gateway down")) for rid, e in ids]
     note = (f"one endpoint for every model: {record.base_url}/v1 (pick one with the model field); the per-model ports stay for one release"
             if listed is not None else f"the gateway is {record.state}; its log: {record.log_path}")
     return Gateway(running=listed is not None, base_url=record.base_url, models=models, models_max=record.models_max,
