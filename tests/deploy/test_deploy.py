@@ -37,11 +37,15 @@ def test_deploy_smollm2_q8_0_end_to_end(settings: Settings, artifacts: Path, tmp
     result = deploy(settings, DeployRequest(quant="Q8_0", out_dir=str(out), bench_requests=8))
     try:
         assert [s.step for s in result.steps] == ["prepare", "export", "quantize", "register", "bench"]
-        # The bench kept as many requests in flight as the engine has slots, so its throughput verdict judges the server.
+        # The bench swept concurrency from 1 (up to 8, or one level past the knee) and judged the verdicts at the knee or best level.
         bench = {s.step: s for s in result.steps}["bench"].summary
-        assert bench["concurrency"] == 4
-        assert bench["summary"]["max_concurrent_requests"] == 4
-        assert bench["summary"]["completed"] == 8
+        assert bench["levels"][0] == 1 and set(bench["levels"]) <= {1, 2, 4, 8} and len(bench["levels"]) >= 2
+        assert bench["concurrency"] in bench["levels"]
+        assert bench["summary"]["max_concurrent_requests"] == bench["concurrency"]
+        assert bench["summary"]["completed"] == max(8, 2 * bench["concurrency"])
+        assert set(bench["target_levels"]) >= {"ttft_ms", "e2e_ms", "request_throughput"}
+        assert all(set(levels) <= set(bench["levels"]) for levels in bench["target_levels"].values())
+        assert Path(bench["files"]["sweep_png"]).stat().st_size > 0  # latency and throughput against concurrency
         assert result.answer and result.answer.strip()
         assert result.quality and result.quality["verdict"] in ("ok", "degraded")
         # Q8_0 changes some answers a few tokens in (the report shows it: agreement_rate counts whole answers),

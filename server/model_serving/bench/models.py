@@ -260,6 +260,9 @@ class SweepPoint(BaseModel):
     median_ttft_ms: float | None
     median_tpot_ms: float | None
     completed: int
+    p95_ttft_ms: float | None = None
+    connection_errors: int = 0
+    targets_met: list[str] = Field(default_factory=list, description="The targets this level meets (point estimates of the judged statistic)")
 
 
 class Knee(BaseModel):
@@ -290,6 +293,7 @@ class BenchResult(BaseModel):
     load: LoadTimes | None = None
     sweep: list[SweepPoint] = Field(default_factory=list)
     knee: Knee | None = None
+    target_levels: dict[str, list[int]] = Field(default_factory=dict, description="Sweep: target -> the concurrency levels at which it holds")
     incomplete: bool = False
     stopped_reason: str | None = None
     client_overhead: dict[str, float] = Field(default_factory=dict, description="Event-loop lag and send delay, ms")

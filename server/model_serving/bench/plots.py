@@ -80,19 +80,27 @@ def _histogram(ax, values: list[float], target: float | None) -> None:  # noqa: 
 
 
 def _sweep_figure(plt, result: BenchResult):  # noqa: ANN001, ANN202
+    """Requests/s (left) and p95 TTFT and end-to-end latency (right) against concurrency, with the targets as dotted lines."""
     points = sorted(result.sweep, key=lambda p: p.concurrency)
     xs = [p.concurrency for p in points]
+    targets = result.config.targets
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-    ax.plot(xs, [p.output_throughput for p in points], "o-", color="#4C72B0", label="output tok/s")
+    ax.plot(xs, [p.request_throughput for p in points], "o-", color="#4C72B0", label="requests/s")
+    if targets.request_throughput:
+        ax.axhline(targets.request_throughput, color="#4C72B0", linestyle=":", linewidth=1, label=f"target {targets.request_throughput:g} req/s")
     ax.set_xlabel("concurrent requests")
-    ax.set_ylabel("output tokens/s", color="#4C72B0")
+    ax.set_ylabel("completed requests/s", color="#4C72B0")
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs, [str(x) for x in xs])
-    ax.set_ylim(bottom=0, top=max(p.output_throughput for p in points) * 1.15 or 1)
+    ax.set_ylim(bottom=0, top=max([p.request_throughput for p in points] + [targets.request_throughput or 0]) * 1.15 or 1)
     right = ax.twinx()
+    right.plot(xs, [p.p95_ttft_ms or 0 for p in points], "^--", color="#DD8452", label="p95 TTFT ms")
     right.plot(xs, [p.p95_e2el_ms or 0 for p in points], "s--", color="#C44E52", label="p95 end-to-end ms")
-    right.set_ylabel("p95 end-to-end latency (ms)", color="#C44E52")
-    right.set_ylim(bottom=0, top=max(p.p95_e2el_ms or 0 for p in points) * 1.15 or 1)
+    for target, color in ((targets.ttft_ms, "#DD8452"), (targets.e2e_ms, "#C44E52")):
+        if target:
+            right.axhline(target, color=color, linestyle=":", linewidth=1)
+    right.set_ylabel("p95 latency (ms); dotted: targets", color="#C44E52")
+    right.set_ylim(bottom=0, top=max([p.p95_e2el_ms or 0 for p in points] + [targets.e2e_ms or 0]) * 1.15 or 1)
     if result.knee and result.knee.concurrency:
         ax.axvline(result.knee.concurrency, color="#555555", linestyle=":", label=f"knee ({result.knee.cause})")
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]

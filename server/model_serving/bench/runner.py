@@ -134,7 +134,7 @@ def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> Benc
 
 def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.LoadOutcome, info: ServerInfo, *, started: str,
            load=None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee=None,  # noqa: ANN001
-           server_before=None) -> BenchResult:  # noqa: ANN001
+           server_before=None, target_levels: dict[str, list[int]] | None = None) -> BenchResult:  # noqa: ANN001
     """Statistics, reconciliation, roofline, verdicts and files for measured records."""
     server = engine_metrics.compare(config, server_before) if server_before is not None else None
     targets = config.targets
@@ -151,7 +151,7 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
     lag = outcome.loop_lag_ms
     result = BenchResult(
         config=config, started_at=started, summary=summary, metrics=dists, findings=findings, server=info, roofline=roof, load=load,
-        sweep=sweep or [], knee=knee, incomplete=incomplete, stopped_reason=outcome.stopped_reason,
+        sweep=sweep or [], knee=knee, target_levels=target_levels or {}, incomplete=incomplete, stopped_reason=outcome.stopped_reason,
         client_overhead={
             "loop_lag_max_ms": max(lag) if lag else 0.0,
             "loop_lag_p99_ms": float(metrics.stats(lag).p99 or 0.0) if lag else 0.0,
@@ -167,8 +167,38 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
     return result
 
 
-def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | None = None) -> BenchResult:
-    """Closed-loop runs at each concurrency level; the knee and the run at the best level form the result."""
+def _sweep_point(level: int, records: Sequence[RequestRecord], config: BenchConfig) -> SweepPoint:
+    """One level's figures, and which latency and throughput targets it meets (point estimates of the judged statistic)."""
+    targets = config.targets
+    dists = metrics.distributions(records, confidence=targets.confidence, seed=config.seed)
+    s = metrics.summarize(records, dists)
+    met = []
+    for target, key, threshold in (("ttft_ms", "ttft_ms", targets.ttft_ms), ("e2e_ms", "e2el_ms", targets.e2e_ms)):
+        value = getattr(dists[key], targets.statistic)
+        if threshold is not None and value is not None and value < threshold:
+            met.append(target)
+    if targets.request_throughput is not None and s.completed and s.request_throughput >= targets.request_throughput:
+        met.append("request_throughput")
+    return SweepPoint(concurrency=level, request_throughput=s.request_throughput, output_throughput=s.output_throughput,
+                      p95_e2el_ms=s.p95_e2el_ms, median_ttft_ms=s.median_ttft_ms, median_tpot_ms=s.median_tpot_ms,
+                      completed=s.completed, p95_ttft_ms=s.p95_ttft_ms, connection_errors=s.connection_errors, targets_met=met)
+
+
+def _target_levels(points: Sequence[SweepPoint], config: BenchConfig, info: ServerInfo) -> dict[str, list[int]]:
+    """target -> the levels at which it holds; memory is one peak over the whole sweep, so it holds at all or none."""
+    targets = config.targets
+    names = [n for n, t in (("ttft_ms", targets.ttft_ms), ("e2e_ms", targets.e2e_ms), ("request_throughput", targets.request_throughput)) if t]
+    levels = {name: [p.concurrency for p in points if name in p.targets_met] for name in names}
+    if targets.memory_gb is not None and info.memory_bytes is not None:
+        levels["memory_gb"] = [p.concurrency for p in points] if info.memory_bytes / 1e9 < targets.memory_gb else []
+    return levels
+
+
+def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | None = None, *, stop_past_knee: bool = False) -> BenchResult:
+    """Closed-loop runs at each concurrency level; the knee and the run at the best level form the result.
+
+    With `stop_past_knee` the sweep ends at the first level past the knee: higher levels only queue.
+    """
     if not levels or any(level < 1 for level in levels):
         raise InputError(f"Sweep levels must be positive integers, got {list(levels)}.", "Pass levels such as 1,2,4,8.")
     progress = progress or Progress()
@@ -183,16 +213,13 @@ def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | N
             level_config = config.model_copy(update={"concurrency": level, "rate": None, "n_requests": max(config.n_requests, 2 * level)})
             records, outcome = _measure(level_config, info, concurrency=level, rate=None, progress=step)
             runs[level] = (records, outcome)
-            dists = metrics.distributions(records, confidence=config.targets.confidence, seed=config.seed)
-            s = metrics.summarize(records, dists)
-            points.append(SweepPoint(concurrency=level, request_throughput=s.request_throughput, output_throughput=s.output_throughput,
-                                     p95_e2el_ms=s.p95_e2el_ms, median_ttft_ms=s.median_ttft_ms, median_tpot_ms=s.median_tpot_ms,
-                                     completed=s.completed))
-            if outcome.stopped_reason:
+            points.append(_sweep_point(level, records, config))
+            if outcome.stopped_reason or (stop_past_knee and loads.find_knee(points, info.total_slots).concurrency is not None):
                 break
     info = probe.after_run(config, info, sampler)
     knee = loads.find_knee(points, info.total_slots)
     best = knee.concurrency or max(points, key=lambda p: p.request_throughput).concurrency
     records, outcome = runs[best]
     final = config.model_copy(update={"concurrency": best, "rate": None})
-    return finish(final, records, outcome, info, started=started, progress=progress, sweep=points, knee=knee, server_before=server_before)
+    return finish(final, records, outcome, info, started=started, progress=progress, sweep=points, knee=knee, server_before=server_before,
+                  target_levels=_target_levels(points, config, info))

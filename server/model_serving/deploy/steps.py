@@ -128,21 +128,31 @@ def _register_vllm(ctx: DeployContext, progress: Progress, began: float) -> None
     ctx.record("register", began, reused=False, summary={"target": "vllm", "served": model.model_dump(mode="json"), "probe": probe.model_dump(mode="json")})
 
 
+SWEEP_LEVELS = (1, 2, 4, 8)
+
+
 def bench(ctx: DeployContext, progress: Progress) -> None:
-    """Measure at the engine's slot count, so the throughput verdict judges the server, not one request at a time."""
-    from model_serving.bench import BenchConfig, run_benchmark
+    """Sweep concurrency up to the knee (or the requested concurrency), so the verdicts judge the server's capacity.
+
+    The verdicts are judged at the knee (or the best level); `target_levels` says at which levels each target holds,
+    and the report folder has the sweep plot (latency and throughput against concurrency).
+    """
+    from model_serving.bench import BenchConfig, run_sweep
 
     began = time.perf_counter()
     request = ctx.request
-    concurrency = request.concurrency or request.parallel
+    top = request.concurrency or max(SWEEP_LEVELS)
+    levels = sorted({*(level for level in SWEEP_LEVELS if level <= top), top})
     config = BenchConfig.build(base_url=ctx.bench_base, model=ctx.plan.name, api=ctx.bench_api, n_requests=request.bench_requests,
-                               concurrency=concurrency, max_tokens=16, server_pid=ctx.server_pid,
+                               concurrency=top, max_tokens=16, server_pid=ctx.server_pid,
                                gguf_path=ctx.served if ctx.plan.target != "vllm" else None,
                                output_dir=ctx.plan.out_dir / "bench", label=ctx.plan.name)
-    measured = run_benchmark(config, progress)
+    measured = run_sweep(config, levels, progress, stop_past_knee=True)
     ctx.result.verdicts = [v.model_dump(mode="json") for v in measured.verdicts]
-    ctx.record("bench", began, reused=False, summary={"concurrency": concurrency, "n_requests": request.bench_requests,
-                                                      "summary": measured.summary.model_dump(mode="json"), "files": measured.files})
+    ctx.record("bench", began, reused=False, summary={
+        "concurrency": measured.config.concurrency, "levels": [p.concurrency for p in measured.sweep], "n_requests": request.bench_requests,
+        "knee": measured.knee.model_dump(mode="json") if measured.knee else None, "target_levels": measured.target_levels,
+        "sweep": [p.model_dump(mode="json") for p in measured.sweep], "summary": measured.summary.model_dump(mode="json"), "files": measured.files})
 
 
 Step = Callable[[DeployContext, Progress], None]

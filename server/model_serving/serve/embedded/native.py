@@ -33,6 +33,12 @@ from model_serving.errors import InputError
 from model_serving.settings import Settings
 
 TARGETS = ("llama-server", "llama-bench", "llama-imatrix")
+# The dropped connections: llama-server's stream provider returns `has_next` (false) after `sink.done()`, and
+# cpp-httplib takes a false return as a cancelled write, so it closes every connection after a stream although
+# its headers promised keep-alive; a client that reuses the connection sends into a closing socket and loses
+# that request. Returning true after done() ends the body the same way and keeps the connection.
+STREAM_PATCH = ("tools/server/server-http.cpp", "            return has_next;\n        };",
+                "            return true;  // done() ended the body; false would read as cancelled and close the connection\n        };")
 # cpp-httplib closes a kept-alive connection after 100 requests, or after 5 s idle: the 5 s equals httpx's
 # (the openai client's) pool expiry and is below aiohttp's 15 s, so a client could send on a connection the
 # server was closing at that moment and lose the request. Idle connections now stay 30 s (longer than
@@ -79,7 +85,7 @@ def llama_cpp_revision() -> str:
 
 
 def cache_key(revision: str | None = None, flags: list[str] | None = None) -> str:
-    recipe = json.dumps([flags if flags is not None else cpu_flags(), CMAKE_OPTIONS, NO_AMX, KEEPALIVE_DEFINES, TARGETS])
+    recipe = json.dumps([flags if flags is not None else cpu_flags(), CMAKE_OPTIONS, NO_AMX, KEEPALIVE_DEFINES, TARGETS, STREAM_PATCH])
     return f"{revision or llama_cpp_revision()}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
@@ -145,9 +151,9 @@ def tool(settings: Settings, name: str) -> Path | None:
 
 
 def _source(source: Path, work: Path) -> Path:
-    """llama.cpp's source tree: the given folder, or vendor/llama.cpp unpacked from the llama-cpp-python sdist."""
+    """A copy of llama.cpp's source tree (we patch it): from a folder, or vendor/llama.cpp of the llama-cpp-python sdist."""
     if source.is_dir():
-        return source
+        return Path(shutil.copytree(source, work / "src", ignore=shutil.ignore_patterns(".git", "build*")))
     with tarfile.open(source) as tar:
         members = [m for m in tar.getmembers() if "/vendor/llama.cpp/" in m.name]
         tar.extractall(work / "src", members=members, filter="data")
@@ -155,6 +161,19 @@ def _source(source: Path, work: Path) -> Path:
     if not found:
         raise RuntimeError(f"{source} holds no vendor/llama.cpp")
     return found[0].parent
+
+
+def patch_stream_close(source: Path) -> bool:
+    """Apply STREAM_PATCH to a llama.cpp tree; False when this revision's code differs (then nothing is changed)."""
+    path, old, new = STREAM_PATCH
+    file = source / path
+    text = file.read_text(encoding="utf-8")
+    if new in text:
+        return True
+    if text.count(old) != 1:
+        return False
+    file.write_text(text.replace(old, new), encoding="utf-8")
+    return True
 
 
 def _run(argv: list[str], log: Path) -> None:
@@ -186,7 +205,10 @@ def build(settings: Settings, source: Path, *, jobs: int | None = None) -> Path:
         log = settings.native_cache / f"{target.name}.log"
         log.write_text("", encoding="utf-8")
         flags = " ".join(NO_AMX + KEEPALIVE_DEFINES)
-        _run(["cmake", "-S", str(_source(source, work)), "-B", str(work / "build"), "-G", "Ninja", *CMAKE_OPTIONS,
+        tree = _source(source, work)
+        if not patch_stream_close(tree):
+            print("llama.cpp's stream code differs from the patch: connections still close after each stream", file=sys.stderr)
+        _run(["cmake", "-S", str(tree), "-B", str(work / "build"), "-G", "Ninja", *CMAKE_OPTIONS,
               f"-DCMAKE_C_FLAGS={flags}", f"-DCMAKE_CXX_FLAGS={flags}"], log)
         _run(["cmake", "--build", str(work / "build"), "--target", *TARGETS, "-j", str(jobs or os.cpu_count() or 2)], log)
         install(work / "build" / "bin", target)
