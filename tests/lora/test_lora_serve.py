@@ -121,3 +121,12 @@ def test_an_untrained_adapter_fails_its_probe_and_nothing_keeps_running(settings
     with pytest.raises(VerificationFailed, match="answer exactly as the base") as exc:
         serve_start(settings, ServeStartRequest(gguf_path=str(tiny_gguf), name="base", ctx_size=512, parallel=1, lora=[f"zero={tiny_zero_lora_gguf}"]))
     assert "lora_B" in exc.value.next_step and list_models(settings) == []
+
+
+def test_an_adapter_of_another_architecture_is_refused_on_the_engine(settings: Settings, tmp_path: Path, tiny_gguf: Path) -> None:
+    from lora_fixtures import synthetic_gguf
+
+    qwen_lora = synthetic_gguf(tmp_path / "qwen2-lora.gguf", "qwen2", adapter=True)
+    with pytest.raises(InputError, match="adapter for qwen2, but the base is llama"):
+        serve_start(settings, ServeStartRequest(gguf_path=str(tiny_gguf), name="base", lora=[f"q={qwen_lora}"]))
+    assert list_models(settings) == []

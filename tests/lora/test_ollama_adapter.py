@@ -38,3 +38,16 @@ def test_the_adapter_must_be_a_gguf_adapter_of_the_base_and_only_for_ollama(olla
     with pytest.raises(InputError, match="only apply to the Ollama target"):
         register(ollama_settings, smollm2_gguf, "smol-bad", target="embedded", adapter=tiny_gguf)
     assert "smol-bad:latest" not in ollama_double.models
+
+
+def test_an_adapter_of_another_architecture_and_one_ollama_cannot_take(settings: Settings, tmp_path: Path, tiny_gguf: Path) -> None:
+    from lora_fixtures import synthetic_gguf
+
+    qwen_base = synthetic_gguf(tmp_path / "qwen2-base.gguf", "qwen2", adapter=False)
+    qwen_lora = synthetic_gguf(tmp_path / "qwen2-lora.gguf", "qwen2", adapter=True)
+    with pytest.raises(InputError, match="is an adapter for qwen2, but the base is llama") as exc:
+        register(settings, tiny_gguf, "mixed", target="ollama", adapter=qwen_lora)
+    assert "trained on" in exc.value.next_step
+    with pytest.raises(InputError, match="does not take qwen2 adapters") as exc:  # refused before Ollama is asked anything
+        register(settings, qwen_base, "qwen-tuned", target="ollama", adapter=qwen_lora)
+    assert "model-serving merge ADAPTER_DIR --base BASE_DIR" in exc.value.next_step

@@ -66,3 +66,31 @@ def adapter_files(out: Path, base_model: str = "org/base", *, rank: int = 4, hid
     save_file({f"{prefix}.lora_A.weight": np.ones((rank, hidden), np.float32), f"{prefix}.lora_B.weight": np.zeros((hidden, rank), np.float32)},
               str(out / "adapter_model.safetensors"))
     return out
+
+
+def synthetic_gguf(path: Path, architecture: str, *, adapter: bool, width: int = 64, rank: int = 4) -> Path:
+    """A minimal GGUF written with gguf-py: a one-tensor model of `architecture`, or a LoRA for it (general.type adapter).
+
+    For refusals that depend only on the header (another architecture, one Ollama's ADAPTER cannot take):
+    building a real checkpoint and adapter of that architecture would take minutes for a check that reads metadata.
+    """
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_name(f"synthetic {architecture}")
+    if adapter:
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string("adapter.type", "lora")
+        writer.add_float32("adapter.lora.alpha", float(2 * rank))
+        writer.add_tensor("blk.0.attn_q.weight.lora_a", np.full((rank, width), 0.01, dtype=np.float32))  # ne = [width, rank]
+        writer.add_tensor("blk.0.attn_q.weight.lora_b", np.full((width, rank), 0.01, dtype=np.float32))  # ne = [rank, width]
+    else:
+        writer.add_block_count(1)
+        writer.add_embedding_length(width)
+        writer.add_tensor("blk.0.attn_q.weight", np.zeros((width, width), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
