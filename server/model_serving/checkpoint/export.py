@@ -17,6 +17,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +27,7 @@ from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo, inspect_c
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress, run_process
 from model_serving.settings import Settings
+from model_serving.util.filehash import FollowingHash, HashCache
 from model_serving.util.paths import atomic_output, confine, sha256_file, tree_sha256, write_text_atomic
 from model_serving.util.process import launcher_argv
 
@@ -250,18 +252,40 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
     converter = provision_converter(settings, progress.span(0.0, 0.1))
     progress.update(0.1, "preflight")
     info = preflight(settings, checkpoint, outtype, out, converter)
-    source_sha = tree_sha256(checkpoint, [p.name for p in checkpoint.iterdir() if p.is_file() and not p.name.startswith(".")])
+    names = [p.name for p in checkpoint.iterdir() if p.is_file() and not p.name.startswith(".")]
     sidecar = out.with_name(out.name + ".export.json")
+    known = tree_sha256(checkpoint, names) if out.exists() and sidecar.exists() else None  # the reuse check needs it first
+    if known and (previous := _previous(sidecar, known, outtype, out)):
+        progress.complete("identical export exists; reused")
+        return previous.model_copy(update={"skipped": True})
+    with ThreadPoolExecutor(1, thread_name_prefix="hash-source") as pool:
+        source_hash = pool.submit(tree_sha256, checkpoint, names) if known is None else None  # on the core the converter leaves free
+        gguf, verification, digest = _convert(checkpoint, info, outtype, out, overwrite, converter, progress)
+        source_sha = source_hash.result() if source_hash is not None else str(known)
+    HashCache(settings.state_dir).put(out, digest)  # the quantizer reads this file next: it need not hash it again
+    gguf.path = str(out)
+    result = ExportResult(output_path=str(out), outtype=outtype, file_type=gguf.file_type, size_bytes=out.stat().st_size, sha256=digest,
+                          source=source, source_sha256=source_sha, seconds=round(time.perf_counter() - started, 3),
+                          converter=converter, verification=verification, gguf=gguf)
+    write_text_atomic(sidecar, result.model_dump_json(indent=2, exclude={"gguf": {"chat_template"}}))
+    progress.complete("export done")
+    return result
 
-    if out.exists() and sidecar.exists():
-        try:
-            previous = ExportResult.model_validate_json(sidecar.read_text(encoding="utf-8"))
-        except ValueError:
-            previous = None
-        if previous and previous.source_sha256 == source_sha and previous.outtype == outtype and previous.sha256 == sha256_file(out):
-            progress.complete("identical export exists; reused")
-            return previous.model_copy(update={"skipped": True})
 
+def _previous(sidecar: Path, source_sha: str, outtype: str, out: Path) -> ExportResult | None:
+    """The recorded export when it was made from this very source as this type and the output is unchanged."""
+    try:
+        previous = ExportResult.model_validate_json(sidecar.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    if previous.source_sha256 == source_sha and previous.outtype == outtype and previous.sha256 == sha256_file(out):
+        return previous
+    return None
+
+
+def _convert(checkpoint: Path, info: CheckpointInfo, outtype: str, out: Path, overwrite: bool, converter: Converter,
+             progress: Progress) -> tuple[GGUFInfo, ExportVerification, str]:
+    """Run the converter into a partial, verify it, and rename it into place; its sha256 is taken while it is written."""
     expected_tensors = max(1, sum(1 for f in info.weight_files for k in _tensor_names(checkpoint / f)))
     seen = [0]
 
@@ -272,26 +296,26 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
 
     with atomic_output(out, overwrite=overwrite) as tmp:
         progress.update(0.15, f"converting with llama.cpp ({outtype})")
-        # NO_LOCAL_GGUF unset: the converter must use its own gguf-py, the same revision as the script
-        code, tail = run_process(launcher_argv(converter.script, "--outfile", tmp, "--outtype", outtype, checkpoint),
-                                 progress, env={"NO_LOCAL_GGUF": None}, on_line=on_line, tail=60)
+        following = FollowingHash(tmp)  # GGUFWriter writes front to back: hashed as it grows, not read again after
+        try:
+            # NO_LOCAL_GGUF unset: the converter must use its own gguf-py, the same revision as the script
+            code, tail = run_process(launcher_argv(converter.script, "--outfile", tmp, "--outtype", outtype, checkpoint),
+                                     progress, env={"NO_LOCAL_GGUF": None}, on_line=on_line, tail=60)
+        except BaseException:
+            following.stop()
+            raise
         if code != 0:
+            following.stop()
             raise _explain_failure(code, tail)
+        digest = following.finish()
         progress.update(0.9, "verifying the GGUF")
         gguf = inspect_gguf(tmp)
         verification = verify_export(info, gguf)
         if verification.problems:
             raise VerificationFailed("The exported GGUF failed verification: " + " ".join(verification.problems),
                                      "Fix the checkpoint (tokenizer_config.json chat_template, generation_config.json eos_token_id) and export again.")
-        digest = sha256_file(tmp)
         progress.check()  # the last moment a cancel removes the output; after the rename it is complete
-    gguf.path = str(out)
-    result = ExportResult(output_path=str(out), outtype=outtype, file_type=gguf.file_type, size_bytes=out.stat().st_size, sha256=digest,
-                          source=source, source_sha256=source_sha, seconds=round(time.perf_counter() - started, 3),
-                          converter=converter, verification=verification, gguf=gguf)
-    write_text_atomic(sidecar, result.model_dump_json(indent=2, exclude={"gguf": {"chat_template"}}))
-    progress.complete("export done")
-    return result
+    return gguf, verification, digest
 
 
 def _tensor_names(path: Path) -> list[str]:

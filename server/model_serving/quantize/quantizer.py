@@ -1,8 +1,9 @@
 """Quantize a GGUF with llama.cpp's own `llama_model_quantize`, then verify the result against its source.
 
-The quantizer runs in a child process (`quantize_worker`), so cancelling kills it and a crash in
-llama.cpp cannot take the caller down; it writes to a temporary file that is renamed into place
-only when it finished and parses as the requested file type. A sidecar `<output>.json` records the
+The quantizer runs in a child process, so cancelling kills it and a crash in llama.cpp cannot take
+the caller down: the native build's `llama-quantize` itself when the caller passes it (the bare tool,
+no interpreter), else `quantize_worker` calling the binding. It writes to a temporary file that is
+renamed into place only when it finished and parses as the requested file type. A sidecar `<output>.json` records the
 input hash and type, so asking again for the same output returns the recorded result.
 """
 
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,8 +28,9 @@ from model_serving.jobs import Progress, run_process
 from model_serving.quantize import worker as quantize_worker
 from model_serving.quantize.quality import QualityReport, compare_quality
 from model_serving.settings import Settings
-from model_serving.util.paths import atomic_output, confine, sha256_file, write_text_atomic
-from model_serving.util.process import python_argv
+from model_serving.util.filehash import HashCache
+from model_serving.util.paths import atomic_output, confine, write_text_atomic
+from model_serving.util.process import native_argv, python_argv
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class QuantizeResult(BaseModel):
     bits_per_weight: float = Field(description="output file bytes * 8 / parameter count")
     tensor_types: dict[str, int] = Field(description="Tensor types in the output: K-quants fall back to other types where a row does not fit their block")
     threads: int = Field(description="Threads given to llama_model_quantize (0 = all cores)")
+    quantizer: str = Field(default="worker", description="llama-quantize (the native build's binary) or worker (llama_model_quantize in our child)")
     quantize_s: float = Field(description="Wall time of the quantizer process")
     wall_s: float = Field(description="Wall time of the whole call, hashing and verification included")
     input_sha256: str
@@ -111,54 +114,10 @@ def _llama_cpp_version() -> str:
         return "unknown"
 
 
-class _HashCache:
-    """sha256 by (size, mtime, inode) in the state directory, so an F16 quantized to several types is read once.
-
-    It trusts a file's stat the way make and git do: content rewritten in place with the same size
-    within the same nanosecond would be missed.
-    """
-
-    _KEEP = 256
-
-    def __init__(self, settings: Settings) -> None:
-        self.file = settings.state_dir / "sha256-cache.json"
-
-    def _entries(self) -> dict[str, dict[str, Any]]:
-        try:
-            entries = json.loads(self.file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return entries if isinstance(entries, dict) else {}
-
-    @staticmethod
-    def _stamp(path: Path) -> list[int]:
-        stat = path.stat()
-        return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-
-    def get(self, path: Path) -> str | None:
-        entry = self._entries().get(str(path))
-        if isinstance(entry, dict) and entry.get("stat") == self._stamp(path) and isinstance(entry.get("sha256"), str):
-            return entry["sha256"]
-        return None
-
-    def put(self, path: Path, sha: str) -> None:
-        entries = self._entries()
-        entries.pop(str(path), None)
-        entries[str(path)] = {"stat": self._stamp(path), "sha256": sha}
-        write_text_atomic(self.file, json.dumps(dict(list(entries.items())[-self._KEEP:])))
-
-    def sha256(self, path: Path) -> str:
-        sha = self.get(path)
-        if sha is None:
-            sha = sha256_file(path)
-            self.put(path, sha)
-        return sha
-
-
 class _BackgroundHash:
     """The input's sha256, computed in a thread while the quantizer runs (hashlib releases the GIL)."""
 
-    def __init__(self, path: Path, cache: _HashCache | None, cancel: threading.Event) -> None:
+    def __init__(self, path: Path, cache: HashCache | None, cancel: threading.Event) -> None:
         self.path, self.cache, self.cancel = path, cache, cancel
         self.sha, self.error = cache.get(path) if cache else None, None
         self._stop = threading.Event()
@@ -200,7 +159,7 @@ def _sidecar(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def _reuse(output: Path, input_sha: str, qtype: QuantType, hashes: _HashCache) -> QuantizeResult | None:
+def _reuse(output: Path, input_sha: str, qtype: QuantType, hashes: HashCache) -> QuantizeResult | None:
     """The recorded result when the sidecar matches this input and type and the output is unchanged."""
     sidecar = _sidecar(output)
     try:
@@ -241,6 +200,7 @@ class _Plan:
     allow_requantize: bool
     overwrite: bool
     verify: bool
+    quantizer: Path | None = None
 
     @property
     def what(self) -> str:
@@ -257,18 +217,23 @@ def quantize_gguf(
     overwrite: bool = False,
     verify: bool = True,
     threads: int | None = None,
+    quantizer: Path | None = None,
     progress: Progress | None = None,
 ) -> QuantizeResult:
     """Quantize `input_path` to `qtype`, verify it against the input when `verify`, and report.
+
+    `quantizer` is the native build's `llama-quantize` (serve/embedded/native.py `tool`, passed in by
+    the callers above this floor); without it, or without setpriv to tie it to us, our worker runs.
 
     The output takes its final name only once it is written, parses as the requested type and (with
     `verify`) has been measured: a cancel or failure in any phase leaves neither it nor its sidecar.
     """
     started = time.perf_counter()
     progress = progress or Progress()
-    plan = _plan(settings, input_path, output_path, qtype, allow_requantize=allow_requantize, overwrite=overwrite, verify=verify, threads=threads)
+    plan = _plan(settings, input_path, output_path, qtype, allow_requantize=allow_requantize, overwrite=overwrite, verify=verify, threads=threads,
+                 quantizer=quantizer)
     progress.update(0.0, plan.what)
-    hashes = _HashCache(settings)
+    hashes = HashCache(settings.state_dir)
     input_hash = _BackgroundHash(plan.source, hashes, progress.cancel_event)  # overlaps the quantizer
     try:
         recorded = _recorded(plan, input_hash, hashes)
@@ -284,16 +249,16 @@ def quantize_gguf(
 
 
 def _plan(settings: Settings, input_path: Path, output_path: Path | None, qtype: str, *, allow_requantize: bool,
-          overwrite: bool, verify: bool, threads: int | None) -> _Plan:
+          overwrite: bool, verify: bool, threads: int | None, quantizer: Path | None = None) -> _Plan:
     source, target, target_type = _resolve_paths(settings, input_path, output_path, qtype)
     if threads is not None and not 0 <= threads <= 1024:
         raise InputError(f"threads={threads} is out of range.", "Pass 1 to 1024 threads, 0 for all cores, or leave it out.")
     header, input_type, requantized = _check_input(source, allow_requantize)
     return _Plan(source, target, target_type, header, input_type, requantized, threads if threads is not None else 0,
-                 allow_requantize, overwrite, verify)
+                 allow_requantize, overwrite, verify, quantizer)
 
 
-def _recorded(plan: _Plan, input_hash: _BackgroundHash, hashes: _HashCache) -> QuantizeResult | None:
+def _recorded(plan: _Plan, input_hash: _BackgroundHash, hashes: HashCache) -> QuantizeResult | None:
     """An identical earlier result, reused even when overwriting is allowed; an unrelated file is refused unless overwriting."""
     if not plan.target.exists():
         return None
@@ -304,7 +269,7 @@ def _recorded(plan: _Plan, input_hash: _BackgroundHash, hashes: _HashCache) -> Q
     return recorded
 
 
-def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _BackgroundHash, hashes: _HashCache,
+def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _BackgroundHash, hashes: HashCache,
                          progress: Progress, started: float) -> QuantizeResult:
     """Quantize into a partial, check and measure it there, record it, and only then give it the final name.
 
@@ -313,18 +278,23 @@ def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _Backgroun
     """
     split = 0.6 if plan.verify else 0.95
     with atomic_output(plan.target, overwrite=plan.overwrite) as tmp:
-        quantize_s, out_header, output_sha = _quantize_into(plan, tmp, progress.span(0.0, split))
-        result = _result(plan, out_header, tmp.stat().st_size, quantize_s, input_hash.result(), output_sha)
-        progress.update(split, f"Wrote {plan.target.name}" + ("; verifying it against the input" if plan.verify else ""))
-        if plan.verify:
-            report = compare_quality(settings, plan.source, tmp, progress=progress.span(split, 1.0), candidate_name=plan.target.name)
-            result.quality = _at_final_path(report, tmp, plan.target)
-            result.verdict = result.quality.verdict
-            result.summary = _summary(result)
+        quantize_s, out_header = _quantize_into(plan, tmp, progress.span(0.0, split))
+        output_hash = _BackgroundHash(tmp, None, progress.cancel_event)  # beside the quality evaluation, which only reads it
+        try:
+            result = _result(plan, out_header, tmp.stat().st_size, quantize_s, input_hash.result(), "")
+            progress.update(split, f"Wrote {plan.target.name}" + ("; verifying it against the input" if plan.verify else ""))
+            if plan.verify:
+                report = compare_quality(settings, plan.source, tmp, progress=progress.span(split, 1.0), candidate_name=plan.target.name)
+                result.quality = _at_final_path(report, tmp, plan.target)
+                result.verdict = result.quality.verdict
+                result.summary = _summary(result)
+            result.output_sha256 = output_hash.result()
+        finally:
+            output_hash.stop()
         progress.check()  # the last moment a cancel removes the output; after the rename it is complete
         result.wall_s = round(time.perf_counter() - started, 3)
         _write_sidecar(result)
-    hashes.put(plan.target, output_sha)  # a rename keeps size, mtime and inode
+    hashes.put(plan.target, result.output_sha256)  # a rename keeps size, mtime and inode
     return result
 
 
@@ -339,7 +309,7 @@ def _result(plan: _Plan, out_header: GGUFHeader, out_size: int, quantize_s: floa
         bits_per_weight=round(out_size * 8 / params, 3) if params else 0.0,
         tensor_types=out_header.tensor_types, threads=plan.threads, quantize_s=round(quantize_s, 3), wall_s=0.0,
         input_sha256=input_sha, output_sha256=output_sha, sidecar_path=str(_sidecar(target)),
-        llama_cpp_version=_llama_cpp_version(), verdict="unverified",
+        llama_cpp_version=_llama_cpp_version(), verdict="unverified", quantizer=_quantizer_name(plan),
     )
     result.summary = _summary(result)
     return result
@@ -387,20 +357,15 @@ def _check_input(source: Path, allow_requantize: bool) -> tuple[GGUFHeader, str,
     return header, input_type, quantized
 
 
-def _quantize_into(plan: _Plan, tmp: Path, progress: Progress) -> tuple[float, GGUFHeader, str]:
+def _quantize_into(plan: _Plan, tmp: Path, progress: Progress) -> tuple[float, GGUFHeader]:
     """Run the quantizer into the partial `tmp` and check that it is the requested file type."""
-    quantize_s = _run_quantizer(plan.source, tmp, plan.qtype, plan.threads, plan.allow_requantize, progress)
-    output_hash = _BackgroundHash(tmp, None, progress.cancel_event)  # alongside the header check
-    try:
-        out_header = read_header(tmp)
-        if out_header.file_type != plan.qtype.ftype:
-            raise VerificationFailed(
-                f"llama.cpp wrote file type {out_header.file_type_name or out_header.file_type}, not the requested {plan.qtype.name}.",
-                "Report this with the quantizer output; the file was not kept.")
-        output_sha = output_hash.result()
-    finally:
-        output_hash.stop()
-    return quantize_s, out_header, output_sha
+    quantize_s = _run_quantizer(plan, tmp, progress)
+    out_header = read_header(tmp)
+    if out_header.file_type != plan.qtype.ftype:
+        raise VerificationFailed(
+            f"llama.cpp wrote file type {out_header.file_type_name or out_header.file_type}, not the requested {plan.qtype.name}.",
+            "Report this with the quantizer output; the file was not kept.")
+    return quantize_s, out_header
 
 
 def _resume(settings: Settings, recorded: QuantizeResult, plan: _Plan, progress: Progress, started: float) -> QuantizeResult:
@@ -423,22 +388,37 @@ def _resume(settings: Settings, recorded: QuantizeResult, plan: _Plan, progress:
 _PROGRESS_LINE = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]")
 
 
-def _run_quantizer(source: Path, tmp: Path, qtype: QuantType, nthread: int, allow_requantize: bool, progress: Progress) -> float:
+def _quantizer_name(plan: _Plan) -> str:
+    return "llama-quantize" if plan.quantizer is not None and native_argv(plan.quantizer) is not None else "worker"
+
+
+def _quantizer_argv(plan: _Plan, tmp: Path) -> list[str]:
+    """llama.cpp's own `llama-quantize` when the native build has it (the child is then the bare tool), else our worker."""
+    qtype = plan.qtype
+    if plan.quantizer is not None and (argv := native_argv(plan.quantizer)) is not None:
+        # The numeric file type: llama-quantize accepts it for every type it offers, and refuses the others by name.
+        return [*argv, *(["--allow-requantize"] if plan.allow_requantize else []), str(plan.source), str(tmp), str(qtype.ftype), str(plan.threads)]
+    # Run by path with -P (no script directory on sys.path): skips the package __init__ and its
+    # metadata lookup, which `-m` would pay on every call.
+    return python_argv(Path(quantize_worker.__file__), plan.source, tmp, qtype.name, str(qtype.ftype), str(plan.threads),
+                       "1" if plan.allow_requantize else "0")
+
+
+def _run_quantizer(plan: _Plan, tmp: Path, progress: Progress) -> float:
+    source, qtype = plan.source, plan.qtype
+
     def on_line(line: str) -> None:
         if match := _PROGRESS_LINE.match(line):
             done, total = int(match[1]), int(match[2])
             if total:
                 progress.update(done / total, f"Quantizing tensor {done}/{total} to {qtype.name}")
 
-    # Run by path with -P (no script directory on sys.path): skips the package __init__ and its
-    # metadata lookup, which `-m` would pay on every call.
-    argv = python_argv(Path(quantize_worker.__file__), source, tmp, qtype.name, str(qtype.ftype), str(nthread), "1" if allow_requantize else "0")
     began = time.perf_counter()
-    code, tail = run_process(argv, progress, on_line=on_line)
+    code, tail = run_process(_quantizer_argv(plan, tmp), progress, on_line=on_line)
     elapsed = time.perf_counter() - began
     if code != 0:
         reason = next((ln.split("QUANTIZE_ERROR", 1)[1].strip() for ln in reversed(tail.splitlines()) if "QUANTIZE_ERROR" in ln), "")
-        failed = next((ln.strip() for ln in reversed(tail.splitlines()) if "failed to quantize" in ln), "")
+        failed = next((ln.strip() for ln in reversed(tail.splitlines()) if "failed to quantize" in ln or "invalid ftype" in ln), "")
         how = f"exited with code {code}" if code > 0 else f"was killed by signal {-code}"
         raise ServingError(
             f"llama.cpp's quantizer {how} quantizing {source.name} to {qtype.name}" + (f": {failed or reason}." if failed or reason else "."),
