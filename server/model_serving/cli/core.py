@@ -166,7 +166,13 @@ def serve_list(app: App, req: NoInput) -> None:
 @serve_group.command("gateway")
 @from_model(GatewayRequest, positional=("action",))
 def serve_gateway(app: App, req: GatewayRequest) -> None:
-    """One base URL for every embedded model, picked by the model field: start, stop or show it (ACTION: start|stop|status)."""
+    """One base URL for every embedded model, picked by the model field: start, stop or show it (ACTION: start|stop|status).
+
+    \b
+    --port P              127.0.0.1 port (default 8090; refused when in use)
+    --keep-alive S        an idle model sleeps after S seconds (default 300)
+    --memory-budget-gb G  models loaded at once = G / the largest model's estimate (default: memory available)
+    """
     from model_serving.verbs import serve_gateway as gateway
 
     result = app.run("gateway", lambda p: gateway(app.settings, req)) if req.action == "start" else gateway(app.settings, req)

@@ -50,7 +50,7 @@ def click_param(name: str, prop: Mapping[str, Any], *, positional: bool, aliases
     if positional:
         if prop.get("type") == "array":
             return click.argument(name, nargs=-1, required=prop["required"])
-        return click.argument(name, required=prop["required"], type=click_type(prop))
+        return click.argument(name, required=prop["required"], type=click_type(prop), default=prop.get("default"))
     flag = "--" + name.replace("_", "-")
     if prop.get("type") == "boolean":
         if prop.get("default"):

@@ -75,7 +75,8 @@ TOOLS = [
              summary=lambda r: f"{r.name} on {r.target} at {r.endpoint}; probe {'passed' if r.probe.ok else 'FAILED'}"),
     ToolSpec(verbs.serving_status, "serving_status", NoInput, ServingStatus, READ_ONLY,
              lambda r: f"embedded: {', '.join(f'{e.model.name} {e.model.state}' for e in r.engine) or 'none'}; Ollama at {r.ollama.host} "
-                       + (f"{r.ollama.version}: {len(r.ollama.models)} model(s), {len(r.ollama.running)} loaded" if r.ollama.reachable else "not reachable")),
+                       + (f"{r.ollama.version}: {len(r.ollama.models)} model(s), {len(r.ollama.running)} loaded" if r.ollama.reachable else "not reachable")
+                       + (f"; gateway {r.gateway.base_url}/v1: " + ", ".join(f"{m.name} {m.state}" for m in r.gateway.models) if r.gateway and r.gateway.running else "")),
     ToolSpec(verbs.serving_metrics, "serving_metrics", NoInput, MetricsView, READ_ONLY,
              lambda r: "; ".join(_metrics_line(m) for m in r.models) or "no models served"),
     ToolSpec(verbs.deploy_model, "deploy_model", DeployRequest, DeployResult, writes(destructive=True, idempotent=False), long=True,
