@@ -105,8 +105,8 @@ def _argv(build: native.Build, record: GatewayRecord) -> list[str]:
 
 def _port(settings: Settings, port: int | None, previous: GatewayRecord | None, on_demand: bool) -> int:
     chosen = port or (previous.port if previous else DEFAULT_PORT)
-    if _port_free(chosen):
-        return chosen
+    if _port_free(chosen) or (previous is not None and chosen == previous.port and previous.state == "running"):
+        return chosen  # our own router just stopped there: its closed connections may hold the port a while, its successor binds with SO_REUSEPORT (cpp-httplib)
     if port is None and on_demand:
         return free_port()  # a start on demand never fails a register for a taken default port; status shows the URL
     raise InputError(f"Port {chosen} on 127.0.0.1 is already in use, so the gateway cannot listen there.",
