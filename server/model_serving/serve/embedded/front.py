@@ -23,7 +23,7 @@ import json
 import signal
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer", "host"})
 MODEL_LISTS = ("/v1/models", "/models")
@@ -74,6 +74,13 @@ def make_app(upstream: str, base: str, adapters: list[str]) -> web.Application:
         await app["session"].close()
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await forward(request)
+        except ClientError as exc:  # llama.cpp behind us is gone or broke the connection before answering
+            return web.json_response({"error": {"message": f"The llama.cpp server behind {base} did not answer ({type(exc).__name__}).",
+                                                "type": "server_error", "code": "engine_unavailable"}}, status=502)
+
+    async def forward(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         if request.method == "GET" and request.path in MODEL_LISTS:
             async with app["session"].get(request.path) as up:
