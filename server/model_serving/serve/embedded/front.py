@@ -27,6 +27,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer", "host"})
 MODEL_LISTS = ("/v1/models", "/models")
+SESSION = web.AppKey("session", ClientSession)
 
 
 def rewrite(body: bytes, base: str, adapters: list[str]) -> tuple[bytes, str | None]:
@@ -68,10 +69,10 @@ def make_app(upstream: str, base: str, adapters: list[str]) -> web.Application:
     app = web.Application(client_max_size=64 << 20)
 
     async def session_ctx(app: web.Application) -> Any:
-        app["session"] = ClientSession(upstream, connector=TCPConnector(force_close=True), auto_decompress=False,
+        app[SESSION] = ClientSession(upstream, connector=TCPConnector(force_close=True), auto_decompress=False,
                                        timeout=ClientTimeout(total=None, sock_connect=10))
         yield
-        await app["session"].close()
+        await app[SESSION].close()
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
@@ -83,14 +84,14 @@ def make_app(upstream: str, base: str, adapters: list[str]) -> web.Application:
     async def forward(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         if request.method == "GET" and request.path in MODEL_LISTS:
-            async with app["session"].get(request.path) as up:
+            async with app[SESSION].get(request.path) as up:
                 return web.json_response(listed(await up.json(content_type=None), base, adapters), status=up.status)
         if body and request.method == "POST":
             body, unknown = rewrite(body, base, adapters)
             if unknown is not None:
                 return _not_found(unknown, base, adapters)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"}
-        async with app["session"].request(request.method, request.rel_url, data=body or None, headers=headers) as up:
+        async with app[SESSION].request(request.method, request.rel_url, data=body or None, headers=headers) as up:
             reply = web.StreamResponse(status=up.status, reason=up.reason,
                                        headers={k: v for k, v in up.headers.items() if k.lower() not in HOP_BY_HOP})
             await reply.prepare(request)
