@@ -119,6 +119,7 @@ def start_gateway(settings: Settings, *, port: int | None = None, keep_alive_s: 
     progress = progress or Progress()
     build = require_native(settings)
     previous = registry.load_gateway(settings)
+    port = _port(settings, port, previous, on_demand)  # before a running gateway stops: a refused port leaves it up
     if previous is not None and previous.state == "running":
         stop_gateway(settings, keep_on_demand=True)
     keep_alive_s = keep_alive_s or (previous.keep_alive_s if previous else DEFAULT_KEEP_ALIVE_S)
@@ -126,7 +127,6 @@ def start_gateway(settings: Settings, *, port: int | None = None, keep_alive_s: 
                                                                      else _available_bytes() or 8 * 2**30)
     items, _ = preset.write(settings, keep_alive_s)
     models_max, largest = sizing(items, budget)
-    port = _port(settings, port, previous, on_demand)
     log_path = registry.gateway_path(settings, ".log")
     record = GatewayRecord(base_url=f"http://127.0.0.1:{port}", port=port, pid=0, log_path=str(log_path),
                            preset_path=str(registry.gateway_path(settings, ".ini")), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
