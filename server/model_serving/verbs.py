@@ -99,9 +99,11 @@ def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) 
     from pathlib import Path
 
     from model_serving.quantize.quantizer import quantize_gguf as run
+    from model_serving.serve.embedded.native import tool
 
     return run(settings, Path(req.input_path), Path(req.output) if req.output else None, req.qtype,
-               allow_requantize=req.allow_requantize, overwrite=req.overwrite, verify=req.verify, progress=progress)
+               allow_requantize=req.allow_requantize, overwrite=req.overwrite, verify=req.verify,
+               quantizer=tool(settings, "llama-quantize"), progress=progress)
 
 
 def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:

@@ -11,9 +11,11 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 from model_serving.errors import InputError
+from model_serving.util.filehash import HashCache
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -37,13 +39,38 @@ def finish_checkpoint(tmp: Path, out: Path) -> Path:
     return out
 
 
-def checkpoint_from_gguf(gguf_path: Path, out: Path, dtype: str = "bfloat16") -> Path:
-    """Dequantize a GGUF into a transformers checkpoint (safetensors + tokenizer + chat template)."""
+def _complete(folder: Path) -> bool:
+    return (folder / "config.json").exists() and (folder / "model.safetensors").exists()
+
+
+def cached_checkpoint(gguf_path: Path, cache: Path, dtype: str = "bfloat16") -> Path:
+    """The cache folder of this GGUF's rebuild: its sha256 (stat-keyed, read once), the dtype and transformers' version."""
+    sha = HashCache(cache).sha256(gguf_path)
+    return cache / f"{sha[:16]}-{dtype}-transformers-{version('transformers')}"
+
+
+def checkpoint_from_gguf(gguf_path: Path, out: Path, dtype: str = "bfloat16", *, cache: Path | None = None) -> Path:
+    """Dequantize a GGUF into a transformers checkpoint (safetensors + tokenizer + chat template), or copy it from `cache`."""
+    if _complete(out):
+        return out
+    if cache is None:
+        return _rebuild(gguf_path, out, dtype)
+    kept = cached_checkpoint(gguf_path, cache, dtype)
+    if not _complete(kept):
+        _rebuild(gguf_path, kept, dtype)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        shutil.copytree(kept, tmp, dirs_exist_ok=True)
+        return finish_checkpoint(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _rebuild(gguf_path: Path, out: Path, dtype: str) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if (out / "config.json").exists() and (out / "model.safetensors").exists():
-        return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
@@ -58,6 +85,8 @@ def checkpoint_from_gguf(gguf_path: Path, out: Path, dtype: str = "bfloat16") ->
     try:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if _complete(out):  # another deploy filled the cache meanwhile; it may be copying from it
+            return out
         return finish_checkpoint(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,7 +25,7 @@ def prepare(ctx: DeployContext, progress: Progress) -> None:
     assert checkpoint is not None
     reused = ctx.plan.action("prepare") == "reuse"
     progress.update(0.0, "building a Hugging Face checkpoint from the packaged SmolLM2 GGUF")
-    checkpoint_from_gguf(smollm2_gguf_path(), checkpoint)
+    checkpoint_from_gguf(smollm2_gguf_path(), checkpoint, cache=ctx.settings.state_dir / "rebuilt-checkpoints")  # 18 s once, then a copy
     ctx.record("prepare", began, reused=reused, output=checkpoint, summary={"checkpoint": str(checkpoint)})
 
 
@@ -71,12 +71,13 @@ def export(ctx: DeployContext, progress: Progress) -> None:
 
 def quantize(ctx: DeployContext, progress: Progress) -> None:
     from model_serving.quantize.quantizer import quantize_gguf
+    from model_serving.serve.embedded.native import tool
 
     began = time.perf_counter()
     request, qtype, source = ctx.request, ctx.plan.qtype, ctx.f16 or ctx.plan.source.path
     assert source is not None and qtype is not None
     done = quantize_gguf(ctx.settings, source, ctx.plan.quant_path, qtype, allow_requantize=request.allow_requantize,
-                         overwrite=True, verify=request.verify_quality, progress=progress)
+                         overwrite=True, verify=request.verify_quality, quantizer=tool(ctx.settings, "llama-quantize"), progress=progress)
     ctx.served, ctx.served_sha256 = Path(done.output_path), done.output_sha256
     ctx.source_sha256 = ctx.source_sha256 or done.input_sha256
     report = done.quality

@@ -56,6 +56,7 @@ class HashCache:
         entries = self._entries()
         entries.pop(str(path), None)
         entries[str(path)] = {"stat": self._stamp(path), "sha256": sha}
+        self.file.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.file, json.dumps(dict(list(entries.items())[-self._KEEP:])))
 
     def sha256(self, path: Path) -> str:
