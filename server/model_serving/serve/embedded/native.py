@@ -167,6 +167,8 @@ def patch_stream_close(source: Path) -> bool:
     """Apply STREAM_PATCH to a llama.cpp tree; False when this revision's code differs (then nothing is changed)."""
     path, old, new = STREAM_PATCH
     file = source / path
+    if not file.is_file():
+        return False
     text = file.read_text(encoding="utf-8")
     if new in text:
         return True
