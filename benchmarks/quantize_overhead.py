@@ -4,6 +4,7 @@ For each file type, alternating runs of
 1. `llama_cpp.llama_model_quantize` called directly in this process (the floor), and
 2. `model_serving.quantize.quantizer.quantize_gguf(..., verify=False)`: path checks, GGUF header walk, the
    quantizer in a child process, input and output sha256, output parse, sidecar;
+3. when the install built it, the native `llama-quantize` run as a process, and ours running it as its child;
 on the same F16 input (SmolLM2-135M dequantized from the packaged Q4_1 unless --input is given).
 Writes JSON with the median of each and their ratio; the issue's target is within 5% (ratio <= 1.05).
 A measurement on a shared machine, so it reports medians and asserts nothing.
@@ -34,6 +35,7 @@ from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the test
 from quant_helpers import dequantize_to_f16  # noqa: E402
 
 from model_serving.quantize.quantizer import quantize_gguf, resolve_qtype  # noqa: E402
+from model_serving.serve.embedded.native import tool  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 
 
@@ -63,26 +65,41 @@ def direct_subprocess(source: Path, target: Path, ftype: int, threads: int) -> f
     return time.perf_counter() - began
 
 
-def ours(settings: Settings, source: Path, target: Path, qtype: str, threads: int) -> float:
+def as_process(binary: Path, source: Path, target: Path, ftype: int, threads: int) -> float:
+    """The native build's `llama-quantize`, run the way a user runs it."""
+    began = time.perf_counter()
+    subprocess.run([str(binary), str(source), str(target), str(ftype), str(threads)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - began
+
+
+def ours(settings: Settings, source: Path, target: Path, qtype: str, threads: int, quantizer: Path | None = None) -> float:
     for stale in (target, target.with_name(target.name + ".json")):
         stale.unlink(missing_ok=True)  # an identical earlier output would be reused, not re-made
     began = time.perf_counter()
-    quantize_gguf(settings, source, target, qtype, verify=False, overwrite=True, threads=threads)
+    quantize_gguf(settings, source, target, qtype, verify=False, overwrite=True, threads=threads, quantizer=quantizer)
     return time.perf_counter() - began
 
 
 def measure_qtype(settings: Settings, source: Path, work: Path, name: str, runs: int, threads: int) -> dict[str, Any]:
     qtype = resolve_qtype(name)
+    native = tool(settings, "llama-quantize")
     times: dict[str, list[float]] = {"direct": [], "direct_subprocess": [], "ours": []}
+    if native is not None:
+        times |= {"llama_quantize_process": [], "ours_native": []}
     direct(source, work / "warmup.gguf", qtype.ftype, threads)  # page cache and first-load effects
     for run in range(runs):
         steps = [("direct", lambda: direct(source, work / "direct.gguf", qtype.ftype, threads)),
                  ("direct_subprocess", lambda: direct_subprocess(source, work / "direct.gguf", qtype.ftype, threads)),
                  ("ours", lambda: ours(settings, source, work / "ours.gguf", qtype.name, threads))]
+        if native is not None:
+            steps += [("llama_quantize_process", lambda: as_process(native, source, work / "direct.gguf", qtype.ftype, threads)),
+                      ("ours_native", lambda: ours(settings, source, work / "ours.gguf", qtype.name, threads, native))]
         for label, fn in steps if run % 2 == 0 else reversed(steps):  # alternate order against drift
             times[label].append(fn())
     medians = {label: statistics.median(values) for label, values in times.items()}
     ratio = medians["ours"] / medians["direct"]
+    print(f"{qtype.name}: " + ", ".join(f"{k} {v:.3f} s" for k, v in medians.items()), flush=True)
     print(f"{qtype.name}: direct {medians['direct']:.3f} s, direct in a new process {medians['direct_subprocess']:.3f} s, "
           f"ours {medians['ours']:.3f} s, ratio {ratio:.3f}", flush=True)
     return {
@@ -91,6 +108,8 @@ def measure_qtype(settings: Settings, source: Path, work: Path, name: str, runs:
         "overhead_s": round(medians["ours"] - medians["direct"], 4), "ratio": round(ratio, 4),
         "ratio_vs_direct_subprocess": round(medians["ours"] / medians["direct_subprocess"], 4),
         "within_5_percent": ratio <= 1.05,
+        **({"ratio_native_vs_llama_quantize_process": round(medians["ours_native"] / medians["llama_quantize_process"], 4),
+            "ratio_native_vs_direct": round(medians["ours_native"] / medians["direct"], 4)} if native is not None else {}),
     }
 
 
