@@ -28,6 +28,8 @@ def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
     """Check everything that can be checked up front and say what each step will do; write nothing."""
     qtype = _quant_type(request.quant)
     source = find_source(settings, request.source, request.base, request.quant)
+    if request.target == "vllm":  # before the quantization checks: vLLM serves none of it
+        _check_vllm_source(source, request)
     qtype = None if source.pulled else _check_requantize(source, qtype, request.allow_requantize)  # quant picked the file
     name = deploy_name(source, request.name)
     out_dir = (confine(request.out_dir, settings.roots, must_exist=False, what="output folder") if request.out_dir
@@ -37,8 +39,6 @@ def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
     target, reason = _choose_target(settings, request.target)
     if target == "embedded":
         _check_context(source, request)
-    if target == "vllm":
-        _check_vllm_source(source, request)
     replacing = _check_name_free(settings, name, target, source, out_dir, request.replace)
     draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[])
     plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing))
