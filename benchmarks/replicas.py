@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import tempfile
 from collections import Counter
@@ -37,10 +38,10 @@ from model_serving.settings import Settings  # noqa: E402
 SETUPS = (("engine alone", None), ("1 replica behind the router", 1), ("2 replicas behind the router", 2))
 
 
-def serve(settings: Settings, gguf: Path, name: str, replicas: int | None, ctx: int, parallel: int) -> Any:
+def serve(settings: Settings, gguf: Path, name: str, replicas: int | None, ctx: int, parallel: int, threads: int | None) -> Any:
     if replicas is None:
-        return engine.start_model(settings, gguf, name, ctx_size=ctx, parallel=parallel)
-    return start_replicas(settings, gguf, name, replicas=replicas, ctx_size=ctx, parallel=parallel)
+        return engine.start_model(settings, gguf, name, ctx_size=ctx, parallel=parallel, threads=threads)
+    return start_replicas(settings, gguf, name, replicas=replicas, ctx_size=ctx, parallel=parallel, threads=threads)
 
 
 def level(settings: Settings, name: str, concurrency: int, requests: int, max_tokens: int) -> dict[str, Any]:
@@ -88,11 +89,13 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--ctx-size", type=int, default=2048)
     parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--threads", type=int, help="per engine; default: all cores alone, cores / N for N replicas (as serve start)")
     parser.add_argument("--keepalive-requests", type=int, default=64)
     parser.add_argument("--keepalive-concurrency", type=int, default=8)
     parser.add_argument("--keepalive-pause-s", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "replicas.json")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout's SIGTERM still runs the finally that stops the engines
     gguf = (args.gguf or smollm2_gguf_path()).resolve()
     levels = [int(x) for x in args.levels.split(",")]
     home = Path(tempfile.mkdtemp(prefix="replicas-bench-"))
@@ -102,7 +105,7 @@ def main() -> None:
     keep: dict[str, Any] = {}
     for label, replicas in SETUPS:
         name = f"bench-{replicas or 0}"
-        model = serve(settings, gguf, name, replicas, args.ctx_size, args.parallel)
+        model = serve(settings, gguf, name, replicas, args.ctx_size, args.parallel, args.threads)
         try:
             pids = [model.pid, *(r.pid for r in model.replicas)]
             rows = []
