@@ -114,6 +114,7 @@ async def test_mcp_serves_two_replicas_reports_them_and_stops_both(served: Setti
                                                          "ctx_size": 512, "parallel": 2})
         assert not started.is_error, started.content[0].text
         model = started.structured_content
+        assert "2 replicas behind vllm-router, round_robin" in started.content[0].text
         assert chat(model["base_url"], "rep").status_code == 200
         status = (await client.call_tool("serving_status", {})).structured_content
         [entry] = [e for e in status["engine"] if e["model"]["name"] == "rep"]
