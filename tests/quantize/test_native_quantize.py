@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ from model_serving.settings import Settings
 from model_serving.util.paths import sha256_file
 from model_serving.util.process import native_argv
 
-# The build the install made for this machine (scripts/install.sh), not the test's fresh home.
-LLAMA_QUANTIZE = tool(Settings.from_env(), "llama-quantize")
+# The build the install made for this machine (scripts/install.sh), not the test's fresh home; or a
+# llama-quantize compiled from the same llama.cpp source by hand (MODEL_SERVING_TEST_LLAMA_QUANTIZE).
+_OVERRIDE = os.environ.get("MODEL_SERVING_TEST_LLAMA_QUANTIZE")
+LLAMA_QUANTIZE = Path(_OVERRIDE) if _OVERRIDE else tool(Settings.from_env(), "llama-quantize")
 needs_native = pytest.mark.skipif(LLAMA_QUANTIZE is None or native_argv("x") is None,
                                   reason="no native llama.cpp build with llama-quantize (scripts/install.sh), or no setpriv")
 
@@ -61,3 +64,43 @@ def test_cancelling_native_llama_quantize_leaves_nothing(settings: Settings, f16
                                                              quantizer=LLAMA_QUANTIZE, progress=progress), "Quantizing tensor")
     assert isinstance(error, Cancelled)
     assert sorted(p.name for p in f16.parent.iterdir() if p.name.startswith("cancelled")) == []
+
+
+PARENT = """
+import sys
+from model_serving.util.process import spawn
+proc = spawn(sys.argv[1:], stdout=None, stderr=None)
+print(proc.pid, flush=True)
+proc.wait()
+"""
+
+
+@pytest.mark.skipif(native_argv("x") is None, reason="no setpriv (util-linux)")
+def test_a_native_child_dies_with_its_parent() -> None:
+    """kill -9 of the process that started a compiled binary through native_argv: the kernel kills the binary too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = native_argv("/bin/sleep", "600")
+    assert argv is not None
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, *argv], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child}/exe").resolve().name != "sleep" and time.monotonic() < deadline:
+        time.sleep(0.05)  # setpriv has armed the signal once it has exec'd the binary
+    assert Path(f"/proc/{child}/exe").resolve().name == "sleep"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    while Path(f"/proc/{child}").exists() and _state(child) not in ("Z", "X") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or _state(child) in ("Z", "X"), "the native child outlived its parent"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "X"
