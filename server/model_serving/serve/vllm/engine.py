@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,9 +87,18 @@ def vllm_argv(python: str, folder: Path, name: str, port: int, *, max_model_len:
     return argv
 
 
-def _child_env(settings: Settings, bind: str) -> dict[str, str | None]:
+def _tmpdir(settings: Settings) -> Path:
+    """vLLM's TMPDIR: under the state directory, unless that is too long for the unix sockets vLLM binds there
+    (TMPDIR/<uuid> must fit sockaddr_un's 107 bytes); then a private folder in the system's temp directory."""
     tmp = vllm_env.home(settings) / "tmp"
-    tmp.mkdir(exist_ok=True)
+    if len(str(tmp)) + 40 > 100:
+        tmp = Path(tempfile.gettempdir()) / f"model-serving-vllm-{os.getuid()}"
+    tmp.mkdir(mode=0o700, exist_ok=True)
+    return tmp
+
+
+def _child_env(settings: Settings, bind: str) -> dict[str, str | None]:
+    tmp = _tmpdir(settings)
     return {"VLLM_CPU_KVCACHE_SPACE": str(KV_CACHE_GIB), "VLLM_CPU_OMP_THREADS_BIND": bind, "TMPDIR": str(tmp),
             "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONPATH": None, "VIRTUAL_ENV": None}
 
