@@ -40,6 +40,10 @@ def live(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     stop_gateway(settings)
 
 
+def cli(capsys: pytest.CaptureFixture[str], settings: Settings, *args: str) -> tuple[int, str, str]:
+    return cli_in_process(capsys, *[a for root in settings.roots for a in ("--root", str(root))], *args)
+
+
 def chat(base_url: str, model: str) -> httpx.Response:
     return httpx.post(f"{base_url}/v1/chat/completions", timeout=CHAT_TIMEOUT_S,
                       json={"model": model, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8})
@@ -89,11 +93,11 @@ def test_lru_and_keep_alive_through_the_cli(live: Settings, smollm2_gguf: Path, 
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODEL_SERVING_GATEWAY", "off")  # per-model engines only, then the gateway by hand
     for name in ("smol-a", "smol-b"):
-        code, _, err = cli_in_process(capsys, "serve", "start", str(smollm2_gguf), "--name", name, "--ctx-size", "512", "--parallel", "1")
+        code, _, err = cli(capsys, live, "serve", "start", str(smollm2_gguf), "--name", name, "--ctx-size", "512", "--parallel", "1")
         assert code == 0, err
     assert registry.load_gateway(live) is None
     port = free_port()
-    code, out, err = cli_in_process(capsys, "serve", "gateway", "start", "--port", str(port), "--keep-alive", "4", "--memory-budget-gb", "0.01")
+    code, out, err = cli(capsys, live, "serve", "gateway", "start", "--port", str(port), "--keep-alive", "4", "--memory-budget-gb", "0.01")
     assert code == 0, err
     url = f"http://127.0.0.1:{port}"
     assert f"{url}/v1" in out and "1 loaded at once" in out  # a budget below one model still loads one
@@ -102,15 +106,15 @@ def test_lru_and_keep_alive_through_the_cli(live: Settings, smollm2_gguf: Path, 
     assert states(url)["smol-b"] == "loaded"
     wait_state(url, "smol-a", {"unloaded"}, timeout_s=30)  # models-max 1: the least recently used one made room
     slept = wait_state(url, "smol-b", {"sleeping", "unloaded"})  # idle past the keep-alive
-    code, out, _ = cli_in_process(capsys, "--json", "serve", "gateway", "status")
+    code, out, _ = cli(capsys, live, "--json", "serve", "gateway", "status")
     assert code == 0 and f'"state": "{slept}"' in out
     pid = registry.load_gateway(live).pid
-    code, out, _ = cli_in_process(capsys, "serve", "gateway", "stop")
+    code, out, _ = cli(capsys, live, "serve", "gateway", "stop")
     assert code == 0 and "not running" in out and not registry.alive(pid)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/health", timeout=5)
     monkeypatch.delenv("MODEL_SERVING_GATEWAY")
-    cli_in_process(capsys, "serve", "stop", "smol-a")
+    cli(capsys, live, "serve", "stop", "smol-a")
     assert registry.load_gateway(live).on_demand is False  # stopped by hand: serve start leaves it off until `serve gateway start`
 
 
