@@ -118,6 +118,37 @@ def test_lru_and_keep_alive_through_the_cli(live: Settings, smollm2_gguf: Path, 
     assert registry.load_gateway(live).on_demand is False  # stopped by hand: serve start leaves it off until `serve gateway start`
 
 
+@pytest.fixture(scope="session")
+def tiny_adapter_gguf(artifacts: Path, tiny_checkpoint: Path) -> Path:
+    """A GGUF LoRA of the tiny base (peft, then llama.cpp's convert_lora_to_gguf.py)."""
+    from lora_fixtures import tiny_lora_adapter
+
+    from model_serving.checkpoint.lora_gguf import export_lora_gguf
+
+    out = artifacts / "gateway-lora-f16.gguf"
+    if not out.exists():
+        folder = tiny_lora_adapter(artifacts / "gateway-lora", tiny_checkpoint, seed=7)
+        export_lora_gguf(Settings.from_env(roots=[str(artifacts)], home=str(artifacts / "home")), str(folder), str(tiny_checkpoint), str(out))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_an_adapter_is_a_model_of_its_own_on_the_gateway(live: Settings, tiny_gguf: Path, tiny_adapter_gguf: Path) -> None:
+    async with Client(create_server(live)) as client:
+        served = await client.call_tool("serve_start", {"gguf_path": str(tiny_gguf), "name": "tiny", "ctx_size": 256, "parallel": 1,
+                                                        "lora": [f"tuned={tiny_adapter_gguf}"]})
+        assert not served.is_error, served.content[0].text
+        gateway = (await client.call_tool("serve_gateway", {})).structured_content
+    assert {(m["name"], m["adapter_of"]) for m in gateway["models"]} == {("tiny", None), ("tuned", "tiny")}
+    answer = chat(gateway["base_url"], "tuned")
+    assert answer.status_code == 200 and answer.json()["model"] == "tuned", answer.text
+    [entry] = [m for m in httpx.get(f"{gateway['base_url']}/models", timeout=10).json()["data"] if m["id"] == "tuned"]
+    args = entry["status"]["args"]
+    assert entry["status"]["value"] == "loaded" and args[args.index("--lora") + 1] == str(tiny_adapter_gguf)  # the base with the adapter applied
+    assert args[args.index("--model") + 1] == str(tiny_gguf) and states(gateway["base_url"])["tiny"] == "unloaded"
+
+
 def test_a_port_in_use_is_refused(live: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
