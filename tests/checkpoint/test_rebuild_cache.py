@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 from model_serving.checkpoint.rebuild import cached_checkpoint, checkpoint_from_gguf
+from model_serving.util.filehash import HashCache
+from model_serving.util.paths import sha256_file
 
 
 def test_miss_builds_into_the_cache_then_a_hit_copies_it(tiny_gguf: Path, tmp_path: Path) -> None:
@@ -20,7 +22,10 @@ def test_miss_builds_into_the_cache_then_a_hit_copies_it(tiny_gguf: Path, tmp_pa
     # Mark the cached copy: a hit must hand out exactly it, where a rebuild would not carry the mark.
     config = json.loads((kept / "config.json").read_text())
     (kept / "config.json").write_text(json.dumps({**config, "cache_mark": 1}))
-    second = checkpoint_from_gguf(tiny_gguf, tmp_path / "deploy-2" / "hf", cache=cache)
+    hashes = HashCache(tmp_path / "state")
+    second = checkpoint_from_gguf(tiny_gguf, tmp_path / "deploy-2" / "hf", cache=cache, hashes=hashes)
+    for copied in second.iterdir():  # recorded for the export that reads the copy next, and right
+        assert hashes.get(copied) == sha256_file(copied)
     assert json.loads((second / "config.json").read_text())["cache_mark"] == 1
     assert (second / "model.safetensors").stat().st_ino != (kept / "model.safetensors").stat().st_ino  # a copy, not a link
     assert not list(second.parent.glob(".hf.*"))  # no partial left beside it

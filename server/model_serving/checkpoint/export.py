@@ -254,15 +254,16 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
     info = preflight(settings, checkpoint, outtype, out, converter)
     names = [p.name for p in checkpoint.iterdir() if p.is_file() and not p.name.startswith(".")]
     sidecar = out.with_name(out.name + ".export.json")
-    known = tree_sha256(checkpoint, names) if out.exists() and sidecar.exists() else None  # the reuse check needs it first
+    hashes = HashCache(settings.state_dir)  # by file stat: a checkpoint exported before (or copied by prepare) is not read to hash it
+    known = tree_sha256(checkpoint, names, hashes.sha256) if out.exists() and sidecar.exists() else None  # the reuse check needs it first
     if known and (previous := _previous(sidecar, known, outtype, out)):
         progress.complete("identical export exists; reused")
         return previous.model_copy(update={"skipped": True})
     with ThreadPoolExecutor(1, thread_name_prefix="hash-source") as pool:
-        source_hash = pool.submit(tree_sha256, checkpoint, names) if known is None else None  # on the core the converter leaves free
+        source_hash = pool.submit(tree_sha256, checkpoint, names, hashes.sha256) if known is None else None  # beside the converter
         gguf, verification, digest = _convert(checkpoint, info, outtype, out, overwrite, converter, progress)
         source_sha = source_hash.result() if source_hash is not None else str(known)
-    HashCache(settings.state_dir).put(out, digest)  # the quantizer reads this file next: it need not hash it again
+    hashes.put(out, digest)  # the quantizer reads this file next: it need not hash it again
     gguf.path = str(out)
     result = ExportResult(output_path=str(out), outtype=outtype, file_type=gguf.file_type, size_bytes=out.stat().st_size, sha256=digest,
                           source=source, source_sha256=source_sha, seconds=round(time.perf_counter() - started, 3),

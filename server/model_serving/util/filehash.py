@@ -20,6 +20,7 @@ from model_serving.util.paths import sha256_file, write_text_atomic
 _CHUNK = 1 << 22
 _HEAD = 1 << 20  # re-read at the end: a writer that seeks back rewrites its header, never the middle
 _POLL_S = 0.02
+_SMALL = 1 << 20
 
 
 class HashCache:
@@ -60,6 +61,8 @@ class HashCache:
         write_text_atomic(self.file, json.dumps(dict(list(entries.items())[-self._KEEP:])))
 
     def sha256(self, path: Path) -> str:
+        if path.stat().st_size < _SMALL:
+            return sha256_file(path)  # cheaper to read than to record
         sha = self.get(path)
         if sha is None:
             sha = sha256_file(path)

@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -60,8 +60,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_sha256(directory: Path, names: Sequence[str] | None = None) -> str:
-    """A content hash of a checkpoint directory (relative names and bytes), for resumable steps."""
+def tree_sha256(directory: Path, names: Sequence[str] | None = None, file_sha: Callable[[Path], str] = sha256_file) -> str:
+    """A content hash of a checkpoint directory (relative names and bytes), for resumable steps; `file_sha` may be a cache's."""
     digest = hashlib.sha256()
     files = sorted(p for p in directory.rglob("*") if p.is_file()) if names is None else [directory / n for n in sorted(names)]
     for file in files:
@@ -69,7 +69,7 @@ def tree_sha256(directory: Path, names: Sequence[str] | None = None) -> str:
             continue
         digest.update(file.relative_to(directory).as_posix().encode())
         digest.update(b"\x00")
-        digest.update(sha256_file(file).encode())
+        digest.update(file_sha(file).encode())
     return digest.hexdigest()
 
 
