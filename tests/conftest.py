@@ -38,6 +38,8 @@ def settings(tmp_path: Path, artifacts: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("MODEL_SERVING_HOME", str(home))
     monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    # serve start / register start the one-endpoint gateway on demand; only the gateway tests want that router running
+    monkeypatch.setenv("MODEL_SERVING_GATEWAY", "off")
     return Settings.from_env(roots=[str(tmp_path), str(artifacts)], home=str(home))
 
 
