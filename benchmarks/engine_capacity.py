@@ -1,0 +1,207 @@
+"""The engine at the limit of the machine: the native llama.cpp build against the xllamacpp wheel, same GGUF, same load.
+
+For each build that is present:
+1. a settings grid screened at concurrency 4 with 16-token answers (native: threads for decode and batch,
+   n_batch/n_ubatch, flash attention, KV-cache type, slots, prompt-cache reuse; the wheel's worker takes slots only);
+2. the best settings swept at concurrency 1, 2, 4, 8: req/s, TTFT p95, e2e p95, lost connections;
+3. single-stream decode tok/s against the bandwidth roofline (bench/roofline.py), from the concurrency-1 run;
+4. 64 requests at concurrency 4 through one aiohttp session and one `openai` client (connections reused);
+5. native only: llama-bench prefill (64 and 512 tokens) and decode tok/s.
+Every measurement runs inside a LoadWatch; a busy machine marks the result not comparable.
+
+    python benchmarks/engine_capacity.py [--gguf MODEL.gguf] [--out benchmarks/results/engine_capacity.json] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+for extra in ("server", "tests", "tests/support", "tests/bench", "benchmarks"):
+    sys.path.insert(0, str(ROOT / extra))
+
+from _bench_meta import LoadWatch, write_report  # noqa: E402
+from conftest import smollm2_path  # noqa: E402
+from test_connections import _aiohttp_load, _openai_load  # noqa: E402  (one definition of the reuse load)
+
+from model_serving.bench import BenchConfig, run_benchmark, run_sweep  # noqa: E402
+from model_serving.serve.embedded import engine, native, registry  # noqa: E402
+from model_serving.settings import Settings  # noqa: E402
+from model_serving.util.process import spawn  # noqa: E402
+
+CTX = 2048
+THREADS = 2
+# name -> (llama-server arguments beyond the worker's settings, slots); "base" is what the worker runs.
+GRID: dict[str, tuple[tuple[str, ...], int]] = {
+    "base": ((), 4),
+    "fa-on": (("--flash-attn", "on"), 4),
+    "fa-off": (("--flash-attn", "off"), 4),
+    "kv-q8_0": (("--flash-attn", "on", "--cache-type-k", "q8_0", "--cache-type-v", "q8_0"), 4),
+    "batch-512-ubatch-128": (("--batch-size", "512", "--ubatch-size", "128"), 4),
+    "decode-threads-1": (("--threads", "1"), 4),
+    "prompt-cache-reuse": (("--cache-reuse", "64"), 4),
+    "slots-8": ((), 8),
+}
+
+
+class Server:
+    """One engine for a measurement: native llama-server with extra arguments, or the xllamacpp worker."""
+
+    def __init__(self, settings: Settings, gguf: Path, build: str, extra: tuple[str, ...], slots: int) -> None:
+        self.settings, self.gguf, self.build, self.extra, self.slots = settings, gguf, build, extra, slots
+        self.proc: subprocess.Popen | None = None
+        self.base_url = self.name = ""
+        self.pid = 0
+
+    def __enter__(self) -> Server:
+        if self.build == "xllamacpp":
+            served = engine.start_model(dataclasses.replace(self.settings, engine_build="xllamacpp"), self.gguf, "capacity",
+                                        ctx_size=CTX, parallel=self.slots, threads=THREADS, replace=True)
+            self.base_url, self.name, self.pid = served.base_url, served.name, served.pid
+            return self
+        found = native.find(dataclasses.replace(self.settings, engine_build="native"))
+        port = engine.free_port()
+        argv = native.server_argv(found, self.gguf, alias="capacity", port=port, ctx_size=CTX, parallel=self.slots, threads=THREADS)
+        argv += list(self.extra)  # a later --threads wins in llama.cpp's parser
+        log = registry.log_path(self.settings, "capacity")
+        with log.open("wb") as out:
+            self.proc = spawn(argv, stdout=out, text=False)
+        self.base_url, self.name, self.pid = f"http://127.0.0.1:{port}", "capacity", self.proc.pid
+        from model_serving.jobs import Progress
+
+        engine.wait_healthy(self.proc, "capacity", self.base_url, log, Progress())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        else:
+            engine.stop_model(self.settings, self.name)
+
+
+def _config(server: Server, gguf: Path, n: int, concurrency: int, out: Path) -> BenchConfig:
+    return BenchConfig.build(base_url=server.base_url, model=server.name, api="openai", n_requests=n, concurrency=concurrency,
+                             max_tokens=16, server_pid=server.pid, gguf_path=gguf, output_dir=out, label="capacity")
+
+
+def screen(settings: Settings, gguf: Path, build: str, names: list[str], n: int, out: Path, watches: list[LoadWatch]) -> list[dict[str, Any]]:
+    rows = []
+    for name in names:
+        extra, slots = GRID[name]
+        with Server(settings, gguf, build, extra, slots) as server, LoadWatch(f"{build} screen {name}", [server.pid]) as watch:
+            result = run_benchmark(_config(server, gguf, n, 4, out / f"{build}-{name}"))
+        watches.append(watch)
+        s = result.summary
+        rows.append({"name": name, "args": list(extra), "slots": slots, "req_s": round(s.request_throughput, 2),
+                     "ttft_p95_ms": s.p95_ttft_ms, "e2e_p95_ms": s.p95_e2el_ms, "connection_errors": s.connection_errors,
+                     "load": watch.as_dict()})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def measure_best(settings: Settings, gguf: Path, build: str, best: dict[str, Any], n: int, out: Path, watches: list[LoadWatch]) -> dict[str, Any]:
+    extra, slots = GRID[best["name"]]
+    with Server(settings, gguf, build, extra, slots) as server:
+        with LoadWatch(f"{build} sweep", [server.pid]) as watch:
+            swept = run_sweep(_config(server, gguf, n, 8, out / f"{build}-sweep"), [1, 2, 4, 8])
+        watches.append(watch)
+        with LoadWatch(f"{build} single stream", [server.pid]) as watch:
+            single = run_benchmark(_config(server, gguf, 12, 1, out / f"{build}-single"))
+        watches.append(watch)
+        with LoadWatch(f"{build} reuse clients", [server.pid]) as watch:
+            dropped = {"aiohttp": asyncio.run(_aiohttp_load(server.base_url, server.name, 64, 4)),
+                       "openai": asyncio.run(_openai_load(server.base_url, server.name, 64, 4))}
+        watches.append(watch)
+    roof = single.roofline
+    return {
+        "settings": best["name"], "args": list(extra), "slots": slots,
+        "sweep": [{"concurrency": p.concurrency, "req_s": round(p.request_throughput, 2), "ttft_p95_ms": p.p95_ttft_ms,
+                   "e2e_p95_ms": p.p95_e2el_ms, "connection_errors": p.connection_errors, "targets_met": p.targets_met} for p in swept.sweep],
+        "knee": swept.knee.model_dump(mode="json") if swept.knee else None, "target_levels": swept.target_levels,
+        "decode_tok_s_single_stream": single.metrics["decode_tok_s"].median,
+        "roofline": roof.model_dump(mode="json") if roof else None,
+        "connection_errors": {k: len(v) for k, v in dropped.items()} | {"bench_sweep": swept.summary.connection_errors},
+        "connection_error_samples": {k: v[:2] for k, v in dropped.items()},
+        "memory_bytes": swept.server.memory_bytes,
+    }
+
+
+def llama_bench(settings: Settings, gguf: Path, watches: list[LoadWatch]) -> dict[str, Any] | None:
+    tool = native.tool(settings, "llama-bench")
+    if tool is None:
+        return None
+    with LoadWatch("llama-bench", []) as watch:
+        done = subprocess.run([str(tool), "-m", str(gguf), "-t", str(THREADS), "-p", "64,512", "-n", "32", "-r", "2", "-o", "json"],
+                              capture_output=True, text=True, timeout=900, check=False)
+    watches.append(watch)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip()[-300:]}
+    rows = json.loads(done.stdout)
+    return {("prefill_tok_s_" + str(r["n_prompt"])) if r["n_prompt"] else f"decode_tok_s_{r['n_gen']}": round(r["avg_ts"], 1) for r in rows}
+
+
+def table(report: dict[str, Any]) -> str:
+    """The README's engine table: per build at its best settings, req/s / TTFT p95 / e2e p95 at each concurrency."""
+    lines = ["| build (best settings) | concurrency | req/s | TTFT p95 ms | e2e p95 ms | lost connections |", "|---|---|---|---|---|---|"]
+    for build, entry in report["builds"].items():
+        best = entry["best"]
+        for p in best["sweep"]:
+            lines.append(f"| {build} ({best['settings']}) | {p['concurrency']} | {p['req_s']:.1f} | {p['ttft_p95_ms'] or 0:.0f} | "
+                         f"{p['e2e_p95_ms'] or 0:.0f} | {p['connection_errors']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gguf", type=Path, help="default: the SmolLM2-135M fixture GGUF")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_capacity.json")
+    parser.add_argument("--requests", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="screen only base, fa-on and slots-8")
+    parser.add_argument("--builds", default="native,xllamacpp", help="which builds to measure (those present)")
+    parser.add_argument("--merge", action="store_true", help="keep the other builds already in --out (measured earlier)")
+    parser.add_argument("--table", action="store_true", help="print the README table from --out and exit")
+    args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.out.read_text(encoding="utf-8"))))
+        return
+    gguf = (args.gguf or smollm2_path()).resolve()
+    work = Path(tempfile.mkdtemp(prefix="engine-capacity-"))
+    settings = Settings.from_env(roots=[str(gguf.parent), str(work)], home=str(work / "home"))
+    names = ["base", "fa-on", "slots-8"] if args.quick else list(GRID)
+    watches: list[LoadWatch] = []
+    builds: dict[str, Any] = {}
+    have_native = native.find(dataclasses.replace(settings, engine_build="auto")).kind == "native"
+    wanted = args.builds.split(",")
+    for build in [b for b in ("native", "xllamacpp") if b in wanted and (b != "native" or have_native)]:
+        grid = names if build == "native" else ["base", "slots-8"]  # the worker takes slots, not llama.cpp's other flags
+        rows = screen(settings, gguf, build, grid, args.requests, work, watches)
+        best = max(rows, key=lambda r: r["req_s"])
+        builds[build] = {"describe": native.find(dataclasses.replace(settings, engine_build=build)).describe, "screen": rows,
+                         "best": measure_best(settings, gguf, build, best, args.requests, work, watches)}
+    earlier: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.merge and args.out.exists() else {}
+    builds = {**earlier.get("builds", {}), **builds}
+    faster = max(builds, key=lambda b: max(p["req_s"] for p in builds[b]["best"]["sweep"] if p["concurrency"] == 4))
+    bench = llama_bench(settings, gguf, watches) if have_native and "native" in wanted else earlier.get("llama_bench")
+    report = {"gguf": gguf.name, "ctx": CTX, "threads": THREADS, "max_tokens": 16, "builds": builds, "faster_build": faster, "llama_bench": bench}
+    write_report(args.out, report, watches)
+    if earlier.get("load"):  # the earlier builds' measurements keep their load records, and a busy one still counts
+        merged = json.loads(args.out.read_text(encoding="utf-8"))
+        merged["load"] = earlier["load"] + merged["load"]
+        busy = [w["name"] for w in merged["load"] if w["busy"]]
+        merged["comparable"] = not busy
+        if busy:
+            merged["comparable_note"] = f"the machine was busy (load above its cores) during: {', '.join(busy)}"
+        args.out.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
