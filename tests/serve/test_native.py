@@ -92,7 +92,7 @@ needs_native = pytest.mark.skipif(native.find(Settings(engine_build="auto")).kin
 def test_the_native_build_serves_on_loopback_and_the_record_says_so(settings: Settings, smollm2_gguf: Path) -> None:
     served = start_model(settings, smollm2_gguf, "native-smol", ctx_size=1024, parallel=2)
     try:
-        assert served.engine_build and served.engine_build.startswith("native (llama.cpp of ")
+        assert served.engine_build and served.engine_build.startswith("native (llama.cpp ") and native.llama_cpp_revision() in served.engine_build
         argv = Path(f"/proc/{served.pid}/cmdline").read_bytes().split(b"\0")
         assert argv[0].endswith(b"/llama-server") and argv[argv.index(b"--host") + 1] == b"127.0.0.1"
         assert registry.alive(served.pid)

@@ -117,7 +117,9 @@ def _native_build(settings: Settings) -> Build | str:
         meta = json.loads(manifest.read_text(encoding="utf-8"))
     except ValueError:
         return f"native build manifest {manifest} is unreadable: rerun scripts/install.sh"
-    return Build("native", server, f"native (llama.cpp of {meta.get('revision', '?')}, {meta.get('cpu', _shown_flags())})")
+    commit = meta.get("version", "").rpartition("commit ")[2].rstrip(")") if "commit " in meta.get("version", "") else ""
+    at = f"llama.cpp {commit} of" if commit else "llama.cpp of"
+    return Build("native", server, f"native ({at} {meta.get('revision', '?')}, {meta.get('cpu', _shown_flags())})")
 
 
 def find(settings: Settings) -> Build:
