@@ -69,7 +69,8 @@ TOOLS = [
              summary=lambda r: f"{'reused' if r.skipped else 'wrote'} {r.output_path} ({r.qtype}, {r.bits_per_weight:.2f} bpw); quality {r.verdict}"),
     ToolSpec(verbs.serve_start, "serve_start", ServeStartRequest, ServedModel, writes(idempotent=False),
              lambda r: f"{r.name} serves at {r.base_url}/v1/chat/completions"
-                       + (f" ({len(r.replicas)} replicas behind vllm-router, {r.router})" if r.replicas else "")),
+                       + (f" ({len(r.replicas)} replicas behind vllm-router, {r.router})" if r.replicas else "")
+                       + (f"; adapters by model name: {', '.join(a.name for a in r.adapters)}" if r.adapters else "")),
     ToolSpec(verbs.serve_stop, "serve_stop", NameRequest, ServedModel, writes(destructive=True), lambda r: f"stopped {r.name}"),
     ToolSpec(verbs.register_model, "register_model", RegisterRequest, RegisterResult, writes(destructive=True, idempotent=False), long=True,
              summary=lambda r: f"{r.name} on {r.target} at {r.endpoint}; probe {'passed' if r.probe.ok else 'FAILED'}"),
