@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -73,7 +74,7 @@ class Server:
         argv += list(self.extra)  # a later --threads wins in llama.cpp's parser
         log = registry.log_path(self.settings, "capacity")
         with log.open("wb") as out:
-            self.proc = spawn(argv, stdout=out, text=False)
+            self.proc = spawn(argv, stdout=out, text=False, env=native.ENV)
         self.base_url, self.name, self.pid = f"http://127.0.0.1:{port}", "capacity", self.proc.pid
         from model_serving.jobs import Progress
 
@@ -108,18 +109,19 @@ def screen(settings: Settings, gguf: Path, build: str, names: list[str], n: int,
     return rows
 
 
-def measure_best(settings: Settings, gguf: Path, build: str, best: dict[str, Any], n: int, out: Path, watches: list[LoadWatch]) -> dict[str, Any]:
+def measure_best(settings: Settings, gguf: Path, build: str, best: dict[str, Any], n: int, out: Path, watches: list[LoadWatch],
+                 reuse: int) -> dict[str, Any]:
     extra, slots = GRID[best["name"]]
     with Server(settings, gguf, build, extra, slots) as server:
         with LoadWatch(f"{build} sweep", [server.pid]) as watch:
             swept = run_sweep(_config(server, gguf, n, 8, out / f"{build}-sweep"), [1, 2, 4, 8])
         watches.append(watch)
         with LoadWatch(f"{build} single stream", [server.pid]) as watch:
-            single = run_benchmark(_config(server, gguf, 12, 1, out / f"{build}-single"))
+            single = run_benchmark(_config(server, gguf, min(n, 12), 1, out / f"{build}-single"))
         watches.append(watch)
         with LoadWatch(f"{build} reuse clients", [server.pid]) as watch:
-            dropped = {"aiohttp": asyncio.run(_aiohttp_load(server.base_url, server.name, 64, 4)),
-                       "openai": asyncio.run(_openai_load(server.base_url, server.name, 64, 4))}
+            dropped = {"aiohttp": asyncio.run(_aiohttp_load(server.base_url, server.name, reuse, 4)),
+                       "openai": asyncio.run(_openai_load(server.base_url, server.name, reuse, 4))}
         watches.append(watch)
     roof = single.roofline
     return {
@@ -141,7 +143,7 @@ def llama_bench(settings: Settings, gguf: Path, watches: list[LoadWatch]) -> dic
         return None
     with LoadWatch("llama-bench", []) as watch:
         done = subprocess.run([str(tool), "-m", str(gguf), "-t", str(THREADS), "-p", "64,512", "-n", "32", "-r", "2", "-o", "json"],
-                              capture_output=True, text=True, timeout=900, check=False)
+                              capture_output=True, text=True, timeout=900, check=False, env={**os.environ, **native.ENV})
     watches.append(watch)
     if done.returncode != 0:
         return {"error": done.stderr.strip()[-300:]}
@@ -165,7 +167,8 @@ def main() -> None:
     parser.add_argument("--gguf", type=Path, help="default: the SmolLM2-135M fixture GGUF")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_capacity.json")
     parser.add_argument("--requests", type=int, default=32)
-    parser.add_argument("--quick", action="store_true", help="screen only base, fa-on and slots-8")
+    parser.add_argument("--quick", action="store_true", help="screen only base and fa-on (the wheel: base)")
+    parser.add_argument("--reuse-requests", type=int, default=64, help="requests per connection-reusing client")
     parser.add_argument("--builds", default="native,xllamacpp", help="which builds to measure (those present)")
     parser.add_argument("--merge", action="store_true", help="keep the other builds already in --out (measured earlier)")
     parser.add_argument("--table", action="store_true", help="print the README table from --out and exit")
@@ -176,22 +179,22 @@ def main() -> None:
     gguf = (args.gguf or smollm2_path()).resolve()
     work = Path(tempfile.mkdtemp(prefix="engine-capacity-"))
     settings = Settings.from_env(roots=[str(gguf.parent), str(work)], home=str(work / "home"))
-    names = ["base", "fa-on", "slots-8"] if args.quick else list(GRID)
+    names = ["base", "fa-on"] if args.quick else list(GRID)
     watches: list[LoadWatch] = []
     builds: dict[str, Any] = {}
     have_native = native.find(dataclasses.replace(settings, engine_build="auto")).kind == "native"
     wanted = args.builds.split(",")
     for build in [b for b in ("native", "xllamacpp") if b in wanted and (b != "native" or have_native)]:
-        grid = names if build == "native" else ["base", "slots-8"]  # the worker takes slots, not llama.cpp's other flags
+        grid = names if build == "native" else ["base"] if args.quick else ["base", "slots-8"]  # the worker takes slots only
         rows = screen(settings, gguf, build, grid, args.requests, work, watches)
         best = max(rows, key=lambda r: r["req_s"])
         builds[build] = {"describe": native.find(dataclasses.replace(settings, engine_build=build)).describe, "screen": rows,
-                         "best": measure_best(settings, gguf, build, best, args.requests, work, watches)}
+                         "best": measure_best(settings, gguf, build, best, args.requests, work, watches, args.reuse_requests)}
     earlier: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.merge and args.out.exists() else {}
     builds = {**earlier.get("builds", {}), **builds}
     faster = max(builds, key=lambda b: max(p["req_s"] for p in builds[b]["best"]["sweep"] if p["concurrency"] == 4))
     bench = llama_bench(settings, gguf, watches) if have_native and "native" in wanted else earlier.get("llama_bench")
-    report = {"gguf": gguf.name, "ctx": CTX, "threads": THREADS, "max_tokens": 16, "builds": builds, "faster_build": faster, "llama_bench": bench}
+    report = {"gguf": gguf.name, "requests_per_level": args.requests, "reuse_requests": args.reuse_requests, "ctx": CTX, "threads": THREADS, "max_tokens": 16, "builds": builds, "faster_build": faster, "llama_bench": bench}
     write_report(args.out, report, watches)
     if earlier.get("load"):  # the earlier builds' measurements keep their load records, and a busy one still counts
         merged = json.loads(args.out.read_text(encoding="utf-8"))

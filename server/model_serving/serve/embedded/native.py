@@ -55,6 +55,10 @@ VERIFY_TIMEOUT_S = 30.0
 # Beyond the worker's settings: the best of benchmarks/engine_capacity.py's grid on this 2-core machine.
 TUNING: tuple[str, ...] = ()
 BuildKind = Literal["native", "xllamacpp"]
+# The native build uses OpenMP, whose threads spin while they wait: on 2 cores shared with other work a spinning
+# thread takes the core its partner needs, and decode fell from 60 to 0.35 tok/s (llama-bench, load ~6). Passive
+# waiting yields the core instead.
+ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 @dataclass(frozen=True)
