@@ -97,6 +97,8 @@ def markdown(result: BenchResult) -> str:
             lines.append(f"| {p.concurrency} | {p.request_throughput:.2f} | {p.output_throughput:.1f} | {_fmt(p.p95_e2el_ms)} | {_fmt(p.median_ttft_ms)} | {_fmt(p.median_tpot_ms)} |")
         if result.knee:
             lines += ["", f"Knee: {result.knee.explanation}"]
+        if result.target_levels:
+            lines += ["", "Targets by concurrency: " + "; ".join(f"{t} holds at {', '.join(map(str, lv)) or 'no level'}" for t, lv in result.target_levels.items())]
     lines += _server_lines(result)
     if result.findings:
         lines += ["", "## Findings", ""] + [f"- [{f.severity}] {f.code}: {f.message}" for f in result.findings]
