@@ -22,7 +22,8 @@ log = logging.getLogger("model_serving.skill")
 _MIME = {".md": "text/markdown", ".json": "application/json", ".yaml": "application/yaml"}
 
 
-PROMPT_TARGETS = {"auto": "Ollama if one answers, else the embedded llama.cpp engine", "ollama": "Ollama", "embedded": "the embedded llama.cpp engine"}
+PROMPT_TARGETS = {"auto": "Ollama if one answers, else the embedded llama.cpp engine", "ollama": "Ollama", "embedded": "the embedded llama.cpp engine",
+                  "vllm": "vLLM serving the HF checkpoint itself (no GGUF; engines install vllm first)"}
 
 
 def deploy_prompt_text(model_path: str, target: str, hardware: str, goal: str) -> str:
