@@ -18,6 +18,9 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))  # test doubles and f
 from checkpoints import tiny_random_checkpoint  # noqa: E402
 
 pytest_plugins = ["ollama_double", "quant_helpers"]  # their fixtures, for every test
+# serve start / register start the one-endpoint gateway on demand: only tests/gateway wants that router (it unsets this);
+# set for the session so that CLIs the tests run as child processes inherit it too
+os.environ["MODEL_SERVING_GATEWAY"] = "off"
 
 
 @pytest.fixture
@@ -38,8 +41,6 @@ def settings(tmp_path: Path, artifacts: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("MODEL_SERVING_HOME", str(home))
     monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    # serve start / register start the one-endpoint gateway on demand; only the gateway tests want that router running
-    monkeypatch.setenv("MODEL_SERVING_GATEWAY", "off")
     return Settings.from_env(roots=[str(tmp_path), str(artifacts)], home=str(home))
 
 

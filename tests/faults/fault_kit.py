@@ -19,6 +19,8 @@ QUALITY_CHILD = "model_serving.quantize.quality"
 CONVERTER = "convert_hf_to_gguf.py"
 ENGINE_WORKER = "model_serving.serve.embedded.worker"
 ALL_KINDS = (QUANTIZE_WORKER, QUALITY_CHILD, CONVERTER, ENGINE_WORKER)
+# With the native llama.cpp build the engine and quantize children are its binaries, not our Python workers
+MARKERS = {ENGINE_WORKER: (ENGINE_WORKER, "/llama-server"), QUANTIZE_WORKER: (QUANTIZE_WORKER, "/llama-quantize")}
 
 
 def cmdline(pid: int) -> list[str]:
@@ -37,7 +39,7 @@ def children_of_ours(marker: str, kinds: tuple[str, ...] = ALL_KINDS) -> list[in
             continue
         argv = cmdline(int(entry))
         text = " ".join(argv)
-        if marker in text and any(kind in text for kind in kinds) and _state(int(entry)) not in ("Z", "X", None):
+        if marker in text and any(m in text for kind in kinds for m in MARKERS.get(kind, (kind,))) and _state(int(entry)) not in ("Z", "X", None):
             found.append(int(entry))
     return found
 
