@@ -61,7 +61,9 @@ fi
 # with ours): the CPU build here, the official vllm where nvidia-smi answers. Resumable; the same code path as
 # `model-serving engines install vllm`. A failed install does not stop this one: the vLLM tests then skip with the
 # reason it recorded (install.json). MODEL_SERVING_VLLM_INSTALL=0 skips it; MODEL_SERVING_VLLM_PYTHON names an interpreter instead.
-if [ "${MODEL_SERVING_VLLM_INSTALL:-1}" != 0 ]; then
+# The main job (scripts/demo.sh) serves on the embedded engine and skips it; the tests (EXTRAS=test) install it.
+case ",${EXTRAS:-}," in *,test,*) VLLM_DEFAULT=1 ;; *) VLLM_DEFAULT=0 ;; esac
+if [ "${MODEL_SERVING_VLLM_INSTALL:-$VLLM_DEFAULT}" != 0 ]; then
   echo "installing vLLM's own environment (minutes the first time; MODEL_SERVING_VLLM_INSTALL=0 skips it)" >&2
   model-serving engines install vllm ${MODEL_SERVING_VLLM_PYTHON:+--python "$MODEL_SERVING_VLLM_PYTHON"} >/dev/null \
     || echo "warning: vLLM's environment could not be installed; the vLLM tests will skip and say why" >&2
