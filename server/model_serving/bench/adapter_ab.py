@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from model_serving.bench.models import BenchConfig, Targets
-from model_serving.bench.quant_ab import _SPEED_TARGETS, QuantABResult, VariantResult, write
+from model_serving.bench.quant_ab import QuantABResult, VariantResult, write
 from model_serving.bench.runner import run_benchmark
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
@@ -56,12 +56,7 @@ def _measure(settings: Settings, variant: VariantResult, gguf: Path, lora: list[
         answers = _greedy(served.base_url, model or served.name, prompts, progress.span(0.8, 1.0))
     finally:
         engine.stop_model(settings, "ab-side")
-    s = result.summary
-    variant.median_ttft_ms, variant.p95_ttft_ms, variant.p95_e2el_ms = s.median_ttft_ms, s.p95_ttft_ms, s.p95_e2el_ms
-    variant.decode_tok_s, variant.request_throughput = result.metrics["decode_tok_s"].median, s.request_throughput
-    variant.speed_verdicts = {v.target: v.state for v in result.verdicts}
-    variant.meets_speed = all(variant.speed_verdicts.get(t, "PASS") == "PASS" for t in _SPEED_TARGETS)
-    variant.bench_files = result.files
+    variant.record_speed(result)
     return answers
 
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -202,15 +203,21 @@ def register_embedded(settings: Settings, gguf_path: str | Path, name: str, *, c
     model = start_model(settings, gguf_path, name, ctx_size=ctx_size, parallel=parallel, threads=threads, port=port,
                         replace=replace, progress=progress.span(0.0, 0.8))
     progress.update(0.85, "probing: one chat that must answer and stop")
+    probe = proven(settings, name, probe_model, "served", "Check the GGUF with `model-serving inspect` (chat template, EOS token); "
+                   "re-export from the checkpoint if they are missing.")
+    progress.update(1.0, f"{name} answers and stops")
+    return model, probe
+
+
+def proven(settings: Settings, name: str, probe: Callable[[Settings, str], ProbeResult], served: str, next_step: str) -> ProbeResult:
+    """The probe's result for a just-started model; a failed or broken probe stops the model again (nothing half-served)."""
     try:
-        probe = probe_model(settings, name)
+        result = probe(settings, name)
     except BaseException:
         stop_model(settings, name)
         raise
-    if not probe.ok:
+    if not result.ok:
         stop_model(settings, name)
-        raise VerificationFailed(f"{name} was served but failed its probe: " + "; ".join(probe.problems) + ".",
-                                 "Check the GGUF with `model-serving inspect` (chat template, EOS token); re-export from the checkpoint if they are missing.",
-                                 detail=f"answer: {probe.answer[:300]!r}")
-    progress.update(1.0, f"{name} answers and stops")
-    return model, probe
+        raise VerificationFailed(f"{name} was {served} but failed its probe: " + "; ".join(result.problems) + ".", next_step,
+                                 detail=f"answer: {result.answer[:300]!r}")
+    return result

@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 
 from model_serving.checkpoint.inspect import inspect_checkpoint
-from model_serving.errors import InputError, ServingError, VerificationFailed
+from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress
 from model_serving.serve.embedded import registry
-from model_serving.serve.embedded.engine import _make_room, stop_model
+from model_serving.serve.embedded.engine import _make_room, proven
 from model_serving.serve.embedded.registry import ServedModel, check_name
 from model_serving.serve.probe import ProbeResult
 from model_serving.serve.vllm import env as vllm_env
@@ -179,15 +179,7 @@ def serve_vllm(settings: Settings, checkpoint: str | Path, name: str, *, progres
     progress = progress or Progress()
     model = start_vllm(settings, checkpoint, name, progress=progress.span(0.0, 0.85), **options)  # type: ignore[arg-type]
     progress.update(0.9, "probing: the template, one chat that must answer and stop")
-    try:
-        probe = probe_vllm(settings, name)
-    except BaseException:
-        stop_model(settings, name)
-        raise
-    if not probe.ok:
-        stop_model(settings, name)
-        raise VerificationFailed(f"{name} was served by vLLM but failed its probe: " + "; ".join(probe.problems) + ".",
-                                 "Check the checkpoint's chat template and generation_config.json (eos_token_id) with `model-serving inspect`.",
-                                 detail=f"answer: {probe.answer[:300]!r}")
+    probe = proven(settings, name, probe_vllm, "served by vLLM",
+                   "Check the checkpoint's chat template and generation_config.json (eos_token_id) with `model-serving inspect`.")
     progress.update(1.0, f"{name} answers and stops")
     return model, probe
