@@ -74,7 +74,7 @@ class Server:
         argv += list(self.extra)  # a later --threads wins in llama.cpp's parser
         log = registry.log_path(self.settings, "capacity")
         with log.open("wb") as out:
-            self.proc = spawn(argv, stdout=out, text=False, env=native.ENV)
+            self.proc = spawn(argv, stdout=out, text=False, env=native.env())
         self.base_url, self.name, self.pid = f"http://127.0.0.1:{port}", "capacity", self.proc.pid
         from model_serving.jobs import Progress
 
@@ -143,7 +143,7 @@ def llama_bench(settings: Settings, gguf: Path, watches: list[LoadWatch]) -> dic
         return None
     with LoadWatch("llama-bench", []) as watch:
         done = subprocess.run([str(tool), "-m", str(gguf), "-t", str(THREADS), "-p", "64,512", "-n", "32", "-r", "2", "-o", "json"],
-                              capture_output=True, text=True, timeout=900, check=False, env={**os.environ, **native.ENV})
+                              capture_output=True, text=True, timeout=900, check=False, env={**os.environ, **native.env()})
     watches.append(watch)
     if done.returncode != 0:
         return {"error": done.stderr.strip()[-300:]}
