@@ -6,13 +6,14 @@ random non-zero weights (the test fixture's, gentle enough that the model still 
 `bench quant-ab MERGED BASE --adapter ADAPTER` (bench/adapter_ab.py) and writes its result with the
 load average around it.
 
-    python benchmarks/adapter_ab.py [--work /tmp/adapter-ab] [--n-requests 8] [--out benchmarks/results/adapter_ab.json]
+    python benchmarks/adapter_ab.py [--work DIR (default: the temp folder/adapter-ab)] [--n-requests 8] [--out benchmarks/results/adapter_ab.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +53,7 @@ def build(work: Path, settings: Settings) -> tuple[Path, Path, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/adapter-ab"))
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "adapter-ab")
     parser.add_argument("--n-requests", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adapter_ab.json")
@@ -64,7 +65,17 @@ def main() -> None:
         result = run_adapter_ab(settings, merged, base, adapter, n_requests=args.n_requests, concurrency=args.concurrency, max_tokens=32,
                                 targets=Targets(request_throughput=None, memory_gb=None), output_dir=args.work / "ab")
     write_report(args.out, {"benchmark": "adapter_ab", "model": "SmolLM2-135M-Instruct (f16), LoRA r4 on q/v/o",
-                            "n_requests": args.n_requests, "concurrency": args.concurrency, "result": result.model_dump(mode="json")}, [watch])
+                            "n_requests": args.n_requests, "concurrency": args.concurrency, "result": relative(result.model_dump(mode="json"), args.work)},
+                 [watch])
+
+
+def relative(value: object, work: Path) -> object:
+    """The result with the work folder's paths written as <work>/...: a committed result names no machine's folders."""
+    if isinstance(value, dict):
+        return {k: relative(v, work) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative(v, work) for v in value]
+    return value.replace(str(work), "<work>") if isinstance(value, str) else value
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ class CompareResult(BaseModel):
     quant: str
     levels: list[int]
     runs: list[EngineRun]
+    load_before: list[float] = Field(default_factory=list, description="1, 5 and 15 minute load averages when it began")
     load_average: list[float] = Field(description="1, 5 and 15 minute load averages when the comparison ended")
+    comparable: bool = Field(False, description="The 1-minute load stayed within the cores: a quiet machine, numbers to compare")
     summary: str
     files: dict[str, str] = Field(default_factory=dict)
 
@@ -110,14 +112,17 @@ def run_compare(settings: Settings, req: BenchCompareRequest, progress: Progress
     from model_serving.serve.vllm.env import require
 
     progress = progress or Progress()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     source = checked_checkpoint(settings, req.source)
     require(settings)
     out = confine(req.output_dir, settings.roots, must_exist=False, what="output directory") if req.output_dir else None
     work = (out or settings.state_dir / "compare") / "gguf"
     work.mkdir(parents=True, exist_ok=True)
     runs = [_llama_cpp(settings, source, req, work, out, progress.span(0, 0.5)), _vllm(settings, source, req, out, progress.span(0.5, 0.98))]
-    result = CompareResult(source=str(source), quant=req.quant.upper(), levels=sorted(set(req.levels)), runs=runs,
-                           load_average=[round(x, 2) for x in os.getloadavg()], summary=_summary(runs))
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    cores = os.cpu_count() or 1  # the comparison itself keeps the cores busy: more than that is other work
+    result = CompareResult(source=str(source), quant=req.quant.upper(), levels=sorted(set(req.levels)), runs=runs, load_before=load_before,
+                           load_average=load_after, comparable=max(load_before[0], load_after[0]) <= cores, summary=_summary(runs))
     if out is not None:
         result.files = _write(result, out)
     progress.update(1.0, result.summary)
@@ -142,8 +147,9 @@ def markdown(result: CompareResult) -> str:
     def f(v: float | None, spec: str = ".0f") -> str:
         return "-" if v is None else format(v, spec)
 
-    lines = [f"# llama.cpp ({result.quant} GGUF) vs vLLM (HF checkpoint)", "", f"Source: {result.source}. Load average at the end: "
-             f"{', '.join(map(str, result.load_average))}.", "",
+    lines = [f"# llama.cpp ({result.quant} GGUF) vs vLLM (HF checkpoint)", "", f"Source: {result.source}. Load average at the start "
+             f"{', '.join(map(str, result.load_before))}, at the end {', '.join(map(str, result.load_average))}"
+             f" ({'comparable' if result.comparable else 'a busy machine: not comparable'}).", "",
              "| Engine | Concurrency | req/s | output tok/s | TTFT median ms | TPOT median ms | E2E p95 ms | peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|"]
     for run in result.runs:
