@@ -84,6 +84,19 @@ def test_the_stream_patch_keeps_the_connection_after_done(tmp_path: Path) -> Non
     assert native.patch_stream_close(tmp_path) is False and file.read_text(encoding="utf-8") == "other code\n"
 
 
+def test_the_small_batch_patch_applies_both_halves_or_neither(tmp_path: Path) -> None:
+    (path, old1, new1), (_, old2, new2) = native.SMALL_BATCH_PATCHES
+    file = tmp_path / path
+    file.parent.mkdir(parents=True)
+    file.write_text(f"a\n{old1}\nb\n{old2}\nc\n", encoding="utf-8")
+    assert native.patch_small_batch(tmp_path) and native.patch_small_batch(tmp_path)
+    assert file.read_text(encoding="utf-8") == f"a\n{new1}\nb\n{new2}\nc\n" and native.SMALL_BATCH in new1
+    half = f"a\n{old1}\nb\nother code\n"  # a revision whose second call site changed: the first half is undone
+    file.write_text(half, encoding="utf-8")
+    assert native.patch_small_batch(tmp_path) is False and file.read_text(encoding="utf-8") == half
+    assert native.cache_key(flags=["avx2"]) != native.cache_key(flags=["avx2", "avx512f"])
+
+
 needs_native = pytest.mark.skipif(native.find(Settings(engine_build="auto")).kind != "native",
                                   reason="no native llama.cpp build for this CPU (scripts/install.sh compiles it)")
 
