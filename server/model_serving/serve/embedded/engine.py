@@ -154,13 +154,14 @@ def start_model(settings: Settings, gguf_path: str | Path, name: str, *, ctx_siz
     port = _make_room(settings, name, port, replace) if replica is None else free_port()
     threads = threads or os.cpu_count() or 2
     log_path = registry.log_path(settings, name) if replica is None else registry.replica_log_path(settings, name, replica)
-    build = native.find(settings) if not adapters else native.Build("xllamacpp", None, "xllamacpp (the LoRA front runs in its worker)")
-    if build.kind == "native":  # no parent-death for a binary: wait_healthy kills it if the start fails or is cancelled
+    build = native.find(settings)
+    if build.kind == "native" and not adapters:  # no parent-death for a binary: wait_healthy kills it if the start fails or is cancelled
         argv = native.server_argv(build, path, alias=name, port=port, ctx_size=ctx_size, parallel=parallel, threads=threads)
-    else:
+    else:  # adapters: the worker runs the name front, and the native llama-server as its child where there is one
         argv = python_argv("model_serving.serve.embedded.worker", "--model", path, "--alias", name, "--port", str(port),
                            "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--threads", str(threads),
-                           *lora_argv(adapters, free_port()))
+                           *lora_argv(adapters, free_port(), build.server if build.kind == "native" else None))
+        build = native.Build(build.kind, build.server, f"{build.describe}; the LoRA front runs in its worker") if adapters else build
     progress.update(0.05, f"starting llama.cpp server for {name} on 127.0.0.1:{port}")
     with log_path.open("wb") as log:
         # Its own process group, the scrubbed environment; it dies with us while it starts, then outlives us like a daemon.

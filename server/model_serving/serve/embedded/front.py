@@ -28,6 +28,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer", "host"})
 MODEL_LISTS = ("/v1/models", "/models")
 SESSION = web.AppKey("session", ClientSession)
+CHILD_POLL_S = 0.5
 
 
 def rewrite(body: bytes, base: str, adapters: list[str]) -> tuple[bytes, str | None]:
@@ -105,8 +106,9 @@ def make_app(upstream: str, base: str, adapters: list[str]) -> web.Application:
     return app
 
 
-async def serve(port: int, upstream: str, base: str, adapters: list[str], ready: Any) -> None:
-    """Serve on 127.0.0.1:`port` until SIGTERM or SIGINT; `ready()` is called once it listens."""
+async def serve(port: int, upstream: str, base: str, adapters: list[str], ready: Any, *, child: Any = None) -> None:
+    """Serve on 127.0.0.1:`port` until SIGTERM or SIGINT, or until `child` (a Popen: the llama.cpp server we front) exits;
+    `ready()` is called once it listens."""
     runner = web.AppRunner(make_app(upstream, base, adapters), handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -114,6 +116,16 @@ async def serve(port: int, upstream: str, base: str, adapters: list[str], ready:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watch = asyncio.create_task(_watch(child, stop)) if child is not None else None
     ready()
     await stop.wait()
+    if watch is not None:
+        watch.cancel()
     await runner.cleanup()
+
+
+async def _watch(child: Any, stop: asyncio.Event) -> None:
+    """A front without its engine would answer 502 forever while its pid looks served: it ends with the engine."""
+    while child.poll() is None:
+        await asyncio.sleep(CHILD_POLL_S)
+    stop.set()

@@ -73,6 +73,10 @@ def same_as_base(adapters: list[ServedAdapter]) -> list[str]:
     return [a.name for a in adapters if a.differs_from_base is False]
 
 
-def lora_argv(adapters: list[ServedAdapter], engine_port: int) -> list[str]:
-    """The worker's arguments for the adapters: each NAME=PATH, and llama.cpp's own port behind the front."""
-    return [arg for a in adapters for arg in ("--lora", f"{a.name}={Path(a.gguf_path)}")] + ["--engine-port", str(engine_port)] if adapters else []
+def lora_argv(adapters: list[ServedAdapter], engine_port: int, native_server: Path | None = None) -> list[str]:
+    """The worker's arguments for the adapters: each NAME=PATH, llama.cpp's own port behind the front, and the native
+    llama-server the worker runs as its child (else the xllamacpp wheel in the worker itself)."""
+    if not adapters:
+        return []
+    return ([arg for a in adapters for arg in ("--lora", f"{a.name}={Path(a.gguf_path)}")] + ["--engine-port", str(engine_port)]
+            + (["--native", str(native_server)] if native_server else []))

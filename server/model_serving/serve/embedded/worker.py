@@ -3,12 +3,17 @@
 Started and supervised by `model_serving.serve.embedded.engine`; it prints one READY line with its address, then
 serves until SIGTERM. Running each model in its own process keeps a crash or an OOM contained and
 lets `serve stop` free the memory for certain.
+
+With adapters and `--native SERVER` the worker runs the model-name front (front.py) and the natively built
+llama-server as its own child on `--engine-port`: armed with the parent-death signal (util/process.native_argv),
+ended on our SIGTERM, and watched, so the worker exits when it dies. One pid per served model stays true.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 import threading
 from typing import Any
@@ -27,7 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--lora", action="append", default=[], metavar="NAME=PATH", help="a LoRA adapter GGUF served under NAME")
     parser.add_argument("--engine-port", type=int, default=0, help="with --lora: llama.cpp's own port, behind the front on --port")
+    parser.add_argument("--native", default=None, metavar="LLAMA_SERVER", help="with --lora: run this llama-server as our child")
     args = parser.parse_args(argv)
+    if args.native and args.lora:
+        sys.exit(_serve_native(args))
 
     import xllamacpp as xlc
 
@@ -71,8 +79,8 @@ def _adapter(xlc: Any, path: str) -> Any:
     return info
 
 
-def _serve_front(port: int, engine_port: int, base: str, adapters: list[str]) -> None:
-    """The model-name front on `port` until SIGTERM; llama.cpp stays on `engine_port` behind it."""
+def _serve_front(port: int, engine_port: int, base: str, adapters: list[str], child: Any = None) -> None:
+    """The model-name front on `port` until SIGTERM (or until `child`, the llama.cpp server, exits); llama.cpp stays on `engine_port`."""
     import asyncio
 
     from model_serving.serve.embedded.front import serve
@@ -81,7 +89,55 @@ def _serve_front(port: int, engine_port: int, base: str, adapters: list[str]) ->
         outlive_parent()
         print(f"READY 127.0.0.1:{port} (llama.cpp on 127.0.0.1:{engine_port})", flush=True)
 
-    asyncio.run(serve(port, f"http://127.0.0.1:{engine_port}", base, adapters, ready))
+    asyncio.run(serve(port, f"http://127.0.0.1:{engine_port}", base, adapters, ready, child=child))
+
+
+def _serve_native(args: argparse.Namespace) -> int:
+    """The native llama-server with every adapter at scale 0, as our child, behind the front; its exit code is ours."""
+    from pathlib import Path
+
+    from model_serving.serve.embedded import native
+    from model_serving.util.process import native_argv, spawn
+
+    build = native.Build("native", Path(args.native), "native")
+    argv = [*native.server_argv(build, Path(args.model), alias=args.alias, port=args.engine_port, ctx_size=args.ctx_size,
+                                parallel=args.parallel, threads=args.threads or 1),
+            *(a for spec in args.lora for a in ("--lora", spec.split("=", 1)[1])), "--lora-init-without-apply"]
+    armed = native_argv(argv[0], *argv[1:])  # it dies with us, even on SIGKILL
+    if armed is None:
+        print("util-linux's setpriv is missing: the native llama-server could not be tied to this worker", file=sys.stderr, flush=True)
+        return 2
+    # Our stdout is the model's log: llama.cpp writes into it too. The environment is ours (engine.py set OMP_WAIT_POLICY).
+    child = spawn(armed, stdout=sys.stdout, text=False)
+    try:
+        if not _loaded(child, args.engine_port):
+            return 1  # it exited while loading: the log above says why, and the engine's start reports our exit
+        _serve_front(args.port, args.engine_port, args.alias, [spec.split("=", 1)[0] for spec in args.lora], child=child)
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # a hung llama.cpp: killed, never left behind
+                child.kill()
+                child.wait()
+    return 0 if child.returncode in (0, -15) else 1
+
+
+def _loaded(child: subprocess.Popen, port: int) -> bool:
+    """Wait until llama.cpp answers /health on `port` (the start's own timeout in engine.py bounds this), or it exits."""
+    import time
+
+    import httpx
+
+    while child.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass  # not listening yet
+        time.sleep(0.2)
+    return False
 
 
 if __name__ == "__main__":

@@ -1,0 +1,119 @@
+"""Adapters on the natively built llama-server: the worker runs the name front and llama-server as its child.
+
+One pid per served model (the worker's) stays true: the native server dies with the worker, even on SIGKILL, and
+the worker ends when the native server dies. The xllamacpp wheel keeps serving adapters in the worker itself.
+Real llama.cpp, real GGUF LoRAs (peft, then llama.cpp's converter).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from model_serving.limits import ServeStartRequest
+from model_serving.serve.embedded import native, registry
+from model_serving.serve.embedded.engine import list_models, stop_model
+from model_serving.settings import Settings
+from model_serving.verbs import serve_start
+
+QUESTION = [{"role": "user", "content": "Write one sentence about the sea."}]
+GONE_TIMEOUT_S = 30.0
+
+
+def answer(base_url: str, model: str) -> str:
+    reply = httpx.post(f"{base_url}/v1/chat/completions", timeout=120,
+                       json={"model": model, "messages": QUESTION, "max_tokens": 12, "temperature": 0})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["choices"][0]["message"]["content"]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def wait_gone(pid: int) -> bool:
+    deadline = time.monotonic() + GONE_TIMEOUT_S
+    while registry.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not registry.alive(pid)
+
+
+@pytest.fixture
+def native_build(settings: Settings) -> native.Build:
+    build = native.find(settings)
+    if build.kind != "native":
+        pytest.skip(f"needs the natively built llama-server: {build.describe}")
+    return build
+
+
+def _start(settings: Settings, tiny_gguf: Path, tiny_lora_ggufs: tuple[Path, Path]):  # noqa: ANN202 - a ServedModel
+    a, b = tiny_lora_ggufs
+    return serve_start(settings, ServeStartRequest(gguf_path=str(tiny_gguf), name="base", ctx_size=512, parallel=2,
+                                                   lora=[f"tuned-a={a}", f"tuned-b={b}"]))
+
+
+def test_adapters_on_the_native_build_answer_by_name_and_die_with_the_worker(settings: Settings, native_build: native.Build, tiny_gguf: Path,
+                                                                          tiny_lora_ggufs: tuple[Path, Path]) -> None:
+    model = _start(settings, tiny_gguf, tiny_lora_ggufs)
+    try:
+        assert model.engine_build.startswith("native") and "LoRA front" in model.engine_build
+        assert "model_serving.serve.embedded.worker" in cmdline(model.pid)
+        [engine] = [c for c in children(model.pid) if str(native_build.server) in cmdline(c)]  # llama-server, our worker's child
+        assert all(a.differs_from_base for a in model.adapters)
+        listed = httpx.get(f"{model.base_url}/v1/models", timeout=30).json()
+        assert [m["id"] for m in listed["data"]] == ["base", "tuned-a", "tuned-b"]
+        first = answer(model.base_url, "base")
+        answers = {name: answer(model.base_url, name) for name in ("tuned-a", "tuned-b")}
+        assert len({first, *answers.values()}) == 3, answers
+        assert answer(model.base_url, "base") == first  # after an adapter: cache_prompt false, so no other adapter's cached prompt
+        os.kill(model.pid, signal.SIGKILL)  # no SIGTERM handler runs: only the parent-death signal ends llama-server
+        assert wait_gone(model.pid) and wait_gone(engine)
+    finally:
+        stop_model(settings, "base")
+    assert list_models(settings) == []
+
+
+def test_the_worker_ends_when_its_native_server_dies(settings: Settings, native_build: native.Build, tiny_gguf: Path,
+                                                     tiny_lora_ggufs: tuple[Path, Path]) -> None:
+    model = _start(settings, tiny_gguf, tiny_lora_ggufs)
+    try:
+        [engine] = [c for c in children(model.pid) if str(native_build.server) in cmdline(c)]
+        os.kill(engine, signal.SIGKILL)
+        assert wait_gone(model.pid)  # a front without its engine would look served and answer 502
+        [record] = list_models(settings)
+        assert record.state == "dead"
+    finally:
+        stop_model(settings, "base")
+
+
+def test_serve_stop_ends_the_worker_and_its_native_server(settings: Settings, native_build: native.Build, tiny_gguf: Path,
+                                                          tiny_lora_ggufs: tuple[Path, Path]) -> None:
+    model = _start(settings, tiny_gguf, tiny_lora_ggufs)
+    [engine] = [c for c in children(model.pid) if str(native_build.server) in cmdline(c)]
+    stop_model(settings, "base")
+    assert wait_gone(model.pid) and wait_gone(engine) and list_models(settings) == []
+
+
+def test_the_wheel_still_serves_adapters_in_the_worker_itself(settings: Settings, tiny_gguf: Path, tiny_lora_ggufs: tuple[Path, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_SERVING_ENGINE_BUILD", "xllamacpp")
+    wheel = Settings.from_env(roots=[str(r) for r in settings.roots], home=str(settings.home))
+    model = _start(wheel, tiny_gguf, tiny_lora_ggufs)
+    try:
+        assert model.engine_build.startswith("xllamacpp") and children(model.pid) == []
+        first = answer(model.base_url, "base")
+        assert answer(model.base_url, "tuned-a") != first and answer(model.base_url, "base") == first
+    finally:
+        stop_model(wheel, "base")
