@@ -11,13 +11,73 @@ import sys
 
 import click
 
-from model_serving.cli import bench, cluster, core, engines, ollama, skill
 from model_serving.cli.app import App
 from model_serving.errors import Cancelled, InputError, ServingError
 from model_serving.settings import Settings
 
+# Modules that register verbs, in the order a command name is looked for.
+VERB_MODULES = ("core", "skill", "bench", "ollama", "cluster", "engines")
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyVerbs(dict[str, click.Command]):
+    """The group's commands, importing a verb module only when a command is looked up that earlier ones lack.
+
+    `export` and `quantize` live in the first module, so they start without the skill tools' HTTP and
+    HTML parsers (about 0.5 s of a 1.5 s quantize); listing or iterating loads them all.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = list(VERB_MODULES)
+
+    def _load_next(self) -> bool:
+        if not self._pending:
+            return False
+        import importlib
+
+        importlib.import_module(f"model_serving.cli.{self._pending.pop(0)}").register(main_group)
+        return True
+
+    def _load_all(self) -> None:
+        while self._load_next():
+            pass
+
+    def get(self, name: str, default: click.Command | None = None) -> click.Command | None:  # type: ignore[override]
+        while not super().__contains__(name) and self._load_next():
+            pass
+        return super().get(name, default)
+
+    def __getitem__(self, name: str) -> click.Command:
+        found = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self):  # noqa: ANN204
+        self._load_all()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._load_all()
+        return super().__len__()
+
+    def keys(self):  # noqa: ANN201
+        self._load_all()
+        return super().keys()
+
+    def values(self):  # noqa: ANN201
+        self._load_all()
+        return super().values()
+
+    def items(self):  # noqa: ANN201
+        self._load_all()
+        return super().items()
+
+
+@click.group(commands=_LazyVerbs(), context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON results.")
 @click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False), help="Allowed root for file paths (repeatable; default: the current directory). Env: MODEL_SERVING_ROOTS.")
 @click.option("--home", type=click.Path(file_okay=False), help="State and cache directory. Env: MODEL_SERVING_HOME.")
@@ -28,9 +88,6 @@ def main_group(ctx: click.Context, as_json: bool, roots: tuple[str, ...], home: 
     """Export, quantize, serve, register and benchmark local LLMs."""
     ctx.obj = App(Settings.from_env(roots=list(roots) or None, home=home, ollama_host=ollama_host), as_json)
 
-
-for _verbs in (core, skill, bench, ollama, cluster, engines):
-    _verbs.register(main_group)
 
 
 def _report(exc: ServingError, as_json: bool) -> None:
