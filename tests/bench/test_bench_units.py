@@ -129,7 +129,7 @@ def test_knee_from_slots_and_from_compute() -> None:
     slots = [_point(1, 100, 200, 20, 18), _point(2, 190, 210, 22, 19), _point(4, 195, 420, 230, 19)]
     knee = loads.find_knee(slots, total_slots=2)
     assert knee.concurrency == 2 and knee.cause == "parallel_slots"
-    compute = [_point(1, 100, 200, 20, 18), _point(2, 150, 260, 22, 25), _point(4, 155, 500, 25, 48)]
+    compute = [_point(1, 100, 200, 20, 18), _point(2, 150, 260, 22, 25), _point(4, 155, 500, 25, 48), _point(8, 156, 990, 27, 96)]
     knee = loads.find_knee(compute, total_slots=8)
     assert knee.concurrency == 2 and knee.cause == "compute"
     rising = [_point(1, 100, 200, 20, 18), _point(2, 190, 210, 22, 19)]

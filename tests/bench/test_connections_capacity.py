@@ -1,4 +1,4 @@
-"""The capacity sweep the deploy runs: levels up to one past the knee, and the levels at which each target holds."""
+"""The capacity sweep the deploy runs: levels up to one past the knee, the levels at which each target holds, each verdict at its level."""
 
 from __future__ import annotations
 
@@ -30,5 +30,14 @@ def test_the_sweep_stops_one_level_past_the_knee_and_says_where_each_target_hold
     assert result.target_levels["memory_gb"] == [p.concurrency for p in result.sweep]  # a 3M-parameter model is far below 8 GB
     for point in result.sweep:
         assert {t for t, levels in result.target_levels.items() if point.concurrency in levels and t != "memory_gb"} == set(point.targets_met)
+    # Each verdict names its level: throughput at the best req/s level, a latency target at the highest level where it holds.
+    by_target = {v.target: v for v in result.verdicts}
+    assert by_target["request_throughput"].measured == max(p.request_throughput for p in result.sweep)
+    best = max(result.sweep, key=lambda p: p.request_throughput).concurrency
+    assert f"judged at concurrency {best}" in by_target["request_throughput"].note
+    for target in ("ttft_ms", "e2e_ms"):
+        level = max(result.target_levels[target] or [1])
+        assert f"judged at concurrency {level};" in by_target[target].note
     assert Path(result.files["sweep_png"]).read_bytes()[:4] == b"\x89PNG"
-    assert "Targets by concurrency" in Path(result.files["markdown"]).read_text(encoding="utf-8")
+    report = Path(result.files["markdown"]).read_text(encoding="utf-8")
+    assert "Targets by concurrency" in report and f"]({Path(result.files['sweep_png']).name})" in report

@@ -198,33 +198,75 @@ async def run_load(
     return outcome
 
 
-def find_knee(points: Sequence[SweepPoint], total_slots: int | None, *, min_gain: float = 0.10) -> Knee:
-    """The knee: the last level before aggregate throughput stops rising (< min_gain) while p95 latency climbs.
+def _plateau(ordered: Sequence[SweepPoint], min_gain: float) -> tuple[SweepPoint, list[SweepPoint]]:
+    """The level where throughput last rose by `min_gain`, and the levels after it that failed to beat it by that much.
 
-    Cause: past the knee, if time to first token grows more than time per output token, requests were
-    waiting for a free slot (parallel slots); if time per token grows, the batched decode itself slowed
-    (compute or memory bandwidth).
+    Each level is compared with that anchor, not with the level before it: one slow request in a short run
+    makes a dip, and the next level that beats the anchor ends the plateau the dip seemed to start.
+    """
+    anchor, flat = ordered[0], []
+    for point in ordered[1:]:
+        if point.output_throughput >= anchor.output_throughput * (1.0 + min_gain):
+            anchor, flat = point, []
+        else:
+            flat.append(point)
+    return anchor, flat
+
+
+def _gain(anchor: SweepPoint, point: SweepPoint) -> float:
+    return point.output_throughput / anchor.output_throughput - 1.0 if anchor.output_throughput else 0.0
+
+
+def sweep_can_stop(points: Sequence[SweepPoint], total_slots: int | None, *, latency_broken: bool = False, min_gain: float = 0.10) -> bool:
+    """Whether higher levels can only queue, so a sweep may end here.
+
+    Never below the server's slot count (the levels it can serve at once); past it, when throughput failed to
+    beat its anchor at two levels in a row, or at one when the anchor already fills every slot (more requests
+    can only wait) or every latency target is already broken (higher levels only make latency worse).
+    """
+    ordered = sorted(points, key=lambda p: p.concurrency)
+    if not ordered or (total_slots is not None and ordered[-1].concurrency < total_slots):
+        return False
+    anchor, flat = _plateau(ordered, min_gain)
+    slots_full = total_slots is not None and anchor.concurrency >= total_slots
+    return len(flat) >= 2 or (bool(flat) and (slots_full or latency_broken))
+
+
+def find_knee(points: Sequence[SweepPoint], total_slots: int | None, *, min_gain: float = 0.10) -> Knee:
+    """The knee: the last level where aggregate throughput rose by `min_gain`, once the levels after it confirm the plateau.
+
+    Confirmed means two levels in a row that fail to beat it, or one when it already fills the server's slots.
+    One flat level below the slot count is not a knee (it may be one slow request), and throughput that rises
+    to the top level means no knee within the levels swept. Cause: past the knee, if time to first token grows
+    more than time per output token, requests were waiting for a free slot (parallel slots); if time per token
+    grows, the batched decode itself slowed (compute or memory bandwidth).
     """
     ordered = sorted(points, key=lambda p: p.concurrency)
     if len(ordered) < 2:
         return Knee(concurrency=None, cause="unknown", explanation="A sweep needs at least two concurrency levels.")
-    for prev, cur in zip(ordered, ordered[1:], strict=False):
-        gain = cur.output_throughput / prev.output_throughput - 1.0 if prev.output_throughput else 0.0
-        latency_up = (cur.p95_e2el_ms or 0.0) > (prev.p95_e2el_ms or 0.0) * 1.05
-        if gain < min_gain and latency_up:
-            ttft_growth = (cur.median_ttft_ms or 0.0) - (prev.median_ttft_ms or 0.0)
-            tokens = cur.output_throughput / cur.request_throughput if cur.request_throughput > 0 else 1.0
-            tpot_growth = ((cur.median_tpot_ms or 0.0) - (prev.median_tpot_ms or 0.0)) * tokens
-            slots_bound = total_slots is not None and prev.concurrency >= total_slots
-            if slots_bound or ttft_growth > tpot_growth:
-                slots_text = f"the server has {total_slots} parallel slot(s)" if total_slots else "requests queue for a free slot"
-                return Knee(concurrency=prev.concurrency, cause="parallel_slots", explanation=(
-                    f"Throughput stops rising after {prev.concurrency} concurrent requests ({gain:+.0%} at {cur.concurrency}) "
-                    f"while time to first token grows by {ttft_growth:.0f} ms: {slots_text}, so extra requests wait. "
-                    "More parallel slots (if memory allows) move the knee."))
-            return Knee(concurrency=prev.concurrency, cause="compute", explanation=(
-                f"Throughput stops rising after {prev.concurrency} concurrent requests ({gain:+.0%} at {cur.concurrency}) "
-                f"while time per output token grows by {(cur.median_tpot_ms or 0) - (prev.median_tpot_ms or 0):.1f} ms: "
-                "the batched decode is limited by compute or memory bandwidth, not by slots. A smaller quantization or faster hardware moves it."))
-    last = ordered[-1]
-    return Knee(concurrency=None, cause="none", explanation=f"Throughput still rose up to {last.concurrency} concurrent requests; sweep higher to find the knee.")
+    swept = ", ".join(str(p.concurrency) for p in ordered)
+    anchor, flat = _plateau(ordered, min_gain)
+    if not flat:
+        return Knee(concurrency=None, cause="none", explanation=(
+            f"Throughput still rose at {ordered[-1].concurrency} concurrent requests: no knee within the levels swept ({swept}); "
+            "sweep higher to find it."))
+    cur, gain = flat[0], _gain(anchor, flat[0])
+    slots_bound = total_slots is not None and anchor.concurrency >= total_slots
+    if len(flat) < 2 and not slots_bound:
+        return Knee(concurrency=None, cause="unknown", explanation=(
+            f"Throughput did not rise from {anchor.concurrency} to {cur.concurrency} concurrent requests ({gain:+.0%}), but one level "
+            f"is no plateau (one slow request moves a short run's rate): no knee confirmed within the levels swept ({swept}). "
+            "Sweep higher or send more requests per level."))
+    ttft_growth = (cur.median_ttft_ms or 0.0) - (anchor.median_ttft_ms or 0.0)
+    tokens = cur.output_throughput / cur.request_throughput if cur.request_throughput > 0 else 1.0
+    tpot_growth = ((cur.median_tpot_ms or 0.0) - (anchor.median_tpot_ms or 0.0)) * tokens
+    levels = f"{anchor.concurrency} concurrent requests ({', '.join(f'{_gain(anchor, p):+.0%} at {p.concurrency}' for p in flat)})"
+    if slots_bound or ttft_growth > tpot_growth:
+        slots_text = f"the server has {total_slots} parallel slot(s)" if total_slots else "requests queue for a free slot"
+        return Knee(concurrency=anchor.concurrency, cause="parallel_slots", explanation=(
+            f"Throughput stops rising after {levels} while time to first token grows by {ttft_growth:.0f} ms: {slots_text}, "
+            "so extra requests wait. More parallel slots (if memory allows) move the knee."))
+    return Knee(concurrency=anchor.concurrency, cause="compute", explanation=(
+        f"Throughput stops rising after {levels} while time per output token grows by "
+        f"{(cur.median_tpot_ms or 0) - (anchor.median_tpot_ms or 0):.1f} ms: the batched decode is limited by compute or memory "
+        "bandwidth, not by slots. A smaller quantization or faster hardware moves it."))

@@ -49,6 +49,35 @@ def _server_lines(result: BenchResult) -> list[str]:
             f"- Generation {_fmt(a.generation_tok_s)} tok/s, prompt {_fmt(a.prompt_tok_s)} tok/s over {_fmt(a.rate_window_s)} s; TTFT p50/p95 {ttft}"]
 
 
+def knee_text(result: BenchResult) -> str:
+    """The knee in a few words: its level and cause, or that there is none within the levels swept."""
+    knee = result.knee
+    if knee is None:
+        return "not swept"
+    if knee.concurrency is None:
+        return "none within the levels swept" if knee.cause == "none" else "not confirmed within the levels swept"
+    return f"at concurrency {knee.concurrency} ({knee.cause.replace('_', ' ')})"
+
+
+def _sweep_lines(result: BenchResult) -> list[str]:
+    """The sweep table with the targets each level meets, the knee, where each target holds, and the sweep plot."""
+    if not result.sweep:
+        return []
+    lines: list[str] = []
+    lines += ["", "## Concurrency sweep", "", "| Concurrency | req/s | output tok/s | p95 e2el ms | median TTFT ms | median TPOT ms | targets met |",
+              "|---|---|---|---|---|---|---|"]
+    for p in result.sweep:
+        lines.append(f"| {p.concurrency} | {p.request_throughput:.2f} | {p.output_throughput:.1f} | {_fmt(p.p95_e2el_ms)} | {_fmt(p.median_ttft_ms)} "
+                     f"| {_fmt(p.median_tpot_ms)} | {', '.join(p.targets_met) or '-'} |")
+    if result.knee:
+        lines += ["", f"Knee: {knee_text(result)}. {result.knee.explanation}"]
+    if result.files.get("sweep_png"):
+        lines += ["", f"![throughput and p95 latency against concurrency]({Path(result.files['sweep_png']).name})"]
+    if result.target_levels:
+        lines += ["", "Targets by concurrency: " + "; ".join(f"{t} holds at {', '.join(map(str, lv)) or 'no level'}" for t, lv in result.target_levels.items())]
+    return lines
+
+
 def markdown(result: BenchResult) -> str:
     c, s = result.config, result.summary
     profile = f"Poisson {c.rate}/s, cap {c.concurrency}" if c.rate else f"concurrency {c.concurrency}"
@@ -63,7 +92,7 @@ def markdown(result: BenchResult) -> str:
     ]
     for v in result.verdicts:
         ci = f"{v.ci[0]:.1f} to {v.ci[1]:.1f}" if v.ci else "-"
-        causes = "<br>".join(v.likely_causes) or v.note
+        causes = "<br>".join([v.note, *v.likely_causes])  # the note names the sweep level it was judged at
         lines.append(f"| {v.target} ({v.statistic}) | {v.state} | {_fmt(v.measured, 2)} | {ci} | {v.threshold:g} | {causes} |")
     lines += ["", "## Latency (ms)", "", "| Metric | n | mean | median | p90 | p95 | p99 | p95 CI |", "|---|---|---|---|---|---|---|---|"]
     for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "client_queue_ms"):
@@ -91,14 +120,7 @@ def markdown(result: BenchResult) -> str:
     if result.load:
         ld = result.load
         lines += ["", "## Model load", "", f"- Cold TTFT {_fmt(ld.cold_ttft_ms)} ms, warm TTFT {_fmt(ld.warm_ttft_ms)} ms, server load {_fmt(ld.server_load_ms)} ms. {ld.note}"]
-    if result.sweep:
-        lines += ["", "## Concurrency sweep", "", "| Concurrency | req/s | output tok/s | p95 e2el ms | median TTFT ms | median TPOT ms |", "|---|---|---|---|---|---|"]
-        for p in result.sweep:
-            lines.append(f"| {p.concurrency} | {p.request_throughput:.2f} | {p.output_throughput:.1f} | {_fmt(p.p95_e2el_ms)} | {_fmt(p.median_ttft_ms)} | {_fmt(p.median_tpot_ms)} |")
-        if result.knee:
-            lines += ["", f"Knee: {result.knee.explanation}"]
-        if result.target_levels:
-            lines += ["", "Targets by concurrency: " + "; ".join(f"{t} holds at {', '.join(map(str, lv)) or 'no level'}" for t, lv in result.target_levels.items())]
+    lines += _sweep_lines(result)
     lines += _server_lines(result)
     if result.findings:
         lines += ["", "## Findings", ""] + [f"- [{f.severity}] {f.code}: {f.message}" for f in result.findings]
@@ -119,15 +141,15 @@ def write_all(result: BenchResult, output_dir: Path) -> dict[str, str]:
         "markdown": (output_dir / f"{stem}.md", lambda: markdown(result)),
     }
     files.update({kind: str(path) for kind, (path, _) in targets.items()})
+    from model_serving.bench import plots
+
+    files.update(plots.write_plots(result, output_dir, stem))  # first, so that the Markdown can show the sweep plot
+    result.files = files
     for kind, (path, render) in targets.items():
         if kind == "json":
             continue  # written last, once the file list is complete
         with atomic_output(path, overwrite=True) as tmp:
             tmp.write_text(render(), encoding="utf-8")
-    from model_serving.bench import plots
-
-    files.update(plots.write_plots(result, output_dir, stem))
-    result.files = files
     path, render = targets["json"]
     with atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(render(), encoding="utf-8")

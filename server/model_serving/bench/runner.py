@@ -10,10 +10,25 @@ import asyncio
 import os
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from model_serving.bench import engine_metrics, loads, metrics, probe, report, server_timings, tokens, verdicts
-from model_serving.bench.models import CONNECTION_ERRORS, BenchConfig, BenchResult, Finding, RequestRecord, Roofline, ServerInfo, Stats, SweepPoint
+from model_serving.bench.models import (
+    CONNECTION_ERRORS,
+    BenchConfig,
+    BenchResult,
+    Finding,
+    Knee,
+    RequestRecord,
+    Roofline,
+    ServerInfo,
+    Stats,
+    Summary,
+    SweepPoint,
+    Targets,
+    Verdict,
+)
 from model_serving.bench.prompts import load_prompts
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
@@ -134,8 +149,8 @@ def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> Benc
 
 def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.LoadOutcome, info: ServerInfo, *, started: str,
            load=None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee=None,  # noqa: ANN001
-           server_before=None, target_levels: dict[str, list[int]] | None = None) -> BenchResult:  # noqa: ANN001
-    """Statistics, reconciliation, roofline, verdicts and files for measured records."""
+           server_before=None, target_levels: dict[str, list[int]] | None = None, judged: list[Verdict] | None = None) -> BenchResult:  # noqa: ANN001
+    """Statistics, reconciliation, roofline, verdicts (or a sweep's `judged`, each at its own level) and files for measured records."""
     server = engine_metrics.compare(config, server_before) if server_before is not None else None
     targets = config.targets
     dists = metrics.distributions(records, confidence=targets.confidence, seed=config.seed)
@@ -159,7 +174,7 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
         },
         records=records, warmup_records=[metrics.derive(r) for r in outcome.warmups], server_metrics=server,
     )
-    result.verdicts = verdicts.judge(config, summary, dists, records, info, roof, load, knee)
+    result.verdicts = judged if judged is not None else verdicts.judge(config, summary, dists, records, info, roof, load, knee)
     if config.output_dir is not None:
         if progress:
             progress.update(0.97, "writing the report")
@@ -167,11 +182,23 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
     return result
 
 
-def _sweep_point(level: int, records: Sequence[RequestRecord], config: BenchConfig) -> SweepPoint:
+@dataclass
+class _Level:
+    """One sweep level's run and figures, kept so that each target can be judged at its own level."""
+
+    config: BenchConfig
+    records: list[RequestRecord]
+    outcome: loads.LoadOutcome
+    dists: dict[str, Stats]
+    summary: Summary
+    point: SweepPoint
+
+
+def _sweep_level(level_config: BenchConfig, records: list[RequestRecord], outcome: loads.LoadOutcome) -> _Level:
     """One level's figures, and which latency and throughput targets it meets (point estimates of the judged statistic)."""
-    targets = config.targets
-    dists = metrics.distributions(records, confidence=targets.confidence, seed=config.seed)
-    s = metrics.summarize(records, dists)
+    targets = level_config.targets
+    dists = metrics.distributions(records, confidence=targets.confidence, seed=level_config.seed)
+    s = metrics.summarize(records, dists, confidence=targets.confidence, seed=level_config.seed)
     met = []
     for target, key, threshold in (("ttft_ms", "ttft_ms", targets.ttft_ms), ("e2e_ms", "e2el_ms", targets.e2e_ms)):
         value = getattr(dists[key], targets.statistic)
@@ -179,9 +206,16 @@ def _sweep_point(level: int, records: Sequence[RequestRecord], config: BenchConf
             met.append(target)
     if targets.request_throughput is not None and s.completed and s.request_throughput >= targets.request_throughput:
         met.append("request_throughput")
-    return SweepPoint(concurrency=level, request_throughput=s.request_throughput, output_throughput=s.output_throughput,
-                      p95_e2el_ms=s.p95_e2el_ms, median_ttft_ms=s.median_ttft_ms, median_tpot_ms=s.median_tpot_ms,
-                      completed=s.completed, p95_ttft_ms=s.p95_ttft_ms, connection_errors=s.connection_errors, targets_met=met)
+    point = SweepPoint(concurrency=level_config.concurrency, request_throughput=s.request_throughput, output_throughput=s.output_throughput,
+                       p95_e2el_ms=s.p95_e2el_ms, median_ttft_ms=s.median_ttft_ms, median_tpot_ms=s.median_tpot_ms,
+                       completed=s.completed, p95_ttft_ms=s.p95_ttft_ms, connection_errors=s.connection_errors, targets_met=met)
+    return _Level(level_config, records, outcome, dists, s, point)
+
+
+def _latency_broken(point: SweepPoint, targets: Targets) -> bool:
+    """Every latency target that is set is missed at this level (so higher levels cannot meet them either)."""
+    latency = [name for name, threshold in (("ttft_ms", targets.ttft_ms), ("e2e_ms", targets.e2e_ms)) if threshold is not None]
+    return bool(latency) and not any(name in point.targets_met for name in latency)
 
 
 def _target_levels(points: Sequence[SweepPoint], config: BenchConfig, info: ServerInfo) -> dict[str, list[int]]:
@@ -194,32 +228,50 @@ def _target_levels(points: Sequence[SweepPoint], config: BenchConfig, info: Serv
     return levels
 
 
-def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | None = None, *, stop_past_knee: bool = False) -> BenchResult:
-    """Closed-loop runs at each concurrency level; the knee and the run at the best level form the result.
+def _judge_levels(swept: dict[int, _Level], info: ServerInfo, knee: Knee, target_levels: dict[str, list[int]], main: int) -> list[Verdict]:
+    """Each target's verdict at the level `verdicts.judged_levels` picks for it, the level named in its note."""
+    chosen = verdicts.judged_levels([lv.point for lv in swept.values()], target_levels, main)
+    out: list[Verdict] = []
+    for level in sorted(set(chosen.values())):
+        lv = swept[level]
+        roof = _roofline(lv.config, lv.records, lv.dists) if level == 1 else None  # the batch-1 ceiling means nothing at more streams
+        judged = verdicts.judge(lv.config, lv.summary, lv.dists, lv.records, info, roof, None, knee)
+        out += [v for v in judged if chosen.get(v.target) == level]
+    order = list(chosen)
+    out.sort(key=lambda v: order.index(v.target) if v.target in order else len(order))
+    return [verdicts.name_level(v, chosen.get(v.target, main), target_levels.get(v.target)) for v in out]
 
-    With `stop_past_knee` the sweep ends at the first level past the knee: higher levels only queue.
+
+def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | None = None, *, stop_past_knee: bool = False) -> BenchResult:
+    """Closed-loop runs at each concurrency level; the knee, each target judged at its level, and the run at the knee form the result.
+
+    With `stop_past_knee` the sweep ends once higher levels can only queue (`loads.sweep_can_stop`).
     """
     if not levels or any(level < 1 for level in levels):
         raise InputError(f"Sweep levels must be positive integers, got {list(levels)}.", "Pass levels such as 1,2,4,8.")
     progress = progress or Progress()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     info = probe.preflight(config)
-    points: list[SweepPoint] = []
     server_before = engine_metrics.snapshot(config)  # the server's view covers every level of the sweep
-    runs: dict[int, tuple[list[RequestRecord], loads.LoadOutcome]] = {}
+    swept: dict[int, _Level] = {}
+    ordered = sorted(set(levels))
     with probe.MemorySampler(config.server_pid) as sampler:
-        for i, level in enumerate(sorted(set(levels))):
-            step = progress.span(i / len(levels), (i + 1) / len(levels))
+        for i, level in enumerate(ordered):
+            step = progress.span(i / len(ordered), (i + 1) / len(ordered))
             level_config = config.model_copy(update={"concurrency": level, "rate": None, "n_requests": max(config.n_requests, 2 * level)})
             records, outcome = _measure(level_config, info, concurrency=level, rate=None, progress=step)
-            runs[level] = (records, outcome)
-            points.append(_sweep_point(level, records, config))
-            if outcome.stopped_reason or (stop_past_knee and loads.find_knee(points, info.total_slots).concurrency is not None):
+            swept[level] = _sweep_level(level_config, records, outcome)
+            points = [lv.point for lv in swept.values()]
+            broken = _latency_broken(swept[level].point, config.targets)
+            if outcome.stopped_reason or (stop_past_knee and loads.sweep_can_stop(points, info.total_slots, latency_broken=broken)):
                 break
     info = probe.after_run(config, info, sampler)
+    points = [lv.point for lv in swept.values()]
     knee = loads.find_knee(points, info.total_slots)
     best = knee.concurrency or max(points, key=lambda p: p.request_throughput).concurrency
-    records, outcome = runs[best]
+    target_levels = _target_levels(points, config, info)
+    judged = _judge_levels(swept, info, knee, target_levels, best)
+    main = swept[best]
     final = config.model_copy(update={"concurrency": best, "rate": None})
-    return finish(final, records, outcome, info, started=started, progress=progress, sweep=points, knee=knee, server_before=server_before,
-                  target_levels=_target_levels(points, config, info))
+    return finish(final, main.records, main.outcome, info, started=started, progress=progress, sweep=points, knee=knee, server_before=server_before,
+                  target_levels=target_levels, judged=judged)

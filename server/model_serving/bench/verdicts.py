@@ -7,7 +7,7 @@ tell), or when the quantity was not measured; it never guesses.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from model_serving.bench.models import (
     BenchConfig,
@@ -18,6 +18,7 @@ from model_serving.bench.models import (
     ServerInfo,
     Stats,
     Summary,
+    SweepPoint,
     Verdict,
     VerdictState,
 )
@@ -142,3 +143,25 @@ def judge(config: BenchConfig, summary: Summary, metrics: dict[str, Stats], reco
         note = f"peak {server.memory_source}" if gb is not None else "not measured: give the server's pid (embedded engine) or use Ollama"
         verdicts.append(Verdict(target="memory_gb", state=state, threshold=targets.memory_gb, measured=gb, statistic="peak", likely_causes=causes, note=note))
     return verdicts
+
+
+def judged_levels(points: Sequence[SweepPoint], target_levels: Mapping[str, Sequence[int]], main: int) -> dict[str, int]:
+    """The sweep level each target is judged at: the level that shows what the server can do for it.
+
+    Throughput at the level with the most completed requests/s (not at the knee: a short run's noise can put a
+    higher level a little above it); a latency target at the highest level where it holds (the load it holds
+    under), or at the lowest level when it holds nowhere (where latency is least); memory, one peak over the
+    whole sweep, at the main level.
+    """
+    levels = sorted(p.concurrency for p in points)
+    chosen = {name: max(target_levels[name]) if target_levels.get(name) else levels[0] for name in ("ttft_ms", "e2e_ms")}
+    chosen["request_throughput"] = max(points, key=lambda p: (p.request_throughput, -p.concurrency)).concurrency
+    chosen["memory_gb"] = main
+    return chosen
+
+
+def name_level(verdict: Verdict, level: int, holds_at: Sequence[int] | None) -> Verdict:
+    """The verdict with the sweep level it was judged at and the levels at which it holds, in its note."""
+    held = "not measured" if holds_at is None else f"holds at concurrency {', '.join(map(str, holds_at))}" if holds_at else "holds at no level"
+    where = "peak over the sweep" if verdict.target == "memory_gb" else f"judged at concurrency {level}"
+    return verdict.model_copy(update={"note": f"{verdict.note}; {where}; {held}"})

@@ -315,7 +315,11 @@ def _show_deploy(result: Any) -> None:
         colour = {"PASS": "green", "FAIL": "red"}.get(str(v.get("state")), "yellow")
         measured = "n/a" if v.get("measured") is None else f"{v['measured']:.4g}"
         why = f" ({'; '.join(v['likely_causes'])})" if v.get("likely_causes") else ""
-        click.secho(f"  {v.get('state')!s:12} {v.get('target')}: {v.get('statistic')} {measured} vs {v.get('threshold')}{why}", fg=colour)
+        level = f" at concurrency {v['concurrency']}" if v.get("concurrency") and v.get("target") != "memory_gb" else ""
+        click.secho(f"  {v.get('state')!s:12} {v.get('target')}: {v.get('statistic')} {measured} vs {v.get('threshold')}{level}{why}", fg=colour)
+    capacity = next((rec.summary.get("capacity") for rec in result.steps if rec.step == "bench"), None)
+    if capacity:
+        click.echo(f"  {capacity}")
     if result.endpoint:
         click.echo(f"  endpoint: {result.endpoint}")
     if result.manifest_path:

@@ -135,12 +135,15 @@ SWEEP_LEVELS = (1, 2, 4, 8)
 
 
 def bench(ctx: DeployContext, progress: Progress) -> None:
-    """Sweep concurrency up to the knee (or the requested concurrency), so the verdicts judge the server's capacity.
+    """Sweep concurrency until higher levels only queue (or up to the requested concurrency): the server's capacity.
 
-    The verdicts are judged at the knee (or the best level); `target_levels` says at which levels each target holds,
-    and the report folder has the sweep plot (latency and throughput against concurrency).
+    Each verdict is judged at its own level (`bench.verdicts.judged_levels`: throughput where it is highest, latency
+    at the highest level where it holds); `target_levels` says at which levels each target holds, and the report
+    folder has the sweep plot (latency and throughput against concurrency).
     """
     from model_serving.bench import BenchConfig, run_sweep
+    from model_serving.bench.report import knee_text
+    from model_serving.bench.verdicts import judged_levels
 
     began = time.perf_counter()
     request = ctx.request
@@ -151,11 +154,26 @@ def bench(ctx: DeployContext, progress: Progress) -> None:
                                gguf_path=ctx.served if ctx.plan.target != "vllm" else None,
                                output_dir=ctx.plan.out_dir / "bench", label=ctx.plan.name)
     measured = run_sweep(config, levels, progress, stop_past_knee=True)
-    ctx.result.verdicts = [v.model_dump(mode="json") for v in measured.verdicts]
+    at = judged_levels(measured.sweep, measured.target_levels, measured.config.concurrency)
+    ctx.result.verdicts = [{**v.model_dump(mode="json"), "concurrency": at.get(v.target), "holds_at": measured.target_levels.get(v.target)}
+                           for v in measured.verdicts]
+    line = capacity_line(ctx.result.verdicts, knee_text(measured), measured.files.get("sweep_png"))
+    progress.update(1.0, line)
     ctx.record("bench", began, reused=False, summary={
         "concurrency": measured.config.concurrency, "levels": [p.concurrency for p in measured.sweep], "n_requests": request.bench_requests,
         "knee": measured.knee.model_dump(mode="json") if measured.knee else None, "target_levels": measured.target_levels,
-        "sweep": [p.model_dump(mode="json") for p in measured.sweep], "summary": measured.summary.model_dump(mode="json"), "files": measured.files})
+        "capacity": line, "sweep": [p.model_dump(mode="json") for p in measured.sweep], "summary": measured.summary.model_dump(mode="json"),
+        "files": measured.files})
+
+
+def capacity_line(verdicts: list[dict], knee: str, plot: str | None) -> str:
+    """One line for the deploy's summary: each verdict with the level it was judged at, the knee and its cause, the plot."""
+    parts = []
+    for v in verdicts:
+        measured = "n/a" if v.get("measured") is None else f"{v['measured']:.3g}"
+        where = "" if v["target"] == "memory_gb" or v.get("concurrency") is None else f" at c={v['concurrency']}"
+        parts.append(f"{v['target']} {v['state']} {measured}{where}")
+    return f"capacity: {'; '.join(parts)}; knee {knee}" + (f"; plot {plot}" if plot else "")
 
 
 Step = Callable[[DeployContext, Progress], None]
