@@ -5,7 +5,12 @@
    and reports the request rate it sustains and its CPU time per request.
 2. The embedded engine (llama.cpp's server via xllamacpp) serves SmolLM2-135M 16-token answers at
    4 concurrent streams; its request rate is measured with the same client.
-The ratio of the two is the headroom (issue target: at least 20x). Writes JSON comparable across commits.
+The ratio of the two is the headroom (issue target: at least 20x).
+3. Accuracy: the scripted server sends its first token after a known 50 ms and one every 10 ms after it, so
+   TTFT is 50 ms and e2e 200 ms by construction; our client's medians at concurrency 1 and 4 must be within
+   2 ms of those. The server is Python sleeping to absolute deadlines in its own process: on a busy machine
+   its wake-ups are late too, so only a quiet run judges the client.
+Writes JSON comparable across commits.
 
     python benchmarks/bench_client_overhead.py [--out benchmarks/results/client_overhead.json] [--skip-engine]
 """
@@ -56,6 +61,22 @@ def client_rate(url: str, concurrency: int, n: int) -> dict[str, float]:
     }
 
 
+KNOWN = {"ttft_ms": 50.0, "tpot_ms": 10.0}
+TOLERANCE_MS = 2.0
+
+
+def client_accuracy(url: str, concurrency: int, n: int) -> dict[str, float | bool]:
+    """Medians against the scripted server's known timing: the error is what our client adds or misses."""
+    config = BenchConfig(base_url=url, model="scripted", n_requests=n, concurrency=concurrency, max_tokens=TOKENS, warmup=1,
+                         targets={"memory_gb": None})
+    s = run_benchmark(config).summary
+    want_e2e = KNOWN["ttft_ms"] + (TOKENS - 1) * KNOWN["tpot_ms"]
+    ttft_err, e2e_err = (s.median_ttft_ms or 0.0) - KNOWN["ttft_ms"], (s.median_e2el_ms or 0.0) - want_e2e
+    return {"concurrency": concurrency, "requests": s.completed, "median_ttft_ms": s.median_ttft_ms or 0.0, "known_ttft_ms": KNOWN["ttft_ms"],
+            "median_e2el_ms": s.median_e2el_ms or 0.0, "known_e2el_ms": want_e2e, "ttft_error_ms": round(ttft_err, 3),
+            "e2el_error_ms": round(e2e_err, 3), "within_2ms": abs(ttft_err) <= TOLERANCE_MS and abs(e2e_err) <= TOLERANCE_MS}
+
+
 def engine_rate(requests: int) -> dict[str, float] | None:
     gguf = smollm2_path()
     if gguf is None:
@@ -87,6 +108,12 @@ def main() -> None:
         for c, watch in zip((1, 4, 16), watches, strict=True):
             with watch:
                 client.append(client_rate(url, c, args.requests))
+    accuracy = []
+    with spawned(tokens=TOKENS, slots=8, **KNOWN) as url:
+        for c in (1, 4):
+            with LoadWatch(f"accuracy at concurrency {c}") as watch:
+                accuracy.append(client_accuracy(url, c, 80))
+            watches.append(watch)
     engine = None
     if not args.skip_engine:
         with LoadWatch("engine") as watch:
@@ -99,6 +126,8 @@ def main() -> None:
         "client_against_instant_server": client,
         "engine_smollm2": engine,
         "client_max_request_throughput": best,
+        "accuracy_against_known_timing": accuracy,
+        "accuracy_target": f"medians within {TOLERANCE_MS} ms of the scripted timing at concurrency 1 and 4",
         "headroom_ratio": best / engine["request_throughput"] if engine and engine["request_throughput"] else None,
         "target": "headroom_ratio >= 20",
         "note": "The instant server is Python in its own process, so the client rate is a lower bound on what the client can do.",

@@ -6,7 +6,11 @@ For each build that is present:
 2. the best settings swept at concurrency 1, 2, 4, 8: req/s, TTFT p95, e2e p95, lost connections;
 3. single-stream decode tok/s against the bandwidth roofline (bench/roofline.py), from the concurrency-1 run;
 4. 64 requests at concurrency 4 through one aiohttp session and one `openai` client (connections reused);
-5. native only: llama-bench prefill (64 and 512 tokens) and decode tok/s.
+5. native only: llama-bench prefill (64 and 512 tokens) and decode tok/s;
+6. native only, what bounds req/s: llama-bench at the batch sizes continuous batching runs (1, 2, 4, 8 tokens
+   and the uncached prompt) gives the kernels' own ceiling per concurrency; our client's CPU per request
+   against an instant server gives its share of the 2 cores; decode is set against both the bandwidth
+   roofline and the one-token kernel rate.
 Every measurement runs inside a LoadWatch; a busy machine marks the result not comparable.
 
     python benchmarks/engine_capacity.py [--gguf MODEL.gguf] [--out benchmarks/results/engine_capacity.json] [--quick]
@@ -19,6 +23,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +35,9 @@ for extra in ("server", "tests", "tests/support", "tests/bench", "benchmarks"):
     sys.path.insert(0, str(ROOT / extra))
 
 from _bench_meta import LoadWatch, write_report  # noqa: E402
+from bench_client_overhead import client_rate  # noqa: E402  (one definition of the client's CPU per request)
 from conftest import smollm2_path  # noqa: E402
+from scripted_server import spawned  # noqa: E402
 from test_connections import _aiohttp_load, _openai_load  # noqa: E402  (one definition of the reuse load)
 
 from model_serving.bench import BenchConfig, run_benchmark, run_sweep  # noqa: E402
@@ -119,6 +126,9 @@ def measure_best(settings: Settings, gguf: Path, build: str, best: dict[str, Any
         with LoadWatch(f"{build} single stream", [server.pid]) as watch:
             single = run_benchmark(_config(server, gguf, min(n, 12), 1, out / f"{build}-single"))
         watches.append(watch)
+        with LoadWatch(f"{build} concurrency 4 prompts", [server.pid]) as watch:  # how many prompt tokens the cache leaves
+            at4 = run_benchmark(_config(server, gguf, n, 4, out / f"{build}-at4"))
+        watches.append(watch)
         with LoadWatch(f"{build} reuse clients", [server.pid]) as watch:
             dropped = {"aiohttp": asyncio.run(_aiohttp_load(server.base_url, server.name, reuse, 4)),
                        "openai": asyncio.run(_openai_load(server.base_url, server.name, reuse, 4))}
@@ -134,7 +144,59 @@ def measure_best(settings: Settings, gguf: Path, build: str, best: dict[str, Any
         "connection_errors": {k: len(v) for k, v in dropped.items()} | {"bench_sweep": swept.summary.connection_errors},
         "connection_error_samples": {k: v[:2] for k, v in dropped.items()},
         "memory_bytes": swept.server.memory_bytes,
+        "uncached_prompt_tokens": _median_prompt(at4.records), "output_tokens": at4.metrics["output_tokens"].median,
     }
+
+
+def _median_prompt(records: list) -> float | None:
+    counted = [r.server.prompt_tokens for r in records if r.server and r.server.prompt_tokens is not None]
+    return statistics.median(counted) if counted else None
+
+
+def bounds(settings: Settings, gguf: Path, best: dict[str, Any], watches: list[LoadWatch]) -> dict[str, Any] | None:
+    """What bounds req/s at each concurrency, from the engine's kernels measured alone.
+
+    Continuous batching decodes one token for each of the c running requests per step, so a step costs what llama-bench
+    measures for a c-token batch; each request also prefills its uncached prompt tokens. The ceiling is then
+    1 / (output tokens / rate(c) + prompt tokens / rate(prompt)) req/s, with no HTTP, scheduling or client cost at all.
+    """
+    tool, prompt, output = native.tool(settings, "llama-bench"), best.get("uncached_prompt_tokens"), best.get("output_tokens")
+    if tool is None or not prompt or not output:
+        return None
+    sizes = sorted({1, 2, 4, 8, max(1, round(prompt))})
+    with LoadWatch("llama-bench batch sizes", []) as watch:
+        done = subprocess.run([str(tool), "-m", str(gguf), "-t", str(THREADS), "-p", ",".join(map(str, sizes)), "-n", "0", "-r", "3",
+                               "-o", "json"], capture_output=True, text=True, timeout=900, check=False, env={**os.environ, **native.env()})
+    watches.append(watch)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip()[-300:]}
+    rate = {r["n_prompt"]: r["avg_ts"] for r in json.loads(done.stdout)}
+    levels = []
+    for point in best["sweep"]:
+        batch = min(point["concurrency"], best["slots"], 8)
+        ceiling = 1.0 / (output / rate[batch] + prompt / rate[max(1, round(prompt))])
+        levels.append({"concurrency": point["concurrency"], "batch_tok_s": round(rate[batch], 1), "ceiling_req_s": round(ceiling, 2),
+                       "measured_req_s": point["req_s"], "fraction": round(point["req_s"] / ceiling, 3)})
+    at4 = next(lv for lv in levels if lv["concurrency"] == 4)
+    with spawned(ttft_ms=0, tpot_ms=0, tokens=round(output)) as url, LoadWatch("client against an instant server") as watch:
+        client = client_rate(url, 4, 200)  # our client's own CPU per request, with no engine to wait for
+    watches.append(watch)
+    client_share = client["client_cpu_ms_per_request"] * at4["measured_req_s"] / 1e3 / (os.cpu_count() or 1)
+    bound = ("compute" if at4["ceiling_req_s"] < 10 else "client" if client_share > 0.15 else "engine overhead (HTTP, scheduling)")
+    roof = best.get("roofline") or {}
+    decode = {"measured_tok_s": best["decode_tok_s_single_stream"], "bandwidth_ceiling_tok_s": roof.get("ceiling_tok_s"),
+              "kernel_tok_s": round(rate[1], 1),
+              "bound": "compute" if roof.get("ceiling_tok_s") and rate[1] < 0.9 * roof["ceiling_tok_s"] else "bandwidth",
+              "note": "kernel_tok_s is llama-bench's one-token forward pass: decode cannot beat it, so when it is under 90% of the "
+                      "bandwidth ceiling the kernels, not memory, bound decode on this CPU."}
+    return {"llama_bench_tok_s": {str(k): round(v, 1) for k, v in sorted(rate.items())}, "prompt_tokens": prompt, "output_tokens": output,
+            "decode": decode,
+            "levels": levels, "client_cpu_ms_per_request": round(client["client_cpu_ms_per_request"], 2),
+            "client_cpu_share_at_4": round(client_share, 3), "bound_at_4": bound,
+            "explanation": (f"At concurrency 4 the kernels alone allow {at4['ceiling_req_s']:.1f} req/s ({output:.0f} output tokens in "
+                            f"4-token steps at {at4['batch_tok_s']:.0f} tok/s, {prompt:.0f} uncached prompt tokens each); the engine "
+                            f"served {at4['measured_req_s']:.1f} ({at4['fraction']:.0%} of it), the client used "
+                            f"{client_share:.1%} of the machine's cores.")}
 
 
 def llama_bench(settings: Settings, gguf: Path, watches: list[LoadWatch]) -> dict[str, Any] | None:
@@ -190,6 +252,8 @@ def main() -> None:
         best = max(rows, key=lambda r: r["req_s"])
         builds[build] = {"describe": native.find(dataclasses.replace(settings, engine_build=build)).describe, "screen": rows,
                          "best": measure_best(settings, gguf, build, best, args.requests, work, watches, args.reuse_requests)}
+        if build == "native":
+            builds[build]["bounds"] = bounds(settings, gguf, builds[build]["best"], watches)
     earlier: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.merge and args.out.exists() else {}
     builds = {**earlier.get("builds", {}), **builds}
     faster = max(builds, key=lambda b: max(p["req_s"] for p in builds[b]["best"]["sweep"] if p["concurrency"] == 4))
