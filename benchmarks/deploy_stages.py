@@ -61,6 +61,7 @@ TARGET = 1.02
 def paired(runs: int, bare, ours) -> dict[str, object]:  # noqa: ANN001
     """Alternate the bare tool and ours (bare first on even runs), and summarise."""
     bare_s, ours_s = [], []
+    load_before = os.getloadavg()[0]
     for run in range(runs):
         print(f"  run {run + 1}/{runs}", file=sys.stderr)
         if run % 2 == 0:
@@ -72,7 +73,8 @@ def paired(runs: int, bare, ours) -> dict[str, object]:  # noqa: ANN001
     o, d = statistics.median(ours_s), statistics.median(bare_s)
     pairs = statistics.median(a / b for a, b in zip(ours_s, bare_s, strict=True))
     return {"ours_median_s": round(o, 3), "direct_median_s": round(d, 3), "ratio": round(o / d, 4), "ratio_pairs_median": round(pairs, 4),
-            "target": TARGET, "within_target": o / d <= TARGET, "ours_s": [round(x, 3) for x in ours_s], "direct_s": [round(x, 3) for x in bare_s]}
+            "target": TARGET, "within_target": o / d <= TARGET, "ours_s": [round(x, 3) for x in ours_s], "direct_s": [round(x, 3) for x in bare_s],
+            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
 def deploy_stages(settings: Settings, tmp: Path, name: str, watch: LoadWatch):  # noqa: ANN201
