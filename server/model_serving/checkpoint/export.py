@@ -9,6 +9,7 @@ that sdist once, checks its pinned sha256 and unpacks the converter into the ven
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -28,7 +29,7 @@ from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress, run_process
 from model_serving.settings import Settings
 from model_serving.util.filehash import FollowingHash, HashCache
-from model_serving.util.paths import atomic_output, confine, sha256_file, tree_sha256, write_text_atomic
+from model_serving.util.paths import atomic_output, confine, tree_sha256, write_text_atomic
 from model_serving.util.process import launcher_argv
 
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
@@ -256,11 +257,12 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
     sidecar = out.with_name(out.name + ".export.json")
     hashes = HashCache(settings.state_dir)  # by file stat: a checkpoint exported before (or copied by prepare) is not read to hash it
     known = tree_sha256(checkpoint, names, hashes.sha256) if out.exists() and sidecar.exists() else None  # the reuse check needs it first
-    if known and (previous := _previous(sidecar, known, outtype, out)):
+    if known and (previous := _previous(sidecar, known, outtype, out, hashes)):
         progress.complete("identical export exists; reused")
         return previous.model_copy(update={"skipped": True})
-    with ThreadPoolExecutor(1, thread_name_prefix="hash-source") as pool:
-        source_hash = pool.submit(tree_sha256, checkpoint, names, hashes.sha256) if known is None else None  # beside the converter
+    with ThreadPoolExecutor(2, thread_name_prefix="beside-converter") as pool:
+        source_hash = pool.submit(tree_sha256, checkpoint, names, hashes.sha256) if known is None else None
+        pool.submit(importlib.import_module, "gguf")  # the verification's header walk needs its type tables: 0.3-0.5 s to import in a fresh process
         gguf, verification, digest = _convert(checkpoint, info, outtype, out, overwrite, converter, progress)
         source_sha = source_hash.result() if source_hash is not None else str(known)
     hashes.put(out, digest)  # the quantizer reads this file next: it need not hash it again
@@ -273,13 +275,13 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
     return result
 
 
-def _previous(sidecar: Path, source_sha: str, outtype: str, out: Path) -> ExportResult | None:
+def _previous(sidecar: Path, source_sha: str, outtype: str, out: Path, hashes: HashCache) -> ExportResult | None:
     """The recorded export when it was made from this very source as this type and the output is unchanged."""
     try:
         previous = ExportResult.model_validate_json(sidecar.read_text(encoding="utf-8"))
     except ValueError:
         return None
-    if previous.source_sha256 == source_sha and previous.outtype == outtype and previous.sha256 == sha256_file(out):
+    if previous.source_sha256 == source_sha and previous.outtype == outtype and previous.sha256 == hashes.sha256(out):  # by stat: export recorded it
         return previous
     return None
 
