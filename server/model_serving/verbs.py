@@ -103,7 +103,7 @@ def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) 
 
     return run(settings, Path(req.input_path), Path(req.output) if req.output else None, req.qtype,
                allow_requantize=req.allow_requantize, overwrite=req.overwrite, verify=req.verify,
-               quantizer=tool(settings, "llama-quantize"), progress=progress)
+               quantizer=tool(settings, "llama-quantize"), imatrix_tool=tool(settings, "llama-imatrix"), calibration=req.calibration, progress=progress)
 
 
 def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
@@ -131,8 +131,11 @@ def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
 def serve_stop(settings: Settings, req: NameRequest) -> ServedModel:
     """Stop an embedded-engine model."""
     from model_serving.serve.embedded.engine import stop_model
+    from model_serving.serve.gateway.router import ensure_gateway
 
-    return stop_model(settings, req.name)
+    model = stop_model(settings, req.name)
+    ensure_gateway(settings)  # the gateway is resized as on a start: the models-max count follows the largest model left
+    return model
 
 
 def serve_gateway(settings: Settings, req: GatewayRequest) -> Gateway:

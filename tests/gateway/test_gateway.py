@@ -16,13 +16,15 @@ import pytest
 from cli_runner import cli_in_process
 from mcp import Client
 
+from model_serving.limits import NameRequest, ServeStartRequest
 from model_serving.mcp.server import create_server
 from model_serving.serve.embedded import native, registry
 from model_serving.serve.embedded.engine import free_port, list_models, stop_model
-from model_serving.serve.embedded.registry import ServedAdapter, ServedModel
+from model_serving.serve.embedded.registry import Replica, ServedAdapter, ServedModel
 from model_serving.serve.gateway import preset
-from model_serving.serve.gateway.router import gateway_status, stop_gateway
+from model_serving.serve.gateway.router import _estimate, gateway_status, start_gateway, stop_gateway
 from model_serving.settings import Settings
+from model_serving.verbs import serve_start, serve_stop
 
 CHAT_TIMEOUT_S = 300.0  # the first request loads the model in a new instance, on a busy 2-core machine
 
@@ -201,3 +203,32 @@ def test_the_preset_has_a_section_per_model_and_adapter(settings: Settings) -> N
     assert "sleep-idle-seconds = 42" in text and "load-on-startup = false" in text
     assert "[tuned]\nmodel = /m/base.gguf\nlora = /m/tuned.gguf\nc = 1024\nparallel = 2\nthreads = 3" in text
     assert [m.name for m in list_models(settings)] == ["base", "other", "semi"]  # the gateway's files are no model's record
+
+
+def test_replicas_stay_on_their_router_and_the_status_says_why(settings: Settings) -> None:
+    replicas = [Replica(base_url=f"http://127.0.0.1:{p}", port=p, pid=1, log_path="/r.log") for p in (2, 3)]
+    registry.save(settings, _record("single", "/m/s.gguf", "2026-01-01T00:00:00"))
+    registry.save(settings, _record("scaled", "/m/s.gguf", "2026-01-02T00:00:00").model_copy(update={"router": "round_robin", "replicas": replicas}))
+    items, skipped = preset.write(settings, keep_alive_s=42)
+    assert [e.name for e in items] == ["single"] and "[scaled]" not in registry.gateway_path(settings, ".ini").read_text()
+    [why] = gateway_status(settings).skipped
+    assert why.startswith("scaled: 2 replicas behind vllm-router") and "http://127.0.0.1:1/v1" in why and "router mode" in why
+
+
+@pytest.mark.slow
+def test_a_stopped_model_leaves_the_preset_the_router_and_the_count(live: Settings, tiny_gguf: Path, smollm2_gguf: Path) -> None:
+    for gguf, name in ((tiny_gguf, "tiny"), (smollm2_gguf, "smol")):
+        serve_start(live, ServeStartRequest(gguf_path=str(gguf), name=name, ctx_size=256, parallel=1))
+    items, _ = preset.entries(list_models(live))
+    sizes = {e.name: _estimate(e) for e in items}
+    assert sizes["smol"] > 2 * sizes["tiny"]
+    budget = 1.5 * sizes["smol"]  # one smol at once, several of the tiny one
+    gateway = start_gateway(live, port=free_port(), memory_budget_gb=budget / 2**30)
+    assert gateway.models_max == 1 and {m.name for m in gateway.models} == {"tiny", "smol"}
+    serve_stop(live, NameRequest(name="smol"))
+    after = gateway_status(live)
+    assert after.running and [m.name for m in after.models] == ["tiny"] and set(states(after.base_url)) == {"tiny"}
+    assert after.models_max == int(budget) // sizes["tiny"] and after.largest_model_bytes == sizes["tiny"]  # resized as on a start
+    assert "[smol]" not in Path(after.preset_path).read_text() and after.note.startswith("0 of 1 registered loaded")
+    assert chat(after.base_url, "smol").status_code >= 400 and chat(after.base_url, "tiny").status_code == 200
+    assert gateway_status(live).note.startswith("1 of 1 registered loaded")

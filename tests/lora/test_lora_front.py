@@ -53,8 +53,9 @@ async def test_the_model_field_picks_the_adapter_and_nothing_else_changes() -> N
     finally:
         await front_runner.cleanup()
         await engine_runner.cleanup()
-    assert seen == [{"model": "legal", "lora": [{"id": 1, "scale": 1.0}], "messages": [], "cache_prompt": False},  # the client's own lora replaced
-                    {"model": "base", "cache_prompt": False}, {"messages": [], "cache_prompt": False}]  # 'sales' never reached the engine
+    none = [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 0.0}]  # the base: every adapter at 0, whatever the engine holds at rest
+    assert seen == [{"model": "legal", "lora": [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 1.0}], "messages": [], "cache_prompt": False},  # the client's own replaced
+                    {"model": "base", "lora": none, "cache_prompt": False}, {"messages": [], "lora": none, "cache_prompt": False}]  # 'sales' never reached the engine
 
 
 async def test_an_engine_that_is_gone_is_a_502_with_a_cause() -> None:

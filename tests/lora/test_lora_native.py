@@ -78,6 +78,11 @@ def test_adapters_on_the_native_build_answer_by_name_and_die_with_the_worker(set
         answers = {name: answer(model.base_url, name) for name in ("tuned-a", "tuned-b")}
         assert len({first, *answers.values()}) == 3, answers
         assert answer(model.base_url, "base") == first  # after an adapter: cache_prompt false, so no other adapter's cached prompt
+        plain = serve_start(settings, ServeStartRequest(gguf_path=str(tiny_gguf), name="plain", ctx_size=512, parallel=2))
+        try:  # the base's name applies no adapter at all (llama-server's `--lora` alone would hold each at scale 1)
+            assert answer(plain.base_url, "plain") == first
+        finally:
+            stop_model(settings, "plain")
         os.kill(model.pid, signal.SIGKILL)  # no SIGTERM handler runs: only the parent-death signal ends llama-server
         assert wait_gone(model.pid) and wait_gone(engine)
     finally:

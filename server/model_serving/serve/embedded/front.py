@@ -2,8 +2,8 @@
 
 llama.cpp's server loads every adapter at start (scale 0) and applies the ones a request names in its
 `lora` field, but it does not map model names to adapters (ggml-org/llama.cpp#11031 is open). This
-front does only that: a JSON body whose `model` is an adapter's name gets `lora: [{id, scale: 1}]`;
-the base's name (or no `model`) goes through unchanged; an unknown name is a 404, not a silent base
+front does only that: a JSON body whose `model` is an adapter's name gets `lora` with that adapter at
+scale 1 and every other at 0; the base's name (or no `model`) gets every adapter at 0; an unknown name is a 404, not a silent base
 answer. Everything else, streams included, passes through byte for byte.
 
 This llama.cpp build reuses a slot's cached prompt whatever LoRA set computed it: a base request that
@@ -42,8 +42,9 @@ def rewrite(body: bytes, base: str, adapters: list[str]) -> tuple[bytes, str | N
     name = obj.get("model", base)
     if name != base and name not in adapters:
         return body, str(name)
-    if name != base:
-        obj["lora"] = [{"id": adapters.index(name), "scale": 1.0}]
+    # Every adapter's scale, the base's request too: a native llama-server started with `--lora` holds them at 1 when a
+    # request names none (the worker starts it with `--lora-scaled PATH:0`, which a path with ':' or ',' cannot carry).
+    obj["lora"] = [{"id": i, "scale": 1.0 if adapter == name else 0.0} for i, adapter in enumerate(adapters)]
     obj["cache_prompt"] = False  # a slot's cached prompt may have been computed under another adapter
     return json.dumps(obj).encode(), None
 

@@ -102,7 +102,7 @@ def _serve_native(args: argparse.Namespace) -> int:
     build = native.Build("native", Path(args.native), "native")
     argv = [*native.server_argv(build, Path(args.model), alias=args.alias, port=args.engine_port, ctx_size=args.ctx_size,
                                 parallel=args.parallel, threads=args.threads or 1),
-            *(a for spec in args.lora for a in ("--lora", spec.split("=", 1)[1])), "--lora-init-without-apply"]
+            *(a for spec in args.lora for a in _at_rest(spec.split("=", 1)[1]))]
     armed = native_argv(argv[0], *argv[1:])  # it dies with us, even on SIGKILL
     if armed is None:
         print("util-linux's setpriv is missing: the native llama-server could not be tied to this worker", file=sys.stderr, flush=True)
@@ -122,6 +122,13 @@ def _serve_native(args: argparse.Namespace) -> int:
                 child.kill()
                 child.wait()
     return 0 if child.returncode in (0, -15) else 1
+
+
+def _at_rest(path: str) -> tuple[str, str]:
+    """One adapter at scale 0 until a request names it: `--lora` (and `--lora-init-without-apply`) would hold it at 1 for
+    every request that names none. `--lora-scaled` splits FNAME:SCALE on ':'; a path with one loads at 1, and the
+    front's explicit scales (front.rewrite) keep the base's requests clean."""
+    return ("--lora", path) if ":" in path else ("--lora-scaled", f"{path}:0")
 
 
 def _loaded(child: subprocess.Popen, port: int) -> bool:

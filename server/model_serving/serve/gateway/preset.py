@@ -2,8 +2,8 @@
 
 llama.cpp's router reads an INI file (`--models-preset`): a section per model id with `model = PATH`
 and any server option as a key. We generate it from the engine registry, so the gateway serves
-exactly the registered models under their names; an adapter served on its base's engine becomes a
-section of its own (the base's `model` plus `lora`). That instance is a second process: it maps the
+exactly the registered models under their names (not a name served by replicas: see `entries`); an adapter
+served on its base's engine becomes a section of its own (the base's `model` plus `lora`). That instance is a second process: it maps the
 same GGUF (the page cache shares the weights) but has its own KV cache and compute buffers, and it
 counts as one model against the router's `--models-max`.
 
@@ -56,6 +56,10 @@ def entries(models: list[ServedModel]) -> tuple[list[PresetEntry], list[str]]:
     skipped: list[str] = []
     for m in sorted(models, key=lambda m: m.started_at):
         if m.engine != "embedded":
+            continue
+        if m.router:  # server-models.cpp proxies only to instances it spawned itself: no section can name a URL
+            skipped.append(f"{m.name}: {len(m.replicas)} replicas behind vllm-router stay on their own URL {m.base_url}/v1 "
+                           "(llama.cpp's router mode routes only to instances it starts, not to a running server)")
             continue
         common = {"gguf_path": m.gguf_path, "ctx_size": m.ctx_size, "parallel": m.parallel, "threads": m.threads}
         for entry in [PresetEntry(name=m.name, **common),

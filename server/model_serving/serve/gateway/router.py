@@ -159,6 +159,8 @@ def stop_gateway(settings: Settings, *, keep_on_demand: bool = False) -> Gateway
 def ensure_gateway(settings: Settings) -> Gateway | None:
     """After a model was added or removed: rewrite the preset, and start (or resize) the gateway when it is on demand.
 
+    A removal resizes like an addition: the largest model gone, more fit the budget, and the router restarts with that count.
+
     Never fails the serve or register that called it: without the native build, or turned off, it does nothing.
     """
     if os.environ.get(OFF_ENV, "").strip().lower() in ("off", "0", "false", "no"):
@@ -168,6 +170,8 @@ def ensure_gateway(settings: Settings) -> Gateway | None:
         return None
     if native.find(settings).kind != "native":
         return None
+    if not preset.entries(registry.list_models(settings))[0] and (record is None or record.state != "running"):
+        return None  # nothing the gateway could serve (the last one removed, or only replicas): it starts with the next model
     try:
         if record is not None and record.state == "running":
             items, _ = preset.write(settings, record.keep_alive_s)
@@ -198,8 +202,9 @@ def gateway_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -
     ids = [(preset.router_id(e.name), e) for e in items]
     models = [GatewayModel(name=rid, registered_as=e.name if rid != e.name else None, adapter_of=e.adapter_of,
                            state=(listed or {}).get(rid, "not listed" if listed is not None else "gateway down")) for rid, e in ids]
-    note = (f"one endpoint for every model: {record.base_url}/v1 (pick one with the model field); the per-model ports stay for one release"
-            if listed is not None else f"the gateway is {record.state}; its log: {record.log_path}")
+    loaded = sum(1 for m in models if m.state == "loaded")
+    note = (f"{loaded} of {len(models)} registered loaded; one endpoint for every model: {record.base_url}/v1 (pick one with the model field); "
+            "the per-model ports stay for one release" if listed is not None else f"the gateway is {record.state}; its log: {record.log_path}")
     return Gateway(running=listed is not None, base_url=record.base_url, models=models, models_max=record.models_max,
                    keep_alive_s=record.keep_alive_s, memory_budget_bytes=record.memory_budget_bytes, largest_model_bytes=record.largest_model_bytes,
                    on_demand=record.on_demand, pid=record.pid if record.state == "running" else None, log_path=record.log_path,
