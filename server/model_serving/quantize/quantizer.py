@@ -278,9 +278,10 @@ def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _Backgroun
     """
     split = 0.6 if plan.verify else 0.95
     with atomic_output(plan.target, overwrite=plan.overwrite) as tmp:
-        quantize_s, out_header = _quantize_into(plan, tmp, progress.span(0.0, split))
-        output_hash = _BackgroundHash(tmp, None, progress.cancel_event)  # beside the quality evaluation, which only reads it
+        quantize_s = _run_quantizer(plan, tmp, progress.span(0.0, split))
+        output_hash = _BackgroundHash(tmp, None, progress.cancel_event)  # beside the type check and quality evaluation, which only read it
         try:
+            out_header = _check_output(plan, tmp)
             result = _result(plan, out_header, tmp.stat().st_size, quantize_s, input_hash.result(), "")
             progress.update(split, f"Wrote {plan.target.name}" + ("; verifying it against the input" if plan.verify else ""))
             if plan.verify:
@@ -357,15 +358,14 @@ def _check_input(source: Path, allow_requantize: bool) -> tuple[GGUFHeader, str,
     return header, input_type, quantized
 
 
-def _quantize_into(plan: _Plan, tmp: Path, progress: Progress) -> tuple[float, GGUFHeader]:
-    """Run the quantizer into the partial `tmp` and check that it is the requested file type."""
-    quantize_s = _run_quantizer(plan, tmp, progress)
+def _check_output(plan: _Plan, tmp: Path) -> GGUFHeader:
+    """The partial `tmp`'s header, refused unless it is the requested file type."""
     out_header = read_header(tmp)
     if out_header.file_type != plan.qtype.ftype:
         raise VerificationFailed(
             f"llama.cpp wrote file type {out_header.file_type_name or out_header.file_type}, not the requested {plan.qtype.name}.",
             "Report this with the quantizer output; the file was not kept.")
-    return quantize_s, out_header
+    return out_header
 
 
 def _resume(settings: Settings, recorded: QuantizeResult, plan: _Plan, progress: Progress, started: float) -> QuantizeResult:
