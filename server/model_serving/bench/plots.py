@@ -19,6 +19,11 @@ def _pyplot():  # noqa: ANN202
     return plt
 
 
+def preload() -> None:
+    """Import the plotting library now (about a second), e.g. while an engine starts, rather than after a benchmark."""
+    _pyplot()
+
+
 def _save(plt, fig, path: Path) -> str:  # noqa: ANN001
     with atomic_output(path, overwrite=True) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

@@ -149,7 +149,8 @@ def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> Benc
 
 def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.LoadOutcome, info: ServerInfo, *, started: str,
            load=None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee=None,  # noqa: ANN001
-           server_before=None, target_levels: dict[str, list[int]] | None = None, judged: list[Verdict] | None = None) -> BenchResult:  # noqa: ANN001
+           server_before=None, target_levels: dict[str, list[int]] | None = None, judged: list[Verdict] | None = None,  # noqa: ANN001
+           roofline: Roofline | None = None) -> BenchResult:
     """Statistics, reconciliation, roofline, verdicts (or a sweep's `judged`, each at its own level) and files for measured records."""
     server = engine_metrics.compare(config, server_before) if server_before is not None else None
     targets = config.targets
@@ -161,7 +162,7 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
         findings.append(Finding(code="model_name_ignored", message=(
             f"The server lists {', '.join(info.models)} but answered requests for {config.model!r}: it serves one model whatever "
             "the name, so make sure it is the model you meant to measure.")))
-    roof = _roofline(config, records, dists)
+    roof = roofline or _roofline(config, records, dists)
     incomplete = bool(outcome.stopped_reason) or summary.failed > 0 or summary.completed == 0
     lag = outcome.loop_lag_ms
     result = BenchResult(
@@ -228,14 +229,14 @@ def _target_levels(points: Sequence[SweepPoint], config: BenchConfig, info: Serv
     return levels
 
 
-def _judge_levels(swept: dict[int, _Level], info: ServerInfo, knee: Knee, target_levels: dict[str, list[int]], main: int) -> list[Verdict]:
+def _judge_levels(swept: dict[int, _Level], info: ServerInfo, knee: Knee, target_levels: dict[str, list[int]], main: int,
+                  roof: Roofline | None) -> list[Verdict]:
     """Each target's verdict at the level `verdicts.judged_levels` picks for it, the level named in its note."""
     chosen = verdicts.judged_levels([lv.point for lv in swept.values()], target_levels, main)
     out: list[Verdict] = []
     for level in sorted(set(chosen.values())):
         lv = swept[level]
-        roof = _roofline(lv.config, lv.records, lv.dists) if level == 1 else None  # the batch-1 ceiling means nothing at more streams
-        judged = verdicts.judge(lv.config, lv.summary, lv.dists, lv.records, info, roof, None, knee)
+        judged = verdicts.judge(lv.config, lv.summary, lv.dists, lv.records, info, roof if level == 1 else None, None, knee)
         out += [v for v in judged if chosen.get(v.target) == level]
     order = list(chosen)
     out.sort(key=lambda v: order.index(v.target) if v.target in order else len(order))
@@ -270,8 +271,13 @@ def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | N
     knee = loads.find_knee(points, info.total_slots)
     best = knee.concurrency or max(points, key=lambda p: p.request_throughput).concurrency
     target_levels = _target_levels(points, config, info)
-    judged = _judge_levels(swept, info, knee, target_levels, best)
+    # The batch-1 ceiling, measured once (a bandwidth probe per call): decode at more streams is not comparable with it.
+    single = swept.get(1)
+    roof = _roofline(single.config, single.records, single.dists) if single else None
+    if roof is not None:
+        roof.note = f"{roof.note} Decode at concurrency 1 of the sweep.".strip()
+    judged = _judge_levels(swept, info, knee, target_levels, best, roof)
     main = swept[best]
     final = config.model_copy(update={"concurrency": best, "rate": None})
     return finish(final, main.records, main.outcome, info, started=started, progress=progress, sweep=points, knee=knee, server_before=server_before,
-                  target_levels=target_levels, judged=judged)
+                  target_levels=target_levels, judged=judged, roofline=roof if single else None)
