@@ -3,6 +3,8 @@
 1. Two full `deploy`s of the default model (Q8_0, embedded engine) into fresh folders: seconds per
    stage. The first fills the rebuilt-checkpoint cache (what a deploy right after install pays), the
    second finds it (`stages_s_cached`).
+   Each deploy's bench sweep (capacity line, levels, knee, where each target holds) goes to
+   `bench_capacity`, and the cached deploy's sweep plot beside the JSON (`deploy_stages.sweep.png`).
 2. Export: `export_gguf` (preflight, converter, verification, hashing, sidecar) against the converter
    run the way a user runs it, `python convert_hf_to_gguf.py --outfile X --outtype f16 CHECKPOINT`.
 3. Quantize: `quantize_gguf(verify=False)` against `llama_model_quantize` called in this process and
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -85,6 +88,16 @@ def deploy_stages(settings: Settings, tmp: Path, name: str, watch: LoadWatch):  
     return result
 
 
+def bench_capacity(result, plot_copy: Path | None) -> dict[str, object]:  # noqa: ANN001
+    """The deploy's sweep: its capacity line, levels, knee and where each target holds; its plot copied beside the JSON."""
+    bench = next(step.summary for step in result.steps if step.step == "bench")
+    if plot_copy is not None and bench["files"].get("sweep_png"):
+        shutil.copyfile(bench["files"]["sweep_png"], plot_copy)
+    return {"capacity": bench["capacity"], "levels": bench["levels"], "knee": bench["knee"], "target_levels": bench["target_levels"],
+            "req_s": {p["concurrency"]: round(p["request_throughput"], 2) for p in bench["sweep"]},
+            "verdict_levels": {v["target"]: v.get("concurrency") for v in result.verdicts}}
+
+
 def export_pairs(settings: Settings, tmp: Path, checkpoint: Path, runs: int) -> dict[str, object]:
     converter = provision_converter(settings)
 
@@ -139,6 +152,7 @@ def main() -> None:
         watches = [LoadWatch("deploy"), LoadWatch("deploy, checkpoint cached"), LoadWatch("export runs"), LoadWatch("quantize runs")]
         result = deploy_stages(settings, tmp, "deploy", watches[0])
         cached = deploy_stages(settings, tmp, "deploy-again", watches[1])
+        capacity = {"first": bench_capacity(result, None), "cached": bench_capacity(cached, args.out.with_suffix(".sweep.png"))}
         checkpoint = tmp / "deploy" / "smollm2-135m-instruct-hf"
         f16 = tmp / "deploy" / "smollm2-135m-instruct-f16.gguf"
         with watches[2]:
@@ -157,7 +171,7 @@ def main() -> None:
         "quantize_vs_llama_model_quantize": quantize["vs_in_process"],
         "quantize_vs_llama_quantize_process": quantize.get("vs_llama_quantize_process"),
         "quantizer": quantize["quantizer"], "output_sha256_s": quantize["output_sha256_s"],
-        "verdicts": result.verdicts, "quality": result.quality,
+        "verdicts": result.verdicts, "quality": result.quality, "bench_capacity": capacity,
         **{k: v for k, v in run_metadata(watches).items() if k in ("load", "comparable", "comparable_note")},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

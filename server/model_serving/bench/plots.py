@@ -107,7 +107,7 @@ def _sweep_figure(plt, result: BenchResult):  # noqa: ANN001, ANN202
     right.set_ylabel("p95 latency (ms); dotted: targets", color="#C44E52")
     right.set_ylim(bottom=0, top=max([p.p95_e2el_ms or 0 for p in points] + [targets.e2e_ms or 0]) * 1.15 or 1)
     if result.knee and result.knee.concurrency:
-        ax.axvline(result.knee.concurrency, color="#555555", linestyle=":", label=f"knee ({result.knee.cause})")
+        ax.axvline(result.knee.concurrency, color="#555555", linestyle=":", label=f"knee at {result.knee.concurrency} ({result.knee.cause.replace('_', ' ')})")
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     # Below the axes: inside, it would cover a data point whichever corner it took.
     ax.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
