@@ -90,6 +90,7 @@ class DeployRequest(Request):
     verify_quality: bool = True
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     allow_broken: Annotated[bool, Field(description="Serve even if quality is broken")] = False
+    calibration: Annotated[PathArg | None, Field(description="Imatrix text; IQ/K types")] = None
     replace: Annotated[bool, Field(description="Replace a model of this name (destructive)")] = False
     plan_only: bool = False
 
@@ -190,6 +191,7 @@ class QuantizeRequest(Request):
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     overwrite: bool = False
     verify: bool = True
+    calibration: Annotated[PathArg | None, Field(description="Imatrix text; IQ/K types")] = None
 
 
 class ServeStartRequest(Request):

@@ -103,7 +103,7 @@ def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) 
 
     return run(settings, Path(req.input_path), Path(req.output) if req.output else None, req.qtype,
                allow_requantize=req.allow_requantize, overwrite=req.overwrite, verify=req.verify,
-               quantizer=tool(settings, "llama-quantize"), progress=progress)
+               quantizer=tool(settings, "llama-quantize"), imatrix_tool=tool(settings, "llama-imatrix"), calibration=req.calibration, progress=progress)
 
 
 def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:

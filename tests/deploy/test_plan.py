@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -41,9 +42,11 @@ def test_default_names_keep_what_tells_models_apart(settings: Settings, tiny_che
 
 def test_unknown_quant_is_refused_before_the_export(settings: Settings, tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "deploy" / "tiny"
-    for quant in ("Q9_9", "IQ2_XS"):  # unknown; needs an importance matrix
+    (tmp_path / "no-native-build").mkdir()
+    bare = dataclasses.replace(settings, native_cache=tmp_path / "no-native-build")
+    for quant in ("Q9_9", "IQ2_XS"):  # unknown; needs an importance matrix, which needs the native build this one lacks
         with pytest.raises(InputError) as refused:
-            deploy(settings, DeployRequest(source=str(tiny_checkpoint), quant=quant, out_dir=str(out)))
+            deploy(bare, DeployRequest(source=str(tiny_checkpoint), quant=quant, out_dir=str(out)))
         assert refused.value.next_step
     assert not (tmp_path / "deploy").exists()  # no export ran, and no empty folder was left
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from model_serving.errors import InputError
 from model_serving.limits import DeployRequest
+from model_serving.quantize.imatrix import ImatrixSpec, ImatrixUse, imatrix_spec
 from model_serving.quantize.quantizer import resolve_qtype
 from model_serving.settings import Settings
 from model_serving.util.paths import confine, sha256_file, tree_sha256
@@ -31,6 +32,7 @@ def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
     if request.target == "vllm":  # before the quantization checks: vLLM serves none of it
         _check_vllm_source(source, request)
     qtype = None if source.pulled else _check_requantize(source, qtype, request.allow_requantize)  # quant picked the file
+    matrix = _imatrix(settings, qtype, request)
     name = deploy_name(source, request.name)
     out_dir = (confine(request.out_dir, settings.roots, must_exist=False, what="output folder") if request.out_dir
                else settings.roots[0] / "deployments" / name)
@@ -41,13 +43,25 @@ def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
         _check_context(source, request)
     replacing = _check_name_free(settings, name, target, source, out_dir, request.replace)
     draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[])
-    plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing))
+    plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing, matrix))
     _check_disk(plan)
     return plan
 
 
 def _quant_type(quant: str) -> str:
-    return resolve_qtype(quant).name  # unknown and importance-matrix-only types are refused here, before the export
+    return resolve_qtype(quant).name  # unknown types are refused here, before the export
+
+
+def _imatrix(settings: Settings, qtype: str | None, request: DeployRequest) -> ImatrixSpec | None:
+    """The importance matrix the quantize step will use; refused now, before the export, when its tools or text are missing."""
+    from model_serving.serve.embedded.native import tool
+
+    if qtype is None or request.target == "vllm":
+        if request.calibration is not None:
+            raise InputError("This deploy quantizes nothing, so a calibration text would change nothing.",
+                             "Leave calibration out, or deploy with a K or IQ quant type (Q4_K_M, IQ3_XXS).")
+        return None
+    return imatrix_spec(settings, qtype, request.calibration, quantizer=tool(settings, "llama-quantize"), imatrix_tool=tool(settings, "llama-imatrix"))
 
 
 def _check_requantize(source: Source, qtype: str, allow: bool) -> str | None:
@@ -135,7 +149,7 @@ def _served_as(settings: Settings, name: str, target: Engine) -> str | None:
         return f"registered with Ollama at {client.host}" if client.exists(names.canonical(name)) else None
 
 
-def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None) -> list[PlannedStep]:
+def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, matrix: ImatrixSpec | None = None) -> list[PlannedStep]:
     steps: list[PlannedStep] = []
     ckpt = plan.checkpoint
     if plan.source.kind == "default":
@@ -156,9 +170,11 @@ def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None) -> l
         kept = "the F16 export" if plan.source.kind != "gguf" else f"{plan.source.model_name}.gguf ({plan.source.file_type or 'as it is'})"
         steps.append(PlannedStep(step="quantize", action="skip", detail=f"serve {kept} unquantized"))
     else:
-        reused = _reusable_quant(plan, export_sha)
+        reused = _reusable_quant(plan, export_sha, matrix)
         check = ", then compare answers and perplexity with the source" if request.verify_quality else ""
-        steps.append(PlannedStep(step="quantize", action="reuse" if reused else "run", detail=f"quantize to {plan.qtype}{check}: {plan.quant_path}"))
+        how = (f" with an importance matrix (llama-imatrix over the {matrix.label} calibration text, {matrix.chunks} chunks; cached)"
+               if matrix else "")
+        steps.append(PlannedStep(step="quantize", action="reuse" if reused else "run", detail=f"quantize to {plan.qtype}{how}{check}: {plan.quant_path}"))
     where = f"; replaces the model {replacing}" if replacing else ""
     steps.append(PlannedStep(step="register", action="run",
                              detail=f"serve as {plan.name!r} on {plan.target} ({plan.target_reason}){where}, then probe: it must answer and stop"))
@@ -217,12 +233,15 @@ def _reusable_merge(plan: DeployPlan) -> bool:
     return bool(recorded) and all(recorded.get(k) == v for k, v in merge_inputs(plan).items())
 
 
-def _reusable_quant(plan: DeployPlan, input_sha: str | None) -> bool:
+def _reusable_quant(plan: DeployPlan, input_sha: str | None, matrix: ImatrixSpec | None = None) -> bool:
     if not plan.quant_path.exists():
         return False
     recorded = _sidecar(plan.quant_path.with_name(plan.quant_path.name + ".json"))
     if recorded.get("qtype") != plan.qtype:
         return False
+    used = recorded.get("imatrix")
+    if (matrix is None) != (used is None) or (matrix is not None and not matrix.matches(ImatrixUse.model_validate(used))):
+        return False  # another calibration (or none) made another output
     if input_sha is None and plan.source.kind == "gguf" and plan.source.path is not None:
         input_sha = sha256_file(plan.source.path)
     return input_sha is not None and recorded.get("input_sha256") == input_sha

@@ -79,7 +79,8 @@ def quantize(ctx: DeployContext, progress: Progress) -> None:
     request, qtype, source = ctx.request, ctx.plan.qtype, ctx.f16 or ctx.plan.source.path
     assert source is not None and qtype is not None
     done = quantize_gguf(ctx.settings, source, ctx.plan.quant_path, qtype, allow_requantize=request.allow_requantize,
-                         overwrite=True, verify=request.verify_quality, quantizer=tool(ctx.settings, "llama-quantize"), progress=progress)
+                         overwrite=True, verify=request.verify_quality, quantizer=tool(ctx.settings, "llama-quantize"),
+                         imatrix_tool=tool(ctx.settings, "llama-imatrix"), calibration=request.calibration, progress=progress)
     ctx.served, ctx.served_sha256 = Path(done.output_path), done.output_sha256
     ctx.source_sha256 = ctx.source_sha256 or done.input_sha256
     report = done.quality
@@ -89,7 +90,8 @@ def quantize(ctx: DeployContext, progress: Progress) -> None:
                                "ppl_ratio": report.ppl_ratio, "answers_lost": report.answers_lost}
     ctx.record("quantize", began, reused=done.skipped, output=ctx.served, input_sha256=done.input_sha256, output_sha256=done.output_sha256,
                summary={"qtype": done.qtype, "size_bytes": done.output_size_bytes, "bits_per_weight": done.bits_per_weight,
-                        "quality": report.model_dump(mode="json") if report else None})
+                        "quality": report.model_dump(mode="json") if report else None,
+                        "imatrix": done.imatrix.model_dump(mode="json") if done.imatrix else None})
     if done.verdict == "broken" and not request.allow_broken:
         raise VerificationFailed(f"The {done.qtype} model is broken compared with its source: {done.summary}",
                                  "Deploy a higher-precision type (quant Q8_0, Q6_K or F16), or pass allow_broken (--allow-broken) to serve it anyway.")

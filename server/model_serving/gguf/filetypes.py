@@ -17,6 +17,11 @@ FILE_TYPE_IDS: dict[str, int] = {name: ftype for ftype, name in FILE_TYPES.items
 # three plus F64 and the integer types). Anything else is a block-quantized format.
 UNQUANTIZED: frozenset[str] = frozenset({"F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64"})
 
+# llama.cpp's quantizer refuses these without an importance matrix (src/llama-quant.cpp,
+# tensor_requires_imatrix); the other quantized types only benefit from one.
+IMATRIX_REQUIRED: frozenset[str] = frozenset({"Q2_K_S", "IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S"})
+IMATRIX_UNUSED: frozenset[str] = frozenset({"F32", "F16", "BF16", "Q8_0"})  # no quantization, or too fine for a matrix to matter
+
 
 def file_type_name(ftype: int | None) -> str | None:
     """The llama-quantize name of a general.file_type value; 'type N' for one this table lacks."""

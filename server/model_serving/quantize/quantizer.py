@@ -4,7 +4,8 @@ The quantizer runs in a child process, so cancelling kills it and a crash in lla
 the caller down: the native build's `llama-quantize` itself when the caller passes it (the bare tool,
 no interpreter), else `quantize_worker` calling the binding. It writes to a temporary file that is
 renamed into place only when it finished and parses as the requested file type. A sidecar `<output>.json` records the
-input hash and type, so asking again for the same output returns the recorded result.
+input hash and type (and the importance matrix's calibration), so asking again for the same output returns the recorded result.
+The IQ and low-bit K types of `IMATRIX_REQUIRED` get an importance matrix first (quantize/imatrix.py).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from model_serving.errors import Cancelled, InputError, ServingError, VerificationFailed
-from model_serving.gguf.filetypes import FILE_TYPES, is_quantized
+from model_serving.gguf.filetypes import FILE_TYPES, IMATRIX_REQUIRED, is_quantized
 from model_serving.gguf.header import GGUFHeader, read_header
 from model_serving.jobs import Progress, run_process
 from model_serving.quantize import worker as quantize_worker
+from model_serving.quantize.imatrix import ImatrixSpec, ImatrixUse, ensure_imatrix, imatrix_spec
 from model_serving.quantize.quality import QualityReport, compare_quality
 from model_serving.settings import Settings
 from model_serving.util.filehash import HashCache
@@ -42,25 +44,18 @@ class QuantType:
 
 # Every file type of gguf/filetypes.py. The worker checks each against the installed binding, so a
 # type this llama.cpp lacks fails with a clear message, not a crash.
-# needs_imatrix: llama.cpp aborts without an importance matrix for these, which we do not compute.
-NEEDS_IMATRIX = frozenset({"IQ1_M", "IQ1_S", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ3_XS", "IQ3_XXS", "Q2_K_S"})
-QUANT_TYPES: dict[str, QuantType] = {name: QuantType(name, ftype, name in NEEDS_IMATRIX) for ftype, name in sorted(FILE_TYPES.items())}
+# needs_imatrix: llama.cpp aborts without an importance matrix for these; quantize/imatrix.py computes one.
+QUANT_TYPES: dict[str, QuantType] = {name: QuantType(name, ftype, name in IMATRIX_REQUIRED) for ftype, name in sorted(FILE_TYPES.items())}
 ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16", "FP32": "F32"}
 
 
 def resolve_qtype(name: str) -> QuantType:
-    """Case-insensitive file type name -> QuantType, refusing unknown names and imatrix-only types."""
+    """Case-insensitive file type name -> QuantType, refusing unknown names (imatrix_spec checks what a matrix needs)."""
     key = name.strip().upper().replace("-", "_")
     key = ALIASES.get(key, key)
     qtype = QUANT_TYPES.get(key)
     if qtype is None:
-        valid = ", ".join(n for n, t in QUANT_TYPES.items() if not t.needs_imatrix)
-        raise InputError(f"Unknown quantization type {name!r}.", f"Use one of: {valid}.")
-    if qtype.needs_imatrix:
-        raise InputError(
-            f"{qtype.name} needs an importance matrix, which this tool does not compute (llama.cpp refuses it without one).",
-            "Choose a type that works without one (Q4_K_M, Q5_K_M, Q6_K, Q8_0, IQ4_XS, Q2_K), or run llama-imatrix and llama-quantize --imatrix yourself.",
-        )
+        raise InputError(f"Unknown quantization type {name!r}.", f"Use one of: {', '.join(QUANT_TYPES)}.")
     return qtype
 
 
@@ -94,6 +89,7 @@ class QuantizeResult(BaseModel):
     sidecar_path: str
     llama_cpp_version: str
     skipped: bool = Field(default=False, description="True when a matching earlier output was reused")
+    imatrix: ImatrixUse | None = Field(default=None, description="The importance matrix passed to llama-quantize, if any")
     verdict: QuantizeVerdict = Field(description="The quality verdict, or 'unverified' when verify was off")
     quality: QualityReport | None = None
     summary: str = ""
@@ -159,8 +155,8 @@ def _sidecar(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def _reuse(output: Path, input_sha: str, qtype: QuantType, hashes: HashCache) -> QuantizeResult | None:
-    """The recorded result when the sidecar matches this input and type and the output is unchanged."""
+def _reuse(output: Path, input_sha: str, qtype: QuantType, hashes: HashCache, matrix: ImatrixSpec | None = None) -> QuantizeResult | None:
+    """The recorded result when the sidecar matches this input, type and calibration and the output is unchanged."""
     sidecar = _sidecar(output)
     try:
         recorded = QuantizeResult.model_validate_json(sidecar.read_text())
@@ -168,6 +164,8 @@ def _reuse(output: Path, input_sha: str, qtype: QuantType, hashes: HashCache) ->
         return None
     if recorded.input_sha256 != input_sha or recorded.qtype != qtype.name:
         return None
+    if (matrix is None) != (recorded.imatrix is None) or (matrix is not None and not matrix.matches(recorded.imatrix)):
+        return None  # made with another calibration, or with(out) a matrix: another output
     if hashes.sha256(output) != recorded.output_sha256:
         return None
     return recorded
@@ -181,6 +179,8 @@ def _summary(result: QuantizeResult) -> str:
     text = (f"{Path(result.input_path).name} ({result.input_file_type}, {result.input_size_bytes / 2**20:.1f} MiB) -> "
             f"{Path(result.output_path).name} ({result.qtype}, {result.output_size_bytes / 2**20:.1f} MiB, "
             f"{result.bits_per_weight:.2f} bits/weight)")
+    if result.imatrix is not None:
+        text += f" with an importance matrix ({result.imatrix.calibration} calibration, {result.imatrix.chunks} chunks)"
     if result.quality is not None:
         text += f"; quality {result.quality.verdict}: {result.quality.summary}"
     return text
@@ -201,6 +201,7 @@ class _Plan:
     overwrite: bool
     verify: bool
     quantizer: Path | None = None
+    matrix: ImatrixSpec | None = None
 
     @property
     def what(self) -> str:
@@ -218,12 +219,16 @@ def quantize_gguf(
     verify: bool = True,
     threads: int | None = None,
     quantizer: Path | None = None,
+    imatrix_tool: Path | None = None,
+    calibration: str | Path | None = None,
     progress: Progress | None = None,
 ) -> QuantizeResult:
     """Quantize `input_path` to `qtype`, verify it against the input when `verify`, and report.
 
     `quantizer` is the native build's `llama-quantize` (serve/embedded/native.py `tool`, passed in by
     the callers above this floor); without it, or without setpriv to tie it to us, our worker runs.
+    `imatrix_tool` is the build's `llama-imatrix`: the types of IMATRIX_REQUIRED, and any K/IQ type
+    given a `calibration` text, get an importance matrix (cached per input and calibration) first.
 
     The output takes its final name only once it is written, parses as the requested type and (with
     `verify`) has been measured: a cancel or failure in any phase leaves neither it nor its sidecar.
@@ -231,7 +236,7 @@ def quantize_gguf(
     started = time.perf_counter()
     progress = progress or Progress()
     plan = _plan(settings, input_path, output_path, qtype, allow_requantize=allow_requantize, overwrite=overwrite, verify=verify, threads=threads,
-                 quantizer=quantizer)
+                 quantizer=quantizer, imatrix_tool=imatrix_tool, calibration=calibration)
     progress.update(0.0, plan.what)
     hashes = HashCache(settings.state_dir)
     input_hash = _BackgroundHash(plan.source, hashes, progress.cancel_event)  # overlaps the quantizer
@@ -249,20 +254,22 @@ def quantize_gguf(
 
 
 def _plan(settings: Settings, input_path: Path, output_path: Path | None, qtype: str, *, allow_requantize: bool,
-          overwrite: bool, verify: bool, threads: int | None, quantizer: Path | None = None) -> _Plan:
+          overwrite: bool, verify: bool, threads: int | None, quantizer: Path | None = None, imatrix_tool: Path | None = None,
+          calibration: str | Path | None = None) -> _Plan:
     source, target, target_type = _resolve_paths(settings, input_path, output_path, qtype)
+    matrix = imatrix_spec(settings, target_type.name, calibration, quantizer=quantizer, imatrix_tool=imatrix_tool)  # before reading the input
     if threads is not None and not 0 <= threads <= 1024:
         raise InputError(f"threads={threads} is out of range.", "Pass 1 to 1024 threads, 0 for all cores, or leave it out.")
     header, input_type, requantized = _check_input(source, allow_requantize)
     return _Plan(source, target, target_type, header, input_type, requantized, threads if threads is not None else 0,
-                 allow_requantize, overwrite, verify, quantizer)
+                 allow_requantize, overwrite, verify, quantizer, matrix)
 
 
 def _recorded(plan: _Plan, input_hash: _BackgroundHash, hashes: HashCache) -> QuantizeResult | None:
     """An identical earlier result, reused even when overwriting is allowed; an unrelated file is refused unless overwriting."""
     if not plan.target.exists():
         return None
-    recorded = _reuse(plan.target, input_hash.result(), plan.qtype, hashes)
+    recorded = _reuse(plan.target, input_hash.result(), plan.qtype, hashes, plan.matrix)
     if recorded is None and not plan.overwrite:
         raise InputError(f"{plan.target} already exists and was not made from this input as {plan.qtype.name}.",
                          "Pass overwrite (--overwrite) to replace it, or choose another output path.")
@@ -277,12 +284,17 @@ def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _Backgroun
     (the next run or `clean` removes it), never an output without its record.
     """
     split = 0.6 if plan.verify else 0.95
+    begin = 0.25 if plan.matrix else 0.0
+    matrix = None if plan.matrix is None else ensure_imatrix(settings, plan.matrix, plan.source, input_hash.result(), threads=plan.threads,
+                                                             progress=progress.span(0.0, begin))
     with atomic_output(plan.target, overwrite=plan.overwrite) as tmp:
-        quantize_s = _run_quantizer(plan, tmp, progress.span(0.0, split))
+        quantize_s = _run_quantizer(plan, tmp, progress.span(begin, split), matrix)
         output_hash = _BackgroundHash(tmp, None, progress.cancel_event)  # beside the type check and quality evaluation, which only read it
         try:
             out_header = _check_output(plan, tmp)
             result = _result(plan, out_header, tmp.stat().st_size, quantize_s, input_hash.result(), "")
+            result.imatrix = matrix
+            result.summary = _summary(result)
             progress.update(split, f"Wrote {plan.target.name}" + ("; verifying it against the input" if plan.verify else ""))
             if plan.verify:
                 report = compare_quality(settings, plan.source, tmp, progress=progress.span(split, 1.0), candidate_name=plan.target.name)
@@ -392,19 +404,20 @@ def _quantizer_name(plan: _Plan) -> str:
     return "llama-quantize" if plan.quantizer is not None and native_argv(plan.quantizer) is not None else "worker"
 
 
-def _quantizer_argv(plan: _Plan, tmp: Path) -> list[str]:
+def _quantizer_argv(plan: _Plan, tmp: Path, matrix: ImatrixUse | None = None) -> list[str]:
     """llama.cpp's own `llama-quantize` when the native build has it (the child is then the bare tool), else our worker."""
     qtype = plan.qtype
     if plan.quantizer is not None and (argv := native_argv(plan.quantizer)) is not None:
+        flags = [*(["--allow-requantize"] if plan.allow_requantize else []), *(["--imatrix", matrix.path] if matrix else [])]
         # The numeric file type: llama-quantize accepts it for every type it offers, and refuses the others by name.
-        return [*argv, *(["--allow-requantize"] if plan.allow_requantize else []), str(plan.source), str(tmp), str(qtype.ftype), str(plan.threads)]
+        return [*argv, *flags, str(plan.source), str(tmp), str(qtype.ftype), str(plan.threads)]
     # Run by path with -P (no script directory on sys.path): skips the package __init__ and its
     # metadata lookup, which `-m` would pay on every call.
     return python_argv(Path(quantize_worker.__file__), plan.source, tmp, qtype.name, str(qtype.ftype), str(plan.threads),
                        "1" if plan.allow_requantize else "0")
 
 
-def _run_quantizer(plan: _Plan, tmp: Path, progress: Progress) -> float:
+def _run_quantizer(plan: _Plan, tmp: Path, progress: Progress, matrix: ImatrixUse | None = None) -> float:
     source, qtype = plan.source, plan.qtype
 
     def on_line(line: str) -> None:
@@ -414,7 +427,7 @@ def _run_quantizer(plan: _Plan, tmp: Path, progress: Progress) -> float:
                 progress.update(done / total, f"Quantizing tensor {done}/{total} to {qtype.name}")
 
     began = time.perf_counter()
-    code, tail = run_process(_quantizer_argv(plan, tmp), progress, on_line=on_line)
+    code, tail = run_process(_quantizer_argv(plan, tmp, matrix), progress, on_line=on_line)
     elapsed = time.perf_counter() - began
     if code != 0:
         reason = next((ln.split("QUANTIZE_ERROR", 1)[1].strip() for ln in reversed(tail.splitlines()) if "QUANTIZE_ERROR" in ln), "")

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from model_serving.gguf.filetypes import IMATRIX_REQUIRED, IMATRIX_UNUSED
 from model_serving.jobs import Progress
 from model_serving.skill import extract
 from model_serving.skill.cache import DocsCache, now_iso
@@ -137,10 +138,6 @@ PARAM_NOTES = {
     "min_p": "Drop tokens below p times the top token's probability.",
 }
 
-# Not in the fetched pages: llama.cpp's quantizer refuses these types without --imatrix
-# (src/llama-quant.cpp, tensor_requires_imatrix); the rest only benefit from one.
-IMATRIX_REQUIRED = {"Q2_K_S", "IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S"}
-IMATRIX_UNUSED = {"F32", "F16", "BF16", "Q8_0"}  # no quantization, or too fine for an importance matrix to matter
 
 ENV_NOTES = {
     "OLLAMA_HOST": "Where the server listens and where clients (and our tools) look for it.",
