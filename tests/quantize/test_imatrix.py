@@ -11,7 +11,7 @@ from quant_helpers import cancel_on_message, place
 from model_serving import verbs
 from model_serving.errors import Cancelled, InputError, PathNotAllowed
 from model_serving.jobs import Progress
-from model_serving.limits import QuantizeRequest
+from model_serving.limits import DeployRequest, QuantizeRequest
 from model_serving.quantize.imatrix import BUILT_IN, CTX_SIZE
 from model_serving.quantize.quantizer import QUANT_TYPES, quantize_gguf, read_header
 from model_serving.serve.embedded.native import tool
@@ -122,3 +122,16 @@ def test_cancel_during_the_matrix_leaves_nothing(native: Settings, f16: Path, tm
     folder = native.state_dir / "imatrix"
     assert folder.is_dir() and not list(folder.iterdir())  # neither the matrix nor its partial
     assert not target.exists() and not list(tmp_path.glob(".*.partial"))
+
+
+@needs_native
+def test_the_deploy_plan_says_a_matrix_is_computed(native: Settings, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from model_serving.deploy.pipeline import deploy
+
+    result = deploy(native, DeployRequest(source=str(tiny_checkpoint), quant="IQ2_XS", out_dir=str(tmp_path / "d"), target="embedded",
+                                          plan_only=True), Progress())
+    (step,) = [s for s in result.plan if s.step == "quantize"]
+    assert step.action == "run" and "importance matrix" in step.detail and "built-in calibration" in step.detail
+    with pytest.raises(InputError, match="quantizes nothing"):
+        deploy(native, DeployRequest(source=str(tiny_checkpoint), quant="F16", calibration=str(BUILT_IN), target="embedded", plan_only=True),
+               Progress())
