@@ -18,7 +18,7 @@ from model_serving.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
-PATHS = {"path", "source", "output", "input_path", "gguf_path", "source_dir", "prompts_file", "gguf", "output_dir", "out_dir", "directory", "bench", "checkpoint"}
+PATHS = {"path", "source", "output", "input_path", "gguf_path", "source_dir", "prompts_file", "gguf", "output_dir", "out_dir", "directory", "bench", "checkpoint", "calibration"}
 FILLERS = {"name": "m", "model": "m", "qtype": "Q4_K_M", "job_id": "nosuchjob", "source": "m", "destination": "m2",
            "ggufs": ["missing-a.gguf", "missing-b.gguf"], "gpu_hourly": 2.0}
 WRONG_TYPE = {"string": 12345, "integer": "8080", "number": "fast", "boolean": "yes", "array": "a,b"}
