@@ -232,3 +232,5 @@ def test_a_stopped_model_leaves_the_preset_the_router_and_the_count(live: Settin
     assert "[smol]" not in Path(after.preset_path).read_text() and after.note.startswith("0 of 1 registered loaded")
     assert chat(after.base_url, "smol").status_code >= 400 and chat(after.base_url, "tiny").status_code == 200
     assert gateway_status(live).note.startswith("1 of 1 registered loaded")
+    [instance] = [int(c) for t in Path(f"/proc/{after.pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    assert b"OMP_WAIT_POLICY=" in Path(f"/proc/{instance}/environ").read_bytes()  # the policy per-model engines get (native.env)
