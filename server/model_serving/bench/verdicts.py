@@ -150,11 +150,14 @@ def judged_levels(points: Sequence[SweepPoint], target_levels: Mapping[str, Sequ
 
     Throughput at the level with the most completed requests/s (not at the knee: a short run's noise can put a
     higher level a little above it); a latency target at the highest level where it holds (the load it holds
-    under), or at the lowest level when it holds nowhere (where latency is least); memory, one peak over the
-    whole sweep, at the main level.
+    under), or where its p95 was lowest when it holds nowhere (usually one stream; on a busy machine not always);
+    memory, one peak over the whole sweep, at the main level.
     """
-    levels = sorted(p.concurrency for p in points)
-    chosen = {name: max(target_levels[name]) if target_levels.get(name) else levels[0] for name in ("ttft_ms", "e2e_ms")}
+    chosen: dict[str, int] = {}
+    for name, field in (("ttft_ms", "p95_ttft_ms"), ("e2e_ms", "p95_e2el_ms")):
+        held = target_levels.get(name)
+        chosen[name] = max(held) if held else min(
+            points, key=lambda p, f=field: (getattr(p, f) is None, getattr(p, f) or 0.0, p.concurrency)).concurrency
     chosen["request_throughput"] = max(points, key=lambda p: (p.request_throughput, -p.concurrency)).concurrency
     chosen["memory_gb"] = main
     return chosen
