@@ -1,6 +1,7 @@
 """The plan: every check a deploy can make before long work, and what each step will do.
 
-A deploy is refused here, before it writes anything, when the quantization type is unknown, the
+A deploy is refused here, before it writes anything, when the quantization type is unknown (or needs
+an importance matrix and the native build that computes one is missing), the
 source is already quantized to another type (unless requantizing is allowed), the name is taken
 (unless replacing), the target cannot be reached or the disk is too small. The plan also says which
 steps will reuse an identical earlier output (its sidecar records the same input hash).
