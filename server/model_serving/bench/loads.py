@@ -217,19 +217,20 @@ def _gain(anchor: SweepPoint, point: SweepPoint) -> float:
     return point.output_throughput / anchor.output_throughput - 1.0 if anchor.output_throughput else 0.0
 
 
-def sweep_can_stop(points: Sequence[SweepPoint], total_slots: int | None, *, latency_broken: bool = False, min_gain: float = 0.10) -> bool:
+def sweep_can_stop(points: Sequence[SweepPoint], total_slots: int | None, *, min_gain: float = 0.10) -> bool:
     """Whether higher levels can only queue, so a sweep may end here.
 
     Never below the server's slot count (the levels it can serve at once); past it, when throughput failed to
     beat its anchor at two levels in a row, or at one when the anchor already fills every slot (more requests
-    can only wait) or every latency target is already broken (higher levels only make latency worse).
+    can only wait). Broken latency alone does not end it: a busy moment breaks latency and throughput at one
+    level together, which is the noise this rule is there to ride out.
     """
     ordered = sorted(points, key=lambda p: p.concurrency)
     if not ordered or (total_slots is not None and ordered[-1].concurrency < total_slots):
         return False
     anchor, flat = _plateau(ordered, min_gain)
     slots_full = total_slots is not None and anchor.concurrency >= total_slots
-    return len(flat) >= 2 or (bool(flat) and (slots_full or latency_broken))
+    return len(flat) >= 2 or (bool(flat) and slots_full)
 
 
 def find_knee(points: Sequence[SweepPoint], total_slots: int | None, *, min_gain: float = 0.10) -> Knee:

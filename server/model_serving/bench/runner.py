@@ -26,7 +26,6 @@ from model_serving.bench.models import (
     Stats,
     Summary,
     SweepPoint,
-    Targets,
     Verdict,
 )
 from model_serving.bench.prompts import load_prompts
@@ -213,12 +212,6 @@ def _sweep_level(level_config: BenchConfig, records: list[RequestRecord], outcom
     return _Level(level_config, records, outcome, dists, s, point)
 
 
-def _latency_broken(point: SweepPoint, targets: Targets) -> bool:
-    """Every latency target that is set is missed at this level: higher levels only add waiting to it."""
-    latency = [name for name, threshold in (("ttft_ms", targets.ttft_ms), ("e2e_ms", targets.e2e_ms)) if threshold is not None]
-    return bool(latency) and not any(name in point.targets_met for name in latency)
-
-
 def _target_levels(points: Sequence[SweepPoint], config: BenchConfig, info: ServerInfo) -> dict[str, list[int]]:
     """target -> the levels at which it holds; memory is one peak over the whole sweep, so it holds at all or none."""
     targets = config.targets
@@ -263,8 +256,7 @@ def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | N
             records, outcome = _measure(level_config, info, concurrency=level, rate=None, progress=step)
             swept[level] = _sweep_level(level_config, records, outcome)
             points = [lv.point for lv in swept.values()]
-            broken = _latency_broken(swept[level].point, config.targets)
-            if outcome.stopped_reason or (stop_past_knee and loads.sweep_can_stop(points, info.total_slots, latency_broken=broken)):
+            if outcome.stopped_reason or (stop_past_knee and loads.sweep_can_stop(points, info.total_slots)):
                 break
     info = probe.after_run(config, info, sampler)
     points = [lv.point for lv in swept.values()]
