@@ -234,3 +234,15 @@ def test_a_stopped_model_leaves_the_preset_the_router_and_the_count(live: Settin
     assert gateway_status(live).note.startswith("1 of 1 registered loaded")
     [instance] = [int(c) for t in Path(f"/proc/{after.pid}/task").iterdir() for c in (t / "children").read_text().split()]
     assert b"OMP_WAIT_POLICY=" in Path(f"/proc/{instance}/environ").read_bytes()  # the policy per-model engines get (native.env)
+
+
+@pytest.mark.slow
+def test_replicas_are_named_in_the_gateway_status_and_answer_on_their_router(live: Settings, tiny_gguf: Path) -> None:
+    pytest.importorskip("vllm_router", reason="replicas need vllm-router (the scale extra)")
+    serve_start(live, ServeStartRequest(gguf_path=str(tiny_gguf), name="tiny", ctx_size=256, parallel=1))  # starts the gateway
+    scaled = serve_start(live, ServeStartRequest(gguf_path=str(tiny_gguf), name="scaled", ctx_size=256, parallel=1, replicas=2))
+    status = gateway_status(live)
+    assert status.running and [m.name for m in status.models] == ["tiny"]
+    assert [s for s in status.skipped if s.startswith("scaled: 2 replicas behind vllm-router")] and scaled.base_url in status.skipped[0]
+    assert {m["id"] for m in httpx.get(f"{status.base_url}/v1/models", timeout=10).json()["data"]} == {"tiny"}
+    assert chat(scaled.base_url, "scaled").status_code == 200  # on its own URL, as the status says
