@@ -293,13 +293,14 @@ def main() -> None:
         "benchmark": "quantize_overhead",
         "what": ("median wall time of quantize_gguf(verify=False) over a direct llama_model_quantize call on the same input; "
                  "commands: our whole CLI processes against the bare tools' processes, alternating pairs"),
-        "notes": ("ours = path checks + GGUF header walks + the quantizer in a child process + sha256 of input (in a thread, "
+        "notes": ("commands: ours = interpreter and CLI start + the function below, against the bare tool's process; "
+                  "in-process rows: ours = path checks + GGUF header walks + the quantizer in a child process + sha256 of input (in a thread, "
                   "remembered by file stat after the first run) and output + sidecar; direct_subprocess = the bare call "
                   "from a fresh Python process, for the share that is process start-up"),
         "target_ratio": TARGET,
-        "input": {"path": str(source), "size_bytes": size},
+        "input": {"path": str(source).replace(str(work), "<work>"), "size_bytes": size},  # a committed result names no machine's folders
         "threads": args.threads,
-        "llama_quantize": str(native) if native else None,
+        "llama_quantize": f"<native build>/{native.parent.name}/{native.name}" if native else None,
         "results": rows,
         "commands": commands,
         "bounds": bound,
