@@ -8,7 +8,10 @@ and KV cache freed, the process kept) after `sleep-idle-seconds` without a reque
 
 `--models-max` is a count derived from memory: the budget (default: the memory available at start)
 divided by the largest registered model's estimate (gguf/memory.py). It is fixed when the router
-starts, so a model added that changes the count restarts the gateway.
+starts, so a model added or removed that changes the count restarts the gateway.
+
+A name served by replicas (serve/router) is not a gateway model: the router proxies only to instances it
+spawned (server-models.cpp has no remote model), so `status` names it with its own URL (preset.entries).
 
 The xllamacpp wheel has no router mode: without the native build the gateway is refused, and each
 model keeps its own port (which stays for one release beside the gateway).
