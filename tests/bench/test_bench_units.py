@@ -183,3 +183,17 @@ def test_roofline_bytes_come_from_the_gguf(smollm2_gguf: Path) -> None:
 
 def test_bandwidth_probe_measures_something_plausible() -> None:
     assert 0.5 < roofline.measure_bandwidth(size_mb=64, repeats=2) < 2000
+
+
+def test_the_slot_bound_on_throughput_is_not_drawn_from_queued_latency() -> None:
+    # Past the slot count, end-to-end latency includes the wait for a slot: slots / latency would understate the server.
+    records = [_record(60.0 + i, [60.0 + i, 300.0 + i]) for i in range(10)]
+    for i, r in enumerate(records):
+        r.index, r.end_ms = i, 400.0 * (i + 1)
+    dists = metrics.distributions(records, confidence=0.95, seed=0)
+    summary = metrics.summarize(records, dists)
+    for concurrency, bound in ((4, True), (8, False)):
+        config = BenchConfig(base_url="http://127.0.0.1:1", model="m", concurrency=concurrency, targets=Targets(memory_gb=None))
+        result = verdicts.judge(config, summary, dists, records, ServerInfo(total_slots=4))
+        throughput = next(v for v in result if v.target == "request_throughput")
+        assert any("cannot exceed" in c for c in throughput.likely_causes) is bound

@@ -99,7 +99,7 @@ def _throughput_causes(config: BenchConfig, summary: Summary, metrics: dict[str,
     elif server.total_slots and in_flight < server.total_slots:
         causes.append(f"Only {in_flight} requests were in flight for {server.total_slots} slots; raise the concurrency.")
     e2e = metrics["e2el_ms"].mean
-    if e2e and server.total_slots:
+    if e2e and server.total_slots and in_flight <= server.total_slots:  # past the slots, latency includes the wait for one
         bound = server.total_slots * 1000.0 / e2e
         causes.append(f"With {server.total_slots} slot(s) and a mean latency of {e2e:.0f} ms the server cannot exceed about {bound:.1f} requests/s.")
     if knee and knee.cause in ("parallel_slots", "compute"):
