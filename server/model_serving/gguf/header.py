@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError
-from model_serving.gguf.filetypes import FILE_TYPES, is_quantized
+from model_serving.gguf.filetypes import FILE_TYPES, TENSOR_TYPES, is_quantized
 
 _GGUF_MAGIC = b"GGUF"
 _SCALAR = {t: struct.Struct(f) for t, f in
@@ -184,9 +184,20 @@ class _Tensors:
 _SIZED = ("token_embd.weight", "output.weight")  # what the decode roofline needs separately
 
 
-def _read_tensor_infos(cur: _Cursor, n_tensors: int) -> _Tensors:
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+def _tensor_type(ggml_type: int) -> tuple[str, int, int]:
+    known = TENSOR_TYPES.get(ggml_type)
+    if known is not None:
+        return known
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # a type newer than our table
 
+    try:
+        qtype = GGMLQuantizationType(ggml_type)
+        return (qtype.name, *GGML_QUANT_SIZES[qtype])
+    except (ValueError, KeyError):
+        raise _Corrupt(f"a tensor has ggml type {ggml_type}, unknown to the installed gguf package") from None
+
+
+def _read_tensor_infos(cur: _Cursor, n_tensors: int) -> _Tensors:
     out = _Tensors()
     for _ in range(n_tensors):
         name = cur.string(SHORT_STRING)
@@ -195,11 +206,7 @@ def _read_tensor_infos(cur: _Cursor, n_tensors: int) -> _Tensors:
             raise _Corrupt("a tensor has a name longer than 4 KiB" if name is None else f"a tensor claims {n_dims} dimensions")
         dims = [cur.take(_U64) for _ in range(n_dims)]
         ggml_type, offset = cur.take(_U32), cur.take(_U64)
-        try:
-            qtype = GGMLQuantizationType(ggml_type)
-            block, type_size = GGML_QUANT_SIZES[qtype]
-        except (ValueError, KeyError):
-            raise _Corrupt(f"a tensor has ggml type {ggml_type}, unknown to the installed gguf package") from None
+        type_name, block, type_size = _tensor_type(ggml_type)
         elements = 1
         for dim in dims:
             elements *= dim
@@ -208,7 +215,7 @@ def _read_tensor_infos(cur: _Cursor, n_tensors: int) -> _Tensors:
             out.embedding_shape = [int(d) for d in dims]
         if name in _SIZED:
             out.sizes[name] = nbytes
-        out.types[qtype.name] += 1
+        out.types[type_name] += 1
         out.params += elements
         out.data_end = max(out.data_end, offset + nbytes)
         out.data_bytes += nbytes
