@@ -85,7 +85,7 @@ class DeployRequest(Request):
     ctx_size: CtxSize = DEFAULT_CTX_SIZE
     parallel: Parallel = DEFAULT_PARALLEL
     bench: bool = True
-    bench_requests: Requests = 16
+    bench_requests: Requests = 32  # per sweep level: at 16 the interval of ~11 req/s straddled the 10 req/s target
     concurrency: Annotated[Concurrency | None, Field(description="Top bench sweep level; default 8")] = None
     verify_quality: bool = True
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False

@@ -113,7 +113,7 @@ def test_the_plan_of_the_default_model(settings: Settings) -> None:
     assert result.name == "smollm2-135m-instruct"
     assert actions(result) == {"prepare": "run", "export": "run", "quantize": "run", "register": "run", "bench": "run", "manifest": "run"}
     bench = next(s.detail for s in result.plan if s.step == "bench")
-    assert "16 streaming requests, 4 at a time" in bench  # the engine's 4 slots, not one request at a time
+    assert "32 streaming requests, 4 at a time" in bench  # the engine's 4 slots, not one request at a time
     assert not result.steps and result.manifest_path is None
 
 
