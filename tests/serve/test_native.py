@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -118,3 +122,18 @@ def test_the_native_build_serves_on_loopback_and_the_record_says_so(settings: Se
     finally:
         stop_model(settings, served.name)
     assert not registry.alive(served.pid)
+
+
+def test_spinning_waiters_only_when_the_cores_are_free_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.3)
+        assert native.busy_cores() > (os.cpu_count() or 1) / 2
+        assert native.env() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert native.env() == {"OMP_WAIT_POLICY": "ACTIVE"}
