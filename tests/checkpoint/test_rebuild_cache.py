@@ -40,3 +40,15 @@ def test_the_key_follows_the_content(tiny_gguf: Path, tmp_path: Path) -> None:
         fh.write(b"\0")
     assert cached_checkpoint(other, tmp_path / "cache").name != same.name
     assert cached_checkpoint(other, tmp_path / "cache", "float16") != cached_checkpoint(other, tmp_path / "cache")
+
+
+def test_the_install_fills_the_cache_a_deploy_then_copies(tiny_gguf: Path, tmp_path: Path) -> None:
+    from model_serving.checkpoint.rebuild import cached_or_build
+
+    cache = tmp_path / "state" / "rebuilt-checkpoints"
+    warmed = cached_or_build(tiny_gguf, cache)
+    assert warmed == cached_checkpoint(tiny_gguf, cache) and (warmed / "model.safetensors").is_file()
+    mtime = (warmed / "model.safetensors").stat().st_mtime_ns
+    assert cached_or_build(tiny_gguf, cache) == warmed and (warmed / "model.safetensors").stat().st_mtime_ns == mtime  # not rebuilt
+    copied = checkpoint_from_gguf(tiny_gguf, tmp_path / "deploy" / "hf", cache=cache)
+    assert (copied / "model.safetensors").read_bytes() == (warmed / "model.safetensors").read_bytes()

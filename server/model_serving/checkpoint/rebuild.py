@@ -60,9 +60,7 @@ def checkpoint_from_gguf(gguf_path: Path, out: Path, dtype: str = "bfloat16", *,
         return out
     if cache is None:
         return _rebuild(gguf_path, out, dtype)
-    kept = cached_checkpoint(gguf_path, cache, dtype)
-    if not _complete(kept):
-        _rebuild(gguf_path, kept, dtype)
+    kept = cached_or_build(gguf_path, cache, dtype)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -99,3 +97,25 @@ def _rebuild(gguf_path: Path, out: Path, dtype: str) -> Path:
         return finish_checkpoint(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def warm_default(settings_state: Path) -> Path:
+    """Fill the rebuilt-checkpoint cache the default deploy copies from (what its prepare step would rebuild)."""
+    return cached_or_build(smollm2_gguf_path(), settings_state / "rebuilt-checkpoints")
+
+
+def cached_or_build(gguf_path: Path, cache: Path, dtype: str = "bfloat16") -> Path:
+    kept = cached_checkpoint(gguf_path, cache, dtype)
+    return kept if _complete(kept) else _rebuild(gguf_path, kept, dtype)
+
+
+if __name__ == "__main__":  # scripts/install.sh: the default model's checkpoint once at install, not in the first deploy
+    import sys
+
+    from model_serving.settings import Settings
+
+    try:
+        print(warm_default(Settings.from_env().state_dir))
+    except InputError as exc:
+        print(f"the default model's checkpoint was not prepared: {exc}", file=sys.stderr)
+        sys.exit(1)
