@@ -1,11 +1,12 @@
 """What every benchmark writes beside its numbers, so results from different commits compare.
 
 Each measurement runs inside a `LoadWatch`, which records the 1-minute load average before and
-after it. A result is `comparable: false` when the machine was busy with other work: load above the
-number of cores before a measurement, or after it once the benchmark's own share is taken out (its
-CPU seconds over the wall time, for this process and the processes it started: a benchmark that
-keeps two cores busy must not call a quiet machine busy). The 1-minute average lags by about a
-minute, so for short measurements the figures are a rough guide.
+after it, and the cores' use sampled just before it starts. A result is `comparable: false` when
+the machine was busy with other work: more than half the cores in use just before a measurement (a
+sample, not the load average, which lags a minute and so carried the benchmark's own previous
+measurement into the next), or load above the cores after it once the benchmark's own share is taken
+out (its CPU seconds over the wall time, for this process and the processes it started: a benchmark
+that keeps two cores busy must not call a quiet machine busy).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from model_serving.serve.embedded.native import busy_cores  # one sampling of the cores' use, shared with the engine
 
 ROOT = Path(__file__).resolve().parent.parent
 CPUS = os.cpu_count() or 1
@@ -72,12 +75,12 @@ class LoadWatch:
     def __init__(self, name: str, pids: Sequence[int] = ()) -> None:
         self.name = name
         self.pids = list(pids)
-        self.before = self.after = self.own = 0.0
+        self.before = self.after = self.own = self.busy_before = 0.0
         self._began = 0.0
         self._cpu: dict[int | str, float] = {}
 
     def __enter__(self) -> LoadWatch:
-        self.before = load_average()
+        self.before, self.busy_before = load_average(), busy_cores()
         self._began, self._cpu = time.monotonic(), _cpu_by_process(self.pids)
         return self
 
@@ -94,10 +97,11 @@ class LoadWatch:
 
     @property
     def busy(self) -> bool:
-        return self.before > CPUS or self.others_after > CPUS
+        return self.busy_before > CPUS / 2 or self.others_after > CPUS
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "load_before": round(self.before, 2), "load_after": round(self.after, 2),
+        return {"name": self.name, "load_before": round(self.before, 2), "busy_cores_before": round(self.busy_before, 2),
+                "load_after": round(self.after, 2),
                 "own_load": round(self.own, 2), "others_load_after": round(self.others_after, 2), "busy": self.busy}
 
 
@@ -114,7 +118,7 @@ def run_metadata(watches: Sequence[LoadWatch] = ()) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "load": [w.as_dict() for w in watches],
         "comparable": bool(watches) and not busy,
-        "comparable_note": (f"the machine was busy (load above its {CPUS} cores) during: {', '.join(busy)}" if busy
+        "comparable_note": (f"the machine was busy (other work on over half its {CPUS} cores before, or load above them after) during: {', '.join(busy)}" if busy
                             else "no measurement was watched" if not watches else f"load stayed within the {CPUS} cores"),
     }
 
