@@ -6,6 +6,7 @@ where it is absent; the refusals and the preset need no build.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -233,7 +234,8 @@ def test_a_stopped_model_leaves_the_preset_the_router_and_the_count(live: Settin
     assert chat(after.base_url, "smol").status_code >= 400 and chat(after.base_url, "tiny").status_code == 200
     assert gateway_status(live).note.startswith("1 of 1 registered loaded")
     [instance] = [int(c) for t in Path(f"/proc/{after.pid}/task").iterdir() for c in (t / "children").read_text().split()]
-    assert b"OMP_WAIT_POLICY=" in Path(f"/proc/{instance}/environ").read_bytes()  # the policy per-model engines get (native.env)
+    policy = [v for v in Path(f"/proc/{instance}/environ").read_bytes().split(b"\0") if v.startswith(b"OMP_WAIT_POLICY=")]
+    assert policy == ([f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}".encode()] if os.environ.get("OMP_WAIT_POLICY") else [])
 
 
 @pytest.mark.slow

@@ -124,16 +124,16 @@ def test_the_native_build_serves_on_loopback_and_the_record_says_so(settings: Se
     assert not registry.alive(served.pid)
 
 
-def test_spinning_waiters_only_when_the_cores_are_free_now(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+def test_busy_cores_sees_other_work_and_openmp_keeps_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:
         time.sleep(0.3)
         assert native.busy_cores() > (os.cpu_count() or 1) / 2
-        assert native.env() == {"OMP_WAIT_POLICY": "PASSIVE"}
     finally:
         for burner in burners:
             burner.kill()
             burner.wait()
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    assert native.env() == {"OMP_WAIT_POLICY": "ACTIVE"}
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert native.env() == {}  # OpenMP's own brief spin, then sleep: no engine spins while idle
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert native.env() == {"OMP_WAIT_POLICY": "PASSIVE"}

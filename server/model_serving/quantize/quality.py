@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import signal
 import sys
@@ -34,7 +33,7 @@ from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress, run_process
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
-from model_serving.util.process import die_with_parent, python_argv
+from model_serving.util.process import die_with_parent, openmp_env, python_argv
 
 DATA_DIR = Path(__file__).parent / "data"
 N_CTX = 512
@@ -332,10 +331,7 @@ def _evaluate_in_child(path: Path, spec: dict[str, Any], progress: Progress, rol
             result.append(line.split(" ", 1)[1])
 
     argv = python_argv("model_serving.quantize.quality", path, json.dumps(spec))
-    # llama.cpp's OpenMP threads spin while they wait; on a busy machine (the engine serving, tests
-    # in parallel) that slowed this evaluation more than tenfold. Passive waiting keeps it steady.
-    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    code, tail = run_process(argv, progress, env=env, on_line=on_line)
+    code, tail = run_process(argv, progress, env=openmp_env(), on_line=on_line)
     if code != 0 or not result:
         error = next((ln.split(" ", 1)[1] for ln in reversed(tail.splitlines()) if ln.startswith("QUALITY_ERROR ")), None)
         if error:

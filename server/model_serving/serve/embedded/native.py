@@ -32,6 +32,7 @@ from typing import Literal
 
 from model_serving.errors import InputError
 from model_serving.settings import Settings
+from model_serving.util.process import openmp_env
 
 TARGETS = ("llama-server", "llama-bench", "llama-imatrix", "llama-quantize")
 # The dropped connections: llama-server's stream provider returns `has_next` (false) after `sink.done()`, and
@@ -70,15 +71,14 @@ VERIFY_TIMEOUT_S = 30.0
 # Beyond the worker's settings: the best of benchmarks/engine_capacity.py's grid on this 2-core machine.
 TUNING: tuple[str, ...] = ()
 BuildKind = Literal["native", "xllamacpp"]
-# The native build uses OpenMP, whose threads spin while they wait: on 2 cores shared with other work a spinning
-# thread takes the core its partner needs, and decode fell from 60 to 0.35 tok/s (llama-bench, load ~6). Passive
-# waiting yields the core instead. The machine's business is sampled now, not read from the load average: that lags by
-# a minute, so right after our own quantize or benchmark it read "busy" on an idle machine and halved the engine.
-BUSY_SAMPLE_S = 0.25
+env = openmp_env  # the native server's OpenMP settings: the same as every llama.cpp child's (util/process.py says why)
 
 
-def busy_cores(sample_s: float = BUSY_SAMPLE_S) -> float:
-    """Cores' worth of CPU that something was using over the last `sample_s` (from /proc/stat; 0 where it is absent)."""
+def busy_cores(sample_s: float = 0.25) -> float:
+    """Cores' worth of CPU that something was using over the last `sample_s` (from /proc/stat; 0 where it is absent).
+
+    A sample, not the load average: that lags by a minute, so right after a benchmark's own measurement an idle
+    machine still reads busy."""
     def times() -> tuple[int, int]:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
@@ -91,15 +91,6 @@ def busy_cores(sample_s: float = BUSY_SAMPLE_S) -> float:
         return 0.0
     spent = total1 - total0
     return (1.0 - (idle1 - idle0) / spent) * (os.cpu_count() or 1) if spent > 0 else 0.0
-
-
-def env() -> dict[str, str]:
-    """OpenMP's wait policy for a native process: spinning waiters (ACTIVE) are 2.4x faster on an idle 2-core machine
-    (10.0 against 4.1 req/s at concurrency 4), but steal the partner thread's core on a busy one (decode 0.35 against
-    60 tok/s PASSIVE at load 6); so PASSIVE only when other work holds more than half the cores as the engine starts.
-    OMP_WAIT_POLICY overrides."""
-    chosen = os.environ.get("OMP_WAIT_POLICY") or ("PASSIVE" if busy_cores() > (os.cpu_count() or 1) / 2 else "ACTIVE")
-    return {"OMP_WAIT_POLICY": chosen}
 
 
 @dataclass(frozen=True)

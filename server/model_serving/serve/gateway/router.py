@@ -138,7 +138,7 @@ def start_gateway(settings: Settings, *, port: int | None = None, keep_alive_s: 
     registry.gateway_path(settings, "-cache").mkdir(exist_ok=True)
     with log_path.open("wb") as log:
         # Its own group, the scrubbed environment; an empty model cache, so it lists only our preset's models, not llama.cpp's downloads.
-        # The instances it starts inherit OpenMP's wait policy from it, as a per-model engine gets it (spinning on a busy machine cost 10x).
+        # The instances it starts inherit its OpenMP settings, the same as a per-model engine (util/process.openmp_env).
         proc = spawn(_argv(build, record), stdout=log, text=False,
                      env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache")), **native.env()})
     wait_healthy(proc, "the gateway", record.base_url, log_path, progress, timeout_s=START_TIMEOUT_S, what="llama.cpp router",
