@@ -66,15 +66,23 @@ def stats(values: Sequence[float], *, confidence: float = 0.95, seed: int = 0) -
 
 
 def throughput_ci(records: Sequence[RequestRecord], *, confidence: float = 0.95, seed: int = 0) -> tuple[float, float] | None:
-    """Bootstrap interval of completed requests/s, resampling the gaps between completions."""
+    """Bootstrap interval of completed requests/s, resampling blocks of consecutive gaps between completions.
+
+    A batching server finishes its concurrent requests together (gaps of ~0 ms, then one of a whole step cycle), so
+    gaps drawn one by one mix bursts and pauses freely and widened the interval to +-50% (8.0-17.9 around 11.4 req/s);
+    a block as long as the concurrency keeps each cycle whole.
+    """
     ok = sorted(r.end_ms for r in records if r.status == "ok" and r.end_ms is not None)
     starts = [r.sent_ms for r in records if r.sent_ms is not None]
     if len(ok) < 2 or not starts:
         return None
     gaps = np.diff(np.asarray([min(starts), *ok], dtype=float))
+    block = max(1, min(max_concurrency(records), gaps.size))
+    sums = np.convolve(gaps, np.ones(block), mode="valid")  # every run of `block` consecutive gaps
+    count = -(-gaps.size // block)
     rng = np.random.default_rng(seed)
-    totals = gaps[rng.integers(0, gaps.size, size=(_resample_count(gaps.size), gaps.size))].sum(axis=1)
-    rates = gaps.size / (np.maximum(totals, 1e-9) / 1000.0)
+    totals = sums[rng.integers(0, sums.size, size=(_resample_count(gaps.size), count))].sum(axis=1)
+    rates = count * block / (np.maximum(totals, 1e-9) / 1000.0)
     alpha = (1.0 - confidence) / 2.0 * 100.0
     return float(np.percentile(rates, alpha)), float(np.percentile(rates, 100.0 - alpha))
 
