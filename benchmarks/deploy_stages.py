@@ -88,12 +88,13 @@ def deploy_stages(settings: Settings, tmp: Path, name: str, watch: LoadWatch):  
     return result
 
 
-def bench_capacity(result, plot_copy: Path | None) -> dict[str, object]:  # noqa: ANN001
-    """The deploy's sweep: its capacity line, levels, knee and where each target holds; its plot copied beside the JSON."""
+def bench_capacity(result, plot_copy: Path | None, work: Path) -> dict[str, object]:  # noqa: ANN001
+    """The deploy's sweep: its capacity line (the work folder named <work>), levels, knee and where each target holds;
+    its plot copied beside the JSON."""
     bench = next(step.summary for step in result.steps if step.step == "bench")
     if plot_copy is not None and bench["files"].get("sweep_png"):
         shutil.copyfile(bench["files"]["sweep_png"], plot_copy)
-    return {"capacity": bench["capacity"], "levels": bench["levels"], "knee": bench["knee"], "target_levels": bench["target_levels"],
+    return {"capacity": bench["capacity"].replace(str(work), "<work>"), "levels": bench["levels"], "knee": bench["knee"], "target_levels": bench["target_levels"],
             "req_s": {p["concurrency"]: round(p["request_throughput"], 2) for p in bench["sweep"]},
             "verdict_levels": {v["target"]: v.get("concurrency") for v in result.verdicts}}
 
@@ -152,7 +153,7 @@ def main() -> None:
         watches = [LoadWatch("deploy"), LoadWatch("deploy, checkpoint cached"), LoadWatch("export runs"), LoadWatch("quantize runs")]
         result = deploy_stages(settings, tmp, "deploy", watches[0])
         cached = deploy_stages(settings, tmp, "deploy-again", watches[1])
-        capacity = {"first": bench_capacity(result, None), "cached": bench_capacity(cached, args.out.with_suffix(".sweep.png"))}
+        capacity = {"first": bench_capacity(result, None, tmp), "cached": bench_capacity(cached, args.out.with_suffix(".sweep.png"), tmp)}
         checkpoint = tmp / "deploy" / "smollm2-135m-instruct-hf"
         f16 = tmp / "deploy" / "smollm2-135m-instruct-f16.gguf"
         with watches[2]:
