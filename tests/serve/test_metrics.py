@@ -133,11 +133,16 @@ def test_an_unknown_engine_kind_is_named_not_guessed() -> None:
     assert not view.available and "'tgi' is not one the metrics reader knows" in view.reason
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python turns it into KeyboardInterrupt only when it is not ignored
+
+
 def test_status_watch_redraws_until_ctrl_c(served: tuple[Settings, ServedModel], tmp_path: Path) -> None:
     settings, engine = served
     env = {**os.environ, "MODEL_SERVING_HOME": str(settings.home), "MODEL_SERVING_ROOTS": str(tmp_path)}
     child = subprocess.Popen([sys.executable, "-m", "model_serving", "--json", "status", "--watch", "--interval", "0.5"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                             preexec_fn=_default_sigint)  # a run started in the background would pass on SIGINT ignored
     try:
         frames = [json.loads(child.stdout.readline()) for _ in range(2)]
         sent = chat(engine.base_url, "smol", "One word.")["completion_tokens"]
