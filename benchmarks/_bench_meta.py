@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from model_serving.serve.embedded.native import busy_cores  # one sampling of the cores' use, shared with the engine
+from model_serving.util.process import busy_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 CPUS = os.cpu_count() or 1

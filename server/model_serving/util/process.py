@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,6 +62,25 @@ def openmp_env() -> dict[str, str]:
     """The OpenMP settings a llama.cpp child gets: OpenMP's default, or the user's OMP_WAIT_POLICY."""
     chosen = os.environ.get("OMP_WAIT_POLICY")
     return {"OMP_WAIT_POLICY": chosen} if chosen else {}
+
+
+def busy_cores(sample_s: float = 0.25) -> float:
+    """Cores' worth of CPU that something was using over the last `sample_s` (from /proc/stat; 0 where it is absent).
+
+    A sample, not the load average: that lags by a minute, so right after a benchmark's own measurement an idle
+    machine still reads busy."""
+    def times() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
+
+    try:
+        total0, idle0 = times()
+        time.sleep(sample_s)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    spent = total1 - total0
+    return (1.0 - (idle1 - idle0) / spent) * (os.cpu_count() or 1) if spent > 0 else 0.0
 
 
 def python_argv(target: str | Path, *args: str | os.PathLike[str]) -> list[str]:

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -72,25 +71,6 @@ VERIFY_TIMEOUT_S = 30.0
 TUNING: tuple[str, ...] = ()
 BuildKind = Literal["native", "xllamacpp"]
 env = openmp_env  # the native server's OpenMP settings: the same as every llama.cpp child's (util/process.py says why)
-
-
-def busy_cores(sample_s: float = 0.25) -> float:
-    """Cores' worth of CPU that something was using over the last `sample_s` (from /proc/stat; 0 where it is absent).
-
-    A sample, not the load average: that lags by a minute, so right after a benchmark's own measurement an idle
-    machine still reads busy."""
-    def times() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
-
-    try:
-        total0, idle0 = times()
-        time.sleep(sample_s)
-        total1, idle1 = times()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    spent = total1 - total0
-    return (1.0 - (idle1 - idle0) / spent) * (os.cpu_count() or 1) if spent > 0 else 0.0
 
 
 @dataclass(frozen=True)
