@@ -1,12 +1,17 @@
-"""What every benchmark writes beside its numbers, so results from different commits compare.
+"""What every benchmark writes beside its numbers, so a result says what was measured, on what, and whether it compares.
 
-Each measurement runs inside a `LoadWatch`, which records the 1-minute load average before and
-after it, and the cores' use sampled just before it starts. A result is `comparable: false` when
-the machine was busy with other work: more than half the cores in use just before a measurement (a
-sample, not the load average, which lags a minute and so carried the benchmark's own previous
-measurement into the next), or load above the cores after it once the benchmark's own share is taken
-out (its CPU seconds over the wall time, for this process and the processes it started: a benchmark
-that keeps two cores busy must not call a quiet machine busy).
+Every script in benchmarks/ writes its result through `write_report` (or merges `run_metadata`), which records:
+
+- the commit, and whether the worktree had uncommitted changes (`dirty`);
+- the engine build (native or the xllamacpp wheel) with the native build's `build.json`, its patches included;
+- the model and quantization, and the workload (profile, input/output tokens, ignore_eos, unique or repeated
+  prompts), both stated by the script;
+- the machine (CPU model, cores, platform) and each measurement's quiet samples.
+
+Each measurement runs inside a `LoadWatch`, which applies the one quiet-machine rule
+(`model_serving.bench.quiet`): other processes used less than 0.2 cores just before and during it, the
+benchmark's own process tree (this process, its children, the engines named in `pids`) left out. A result
+with any loud measurement is `comparable: false`, with the measured other-load, and is never a baseline.
 """
 
 from __future__ import annotations
@@ -14,117 +19,149 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from model_serving.util.process import busy_cores
+from model_serving.bench import quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 CPUS = os.cpu_count() or 1
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+Prompts = Literal["unique", "repeated", "from a file", "none"]
 
 
 def load_average() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
-def _descendants(pid: int) -> set[int]:
-    found, stack = set(), [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                children = {int(c) for c in (task / "children").read_text().split()} - found
-                found |= children
-                stack.extend(children)
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def _process_cpu(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime and stime, in clock ticks
-
-
-def _cpu_by_process(extra: Iterable[int]) -> dict[int | str, float]:
-    """CPU seconds so far: this process with its reaped children, and each live descendant or named process."""
-    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    out: dict[int | str, float] = {"self": sum(u.ru_utime + u.ru_stime for u in usage)}
-    for pid in _descendants(os.getpid()) | set(extra):
-        if (seconds := _process_cpu(pid)) is not None:
-            out[pid] = seconds
-    return out
-
-
-class LoadWatch:
-    """The load average around one measurement, and the benchmark's own share of it.
-
-    The benchmark's own share counts this process and every process it started (a server in a child
-    process, the engine), plus any named in `pids`; a child that ends during the measurement counts
-    with its whole CPU time, so the share errs high only for children started before the watch.
-    """
-
-    def __init__(self, name: str, pids: Sequence[int] = ()) -> None:
-        self.name = name
-        self.pids = list(pids)
-        self.before = self.after = self.own = self.busy_before = 0.0
-        self._began = 0.0
-        self._cpu: dict[int | str, float] = {}
+class LoadWatch(quiet.QuietWatch):
+    """The quiet rule's samples around one measurement, with the load average beside them (for the reader only)."""
 
     def __enter__(self) -> LoadWatch:
-        self.before, self.busy_before = load_average(), busy_cores()
-        self._began, self._cpu = time.monotonic(), _cpu_by_process(self.pids)
+        self.load_before = load_average()
+        super().__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        wall = max(time.monotonic() - self._began, 1e-6)
-        self.after = load_average()
-        now = _cpu_by_process(self.pids)
-        used = sum(seconds - self._cpu.get(key, 0.0) for key, seconds in now.items())
-        self.own = max(used, 0.0) / wall
-
-    @property
-    def others_after(self) -> float:
-        return max(self.after - self.own, 0.0)
+        super().__exit__(*exc)
+        self.load_after = load_average()
 
     @property
     def busy(self) -> bool:
-        return self.busy_before > CPUS / 2 or self.others_after > CPUS
+        return not self.quiet
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "load_before": round(self.before, 2), "busy_cores_before": round(self.busy_before, 2),
-                "load_after": round(self.after, 2),
-                "own_load": round(self.own, 2), "others_load_after": round(self.others_after, 2), "busy": self.busy}
+        return {**super().as_dict(), "load_avg_1m": [round(getattr(self, "load_before", 0.0), 2), round(getattr(self, "load_after", 0.0), 2)]}
 
 
-def run_metadata(watches: Sequence[LoadWatch] = ()) -> dict[str, Any]:
+def workload(profile: str, *, prompts: Prompts, input_tokens: int | None = None, output_tokens: int | None = None,
+             ignore_eos: bool | None = None, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+    """The workload a result measured: every script states it, even when it sends no prompts (`prompts="none"`)."""
+    return {"profile": profile, "prompts": prompts, "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "ignore_eos": ignore_eos, **extra}
+
+
+def _prompts_of(source: str) -> Prompts:
+    return "repeated" if source in ("fixed", "text") else "from a file" if source == "jsonl" else "unique"
+
+
+def deploy_workload(profile: str) -> dict[str, Any]:
+    """The workload of a deploy's own bench step: the bench's defaults, read from `BenchConfig` rather than restated."""
+    from model_serving.bench.models import BenchConfig
+
+    fields = BenchConfig.model_fields
+    source = str(fields["prompt_source"].default)
+    return workload(profile, prompts=_prompts_of(source), prompt_source=source, output_tokens=None,
+                    ignore_eos=fields["ignore_eos"].default if "ignore_eos" in fields else None)
+
+
+def bench_workload(config: Any, profile: str | None = None, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+    """The workload of a run of our bench, read from its `BenchConfig`: prompts are repeated unless the source makes them unique."""
+    source = str(config.prompt_source)
+    prompts = _prompts_of(source)
+    return workload(profile or f"bench prompt_source={source}", prompts=prompts, input_tokens=getattr(config, "input_tokens", None),
+                    output_tokens=config.max_tokens, ignore_eos=getattr(config, "ignore_eos", None), **extra)
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _native_module():  # noqa: ANN202
+    # the build code is moving out of serve/ into its own package; whichever holds it answers
+    import importlib
+
+    for name in ("model_serving.toolchain.native", "model_serving.toolchain", "model_serving.serve.embedded.native"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "find"):
+            return module
+    return None
+
+
+def engine_build() -> dict[str, Any]:
+    """The engine build an engine start would use now, with the native build's manifest (its `patches` when it lists them)."""
+    from model_serving.settings import Settings
+
+    native = _native_module()
+    if native is None:
+        return {"kind": "unknown", "describe": "the build lookup was not found in the package"}
+    found = native.find(Settings.from_env())
+    out: dict[str, Any] = {"kind": found.kind, "describe": found.describe}
+    if found.server is not None and (manifest := Path(found.server).parent / "build.json").is_file():
+        try:
+            out["build"] = json.loads(manifest.read_text(encoding="utf-8"))
+        except ValueError:
+            out["build"] = {"error": f"{manifest} is unreadable"}
+        out["patches"] = out["build"].get("patches")  # None: a build from before the manifest listed them
+    return out
+
+
+def run_metadata(watches: Sequence[LoadWatch], *, model: str, workload: dict[str, Any], engine: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance and the quiet verdict of one result; `engine` overrides the build found now (a script that forces one)."""
     from model_serving import __version__
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    busy = [w.name for w in watches if w.busy]
+    loads = [w.as_dict() for w in watches]
     return {
-        "commit": commit,
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "version": __version__,
-        "machine": {"cpus": CPUS, "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_1m": load_average()},  # a shared machine: load explains outliers
+        "engine": engine if engine is not None else engine_build(),
+        "model": model,
+        "workload": workload,
+        "machine": {"cpu_model": _cpu_model(), "cpus": CPUS, "platform": platform.platform(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "load": [w.as_dict() for w in watches],
-        "comparable": bool(watches) and not busy,
-        "comparable_note": (f"the machine was busy (other work on over half its {CPUS} cores before, or load above them after) during: {', '.join(busy)}" if busy
-                            else "no measurement was watched" if not watches else f"load stayed within the {CPUS} cores"),
+        "quiet_rule": quiet.RULE,
+        "load": loads,
+        **quiet.verdict(loads),
     }
 
 
-def write_report(path: Path, report: dict[str, Any], watches: Sequence[LoadWatch] = ()) -> None:
-    report = {**report, **run_metadata(watches)}
+def write_report(path: Path, report: dict[str, Any], watches: Sequence[LoadWatch], *, model: str, workload: dict[str, Any],
+                 engine: dict[str, Any] | None = None, echo: bool = True) -> dict[str, Any]:
+    """The script's figures with `run_metadata`, written as JSON (and printed unless `echo` is off)."""
+    report = {**report, **run_metadata(watches, model=model, workload=workload, engine=engine)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    if echo:
+        print(json.dumps(report, indent=2))
+    return report

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 from lora_fixtures import tiny_lora_adapter  # noqa: E402
 
@@ -64,9 +64,11 @@ def main() -> None:
     with LoadWatch("adapter A/B") as watch:
         result = run_adapter_ab(settings, merged, base, adapter, n_requests=args.n_requests, concurrency=args.concurrency, max_tokens=32,
                                 targets=Targets(request_throughput=None, memory_gb=None), output_dir=args.work / "ab")
-    write_report(args.out, {"benchmark": "adapter_ab", "model": "SmolLM2-135M-Instruct (f16), LoRA r4 on q/v/o",
-                            "n_requests": args.n_requests, "concurrency": args.concurrency, "result": relative(result.model_dump(mode="json"), args.work)},
-                 [watch])
+    write_report(args.out, {"benchmark": "adapter_ab", "n_requests": args.n_requests, "concurrency": args.concurrency,
+                            "result": relative(result.model_dump(mode="json"), args.work)}, [watch],
+                 model="SmolLM2-135M-Instruct (f16), LoRA r4 on q/v/o",
+                 workload=workload("bench quant-ab: the bench's default prompts, then the fixed quality prompts", prompts="repeated",
+                                   output_tokens=32, n_requests=args.n_requests, concurrency=args.concurrency))
 
 
 def relative(value: object, work: Path) -> object:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 from lora_fixtures import tiny_lora_adapter  # noqa: E402
 
@@ -87,14 +87,15 @@ def main() -> None:
     if native.find(settings).kind != "native":
         sys.exit(f"needs the natively built llama-server: {native.find(settings).describe}")
     adapter = adapter_gguf(args.work, settings)
-    report: dict[str, Any] = {"benchmark": "adapters_native", "model": "SmolLM2-135M-Instruct (packaged GGUF), LoRA r4 on q/v/o",
-                              "requests": args.requests, "concurrency": args.concurrency}
+    report: dict[str, Any] = {"benchmark": "adapters_native", "requests": args.requests, "concurrency": args.concurrency}
     watches = []
     for build in ("native", "xllamacpp"):
         report[build], watch = measure(dataclasses.replace(settings, engine_build=build), smollm2_path(), adapter, args.requests, args.concurrency)
         watches.append(watch)
     report["native_over_wheel"] = round(report["native"]["req_s"] / report["xllamacpp"]["req_s"], 2) if report["xllamacpp"]["req_s"] else None
-    write_report(args.out, report, watches)
+    write_report(args.out, report, watches, model="SmolLM2-135M-Instruct (packaged Q4_1 GGUF), LoRA r4 on q/v/o",
+                 workload=workload("one fixed chat question, alternating the base's name and the adapter's", prompts="repeated",
+                                   output_tokens=16, ignore_eos=False, requests=args.requests, concurrency=args.concurrency))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import LoadWatch, run_metadata  # noqa: E402
+from _bench_meta import LoadWatch, deploy_workload, write_report  # noqa: E402
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 BLOCK_LIMIT_S = 5.0  # no call may block longer than this beyond the wait it asked for
@@ -134,9 +134,9 @@ def main() -> None:
                 report = asyncio.run(run(root, args.max_calls, args.ollama_host))
         finally:
             stop_engines(root)
-    report = {"benchmark": "agent_deploy", **report, **run_metadata([watch])}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report = write_report(args.out, {"benchmark": "agent_deploy", **report}, [watch], echo=False,
+                          model="SmolLM2-135M-Instruct (the default deploy), its quantization as the deploy picked it",
+                          workload=deploy_workload("one deploy_model call and job_status polls; the deploy's own bench sweep"))
     print(json.dumps({k: v for k, v in report.items() if k != "call_log"}, indent=2))
 
 

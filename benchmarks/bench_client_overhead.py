@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402
 from scripted_server import spawned  # noqa: E402
 
@@ -132,7 +132,9 @@ def main() -> None:
         "target": "headroom_ratio >= 20",
         "note": "The instant server is Python in its own process, so the client rate is a lower bound on what the client can do.",
     }
-    write_report(args.out, report, watches)
+    write_report(args.out, report, watches, model="a scripted instant server; SmolLM2-135M (packaged Q4_1 GGUF) for the engine rate",
+                 workload=workload("closed loops against the scripted server; the engine with synthetic prompts", prompts="unique",
+                                   input_tokens=32, output_tokens=TOKENS, ignore_eos=True))
 
 
 if __name__ == "__main__":

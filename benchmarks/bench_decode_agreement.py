@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 
 from model_serving.bench import BenchConfig, run_benchmark  # noqa: E402
@@ -91,7 +91,6 @@ def report_of(gguf: Path, tokens: int, rounds: int, threads: int, measured: dict
     client, server, local = (statistics.median(rates[k]) if rates[k] else None for k in ("client", "server", "local"))
     return {
         "benchmark": "decode_agreement",
-        "model": gguf.name,
         "tokens_per_request": tokens,
         "requests": len(rates["client"]),
         "rounds": rounds,
@@ -127,7 +126,8 @@ def main() -> None:
     threads, rounds = os.cpu_count() or 2, max(2, args.requests // 2)
     with LoadWatch("decode agreement") as watch:
         measured = measure(gguf, args.tokens, rounds, threads)
-    write_report(args.out, report_of(gguf, args.tokens, rounds, threads, measured), [watch])
+    write_report(args.out, report_of(gguf, args.tokens, rounds, threads, measured), [watch], model=f"{gguf.name} (packaged SmolLM2-135M)",
+                 workload=workload("one fixed prompt, one stream at a time", prompts="repeated", output_tokens=args.tokens, ignore_eos=True))
 
 
 if __name__ == "__main__":

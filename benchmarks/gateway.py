@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 
 from model_serving.checkpoint.rebuild import smollm2_gguf_path  # noqa: E402
 from model_serving.serve.embedded import engine  # noqa: E402
@@ -90,7 +90,8 @@ def main() -> None:
         for model in engine.list_models(settings):
             engine.stop_model(settings, model.name)
     report["proxy_overhead_ms"] = round(report["e2e_p50_ms_gateway"] - report["e2e_p50_ms_direct"], 1)
-    write_report(args.out, report, watches)
+    write_report(args.out, report, watches, model=gguf.name,
+                 workload=workload("one short chat question, one request at a time", prompts="repeated", output_tokens=8, ignore_eos=False))
 
 
 if __name__ == "__main__":

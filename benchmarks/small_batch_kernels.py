@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 for extra in ("server", "tests", "tests/support", "benchmarks"):
     sys.path.insert(0, str(ROOT / extra))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 
 from model_serving.serve.embedded import native  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
@@ -60,10 +60,12 @@ def main() -> None:
                 runs[name].append(bench(folder, args.gguf, args.threads))
             watches.append(watch)
     median = {name: {n: round(statistics.median(r[n] for r in rounds), 1) for n in SIZES} for name, rounds in runs.items()}
-    report = {"benchmark": "small_batch_kernels", "gguf": args.gguf.name, "threads": args.threads, "rounds": args.rounds,
+    report = {"benchmark": "small_batch_kernels", "threads": args.threads, "rounds": args.rounds,
               "patch": native.SMALL_BATCH, "tok_s_median": {k: {str(n): v for n, v in m.items()} for k, m in median.items()},
               "ratio_patched_over_baseline": {str(n): round(median["patched"][n] / median["baseline"][n], 3) for n in SIZES}}
-    write_report(args.out, report, watches)
+    write_report(args.out, report, watches, model=args.gguf.name,
+                 workload=workload("llama-bench prompt processing at batch sizes " + ",".join(map(str, SIZES)), prompts="none"),
+                 engine={"kind": "native", "patched": str(patched.name), "baseline": str(args.baseline.name)})
     print(json.dumps(report["ratio_patched_over_baseline"]))
 
 

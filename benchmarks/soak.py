@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 
 from model_serving.bench.clients import stream_one  # noqa: E402
 from model_serving.bench.http_client import Pool  # noqa: E402
@@ -148,12 +148,14 @@ def measure(args: argparse.Namespace, gguf: Path) -> tuple[dict[str, Any], LoadW
             engine.stop_model(settings, served.name)
     completed = sum(r.status == "ok" for r in soak.records)
     report = {
-        "benchmark": "soak", "model": gguf.name, "duration_s": args.duration_s, "elapsed_s": round(elapsed, 1),
+        "benchmark": "soak", "duration_s": args.duration_s, "elapsed_s": round(elapsed, 1),
         "concurrency": args.concurrency, "max_tokens": args.max_tokens, "request_timeout_s": args.timeout_s,
-        "engine": {"parallel": served.parallel, "ctx_size": served.ctx_size, "threads": served.threads},
+        "engine_settings": {"engine_build": served.engine_build, "parallel": served.parallel, "ctx_size": served.ctx_size, "threads": served.threads},
         "requests": len(soak.records), "requests_completed": completed, "request_throughput": round(completed / elapsed, 3),
         "warmup_failures": sum(r.status != "ok" for r in warmups), **_errors(soak.records), "target_errors": 0,
         **_latency(soak.records), "rss": _rss(soak.samples, after_start), "target_rss_growth_percent": RSS_GROWTH_TARGET_PERCENT,
+        "workload": workload("the fixed prompts in closed loops", prompts="repeated", output_tokens=args.max_tokens,
+                             ignore_eos=config.ignore_eos, concurrency=args.concurrency),
     }
     return report, watch
 
@@ -172,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     gguf = args.gguf.resolve() if args.gguf else smollm2_gguf_path()
     report, watch = measure(args, gguf)
-    write_report(args.out, report, [watch])
+    write_report(args.out, report, [watch], model=gguf.name, workload=report.pop("workload"))
     rss = report["rss"]
     print(f"soak: {report['requests_completed']} completed, {report['errors']} errors {report['errors_by_kind']}, "
           f"{report['request_throughput']} req/s, RSS {rss['start_bytes'] / 2**20:.1f} -> {rss['end_bytes'] / 2**20:.1f} MiB "

@@ -208,7 +208,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "template_corpus.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from _bench_meta import LoadWatch, write_report
+    from _bench_meta import LoadWatch, workload, write_report
 
     with tempfile.TemporaryDirectory() as tmp:
         renderer = _go_renderer(Path(tmp))
@@ -219,7 +219,8 @@ def main() -> None:
             seconds = time.perf_counter() - started
     report = {"benchmark": "template_corpus", "summary": summary(results), "seconds": round(seconds, 2),
               "results": [asdict(r) for r in results]}
-    write_report(args.out, report, [watch])
+    write_report(args.out, report, [watch], model="58 chat templates of our own (no model weights)",
+                 workload=workload("render each template with Jinja and Go's text/template", prompts="none"), engine={"kind": "none"})
     print(markdown(results))
 
 

@@ -2,7 +2,8 @@
 
 The engines run one after the other (a small machine has no cores to spare for two), each swept with our bench over
 the same seeded prompts at rising concurrency, with as many slots / sequences as the highest level. The report holds
-TTFT, TPOT, e2e and req/s per level, the peak resident memory of each engine's process tree, and each knee.
+TTFT, TPOT, e2e and req/s per level, the peak resident memory of each engine's process tree, and each knee. Whether the
+numbers compare is the quiet rule's (`bench.quiet`): other processes under 0.2 cores before and during each engine's sweep.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from model_serving.bench import quiet
 from model_serving.bench.models import BenchConfig, BenchResult, Knee, SweepPoint
 from model_serving.bench.plots import _pyplot, _save
 from model_serving.bench.runner import run_sweep
@@ -42,9 +44,11 @@ class CompareResult(BaseModel):
     quant: str
     levels: list[int]
     runs: list[EngineRun]
-    load_before: list[float] = Field(default_factory=list, description="1, 5 and 15 minute load averages when it began")
-    load_average: list[float] = Field(description="1, 5 and 15 minute load averages when the comparison ended")
-    comparable: bool = Field(False, description="The 1-minute load stayed within the cores: a quiet machine, numbers to compare")
+    load_before: list[float] = Field(default_factory=list, description="1, 5 and 15 minute load averages when it began (for the reader)")
+    load_average: list[float] = Field(description="1, 5 and 15 minute load averages when the comparison ended (for the reader)")
+    comparable: bool = Field(False, description=f"The quiet rule held: {quiet.RULE}")
+    quiet: list[dict] = Field(default_factory=list, description="the quiet rule's samples before and during each engine's sweep")
+    comparable_note: str = ""
     summary: str
     files: dict[str, str] = Field(default_factory=dict)
 
@@ -61,10 +65,14 @@ def _gguf(settings: Settings, source: Path, quant: str, out: Path, progress: Pro
     return Path(done.output_path)
 
 
-def _sweep(base_url: str, name: str, pid: int, req: BenchCompareRequest, out: Path | None, progress: Progress) -> BenchResult:
+def _sweep(base_url: str, name: str, pid: int, req: BenchCompareRequest, out: Path | None, progress: Progress,
+           watches: list[dict]) -> BenchResult:
     config = BenchConfig(base_url=base_url, model=name, n_requests=N_REQUESTS, max_tokens=MAX_TOKENS, server_pid=pid,
                          label=f"compare-{name}", output_dir=out)
-    return run_sweep(config, req.levels, progress)
+    with quiet.QuietWatch(f"{name} sweep", [pid]) as watch:
+        measured = run_sweep(config, req.levels, progress)
+    watches.append(watch.as_dict())
+    return measured
 
 
 def _run(engine: EngineName, served: str, measured: BenchResult, start_s: float) -> EngineRun:
@@ -79,7 +87,8 @@ def _timed(fn: Callable[[], object]) -> tuple[object, float]:
     return fn(), time.perf_counter() - began
 
 
-def _llama_cpp(settings: Settings, source: Path, req: BenchCompareRequest, work: Path, out: Path | None, progress: Progress) -> EngineRun:
+def _llama_cpp(settings: Settings, source: Path, req: BenchCompareRequest, work: Path, out: Path | None, progress: Progress,
+               watches: list[dict]) -> EngineRun:
     from model_serving.serve.embedded import engine
 
     gguf = _gguf(settings, source, req.quant, work, progress.span(0, 0.3))
@@ -87,20 +96,20 @@ def _llama_cpp(settings: Settings, source: Path, req: BenchCompareRequest, work:
     served, start_s = _timed(lambda: engine.start_model(settings, gguf, "compare-llamacpp", ctx_size=max(2048, 512 * slots), parallel=slots,
                                                         replace=True, progress=progress.span(0.3, 0.35)))
     try:
-        measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "llama.cpp", progress.span(0.35, 1))  # type: ignore[attr-defined]
+        measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "llama.cpp", progress.span(0.35, 1), watches)  # type: ignore[attr-defined]
     finally:
         engine.stop_model(settings, "compare-llamacpp")
     return _run("llama.cpp", str(gguf), measured, start_s)
 
 
-def _vllm(settings: Settings, source: Path, req: BenchCompareRequest, out: Path | None, progress: Progress) -> EngineRun:
+def _vllm(settings: Settings, source: Path, req: BenchCompareRequest, out: Path | None, progress: Progress, watches: list[dict]) -> EngineRun:
     from model_serving.serve.embedded.engine import stop_model
     from model_serving.serve.vllm.engine import serve_vllm
 
     (served, _), start_s = _timed(lambda: serve_vllm(settings, source, "compare-vllm", ctx_size=2048, parallel=max(req.levels), replace=True,
                                                      progress=progress.span(0, 0.3)))  # type: ignore[misc]
     try:
-        measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "vllm", progress.span(0.3, 1))
+        measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "vllm", progress.span(0.3, 1), watches)
     finally:
         stop_model(settings, "compare-vllm")
     return _run("vllm", str(source), measured, start_s)
@@ -118,11 +127,12 @@ def run_compare(settings: Settings, req: BenchCompareRequest, progress: Progress
     out = confine(req.output_dir, settings.roots, must_exist=False, what="output directory") if req.output_dir else None
     work = (out or settings.state_dir / "compare") / "gguf"
     work.mkdir(parents=True, exist_ok=True)
-    runs = [_llama_cpp(settings, source, req, work, out, progress.span(0, 0.5)), _vllm(settings, source, req, out, progress.span(0.5, 0.98))]
+    watches: list[dict] = []
+    runs = [_llama_cpp(settings, source, req, work, out, progress.span(0, 0.5), watches),
+            _vllm(settings, source, req, out, progress.span(0.5, 0.98), watches)]
     load_after = [round(x, 2) for x in os.getloadavg()]
-    cores = os.cpu_count() or 1  # the comparison itself keeps the cores busy: more than that is other work
     result = CompareResult(source=str(source), quant=req.quant.upper(), levels=sorted(set(req.levels)), runs=runs, load_before=load_before,
-                           load_average=load_after, comparable=max(load_before[0], load_after[0]) <= cores, summary=_summary(runs))
+                           load_average=load_after, quiet=watches, **quiet.verdict(watches), summary=_summary(runs))
     if out is not None:
         result.files = _write(result, out)
     progress.update(1.0, result.summary)
@@ -147,9 +157,8 @@ def markdown(result: CompareResult) -> str:
     def f(v: float | None, spec: str = ".0f") -> str:
         return "-" if v is None else format(v, spec)
 
-    lines = [f"# llama.cpp ({result.quant} GGUF) vs vLLM (HF checkpoint)", "", f"Source: {result.source}. Load average at the start "
-             f"{', '.join(map(str, result.load_before))}, at the end {', '.join(map(str, result.load_average))}"
-             f" ({'comparable' if result.comparable else 'a busy machine: not comparable'}).", "",
+    lines = [f"# llama.cpp ({result.quant} GGUF) vs vLLM (HF checkpoint)", "", f"Source: {result.source}. "
+             f"{'Comparable' if result.comparable else 'Not comparable'}: {result.comparable_note}.", "",
              "| Engine | Concurrency | req/s | output tok/s | TTFT median ms | TPOT median ms | E2E p95 ms | peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|"]
     for run in result.runs:

@@ -7,13 +7,12 @@ writes what it measured, with `incomplete=True` and the reason; only a cancelled
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from model_serving.bench import engine_metrics, loads, metrics, probe, report, server_timings, tokens, verdicts
+from model_serving.bench import engine_metrics, loads, metrics, probe, quiet, report, server_timings, tokens, verdicts
 from model_serving.bench.models import (
     CONNECTION_ERRORS,
     BenchConfig,
@@ -63,12 +62,6 @@ def _integrity(records: Sequence[RequestRecord], config: BenchConfig, loop_lag_m
         if worst > 20:
             findings.append(Finding(code="client_lag",
                                     message=f"The client's event loop stalled for up to {worst:.0f} ms: client-side timings may be inflated."))
-    cpus = os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > cpus and is_loopback_url(config.base_url):
-        findings.append(Finding(code="host_busy", message=(
-            f"The machine's load average ({load:.1f}) exceeds its {cpus} CPUs: other work competes with the local server, "
-            "so these timings are pessimistic. Rerun on a quiet machine before acting on a FAIL.")))
     dropped = sum(1 for r in records if r.error_kind in CONNECTION_ERRORS)
     if dropped:
         findings.append(Finding(code="connection_errors", severity="error", message=(
@@ -93,7 +86,14 @@ def _warmup_failure(records: Sequence[RequestRecord], info: ServerInfo, config: 
 def _measure(config: BenchConfig, info: ServerInfo, *, concurrency: int, rate: float | None, progress: Progress) -> tuple[list[RequestRecord], loads.LoadOutcome]:
     specs = load_prompts(config.prompt_source, n=config.n_requests, seed=config.seed, prompt=config.prompt,
                          prompts_file=config.prompts_file, input_tokens=config.input_tokens, output_tokens=config.max_tokens)
-    outcome = asyncio.run(loads.run_load(config, specs, concurrency=concurrency, rate=rate, progress=progress))
+    with quiet.QuietWatch("load", [config.server_pid or 0], before_s=0) as watch:
+        outcome = asyncio.run(loads.run_load(config, specs, concurrency=concurrency, rate=rate, progress=progress))
+    if not watch.quiet and watch.others_cores is not None and is_loopback_url(config.base_url):
+        outcome.findings.append(Finding(code="host_busy", message=(
+            f"Other processes used {watch.others_cores:.2f} cores during the run (the quiet rule allows {quiet.OTHERS_LIMIT_CORES}): "
+            "they compete with the local server, so these timings are pessimistic and not comparable. "
+            + ("" if config.server_pid else "The server's process was not named (bench a served model by name), so its own work counts here. ")
+            + "Rerun on a quiet machine before acting on a FAIL.")))
     if config.gguf_path is not None:
         outcome.findings += tokens.apply(outcome.records, config.gguf_path)
     records = [metrics.derive(r) for r in outcome.records]
