@@ -1,0 +1,334 @@
+"""Write docs/benchmarks.md, and the README's generated blocks, from benchmarks/results/*.json: the only way a figure is published.
+
+Every number on the page is read from a result file and cites it (the file and the key), with the commit,
+the model, the workload and whether the run was comparable under the quiet-machine rule
+(`model_serving.bench.quiet`). A result file that no script here writes is an error, and so is a plot no
+script writes. A result recorded before the quiet rule carries no per-process samples, so it cannot show
+that the machine was quiet: it is published as not comparable (`--mark` writes that verdict into the file,
+keeping what it had recorded under `comparable_recorded`; no number is touched).
+
+    python benchmarks/publish.py            # rewrite docs/benchmarks.md and the README's generated blocks
+    python benchmarks/publish.py --check    # exit 1 when either differs from what the results give
+    python benchmarks/publish.py --mark     # write the quiet verdict into results recorded before the rule
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+PAGE = ROOT / "docs" / "benchmarks.md"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- figures:begin -->\n)(.*?)(<!-- figures:end -->)", re.DOTALL)
+LEGACY_NOTE = ("recorded before the quiet-machine rule: it holds no per-process CPU samples, so it cannot show that other processes "
+               "stayed under 0.2 cores; not comparable and never a baseline until `{script}` is rerun")
+
+# result file stem -> the command that writes it (a file not listed here has no script behind it)
+SCRIPTS = {
+    "engine_capacity": "python benchmarks/engine_capacity.py",
+    "deploy_stages": "python benchmarks/deploy_stages.py",
+    "quantize_overhead": "python benchmarks/quantize_overhead.py",
+    "imatrix_types": "python benchmarks/imatrix_types.py",
+    "gateway": "python benchmarks/gateway.py",
+    "replicas": "python benchmarks/replicas.py",
+    "replicas-threads1": "python benchmarks/replicas.py --threads 1 --out benchmarks/results/replicas-threads1.json",
+    "adapters_native": "python benchmarks/adapters_native.py",
+    "adapter_ab": "python benchmarks/adapter_ab.py",
+    "agent_deploy": "python benchmarks/agent_deploy.py",
+    "soak": "python benchmarks/soak.py",
+    "small_batch_kernels": "python benchmarks/small_batch_kernels.py --baseline DIR --gguf Q8_0.gguf",
+    "decode_agreement": "python benchmarks/bench_decode_agreement.py",
+    "client_overhead": "python benchmarks/bench_client_overhead.py",
+    "template_corpus": "python benchmarks/template_corpus.py",
+}
+PLOTS = {"deploy_stages.sweep.png": "deploy_stages"}  # plot -> the result whose script writes it
+
+
+def get(data: Any, path: str) -> Any:  # noqa: ANN401
+    """`a.b.0.c` into nested dicts and lists; None where the result has no such key."""
+    for part in path.split("."):
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data
+
+
+def fmt(value: Any, spec: str = "") -> str:  # noqa: ANN401
+    if value is None:
+        return "not in the result"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float | int) and spec:
+        return format(value, spec)
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    if isinstance(value, list):
+        return ", ".join(fmt(v) for v in value) or "none"
+    return str(value)
+
+
+def status(stem: str, data: dict[str, Any]) -> tuple[bool, str]:
+    """Comparable or not, and why: the result's own verdict when the quiet rule wrote it, else not comparable."""
+    if "quiet_rule" in data or "comparable_recorded" in data:
+        return bool(data.get("comparable")), str(data.get("comparable_note", ""))
+    return False, LEGACY_NOTE.format(script=SCRIPTS[stem])
+
+
+def mark(stem: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    """The result with the quiet verdict written in, when it was recorded before the rule; None when it needs nothing."""
+    if "quiet_rule" in data or "comparable_recorded" in data:
+        return None
+    ok, note = status(stem, data)
+    return {**data, "comparable_recorded": {"comparable": data.get("comparable"), "note": data.get("comparable_note")},
+            "comparable": ok, "comparable_note": note}
+
+
+def load_results(folder: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    found = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
+    orphans = sorted(set(found) - set(SCRIPTS))
+    if orphans:
+        raise SystemExit(f"no script in benchmarks/ writes {', '.join(o + '.json' for o in orphans)}: delete it or list its script in SCRIPTS")
+    plots = sorted(p.name for p in folder.glob("*.png") if p.name not in PLOTS)
+    if plots:
+        raise SystemExit(f"no script in benchmarks/ writes {', '.join(plots)}: delete it or list it in PLOTS")
+    return found
+
+
+def cite(stem: str, key: str) -> str:
+    return f"`{stem}.json` `{key}`"
+
+
+def header(stem: str, title: str, data: dict[str, Any]) -> list[str]:
+    ok, note = status(stem, data)
+    model = data.get("model") or data.get("gguf") or "not in the result"
+    workload = data.get("workload")
+    said = (f"{workload.get('profile')}; prompts {workload.get('prompts')}, input tokens {fmt(workload.get('input_tokens'))}, "
+            f"output tokens {fmt(workload.get('output_tokens'))}, ignore_eos {fmt(workload.get('ignore_eos'))}"
+            if isinstance(workload, dict) else "not recorded (a result from before the workload was recorded)")
+    engine = get(data, "engine.describe") or "not recorded"
+    return [f"## {title}", "", f"From [`benchmarks/results/{stem}.json`](../benchmarks/results/{stem}.json), written by `{SCRIPTS[stem]}`.", "",
+            f"- commit `{data.get('commit', '?')}`{' (uncommitted changes)' if data.get('dirty') else ''}, {data.get('date') or data.get('written_at') or 'date not recorded'}",
+            f"- model: {model}; engine: {engine}", f"- workload: {said}",
+            f"- machine: {get(data, 'machine.cpu_model') or 'CPU model not recorded'}, {fmt(get(data, 'machine.cpus'))} cores",
+            f"- **{'comparable' if ok else 'not comparable'}**: {note}", ""]
+
+
+def figures(stem: str, data: dict[str, Any], rows: list[tuple[str, str, str]]) -> list[str]:
+    """A table of (label, key, format) figures, each citing its key."""
+    out = ["| figure | value | from |", "|---|---|---|"]
+    out += [f"| {label} | {fmt(get(data, key), spec)} | {cite(stem, key)} |" for label, key, spec in rows]
+    return [*out, ""]
+
+
+def table(stem: str, columns: list[tuple[str, str, str]], items: list[Any], prefix: str) -> list[str]:
+    """One row per item of a list in the result; the header cites the list's key."""
+    if not isinstance(items, list) or not items:
+        return [f"(`{stem}.json` has no `{prefix}`)", ""]
+    out = [f"From {cite(stem, prefix)}:", "", "| " + " | ".join(c[0] for c in columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(fmt(get(item, key), spec) for _, key, spec in columns) + " |" for item in items]
+    return [*out, ""]
+
+
+def engine_capacity(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "Engine capacity: the native build against the xllamacpp wheel", d)
+    cols = [("concurrency", "concurrency", ""), ("req/s", "req_s", ".2f"), ("TTFT p95 ms", "ttft_p95_ms", ".0f"),
+            ("e2e p95 ms", "e2e_p95_ms", ".0f"), ("lost connections", "connection_errors", ""), ("targets met", "targets_met", "")]
+    for build in d.get("builds", {}):
+        out += [f"**{build}** ({fmt(get(d, f'builds.{build}.best.settings'))} settings, {fmt(get(d, f'builds.{build}.best.slots'))} slots):", ""]
+        out += table(stem, cols, get(d, f"builds.{build}.best.sweep"), f"builds.{build}.best.sweep")
+    out += figures(stem, d, [("faster build at concurrency 4", "faster_build", ""),
+                             ("native: single-stream decode tok/s", "builds.native.bounds.decode.measured_tok_s", ".0f"),
+                             ("native: bandwidth ceiling tok/s", "builds.native.bounds.decode.bandwidth_ceiling_tok_s", ".0f"),
+                             ("native: what bounds decode", "builds.native.bounds.decode.bound", ""),
+                             ("uncached prompt tokens per request", "builds.native.bounds.prompt_tokens", ""),
+                             ("llama-bench prefill tok/s at 64 tokens", "llama_bench.prefill_tok_s_64", ".0f"),
+                             ("llama-bench prefill tok/s at 512 tokens", "llama_bench.prefill_tok_s_512", ".0f"), ("llama-bench decode tok/s", "llama_bench.decode_tok_s_32", ".0f")])
+    return out
+
+
+def deploy_stages(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "Deploy stages, and our export and quantize against the bare tools", d)
+    stages = [(f"first deploy: {k} s", f"stages_s.{k}", ".1f") for k in d.get("stages_s", {})]
+    cached = [(f"checkpoint cached: {k} s", f"stages_s_cached.{k}", ".1f") for k in d.get("stages_s_cached", {})]
+    out += figures(stem, d, [*stages, ("first deploy: total s", "total_s", ".1f"), *cached, ("checkpoint cached: total s", "total_s_cached", ".1f"),
+                             ("export against convert_hf_to_gguf.py (median of pairs)", "export_vs_converter.ratio_pairs_median", ".2f"),
+                             ("quantize against llama-quantize as a process", "quantize_vs_llama_quantize_process.ratio_pairs_median", ".2f"),
+                             ("quantize against llama_model_quantize in-process", "quantize_vs_llama_model_quantize.ratio_pairs_median", ".2f"),
+                             ("quantizer used", "quantizer", ""),
+                             ("first deploy's capacity line", "bench_capacity.first.capacity", ""),
+                             ("cached deploy's capacity line", "bench_capacity.cached.capacity", "")])
+    return [*out, "The cached deploy's sweep: ![req/s and p95 latency against concurrency](../benchmarks/results/deploy_stages.sweep.png)", ""]
+
+
+def quantize_overhead(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "Our quantize and export commands against the bare tools", d)
+    out += table(stem, [("type", "qtype", ""), ("ours s (median)", "median_ours_s", ".2f"), ("in-process call s", "median_direct_s", ".2f"),
+                        ("ratio", "ratio", ".2f")], d.get("results"), "results")
+    return out + figures(stem, d, [("`model-serving quantize --no-verify` / `llama-quantize` (median of pairs)", "commands.quantize.ratio_pairs_median", ".2f"),
+                                   ("`model-serving export` / `convert_hf_to_gguf.py` (median of pairs)", "commands.export.ratio_pairs_median", ".2f"),
+                                   ("quantize floor from fixed costs", "bounds.quantize_floor_ratio", ".2f"),
+                                   ("export floor from fixed costs", "bounds.export_floor_ratio", ".2f"),
+                                   ("CLI start s", "bounds.cli_start_s", ".2f"), ("target ratio", "target_ratio", "")])
+
+
+def imatrix_types(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "Importance matrices on a small model", d)
+    return out + table(stem, [("type", "qtype", ""), ("matrix", "imatrix", ""), ("bits/weight", "bits_per_weight", ".2f"),
+                              ("ppl ratio", "ppl_ratio", ".3f"), ("answers lost", "answers_lost", ""), ("verdict", "verdict", "")],
+                       d.get("results"), "results")
+
+
+def gateway(stem: str, d: dict[str, Any]) -> list[str]:
+    return header(stem, "The gateway: what one base URL costs", d) + figures(stem, d, [
+        ("added latency ms, median of paired requests", "added_ms_median", ""), ("added latency ms, p90", "added_ms_p90", ""),
+        ("e2e p50 ms within the pairs, direct", "pair_direct_p50_ms", ""), ("e2e p50 ms within the pairs, gateway", "pair_gateway_p50_ms", ""),
+        ("first request through the gateway (cold load) s", "cold_load_s", ""), ("model swap at models-max 1, p50 ms", "swap_p50_ms", "")])
+
+
+def replicas(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, f"Replicas behind a router ({stem})", d)
+    for i, setup in enumerate(d.get("setups", [])):
+        out += [f"**{setup.get('setup')}** (threads per engine: {fmt(setup.get('threads_per_engine'))}):", ""]
+        out += table(stem, [("concurrency", "concurrency", ""), ("req/s", "request_throughput", ".2f"), ("TTFT p95 ms", "p95_ttft_ms", ".0f"),
+                            ("e2e p95 ms", "p95_e2el_ms", ".0f"), ("failed", "failed", ""), ("lost connections", "connection_errors", "")],
+                     setup.get("levels"), f"setups.{i}.levels")
+    return out
+
+
+def adapters_native(stem: str, d: dict[str, Any]) -> list[str]:
+    return header(stem, "LoRA adapters by name: native build against the wheel", d) + figures(stem, d, [
+        ("native req/s", "native.req_s", ""), ("native e2e p50 ms", "native.e2e_p50_ms", ""), ("native failed", "native.failed", ""),
+        ("wheel req/s", "xllamacpp.req_s", ""), ("wheel e2e p50 ms", "xllamacpp.e2e_p50_ms", ""), ("wheel failed", "xllamacpp.failed", ""),
+        ("native / wheel req/s", "native_over_wheel", "")])
+
+
+def adapter_ab(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "Merged LoRA against base + adapter", d)
+    out += table(stem, [("side", "label", ""), ("req/s", "request_throughput", ".2f"), ("TTFT p95 ms", "p95_ttft_ms", ".0f"),
+                        ("e2e p95 ms", "p95_e2el_ms", ".0f"), ("greedy agreement", "agreement_rate", ".2f"), ("size bytes", "size_bytes", "")],
+                 get(d, "result.variants"), "result.variants")
+    return out + figures(stem, d, [("recommended", "result.recommended", ""), ("explanation", "result.explanation", "")])
+
+
+def agent_deploy(stem: str, d: dict[str, Any]) -> list[str]:
+    return header(stem, "An agent deploys through the MCP server", d) + figures(stem, d, [
+        ("tool calls to finish", "calls_to_finish", ""), ("call budget", "call_budget", ""), ("within budget", "within_budget", ""),
+        ("wall s", "wall_s", ".1f"), ("any call blocked past its wait", "any_call_blocked_too_long", ""),
+        ("tools/list characters", "tools_list_chars", ""), ("deployed", "deployed", "")])
+
+
+def soak(stem: str, d: dict[str, Any]) -> list[str]:
+    return header(stem, "Soak", d) + figures(stem, d, [
+        ("duration s", "duration_s", ""), ("concurrency", "concurrency", ""), ("requests", "requests", ""),
+        ("completed", "requests_completed", ""), ("errors", "errors", ""), ("errors by kind", "errors_by_kind", ""),
+        ("req/s", "request_throughput", ".2f"), ("e2e p95 ms", "p95_e2el_ms", ".0f"), ("RSS growth %", "rss.growth_percent", ""),
+        ("engine build", "engine_settings.engine_build", "")])
+
+
+def small_batch_kernels(stem: str, d: dict[str, Any]) -> list[str]:
+    ratios = d.get("ratio_patched_over_baseline", {})
+    return header(stem, "The small-batch kernel patch", d) + figures(stem, d, [
+        (f"patched / unpatched at {n} rows", f"ratio_patched_over_baseline.{n}", "") for n in ratios])
+
+
+def decode_agreement(stem: str, d: dict[str, Any]) -> list[str]:
+    return header(stem, "Decode speed: our client against the server and in-process", d) + figures(stem, d, [
+        ("client decode tok/s", "client_decode_tok_s", ".0f"), ("server timings decode tok/s", "server_timings_decode_tok_s", ".0f"),
+        ("llama-cpp-python in-process tok/s", "llama_cpp_python_decode_tok_s", ".0f"),
+        ("client / server", "ratio_client_to_server", ".2f"), ("client / in-process", "ratio_client_to_in_process", ".2f"), ("target", "target", "")])
+
+
+def client_overhead(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "Is our client ever the bottleneck?", d)
+    out += table(stem, [("concurrency", "concurrency", ""), ("req/s against an instant server", "request_throughput", ".0f"),
+                        ("client CPU ms per request", "client_cpu_ms_per_request", ".2f")], d.get("client_against_instant_server"),
+                 "client_against_instant_server")
+    return out + figures(stem, d, [("engine req/s with the same client", "engine_smollm2.request_throughput", ".2f"),
+                                   ("headroom (client / engine)", "headroom_ratio", ".0f"), ("target", "target", "")])
+
+
+def template_corpus(stem: str, d: dict[str, Any]) -> list[str]:
+    return header(stem, "Chat templates converted to Ollama's Go templates", d) + figures(stem, d, [
+        ("templates", "summary.templates", ""), ("exact on every conversation", "summary.counts.exact", ""),
+        ("exact but for tool key order", "summary.counts.key order", ""), ("refused", "summary.counts.refused", "")])
+
+
+SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
+    "engine_capacity": engine_capacity, "deploy_stages": deploy_stages, "quantize_overhead": quantize_overhead,
+    "imatrix_types": imatrix_types, "gateway": gateway, "replicas": replicas, "replicas-threads1": replicas,
+    "adapters_native": adapters_native, "adapter_ab": adapter_ab, "agent_deploy": agent_deploy, "soak": soak,
+    "small_batch_kernels": small_batch_kernels, "decode_agreement": decode_agreement, "client_overhead": client_overhead,
+    "template_corpus": template_corpus,
+}
+
+
+def page(results: dict[str, dict[str, Any]]) -> str:
+    lines = ["# Benchmark results", "", "<!-- generated by benchmarks/publish.py from benchmarks/results/*.json: do not edit -->", "",
+             "Every figure below is read from the result file it cites; `python benchmarks/publish.py` rewrites this page.",
+             "A result is comparable only when the quiet-machine rule held for each of its measurements: other processes used",
+             "less than 0.2 cores before and during it (`model_serving.bench.quiet`). A result that is not comparable is never a",
+             "baseline: read its figures as what that run saw, not as what the code does on a quiet machine.", "",
+             "| result | comparable | commit |", "|---|---|---|"]
+    lines += [f"| [{stem}](#{_anchor(stem, results[stem])}) | {'yes' if status(stem, results[stem])[0] else 'no'} | "
+              f"`{results[stem].get('commit', '?')}` |" for stem in SECTIONS if stem in results]
+    lines.append("")
+    for stem, render in SECTIONS.items():
+        if stem in results:
+            lines += render(stem, results[stem])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _anchor(stem: str, data: dict[str, Any]) -> str:
+    title = SECTIONS[stem](stem, data)[0].removeprefix("## ")
+    return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
+
+
+def readme_block(results: dict[str, dict[str, Any]]) -> str:
+    """The README's figures: which results exist and whether they compare; the figures themselves stay on the page."""
+    rows = ["| result | comparable | written by |", "|---|---|---|"]
+    rows += [f"| [{stem}](docs/benchmarks.md#{_anchor(stem, results[stem])}) | {'yes' if status(stem, results[stem])[0] else 'no'} | "
+             f"`{SCRIPTS[stem]}` |" for stem in SECTIONS if stem in results]
+    return "\n".join(rows) + "\n"
+
+
+def render_readme(text: str, results: dict[str, dict[str, Any]]) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + readme_block(results) + m.group(3), text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="exit 1 when the page or the README's blocks are out of date")
+    parser.add_argument("--mark", action="store_true", help="write the quiet verdict into results recorded before the rule")
+    args = parser.parse_args()
+    results = load_results()
+    if args.mark:
+        for stem, data in results.items():
+            if (marked := mark(stem, data)) is not None:
+                (RESULTS / f"{stem}.json").write_text(json.dumps(marked, indent=2) + "\n", encoding="utf-8")
+                print(f"marked {stem}.json: not comparable (recorded before the quiet rule)")
+        results = load_results()
+    want_page, readme = page(results), README.read_text(encoding="utf-8")
+    want_readme = render_readme(readme, results)
+    if args.check:
+        stale = [str(p.relative_to(ROOT)) for p, want in ((PAGE, want_page), (README, want_readme))
+                 if not p.is_file() or p.read_text(encoding="utf-8") != want]
+        print("out of date: " + ", ".join(stale) + " (run python benchmarks/publish.py)" if stale else "up to date")
+        return 1 if stale else 0
+    PAGE.parent.mkdir(parents=True, exist_ok=True)
+    PAGE.write_text(want_page, encoding="utf-8")
+    README.write_text(want_readme, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
