@@ -231,8 +231,7 @@ def soak(stem: str, d: dict[str, Any]) -> list[str]:
     return header(stem, "Soak", d) + figures(stem, d, [
         ("duration s", "duration_s", ""), ("concurrency", "concurrency", ""), ("requests", "requests", ""),
         ("completed", "requests_completed", ""), ("errors", "errors", ""), ("errors by kind", "errors_by_kind", ""),
-        ("req/s", "request_throughput", ".2f"), ("e2e p95 ms", "p95_e2el_ms", ".0f"), ("RSS growth %", "rss.growth_percent", ""),
-        ("engine build", "engine_settings.engine_build", "")])
+        ("req/s", "request_throughput", ".2f"), ("e2e p95 ms", "p95_e2el_ms", ".0f"), ("RSS growth %", "rss.growth_percent", "")])
 
 
 def small_batch_kernels(stem: str, d: dict[str, Any]) -> list[str]:
@@ -258,9 +257,14 @@ def client_overhead(stem: str, d: dict[str, Any]) -> list[str]:
 
 
 def template_corpus(stem: str, d: dict[str, Any]) -> list[str]:
-    return header(stem, "Chat templates converted to Ollama's Go templates", d) + figures(stem, d, [
+    out = header(stem, "Chat templates converted to Ollama's Go templates", d) + figures(stem, d, [
         ("templates", "summary.templates", ""), ("exact on every conversation", "summary.counts.exact", ""),
         ("exact but for tool key order", "summary.counts.key order", ""), ("refused", "summary.counts.refused", "")])
+    rows = [{"name": r.get("name"), "family": r.get("family"), "status": r.get("status"), "reason": r.get("reason") or "",
+             "equal": sum(v == "equal" for v in (r.get("conversations") or {}).values())} for r in d.get("results", [])]
+    return out + ["<details><summary>Template by template</summary>", ""] + table(
+        stem, [("template", "name", ""), ("family", "family", ""), ("result", "status", ""), ("conversations equal", "equal", ""),
+               ("reason", "reason", "")], rows, "results") + ["</details>", ""]
 
 
 SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
