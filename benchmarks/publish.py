@@ -202,6 +202,9 @@ def replicas(stem: str, d: dict[str, Any]) -> list[str]:
         out += table(stem, [("concurrency", "concurrency", ""), ("req/s", "request_throughput", ".2f"), ("TTFT p95 ms", "p95_ttft_ms", ".0f"),
                             ("e2e p95 ms", "p95_e2el_ms", ".0f"), ("failed", "failed", ""), ("lost connections", "connection_errors", "")],
                      setup.get("levels"), f"setups.{i}.levels")
+    keep = {k: v for k, v in (d.get("keepalive_client") or {}).items() if isinstance(v, dict)}
+    out += table(stem, [("client reusing connections", "where", ""), ("requests", "requests", ""), ("ok", "ok", ""), ("lost", "lost", "")],
+                 [{"where": k, **v} for k, v in keep.items()], "keepalive_client") if keep else []
     return out
 
 

@@ -30,7 +30,7 @@ ALLOWED = {
     "10 req/s": "the default throughput target",
     "10 requests/s": "the default throughput target",
     "95%": "the confidence of the bootstrap intervals",
-    "2 s": "MCP jobs answer within about 2 s; the health check interval",
+    "2 s": "MCP jobs answer within about 2 s; the router's health-check interval; the bundle's TTFT alert threshold",
     "5 s": "agent_deploy's blocking limit",
     "30 s": "job_status's long-poll default; idle keep-alive connections",
     "300 s": "the gateway's default keep-alive",
@@ -43,7 +43,8 @@ ALLOWED = {
     "10%": "the knee rule and the token-count disagreement threshold",
     "15%": "the decode-speed disagreement threshold",
     "30%": "the roofline's compute-bound threshold",
-    "60 s": "the soak's request limit",
+    "60 s": "vllm-router's default health-check interval",
+    "1.02x": "the overhead target against the bare tools",
 }
 
 
