@@ -36,7 +36,7 @@ def is_quantized(type_name: str | None) -> bool:
 
 
 # ggml tensor type id -> (name, elements per block, bytes per block), as llama.cpp's ggml.h defines them. The header
-# reader needs only these numbers; importing gguf-py (and numpy) for them cost 0.2-0.5 s on every quantize and inspect.
+# reader needs only these numbers; importing gguf-py (and numpy) for them cost a noticeable share of every quantize and inspect.
 # An id missing here (a type newer than this table) is looked up in the installed gguf package instead.
 TENSOR_TYPES: dict[int, tuple[str, int, int]] = {
     0: ("F32", 1, 4),

@@ -55,8 +55,8 @@ def child_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
 
 
 # llama.cpp's OpenMP threads: spinning forever (ACTIVE) keeps a core busy while an engine is idle and takes the partner
-# thread's core on a busy machine; sleeping at once (PASSIVE) wakes too late for each step (the quality evaluation took
-# 16.3-16.9 s against 8.0-8.7 s, serving 6.0-6.3 against 10.3-12.1 req/s at concurrency 4). OpenMP's own default spins
+# thread's core on a busy machine; sleeping at once (PASSIVE) wakes too late for each step, which slowed both the quality
+# evaluation and serving. OpenMP's own default spins
 # briefly (GOMP's 300,000 turns) and then sleeps, so we set nothing unless the user did.
 def openmp_env() -> dict[str, str]:
     """The OpenMP settings a llama.cpp child gets: OpenMP's default, or the user's OMP_WAIT_POLICY."""
