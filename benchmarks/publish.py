@@ -112,10 +112,11 @@ def header(stem: str, title: str, data: dict[str, Any]) -> list[str]:
     ok, note = status(stem, data)
     model = data.get("model") or data.get("gguf") or "not in the result"
     workload = data.get("workload")
-    said = (f"{workload.get('profile')}; prompts {workload.get('prompts')}, input tokens {fmt(workload.get('input_tokens'))}, "
-            f"output tokens {fmt(workload.get('output_tokens'))}, ignore_eos {fmt(workload.get('ignore_eos'))}"
+    said = (f"{workload.get('profile')}; prompts {workload.get('prompts')}" + "".join(
+            f", {label} {fmt(workload[key])}" for key, label in (("input_tokens", "input tokens"), ("output_tokens", "output tokens"),
+                                                                 ("ignore_eos", "ignore_eos")) if workload.get(key) is not None)
             if isinstance(workload, dict) else "not recorded (a result from before the workload was recorded)")
-    engine = get(data, "engine.describe") or "not recorded"
+    engine = get(data, "engine.describe") or get(data, "engine.kind") or "not recorded"
     return [f"## {title}", "", f"From [`benchmarks/results/{stem}.json`](../benchmarks/results/{stem}.json), written by `{SCRIPTS[stem]}`.", "",
             f"- commit `{data.get('commit', '?')}`{' (uncommitted changes)' if data.get('dirty') else ''}, {data.get('date') or data.get('written_at') or 'date not recorded'}",
             f"- model: {model}; engine: {engine}", f"- workload: {said}",

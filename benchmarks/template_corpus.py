@@ -219,7 +219,7 @@ def main() -> None:
             seconds = time.perf_counter() - started
     report = {"benchmark": "template_corpus", "summary": summary(results), "seconds": round(seconds, 2),
               "results": [asdict(r) for r in results]}
-    write_report(args.out, report, [watch], model="58 chat templates of our own (no model weights)",
+    write_report(args.out, report, [watch], model=f"{len(results)} chat templates of our own (no model weights)",
                  workload=workload("render each template with Jinja and Go's text/template", prompts="none"), engine={"kind": "none"})
     print(markdown(results))
 

@@ -201,7 +201,7 @@ def verdict(watches: Sequence[dict[str, Any]]) -> dict[str, Any]:
         worst = worst_others([s for w in watches for s in w.get("samples", [])])
         return {"comparable": True, "comparable_note": f"{RULE}: at most {worst:.2f}" if worst is not None else RULE}
     named = ", ".join(f"{w.get('name')} ({_cores(w.get('others_cores'))})" for w in loud)
-    return {"comparable": False, "comparable_note": f"not comparable, never a baseline: other processes were busy during {named}; "
+    return {"comparable": False, "comparable_note": f"never a baseline: other processes were busy during {named}; "
                                                     f"the rule is that {RULE}"}
 
 
