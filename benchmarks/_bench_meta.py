@@ -63,7 +63,7 @@ def workload(profile: str, *, prompts: Prompts, input_tokens: int | None = None,
             "ignore_eos": ignore_eos, **extra}
 
 
-def _prompts_of(source: str) -> Prompts:
+def prompts_of(source: str) -> Prompts:
     return "repeated" if source in ("fixed", "text") else "from a file" if source == "jsonl" else "unique"
 
 
@@ -73,14 +73,14 @@ def deploy_workload(profile: str) -> dict[str, Any]:
 
     fields = BenchConfig.model_fields
     source = str(fields["prompt_source"].default)
-    return workload(profile, prompts=_prompts_of(source), prompt_source=source, output_tokens=None,
+    return workload(profile, prompts=prompts_of(source), prompt_source=source, output_tokens=None,
                     ignore_eos=fields["ignore_eos"].default if "ignore_eos" in fields else None)
 
 
 def bench_workload(config: Any, profile: str | None = None, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
     """The workload of a run of our bench, read from its `BenchConfig`: prompts are repeated unless the source makes them unique."""
     source = str(config.prompt_source)
-    prompts = _prompts_of(source)
+    prompts = prompts_of(source)
     return workload(profile or f"bench prompt_source={source}", prompts=prompts, input_tokens=getattr(config, "input_tokens", None),
                     output_tokens=config.max_tokens, ignore_eos=getattr(config, "ignore_eos", None), **extra)
 
@@ -134,11 +134,11 @@ def engine_build() -> dict[str, Any]:
     return out
 
 
-def run_metadata(watches: Sequence[LoadWatch], *, model: str, workload: dict[str, Any], engine: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_metadata(watches: Sequence[LoadWatch | dict[str, Any]], *, model: str, workload: dict[str, Any], engine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Provenance and the quiet verdict of one result; `engine` overrides the build found now (a script that forces one)."""
     from model_serving import __version__
 
-    loads = [w.as_dict() for w in watches]
+    loads = [w if isinstance(w, dict) else w.as_dict() for w in watches]  # dicts: samples a library call took itself
     return {
         "commit": _git("rev-parse", "--short", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
@@ -154,7 +154,7 @@ def run_metadata(watches: Sequence[LoadWatch], *, model: str, workload: dict[str
     }
 
 
-def write_report(path: Path, report: dict[str, Any], watches: Sequence[LoadWatch], *, model: str, workload: dict[str, Any],
+def write_report(path: Path, report: dict[str, Any], watches: Sequence[LoadWatch | dict[str, Any]], *, model: str, workload: dict[str, Any],
                  engine: dict[str, Any] | None = None, echo: bool = True) -> dict[str, Any]:
     """The script's figures with `run_metadata`, written as JSON (and printed unless `echo` is off)."""
     report = {**report, **run_metadata(watches, model=model, workload=workload, engine=engine)}

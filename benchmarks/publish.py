@@ -47,6 +47,7 @@ SCRIPTS = {
     "decode_agreement": "python benchmarks/bench_decode_agreement.py",
     "client_overhead": "python benchmarks/bench_client_overhead.py",
     "template_corpus": "python benchmarks/template_corpus.py",
+    "engine_compare": "python benchmarks/engine_compare.py",
 }
 PLOTS = {"deploy_stages.sweep.png": "deploy_stages"}  # plot -> the result whose script writes it
 
@@ -260,6 +261,19 @@ def client_overhead(stem: str, d: dict[str, Any]) -> list[str]:
                                    ("headroom (client / engine)", "headroom_ratio", ".0f"), ("target", "target", "")])
 
 
+def engine_compare(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "llama.cpp against vLLM on one checkpoint", d)
+    cols = [("concurrency", "concurrency", ""), ("req/s", "request_throughput", ".2f"), ("output tok/s", "output_throughput", ".1f"),
+            ("TTFT median ms", "median_ttft_ms", ".0f"), ("TPOT median ms", "median_tpot_ms", ".1f"), ("e2e p95 ms", "p95_e2el_ms", ".0f"),
+            ("completed", "completed", "")]
+    for i, run in enumerate(d.get("runs", [])):
+        rss = run.get("peak_rss_bytes")
+        out += [f"**{run.get('engine')}** (peak RSS {fmt(rss / 2**20 if rss else None, '.0f')} MiB, start-up {fmt(run.get('start_s'))} s, "
+                f"from `runs.{i}`):", ""]
+        out += table(stem, cols, run.get("points"), f"runs.{i}.points")
+    return out + figures(stem, d, [("summary", "summary", "")])
+
+
 def template_corpus(stem: str, d: dict[str, Any]) -> list[str]:
     out = header(stem, "Chat templates converted to Ollama's Go templates", d) + figures(stem, d, [
         ("templates", "summary.templates", ""), ("exact on every conversation", "summary.counts.exact", ""),
@@ -276,7 +290,7 @@ SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "imatrix_types": imatrix_types, "gateway": gateway, "replicas": replicas, "replicas-threads1": replicas,
     "adapters_native": adapters_native, "adapter_ab": adapter_ab, "agent_deploy": agent_deploy, "soak": soak,
     "small_batch_kernels": small_batch_kernels, "decode_agreement": decode_agreement, "client_overhead": client_overhead,
-    "template_corpus": template_corpus,
+    "template_corpus": template_corpus, "engine_compare": engine_compare,
 }
 
 
