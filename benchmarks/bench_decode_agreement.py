@@ -101,7 +101,7 @@ def report_of(gguf: Path, tokens: int, rounds: int, threads: int, measured: dict
         "ratio_client_to_server": client / server if client and server else None,
         "ratio_client_to_in_process": client / local if client and local else None,
         "in_process_error": measured["in_process_error"],
-        "target": "ratios within 0.90 to 1.10",
+        "target": "ratios within 0.90 to 1.10", "target_range": [0.90, 1.10],
         "median_ttft_ms": result.summary.median_ttft_ms,
         "roofline_percent": result.roofline.percent_of_ceiling if result.roofline else None,
         "bandwidth_gbs": result.roofline.bandwidth_gbs if result.roofline else None,

@@ -131,8 +131,6 @@ def main() -> None:
         "setups": setups, "peak_request_throughput": best,
         "keepalive_client": {"client": "aiohttp, one TCPConnector reused", "concurrency": args.keepalive_concurrency,
                              "pause_between_rounds_s": args.keepalive_pause_s, **keep},
-        "note": (f"{CPUS} cores: every replica decodes on the same cores, so replicas add processes, not compute; "
-                 "beyond the engine's own parallel slots the box is compute-bound and a second replica cannot raise throughput."),
     }
     write_report(args.out, report, watches, model=gguf.name, workload=WORKLOAD)
 
