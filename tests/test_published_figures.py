@@ -116,3 +116,22 @@ def test_no_page_publishes_a_figure_by_hand(path: Path) -> None:
     stray = sorted({f for f in found if f not in ALLOWED})
     assert not stray, (f"{path.relative_to(ROOT)} carries figures that look measured: {stray}. Publish them through "
                        "benchmarks/publish.py (docs/benchmarks.md), or, for a setting or a limit, add it to ALLOWED with what it is.")
+
+
+def _anchors(page: Path) -> set[str]:
+    headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL), flags=re.MULTILINE)
+    return {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_links_between_pages_resolve(path: Path) -> None:
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    broken = []
+    for link in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", link):
+            continue
+        name, _, anchor = link.partition("#")
+        target = (path.parent / name) if name else path
+        if not target.exists() or (anchor and target.suffix == ".md" and anchor not in _anchors(target)):
+            broken.append(link)
+    assert not broken, f"{path.relative_to(ROOT)} links to pages or headings that do not exist: {broken}"
