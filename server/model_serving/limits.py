@@ -32,8 +32,10 @@ CtxSize = Annotated[int, Field(ge=64, le=1 << 20)]
 Parallel = Annotated[int, Field(ge=1, le=64)]
 Threads = Annotated[int, Field(ge=1, le=512, description="Default: all cores")]
 Port = Annotated[int, Field(ge=1024, le=65535, description="Default: a free one")]
-Requests = Annotated[int, Field(ge=1, le=10_000)]
-Concurrency = Annotated[int, Field(ge=1, le=1024)]
+MAX_REQUESTS = 10_000  # bench requests per run (per sweep level); bench.models.BenchConfig uses the same bounds
+MAX_CONCURRENCY = 1024
+Requests = Annotated[int, Field(ge=1, le=MAX_REQUESTS)]
+Concurrency = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
 MaxTokens = Annotated[int, Field(ge=1, le=32_768)]
 Target = Literal["auto", "embedded", "ollama", "vllm"]
 RegisterTarget = Literal["embedded", "ollama"]
@@ -41,6 +43,9 @@ OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
 Api = Literal["openai", "ollama"]
 Route = Literal["chat", "completions"]
 Statistic = Literal["mean", "median", "p90", "p95", "p99"]
+# Bench workloads: unique prompts by default (random tokens, or varied chat questions); the repeated ones
+# (fixed, text) are served from the prompt cache and are labelled so in every result.
+Profile = Literal["random", "chat", "fixed", "synthetic", "jsonl", "text"]
 Positive = Annotated[float, Field(gt=0)]
 Millis = Annotated[float, Field(gt=0)]
 Source = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Checkpoint folder or Hub repo id")]
@@ -248,7 +253,12 @@ class BenchLoad(BenchTargets):
     warmup: Annotated[int, Field(ge=0, le=100, description="Per stream, unmeasured")] = 1
     prompt: Annotated[str | None, Field(min_length=1, max_length=100_000)] = None
     prompts_file: Annotated[PathArg | None, Field(description="JSONL")] = None
-    synthetic_input: Annotated[int | None, Field(ge=1, le=131_072, description="Synthetic prompt tokens")] = None
+    synthetic_input: Annotated[int | None, Field(ge=1, le=131_072, description="Old name of input_tokens")] = None
+    profile: Annotated[Profile | None, Field(description="Workload; default random (unique prompts)")] = None
+    input_tokens: Annotated[int | None, Field(ge=1, le=131_072, description="Prompt tokens (random, chat)")] = None
+    output_tokens: Annotated[MaxTokens | None, Field(description="Answer tokens; sets max_tokens")] = None
+    ignore_eos: Annotated[bool | None, Field(description="Fixed answer length; default on for random, chat")] = None
+    error_rate: Annotated[float, Field(ge=0, le=1, description="Largest failed share; default 0")] = 0.0
     seed: Annotated[int, Field(ge=0)] = 0
     rps: Positive = 10.0
     memory_gb: Positive = 8.0
@@ -262,7 +272,7 @@ class BenchLoad(BenchTargets):
 class BenchRequest(BenchLoad):
     concurrency: Concurrency = 1
     rate: Positive | None = None
-    levels: Annotated[list[Annotated[int, Field(ge=1, le=1024)]] | None, Field(min_length=1, max_length=16)] = None
+    levels: Annotated[list[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]] | None, Field(min_length=1, max_length=16)] = None
     cold_start: Annotated[bool, Field(description="Ollama: measure a cold load")] = False
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from model_serving.bench.clients import stream_one
 from model_serving.bench.http_client import Pool
-from model_serving.bench.models import BenchConfig, Finding, Knee, RequestRecord, SweepPoint
+from model_serving.bench.models import BenchConfig, Finding, Knee, RequestRecord, SweepPoint, Workload
 from model_serving.bench.prompts import PromptSpec
 from model_serving.errors import Cancelled
 from model_serving.jobs import Progress
@@ -32,6 +32,7 @@ class LoadOutcome:
     findings: list[Finding] = field(default_factory=list)
     stopped_reason: str | None = None
     loop_lag_ms: list[float] = field(default_factory=list)
+    workload: Workload | None = None
 
 
 def poisson_offsets(n: int, rate: float, seed: int) -> list[float]:
@@ -63,6 +64,7 @@ class _Run:
     client: Pool
     outcome: LoadOutcome
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    warm_specs: Sequence[PromptSpec] = ()
     t0: int = 0
     consecutive_errors: int = 0
     done: int = 0
@@ -88,7 +90,9 @@ class _Run:
         config, n = self.config, self.config.warmup
         record = RequestRecord(index=-1, prompt_id="", warmup=True, scheduled_ms=0.0, max_tokens=config.max_tokens)
         for i in range(n):
-            spec = self.specs[(stream * n + i) % len(self.specs)]
+            # Unique workloads warm up on prompts of their own: one shared with a measured request would be cached.
+            pool = self.warm_specs or self.specs
+            spec = pool[(stream * n + i) % len(pool)]
             record = RequestRecord(index=-1 - stream * n - i, prompt_id=spec.id, warmup=True, scheduled_ms=0.0,
                                    max_tokens=spec.max_tokens or config.max_tokens)
             await stream_one(self.client, config, spec, record, warm_t0)
@@ -183,11 +187,12 @@ async def run_load(
     rate: float | None,
     progress: Progress | None = None,
     on_record: Callable[[RequestRecord], None] | None = None,
+    warm_specs: Sequence[PromptSpec] = (),
 ) -> LoadOutcome:
-    """Send `config.warmup` requests one by one (left out), then `specs` under the chosen profile."""
+    """Send `config.warmup` requests per stream (left out; from `warm_specs` when given), then `specs` under the chosen profile."""
     outcome = LoadOutcome([])
     client = Pool(config.base_url, concurrency)
-    run = _Run(config, specs, concurrency, progress or Progress(), on_record, client, outcome)
+    run = _Run(config, specs, concurrency, progress or Progress(), on_record, client, outcome, warm_specs=warm_specs)
     try:
         if config.warmup and not await run.warm():
             return outcome

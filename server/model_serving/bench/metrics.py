@@ -5,15 +5,29 @@ Definitions (the README section lists each with its vLLM / GuideLLM name):
 - TPOT: (last token - first token) / (output tokens - 1), so the first token is excluded.
 - ITL: gaps between consecutive content chunks, pooled over requests (vLLM's ITL).
 - E2EL: last token minus send time; client queue time (send minus scheduled) is kept apart.
+
+Every request counts (the rule behind every verdict; vLLM `--goodput` and AIPerf count failures the same way):
+- A request succeeds ("ok") only when its stream ended with the server's final message and carried text. One
+  refused, reset, timed out, answered with an HTTP error, cut short (truncated) or empty fails, by that cause
+  (`Summary.errors_by_cause`), and so does one the run never sent because it stopped early (`not_sent`).
+- A completed request always has a TTFT and an E2EL, and a TPOT once it has two tokens or more: when every
+  token arrived in one network read (a stalled client, a buffering proxy) its TPOT is 0, what its user saw.
+  A one-token answer has no TPOT and is left out of the TPOT distribution, as vLLM leaves it (with
+  `ignore_eos` asked for, answers shorter than `max_tokens` are a finding: the server ignored it).
+- The latency distributions describe the completed requests (vLLM's definition), but a failed request never
+  meets a latency target: goodput counts only completed requests within every latency target, over every
+  request of the run (AIPerf's good_request_fraction keeps errors in the denominator), and any failure makes
+  the latency, throughput and capacity verdicts FAIL (bench/verdicts.py), whatever the percentiles say.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from model_serving.bench.models import CONNECTION_ERRORS, RequestRecord, Stats, Summary
+from model_serving.bench.models import CONNECTION_ERRORS, RequestRecord, Stats, Summary, Targets
 from model_serving.bench.server_timings import server_decode_tok_s
 
 STATISTICS = ("mean", "median", "p90", "p95", "p99")
@@ -32,9 +46,9 @@ def derive(record: RequestRecord) -> RequestRecord:
     record.e2el_ms = record.last_token_ms - record.sent_ms
     record.itl_ms = [b - a for a, b in zip(record.chunk_ms, record.chunk_ms[1:], strict=False)]
     n = record.output_tokens
-    if n > 1 and record.last_token_ms > record.first_token_ms:
-        record.tpot_ms = (record.last_token_ms - record.first_token_ms) / (n - 1)
-        record.decode_tok_s = 1000.0 / record.tpot_ms
+    if n > 1:  # 0 when every token came in one read: the client saw no decode time, and says so
+        record.tpot_ms = max(0.0, record.last_token_ms - record.first_token_ms) / (n - 1)
+        record.decode_tok_s = 1000.0 / record.tpot_ms if record.tpot_ms > 0 else None
     if record.e2el_ms > 0:
         record.output_tok_s = n / (record.e2el_ms / 1000.0)
     if record.prompt_tokens and record.ttft_ms > 0:
@@ -65,14 +79,17 @@ def stats(values: Sequence[float], *, confidence: float = 0.95, seed: int = 0) -
     return result
 
 
-def throughput_ci(records: Sequence[RequestRecord], *, confidence: float = 0.95, seed: int = 0) -> tuple[float, float] | None:
+def throughput_ci(records: Sequence[RequestRecord], *, confidence: float = 0.95, seed: int = 0,
+                  counted: Callable[[RequestRecord], bool] | None = None) -> tuple[float, float] | None:
     """Bootstrap interval of completed requests/s, resampling blocks of consecutive gaps between completions.
 
     A batching server finishes its concurrent requests together (gaps of ~0 ms, then one of a whole step cycle), so
     gaps drawn one by one mix bursts and pauses freely and widened the interval to +-50% (8.0-17.9 around 11.4 req/s);
-    a block as long as the concurrency keeps each cycle whole.
+    a block as long as the concurrency keeps each cycle whole. `counted` picks the requests that count (default:
+    completed ones; goodput passes the good ones).
     """
-    ok = sorted(r.end_ms for r in records if r.status == "ok" and r.end_ms is not None)
+    counted = counted or (lambda r: r.status == "ok")
+    ok = sorted(r.end_ms for r in records if counted(r) and r.end_ms is not None)
     starts = [r.sent_ms for r in records if r.sent_ms is not None]
     if len(ok) < 2 or not starts:
         return None
@@ -115,7 +132,56 @@ def distributions(records: Sequence[RequestRecord], *, confidence: float, seed: 
     return {name: stats(values, confidence=confidence, seed=seed) for name, values in columns.items()}
 
 
-def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, confidence: float = 0.95, seed: int = 0) -> Summary:
+def is_good(record: RequestRecord, targets: Targets | None) -> bool:
+    """Completed and within every latency target (TTFT, E2E): what goodput counts."""
+    if record.status != "ok":
+        return False
+    if targets is None:
+        return True
+    return all(limit is None or (value is not None and value < limit)
+               for value, limit in ((record.ttft_ms, targets.ttft_ms), (record.e2el_ms, targets.e2e_ms)))
+
+
+def errors_by_cause(records: Sequence[RequestRecord], not_sent: int = 0) -> dict[str, int]:
+    causes = Counter(r.error_kind or r.status for r in records if r.status != "ok")
+    if not_sent:
+        causes["not_sent"] += not_sent
+    return dict(sorted(causes.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def prefill_counts(records: Sequence[RequestRecord]) -> tuple[int, int] | None:
+    """(prompt tokens sent, tokens the server prefilled) from llama.cpp's per-request timings; None without them."""
+    timed = [r for r in records if r.status == "ok" and r.server and r.server.source == "llama.cpp" and r.server.prompt_tokens is not None]
+    if not timed:
+        return None
+    prefilled = sum(r.server.prompt_tokens or 0 for r in timed if r.server)
+    sent = sum(max(r.prompt_tokens or 0, (r.server.prompt_tokens or 0) + (r.server.cached_tokens or 0)) for r in timed if r.server)
+    return sent, prefilled
+
+
+def _accounting(records: Sequence[RequestRecord], targets: Targets | None, planned: int | None, duration: float,
+                *, confidence: float, seed: int) -> dict[str, object]:
+    """The Summary fields that make every request count: failures by cause, goodput, prefill against sent."""
+    not_sent = max(0, planned - len(records)) if planned is not None else 0
+    good = [r for r in records if is_good(r, targets)]
+    everyone = len(records) + not_sent
+    prefill = prefill_counts(records)
+    fields: dict[str, object] = {
+        "not_sent": not_sent, "errors_by_cause": errors_by_cause(records, not_sent), "good_requests": len(good),
+        "good_fraction": len(good) / everyone if everyone else None,
+        "request_goodput": len(good) / duration if duration > 0 else 0.0,
+        "request_goodput_ci": throughput_ci(records, confidence=confidence, seed=seed, counted=lambda r: is_good(r, targets)),
+    }
+    if prefill is not None:
+        sent, prefilled = prefill
+        fields.update(prompt_tokens_sent=sent, prompt_tokens_prefilled=prefilled, prefilled_fraction=prefilled / sent if sent else None,
+                      prefill_source="timings")
+    return fields
+
+
+def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, confidence: float = 0.95, seed: int = 0,
+              targets: Targets | None = None, planned: int | None = None) -> Summary:
+    """The run's aggregates; `targets` decide which requests count as good (goodput), `planned` how many were never sent."""
     ok = [r for r in records if r.status == "ok"]
     sent = [r.sent_ms for r in records if r.sent_ms is not None]
     ends = [r.end_ms for r in records if r.end_ms is not None]
@@ -129,9 +195,10 @@ def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, co
         for stat in ("mean", "median", "std", "p90", "p95", "p99"):
             fields[f"{stat}_{key}_ms"] = getattr(s, stat)
     rates = [x for r in ok if r.server and (x := server_decode_tok_s(r.server))]
+    accounting = _accounting(records, targets, planned, duration, confidence=confidence, seed=seed)
     return Summary(
         completed=len(ok),
-        failed=len(records) - len(ok),
+        failed=len(records) - len(ok) + int(accounting["not_sent"]),  # type: ignore[call-overload]
         incomplete_requests=sum(1 for r in records if r.status == "incomplete"),
         connection_errors=sum(1 for r in records if r.error_kind in CONNECTION_ERRORS),
         duration=duration,
@@ -148,4 +215,5 @@ def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, co
         median_server_decode_tok_s=float(np.median(rates)) if rates else None,
         request_throughput_ci=throughput_ci(records, confidence=confidence, seed=seed),
         **fields,
+        **accounting,  # type: ignore[arg-type]
     )

@@ -8,19 +8,23 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from model_serving.errors import InputError
+from model_serving.limits import MAX_CONCURRENCY, MAX_REQUESTS
 from model_serving.serve.metrics import ModelMetrics
 
 Api = Literal["openai", "ollama"]
 # "chat": /v1/chat/completions or /api/chat; "completions": /v1/completions or /api/generate.
 Route = Literal["chat", "completions"]
-PromptSource = Literal["fixed", "synthetic", "jsonl", "text"]
+# random: random tokens of the model's vocabulary (unique words without a tokenizer); chat: varied chat questions;
+# synthetic: the older name of random's word form; fixed and text repeat prompts (the prompt cache serves them).
+PromptSource = Literal["random", "chat", "fixed", "synthetic", "jsonl", "text"]
+UNIQUE_SOURCES = ("random", "chat", "synthetic")
 Statistic = Literal["mean", "median", "p90", "p95", "p99"]
 VerdictState = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 RequestStatus = Literal["ok", "incomplete", "empty", "error"]
 # Why a request did not succeed: no connection, connection reset or closed mid-exchange, the request
 # limit passed, an HTTP error status, an error inside the stream, a message that is not JSON, a stream
 # cut before its final message, or a finished answer without any text.
-ErrorKind = Literal["connect", "reset", "timeout", "http", "stream_error", "malformed", "truncated", "empty"]
+ErrorKind = Literal["connect", "reset", "timeout", "http", "stream_error", "malformed", "truncated", "empty", "not_sent"]
 CONNECTION_ERRORS = ("connect", "reset")  # the kinds a connection-reusing client sees as a dropped request
 
 
@@ -30,6 +34,7 @@ class Targets(BaseModel):
     ttft_ms: float | None = Field(default=200.0, gt=0, description="Time to first token must stay below this")
     e2e_ms: float | None = Field(default=500.0, gt=0, description="End-to-end latency of a short answer must stay below this")
     request_throughput: float | None = Field(default=10.0, gt=0, description="Completed requests per second must reach this")
+    error_rate: float | None = Field(default=0.0, ge=0, le=1, description="Share of requests that may fail; 0: any failure FAILs")
     memory_gb: float | None = Field(default=8.0, gt=0, description="Server memory in use must stay below this")
     statistic: Statistic = Field(default="p95", description="Which statistic of TTFT and end-to-end latency is judged")
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Level of the bootstrap confidence intervals")
@@ -42,18 +47,18 @@ class BenchConfig(BaseModel):
     model: str = Field(min_length=1, description="Model name sent in each request")
     api: Api = "openai"
     route: Route = "chat"
-    n_requests: int = Field(default=20, ge=1, le=100_000)
-    concurrency: int = Field(default=1, ge=1, le=4096, description="Streams in flight at once (cap for Poisson arrivals)")
+    n_requests: int = Field(default=20, ge=1, le=MAX_REQUESTS)
+    concurrency: int = Field(default=1, ge=1, le=MAX_CONCURRENCY, description="Streams in flight at once (cap for Poisson arrivals)")
     rate: float | None = Field(default=None, description="Poisson arrival rate in requests/s; None sends closed-loop at `concurrency`")
     warmup: int = Field(default=1, ge=0, le=100, description="Requests sent first and left out of the statistics")
     max_tokens: int = Field(default=32, ge=1, le=131_072)
     temperature: float = Field(default=0.0, ge=0.0)
     seed: int = 0
-    prompt_source: PromptSource = "fixed"
+    prompt_source: PromptSource = "random"
     prompt: str | None = Field(default=None, description="The one prompt to send (prompt_source='text')")
     prompts_file: Path | None = Field(default=None, description="JSONL file of prompts (prompt_source='jsonl')")
-    input_tokens: int = Field(default=128, ge=1, le=131_072, description="Synthetic prompt length in tokens (approximate)")
-    ignore_eos: bool | None = Field(default=None, description="Ask the server to generate exactly max_tokens; default: only for synthetic prompts")
+    input_tokens: int = Field(default=128, ge=1, le=131_072, description="Prompt length in tokens for random and chat prompts")
+    ignore_eos: bool | None = Field(default=None, description="Ask the server to generate exactly max_tokens; default: for unique prompts (random, chat)")
     timeout_s: float = Field(default=120.0, gt=0, description="Per-request limit on the whole exchange, connecting included; "
                              "server-info probes wait at most 5 s or this, whichever is shorter")
     targets: Targets = Field(default_factory=Targets)
@@ -66,6 +71,8 @@ class BenchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> BenchConfig:
+        if self.ignore_eos is None:  # a fixed answer length for the unique workloads, which measure throughput
+            self.ignore_eos = self.prompt_source in UNIQUE_SOURCES
         if self.rate is not None and self.rate <= 0:
             raise ValueError(f"rate must be a positive number of requests per second, got {self.rate}")
         if self.prompt_source == "text" and not self.prompt:
@@ -213,6 +220,16 @@ class Summary(BaseModel):
     failed: int
     incomplete_requests: int = 0
     connection_errors: int = Field(default=0, description="Requests lost to a refused, reset or dropped connection (never resent)")
+    errors_by_cause: dict[str, int] = Field(default_factory=dict, description="Failed requests by cause (connect, reset, timeout, http, ...)")
+    not_sent: int = Field(default=0, description="Requests the run never sent because it stopped early (counted as failed)")
+    good_requests: int = Field(default=0, description="Completed requests that met every latency target (TTFT and E2E)")
+    good_fraction: float | None = Field(default=None, description="good_requests over every request of the run, failures included")
+    request_goodput: float = Field(default=0.0, description="good_requests per second (vLLM --goodput, AIPerf goodput)")
+    request_goodput_ci: tuple[float, float] | None = None
+    prompt_tokens_sent: int | None = Field(default=None, description="Prompt tokens of the completed requests, as the server counted them")
+    prompt_tokens_prefilled: int | None = Field(default=None, description="Of those, the tokens the server computed (not from its prompt cache)")
+    prefilled_fraction: float | None = Field(default=None, description="prefilled / sent; near 1 means the workload measured prefill")
+    prefill_source: Literal["timings", "metrics"] | None = None
     duration: float = Field(description="Seconds from the first send to the last response")
     total_input_tokens: int
     total_output_tokens: int
@@ -262,6 +279,10 @@ class SweepPoint(BaseModel):
     completed: int
     p95_ttft_ms: float | None = None
     connection_errors: int = 0
+    failed: int = 0
+    errors_by_cause: dict[str, int] = Field(default_factory=dict)
+    request_goodput: float = 0.0
+    holds_slo: bool = Field(default=False, description="No failed request and every latency target met: this level holds the SLO")
     targets_met: list[str] = Field(default_factory=list, description="The targets this level meets (point estimates of the judged statistic)")
 
 
@@ -269,6 +290,31 @@ class Knee(BaseModel):
     concurrency: int | None = Field(description="Last level where throughput still rose meaningfully; None if it never flattened")
     cause: Literal["parallel_slots", "compute", "none", "unknown"]
     explanation: str
+
+
+class Capacity(BaseModel):
+    """Max concurrency under SLO (AIPerf's max-concurrency-under-SLA): the highest swept level that holds the targets."""
+
+    concurrency: int | None = Field(description="Highest level holding the SLO with every level below it; None if none holds")
+    interval: tuple[int, int | None] | None = Field(default=None, description="[holds, breaks): the capacity lies in it; None above: not found")
+    request_goodput: float | None = None
+    request_goodput_ci: tuple[float, float] | None = None
+    bound: Literal["slots", "compute", "bandwidth", "client", "failures", "not_reached", "unknown"]
+    explanation: str
+
+
+class Workload(BaseModel):
+    """What was sent, so that a result says what it measured (and whether the prompt cache could serve it)."""
+
+    profile: str
+    prompts: Literal["unique", "repeated"]
+    input_tokens: int | None = Field(description="Requested prompt tokens (random, chat); None for fixed, text, jsonl")
+    output_tokens: int
+    ignore_eos: bool
+    seed: int
+    run_nonce: str | None = Field(default=None, description="Per-run random prefix: no run shares a prompt with another")
+    tokenizer: bool = Field(default=False, description="random: token ids drawn from the model's vocabulary (else random words)")
+    label: str = Field(default="", description="'cached/repeated' when prompts repeat")
 
 
 class ServerMetrics(BaseModel):
@@ -293,6 +339,8 @@ class BenchResult(BaseModel):
     load: LoadTimes | None = None
     sweep: list[SweepPoint] = Field(default_factory=list)
     knee: Knee | None = None
+    capacity: Capacity | None = None
+    workload: Workload | None = None
     target_levels: dict[str, list[int]] = Field(default_factory=dict, description="Sweep: target -> the concurrency levels at which it holds")
     incomplete: bool = False
     stopped_reason: str | None = None

@@ -1,7 +1,9 @@
 """Prompt sources: a fixed set for A/B runs, synthetic prompts of set length, one text, or a user JSONL file.
 
-Synthetic prompts start with a random prefix drawn from the recorded seed, so no two requests share
-a cacheable prefix (prompt caching would otherwise make prefill look free).
+Synthetic prompts (the older form of the `random` profile, bench/workloads.py) start with a random prefix
+drawn from the recorded seed, so no two requests of a run share a cacheable prefix; a rerun with the same
+seed repeats them, which `random` and `chat` avoid with a per-run nonce. The fixed set and a single text
+repeat, so the prompt cache serves them: results label them `cached/repeated`.
 """
 
 from __future__ import annotations
@@ -54,8 +56,17 @@ class PromptSpec:
         return "\n".join(content for _, content in self.chat or ())
 
 
-def _estimate(text: str) -> int:
+def estimate_tokens(text: str) -> int:
     return max(1, round(len(text.split()) * _TOKENS_PER_WORD))
+
+
+_estimate = estimate_tokens
+
+
+def word_body(rng: random.Random, input_tokens: int) -> str:
+    """Random common words, about `input_tokens` tokens of them."""
+    n_words = max(4, round(input_tokens / _TOKENS_PER_WORD))
+    return " ".join(rng.choice(_WORDS) for _ in range(n_words))
 
 
 def fixed_prompts() -> list[PromptSpec]:
@@ -126,7 +137,7 @@ def jsonl_prompts(path: Path) -> list[PromptSpec]:
 
 def load_prompts(source: str, *, n: int, seed: int, prompt: str | None, prompts_file: Path | None,
                  input_tokens: int, output_tokens: int) -> list[PromptSpec]:
-    """The prompts for a run, cycled or drawn to `n` requests (warmup included by the caller)."""
+    """The repeated or user-given prompts for a run, cycled to `n` requests (random and chat: bench.workloads)."""
     if source == "synthetic":
         return synthetic_prompts(n, input_tokens, output_tokens, seed)
     if source == "jsonl":

@@ -12,16 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from model_serving.bench import engine_metrics, loads, metrics, probe, quiet, report, server_timings, tokens, verdicts
+from model_serving.bench import capacity, engine_metrics, loads, metrics, probe, quiet, report, server_timings, tokens, verdicts, workloads
 from model_serving.bench.models import (
     CONNECTION_ERRORS,
     BenchConfig,
     BenchResult,
+    Capacity,
     Finding,
     Knee,
     RequestRecord,
     Roofline,
     ServerInfo,
+    ServerMetrics,
     Stats,
     Summary,
     SweepPoint,
@@ -75,6 +77,48 @@ def _integrity(records: Sequence[RequestRecord], config: BenchConfig, loop_lag_m
     return findings
 
 
+PREFILLED_FLOOR = 0.9  # below it, the prompt cache served enough of the prompts to flatter TTFT
+
+
+def _prefill_from_counters(summary: Summary, records: Sequence[RequestRecord], outcome: loads.LoadOutcome,
+                           server: ServerMetrics | None) -> Summary:
+    """Where no request carried llama.cpp timings, prefilled against sent from the server's /metrics counter.
+
+    The counter's delta covers the warm-up requests too (the server cannot tell them apart), so they are sent here as well.
+    """
+    if summary.prefill_source is not None or server is None or "prompt_tokens_total" not in server.delta:
+        return summary
+    counted = [r for r in [*records, *outcome.warmups] if r.prompt_tokens_source == "server" and r.prompt_tokens]
+    sent = sum(r.prompt_tokens or 0 for r in counted)
+    if not counted or sent <= 0:
+        return summary
+    prefilled = int(server.delta["prompt_tokens_total"])
+    return summary.model_copy(update={"prompt_tokens_sent": sent, "prompt_tokens_prefilled": prefilled,
+                                      "prefilled_fraction": prefilled / sent, "prefill_source": "metrics"})
+
+
+def _workload_findings(config: BenchConfig, summary: Summary, records: Sequence[RequestRecord], outcome: loads.LoadOutcome) -> list[Finding]:
+    """Repeated prompts, a prompt cache that served much of the prompts, and a fixed answer length the server ignored."""
+    findings: list[Finding] = []
+    workload = outcome.workload
+    if workload is not None and workload.prompts == "repeated":
+        findings.append(Finding(code="repeated_prompts", message=(
+            f"Workload '{workload.profile}' repeats its prompts (cached/repeated): the prompt cache serves them, so TTFT measures "
+            "almost no prefill. Judge a deploy with the default random profile or --profile chat.")))
+    fraction = summary.prefilled_fraction
+    if fraction is not None and fraction < PREFILLED_FLOOR:
+        findings.append(Finding(code="prompt_cache_served", message=(
+            f"The server prefilled {summary.prompt_tokens_prefilled} of the {summary.prompt_tokens_sent} prompt tokens sent "
+            f"({fraction:.0%}, by its {summary.prefill_source}): the rest came from its prompt cache, so TTFT understates a fresh prompt's.")))
+    if workload is not None and workload.ignore_eos:
+        short = [r for r in records if r.status == "ok" and r.output_tokens_source == "server" and r.output_tokens < r.max_tokens]
+        if short:
+            findings.append(Finding(code="ignore_eos_ignored", message=(
+                f"{len(short)} answer(s) stopped before max_tokens although ignore_eos asked for a fixed length: the server ignores it, "
+                "so output lengths (and throughput) vary with the answers.")))
+    return findings
+
+
 def _warmup_failure(records: Sequence[RequestRecord], info: ServerInfo, config: BenchConfig) -> None:
     """An HTTP 4xx on every request means a request the server refuses, most often an unknown model name."""
     if records and all(r.status == "error" and (r.error or "").startswith(("HTTP 400", "HTTP 404")) for r in records):
@@ -84,10 +128,10 @@ def _warmup_failure(records: Sequence[RequestRecord], info: ServerInfo, config: 
 
 
 def _measure(config: BenchConfig, info: ServerInfo, *, concurrency: int, rate: float | None, progress: Progress) -> tuple[list[RequestRecord], loads.LoadOutcome]:
-    specs = load_prompts(config.prompt_source, n=config.n_requests, seed=config.seed, prompt=config.prompt,
-                         prompts_file=config.prompts_file, input_tokens=config.input_tokens, output_tokens=config.max_tokens)
+    specs, warm_specs, workload = workloads.build(config, config.n_requests, config.warmup * min(concurrency, config.n_requests))
     with quiet.QuietWatch("load", [config.server_pid or 0], before_s=0) as watch:
-        outcome = asyncio.run(loads.run_load(config, specs, concurrency=concurrency, rate=rate, progress=progress))
+        outcome = asyncio.run(loads.run_load(config, specs, concurrency=concurrency, rate=rate, progress=progress, warm_specs=warm_specs))
+    outcome.workload = workload
     if not watch.quiet and watch.others_cores is not None and is_loopback_url(config.base_url):
         outcome.findings.append(Finding(code="host_busy", message=(
             f"Other processes used {watch.others_cores:.2f} cores during the run (the quiet rule allows {quiet.OTHERS_LIMIT_CORES}): "
@@ -149,14 +193,15 @@ def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> Benc
 def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.LoadOutcome, info: ServerInfo, *, started: str,
            load=None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee=None,  # noqa: ANN001
            server_before=None, target_levels: dict[str, list[int]] | None = None, judged: list[Verdict] | None = None,  # noqa: ANN001
-           roofline: Roofline | None = None) -> BenchResult:
+           roofline: Roofline | None = None, found: Capacity | None = None) -> BenchResult:
     """Statistics, reconciliation, roofline, verdicts (or a sweep's `judged`, each at its own level) and files for measured records."""
     server = engine_metrics.compare(config, server_before) if server_before is not None else None
     targets = config.targets
     dists = metrics.distributions(records, confidence=targets.confidence, seed=config.seed)
-    summary = metrics.summarize(records, dists, confidence=targets.confidence, seed=config.seed)
+    summary = metrics.summarize(records, dists, confidence=targets.confidence, seed=config.seed, targets=targets, planned=config.n_requests)
+    summary = _prefill_from_counters(summary, records, outcome, server)
     _, findings = server_timings.reconcile(records)
-    findings = _integrity(records, config, outcome.loop_lag_ms) + outcome.findings + findings
+    findings = _integrity(records, config, outcome.loop_lag_ms) + _workload_findings(config, summary, records, outcome) + outcome.findings + findings
     if info.models and config.model not in info.models and config.api == "openai" and summary.completed:
         findings.append(Finding(code="model_name_ignored", message=(
             f"The server lists {', '.join(info.models)} but answered requests for {config.model!r}: it serves one model whatever "
@@ -166,13 +211,13 @@ def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.Loa
     lag = outcome.loop_lag_ms
     result = BenchResult(
         config=config, started_at=started, summary=summary, metrics=dists, findings=findings, server=info, roofline=roof, load=load,
-        sweep=sweep or [], knee=knee, target_levels=target_levels or {}, incomplete=incomplete, stopped_reason=outcome.stopped_reason,
+        sweep=sweep or [], knee=knee, capacity=found, target_levels=target_levels or {}, incomplete=incomplete, stopped_reason=outcome.stopped_reason,
         client_overhead={
             "loop_lag_max_ms": max(lag) if lag else 0.0,
             "loop_lag_p99_ms": float(metrics.stats(lag).p99 or 0.0) if lag else 0.0,
             "send_delay_p99_ms": float(dists["client_queue_ms"].p99 or 0.0) if config.rate is None else 0.0,
         },
-        records=records, warmup_records=[metrics.derive(r) for r in outcome.warmups], server_metrics=server,
+        records=records, warmup_records=[metrics.derive(r) for r in outcome.warmups], server_metrics=server, workload=outcome.workload,
     )
     result.verdicts = judged if judged is not None else verdicts.judge(config, summary, dists, records, info, roof, load, knee)
     if config.output_dir is not None:
@@ -198,7 +243,7 @@ def _sweep_level(level_config: BenchConfig, records: list[RequestRecord], outcom
     """One level's figures, and which latency and throughput targets it meets (point estimates of the judged statistic)."""
     targets = level_config.targets
     dists = metrics.distributions(records, confidence=targets.confidence, seed=level_config.seed)
-    s = metrics.summarize(records, dists, confidence=targets.confidence, seed=level_config.seed)
+    s = metrics.summarize(records, dists, confidence=targets.confidence, seed=level_config.seed, targets=targets, planned=level_config.n_requests)
     met = []
     for target, key, threshold in (("ttft_ms", "ttft_ms", targets.ttft_ms), ("e2e_ms", "e2el_ms", targets.e2e_ms)):
         value = getattr(dists[key], targets.statistic)
@@ -206,10 +251,39 @@ def _sweep_level(level_config: BenchConfig, records: list[RequestRecord], outcom
             met.append(target)
     if targets.request_throughput is not None and s.completed and s.request_throughput >= targets.request_throughput:
         met.append("request_throughput")
+    if s.failed:
+        met = []  # a level that lost requests meets no target: every request counts
     point = SweepPoint(concurrency=level_config.concurrency, request_throughput=s.request_throughput, output_throughput=s.output_throughput,
                        p95_e2el_ms=s.p95_e2el_ms, median_ttft_ms=s.median_ttft_ms, median_tpot_ms=s.median_tpot_ms,
-                       completed=s.completed, p95_ttft_ms=s.p95_ttft_ms, connection_errors=s.connection_errors, targets_met=met)
+                       completed=s.completed, p95_ttft_ms=s.p95_ttft_ms, connection_errors=s.connection_errors, targets_met=met,
+                       failed=s.failed, errors_by_cause=s.errors_by_cause, request_goodput=s.request_goodput)
+    point.holds_slo = capacity.holds(point, _latency_targets(level_config))
     return _Level(level_config, records, outcome, dists, s, point)
+
+
+def _latency_targets(config: BenchConfig) -> list[str]:
+    return [name for name, value in (("ttft_ms", config.targets.ttft_ms), ("e2e_ms", config.targets.e2e_ms)) if value is not None]
+
+
+def _sweep_accounting(swept: dict[int, _Level], config: BenchConfig, info: ServerInfo, roof: Roofline | None,
+                      judged: list[Verdict]) -> tuple[Capacity, list[Verdict]]:
+    """Capacity (max concurrency under SLO), and the verdicts with the whole sweep's failures counted: error_rate
+    over every level first, then FAIL for latency, throughput and capacity wherever any level lost a request."""
+    points = [lv.point for lv in swept.values()]
+    found = capacity.max_under_slo(
+        points, _latency_targets(config), total_slots=info.total_slots, roofline=roof,
+        client_lag_ms={c: float(metrics.stats(lv.outcome.loop_lag_ms).p99 or 0.0) for c, lv in swept.items() if lv.outcome.loop_lag_ms},
+        goodput_ci={c: lv.summary.request_goodput_ci for c, lv in swept.items()})
+    records = [r for lv in swept.values() for r in lv.records]
+    not_sent = sum(lv.summary.not_sent for lv in swept.values())
+    failed, total = sum(lv.summary.failed for lv in swept.values()), len(records) + not_sent
+    causes = metrics.errors_by_cause(records, not_sent)
+    sample = next((r.error for r in records if r.status != "ok" and r.error), None)
+    first = verdicts.error_rate_verdict(config.targets, failed, total, causes, sample)
+    cap = verdicts.capacity_verdict(config.targets, found.request_goodput, found.request_goodput_ci,
+                                    f"{capacity.capacity_text(found)}; {found.explanation}", [found.explanation])
+    out = ([first] if first else []) + [v for v in judged if v.target not in ("error_rate", "capacity")] + ([cap] if cap else [])
+    return found, verdicts.fail_on_failures(out, failed, total, causes)
 
 
 def _target_levels(points: Sequence[SweepPoint], config: BenchConfig, info: ServerInfo) -> dict[str, list[int]]:
@@ -268,8 +342,8 @@ def run_sweep(config: BenchConfig, levels: Sequence[int], progress: Progress | N
     roof = _roofline(single.config, single.records, single.dists) if single else None
     if roof is not None:
         roof.note = f"{roof.note} Decode at concurrency 1 of the sweep.".strip()
-    judged = _judge_levels(swept, info, knee, target_levels, best, roof)
+    found, judged = _sweep_accounting(swept, config, info, roof, _judge_levels(swept, info, knee, target_levels, best, roof))
     main = swept[best]
     final = config.model_copy(update={"concurrency": best, "rate": None})
     return finish(final, main.records, main.outcome, info, started=started, progress=progress, sweep=points, knee=knee, server_before=server_before,
-                  target_levels=target_levels, judged=judged, roofline=roof if single else None)
+                  target_levels=target_levels, judged=judged, roofline=roof if single else None, found=found)

@@ -36,6 +36,27 @@ def _close() -> None:
         _open.clear()
 
 
+class Vocabulary:
+    """The tokenizer's view the random workload needs: its size, and text from token ids (control tokens dropped)."""
+
+    def __init__(self, llm: Any) -> None:
+        self._llm = llm
+        self.size = int(llm.n_vocab())
+
+    def text_of(self, ids: list[int], n: int) -> str:
+        """The ids decoded to text, trimmed so that it tokenizes back to at most about n tokens."""
+        with _lock:
+            text = self._llm.detokenize(ids, special=False).decode("utf-8", errors="ignore")
+            again = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            if len(again) > n:
+                text = self._llm.detokenize(again[:n], special=False).decode("utf-8", errors="ignore")
+        return text.replace("\x00", "")
+
+
+def vocabulary(gguf_path: Path) -> Vocabulary:
+    return Vocabulary(_vocab(str(gguf_path)))
+
+
 def count(gguf_path: Path, text: str) -> int:
     return len(_vocab(str(gguf_path)).tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
 

@@ -2,6 +2,10 @@
 
 A verdict is INCONCLUSIVE when the bootstrap interval straddles the threshold (a small sample cannot
 tell), or when the quantity was not measured; it never guesses.
+
+Every request counts (bench/metrics.py has the rule): `error_rate` is a verdict of its own and comes first,
+and while any request failed, the latency, throughput and capacity verdicts are FAIL whatever the completed
+requests measured, with the count and the causes as their first likely cause.
 """
 
 from __future__ import annotations
@@ -19,9 +23,71 @@ from model_serving.bench.models import (
     Stats,
     Summary,
     SweepPoint,
+    Targets,
     Verdict,
     VerdictState,
 )
+
+# What each cause of a failed request usually means, and where to look next.
+CAUSE_HINTS = {
+    "connect": "connections refused: the server was down or its port closed; check that it runs (model-serving status)",
+    "reset": "connections closed mid-request (a crash, an overload, or a kept-alive connection the server dropped): read the server log",
+    "timeout": "no complete answer within the request limit: the server stalled or queued too long; lower the concurrency",
+    "http": "HTTP error statuses (503: slots or queue full; 400: prompt too long for the context): see the messages",
+    "stream_error": "the server reported an error inside the stream",
+    "malformed": "stream messages that are not JSON: a proxy or a server speaking another protocol",
+    "truncated": "streams cut before their final message: the server or a proxy closed them early",
+    "empty": "answers without any text: check the chat template and the stop tokens",
+    "not_sent": "requests never sent: the run stopped after consecutive failures",
+}
+FAILURE_TARGETS = ("ttft_ms", "e2e_ms", "request_throughput", "capacity")
+_NO_TARGET = ": a failed request meets no target."
+
+
+def failures_text(failed: int, total: int, causes: Mapping[str, int]) -> str:
+    """'3 of 20 requests failed (reset 2, http 1)': the count and causes every failed verdict carries."""
+    by = ", ".join(f"{kind} {n}" for kind, n in causes.items())
+    return f"{failed} of {total} requests failed ({by})"
+
+
+def error_rate_verdict(targets: Targets, failed: int, total: int, causes: Mapping[str, int], sample: str | None = None) -> Verdict | None:
+    """Failed share of every request of the run (or sweep) against the allowed share (default 0: any failure FAILs)."""
+    if targets.error_rate is None:
+        return None
+    rate = failed / total if total else None
+    state: VerdictState = "INCONCLUSIVE" if rate is None else "PASS" if rate <= targets.error_rate else "FAIL"
+    hints = [f"{kind} ({n}): {CAUSE_HINTS.get(kind, kind)}" for kind, n in causes.items()]
+    if sample:
+        hints.append(f"First error: {sample}")
+    note = failures_text(failed, total, causes) if failed else f"all {total} requests completed"
+    return Verdict(target="error_rate", state=state, threshold=targets.error_rate, measured=rate, statistic="failed share",
+                   likely_causes=hints if state != "PASS" else [], note=note)
+
+
+def fail_on_failures(verdicts: Sequence[Verdict], failed: int, total: int, causes: Mapping[str, int]) -> list[Verdict]:
+    """Latency, throughput and capacity verdicts FAIL while any request failed, the count and causes first among their causes."""
+    if not failed:
+        return list(verdicts)
+    text = failures_text(failed, total, causes)
+    out = []
+    for v in verdicts:
+        if v.target in FAILURE_TARGETS:
+            # a sweep counts again over all its levels: the wider count replaces a level's own
+            kept = [c for c in v.likely_causes if not c.endswith(_NO_TARGET)]
+            note = v.note.split("; FAIL: ")[0]
+            v = v.model_copy(update={"state": "FAIL", "likely_causes": [f"{text}{_NO_TARGET}", *kept], "note": f"{note}; FAIL: {text}"})
+        out.append(v)
+    return out
+
+
+def capacity_verdict(targets: Targets, goodput: float | None, ci: tuple[float, float] | None, note: str,
+                     causes: Sequence[str] = ()) -> Verdict | None:
+    """Goodput (completed within every latency target, per second) against the throughput target."""
+    if targets.request_throughput is None:
+        return None
+    state = _judge(goodput, ci, targets.request_throughput, lower_is_better=False)
+    return Verdict(target="capacity", state=state, threshold=targets.request_throughput, measured=goodput, ci=ci,
+                   statistic="goodput requests/s", likely_causes=list(causes) if state != "PASS" else [], note=note)
 
 
 def _judge(measured: float | None, ci: tuple[float, float] | None, threshold: float, *, lower_is_better: bool) -> VerdictState:
@@ -111,7 +177,10 @@ def judge(config: BenchConfig, summary: Summary, metrics: dict[str, Stats], reco
           roofline: Roofline | None = None, load: LoadTimes | None = None, knee: Knee | None = None) -> list[Verdict]:
     targets = config.targets
     stat = targets.statistic
-    verdicts: list[Verdict] = []
+    total = len(records) + summary.not_sent
+    sample = next((r.error for r in records if r.status != "ok" and r.error), None)
+    first = error_rate_verdict(targets, summary.failed, total, summary.errors_by_cause, sample)
+    verdicts: list[Verdict] = [first] if first else []
     for target, key, threshold in (("ttft_ms", "ttft_ms", targets.ttft_ms), ("e2e_ms", "e2el_ms", targets.e2e_ms)):
         if threshold is None:
             continue
@@ -124,10 +193,10 @@ def judge(config: BenchConfig, summary: Summary, metrics: dict[str, Stats], reco
         note = "no successful request to measure" if measured is None else f"{stat} over {dist.n} requests"
         verdicts.append(Verdict(target=target, state=state, threshold=threshold, measured=measured, ci=dist.ci.get(stat),
                                 statistic=stat, likely_causes=causes, note=note))
+    profile = f"Poisson at {config.rate}/s capped at {config.concurrency}" if config.rate else f"concurrency {config.concurrency}"
     if targets.request_throughput is not None:
         measured = summary.request_throughput if summary.completed else None
         state = _judge(measured, summary.request_throughput_ci, targets.request_throughput, lower_is_better=False)
-        profile = f"Poisson at {config.rate}/s capped at {config.concurrency}" if config.rate else f"concurrency {config.concurrency}"
         verdicts.append(Verdict(
             target="request_throughput", state=state, threshold=targets.request_throughput, measured=measured,
             ci=summary.request_throughput_ci, statistic="completed requests/s",
@@ -142,7 +211,12 @@ def judge(config: BenchConfig, summary: Summary, metrics: dict[str, Stats], reco
             causes.append("Weights plus KV cache exceed the budget: use a smaller quantization, a shorter context or fewer parallel slots.")
         note = f"peak {server.memory_source}" if gb is not None else "not measured: give the server's pid (embedded engine) or use Ollama"
         verdicts.append(Verdict(target="memory_gb", state=state, threshold=targets.memory_gb, measured=gb, statistic="peak", likely_causes=causes, note=note))
-    return verdicts
+    capacity = capacity_verdict(targets, summary.request_goodput if summary.completed else None, summary.request_goodput_ci,
+                                f"completed within every latency target, at {profile}" if targets.request_throughput is not None else "",
+                                ["Goodput counts only requests within the TTFT and E2E targets; see those verdicts."])
+    if capacity:
+        verdicts.append(capacity)
+    return fail_on_failures(verdicts, summary.failed, total, summary.errors_by_cause)
 
 
 def judged_levels(points: Sequence[SweepPoint], target_levels: Mapping[str, Sequence[int]], main: int) -> dict[str, int]:

@@ -1,0 +1,128 @@
+"""Workloads that do not flatter: unique prompts of a stated length, as `vllm bench serve` and AIPerf send by default.
+
+- `random` (like `vllm bench serve --dataset-name random`): token ids drawn from the model's vocabulary and
+  decoded to text, when the served GGUF's tokenizer is at hand; otherwise random common words of about the
+  stated length.
+- `chat`: varied chat questions (a context, a task, details), their lengths spread around the stated length.
+
+Every prompt opens with a per-run random nonce and its own index, in a short system message on the chat
+route (so a template's built-in system prompt, the same for every request, is not prepended either).
+The nonce comes from the operating system, not from the seed: a rerun with the same seed shares nothing
+with the last run, which a host-memory prompt cache (llama-server `--cache-ram`) would otherwise serve.
+The seed fixes everything after the nonce, so runs with one seed differ only in their openings.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from model_serving.bench.models import UNIQUE_SOURCES, BenchConfig, Workload
+from model_serving.bench.prompts import PromptSpec, estimate_tokens, load_prompts, word_body
+
+_CONTEXTS = (
+    "I run a small bakery and", "My team maintains a web service that", "I am studying for an exam and",
+    "Our school is planning a trip and", "I just moved to a new city and", "I volunteer at an animal shelter and",
+    "My grandmother asked me a question:", "We are renovating an old house and", "I am learning to play the guitar and",
+    "At work we keep a shared spreadsheet that", "I am training for a half marathon and", "My garden gets little sun and",
+)
+_TASKS = (
+    "explain in plain words", "give me three options for", "compare the pros and cons of", "write a short plan for",
+    "summarise what I should know about", "suggest a checklist for", "describe step by step", "list common mistakes in",
+)
+_TOPICS = (
+    "keeping bread fresh for a week", "caching database queries", "remembering dates in history", "budgeting a bus trip",
+    "finding a good doctor", "socialising shy cats", "fixing a squeaky wooden floor", "practising chord changes",
+    "tracking expenses by month", "pacing the last five kilometres", "growing herbs in shade", "backing up family photos",
+    "writing a polite complaint letter", "choosing a second-hand bicycle", "planning meals for a busy week",
+)
+_DETAILS = (
+    "It has to work on a small budget.", "I have about an hour a day for it.", "Two of us share the work.",
+    "Last time it went wrong because we started too late.", "The deadline is at the end of the month.",
+    "I would like to avoid buying new tools.", "Please keep in mind that I am a beginner.", "The weather here is often rainy.",
+    "Some of the people involved do not speak English well.", "We tried a simple approach once and it was too slow.",
+    "Safety matters more to me than speed.", "I can ask a friend who has done this before.",
+)
+
+
+def new_nonce() -> str:
+    """A per-run prefix from the operating system's randomness (never from the seed)."""
+    return secrets.token_hex(6)
+
+
+def _opening(nonce: str, index: int) -> str:
+    return f"[{nonce}-{index:05d}]"
+
+
+def random_prompts(n: int, input_tokens: int, output_tokens: int, seed: int, *, nonce: str,
+                   tokenizer: Callable[[random.Random, int], str] | None = None) -> list[PromptSpec]:
+    """n unique prompts of about `input_tokens` tokens: vocabulary tokens when a tokenizer is given, else words."""
+    rng = random.Random(seed)
+    specs = []
+    for i in range(n):
+        body = tokenizer(rng, input_tokens) if tokenizer is not None else word_body(rng, input_tokens)
+        opening = _opening(nonce, i)
+        specs.append(PromptSpec(id=f"random-{i}", chat=(("system", opening), ("user", body)), max_tokens=output_tokens,
+                                input_tokens_estimate=input_tokens + estimate_tokens(opening)))
+    return specs
+
+
+def _chat_question(rng: random.Random, target_tokens: int) -> str:
+    words = [rng.choice(_CONTEXTS), rng.choice(_TASKS), rng.choice(_TOPICS) + "."]
+    text = " ".join(words)
+    while estimate_tokens(text) < target_tokens:
+        text += " " + rng.choice(_DETAILS)
+    return text + f" ({rng.randint(2, 9)} short points, please.)"
+
+
+def chat_prompts(n: int, input_tokens: int, output_tokens: int, seed: int, *, nonce: str) -> list[PromptSpec]:
+    """n unique chat questions; lengths uniform within half to one and a half times `input_tokens`."""
+    rng = random.Random(seed)
+    specs = []
+    for i in range(n):
+        target = max(8, round(input_tokens * rng.uniform(0.5, 1.5)))
+        question = _chat_question(rng, target)
+        opening = f"{_opening(nonce, i)} You are a helpful assistant."
+        specs.append(PromptSpec(id=f"chat-{i}", chat=(("system", opening), ("user", question)), max_tokens=output_tokens,
+                                input_tokens_estimate=estimate_tokens(opening + " " + question)))
+    return specs
+
+
+def vocabulary_sampler(gguf_path: Path) -> Callable[[random.Random, int], str] | None:
+    """Text of random vocabulary tokens (control tokens left out), about n tokens long; None without a tokenizer."""
+    from model_serving.bench import tokens
+
+    try:
+        vocab = tokens.vocabulary(gguf_path)
+    except Exception:  # noqa: BLE001 - no tokenizer only means the word form of the random profile
+        return None
+
+    def sample(rng: random.Random, n: int) -> str:
+        ids = [rng.randrange(vocab.size) for _ in range(n + n // 4 + 4)]
+        return vocab.text_of(ids, n)
+
+    return sample
+
+
+def build(config: BenchConfig, n: int, warm: int) -> tuple[list[PromptSpec], list[PromptSpec], Workload]:
+    """The measured prompts, the warm-up prompts (never among the measured: a warm-up would cache them) and the workload."""
+    source = config.prompt_source
+    unique = source in UNIQUE_SOURCES
+    nonce = new_nonce() if source in ("random", "chat") else None
+    sampler = vocabulary_sampler(config.gguf_path) if source == "random" and config.gguf_path is not None else None
+    total = n + warm if unique else n
+    if source == "random":
+        specs = random_prompts(total, config.input_tokens, config.max_tokens, config.seed, nonce=nonce or "", tokenizer=sampler)
+    elif source == "chat":
+        specs = chat_prompts(total, config.input_tokens, config.max_tokens, config.seed, nonce=nonce or "")
+    else:
+        specs = load_prompts(source, n=total, seed=config.seed, prompt=config.prompt, prompts_file=config.prompts_file,
+                             input_tokens=config.input_tokens, output_tokens=config.max_tokens)
+    repeated = not unique and (source != "jsonl" or len({s.as_text() for s in specs}) < len(specs))
+    workload = Workload(
+        profile=source, prompts="repeated" if repeated else "unique", input_tokens=config.input_tokens if unique else None,
+        output_tokens=config.max_tokens, ignore_eos=bool(config.ignore_eos) and config.api == "openai", seed=config.seed,
+        run_nonce=nonce, tokenizer=sampler is not None, label="cached/repeated" if repeated else "")
+    return (specs[:n], specs[n:], workload) if unique else (specs, [], workload)
