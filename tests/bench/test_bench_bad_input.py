@@ -48,7 +48,9 @@ def test_streams_closed_early_are_incomplete_and_still_reported(api: str, tmp_pa
     assert result.summary.completed == 0 and result.summary.incomplete_requests == 4
     assert all(r.status == "incomplete" and r.first_token_ms is not None for r in result.records)
     assert all(r.error_kind == "reset" for r in result.records)  # cut before the final chunk
-    assert {v.state for v in result.verdicts if v.target in ("ttft_ms", "e2e_ms")} == {"INCONCLUSIVE"}
+    # Nothing completed, so nothing was measured, but a lost request is a failure: never INCONCLUSIVE, never PASS.
+    assert {v.state for v in result.verdicts if v.target in ("ttft_ms", "e2e_ms", "request_throughput", "capacity")} == {"FAIL"}
+    assert result.verdicts[0].target == "error_rate" and result.verdicts[0].measured == 1.0
     assert any(f.code == "requests_incomplete" for f in result.findings)
     written = json.loads(Path(result.files["json"]).read_text())
     assert written["model_serving"]["incomplete"] is True
@@ -71,6 +73,8 @@ def test_server_dying_mid_run_stops_the_run_and_keeps_what_was_measured(tmp_path
     assert result.incomplete and result.stopped_reason and "in a row failed" in result.stopped_reason
     assert result.summary.completed == 3  # the warmup took one of the four answers
     assert len(result.records) < 40
+    # the requests never sent count as failed too
+    assert result.summary.failed == 40 - 3 and result.summary.errors_by_cause["not_sent"] == 40 - len(result.records)
     lines = Path(result.files["requests_jsonl"]).read_text().splitlines()
     assert sum(json.loads(line)["status"] == "ok" for line in lines) == 4  # three measured plus the warmup
 

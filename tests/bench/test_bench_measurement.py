@@ -48,6 +48,8 @@ def _errors(url: str, api: str, route: str, concurrency: int, n: int, seed: int)
     texts = {p.id: p.text for p in synthetic_prompts(n, 16, TOKENS, seed)}
     ttft_err, tpot_err, server_ttft = [], [], []
     for record in result.records:
+        # Every completed request of more than one token has its TTFT and TPOT (0 when all its tokens came in one read).
+        assert record.status == "ok" and record.ttft_ms is not None and record.tpot_ms is not None, record
         truth = log[texts[record.prompt_id][:16]]
         server_ttft.append((truth["first_write_ns"] - truth["received_ns"]) / 1e6)
         first_abs = record.sent_clock_ns + (record.first_token_ms - record.sent_ms) * 1e6
@@ -119,7 +121,9 @@ def test_report_files_use_vllm_keys_and_one_line_per_request(scripted: str, tmp_
                 "output_throughput", "completed", "duration", "max_concurrency"):
         assert key in data, key
     assert data["completed"] == 6 and data["median_ttft_ms"] == pytest.approx(result.summary.median_ttft_ms)
-    assert data["model_serving"]["verdicts"][0]["target"] == "ttft_ms"
+    assert [v["target"] for v in data["model_serving"]["verdicts"]][:2] == ["error_rate", "ttft_ms"]  # failures first
+    assert data["request_goodput"] == pytest.approx(result.summary.request_goodput)
+    assert data["workload"]["profile"] == "random" and data["workload"]["prompts"] == "unique"
     lines = Path(result.files["requests_jsonl"]).read_text().splitlines()
     assert len(lines) == 6 + 1  # the warmup request is kept, marked warmup
     assert sum(json.loads(line)["warmup"] for line in lines) == 1

@@ -52,9 +52,9 @@ def make_config(settings: Settings, *, model: str, endpoint: str | None = None, 
         target_model = Targets(**(targets or {}))
     except ValueError as exc:
         raise InputError(f"Invalid targets: {exc}.", "Targets must be positive numbers.") from None
-    if prompts is not None and values.get("prompt_source") in (None, "fixed"):
+    if prompts is not None and values.get("prompt_source") is None:
         values["prompt_source"] = "jsonl"
-    if values.get("prompt") and values.get("prompt_source") in (None, "fixed"):
+    if values.get("prompt") and values.get("prompt_source") is None:
         values["prompt_source"] = "text"
     return BenchConfig.build(base_url=base_url, model=model, api=api or "openai", prompts_file=prompts, output_dir=out,
                              gguf_path=gguf_path, server_pid=server_pid, targets=target_model,
@@ -67,8 +67,11 @@ def config_from_request(settings: Settings, request: Any) -> BenchConfig:
     if getattr(request, "levels", None) and values.get("rate") is not None:
         raise InputError("A sweep runs closed loops at each level; it takes no rate.", "Leave out rate for a sweep, or levels for a Poisson run.")
     targets = {"ttft_ms": values.pop("ttft_ms"), "e2e_ms": values.pop("e2e_ms"), "request_throughput": values.pop("rps"),
-               "memory_gb": values.pop("memory_gb"), "statistic": values.pop("statistic")}
-    values["input_tokens"] = values.pop("synthetic_input")
-    if values["input_tokens"] is not None:
-        values["prompt_source"] = "synthetic"
+               "memory_gb": values.pop("memory_gb"), "statistic": values.pop("statistic"), "error_rate": values.pop("error_rate")}
+    old_input = values.pop("synthetic_input")  # the older name: unique prompts of that length
+    values["input_tokens"] = values["input_tokens"] or old_input
+    values["prompt_source"] = values.pop("profile")
+    output_tokens = values.pop("output_tokens")
+    if output_tokens is not None:
+        values["max_tokens"] = output_tokens
     return make_config(settings, targets=targets, **values)

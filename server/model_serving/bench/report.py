@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from model_serving.bench.models import BenchResult
+from model_serving.bench.capacity import capacity_text
+from model_serving.bench.models import BenchResult, Workload
 from model_serving.util.paths import atomic_output
 
 _VLLM_PERCENTILE_METRICS = ("ttft", "tpot", "itl", "e2el")
@@ -23,8 +24,49 @@ def vllm_keys(result: BenchResult) -> dict[str, Any]:
         "num_prompts": c.n_requests, "request_rate": c.rate if c.rate else "inf", "burstiness": 1.0,
         "max_concurrency": c.concurrency,
     }
-    keys.update(s.model_dump(exclude={"request_throughput_ci"}))
+    keys.update(s.model_dump(exclude={"request_throughput_ci", "request_goodput_ci", "errors_by_cause"}))
+    keys["workload"] = result.workload.model_dump(mode="json") if result.workload else None
     return keys
+
+
+def workload_text(workload: Workload | None) -> str:
+    """The workload in one phrase: profile, lengths, ignore_eos, seed, and unique or cached/repeated."""
+    if workload is None:
+        return "workload not recorded"
+    length = f"{workload.input_tokens} in / " if workload.input_tokens else ""
+    kind = "cached/repeated prompts" if workload.prompts == "repeated" else "unique prompts"
+    nonce = f", run {workload.run_nonce}" if workload.run_nonce else ""
+    vocab = " (vocabulary tokens)" if workload.tokenizer else ""
+    return (f"{workload.profile}{vocab}: {kind}, {length}{workload.output_tokens} out tokens, "
+            f"ignore_eos {'on' if workload.ignore_eos else 'off'}, seed {workload.seed}{nonce}")
+
+
+def _causes(causes: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in causes.items())
+
+
+def failure_lines(result: BenchResult) -> list[str]:
+    """Failures first: how many requests failed and why (each sweep level's), or that every request completed."""
+    s = result.summary
+    if result.sweep:
+        lines = [f"FAILED at concurrency {p.concurrency}: {p.failed} of {p.completed + p.failed} requests ({_causes(p.errors_by_cause)})"
+                 for p in result.sweep if p.failed]
+        if not lines:
+            return [f"all {sum(p.completed for p in result.sweep)} requests completed, at every level"]
+    elif s.failed:
+        lines = [f"FAILED: {s.failed} of {s.completed + s.failed} requests ({_causes(s.errors_by_cause)})"]
+    else:
+        return [f"all {s.completed} requests completed"]
+    sample = next((r.error for r in result.records if r.status != "ok" and r.error), None)
+    return lines + ([f"first error: {sample}"] if sample else [])
+
+
+def headline(result: BenchResult) -> str:
+    """Goodput, throughput and the prompt cache's share in one line."""
+    s = result.summary
+    prefill = f"; prefilled {s.prefilled_fraction:.0%} of prompt tokens sent" if s.prefilled_fraction is not None else ""
+    good = f" ({s.good_fraction:.0%} of requests)" if s.good_fraction is not None else ""
+    return f"goodput {s.request_goodput:.2f} req/s{good}, throughput {s.request_throughput:.2f} req/s{prefill}"
 
 
 def to_json(result: BenchResult) -> dict[str, Any]:
@@ -64,11 +106,12 @@ def _sweep_lines(result: BenchResult) -> list[str]:
     if not result.sweep:
         return []
     lines: list[str] = []
-    lines += ["", "## Concurrency sweep", "", "| Concurrency | req/s | output tok/s | p95 e2el ms | median TTFT ms | median TPOT ms | targets met |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Concurrency sweep", "",
+              "| Concurrency | failed | goodput req/s | req/s | output tok/s | p95 e2el ms | median TTFT ms | median TPOT ms | holds SLO | targets met |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for p in result.sweep:
-        lines.append(f"| {p.concurrency} | {p.request_throughput:.2f} | {p.output_throughput:.1f} | {_fmt(p.p95_e2el_ms)} | {_fmt(p.median_ttft_ms)} "
-                     f"| {_fmt(p.median_tpot_ms)} | {', '.join(p.targets_met) or '-'} |")
+        lines.append(f"| {p.concurrency} | {p.failed} | {p.request_goodput:.2f} | {p.request_throughput:.2f} | {p.output_throughput:.1f} | {_fmt(p.p95_e2el_ms)} "
+                     f"| {_fmt(p.median_ttft_ms)} | {_fmt(p.median_tpot_ms)} | {'yes' if p.holds_slo else 'no'} | {', '.join(p.targets_met) or '-'} |")
     if result.knee:
         lines += ["", f"Knee: {knee_text(result)}. {result.knee.explanation}"]
     if result.files.get("sweep_png"):
@@ -83,11 +126,15 @@ def markdown(result: BenchResult) -> str:
     profile = f"Poisson {c.rate}/s, cap {c.concurrency}" if c.rate else f"concurrency {c.concurrency}"
     lines = [
         f"# Benchmark: {c.model}", "",
+        *[f"- **{line}**" for line in failure_lines(result)],
         f"- Endpoint: {c.base_url} ({c.api}, {c.route}); server: {result.server.kind}"
         + (f", {result.server.total_slots} slot(s)" if result.server.total_slots else ""),
-        f"- Load: {c.n_requests} requests, {profile}, {c.warmup} warmup; max_tokens {c.max_tokens}; prompts: {c.prompt_source}; seed {c.seed}",
+        f"- Load: {c.n_requests} requests, {profile}, {c.warmup} warmup; max_tokens {c.max_tokens}",
+        f"- Workload: {workload_text(result.workload)}",
         f"- Started {result.started_at}; {s.completed} completed, {s.failed} failed ({s.connection_errors} lost connections) in {s.duration:.2f} s"
         + ("; **INCOMPLETE**" + (f" ({result.stopped_reason})" if result.stopped_reason else "") if result.incomplete else ""),
+        f"- {headline(result)}" + (f" ({s.prompt_tokens_prefilled} of {s.prompt_tokens_sent}, by the server's {s.prefill_source})" if s.prefill_source else ""),
+        *([f"- Capacity: {capacity_text(result.capacity)}. {result.capacity.explanation}"] if result.capacity else []),
         "", "## Verdicts", "", "| Target | Verdict | Measured | CI | Threshold | Likely causes |", "|---|---|---|---|---|---|",
     ]
     for v in result.verdicts:

@@ -17,9 +17,18 @@ LOAD = {"n_requests": ["-n", "--requests"], "concurrency": ["-c"], "output_dir":
 
 
 def _print(result: BenchResult) -> None:
+    from model_serving.bench.capacity import capacity_text
+    from model_serving.bench.report import failure_lines, headline, workload_text
+
     s = result.summary
+    for line in failure_lines(result):  # failures first
+        click.secho(line, fg="red" if line.startswith(("FAILED", "first error")) else None)
     click.echo(f"{result.config.model} at {result.config.base_url}: {s.completed} completed, {s.failed} failed in {s.duration:.2f} s"
                + ("  [INCOMPLETE" + (f": {result.stopped_reason}" if result.stopped_reason else "") + "]" if result.incomplete else ""))
+    click.echo(f"  workload: {workload_text(result.workload)}")
+    click.echo(f"  {headline(result)}")
+    if result.capacity:
+        click.echo(f"  capacity: {capacity_text(result.capacity)}. {result.capacity.explanation}")
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"

@@ -144,7 +144,8 @@ def bench(ctx: DeployContext, progress: Progress) -> None:
     folder has the sweep plot (latency and throughput against concurrency).
     """
     from model_serving.bench import BenchConfig, run_sweep
-    from model_serving.bench.report import knee_text
+    from model_serving.bench.capacity import capacity_text
+    from model_serving.bench.report import failure_lines, knee_text, workload_text
     from model_serving.bench.verdicts import judged_levels
 
     began = time.perf_counter()
@@ -159,18 +160,22 @@ def bench(ctx: DeployContext, progress: Progress) -> None:
     at = judged_levels(measured.sweep, measured.target_levels, measured.config.concurrency)
     ctx.result.verdicts = [{**v.model_dump(mode="json"), "concurrency": at.get(v.target), "holds_at": measured.target_levels.get(v.target)}
                            for v in measured.verdicts]
-    line = capacity_line(ctx.result.verdicts, knee_text(measured), measured.files.get("sweep_png"))
+    line = capacity_line(ctx.result.verdicts, knee_text(measured), measured.files.get("sweep_png"), failures=failure_lines(measured),
+                         capacity=capacity_text(measured.capacity))
     progress.update(1.0, line)
     ctx.record("bench", began, reused=False, summary={
         "concurrency": measured.config.concurrency, "levels": [p.concurrency for p in measured.sweep], "n_requests": request.bench_requests,
         "knee": measured.knee.model_dump(mode="json") if measured.knee else None, "target_levels": measured.target_levels,
         "capacity": line, "sweep": [p.model_dump(mode="json") for p in measured.sweep], "summary": measured.summary.model_dump(mode="json"),
+        "max_concurrency_under_slo": measured.capacity.model_dump(mode="json") if measured.capacity else None,
+        "workload": workload_text(measured.workload), "failures": failure_lines(measured),
         "files": measured.files})
 
 
-def capacity_line(verdicts: list[dict], knee: str, plot: str | None) -> str:
-    """One line for the deploy's summary: each verdict with the level it was judged at, the knee and its cause, the plot."""
-    parts = []
+def capacity_line(verdicts: list[dict], knee: str, plot: str | None, *, failures: list[str] | None = None, capacity: str | None = None) -> str:
+    """One line for the deploy's summary: failures first, the max concurrency under SLO, each verdict with the level it
+    was judged at, the knee and its cause, the plot."""
+    parts = [*(failures or []), *([capacity] if capacity else [])]
     for v in verdicts:
         measured = "n/a" if v.get("measured") is None else f"{v['measured']:.3g}"
         where = "" if v["target"] == "memory_gb" or v.get("concurrency") is None else f" at c={v['concurrency']}"

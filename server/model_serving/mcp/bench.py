@@ -16,9 +16,14 @@ from model_serving.mcp.runtime import AppState, ToolSpec, add_tools, writes
 
 
 def bench_summary(r: BenchResult) -> str:
+    from model_serving.bench.capacity import capacity_text
+    from model_serving.bench.report import failure_lines, headline, workload_text
+
     s = r.summary
     verdicts = ", ".join(f"{v.target} {v.state}" for v in r.verdicts)
-    return (f"{s.completed} completed, {s.failed} failed; p95 TTFT {s.p95_ttft_ms or 0:.0f} ms, p95 E2E {s.p95_e2el_ms or 0:.0f} ms, "
+    capacity = f"; capacity: {capacity_text(r.capacity)}" if r.capacity else ""
+    return ("; ".join(failure_lines(r)) + f". Workload {workload_text(r.workload)}; {headline(r)}{capacity}. "
+            f"{s.completed} completed, {s.failed} failed; p95 TTFT {s.p95_ttft_ms or 0:.0f} ms, p95 E2E {s.p95_e2el_ms or 0:.0f} ms, "
             f"{s.request_throughput:.2f} req/s; {verdicts}" + (" [INCOMPLETE]" if r.incomplete else "") + (f"; knee: {r.knee.explanation}" if r.knee else ""))
 
 
