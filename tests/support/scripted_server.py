@@ -41,6 +41,11 @@ class Script:
     close_after: int = 3  # tokens sent before a close_early stream is cut or a stalled one stops
     die_after: int = 0  # exit the whole process after this many answered requests (0: never)
     stall_paths: str = ""  # comma-separated paths (GET or POST) that read the request and never answer
+    # Every fail_every-th generation request fails, taking the next of fail_modes in turn: "drop" (close before any
+    # response), "500" (HTTP 500), "truncate" (a few tokens, then a body that ends without the final message),
+    # "reset_after_final" (the whole answer and [DONE], then a reset before the body's terminating chunk).
+    fail_every: int = 0
+    fail_modes: str = "drop,500,truncate"
 
 
 def _stall_forever() -> None:
@@ -49,6 +54,7 @@ def _stall_forever() -> None:
 
 
 _answered = [0]
+_generations = [0]
 _log: list[dict[str, Any]] = []
 
 
@@ -129,6 +135,9 @@ class Handler(BaseHTTPRequestHandler):
         if name not in (s.model, f"{s.model}:latest"):
             self._json(404, {"error": {"message": f"model '{name}' not found", "type": "not_found"}})
             return
+        failure = self._failure()
+        if failure in ("drop", "500"):
+            return self._fail_now(failure)
         ollama = self.path.startswith("/api/")
         chat = self.path in ("/v1/chat/completions", "/api/chat")
         limit = (request.get("options") or {}).get("num_predict") if ollama else request.get("max_tokens")
@@ -141,17 +150,50 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}\n\n')
         # Every message is built before the clock starts to matter, so a wake-up only writes bytes.
         messages = [_token_message(name, i, ollama=ollama, chat=chat) for i in range(n)]
+        if failure == "truncate":
+            messages = messages[: max(1, n // 2)]
         if not self._write_tokens(messages, start, request):
             return
         _sleep_until(start + (s.ttft_ms + max(n - 1, 0) * s.tpot_ms) / 1000.0)
-        for message in _final_messages(s, name, n, ollama=ollama, chat=chat):
+        for message in _final_messages(s, name, n, ollama=ollama, chat=chat) if failure != "truncate" else []:
             self._chunk(message)
+        if failure == "reset_after_final":
+            self.close_connection = True
+            self.connection.shutdown(2)  # the whole answer went out, the body's end did not
+            return
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
         with _lock:
             _answered[0] += 1
             if s.die_after and _answered[0] >= s.die_after:
                 os._exit(0)  # a server that goes away mid-run
+
+    def _failure(self) -> str | None:
+        """The failure this generation request gets, if it is one of every fail_every."""
+        s = self.script
+        if not s.fail_every:
+            return None
+        with _lock:
+            _generations[0] += 1
+            k = _generations[0]
+        if k % s.fail_every:
+            return None
+        modes = [m for m in s.fail_modes.split(",") if m]
+        return modes[(k // s.fail_every - 1) % len(modes)]
+
+    def _fail_now(self, failure: str) -> None:
+        if failure == "500":
+            body = json.dumps({"error": {"message": "scripted overload", "type": "server_error"}}).encode()
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")  # said, so that a client never reuses it: only this request fails
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
+        self.close_connection = True
+        self.connection.shutdown(2)  # dropped: no status line at all
 
     def _write_tokens(self, messages: list[bytes], start: float, request: dict[str, Any]) -> bool:
         """Write each token on the script's clock; False when the mode cut the stream short."""
@@ -242,9 +284,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--die-after", type=int, default=0)
     parser.add_argument("--close-after", type=int, default=3)
     parser.add_argument("--stall-paths", default="", help="comma-separated paths that never answer")
+    parser.add_argument("--fail-every", type=int, default=0)
+    parser.add_argument("--fail-modes", default="drop,500,truncate")
     args = parser.parse_args(argv)
     script = Script(args.ttft_ms, args.tpot_ms, args.tokens, args.model, args.mode, args.slots, close_after=args.close_after,
-                    die_after=args.die_after, stall_paths=args.stall_paths)
+                    die_after=args.die_after, stall_paths=args.stall_paths, fail_every=args.fail_every, fail_modes=args.fail_modes)
     server = serve(script, args.port)
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)  # the parent reads this line
     try:
