@@ -45,7 +45,7 @@ Route = Literal["chat", "completions"]
 Statistic = Literal["mean", "median", "p90", "p95", "p99"]
 # Bench workloads: unique prompts by default (random tokens, or varied chat questions); the repeated ones
 # (fixed, text) are served from the prompt cache and are labelled so in every result.
-Profile = Literal["random", "chat", "fixed", "synthetic", "jsonl", "text"]
+Profile = Literal["random", "chat", "fixed", "jsonl", "text"]
 Positive = Annotated[float, Field(gt=0)]
 Millis = Annotated[float, Field(gt=0)]
 Source = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Checkpoint folder or Hub repo id")]
@@ -248,23 +248,20 @@ class BenchLoad(BenchTargets):
     endpoint: Annotated[str | None, Field(max_length=2048, description="Name or loopback URL")] = None
     api: Api | None = None
     route: Route = "chat"
-    n_requests: Annotated[Requests, Field(description="Per level")] = 20
+    n_requests: Requests = 20  # per sweep level
     max_tokens: MaxTokens = 32
-    warmup: Annotated[int, Field(ge=0, le=100, description="Per stream, unmeasured")] = 1
+    warmup: Annotated[int, Field(ge=0, le=100)] = 1  # per stream, unmeasured
     prompt: Annotated[str | None, Field(min_length=1, max_length=100_000)] = None
     prompts_file: Annotated[PathArg | None, Field(description="JSONL")] = None
-    synthetic_input: Annotated[int | None, Field(ge=1, le=131_072, description="Old name of input_tokens")] = None
-    profile: Annotated[Profile | None, Field(description="Workload; default random (unique prompts)")] = None
-    input_tokens: Annotated[int | None, Field(ge=1, le=131_072, description="Prompt tokens (random, chat)")] = None
-    output_tokens: Annotated[MaxTokens | None, Field(description="Answer tokens; sets max_tokens")] = None
-    ignore_eos: Annotated[bool | None, Field(description="Fixed answer length; default on for random, chat")] = None
-    error_rate: Annotated[float, Field(ge=0, le=1, description="Largest failed share; default 0")] = 0.0
+    profile: Profile = "random"
+    input_tokens: Annotated[int, Field(ge=1, le=131_072)] = 128
+    error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     seed: Annotated[int, Field(ge=0)] = 0
     rps: Positive = 10.0
     memory_gb: Positive = 8.0
     statistic: Statistic = "p95"
     gguf: Annotated[PathArg | None, Field(description="For the roofline")] = None
-    bandwidth_gbs: Annotated[Positive | None, Field(description="Default: measured")] = None
+    bandwidth_gbs: Positive | None = None  # default: measured
     output_dir: PathArg | None = None
     label: Annotated[str, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN)] = "bench"
 

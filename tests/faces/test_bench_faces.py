@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from cli_runner import cli_in_process as _cli
 from mcp import Client
@@ -79,6 +80,38 @@ async def test_mcp_bench_returns_summary_verdicts_and_files(url: str, settings: 
         assert {v["target"] for v in bench["verdicts"]} >= {"ttft_ms", "e2e_ms", "request_throughput"}
         assert Path(bench["files"]["json"]).is_file()
         assert "records" not in bench  # per-request data lives in the JSONL file, not in the tool result
+
+
+def test_cli_takes_the_workload_and_prints_failures_first(url: str, tmp_path: Path, settings: Settings,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "--json", "--root", str(tmp_path), "bench", "run", "scripted", "--endpoint", url, "-n", "4",
+                        "--profile", "chat", "--input-tokens", "64", "--output-tokens", "8")
+    assert code == 0
+    workload = json.loads(out)["workload"]
+    assert (workload["profile"], workload["prompts"], workload["output_tokens"], workload["ignore_eos"]) == ("chat", "unique", 8, True)
+    with spawned(ttft_ms=5, tpot_ms=1, tokens=6, fail_every=2, fail_modes="500") as failing:
+        code, out, _ = _cli(capsys, "--root", str(tmp_path), "bench", "run", "scripted", "--endpoint", failing, "-n", "6", "--warmup", "0")
+    assert code == 0
+    assert out.splitlines()[0] == "FAILED: 3 of 6 requests (http 3)"
+    plain = click.unstyle(out)
+    judged = plain.split("error_rate")[1].split("memory_gb")[0]  # ttft, e2e, throughput and capacity lines follow error_rate
+    assert "FAIL error_rate" in plain and "PASS" not in judged and judged.count("FAIL") >= 4
+
+
+@pytest.mark.anyio
+async def test_mcp_bench_names_failures_first_and_takes_the_profile(settings: Settings) -> None:
+    with spawned(ttft_ms=5, tpot_ms=1, tokens=6, fail_every=3, fail_modes="drop") as failing:
+        async with Client(create_server(settings)) as client:
+            result = await client.call_tool("bench", {"model": "scripted", "endpoint": failing, "n_requests": 6, "warmup": 0,
+                                                      "profile": "fixed"})
+            job = result.structured_content
+            while job["status"] == "working":
+                job = (await client.call_tool("job_status", {"job_id": job["taskId"], "wait_s": 30})).structured_content
+    assert job["status"] == "completed", job
+    bench = job["result"]
+    assert bench["workload"]["prompts"] == "repeated" and bench["verdicts"][0]["target"] == "error_rate"
+    assert bench["summary"]["errors_by_cause"] == {"reset": 2}
+    assert any(f["code"] == "repeated_prompts" for f in bench["findings"])
 
 
 @pytest.mark.anyio

@@ -68,10 +68,7 @@ def config_from_request(settings: Settings, request: Any) -> BenchConfig:
         raise InputError("A sweep runs closed loops at each level; it takes no rate.", "Leave out rate for a sweep, or levels for a Poisson run.")
     targets = {"ttft_ms": values.pop("ttft_ms"), "e2e_ms": values.pop("e2e_ms"), "request_throughput": values.pop("rps"),
                "memory_gb": values.pop("memory_gb"), "statistic": values.pop("statistic"), "error_rate": values.pop("error_rate")}
-    old_input = values.pop("synthetic_input")  # the older name: unique prompts of that length
-    values["input_tokens"] = values["input_tokens"] or old_input
-    values["prompt_source"] = values.pop("profile")
-    output_tokens = values.pop("output_tokens")
-    if output_tokens is not None:
-        values["max_tokens"] = output_tokens
+    profile = values.pop("profile")
+    # a prompt or a prompt file given with the default profile means that prompt or file (make_config picks it)
+    values["prompt_source"] = None if profile == "random" and (values.get("prompt") or values.get("prompts_file")) else profile
     return make_config(settings, targets=targets, **values)

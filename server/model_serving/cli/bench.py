@@ -13,7 +13,7 @@ from model_serving.limits import BenchCompareRequest, BenchRequest, QuantABReque
 if TYPE_CHECKING:
     from model_serving.bench.models import BenchResult
 
-LOAD = {"n_requests": ["-n", "--requests"], "concurrency": ["-c"], "output_dir": ["--out"]}
+LOAD = {"n_requests": ["-n", "--requests"], "concurrency": ["-c"], "output_dir": ["--out"], "max_tokens": ["--output-tokens"]}
 
 
 def _print(result: BenchResult) -> None:
