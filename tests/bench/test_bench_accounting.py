@@ -132,9 +132,9 @@ def test_bench_bounds_are_the_limits_bounds_and_new_options_reach_the_config(set
         BenchConfig(base_url=URL, model="m", **{field: bound})
         with pytest.raises(ValidationError):
             BenchConfig(base_url=URL, model="m", **{field: bound + 1})
-    request = BenchRequest(model="m", endpoint=URL, profile="chat", input_tokens=256, output_tokens=64, ignore_eos=False, error_rate=0.05)
+    request = BenchRequest(model="m", endpoint=URL, profile="chat", input_tokens=256, max_tokens=64, error_rate=0.05)
     config = config_from_request(settings, request)
-    assert (config.prompt_source, config.input_tokens, config.max_tokens, config.ignore_eos) == ("chat", 256, 64, False)
+    assert (config.prompt_source, config.input_tokens, config.max_tokens, config.ignore_eos) == ("chat", 256, 64, True)
     assert config.targets.error_rate == 0.05
     assert config_from_request(settings, BenchRequest(model="m", endpoint=URL)).prompt_source == "random"
     assert config_from_request(settings, BenchRequest(model="m", endpoint=URL, prompt="Hi")).prompt_source == "text"

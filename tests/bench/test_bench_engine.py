@@ -55,3 +55,28 @@ def test_cold_and_warm_engine_start(smollm2_gguf: Path, tmp_path: Path) -> None:
     load = measure_engine_load(settings, smollm2_gguf, "smol-load")
     assert load.cold_start_ms and load.warm_start_ms and load.cold_ttft_ms and load.warm_ttft_ms
     assert not engine.list_models(settings) or all(m.state == "dead" for m in engine.list_models(settings))
+
+
+def test_the_default_workload_prefills_what_it_sends_by_the_servers_counters(served: tuple[Settings, engine.ServedModel],
+                                                                              smollm2_gguf: Path) -> None:
+    # The default (random, unique per request and per run) against llama.cpp's prompt cache: its own counters
+    # (timings.prompt_n against cache_n per response, and /metrics' prompt_tokens_total) say what it computed.
+    _, model = served
+    config = BenchConfig(base_url=model.base_url, model=model.name, n_requests=4, concurrency=2, max_tokens=4, gguf_path=smollm2_gguf)
+    first = run_benchmark(config)
+    again = run_benchmark(config)  # the same seed again: the per-run nonce keeps the cache from serving it
+    for result in (first, again):
+        s = result.summary
+        # Lost requests are counted elsewhere (the wheel's server drops kept-alive connections); the prefill is over the completed.
+        assert s.completed and result.workload is not None and result.workload.prompts == "unique" and result.workload.tokenizer
+        assert s.prefill_source == "timings" and s.prompt_tokens_sent and s.prompt_tokens_sent >= s.completed * 100
+        assert s.prefilled_fraction is not None and s.prefilled_fraction >= 0.9, (s.prompt_tokens_prefilled, s.prompt_tokens_sent)
+        assert not [f for f in result.findings if f.code in ("prompt_cache_served", "repeated_prompts")]
+        counters = result.server_metrics
+        if counters is not None and counters.available and "prompt_tokens_total" in counters.delta:
+            warm_sent = sum(r.prompt_tokens or 0 for r in result.warmup_records)
+            assert counters.delta["prompt_tokens_total"] >= 0.9 * (s.prompt_tokens_sent + warm_sent)
+    # The repeated prompts, asked for, are served from the cache, and the result says so.
+    fixed = run_benchmark(config.model_copy(update={"prompt_source": "fixed", "ignore_eos": False, "n_requests": 4}))
+    assert fixed.workload is not None and fixed.workload.prompts == "repeated"
+    assert any(f.code == "repeated_prompts" for f in fixed.findings)
