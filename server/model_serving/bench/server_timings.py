@@ -106,6 +106,6 @@ def reconcile(records: list[RequestRecord]) -> tuple[float | None, list[Finding]
         findings.append(Finding(
             code="prompt_cache_hits", severity="info",
             message=f"{len(cached)} of {len(ok)} requests reused cached prompt tokens (median {statistics.median(cached):.0f}); "
-                    "prefill figures are lower than for fresh prompts. Use synthetic prompts to defeat the cache.",
+                    "prefill figures are lower than for fresh prompts. Use the random or chat profile (unique prompts) to defeat the cache.",
         ))
     return server_median, findings

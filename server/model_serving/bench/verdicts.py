@@ -203,6 +203,11 @@ def judge(config: BenchConfig, summary: Summary, metrics: dict[str, Stats], reco
             likely_causes=_throughput_causes(config, summary, metrics, server, knee) if state != "PASS" else [],
             note=f"measured with {profile}",
         ))
+    capacity = capacity_verdict(targets, summary.request_goodput if summary.completed else None, summary.request_goodput_ci,
+                                f"completed within every latency target, at {profile}" if targets.request_throughput is not None else "",
+                                ["Goodput counts only requests within the TTFT and E2E targets; see those verdicts."])
+    if capacity:
+        verdicts.append(capacity)
     if targets.memory_gb is not None:
         gb = server.memory_bytes / 1e9 if server.memory_bytes is not None else None
         state = _judge(gb, None, targets.memory_gb, lower_is_better=True)
@@ -211,11 +216,6 @@ def judge(config: BenchConfig, summary: Summary, metrics: dict[str, Stats], reco
             causes.append("Weights plus KV cache exceed the budget: use a smaller quantization, a shorter context or fewer parallel slots.")
         note = f"peak {server.memory_source}" if gb is not None else "not measured: give the server's pid (embedded engine) or use Ollama"
         verdicts.append(Verdict(target="memory_gb", state=state, threshold=targets.memory_gb, measured=gb, statistic="peak", likely_causes=causes, note=note))
-    capacity = capacity_verdict(targets, summary.request_goodput if summary.completed else None, summary.request_goodput_ci,
-                                f"completed within every latency target, at {profile}" if targets.request_throughput is not None else "",
-                                ["Goodput counts only requests within the TTFT and E2E targets; see those verdicts."])
-    if capacity:
-        verdicts.append(capacity)
     return fail_on_failures(verdicts, summary.failed, total, summary.errors_by_cause)
 
 
