@@ -280,8 +280,8 @@ def _sweep_accounting(swept: dict[int, _Level], config: BenchConfig, info: Serve
     causes = metrics.errors_by_cause(records, not_sent)
     sample = next((r.error for r in records if r.status != "ok" and r.error), None)
     first = verdicts.error_rate_verdict(config.targets, failed, total, causes, sample)
-    cap = verdicts.capacity_verdict(config.targets, found.request_goodput, found.request_goodput_ci,
-                                    f"{capacity.capacity_text(found)}; {found.explanation}", [found.explanation])
+    cap = verdicts.capacity_verdict(config.targets, found.request_goodput, found.request_goodput_ci, capacity.capacity_text(found),
+                                    [found.explanation])
     out = ([first] if first else []) + [v for v in judged if v.target not in ("error_rate", "capacity", "memory_gb")]
     out += ([cap] if cap else []) + [v for v in judged if v.target == "memory_gb"]
     return found, verdicts.fail_on_failures(out, failed, total, causes)
