@@ -59,7 +59,7 @@ class Framer:
 
 def request_for(config: BenchConfig, spec: PromptSpec) -> tuple[str, dict[str, Any]]:
     """URL path and JSON body of one streaming request for the configured API and route."""
-    ignore_eos = config.ignore_eos if config.ignore_eos is not None else config.prompt_source == "synthetic"
+    ignore_eos = bool(config.ignore_eos)  # BenchConfig sets it: on for the unique workloads
     max_tokens = spec.max_tokens or config.max_tokens
     if config.api == "ollama":
         options: dict[str, Any] = {"num_predict": max_tokens, "temperature": config.temperature, "seed": config.seed}
