@@ -138,3 +138,13 @@ def test_bench_bounds_are_the_limits_bounds_and_new_options_reach_the_config(set
     assert config.targets.error_rate == 0.05
     assert config_from_request(settings, BenchRequest(model="m", endpoint=URL)).prompt_source == "random"
     assert config_from_request(settings, BenchRequest(model="m", endpoint=URL, prompt="Hi")).prompt_source == "text"
+
+
+def test_the_deploys_capacity_line_puts_failures_first() -> None:
+    from model_serving.deploy.steps import capacity_line
+
+    verdicts = [{"target": "error_rate", "state": "FAIL", "measured": 0.1}, {"target": "ttft_ms", "state": "FAIL", "measured": 80.0, "concurrency": 4}]
+    line = capacity_line(verdicts, "at concurrency 4 (parallel slots)", None, failures=["FAILED at concurrency 8: 3 of 16 requests (reset 3)"],
+                         capacity="max concurrency under SLO 4 (in [4, 8)), goodput 3.10 req/s, bound: failures")
+    assert line.startswith("capacity: FAILED at concurrency 8: 3 of 16 requests (reset 3); max concurrency under SLO 4")
+    assert "error_rate FAIL 0.1; ttft_ms FAIL 80 at c=4; knee at concurrency 4" in line
