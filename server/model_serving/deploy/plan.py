@@ -181,7 +181,7 @@ def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, matr
                              detail=f"serve as {plan.name!r} on {plan.target} ({plan.target_reason}){where}, then probe: it must answer and stop"))
     concurrency = request.concurrency or request.parallel
     steps.append(PlannedStep(step="bench", action="run" if request.bench else "skip",
-                             detail=f"{request.bench_requests} streaming requests, {concurrency} at a time: TTFT, latency, throughput, verdicts"))
+                             detail=f"{request.bench_requests} streaming requests, {concurrency} at a time, unique prompts: failures first, goodput, TTFT, latency, max concurrency under SLO"))
     steps.append(PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}"))
     return steps
 
@@ -195,7 +195,7 @@ def _vllm_steps(plan: DeployPlan, request: DeployRequest, replacing: str | None)
             PlannedStep(step="register", action="run", detail=f"serve {plan.checkpoint} as {plan.name!r} on vLLM ({plan.target_reason}){where}, "
                         "then probe: its template, an answer that stops"),
             PlannedStep(step="bench", action="run" if request.bench else "skip",
-                        detail=f"{request.bench_requests} streaming requests, {concurrency} at a time: TTFT, latency, throughput, verdicts"),
+                        detail=f"{request.bench_requests} streaming requests, {concurrency} at a time, unique prompts: failures first, goodput, TTFT, latency, max concurrency under SLO"),
             PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}")]
 
 
