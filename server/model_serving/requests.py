@@ -1,18 +1,23 @@
-"""Bounds and defaults, defined once: the core validates with them and both faces derive from them.
+"""The request contract: every verb's input model, with its bounds and defaults, defined once.
 
 Each reusable quantity is an `Annotated` type carrying its range, default and description; each verb
 has one input model built from them. The CLI turns a model's fields into options and the MCP server
-into tool parameters, so a bound cannot differ between the faces (tests/faces/test_parity.py).
+publishes the model's JSON schema as the tool's input schema and validates with the same model, so a
+bound cannot differ between the faces (tests/faces/test_parity.py). How a refusal is worded lives in
+`failures.py`, beside every other failure a face can meet.
+
+One spelling per idea across verbs: `plan` (show, do nothing), `replace` (overwrite what exists) and
+`output` (where to write). An older spelling is listed in a model's `renamed` for one release: it is
+still accepted, the call is told it is deprecated, and both faces say so in their help.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-
-from model_serving.errors import InputError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 # A name clients use for a model: lower case, and safe as a file name and as an Ollama tag.
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,63}$"
@@ -61,6 +66,37 @@ class Request(BaseModel):
     """An input model: unknown fields are refused, so a misspelt option is an error, not a no-op."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+    # Old spelling -> the one it became; accepted for one release (RENAMED_UNTIL), and each use is reported.
+    renamed: ClassVar[dict[str, str]] = {}
+    _renamed_used: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _old_spellings(cls, data: Any, handler: Any) -> Any:
+        used = [old for old in cls.renamed if isinstance(data, dict) and old in data]
+        if used:
+            data = dict(data)
+            for old in used:
+                new = cls.renamed[old]
+                if new in data:
+                    raise ValueError(f"{old} is the old name of {new}; give {new} only")
+                data[new] = data.pop(old)
+        request = handler(data)
+        if used:
+            request._renamed_used = used
+            warnings.warn("; ".join(request.deprecations()), DeprecationWarning, stacklevel=2)
+        return request
+
+    def deprecations(self) -> list[str]:
+        """One line per old spelling this request used: what to write instead."""
+        return [deprecation(old, self.renamed[old]) for old in self._renamed_used]
+
+
+RENAMED_UNTIL = "0.2"
+
+
+def deprecation(old: str, new: str) -> str:
+    return f"'{old}' is deprecated (removed in {RENAMED_UNTIL}): use '{new}'"
 
 
 R = TypeVar("R", bound=Request)
@@ -86,7 +122,7 @@ class DeployRequest(Request):
     name: ModelName | None = None
     quant: Annotated[QuantType, Field(description="Type to quantize to (F16: none); GGUF repo: the file")] = DEFAULT_QUANT
     target: Annotated[Target, Field(description="auto: Ollama if it answers, else embedded")] = "auto"
-    out_dir: Annotated[PathArg | None, Field(description="Default: deployments/<name>")] = None
+    output: Annotated[PathArg | None, Field(description="Default: deployments/<name>")] = None
     ctx_size: CtxSize = DEFAULT_CTX_SIZE
     parallel: Parallel = DEFAULT_PARALLEL
     bench: bool = True
@@ -97,7 +133,9 @@ class DeployRequest(Request):
     allow_broken: Annotated[bool, Field(description="Serve even if quality is broken")] = False
     calibration: Annotated[PathArg | None, Field(description="Imatrix text; IQ/K types")] = None
     replace: Annotated[bool, Field(description="Replace a model of this name (destructive)")] = False
-    plan_only: bool = False
+    plan: Annotated[bool, Field(description="Only show the steps")] = False
+
+    renamed: ClassVar[dict[str, str]] = {"out_dir": "output", "plan_only": "plan"}
 
 
 def flat_schema(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
@@ -118,53 +156,6 @@ def flat_schema(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
     return flat
 
 
-PATTERN_RULES = {
-    NOT_FLAG: "must not start with '-' (it would read as an option)",
-    MODEL_NAME_PATTERN: "must be 1-64 characters of a-z 0-9 . _ : - starting with a letter or digit",
-    QUANT_PATTERN: "must be a quantization type such as Q4_K_M or Q8_0",
-    HUB_REPO_PATTERN: "must be a Hub repo id USER/NAME (letters, digits, . _ -)",
-    OLLAMA_NAME_PATTERN: "must be an Ollama name such as my-model:v1 (no spaces, no leading '-')",
-    JOB_ID_PATTERN: "must be a taskId returned by a tool",
-    LABEL_PATTERN: "must be letters, digits and . _ - only",
-}
-
-
-def _rule(err: Any) -> str:
-    ctx = err.get("ctx") or {}
-    kind = err["type"]
-    bounds = {"greater_than_equal": ">= {ge}", "less_than_equal": "<= {le}", "greater_than": "> {gt}", "less_than": "< {lt}",
-              "string_too_short": "at least {min_length} character(s)", "string_too_long": "at most {max_length} characters",
-              "too_short": "at least {min_length} item(s)", "too_long": "at most {max_length} items"}
-    if kind in bounds:
-        return "must be " + bounds[kind].format(**ctx)
-    if kind == "string_pattern_mismatch":
-        return PATTERN_RULES.get(ctx.get("pattern", ""), f"must match {ctx.get('pattern')}")
-    if kind == "extra_forbidden":
-        return "is not a parameter of this verb"
-    if kind == "missing":
-        return "is required"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}"
-    return str(err.get("msg", "is invalid")).replace("Input should be", "must be")
-
-
-def input_error(exc: ValidationError, verb: str = "") -> InputError:
-    """A validation failure as field, rule and next step: the one wording both faces use."""
-    problems = []
-    for err in exc.errors()[:5]:
-        field = ".".join(str(p) for p in err["loc"]) or "input"
-        problems.append(f"{field} {_rule(err)}")
-    again = f"call {verb} again" if verb else "try again"
-    return InputError(f"Invalid input: {'; '.join(problems)}.", f"Fix {'that value' if len(problems) == 1 else 'those values'} and {again}.")
-
-
-def validated(model: type[R], values: dict[str, Any], verb: str = "") -> R:
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        raise input_error(exc, verb) from None
-
-
 class InspectRequest(Request):
     path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
     ctx_size: CtxSize | None = None
@@ -173,28 +164,31 @@ class InspectRequest(Request):
 
 
 class ExportRequest(Request):
+    renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
     source: Source
     output: PathArg | None = None
     outtype: OutType = "f16"
-    overwrite: bool = False
+    replace: bool = False
     base: Annotated[PathArg | None, Field(description="LoRA: base folder")] = None
     as_lora_gguf: Annotated[bool, Field(description="LoRA source: a GGUF adapter")] = False
 
 
 class MergeRequest(Request):
+    renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
     adapter: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="LoRA folder")]
     base: PathArg | None = None
     output: PathArg | None = None
     dtype: Literal["bfloat16", "float16"] = "bfloat16"
-    overwrite: bool = False
+    replace: bool = False
 
 
 class QuantizeRequest(Request):
+    renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
     input_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
     qtype: QuantType
     output: Annotated[PathArg | None, Field(description="Default: <stem>-<QTYPE>.gguf")] = None
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
-    overwrite: bool = False
+    replace: bool = False
     verify: bool = True
     calibration: Annotated[PathArg | None, Field(description="Imatrix text; IQ/K types")] = None
 
@@ -223,6 +217,7 @@ class NoInput(Request):
 
 
 class RegisterRequest(Request):
+    renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
     gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
     name: ModelName
     target: RegisterTarget = "embedded"
@@ -244,6 +239,7 @@ class BenchTargets(Request):
 class BenchLoad(BenchTargets):
     """Where to send, what to send, and the targets."""
 
+    renamed: ClassVar[dict[str, str]] = {"output_dir": "output"}
     model: Annotated[str, Field(min_length=1, max_length=300, pattern=NOT_FLAG)]
     endpoint: Annotated[str | None, Field(max_length=2048, description="Name or loopback URL")] = None
     api: Api | None = None
@@ -262,7 +258,7 @@ class BenchLoad(BenchTargets):
     statistic: Statistic = "p95"
     gguf: Annotated[PathArg | None, Field(description="For the roofline")] = None
     bandwidth_gbs: Positive | None = None  # default: measured
-    output_dir: PathArg | None = None
+    output: PathArg | None = None
     label: Annotated[str, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN)] = "bench"
 
 
@@ -281,13 +277,14 @@ class RooflineRequest(Request):
 
 
 class QuantABRequest(BenchTargets):
+    renamed: ClassVar[dict[str, str]] = {"output_dir": "output"}
     ggufs: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]], Field(min_length=2, max_length=8, description="GGUFs of one model")]
     n_requests: Annotated[int, Field(ge=1, le=1000)] = 8
     concurrency: Concurrency = 1
     max_tokens: Annotated[int, Field(ge=1, le=4096)] = 16
     quality_floor: Annotated[float, Field(ge=0, le=1, description="Least greedy agreement")] = 0.5
     max_ppl_ratio: Annotated[float, Field(ge=1, le=100, description="Largest perplexity ratio")] = 1.10
-    output_dir: PathArg | None = None
+    output: PathArg | None = None
     adapter: Annotated[PathArg | None, Field(description="LoRA GGUF; ggufs = merged, base")] = None
 
 
@@ -296,18 +293,20 @@ class OllamaNameRequest(Request):
 
 
 class OllamaCopyRequest(Request):
+    renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
     source: OllamaName
     destination: OllamaName
-    overwrite: bool = False
+    replace: bool = False
 
 
 class OllamaManageRequest(Request):
     """The MCP face of `ollama cp`, `rm`, `unload` and `pull`: one tool, the action named."""
 
+    renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
     action: Literal["copy", "delete", "unload", "pull"]
     name: OllamaName
     destination: Annotated[OllamaName | None, Field(description="copy: the new name")] = None
-    overwrite: Annotated[bool, Field(description="copy: replace the destination")] = False
+    replace: Annotated[bool, Field(description="copy: replace the destination")] = False
 
 
 class OllamaProbeRequest(Request):
@@ -339,14 +338,15 @@ class JobCancelRequest(Request):
 
 
 class PublishRequest(Request):
+    renamed: ClassVar[dict[str, str]] = {"overwrite": "replace", "plan_only": "plan"}
     source: Annotated[PathArg, Field(description="Deploy folder or .gguf")]
     repo: Annotated[str, Field(min_length=3, max_length=200, pattern=HUB_REPO_PATTERN, description="USER/NAME")]
     private: bool = False
     revision: Annotated[str, Field(min_length=1, max_length=100, pattern=LABEL_PATTERN)] = "main"
     license: Annotated[str | None, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN, description="If the GGUF has none")] = None
-    overwrite: Annotated[bool, Field(description="Replace changed files")] = False
+    replace: Annotated[bool, Field(description="Replace changed files")] = False
     allow_broken: bool = False
-    plan_only: bool = False
+    plan: Annotated[bool, Field(description="Only show what would be sent")] = False
     include: Annotated[Literal["merged", "adapter"] | None, Field(description="Adapter deploy: also its merged checkpoint or LoRA")] = None
 # --- end publish ---
 
@@ -393,10 +393,11 @@ class EngineInstallRequest(Request):
 
 
 class BenchCompareRequest(Request):
+    renamed: ClassVar[dict[str, str]] = {"output_dir": "output"}
     source: PathArg
     quant: Annotated[str, Field(pattern=QUANT_PATTERN)] = DEFAULT_QUANT
     levels: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1, max_length=8)] = [1, 2, 4, 8]
-    output_dir: PathArg | None = None
+    output: PathArg | None = None
 # --- end vLLM engine and bench compare ---
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from model_serving.limits import (
+from model_serving.requests import (
     BenchCompareRequest,
     BenchRequest,
     CheckModelfileRequest,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from model_serving.cluster.cost import CostEstimate
     from model_serving.deploy.context import DeployResult
     from model_serving.jobs import Progress
-    from model_serving.publish.models import PublishResult
+    from model_serving.publish.outcome import PublishResult
     from model_serving.quantize.quantizer import QuantizeResult
     from model_serving.serve.embedded.engine import ServedModel
     from model_serving.serve.gateway.router import Gateway
@@ -80,7 +80,7 @@ def merge_adapter(settings: Settings, req: MergeRequest, progress: Progress) -> 
     """Merge a LoRA into its 16-bit base, logit-checked."""
     from model_serving.checkpoint.lora import merge_adapter as run
 
-    return run(settings, req.adapter, req.base, req.output, dtype=req.dtype, overwrite=req.overwrite, progress=progress)
+    return run(settings, req.adapter, req.base, req.output, dtype=req.dtype, overwrite=req.replace, progress=progress)
 
 
 def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> ExportResult:
@@ -90,8 +90,8 @@ def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> E
     if req.as_lora_gguf:
         from model_serving.checkpoint.lora_gguf import export_lora_gguf
 
-        return export_lora_gguf(settings, req.source, req.base, req.output, outtype=req.outtype, overwrite=req.overwrite, progress=progress)
-    return run(settings, req.source, req.output, outtype=req.outtype, overwrite=req.overwrite, progress=progress)
+        return export_lora_gguf(settings, req.source, req.base, req.output, outtype=req.outtype, overwrite=req.replace, progress=progress)
+    return run(settings, req.source, req.output, outtype=req.outtype, overwrite=req.replace, progress=progress)
 
 
 def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) -> QuantizeResult:
@@ -102,7 +102,7 @@ def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) 
     from model_serving.serve.embedded.native import tool
 
     return run(settings, Path(req.input_path), Path(req.output) if req.output else None, req.qtype,
-               allow_requantize=req.allow_requantize, overwrite=req.overwrite, verify=req.verify,
+               allow_requantize=req.allow_requantize, overwrite=req.replace, verify=req.verify,
                quantizer=tool(settings, "llama-quantize"), imatrix_tool=tool(settings, "llama-imatrix"), calibration=req.calibration, progress=progress)
 
 
@@ -176,7 +176,7 @@ def serving_status(settings: Settings, req: NoInput) -> ServingStatus:
 
 
 def deploy_model(settings: Settings, req: DeployRequest, progress: Progress) -> DeployResult:
-    """Checkpoint to served, verified, benchmarked model; resumable. Try plan_only first."""
+    """Checkpoint to served, verified, benchmarked model; resumable. Try plan first."""
     from model_serving.deploy.pipeline import deploy
 
     return deploy(settings, req, progress)
@@ -218,7 +218,7 @@ def bench_quant_ab(settings: Settings, req: QuantABRequest, progress: Progress) 
     if req.adapter is not None:
         return _adapter_ab(settings, req, targets, progress)
     return run_quant_ab(settings, req.ggufs, n_requests=req.n_requests, concurrency=req.concurrency, max_tokens=req.max_tokens,
-                        targets=targets, quality_floor=req.quality_floor, max_ppl_ratio=req.max_ppl_ratio, output_dir=req.output_dir,
+                        targets=targets, quality_floor=req.quality_floor, max_ppl_ratio=req.max_ppl_ratio, output_dir=req.output,
                         progress=progress)
 
 
@@ -231,7 +231,7 @@ def _adapter_ab(settings: Settings, req: QuantABRequest, targets: Any, progress:
         raise InputError(f"With an adapter the A/B takes two GGUFs, the merged one and the base; {len(req.ggufs)} were given.",
                          "Pass MERGED.gguf BASE.gguf --adapter ADAPTER.gguf.")
     return run_adapter_ab(settings, req.ggufs[0], req.ggufs[1], req.adapter, n_requests=req.n_requests, concurrency=req.concurrency,
-                          max_tokens=req.max_tokens, targets=targets, quality_floor=req.quality_floor, output_dir=req.output_dir,
+                          max_tokens=req.max_tokens, targets=targets, quality_floor=req.quality_floor, output_dir=req.output,
                           progress=progress)
 
 
@@ -260,7 +260,7 @@ def ollama_ps(settings: Settings, req: NoInput) -> Listing[manage.RunningInfo]:
 
 def ollama_copy(settings: Settings, req: OllamaCopyRequest) -> manage.ActionResult:
     """Copy (tag) an Ollama model under another name."""
-    return _manage().copy_model(settings, req.source, req.destination, overwrite=req.overwrite)
+    return _manage().copy_model(settings, req.source, req.destination, overwrite=req.replace)
 
 
 def ollama_delete(settings: Settings, req: OllamaNameRequest) -> manage.ActionResult:
@@ -285,9 +285,9 @@ def ollama_manage(settings: Settings, req: OllamaManageRequest, progress: Progre
     if req.action == "copy":
         if req.destination is None:
             raise InputError("Copying needs a destination name.", "Give destination, e.g. NAME:v1.")
-        return ollama_copy(settings, OllamaCopyRequest(source=req.name, destination=req.destination, overwrite=req.overwrite))
-    if req.destination is not None or req.overwrite:
-        raise InputError(f"destination and overwrite belong to copy, not {req.action}.", "Leave them out, or use action copy.")
+        return ollama_copy(settings, OllamaCopyRequest(source=req.name, destination=req.destination, replace=req.replace))
+    if req.destination is not None or req.replace:
+        raise InputError(f"destination and replace belong to copy, not {req.action}.", "Leave them out, or use action copy.")
     named = OllamaNameRequest(name=req.name)
     if req.action == "pull":
         return ollama_pull(settings, named, progress)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from model_serving.limits import flat_schema
+from model_serving.requests import flat_schema
 from model_serving.mcp.server import create_server
 from model_serving.settings import Settings
 
@@ -87,7 +87,7 @@ async def test_every_bad_value_gets_a_cause_and_a_next_step(tool: str, settings:
 
 
 async def test_an_unexpected_failure_points_to_the_server_log(settings: Settings) -> None:
-    from model_serving.limits import NoInput
+    from model_serving.requests import NoInput
     from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools
     from model_serving.mcp.server import ServingServer
 

@@ -69,7 +69,7 @@ def test_cli_refuses_remote_endpoints_and_outside_paths(tmp_path: Path, settings
 async def test_mcp_bench_returns_summary_verdicts_and_files(url: str, settings: Settings, tmp_path: Path, mode: str) -> None:
     async with Client(create_server(settings), mode=mode) as client:
         result = await client.call_tool("bench", {"model": "scripted", "endpoint": url, "n_requests": 5, "concurrency": 2,
-                                                  "output_dir": str(tmp_path / "mcp")})
+                                                  "output": str(tmp_path / "mcp")})
         assert not result.is_error, result.content
         job = result.structured_content
         while job["status"] == "working":

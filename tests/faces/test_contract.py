@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from model_serving.limits import DeployRequest, flat_schema
+from model_serving.requests import DeployRequest, flat_schema
 from model_serving.mcp.server import INSTRUCTIONS, create_server
 from model_serving.mcp.skill import PROMPT_TARGETS, deploy_prompt_text
 from model_serving.quantize.quantizer import resolve_qtype

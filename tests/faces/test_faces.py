@@ -66,7 +66,7 @@ def test_cli_export_serve_and_stop_round_trip(settings: Settings, tiny_checkpoin
 
 
 def test_cli_deploy_plan_does_nothing(settings: Settings, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    out = cli(settings, "--json", "deploy", str(tiny_checkpoint), "--plan", "--out-dir", str(tmp_path / "dep"))
+    out = cli(settings, "--json", "deploy", str(tiny_checkpoint), "--plan", "--output", str(tmp_path / "dep"))
     assert out.returncode == 0, out.stderr
     plan = json.loads(out.stdout)
     assert plan["planned_only"] is True

@@ -17,7 +17,7 @@ from cli_runner import cli_in_process
 from mcp import Client
 
 from model_serving.cli.main import main_group
-from model_serving.limits import flat_schema
+from model_serving.requests import flat_schema
 from model_serving.mcp.server import create_server
 from model_serving.settings import Settings
 

@@ -12,7 +12,8 @@ from hub_double import TOKEN, HubDouble
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
 from model_serving.errors import InputError, ServingError
-from model_serving.limits import PublishRequest, validated
+from model_serving.failures import validated
+from model_serving.requests import PublishRequest
 from model_serving.publish.collect import HUB_FILE_LIMIT
 from model_serving.publish.push import publish
 from model_serving.settings import Settings
@@ -60,7 +61,7 @@ def test_an_unmeasured_quant_is_stated_as_missing(settings: Settings, hub: HubDo
 def test_a_second_publish_sends_nothing(settings: Settings, hub: HubDouble, deploy_dir: Path) -> None:
     publish(settings, request(deploy_dir))
     head, count = hub.repos[REPO].heads["main"], len(hub.requests)
-    plan = publish(settings, request(deploy_dir, plan_only=True))
+    plan = publish(settings, request(deploy_dir, plan=True))
     assert {f.action for f in plan.files} == {"same"} and "0 to send" in plan.summary  # a plan that changes nothing
     again = publish(settings, request(deploy_dir))
     assert {f.action for f in again.files} == {"same"} and again.uploaded == []
@@ -70,7 +71,7 @@ def test_a_second_publish_sends_nothing(settings: Settings, hub: HubDouble, depl
 
 
 def test_a_plan_uploads_nothing(settings: Settings, hub: HubDouble, deploy_dir: Path, smollm2_sha256: str) -> None:
-    result = publish(settings, request(deploy_dir, plan_only=True))
+    result = publish(settings, request(deploy_dir, plan=True))
     assert result.planned_only and REPO not in hub.repos
     assert all(m in ("GET", "HEAD") for m, _ in hub.requests)
     gguf = next(f for f in result.files if f.path_in_repo.endswith(".gguf"))
@@ -115,11 +116,11 @@ def test_a_repo_with_other_files(settings: Settings, hub: HubDouble, deploy_dir:
     hub.seed(REPO, {"notes.txt": b"kept\n", "README.md": b"---\nlicense: mit\n---\nsomeone else's card\n"})
     with pytest.raises(InputError, match="already holds different README.md") as refused:
         publish(settings, request(deploy_dir))
-    assert "--overwrite" in refused.value.next_step and hub.puts() == []
-    plan = publish(settings, request(deploy_dir, plan_only=True))
+    assert "--replace" in refused.value.next_step and hub.puts() == []
+    plan = publish(settings, request(deploy_dir, plan=True))
     assert {f.path_in_repo: f.action for f in plan.files}["README.md"] == "change"
     assert plan.warnings == ["the repo also holds notes.txt (kept)"]
-    publish(settings, request(deploy_dir, overwrite=True))
+    publish(settings, request(deploy_dir, replace=True))
     assert hub.tree(REPO)["notes.txt"].data == b"kept\n" and b"base_model" in hub.tree(REPO)["README.md"].data
 
 
@@ -151,7 +152,7 @@ def test_an_unknown_license_asks_for_one(settings: Settings, hub: HubDouble, tmp
     with pytest.raises(InputError, match="license could not be determined") as refused:
         publish(settings, request(folder))
     assert "--license" in refused.value.next_step and hub.requests == []
-    result = publish(settings, request(folder, license="apache-2.0", plan_only=True))
+    result = publish(settings, request(folder, license="apache-2.0", plan=True))
     assert "license: apache-2.0" in result.card
 
 

@@ -14,7 +14,8 @@ from huggingface_hub import ModelCard, hf_hub_download
 from mcp import Client
 
 from model_serving.errors import InputError
-from model_serving.limits import PublishRequest, validated
+from model_serving.failures import validated
+from model_serving.requests import PublishRequest
 from model_serving.mcp.server import create_server
 from model_serving.publish.push import publish
 from model_serving.settings import Settings
@@ -65,7 +66,7 @@ def test_publish_the_adapter(settings: Settings, hub: HubDouble, adapter_deploy:
 
 
 def test_the_ggufs_of_an_adapter_deploy_name_the_merge(settings: Settings, hub: HubDouble, adapter_deploy: Path) -> None:
-    result = publish(settings, request(adapter_deploy, plan_only=True))
+    result = publish(settings, request(adapter_deploy, plan=True))
     assert {f.path_in_repo for f in result.files} == GGUF_FILES - {".gitattributes"}
     assert "base_model: acme/tiny-base" in result.card and "base_model_relation: merge" in result.card
 
@@ -130,7 +131,7 @@ def test_a_real_adapter_deploy_publishes_its_merge_and_its_adapter(settings: Set
     from lora_fixtures import tiny_lora_adapter
 
     from model_serving.deploy.pipeline import deploy
-    from model_serving.limits import DeployRequest
+    from model_serving.requests import DeployRequest
     from model_serving.serve.embedded.engine import stop_model
 
     adapter = tmp_path / "smol-lora"
@@ -141,7 +142,7 @@ def test_a_real_adapter_deploy_publishes_its_merge_and_its_adapter(settings: Set
     out = tmp_path / "deployments" / "tuned"
     try:
         deploy(settings, DeployRequest(source=str(adapter), base=str(smollm2_checkpoint), name="tuned", quant="Q8_0", target="embedded",
-                                       out_dir=str(out), bench=False, verify_quality=False))
+                                       output=str(out), bench=False, verify_quality=False))
     finally:
         with contextlib.suppress(InputError):
             stop_model(settings, "tuned")

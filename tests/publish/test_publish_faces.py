@@ -16,7 +16,7 @@ from mcp import Client
 
 from model_serving.deploy.pipeline import deploy
 from model_serving.errors import InputError
-from model_serving.limits import DeployRequest
+from model_serving.requests import DeployRequest
 from model_serving.mcp.server import create_server
 from model_serving.serve.embedded.engine import stop_model
 from model_serving.settings import Settings
@@ -71,12 +71,13 @@ async def test_mcp_publish_job_then_refusals(settings: Settings, hub: HubDouble,
 @pytest.mark.parametrize(("source", "quant"), [(f"hf.co/{REPO}:Q4_1", "Q8_0"), (REPO, "Q4_1")])  # the tag, or quant, picks the file
 def test_publish_then_pull_and_deploy_on_the_embedded_engine(settings: Settings, hub: HubDouble, deploy_dir: Path,
                                                              smollm2_sha256: str, tmp_path: Path, source: str, quant: str) -> None:
-    from model_serving.limits import PublishRequest, validated
+    from model_serving.failures import validated
+    from model_serving.requests import PublishRequest
     from model_serving.publish.push import publish
 
     publish(settings, validated(PublishRequest, {"source": str(deploy_dir), "repo": REPO}))
     before = len(hub.requests)
-    request = DeployRequest(source=source, name="pulled", quant=quant, target="embedded", out_dir=str(tmp_path / "pulled"),
+    request = DeployRequest(source=source, name="pulled", quant=quant, target="embedded", output=str(tmp_path / "pulled"),
                             bench=False, verify_quality=False)
     result = deploy(settings, request)
     try:
@@ -166,7 +167,7 @@ def test_publish_then_pull_and_deploy_through_the_cli_and_mcp(settings: Settings
     common = ["--quant", "Q4_1", "--target", "embedded", "--no-bench", "--no-verify-quality"]
     try:
         code, out, err = cli_in_process(capsys, "--json", *roots(settings), "deploy", REPO, *common, "--name", "pulled-cli",
-                                        "--out-dir", str(tmp_path / "cli"))
+                                        "--output", str(tmp_path / "cli"))
         assert code == 0, err
         result = json.loads(out)
         assert result["answer"].strip() and "quantize" not in {s["step"] for s in result["steps"]}  # served as it is
@@ -177,7 +178,7 @@ def test_publish_then_pull_and_deploy_through_the_cli_and_mcp(settings: Settings
     async def mcp() -> str:
         async with Client(create_server(settings)) as client:
             args = {"source": REPO, "quant": "Q4_1", "target": "embedded", "bench": False, "verify_quality": False, "name": "pulled-mcp",
-                    "out_dir": str(tmp_path / "mcp")}
+                    "output": str(tmp_path / "mcp")}
             job = (await client.call_tool("deploy_model", args)).structured_content
             with anyio.fail_after(300):
                 while True:

@@ -15,7 +15,8 @@ from mcp import Client
 from model_serving.deploy.pipeline import deploy
 from model_serving.deploy.source import find_source
 from model_serving.errors import InputError
-from model_serving.limits import DeployRequest, PublishRequest, validated
+from model_serving.failures import validated
+from model_serving.requests import DeployRequest, PublishRequest
 from model_serving.mcp.server import create_server
 from model_serving.publish.push import publish
 from model_serving.settings import Settings
@@ -34,7 +35,7 @@ def downloads(hub: HubDouble, since: int = 0) -> list[str]:
 
 
 def plan(settings: Settings, source: str, **extra: object) -> dict[str, str]:
-    result = deploy(settings, DeployRequest(source=source, target="embedded", plan_only=True, **extra))  # type: ignore[arg-type]
+    result = deploy(settings, DeployRequest(source=source, target="embedded", plan=True, **extra))  # type: ignore[arg-type]
     return {s.step: s.action for s in result.plan}
 
 
@@ -87,7 +88,7 @@ def test_cli_deploy_plan_from_a_gguf_repo(settings: Settings, hub: HubDouble, gg
 @pytest.mark.anyio
 async def test_mcp_deploy_plan_from_a_gguf_repo(settings: Settings, hub: HubDouble, gguf_repo: str) -> None:
     async with Client(create_server(settings)) as client:
-        args = {"source": gguf_repo, "quant": "Q4_1", "target": "embedded", "plan_only": True}
+        args = {"source": gguf_repo, "quant": "Q4_1", "target": "embedded", "plan": True}
         job = (await client.call_tool("deploy_model", args)).structured_content
         with anyio.fail_after(120):
             while True:

@@ -124,7 +124,7 @@ def run_compare(settings: Settings, req: BenchCompareRequest, progress: Progress
     load_before = [round(x, 2) for x in os.getloadavg()]
     source = checked_checkpoint(settings, req.source)
     require(settings)
-    out = confine(req.output_dir, settings.roots, must_exist=False, what="output directory") if req.output_dir else None
+    out = confine(req.output, settings.roots, must_exist=False, what="output directory") if req.output else None
     work = (out or settings.state_dir / "compare") / "gguf"
     work.mkdir(parents=True, exist_ok=True)
     watches: list[dict] = []

@@ -71,4 +71,5 @@ def config_from_request(settings: Settings, request: Any) -> BenchConfig:
     profile = values.pop("profile")
     # a prompt or a prompt file given with the default profile means that prompt or file (make_config picks it)
     values["prompt_source"] = None if profile == "random" and (values.get("prompt") or values.get("prompts_file")) else profile
+    values["output_dir"] = values.pop("output")
     return make_config(settings, targets=targets, **values)

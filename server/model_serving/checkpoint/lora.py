@@ -158,7 +158,7 @@ def merge_adapter(settings: Settings, adapter: str, base: str | None, output: st
     details, base_dir, info, _ = preflight(settings, adapter_dir, base)
     out = confine(output or str(adapter_dir.parent / f"{adapter_dir.name}-merged"), settings.roots, must_exist=False, what="output folder")
     if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists.", "Pass --overwrite to replace it, or choose another --output.")
+        raise InputError(f"{out} already exists.", "Pass replace (--replace) to replace it, or choose another output (--output).")
     target = merge_dtype(info.dtype, dtype)
     peft_model, tokenizer, tokenizer_from = _load(adapter_dir, base_dir, progress)
     batches = [tokenizer(p, return_tensors="pt") for p in PROMPTS]

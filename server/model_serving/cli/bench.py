@@ -8,7 +8,7 @@ import click
 
 from model_serving.cli.app import App
 from model_serving.cli.options import from_model
-from model_serving.limits import BenchCompareRequest, BenchRequest, QuantABRequest, RooflineRequest
+from model_serving.requests import BenchCompareRequest, BenchRequest, QuantABRequest, RooflineRequest
 
 if TYPE_CHECKING:
     from model_serving.bench.models import BenchResult

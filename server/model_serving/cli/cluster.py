@@ -7,7 +7,7 @@ import click
 from model_serving import verbs
 from model_serving.cli.app import App
 from model_serving.cli.options import from_model
-from model_serving.limits import CostRequest, PlanProductionRequest
+from model_serving.requests import CostRequest, PlanProductionRequest
 
 
 def register(group: click.Group) -> None:

@@ -12,7 +12,7 @@ import click
 
 from model_serving.cli.app import App
 from model_serving.cli.options import from_model
-from model_serving.limits import (
+from model_serving.requests import (
     CleanRequest,
     DeployRequest,
     ExportRequest,

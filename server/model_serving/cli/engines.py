@@ -6,7 +6,7 @@ import click
 
 from model_serving.cli.app import App
 from model_serving.cli.options import from_model
-from model_serving.limits import EngineInstallRequest
+from model_serving.requests import EngineInstallRequest
 
 
 @click.group("engines")

@@ -8,7 +8,7 @@ from model_serving import verbs
 from model_serving.cli.app import App
 from model_serving.cli.options import from_model
 from model_serving.errors import InputError
-from model_serving.limits import CheckModelfileRequest, ModelfileRequest, NoInput, OllamaCopyRequest, OllamaNameRequest, OllamaProbeRequest
+from model_serving.requests import CheckModelfileRequest, ModelfileRequest, NoInput, OllamaCopyRequest, OllamaNameRequest, OllamaProbeRequest
 from model_serving.util.units import human_size
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from model_serving.cli.app import pass_app
-from model_serving.limits import Request, flat_schema, validated
+from model_serving.failures import validated
+from model_serving.requests import Request, flat_schema
 
 
 class CommaList(click.ParamType):

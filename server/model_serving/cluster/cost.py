@@ -55,7 +55,7 @@ class CostEstimate(BaseModel):
 
 def _no_throughput(path: Path, why: str) -> InputError:
     return InputError(f"{path} has no usable throughput: {why}.",
-                      "Give the JSON that `model-serving bench sweep ... --output-dir DIR` (or vLLM's `bench serve`) wrote.")
+                      "Give the JSON that `model-serving bench sweep ... --output DIR` (or vLLM's `bench serve`) wrote.")
 
 
 def read_throughput(path: Path) -> Throughput:

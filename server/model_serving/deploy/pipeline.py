@@ -23,12 +23,12 @@ from .steps import STEPS
 
 
 def deploy(settings: Settings, request: DeployRequest, progress: Progress | None = None) -> DeployResult:
-    """Deploy `request.source` (default: SmolLM2-135M) end to end, or only plan it (`request.plan_only`)."""
+    """Deploy `request.source` (default: SmolLM2-135M) end to end, or only plan it (`request.plan`)."""
     progress = progress or Progress()
     started = time.perf_counter()
     plan = make_plan(settings, request)
     result = DeployResult(name=plan.name, target=plan.target, target_reason=plan.target_reason, plan=plan.steps)
-    if request.plan_only:
+    if request.plan:
         result.planned_only = True
         return result
     created = _make_folder(plan.out_dir)

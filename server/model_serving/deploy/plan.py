@@ -35,7 +35,7 @@ def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
     qtype = None if source.pulled else _check_requantize(source, qtype, request.allow_requantize)  # quant picked the file
     matrix = _imatrix(settings, qtype, request)
     name = deploy_name(source, request.name)
-    out_dir = (confine(request.out_dir, settings.roots, must_exist=False, what="output folder") if request.out_dir
+    out_dir = (confine(request.output, settings.roots, must_exist=False, what="output folder") if request.output
                else settings.roots[0] / "deployments" / name)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"The output folder {out_dir} is a file.", "Pass a folder for out_dir, or leave it out.")

@@ -11,7 +11,7 @@ from model_serving import verbs
 from model_serving.bench.compare import CompareResult
 from model_serving.bench.models import BenchResult
 from model_serving.bench.quant_ab import QuantABResult
-from model_serving.limits import BenchCompareRequest, BenchRequest, QuantABRequest
+from model_serving.requests import BenchCompareRequest, BenchRequest, QuantABRequest
 from model_serving.mcp.runtime import AppState, ToolSpec, add_tools, writes
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from model_serving import verbs
 from model_serving.cluster.bundle import Bundle
 from model_serving.cluster.cost import CostEstimate
-from model_serving.limits import CostRequest, PlanProductionRequest
+from model_serving.requests import CostRequest, PlanProductionRequest
 from model_serving.mcp.runtime import AppState, ToolSpec, add_tools, writes
 
 TOOLS = [

@@ -15,7 +15,7 @@ from model_serving.checkpoint.export import ExportResult
 from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
 from model_serving.checkpoint.lora import MergeResult
 from model_serving.deploy.context import DeployResult
-from model_serving.limits import (
+from model_serving.requests import (
     CleanRequest,
     DeployRequest,
     ExportRequest,
@@ -30,7 +30,7 @@ from model_serving.limits import (
     ServeStartRequest,
 )
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
-from model_serving.publish.models import PublishResult
+from model_serving.publish.outcome import PublishResult
 from model_serving.quantize.quantizer import QuantizeResult
 from model_serving.serve.embedded.engine import ServedModel
 from model_serving.serve.gateway.router import Gateway

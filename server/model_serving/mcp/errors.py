@@ -14,7 +14,7 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 from model_serving.errors import ServingError
-from model_serving.limits import input_error
+from model_serving.requests import input_error
 
 log = logging.getLogger("model_serving.mcp")
 _LOG_FILES: dict[Path, logging.Handler] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from model_serving import verbs
-from model_serving.limits import CheckModelfileRequest, ModelfileRequest, OllamaManageRequest, OllamaNameRequest, OllamaProbeRequest
+from model_serving.requests import CheckModelfileRequest, ModelfileRequest, OllamaManageRequest, OllamaNameRequest, OllamaProbeRequest
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
 from model_serving.serve.ollama import manage
 from model_serving.serve.ollama.client import ShowInfo

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from model_serving.errors import ServingError
 from model_serving.jobs import Job, JobInfo, JobManager, Progress
-from model_serving.limits import Request, validated
+from model_serving.requests import Request, validated
 from model_serving.mcp.errors import error_result, failure, log_to
 from model_serving.settings import Settings
 

@@ -25,14 +25,14 @@ from mcp.types import CallToolResult
 from model_serving import __version__
 from model_serving.errors import InputError
 from model_serving.jobs import JobInfo
-from model_serving.limits import JobCancelRequest, JobStatusRequest, Listing, validated
+from model_serving.requests import JobCancelRequest, JobStatusRequest, Listing, validated
 from model_serving.mcp import bench, cluster, core, ollama, skill
 from model_serving.mcp.errors import error_result, failure
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, follow, job_result, ok, schema_name, writes
 from model_serving.settings import Settings
 
 INSTRUCTIONS = (
-    "Take a Hugging Face checkpoint to a served, verified, measured local model. Fastest: deploy_model (plan_only=true first "
+    "Take a Hugging Face checkpoint to a served, verified, measured local model. Fastest: deploy_model (plan=true first "
     "to see the steps), then job_status(job_id, wait_s=30) until status is completed. Step by step: inspect_model -> export_gguf -> "
     "quantize_gguf -> register_model -> bench. Tools without an outputSchema are long: they return a job (JobInfo, as "
     "job_status does: taskId, status working/completed/failed/cancelled, result once completed); "

@@ -14,7 +14,7 @@ from mcp.shared.path_security import PathEscapeError, safe_join
 from pydantic import Field
 
 from model_serving.errors import ServingError
-from model_serving.limits import Target
+from model_serving.requests import Target
 from model_serving.skill import SKILL_NAME, skill_dir
 
 log = logging.getLogger("model_serving.skill")
@@ -33,7 +33,7 @@ def deploy_prompt_text(model_path: str, target: str, hardware: str, goal: str) -
         f"Goal: {goal or 'interactive chat: first token under 200 ms, whole reply under 500 ms'}.\n\n"
         f"Follow the model-serving skill (resource skill://{SKILL_NAME}/SKILL.md): call inspect_model first and "
         "check the memory estimate against the hardware; choose the quantization from the skill's decision tables "
-        "(skill://model-serving/references/quantization.md and memory-and-cost.md). Then call deploy_model with plan_only "
+        "(skill://model-serving/references/quantization.md and memory-and-cost.md). Then call deploy_model with plan "
         "set to see the steps, and again without it; poll job_status with wait_s 30 until the job is completed. "
         "Step by step instead: export_gguf, quantize_gguf, register_model, then bench at the expected concurrency. "
         "Report first-token time, total latency and requests per second against the goal, with the settings you chose and why. "

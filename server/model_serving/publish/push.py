@@ -9,13 +9,13 @@ from typing import Any
 
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress
-from model_serving.limits import PublishRequest
+from model_serving.requests import PublishRequest
 from model_serving.settings import Settings
 from model_serving.util.paths import sha256_file
 
 from .card import render_card
 from .collect import Collected, Upload, collect, hashed
-from .models import PublishedFile, PublishResult
+from .outcome import PublishedFile, PublishResult
 
 
 def _api() -> Any:
@@ -73,7 +73,7 @@ def _license(collected: Collected, given: str | None) -> str:
 
 
 def publish(settings: Settings, req: PublishRequest, progress: Progress | None = None) -> PublishResult:
-    """Plan the files and card; unless plan_only, upload what differs and verify the new commit."""
+    """Plan the files and card; unless plan, upload what differs and verify the new commit."""
     progress = progress or Progress()
     collected = collect(settings, req.source, req.repo, req.include)
     broken = _refuse_broken(collected, req.allow_broken)
@@ -86,13 +86,13 @@ def publish(settings: Settings, req: PublishRequest, progress: Progress | None =
     files = [PublishedFile(path_in_repo=u.path_in_repo, local_path=str(u.local or ""), size_bytes=u.size, sha256=u.sha256,
                            action=_action(u, remote)) for u in uploads]  # type: ignore[arg-type]
     others = sorted(set(remote) - {u.path_in_repo for u in uploads} - {".gitattributes"})
-    result = PublishResult(repo=req.repo, revision=req.revision, planned_only=req.plan_only, files=files, card=card,
+    result = PublishResult(repo=req.repo, revision=req.revision, planned_only=req.plan, files=files, card=card,
                            warnings=[f"the repo also holds {', '.join(others)} (kept)"] if others else [])
     changed = [f.path_in_repo for f in files if f.action == "change"]
-    if req.plan_only:
+    if req.plan:
         return result
-    if changed and not req.overwrite:
-        raise InputError(f"{req.repo} already holds different {', '.join(changed)}.", "Review them with plan_only (--plan), then pass overwrite (--overwrite) to replace them.")
+    if changed and not req.replace:
+        raise InputError(f"{req.repo} already holds different {', '.join(changed)}.", "Review them with plan (--plan), then pass replace (--replace) to replace them.")
     _push(api, req, head, [u for u, f in zip(uploads, files, strict=True) if f.action != "same"], result, progress)
     _verify(api, req, uploads, result, collected.lineage.relation if collected.lineage.base_model else None)
     return result
@@ -134,15 +134,15 @@ def _verify(api: Any, req: PublishRequest, uploads: list[Upload], result: Publis
               if hasattr(f, "blob_id")}
     wrong = [u.path_in_repo for u in uploads if remote.get(u.path_in_repo) not in (u.sha256, u.git_oid)]
     if wrong:
-        raise VerificationFailed(f"After the push, {', '.join(wrong)} on the Hub do not match the local sha256.", "Publish again with overwrite (--overwrite).")
+        raise VerificationFailed(f"After the push, {', '.join(wrong)} on the Hub do not match the local sha256.", "Publish again with replace (--replace).")
     result.verified.append(f"{len(uploads)} files listed at {result.commit_oid} with matching sha256")
     card = ModelCard.load(hf_hub_download(req.repo, "README.md", revision=result.commit_oid, endpoint=api.endpoint, token=api.token))
     meta = card.data.to_dict()
     if meta.get("license") is None or meta.get("base_model_relation") != relation:
-        raise VerificationFailed("The card downloaded back has no parsable front matter (or another lineage).", "Publish again with overwrite (--overwrite).")
+        raise VerificationFailed("The card downloaded back has no parsable front matter (or another lineage).", "Publish again with replace (--replace).")
     result.verified.append("card front matter parses")
     small = min((u for u in uploads if u.path_in_repo != "README.md"), key=lambda u: u.size)
     path = hf_hub_download(req.repo, small.path_in_repo, revision=result.commit_oid, endpoint=api.endpoint, token=api.token)
     if sha256_file(Path(path)) != small.sha256:
-        raise VerificationFailed(f"{small.path_in_repo} downloaded back differs from the local file.", "Publish again with overwrite (--overwrite).")
+        raise VerificationFailed(f"{small.path_in_repo} downloaded back differs from the local file.", "Publish again with replace (--replace).")
     result.verified.append(f"{small.path_in_repo} downloaded back intact")

@@ -272,7 +272,7 @@ def _recorded(plan: _Plan, input_hash: _BackgroundHash, hashes: HashCache) -> Qu
     recorded = _reuse(plan.target, input_hash.result(), plan.qtype, hashes, plan.matrix)
     if recorded is None and not plan.overwrite:
         raise InputError(f"{plan.target} already exists and was not made from this input as {plan.qtype.name}.",
-                         "Pass overwrite (--overwrite) to replace it, or choose another output path.")
+                         "Pass replace (--replace) to replace it, or choose another output path.")
     return recorded
 
 

@@ -151,7 +151,7 @@ def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
     artifact never carries the final name; a process killed outright leaves it to `remove_partials`.
     """
     if final.exists() and not overwrite:
-        raise InputError(f"{final} already exists.", "Pass --overwrite to replace it, or choose another output path.")
+        raise InputError(f"{final} already exists.", "Pass replace (--replace) to replace it, or choose another output path.")
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_partials(final.parent, final.name)  # what an earlier, killed run of this step left
     tmp = partial_path(final)

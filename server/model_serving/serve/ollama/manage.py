@@ -116,7 +116,7 @@ def copy_model(settings: Settings, source: str, destination: str, *, overwrite: 
     target = names.canonical(destination)
     with OllamaClient(settings) as client:
         if not overwrite and client.exists(target):
-            raise InputError(f"Ollama already has a model named {target}.", "Choose another name, or pass --overwrite.")
+            raise InputError(f"Ollama already has a model named {target}.", "Choose another name, or pass replace (--replace).")
         client.copy(source, target)
     return ActionResult(action="copy", model=target, detail=f"copied from {source}")
 

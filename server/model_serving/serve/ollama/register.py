@@ -123,7 +123,7 @@ def _check_server(client: OllamaClient, name: str, overwrite: bool) -> tuple[str
                            "Upgrade Ollama (https://ollama.com/download) and run the command again.")
     existed = client.exists(name)
     if existed and not overwrite:
-        raise InputError(f"Ollama already has a model named {name}.", "Choose another name, or pass --overwrite to replace it.")
+        raise InputError(f"Ollama already has a model named {name}.", "Choose another name, or pass replace (--replace) to replace it.")
     return version, existed
 
 

@@ -61,7 +61,7 @@ def verify_stored(client: OllamaClient, name: str, plan: ModelfilePlan, system: 
         problems.append("the SYSTEM message differs")
     if problems:
         raise VerificationFailed(f"Ollama stored {name} differently from what was sent: {problems[0]}.",
-                                 "Check the server version (`model-serving ollama version`) and run again with --overwrite.", detail="; ".join(problems))
+                                 "Check the server version (`model-serving ollama version`) and run again with --replace.", detail="; ".join(problems))
     return StoredModel(template=info.template, parameters=params, system=info.system, capabilities=info.capabilities, family=info.details.family,
                        quantization_level=info.details.quantization_level, parameter_size=info.details.parameter_size)
 

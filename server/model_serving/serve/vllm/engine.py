@@ -43,7 +43,7 @@ def checked_checkpoint(settings: Settings, path: str | Path) -> Path:
                          "Pass the checkpoint folder (config.json + *.safetensors) it came from, or serve the GGUF on the embedded engine (--engine embedded).")
     if not folder.is_dir() or not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
         raise InputError(f"{folder} is not a Hugging Face checkpoint folder (config.json and *.safetensors).",
-                         "Pass the folder a checkpoint was saved to (save_pretrained), e.g. one `deploy --plan-only` names.")
+                         "Pass the folder a checkpoint was saved to (save_pretrained), e.g. one `deploy --plan` names.")
     return folder
 
 
