@@ -133,7 +133,7 @@ class DeployRequest(Request):
     allow_broken: Annotated[bool, Field(description="Serve even if quality is broken")] = False
     calibration: Annotated[PathArg | None, Field(description="Imatrix text; IQ/K types")] = None
     replace: Annotated[bool, Field(description="Replace a model of this name (destructive)")] = False
-    plan: Annotated[bool, Field(description="Only show the steps")] = False
+    plan: bool = False
 
     renamed: ClassVar[dict[str, str]] = {"out_dir": "output", "plan_only": "plan"}
 
@@ -346,7 +346,7 @@ class PublishRequest(Request):
     license: Annotated[str | None, Field(min_length=1, max_length=64, pattern=LABEL_PATTERN, description="If the GGUF has none")] = None
     replace: Annotated[bool, Field(description="Replace changed files")] = False
     allow_broken: bool = False
-    plan: Annotated[bool, Field(description="Only show what would be sent")] = False
+    plan: bool = False
     include: Annotated[Literal["merged", "adapter"] | None, Field(description="Adapter deploy: also its merged checkpoint or LoRA")] = None
 # --- end publish ---
 

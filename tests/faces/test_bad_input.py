@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from model_serving.requests import flat_schema
 from model_serving.mcp.server import create_server
+from model_serving.requests import flat_schema
 from model_serving.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -87,16 +87,16 @@ async def test_every_bad_value_gets_a_cause_and_a_next_step(tool: str, settings:
 
 
 async def test_an_unexpected_failure_points_to_the_server_log(settings: Settings) -> None:
-    from model_serving.requests import NoInput
-    from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools
+    from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec
     from model_serving.mcp.server import ServingServer
+    from model_serving.requests import NoInput
 
     def broken(*_: Any) -> Any:
         raise KeyError("a bug in a verb")
 
     state = AppState.create(settings)
     server = ServingServer(state, name="model-serving")
-    add_tools(server, state, [ToolSpec(broken, "broken", NoInput, NoInput, READ_ONLY)])
+    server.add_specs([ToolSpec(broken, "broken", NoInput, NoInput, READ_ONLY)])
     async with Client(server) as client:
         result = await client.call_tool("broken", {})
     assert_helpful_error(result, "broken tool")

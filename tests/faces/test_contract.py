@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from model_serving.requests import DeployRequest, flat_schema
 from model_serving.mcp.server import INSTRUCTIONS, create_server
 from model_serving.mcp.skill import PROMPT_TARGETS, deploy_prompt_text
 from model_serving.quantize.quantizer import resolve_qtype
+from model_serving.requests import DeployRequest, flat_schema
 from model_serving.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -45,8 +45,9 @@ async def test_prompts_instructions_and_descriptions_name_only_what_exists(setti
     texts = {"instructions": INSTRUCTIONS, **{f"tool {t.name}": t.description or "" for t in tools.tools},
              **{f"{t.name}.{n}": p.get("description", "") for t in tools.tools for n, p in t.input_schema["properties"].items()},
              **{f"prompt {target}": deploy_prompt_text("m", where, "", "") for target, where in PROMPT_TARGETS.items()}}
+    old_names = {old for spec in create_server(settings).specs.values() for old in spec.request.renamed}
     for where, text in texts.items():
-        unknown = identifiers(text) - tool_names - parameters
+        unknown = identifiers(text) - tool_names - parameters - (old_names if where == "instructions" else set())
         assert not unknown, f"{where} names {unknown}, which is neither a tool nor a parameter"
         for qtype in re.findall(r"\b(?:I?Q\d_[A-Z0-9_]+|Q\d_\d|B?F16)\b", text):
             resolve_qtype(qtype)  # raises for a type llama.cpp does not know
@@ -96,3 +97,11 @@ async def test_every_result_schema_is_a_resource(settings: Settings) -> None:
             resource = await client.read_resource(f"schema://model-serving/{title}")
             schema = json.loads(resource.contents[0].text)  # type: ignore[union-attr]
             assert schema["properties"], title
+
+
+def test_the_instructions_name_every_old_spelling_and_its_new_name(settings: Settings) -> None:
+    renamed = {pair for spec in create_server(settings).specs.values() for pair in spec.request.renamed.items()}
+    assert renamed, "no verb keeps an old spelling: drop this test and the instructions' sentence"
+    sentence = INSTRUCTIONS[INSTRUCTIONS.index("Renamed"):]
+    for old, new in renamed:
+        assert re.search(rf"\b{old}\b[^.:;]*\bis {new}\b|\b{old} and \w+ are {new}\b|\band {old} are {new}\b", sentence), (old, new)

@@ -17,8 +17,8 @@ from cli_runner import cli_in_process
 from mcp import Client
 
 from model_serving.cli.main import main_group
-from model_serving.requests import flat_schema
 from model_serving.mcp.server import create_server
+from model_serving.requests import flat_schema
 from model_serving.settings import Settings
 
 # verb: (CLI command path, MCP tool)
@@ -109,8 +109,11 @@ def test_cli_options_are_the_model_fields(verb: str, tools: dict[str, Any]) -> N
     model = command(path).callback.request_model  # type: ignore[union-attr]
     assert model is tools["__specs__"][tool].request, f"{verb} and {tool} use different input models"
     schema = flat_schema(model)
-    params = {p.name: p for p in command(path).params if p.name not in CLI_DISPLAY_ONLY.get(verb, set())}
+    params = {p.name: p for p in command(path).params if p.name not in CLI_DISPLAY_ONLY.get(verb, set()) | set(model.renamed)}
     assert set(params) == set(schema)
+    for old, new in model.renamed.items():  # an old spelling stays one release, and its help says what replaced it
+        kept = next(p for p in command(path).params if p.name == old)
+        assert "Deprecated" in (kept.help or "") and "--" + new.replace("_", "-") in (kept.help or ""), (verb, old)  # type: ignore[attr-defined]
     for name, prop in schema.items():
         param = params[name]
         kind = param.type

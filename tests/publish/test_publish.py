@@ -13,9 +13,9 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
 from model_serving.errors import InputError, ServingError
 from model_serving.failures import validated
-from model_serving.requests import PublishRequest
 from model_serving.publish.collect import HUB_FILE_LIMIT
 from model_serving.publish.push import publish
+from model_serving.requests import PublishRequest
 from model_serving.settings import Settings
 
 REPO = "tester/smol-gguf"

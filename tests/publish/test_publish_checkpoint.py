@@ -15,9 +15,9 @@ from mcp import Client
 
 from model_serving.errors import InputError
 from model_serving.failures import validated
-from model_serving.requests import PublishRequest
 from model_serving.mcp.server import create_server
 from model_serving.publish.push import publish
+from model_serving.requests import PublishRequest
 from model_serving.settings import Settings
 from model_serving.util.paths import sha256_file
 

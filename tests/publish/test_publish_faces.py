@@ -16,8 +16,8 @@ from mcp import Client
 
 from model_serving.deploy.pipeline import deploy
 from model_serving.errors import InputError
-from model_serving.requests import DeployRequest
 from model_serving.mcp.server import create_server
+from model_serving.requests import DeployRequest
 from model_serving.serve.embedded.engine import stop_model
 from model_serving.settings import Settings
 
@@ -72,8 +72,8 @@ async def test_mcp_publish_job_then_refusals(settings: Settings, hub: HubDouble,
 def test_publish_then_pull_and_deploy_on_the_embedded_engine(settings: Settings, hub: HubDouble, deploy_dir: Path,
                                                              smollm2_sha256: str, tmp_path: Path, source: str, quant: str) -> None:
     from model_serving.failures import validated
-    from model_serving.requests import PublishRequest
     from model_serving.publish.push import publish
+    from model_serving.requests import PublishRequest
 
     publish(settings, validated(PublishRequest, {"source": str(deploy_dir), "repo": REPO}))
     before = len(hub.requests)

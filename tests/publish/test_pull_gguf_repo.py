@@ -16,9 +16,9 @@ from model_serving.deploy.pipeline import deploy
 from model_serving.deploy.source import find_source
 from model_serving.errors import InputError
 from model_serving.failures import validated
-from model_serving.requests import DeployRequest, PublishRequest
 from model_serving.mcp.server import create_server
 from model_serving.publish.push import publish
+from model_serving.requests import DeployRequest, PublishRequest
 from model_serving.settings import Settings
 
 REPO = "tester/smol-gguf"

@@ -13,7 +13,7 @@ from model_serving.requests import BenchCompareRequest, BenchRequest, QuantABReq
 if TYPE_CHECKING:
     from model_serving.bench.models import BenchResult
 
-LOAD = {"n_requests": ["-n", "--requests"], "concurrency": ["-c"], "output_dir": ["--out"], "max_tokens": ["--output-tokens"]}
+LOAD = {"n_requests": ["-n", "--requests"], "concurrency": ["-c"], "output": ["--out"], "max_tokens": ["--output-tokens"]}
 
 
 def _print(result: BenchResult) -> None:
@@ -110,7 +110,7 @@ def quant_ab_cmd(app: App, req: QuantABRequest) -> None:
 
 
 @bench_group.command("compare")
-@from_model(BenchCompareRequest, positional=("source",), aliases={"output_dir": ["--out"]})
+@from_model(BenchCompareRequest, positional=("source",), aliases={"output": ["--out"]})
 def compare_cmd(app: App, req: BenchCompareRequest) -> None:
     """Serve one checkpoint on llama.cpp (GGUF at --quant) and on vLLM in turn, sweep --levels on each: one JSON/Markdown/PNG report."""
     from model_serving.bench.compare import markdown

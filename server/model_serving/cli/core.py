@@ -191,7 +191,7 @@ def _show_gateway(g: Any) -> None:
 
 
 @click.command("register")
-@from_model(RegisterRequest, positional=("gguf_path",), aliases={"replace": ["--overwrite"]})
+@from_model(RegisterRequest, positional=("gguf_path",))
 def register_cmd(app: App, req: RegisterRequest) -> None:
     """Make a GGUF servable under a name, then prove it answers and stops."""
     from model_serving.verbs import register_model
@@ -327,7 +327,7 @@ def _show_deploy(result: Any) -> None:
 
 
 @click.command("deploy")
-@from_model(DeployRequest, positional=("source",), aliases={"plan_only": ["--plan"]})
+@from_model(DeployRequest, positional=("source",), aliases=OUT)
 def deploy_cmd(app: App, req: DeployRequest) -> None:
     """Export, quantize, register, probe and benchmark in one resumable run (default model: SmolLM2-135M)."""
     from model_serving.verbs import deploy_model
@@ -361,7 +361,7 @@ def clean_cmd(app: App, req: CleanRequest) -> None:
 
 # --- publish (issue 12) ---
 @click.command("publish")
-@from_model(PublishRequest, positional=("source",), aliases={"plan_only": ["--plan"]})
+@from_model(PublishRequest, positional=("source",))
 def publish_cmd(app: App, req: PublishRequest) -> None:
     """Publish a deploy's GGUFs, Ollama side files, manifest and model card to the Hugging Face Hub, then verify."""
     from model_serving.verbs import publish_model

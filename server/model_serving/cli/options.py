@@ -12,7 +12,7 @@ import click
 
 from model_serving.cli.app import pass_app
 from model_serving.failures import validated
-from model_serving.requests import Request, flat_schema
+from model_serving.requests import RENAMED_UNTIL, Request, flat_schema
 
 
 class CommaList(click.ParamType):
@@ -52,19 +52,35 @@ def click_param(name: str, prop: Mapping[str, Any], *, positional: bool, aliases
         if prop.get("type") == "array":
             return click.argument(name, nargs=-1, required=prop["required"])
         return click.argument(name, required=prop["required"], type=click_type(prop), default=prop.get("default"))
-    flag = "--" + name.replace("_", "-")
+    option = flag(name)
     if prop.get("type") == "boolean":
         if prop.get("default"):
-            return click.option(f"{flag}/--no-{flag[2:]}", *aliases, name, default=True, show_default=True, help=help_text)
-        return click.option(flag, *aliases, name, is_flag=True, default=False, help=help_text)
+            return click.option(f"{option}/--no-{option[2:]}", *aliases, name, default=True, show_default=True, help=help_text)
+        return click.option(option, *aliases, name, is_flag=True, default=False, help=help_text)
     default = None if prop["required"] else prop.get("default")
     # A list option may be repeated (--lora a=x --lora b=y) as well as comma-separated: the last one never silently wins.
-    return click.option(flag, *aliases, name, type=click_type(prop), default=default, required=prop["required"],
+    return click.option(option, *aliases, name, type=click_type(prop), default=default, required=prop["required"],
                         show_default=default is not None, help=help_text, multiple=prop.get("type") == "array")
 
 
 def _flat(value: tuple[Any, ...]) -> list[Any]:
     return [x for item in value for x in (item if isinstance(item, list) else [item])]
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def renamed_param(old: str, new: str, prop: Mapping[str, Any]) -> Callable[[Any], Any]:
+    """An old spelling kept one release: it says so in --help, and using it prints a warning (the model records the use)."""
+    note = f"Deprecated (removed in {RENAMED_UNTIL}): use {flag(new)}."
+    if prop.get("type") == "boolean":
+        return click.option(flag(old), old, is_flag=True, default=False, help=note)
+    return click.option(flag(old), old, type=click_type(prop), default=None, help=note)
+
+
+def _given(value: Any) -> bool:
+    return value not in (None, False, ())
 
 
 def from_model(model: type[Request], *, positional: Sequence[str] = (), aliases: Mapping[str, Sequence[str]] | None = None,
@@ -76,9 +92,15 @@ def from_model(model: type[Request], *, positional: Sequence[str] = (), aliases:
         @functools.wraps(fn)
         def command(app: Any, **values: Any) -> None:
             fields = {k: _flat(v) if isinstance(v, tuple) else v for k, v in values.items() if k in props and v != ()}
-            fn(app, validated(model, fields), **{k: v for k, v in values.items() if k not in props})
+            fields |= {old: values[old] for old in model.renamed if _given(values.get(old))}
+            request = validated(model, fields)
+            for old in [o for o in model.renamed if _given(values.get(o))]:
+                click.secho(f"warning: {flag(old)} is deprecated (removed in {RENAMED_UNTIL}): use {flag(model.renamed[old])}", fg="yellow", err=True)
+            fn(app, request, **{k: v for k, v in values.items() if k not in props and k not in model.renamed})
 
         wrapped: Any = pass_app(command)
+        for old, new in reversed(list(model.renamed.items())):
+            wrapped = renamed_param(old, new, props[new])(wrapped)
         for name in reversed(list(props)):
             wrapped = click_param(name, props[name], positional=name in positional, aliases=(aliases or {}).get(name, ()))(wrapped)
         wrapped.request_model, wrapped.result_model = model, result  # read by the parity test

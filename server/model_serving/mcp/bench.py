@@ -5,14 +5,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from model_serving import verbs
 from model_serving.bench.compare import CompareResult
 from model_serving.bench.models import BenchResult
 from model_serving.bench.quant_ab import QuantABResult
+from model_serving.mcp.runtime import ToolSpec, writes
 from model_serving.requests import BenchCompareRequest, BenchRequest, QuantABRequest
-from model_serving.mcp.runtime import AppState, ToolSpec, add_tools, writes
 
 
 def bench_summary(r: BenchResult) -> str:
@@ -34,6 +32,3 @@ TOOLS = [
     ToolSpec(verbs.bench_compare, "bench_compare", BenchCompareRequest, CompareResult, writes(idempotent=False), lambda r: r.summary, long=True),
 ]
 
-
-def register_tools(mcp: Any, state: AppState) -> None:
-    add_tools(mcp, state, TOOLS)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from model_serving import verbs
 from model_serving.cluster.bundle import Bundle
 from model_serving.cluster.cost import CostEstimate
+from model_serving.mcp.runtime import ToolSpec, writes
 from model_serving.requests import CostRequest, PlanProductionRequest
-from model_serving.mcp.runtime import AppState, ToolSpec, add_tools, writes
 
 TOOLS = [
     ToolSpec(verbs.plan_production, "plan_production", PlanProductionRequest, Bundle, writes(idempotent=False),
@@ -16,6 +14,3 @@ TOOLS = [
     ToolSpec(verbs.cost_estimate, "cost_estimate", CostRequest, CostEstimate, writes(), lambda r: r.summary),  # writes the plot PNG
 ]
 
-
-def register_tools(mcp: Any, state: AppState) -> None:
-    add_tools(mcp, state, TOOLS)

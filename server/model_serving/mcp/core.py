@@ -6,8 +6,6 @@ Each tool is one row of TOOLS: the verb function both faces call (verbs.py), its
 
 from __future__ import annotations
 
-from typing import Any
-
 from mcp.types import ToolAnnotations
 
 from model_serving import verbs
@@ -15,6 +13,9 @@ from model_serving.checkpoint.export import ExportResult
 from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
 from model_serving.checkpoint.lora import MergeResult
 from model_serving.deploy.context import DeployResult
+from model_serving.mcp.runtime import READ_ONLY, ToolSpec, writes
+from model_serving.publish.outcome import PublishResult
+from model_serving.quantize.quantizer import QuantizeResult
 from model_serving.requests import (
     CleanRequest,
     DeployRequest,
@@ -29,9 +30,6 @@ from model_serving.requests import (
     RegisterRequest,
     ServeStartRequest,
 )
-from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
-from model_serving.publish.outcome import PublishResult
-from model_serving.quantize.quantizer import QuantizeResult
 from model_serving.serve.embedded.engine import ServedModel
 from model_serving.serve.gateway.router import Gateway
 from model_serving.serve.metrics import MetricsView, ModelMetrics
@@ -84,9 +82,6 @@ TOOLS = [
              summary=_deploy_summary),
 ]
 
-
-def register_tools(mcp: Any, state: AppState) -> None:
-    add_tools(mcp, state, TOOLS)
 
 
 TOOLS.append(ToolSpec(verbs.serve_gateway, "serve_gateway", GatewayRequest, Gateway, ToolAnnotations(),  # the spec's defaults

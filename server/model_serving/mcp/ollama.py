@@ -10,11 +10,9 @@ tool argument, and file paths go through `confine` against the configured roots.
 
 from __future__ import annotations
 
-from typing import Any
-
 from model_serving import verbs
+from model_serving.mcp.runtime import READ_ONLY, ToolSpec, writes
 from model_serving.requests import CheckModelfileRequest, ModelfileRequest, OllamaManageRequest, OllamaNameRequest, OllamaProbeRequest
-from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, writes
 from model_serving.serve.ollama import manage
 from model_serving.serve.ollama.client import ShowInfo
 from model_serving.serve.probe import ProbeResult
@@ -36,6 +34,3 @@ TOOLS = [
              lambda r: f"{r.path}: {'valid' if r.valid else 'invalid: ' + '; '.join(r.problems[:5])}"),
 ]
 
-
-def register_tools(mcp: Any, state: AppState) -> None:
-    add_tools(mcp, state, TOOLS)

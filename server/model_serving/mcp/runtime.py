@@ -1,8 +1,8 @@
-"""What every tool shares: the server state, annotations, tools built from input models, and jobs.
+"""What every tool shares: the server state, annotations, tools declared from input models, and jobs.
 
-A tool is a row of a table (`ToolSpec`): the core call, the verb's input model from `limits`, the
-result model and a one-line summary. `add_tools` turns each row into an SDK tool whose parameters are
-the model's fields, so the published schema carries the model's bounds and nothing else.
+A tool is a row of a table (`ToolSpec`): the core call, the verb's input model from `requests`, the
+result model and a one-line summary. `describe` publishes the row as an MCP `Tool` whose input schema
+is the input model's JSON schema; `run_tool` runs a call that the server validated once, with that model.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
+from pydantic import BaseModel
 
 from model_serving.errors import ServingError
 from model_serving.jobs import Job, JobInfo, JobManager, Progress
-from model_serving.requests import Request, validated
 from model_serving.mcp.errors import error_result, failure, log_to
+from model_serving.requests import Request
 from model_serving.settings import Settings
 
 WAIT_S = 2.0  # a long step that finishes this fast answers inline; otherwise its job handle comes back
@@ -65,12 +65,13 @@ class ToolSpec:
     direct: bool = False  # `async fn(state, ctx, request) -> CallToolResult`: the job tools
 
 
-def ok(result: BaseModel, text: str) -> CallToolResult:
-    """Structured content once, and a short text that says what happened (not the JSON again)."""
+def ok(result: BaseModel, text: str, notes: Sequence[str] = ()) -> CallToolResult:
+    """Structured content once, and a short text that says what happened (not the JSON again), then any deprecation."""
+    text += "".join(f" Note: {note}." for note in notes)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json", by_alias=True))
 
 
-def job_result(info: JobInfo) -> CallToolResult:
+def job_result(info: JobInfo, notes: Sequence[str] = ()) -> CallToolResult:
     if info.status in ("failed", "cancelled"):
         error = info.error or {}
         err = ServingError(f"Job {info.taskId} ({info.kind}) {info.status}: {error.get('cause', '')}", error.get("next_step", ""),
@@ -81,7 +82,7 @@ def job_result(info: JobInfo) -> CallToolResult:
     else:
         text = (f"{info.kind} is working ({info.progress:.0%}: {info.statusMessage or 'started'}). "
                 f"Next: job_status(job_id={info.taskId!r}, wait_s=30).")
-    return ok(info, text)
+    return ok(info, text, notes)
 
 
 async def follow(job: Job, ctx: Context | None, wait_s: float) -> JobInfo:
@@ -98,36 +99,21 @@ async def follow(job: Job, ctx: Context | None, wait_s: float) -> JobInfo:
     return job.info()
 
 
-def _parameters(model: type[Request]) -> list[inspect.Parameter]:
-    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
-    for name, field in model.model_fields.items():
-        annotation = Annotated[(field.annotation, *field.metadata, Field(description=field.description))]
-        default = inspect.Parameter.empty if field.is_required() else field.default
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default))
-    return params
+async def run_tool(state: AppState, spec: ToolSpec, request: Request, ctx: Context | None) -> CallToolResult:
+    """One validated call: inline for a quick verb, as a job for a long one (its handle comes back after WAIT_S)."""
+    if spec.direct:
+        return await spec.fn(state, ctx, request)
+    notes = request.deprecations()
+    if not spec.long:
+        result = await anyio.to_thread.run_sync(lambda: spec.fn(state.settings, request))
+        return ok(result, spec.summary(result), notes)
 
+    def work(progress: Progress) -> BaseModel:
+        result = spec.fn(state.settings, request, progress)
+        progress.message = spec.summary(result)  # a finished job's statusMessage is its summary
+        return result
 
-def _call(state: AppState, spec: ToolSpec) -> Callable[..., Any]:
-    async def tool(ctx: Context, **values: Any) -> CallToolResult:
-        request = validated(spec.request, values, spec.name)
-        if spec.direct:
-            return await spec.fn(state, ctx, request)
-        if not spec.long:
-            result = await anyio.to_thread.run_sync(lambda: spec.fn(state.settings, request))
-            return ok(result, spec.summary(result))
-
-        def work(progress: Progress) -> BaseModel:
-            result = spec.fn(state.settings, request, progress)
-            progress.message = spec.summary(result)  # a finished job's statusMessage is its summary
-            return result
-
-        return job_result(await follow(state.jobs.submit(spec.name, work), ctx, WAIT_S))
-
-    params = _parameters(spec.request)
-    tool.__signature__ = inspect.Signature(params, return_annotation=CallToolResult)  # type: ignore[attr-defined]
-    tool.__annotations__ = {p.name: p.annotation for p in params} | {"return": CallToolResult}
-    tool.__name__ = spec.name
-    return tool
+    return job_result(await follow(state.jobs.submit(spec.name, work), ctx, WAIT_S), notes)
 
 
 def result_schema(result: Any) -> dict[str, Any]:
@@ -140,36 +126,38 @@ def schema_name(model: type[BaseModel]) -> str:
     return model.__name__.replace("[", "-").replace("]", "").replace(".", "-")
 
 
-# Published input schemas keep what an agent needs to call right (types, ranges, choices, defaults, required); the
-# input model still enforces the rest (lengths, patterns, no leading '-') and names the rule when one is broken.
-_LEFT_OUT = {"title", "maxLength", "minLength"}
+# Left out of the published schema to keep tools/list within an agent's budget (the whole schema is about 4,000
+# characters longer); the input model still enforces them on every call and a refusal names the rule it broke.
+_UNPUBLISHED = {"title", "maxLength", "minLength", "pattern"}
 
 
-def trim(schema: dict[str, Any]) -> dict[str, Any]:
-    """The SDK's input schema, shorter: no titles, `anyOf [X, null]` folded into X, no null or false defaults (the server
-    instructions say a flag without a default is false)."""
-    props = {}
-    for name, prop in schema.get("properties", {}).items():
-        prop = {k: v for k, v in prop.items() if k not in _LEFT_OUT and not (k == "default" and v in (None, False))}
-        arms = prop.pop("anyOf", None)
-        if arms:
-            real = [a for a in arms if a.get("type") != "null"]
-            prop = {**real[0], **prop} if len(real) == 1 else {"anyOf": real, **prop}
-        prop.pop("pattern", None)
-        if "enum" in prop:
-            prop.pop("type", None)
-        if isinstance(prop.get("items"), dict):
-            prop["items"] = {k: v for k, v in prop["items"].items() if k not in _LEFT_OUT and k != "pattern"}
-        props[name] = {k: v for k, v in prop.items() if k not in _LEFT_OUT}
+def _published(prop: dict[str, Any]) -> dict[str, Any]:
+    prop = {k: v for k, v in prop.items() if k not in _UNPUBLISHED and not (k == "default" and v in (None, False))}
+    arms = prop.pop("anyOf", None)
+    if arms:
+        real = [a for a in arms if a.get("type") != "null"]
+        prop = {**real[0], **prop} if len(real) == 1 else {"anyOf": real, **prop}
+    if "enum" in prop:
+        prop.pop("type", None)
+    if isinstance(prop.get("items"), dict):
+        prop["items"] = _published(prop["items"])
+    return {k: v for k, v in prop.items() if k not in _UNPUBLISHED}
+
+
+def input_schema(model: type[Request]) -> dict[str, Any]:
+    """The tool's input schema: the JSON schema of the input model that validates every call.
+
+    Written shorter where the meaning stays: no titles, `anyOf [X, null]` as X (null means "the default"), no null or
+    false defaults (the server instructions say a flag without a default is false); lengths and patterns as above.
+    An old spelling (`Request.renamed`) is accepted but not listed: the server instructions name them once.
+    """
+    schema = model.model_json_schema()
+    props = {name: _published(prop) for name, prop in schema.get("properties", {}).items()}
     return {"type": "object", "properties": props, **({"required": schema["required"]} if schema.get("required") else {})}
 
 
-def add_tools(mcp: Any, state: AppState, specs: Sequence[ToolSpec]) -> None:
-    for spec in specs:
-        description = inspect.cleandoc(spec.fn.__doc__ or spec.name)
-        mcp.add_tool(_call(state, spec), name=spec.name, description=description, annotations=spec.annotations)
-        tool = mcp._tool_manager.get_tool(spec.name)  # the SDK derived these from the model; publish them shorter
-        tool.parameters = trim(tool.parameters)
-        # a long tool returns a job, whose schema job_status publishes once (JobInfo): not repeated in a dozen tools
-        tool.fn_metadata.output_schema = None if spec.long else result_schema(spec.result)
-        mcp.specs[spec.name] = spec
+def describe(spec: ToolSpec) -> Tool:
+    """The tool as tools/list publishes it."""
+    return Tool(name=spec.name, description=inspect.cleandoc(spec.fn.__doc__ or spec.name), input_schema=input_schema(spec.request),
+                output_schema=None if spec.long else result_schema(spec.result),  # a long tool returns a job: JobInfo, published once
+                annotations=spec.annotations)

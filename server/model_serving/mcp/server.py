@@ -1,9 +1,9 @@
 """The MCP server: the same core functions as the CLI, as typed tools.
 
 `create_server(settings)` builds the server (tests build their own). Tools come from tables of
-`ToolSpec` rows (core, bench, ollama, jobs); every failure of a call, the SDK's argument checks
-included, is mapped in `ServingServer.call_tool` (errors.py), so no input reaches the client as a
-traceback or an "internal error".
+`ToolSpec` rows (core, bench, ollama, cluster, jobs); every failure of a call is mapped in
+`ServingServer.call_tool` (failures.py words it), so no input reaches the client as a traceback or an
+"internal error".
 """
 
 from __future__ import annotations
@@ -13,22 +13,23 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, Tool
 
 from model_serving import __version__
 from model_serving.errors import InputError
+from model_serving.failures import validated
 from model_serving.jobs import JobInfo
-from model_serving.requests import JobCancelRequest, JobStatusRequest, Listing, validated
 from model_serving.mcp import bench, cluster, core, ollama, skill
 from model_serving.mcp.errors import error_result, failure
-from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, add_tools, follow, job_result, ok, schema_name, writes
+from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, describe, follow, job_result, ok, run_tool, schema_name, writes
+from model_serving.requests import RENAMED_UNTIL, JobCancelRequest, JobStatusRequest, Listing
 from model_serving.settings import Settings
 
 INSTRUCTIONS = (
@@ -38,26 +39,39 @@ INSTRUCTIONS = (
     "job_status does: taskId, status working/completed/failed/cancelled, result once completed); "
     "job_cancel stops one and removes its partial output. A flag without a default is false; names are lower case "
     "(a-z 0-9 . _ : -). Errors say the cause and the next step. A result's fields: resource "
-    "schema://model-serving/<outputSchema title>."
+    f"schema://model-serving/<outputSchema title>. Renamed, old names accepted until {RENAMED_UNTIL}: plan_only is plan, overwrite is "
+    "replace, out_dir and output_dir are output."
 )
 
 
 class ServingServer(MCPServer):
-    """MCPServer whose tool calls check our input models first and map every failure in one place."""
+    """MCPServer whose tools are rows of our tables (ToolSpec), declared with the SDK's public tool API.
+
+    `tools/list` publishes each row's input model as its input schema (runtime.describe), and `tools/call`
+    validates the arguments once, with that same model, then maps every failure in one place.
+    """
 
     def __init__(self, state: AppState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state = state
         self.specs: dict[str, ToolSpec] = {}
+        self._listed: list[Tool] = []
+
+    def add_specs(self, specs: Sequence[ToolSpec]) -> None:
+        for spec in specs:
+            self.specs[spec.name] = spec
+            self._listed.append(describe(spec))
+
+    async def list_tools(self) -> list[Tool]:
+        return list(self._listed)
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:
         try:
             spec = self.specs.get(name)
-            if spec is None and self._tool_manager.get_tool(name) is None:
+            if spec is None:
                 raise InputError(f"There is no tool named {name!r}.", "List the tools and call one of those.")
-            if spec is not None:
-                validated(spec.request, arguments, name)  # strict: "8080" is not a port, a misspelt name is not ignored
-            return await super().call_tool(name, arguments, context)
+            request = validated(spec.request, arguments, name)  # strict: "8080" is not a port, a misspelt name is not ignored
+            return await run_tool(self.state, spec, request, context)
         except MCPError:
             raise
         except Exception as exc:  # noqa: BLE001 - the one place a call's failure becomes a result
@@ -116,9 +130,10 @@ def create_server(settings: Settings | None = None) -> ServingServer:
             await anyio.to_thread.run_sync(state.jobs.shutdown)
 
     mcp = ServingServer(state, name="model-serving", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
-    add_tools(mcp, state, JOB_TOOLS)
-    for tools in (core, bench, ollama, skill, cluster):
-        tools.register_tools(mcp, state)
+    mcp.add_specs(JOB_TOOLS)
+    for tools in (core, bench, ollama, cluster):
+        mcp.add_specs(tools.TOOLS)
+    skill.register(mcp)
     add_result_schemas(mcp)
     return mcp
 

@@ -41,7 +41,8 @@ def deploy_prompt_text(model_path: str, target: str, hardware: str, goal: str) -
     )
 
 
-def register_tools(mcp: Any, state: Any) -> None:
+def register(mcp: Any) -> None:
+    """The skill's files as resources and the deploy prompt."""
     try:
         root = skill_dir()
     except ServingError as exc:  # an installed package without the skill folder still serves its tools
