@@ -13,6 +13,7 @@ import click
 
 from model_serving.cli.app import App
 from model_serving.errors import Cancelled, InputError, ServingError
+from model_serving.failures import failure
 from model_serving.settings import Settings
 
 # Modules that register verbs, in the order a command name is looked for.
@@ -101,7 +102,7 @@ def _report(exc: ServingError, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; every failure leaves through the error model, so the exit code is `ServingError.exit_code`."""
+    """Run the CLI; every failure the table knows leaves as a cause and a next step, with `ServingError.exit_code`."""
     args = argv if argv is not None else sys.argv[1:]
     try:
         try:
@@ -113,8 +114,11 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError(exc.format_message(), f"Fix the value and run again.{hint}") from None
         except click.ClickException as exc:
             raise InputError(exc.format_message(), "Fix the value and run again.") from None
-    except ServingError as exc:
-        _report(exc, "--json" in args)
-        sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:  # --help and --version
         sys.exit(exc.exit_code)
+    except Exception as exc:  # the one table (failures.py) words it; what it does not know is a bug and keeps its traceback
+        known = failure(exc)
+        if known is None:
+            raise
+        _report(known, "--json" in args)
+        sys.exit(known.exit_code)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from model_serving.errors import InputError, ServingError, VerificationFailed
+from model_serving.failures import guarded
 from model_serving.jobs import Progress
 from model_serving.requests import PublishRequest
 from model_serving.settings import Settings
@@ -72,22 +73,40 @@ def _license(collected: Collected, given: str | None) -> str:
     return found.lower()
 
 
+def _hub(req: PublishRequest) -> tuple[Any, str, dict[str, str], str | None]:
+    """The client, the token's user, and the repo's files and head at the revision."""
+    api = _api()
+    user = _user(api)
+    remote, head = _remote(api, req.repo, req.revision)
+    return api, user, remote, head
+
+
 def publish(settings: Settings, req: PublishRequest, progress: Progress | None = None) -> PublishResult:
-    """Plan the files and card; unless plan, upload what differs and verify the new commit."""
+    """Plan the files and card; unless plan, upload what differs and verify the new commit.
+
+    A plan works offline: what it could not check (the token, the repo's files) is said in its warnings, and
+    every file's action is `unknown`."""
     progress = progress or Progress()
     collected = collect(settings, req.source, req.repo, req.include)
     broken = _refuse_broken(collected, req.allow_broken)
     license_id = _license(collected, req.license)
-    api = _api()
-    user = _user(api)
+    unchecked = None
+    try:
+        api, user, remote, head = guarded(lambda: _hub(req))
+    except ServingError as exc:
+        if not req.plan:
+            raise
+        api, user, remote, head, unchecked = None, req.repo.split("/")[0], {}, None, exc
     card = render_card(collected, req.repo, license_id=license_id, user=user, broken=broken)
     uploads = [up for up, _, _ in collected.ggufs] + collected.checkpoint + collected.side + [hashed(Upload("README.md", data=card.encode()))]
-    remote, head = _remote(api, req.repo, req.revision)
     files = [PublishedFile(path_in_repo=u.path_in_repo, local_path=str(u.local or ""), size_bytes=u.size, sha256=u.sha256,
-                           action=_action(u, remote)) for u in uploads]  # type: ignore[arg-type]
+                           action="unknown" if unchecked else _action(u, remote)) for u in uploads]  # type: ignore[arg-type]
     others = sorted(set(remote) - {u.path_in_repo for u in uploads} - {".gitattributes"})
-    result = PublishResult(repo=req.repo, revision=req.revision, planned_only=req.plan, files=files, card=card,
-                           warnings=[f"the repo also holds {', '.join(others)} (kept)"] if others else [])
+    warnings = [f"the repo also holds {', '.join(others)} (kept)"] if others else []
+    if unchecked is not None:
+        warnings.append(f"not checked against the Hub (the token, the repo's files): {unchecked.cause} {unchecked.next_step}")
+    result = PublishResult(repo=req.repo, revision=req.revision, planned_only=req.plan, remote_checked=unchecked is None, files=files,
+                           card=card, warnings=warnings)
     changed = [f.path_in_repo for f in files if f.action == "change"]
     if req.plan:
         return result
