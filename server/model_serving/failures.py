@@ -65,8 +65,8 @@ def input_error(exc: ValidationError, verb: str = "") -> InputError:
     """A validation failure as field, rule and next step: the one wording both faces use."""
     problems = []
     for err in exc.errors()[:5]:
-        field = ".".join(str(p) for p in err["loc"]) or "input"
-        problems.append(f"{field} {_rule(err)}")
+        field = ".".join(str(p) for p in err["loc"])
+        problems.append(f"{field} {_rule(err)}" if field else _rule(err) if err["type"] == "value_error" else f"input {_rule(err)}")
     again = f"call {verb} again" if verb else "try again"
     return InputError(f"Invalid input: {'; '.join(problems)}.", f"Fix {'that value' if len(problems) == 1 else 'those values'} and {again}.")
 

@@ -92,7 +92,11 @@ def from_model(model: type[Request], *, positional: Sequence[str] = (), aliases:
         @functools.wraps(fn)
         def command(app: Any, **values: Any) -> None:
             fields = {k: _flat(v) if isinstance(v, tuple) else v for k, v in values.items() if k in props and v != ()}
-            fields |= {old: values[old] for old in model.renamed if _given(values.get(old))}
+            for old, new in model.renamed.items():
+                if _given(values.get(old)):
+                    fields[old] = values[old]
+                    if not _given(fields.get(new)):
+                        fields.pop(new, None)  # the new option left at its default: the old one carries the value
             request = validated(model, fields)
             for old in [o for o in model.renamed if _given(values.get(o))]:
                 click.secho(f"warning: {flag(old)} is deprecated (removed in {RENAMED_UNTIL}): use {flag(model.renamed[old])}", fg="yellow", err=True)
