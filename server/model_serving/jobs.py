@@ -69,7 +69,7 @@ class Progress:
             value = getattr(self, "_parent", self).fraction
         target: Progress = getattr(self, "_parent", self)
         while hasattr(target, "_parent"):
-            target = target._parent  # type: ignore[attr-defined]
+            target = target._parent
         target.fraction = max(target.fraction, value)  # progress never goes backwards
         if message is not None:
             target.message = message

@@ -63,12 +63,6 @@ if TYPE_CHECKING:
     from model_serving.util.paths import CleanResult
 
 
-def _manage() -> Any:
-    from model_serving.serve.ollama import manage
-
-    return manage
-
-
 def inspect_model(settings: Settings, req: InspectRequest) -> CheckpointInfo | GGUFInfo:
     """Describe a checkpoint or .gguf: architecture, template, stops, memory estimate."""
     from model_serving.checkpoint.inspect import inspect_path
@@ -216,13 +210,13 @@ def bench_quant_ab(settings: Settings, req: QuantABRequest, progress: Progress) 
 
     targets = Targets(ttft_ms=req.ttft_ms, e2e_ms=req.e2e_ms, request_throughput=None, memory_gb=None)
     if req.adapter is not None:
-        return _adapter_ab(settings, req, targets, progress)
+        return _adapter_ab(settings, req, req.adapter, targets, progress)
     return run_quant_ab(settings, req.ggufs, n_requests=req.n_requests, concurrency=req.concurrency, max_tokens=req.max_tokens,
                         targets=targets, quality_floor=req.quality_floor, max_ppl_ratio=req.max_ppl_ratio, output_dir=req.output,
                         progress=progress)
 
 
-def _adapter_ab(settings: Settings, req: QuantABRequest, targets: Any, progress: Progress) -> QuantABResult:
+def _adapter_ab(settings: Settings, req: QuantABRequest, adapter: str, targets: Any, progress: Progress) -> QuantABResult:
     """bench_quant_ab with an adapter: the merged GGUF against the base GGUF serving the adapter."""
     from model_serving.bench.adapter_ab import run_adapter_ab
     from model_serving.errors import InputError
@@ -230,52 +224,66 @@ def _adapter_ab(settings: Settings, req: QuantABRequest, targets: Any, progress:
     if len(req.ggufs) != 2:
         raise InputError(f"With an adapter the A/B takes two GGUFs, the merged one and the base; {len(req.ggufs)} were given.",
                          "Pass MERGED.gguf BASE.gguf --adapter ADAPTER.gguf.")
-    return run_adapter_ab(settings, req.ggufs[0], req.ggufs[1], req.adapter, n_requests=req.n_requests, concurrency=req.concurrency,
+    return run_adapter_ab(settings, req.ggufs[0], req.ggufs[1], adapter, n_requests=req.n_requests, concurrency=req.concurrency,
                           max_tokens=req.max_tokens, targets=targets, quality_floor=req.quality_floor, output_dir=req.output,
                           progress=progress)
 
 
 def ollama_version(settings: Settings, req: NoInput) -> manage.ServerStatus:
     """Whether Ollama answers, its version and missing features."""
-    return _manage().server_status(settings)
+    from model_serving.serve.ollama import manage
+
+    return manage.server_status(settings)
 
 
 def ollama_list(settings: Settings, req: NoInput) -> Listing[ModelEntry]:
     """Models on the Ollama server."""
+    from model_serving.serve.ollama import manage
     from model_serving.serve.ollama.client import ModelEntry
 
-    return Listing[ModelEntry].of(_manage().list_models(settings))
+    return Listing[ModelEntry].of(manage.list_models(settings))
 
 
 def ollama_show(settings: Settings, req: OllamaNameRequest) -> ShowInfo:
     """What Ollama stored for a model: template, parameters, capabilities."""
-    return _manage().show_model(settings, req.name)
+    from model_serving.serve.ollama import manage
+
+    return manage.show_model(settings, req.name)
 
 
 def ollama_ps(settings: Settings, req: NoInput) -> Listing[manage.RunningInfo]:
     """Models loaded in Ollama."""
-    manage = _manage()
+    from model_serving.serve.ollama import manage
+
     return Listing[manage.RunningInfo].of(manage.running_models(settings))
 
 
 def ollama_copy(settings: Settings, req: OllamaCopyRequest) -> manage.ActionResult:
     """Copy (tag) an Ollama model under another name."""
-    return _manage().copy_model(settings, req.source, req.destination, overwrite=req.replace)
+    from model_serving.serve.ollama import manage
+
+    return manage.copy_model(settings, req.source, req.destination, overwrite=req.replace)
 
 
 def ollama_delete(settings: Settings, req: OllamaNameRequest) -> manage.ActionResult:
     """Delete an Ollama model; cannot be undone."""
-    return _manage().delete_model(settings, req.name)
+    from model_serving.serve.ollama import manage
+
+    return manage.delete_model(settings, req.name)
 
 
 def ollama_unload(settings: Settings, req: OllamaNameRequest) -> manage.ActionResult:
     """Unload an Ollama model from memory."""
-    return _manage().unload_model(settings, req.name)
+    from model_serving.serve.ollama import manage
+
+    return manage.unload_model(settings, req.name)
 
 
 def ollama_pull(settings: Settings, req: OllamaNameRequest, progress: Progress) -> manage.ActionResult:
     """Pull a model from Ollama's registry."""
-    return _manage().pull_model(settings, req.name, progress)
+    from model_serving.serve.ollama import manage
+
+    return manage.pull_model(settings, req.name, progress)
 
 
 def ollama_manage(settings: Settings, req: OllamaManageRequest, progress: Progress) -> manage.ActionResult:
@@ -307,14 +315,17 @@ def ollama_modelfile(settings: Settings, req: ModelfileRequest) -> manage.Modelf
 
     gguf = confine(req.gguf_path, settings.roots, what="GGUF file")
     source = confine(req.source_dir, settings.roots, what="checkpoint folder") if req.source_dir else None
-    return _manage().generate_modelfile(settings, gguf, source_dir=source, system=req.system, num_ctx=req.num_ctx)
+    from model_serving.serve.ollama import manage
+
+    return manage.generate_modelfile(settings, gguf, source_dir=source, system=req.system, num_ctx=req.num_ctx)
 
 
 def ollama_check_modelfile(settings: Settings, req: CheckModelfileRequest) -> manage.ModelfileCheck:
     """Check a Modelfile, line by line."""
+    from model_serving.serve.ollama import manage
     from model_serving.util.paths import confine
 
-    return _manage().check_modelfile(settings, confine(req.path, settings.roots, what="Modelfile"))
+    return manage.check_modelfile(settings, confine(req.path, settings.roots, what="Modelfile"))
 
 
 # --- publish (issue 12) ---

@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -15,9 +15,12 @@ from pydantic import BaseModel
 
 from model_serving.errors import Cancelled
 from model_serving.jobs import Progress
+from model_serving.results import render
 from model_serving.settings import Settings
 
 T = TypeVar("T", bound=BaseModel)
+STYLES: dict[str, dict[str, Any]] = {"": {}, "ok": {"fg": "green"}, "bad": {"fg": "red"}, "warn": {"fg": "yellow"}, "bold": {"bold": True},
+                                     "note": {"fg": "cyan"}}
 
 
 @dataclass
@@ -25,9 +28,19 @@ class App:
     settings: Settings
     json: bool
 
-    def emit(self, result: BaseModel | list[BaseModel] | dict[str, Any], human: Callable[[], None] | None = None) -> None:
+    def show(self, result: BaseModel) -> None:
+        """A verb's result: with --json the structured result, otherwise its one rendering (results.py), headline first."""
+        if self.json:
+            self.emit(result)
+            return
+        rendering = render(result)
+        click.secho(rendering.headline, **STYLES[rendering.style])
+        for line in rendering.lines:
+            click.secho(line.text, **STYLES[line.style])
+
+    def emit(self, result: BaseModel | Sequence[BaseModel] | dict[str, Any], human: Callable[[], None] | None = None) -> None:
         if self.json or human is None:
-            if isinstance(result, list):
+            if isinstance(result, Sequence):
                 payload: Any = [r.model_dump(mode="json") for r in result]
             elif isinstance(result, BaseModel):
                 payload = result.model_dump(mode="json")

@@ -21,13 +21,7 @@ def install_cmd(app: App, req: EngineInstallRequest) -> None:
     from model_serving.verbs import engine_install
 
     result = app.run(f"installing {req.engine}", lambda p: engine_install(app.settings, req, p))
-
-    def human() -> None:
-        click.secho(f"vllm {result.version} ({result.build}) in {result.python}", fg="green")
-        for step in result.steps:
-            click.echo(f"  {step.step:26} {step.state}")
-
-    app.emit(result, human)
+    app.show(result)
 
 
 def register(group: click.Group) -> None:

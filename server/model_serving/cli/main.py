@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from _collections_abc import dict_items, dict_keys, dict_values
+from collections.abc import Iterator
 
 import click
 
@@ -57,7 +59,7 @@ class _LazyVerbs(dict[str, click.Command]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self) -> Iterator[str]:
         self._load_all()
         return super().__iter__()
 
@@ -65,15 +67,15 @@ class _LazyVerbs(dict[str, click.Command]):
         self._load_all()
         return super().__len__()
 
-    def keys(self):  # noqa: ANN201
+    def keys(self) -> dict_keys[str, click.Command]:
         self._load_all()
         return super().keys()
 
-    def values(self):  # noqa: ANN201
+    def values(self) -> dict_values[str, click.Command]:
         self._load_all()
         return super().values()
 
-    def items(self):  # noqa: ANN201
+    def items(self) -> dict_items[str, click.Command]:
         self._load_all()
         return super().items()
 

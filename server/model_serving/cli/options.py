@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -108,6 +108,6 @@ def from_model(model: type[Request], *, positional: Sequence[str] = (), aliases:
         for name in reversed(list(props)):
             wrapped = click_param(name, props[name], positional=name in positional, aliases=(aliases or {}).get(name, ()))(wrapped)
         wrapped.request_model, wrapped.result_model = model, result  # read by the parity test
-        return wrapped
+        return cast(Callable[..., None], wrapped)
 
     return decorate

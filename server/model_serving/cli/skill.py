@@ -117,7 +117,12 @@ def check_cmd(app: App, skill_folder: Path | None, cache_dir: Path | None, sourc
 def install_cmd(app: App, agents: tuple[str, ...], scope: str, project: Path, skill_folder: Path | None, force: bool) -> None:
     """Copy the skill into the folder each agent reads skills from."""
     results = workflows.install(agents, scope, project=project, skill=skill_folder, force=force)
-    app.emit(results, lambda: [click.echo(f"{r.action:9} {r.agent:12} {r.path}") for r in results])
+
+    def show() -> None:
+        for r in results:
+            click.echo(f"{r.action:9} {r.agent:12} {r.path}")
+
+    app.emit(results, show)
 
 
 @skill_group.command("validate")

@@ -9,8 +9,6 @@ from model_serving.mcp.runtime import ToolSpec, writes
 from model_serving.requests import CostRequest, PlanProductionRequest
 
 TOOLS = [
-    ToolSpec(verbs.plan_production, "plan_production", PlanProductionRequest, Bundle, writes(idempotent=False),
-             lambda r: f"{r.engine} on {r.gpus_per_replica} x {r.gpu}: {len(r.files)} files in {r.output}"),
-    ToolSpec(verbs.cost_estimate, "cost_estimate", CostRequest, CostEstimate, writes(), lambda r: r.summary),  # writes the plot PNG
+    ToolSpec(verbs.plan_production, "plan_production", PlanProductionRequest, Bundle, writes(idempotent=False)),
+    ToolSpec(verbs.cost_estimate, "cost_estimate", CostRequest, CostEstimate, writes()),  # writes the plot PNG
 ]
-

@@ -17,20 +17,11 @@ from model_serving.serve.ollama import manage
 from model_serving.serve.ollama.client import ShowInfo
 from model_serving.serve.probe import ProbeResult
 
-
-def _action(r: manage.ActionResult) -> str:
-    return f"{r.action} {r.model}: {r.detail or 'done'}"
-
-
 TOOLS = [
-    ToolSpec(verbs.ollama_show, "ollama_show", OllamaNameRequest, ShowInfo, READ_ONLY, lambda r: f"{r.name}: template {len(r.template)} chars"),
-    ToolSpec(verbs.ollama_manage, "ollama_manage", OllamaManageRequest, manage.ActionResult, writes(destructive=True, idempotent=False), _action,
+    ToolSpec(verbs.ollama_show, "ollama_show", OllamaNameRequest, ShowInfo, READ_ONLY),
+    ToolSpec(verbs.ollama_manage, "ollama_manage", OllamaManageRequest, manage.ActionResult, writes(destructive=True, idempotent=False),
              long=True),  # pull takes minutes; copy, delete and unload answer inline
-    ToolSpec(verbs.ollama_probe, "ollama_probe", OllamaProbeRequest, ProbeResult, READ_ONLY,
-             lambda r: f"{'PASS' if r.ok else 'FAIL'} {r.model}: finish {r.finish_reason}" + (f"; {'; '.join(r.problems)}" if r.problems else "")),
-    ToolSpec(verbs.ollama_modelfile, "ollama_modelfile", ModelfileRequest, manage.ModelfileResult, READ_ONLY,
-             lambda r: f"Modelfile of {len(r.modelfile.splitlines())} lines"),
-    ToolSpec(verbs.ollama_check_modelfile, "ollama_check_modelfile", CheckModelfileRequest, manage.ModelfileCheck, READ_ONLY,
-             lambda r: f"{r.path}: {'valid' if r.valid else 'invalid: ' + '; '.join(r.problems[:5])}"),
+    ToolSpec(verbs.ollama_probe, "ollama_probe", OllamaProbeRequest, ProbeResult, READ_ONLY),
+    ToolSpec(verbs.ollama_modelfile, "ollama_modelfile", ModelfileRequest, manage.ModelfileResult, READ_ONLY),
+    ToolSpec(verbs.ollama_check_modelfile, "ollama_check_modelfile", CheckModelfileRequest, manage.ModelfileCheck, READ_ONLY),
 ]
-

@@ -1,7 +1,7 @@
 """What every tool shares: the server state, annotations, tools declared from input models, and jobs.
 
 A tool is a row of a table (`ToolSpec`): the core call, the verb's input model from `requests`, the
-result model and a one-line summary. `describe` publishes the row as an MCP `Tool` whose input schema
+result model and hints; the text beside a result is its headline, rendered once for both faces (results.py). `describe` publishes the row as an MCP `Tool` whose input schema
 is the input model's JSON schema; `run_tool` runs a call that the server validated once, with that model.
 """
 
@@ -23,6 +23,7 @@ from model_serving.errors import ServingError
 from model_serving.jobs import Job, JobInfo, JobManager, Progress
 from model_serving.mcp.errors import error_result, failure, log_to
 from model_serving.requests import Request
+from model_serving.results import headline
 from model_serving.settings import Settings
 
 WAIT_S = 2.0  # a long step that finishes this fast answers inline; otherwise its job handle comes back
@@ -60,7 +61,6 @@ class ToolSpec:
     request: type[Request]
     result: Any  # a BaseModel subclass, or a tuple of them for a union
     annotations: ToolAnnotations
-    summary: Callable[[Any], str] = lambda result: "Done."
     long: bool = False
     direct: bool = False  # `async fn(state, ctx, request) -> CallToolResult`: the job tools
 
@@ -102,15 +102,16 @@ async def follow(job: Job, ctx: Context | None, wait_s: float) -> JobInfo:
 async def run_tool(state: AppState, spec: ToolSpec, request: Request, ctx: Context | None) -> CallToolResult:
     """One validated call: inline for a quick verb, as a job for a long one (its handle comes back after WAIT_S)."""
     if spec.direct:
-        return await spec.fn(state, ctx, request)
+        direct: CallToolResult = await spec.fn(state, ctx, request)
+        return direct
     notes = request.deprecations()
     if not spec.long:
         result = await anyio.to_thread.run_sync(lambda: spec.fn(state.settings, request))
-        return ok(result, spec.summary(result), notes)
+        return ok(result, headline(result), notes)
 
     def work(progress: Progress) -> BaseModel:
-        result = spec.fn(state.settings, request, progress)
-        progress.message = spec.summary(result)  # a finished job's statusMessage is its summary
+        result: BaseModel = spec.fn(state.settings, request, progress)
+        progress.message = headline(result)  # a finished job's statusMessage is its summary
         return result
 
     return job_result(await follow(state.jobs.submit(spec.name, work), ctx, WAIT_S), notes)

@@ -94,7 +94,7 @@ def _run(collected: Collected, repo: str, quant: str) -> list[str]:
 
 def _front_matter(collected: Collected, license_id: str, user: str) -> ModelCardData:
     lineage, info = collected.lineage, collected.ggufs[0][1]
-    related = {"base_model": lineage.base_model, "base_model_relation": lineage.relation} if lineage.base_model and lineage.relation else {}
+    related: dict[str, Any] = {"base_model": lineage.base_model, "base_model_relation": lineage.relation} if lineage.base_model and lineage.relation else {}
     tags = ["gguf", info.architecture or "unknown"] + (["lora"] if lineage.merge else [])
     return ModelCardData(license=license_id, tags=tags, pipeline_tag="text-generation", library_name=_LIBRARY.get(lineage.include or "", "gguf"),
                          quantized_by=user, **related)

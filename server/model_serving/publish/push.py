@@ -100,7 +100,7 @@ def publish(settings: Settings, req: PublishRequest, progress: Progress | None =
     card = render_card(collected, req.repo, license_id=license_id, user=user, broken=broken)
     uploads = [up for up, _, _ in collected.ggufs] + collected.checkpoint + collected.side + [hashed(Upload("README.md", data=card.encode()))]
     files = [PublishedFile(path_in_repo=u.path_in_repo, local_path=str(u.local or ""), size_bytes=u.size, sha256=u.sha256,
-                           action="unknown" if unchecked else _action(u, remote)) for u in uploads]  # type: ignore[arg-type]
+                           action="unknown" if unchecked else _action(u, remote)) for u in uploads]
     others = sorted(set(remote) - {u.path_in_repo for u in uploads} - {".gitattributes"})
     warnings = [f"the repo also holds {', '.join(others)} (kept)"] if others else []
     if unchecked is not None:

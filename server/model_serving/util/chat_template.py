@@ -43,7 +43,7 @@ class GenerationBlock(jinja2.ext.Extension):
     def parse(self, parser: Any) -> list[Any]:
         next(parser.stream)  # the tag name
         # The body's own nodes take the block's place, so the parse tree shows no trace of the tag.
-        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return list(parser.parse_statements(("name:endgeneration",), drop_needle=True))
 
 
 @lru_cache(maxsize=1)

@@ -50,7 +50,7 @@ class HashCache:
     def get(self, path: Path) -> str | None:
         entry = self._entries().get(str(path))
         if isinstance(entry, dict) and entry.get("stat") == self._stamp(path) and isinstance(entry.get("sha256"), str):
-            return entry["sha256"]
+            return str(entry["sha256"])
         return None
 
     def put(self, path: Path, sha: str) -> None:
@@ -82,7 +82,8 @@ class FollowingHash:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._digest, self._head = hashlib.sha256(), bytearray()
-        self._offset, self._inode, self._broken = 0, None, False
+        self._offset, self._broken = 0, False
+        self._inode: int | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="hash-following", daemon=True)
         self._thread.start()
