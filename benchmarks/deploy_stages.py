@@ -37,8 +37,8 @@ from _bench_meta import LoadWatch, deploy_workload, write_report  # noqa: E402
 from model_serving.checkpoint.export import export_gguf, provision_converter  # noqa: E402
 from model_serving.deploy.manifest import tool_versions  # noqa: E402
 from model_serving.deploy.pipeline import deploy  # noqa: E402
-from model_serving.limits import DeployRequest  # noqa: E402
 from model_serving.quantize.quantizer import quantize_gguf, resolve_qtype  # noqa: E402
+from model_serving.requests import DeployRequest  # noqa: E402
 from model_serving.serve.embedded.engine import stop_model  # noqa: E402
 from model_serving.serve.embedded.native import tool  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
@@ -76,7 +76,7 @@ def paired(runs: int, bare, ours) -> dict[str, object]:  # noqa: ANN001
 def deploy_stages(settings: Settings, tmp: Path, name: str, watch: LoadWatch):  # noqa: ANN201
     print(f"deploying SmolLM2-135M into {name}...", file=sys.stderr)
     with watch:
-        result = deploy(settings, DeployRequest(out_dir=str(tmp / name), target="embedded"))
+        result = deploy(settings, DeployRequest(output=str(tmp / name), target="embedded"))
     stop_model(settings, result.name)
     return result
 

@@ -26,7 +26,7 @@ from _bench_meta import prompts_of, workload, write_report  # noqa: E402
 from model_serving.bench import compare  # noqa: E402
 from model_serving.bench.models import BenchConfig  # noqa: E402
 from model_serving.checkpoint.rebuild import checkpoint_from_gguf, smollm2_gguf_path  # noqa: E402
-from model_serving.limits import BenchCompareRequest  # noqa: E402
+from model_serving.requests import BenchCompareRequest  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def main() -> None:
         work = Path(tmp).resolve()
         source = args.source.resolve() if args.source else checkpoint_from_gguf(smollm2_gguf_path(), work / "smollm2-135m-instruct-hf")
         settings = Settings.from_env(roots=[str(work), str(source.parent)], home=str(work / "home"))
-        request = BenchCompareRequest(source=str(source), quant=args.quant, levels=levels, output_dir=str(work / "compare"))
+        request = BenchCompareRequest(source=str(source), quant=args.quant, levels=levels, output=str(work / "compare"))
         result = relative(compare.run_compare(settings, request).model_dump(mode="json"), work)
     source_prompts = str(BenchConfig.model_fields["prompt_source"].default)
     write_report(args.out, {"benchmark": "engine_compare", **result}, result.get("quiet", []),

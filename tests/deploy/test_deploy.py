@@ -80,7 +80,7 @@ def test_deploy_smollm2_q8_0_end_to_end(settings: Settings, artifacts: Path, tmp
 
         # The same deploy again only re-registers: the plan says so, and export and quantize reuse their outputs by content hash.
         again = DeployRequest(quant="Q8_0", out_dir=str(out), bench=False, replace=True)
-        planned = {s.step: s.action for s in deploy(settings, again.model_copy(update={"plan_only": True})).plan}
+        planned = {s.step: s.action for s in deploy(settings, again.model_copy(update={"plan": True})).plan}
         assert planned == {"prepare": "reuse", "export": "reuse", "quantize": "reuse", "register": "run", "bench": "skip", "manifest": "run"}
         redone = deploy(settings, again)
         assert {s.step: s.status for s in redone.steps} == {"prepare": "reused", "export": "reused", "quantize": "reused", "register": "done"}

@@ -1,7 +1,7 @@
 """Both faces derive from one input model per verb: same names, defaults, ranges and choices, same results.
 
 The CLI's click parameters and the MCP tool's published input schema are each compared with the
-verb's model in limits.py; every CLI verb has a tool and every tool a CLI verb (jobs aside: the CLI
+verb's model in requests.py; every CLI verb has a tool and every tool a CLI verb (jobs aside: the CLI
 runs long steps in the foreground); and the result of a verb is the same model on both faces.
 """
 

@@ -1,6 +1,6 @@
 """Core verbs: inspect, export, quantize, serve, register, status, deploy.
 
-Every verb's parameters come from its input model in limits.py (cli/options.from_model); the
+Every verb's parameters come from its input model in requests.py (cli/options.from_model); the
 callback hands the validated model to the core and prints the result.
 """
 

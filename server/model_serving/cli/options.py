@@ -1,4 +1,4 @@
-"""Click parameters derived from a verb's input model (limits.py): name, default, range, choices and
+"""Click parameters derived from a verb's input model (requests.py): name, default, range, choices and
 help all come from the model, so the CLI cannot drift from the MCP tool built from the same model.
 """
 
