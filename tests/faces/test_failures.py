@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -64,3 +65,49 @@ def test_a_folder_where_a_gguf_belongs_is_refused_on_both_faces(settings: Settin
 
     is_error, text = anyio.run(call)
     assert is_error and "Next step:" in text and "bug in model-serving" not in text, text
+
+
+# Every verb that takes a GGUF, given a folder and a GGUF cut short: (CLI argv after the path, MCP tool, MCP arguments but the path).
+GGUF_VERBS = [
+    (["inspect"], [], "inspect_model", "path", {}),
+    (["quantize"], ["Q4_0"], "quantize_gguf", "input_path", {"qtype": "Q4_0"}),
+    (["register"], ["--name", "x"], "register_model", "gguf_path", {"name": "x"}),
+    (["serve", "start"], ["--name", "x"], "serve_start", "gguf_path", {"name": "x"}),
+    (["ollama", "modelfile"], [], "ollama_modelfile", "gguf_path", {}),
+    (["deploy"], ["--plan"], "deploy_model", "source", {"plan": True}),
+    (["publish"], ["--repo", "a/b", "--plan"], "publish_model", "source", {"repo": "a/b", "plan": True}),
+]
+
+
+@pytest.fixture
+def bad_ggufs(tmp_path: Path, tiny_gguf: Path) -> list[Path]:
+    folder = tmp_path / "folder.gguf"
+    folder.mkdir()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_gguf.read_bytes()[:100])
+    return [folder, cut]
+
+
+def test_a_folder_or_a_truncated_gguf_is_refused_by_every_verb_on_both_faces(settings: Settings, bad_ggufs: list[Path],
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import anyio
+
+    for path in bad_ggufs:
+        for verb, rest, _, _, _ in GGUF_VERBS:
+            code, out, err = cli_in_process(capsys, *roots(settings), *verb, str(path), *rest)
+            assert code == 2 and "next step:" in err and "Traceback" not in out + err and "bug" not in err, (verb, path.name, err)
+
+    async def calls() -> list[tuple[str, str, Any]]:
+        found = []
+        async with Client(create_server(settings)) as client:
+            for path in bad_ggufs:
+                for _, _, tool, field, extra in GGUF_VERBS:
+                    result = await client.call_tool(tool, {field: str(path), **extra})
+                    while not result.is_error and (result.structured_content or {}).get("status") == "working":
+                        result = await client.call_tool("job_status", {"job_id": result.structured_content["taskId"], "wait_s": 5})
+                    found.append((tool, path.name, result))
+        return found
+
+    for tool, name, result in anyio.run(calls):
+        text = result.content[0].text
+        assert result.is_error and "Next step:" in text and "bug in model-serving" not in text, (tool, name, text)
