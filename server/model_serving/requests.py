@@ -99,7 +99,6 @@ def deprecation(old: str, new: str) -> str:
     return f"'{old}' is deprecated (removed in {RENAMED_UNTIL}): use '{new}'"
 
 
-R = TypeVar("R", bound=Request)
 T = TypeVar("T", bound=BaseModel)
 LIST_LIMIT = 50
 

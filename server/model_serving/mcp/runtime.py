@@ -1,8 +1,9 @@
 """What every tool shares: the server state, annotations, tools declared from input models, and jobs.
 
 A tool is a row of a table (`ToolSpec`): the core call, the verb's input model from `requests`, the
-result model and hints; the text beside a result is its headline, rendered once for both faces (results.py). `describe` publishes the row as an MCP `Tool` whose input schema
-is the input model's JSON schema; `run_tool` runs a call that the server validated once, with that model.
+result model and hints. `describe` publishes the row as an MCP `Tool` whose input schema is the input
+model's JSON schema; `run_tool` runs a call the server validated once, with that model, and answers
+with the structured result beside its headline (results.py renders it once for both faces).
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def schema_name(model: type[BaseModel]) -> str:
     return model.__name__.replace("[", "-").replace("]", "").replace(".", "-")
 
 
-# Left out of the published schema to keep tools/list within an agent's budget (the whole schema is about 4,000
-# characters longer); the input model still enforces them on every call and a refusal names the rule it broke.
+# Left out of the published schema to keep tools/list within an agent's budget (tests/faces/test_contract.py); the
+# input model still enforces them on every call, and a refusal names the rule it broke.
 _UNPUBLISHED = {"title", "maxLength", "minLength", "pattern"}
 
 

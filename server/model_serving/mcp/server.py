@@ -45,10 +45,11 @@ INSTRUCTIONS = (
 
 
 class ServingServer(MCPServer):
-    """MCPServer whose tools are rows of our tables (ToolSpec), declared with the SDK's public tool API.
+    """MCPServer whose tools are rows of our tables (ToolSpec), served through its public `list_tools`/`call_tool`.
 
-    `tools/list` publishes each row's input model as its input schema (runtime.describe), and `tools/call`
-    validates the arguments once, with that same model, then maps every failure in one place.
+    `tools/list` publishes each row as an `mcp.types.Tool` whose input schema is the row's input model
+    (runtime.describe); `tools/call` validates the arguments once, with that same model, and maps every
+    failure in one place. Resources and prompts stay the SDK's own.
     """
 
     def __init__(self, state: AppState, **kwargs: Any) -> None:
