@@ -13,7 +13,7 @@ import os
 import secrets
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -107,7 +107,7 @@ def run_process(
     progress: Progress | None = None,
     *,
     cwd: str | None = None,
-    env: dict[str, str | None] | None = None,
+    env: Mapping[str, str | None] | None = None,
     on_line: Callable[[str], None] | None = None,
     tail: int = 40,
 ) -> tuple[int, str]:

@@ -175,7 +175,7 @@ def preflight(settings: Settings, checkpoint: Path, outtype: str, output: Path, 
     if not info.has_tokenizer:
         raise InputError(f"{checkpoint} has no tokenizer (tokenizer.json or tokenizer.model).", "Save the tokenizer with the model: tokenizer.save_pretrained(folder).")
     supported = supported_architectures(settings, converter)
-    arch = (info.architectures or [None])[0]
+    arch = info.architectures[0] if info.architectures else None
     if supported and arch and arch not in supported:
         raise InputError(f"llama.cpp's converter (llama-cpp-python {converter.llama_cpp_python_version}) does not support the architecture {arch}.",
                          "Serve it with vLLM or transformers instead, or use a newer llama.cpp via LLAMA_CPP_DIR.")

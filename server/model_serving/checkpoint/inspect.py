@@ -124,7 +124,7 @@ def _tensor_end(path: Path, name: str, entry: Any) -> int:
     width = SAFETENSORS_DTYPE_BYTES.get(dtype)
     if width is not None and (offsets[1] - offsets[0]) != math.prod(shape) * width:
         raise bad(f"holds {offsets[1] - offsets[0]} bytes, not the {math.prod(shape) * width} its shape and dtype need")
-    return offsets[1]
+    return int(offsets[1])
 
 
 # ---------------------------------------------------------------- Hugging Face checkpoints

@@ -127,7 +127,8 @@ def _load(adapter: Path, base_dir: Path, progress: Progress) -> tuple[Any, Any, 
     tokenizer = AutoTokenizer.from_pretrained(str(adapter if own else base_dir))
     progress.update(0.1, "loading the base")
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)  # 16-bit weights widen exactly
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    embeddings: Any = model.get_input_embeddings()
+    if len(tokenizer) > embeddings.weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))  # added tokens: the adapter's saved embedding rows fill them
     progress.check()
     progress.update(0.3, "applying the adapter")

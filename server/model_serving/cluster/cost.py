@@ -70,7 +70,9 @@ def read_throughput(path: Path) -> Throughput:
     summary: Any = ours.get("summary") if ours else data
     if not isinstance(summary, dict):
         raise _no_throughput(path, "no summary")
-    out, tokens_in, duration = summary.get("output_throughput"), summary.get("total_input_tokens"), summary.get("duration")
+    out: Any = summary.get("output_throughput")
+    tokens_in: Any = summary.get("total_input_tokens")
+    duration: Any = summary.get("duration")
     if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (out, tokens_in, duration)) or out <= 0 or duration <= 0:
         raise _no_throughput(path, "no positive output_throughput, total_input_tokens and duration")
     concurrency = (ours.get("config") or {}).get("concurrency") if ours else data.get("max_concurrency")

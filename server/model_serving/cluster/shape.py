@@ -42,7 +42,7 @@ def config_parameters(c: dict[str, Any]) -> int:
     attention = hidden * q + 2 * hidden * kv + q * hidden + ((q + 2 * kv) if c.get("attention_bias") else 0)
     layer = attention + 3 * hidden * inter + 2 * hidden
     head = 0 if c.get("tie_word_embeddings", True) else vocab * hidden
-    return vocab * hidden + c["num_hidden_layers"] * layer + hidden + head
+    return int(vocab * hidden + c["num_hidden_layers"] * layer + hidden + head)
 
 
 def _fields(cfg: dict[str, Any], path: Path, count: bool) -> dict[str, Any]:

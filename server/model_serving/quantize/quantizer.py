@@ -115,7 +115,8 @@ class _BackgroundHash:
 
     def __init__(self, path: Path, cache: HashCache | None, cancel: threading.Event) -> None:
         self.path, self.cache, self.cancel = path, cache, cancel
-        self.sha, self.error = cache.get(path) if cache else None, None
+        self.sha = cache.get(path) if cache else None
+        self.error: OSError | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hash-input", daemon=True)
         if self.sha is None:
