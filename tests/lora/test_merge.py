@@ -171,7 +171,7 @@ def test_cli_merge_and_inspect(settings: Settings, tmp_path: Path, lora_adapter:
     assert code == 0, err
     assert json.loads(out)["verification"]["passed"] is True and (tmp_path / "cli" / "model.safetensors").is_file()
     code, _, err = cli_in_process(capsys, *roots, "merge", str(lora_adapter), "--base", str(tiny_checkpoint), "-o", str(tmp_path / "cli"))
-    assert code == 2 and "--overwrite" in err
+    assert code == 2 and "--replace" in err
 
 
 async def wait_job(client: Client, job_id: str) -> dict:

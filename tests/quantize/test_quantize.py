@@ -147,7 +147,7 @@ def test_existing_output_needs_overwrite(settings: Settings, f16: Path) -> None:
     target.write_bytes(b"keep me")
     with pytest.raises(InputError, match="already exists") as err:
         quantize_gguf(settings, f16, target, "Q4_0", verify=False)
-    assert "overwrite" in err.value.next_step
+    assert "--replace" in err.value.next_step
     assert target.read_bytes() == b"keep me"
     with pytest.raises(InputError, match="input file itself"):
         quantize_gguf(settings, f16, f16, "Q4_0", verify=False, overwrite=True)
