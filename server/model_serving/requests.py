@@ -37,11 +37,16 @@ CtxSize = Annotated[int, Field(ge=64, le=1 << 20)]
 Parallel = Annotated[int, Field(ge=1, le=64)]
 Threads = Annotated[int, Field(ge=1, le=512, description="Default: all cores")]
 Port = Annotated[int, Field(ge=1024, le=65535, description="Default: a free one")]
-MAX_REQUESTS = 10_000  # bench requests per run (per sweep level); bench.models.BenchConfig uses the same bounds
+# The bench input's bounds, defined once: the faces' BenchLoad/BenchRequest and the core's bench.models.BenchConfig
+# (what deploy and the benchmark scripts build directly) both use these types.
+MAX_REQUESTS = 10_000  # per run (per sweep level)
 MAX_CONCURRENCY = 1024
 Requests = Annotated[int, Field(ge=1, le=MAX_REQUESTS)]
 Concurrency = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
 MaxTokens = Annotated[int, Field(ge=1, le=32_768)]
+Warmup = Annotated[int, Field(ge=0, le=100)]  # per stream, unmeasured
+InputTokens = Annotated[int, Field(ge=1, le=131_072)]
+Share = Annotated[float, Field(ge=0, le=1)]
 Target = Literal["auto", "embedded", "ollama", "vllm"]
 RegisterTarget = Literal["embedded", "ollama"]
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
@@ -245,12 +250,12 @@ class BenchLoad(BenchTargets):
     route: Route = "chat"
     n_requests: Requests = 20  # per sweep level
     max_tokens: MaxTokens = 32
-    warmup: Annotated[int, Field(ge=0, le=100)] = 1  # per stream, unmeasured
+    warmup: Warmup = 1
     prompt: Annotated[str | None, Field(min_length=1, max_length=100_000)] = None
     prompts_file: Annotated[PathArg | None, Field(description="JSONL")] = None
     profile: Profile = "random"
-    input_tokens: Annotated[int, Field(ge=1, le=131_072)] = 128
-    error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    input_tokens: InputTokens = 128
+    error_rate: Share = 0.0
     seed: Annotated[int, Field(ge=0)] = 0
     rps: Positive = 10.0
     memory_gb: Positive = 8.0
@@ -264,7 +269,7 @@ class BenchLoad(BenchTargets):
 class BenchRequest(BenchLoad):
     concurrency: Concurrency = 1
     rate: Positive | None = None
-    levels: Annotated[list[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]] | None, Field(min_length=1, max_length=16)] = None
+    levels: Annotated[list[Concurrency] | None, Field(min_length=1, max_length=16)] = None
     cold_start: Annotated[bool, Field(description="Ollama: measure a cold load")] = False
 
 

@@ -27,6 +27,7 @@ class Rendering:
     headline: str
     style: Style = ""
     lines: list[Line] = field(default_factory=list)
+    cli_headline: bool = True  # False where the lines already open with what the headline sums up (a bench: failures first)
 
     def add(self, text: str, style: Style = "") -> None:
         self.lines.append(Line(text, style))
@@ -332,7 +333,7 @@ def _bench_lines(out: Rendering, r: Any) -> None:
 @renders("BenchResult")
 def _bench(r: Any) -> Rendering:
     s = r.summary
-    out = Rendering(_bench_headline(r), "bold")
+    out = Rendering(_bench_headline(r), "bold", cli_headline=False)
     _bench_lines(out, r)
     out.add(f"  TTFT ms   median {_ms(s.median_ttft_ms)}  p95 {_ms(s.p95_ttft_ms)}  p99 {_ms(s.p99_ttft_ms)}")
     out.add(f"  TPOT ms   median {_ms(s.median_tpot_ms)}  p95 {_ms(s.p95_tpot_ms)}")

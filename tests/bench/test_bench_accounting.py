@@ -13,7 +13,7 @@ from model_serving.bench import capacity, metrics, runner, workloads
 from model_serving.bench.loads import LoadOutcome
 from model_serving.bench.models import BenchConfig, RequestRecord, Roofline, ServerTimings, SweepPoint, Targets
 from model_serving.bench.options import config_from_request
-from model_serving.limits import MAX_CONCURRENCY, MAX_REQUESTS, BenchRequest
+from model_serving.requests import MAX_CONCURRENCY, MAX_REQUESTS, BenchRequest
 
 URL = "http://127.0.0.1:1"
 

@@ -21,7 +21,7 @@ from model_serving.bench.models import BenchConfig, BenchResult, Knee, SweepPoin
 from model_serving.bench.plots import _pyplot, _save
 from model_serving.bench.runner import run_sweep
 from model_serving.jobs import Progress
-from model_serving.limits import BenchCompareRequest
+from model_serving.requests import BenchCompareRequest
 from model_serving.settings import Settings
 from model_serving.util.paths import atomic_output, confine
 

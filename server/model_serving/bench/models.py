@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from model_serving.errors import InputError
-from model_serving.limits import MAX_CONCURRENCY, MAX_REQUESTS
+from model_serving.requests import Concurrency, InputTokens, MaxTokens, Requests, Share, Warmup
 from model_serving.serve.metrics import ModelMetrics
 
 Api = Literal["openai", "ollama"]
@@ -34,7 +34,7 @@ class Targets(BaseModel):
     ttft_ms: float | None = Field(default=200.0, gt=0, description="Time to first token must stay below this")
     e2e_ms: float | None = Field(default=500.0, gt=0, description="End-to-end latency of a short answer must stay below this")
     request_throughput: float | None = Field(default=10.0, gt=0, description="Completed requests per second must reach this")
-    error_rate: float | None = Field(default=0.0, ge=0, le=1, description="Share of requests that may fail; 0: any failure FAILs")
+    error_rate: Annotated[Share | None, Field(description="Share of requests that may fail; 0: any failure FAILs")] = 0.0
     memory_gb: float | None = Field(default=8.0, gt=0, description="Server memory in use must stay below this")
     statistic: Statistic = Field(default="p95", description="Which statistic of TTFT and end-to-end latency is judged")
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Level of the bootstrap confidence intervals")
@@ -47,17 +47,17 @@ class BenchConfig(BaseModel):
     model: str = Field(min_length=1, description="Model name sent in each request")
     api: Api = "openai"
     route: Route = "chat"
-    n_requests: int = Field(default=20, ge=1, le=MAX_REQUESTS)
-    concurrency: int = Field(default=1, ge=1, le=MAX_CONCURRENCY, description="Streams in flight at once (cap for Poisson arrivals)")
+    n_requests: Requests = 20
+    concurrency: Annotated[Concurrency, Field(description="Streams in flight at once (cap for Poisson arrivals)")] = 1
     rate: float | None = Field(default=None, description="Poisson arrival rate in requests/s; None sends closed-loop at `concurrency`")
-    warmup: int = Field(default=1, ge=0, le=100, description="Requests sent first and left out of the statistics")
-    max_tokens: int = Field(default=32, ge=1, le=131_072)
+    warmup: Annotated[Warmup, Field(description="Requests sent first and left out of the statistics")] = 1
+    max_tokens: MaxTokens = 32
     temperature: float = Field(default=0.0, ge=0.0)
     seed: int = 0
     prompt_source: PromptSource = "random"
     prompt: str | None = Field(default=None, description="The one prompt to send (prompt_source='text')")
     prompts_file: Path | None = Field(default=None, description="JSONL file of prompts (prompt_source='jsonl')")
-    input_tokens: int = Field(default=128, ge=1, le=131_072, description="Prompt length in tokens for random and chat prompts")
+    input_tokens: Annotated[InputTokens, Field(description="Prompt length in tokens for random and chat prompts")] = 128
     ignore_eos: bool | None = Field(default=None, description="Ask the server to generate exactly max_tokens; default: for unique prompts (random, chat)")
     timeout_s: float = Field(default=120.0, gt=0, description="Per-request limit on the whole exchange, connecting included; "
                              "server-info probes wait at most 5 s or this, whichever is shorter")

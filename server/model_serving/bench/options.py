@@ -62,7 +62,7 @@ def make_config(settings: Settings, *, model: str, endpoint: str | None = None, 
 
 
 def config_from_request(settings: Settings, request: Any) -> BenchConfig:
-    """The bench input model both faces build (`limits.BenchRequest`) as a BenchConfig; a sweep takes no rate."""
+    """The bench input model both faces build (`requests.BenchRequest`) as a BenchConfig; a sweep takes no rate."""
     values = request.model_dump(exclude={"levels"})
     if getattr(request, "levels", None) and values.get("rate") is not None:
         raise InputError("A sweep runs closed loops at each level; it takes no rate.", "Leave out rate for a sweep, or levels for a Poisson run.")

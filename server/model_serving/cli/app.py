@@ -34,7 +34,8 @@ class App:
             self.emit(result)
             return
         rendering = render(result)
-        click.secho(rendering.headline, **STYLES[rendering.style])
+        if rendering.cli_headline:
+            click.secho(rendering.headline, **STYLES[rendering.style])
         for line in rendering.lines:
             click.secho(line.text, **STYLES[line.style])
 
