@@ -62,14 +62,14 @@ def _verify(server: Path) -> str:
     return lines[0] if lines else ""
 
 
-def compile_tree(tree: Path, build_dir: Path, log: Path, *, jobs: int | None = None) -> Path:
+def compile_tree(tree: Path, build_dir: Path, log: Path, *, jobs: int | None = None, targets: tuple[str, ...] = TARGETS) -> Path:
     """Configure and build the targets with ninja; the folder holding the tools and libraries."""
     if not (shutil.which("cmake") and shutil.which("ninja")):
         raise BuildFailed("cmake and ninja are needed to compile llama.cpp.", "apt-get install cmake ninja-build, or pip install cmake ninja.")
     flags = compile_flags()
     _run(["cmake", "-S", str(tree), "-B", str(build_dir), "-G", "Ninja", *CMAKE_OPTIONS,
           f"-DCMAKE_C_FLAGS={flags}", f"-DCMAKE_CXX_FLAGS={flags}"], log)
-    _run(["cmake", "--build", str(build_dir), "--target", *TARGETS, "-j", str(jobs or os.cpu_count() or 2)], log)
+    _run(["cmake", "--build", str(build_dir), "--target", *targets, "-j", str(jobs or os.cpu_count() or 2)], log)
     return build_dir / "bin"
 
 
