@@ -7,8 +7,6 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fi
 . .venv/bin/activate
 python -m pip install -q --disable-pip-version-check --upgrade pip
-# torch first, pinned: the converter needs it, and an unpinned torch would pull a multi-GB CUDA build.
-python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 # One llama.cpp per install: the pinned llama-cpp-python sdist (kept, sha256-checked) gives the binding's Python code,
 # the llama.cpp source that model_serving.toolchain patches and compiles once (the binding's shared libraries and
 # llama-server, llama-quantize, llama-imatrix, llama-bench), and the converters.
@@ -16,28 +14,37 @@ SDIST_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/model-serving/sdist"
 RECIPE=server/model_serving/toolchain/recipe.py  # the pin and its sha256 live there; read without importing (nothing is installed yet)
 PIN=$(sed -n 's/^LLAMA_CPP_PYTHON_PIN = "\(.*\)"$/\1/p' "$RECIPE")
 SDIST_SHA256=$(sed -n 's/^SDIST_SHA256 = "\(.*\)"$/\1/p' "$RECIPE")
-SDIST="llama_cpp_python-$PIN.tar.gz"
-if ! echo "$SDIST_SHA256  $SDIST_DIR/$SDIST" | sha256sum --check --quiet - 2>/dev/null; then
+SDIST="$SDIST_DIR/llama_cpp_python-$PIN.tar.gz"
+if ! echo "$SDIST_SHA256  $SDIST" | sha256sum --check --quiet - 2>/dev/null; then
   python -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$SDIST_DIR" "llama-cpp-python==$PIN"
-  echo "$SDIST_SHA256  $SDIST_DIR/$SDIST" | sha256sum --check --quiet -
+  echo "$SDIST_SHA256  $SDIST" | sha256sum --check --quiet -
 fi
-if [ "$(python -c "from importlib.metadata import version; print(version('llama-cpp-python'))" 2>/dev/null)" != "$PIN" ]; then
-  # the binding's Python code only (LLAMA_BUILD=OFF compiles nothing): its libraries come from the toolchain build below
-  CMAKE_ARGS="-DLLAMA_BUILD=OFF" python -m pip install -q --disable-pip-version-check --no-deps "$SDIST_DIR/$SDIST"
-fi
-python -m pip install -q --disable-pip-version-check -e ".[export,smollm2,scale${EXTRAS:+,$EXTRAS}]"
-command -v cmake >/dev/null && command -v ninja >/dev/null || python -m pip install -q --disable-pip-version-check cmake ninja
+# The compile needs only the sdist, cmake, ninja, patch and pydantic, so it runs while pip installs everything else.
 # Compiled for this CPU (GGML_NATIVE) without AMX kernels: VMs that advertise AMX but do not grant its tile state kill
 # them with SIGILL. Cached under ~/.cache/model-serving/llama.cpp/ by revision, CPU, options and patches; a rerun reuses it.
-# A failed compile stops the install here, with its cause and next step (status repeats them): there is no fallback.
+python -m pip install -q --disable-pip-version-check "pydantic>=2.12"
+command -v cmake >/dev/null && command -v ninja >/dev/null || python -m pip install -q --disable-pip-version-check cmake ninja
 echo "compiling llama.cpp for this CPU (once, a few minutes; reused from ~/.cache/model-serving/llama.cpp when there)" >&2
-nice -n 5 python -m model_serving.toolchain install "$SDIST_DIR/$SDIST" >/dev/null
+BUILD_LOG=$(mktemp)
+PYTHONPATH=server nice -n 5 python -m model_serving.toolchain build "$SDIST" >"$BUILD_LOG" 2>&1 &
+BUILD_PID=$!
+# torch pinned: the converter needs it, and an unpinned torch would pull a multi-GB CUDA build.
+python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+if [ "$(python -c "from importlib.metadata import version; print(version('llama-cpp-python'))" 2>/dev/null)" != "$PIN" ]; then
+  # the binding's Python code only (LLAMA_BUILD=OFF compiles nothing): its libraries are the toolchain build's
+  CMAKE_ARGS="-DLLAMA_BUILD=OFF" python -m pip install -q --disable-pip-version-check --no-deps "$SDIST"
+fi
+python -m pip install -q --disable-pip-version-check -e ".[export,smollm2,scale${EXTRAS:+,$EXTRAS}]"
+# A failed compile stops the install here with its cause and next step (status repeats them): there is no fallback.
+wait "$BUILD_PID" || { cat "$BUILD_LOG" >&2; rm -f "$BUILD_LOG"; exit 1; }
+rm -f "$BUILD_LOG"
+python -m model_serving.toolchain install "$SDIST" >/dev/null  # the build is there now: this binds the binding to its libraries
 # llama.cpp's converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py, conversion/, gguf-py/) of the same sdist,
 # unpacked once into the venv: export finds them there and never downloads at run time.
 CONVERTER_HOME=".venv/share/model-serving/llama.cpp-$PIN"
 if [ ! -f "$CONVERTER_HOME/convert_hf_to_gguf.py" ] || [ ! -f "$CONVERTER_HOME/convert_lora_to_gguf.py" ]; then  # LoRA adapters: --as-lora-gguf
   mkdir -p "$(dirname "$CONVERTER_HOME")"
-  python -m model_serving.checkpoint.export unpack "$SDIST_DIR/$SDIST" "$CONVERTER_HOME" >/dev/null
+  python -m model_serving.checkpoint.export unpack "$SDIST" "$CONVERTER_HOME" >/dev/null
 fi
 # vLLM, the second engine, in a venv of its own under the state directory (it pins a torch and transformers that conflict
 # with ours): the CPU build here, the official vllm where nvidia-smi answers. Resumable; the same code path as
