@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
 
@@ -81,11 +80,8 @@ def shown_flags() -> str:
 
 
 def revision() -> str:
-    """The llama.cpp revision is the one vendored by the installed llama-cpp-python release."""
-    try:
-        return f"llama-cpp-python-{version('llama-cpp-python')}"
-    except PackageNotFoundError:
-        return f"llama-cpp-python-{LLAMA_CPP_PYTHON_PIN}"
+    """The llama.cpp revision: the one vendored by the pinned llama-cpp-python sdist the build compiles (the binding is bound to it)."""
+    return f"llama-cpp-python-{LLAMA_CPP_PYTHON_PIN}"
 
 
 def cache_key(revision_: str | None = None, flags: list[str] | None = None, patch_set: list[Patch] | None = None) -> str:
