@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 for extra in ("server", "benchmarks"):
     sys.path.insert(0, str(ROOT / extra))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 
 
 def pip_cache() -> str:
@@ -41,9 +41,10 @@ def install_env(work: Path, extras: str) -> dict[str, str]:
     return env
 
 
-def compile_seconds(work: Path) -> float | None:
+def fresh_build(work: Path) -> dict | None:
+    """The build.json the install wrote into its fresh cache (revision, patches, compile seconds), or None."""
     for manifest in (work / "cache" / "model-serving" / "llama.cpp").glob("*/build.json"):
-        return json.loads(manifest.read_text(encoding="utf-8")).get("compile_seconds")
+        return json.loads(manifest.read_text(encoding="utf-8"))
     return None
 
 
@@ -62,11 +63,15 @@ def main() -> None:
             done = subprocess.run(["bash", "scripts/install.sh"], cwd=work / "repo", env=install_env(work, args.extras),
                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
             seconds = time.monotonic() - began
+        build = fresh_build(work)
         report = {"benchmark": "install_time", "what": "scripts/install.sh from a fresh clone, venv and model-serving caches",
                   "extras": args.extras, "pip_cache": "kept (the machine's)", "exit_code": done.returncode,
-                  "seconds": round(seconds, 1), "minutes": round(seconds / 60, 2), "compile_seconds": compile_seconds(work),
+                  "seconds": round(seconds, 1), "minutes": round(seconds / 60, 2), "compile_seconds": (build or {}).get("compile_seconds"),
                   "log_tail": log.read_text(errors="replace").strip().splitlines()[-5:] if done.returncode else []}
-        write_report(args.out, report, [watch])
+        engine = {"kind": "native" if build else "none", "describe": "the build this install compiled", "build": build,
+                  "patches": (build or {}).get("patches")}
+        write_report(args.out, report, [watch], model="none (the install serves nothing)",
+                     workload=workload("scripts/install.sh from an empty model-serving cache", prompts="none", extras=args.extras), engine=engine)
     finally:
         if args.keep:
             print(f"kept {work}", file=sys.stderr)
