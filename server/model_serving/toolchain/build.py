@@ -30,6 +30,7 @@ from model_serving.toolchain.recipe import (
     TOOLS,
     Patch,
     compile_flags,
+    cpu_flags,
     patches,
     revision,
     shown_flags,
@@ -93,7 +94,7 @@ def install(bin_dir: Path, target: Path, meta: dict[str, Any]) -> None:
 
 def manifest(sdist: Path, patch_set: list[Patch], seconds: float) -> dict[str, Any]:
     return {"revision": revision(), "llama_cpp_commit": source.commit(sdist) if sdist.is_file() else None,
-            "cpu": shown_flags(), "cmake": [*CMAKE_OPTIONS, f"CFLAGS={compile_flags()}"], "targets": list(TARGETS),
+            "cpu": shown_flags(), "cpu_flags": cpu_flags(), "cmake": [*CMAKE_OPTIONS, f"CFLAGS={compile_flags()}"], "targets": list(TARGETS),
             "patches": [p.record() for p in patch_set], "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "compile_seconds": round(seconds, 1)}
 
