@@ -106,3 +106,13 @@ def test_the_cache_key_follows_the_patches(tmp_path: Path) -> None:
     changed = [Patch(edited.name, edited, "0" * 64), *shipped[1:]]
     assert cache_key(patch_set=changed) != cache_key() != cache_key(patch_set=shipped[1:])
     assert cache_key(flags=["avx2"]) != cache_key(flags=["avx2", "avx512f"])
+
+
+def test_a_compiler_step_that_fails_is_recorded_with_its_log(pinned_files: Path, tmp_path: Path, settings: Settings) -> None:
+    cache = dataclasses.replace(settings, native_cache=tmp_path / "cache")
+    tree = _touched_tree(pinned_files, tmp_path / "src")  # the patches apply, but there is no CMakeLists.txt to configure
+    with pytest.raises(BuildFailed) as failed:
+        build.build(cache, tree)
+    assert failed.value.cause.startswith("cmake -S exited with") and "(log: " in failed.value.cause
+    assert "fix the cause" in failed.value.next_step and failed.value.detail  # the log's last lines
+    assert not lookup.folder(cache).exists() and "cmake -S exited with" in str(lookup.installed(cache))
