@@ -48,6 +48,7 @@ SCRIPTS = {
     "client_overhead": "python benchmarks/bench_client_overhead.py",
     "template_corpus": "python benchmarks/template_corpus.py",
     "engine_compare": "python benchmarks/engine_compare.py",
+    "install_time": "python benchmarks/install_time.py",
 }
 PLOTS = {"deploy_stages.sweep.png": "deploy_stages"}  # plot -> the result whose script writes it
 
@@ -244,6 +245,12 @@ def soak(stem: str, d: dict[str, Any]) -> list[str]:
         ("req/s", "request_throughput", ".2f"), ("e2e p95 ms", "p95_e2el_ms", ".0f"), ("RSS growth %", "rss.growth_percent", "")])
 
 
+def install_time(stem: str, d: dict[str, Any]) -> list[str]:
+    return header(stem, "The first install, from an empty cache", d) + figures(stem, d, [
+        ("exit code", "exit_code", ""), ("minutes, whole install", "minutes", ".2f"), ("seconds of it compiling llama.cpp", "compile_seconds", ".0f"),
+        ("pip cache", "pip_cache", "")])
+
+
 def small_batch_kernels(stem: str, d: dict[str, Any]) -> list[str]:
     ratios = d.get("ratio_patched_over_baseline", {})
     return header(stem, "The small-batch kernel patch", d) + figures(stem, d, [
@@ -301,7 +308,7 @@ SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "imatrix_types": imatrix_types, "gateway": gateway, "replicas": replicas, "replicas-threads1": replicas,
     "adapters_native": adapters_native, "adapter_ab": adapter_ab, "agent_deploy": agent_deploy, "soak": soak,
     "small_batch_kernels": small_batch_kernels, "decode_agreement": decode_agreement, "client_overhead": client_overhead,
-    "template_corpus": template_corpus, "engine_compare": engine_compare,
+    "template_corpus": template_corpus, "engine_compare": engine_compare, "install_time": install_time,
 }
 
 

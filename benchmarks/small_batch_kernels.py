@@ -2,7 +2,7 @@
 
 Continuous batching decodes one token for each running request per step, so a server at concurrency 2-8 runs
 matrix products of 2-8 rows; prompts run hundreds. The native build sends quantized products under 8 rows to
-ggml's dot products instead of llamafile's tinyBLAS (serve/embedded/native.py, SMALL_BATCH_PATCHES). This runs
+ggml's dot products instead of llamafile's tinyBLAS (toolchain/patches/0002-ggml-cpu-small-batch-off-tinyblas.patch). This runs
 llama-bench from the patched build and from a baseline build (one without the patch: an earlier cache folder,
 or a build of the same source with the patch taken out) on the same GGUF, `--rounds` times each, alternating
 which goes first, and writes the median tok/s per batch size and their ratio.
@@ -28,6 +28,8 @@ from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 
 from model_serving.serve.embedded import native  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
+from model_serving.toolchain import lookup  # noqa: E402
+from model_serving.toolchain.recipe import patches  # noqa: E402
 
 SIZES = (1, 2, 4, 8, 16, 64, 512)
 
@@ -48,7 +50,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "small_batch_kernels.json")
     args = parser.parse_args()
-    patched = args.patched or native.build_dir(Settings.from_env())
+    patched = args.patched or lookup.folder(Settings.from_env())
     if args.gguf is None:
         parser.error("--gguf is needed: a Q8_0 GGUF (deploy writes one: deployments/<name>/<name>-Q8_0.gguf)")
     runs: dict[str, list[dict[int, float]]] = {"patched": [], "baseline": []}
@@ -61,7 +63,7 @@ def main() -> None:
             watches.append(watch)
     median = {name: {n: round(statistics.median(r[n] for r in rounds), 1) for n in SIZES} for name, rounds in runs.items()}
     report = {"benchmark": "small_batch_kernels", "threads": args.threads, "rounds": args.rounds,
-              "patch": native.SMALL_BATCH, "tok_s_median": {k: {str(n): v for n, v in m.items()} for k, m in median.items()},
+              "patch": next(p.record() for p in patches() if "small-batch" in p.name), "tok_s_median": {k: {str(n): v for n, v in m.items()} for k, m in median.items()},
               "ratio_patched_over_baseline": {str(n): round(median["patched"][n] / median["baseline"][n], 3) for n in SIZES}}
     write_report(args.out, report, watches, model=args.gguf.name,
                  workload=workload("llama-bench prompt processing at batch sizes " + ",".join(map(str, SIZES)), prompts="none"),

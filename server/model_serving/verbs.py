@@ -93,7 +93,7 @@ def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) 
     from pathlib import Path
 
     from model_serving.quantize.quantizer import quantize_gguf as run
-    from model_serving.serve.embedded.native import tool
+    from model_serving.toolchain import tool
 
     return run(settings, Path(req.input_path), Path(req.output) if req.output else None, req.qtype,
                allow_requantize=req.allow_requantize, overwrite=req.replace, verify=req.verify,

@@ -14,8 +14,8 @@ from model_serving.jobs import Progress
 from model_serving.limits import DeployRequest, QuantizeRequest
 from model_serving.quantize.imatrix import BUILT_IN, CTX_SIZE
 from model_serving.quantize.quantizer import QUANT_TYPES, quantize_gguf, read_header
-from model_serving.serve.embedded.native import tool
 from model_serving.settings import Settings
+from model_serving.toolchain import tool
 from model_serving.util.process import native_argv
 
 # The build the install made for this machine (scripts/install.sh), not the test's fresh home.

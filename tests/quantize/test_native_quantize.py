@@ -10,8 +10,8 @@ from quant_helpers import cancel_on_message, place
 
 from model_serving.errors import Cancelled
 from model_serving.quantize.quantizer import QUANT_TYPES, quantize_gguf, read_header
-from model_serving.serve.embedded.native import tool
 from model_serving.settings import Settings
+from model_serving.toolchain import tool
 from model_serving.util.paths import sha256_file
 from model_serving.util.process import native_argv
 

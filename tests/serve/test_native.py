@@ -1,10 +1,9 @@
-"""The native llama.cpp build: which build an engine start picks and why, a build that cannot run, and the real one."""
+"""Which llama.cpp build an engine start picks and why, and the real native build serving (the build itself: tests/toolchain)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import stat
 import subprocess
 import sys
 import time
@@ -21,20 +20,6 @@ from model_serving.settings import Settings
 from model_serving.util.process import busy_cores
 
 
-def _script(folder: Path, name: str, body: str) -> Path:
-    path = folder / name
-    path.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-def _fake_build(folder: Path, server_body: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in native.TARGETS:
-        _script(folder, name, server_body if name == "llama-server" else "exit 0")
-    return folder
-
-
 def test_without_a_build_the_wheel_serves_and_says_why(settings: Settings, tmp_path: Path) -> None:
     empty = dataclasses.replace(settings, native_cache=tmp_path / "cache", engine_build="auto")
     found = native.find(empty)
@@ -45,61 +30,6 @@ def test_without_a_build_the_wheel_serves_and_says_why(settings: Settings, tmp_p
         native.find(dataclasses.replace(empty, engine_build="native"))
     with pytest.raises(InputError, match="is not a build"):
         native.find(dataclasses.replace(empty, engine_build="fast"))
-
-
-def test_a_build_that_traps_on_this_cpu_is_never_cached(settings: Settings, tmp_path: Path) -> None:
-    cache = dataclasses.replace(settings, native_cache=tmp_path / "cache")
-    built = _fake_build(tmp_path / "bin", "kill -ILL $$")  # what AMX kernels do on a VM that traps them
-    with pytest.raises(RuntimeError, match="does not run on this CPU"):
-        native.install(built, native.build_dir(cache))
-    assert not native.build_dir(cache).exists() and list((tmp_path / "cache").iterdir()) == []  # no half-copied folder either
-    assert native.find(cache).kind == "xllamacpp"
-
-
-def test_a_verified_build_is_found_with_its_revision_and_cpu(settings: Settings, tmp_path: Path) -> None:
-    cache = dataclasses.replace(settings, native_cache=tmp_path / "cache")
-    native.install(_fake_build(tmp_path / "bin", 'echo "version: 1 (test)"'), native.build_dir(cache))
-    found = native.find(cache)
-    assert found.kind == "native" and found.server == native.build_dir(cache) / "llama-server"
-    assert found.describe.startswith(f"native (llama.cpp of {native.llama_cpp_revision()}, ")
-    assert native.tool(cache, "llama-imatrix") == native.build_dir(cache) / "llama-imatrix"
-    # The key is the revision and this CPU's flags: another CPU (or revision) looks in another folder.
-    assert native.cache_key(flags=["sse2"]) != native.cache_key() != native.cache_key(revision="llama-cpp-python-0.0.1")
-
-
-def test_a_failed_compile_reports_why_and_leaves_the_wheel_in_charge(settings: Settings, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("MODEL_SERVING_NATIVE_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "src").mkdir()  # no CMakeLists.txt: cmake's configure step fails
-    assert native.main(["build", str(tmp_path / "src")]) == 1
-    err = capsys.readouterr().err
-    assert "native llama.cpp build failed, the xllamacpp wheel stays the engine" in err and "cmake" in err
-    assert not native.build_dir(Settings.from_env()).exists()
-    assert native.main(["find"]) == 1 and "native build not found" in capsys.readouterr().out
-
-
-def test_the_stream_patch_keeps_the_connection_after_done(tmp_path: Path) -> None:
-    path, old, new = native.STREAM_PATCH
-    file = tmp_path / path
-    file.parent.mkdir(parents=True)
-    file.write_text(f"before\n{old}\nafter\n", encoding="utf-8")
-    assert native.patch_stream_close(tmp_path) and native.patch_stream_close(tmp_path)  # applied once, then recognised
-    assert file.read_text(encoding="utf-8") == f"before\n{new}\nafter\n"
-    file.write_text("other code\n", encoding="utf-8")
-    assert native.patch_stream_close(tmp_path) is False and file.read_text(encoding="utf-8") == "other code\n"
-
-
-def test_the_small_batch_patch_applies_both_halves_or_neither(tmp_path: Path) -> None:
-    (path, old1, new1), (_, old2, new2) = native.SMALL_BATCH_PATCHES
-    file = tmp_path / path
-    file.parent.mkdir(parents=True)
-    file.write_text(f"a\n{old1}\nb\n{old2}\nc\n", encoding="utf-8")
-    assert native.patch_small_batch(tmp_path) and native.patch_small_batch(tmp_path)
-    assert file.read_text(encoding="utf-8") == f"a\n{new1}\nb\n{new2}\nc\n" and native.SMALL_BATCH in new1
-    half = f"a\n{old1}\nb\nother code\n"  # a revision whose second call site changed: the first half is undone
-    file.write_text(half, encoding="utf-8")
-    assert native.patch_small_batch(tmp_path) is False and file.read_text(encoding="utf-8") == half
-    assert native.cache_key(flags=["avx2"]) != native.cache_key(flags=["avx2", "avx512f"])
 
 
 needs_native = pytest.mark.skipif(native.find(Settings(engine_build="auto")).kind != "native",

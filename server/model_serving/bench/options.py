@@ -26,14 +26,24 @@ def _served_by_engine(settings: Settings, model: str) -> Any | None:
     return served if served.state == "running" else None
 
 
+def _engine_build_at(settings: Settings, base_url: str) -> str | None:
+    """The llama.cpp build of the engine we run at base_url (every result names the build it measured); None if not ours."""
+    try:
+        from model_serving.serve.status import engine_build_at
+    except ImportError:
+        return None
+    return engine_build_at(settings, base_url)
+
+
 def make_config(settings: Settings, *, model: str, endpoint: str | None = None, api: Api | None = None,
                 prompts_file: str | None = None, output_dir: str | None = None, gguf: str | None = None,
                 targets: dict[str, Any] | None = None, **values: Any) -> BenchConfig:
     """Resolve where the model is served and which files may be touched, then validate everything."""
-    server_pid, gguf_path = values.pop("server_pid", None), None
+    server_pid, gguf_path, engine_build = values.pop("server_pid", None), None, values.pop("engine_build", None)
     if endpoint:
         base_url = settings.resolve_endpoint(endpoint)  # only configured endpoints or loopback URLs
         api = api or ("ollama" if base_url == settings.ollama_host else "openai")
+        engine_build = engine_build or _engine_build_at(settings, base_url)
     elif api == "ollama":
         base_url = settings.ollama_host
     else:
@@ -42,7 +52,7 @@ def make_config(settings: Settings, *, model: str, endpoint: str | None = None, 
             raise InputError(f"No endpoint was given and the embedded engine serves no running model named {model!r}.",
                              "Register it (model-serving register) or pass --endpoint URL (or --api ollama).")
         base_url, api = served.base_url, "openai"
-        server_pid = served.pid
+        server_pid, engine_build = served.pid, served.engine_build
         gguf_path = Path(served.gguf_path) if served.engine == "embedded" else None  # vLLM serves a checkpoint folder: no roofline
     if gguf:
         gguf_path = confine(gguf, settings.roots, what="GGUF path")
@@ -57,7 +67,7 @@ def make_config(settings: Settings, *, model: str, endpoint: str | None = None, 
     if values.get("prompt") and values.get("prompt_source") is None:
         values["prompt_source"] = "text"
     return BenchConfig.build(base_url=base_url, model=model, api=api or "openai", prompts_file=prompts, output_dir=out,
-                             gguf_path=gguf_path, server_pid=server_pid, targets=target_model,
+                             gguf_path=gguf_path, server_pid=server_pid, targets=target_model, engine_build=engine_build,
                              **{k: v for k, v in values.items() if v is not None})
 
 

@@ -72,7 +72,7 @@ async def _first_answer(base: str, path: str, limit_s: float) -> Any | None:
 async def _preflight(config: BenchConfig, limit_s: float) -> ServerInfo:
     base = config.base_url
     first = await _first_answer(base, "/api/version" if config.api == "ollama" else "/v1/models", limit_s)
-    info = ServerInfo()
+    info = ServerInfo(engine_build=config.engine_build)
     if config.api == "ollama":
         info.kind = "ollama"
         info.version = (first or {}).get("version") if isinstance(first, dict) else None

@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from model_serving.toolchain import record
 from model_serving.util.paths import sha256_file
 
 from .context import DeployContext
@@ -52,6 +53,7 @@ def write_manifest(ctx: DeployContext) -> Path:
         "artifacts": {k: v for k, v in artifacts.items() if v is not None},
         "settings": ctx.request.model_dump(mode="json"),
         "tool_versions": tool_versions(),
+        "llama_cpp_build": record(ctx.settings),  # revision, commit and patches of the compiled llama.cpp, or why there is none
         "result": result.model_dump(mode="json", exclude={"manifest_path"}),
     }
     manifest = plan.manifest_path

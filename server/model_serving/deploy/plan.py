@@ -55,7 +55,7 @@ def _quant_type(quant: str) -> str:
 
 def _imatrix(settings: Settings, qtype: str | None, request: DeployRequest) -> ImatrixSpec | None:
     """The importance matrix the quantize step will use; refused now, before the export, when its tools or text are missing."""
-    from model_serving.serve.embedded.native import tool
+    from model_serving.toolchain import tool
 
     if qtype is None or request.target == "vllm":
         if request.calibration is not None:

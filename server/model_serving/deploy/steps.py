@@ -73,7 +73,7 @@ def export(ctx: DeployContext, progress: Progress) -> None:
 
 def quantize(ctx: DeployContext, progress: Progress) -> None:
     from model_serving.quantize.quantizer import quantize_gguf
-    from model_serving.serve.embedded.native import tool
+    from model_serving.toolchain import tool
 
     began = time.perf_counter()
     request, qtype, source = ctx.request, ctx.plan.qtype, ctx.f16 or ctx.plan.source.path
@@ -113,6 +113,7 @@ def register(ctx: DeployContext, progress: Progress) -> None:
     ctx.result.endpoint, ctx.result.answer = done.endpoint, done.probe.answer
     if done.served is not None:
         ctx.bench_base, ctx.bench_api, ctx.server_pid = done.served.base_url, "openai", done.served.pid
+        ctx.result.engine_build = done.served.engine_build
     else:
         ctx.bench_base, ctx.bench_api, ctx.server_pid = done.ollama.host if done.ollama else ctx.settings.ollama_host, "ollama", None
     ctx.record("register", began, reused=False, summary=done.model_dump(mode="json", exclude={"ollama": {"modelfile"}}))
@@ -155,7 +156,7 @@ def bench(ctx: DeployContext, progress: Progress) -> None:
     config = BenchConfig.build(base_url=ctx.bench_base, model=ctx.plan.name, api=ctx.bench_api, n_requests=request.bench_requests,
                                concurrency=top, max_tokens=16, server_pid=ctx.server_pid,
                                gguf_path=ctx.served if ctx.plan.target != "vllm" else None,
-                               output_dir=ctx.plan.out_dir / "bench", label=ctx.plan.name)
+                               output_dir=ctx.plan.out_dir / "bench", label=ctx.plan.name, engine_build=ctx.result.engine_build)
     measured = run_sweep(config, levels, progress, stop_past_knee=True)
     at = judged_levels(measured.sweep, measured.target_levels, measured.config.concurrency)
     ctx.result.verdicts = [{**v.model_dump(mode="json"), "concurrency": at.get(v.target), "holds_at": measured.target_levels.get(v.target)}
@@ -169,7 +170,7 @@ def bench(ctx: DeployContext, progress: Progress) -> None:
         "capacity": line, "sweep": [p.model_dump(mode="json") for p in measured.sweep], "summary": measured.summary.model_dump(mode="json"),
         "max_concurrency_under_slo": measured.capacity.model_dump(mode="json") if measured.capacity else None,
         "workload": workload_text(measured.workload), "failures": failure_lines(measured),
-        "files": measured.files})
+        "files": measured.files, "engine_build": measured.server.engine_build})
 
 
 def capacity_line(verdicts: list[dict], knee: str, plot: str | None, *, failures: list[str] | None = None, capacity: str | None = None) -> str:

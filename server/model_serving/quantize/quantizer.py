@@ -226,7 +226,7 @@ def quantize_gguf(
 ) -> QuantizeResult:
     """Quantize `input_path` to `qtype`, verify it against the input when `verify`, and report.
 
-    `quantizer` is the native build's `llama-quantize` (serve/embedded/native.py `tool`, passed in by
+    `quantizer` is the native build's `llama-quantize` (toolchain `tool`, passed in by
     the callers above this floor); without it, or without setpriv to tie it to us, our worker runs.
     `imatrix_tool` is the build's `llama-imatrix`: the types of IMATRIX_REQUIRED, and any K/IQ type
     given a `calibration` text, get an importance matrix (cached per input and calibration) first.

@@ -77,6 +77,12 @@ def serving_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -
                          vllm=find_vllm(settings), engine_build=_engine_build(settings), gateway=gateway_status(settings, timeout_s=timeout_s))
 
 
+def engine_build_at(settings: Settings, base_url: str) -> str | None:
+    """The llama.cpp build (revision and patches, or why the wheel serves) of the engine we run at `base_url`; None if not ours."""
+    wanted = base_url.rstrip("/").removesuffix("/v1")
+    return next((m.engine_build for m in list_models(settings) if m.base_url.rstrip("/") == wanted), None)
+
+
 def _engine_build(settings: Settings) -> str:
     try:
         return native.find(settings).describe
