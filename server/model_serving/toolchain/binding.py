@@ -59,7 +59,7 @@ def verify(where: Path | None = None) -> dict[str, str]:
     if done.returncode != 0:
         raise BuildFailed(f"The llama-cpp-python binding does not load the compiled llama.cpp (exit {done.returncode}).",
                           "Rerun scripts/install.sh; it recompiles and binds the libraries.", detail=done.stderr.strip()[-1500:])
-    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    loaded: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
     strays = [k for k in ("llama", "ggml") if Path(loaded[k]).resolve().parent != expected]
     if strays:
         raise BuildFailed(f"The binding loaded {', '.join(loaded[k] for k in strays)}, not the build in {expected}.",
