@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -65,6 +67,49 @@ def test_busy_cores_sees_other_work_and_openmp_keeps_its_default(monkeypatch: py
             burner.kill()
             burner.wait()
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert native.env() == {}  # OpenMP's own brief spin, then sleep: no engine spins while idle
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    assert native.env() == {"GOMP_SPINCOUNT": "1000"}  # a brief spin, then sleep: no engine spins away a shared core
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
-    assert native.env() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert native.env() == {"OMP_WAIT_POLICY": "PASSIVE"}  # the user's choice stands alone
+    monkeypatch.setenv("GOMP_SPINCOUNT", "20000")
+    assert native.env() == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "20000"}
+
+
+def _pin_to_one_core(pid: int) -> None:
+    """Every thread of `pid` onto one core after it started: its OpenMP team was sized for more, as when another
+    process holds the other cores. The team's threads then take turns on that core at each barrier."""
+    core = min(os.sched_getaffinity(0))
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {core})
+
+
+@needs_native
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores for a 2-thread engine")
+def test_an_engine_whose_cores_are_taken_keeps_answering(settings: Settings, smollm2_gguf: Path) -> None:
+    """The soak's stalls: with OpenMP's default spin at each barrier, a 2-thread engine left one core answered nothing
+    for minutes (every stream at once); with the brief spin (util/process.openmp_env) each answer takes seconds. The
+    limit is the soak's own rule for a failed request, far above a healthy answer even on a crowded machine."""
+    served = start_model(settings, smollm2_gguf, "pinned-smol", ctx_size=1024, parallel=4, threads=2)
+    try:
+        environ = Path(f"/proc/{served.pid}/environ").read_bytes().split(b"\0")
+        assert all(f"{name}={value}".encode() in environ for name, value in native.env().items())
+        _pin_to_one_core(served.pid)
+
+        def ask(i: int) -> httpx.Response:
+            return httpx.post(f"{served.base_url}/v1/chat/completions", timeout=60.0,
+                              json={"model": served.name, "messages": [{"role": "user", "content": f"Count to {i + 3}."}],
+                                    "max_tokens": 8, "ignore_eos": True})
+
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(lambda i: _outcome(ask, i), range(4)))
+        assert outcomes == ["ok"] * 4, outcomes
+    finally:
+        stop_model(settings, served.name)
+
+
+def _outcome(ask: Callable[[int], httpx.Response], i: int) -> str:
+    try:
+        reply = ask(i)
+    except httpx.TimeoutException:
+        return "no answer within the 60 s request limit"
+    return "ok" if reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 8 else f"HTTP {reply.status_code}"

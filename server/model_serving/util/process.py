@@ -54,14 +54,22 @@ def child_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
     return env
 
 
-# llama.cpp's OpenMP threads: spinning forever (ACTIVE) keeps a core busy while an engine is idle and takes the partner
-# thread's core on a busy machine; sleeping at once (PASSIVE) wakes too late for each step, which slowed both the quality
-# evaluation and serving. OpenMP's own default spins
-# briefly (GOMP's 300,000 turns) and then sleeps, so we set nothing unless the user did.
+# llama.cpp's OpenMP threads meet at a barrier after every operation of the graph, hundreds of times per token.
+# Spinning forever (ACTIVE) keeps a core busy while an engine is idle; sleeping at once (PASSIVE) wakes too late for each
+# step on a quiet machine. OpenMP's default spins 300,000 turns (milliseconds) before it sleeps, and libgomp drops that
+# to 1,000 only when its own threads outnumber the cores; it cannot see other processes. When they hold a core (another
+# job, or the bench client beside the engine), the thread that reaches a barrier first spins away the core that the
+# thread it waits for needs, so every barrier costs a scheduler time slice and every stream of the engine crawls
+# together: the soak's stalls, where all requests in flight at once ran past their limit. So we spin as briefly as
+# libgomp does when it knows it is oversubscribed (a quiet step's barriers still meet within the spin), unless the
+# user chose a policy or a spin count.
+SPIN_COUNT = "1000"
+
+
 def openmp_env() -> dict[str, str]:
-    """The OpenMP settings a llama.cpp child gets: OpenMP's default, or the user's OMP_WAIT_POLICY."""
-    chosen = os.environ.get("OMP_WAIT_POLICY")
-    return {"OMP_WAIT_POLICY": chosen} if chosen else {}
+    """The OpenMP settings a llama.cpp child gets: the user's OMP_WAIT_POLICY or GOMP_SPINCOUNT, else a brief spin."""
+    chosen = {name: os.environ[name] for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if os.environ.get(name)}
+    return chosen or {"GOMP_SPINCOUNT": SPIN_COUNT}
 
 
 def busy_cores(sample_s: float = 0.25) -> float:

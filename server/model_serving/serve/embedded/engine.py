@@ -165,7 +165,8 @@ def start_model(settings: Settings, gguf_path: str | Path, name: str, *, ctx_siz
     progress.update(0.05, f"starting llama.cpp server for {name} on 127.0.0.1:{port}")
     with log_path.open("wb") as log:
         # Its own process group, the scrubbed environment; it dies with us while it starts, then outlives us like a daemon.
-        proc = spawn(argv, stdout=log, text=False, env=native.env() if build.kind == "native" else None)
+        # The OpenMP settings for either build: the wheel's worker (and the native server it may run) link libgomp too.
+        proc = spawn(argv, stdout=log, text=False, env=native.env())
     base_url = f"http://127.0.0.1:{port}"
     wait_healthy(proc, name, base_url, log_path, progress, timeout_s=start_timeout_s)
     model = ServedModel(name=name, gguf_path=str(path), base_url=base_url, port=port, pid=proc.pid, ctx_size=ctx_size, parallel=parallel,
