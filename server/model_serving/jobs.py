@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from model_serving.errors import Cancelled, ServingError
+from model_serving.util.paths import write_text_atomic
 from model_serving.util.process import kill_group, spawn
 
 ProgressCallback = Callable[[float, str], None]
@@ -254,9 +255,7 @@ class JobManager:
     def _write(self, info: JobInfo, owner: int | None = None) -> None:
         if self._dir is None:
             return
-        tmp = self._dir / f".{info.taskId}.{os.getpid()}.{threading.get_ident()}.tmp"
-        tmp.write_text(json.dumps({**info.model_dump(mode="json"), "ownerPid": owner or os.getpid()}), encoding="utf-8")
-        os.replace(tmp, self._dir / f"{info.taskId}.json")
+        write_text_atomic(self._dir / f"{info.taskId}.json", json.dumps({**info.model_dump(mode="json"), "ownerPid": owner or os.getpid()}))
         records = sorted(self._dir.glob("*.json"), key=lambda p: p.stat().st_mtime if p.exists() else 0.0)
         for old in records[:-KEEP_JOBS]:
             old.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from model_serving.settings import Settings
-from model_serving.util.filehash import FollowingHash, HashCache
+from model_serving.util.filehash import BackgroundHash, HashCache
 from model_serving.util.paths import sha256_file
 
 # Writers run as real child processes, as the converter does: front to back in flushed chunks,
@@ -25,14 +25,35 @@ WRITERS = {
 @pytest.mark.parametrize("writer", list(WRITERS))
 def test_following_hash_is_the_files_sha256(tmp_path: Path, writer: str) -> None:
     target = tmp_path / "out.gguf.partial"
-    following = FollowingHash(target)
+    following = BackgroundHash(target, growing=True)
     script = f"import time\nwith open({str(target)!r}, 'wb') as f:\n" + "\n".join("    " + line for line in WRITERS[writer].splitlines())
     subprocess.run([sys.executable, "-c", script], check=True)
-    assert following.finish() == sha256_file(target)
+    assert following.result() == sha256_file(target)
+
+
+def test_a_finished_file_is_hashed_once_into_the_one_cache(tmp_path: Path) -> None:
+    import threading
+
+    from model_serving.errors import ServingError
+
+    source = tmp_path / "in.gguf"
+    source.write_bytes(bytes(range(256)) * 20_000)  # over the cache's 1 MiB floor
+    cache = HashCache(tmp_path / "state")
+    assert BackgroundHash(source, cache=cache).result() == sha256_file(source)
+    assert cache.get(source) == sha256_file(source)  # the next reader (quantize, an Ollama registration) finds it
+    known = BackgroundHash(source, cache=cache)
+    assert not known._thread.is_alive() and known.result() == cache.get(source)  # no second read
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(ServingError, match="did not finish"):
+        BackgroundHash(tmp_path / "in.gguf", cancel=cancel).result()
+    job = threading.Event()
+    BackgroundHash(source, cancel=job).stop()
+    assert not job.is_set()  # stopping one hash never cancels the job it serves
 
 
 def test_following_hash_of_a_file_never_written_is_refused_cleanly(tmp_path: Path) -> None:
-    following = FollowingHash(tmp_path / "never.gguf")
+    following = BackgroundHash(tmp_path / "never.gguf", growing=True)
     following.stop()  # what a failed or cancelled converter leaves: no digest, no thread left behind
     assert not following._thread.is_alive()
 

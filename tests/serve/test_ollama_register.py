@@ -16,6 +16,7 @@ from model_serving.serve.ollama.modelfile import parse
 from model_serving.serve.ollama.plan import choose_num_ctx, choose_template
 from model_serving.serve.ollama.register import register_gguf
 from model_serving.settings import Settings
+from model_serving.util.filehash import HashCache
 
 
 def _names(settings: Settings) -> list[str]:
@@ -113,9 +114,7 @@ def test_dropped_uploads_leave_no_model(ollama_settings: Settings, ollama_double
 
 def test_digest_mismatch_is_caught_and_leaves_no_model(ollama_settings: Settings, smollm2_gguf: Path) -> None:
     # A file that changed after it was hashed: simulate with a stale remembered digest.
-    stat = smollm2_gguf.stat()
-    cache = ollama_settings.state_dir / "ollama-digests.json"
-    cache.write_text(json.dumps({f"{smollm2_gguf}|{stat.st_size}|{stat.st_mtime_ns}": "sha256:" + "ab" * 32}))
+    HashCache(ollama_settings.state_dir).put(smollm2_gguf, "ab" * 32)  # the one hash cache export and quantize fill too
     with pytest.raises(VerificationFailed, match="digest mismatch") as err:
         register_gguf(ollama_settings, smollm2_gguf, "smol", num_ctx=1024)
     assert "run the command again" in err.value.next_step

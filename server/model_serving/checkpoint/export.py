@@ -28,8 +28,9 @@ from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo, inspect_c
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress, run_process
 from model_serving.settings import Settings
-from model_serving.util.filehash import FollowingHash, HashCache
-from model_serving.util.paths import atomic_output, confine, tree_sha256, write_text_atomic
+from model_serving.util.artifact import Artifact
+from model_serving.util.filehash import BackgroundHash, HashCache
+from model_serving.util.paths import confine, tree_sha256, write_text_atomic
 from model_serving.util.process import launcher_argv
 
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
@@ -253,11 +254,11 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
     converter = provision_converter(settings, progress.span(0.0, 0.1))
     progress.update(0.1, "preflight")
     info = preflight(settings, checkpoint, outtype, out, converter)
-    names = [p.name for p in checkpoint.iterdir() if p.is_file() and not p.name.startswith(".")]
-    sidecar = out.with_name(out.name + ".export.json")
+    names = checkpoint_files(checkpoint)
     hashes = HashCache(settings.state_dir)  # by file stat: a checkpoint exported before (or copied by prepare) is not read to hash it
-    known = tree_sha256(checkpoint, names, hashes.sha256) if out.exists() and sidecar.exists() else None  # the reuse check needs it first
-    if known and (previous := _previous(sidecar, known, outtype, out, hashes)):
+    earlier = export_artifact(out)
+    known = tree_sha256(checkpoint, names, hashes.sha256) if earlier.present() and earlier.sidecar.is_file() else None  # the reuse check needs it first
+    if known and (previous := recorded_export(out, known, outtype, hashes)):
         progress.complete("identical export exists; reused")
         return previous.model_copy(update={"skipped": True})
     with ThreadPoolExecutor(2, thread_name_prefix="beside-converter") as pool:
@@ -270,20 +271,31 @@ def export_gguf(settings: Settings, source: str, output: str | None = None, *, o
     result = ExportResult(output_path=str(out), outtype=outtype, file_type=gguf.file_type, size_bytes=out.stat().st_size, sha256=digest,
                           source=source, source_sha256=source_sha, seconds=round(time.perf_counter() - started, 3),
                           converter=converter, verification=verification, gguf=gguf)
-    write_text_atomic(sidecar, result.model_dump_json(indent=2, exclude={"gguf": {"chat_template"}}))
+    export_artifact(out).record(result.model_dump_json(indent=2, exclude={"gguf": {"chat_template"}}))
     progress.complete("export done")
     return result
 
 
-def _previous(sidecar: Path, source_sha: str, outtype: str, out: Path, hashes: HashCache) -> ExportResult | None:
-    """The recorded export when it was made from this very source as this type and the output is unchanged."""
+def export_artifact(out: Path) -> Artifact:
+    """An exported GGUF and its sidecar `<output>.export.json` (an ExportResult: the checkpoint's tree hash, the output's hash)."""
+    return Artifact(out, ".export.json", "sha256")
+
+
+def checkpoint_files(checkpoint: Path) -> list[str]:
+    """The files whose bytes make a checkpoint what it is: its tree hash covers these."""
+    return [p.name for p in checkpoint.iterdir() if p.is_file() and not p.name.startswith(".")]
+
+
+def recorded_export(out: Path, source_sha: str, outtype: str, hashes: HashCache) -> ExportResult | None:
+    """The recorded export when it was made from this very source as this type and the output is unchanged.
+
+    The one reuse rule: export_gguf and the deploy plan both ask it.
+    """
+    record = export_artifact(out).recorded({"source_sha256": source_sha, "outtype": outtype}, hashes)  # the output by stat: export recorded it
     try:
-        previous = ExportResult.model_validate_json(sidecar.read_text(encoding="utf-8"))
+        return ExportResult.model_validate(record) if record is not None else None
     except ValueError:
         return None
-    if previous.source_sha256 == source_sha and previous.outtype == outtype and previous.sha256 == hashes.sha256(out):  # by stat: export recorded it
-        return previous
-    return None
 
 
 def _convert(checkpoint: Path, info: CheckpointInfo, outtype: str, out: Path, overwrite: bool, converter: Converter,
@@ -297,9 +309,9 @@ def _convert(checkpoint: Path, info: CheckpointInfo, outtype: str, out: Path, ov
             seen[0] += 1
             progress.update(0.15 + 0.7 * min(seen[0] / expected_tensors, 1.0), f"converting tensor {seen[0]}/{expected_tensors}")
 
-    with atomic_output(out, overwrite=overwrite) as tmp:
+    with export_artifact(out).written(overwrite=overwrite) as tmp:
         progress.update(0.15, f"converting with llama.cpp ({outtype})")
-        following = FollowingHash(tmp)  # GGUFWriter writes front to back: hashed as it grows, not read again after
+        following = BackgroundHash(tmp, growing=True)  # GGUFWriter writes front to back: hashed as it grows, not read again after
         try:
             # NO_LOCAL_GGUF unset: the converter must use its own gguf-py, the same revision as the script
             code, tail = run_process(launcher_argv(converter.script, "--outfile", tmp, "--outtype", outtype, checkpoint),
@@ -310,7 +322,7 @@ def _convert(checkpoint: Path, info: CheckpointInfo, outtype: str, out: Path, ov
         if code != 0:
             following.stop()
             raise _explain_failure(code, tail)
-        digest = following.finish()
+        digest = following.result()
         progress.update(0.9, "verifying the GGUF")
         gguf = inspect_gguf(tmp)
         verification = verify_export(info, gguf)

@@ -8,8 +8,6 @@ checkpoint is written to a temporary folder beside the output and renamed, so a 
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +19,7 @@ from model_serving.checkpoint.inspect import CheckpointInfo, chat_template, insp
 from model_serving.errors import InputError, VerificationFailed
 from model_serving.jobs import Progress
 from model_serving.settings import Settings
-from model_serving.util.paths import confine
+from model_serving.util.paths import atomic_folder, confine
 
 MergeDtype = Literal["bfloat16", "float16"]
 PROMPTS = ("The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,")
@@ -136,18 +134,11 @@ def _load(adapter: Path, base_dir: Path, progress: Progress) -> tuple[Any, Any, 
 
 
 def _write(merged: Any, tokenizer: Any, template: str | None, output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
+    with atomic_folder(output) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if template is not None:  # chat_template.jinja wins over tokenizer_config.json for every reader
             (tmp / "chat_template.jinja").write_text(template, encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def merge_adapter(settings: Settings, adapter: str, base: str | None, output: str | None, *, dtype: MergeDtype = "bfloat16",

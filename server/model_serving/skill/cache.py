@@ -8,8 +8,6 @@ instead of being condensed into the skill.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -17,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError
-from model_serving.util.paths import sha256_file
+from model_serving.util.paths import sha256_file, write_bytes_atomic
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -60,17 +58,9 @@ def age_days(stamp: str, now: datetime | None = None) -> float:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write beside the target then rename, so a reader never sees half a file."""
+    """Write beside the target then rename, so a reader never sees half a file (and `clean` knows a killed writer's partial)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the cache unreadable to other users
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data, mode=0o644)  # mkstemp's 0600 would make the cache unreadable to other users
 
 
 class DocsCache:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -104,9 +105,15 @@ def _owner_tag() -> str:
     return f"{os.getpid()}-{_start_time(os.getpid()) or 0}"
 
 
-def partial_path(final: Path) -> Path:
-    """A fresh, empty partial beside `final`, tagged with this process as its writer."""
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.{_owner_tag()}.", suffix=".partial", dir=final.parent)
+def partial_path(final: Path, *, folder: bool = False) -> Path:
+    """A fresh, empty partial (a file, or a folder with `folder`) beside `final`, tagged with this process as its writer.
+
+    Unique per writer (pid, start time, random part), so two writers of one output never share one.
+    """
+    prefix, suffix = f".{final.name}.{_owner_tag()}.", ".partial"
+    if folder:
+        return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=final.parent))
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=final.parent)
     os.close(fd)
     return Path(name)
 
@@ -125,22 +132,44 @@ def remove_partials(directory: Path, name: str | None = None) -> list[Path]:
     removed = []
     for leftover in directory.glob(".*.partial"):
         match = _PARTIAL.match(leftover.name)
-        if match and (name is None or match["name"] == name) and partial_state(leftover) == "stale":
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-                removed.append(leftover)
+        if match and (name is None or match["name"] == name) and partial_state(leftover) == "stale" and _unlink(leftover):
+            removed.append(leftover)
     return removed
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
     """Write a small file (a sidecar, a record) whole or not at all."""
+    write_bytes_atomic(path, text.encode("utf-8"), mode=mode)
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write `data` whole or not at all, through a partial unique to this writer that `clean` recognises.
+
+    `mode` replaces mkstemp's 0600: a record or cache other users read must stay readable.
+    """
     tmp = partial_path(path)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(final: Path) -> Iterator[Path]:
+    """Yield a fresh partial folder beside `final`; it replaces `final` only if the block succeeds, else it is removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_partials(final.parent, final.name)
+    tmp = partial_path(final, folder=True)
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -197,9 +226,11 @@ def clean(directory: str | os.PathLike[str], roots: Sequence[Path], *, plan: boo
     removed, kept = [], []
     for folder, dirs, names in os.walk(top):  # symlinked folders are not followed: nothing outside is touched
         dirs[:] = [d for d in dirs if not d.startswith((".git", ".venv"))]
-        for name in names:
+        partial_dirs = [d for d in dirs if d.startswith(".") and d.endswith(".partial")]
+        dirs[:] = [d for d in dirs if d not in partial_dirs]  # a partial folder is judged whole, never walked into
+        for name in [*partial_dirs, *names]:
             path = Path(folder) / name
-            if path.is_symlink() or not path.is_file():
+            if path.is_symlink() or not (path.is_file() or name in partial_dirs):
                 continue
             if name.endswith(".partial") and name.startswith("."):
                 state = partial_state(path)
@@ -217,8 +248,12 @@ def clean(directory: str | os.PathLike[str], roots: Sequence[Path], *, plan: boo
 
 
 def _unlink(path: Path) -> bool:
+    """Remove a file, or a partial folder and what it holds."""
     try:
-        path.unlink()
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     except OSError:
         return False
     return True

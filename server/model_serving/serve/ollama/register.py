@@ -10,9 +10,6 @@ overwriting).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +28,7 @@ from model_serving.serve.ollama.plan import Quantizer, TemplateChoice, TemplateM
 from model_serving.serve.ollama.verify import StoredModel, prove
 from model_serving.serve.probe import ProbeResult
 from model_serving.settings import Settings, is_loopback_url
+from model_serving.util.filehash import HashCache
 from model_serving.util.paths import confine
 
 
@@ -155,30 +153,16 @@ def _create(client: OllamaClient, body: dict[str, Any], progress: Progress) -> l
 
 
 def _sha256(path: Path, settings: Settings, progress: Progress) -> str:
-    """sha256 of a file, streamed with progress; remembered by (path, size, mtime) so re-runs skip it."""
-    stat = path.stat()
-    cache_file = settings.state_dir / "ollama-digests.json"
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        cache = {}
-    if key in cache:
+    """sha256 of a file, streamed with progress; the state folder's one hash cache remembers it (export and quantize fill it too)."""
+    cache = HashCache(settings.state_dir)
+    if (known := cache.get(path)) is not None:
         progress.update(1.0, "digest known")
-        return cache[key]
-    digest = hashlib.sha256()
-    done = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-            done += len(chunk)
-            progress.update(done / stat.st_size if stat.st_size else 1.0, f"hashing {done >> 20}/{stat.st_size >> 20} MiB")
-    value = f"sha256:{digest.hexdigest()}"
-    cache[key] = value
-    tmp = cache_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cache))
-    os.replace(tmp, cache_file)
-    return value
+        return f"sha256:{known}"
+
+    def on_read(done: int, total: int) -> None:
+        progress.update(done / total if total else 1.0, f"hashing {done >> 20}/{total >> 20} MiB")
+
+    return f"sha256:{cache.sha256(path, on_read)}"
 
 
 def _backup(client: OllamaClient, name: str) -> str:
