@@ -147,3 +147,46 @@ def test_an_install_without_the_converter_says_how_to_get_it(tmp_path: Path) -> 
     cause, next_step = out.splitlines()
     assert "converter" in cause and "is not installed" in cause and str(tmp_path / "venv" / "share" / "model-serving") in cause
     assert "scripts/install.sh" in next_step and "LLAMA_CPP_DIR" in next_step
+
+
+KILLED_WRITERS = {
+    "text (sidecar, manifest, job record)": "from model_serving.util.paths import write_text_atomic\nwrite_text_atomic(target, 'x')",
+    "bytes (skill cache)": "from model_serving.skill.cache import write_atomic\nwrite_atomic(target, b'x')",
+    "folder (merge, rebuild, bundle)": "from model_serving.util.paths import atomic_folder\nwith atomic_folder(target) as tmp:\n    (tmp / 'config.json').write_text('{}')",
+}
+
+
+@pytest.mark.parametrize("writer", list(KILLED_WRITERS))
+def test_every_atomic_writer_killed_midway_leaves_a_partial_clean_removes(settings: Settings, tmp_path: Path, writer: str) -> None:
+    target = tmp_path / "out" / "thing.json"
+    target.parent.mkdir()
+    # Killed between writing and renaming: the rename is what never happens.
+    script = f"import os\nfrom pathlib import Path\ntarget = Path({str(target)!r})\nos.replace = lambda *a, **k: os._exit(9)\n" + KILLED_WRITERS[writer]
+    assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 9
+    left = list(target.parent.iterdir())
+    assert len(left) == 1 and partial_state(left[0]) == "stale", left  # named for its writer: not a fixed `.tmp`
+    assert clean(tmp_path, settings.roots).removed == [str(left[0])]
+    assert list(target.parent.iterdir()) == []
+
+
+def test_concurrent_writers_of_one_file_never_share_a_partial(tmp_path: Path) -> None:
+    import threading
+
+    from model_serving.util.paths import write_text_atomic
+
+    target, errors = tmp_path / ".name.deploy.json", []
+
+    def write(i: int) -> None:
+        try:
+            for _ in range(20):
+                write_text_atomic(target, f"writer {i}")
+        except OSError as exc:  # a shared temporary name fails one writer's rename: the bug this guards
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and target.read_text().startswith("writer ")
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

@@ -16,21 +16,39 @@ from model_serving.jobs import Progress
 from model_serving.limits import DeployRequest
 from model_serving.settings import Settings
 
-from .context import DeployContext, DeployResult
+from .claim import deploy_claim
+from .context import DeployContext, DeployPlan, DeployResult, Source
 from .manifest import tool_versions, write_manifest
 from .plan import make_plan
 from .steps import STEPS
 
 
 def deploy(settings: Settings, request: DeployRequest, progress: Progress | None = None) -> DeployResult:
-    """Deploy `request.source` (default: SmolLM2-135M) end to end, or only plan it (`request.plan`)."""
+    """Deploy `request.source` (default: SmolLM2-135M) end to end, or only plan it (`request.plan`).
+
+    A deploy holds its name's claim (deploy/claim.py) from the moment the plan knows the name to the
+    manifest: a second deploy of the same name meanwhile is refused, naming this one.
+    """
     progress = progress or Progress()
     started = time.perf_counter()
-    plan = make_plan(settings, request)
-    result = DeployResult(name=plan.name, target=plan.target, target_reason=plan.target_reason, plan=plan.steps)
-    if request.plan:
-        result.planned_only = True
-        return result
+    with contextlib.ExitStack() as held:
+
+        def claim(name: str, source: Source) -> None:
+            held.enter_context(deploy_claim(settings, name, source.label))
+
+        plan = make_plan(settings, request, claim=None if request.plan else claim)
+        result = DeployResult(name=plan.name, target=plan.target, target_reason=plan.target_reason, plan=plan.steps)
+        if request.plan:
+            result.planned_only = True
+            return result
+        _run_steps(settings, request, plan, result, progress, started)
+    progress.update(1.0, f"{plan.name} deployed")
+    return result
+
+
+def _run_steps(settings: Settings, request: DeployRequest, plan: DeployPlan, result: DeployResult, progress: Progress,
+               started: float) -> None:
+    """Run the planned steps in order over one context, then write the manifest; a failure leaves no empty folder."""
     created = _make_folder(plan.out_dir)
     ctx = DeployContext(settings=settings, request=request, plan=plan, result=result,
                         served=plan.source.path if plan.source.kind == "gguf" else None)  # quantize replaces it when it runs
@@ -50,8 +68,6 @@ def deploy(settings: Settings, request: DeployRequest, progress: Progress | None
     except BaseException:
         _remove_empty(created)
         raise
-    progress.update(1.0, f"{plan.name} deployed")
-    return result
 
 
 def _preload_plots() -> threading.Thread:

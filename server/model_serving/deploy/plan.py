@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,17 @@ from model_serving.util.artifact import Artifact
 from model_serving.util.filehash import HashCache
 from model_serving.util.paths import confine, tree_sha256
 
+from .claim import deploy_running
 from .context import DeployPlan, Engine, PlannedStep, Source
 from .source import deploy_name, find_source
 
 
-def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
-    """Check everything that can be checked up front and say what each step will do; write nothing."""
+def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, Source], None] | None = None) -> DeployPlan:
+    """Check everything that can be checked up front and say what each step will do; write nothing.
+
+    `claim(name, source)` is called as soon as the name is known, before the checks that it is free:
+    a deploy claims the name there (deploy/claim.py); a plan alone is refused if a deploy holds it.
+    """
     qtype = _quant_type(request.quant)
     source = find_source(settings, request.source, request.base, request.quant)
     if request.target == "vllm":  # before the quantization checks: vLLM serves none of it
@@ -39,6 +45,10 @@ def make_plan(settings: Settings, request: DeployRequest) -> DeployPlan:
     qtype = None if source.pulled else _check_requantize(source, qtype, request.allow_requantize)  # quant picked the file
     matrix = _imatrix(settings, qtype, request)
     name = deploy_name(source, request.name)
+    if claim is not None:
+        claim(name, source)
+    elif (running := deploy_running(settings, name)) is not None:
+        raise running
     out_dir = (confine(request.output, settings.roots, must_exist=False, what="output folder") if request.output
                else settings.roots[0] / "deployments" / name)
     if out_dir.exists() and not out_dir.is_dir():
