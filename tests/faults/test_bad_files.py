@@ -68,7 +68,9 @@ VERBS: dict[str, tuple[str, dict[str, Any], list[str], tuple[str, ...]]] = {
     "plan-production": ("plan_production", {"source": "{bad}", "output": "{outdir}"}, ["plan-production", "{bad}", "-o", "{outdir}"],
                         ("directory", "truncated gguf", "cut safetensors")),
 }
-CASES = [(verb, bad) for verb, spec in VERBS.items() for bad in spec[3]]
+# quant-ab serves and benches the good file before it reads the bad one (a minute): a slow case, and a known gap.
+CASES = [pytest.param(verb, bad, id=f"{verb}-{bad}", marks=[pytest.mark.slow] if verb == "bench quant-ab" else [])
+         for verb, spec in VERBS.items() for bad in spec[3]]
 
 
 def fill(value: Any, names: dict[str, str]) -> Any:
@@ -96,7 +98,7 @@ async def mcp_text(settings: Settings, tool: str, args: dict[str, Any]) -> str:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("verb", "bad"), CASES, ids=[f"{v}-{b}" for v, b in CASES])
+@pytest.mark.parametrize(("verb", "bad"), CASES)
 async def test_a_bad_file_gets_a_cause_and_a_next_step_on_both_faces(
         verb: str, bad: str, settings: Settings, smollm2_gguf: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tool, args, argv, _ = VERBS[verb]
