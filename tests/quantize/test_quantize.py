@@ -197,3 +197,23 @@ def test_default_output_names() -> None:
     assert default_output(Path("/m/model.Q4_1.gguf"), "F16") == Path("/m/model-F16.gguf")
     assert default_output(Path("/m/model.gguf"), "Q6_K") == Path("/m/model-Q6_K.gguf")
     assert default_output(Path("/m/f16.gguf"), "Q8_0") == Path("/m/f16-Q8_0.gguf")
+
+
+def test_the_worker_speaks_the_child_protocol(f16: Path, tmp_path: Path) -> None:
+    """Its failures come back as `error` messages (util/child.py) with a cause and a next step, its success as `result`."""
+    import subprocess
+    import sys
+
+    from model_serving.quantize import worker
+    from model_serving.util import child
+
+    def run(*args: str) -> tuple[int, list[child.Message]]:
+        proc = subprocess.run([sys.executable, "-P", worker.__file__, *args], capture_output=True, text=True, timeout=300)
+        return proc.returncode, [m for m in child.read(proc.stdout.splitlines()) if m.kind != child.LOG]
+
+    code, said = run("only", "two")
+    assert code == 2 and said[-1].kind == "error" and "6 arguments" in said[-1].get("cause") and said[-1].get("next_step")
+    code, said = run(str(f16), str(tmp_path / "x.gguf"), "Q9_9", "7", "1", "0")
+    assert code == 3 and said[-1].kind == "error" and "does not offer Q9_9" in said[-1].get("cause")
+    code, said = run(str(f16), str(tmp_path / "q.gguf"), "Q8_0", str(QUANT_TYPES["Q8_0"].ftype), "1", "0")
+    assert code == 0 and said == [child.Message("result", {"output": str(tmp_path / "q.gguf"), "ftype": QUANT_TYPES["Q8_0"].ftype})]

@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress, run_process
 from model_serving.settings import Settings
+from model_serving.util import child
 from model_serving.util.paths import confine
 from model_serving.util.process import die_with_parent, openmp_env, python_argv
 
@@ -322,21 +323,20 @@ def _evaluate_in_child(path: Path, spec: dict[str, Any], progress: Progress, rol
     with _cache_lock:
         if key in _evaluations:  # e.g. the same F16 reference for several quantizations
             return _evaluations[key]
-    result: list[str] = []
+    said: list[child.Message] = []  # the child's result or error (util/child.py)
 
     def on_line(line: str) -> None:
-        if line.startswith("QUALITY_PROGRESS "):
-            progress.update(float(line.split(" ", 2)[1]), f"Evaluating {name}")
-        elif line.startswith("QUALITY_RESULT "):
-            result.append(line.split(" ", 1)[1])
+        message = child.parse(line)
+        if message.kind == "progress":
+            progress.update(float(message.get("fraction", 0.0)), f"Evaluating {name}")
+        elif message.kind in ("result", "error"):
+            said.append(message)
 
     argv = python_argv("model_serving.quantize.quality", path, json.dumps(spec))
     code, tail = run_process(argv, progress, env=openmp_env(), on_line=on_line)
-    if code != 0 or not result:
-        error = next((ln.split(" ", 1)[1] for ln in reversed(tail.splitlines()) if ln.startswith("QUALITY_ERROR ")), None)
-        if error:
-            info = json.loads(error)
-            raise _EvaluationFailed(info["cause"], info["next_step"])
+    if code != 0 or not said or said[-1].kind != "result":
+        if said and said[-1].kind == "error":
+            raise _EvaluationFailed(said[-1].get("cause", ""), said[-1].get("next_step", ""))
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
             how = f"crashed llama.cpp ({name})" + (": llama-cpp-python was built for a CPU feature this machine lacks" if name == "SIGILL" else "")
@@ -345,7 +345,7 @@ def _evaluate_in_child(path: Path, spec: dict[str, Any], progress: Progress, rol
         raise _EvaluationFailed(f"Evaluating the {role} {name} {how}.",
                                 "Check that the file loads with `model-serving inspect`, and that llama-cpp-python was built for this CPU.",
                                 detail="\n".join(tail.splitlines()[-10:]))
-    evaluation = ModelEvaluation.model_validate_json(result[-1])
+    evaluation = ModelEvaluation.model_validate(said[-1].fields)
     with _cache_lock:
         _evaluations[key] = evaluation
         while len(_evaluations) > _CACHE_SIZE:  # a long-running server keeps only the recent ones
@@ -483,15 +483,15 @@ def _child(argv: list[str]) -> int:
     path, spec = Path(argv[0]), json.loads(argv[1])
 
     def report(fraction: float) -> None:
-        print(f"QUALITY_PROGRESS {fraction:.3f} Evaluating {path.name}", flush=True)
+        child.emit("progress", fraction=round(fraction, 3), message=f"Evaluating {path.name}")
 
     try:
         evaluation = evaluate_model(path, [QualityPrompt.model_validate(p) for p in spec["prompts"]], spec["text"],
                                     max_tokens=spec["max_tokens"], n_ctx=spec["n_ctx"], threads=spec["threads"], check=report)
     except ServingError as exc:
-        print("QUALITY_ERROR " + json.dumps({"cause": exc.cause, "next_step": exc.next_step}), flush=True)
+        child.emit("error", cause=exc.cause, next_step=exc.next_step)
         return 2
-    print("QUALITY_RESULT " + evaluation.model_dump_json(), flush=True)
+    child.emit("result", **evaluation.model_dump(mode="json"))
     return 0
 
 

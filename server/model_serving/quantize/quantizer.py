@@ -28,6 +28,7 @@ from model_serving.quantize import worker as quantize_worker
 from model_serving.quantize.imatrix import ImatrixSpec, ImatrixUse, ensure_imatrix, imatrix_spec
 from model_serving.quantize.quality import QualityReport, compare_quality
 from model_serving.settings import Settings
+from model_serving.util import child
 from model_serving.util.artifact import Artifact
 from model_serving.util.filehash import BackgroundHash, HashCache
 from model_serving.util.paths import confine
@@ -387,10 +388,16 @@ def _quantizer_argv(plan: _Plan, tmp: Path, matrix: ImatrixUse | None = None) ->
 
 
 def _run_quantizer(plan: _Plan, tmp: Path, progress: Progress, matrix: ImatrixUse | None = None) -> float:
+    """Run the quantizer: llama.cpp's "[ i/ n]" log lines drive the progress bar; our worker's `error` message
+    (util/child.py) says why it failed, the bare tool's last lines do for it."""
     source, qtype = plan.source, plan.qtype
+    errors: list[child.Message] = []
 
     def on_line(line: str) -> None:
-        if match := _PROGRESS_LINE.match(line):
+        message = child.parse(line)
+        if message.kind == "error":
+            errors.append(message)
+        elif message.kind == child.LOG and (match := _PROGRESS_LINE.match(line)):
             done, total = int(match[1]), int(match[2])
             if total:
                 progress.update(done / total, f"Quantizing tensor {done}/{total} to {qtype.name}")
@@ -399,12 +406,13 @@ def _run_quantizer(plan: _Plan, tmp: Path, progress: Progress, matrix: ImatrixUs
     code, tail = run_process(_quantizer_argv(plan, tmp, matrix), progress, on_line=on_line)
     elapsed = time.perf_counter() - began
     if code != 0:
-        reason = next((ln.split("QUANTIZE_ERROR", 1)[1].strip() for ln in reversed(tail.splitlines()) if "QUANTIZE_ERROR" in ln), "")
+        reason, hint = (errors[-1].get("cause", ""), errors[-1].get("next_step")) if errors else ("", None)
         failed = next((ln.strip() for ln in reversed(tail.splitlines()) if "failed to quantize" in ln or "invalid ftype" in ln), "")
         how = f"exited with code {code}" if code > 0 else f"was killed by signal {-code}"
+        default = "Check that the input loads (`model-serving inspect`) and that there is disk space"
         raise ServingError(
             f"llama.cpp's quantizer {how} quantizing {source.name} to {qtype.name}" + (f": {failed or reason}." if failed or reason else "."),
-            "Check that the input loads (`model-serving inspect`) and that there is disk space; the output was not kept.",
+            (hint or default).rstrip(".") + "; the output was not kept.",
             detail="\n".join(tail.splitlines()[-15:]),
         )
     return elapsed

@@ -7,7 +7,8 @@ only this process, and cancelling the job kills it without touching the caller.
 
 argv: INPUT OUTPUT FTYPE_NAME FTYPE_VALUE NTHREAD ALLOW_REQUANTIZE(0|1)
 Output: llama.cpp's own log on stderr (its "[ i/ n]" lines drive the progress bar), then one
-`QUANTIZE_DONE` line on stdout; any failure exits non-zero with a `QUANTIZE_ERROR ...` line.
+message of the child protocol (util/child.py) on stdout: `result` when the file is written, or
+`error` with a cause and a next step, and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ import types
 from pathlib import Path
 
 
-def die_with_parent() -> None:
-    """Arm the parent-death signal (util/launch.py), loaded by path: importing the package would cost its metadata lookup."""
-    spec = importlib.util.spec_from_file_location("_model_serving_launch", Path(__file__).parents[1] / "util" / "launch.py")
+def _by_path(name: str) -> types.ModuleType:
+    """A stdlib-only module of util/ loaded by path: importing the package would cost its metadata lookup."""
+    spec = importlib.util.spec_from_file_location(f"_model_serving_{name}", Path(__file__).parents[1] / "util" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass resolves its annotations through its module
     spec.loader.exec_module(module)
-    module.die_with_parent()
+    return module
+
+
+def die_with_parent() -> None:
+    """Arm the parent-death signal (util/launch.py)."""
+    _by_path("launch").die_with_parent()
 
 
 def load_binding() -> types.ModuleType:
@@ -49,15 +56,17 @@ def load_binding() -> types.ModuleType:
 
 def main(argv: list[str]) -> int:
     die_with_parent()  # a killed parent (kill -9 of the CLI) must not leave us writing on
+    emit = _by_path("child").emit
     if len(argv) != 6:
-        print("QUANTIZE_ERROR usage: INPUT OUTPUT FTYPE_NAME FTYPE_VALUE NTHREAD ALLOW_REQUANTIZE", flush=True)
+        emit("error", cause=f"the quantize worker takes 6 arguments, not {len(argv)}", next_step="Run it through `model-serving quantize`.")
         return 2
     source, target, ftype_name, ftype_value, nthread, allow = argv
     binding = load_binding()
     attr = "LLAMA_FTYPE_ALL_F32" if ftype_name == "F32" else f"LLAMA_FTYPE_MOSTLY_{ftype_name}"
     bound = getattr(binding, attr, None)
     if bound is None or int(bound) != int(ftype_value):
-        print(f"QUANTIZE_ERROR the installed llama-cpp-python does not offer {ftype_name} (as file type {ftype_value})", flush=True)
+        emit("error", cause=f"the installed llama-cpp-python does not offer {ftype_name} (as file type {ftype_value})",
+             next_step="Choose another type, or reinstall with scripts/install.sh so the binding and the native tools match.")
         return 3
     binding.llama_backend_init()
     params = binding.llama_model_quantize_default_params()
@@ -66,9 +75,10 @@ def main(argv: list[str]) -> int:
     params.allow_requantize = allow == "1"
     rc = binding.llama_model_quantize(source.encode(), target.encode(), params)
     if rc != 0:
-        print(f"QUANTIZE_ERROR llama_model_quantize returned {rc}", flush=True)
+        emit("error", cause=f"llama_model_quantize returned {rc}",
+             next_step="Check that the input loads (`model-serving inspect`) and that there is disk space.")
         return 4
-    print("QUANTIZE_DONE", flush=True)
+    emit("result", output=target, ftype=int(ftype_value))
     return 0
 
 
