@@ -243,8 +243,10 @@ def _data_start(pos: int, values: dict[str, Any]) -> int:
 def read_header(path: Path) -> GGUFHeader:
     """Parse a GGUF header defensively: a folder, a non-GGUF, truncated or corrupt file gives an InputError."""
     if path.is_dir():  # every verb that takes a GGUF reads its header first: one refusal for them all
-        raise InputError(f"{path} is a folder, not a GGUF file.",
-                         "Pass the .gguf file itself (a checkpoint folder goes to `model-serving export` or `deploy` first).")
+        found = sorted(p.name for p in path.glob("*.gguf"))[:5]
+        inside = f"; it holds {', '.join(found)}" if found else ", and it holds no .gguf file"
+        raise InputError(f"{path} is a directory, not a GGUF file{inside}.",
+                         "Pass the .gguf file itself; a checkpoint folder goes to `model-serving export` or `deploy` first.")
     size = path.stat().st_size
     if size < 24:
         raise _not_gguf(path, f"it is only {size} bytes long")
