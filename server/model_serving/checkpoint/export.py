@@ -16,8 +16,8 @@ import re
 import shutil
 import sys
 import tarfile
-import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -30,7 +30,7 @@ from model_serving.jobs import Progress, run_process
 from model_serving.settings import Settings
 from model_serving.util.artifact import Artifact
 from model_serving.util.filehash import BackgroundHash, HashCache
-from model_serving.util.paths import confine, tree_sha256, write_text_atomic
+from model_serving.util.paths import confine, partial_path, tree_sha256, write_text_atomic
 from model_serving.util.process import launcher_argv
 
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
@@ -106,8 +106,9 @@ def provision_converter(settings: Settings | None = None, progress: Progress | N
 
 def unpack_converter(archive: Path, target: Path) -> Path:
     """Unpack only the converter files of a llama-cpp-python sdist into `target` (run by scripts/install.sh)."""
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp, tarfile.open(archive) as tar:
-        staging = Path(tmp) / "converter"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _partial_folder(target) as tmp, tarfile.open(archive) as tar:
+        staging = tmp / "converter"
         members = tar.getmembers()
         prefix = f"{members[0].name.split('/')[0]}/vendor/llama.cpp/"
         wanted = [m for m in members if m.name.startswith(prefix) and m.name[len(prefix):].startswith(CONVERTER_MEMBERS) and (m.isfile() or m.isdir())]
@@ -120,6 +121,16 @@ def unpack_converter(archive: Path, target: Path) -> Path:
             shutil.rmtree(target)
         os.replace(staging, target)
     return target
+
+
+@contextlib.contextmanager
+def _partial_folder(target: Path) -> Iterator[Path]:
+    """A scratch folder beside `target`, named as a partial `clean` knows; removed whatever happens."""
+    tmp = partial_path(target, folder=True)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def supported_architectures(settings: Settings, converter: Converter) -> set[str]:
