@@ -15,7 +15,7 @@ from model_serving.deploy.context import DeployContext, DeployResult
 from model_serving.deploy.plan import make_plan
 from model_serving.deploy.steps import STEPS
 from model_serving.jobs import Progress
-from model_serving.limits import DeployRequest
+from model_serving.requests import DeployRequest
 from model_serving.settings import Settings
 from model_serving.util.artifact import Artifact
 from model_serving.util.filehash import HashCache
@@ -57,7 +57,7 @@ def set_field(path: Path, field: str, value: object) -> None:
 @pytest.mark.slow
 def test_the_plans_reuse_verdict_is_what_each_step_does(settings: Settings, tiny_checkpoint: Path, tmp_path: Path) -> None:
     request = DeployRequest(source=str(tiny_checkpoint), name="tiny", quant="Q8_0", target="embedded", verify_quality=False,
-                            bench=False, out_dir=str(tmp_path / "d"))
+                            bench=False, output=str(tmp_path / "d"))
     first = planned_and_done(settings, request)
     assert first == {"export": ("run", "done"), "quantize": ("run", "done")}
     assert planned_and_done(settings, request) == {"export": ("reuse", "reused"), "quantize": ("reuse", "reused")}

@@ -15,7 +15,7 @@ from cli_runner import cli_in_process
 from model_serving.deploy.claim import claim_path, deploy_claim
 from model_serving.deploy.pipeline import deploy
 from model_serving.errors import InputError
-from model_serving.limits import DeployRequest
+from model_serving.requests import DeployRequest
 from model_serving.serve.embedded.engine import list_models, stop_model
 from model_serving.settings import Settings
 
@@ -55,7 +55,7 @@ def test_two_deploys_of_one_name_at_once_give_one_engine(settings: Settings, smo
 
 def test_a_claim_refuses_the_plan_and_the_cli_while_held(settings: Settings, smollm2_gguf: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    request = DeployRequest(source=str(smollm2_gguf), name="held", quant="F16", target="embedded", bench=False, plan_only=True)
+    request = DeployRequest(source=str(smollm2_gguf), name="held", quant="F16", target="embedded", bench=False, plan=True)
     with deploy_claim(settings, "held", "another source"):
         with pytest.raises(InputError, match="Another deploy of 'held' is running") as refused:
             deploy(settings, request)
@@ -73,7 +73,7 @@ def test_a_killed_deploys_claim_does_not_block(settings: Settings, smollm2_gguf:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 9
     left = claim_path(settings, "gone")
     assert left.exists() and json.loads(left.read_text())["source"] == "x"
-    request = DeployRequest(source=str(smollm2_gguf), name="gone", quant="F16", target="embedded", bench=False, plan_only=True)
+    request = DeployRequest(source=str(smollm2_gguf), name="gone", quant="F16", target="embedded", bench=False, plan=True)
     assert deploy(settings, request).name == "gone"
     with deploy_claim(settings, "gone", "y"):
         assert json.loads(left.read_text())["source"] == "y"
