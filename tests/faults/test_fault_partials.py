@@ -98,12 +98,12 @@ def test_export_without_a_converter_says_what_to_do(settings: Settings, tmp_path
 
 
 def test_the_installed_converter_matches_the_pinned_sdist(tmp_path: Path) -> None:
-    """scripts/install.sh pins the sdist's sha256; unpack_converter takes only the converter's files from it."""
+    """The toolchain recipe pins the sdist's sha256 (install.sh reads it there); unpack_converter takes only the converter's files."""
     from model_serving.checkpoint.export import unpack_converter
+    from model_serving.toolchain.recipe import SDIST_SHA256
 
-    script = (Path(__file__).parents[2] / "scripts" / "install.sh").read_text()
-    pin = next(line.split("=", 1)[1] for line in script.splitlines() if line.startswith("LLAMA_CPP_PYTHON_SDIST_SHA256="))
-    assert len(pin) == 64 and int(pin, 16) >= 0
+    assert len(SDIST_SHA256) == 64 and int(SDIST_SHA256, 16) >= 0
+    assert "SDIST_SHA256" in (Path(__file__).parents[2] / "scripts" / "install.sh").read_text()
     import tarfile
 
     archive = tmp_path / "fake-sdist.tar.gz"
