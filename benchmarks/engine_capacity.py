@@ -41,7 +41,8 @@ from scripted_server import spawned  # noqa: E402
 from test_connections import _aiohttp_load, _openai_load  # noqa: E402  (one definition of the reuse load)
 
 from model_serving.bench import BenchConfig, quiet, run_benchmark, run_sweep  # noqa: E402
-from model_serving.serve.embedded import engine, native, registry  # noqa: E402
+from model_serving.serve import registry  # noqa: E402
+from model_serving.serve.embedded import engine, native  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 from model_serving.util.process import spawn  # noqa: E402
 

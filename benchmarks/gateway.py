@@ -32,7 +32,7 @@ from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 
 from model_serving.checkpoint.rebuild import smollm2_gguf_path  # noqa: E402
 from model_serving.serve.embedded import engine  # noqa: E402
-from model_serving.serve.gateway import router  # noqa: E402
+from model_serving.serve.gateway import llama_router as router  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 
 BODY = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8, "temperature": 0}

@@ -32,7 +32,7 @@ from model_serving.bench.options import make_config  # noqa: E402
 from model_serving.bench.runner import run_benchmark  # noqa: E402
 from model_serving.checkpoint.rebuild import smollm2_gguf_path  # noqa: E402
 from model_serving.serve.embedded import engine  # noqa: E402
-from model_serving.serve.router.replicas import start_replicas  # noqa: E402
+from model_serving.serve.replicas.vllm_router import start_replicas  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 
 WORKLOAD: dict[str, Any] = {}  # what the levels' bench sent, recorded once

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from model_serving.errors import Cancelled, ServingError
 from model_serving.util.paths import write_text_atomic
-from model_serving.util.process import kill_group, spawn
+from model_serving.util.process import kill_group, pid_alive, spawn
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -151,13 +151,7 @@ def _alive(pid: int | None) -> bool:
     """Whether the server that wrote a record still runs (another server may share this state dir)."""
     if not pid or pid == os.getpid():
         return False  # this process just started: a job recorded under its pid belonged to an earlier life
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def describe_failure(exc: BaseException) -> dict[str, str]:

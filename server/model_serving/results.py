@@ -138,7 +138,7 @@ def _served(m: Any) -> Rendering:
                     + (f" ({len(m.replicas)} replicas behind vllm-router, {m.router})" if m.replicas else "")
                     + (f"; adapters by model name: {', '.join(a.name for a in m.adapters)}" if m.adapters else ""), "ok")
     for a in m.adapters:
-        out.add(f"  adapter {a.name} as model {a.name!r}: {a.gguf_path}")
+        out.add(f"  adapter {a.name} as model {a.name!r}: {a.source}")
     return out
 
 
@@ -189,7 +189,7 @@ def _status(s: Any) -> Rendering:
         out.add(f"  {m.name:26} {'healthy' if e.healthy else m.state:8} {m.base_url:26} {slots:12} rss {human_size(m.rss_bytes)}"
                 + (" (vLLM)" if m.engine == "vllm" else ""))
         for a in m.adapters:  # LoRA adapters on the same engine, each under its own name
-            out.add(f"    adapter {a.name:18} {a.gguf_path}")
+            out.add(f"    adapter {a.name:18} {a.source}")
         for r in e.replicas:  # behind vllm-router (serve/router)
             out.add(f"    replica {r.index}  {r.state:8} {r.base_url:26} {'routed' if r.routed else 'NOT routed':12} pid {r.pid}")
     if s.gateway is not None:  # the one endpoint (serve/gateway)
@@ -509,7 +509,7 @@ def _served_list(models: Any) -> Rendering:
     out = Rendering(_count(models, "model(s) served"))
     for m in models.items:
         out.add(f"{m.name:28} {m.state:8} {m.base_url:26} {m.file_type or '?':8} ctx {m.ctx_size:<6} slots {m.parallel:<3} rss {human_size(m.rss_bytes)}")
-        out.lines.extend(Line(f"  adapter {a.name:19} (model {a.name!r} on the same base_url)  {a.gguf_path}") for a in m.adapters)
+        out.lines.extend(Line(f"  adapter {a.name:19} (model {a.name!r} on the same base_url)  {a.source}") for a in m.adapters)
     return out
 
 

@@ -51,13 +51,13 @@ if TYPE_CHECKING:
     from model_serving.jobs import Progress
     from model_serving.publish.outcome import PublishResult
     from model_serving.quantize.quantizer import QuantizeResult
-    from model_serving.serve.embedded.engine import ServedModel
-    from model_serving.serve.gateway.router import Gateway
+    from model_serving.serve.gateway.llama_router import Gateway
     from model_serving.serve.metrics import MetricsView
     from model_serving.serve.ollama import manage
     from model_serving.serve.ollama.client import ModelEntry, ShowInfo
-    from model_serving.serve.probe import ProbeResult
+    from model_serving.serve.probe_checks import ProbeResult
     from model_serving.serve.register import RegisterResult
+    from model_serving.serve.registry import ServedModel
     from model_serving.serve.status import ServingStatus
     from model_serving.serve.vllm.env import VllmEnvironment
     from model_serving.util.paths import CleanResult
@@ -102,39 +102,29 @@ def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) 
 
 def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
     """Serve a GGUF on llama.cpp or, with engine vllm, an HF checkpoint on vLLM."""
-    from model_serving.serve.embedded.engine import start_model
+    from pathlib import Path
 
-    if req.replicas is not None or req.policy is not None:
-        from model_serving.serve.router.replicas import start_replicas
+    from model_serving.serve.engine_protocol import StartOptions
+    from model_serving.serve.engines import start
 
-        return start_replicas(settings, req.gguf_path, req.name, replicas=req.replicas, policy=req.policy, ctx_size=req.ctx_size,
-                              parallel=req.parallel, threads=req.threads, port=req.port, replace=req.replace, engine=req.engine, lora=req.lora)
-    if req.engine == "vllm":
-        from model_serving.serve.vllm.engine import serve_vllm
-
-        return serve_vllm(settings, req.gguf_path, req.name, lora=req.lora, ctx_size=req.ctx_size, parallel=req.parallel,
-                          threads=req.threads, port=req.port, replace=req.replace)[0]
-    from model_serving.serve.gateway.router import ensure_gateway
-
-    model = start_model(settings, req.gguf_path, req.name, ctx_size=req.ctx_size, parallel=req.parallel, threads=req.threads,
-                        port=req.port, replace=req.replace, lora=req.lora)
-    ensure_gateway(settings)  # the one endpoint lists it too; off with MODEL_SERVING_GATEWAY=off or `serve gateway stop`
-    return model
+    return start(settings, StartOptions(source=Path(req.gguf_path), name=req.name, ctx_size=req.ctx_size, parallel=req.parallel,
+                                        threads=req.threads, port=req.port, replace=req.replace, lora=list(req.lora or []),
+                                        replicas=req.replicas, policy=req.policy, engine=req.engine))
 
 
 def serve_stop(settings: Settings, req: NameRequest) -> ServedModel:
-    """Stop an embedded-engine model."""
-    from model_serving.serve.embedded.engine import stop_model
-    from model_serving.serve.gateway.router import ensure_gateway
+    """Stop a served model, whichever engine serves it."""
+    from model_serving.serve.engines import stop
+    from model_serving.serve.gateway.llama_router import ensure_gateway
 
-    model = stop_model(settings, req.name)
+    model = stop(settings, req.name)
     ensure_gateway(settings)  # the gateway is resized as on a start: the models-max count follows the largest model left
     return model
 
 
 def serve_gateway(settings: Settings, req: GatewayRequest) -> Gateway:
     """One base URL for all models, by name"""
-    from model_serving.serve.gateway import router
+    from model_serving.serve.gateway import llama_router as router
 
     if req.action == "start":
         return router.start_gateway(settings, port=req.port, keep_alive_s=req.keep_alive, memory_budget_gb=req.memory_budget_gb)
@@ -148,7 +138,7 @@ def serve_gateway(settings: Settings, req: GatewayRequest) -> Gateway:
 
 def serve_list(settings: Settings, req: NoInput) -> Listing[ServedModel]:
     """Models the embedded engine serves."""
-    from model_serving.serve.embedded.engine import ServedModel, list_models
+    from model_serving.serve.registry import ServedModel, list_models
 
     return Listing[ServedModel].of(list_models(settings))
 
@@ -304,7 +294,7 @@ def ollama_manage(settings: Settings, req: OllamaManageRequest, progress: Progre
 
 def ollama_probe(settings: Settings, req: OllamaProbeRequest) -> ProbeResult:
     """One chat with an Ollama model: passes when it answers and stops."""
-    from model_serving.serve.ollama.probe import probe_model
+    from model_serving.serve.ollama.ollama_probe import probe_model
 
     return probe_model(settings, req.name, num_predict=req.num_predict)
 

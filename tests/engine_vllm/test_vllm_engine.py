@@ -19,8 +19,8 @@ from mcp import Client
 from vllm_helpers import ADAPTER, SERVED, World, call
 
 from model_serving.mcp.server import create_server
-from model_serving.serve.embedded import registry
-from model_serving.serve.vllm.probe import probe_vllm
+from model_serving.serve import registry
+from model_serving.serve.vllm.vllm_probe import probe_vllm
 
 pytestmark = pytest.mark.slow
 

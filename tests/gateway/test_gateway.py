@@ -19,11 +19,12 @@ from mcp import Client
 
 from model_serving.limits import NameRequest, ServeStartRequest
 from model_serving.mcp.server import create_server
-from model_serving.serve.embedded import native, registry
+from model_serving.serve import registry
+from model_serving.serve.embedded import native
 from model_serving.serve.embedded.engine import free_port, list_models, stop_model
-from model_serving.serve.embedded.registry import Replica, ServedAdapter, ServedModel
 from model_serving.serve.gateway import preset
-from model_serving.serve.gateway.router import _estimate, gateway_status, start_gateway, stop_gateway
+from model_serving.serve.gateway.llama_router import _estimate, gateway_status, start_gateway, stop_gateway
+from model_serving.serve.registry import Replica, ServedAdapter, ServedModel
 from model_serving.settings import Settings
 from model_serving.verbs import serve_start, serve_stop
 

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from model_serving.limits import ServeStartRequest
-from model_serving.serve.embedded import native, registry
+from model_serving.serve import registry
+from model_serving.serve.embedded import native
 from model_serving.serve.embedded.engine import list_models, stop_model
 from model_serving.settings import Settings
 from model_serving.verbs import serve_start

@@ -42,7 +42,7 @@ def test_two_adapters_on_one_engine_each_answer_under_their_own_name(settings: S
     model = serve_start(settings, ServeStartRequest(gguf_path=str(tiny_gguf), name="base", ctx_size=512, parallel=2,
                                                     lora=[f"tuned-a={a}", f"tuned-b={b}"]))
     try:
-        assert [(x.name, x.gguf_path, x.differs_from_base) for x in model.adapters] == [("tuned-a", str(a), True), ("tuned-b", str(b), True)]
+        assert [(x.name, x.source, x.differs_from_base) for x in model.adapters] == [("tuned-a", str(a), True), ("tuned-b", str(b), True)]
         listed = httpx.get(f"{model.base_url}/v1/models", timeout=30).json()
         assert [m["id"] for m in listed["data"]] == ["base", "tuned-a", "tuned-b"]
         first = answer(model.base_url, "base")

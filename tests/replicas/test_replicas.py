@@ -22,8 +22,8 @@ from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress
 from model_serving.mcp.server import create_server
 from model_serving.serve.embedded.engine import list_models, stop_model
-from model_serving.serve.embedded.registry import alive
-from model_serving.serve.router.replicas import router_installed, start_replicas
+from model_serving.serve.registry import alive
+from model_serving.serve.replicas.vllm_router import router_installed, start_replicas
 from model_serving.settings import Settings
 
 pytestmark = pytest.mark.skipif(not router_installed(), reason="vllm-router is not installed (pip install 'model-serving[scale]')")
@@ -173,7 +173,7 @@ def test_a_replica_that_cannot_load_fails_through_the_cli_with_its_log(served: S
 
 def test_more_replicas_than_memory_holds_are_refused(served: Settings, smollm2_gguf: Path) -> None:
     from model_serving.checkpoint.inspect import inspect_gguf
-    from model_serving.serve.router.replicas import _available_bytes
+    from model_serving.serve.replicas.vllm_router import _available_bytes
 
     need = inspect_gguf(smollm2_gguf, ctx_size=524288, parallel=64).memory.total_bytes * 8
     if need <= (_available_bytes() or 0):

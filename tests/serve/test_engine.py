@@ -11,7 +11,7 @@ import pytest
 
 from model_serving.errors import InputError, VerificationFailed
 from model_serving.serve.embedded.engine import list_models, register_embedded, start_model, stop_model
-from model_serving.serve.embedded.probe import probe_model
+from model_serving.serve.embedded.llamacpp_probe import probe_model
 from model_serving.serve.status import serving_status
 from model_serving.settings import Settings
 

@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from model_serving.serve.embedded.engine import start_model, stop_model
-from model_serving.serve.embedded.registry import ServedModel
 from model_serving.serve.metrics import Scrape, fetch, histogram_quantile, merge, metrics_view, normalise, parse, watch
+from model_serving.serve.registry import ServedModel
 from model_serving.settings import Settings
 
 

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from model_serving.errors import InputError
-from model_serving.serve.embedded import native, registry
+from model_serving.serve import registry
+from model_serving.serve.embedded import native
 from model_serving.serve.embedded.engine import start_model, stop_model
 from model_serving.serve.status import serving_status
 from model_serving.settings import Settings

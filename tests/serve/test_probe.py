@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model_serving.serve import probe
+from model_serving.serve import probe_checks as probe
 
 
 def _result(reply: probe.Reply, expected: int | None = 20) -> probe.ProbeResult:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from model_serving.errors import InputError
-from model_serving.serve.embedded import registry
+from model_serving.serve import registry
 from model_serving.serve.embedded.engine import list_models, start_model, stop_model
 from model_serving.settings import Settings
 

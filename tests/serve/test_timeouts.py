@@ -21,9 +21,9 @@ import pytest
 
 from model_serving.errors import ServingError
 from model_serving.jobs import Progress
-from model_serving.serve.embedded import registry
+from model_serving.serve import registry
 from model_serving.serve.embedded.engine import stop_model, wait_healthy
-from model_serving.serve.embedded.probe import probe_model
+from model_serving.serve.embedded.llamacpp_probe import probe_model
 from model_serving.serve.ollama.client import OllamaClient
 from model_serving.serve.ollama.manage import server_status
 from model_serving.serve.status import engine_status

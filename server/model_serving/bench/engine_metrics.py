@@ -7,8 +7,8 @@ cannot tell them apart); a server without /metrics (Ollama) is reported as not a
 from __future__ import annotations
 
 from model_serving.bench.models import BenchConfig, ServerMetrics
-from model_serving.serve.embedded.registry import ServedModel
 from model_serving.serve.metrics import Scrape, fetch, normalise
+from model_serving.serve.registry import ServedModel
 
 COUNTERS = ("prompt_tokens_total", "generation_tokens_total", "requests_completed_total")
 

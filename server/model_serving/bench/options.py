@@ -53,7 +53,7 @@ def make_config(settings: Settings, *, model: str, endpoint: str | None = None, 
                              "Register it (model-serving register) or pass --endpoint URL (or --api ollama).")
         base_url, api = served.base_url, "openai"
         server_pid, engine_build = served.pid, served.engine_build
-        gguf_path = Path(served.gguf_path) if served.engine == "embedded" else None  # vLLM serves a checkpoint folder: no roofline
+        gguf_path = Path(served.source) if served.engine != "vllm" else None  # vLLM serves a checkpoint folder: no roofline
     if gguf:
         gguf_path = confine(gguf, settings.roots, what="GGUF path")
     prompts = confine(prompts_file, settings.roots, what="prompt file") if prompts_file else None

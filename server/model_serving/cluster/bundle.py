@@ -21,8 +21,8 @@ from model_serving.cluster.engines import (
     LLAMACPP_IMAGE,
     PORT,
     VLLM_IMAGE,
-    Engine,
     LlamaCppSizing,
+    ServerRuntime,
     check_lora,
     choose_engine,
     llamacpp_argv,
@@ -58,7 +58,7 @@ HEADERS = {
 class Bundle(BaseModel):
     output: str
     name: str
-    engine: Engine
+    engine: ServerRuntime
     engine_why: str
     model_id: str
     image: str
@@ -72,7 +72,7 @@ class Bundle(BaseModel):
     notes: list[str] = []
 
 
-def _model_id(req: PlanProductionRequest, shape: ModelShape, engine: Engine) -> str:
+def _model_id(req: PlanProductionRequest, shape: ModelShape, engine: ServerRuntime) -> str:
     """The Hub repo the pods pull: the checkpoint for vLLM, a GGUF repo[:QUANT] for llama.cpp."""
     if engine == "llamacpp":
         if not req.model_id:

@@ -18,7 +18,8 @@ from model_serving.cluster.sizing import LOAD_BYTES_PER_S, LORA_MAX_RANK, MIN_MO
 from model_serving.errors import InputError
 from model_serving.gguf.memory import MemoryEstimate, estimate_memory
 
-Engine = Literal["vllm", "llamacpp"]
+# What a cluster node runs (a server image and its argv); not a local serving engine (serve/engines.py).
+ServerRuntime = Literal["vllm", "llamacpp"]
 # Pinned images: a bundle must not change what it runs between two rollouts.
 VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
 LLAMACPP_IMAGE = {"cpu": "ghcr.io/ggml-org/llama.cpp:server", "gpu": "ghcr.io/ggml-org/llama.cpp:server-cuda"}
@@ -33,7 +34,7 @@ MAX_LORAS = 16
 LORA_MODULE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}=[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
-def choose_engine(gpu: GpuSpec) -> tuple[Engine, str]:
+def choose_engine(gpu: GpuSpec) -> tuple[ServerRuntime, str]:
     if gpu.kind == "datacenter":
         return "vllm", f"{gpu.name} is a datacenter GPU: vLLM batches many users on it (paged KV cache, tensor parallelism)"
     where = "a CPU node" if gpu.kind == "cpu" else f"one consumer GPU ({gpu.name})"

@@ -10,9 +10,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from model_serving.limits import DeployRequest
+from model_serving.serve.engine_names import DeployTarget
 from model_serving.settings import Settings
 
-Engine = Literal["embedded", "ollama", "vllm"]
+Engine = DeployTarget  # the engine a deploy ends on: one of serve/engines.py's names
 SourceKind = Literal["default", "checkpoint", "gguf", "hub", "adapter"]
 
 

@@ -32,7 +32,7 @@ from model_serving.requests import (
     ServeStartRequest,
 )
 from model_serving.serve.embedded.engine import ServedModel
-from model_serving.serve.gateway.router import Gateway
+from model_serving.serve.gateway.llama_router import Gateway
 from model_serving.serve.metrics import MetricsView
 from model_serving.serve.register import RegisterResult
 from model_serving.serve.status import ServingStatus

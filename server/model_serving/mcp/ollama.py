@@ -15,7 +15,7 @@ from model_serving.mcp.runtime import READ_ONLY, ToolSpec, writes
 from model_serving.requests import CheckModelfileRequest, ModelfileRequest, OllamaManageRequest, OllamaNameRequest, OllamaProbeRequest
 from model_serving.serve.ollama import manage
 from model_serving.serve.ollama.client import ShowInfo
-from model_serving.serve.probe import ProbeResult
+from model_serving.serve.probe_checks import ProbeResult
 
 TOOLS = [
     ToolSpec(verbs.ollama_show, "ollama_show", OllamaNameRequest, ShowInfo, READ_ONLY),

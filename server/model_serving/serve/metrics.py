@@ -17,7 +17,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
-from model_serving.serve.embedded.registry import ServedModel, get_model, list_models
+from model_serving.serve.registry import ServedModel, get_model, list_models
 from model_serving.settings import Settings
 
 SCRAPE_TIMEOUT_S = 3.0
@@ -54,7 +54,7 @@ ENGINES = {
         generation_tokens="vllm:generation_tokens_total", kv_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
         requests="vllm:request_success_total", ttft="vllm:time_to_first_token_seconds", e2e="vllm:e2e_request_latency_seconds"),
 }
-KIND_ALIASES = {"embedded": "llamacpp", "llama.cpp": "llamacpp", "llamacpp": "llamacpp", "vllm": "vllm"}
+KIND_ALIASES = {"embedded": "llamacpp", "replicas": "llamacpp", "llama.cpp": "llamacpp", "llamacpp": "llamacpp", "vllm": "vllm"}
 
 
 @dataclass

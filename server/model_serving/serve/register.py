@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
-from model_serving.serve.embedded.engine import ServedModel, register_embedded
-from model_serving.serve.gateway.router import ensure_gateway
+from model_serving.serve.embedded.engine import ServedModel, gguf_file, register_embedded
+from model_serving.serve.gateway.llama_router import ensure_gateway
 from model_serving.serve.ollama.plan import TemplateMode
 from model_serving.serve.ollama.register import OllamaRegistration, register_gguf
-from model_serving.serve.probe import ProbeResult
+from model_serving.serve.probe_checks import ProbeResult
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
@@ -39,7 +39,7 @@ def register(settings: Settings, gguf: str | Path, name: str, *, target: Target 
              ctx_size: int = 2048, parallel: int = 4, replace: bool = False, quantize: str | None = None, system: str | None = None,
              template: TemplateMode = "auto", adapter: str | Path | None = None, progress: Progress | None = None) -> RegisterResult:
     """Serve (embedded) or register (Ollama) `gguf` as `name`, then probe it; `parallel` is the embedded engine's slots only."""
-    gguf_path = confine(gguf, settings.roots, what="GGUF file")
+    gguf_path = gguf_file(settings, gguf)
     source = confine(source_dir, settings.roots, what="checkpoint folder") if source_dir is not None else None
     if target == "embedded":
         given = [flag for flag, value in (("source_dir", source), ("quantize", quantize), ("system", system), ("adapter", adapter)) if value is not None]

@@ -7,11 +7,11 @@ from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError
 from model_serving.serve.embedded import native
-from model_serving.serve.embedded.registry import ServedModel, list_models
-from model_serving.serve.gateway.router import Gateway, gateway_status
+from model_serving.serve.gateway.llama_router import Gateway, gateway_status
 from model_serving.serve.metrics import Scrape, fetch
 from model_serving.serve.ollama.manage import ServerStatus, server_status
-from model_serving.serve.router.replicas import ReplicaStatus, replica_status
+from model_serving.serve.registry import ServedModel, list_models
+from model_serving.serve.replicas.vllm_router import ReplicaStatus, replica_status
 from model_serving.serve.vllm.env import VllmEnvironment
 from model_serving.serve.vllm.env import find as find_vllm
 from model_serving.settings import Settings

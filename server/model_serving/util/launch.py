@@ -38,6 +38,11 @@ def die_with_parent() -> None:
         os._exit(137)  # the parent is already gone: end as if the signal had fired
 
 
+def set_parent_death() -> None:
+    """Arm the parent-death signal and nothing else: a `preexec_fn` for a single-threaded parent's own child."""
+    _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
 def outlive_parent() -> None:
     """Undo `die_with_parent`: for a child that becomes a daemon once it is ready (the engine worker)."""
     if sys.platform.startswith("linux"):

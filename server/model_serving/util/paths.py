@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError, PathNotAllowed
+from model_serving.util.process import start_time
 
 _CHUNK = 1 << 20
 
@@ -84,25 +84,8 @@ _PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<start>\d+)\.[^.]+\.par
 SIDECAR_SUFFIXES = (".export.json", ".json")  # `<output>.json` (quantize), `<output>.export.json` (export)
 
 
-def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        if sys.platform.startswith("linux"):
-            return None
-        try:
-            os.kill(pid, 0)  # no /proc: the pid alone has to do
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return 0
-    return int(stat.rpartition(")")[2].split()[19])
-
-
 def _owner_tag() -> str:
-    return f"{os.getpid()}-{_start_time(os.getpid()) or 0}"
+    return f"{os.getpid()}-{start_time(os.getpid()) or 0}"
 
 
 def partial_path(final: Path, *, folder: bool = False) -> Path:
@@ -123,7 +106,7 @@ def partial_state(path: Path) -> str:
     match = _PARTIAL.match(path.name)
     if not match:
         return "unknown"
-    start = _start_time(int(match["pid"]))
+    start = start_time(int(match["pid"]))
     return "live" if start is not None and start in (0, int(match["start"])) else "stale"
 
 

@@ -127,7 +127,8 @@ def spawn(argv: Sequence[str | os.PathLike[str]], supervisor: Supervisor | None 
     return proc
 
 
-__all__ = ["PARENT_ENV", "child_env", "die_with_parent", "is_secret", "kill_group", "launcher_argv", "native_argv", "outlive_parent", "python_argv", "spawn"]
+__all__ = ["PARENT_ENV", "child_env", "die_with_parent", "is_secret", "kill_group", "launcher_argv", "native_argv", "outlive_parent", "pid_alive",
+           "python_argv", "spawn", "start_time"]
 
 
 def kill_group(proc: subprocess.Popen[Any]) -> None:
@@ -138,3 +139,45 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None when it is gone.
+
+    Where there is no /proc (not Linux), 0 for a pid that exists: the pid alone has to do there."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        if sys.platform.startswith("linux"):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return 0
+    return int(stat.rpartition(")")[2].split()[19])
+
+
+def pid_alive(pid: int | None, *, started: int | None = None, markers: Sequence[str] = ()) -> bool:
+    """The one liveness check: `pid` runs, and is the process we mean, not a recycled pid.
+
+    `started` (a `start_time` taken from the process when it was recorded) must match; where `markers` are given its
+    command line must hold one of them. Without /proc, the pid alone decides."""
+    if not pid or pid <= 0:
+        return False
+    now = start_time(pid)
+    if now is None:
+        return False
+    if now == 0:
+        return True  # no /proc to tell a recycled pid apart
+    if started is not None and started not in (0, now):
+        return False
+    if markers:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return any(marker.encode() in cmdline for marker in markers)
+    return True

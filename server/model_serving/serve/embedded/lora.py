@@ -16,8 +16,8 @@ import httpx
 from model_serving.errors import InputError, ServingError
 from model_serving.gguf.adapter import check_lora
 from model_serving.gguf.info import GGUFInfo
-from model_serving.serve import probe
-from model_serving.serve.embedded.registry import ServedAdapter, ServedModel, check_name
+from model_serving.serve import probe_checks as probe
+from model_serving.serve.registry import ServedAdapter, ServedModel, check_name
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
@@ -38,7 +38,7 @@ def parse_lora(settings: Settings, items: list[str], base_name: str, base: GGUFI
                              "Give every adapter a name of its own, different from --name.")
         file = confine(path, settings.roots, what="adapter file")
         check_lora(base, file)
-        adapters.append(ServedAdapter(name=name, gguf_path=str(file)))
+        adapters.append(ServedAdapter(name=name, source=str(file)))
     return adapters
 
 
@@ -73,10 +73,10 @@ def same_as_base(adapters: list[ServedAdapter]) -> list[str]:
     return [a.name for a in adapters if a.differs_from_base is False]
 
 
-def lora_argv(adapters: list[ServedAdapter], engine_port: int, native_server: Path | None = None) -> list[str]:
+def lora_argv(adapters: list[ServedAdapter], engine_port: int, native_server: Path | None) -> list[str]:
     """The worker's arguments for the adapters: each NAME=PATH, llama.cpp's own port behind the front, and the native
-    llama-server the worker runs as its child (else the xllamacpp wheel in the worker itself)."""
+    llama-server the worker runs as its child."""
     if not adapters:
         return []
-    return ([arg for a in adapters for arg in ("--lora", f"{a.name}={Path(a.gguf_path)}")] + ["--engine-port", str(engine_port)]
-            + (["--native", str(native_server)] if native_server else []))
+    return ([arg for a in adapters for arg in ("--lora", f"{a.name}={Path(a.source)}")] + ["--engine-port", str(engine_port)]
+            + ["--native", str(native_server)])

@@ -1,24 +1,27 @@
-"""One served model: llama.cpp's own server (via the xllamacpp wheel) in a process of its own.
+"""A model served with LoRA adapters: the model-name front (front.py) before the natively built llama-server.
 
-Started and supervised by `model_serving.serve.embedded.engine`; it prints one READY line with its address, then
-serves until SIGTERM. Running each model in its own process keeps a crash or an OOM contained and
-lets `serve stop` free the memory for certain.
-
-With adapters and `--native SERVER` the worker runs the model-name front (front.py) and the natively built
-llama-server as its own child on `--engine-port`: armed with the parent-death signal (util/process.native_argv),
-ended on our SIGTERM, and watched, so the worker exits when it dies. One pid per served model stays true.
+Started and supervised by `model_serving.serve.embedded.engine`. It runs llama-server as its own child on `--engine-port`
+(armed with the parent-death signal, util/process.native_argv, ended on our SIGTERM, and watched, so the worker exits
+when it dies), serves the front on `--port`, and says `ready` (util/child.py) once both answer. One pid per served
+model stays true.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
+import asyncio
 import subprocess
 import sys
-import threading
+import time
+from pathlib import Path
 from typing import Any
 
-from model_serving.util.process import die_with_parent, outlive_parent
+import httpx
+
+from model_serving.serve.embedded import native
+from model_serving.serve.embedded.front import serve
+from model_serving.util import child as protocol
+from model_serving.util.process import die_with_parent, native_argv, outlive_parent, spawn
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,81 +34,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--lora", action="append", default=[], metavar="NAME=PATH", help="a LoRA adapter GGUF served under NAME")
-    parser.add_argument("--engine-port", type=int, default=0, help="with --lora: llama.cpp's own port, behind the front on --port")
-    parser.add_argument("--native", default=None, metavar="LLAMA_SERVER", help="with --lora: run this llama-server as our child")
+    parser.add_argument("--engine-port", type=int, required=True, help="llama.cpp's own port, behind the front on --port")
+    parser.add_argument("--native", required=True, metavar="LLAMA_SERVER", help="the llama-server to run as our child")
     args = parser.parse_args(argv)
-    if args.native and args.lora:
-        sys.exit(_serve_native(args))
-
-    import xllamacpp as xlc
-
-    params = xlc.CommonParams()
-    params.model.path = args.model
-    params.model_alias = {args.alias}
-    params.hostnames = ["127.0.0.1"]  # never reachable from another machine
-    params.port = args.engine_port if args.lora else args.port
-    params.n_ctx = args.ctx_size
-    params.n_parallel = args.parallel
-    params.cont_batching = True
-    params.endpoint_metrics = True
-    params.endpoint_slots = True
-    params.use_jinja = True  # the GGUF's own chat template, rendered as the model's authors wrote it
-    if args.threads > 0:
-        params.cpuparams.n_threads = args.threads
-        params.cpuparams_batch.n_threads = args.threads
-    lora = [spec.split("=", 1) for spec in args.lora]
-    if lora:
-        params.lora_adapters = [_adapter(xlc, path) for _, path in lora]
-        params.lora_init_without_apply = True  # every adapter at scale 0: a request picks its own by name (front.py)
-    server = xlc.Server(params)
-    if lora:
-        _serve_front(args.port, args.engine_port, args.alias, [name for name, _ in lora])
-        del server
-        sys.exit(0)
-    outlive_parent()  # serving now: the registry owns us, and `serve stop` ends us
-    print(f"READY {server.listening_address}", flush=True)
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    del server
-    sys.exit(0)
-
-
-def _adapter(xlc: Any, path: str) -> Any:
-    info = xlc.CommonAdapterLoraInfo()
-    info.path, info.scale = path, 0.0  # the scale at rest; without 0 llama.cpp applies it to every request
-    return info
+    sys.exit(_serve_native(args))
 
 
 def _serve_front(port: int, engine_port: int, base: str, adapters: list[str], child: Any = None) -> None:
     """The model-name front on `port` until SIGTERM (or until `child`, the llama.cpp server, exits); llama.cpp stays on `engine_port`."""
-    import asyncio
-
-    from model_serving.serve.embedded.front import serve
-
     def ready() -> None:
-        outlive_parent()
-        print(f"READY 127.0.0.1:{port} (llama.cpp on 127.0.0.1:{engine_port})", flush=True)
+        outlive_parent()  # serving now: the registry owns us, and `serve stop` ends us
+        protocol.emit("ready", url=f"http://127.0.0.1:{port}", engine_url=f"http://127.0.0.1:{engine_port}")
 
     asyncio.run(serve(port, f"http://127.0.0.1:{engine_port}", base, adapters, ready, child=child))
 
 
 def _serve_native(args: argparse.Namespace) -> int:
     """The native llama-server with every adapter at scale 0, as our child, behind the front; its exit code is ours."""
-    from pathlib import Path
-
-    from model_serving.serve.embedded import native
-    from model_serving.util.process import native_argv, spawn
-
     build = native.Build("native", Path(args.native), "native")
     argv = [*native.server_argv(build, Path(args.model), alias=args.alias, port=args.engine_port, ctx_size=args.ctx_size,
                                 parallel=args.parallel, threads=args.threads or 1),
             *(a for spec in args.lora for a in _at_rest(spec.split("=", 1)[1]))]
     armed = native_argv(argv[0], *argv[1:])  # it dies with us, even on SIGKILL
     if armed is None:
-        print("util-linux's setpriv is missing: the native llama-server could not be tied to this worker", file=sys.stderr, flush=True)
+        protocol.emit("error", cause="util-linux's setpriv is missing: the native llama-server could not be tied to this worker.",
+                      next_step="Install util-linux (it provides setpriv), then start the model again.")
         return 2
     # Our stdout is the model's log: llama.cpp writes into it too. The environment is ours (engine.py set OMP_WAIT_POLICY).
     child = spawn(armed, stdout=sys.stdout, text=False)
@@ -133,10 +86,6 @@ def _at_rest(path: str) -> tuple[str, str]:
 
 def _loaded(child: subprocess.Popen, port: int) -> bool:
     """Wait until llama.cpp answers /health on `port` (the start's own timeout in engine.py bounds this), or it exits."""
-    import time
-
-    import httpx
-
     while child.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2.0).status_code == 200:

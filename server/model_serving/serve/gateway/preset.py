@@ -20,8 +20,8 @@ from collections.abc import Callable
 import httpx
 from pydantic import BaseModel, Field
 
-from model_serving.serve.embedded import registry
-from model_serving.serve.embedded.registry import ServedModel
+from model_serving.serve import registry
+from model_serving.serve.registry import ServedModel
 from model_serving.settings import Settings
 
 RELOAD_TIMEOUT_S = 10.0
@@ -55,15 +55,15 @@ def entries(models: list[ServedModel]) -> tuple[list[PresetEntry], list[str]]:
     found: dict[str, PresetEntry] = {}
     skipped: list[str] = []
     for m in sorted(models, key=lambda m: m.started_at):
-        if m.engine != "embedded":
-            continue
         if m.router:  # server-models.cpp proxies only to instances it spawned itself: no section can name a URL
             skipped.append(f"{m.name}: {len(m.replicas)} replicas behind vllm-router stay on their own URL {m.base_url}/v1 "
                            "(llama.cpp's router mode routes only to instances it starts, not to a running server)")
             continue
-        common = {"gguf_path": m.gguf_path, "ctx_size": m.ctx_size, "parallel": m.parallel, "threads": m.threads}
+        if m.engine != "embedded":
+            continue
+        common = {"gguf_path": m.source, "ctx_size": m.ctx_size, "parallel": m.parallel, "threads": m.threads}
         for entry in [PresetEntry(name=m.name, **common),
-                      *(PresetEntry(name=a.name, lora=a.gguf_path, adapter_of=m.name, **common) for a in m.adapters)]:
+                      *(PresetEntry(name=a.name, lora=a.source, adapter_of=m.name, **common) for a in m.adapters)]:
             if router_id(entry.name) in found:
                 taken = found[router_id(entry.name)]
                 skipped.append(f"{entry.name}: the router's id {router_id(entry.name)} is taken by {taken.adapter_of or 'a model'} {taken.name}")

@@ -26,7 +26,7 @@ from model_serving.serve.ollama.fidelity import FidelityReport, GoRenderer
 from model_serving.serve.ollama.modelfile import Modelfile
 from model_serving.serve.ollama.plan import Quantizer, TemplateChoice, TemplateMode, build_modelfile, plan_quantize
 from model_serving.serve.ollama.verify import StoredModel, prove
-from model_serving.serve.probe import ProbeResult
+from model_serving.serve.probe_checks import ProbeResult
 from model_serving.settings import Settings, is_loopback_url
 from model_serving.util.filehash import HashCache
 from model_serving.util.paths import confine

@@ -17,9 +17,9 @@ from model_serving.errors import VerificationFailed
 from model_serving.jobs import Progress
 from model_serving.serve.ollama.client import OllamaClient
 from model_serving.serve.ollama.fidelity import FidelityReport, GoRenderer, check_live, check_rendered, to_ollama_messages
+from model_serving.serve.ollama.ollama_probe import gguf_tokenizer, probe_model
 from model_serving.serve.ollama.plan import ModelfilePlan
-from model_serving.serve.ollama.probe import gguf_tokenizer, probe_model
-from model_serving.serve.probe import PROBE_MESSAGES, ProbeResult, expected_tokens
+from model_serving.serve.probe_checks import PROBE_MESSAGES, ProbeResult, expected_tokens
 from model_serving.settings import Settings
 
 

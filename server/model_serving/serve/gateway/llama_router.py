@@ -10,11 +10,11 @@ and KV cache freed, the process kept) after `sleep-idle-seconds` without a reque
 divided by the largest registered model's estimate (gguf/memory.py). It is fixed when the router
 starts, so a model added or removed that changes the count restarts the gateway.
 
-A name served by replicas (serve/router) is not a gateway model: the router proxies only to instances it
+A name served by replicas (serve/replicas) is not a gateway model: the router proxies only to instances it
 spawned (server-models.cpp has no remote model), so `status` names it with its own URL (preset.entries).
 
-The xllamacpp wheel has no router mode: without the native build the gateway is refused, and each
-model keeps its own port (which stays for one release beside the gateway).
+Starts, restarts and stops are serialised by the gateway's lock (registry.gateway_lock): two deploys that finish at
+once resize it one after the other, never start two routers.
 """
 
 from __future__ import annotations
@@ -30,14 +30,16 @@ from pydantic import BaseModel, Field
 from model_serving.checkpoint.inspect import inspect_gguf
 from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress
-from model_serving.serve.embedded import native, registry
-from model_serving.serve.embedded.engine import _port_free, free_port, terminate, wait_healthy
-from model_serving.serve.embedded.registry import GatewayRecord
+from model_serving.serve import registry
+from model_serving.serve.embedded import native
+from model_serving.serve.engine_protocol import StartOptions
 from model_serving.serve.gateway import preset
 from model_serving.serve.gateway.preset import PresetEntry
-from model_serving.serve.router.replicas import _available_bytes
+from model_serving.serve.metrics import ModelMetrics
+from model_serving.serve.probe_checks import ProbeResult
+from model_serving.serve.processes import available_bytes, free_port, healthy, launch, port_free, terminate, wait_healthy
+from model_serving.serve.registry import GatewayRecord
 from model_serving.settings import Settings
-from model_serving.util.process import spawn
 
 DEFAULT_PORT = 8090
 DEFAULT_KEEP_ALIVE_S = 300  # Ollama's default keep-alive: five minutes
@@ -108,7 +110,7 @@ def _argv(build: native.Build, record: GatewayRecord) -> list[str]:
 
 def _port(settings: Settings, port: int | None, previous: GatewayRecord | None, on_demand: bool) -> int:
     chosen = port or (previous.port if previous else DEFAULT_PORT)
-    if _port_free(chosen) or (previous is not None and chosen == previous.port and previous.state == "running"):
+    if port_free(chosen) or (previous is not None and chosen == previous.port and previous.state == "running"):
         return chosen  # our own router just stopped there: its closed connections may hold the port a while, its successor binds with SO_REUSEPORT (cpp-httplib)
     if port is None and on_demand:
         return free_port()  # a start on demand never fails a register for a taken default port; status shows the URL
@@ -119,15 +121,22 @@ def _port(settings: Settings, port: int | None, previous: GatewayRecord | None, 
 def start_gateway(settings: Settings, *, port: int | None = None, keep_alive_s: int | None = None, memory_budget_gb: float | None = None,
                   on_demand: bool = False, progress: Progress | None = None) -> Gateway:
     """Start (or restart with new settings) the router on 127.0.0.1 and wait until it answers /health."""
+    with registry.gateway_lock(settings):
+        return _start_gateway(settings, port=port, keep_alive_s=keep_alive_s, memory_budget_gb=memory_budget_gb, on_demand=on_demand,
+                              progress=progress)
+
+
+def _start_gateway(settings: Settings, *, port: int | None, keep_alive_s: int | None, memory_budget_gb: float | None,
+                   on_demand: bool, progress: Progress | None) -> Gateway:
     progress = progress or Progress()
     build = require_native(settings)
     previous = registry.load_gateway(settings)
     port = _port(settings, port, previous, on_demand)  # before a running gateway stops: a refused port leaves it up
     if previous is not None and previous.state == "running":
-        stop_gateway(settings, keep_on_demand=True)
+        _stop_gateway(settings, keep_on_demand=True)
     keep_alive_s = keep_alive_s or (previous.keep_alive_s if previous else DEFAULT_KEEP_ALIVE_S)
     budget = int(memory_budget_gb * 2**30) if memory_budget_gb else (previous.memory_budget_bytes if previous and previous.memory_budget_bytes
-                                                                     else _available_bytes() or 8 * 2**30)
+                                                                     else available_bytes() or 8 * 2**30)
     items, _ = preset.write(settings, keep_alive_s)
     models_max, largest = sizing(items, budget)
     log_path = registry.gateway_path(settings, ".log")
@@ -136,11 +145,9 @@ def start_gateway(settings: Settings, *, port: int | None = None, keep_alive_s: 
                            keep_alive_s=keep_alive_s, models_max=models_max, memory_budget_bytes=budget, largest_model_bytes=largest)
     progress.update(0.1, f"starting the gateway (llama.cpp router) on 127.0.0.1:{port}")
     registry.gateway_path(settings, "-cache").mkdir(exist_ok=True)
-    with log_path.open("wb") as log:
-        # Its own group, the scrubbed environment; an empty model cache, so it lists only our preset's models, not llama.cpp's downloads.
-        # The instances it starts inherit its OpenMP settings, the same as a per-model engine (util/process.openmp_env).
-        proc = spawn(_argv(build, record), stdout=log, text=False,
-                     env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache")), **native.env()})
+    # Its own group, the scrubbed environment; an empty model cache, so it lists only our preset's models, not llama.cpp's downloads.
+    # The instances it starts inherit its OpenMP settings, the same as a per-model engine (util/process.openmp_env).
+    proc = launch(_argv(build, record), log_path, env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache")), **native.env()})
     wait_healthy(proc, "the gateway", record.base_url, log_path, progress, timeout_s=START_TIMEOUT_S, what="llama.cpp router",
                  hint="a port taken between the check and the start, or an unreadable preset, are the usual causes")
     record.pid = proc.pid
@@ -151,6 +158,11 @@ def start_gateway(settings: Settings, *, port: int | None = None, keep_alive_s: 
 
 def stop_gateway(settings: Settings, *, keep_on_demand: bool = False) -> Gateway:
     """Stop the router and its model instances; unless restarting, serve start / register no longer start it."""
+    with registry.gateway_lock(settings):
+        return _stop_gateway(settings, keep_on_demand=keep_on_demand)
+
+
+def _stop_gateway(settings: Settings, *, keep_on_demand: bool) -> Gateway:
     record = registry.load_gateway(settings)
     if record is None:
         return Gateway(running=False, on_demand=keep_on_demand, note="no gateway was started")
@@ -170,10 +182,15 @@ def ensure_gateway(settings: Settings) -> Gateway | None:
     """
     if os.environ.get(OFF_ENV, "").strip().lower() in ("off", "0", "false", "no"):
         return None
+    if native.find(settings).kind != "native":
+        return None
+    with registry.gateway_lock(settings):
+        return _ensure(settings)
+
+
+def _ensure(settings: Settings) -> Gateway | None:
     record = registry.load_gateway(settings)
     if record is not None and not record.on_demand:
-        return None
-    if native.find(settings).kind != "native":
         return None
     if not preset.entries(registry.list_models(settings))[0] and (record is None or record.state != "running"):
         return None  # nothing the gateway could serve (the last one removed, or only replicas): it starts with the next model
@@ -183,7 +200,7 @@ def ensure_gateway(settings: Settings) -> Gateway | None:
             if sizing(items, record.memory_budget_bytes)[0] == record.models_max:
                 preset.reload(record.base_url)
                 return gateway_status(settings)
-        return start_gateway(settings, on_demand=True)
+        return _start_gateway(settings, port=None, keep_alive_s=None, memory_budget_gb=None, on_demand=True, progress=None)
     except ServingError as exc:  # the model is served on its own port either way; status shows the gateway down
         log.warning("the gateway did not start on demand: %s %s", exc.cause, exc.next_step)
         return None
@@ -214,3 +231,41 @@ def gateway_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -
                    keep_alive_s=record.keep_alive_s, memory_budget_bytes=record.memory_budget_bytes, largest_model_bytes=record.largest_model_bytes,
                    on_demand=record.on_demand, pid=record.pid if record.state == "running" else None, log_path=record.log_path,
                    preset_path=record.preset_path, skipped=skipped, note=note)
+
+
+class GatewayEngine:
+    """llama.cpp's router mode: one URL for every registered GGUF model, each loaded on its first request."""
+
+    name = "gateway"
+    description = "the gateway: llama.cpp's router mode, one URL for every model, loaded on demand (native build)"
+
+    def argv(self, settings: Settings, options: StartOptions, port: int) -> list[str]:
+        record = GatewayRecord(base_url=f"http://127.0.0.1:{port}", port=port, pid=0, log_path="", preset_path=str(registry.gateway_path(settings, ".ini")),
+                               started_at="", keep_alive_s=DEFAULT_KEEP_ALIVE_S, models_max=LLAMA_DEFAULT_MODELS_MAX, memory_budget_bytes=0)
+        return _argv(require_native(settings), record)
+
+    def start(self, settings: Settings, options: StartOptions, progress: Progress) -> Gateway:
+        return start_gateway(settings, port=options.port, progress=progress)
+
+    def stop(self, settings: Settings, name: str) -> Gateway:
+        return stop_gateway(settings)
+
+    def health(self, settings: Settings, name: str) -> bool:
+        record = registry.load_gateway(settings)
+        return record is not None and record.state == "running" and healthy(record.base_url)
+
+    def readiness(self, settings: Settings, name: str) -> str:
+        """The router's own state of the model `name` (unloaded, loading, loaded, sleeping), or the gateway's."""
+        status = gateway_status(settings)
+        found = [m.state for m in status.models if name in (m.name, m.registered_as)]
+        return found[0] if found else ("ready" if status.running else "dead")
+
+    def probe(self, settings: Settings, name: str) -> ProbeResult:
+        raise InputError("The gateway is probed through each model's own engine, not as a whole.",
+                         f"Probe the model on its engine: `model-serving register` proves {name} when it starts.")
+
+    def metrics(self, settings: Settings, name: str) -> ModelMetrics:
+        record = registry.load_gateway(settings)
+        url = record.base_url if record else ""
+        return ModelMetrics(name=name, engine="gateway", base_url=url, available=False,
+                            reason="llama.cpp's router mode keeps each model's metrics in its instance; read the model's own engine")

@@ -1,4 +1,6 @@
-"""One probe for every engine: a served model must answer, stop by itself, and see its whole prompt.
+"""The probe every engine shares: a served model must answer, stop by itself, and see its whole prompt.
+
+How each engine asks is its own `*_probe.py` (embedded/llamacpp_probe, vllm/vllm_probe, ollama/ollama_probe).
 
 Each engine supplies only how to ask (send the messages, hand back a `Reply`) and how to count
 tokens; the checks and the result are the same for both. The prompt-token check compares the
@@ -10,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from model_serving.serve.engine_names import DeployTarget
 from model_serving.util.chat_template import render
 
 PROBE_MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "What is the capital of France? Answer in one short sentence."}]
@@ -23,7 +26,7 @@ Tokenize = Callable[[str, bool], list[int]]
 class ProbeResult(BaseModel):
     """Evidence that a served model chats as its template says: it answers, stops, and sees every prompt token."""
 
-    engine: Literal["embedded", "ollama", "vllm"]
+    engine: DeployTarget
     model: str
     ok: bool
     problems: list[str] = Field(default_factory=list)
@@ -93,7 +96,7 @@ def check(reply: Reply, *, expected_prompt_tokens: int | None, max_tokens: int) 
     return problems, truncated, double_bos
 
 
-def result(engine: Literal["embedded", "ollama", "vllm"], model: str, reply: Reply, *, expected_prompt_tokens: int | None, max_tokens: int,
+def result(engine: DeployTarget, model: str, reply: Reply, *, expected_prompt_tokens: int | None, max_tokens: int,
            messages: list[dict[str, Any]], seconds: float, extra_problems: list[str] | None = None, **details: Any) -> ProbeResult:
     """Run the shared checks on an engine's reply and build the one result shape."""
     problems, truncated, double_bos = check(reply, expected_prompt_tokens=expected_prompt_tokens, max_tokens=max_tokens)

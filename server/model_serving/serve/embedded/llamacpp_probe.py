@@ -16,8 +16,8 @@ import jinja2
 
 from model_serving.checkpoint.inspect import GGUFInfo, inspect_gguf
 from model_serving.errors import ServingError
-from model_serving.serve import probe
-from model_serving.serve.embedded.registry import ServedModel, get_model
+from model_serving.serve import probe_checks as probe
+from model_serving.serve.registry import ServedModel, get_model
 from model_serving.settings import Settings
 from model_serving.util.chat_template import TemplateRejected
 
@@ -70,11 +70,17 @@ def _ask(client: httpx.Client, model: ServedModel, messages: list[dict[str, Any]
 def probe_model(settings: Settings, name: str, *, max_tokens: int = 96, messages: list[dict[str, Any]] | None = None,
                 timeout_s: float = PROBE_TIMEOUT_S) -> probe.ProbeResult:
     """Ask one question; the model must answer, stop on its own, and see the prompt its template defines."""
-    model = get_model(settings, name)
+    return probe_served(get_model(settings, name), max_tokens=max_tokens, messages=messages, timeout_s=timeout_s)
+
+
+def probe_served(model: ServedModel, *, max_tokens: int = 96, messages: list[dict[str, Any]] | None = None,
+                 timeout_s: float = PROBE_TIMEOUT_S) -> probe.ProbeResult:
+    """`probe_model` on a record in hand (a replica's, say): its base_url is the llama.cpp server asked."""
+    name = model.name
     if model.state != "running":
-        raise ServingError(f"The engine process for {name} is not running.", f"Register it again: model-serving register {model.gguf_path} --name {name}")
+        raise ServingError(f"The engine process for {name} is not running.", f"Register it again: model-serving register {model.source} --name {name}")
     messages = messages or probe.PROBE_MESSAGES
-    info = inspect_gguf(Path(model.gguf_path))
+    info = inspect_gguf(Path(model.source))
     started = time.perf_counter()
     with httpx.Client(base_url=model.base_url, timeout=timeout_s) as client:
         rendered, matches, expected, problems = _template_evidence(client, model, info, messages)

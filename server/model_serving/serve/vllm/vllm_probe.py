@@ -16,8 +16,8 @@ import jinja2
 
 from model_serving.checkpoint.inspect import chat_template, read_json
 from model_serving.errors import ServingError
-from model_serving.serve import probe
-from model_serving.serve.embedded.registry import ServedModel, get_model
+from model_serving.serve import probe_checks as probe
+from model_serving.serve.registry import ServedModel, get_model
 from model_serving.settings import Settings
 from model_serving.util.chat_template import TemplateRejected, render
 
@@ -65,7 +65,7 @@ def probe_vllm(settings: Settings, name: str, *, max_tokens: int = 96, messages:
         raise ServingError(f"{name} is not a running vLLM model.", "Start it: model-serving serve start CHECKPOINT --engine vllm --name NAME")
     messages = messages or probe.PROBE_MESSAGES
     started = time.perf_counter()
-    ours, our_ids, problems = reference_prompt(Path(model.gguf_path), messages)
+    ours, our_ids, problems = reference_prompt(Path(model.source), messages)
     with httpx.Client(base_url=model.base_url, timeout=timeout_s) as client:
         served = _post(client, model, "/tokenize", {"model": name, "messages": messages, "add_generation_prompt": True})
         ids = served.get("tokens") or []

@@ -21,11 +21,15 @@ from pydantic import BaseModel, Field
 from model_serving.checkpoint.inspect import GGUFInfo
 from model_serving.errors import Cancelled, InputError, ServingError
 from model_serving.jobs import Progress
+from model_serving.serve import processes, registry
 from model_serving.serve.embedded import engine as embedded
-from model_serving.serve.embedded import registry
-from model_serving.serve.embedded.registry import Replica, ServedModel
+from model_serving.serve.embedded.llamacpp_probe import probe_served
+from model_serving.serve.engine_base import RecordedEngine
+from model_serving.serve.engine_protocol import StartOptions
+from model_serving.serve.probe_checks import ProbeResult
+from model_serving.serve.registry import Replica, ServedModel
 from model_serving.settings import Settings
-from model_serving.util.process import python_argv, spawn
+from model_serving.util.process import python_argv
 from model_serving.util.units import human_size
 
 POLICIES = ("round_robin", "power_of_two", "cache_aware")
@@ -36,7 +40,7 @@ DEFAULT_POLICY = "round_robin"
 HEALTH_INTERVAL_S = 2  # the router's default is 60 s: a dead replica would take minutes to drop
 HEALTH_FAILURES = 2    # consecutive failed checks before a replica leaves the rotation
 ROUTER_START_TIMEOUT_S = 90.0
-ROUTER_MODULE = "model_serving.serve.router.worker"
+ROUTER_MODULE = "model_serving.serve.replicas.router_worker"
 INSTALL_HINT = "Install the scale extra: pip install 'model-serving[scale]' (or EXTRAS=scale scripts/install.sh)."
 
 
@@ -54,22 +58,12 @@ def router_installed() -> bool:
     return importlib.util.find_spec("vllm_router") is not None and importlib.util.find_spec("vllm_router_rs") is not None
 
 
-def _available_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 def check_fits(info: GGUFInfo, replicas: int, ctx_size: int) -> None:
     """Refuse N replicas whose estimate (gguf/memory.py, per engine: weights, KV, allowance) exceeds available RAM.
 
     Counted in full per replica: llama.cpp may repack weights into its own buffers, so a shared mmap is not promised.
     """
-    available = _available_bytes()
+    available = processes.available_bytes()
     if info.memory is None or available is None:
         return
     need = replicas * info.memory.total_bytes
@@ -82,7 +76,7 @@ def check_fits(info: GGUFInfo, replicas: int, ctx_size: int) -> None:
 
 def _router_argv(port: int, workers: list[ServedModel], policy: str) -> list[str]:
     return python_argv(ROUTER_MODULE, "--port", str(port), "--worker-urls", *(w.base_url for w in workers), "--policy", policy,
-                       "--prometheus-port", str(embedded.free_port()),  # the default 29000 would collide between two routers
+                       "--prometheus-port", str(processes.free_port()),  # the default 29000 would collide between two routers
                        "--health-check-interval-secs", str(HEALTH_INTERVAL_S), "--health-failure-threshold", str(HEALTH_FAILURES),
                        "--worker-startup-check-interval", "1", "--worker-startup-timeout-secs", "60")
 
@@ -90,10 +84,9 @@ def _router_argv(port: int, workers: list[ServedModel], policy: str) -> list[str
 def _start_router(settings: Settings, name: str, port: int, workers: list[ServedModel], policy: str, progress: Progress) -> int:
     log_path = registry.log_path(settings, name)
     progress.update(None, f"starting vllm-router ({policy}) for {name} on 127.0.0.1:{port}")
-    with log_path.open("wb") as log:
-        proc = spawn(_router_argv(port, workers, policy), stdout=log, text=False, env={"NO_COLOR": "1"})
-    embedded.wait_healthy(proc, name, f"http://127.0.0.1:{port}", log_path, progress, timeout_s=ROUTER_START_TIMEOUT_S, what="vllm-router",
-                        hint="a port taken between the check and the start, or a replica that stopped answering, are the usual causes")
+    proc = processes.launch(_router_argv(port, workers, policy), log_path, env={"NO_COLOR": "1"})
+    processes.wait_healthy(proc, name, f"http://127.0.0.1:{port}", log_path, progress, timeout_s=ROUTER_START_TIMEOUT_S, what="vllm-router",
+                           hint="a port taken between the check and the start, or a replica that stopped answering, are the usual causes")
     return proc.pid
 
 
@@ -105,17 +98,10 @@ def _start_replica(settings: Settings, gguf_path: str | Path, name: str, index: 
         raise
     except ServingError as exc:
         if not exc.detail and not isinstance(exc, InputError):
-            exc.detail = _tail(registry.replica_log_path(settings, name, index))
+            exc.detail = processes.log_tail(registry.replica_log_path(settings, name, index))
         kind = InputError if isinstance(exc, InputError) else ServingError
         raise kind(f"Replica {index + 1} of {replicas} for {name} failed to start: {exc.cause}",
                         f"{exc.next_step} Nothing of {name} was left running.", detail=exc.detail) from exc
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def _check_request(replicas: int | None, policy: str, engine_name: str, lora: list[str] | None) -> int:
@@ -139,27 +125,27 @@ def start_replicas(settings: Settings, gguf_path: str | Path, name: str, *, repl
     progress = progress or Progress()
     policy = policy or DEFAULT_POLICY
     replicas = _check_request(replicas, policy, engine, lora)
-    path, info = embedded._checked_gguf(settings, gguf_path, name, ctx_size, parallel)  # confined, name and numbers checked
+    path, info = embedded.checked_gguf(settings, gguf_path, name, ctx_size, parallel)  # confined, name and numbers checked
     check_fits(info, replicas, ctx_size)
-    port = embedded._make_room(settings, name, port, replace)
     # The cores are shared: N engines each using every core would thrash, so each gets its share.
     threads = threads or max(1, (os.cpu_count() or 2) // replicas)
-    started: list[ServedModel] = []
-    try:
-        for i in range(replicas):
-            span = progress.span(i / (replicas + 1), (i + 1) / (replicas + 1))
-            started.append(_start_replica(settings, path, name, i, replicas, span, ctx_size=ctx_size, parallel=parallel, threads=threads))
-        pid = _start_router(settings, name, port, started, policy, progress)
-    except BaseException:
-        for replica in started:
-            embedded.terminate(replica.pid, grace_s=5.0)
-        raise
-    first = started[0]
-    rows = [Replica(**r.model_dump(include=set(Replica.model_fields))) for r in started]
-    model = first.model_copy(update={"base_url": f"http://127.0.0.1:{port}", "port": port, "pid": pid, "router": policy, "replicas": rows,
-                                     "log_path": str(registry.log_path(settings, name)), "rss_bytes": registry.rss(pid),
-                                     "started_at": datetime.now(UTC).isoformat(timespec="seconds")})
-    registry.save(settings, model)
+    with registry.claim(settings, name):
+        port = registry.make_room(settings, name, port, replace)
+        started: list[ServedModel] = []
+        try:
+            for i in range(replicas):
+                span = progress.span(i / (replicas + 1), (i + 1) / (replicas + 1))
+                started.append(_start_replica(settings, path, name, i, replicas, span, ctx_size=ctx_size, parallel=parallel, threads=threads))
+            pid = _start_router(settings, name, port, started, policy, progress)
+        except BaseException:
+            for replica in started:
+                processes.terminate(replica.pid, grace_s=5.0)
+            raise
+        rows = [Replica(**r.model_dump(include=set(Replica.model_fields))) for r in started]
+        model = started[0].model_copy(update={"base_url": f"http://127.0.0.1:{port}", "port": port, "pid": pid, "router": policy,
+                                              "replicas": rows, "engine": "replicas", "log_path": str(registry.log_path(settings, name)),
+                                              "rss_bytes": processes.rss(pid), "started_at": datetime.now(UTC).isoformat(timespec="seconds")})
+        registry.save(settings, model)
     progress.update(1.0, f"{name} is served by {replicas} replicas behind vllm-router at {model.base_url}")
     return model
 
@@ -179,12 +165,34 @@ def replica_status(model: ServedModel, *, timeout_s: float = 3.0) -> tuple[bool,
     routed = routed_workers(model.base_url, timeout_s=timeout_s) if model.state == "running" else None
     rows = []
     for i, replica in enumerate(model.replicas):
-        healthy = False
-        if replica.state == "running":
-            try:
-                healthy = httpx.get(f"{replica.base_url}/health", timeout=timeout_s).status_code == 200
-            except httpx.HTTPError:
-                healthy = False
+        healthy = replica.state == "running" and processes.healthy(replica.base_url, timeout_s)
         rows.append(ReplicaStatus(index=i, base_url=replica.base_url, pid=replica.pid, state=replica.state, healthy=healthy,
                                   routed=bool(routed and routed.get(replica.base_url)), log_path=replica.log_path))
     return routed is not None, rows
+
+
+class ReplicasEngine(RecordedEngine):
+    """N llama.cpp engines of one GGUF behind vllm-router, one URL under one name."""
+
+    name = "replicas"
+    description = "llama.cpp replicas behind vllm-router: one GGUF, N processes, one URL (`--replicas N`, the scale extra)"
+
+    def argv(self, settings: Settings, options: StartOptions, port: int) -> list[str]:
+        """The router's argv; each replica runs the embedded engine's own."""
+        return _router_argv(port, [], options.policy or DEFAULT_POLICY)
+
+    def start(self, settings: Settings, options: StartOptions, progress: Progress) -> ServedModel:
+        return start_replicas(settings, options.source, options.name, replicas=options.replicas, policy=options.policy,
+                              ctx_size=options.ctx_size, parallel=options.parallel, threads=options.threads, port=options.port,
+                              replace=options.replace, engine=options.engine, lora=options.lora or None, progress=progress)
+
+    def health(self, settings: Settings, name: str) -> bool:
+        answers, rows = replica_status(registry.get_model(settings, name))
+        return answers and any(r.routed for r in rows)
+
+    def probe(self, settings: Settings, name: str) -> ProbeResult:
+        """The first replica's llama.cpp (the router forwards only the OpenAI routes, not /apply-template or /tokenize)."""
+        model = registry.get_model(settings, name)
+        if not model.replicas:
+            raise ServingError(f"{name} is not served by replicas.", "Probe it with its own engine (`model-serving serve list` names it).")
+        return probe_served(model.model_copy(update={"base_url": model.replicas[0].base_url}))

@@ -9,22 +9,16 @@ which is how the registry tells our router from a recycled pid.
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import socket
 import subprocess
 import sys
 import time
 
-from model_serving.util.launch import die_with_parent, outlive_parent
+from model_serving.util import child as protocol
+from model_serving.util.launch import die_with_parent, outlive_parent, set_parent_death
 
 READY_TIMEOUT_S = 60.0
-_PR_SET_PDEATHSIG = 1
-
-
-def _router_dies_with_us() -> None:
-    # Runs in the forked router child before exec: this process is single-threaded, so preexec_fn is safe here.
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 def _listening(port: int) -> bool:
@@ -41,18 +35,19 @@ def main(argv: list[str]) -> None:
         sys.exit("usage: worker.py --port PORT ROUTER-ARGS...")
     port = int(argv[1])
     cmd = [sys.executable, "-m", "vllm_router.launch_router", "--host", "127.0.0.1", "--port", str(port), *argv[2:]]
-    router = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_router_dies_with_us)  # noqa: PLW1509
+    router = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=set_parent_death)  # noqa: PLW1509 (single-threaded here)
     signal.signal(signal.SIGTERM, lambda *_: router.terminate())
     signal.signal(signal.SIGINT, lambda *_: router.terminate())
     deadline = time.monotonic() + READY_TIMEOUT_S
     while router.poll() is None and not _listening(port):
         if time.monotonic() > deadline:
             router.kill()
-            sys.exit("vllm-router did not listen within 60 s")
+            protocol.emit("error", cause=f"vllm-router did not listen within {READY_TIMEOUT_S:.0f} s.", next_step="Read the router's log above.")
+            sys.exit(1)
         time.sleep(0.1)
     if router.poll() is None:
         outlive_parent()  # serving now: the registry owns us, and `serve stop` ends us
-        print(f"READY 127.0.0.1:{port}", flush=True)
+        protocol.emit("ready", url=f"http://127.0.0.1:{port}")
     sys.exit(router.wait())
 
 

@@ -1,7 +1,7 @@
 """How the probe asks Ollama: one chat after unloading the model, plus its listed capabilities.
 
 Unloading first means no cached prompt prefix hides tokens from `prompt_eval_count`. The checks
-themselves (answers, stops, prompt token count) are `model_serving.serve.probe`'s; here Ollama
+themselves (answers, stops, prompt token count) are `model_serving.serve.probe_checks`'s; here Ollama
 also must list the `tools` capability when the template supports tools.
 """
 
@@ -11,7 +11,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from model_serving.serve import probe
+from model_serving.serve import probe_checks as probe
 from model_serving.serve.ollama.client import OllamaClient
 from model_serving.settings import Settings
 
