@@ -19,7 +19,7 @@ from mcp import Client
 from vllm_helpers import ADAPTER, SERVED, World, call
 
 from model_serving.mcp.server import create_server
-from model_serving.serve import registry
+from model_serving.serve import processes
 from model_serving.serve.vllm.vllm_probe import probe_vllm
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def test_serve_start_records_a_vllm_model_with_its_adapter(vllm_world: World) ->
     assert served["gguf_path"] == str(vllm_world.checkpoint)
     assert [a["name"] for a in served["adapters"]] == [ADAPTER]
     assert served["base_url"].startswith("http://127.0.0.1:")
-    assert registry.alive(served["pid"]) and served["rss_bytes"] > 500 << 20  # vLLM's server and engine core together
+    assert processes.alive(served["pid"]) and served["rss_bytes"] > 500 << 20  # vLLM's server and engine core together
     models = httpx.get(f"{served['base_url']}/v1/models", timeout=30).json()
     assert {m["id"] for m in models["data"]} == {SERVED, ADAPTER}
 
@@ -96,7 +96,7 @@ def test_zz_cli_serve_stop_ends_every_vllm_process(vllm_world: World, capsys: py
     assert len(_running_in_group(pid)) >= 2  # the launcher, vLLM's server (and its engine core)
     code, out, err = cli_in_process(capsys, *vllm_world.cli("serve", "stop", SERVED))
     assert code == 0, err
-    assert not registry.alive(pid)
+    assert not processes.alive(pid)
     for _ in range(100):  # SIGKILL is delivered asynchronously; what is left must go, not merely be asked to
         if not _running_in_group(pid):
             break

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, web
 
-from model_serving.serve.embedded.engine import free_port
 from model_serving.serve.embedded.front import make_app
+from model_serving.serve.processes import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -1,7 +1,7 @@
 """Adapters on the natively built llama-server: the worker runs the name front and llama-server as its child.
 
 One pid per served model (the worker's) stays true: the native server dies with the worker, even on SIGKILL, and
-the worker ends when the native server dies. The xllamacpp wheel keeps serving adapters in the worker itself.
+the worker ends when the native server dies. Without the native build nothing is served, and the refusal says why.
 Real llama.cpp, real GGUF LoRAs (peft, then llama.cpp's converter).
 """
 
@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from model_serving.errors import ServingError
 from model_serving.limits import ServeStartRequest
-from model_serving.serve import registry
+from model_serving.serve import processes
 from model_serving.serve.embedded import native
 from model_serving.serve.embedded.engine import list_models, stop_model
 from model_serving.settings import Settings
@@ -46,9 +47,9 @@ def cmdline(pid: int) -> str:
 
 def wait_gone(pid: int) -> bool:
     deadline = time.monotonic() + GONE_TIMEOUT_S
-    while registry.alive(pid) and time.monotonic() < deadline:
+    while processes.alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    return not registry.alive(pid)
+    return not processes.alive(pid)
 
 
 @pytest.fixture
@@ -112,14 +113,10 @@ def test_serve_stop_ends_the_worker_and_its_native_server(settings: Settings, na
     assert wait_gone(model.pid) and wait_gone(engine) and list_models(settings) == []
 
 
-def test_the_wheel_still_serves_adapters_in_the_worker_itself(settings: Settings, tiny_gguf: Path, tiny_lora_ggufs: tuple[Path, Path],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_native_build_a_start_is_refused_and_names_the_install(settings: Settings, tiny_gguf: Path,
+                                                                           tiny_lora_ggufs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODEL_SERVING_ENGINE_BUILD", "xllamacpp")
     wheel = Settings.from_env(roots=[str(r) for r in settings.roots], home=str(settings.home))
-    model = _start(wheel, tiny_gguf, tiny_lora_ggufs)
-    try:
-        assert model.engine_build.startswith("xllamacpp") and children(model.pid) == []
-        first = answer(model.base_url, "base")
-        assert answer(model.base_url, "tuned-a") != first and answer(model.base_url, "base") == first
-    finally:
-        stop_model(wheel, "base")
+    with pytest.raises(ServingError, match="natively built llama-server") as refused:
+        _start(wheel, tiny_gguf, tiny_lora_ggufs)
+    assert "scripts/install.sh" in refused.value.next_step and list_models(wheel) == []

@@ -22,7 +22,7 @@ from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress
 from model_serving.mcp.server import create_server
 from model_serving.serve.embedded.engine import list_models, stop_model
-from model_serving.serve.registry import alive
+from model_serving.serve.processes import alive
 from model_serving.serve.replicas.vllm_router import router_installed, start_replicas
 from model_serving.settings import Settings
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from model_serving.errors import InputError
-from model_serving.serve import registry
+from model_serving.serve import processes
 from model_serving.serve.embedded import native
 from model_serving.serve.embedded.engine import start_model, stop_model
 from model_serving.serve.status import serving_status
@@ -46,7 +46,7 @@ def test_the_native_build_serves_on_loopback_and_the_record_says_so(settings: Se
         assert served.engine_build and served.engine_build.startswith("native (llama.cpp ") and native.llama_cpp_revision() in served.engine_build
         argv = Path(f"/proc/{served.pid}/cmdline").read_bytes().split(b"\0")
         assert argv[0].endswith(b"/llama-server") and argv[argv.index(b"--host") + 1] == b"127.0.0.1"
-        assert registry.alive(served.pid)
+        assert processes.alive(served.pid)
         reply = httpx.post(f"{served.base_url}/v1/chat/completions", timeout=120,
                            json={"model": "native-smol", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
         assert reply.status_code == 200 and reply.json()["model"] == "native-smol"
@@ -55,7 +55,7 @@ def test_the_native_build_serves_on_loopback_and_the_record_says_so(settings: Se
         assert [e.model.engine_build for e in status.engine if e.healthy] == [served.engine_build]
     finally:
         stop_model(settings, served.name)
-    assert not registry.alive(served.pid)
+    assert not processes.alive(served.pid)
 
 
 def test_busy_cores_sees_other_work_and_openmp_keeps_its_default(monkeypatch: pytest.MonkeyPatch) -> None:

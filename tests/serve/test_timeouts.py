@@ -22,10 +22,11 @@ import pytest
 from model_serving.errors import ServingError
 from model_serving.jobs import Progress
 from model_serving.serve import registry
-from model_serving.serve.embedded.engine import stop_model, wait_healthy
+from model_serving.serve.embedded.engine import stop_model
 from model_serving.serve.embedded.llamacpp_probe import probe_model
 from model_serving.serve.ollama.client import OllamaClient
 from model_serving.serve.ollama.manage import server_status
+from model_serving.serve.processes import ENGINE_MARKERS, wait_healthy
 from model_serving.serve.status import engine_status
 from model_serving.settings import Settings
 
@@ -83,7 +84,7 @@ def hanging_worker(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Po
 
     def start(mode: str = "silent") -> tuple[subprocess.Popen, int]:
         port = _free_port()
-        proc = subprocess.Popen([sys.executable, str(script), registry.WORKER_MODULE, mode, str(port)], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, str(script), ENGINE_MARKERS[0], mode, str(port)], stdout=subprocess.PIPE, text=True)
         started.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "LISTENING"
         return proc, port

@@ -79,11 +79,11 @@ def require_native(settings: Settings) -> native.Build:
     build = native.find(settings)
     if build.kind != "native" or build.server is None:
         raise ServingError(f"The gateway needs llama.cpp's router mode, which only the natively built llama-server has; this install has {build.describe}.",
-                           "Rerun scripts/install.sh to build it, or use each model's own port (`model-serving serve list`).")
+                           "Rerun scripts/install.sh: it compiles llama.cpp and says why when the compile fails.")
     return build
 
 
-def _estimate(entry: PresetEntry) -> int:
+def estimate(entry: PresetEntry) -> int:
     info = inspect_gguf(Path(entry.gguf_path), ctx_size=entry.ctx_size, parallel=entry.parallel)
     total = info.memory.total_bytes if info.memory else info.size_bytes
     return total + (Path(entry.lora).stat().st_size if entry.lora else 0)
@@ -94,7 +94,7 @@ def sizing(items: list[PresetEntry], budget_bytes: int) -> tuple[int, int | None
     sizes = []
     for entry in items:
         try:
-            sizes.append(_estimate(entry))
+            sizes.append(estimate(entry))
         except (OSError, ServingError):
             continue  # a GGUF gone from disk: the router reports that model's failed load
     if not sizes:
