@@ -111,6 +111,106 @@ def floor_of(module: str) -> int:
     raise AssertionError(f"{module} is on no floor: add its top-level name to FLOORS")
 
 
+# Inside serve/: the process layer and the registry at the bottom, the engine table at the top. A unit is a module
+# directly under serve/ or a sub-package; it may import its own floor and the floors below.
+SERVE_FLOORS: list[set[str]] = [
+    {"__init__", "engine_names", "processes"},
+    {"probe_checks"},
+    {"registry"},
+    {"metrics"},
+    {"engine_protocol", "engine_base"},
+    {"embedded", "vllm", "ollama"},  # one engine each: none imports another
+    {"replicas", "gateway"},  # built on the embedded engine
+    {"engines", "register", "status"},
+]
+
+
+def serve_unit(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[:2] != ["model_serving", "serve"]:
+        return None
+    return parts[2] if len(parts) > 2 else "__init__"
+
+
+def serve_floor(unit: str) -> int:
+    for number, names in enumerate(SERVE_FLOORS):
+        if unit in names:
+            return number
+    raise AssertionError(f"serve.{unit} is on no floor of serve/: add it to SERVE_FLOORS")
+
+
+def test_inside_serve_every_import_points_down_and_no_engine_imports_another() -> None:
+    wrong = []
+    for a, targets in graph().items():
+        ua = serve_unit(a)
+        for b in targets:
+            ub = serve_unit(b)
+            if ua is None or ub is None or ua == ub:
+                continue
+            fa, fb = serve_floor(ua), serve_floor(ub)
+            if fb > fa or (fb == fa and fa == serve_floor("embedded")):
+                wrong.append(f"{a} -> {b}")
+    assert wrong == []
+
+
+def private_imports(path: Path, name: str, modules: set[str]) -> list[str]:
+    """`from M import _x` of another module, and `m._x` on a module imported by name: a private name crossing modules."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    aliases: set[str] = set()
+    found = []
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                if f"{base}.{alias.name}" in modules:
+                    aliases.add(alias.asname or alias.name)
+                elif alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{name}: from {base} import {alias.name}")
+        elif isinstance(node, ast.Import):
+            aliases.update(a.asname for a in node.names if a.asname)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"{name}: {node.value.id}.{node.attr}")
+    return found
+
+
+# Crossings outside serve/ that predate this check, each to be made public (or moved) by its floor's owner. The list only
+# shrinks: a new crossing fails, and so does a fixed one still listed here.
+KNOWN_PRIVATE_CROSSINGS = {
+    "model_serving.gguf.adapter: from model_serving.gguf.header import _U32",
+    "model_serving.gguf.adapter: from model_serving.gguf.header import _U64",
+    "model_serving.gguf.adapter: from model_serving.gguf.header import _Cursor",
+    "model_serving.gguf.adapter: from model_serving.gguf.header import _preamble",
+    "model_serving.gguf.adapter: from model_serving.gguf.header import _read_metadata",
+    "model_serving.checkpoint.lora_gguf: from model_serving.checkpoint.export import _explain_failure",
+    "model_serving.cluster.cost: from model_serving.bench.plots import _pyplot",
+    "model_serving.cluster.cost: from model_serving.bench.plots import _save",
+    "model_serving.bench.compare: from model_serving.bench.plots import _pyplot",
+    "model_serving.bench.compare: from model_serving.bench.plots import _save",
+}
+
+
+def test_no_private_name_crosses_modules() -> None:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    crossing = {hit for name, path in files.items() for hit in private_imports(path, name, set(files))}
+    assert crossing - KNOWN_PRIVATE_CROSSINGS == set()
+    assert KNOWN_PRIVATE_CROSSINGS - crossing == set(), "fixed: remove these from KNOWN_PRIVATE_CROSSINGS"
+    assert not any(".serve." in hit.partition(":")[0] for hit in crossing)
+
+
+def test_the_private_import_check_finds_one(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("from model_serving.serve import processes\nfrom model_serving.util.paths import _owner_tag\nprocesses._hidden()\n")
+    modules = {"model_serving.serve.processes", "model_serving.util.paths"}
+    assert private_imports(source, "model_serving.x.m", modules) == ["model_serving.x.m: from model_serving.util.paths import _owner_tag",
+                                                                    "model_serving.x.m: processes._hidden"]
+
+
 def test_no_import_cycles() -> None:
     assert strongly_connected(graph()) == []
 
