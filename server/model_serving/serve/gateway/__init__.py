@@ -1,1 +1,1 @@
-"""One endpoint for every model: llama.cpp's server in router mode (`preset.py`: what it serves, `router.py`: the process)."""
+"""One endpoint for every model: llama.cpp's server in router mode (`preset.py`: what it serves, `llama_router.py`: the process)."""
