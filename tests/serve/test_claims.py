@@ -29,7 +29,7 @@ with registry.claim(settings, "held"):
 """
 
 
-def test_two_starts_of_one_name_at_once_give_one_engine_and_a_refusal_naming_the_winner(settings: Settings, tiny_gguf: Path,
+def test_two_starts_of_one_name_at_once_give_one_engine_and_a_refusal_naming_the_winner(settings: Settings, smollm2_gguf: Path,
                                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODEL_SERVING_GATEWAY", "off")  # the gateway has its own tests; here only the name's engine and record count
     barrier = threading.Barrier(2)
@@ -39,7 +39,7 @@ def test_two_starts_of_one_name_at_once_give_one_engine_and_a_refusal_naming_the
     def start() -> None:
         barrier.wait()
         try:
-            won.append(serve_start(settings, ServeStartRequest(gguf_path=str(tiny_gguf), name="twin", ctx_size=256, parallel=1)))
+            won.append(serve_start(settings, ServeStartRequest(gguf_path=str(smollm2_gguf), name="twin", ctx_size=256, parallel=1)))
         except InputError as exc:
             lost.append(exc)
 

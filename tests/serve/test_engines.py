@@ -38,10 +38,10 @@ def test_an_unknown_engine_is_refused_with_the_known_ones() -> None:
     assert "embedded, vllm, replicas, gateway, ollama" in refused.value.next_step
 
 
-def test_the_llama_cpp_engine_says_its_argv_without_starting(settings: Settings, tiny_gguf: Path) -> None:
+def test_the_llama_cpp_engine_says_its_argv_without_starting(settings: Settings, smollm2_gguf: Path) -> None:
     engine = engines.engine("embedded")
     try:
-        argv = engine.argv(settings, StartOptions(source=tiny_gguf, name="a", ctx_size=256, parallel=1, threads=1), 8123)
+        argv = engine.argv(settings, StartOptions(source=smollm2_gguf, name="a", ctx_size=256, parallel=1, threads=1), 8123)
     except Exception as exc:  # noqa: BLE001 - without the native build the refusal itself is the answer
         assert "natively built llama-server" in str(exc)
         return
