@@ -173,10 +173,10 @@ def test_a_replica_that_cannot_load_fails_through_the_cli_with_its_log(served: S
 
 def test_more_replicas_than_memory_holds_are_refused(served: Settings, smollm2_gguf: Path) -> None:
     from model_serving.checkpoint.inspect import inspect_gguf
-    from model_serving.serve.replicas.vllm_router import _available_bytes
+    from model_serving.serve.processes import available_bytes
 
     need = inspect_gguf(smollm2_gguf, ctx_size=524288, parallel=64).memory.total_bytes * 8
-    if need <= (_available_bytes() or 0):
+    if need <= (available_bytes() or 0):
         pytest.skip("this machine has room for 8 replicas at the largest context")
     with pytest.raises(InputError, match="8 replicas need about") as refused:
         start_replicas(served, smollm2_gguf, "rep", replicas=8, ctx_size=524288, parallel=64)
