@@ -101,12 +101,13 @@ def start_model(settings: Settings, gguf_path: str | Path, name: str, *, ctx_siz
     path, info = checked_gguf(settings, gguf_path, name, ctx_size, parallel)
     adapters = parse_lora(settings, lora, name, info) if lora else []
     if replica is not None:
-        return _start(settings, path, info, name, adapters, ctx_size, parallel, threads, processes.free_port(), progress,
-                      start_timeout_s, replica)
-    with registry.claim(settings, name):
-        port = registry.make_room(settings, name, port, replace)
-        model = _start(settings, path, info, name, adapters, ctx_size, parallel, threads, port, progress, start_timeout_s, None)
-        registry.save(settings, model)
+        model = _start(settings, path, info, name, adapters, ctx_size, parallel, threads, processes.free_port(), progress,
+                       start_timeout_s, replica)
+    else:
+        with registry.claim(settings, name):
+            port = registry.make_room(settings, name, port, replace)
+            model = _start(settings, path, info, name, adapters, ctx_size, parallel, threads, port, progress, start_timeout_s, None)
+            registry.save(settings, model)
     progress.update(1.0, f"{name} is served at {model.base_url}")
     return model
 
