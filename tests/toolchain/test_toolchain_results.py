@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from model_serving.bench.options import make_config
-from model_serving.serve.embedded import registry
+from model_serving.serve import registry
 from model_serving.serve.registry import ServedModel
 from model_serving.serve.status import engine_build_at
 from model_serving.settings import Settings
