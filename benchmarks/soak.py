@@ -52,7 +52,7 @@ from model_serving.bench.probe import rss_bytes  # noqa: E402
 from model_serving.bench.prompts import PromptSpec, fixed_prompts  # noqa: E402
 from model_serving.checkpoint.rebuild import smollm2_gguf_path  # noqa: E402
 from model_serving.serve.embedded import engine  # noqa: E402
-from model_serving.serve.embedded.registry import ServedModel  # noqa: E402
+from model_serving.serve.registry import ServedModel  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 
 RSS_GROWTH_TARGET_PERCENT = 5.0
