@@ -344,10 +344,11 @@ def who_is_wrong(name: str, ours: dict[str, Any], peer: dict[str, Any], rows: di
             notes.append(f"{who} counted {counted} output tokens per request where {w.output_tokens} were asked with ignore_eos: "
                          "either the server ignored ignore_eos or the client counts tokens its own way (text re-tokenized, "
                          "one per stream chunk), which moves its TPOT and output throughput")
-    sent, served = peer.get("mean_input_tokens"), ours.get("server_prompt_tokens")
-    if sent is not None and served and abs(sent / served - 1) > TOLERANCE:
-        notes.append(f"{name} counted {sent} prompt tokens per request, the server prefilled {served} for ours: the chat "
-                     "template adds tokens no client counts, or the two workloads differ in length; TTFT follows the prefilled count")
+    theirs, mine = peer.get("mean_input_tokens"), ours.get("mean_input_tokens")
+    if theirs is not None and mine and abs(theirs / mine - 1) > TOLERANCE:
+        counted = "its tokenizer's count of the prompt text, before the chat template" if name == "vllm" else "the server's usage count"
+        notes.append(f"prompt tokens per request: ours {mine} (the server's usage count, chat template included), {name} {theirs} "
+                     f"({counted}); where both are usage counts the workloads differ in length and TTFT follows the longer one")
     if not rows["median_ttft_ms"]["within_5_percent"] and rows["median_tpot_ms"]["within_5_percent"]:
         notes.append("TTFT disagrees while TPOT agrees: the clients stop the TTFT clock at different events (the role-only "
                      "first chunk, the first content token) or send prompts of different lengths")
