@@ -367,15 +367,19 @@ def _on_four_bit_grid(path: Path) -> bool:
     keep their 16 levels through any float conversion (rounding maps 16 values to at most 16).
     """
     import numpy as np
-    from gguf import GGUFReader
 
     try:
+        from gguf import GGUFReader  # a dependency; without it the label just names the file
+
         tensor = next((t for t in GGUFReader(path).tensors if t.name == GRID_TENSOR), None)
-    except (ValueError, OSError, KeyError):
+    except (ImportError, ValueError, OSError, KeyError):
         return False
     if tensor is None or tensor.tensor_type.name not in ("F16", "BF16", "F32") or tensor.data.size < 32 * 64:
         return False
-    blocks = np.sort(np.asarray(tensor.data).reshape(-1)[:32 * 512].reshape(-1, 32), axis=1)
+    weights = np.asarray(tensor.data).reshape(-1)
+    if tensor.tensor_type.name == "BF16" and weights.dtype == np.uint8:  # the reader hands BF16 over as raw bytes
+        weights = weights.view(np.uint16)
+    blocks = np.sort(weights[:32 * 512].reshape(-1, 32), axis=1)
     return int((1 + (np.diff(blocks, axis=1) != 0).sum(axis=1)).max()) <= GRID_LEVELS
 
 
