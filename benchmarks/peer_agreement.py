@@ -38,7 +38,7 @@ for extra in ("server", "benchmarks"):
     if str(ROOT / extra) not in sys.path:
         sys.path.insert(0, str(ROOT / extra))
 
-from _bench_meta import LoadWatch, write_report  # noqa: E402
+from _bench_meta import LoadWatch, engine_build, workload, write_report  # noqa: E402
 
 from model_serving.settings import Settings  # noqa: E402
 
@@ -339,7 +339,7 @@ def agreement(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     for metric in METRICS:
         a, b = ours.get(metric), peer.get(metric)
         ratio = b / a if a and b is not None else None
-        rows[metric] = {"ours": a, "peer": b, "ratio": round(ratio, 4) if ratio is not None else None,
+        rows[metric] = {"ours": a, "theirs": b, "ratio": round(ratio, 4) if ratio is not None else None,
                         "within_5_percent": ratio is not None and abs(ratio - 1) <= TOLERANCE}
     return rows
 
@@ -426,11 +426,19 @@ def main(argv: list[str] | None = None) -> int:
     clients = clients_for(settings, [p for p in args.peers.split(",") if p])
     watches: list[LoadWatch] = []
     engines = {engine: engine_report(settings, engine, checkpoint, clients, w, work, watches) for engine in args.engines.split(",") if engine}
-    report = {"workload": {**asdict(w), "route": "chat (/v1/chat/completions)", "ignore_eos": True, "temperature": 0,
-                           "prompts": "unique random prompts per request, per client"},
+    rows = [{"engine": engine, "peer": peer, "metric": metric, **values, "noise_tolerance": e["noise_tolerance"][peer][metric]}
+            for engine, e in engines.items() for peer, metrics in e["agreement"].items() for metric, values in metrics.items()]
+    report = {"settings": {**asdict(w), "route": "chat (/v1/chat/completions)", "temperature": 0},
               "tolerance": TOLERANCE, "quick": args.quick, "definitions": {k: v for k, v in DEFINITIONS.items() if k in clients},
-              "engines": engines, "agree": all(e["agree"] for e in engines.values())}
-    write_report(args.out, report, watches)
+              "engines": engines, "rows": rows, "agree": all(e["agree"] for e in engines.values()),
+              "who_is_wrong": [f"{engine}, {peer}: {note}" for engine, e in engines.items() for peer, notes in e["who_is_wrong"].items()
+                               for note in notes]}
+    builds = {engine: engine_build() if engine == "embedded" else {"kind": "vllm", "describe": e["build"]} for engine, e in engines.items()}
+    write_report(args.out, report, watches, model="; ".join(f"{engine}: {e['model']}" for engine, e in engines.items()),
+                 workload=workload("random (every client its own unique prompts)", prompts="unique", input_tokens=w.input_tokens,
+                                   output_tokens=w.output_tokens, ignore_eos=True, concurrency=w.concurrency, requests=w.requests,
+                                   rounds=w.rounds, clients=list(clients)),
+                 engine=builds)
     return 0 if report["agree"] else 1
 
 

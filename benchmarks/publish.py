@@ -49,6 +49,7 @@ SCRIPTS = {
     "template_corpus": "python benchmarks/template_corpus.py",
     "engine_compare": "python benchmarks/engine_compare.py",
     "install_time": "python benchmarks/install_time.py",
+    "peer_agreement": "python benchmarks/peer_agreement.py",
 }
 PLOTS = {"deploy_stages.sweep.png": "deploy_stages"}  # plot -> the result whose script writes it
 
@@ -303,12 +304,23 @@ def template_corpus(stem: str, d: dict[str, Any]) -> list[str]:
                ("reason", "reason", "")], rows, "results") + ["</details>", ""]
 
 
+def peer_agreement(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "Peers agree with us: our bench against vllm bench serve and GuideLLM", d) + figures(stem, d, [
+        ("every ratio within 5%", "agree", ""), ("tolerance", "tolerance", "")])
+    out += table(stem, [("engine", "engine", ""), ("peer", "peer", ""), ("metric", "metric", ""), ("ours", "ours", ".2f"),
+                        ("theirs", "theirs", ".2f"), ("peer / ours", "ratio", ".3f"), ("within 5%", "within_5_percent", ""),
+                        ("sampling noise", "noise_tolerance", ".3f")], d.get("rows"), "rows")
+    notes = d.get("who_is_wrong") or []
+    return out + ([f"Who is wrong, from {cite(stem, 'who_is_wrong')}:", "", *[f"- {n}" for n in notes], ""] if notes else [])
+
+
 SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "engine_capacity": engine_capacity, "deploy_stages": deploy_stages, "quantize_overhead": quantize_overhead,
     "imatrix_types": imatrix_types, "gateway": gateway, "replicas": replicas, "replicas-threads1": replicas,
     "adapters_native": adapters_native, "adapter_ab": adapter_ab, "agent_deploy": agent_deploy, "soak": soak,
     "small_batch_kernels": small_batch_kernels, "decode_agreement": decode_agreement, "client_overhead": client_overhead,
     "template_corpus": template_corpus, "engine_compare": engine_compare, "install_time": install_time,
+    "peer_agreement": peer_agreement,
 }
 
 
