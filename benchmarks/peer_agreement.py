@@ -403,7 +403,9 @@ def engine_report(settings: Settings, engine: str, checkpoint: Path, clients: di
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 12 requests, concurrency 2, 1 round")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 32 prompt and 16 answer tokens, 12 requests, concurrency 2, 1 round")
+    parser.add_argument("--input-tokens", type=int)
+    parser.add_argument("--output-tokens", type=int)
     parser.add_argument("--engines", default="embedded,vllm")
     parser.add_argument("--peers", default="vllm,guidellm")
     parser.add_argument("--requests", type=int)
@@ -416,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.install:
         print(install_guidellm(base))
         return 0
-    w = Workload(requests=12, concurrency=2, rounds=1) if args.quick else Workload()
-    w = Workload(w.input_tokens, w.output_tokens, args.concurrency or w.concurrency, args.requests or w.requests, args.rounds or w.rounds)
+    w = Workload(input_tokens=32, output_tokens=16, requests=12, concurrency=2, rounds=1) if args.quick else Workload()
+    w = Workload(args.input_tokens or w.input_tokens, args.output_tokens or w.output_tokens, args.concurrency or w.concurrency,
+                 args.requests or w.requests, args.rounds or w.rounds)
     from model_serving.checkpoint.rebuild import smollm2_gguf_path
 
     checkpoint = default_checkpoint(base)
