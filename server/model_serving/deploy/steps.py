@@ -82,7 +82,8 @@ def quantize(ctx: DeployContext, progress: Progress) -> None:
     ctx.result.quality = {"verdict": done.verdict, "summary": done.summary}
     if report is not None:
         ctx.result.quality |= {"agreement_rate": report.agreement_rate, "early_agreement_rate": report.early_agreement_rate,
-                               "ppl_ratio": report.ppl_ratio, "answers_lost": report.answers_lost}
+                               "ppl_ratio": report.ppl_ratio, "ppl_ratio_interval": report.ppl_ratio_interval,
+                               "verdict_decided": report.verdict_decided, "reference": report.reference_label, "answers_lost": report.answers_lost}
     ctx.record("quantize", began, reused=done.skipped, output=ctx.served, input_sha256=done.input_sha256, output_sha256=done.output_sha256,
                summary={"qtype": done.qtype, "size_bytes": done.output_size_bytes, "bits_per_weight": done.bits_per_weight,
                         "quality": report.model_dump(mode="json") if report else None,
