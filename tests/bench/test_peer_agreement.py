@@ -64,8 +64,10 @@ def test_our_bench_agrees_with_vllm_bench_serve(peer_settings: Settings, tmp_pat
     ours, peer = summarise(runs["ours"]), summarise(runs["vllm"])
     assert ours["failed"] == peer["failed"] == 0
     assert ours["completed"] == peer["completed"] == w.requests * w.rounds
-    # ignore_eos is honoured and both count the tokens the server generated
-    assert ours["mean_output_tokens"] == peer["mean_output_tokens"] == w.output_tokens
+    # ignore_eos is honoured: ours counts the server's usage, exactly what was asked; vLLM's client tokenizes the text
+    # again, where pieces can merge, so its count may fall a little short
+    assert ours["mean_output_tokens"] == w.output_tokens
+    assert abs(peer["mean_output_tokens"] - w.output_tokens) <= 0.05 * w.output_tokens, peer["mean_output_tokens"]
     rows, limits = agreement(ours, peer), tolerances(pool(runs), "vllm")
     notes = who_is_wrong("vllm", ours, peer, rows, w)
     for metric in METRICS:

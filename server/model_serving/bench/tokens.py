@@ -43,14 +43,17 @@ class Vocabulary:
         self._llm = llm
         self.size = int(llm.n_vocab())
 
-    def text_of(self, ids: list[int], n: int) -> str:
-        """The ids decoded to text, trimmed so that it tokenizes back to at most about n tokens."""
+    def text_of(self, ids: list[int], n: int) -> tuple[str, int]:
+        """The ids decoded to text, trimmed so that it tokenizes back to at most n tokens; and how many it tokenizes to.
+
+        Decoded pieces merge when tokenized again, so the count can fall short of n: the caller adds ids and asks again.
+        """
         with _lock:
             text = self._llm.detokenize(ids, special=False).decode("utf-8", errors="ignore")
             again = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
             if len(again) > n:
                 text = self._llm.detokenize(again[:n], special=False).decode("utf-8", errors="ignore")
-        return text.replace("\x00", "")
+        return text.replace("\x00", ""), min(len(again), n)
 
 
 def vocabulary(gguf_path: Path) -> Vocabulary:

@@ -103,8 +103,15 @@ def vocabulary_sampler(gguf_path: Path) -> Callable[[random.Random, int], str] |
         return None
 
     def sample(rng: random.Random, n: int) -> str:
+        # As vLLM's random dataset: draw, decode, tokenize again, and top up until the text holds n tokens, then trim.
         ids = [rng.randrange(vocab.size) for _ in range(n + n // 4 + 4)]
-        return vocab.text_of(ids, n)
+        text, got = vocab.text_of(ids, n)
+        for _ in range(8):
+            if got >= n:
+                break
+            ids += [rng.randrange(vocab.size) for _ in range(n - got + 4)]
+            text, got = vocab.text_of(ids, n)
+        return text
 
     return sample
 
