@@ -49,6 +49,14 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+def _refuse_engine_build(value: str) -> None:
+    """The engine build is no longer a choice; an old value other than auto/native would silently mean nothing."""
+    if value.strip().lower() not in ("", "auto", "native"):
+        raise InputError(f"MODEL_SERVING_ENGINE_BUILD={value!r} is no longer a setting: the embedded engine runs only the "
+                         "natively built llama-server (the wheel build was removed).",
+                         "Unset MODEL_SERVING_ENGINE_BUILD; if no native build exists, rerun scripts/install.sh to compile it.")
+
+
 @dataclass
 class Settings:
     home: Path = field(default_factory=_default_home)
@@ -57,13 +65,12 @@ class Settings:
     endpoints: dict[str, str] = field(default_factory=dict)
     hf_token: SecretStr | None = None
     ollama_api_key: SecretStr | None = None
-    # The embedded engine's build: "auto" (native llama-server when the install compiled one), "native" or "xllamacpp".
-    engine_build: str = "auto"
     native_cache: Path = field(default_factory=lambda: _default_home() / "llama.cpp")  # compiled llama.cpp, by revision and CPU
 
     @classmethod
     def from_env(cls, *, roots: list[str] | None = None, home: str | None = None, ollama_host: str | None = None) -> Settings:
         env = os.environ
+        _refuse_engine_build(env.get("MODEL_SERVING_ENGINE_BUILD", ""))
         home_path = Path(home or env.get("MODEL_SERVING_HOME") or _default_home()).expanduser()
         root_list = roots or [r for r in env.get("MODEL_SERVING_ROOTS", "").split(os.pathsep) if r]
         resolved_roots = [Path(r).expanduser().resolve() for r in root_list] or [Path.cwd().resolve()]
@@ -82,7 +89,6 @@ class Settings:
             endpoints=endpoints,
             hf_token=SecretStr(token) if token else None,
             ollama_api_key=SecretStr(key) if key else None,
-            engine_build=env.get("MODEL_SERVING_ENGINE_BUILD", "auto").strip().lower() or "auto",
             native_cache=Path(env.get("MODEL_SERVING_NATIVE_CACHE") or _default_home() / "llama.cpp").expanduser(),
         )
 

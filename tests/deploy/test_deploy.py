@@ -58,7 +58,7 @@ def test_deploy_smollm2_q8_0_end_to_end(settings: Settings, artifacts: Path, tmp
         assert len(manifest["artifacts"]["served"]["sha256"]) == 64
         assert len(manifest["artifacts"]["source"]["sha256"]) == 64  # the checkpoint the export read
         assert manifest["settings"]["bench_requests"] == 8 and manifest["settings"]["quant"] == "Q8_0"
-        assert {"llama-cpp-python", "xllamacpp", "gguf"} <= set(manifest["tool_versions"])
+        assert {"llama-cpp-python", "gguf"} <= set(manifest["tool_versions"])
 
         served = {m.name: m for m in list_models(settings)}[result.name]
         f16 = Path(manifest["artifacts"]["f16"]["path"])

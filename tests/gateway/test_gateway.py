@@ -164,9 +164,9 @@ def test_a_port_in_use_is_refused(live: Settings, capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.anyio
-async def test_without_the_native_build_the_gateway_is_refused(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+async def test_without_the_native_build_the_gateway_is_refused(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("MODEL_SERVING_ENGINE_BUILD", "xllamacpp")
+    monkeypatch.setenv("MODEL_SERVING_NATIVE_CACHE", str(tmp_path / "no-build"))  # a cache the install never filled
     code, _, err = cli_in_process(capsys, "serve", "gateway", "start")
     assert code != 0 and "router mode" in err and "scripts/install.sh" in err
     async with Client(create_server(Settings.from_env(roots=[str(r) for r in settings.roots], home=str(settings.home)))) as client:

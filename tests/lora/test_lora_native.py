@@ -114,9 +114,11 @@ def test_serve_stop_ends_the_worker_and_its_native_server(settings: Settings, na
 
 
 def test_without_the_native_build_a_start_is_refused_and_names_the_install(settings: Settings, tiny_gguf: Path,
-                                                                           tiny_lora_ggufs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODEL_SERVING_ENGINE_BUILD", "xllamacpp")
-    wheel = Settings.from_env(roots=[str(r) for r in settings.roots], home=str(settings.home))
+                                                                           tiny_lora_ggufs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    monkeypatch.setenv("MODEL_SERVING_NATIVE_CACHE", str(tmp_path / "no-build"))  # a cache the install never filled
+    empty = Settings.from_env(roots=[str(r) for r in settings.roots], home=str(settings.home))
     with pytest.raises(ServingError, match="natively built llama-server") as refused:
-        _start(wheel, tiny_gguf, tiny_lora_ggufs)
-    assert "scripts/install.sh" in refused.value.next_step and list_models(wheel) == []
+        _start(empty, tiny_gguf, tiny_lora_ggufs)
+    assert "native build not found" in refused.value.cause
+    assert "scripts/install.sh" in refused.value.next_step and list_models(empty) == []

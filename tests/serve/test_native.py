@@ -13,29 +13,58 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cli_runner import cli_in_process
+from mcp import Client
 
-from model_serving.errors import InputError
+from model_serving.errors import InputError, ServingError
+from model_serving.mcp.server import create_server
 from model_serving.serve import processes
 from model_serving.serve.embedded import native
-from model_serving.serve.embedded.engine import start_model, stop_model
+from model_serving.serve.embedded.engine import list_models, start_model, stop_model
 from model_serving.serve.status import serving_status
 from model_serving.settings import Settings
 from model_serving.util.process import busy_cores
 
 
-def test_without_a_build_the_wheel_serves_and_says_why(settings: Settings, tmp_path: Path) -> None:
-    empty = dataclasses.replace(settings, native_cache=tmp_path / "cache", engine_build="auto")
+def test_without_a_build_find_says_why_and_status_names_the_install(settings: Settings, tmp_path: Path) -> None:
+    empty = dataclasses.replace(settings, native_cache=tmp_path / "cache")
     found = native.find(empty)
-    assert found.kind == "xllamacpp" and found.server is None
-    assert found.describe.startswith("xllamacpp ") and f"native build not found in {tmp_path / 'cache'}" in found.describe
-    assert native.find(dataclasses.replace(empty, engine_build="xllamacpp")).describe.endswith("(chosen by MODEL_SERVING_ENGINE_BUILD)")
-    with pytest.raises(InputError, match="MODEL_SERVING_ENGINE_BUILD=native, but the native build not found"):
-        native.find(dataclasses.replace(empty, engine_build="native"))
-    with pytest.raises(InputError, match="is not a build"):
-        native.find(dataclasses.replace(empty, engine_build="fast"))
+    assert found.kind == "none" and found.server is None
+    assert found.describe.startswith(f"none: native build not found in {tmp_path / 'cache'}") and "scripts/install.sh" in found.describe
+    assert serving_status(empty).engine_build == found.describe
 
 
-needs_native = pytest.mark.skipif(native.find(Settings(engine_build="auto")).kind != "native",
+@pytest.mark.anyio
+async def test_without_a_build_a_start_is_refused_on_both_faces(settings: Settings, smollm2_gguf: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MODEL_SERVING_NATIVE_CACHE", str(tmp_path / "cache"))
+    empty = Settings.from_env(roots=[str(r) for r in settings.roots], home=str(settings.home))
+    with pytest.raises(ServingError, match="natively built llama-server") as refused:
+        start_model(empty, smollm2_gguf, "nobuild", ctx_size=512, parallel=1)
+    assert "native build not found" in refused.value.cause and "scripts/install.sh" in refused.value.next_step
+    code, _, err = cli_in_process(capsys, "serve", "start", str(smollm2_gguf), "--name", "nobuild")
+    assert code != 0 and "natively built llama-server" in err and "scripts/install.sh" in err
+    async with Client(create_server(empty)) as client:
+        result = await client.call_tool("serve_start", {"gguf_path": str(smollm2_gguf), "name": "nobuild", "ctx_size": 512, "parallel": 1})
+    assert result.is_error and "scripts/install.sh" in result.content[0].text
+    assert list_models(empty) == []
+
+
+@pytest.mark.parametrize("old", ["xllamacpp", "wheel"])
+def test_an_old_engine_build_setting_is_refused_and_says_what_to_do(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                                    old: str) -> None:
+    monkeypatch.setenv("MODEL_SERVING_ENGINE_BUILD", old)
+    with pytest.raises(InputError, match="no longer a setting") as refused:
+        Settings.from_env()
+    assert "Unset MODEL_SERVING_ENGINE_BUILD" in refused.value.next_step
+    code, _, err = cli_in_process(capsys, "serve", "list")
+    assert code != 0 and "no longer a setting" in err and "Unset MODEL_SERVING_ENGINE_BUILD" in err
+    for kept in ("auto", "native", ""):  # the values that meant "the native build" still mean it
+        monkeypatch.setenv("MODEL_SERVING_ENGINE_BUILD", kept)
+        Settings.from_env()
+
+
+needs_native = pytest.mark.skipif(native.find(Settings()).kind != "native",
                                   reason="no native llama.cpp build for this CPU (scripts/install.sh compiles it)")
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from model_serving.errors import ServingError
 from model_serving.serve.embedded import native
+from model_serving.serve.embedded.engine import require_native
 from model_serving.settings import Settings
 from model_serving.toolchain import __main__ as cli
 from model_serving.toolchain import binding, build, lookup
@@ -37,7 +39,7 @@ def _fake_bin(folder: Path, server_body: str = 'echo "version: 1 (test)"') -> Pa
 
 
 def _cached(settings: Settings, tmp_path: Path) -> Settings:
-    cache = dataclasses.replace(settings, native_cache=tmp_path / "cache", engine_build="auto")
+    cache = dataclasses.replace(settings, native_cache=tmp_path / "cache")
     meta = build.manifest(tmp_path / "no-sdist", patches(), 1.0)
     build.install(_fake_bin(tmp_path / "bin"), lookup.folder(cache), meta)
     return cache
@@ -67,7 +69,7 @@ def test_a_build_that_traps_on_this_cpu_is_never_cached(settings: Settings, tmp_
     with pytest.raises(BuildFailed, match="does not run on this CPU"):
         build.install(_fake_bin(tmp_path / "bin", "kill -ILL $$"), lookup.folder(cache), {})  # what AMX kernels do on a VM that traps them
     assert list((tmp_path / "cache").iterdir()) == []  # no half-copied folder either
-    assert native.find(cache).kind == "xllamacpp"
+    assert native.find(cache).kind == "none"  # an engine start refuses: nothing half-built is served
 
 
 def test_a_failed_compile_exits_1_and_every_later_look_says_why(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -80,10 +82,11 @@ def test_a_failed_compile_exits_1_and_every_later_look_says_why(settings: Settin
     cache = Settings.from_env()
     assert not lookup.folder(cache).exists()
     assert cli.main(["find"]) == 1 and "native llama.cpp build failed at install" in capsys.readouterr().err
-    engine = native.find(dataclasses.replace(cache, engine_build="auto"))
-    assert engine.kind == "xllamacpp" and "native llama.cpp build failed at install" in engine.describe
-    with pytest.raises(Exception, match="MODEL_SERVING_ENGINE_BUILD=native, but the native llama.cpp build failed"):
-        native.find(dataclasses.replace(cache, engine_build="native"))
+    engine = native.find(cache)
+    assert engine.kind == "none" and engine.server is None and "native llama.cpp build failed at install" in engine.describe
+    with pytest.raises(ServingError, match="native llama.cpp build failed at install") as refused:
+        require_native(cache)  # every engine start asks this first: the refusal carries the compile's cause
+    assert "scripts/install.sh" in refused.value.next_step
 
 
 def test_bind_replaces_the_binding_libraries_with_the_build(settings: Settings, tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ class BenchConfig(BaseModel):
                              "server-info probes wait at most 5 s or this, whichever is shorter")
     targets: Targets = Field(default_factory=Targets)
     server_pid: int | None = Field(default=None, description="Process to sample for memory in use (the embedded engine)")
-    engine_build: str | None = Field(default=None, description="Our embedded engine's llama.cpp build (revision, patches), or why the wheel serves")
+    engine_build: str | None = Field(default=None, description="Our embedded engine's llama.cpp build (revision, patches)")
     cold_start: bool = Field(default=False, description="Ollama only: unload the model first and measure the cold load")
     bandwidth_gbs: float | None = Field(default=None, gt=0, description="Memory bandwidth for the roofline; measured when absent")
     gguf_path: Path | None = Field(default=None, description="The served GGUF, for the roofline")
@@ -212,7 +212,7 @@ class ServerInfo(BaseModel):
     memory_bytes: int | None = Field(default=None, description="Peak resident memory of the server during the run")
     memory_source: str | None = None
     vram_fraction: float | None = Field(default=None, description="Ollama: share of the model in GPU memory")
-    engine_build: str | None = Field(default=None, description="Our embedded engine: its llama.cpp build (revision, patches) or why the wheel serves")
+    engine_build: str | None = Field(default=None, description="Our embedded engine: its llama.cpp build (revision, patches)")
 
 
 class Summary(BaseModel):

@@ -41,7 +41,7 @@ class DeployResult(BaseModel):
     planned_only: bool = False
     steps: list[StepRecord] = []
     endpoint: str | None = Field(default=None, description="Where the model answers chat requests")
-    engine_build: str | None = Field(default=None, description="The embedded engine's llama.cpp build (revision, patches), or why the wheel serves")
+    engine_build: str | None = Field(default=None, description="The embedded engine's llama.cpp build (revision, patches)")
     answer: str | None = Field(default=None, description="The probe's answer, proof that the model talks and stops")
     verdicts: list[dict[str, Any]] = []
     quality: dict[str, Any] | None = None

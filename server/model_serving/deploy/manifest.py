@@ -14,7 +14,7 @@ from model_serving.util.paths import sha256_file, write_text_atomic
 
 from .context import DeployContext
 
-_TOOLS = ["model-serving", "llama-cpp-python", "xllamacpp", "gguf", "transformers", "torch", "mcp", "huggingface_hub"]
+_TOOLS = ["model-serving", "llama-cpp-python", "gguf", "transformers", "torch", "mcp", "huggingface_hub"]
 
 
 def tool_versions() -> dict[str, str]:

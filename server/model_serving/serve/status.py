@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 from pydantic import BaseModel, Field
 
-from model_serving.errors import InputError
 from model_serving.serve.embedded import native
 from model_serving.serve.gateway.llama_router import Gateway, gateway_status
 from model_serving.serve.metrics import Scrape, fetch
@@ -78,14 +77,11 @@ def serving_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -
 
 
 def engine_build_at(settings: Settings, base_url: str) -> str | None:
-    """The llama.cpp build (revision and patches, or why the wheel serves) of the engine we run at `base_url`; None if not ours."""
+    """The llama.cpp build (revision and patches) of the engine we run at `base_url`; None if not ours."""
     wanted = base_url.rstrip("/").removesuffix("/v1")
     return next((m.engine_build for m in list_models(settings) if m.base_url.rstrip("/") == wanted), None)
 
 
 def _engine_build(settings: Settings) -> str:
-    try:
-        return native.find(settings).describe
-    except InputError as exc:  # MODEL_SERVING_ENGINE_BUILD names no usable build: say so, do not fail the status
-        return f"none: {exc.cause}"
+    return native.find(settings).describe
 

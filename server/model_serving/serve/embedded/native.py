@@ -1,10 +1,9 @@
 """Which llama.cpp build an embedded engine start uses, and the argv it runs.
 
 The build itself (compile, patches, cache, the tools handed to other floors) is model_serving.toolchain;
-the names it used to have here are re-exported below so older imports keep working. `find` decides which
-build a start uses and says why: the native build when the install compiled one, else the xllamacpp wheel,
-with the reason (never built, or the install's compile failed and its cause). `MODEL_SERVING_ENGINE_BUILD=
-native|xllamacpp` forces one.
+the names it used to have here are re-exported below so older imports keep working. `find` returns the native
+build the install compiled, or says why there is none (never built, or the install's compile failed and its cause)
+and what to do: an engine start then refuses, and `status` shows the reason.
 
     python -m model_serving.serve.embedded.native find
 """
@@ -13,11 +12,9 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
-from model_serving.errors import InputError
 from model_serving.settings import Settings
 from model_serving.toolchain import lookup
 from model_serving.toolchain.lookup import tool
@@ -32,51 +29,31 @@ build_dir = lookup.folder
 
 # Beyond the worker's settings: the best of benchmarks/engine_capacity.py's grid on this 2-core machine.
 TUNING: tuple[str, ...] = ()
-BuildKind = Literal["native", "xllamacpp"]
+BuildKind = Literal["native", "none"]
 env = openmp_env  # the native server's OpenMP settings: the same as every llama.cpp child's (util/process.py says why)
 
 
 @dataclass(frozen=True)
 class Build:
-    """The engine build an engine start uses, and the one-line reason shown in the registry and in `status`."""
+    """The engine build an engine start uses (kind "none": there is none, `describe` says why and what to do),
+    shown in the registry and in `status`."""
 
     kind: BuildKind
     server: Path | None
     describe: str
 
 
-def _xllamacpp(reason: str) -> Build:
-    try:
-        wheel = f"xllamacpp {version('xllamacpp')}"
-    except PackageNotFoundError:
-        wheel = "xllamacpp (not installed)"
-    return Build("xllamacpp", None, f"{wheel} ({reason})")
-
-
-def _native_build(settings: Settings) -> Build | str:
+def find(settings: Settings) -> Build:
     """The toolchain's build for this CPU and revision, or why there is none (a failed compile names its cause)."""
     found = lookup.installed(settings)
-    return found if isinstance(found, str) else Build("native", found.server, found.describe())
-
-
-def find(settings: Settings) -> Build:
-    """The build an engine start uses: native when cached (or forced), else the xllamacpp wheel."""
-    choice = settings.engine_build
-    if choice not in ("auto", "native", "xllamacpp"):
-        raise InputError(f"MODEL_SERVING_ENGINE_BUILD={choice!r} is not a build.", "Use auto, native or xllamacpp.")
-    if choice == "xllamacpp":
-        return _xllamacpp("chosen by MODEL_SERVING_ENGINE_BUILD")
-    found = _native_build(settings)
-    if isinstance(found, Build):
-        return found
-    if choice == "native":
-        raise InputError(f"MODEL_SERVING_ENGINE_BUILD=native, but the {found}.", "Run scripts/install.sh, or unset MODEL_SERVING_ENGINE_BUILD.")
-    return _xllamacpp(found)
+    if isinstance(found, str):
+        return Build("none", None, f"none: {found}")
+    return Build("native", found.server, found.describe())
 
 
 def server_argv(build: Build, model: Path, *, alias: str, port: int, ctx_size: int, parallel: int, threads: int,
                 tuning: tuple[str, ...] = TUNING) -> list[str]:
-    """llama-server's argv with the xllamacpp worker's settings (loopback, alias, slots, continuous batching, metrics)."""
+    """llama-server's argv with the serving settings (loopback, alias, slots, continuous batching, metrics)."""
     assert build.server is not None
     return [str(build.server), "--model", str(model), "--alias", alias, "--host", "127.0.0.1", "--port", str(port),
             "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--threads", str(threads), "--threads-batch", str(threads),
