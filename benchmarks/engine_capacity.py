@@ -1,13 +1,13 @@
-"""The engine at the limit of the machine: the native llama.cpp build against the xllamacpp wheel, same GGUF, same load.
+"""The engine at the limit of the machine: the native llama.cpp build (the one engine the install builds), one GGUF, one load.
 
-For each build that is present:
-1. a settings grid screened at concurrency 4 with 16-token answers (native: threads for decode and batch,
-   n_batch/n_ubatch, flash attention, KV-cache type, slots, prompt-cache reuse; the wheel's worker takes slots only);
+With the native build present (scripts/install.sh compiles it; without it the script says so and exits 1):
+1. a settings grid screened at concurrency 4 with 16-token answers (threads for decode and batch,
+   n_batch/n_ubatch, flash attention, KV-cache type, slots, prompt-cache reuse);
 2. the best settings swept at concurrency 1, 2, 4, 8: req/s, TTFT p95, e2e p95, lost connections;
 3. single-stream decode tok/s against the bandwidth roofline (bench/roofline.py), from the concurrency-1 run;
 4. 64 requests at concurrency 4 through one aiohttp session and one `openai` client (connections reused);
-5. native only: llama-bench prefill (64 and 512 tokens) and decode tok/s;
-6. native only, what bounds req/s: the cores the engine and client keep busy at concurrency 4, our client's
+5. llama-bench prefill (64 and 512 tokens) and decode tok/s;
+6. what bounds req/s: the cores the engine and client keep busy at concurrency 4, our client's
    CPU per request against an instant server (its share of the 2 cores), llama-bench at the batch sizes
    continuous batching runs (an estimate per concurrency), and decode against both the bandwidth roofline
    and the one-token kernel rate.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import statistics
@@ -40,7 +39,7 @@ from conftest import smollm2_path  # noqa: E402
 from scripted_server import spawned  # noqa: E402
 from test_connections import _aiohttp_load, _openai_load  # noqa: E402  (one definition of the reuse load)
 
-from model_serving.bench import BenchConfig, quiet, run_benchmark, run_sweep  # noqa: E402
+from model_serving.bench import BenchConfig, run_benchmark, run_sweep  # noqa: E402
 from model_serving.serve import registry  # noqa: E402
 from model_serving.serve.embedded import engine, native  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
@@ -64,7 +63,7 @@ GRID: dict[str, tuple[tuple[str, ...], int]] = {
 
 
 class Server:
-    """One engine for a measurement: native llama-server with extra arguments, or the xllamacpp worker."""
+    """One engine for a measurement: the native llama-server with extra arguments."""
 
     def __init__(self, settings: Settings, gguf: Path, build: str, extra: tuple[str, ...], slots: int) -> None:
         self.settings, self.gguf, self.build, self.extra, self.slots = settings, gguf, build, extra, slots
@@ -73,12 +72,7 @@ class Server:
         self.pid = 0
 
     def __enter__(self) -> Server:
-        if self.build == "xllamacpp":
-            served = engine.start_model(dataclasses.replace(self.settings, engine_build="xllamacpp"), self.gguf, "capacity",
-                                        ctx_size=CTX, parallel=self.slots, threads=THREADS, replace=True)
-            self.base_url, self.name, self.pid = served.base_url, served.name, served.pid
-            return self
-        found = native.find(dataclasses.replace(self.settings, engine_build="native"))
+        found = engine.require_native(self.settings)
         port = engine.free_port()
         argv = native.server_argv(found, self.gguf, alias="capacity", port=port, ctx_size=CTX, parallel=self.slots, threads=THREADS)
         argv += list(self.extra)  # a later --threads wins in llama.cpp's parser
@@ -95,8 +89,6 @@ class Server:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
-        else:
-            engine.stop_model(self.settings, self.name)
 
 
 def _config(server: Server, gguf: Path, n: int, concurrency: int, out: Path) -> BenchConfig:
@@ -241,10 +233,8 @@ def main() -> None:
     parser.add_argument("--gguf", type=Path, help="default: the SmolLM2-135M fixture GGUF")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_capacity.json")
     parser.add_argument("--requests", type=int, default=32)
-    parser.add_argument("--quick", action="store_true", help="screen only base and fa-on (the wheel: base)")
+    parser.add_argument("--quick", action="store_true", help="screen only base and fa-on")
     parser.add_argument("--reuse-requests", type=int, default=64, help="requests per connection-reusing client")
-    parser.add_argument("--builds", default="native,xllamacpp", help="which builds to measure (those present)")
-    parser.add_argument("--merge", action="store_true", help="keep the other builds already in --out (measured earlier)")
     parser.add_argument("--table", action="store_true", help="print the README table from --out and exit")
     args = parser.parse_args()
     if args.table:
@@ -255,27 +245,17 @@ def main() -> None:
     settings = Settings.from_env(roots=[str(gguf.parent), str(work)], home=str(work / "home"))
     names = ["base", "fa-on"] if args.quick else list(GRID)
     watches: list[LoadWatch] = []
-    builds: dict[str, Any] = {}
-    have_native = native.find(dataclasses.replace(settings, engine_build="auto")).kind == "native"
-    wanted = args.builds.split(",")
-    for build in [b for b in ("native", "xllamacpp") if b in wanted and (b != "native" or have_native)]:
-        grid = names if build == "native" else ["base"] if args.quick else ["base", "slots-8"]  # the worker takes slots only
-        rows = screen(settings, gguf, build, grid, args.requests, work, watches)
-        best = max(rows, key=lambda r: r["req_s"])
-        builds[build] = {"describe": native.find(dataclasses.replace(settings, engine_build=build)).describe, "screen": rows,
-                         "best": measure_best(settings, gguf, build, best, args.requests, work, watches, args.reuse_requests)}
-        if build == "native":
-            builds[build]["bounds"] = bounds(settings, gguf, builds[build]["best"], watches)
-    earlier: dict[str, Any] = json.loads(args.out.read_text(encoding="utf-8")) if args.merge and args.out.exists() else {}
-    builds = {**earlier.get("builds", {}), **builds}
-    faster = max(builds, key=lambda b: max(p["req_s"] for p in builds[b]["best"]["sweep"] if p["concurrency"] == 4))
-    bench = llama_bench(settings, gguf, watches) if have_native and "native" in wanted else earlier.get("llama_bench")
-    report = {"gguf": gguf.name, "requests_per_level": args.requests, "reuse_requests": args.reuse_requests, "ctx": CTX, "threads": THREADS, "max_tokens": 16, "builds": builds, "faster_build": faster, "llama_bench": bench}
+    found = native.find(settings)
+    if found.kind != "native":
+        sys.exit(f"engine_capacity: no engine to measure ({found.describe})")
+    rows = screen(settings, gguf, "native", names, args.requests, work, watches)
+    best = max(rows, key=lambda r: r["req_s"])
+    measured = {"describe": found.describe, "screen": rows,
+                "best": measure_best(settings, gguf, "native", best, args.requests, work, watches, args.reuse_requests)}
+    measured["bounds"] = bounds(settings, gguf, measured["best"], watches)
+    report = {"gguf": gguf.name, "requests_per_level": args.requests, "reuse_requests": args.reuse_requests, "ctx": CTX, "threads": THREADS,
+              "max_tokens": 16, "builds": {"native": measured}, "llama_bench": llama_bench(settings, gguf, watches)}
     merged = write_report(args.out, report, watches, echo=False, model=f"{gguf.name} (packaged SmolLM2-135M)", workload=WORKLOAD)
-    if earlier.get("load"):  # the earlier builds' measurements keep their samples, and a loud one still counts
-        merged["load"] = earlier["load"] + merged["load"]
-        merged.update(quiet.verdict(merged["load"]))
-        args.out.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
     print(table(merged))
 
 

@@ -38,7 +38,8 @@ def test_without_a_build_find_says_why_and_status_names_the_install(settings: Se
 async def test_without_a_build_a_start_is_refused_on_both_faces(settings: Settings, smollm2_gguf: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MODEL_SERVING_NATIVE_CACHE", str(tmp_path / "cache"))
-    empty = Settings.from_env(roots=[str(r) for r in settings.roots], home=str(settings.home))
+    monkeypatch.setenv("MODEL_SERVING_ROOTS", os.pathsep.join(str(r) for r in settings.roots))  # the CLI's roots: the GGUF's folder
+    empty = Settings.from_env()
     with pytest.raises(ServingError, match="natively built llama-server") as refused:
         start_model(empty, smollm2_gguf, "nobuild", ctx_size=512, parallel=1)
     assert "native build not found" in refused.value.cause and "scripts/install.sh" in refused.value.next_step
