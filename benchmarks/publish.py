@@ -39,7 +39,6 @@ SCRIPTS = {
     "gateway": "python benchmarks/gateway.py",
     "replicas": "python benchmarks/replicas.py",
     "replicas-threads1": "python benchmarks/replicas.py --threads 1 --out benchmarks/results/replicas-threads1.json",
-    "adapters_native": "python benchmarks/adapters_native.py",
     "adapter_ab": "python benchmarks/adapter_ab.py",
     "agent_deploy": "python benchmarks/agent_deploy.py",
     "soak": "python benchmarks/soak.py",
@@ -144,10 +143,10 @@ def table(stem: str, columns: list[tuple[str, str, str]], items: list[Any], pref
 
 
 def engine_capacity(stem: str, d: dict[str, Any]) -> list[str]:
-    out = header(stem, "Engine capacity: the native build against the xllamacpp wheel", d)
+    out = header(stem, "Engine capacity: the native build", d)
     cols = [("concurrency", "concurrency", ""), ("req/s", "req_s", ".2f"), ("TTFT p95 ms", "ttft_p95_ms", ".0f"),
             ("e2e p95 ms", "e2e_p95_ms", ".0f"), ("lost connections", "connection_errors", ""), ("targets met", "targets_met", "")]
-    for build in d.get("builds", {}):
+    for build in [b for b in d.get("builds", {}) if b == "native"]:  # the one engine served; a result may still hold a removed build
         out += [f"**{build}** ({fmt(get(d, f'builds.{build}.best.settings'))} settings, {fmt(get(d, f'builds.{build}.best.slots'))} slots):", ""]
         sweep = get(d, f"builds.{build}.best.sweep") or []
         out += table(stem, cols, sweep, f"builds.{build}.best.sweep")
@@ -155,8 +154,7 @@ def engine_capacity(stem: str, d: dict[str, Any]) -> list[str]:
         if lost:  # a level that lost requests met no target, whatever its figures say: every request counts
             out += [f"At concurrency {fmt([p['concurrency'] for p in lost])} the {build} build lost requests, so the targets listed there "
                     "are not met: the figures count only the requests that completed.", ""]
-    out += figures(stem, d, [("faster build at concurrency 4", "faster_build", ""),
-                             ("native: single-stream decode tok/s", "builds.native.bounds.decode.measured_tok_s", ".0f"),
+    out += figures(stem, d, [("native: single-stream decode tok/s", "builds.native.bounds.decode.measured_tok_s", ".0f"),
                              ("native: bandwidth ceiling tok/s", "builds.native.bounds.decode.bandwidth_ceiling_tok_s", ".0f"),
                              ("native: what bounds decode", "builds.native.bounds.decode.bound", ""),
                              ("uncached prompt tokens per request", "builds.native.bounds.prompt_tokens", ""),
@@ -215,13 +213,6 @@ def replicas(stem: str, d: dict[str, Any]) -> list[str]:
     out += table(stem, [("client reusing connections", "where", ""), ("requests", "requests", ""), ("ok", "ok", ""), ("lost", "lost", "")],
                  [{"where": k, **v} for k, v in keep.items()], "keepalive_client") if keep else []
     return out
-
-
-def adapters_native(stem: str, d: dict[str, Any]) -> list[str]:
-    return header(stem, "LoRA adapters by name: native build against the wheel", d) + figures(stem, d, [
-        ("native req/s", "native.req_s", ""), ("native e2e p50 ms", "native.e2e_p50_ms", ""), ("native failed", "native.failed", ""),
-        ("wheel req/s", "xllamacpp.req_s", ""), ("wheel e2e p50 ms", "xllamacpp.e2e_p50_ms", ""), ("wheel failed", "xllamacpp.failed", ""),
-        ("native / wheel req/s", "native_over_wheel", "")])
 
 
 def adapter_ab(stem: str, d: dict[str, Any]) -> list[str]:
@@ -317,7 +308,7 @@ def peer_agreement(stem: str, d: dict[str, Any]) -> list[str]:
 SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "engine_capacity": engine_capacity, "deploy_stages": deploy_stages, "quantize_overhead": quantize_overhead,
     "imatrix_types": imatrix_types, "gateway": gateway, "replicas": replicas, "replicas-threads1": replicas,
-    "adapters_native": adapters_native, "adapter_ab": adapter_ab, "agent_deploy": agent_deploy, "soak": soak,
+    "adapter_ab": adapter_ab, "agent_deploy": agent_deploy, "soak": soak,
     "small_batch_kernels": small_batch_kernels, "decode_agreement": decode_agreement, "client_overhead": client_overhead,
     "template_corpus": template_corpus, "engine_compare": engine_compare, "install_time": install_time,
     "peer_agreement": peer_agreement,
