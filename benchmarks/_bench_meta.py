@@ -3,7 +3,7 @@
 Every script in benchmarks/ writes its result through `write_report` (or merges `run_metadata`), which records:
 
 - the commit, and whether the worktree had uncommitted changes (`dirty`);
-- the engine build (native or the xllamacpp wheel) with the native build's `build.json`, its patches included;
+- the engine build (the native build, or kind `none` and why there is none) with its `build.json`, its patches included;
 - the model and quantization, and the workload (profile, input/output tokens, ignore_eos, unique or repeated
   prompts), both stated by the script;
 - the machine (CPU model, cores, platform) and each measurement's quiet samples.

@@ -3,7 +3,7 @@
 1. The scripted loopback server answers at once (first token after 0 ms, no gap between tokens,
    16 tokens per answer, in its own process); our client runs closed loops at several concurrencies
    and reports the request rate it sustains and its CPU time per request.
-2. The embedded engine (llama.cpp's server via xllamacpp) serves SmolLM2-135M 16-token answers at
+2. The embedded engine (the natively built llama-server) serves SmolLM2-135M 16-token answers at
    4 concurrent streams; its request rate is measured with the same client.
 The ratio of the two is the headroom (issue target: at least 20x).
 3. Accuracy: the scripted server sends its first token after a known 50 ms and one every 10 ms after it, so

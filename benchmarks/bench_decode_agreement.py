@@ -1,6 +1,6 @@
 """Does the benchmark's decode speed agree with the engine's own timings and with in-process generation?
 
-SmolLM2-135M on the embedded engine (llama.cpp's server via xllamacpp), one stream at a time:
+SmolLM2-135M on the embedded engine (the natively built llama-server), one stream at a time:
 1. our client's decode tok/s (1000 / TPOT, first token excluded);
 2. the server's own `timings` (predicted_n / predicted_ms);
 3. llama-cpp-python generating the same number of tokens in-process, timed per token after the first.

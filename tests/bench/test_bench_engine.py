@@ -1,4 +1,4 @@
-"""The bench on the real embedded engine (llama.cpp's server through xllamacpp) with SmolLM2-135M.
+"""The bench on the real embedded engine (the natively built llama-server) with SmolLM2-135M.
 
 Timings on a shared 2-core machine are noisy, so the agreement between our decode speed and the
 server's own timings is asserted loosely here; benchmarks/bench_decode_agreement.py records the

@@ -51,7 +51,7 @@ async def test_without_a_build_a_start_is_refused_on_both_faces(settings: Settin
     assert list_models(empty) == []
 
 
-@pytest.mark.parametrize("old", ["xllamacpp", "wheel"])
+@pytest.mark.parametrize("old", ["wheel", "fast"])
 def test_an_old_engine_build_setting_is_refused_and_says_what_to_do(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                                                     old: str) -> None:
     monkeypatch.setenv("MODEL_SERVING_ENGINE_BUILD", old)
