@@ -61,7 +61,7 @@ def resolve_qtype(name: str) -> QuantType:
 
 # ---------------------------------------------------------------- quantize
 
-QuantizeVerdict = Literal["ok", "degraded", "broken", "unverified"]
+QuantizeGrade = Literal["ok", "degraded", "broken", "unverified"]
 
 
 class QuantizeResult(BaseModel):
@@ -90,7 +90,7 @@ class QuantizeResult(BaseModel):
     llama_cpp_version: str
     skipped: bool = Field(default=False, description="True when a matching earlier output was reused")
     imatrix: ImatrixUse | None = Field(default=None, description="The importance matrix passed to llama-quantize, if any")
-    verdict: QuantizeVerdict = Field(description="The quality verdict, or 'unverified' when verify was off")
+    verdict: QuantizeGrade = Field(description="The quality verdict, or 'unverified' when verify was off")
     quality: QualityReport | None = None
     summary: str = ""
 
