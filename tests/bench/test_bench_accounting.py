@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from model_serving.bench import capacity, metrics, runner, workloads
 from model_serving.bench.loads import LoadOutcome
-from model_serving.bench.models import BenchConfig, RequestRecord, Roofline, ServerTimings, SweepPoint, Targets
+from model_serving.bench.models import SLO, BenchConfig, RequestRecord, Roofline, ServerTimings, SweepPoint
 from model_serving.bench.options import config_from_request
 from model_serving.requests import MAX_CONCURRENCY, MAX_REQUESTS, BenchRequest
 
@@ -38,7 +38,7 @@ def test_tokens_that_arrive_in_one_read_give_a_zero_tpot_not_none() -> None:
 
 
 def test_goodput_counts_only_completed_requests_within_every_latency_target() -> None:
-    targets = Targets(ttft_ms=100.0, e2e_ms=1000.0)
+    targets = SLO(ttft_ms=100.0, e2e_ms=1000.0)
     records = [_record(0, [50.0, 60.0], tokens=2), _record(1, [150.0, 160.0], tokens=2), _record(2, [50.0, 1500.0], tokens=2),
                _record(3, [], status="error", kind="http")]
     summary = metrics.summarize(records, metrics.distributions(records, confidence=0.95, seed=0), targets=targets, planned=6)
