@@ -27,7 +27,7 @@ from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the test
 from lora_fixtures import tiny_lora_adapter  # noqa: E402
 
 from model_serving.bench.adapter_ab import run_adapter_ab  # noqa: E402
-from model_serving.bench.models import SLO  # noqa: E402
+from model_serving.bench.schema import SLO  # noqa: E402
 from model_serving.checkpoint.export import export_gguf  # noqa: E402
 from model_serving.checkpoint.lora import merge_adapter  # noqa: E402
 from model_serving.checkpoint.lora_gguf import export_lora_gguf  # noqa: E402

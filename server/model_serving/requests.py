@@ -37,7 +37,7 @@ CtxSize = Annotated[int, Field(ge=64, le=1 << 20)]
 Parallel = Annotated[int, Field(ge=1, le=64)]
 Threads = Annotated[int, Field(ge=1, le=512, description="Default: all cores")]
 Port = Annotated[int, Field(ge=1024, le=65535, description="Default: a free one")]
-# The bench input's bounds, defined once: the faces' BenchLoad/BenchRequest and the core's bench.models.BenchConfig
+# The bench input's bounds, defined once: the faces' BenchLoad/BenchRequest and the core's bench.schema.BenchConfig
 # (what deploy and the benchmark scripts build directly) both use these types.
 MAX_REQUESTS = 10_000  # per run (per sweep level)
 MAX_CONCURRENCY = 1024

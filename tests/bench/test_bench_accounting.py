@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from model_serving.bench import capacity, metrics, runner, workloads
 from model_serving.bench.loads import LoadOutcome
-from model_serving.bench.models import SLO, BenchConfig, RequestRecord, Roofline, ServerTimings, SweepPoint
 from model_serving.bench.options import config_from_request
+from model_serving.bench.schema import SLO, BenchConfig, RequestRecord, Roofline, ServerTimings, SweepPoint
 from model_serving.requests import MAX_CONCURRENCY, MAX_REQUESTS, BenchRequest
 
 URL = "http://127.0.0.1:1"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from quant_helpers import place
 
-from model_serving.bench.models import SLO
 from model_serving.bench.quant_ab import VariantResult, choose, run_quant_ab
+from model_serving.bench.schema import SLO
 from model_serving.errors import InputError
 from model_serving.settings import Settings
 

@@ -10,7 +10,7 @@ import pytest
 from model_serving.bench import loads, metrics, prompts, roofline, server_timings, verdicts
 from model_serving.bench.clients import Framer, parse_ollama, parse_openai
 from model_serving.bench.http_client import Connection, Response, StreamClosed, _Protocol
-from model_serving.bench.models import SLO, BenchConfig, RequestRecord, ServerInfo, SweepPoint
+from model_serving.bench.schema import SLO, BenchConfig, RequestRecord, ServerInfo, SweepPoint
 
 
 def _chunked_body(parts: list[bytes], *, closed: bool) -> list[bytes]:

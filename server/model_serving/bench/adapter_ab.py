@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from model_serving.bench.models import SLO, BenchConfig
 from model_serving.bench.quant_ab import QuantABResult, VariantResult, write
 from model_serving.bench.runner import run_benchmark
+from model_serving.bench.schema import SLO, BenchConfig
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
 from model_serving.settings import Settings

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from model_serving.bench.models import CONNECTION_ERRORS, SLO, RequestRecord, Stats, Summary
+from model_serving.bench.schema import CONNECTION_ERRORS, SLO, RequestRecord, Stats, Summary
 from model_serving.bench.server_timings import server_decode_tok_s
 
 STATISTICS = ("mean", "median", "p90", "p95", "p99")

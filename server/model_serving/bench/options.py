@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from model_serving.bench.models import SLO, Api, BenchConfig
+from model_serving.bench.schema import SLO, Api, BenchConfig
 from model_serving.errors import InputError
 from model_serving.settings import Settings
 from model_serving.util.paths import confine

@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.bench.models import SLO, BenchConfig, BenchResult, VerdictState
 from model_serving.bench.runner import run_benchmark
+from model_serving.bench.schema import SLO, BenchConfig, BenchResult, VerdictState
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
 from model_serving.settings import Settings

@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 
-from model_serving.bench.models import (
+from model_serving.bench.schema import (
     SLO,
     BenchConfig,
     Knee,
