@@ -1,6 +1,6 @@
 """The accounting on its own: token timings of every completed request, goodput, prefill against sent, the
 workloads (unique by default, repeated only when asked and labelled), capacity as max concurrency under SLO,
-and the bench input's bounds shared with limits.py."""
+and the bench input's bounds shared with requests.py."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_capacity_is_the_highest_level_below_the_first_that_breaks() -> None:
     assert capacity.capacity_text(found) == "max concurrency under SLO 4 (in [4, 8)), goodput 3.60 req/s, bound: slots"
 
 
-def test_bench_bounds_are_the_limits_bounds_and_new_options_reach_the_config(settings) -> None:  # noqa: ANN001
+def test_bench_bounds_are_the_request_bounds_and_new_options_reach_the_config(settings) -> None:  # noqa: ANN001
     for field, bound in (("n_requests", MAX_REQUESTS), ("concurrency", MAX_CONCURRENCY)):
         BenchConfig(base_url=URL, model="m", **{field: bound})
         with pytest.raises(ValidationError):
