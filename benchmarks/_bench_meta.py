@@ -69,7 +69,7 @@ def prompts_of(source: str) -> Prompts:
 
 def deploy_workload(profile: str) -> dict[str, Any]:
     """The workload of a deploy's own bench step: the bench's defaults, read from `BenchConfig` rather than restated."""
-    from model_serving.bench.models import BenchConfig
+    from model_serving.bench.schema import BenchConfig
 
     fields = BenchConfig.model_fields
     source = str(fields["prompt_source"].default)

@@ -27,7 +27,7 @@ from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the test
 from lora_fixtures import tiny_lora_adapter  # noqa: E402
 
 from model_serving.bench.adapter_ab import run_adapter_ab  # noqa: E402
-from model_serving.bench.models import Targets  # noqa: E402
+from model_serving.bench.schema import SLO  # noqa: E402
 from model_serving.checkpoint.export import export_gguf  # noqa: E402
 from model_serving.checkpoint.lora import merge_adapter  # noqa: E402
 from model_serving.checkpoint.lora_gguf import export_lora_gguf  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
     merged, base, adapter = build(args.work, settings)
     with LoadWatch("adapter A/B") as watch:
         result = run_adapter_ab(settings, merged, base, adapter, n_requests=args.n_requests, concurrency=args.concurrency, max_tokens=32,
-                                targets=Targets(request_throughput=None, memory_gb=None), output_dir=args.work / "ab")
+                                targets=SLO(request_throughput=None, memory_gb=None), output_dir=args.work / "ab")
     write_report(args.out, {"benchmark": "adapter_ab", "n_requests": args.n_requests, "concurrency": args.concurrency,
                             "result": relative(result.model_dump(mode="json"), args.work)}, [watch],
                  model="SmolLM2-135M-Instruct (f16), LoRA r4 on q/v/o",

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _bench_meta import prompts_of, workload, write_report  # noqa: E402
 
 from model_serving.bench import compare  # noqa: E402
-from model_serving.bench.models import BenchConfig  # noqa: E402
+from model_serving.bench.schema import BenchConfig  # noqa: E402
 from model_serving.checkpoint.rebuild import checkpoint_from_gguf, smollm2_gguf_path  # noqa: E402
 from model_serving.requests import BenchCompareRequest  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402

@@ -158,7 +158,7 @@ def _median(values: list[float]) -> float | None:
 
 def run_ours(served: Served, w: Workload, out: Path, seed: int) -> dict[str, Any]:
     from model_serving.bench import BenchConfig, run_benchmark
-    from model_serving.bench.models import PromptSource
+    from model_serving.bench.schema import PromptSource
 
     source = "random" if "random" in get_args(PromptSource) else "synthetic"
     offset = template_offset(served.tokenizer) if source == "random" else 0

@@ -47,9 +47,9 @@ from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 from model_serving.bench.clients import stream_one  # noqa: E402
 from model_serving.bench.http_client import Pool  # noqa: E402
 from model_serving.bench.metrics import derive  # noqa: E402
-from model_serving.bench.models import BenchConfig, RequestRecord  # noqa: E402
 from model_serving.bench.probe import rss_bytes  # noqa: E402
 from model_serving.bench.prompts import PromptSpec, fixed_prompts  # noqa: E402
+from model_serving.bench.schema import BenchConfig, RequestRecord  # noqa: E402
 from model_serving.checkpoint.rebuild import smollm2_gguf_path  # noqa: E402
 from model_serving.serve.embedded import engine  # noqa: E402
 from model_serving.serve.registry import ServedModel  # noqa: E402

@@ -15,7 +15,7 @@ PACKAGE = Path(model_serving.__file__).parent
 
 # Floors from the ground up; a module may import its own floor and the floors below.
 FLOORS: list[set[str]] = [
-    {"errors", "settings", "requests", "failures", "limits", "jobs", "util", "__init__"},
+    {"errors", "settings", "requests", "failures", "jobs", "util", "__init__"},
     {"toolchain"},  # the llama.cpp build: the binding's libraries and the tools every floor above runs
     {"gguf"},
     {"checkpoint", "quantize"},

@@ -37,7 +37,7 @@ CtxSize = Annotated[int, Field(ge=64, le=1 << 20)]
 Parallel = Annotated[int, Field(ge=1, le=64)]
 Threads = Annotated[int, Field(ge=1, le=512, description="Default: all cores")]
 Port = Annotated[int, Field(ge=1024, le=65535, description="Default: a free one")]
-# The bench input's bounds, defined once: the faces' BenchLoad/BenchRequest and the core's bench.models.BenchConfig
+# The bench input's bounds, defined once: the faces' BenchLoad/BenchRequest and the core's bench.schema.BenchConfig
 # (what deploy and the benchmark scripts build directly) both use these types.
 MAX_REQUESTS = 10_000  # per run (per sweep level)
 MAX_CONCURRENCY = 1024
@@ -47,8 +47,11 @@ MaxTokens = Annotated[int, Field(ge=1, le=32_768)]
 Warmup = Annotated[int, Field(ge=0, le=100)]  # per stream, unmeasured
 InputTokens = Annotated[int, Field(ge=1, le=131_072)]
 Share = Annotated[float, Field(ge=0, le=1)]
-Target = Literal["auto", "embedded", "ollama", "vllm"]
+# Where a model is served, defined once here for the faces and the core (serve/ imports these): register
+# reaches the two engines that take a GGUF by name, a deploy also vLLM, and a request may leave it to `auto`.
 RegisterTarget = Literal["embedded", "ollama"]
+DeployTarget = Literal[RegisterTarget, "vllm"]
+TargetChoice = Literal["auto", DeployTarget]
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
 Api = Literal["openai", "ollama"]
 Route = Literal["chat", "completions"]
@@ -125,7 +128,7 @@ class DeployRequest(Request):
     base: Annotated[PathArg | None, Field(description="LoRA: base folder")] = None
     name: ModelName | None = None
     quant: Annotated[QuantType, Field(description="Type to quantize to (F16: none); GGUF repo: the file")] = DEFAULT_QUANT
-    target: Annotated[Target, Field(description="auto: Ollama if it answers, else embedded")] = "auto"
+    target: Annotated[TargetChoice, Field(description="auto: Ollama if it answers, else embedded")] = "auto"
     output: Annotated[PathArg | None, Field(description="Default: deployments/<name>")] = None
     ctx_size: CtxSize = DEFAULT_CTX_SIZE
     parallel: Parallel = DEFAULT_PARALLEL

@@ -40,8 +40,8 @@ from model_serving.settings import Settings
 
 if TYPE_CHECKING:
     from model_serving.bench.compare import CompareResult
-    from model_serving.bench.models import BenchResult, Roofline
     from model_serving.bench.quant_ab import QuantABResult
+    from model_serving.bench.schema import BenchResult, Roofline
     from model_serving.checkpoint.export import ExportResult
     from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
     from model_serving.checkpoint.lora import MergeResult
@@ -195,10 +195,10 @@ def bench_roofline(settings: Settings, req: RooflineRequest) -> Roofline:
 
 def bench_quant_ab(settings: Settings, req: QuantABRequest, progress: Progress) -> QuantABResult:
     """Compare quantizations on speed and quality; names the smallest meeting both."""
-    from model_serving.bench.models import Targets
     from model_serving.bench.quant_ab import run_quant_ab
+    from model_serving.bench.schema import SLO
 
-    targets = Targets(ttft_ms=req.ttft_ms, e2e_ms=req.e2e_ms, request_throughput=None, memory_gb=None)
+    targets = SLO(ttft_ms=req.ttft_ms, e2e_ms=req.e2e_ms, request_throughput=None, memory_gb=None)
     if req.adapter is not None:
         return _adapter_ab(settings, req, req.adapter, targets, progress)
     return run_quant_ab(settings, req.ggufs, n_requests=req.n_requests, concurrency=req.concurrency, max_tokens=req.max_tokens,

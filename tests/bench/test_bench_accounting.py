@@ -1,6 +1,6 @@
 """The accounting on its own: token timings of every completed request, goodput, prefill against sent, the
 workloads (unique by default, repeated only when asked and labelled), capacity as max concurrency under SLO,
-and the bench input's bounds shared with limits.py."""
+and the bench input's bounds shared with requests.py."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from model_serving.bench import capacity, metrics, runner, workloads
 from model_serving.bench.loads import LoadOutcome
-from model_serving.bench.models import BenchConfig, RequestRecord, Roofline, ServerTimings, SweepPoint, Targets
 from model_serving.bench.options import config_from_request
+from model_serving.bench.schema import SLO, BenchConfig, RequestRecord, Roofline, ServerTimings, SweepPoint
 from model_serving.requests import MAX_CONCURRENCY, MAX_REQUESTS, BenchRequest
 
 URL = "http://127.0.0.1:1"
@@ -38,7 +38,7 @@ def test_tokens_that_arrive_in_one_read_give_a_zero_tpot_not_none() -> None:
 
 
 def test_goodput_counts_only_completed_requests_within_every_latency_target() -> None:
-    targets = Targets(ttft_ms=100.0, e2e_ms=1000.0)
+    targets = SLO(ttft_ms=100.0, e2e_ms=1000.0)
     records = [_record(0, [50.0, 60.0], tokens=2), _record(1, [150.0, 160.0], tokens=2), _record(2, [50.0, 1500.0], tokens=2),
                _record(3, [], status="error", kind="http")]
     summary = metrics.summarize(records, metrics.distributions(records, confidence=0.95, seed=0), targets=targets, planned=6)
@@ -127,7 +127,7 @@ def test_capacity_is_the_highest_level_below_the_first_that_breaks() -> None:
     assert capacity.capacity_text(found) == "max concurrency under SLO 4 (in [4, 8)), goodput 3.60 req/s, bound: slots"
 
 
-def test_bench_bounds_are_the_limits_bounds_and_new_options_reach_the_config(settings) -> None:  # noqa: ANN001
+def test_bench_bounds_are_the_request_bounds_and_new_options_reach_the_config(settings) -> None:  # noqa: ANN001
     for field, bound in (("n_requests", MAX_REQUESTS), ("concurrency", MAX_CONCURRENCY)):
         BenchConfig(base_url=URL, model="m", **{field: bound})
         with pytest.raises(ValidationError):

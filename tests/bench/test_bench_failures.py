@@ -13,10 +13,10 @@ import pytest
 from scripted_server import spawned
 
 from model_serving.bench import BenchConfig, run_benchmark, run_sweep
-from model_serving.bench.models import Targets
+from model_serving.bench.schema import SLO
 
 FAST = {"ttft_ms": 5, "tpot_ms": 1, "tokens": 6}
-LENIENT = Targets(ttft_ms=10_000.0, e2e_ms=10_000.0, request_throughput=0.001, memory_gb=None)
+LENIENT = SLO(ttft_ms=10_000.0, e2e_ms=10_000.0, request_throughput=0.001, memory_gb=None)
 JUDGED = ("ttft_ms", "e2e_ms", "request_throughput", "capacity")
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from quant_helpers import place
 
-from model_serving.bench.models import Targets
 from model_serving.bench.quant_ab import VariantResult, choose, run_quant_ab
+from model_serving.bench.schema import SLO
 from model_serving.errors import InputError
 from model_serving.settings import Settings
 
@@ -20,7 +20,7 @@ def test_smallest_variant_meeting_speed_and_quality_is_recommended(smollm2_gguf:
     f16 = place(f16_source, tmp_path, "smollm2-f16.gguf")
     q41 = place(smollm2_gguf, tmp_path, "smollm2-q4_1.gguf")
     # Generous latency targets: this checks the selection logic, not the (shared, noisy) machine's speed.
-    targets = Targets(ttft_ms=60_000, e2e_ms=120_000, request_throughput=None, memory_gb=None)
+    targets = SLO(ttft_ms=60_000, e2e_ms=120_000, request_throughput=None, memory_gb=None)
     # Greedy agreement is brittle (one flipped token changes the rest of an answer), so the floor here is 0:
     # the selection logic is tested on its own below, and perplexity is the steady quality signal.
     result = run_quant_ab(settings, [q41, f16], n_requests=3, max_tokens=8, targets=targets, quality_floor=0.0,

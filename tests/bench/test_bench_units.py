@@ -10,7 +10,7 @@ import pytest
 from model_serving.bench import loads, metrics, prompts, roofline, server_timings, verdicts
 from model_serving.bench.clients import Framer, parse_ollama, parse_openai
 from model_serving.bench.http_client import Connection, Response, StreamClosed, _Protocol
-from model_serving.bench.models import BenchConfig, RequestRecord, ServerInfo, SweepPoint, Targets
+from model_serving.bench.schema import SLO, BenchConfig, RequestRecord, ServerInfo, SweepPoint
 
 
 def _chunked_body(parts: list[bytes], *, closed: bool) -> list[bytes]:
@@ -106,7 +106,7 @@ def test_verdicts_pass_fail_and_inconclusive_follow_the_interval() -> None:
 
 
 def test_single_slot_and_serial_load_are_named_as_throughput_causes() -> None:
-    config = BenchConfig(base_url="http://127.0.0.1:1", model="m", targets=Targets(memory_gb=None))
+    config = BenchConfig(base_url="http://127.0.0.1:1", model="m", targets=SLO(memory_gb=None))
     records = [_record(60.0 + i, [60.0 + i, 300.0 + i]) for i in range(10)]
     for i, r in enumerate(records):
         r.index, r.end_ms = i, 400.0 * (i + 1)
@@ -193,7 +193,7 @@ def test_the_slot_bound_on_throughput_is_not_drawn_from_queued_latency() -> None
     dists = metrics.distributions(records, confidence=0.95, seed=0)
     summary = metrics.summarize(records, dists)
     for concurrency, bound in ((4, True), (8, False)):
-        config = BenchConfig(base_url="http://127.0.0.1:1", model="m", concurrency=concurrency, targets=Targets(memory_gb=None))
+        config = BenchConfig(base_url="http://127.0.0.1:1", model="m", concurrency=concurrency, targets=SLO(memory_gb=None))
         result = verdicts.judge(config, summary, dists, records, ServerInfo(total_slots=4))
         throughput = next(v for v in result if v.target == "request_throughput")
         assert any("cannot exceed" in c for c in throughput.likely_causes) is bound

@@ -20,8 +20,8 @@ import pytest
 from model_serving.bench import metrics
 from model_serving.bench.clients import stream_one
 from model_serving.bench.http_client import Pool
-from model_serving.bench.models import BenchConfig, RequestRecord
 from model_serving.bench.prompts import PromptSpec
+from model_serving.bench.schema import BenchConfig, RequestRecord
 from model_serving.serve.embedded.engine import start_model, stop_model
 from model_serving.settings import Settings
 

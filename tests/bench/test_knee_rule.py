@@ -4,7 +4,7 @@ and each target is judged at the level that shows it (throughput at the best req
 from __future__ import annotations
 
 from model_serving.bench import loads, verdicts
-from model_serving.bench.models import SweepPoint, Verdict
+from model_serving.bench.schema import SweepPoint, Verdict
 
 
 def _point(c: int, req_s: float, *, ttft: float = 40.0, tpot: float = 20.0, met: tuple[str, ...] = ()) -> SweepPoint:

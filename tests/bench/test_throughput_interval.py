@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from model_serving.bench.metrics import throughput_ci
-from model_serving.bench.models import RequestRecord
+from model_serving.bench.schema import RequestRecord
 
 
 def _bursts(cycles_ms: list[float], streams: int) -> list[RequestRecord]:

@@ -16,8 +16,8 @@ from mcp import Client
 
 from model_serving.cluster.bundle import plan_production
 from model_serving.errors import InputError
-from model_serving.limits import PlanProductionRequest
 from model_serving.mcp.server import create_server
+from model_serving.requests import PlanProductionRequest
 from model_serving.settings import Settings
 
 MANIFESTS = ["manifests/deployment.yaml", "manifests/service.yaml", "manifests/pvc.yaml", "manifests/scaledobject.yaml",

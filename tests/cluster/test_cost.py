@@ -11,7 +11,8 @@ from cli_runner import cli_in_process
 
 from model_serving.cluster.cost import crossover, estimate, read_throughput
 from model_serving.errors import InputError
-from model_serving.limits import CostRequest, validated
+from model_serving.failures import validated
+from model_serving.requests import CostRequest
 from model_serving.settings import Settings
 
 SIZING_CONFIGS = Path(__file__).parent / "data" / "configs"

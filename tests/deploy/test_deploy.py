@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from model_serving.deploy.pipeline import deploy
-from model_serving.limits import DeployRequest
 from model_serving.quantize.quantizer import quantize_gguf
+from model_serving.requests import DeployRequest
 from model_serving.serve.embedded.engine import list_models, start_model, stop_model
 from model_serving.settings import Settings
 

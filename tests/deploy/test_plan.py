@@ -14,7 +14,7 @@ from model_serving.deploy.pipeline import deploy
 from model_serving.deploy.source import slug
 from model_serving.errors import Cancelled, InputError, ServingError
 from model_serving.jobs import Progress
-from model_serving.limits import DeployRequest
+from model_serving.requests import DeployRequest
 from model_serving.serve.embedded.engine import start_model, stop_model
 from model_serving.settings import Settings
 

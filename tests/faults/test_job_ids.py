@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from model_serving.jobs import new_job_id
-from model_serving.limits import JOB_ID_PATTERN
+from model_serving.requests import JOB_ID_PATTERN
 
 
 def test_every_job_id_passes_the_job_id_rule() -> None:

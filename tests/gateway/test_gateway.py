@@ -17,8 +17,8 @@ import pytest
 from cli_runner import cli_in_process
 from mcp import Client
 
-from model_serving.limits import NameRequest, ServeStartRequest
 from model_serving.mcp.server import create_server
+from model_serving.requests import NameRequest, ServeStartRequest
 from model_serving.serve import processes, registry
 from model_serving.serve.embedded import native
 from model_serving.serve.embedded.engine import list_models, stop_model

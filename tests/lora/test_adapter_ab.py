@@ -9,7 +9,7 @@ import pytest
 from cli_runner import cli_in_process
 
 from model_serving.errors import InputError
-from model_serving.limits import QuantABRequest
+from model_serving.requests import QuantABRequest
 from model_serving.serve.embedded.engine import list_models
 from model_serving.settings import Settings
 from model_serving.verbs import bench_quant_ab

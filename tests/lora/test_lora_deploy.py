@@ -11,7 +11,7 @@ import pytest
 
 from model_serving.deploy.pipeline import deploy
 from model_serving.errors import InputError
-from model_serving.limits import DeployRequest
+from model_serving.requests import DeployRequest
 from model_serving.serve.embedded.engine import stop_model
 from model_serving.settings import Settings
 from model_serving.util.paths import tree_sha256

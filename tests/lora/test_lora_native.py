@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from model_serving.errors import ServingError
-from model_serving.limits import ServeStartRequest
+from model_serving.requests import ServeStartRequest
 from model_serving.serve import processes
 from model_serving.serve.embedded import native
 from model_serving.serve.embedded.engine import list_models, stop_model

@@ -16,8 +16,8 @@ from cli_runner import cli_in_process
 from mcp import Client
 
 from model_serving.errors import InputError, VerificationFailed
-from model_serving.limits import ServeStartRequest
 from model_serving.mcp.server import create_server
+from model_serving.requests import ServeStartRequest
 from model_serving.serve.embedded.engine import list_models, stop_model
 from model_serving.settings import Settings
 from model_serving.verbs import serve_start

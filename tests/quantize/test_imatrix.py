@@ -11,9 +11,9 @@ from quant_helpers import cancel_on_message, place
 from model_serving import verbs
 from model_serving.errors import Cancelled, InputError, PathNotAllowed
 from model_serving.jobs import Progress
-from model_serving.limits import DeployRequest, QuantizeRequest
 from model_serving.quantize.imatrix import BUILT_IN, CTX_SIZE
 from model_serving.quantize.quantizer import QUANT_TYPES, quantize_gguf, read_header
+from model_serving.requests import DeployRequest, QuantizeRequest
 from model_serving.settings import Settings
 from model_serving.toolchain import tool
 from model_serving.util.process import native_argv

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from model_serving.errors import InputError
-from model_serving.limits import NameRequest, ServeStartRequest
+from model_serving.requests import NameRequest, ServeStartRequest
 from model_serving.serve import processes, registry
 from model_serving.serve.registry import ServedModel, list_models
 from model_serving.settings import Settings

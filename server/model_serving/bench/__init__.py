@@ -3,7 +3,7 @@
 `run_benchmark(config, progress)` is the one entry point the CLI, the MCP tool and `deploy` share.
 """
 
-from model_serving.bench.models import BenchConfig, BenchResult, Targets, Verdict
 from model_serving.bench.runner import run_benchmark, run_sweep
+from model_serving.bench.schema import SLO, BenchConfig, BenchResult, Verdict
 
-__all__ = ["BenchConfig", "BenchResult", "Targets", "Verdict", "run_benchmark", "run_sweep"]
+__all__ = ["BenchConfig", "BenchResult", "SLO", "Verdict", "run_benchmark", "run_sweep"]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from model_serving.bench.models import BenchConfig, Targets
 from model_serving.bench.quant_ab import QuantABResult, VariantResult, write
 from model_serving.bench.runner import run_benchmark
+from model_serving.bench.schema import SLO, BenchConfig
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
 from model_serving.settings import Settings
@@ -76,7 +76,7 @@ def _choose(merged: VariantResult, served: VariantResult, floor: float) -> tuple
 
 
 def run_adapter_ab(settings: Settings, merged: str | Path, base: str | Path, adapter: str | Path, *, n_requests: int = 8,
-                   concurrency: int = 1, max_tokens: int = 16, targets: Targets | None = None, quality_floor: float = 0.5,
+                   concurrency: int = 1, max_tokens: int = 16, targets: SLO | None = None, quality_floor: float = 0.5,
                    parallel: int = 2, output_dir: str | Path | None = None, progress: Progress | None = None) -> QuantABResult:
     from model_serving.quantize.quality import default_prompts
 
@@ -86,7 +86,7 @@ def run_adapter_ab(settings: Settings, merged: str | Path, base: str | Path, ada
     if merged_path == base_path:
         raise InputError("The adapter A/B needs the merged GGUF and the base GGUF, two files.", "Pass the merged GGUF first, then the base GGUF.")
     out = confine(output_dir, settings.roots, must_exist=False, what="output directory") if output_dir else None
-    targets = targets or Targets()
+    targets = targets or SLO()
     config = {"n_requests": n_requests, "concurrency": concurrency, "max_tokens": max_tokens, "targets": targets}
     prompts = [p.prompt for p in default_prompts()]
     ref = VariantResult(label="merged", path=str(merged_path), size_bytes=merged_path.stat().st_size, reference=True,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from model_serving.bench.models import Capacity, Roofline, SweepPoint
+from model_serving.bench.schema import Capacity, Roofline, SweepPoint
 
 CLIENT_LAG_MS = 20.0  # event-loop lag (p99) above which the client, not the server, may have set the limit
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model_serving.bench.http_client import Connection, Pool, Response, StreamClosed
-from model_serving.bench.models import BenchConfig, ErrorKind, RequestRecord, RequestStatus
 from model_serving.bench.prompts import PromptSpec
+from model_serving.bench.schema import BenchConfig, ErrorKind, RequestRecord, RequestStatus
 from model_serving.bench.server_timings import from_llamacpp, from_ollama
 
 

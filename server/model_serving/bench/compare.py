@@ -17,9 +17,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from model_serving.bench import quiet
-from model_serving.bench.models import BenchConfig, BenchResult, Knee, SweepPoint
 from model_serving.bench.plots import _pyplot, _save
 from model_serving.bench.runner import run_sweep
+from model_serving.bench.schema import BenchConfig, BenchResult, Knee, SweepPoint
 from model_serving.jobs import Progress
 from model_serving.requests import BenchCompareRequest
 from model_serving.settings import Settings

@@ -6,7 +6,7 @@ cannot tell them apart); a server without /metrics (Ollama) is reported as not a
 
 from __future__ import annotations
 
-from model_serving.bench.models import BenchConfig, ServerMetrics
+from model_serving.bench.schema import BenchConfig, ServerMetrics
 from model_serving.serve.metrics import Scrape, fetch, normalise
 from model_serving.serve.registry import ServedModel
 

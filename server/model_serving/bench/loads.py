@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from model_serving.bench.clients import stream_one
 from model_serving.bench.http_client import Pool
-from model_serving.bench.models import BenchConfig, Finding, Knee, RequestRecord, SweepPoint, Workload
 from model_serving.bench.prompts import PromptSpec
+from model_serving.bench.schema import BenchConfig, Finding, Knee, RequestRecord, SweepPoint, Workload
 from model_serving.errors import Cancelled
 from model_serving.jobs import Progress
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from model_serving.bench.clients import stream_one
 from model_serving.bench.http_client import Pool
 from model_serving.bench.metrics import derive
-from model_serving.bench.models import BenchConfig, LoadTimes, RequestRecord
 from model_serving.bench.prompts import fixed_prompts
+from model_serving.bench.schema import BenchConfig, LoadTimes, RequestRecord
 from model_serving.jobs import Progress
 from model_serving.settings import Settings
 

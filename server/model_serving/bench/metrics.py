@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from model_serving.bench.models import CONNECTION_ERRORS, RequestRecord, Stats, Summary, Targets
+from model_serving.bench.schema import CONNECTION_ERRORS, SLO, RequestRecord, Stats, Summary
 from model_serving.bench.server_timings import server_decode_tok_s
 
 STATISTICS = ("mean", "median", "p90", "p95", "p99")
@@ -132,7 +132,7 @@ def distributions(records: Sequence[RequestRecord], *, confidence: float, seed: 
     return {name: stats(values, confidence=confidence, seed=seed) for name, values in columns.items()}
 
 
-def is_good(record: RequestRecord, targets: Targets | None) -> bool:
+def is_good(record: RequestRecord, targets: SLO | None) -> bool:
     """Completed and within every latency target (TTFT, E2E): what goodput counts."""
     if record.status != "ok":
         return False
@@ -159,7 +159,7 @@ def prefill_counts(records: Sequence[RequestRecord]) -> tuple[int, int] | None:
     return sent, prefilled
 
 
-def _accounting(records: Sequence[RequestRecord], targets: Targets | None, planned: int | None, duration: float,
+def _accounting(records: Sequence[RequestRecord], targets: SLO | None, planned: int | None, duration: float,
                 *, confidence: float, seed: int) -> dict[str, object]:
     """The Summary fields that make every request count: failures by cause, goodput, prefill against sent."""
     not_sent = max(0, planned - len(records)) if planned is not None else 0
@@ -180,7 +180,7 @@ def _accounting(records: Sequence[RequestRecord], targets: Targets | None, plann
 
 
 def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, confidence: float = 0.95, seed: int = 0,
-              targets: Targets | None = None, planned: int | None = None) -> Summary:
+              targets: SLO | None = None, planned: int | None = None) -> Summary:
     """The run's aggregates; `targets` decide which requests count as good (goodput), `planned` how many were never sent."""
     ok = [r for r in records if r.status == "ok"]
     sent = [r.sent_ms for r in records if r.sent_ms is not None]

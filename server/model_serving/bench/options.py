@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from model_serving.bench.models import Api, BenchConfig, Targets
+from model_serving.bench.schema import SLO, Api, BenchConfig
 from model_serving.errors import InputError
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
@@ -59,7 +59,7 @@ def make_config(settings: Settings, *, model: str, endpoint: str | None = None, 
     prompts = confine(prompts_file, settings.roots, what="prompt file") if prompts_file else None
     out = confine(output_dir, settings.roots, must_exist=False, what="output directory") if output_dir else None
     try:
-        target_model = Targets(**(targets or {}))
+        target_model = SLO(**(targets or {}))
     except ValueError as exc:
         raise InputError(f"Invalid targets: {exc}.", "Targets must be positive numbers.") from None
     if prompts is not None and values.get("prompt_source") is None:

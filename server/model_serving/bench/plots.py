@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model_serving.bench.models import BenchResult, RequestRecord
+from model_serving.bench.schema import BenchResult, RequestRecord
 from model_serving.util.paths import atomic_output
 
 

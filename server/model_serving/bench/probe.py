@@ -13,8 +13,8 @@ from typing import Any
 from model_serving.bench.clients import stream_one
 from model_serving.bench.http_client import Pool, StreamClosed, fetch_json
 from model_serving.bench.metrics import derive
-from model_serving.bench.models import BenchConfig, LoadTimes, RequestRecord, ServerInfo
 from model_serving.bench.prompts import fixed_prompts
+from model_serving.bench.schema import BenchConfig, LoadTimes, RequestRecord, ServerInfo
 from model_serving.errors import InputError, ServingError
 
 # Each limit bounds a whole exchange (connect, send, headers and body), not one read: a server that

@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.bench.models import BenchConfig, BenchResult, Targets, VerdictState
 from model_serving.bench.runner import run_benchmark
+from model_serving.bench.schema import SLO, BenchConfig, BenchResult, VerdictState
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
 from model_serving.settings import Settings
@@ -64,7 +64,7 @@ class QuantABResult(BaseModel):
     explanation: str
     quality_floor: float
     max_ppl_ratio: float
-    targets: Targets
+    targets: SLO
     files: dict[str, str] = Field(default_factory=dict)
 
 
@@ -91,7 +91,7 @@ def choose(variants: list[VariantResult], quality_floor: float, max_ppl_ratio: f
 
 
 def run_quant_ab(settings: Settings, ggufs: Sequence[str | Path], *, n_requests: int = 8, concurrency: int = 1, max_tokens: int = 16,
-                 targets: Targets | None = None, quality_floor: float = 0.5, max_ppl_ratio: float = 1.10, parallel: int = 2,
+                 targets: SLO | None = None, quality_floor: float = 0.5, max_ppl_ratio: float = 1.10, parallel: int = 2,
                  output_dir: str | Path | None = None, progress: Progress | None = None) -> QuantABResult:
     from model_serving.quantize import quality
     from model_serving.serve.embedded import engine
@@ -101,7 +101,7 @@ def run_quant_ab(settings: Settings, ggufs: Sequence[str | Path], *, n_requests:
     if len(set(paths)) < 2:
         raise InputError("A quantization A/B needs at least two different GGUF files.", "Pass two or more quantizations of one model.")
     out = confine(output_dir, settings.roots, must_exist=False, what="output directory") if output_dir else None
-    targets = targets or Targets()
+    targets = targets or SLO()
     # The largest file carries the most bits per weight: the reference every other variant is held to.
     ordered = sorted(paths, key=lambda p: p.stat().st_size, reverse=True)
     reference = ordered[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from model_serving.bench.capacity import capacity_text
-from model_serving.bench.models import BenchResult, Workload
+from model_serving.bench.schema import BenchResult, Workload
 from model_serving.util.paths import atomic_output
 
 _VLLM_PERCENTILE_METRICS = ("ttft", "tpot", "itl", "e2el")

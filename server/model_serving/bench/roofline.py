@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model_serving.bench.models import Roofline
 from model_serving.bench.probe import PROBE_TIMEOUT_S, get_json
+from model_serving.bench.schema import Roofline
 from model_serving.gguf.info import read_gguf
 
 FAR_BELOW_PERCENT = 30.0  # under this share of the ceiling, memory traffic is not what limits decode

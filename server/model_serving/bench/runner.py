@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from model_serving.bench import capacity, engine_metrics, loads, metrics, probe, quiet, report, server_timings, tokens, verdicts, workloads
-from model_serving.bench.models import (
+from model_serving.bench.prompts import load_prompts
+from model_serving.bench.schema import (
     CONNECTION_ERRORS,
     BenchConfig,
     BenchResult,
@@ -29,7 +30,6 @@ from model_serving.bench.models import (
     SweepPoint,
     Verdict,
 )
-from model_serving.bench.prompts import load_prompts
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
 from model_serving.settings import is_loopback_url

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from model_serving.bench.models import Finding, RequestRecord, ServerTimings
+from model_serving.bench.schema import Finding, RequestRecord, ServerTimings
 
 _NS_PER_MS = 1e6
 # Relative disagreement in decode speed that we report: larger than run-to-run noise on a busy

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from model_serving.bench.models import Finding, RequestRecord
+from model_serving.bench.schema import Finding, RequestRecord
 
 MISMATCH_TOLERANCE = 0.10  # share of tokens; above it the counts disagree beyond boundary effects
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 
-from model_serving.bench.models import (
+from model_serving.bench.schema import (
+    SLO,
     BenchConfig,
     Knee,
     LoadTimes,
@@ -23,7 +24,6 @@ from model_serving.bench.models import (
     Stats,
     Summary,
     SweepPoint,
-    Targets,
     Verdict,
     VerdictState,
 )
@@ -50,7 +50,7 @@ def failures_text(failed: int, total: int, causes: Mapping[str, int]) -> str:
     return f"{failed} of {total} requests failed ({by})"
 
 
-def error_rate_verdict(targets: Targets, failed: int, total: int, causes: Mapping[str, int], sample: str | None = None) -> Verdict | None:
+def error_rate_verdict(targets: SLO, failed: int, total: int, causes: Mapping[str, int], sample: str | None = None) -> Verdict | None:
     """Failed share of every request of the run (or sweep) against the allowed share (default 0: any failure FAILs)."""
     if targets.error_rate is None:
         return None
@@ -80,7 +80,7 @@ def fail_on_failures(verdicts: Sequence[Verdict], failed: int, total: int, cause
     return out
 
 
-def capacity_verdict(targets: Targets, goodput: float | None, ci: tuple[float, float] | None, note: str,
+def capacity_verdict(targets: SLO, goodput: float | None, ci: tuple[float, float] | None, note: str,
                      causes: Sequence[str] = ()) -> Verdict | None:
     """Goodput (completed within every latency target, per second) against the throughput target."""
     if targets.request_throughput is None:

@@ -20,8 +20,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from model_serving.bench.models import UNIQUE_SOURCES, BenchConfig, Workload
 from model_serving.bench.prompts import PromptSpec, estimate_tokens, load_prompts, word_body
+from model_serving.bench.schema import UNIQUE_SOURCES, BenchConfig, Workload
 
 _CONTEXTS = (
     "I run a small bakery and", "My team maintains a web service that", "I am studying for an exam and",

@@ -36,7 +36,7 @@ from model_serving.cluster.shape import ModelShape, read_shape
 from model_serving.cluster.sizing import Sizing, size_model
 from model_serving.cluster.spec import BundleSpec
 from model_serving.errors import InputError
-from model_serving.limits import HUB_REPO_PATTERN, PlanProductionRequest
+from model_serving.requests import HUB_REPO_PATTERN, PlanProductionRequest
 from model_serving.settings import Settings
 from model_serving.util.paths import confine, partial_path
 

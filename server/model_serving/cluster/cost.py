@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from model_serving.cluster.sizing import Sizing, size_for
 from model_serving.errors import InputError
-from model_serving.limits import CostRequest
+from model_serving.requests import CostRequest
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
 

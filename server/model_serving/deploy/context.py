@@ -9,8 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.limits import DeployRequest
-from model_serving.serve.engine_names import DeployTarget
+from model_serving.requests import DeployRequest, DeployTarget
 from model_serving.settings import Settings
 
 Engine = DeployTarget  # the engine a deploy ends on: one of serve/engines.py's names

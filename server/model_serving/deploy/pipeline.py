@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from model_serving.jobs import Progress
-from model_serving.limits import DeployRequest
+from model_serving.requests import DeployRequest
 from model_serving.settings import Settings
 
 from .claim import deploy_claim

@@ -19,9 +19,9 @@ from typing import Any
 from model_serving.checkpoint.export import checkpoint_files, export_artifact, recorded_export
 from model_serving.checkpoint.rebuild import complete as checkpoint_complete
 from model_serving.errors import InputError
-from model_serving.limits import DeployRequest
 from model_serving.quantize.imatrix import ImatrixSpec, imatrix_spec
 from model_serving.quantize.quantizer import quant_artifact, recorded_quant, resolve_qtype
+from model_serving.requests import DeployRequest
 from model_serving.settings import Settings
 from model_serving.util.artifact import Artifact
 from model_serving.util.filehash import HashCache

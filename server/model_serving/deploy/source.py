@@ -11,7 +11,7 @@ from model_serving.checkpoint.export import REPO_ID
 from model_serving.errors import InputError
 from model_serving.gguf.filetypes import is_quantized
 from model_serving.gguf.header import GGUFHeader, read_header
-from model_serving.limits import DEFAULT_QUANT, MODEL_NAME_PATTERN
+from model_serving.requests import DEFAULT_QUANT, MODEL_NAME_PATTERN
 from model_serving.settings import Settings
 from model_serving.util.paths import confine, refuse_flag
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from model_serving import verbs
 from model_serving.bench.compare import CompareResult
-from model_serving.bench.models import BenchResult
 from model_serving.bench.quant_ab import QuantABResult
+from model_serving.bench.schema import BenchResult
 from model_serving.mcp.runtime import ToolSpec, writes
 from model_serving.requests import BenchCompareRequest, BenchRequest, QuantABRequest
 

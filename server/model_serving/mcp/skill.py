@@ -14,7 +14,7 @@ from mcp.shared.path_security import PathEscapeError, safe_join
 from pydantic import Field
 
 from model_serving.errors import ServingError
-from model_serving.requests import Target
+from model_serving.requests import TargetChoice
 from model_serving.skill import SKILL_NAME, skill_dir
 
 log = logging.getLogger("model_serving.skill")
@@ -79,7 +79,7 @@ def register(mcp: Any) -> None:
     @mcp.prompt(name="deploy_model", title="Deploy a model with the model-serving workflow")
     def deploy(
         model_path: Annotated[str, Field(description="Hugging Face checkpoint folder or repo id, or a GGUF file")],
-        target: Annotated[Target, Field(description="Where to serve it")] = "auto",
+        target: Annotated[TargetChoice, Field(description="Where to serve it")] = "auto",
         hardware: Annotated[str, Field(description="e.g. 'RTX 4070 12 GB' or '8-core CPU, 32 GB RAM'")] = "",
         goal: Annotated[str, Field(description="Latency or throughput goal")] = "",
     ) -> str:

@@ -57,7 +57,7 @@ CONFIDENCE = 0.95
 BLOCK_TOKENS = 64  # bootstrap block: neighbouring tokens' differences correlate (one changed phrase shifts several)
 RESAMPLES = 2000
 
-# Verdict thresholds. Perplexity is the steady signal: Q8_0 moves it by well under 1%, a good 4-bit
+# Grade thresholds. Perplexity is the steady signal: Q8_0 moves it by well under 1%, a good 4-bit
 # mix by a few percent, a quantization that breaks the model by tens of percent or more. Greedy
 # answers are brittle (one flipped token changes the rest), so identical answers are reported but
 # only weigh in when most differ, or when answers the reference got right turn wrong.
@@ -67,7 +67,7 @@ AGREEMENT_DEGRADED = 0.5  # fewer than half of the answers agree on their first 
 EARLY_TOKENS = 8  # a 135M model's answers drift apart late even at Q8_0; the opening is what must hold
 LOST_BROKEN = 0.5  # at least half of the reference's right answers are wrong in the candidate
 
-Verdict = Literal["ok", "degraded", "broken"]
+QualityGrade = Literal["ok", "degraded", "broken"]
 
 
 class QualityPrompt(BaseModel):
@@ -145,7 +145,7 @@ class QualityReport(BaseModel):
     candidate_correct: int | None = None
     answers_lost: int = Field(description="Prompts the reference answered right and the candidate wrong")
     ranking: list[RankedModel] = Field(description="Best first, by perplexity on the built-in text")
-    verdict: Verdict
+    verdict: QualityGrade
     reasons: list[str]
     thresholds: dict[str, float]
     max_tokens: int
@@ -521,7 +521,7 @@ def _judge_perplexity(reference: ModelEvaluation, candidate: ModelEvaluation) ->
     return level, decided, reason, stats
 
 
-def judge(reference: ModelEvaluation, candidate: ModelEvaluation) -> tuple[Verdict, list[str], dict[str, Any]]:
+def judge(reference: ModelEvaluation, candidate: ModelEvaluation) -> tuple[QualityGrade, list[str], dict[str, Any]]:
     """Apply the thresholds; every rule that fires adds a reason, so nothing is hidden behind 'ok'."""
     pairs = list(zip(reference.answers, candidate.answers, strict=False))
     identical = sum(r.tokens == c.tokens for r, c in pairs)
@@ -554,7 +554,7 @@ def judge(reference: ModelEvaluation, candidate: ModelEvaluation) -> tuple[Verdi
     elif pairs and identical < len(pairs):
         reasons.append(f"{len(pairs) - identical} of {len(pairs)} greedy answers differ, {len(pairs) - early} of them "
                        f"within their first {EARLY_TOKENS} tokens")
-    verdict: Verdict = "broken" if broken else "degraded" if degraded else "ok"
+    verdict: QualityGrade = "broken" if broken else "degraded" if degraded else "ok"
     stats = {"agreement": agreement, "early_agreement": early_agreement, "lost": lost, "identical": identical, "decided": decided,
              "prefix": sum(prefix_shares) / len(prefix_shares) if prefix_shares else 0.0, **ppl_stats}
     return verdict, reasons, stats
@@ -564,7 +564,7 @@ def _without_nll(evaluation: ModelEvaluation) -> ModelEvaluation:
     return evaluation.model_copy(update={"token_nll": None})  # thousands of floats: the interval carries what they say
 
 
-def _summary(verdict: Verdict, stats: dict[str, Any], ref_eval: ModelEvaluation, cand_eval: ModelEvaluation, n: int, label: str) -> str:
+def _summary(verdict: QualityGrade, stats: dict[str, Any], ref_eval: ModelEvaluation, cand_eval: ModelEvaluation, n: int, label: str) -> str:
     interval = stats["interval"]
     spread = f", {CONFIDENCE:.0%} interval x{interval[0]:.3f}-x{interval[1]:.3f}" if interval is not None else ""
     undecided = "" if stats["decided"] else " (undecided: the perplexity interval straddles a limit; the worse side is taken)"

@@ -26,7 +26,7 @@ from model_serving.gguf.header import GGUFHeader, read_header
 from model_serving.jobs import Progress, run_process
 from model_serving.quantize import worker as quantize_worker
 from model_serving.quantize.imatrix import ImatrixSpec, ImatrixUse, ensure_imatrix, imatrix_spec
-from model_serving.quantize.quality import QualityReport, compare_quality
+from model_serving.quantize.quality import QualityGrade, QualityReport, compare_quality
 from model_serving.settings import Settings
 from model_serving.util import child
 from model_serving.util.artifact import Artifact
@@ -61,7 +61,7 @@ def resolve_qtype(name: str) -> QuantType:
 
 # ---------------------------------------------------------------- quantize
 
-QuantizeVerdict = Literal["ok", "degraded", "broken", "unverified"]
+QuantizeGrade = Literal[QualityGrade, "unverified"]  # the quality grade, or unverified when verify was off
 
 
 class QuantizeResult(BaseModel):
@@ -90,7 +90,7 @@ class QuantizeResult(BaseModel):
     llama_cpp_version: str
     skipped: bool = Field(default=False, description="True when a matching earlier output was reused")
     imatrix: ImatrixUse | None = Field(default=None, description="The importance matrix passed to llama-quantize, if any")
-    verdict: QuantizeVerdict = Field(description="The quality verdict, or 'unverified' when verify was off")
+    verdict: QuantizeGrade = Field(description="The quality verdict, or 'unverified' when verify was off")
     quality: QualityReport | None = None
     summary: str = ""
 

@@ -9,7 +9,5 @@ from typing import Literal
 
 # Every name an engine is registered under (serve/engines.ENGINES holds one class for each; a test checks both agree).
 EngineName = Literal["embedded", "vllm", "replicas", "gateway", "ollama"]
-# The engines a deploy (and the probe) can end on.
-DeployTarget = Literal["embedded", "ollama", "vllm"]
 # The engines whose processes we run and record (serve/registry.py); Ollama runs its own, the gateway has its own record.
 ServedEngine = Literal["embedded", "vllm", "replicas"]

@@ -16,7 +16,8 @@ from typing import ClassVar, Protocol
 from pydantic import BaseModel
 
 from model_serving.jobs import Progress
-from model_serving.serve.engine_names import DeployTarget, EngineName, ServedEngine
+from model_serving.requests import DeployTarget
+from model_serving.serve.engine_names import EngineName, ServedEngine
 from model_serving.serve.metrics import ModelMetrics
 from model_serving.serve.probe_checks import ProbeResult
 from model_serving.settings import Settings

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from model_serving.serve.engine_names import DeployTarget
+from model_serving.requests import DeployTarget
 from model_serving.util.chat_template import render
 
 PROBE_MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "What is the capital of France? Answer in one short sentence."}]

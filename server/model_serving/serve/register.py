@@ -7,12 +7,12 @@ paths, picks the engine, and returns a `RegisterResult` whatever the target.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
+from model_serving.requests import RegisterTarget
 from model_serving.serve.embedded.engine import ServedModel, gguf_file, register_embedded
 from model_serving.serve.gateway.llama_router import ensure_gateway
 from model_serving.serve.ollama.plan import TemplateMode
@@ -21,13 +21,11 @@ from model_serving.serve.probe_checks import ProbeResult
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
-Target = Literal["embedded", "ollama"]
-
 
 class RegisterResult(BaseModel):
     """A registered model: where it serves, what the engine holds, and the probe that proved it."""
 
-    target: Target
+    target: RegisterTarget
     name: str = Field(description="the name clients use (Ollama: with its tag)")
     endpoint: str = Field(description="where clients chat")
     served: ServedModel | None = Field(None, description="the embedded engine's process (target embedded)")
@@ -35,7 +33,7 @@ class RegisterResult(BaseModel):
     probe: ProbeResult
 
 
-def register(settings: Settings, gguf: str | Path, name: str, *, target: Target = "embedded", source_dir: str | Path | None = None,
+def register(settings: Settings, gguf: str | Path, name: str, *, target: RegisterTarget = "embedded", source_dir: str | Path | None = None,
              ctx_size: int = 2048, parallel: int = 4, replace: bool = False, quantize: str | None = None, system: str | None = None,
              template: TemplateMode = "auto", adapter: str | Path | None = None, progress: Progress | None = None) -> RegisterResult:
     """Serve (embedded) or register (Ollama) `gguf` as `name`, then probe it; `parallel` is the embedded engine's slots only."""

@@ -28,8 +28,9 @@ ErrorKind = Literal["connect", "reset", "timeout", "http", "stream_error", "malf
 CONNECTION_ERRORS = ("connect", "reset")  # the kinds a connection-reusing client sees as a dropped request
 
 
-class Targets(BaseModel):
-    """Deployment targets; a target set to None is not judged."""
+class SLO(BaseModel):
+    """The service-level objective a run is judged against (results keep the field name `targets`); a target set to None
+    is not judged."""
 
     ttft_ms: float | None = Field(default=200.0, gt=0, description="Time to first token must stay below this")
     e2e_ms: float | None = Field(default=500.0, gt=0, description="End-to-end latency of a short answer must stay below this")
@@ -61,7 +62,7 @@ class BenchConfig(BaseModel):
     ignore_eos: bool | None = Field(default=None, description="Ask the server to generate exactly max_tokens; default: for unique prompts (random, chat)")
     timeout_s: float = Field(default=120.0, gt=0, description="Per-request limit on the whole exchange, connecting included; "
                              "server-info probes wait at most 5 s or this, whichever is shorter")
-    targets: Targets = Field(default_factory=Targets)
+    targets: SLO = Field(default_factory=SLO)
     server_pid: int | None = Field(default=None, description="Process to sample for memory in use (the embedded engine)")
     engine_build: str | None = Field(default=None, description="Our embedded engine's llama.cpp build (revision, patches)")
     cold_start: bool = Field(default=False, description="Ollama only: unload the model first and measure the cold load")
