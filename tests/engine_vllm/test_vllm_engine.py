@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 def test_serve_start_records_a_vllm_model_with_its_adapter(vllm_world: World) -> None:
     served = vllm_world.served
     assert served["engine"] == "vllm" and served["name"] == SERVED and served["state"] == "running"
-    assert served["gguf_path"] == str(vllm_world.checkpoint)
+    assert served["source"] == str(vllm_world.checkpoint)
     assert [a["name"] for a in served["adapters"]] == [ADAPTER]
     assert served["base_url"].startswith("http://127.0.0.1:")
     assert processes.alive(served["pid"]) and served["rss_bytes"] > 500 << 20  # vLLM's server and engine core together

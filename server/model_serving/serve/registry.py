@@ -14,13 +14,9 @@ so a claim whose owner died is free again at once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +27,7 @@ from model_serving.serve.engine_names import ServedEngine
 from model_serving.serve.probe_checks import ProbeResult
 from model_serving.serve.processes import STOP_GRACE_S, alive, free_port, port_free, rss, terminate
 from model_serving.settings import Settings
+from model_serving.util import claim as util_claim
 from model_serving.util.paths import write_text_atomic
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,63}$")
@@ -214,68 +211,24 @@ def claim_path(settings: Settings, name: str) -> Path:
     return directory(settings) / f"{key(name)}.claim"
 
 
-def _holder(path: Path) -> str:
-    try:
-        owner = json.loads(path.read_text(encoding="utf-8"))
-        return f"process {owner['pid']}, since {owner['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "a process that is just starting it"
-
-
-def _lock(path: Path, *, wait: bool) -> int | None:
-    """An exclusive flock on `path` (created), as an open descriptor; None when another holds it and not `wait`.
-
-    A holder unlinks the file as it releases it, so a lock won on an unlinked file is retried on the new one."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)  # its holder released and removed it between our open and our lock
-
-
-def _release(path: Path, fd: int) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()  # while still locked: a waiter on this inode sees it gone and retries on a fresh file
-    os.close(fd)
-
-
 @contextlib.contextmanager
 def claim(settings: Settings, name: str) -> Iterator[None]:
     """Hold `name` for one start: a second start of it (any thread, any process) is refused, naming this one."""
-    path = claim_path(settings, name)
-    fd = _lock(path, wait=False)
-    if fd is None:
-        raise InputError(f"Another start of {name!r} is under way ({_holder(path)}).",
-                         f"Wait for it to finish, then check `model-serving serve list`; stop it with `model-serving serve stop {name}` "
-                         "if it is not the one you want.")
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "thread": threading.get_ident(),
-                                 "since": datetime.now(UTC).isoformat(timespec="seconds")}).encode())
-        yield
-    finally:
-        _release(path, fd)
+        with util_claim.hold(claim_path(settings, name)):
+            yield
+    except util_claim.Claimed as exc:
+        who = f"process {exc.holder['pid']}, {util_claim.since_text(exc.holder)}" if exc.holder.get("pid") else "a process that is just starting it"
+        raise InputError(f"Another start of {name!r} is under way ({who}).",
+                         f"Wait for it to finish, then check `model-serving serve list`; stop it with `model-serving serve stop {name}` "
+                         "if it is not the one you want.") from None
 
 
 @contextlib.contextmanager
 def gateway_lock(settings: Settings) -> Iterator[None]:
     """Serialise gateway starts, restarts and stops: a second caller waits for the first, then sees its record."""
-    path = gateway_path(settings, ".lock")
-    fd = _lock(path, wait=True)
-    assert fd is not None
-    try:
+    with util_claim.hold(gateway_path(settings, ".lock"), wait=True):
         yield
-    finally:
-        _release(path, fd)
 
 
 # ---------------------------------------------------------------- the lifecycle every engine shares
