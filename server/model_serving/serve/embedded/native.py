@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from model_serving.errors import ServingError
 from model_serving.settings import Settings
 from model_serving.toolchain import lookup
 from model_serving.toolchain.lookup import tool
@@ -72,3 +73,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def require(settings: Settings, needs: str = "The embedded engine runs the natively built llama-server") -> Build:
+    """The natively built llama.cpp (server and tools); without it nothing is served, and the error says how to build it."""
+    build = find(settings)
+    if build.kind != "native" or build.server is None:
+        raise ServingError(f"{needs}, and this install has {build.describe}.",
+                           "Rerun scripts/install.sh: it compiles llama.cpp and says why when the compile fails.")
+    return build

@@ -76,11 +76,7 @@ class Gateway(BaseModel):
 
 
 def require_native(settings: Settings) -> native.Build:
-    build = native.find(settings)
-    if build.kind != "native" or build.server is None:
-        raise ServingError(f"The gateway needs llama.cpp's router mode, which only the natively built llama-server has; this install has {build.describe}.",
-                           "Rerun scripts/install.sh: it compiles llama.cpp and says why when the compile fails.")
-    return build
+    return native.require(settings, "The gateway needs llama.cpp's router mode, which only the natively built llama-server has")
 
 
 def estimate(entry: PresetEntry) -> int:
