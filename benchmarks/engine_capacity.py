@@ -40,7 +40,7 @@ from scripted_server import spawned  # noqa: E402
 from test_connections import _aiohttp_load, _openai_load  # noqa: E402  (one definition of the reuse load)
 
 from model_serving.bench import BenchConfig, run_benchmark, run_sweep  # noqa: E402
-from model_serving.serve import registry  # noqa: E402
+from model_serving.serve import processes, registry  # noqa: E402
 from model_serving.serve.embedded import engine, native  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 from model_serving.util.process import spawn  # noqa: E402
@@ -73,7 +73,7 @@ class Server:
 
     def __enter__(self) -> Server:
         found = engine.require_native(self.settings)
-        port = engine.free_port()
+        port = processes.free_port()
         argv = native.server_argv(found, self.gguf, alias="capacity", port=port, ctx_size=CTX, parallel=self.slots, threads=THREADS)
         argv += list(self.extra)  # a later --threads wins in llama.cpp's parser
         log = registry.log_path(self.settings, "capacity")
@@ -82,7 +82,7 @@ class Server:
         self.base_url, self.name, self.pid = f"http://127.0.0.1:{port}", "capacity", self.proc.pid
         from model_serving.jobs import Progress
 
-        engine.wait_healthy(self.proc, "capacity", self.base_url, log, Progress())
+        processes.wait_healthy(self.proc, "capacity", self.base_url, log, Progress(), timeout_s=120)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,6 +12,7 @@ records around each engine's sweep. Needs vLLM's environment (`model-serving eng
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ from model_serving.bench import compare  # noqa: E402
 from model_serving.bench.schema import BenchConfig  # noqa: E402
 from model_serving.checkpoint.rebuild import checkpoint_from_gguf, smollm2_gguf_path  # noqa: E402
 from model_serving.requests import BenchCompareRequest  # noqa: E402
+from model_serving.serve.vllm import env as vllm_env  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 
 
@@ -47,6 +49,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "engine_compare.json")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    # The run's own home keeps its state apart; vLLM's environment is the machine's, found in the default home.
+    found = vllm_env.find(Settings.from_env())
+    if found.installed and found.python:
+        os.environ.setdefault("MODEL_SERVING_VLLM_PYTHON", str(found.python))
     with tempfile.TemporaryDirectory(prefix="engine-compare-") as tmp:
         work = Path(tmp).resolve()
         source = args.source.resolve() if args.source else checkpoint_from_gguf(smollm2_gguf_path(), work / "smollm2-135m-instruct-hf")

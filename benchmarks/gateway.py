@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 
 from model_serving.checkpoint.rebuild import smollm2_gguf_path  # noqa: E402
+from model_serving.serve import processes  # noqa: E402
 from model_serving.serve.embedded import engine  # noqa: E402
 from model_serving.serve.gateway import llama_router as router  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
@@ -63,7 +64,7 @@ def main() -> None:
     report: dict[str, Any] = {"gguf": gguf.name, "requests": args.requests}
     try:
         direct = [engine.start_model(settings, gguf, name, ctx_size=512, parallel=1) for name in ("bench-a", "bench-b")]
-        gateway = router.start_gateway(settings, port=engine.free_port(), keep_alive_s=600)
+        gateway = router.start_gateway(settings, port=processes.free_port(), keep_alive_s=600)
         with httpx.Client() as client:
             with LoadWatch("first request through the gateway (cold load)", [gateway.pid or 0]) as watch:
                 report["cold_load_s"] = round(timed(client, gateway.base_url or "", "bench-a"), 2)
