@@ -126,7 +126,7 @@ def measure_best(settings: Settings, gguf: Path, build: str, best: dict[str, Any
         with LoadWatch(f"{build} concurrency 4 prompts", [server.pid]) as watch:  # how many prompt tokens the cache leaves
             at4 = run_benchmark(_config(server, gguf, n, 4, out / f"{build}-at4"))
         watches.append(watch)
-        cores_at4 = watch.own  # engine + client CPU over the run's wall time: both cores busy means compute is spent
+        cores_at4 = watch.samples[-1].own_cores  # engine + client CPU over the run's wall time: both cores busy means compute is spent
         with LoadWatch(f"{build} reuse clients", [server.pid]) as watch:
             dropped = {"aiohttp": asyncio.run(_aiohttp_load(server.base_url, server.name, reuse, 4)),
                        "openai": asyncio.run(_openai_load(server.base_url, server.name, reuse, 4))}
