@@ -56,6 +56,11 @@ class Vocabulary:
         return text.replace("\x00", ""), min(len(again), n)
 
 
+    def count(self, text: str) -> int:
+        with _lock:
+            return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
 def vocabulary(gguf_path: Path) -> Vocabulary:
     return Vocabulary(_vocab(str(gguf_path)))
 

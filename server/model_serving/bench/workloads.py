@@ -64,11 +64,14 @@ def random_prompts(n: int, input_tokens: int, output_tokens: int, seed: int, *, 
     """n unique prompts of about `input_tokens` tokens: vocabulary tokens when a tokenizer is given, else words."""
     rng = random.Random(seed)
     specs = []
+    count = getattr(tokenizer, "count", None)
     for i in range(n):
-        body = tokenizer(rng, input_tokens) if tokenizer is not None else word_body(rng, input_tokens)
         opening = _opening(nonce, i)
+        # The stated length is what is sent: the unique opening is part of it, not added on top (as vLLM's random-input-len).
+        body_tokens = max(1, input_tokens - (count(opening) if count is not None else estimate_tokens(opening)))
+        body = tokenizer(rng, body_tokens) if tokenizer is not None else word_body(rng, body_tokens)
         specs.append(PromptSpec(id=f"random-{i}", chat=(("system", opening), ("user", body)), max_tokens=output_tokens,
-                                input_tokens_estimate=input_tokens + estimate_tokens(opening)))
+                                input_tokens_estimate=input_tokens))
     return specs
 
 
@@ -113,6 +116,7 @@ def vocabulary_sampler(gguf_path: Path) -> Callable[[random.Random, int], str] |
             text, got = vocab.text_of(ids, n)
         return text
 
+    sample.count = vocab.count  # type: ignore[attr-defined]  # the opening's own length, taken from the stated one
     return sample
 
 
