@@ -95,6 +95,28 @@ def test_a_process_outside_the_tree_is_other_work() -> None:
         os.kill(pid, 9)
 
 
+def test_a_process_started_inside_the_watch_and_reparented_stays_ours() -> None:
+    # an engine launched through a helper that exits leaves the tree but keeps the watch's tag in its environment
+    pid = 0
+    try:
+        with quiet.QuietWatch("detached", before_s=0) as watch:
+            outside = subprocess.run(["sh", "-c", f"{sys.executable} -c 'import time\nend=time.time()+60\nwhile time.time()<end: pass' >/dev/null 2>&1 & echo $!"],
+                                     capture_output=True, text=True, check=True)
+            pid = int(outside.stdout.split()[-1])
+            time.sleep(0.2)
+            assert pid not in quiet.own_tree([os.getpid()])  # re-parented: not a descendant
+            assert pid in quiet.own_tree([os.getpid()], watch.tag)
+            deadline = time.monotonic() + 30
+            while _cpu_seconds(pid) < 0.5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            used = _cpu_seconds(pid)  # all of it inside the window: it started there
+        assert used >= 0.5 and _own_seconds(watch.samples[-1]) >= 0.8 * used
+        assert quiet.TAG_ENV not in os.environ  # the tag ends with the outermost watch
+    finally:
+        if pid:
+            os.kill(pid, 9)
+
+
 def test_the_verdict_names_the_loud_measurements_and_their_load() -> None:
     loud = {"name": "sweep c=4", "quiet": False, "others_cores": 0.93, "samples": []}
     calm = {"name": "sweep c=1", "quiet": True, "others_cores": 0.05, "samples": [{"others_cores": 0.05, "quiet": True}]}

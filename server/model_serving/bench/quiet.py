@@ -1,8 +1,11 @@
 """The one rule for a quiet machine: other processes use less than 0.2 cores before and during a measurement.
 
 "Other" is everything but the benchmark's own process tree: the measuring process, its live children
-and their descendants (the client, the engines it started), plus any process named as its own (a
-served engine that outlived the CLI that started it). Both sides are read from /proc:
+and their descendants (the client, the engines it started), any process named as its own (a served
+engine that outlived the CLI that started it), and any process started while a watch was open, found
+by the tag the watch puts in the environment every child inherits (an engine started through a
+launcher that exits is re-parented and leaves the tree, but keeps its environment). Both sides are
+read from /proc:
 
 - the machine's busy time from /proc/stat (all processes, including short-lived ones such as a
   compiler's, which a per-process scan between two samples would miss);
@@ -18,6 +21,7 @@ A window that breaks the rule makes its result `comparable: false`, with the mea
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +32,7 @@ OTHERS_LIMIT_CORES = 0.2
 BEFORE_S = 0.5  # the sample taken right before a measurement starts
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PROC = Path("/proc")
+TAG_ENV = "MODEL_SERVING_QUIET_TAG"
 RULE = f"other processes used less than {OTHERS_LIMIT_CORES} cores before and during each measurement (sampled from /proc)"
 
 
@@ -48,10 +53,26 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def own_tree(roots: Iterable[int]) -> set[int]:
-    """The roots that are alive and all their live descendants."""
+def tagged(tag: str | None) -> set[int]:
+    """Live processes whose environment carries the watch's tag (other users' processes cannot be read: not ours)."""
+    if not tag:
+        return set()
+    needle = f"{TAG_ENV}={tag}".encode()
     found: set[int] = set()
-    stack = [pid for pid in roots if pid > 0 and (_PROC / str(pid)).exists()]
+    for entry in _PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def own_tree(roots: Iterable[int], tag: str | None = None) -> set[int]:
+    """The roots that are alive, the processes carrying `tag`, and all their live descendants."""
+    found: set[int] = set()
+    stack = [pid for pid in roots if pid > 0 and (_PROC / str(pid)).exists()] + sorted(tagged(tag))
     while stack:
         pid = stack.pop()
         if pid in found:
@@ -80,9 +101,9 @@ class Snapshot:
     own: dict[int, tuple[float, float, int]] = field(default_factory=dict)
 
 
-def snapshot(roots: Iterable[int]) -> Snapshot:
+def snapshot(roots: Iterable[int], tag: str | None = None) -> Snapshot:
     own: dict[int, tuple[float, float, int]] = {}
-    for pid in own_tree(roots):
+    for pid in own_tree(roots, tag):
         if (f := _stat_fields(pid)) is not None:
             own[pid] = ((int(f[11]) + int(f[12])) / _TICKS, (int(f[13]) + int(f[14])) / _TICKS, int(f[1]))
     return Snapshot(time.monotonic(), _machine_ticks(), own)
@@ -140,12 +161,12 @@ def _survivor(pid: int, a: Snapshot, b: Snapshot) -> bool:
     return False
 
 
-def sample(roots: Iterable[int], seconds: float = BEFORE_S, window: str = "before") -> Sample:
+def sample(roots: Iterable[int], seconds: float = BEFORE_S, window: str = "before", tag: str | None = None) -> Sample:
     """One sample of `seconds` now (the 'before' window of a measurement)."""
     roots = list(roots)
-    first = snapshot(roots)
+    first = snapshot(roots, tag)
     time.sleep(seconds)
-    return between(first, snapshot(roots), window)
+    return between(first, snapshot(roots, tag), window)
 
 
 def is_quiet(samples: Sequence[Sample | dict[str, Any]]) -> bool:
@@ -168,16 +189,21 @@ class QuietWatch:
         self.before_s = before_s
         self.samples: list[Sample] = []
         self._start: Snapshot | None = None
+        self._outer_tag = os.environ.get(TAG_ENV)
+        self.tag = self._outer_tag or secrets.token_hex(8)  # a watch inside another shares its tag
 
     def __enter__(self) -> QuietWatch:
+        os.environ[TAG_ENV] = self.tag  # every process started from here on inherits it
         if self.before_s > 0:
-            self.samples.append(sample(self.roots, self.before_s, "before"))
-        self._start = snapshot(self.roots)
+            self.samples.append(sample(self.roots, self.before_s, "before", self.tag))
+        self._start = snapshot(self.roots, self.tag)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._start is not None:
-            self.samples.append(between(self._start, snapshot(self.roots), "during"))
+            self.samples.append(between(self._start, snapshot(self.roots, self.tag), "during"))
+        if self._outer_tag is None:
+            os.environ.pop(TAG_ENV, None)
 
     @property
     def quiet(self) -> bool:
