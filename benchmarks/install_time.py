@@ -28,7 +28,7 @@ for extra in ("server", "benchmarks"):
 
 from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+BENCH = ROOT / "benchmarks"
 
 
 def pip_cache() -> str:
@@ -60,7 +60,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.out is None:
-        args.out = RESULTS / ("install_time.empty-pip-cache.json" if args.empty_pip_cache else "install_time.json")
+        empty, kept = BENCH / "results" / "install_time.empty-pip-cache.json", BENCH / "results" / "install_time.json"
+        args.out = empty if args.empty_pip_cache else kept
     work = Path(tempfile.mkdtemp(prefix="install-time."))
     log = work / "install.log"
     try:
