@@ -120,8 +120,8 @@ def _clock_note(name: str, metric: str, ours: dict[str, Any], peer: dict[str, An
     s_ours, s_peer = ours.get("server", {}).get(server_key), peer.get("server", {}).get(server_key)
     c_ours, c_peer = ours.get(client_key), peer.get(client_key)
     label = "TTFT" if "ttft" in metric else "TPOT"
-    if None in (s_ours, s_peer, c_ours, c_peer):
-        return None
+    if None in (s_ours, s_peer, c_ours, c_peer) or not s_ours:
+        return _prefill_note(name, ours, peer, ratio) if label == "TTFT" else None
     server_ratio = s_peer / s_ours
     if abs(server_ratio - 1) <= TOLERANCE:
         gap_ours, gap_peer = c_ours - s_ours, c_peer - s_peer
@@ -139,6 +139,18 @@ def _clock_note(name: str, metric: str, ours: dict[str, Any], peer: dict[str, An
     wrong = name if abs(gap_peer) > abs(gap_ours) else "ours"
     return (f"{label}: {served}; the server's own time explains part of it, and {wrong}'s reading strays further from the "
             f"server's ({_r(abs(gap_peer if wrong == name else gap_ours))} against {_r(abs(gap_ours if wrong == name else gap_peer))} ms)")
+
+
+def _prefill_note(name: str, ours: dict[str, Any], peer: dict[str, Any], ratio: float) -> str | None:
+    """llama-server has no TTFT of its own; its prefill time per prompt token says whether the prefill itself differed."""
+    a, b = ours.get("server", {}).get("prefill_ms_per_token"), peer.get("server", {}).get("prefill_ms_per_token")
+    if not (a and b):
+        return None
+    same = abs(b / a - 1) <= TOLERANCE
+    return (f"TTFT: the server prefilled at {a:.2f} ms per prompt token during ours and {b:.2f} during {name} (ratio {b / a:.3f}) "
+            f"while the clients' median TTFT ratio is {ratio:.3f}: "
+            + ("the prefill did not differ, so the gap is in the clients' clocks or in queueing behind other requests"
+               if same else "the server's prefill itself ran at a different speed during the two runs"))
 
 
 def _cpu_note(name: str, ours: dict[str, Any], peer: dict[str, Any], pinned: bool) -> str | None:
@@ -168,12 +180,16 @@ def _throughput_note(name: str, ours: dict[str, Any], peer: dict[str, Any], conc
 def _role_chunk_note(name: str, ours: dict[str, Any], peer: dict[str, Any], rows: dict[str, Any]) -> str | None:
     if name != "vllm" or not ours.get("role_chunk_first"):
         return None
+    s_ours, s_peer = ours.get("server", {}).get("mean_tpot_ms"), peer.get("server", {}).get("mean_tpot_ms")
+    if not (s_ours and s_peer) or abs(s_peer / s_ours - 1) > TOLERANCE:
+        return None  # the server itself ran at another speed: no clock difference can be read from the medians
     t_ours, t_peer = rows["median_ttft_ms"]["ours"], rows["median_ttft_ms"]["theirs"]
     if not (t_ours and t_peer) or t_peer >= t_ours * (1 - TOLERANCE):
         return None
-    return (f"vllm's TTFT median {t_peer:.1f} ms is {t_ours - t_peer:.1f} ms under ours on a server whose first chunk carries only "
-            "the role (recorded: role_chunk_first): vllm bench serve stops its clock at the first chunk with choices, ours at "
-            "the first content")
+    return (f"vllm's TTFT median {t_peer:.1f} ms is {t_ours - t_peer:.1f} ms under ours while the server generated at the same "
+            f"speed for both ({s_ours:.1f} and {s_peer:.1f} ms per token by its own clock), on a server whose first chunk carries "
+            "only the role (recorded: role_chunk_first): vllm bench serve stops its clock at the first chunk with choices, ours "
+            "at the first content")
 
 
 def who_is_wrong(name: str, ours: dict[str, Any], peer: dict[str, Any], rows: dict[str, Any], *, input_tokens: int,

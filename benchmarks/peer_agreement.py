@@ -61,7 +61,7 @@ TORCH_CPU = "torch==2.13.0"  # the CPU build (as vLLM's venv); an unpinned torch
 CUDA_ONLY = ("torchvision", "torchaudio", "torchcodec", "triton")
 RUN_TIMEOUT_S = 900
 SERVER_CPU, CLIENT_CPU = 0, 1  # pinned: the server's core and the clients'
-WARMUPS = {"ours": 1, "vllm": 1, "guidellm": 0}  # requests a client sends before measuring (vllm bench serve: its test request)
+WARMUPS = {"ours": 1, "vllm": 1, "guidellm": 0}  # ours: per stream; vllm bench serve: its one test request; GuideLLM: none
 
 
 @dataclass(frozen=True)
@@ -332,7 +332,7 @@ def _tree_cpu_s(pid: int) -> float:
     return sum(own for own, _, _ in snapshot([pid]).own.values())
 
 
-def observed(served: Served, name: str, run_client: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def observed(served: Served, name: str, w: Workload, run_client: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """One client run with the server's counters read around it and the CPU the client and the server spent in it."""
     from model_serving.serve.metrics import fetch
 
@@ -343,7 +343,7 @@ def observed(served: Served, name: str, run_client: Callable[[], dict[str, Any]]
     cpu_after, after = _cpu_s(), fetch(served.base_url).values
     run["client_cpu_s"] = round(cpu_after[0] - cpu_before[0] + cpu_after[1] - cpu_before[1], 2)
     run["server_cpu_s"] = round(_tree_cpu_s(served.pid) - server_before, 2)
-    sent = run["completed"] + run["failed"] + WARMUPS.get(name, 0)
+    sent = run["completed"] + run["failed"] + WARMUPS.get(name, 0) * (w.concurrency if name == "ours" else 1)
     run["server"] = server_counters(served.engine, before, after, sent)
     return run
 
@@ -355,7 +355,7 @@ def measure(served: Served, clients: dict[str, Client], w: Workload, out: Path, 
         for name, client in clients.items():
             folder, seed = out / f"{served.engine}-{name}-{round_}", 1000 * round_ + 7
             with LoadWatch(f"{served.engine} {name} round {round_ + 1}", [served.pid]) as watch:
-                run = observed(served, name, lambda client=client, folder=folder, seed=seed: client(served, w, folder, seed))
+                run = observed(served, name, w, lambda client=client, folder=folder, seed=seed: client(served, w, folder, seed))
             watches.append(watch)
             print(json.dumps({"engine": served.engine, "client": name, "round": round_ + 1,
                               **{k: v for k, v in run.items() if not isinstance(v, list)}}), flush=True)

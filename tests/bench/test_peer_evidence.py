@@ -104,3 +104,16 @@ def test_a_short_answer_and_failures_are_evidence_too() -> None:
     notes = evidence.who_is_wrong("guidellm", ours, peer, _rows(ours, peer), input_tokens=128, concurrency=4, pinned=True)
     assert any("guidellm counted 41.50 output tokens per request where 64 were asked" in n for n in notes)
     assert "failed requests: ours 0, guidellm 2" in notes
+
+
+def test_on_llama_server_the_prefill_speed_referees_ttft_and_the_role_chunk_needs_an_equal_server() -> None:
+    ours = {**_client(1030.3, 16.9, server_ttft=0, server_tpot=16.5), "role_chunk_first": True}
+    peer = _client(900.0, 17.1, server_ttft=0, server_tpot=16.6)
+    for c, per_token in ((ours, 6.10), (peer, 6.15)):
+        c["server"] = {**c["server"], "mean_ttft_ms": None, "prefill_ms_per_token": per_token}
+    notes = evidence.who_is_wrong("vllm", ours, peer, _rows(ours, peer), input_tokens=128, concurrency=4, pinned=True)
+    assert any(n.startswith("TTFT: the server prefilled at 6.10 ms per prompt token") and "did not differ" in n for n in notes)
+    assert any(n.startswith("vllm's TTFT median 900.0 ms is 130.3 ms under ours") and "16.5 and 16.6" in n for n in notes)
+    slower = {**peer, "server": {**peer["server"], "mean_tpot_ms": 25.0}}
+    notes = evidence.who_is_wrong("vllm", ours, slower, _rows(ours, slower), input_tokens=128, concurrency=4, pinned=True)
+    assert not any("role" in n for n in notes)
