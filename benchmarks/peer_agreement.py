@@ -486,10 +486,15 @@ def main(argv: list[str] | None = None) -> int:
     engines = {engine: engine_report(settings, engine, checkpoint, clients, w, work, watches) for engine in args.engines.split(",") if engine}
     rows = [{"engine": engine, "peer": peer, "metric": metric, **values, "noise_tolerance": e["noise_tolerance"][peer][metric]}
             for engine, e in engines.items() for peer, metrics in e["agreement"].items() for metric, values in metrics.items()]
+    client_rows = [{"engine": engine, "client": name, "prompt_tokens": c.get("mean_input_tokens"), "template_tokens": c.get("template_tokens"),
+                    "prefilled_share": c["server"].get("prefilled_share"), "client_cores": c.get("client_cores"),
+                    "server_cores": c.get("server_cores"), "server_ttft_ms": c["server"].get("mean_ttft_ms"),
+                    "server_tpot_ms": c["server"].get("mean_tpot_ms")}
+                   for engine, e in engines.items() for name, c in e["clients"].items()]
     report = {"settings": {**asdict(w), "route": "chat (/v1/chat/completions)", "temperature": 0,
                            "input_tokens_counts": "the prompt text; the chat template's tokens come on top (template_tokens per client)"},
               "tolerance": TOLERANCE, "quick": args.quick, "definitions": {k: v for k, v in DEFINITIONS.items() if k in clients},
-              "engines": engines, "rows": rows, "agree": all(e["agree"] for e in engines.values()),
+              "engines": engines, "rows": rows, "client_rows": client_rows, "agree": all(e["agree"] for e in engines.values()),
               "who_is_wrong": [f"{engine}, {peer}: {note}" for engine, e in engines.items() for peer, notes in e["who_is_wrong"].items()
                                for note in notes]}
     builds = {engine: engine_build() if engine == "embedded" else {"kind": "vllm", "describe": e["build"]} for engine, e in engines.items()}
