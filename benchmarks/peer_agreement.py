@@ -8,12 +8,14 @@ Workload, the same for every client: unique random prompts of INPUT tokens of te
 route, OUTPUT-token answers with ignore_eos, closed loop at CONCURRENCY streams, REQUESTS requests per run. INPUT counts
 the prompt text, as `vllm bench serve --dataset-name random --random-input-len` and GuideLLM's synthetic `prompt_tokens`
 count it; the chat template's tokens (for SmolLM2 its default system prompt too) come on top, the same for every client.
-Ours sends that shape with its random profile's `opening="user"`. The server's own counters around each run show the
-prompt tokens it was sent and prefilled per request for every client, so equal workloads are proven, not assumed.
+Ours sends that shape with its random profile's `opening="user"`. Per client, the server's usage count of each prompt
+and its /metrics counters read around each run (prompt tokens taken in, the share it prefilled rather than served from
+its prefix cache) prove the workloads equal rather than assume it.
 
 The clients take turns (ours, vllm, guidellm, ours, ...) for ROUNDS rounds, so a drift in the machine's speed reaches all
 of them alike. Each client reports request throughput, median TTFT and median TPOT; the result gives each peer's ratio to
-ours, whether it is within 5%, each client's CPU (its process tree's CPU seconds over its run), the server's own TTFT and
+ours, whether it is within 5%, each client's CPU (its process tree's CPU seconds over its run, a peer's start-up included:
+its imports and tokenizer load come before its first request), the server's own TTFT and
 TPOT for each run, and for any disagreement the evidence of who is wrong (benchmarks/_peer_evidence.py).
 
 Pinning (the default; `--no-pin` shares both cores): the server runs on core 0 (llama-server `--threads 1`, vLLM's OpenMP
