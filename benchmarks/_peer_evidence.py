@@ -36,8 +36,8 @@ def _delta(before: dict[str, float], after: dict[str, float], name: str) -> floa
 def server_counters(engine: str, before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, Any]:
     """From two reads of /metrics (summed sample values): the prompt tokens the server took in and the share it prefilled
     (the rest its prefix cache served), and its own time: vLLM's mean TTFT and inter-token latency; llama-server's prefill
-    time per prompt token and time per generated token. llama-server counts no requests: `requests` (what the client sent,
-    warm-ups included) weighs its rounds only, and no figure of it is divided by that count."""
+    time per prompt token and time per generated token. llama-server counts no requests: `requests` (what the client sent)
+    weighs its rounds only, and no figure of it is divided by that count."""
     names, d = COUNTERS.get(engine, {}), {k: _delta(before, after, v) for k, v in COUNTERS.get(engine, {}).items()}
     if not names or all(v is None for v in d.values()):
         return {"available": False}
@@ -126,9 +126,9 @@ def _clock_note(name: str, metric: str, ours: dict[str, Any], peer: dict[str, An
     if abs(server_ratio - 1) <= TOLERANCE:
         gap_ours, gap_peer = c_ours - s_ours, c_peer - s_peer
         wrong = name if abs(gap_peer) > abs(gap_ours) else "ours"
-        return (f"{wrong} is wrong on {label}: the server's own mean {label} was {_r(s_ours)} ms during ours and {_r(s_peer)} ms during "
+        return (f"{_who(wrong)} is wrong on {label}: the server's own mean {label} was {_r(s_ours)} ms during ours and {_r(s_peer)} ms during "
                 f"{name} (ratio {server_ratio:.3f}), yet the clients read {_r(c_ours)} and {_r(c_peer)} ms (median ratio {ratio:.3f}); "
-                f"{wrong}'s reading strays {_r(abs(gap_peer if wrong == name else gap_ours))} ms from the server's, the other's "
+                f"{_who(wrong)}'s reading strays {_r(abs(gap_peer if wrong == name else gap_ours))} ms from the server's, the other's "
                 f"{_r(abs(gap_ours if wrong == name else gap_peer))} ms")
     served = (f"the server itself took {server_ratio:.3f} times as long during {name}'s run ({_r(s_peer)} against {_r(s_ours)} ms "
               f"by its own clock) and the clients' median ratio is {ratio:.3f}")
@@ -137,8 +137,12 @@ def _clock_note(name: str, metric: str, ours: dict[str, Any], peer: dict[str, An
                 "and client CPU recorded beside it)")
     gap_ours, gap_peer = c_ours - s_ours, c_peer - s_peer
     wrong = name if abs(gap_peer) > abs(gap_ours) else "ours"
-    return (f"{label}: {served}; the server's own time explains part of it, and {wrong}'s reading strays further from the "
+    return (f"{label}: {served}; the server's own time explains part of it, and {_who(wrong)}'s reading strays further from the "
             f"server's ({_r(abs(gap_peer if wrong == name else gap_ours))} against {_r(abs(gap_ours if wrong == name else gap_peer))} ms)")
+
+
+def _who(name: str) -> str:
+    return "our bench" if name == "ours" else name
 
 
 def _prefill_note(name: str, ours: dict[str, Any], peer: dict[str, Any], ratio: float) -> str | None:

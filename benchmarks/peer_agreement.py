@@ -63,7 +63,6 @@ TORCH_CPU = "torch==2.13.0"  # the CPU build (as vLLM's venv); an unpinned torch
 CUDA_ONLY = ("torchvision", "torchaudio", "torchcodec", "triton")
 RUN_TIMEOUT_S = 900
 SERVER_CPU, CLIENT_CPU = 0, 1  # pinned: the server's core and the clients'
-WARMUPS = {"ours": 1, "vllm": 1, "guidellm": 0}  # ours: per stream; vllm bench serve: its one test request; GuideLLM: none
 
 
 @dataclass(frozen=True)
@@ -203,7 +202,10 @@ def run_ours(served: Served, w: Workload, out: Path, seed: int) -> dict[str, Any
                                concurrency=w.concurrency, max_tokens=w.output_tokens, input_tokens=w.input_tokens,
                                gguf_path=served.gguf,  # its vocabulary: random token ids, as the peers send, not words
                                prompt_source="random", opening="user",  # one user message, as the peers send theirs
-                               ignore_eos=True, seed=seed, warmup=WARMUPS["ours"], server_pid=served.pid, output_dir=out, label="peers")
+                               # no warm-up, as the peers (vllm bench serve skips its ready check by default): the server's
+                               # counters and clock then cover exactly the requests each client measured
+                               warmup=0,
+                               ignore_eos=True, seed=seed, server_pid=served.pid, output_dir=out, label="peers")
     result = run_benchmark(config)
     s, ok = result.summary, [r for r in result.records if not r.warmup and r.status == "ok"]
     return {"request_throughput": s.request_throughput, "median_ttft_ms": s.median_ttft_ms, "median_tpot_ms": s.median_tpot_ms,
@@ -334,7 +336,7 @@ def _tree_cpu_s(pid: int) -> float:
     return sum(own for own, _, _ in snapshot([pid]).own.values())
 
 
-def observed(served: Served, name: str, w: Workload, run_client: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def observed(served: Served, run_client: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """One client run with the server's counters read around it and the CPU the client and the server spent in it."""
     from model_serving.serve.metrics import fetch
 
@@ -345,8 +347,7 @@ def observed(served: Served, name: str, w: Workload, run_client: Callable[[], di
     cpu_after, after = _cpu_s(), fetch(served.base_url).values
     run["client_cpu_s"] = round(cpu_after[0] - cpu_before[0] + cpu_after[1] - cpu_before[1], 2)
     run["server_cpu_s"] = round(_tree_cpu_s(served.pid) - server_before, 2)
-    sent = run["completed"] + run["failed"] + WARMUPS.get(name, 0) * (w.concurrency if name == "ours" else 1)
-    run["server"] = server_counters(served.engine, before, after, sent)
+    run["server"] = server_counters(served.engine, before, after, run["completed"] + run["failed"])
     return run
 
 
@@ -357,7 +358,7 @@ def measure(served: Served, clients: dict[str, Client], w: Workload, out: Path, 
         for name, client in clients.items():
             folder, seed = out / f"{served.engine}-{name}-{round_}", 1000 * round_ + 7
             with LoadWatch(f"{served.engine} {name} round {round_ + 1}", [served.pid]) as watch:
-                run = observed(served, name, w, lambda client=client, folder=folder, seed=seed: client(served, w, folder, seed))
+                run = observed(served, lambda client=client, folder=folder, seed=seed: client(served, w, folder, seed))
             watches.append(watch)
             print(json.dumps({"engine": served.engine, "client": name, "round": round_ + 1,
                               **{k: v for k, v in run.items() if not isinstance(v, list)}}), flush=True)
