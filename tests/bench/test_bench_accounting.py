@@ -113,6 +113,9 @@ def test_random_prompts_as_the_peers_send_them_count_the_text_alone(smollm2_gguf
     assert all(126 <= n <= 128 for n in counted), counted  # the top-up stops at the stated length; a merge may take one or two
     assert [s.input_tokens_estimate for s in specs + warm] == counted
     assert len({m[0]["content"][:12] for m in texts}) == len(texts)
+    completions = BenchConfig(base_url=URL, model="m", n_requests=4, input_tokens=128, gguf_path=smollm2_gguf, route="completions")
+    sent = [tokens.count(smollm2_gguf, s.as_text()) for s in workloads.build(completions, 4, 0)[0]]
+    assert all(126 <= n <= 128 for n in sent), sent  # one text on /v1/completions: the stated length is what is sent
 
 
 def _point(c: int, *, ttft: float, tpot: float = 10.0, failed: int = 0, met: tuple[str, ...] = ("ttft_ms", "e2e_ms")) -> SweepPoint:

@@ -131,8 +131,10 @@ def build(config: BenchConfig, n: int, warm: int) -> tuple[list[PromptSpec], lis
     sampler = vocabulary_sampler(config.gguf_path) if source == "random" and config.gguf_path is not None else None
     total = n + warm if unique else n
     if source == "random":
+        # /v1/completions sends one text: the user shape, so the stated length is exactly the text sent
+        opening_in = config.opening if config.route == "chat" else "user"
         specs = random_prompts(total, config.input_tokens, config.max_tokens, config.seed, nonce=nonce or "", tokenizer=sampler,
-                               opening_in=config.opening)
+                               opening_in=opening_in)
     elif source == "chat":
         specs = chat_prompts(total, config.input_tokens, config.max_tokens, config.seed, nonce=nonce or "")
     else:
