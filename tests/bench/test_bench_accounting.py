@@ -100,6 +100,24 @@ def test_random_prompts_draw_the_models_vocabulary(smollm2_gguf: Path) -> None:
         assert 48 <= n <= 64, n
 
 
+def test_random_prompts_as_the_peers_send_them_count_the_text_alone(smollm2_gguf: Path) -> None:
+    """`opening="user"`: one user message of exactly the stated text tokens (the template's tokens come on top), as
+    `vllm bench serve --dataset-name random` and GuideLLM's synthetic data send; still unique from the first token on."""
+    from model_serving.bench import tokens
+
+    config = BenchConfig(base_url=URL, model="m", n_requests=6, input_tokens=128, gguf_path=smollm2_gguf, opening="user")
+    specs, warm, _ = workloads.build(config, 6, 1)
+    texts = [s.messages() for s in specs + warm]
+    assert all(len(m) == 1 and m[0]["role"] == "user" for m in texts)
+    counted = [tokens.count(smollm2_gguf, m[0]["content"]) for m in texts]
+    assert all(126 <= n <= 128 for n in counted), counted  # the top-up stops at the stated length; a merge may take one or two
+    assert [s.input_tokens_estimate for s in specs + warm] == counted
+    assert len({m[0]["content"][:12] for m in texts}) == len(texts)
+    completions = BenchConfig(base_url=URL, model="m", n_requests=4, input_tokens=128, gguf_path=smollm2_gguf, route="completions")
+    sent = [tokens.count(smollm2_gguf, s.as_text()) for s in workloads.build(completions, 4, 0)[0]]
+    assert all(126 <= n <= 128 for n in sent), sent  # one text on /v1/completions: the stated length is what is sent
+
+
 def _point(c: int, *, ttft: float, tpot: float = 10.0, failed: int = 0, met: tuple[str, ...] = ("ttft_ms", "e2e_ms")) -> SweepPoint:
     point = SweepPoint(concurrency=c, request_throughput=c * 1.0, output_throughput=c * 16.0, p95_e2el_ms=None, median_ttft_ms=ttft,
                        median_tpot_ms=tpot, completed=16, failed=failed, errors_by_cause={"reset": failed} if failed else {},

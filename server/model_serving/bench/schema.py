@@ -17,6 +17,9 @@ Route = Literal["chat", "completions"]
 # random: random tokens of the model's vocabulary (unique words without a tokenizer); chat: varied chat questions;
 # synthetic: the older name of random's word form; fixed and text repeat prompts (the prompt cache serves them).
 PromptSource = Literal["random", "chat", "fixed", "synthetic", "jsonl", "text"]
+# Where a unique prompt's opening goes on the chat route: its own system message (no template default system prompt, the same
+# for every request, is sent), or the start of the one user message, as `vllm bench serve` and GuideLLM send theirs.
+Opening = Literal["system", "user"]
 UNIQUE_SOURCES = ("random", "chat", "synthetic")
 Statistic = Literal["mean", "median", "p90", "p95", "p99"]
 VerdictState = Literal["PASS", "FAIL", "INCONCLUSIVE"]
@@ -58,7 +61,11 @@ class BenchConfig(BaseModel):
     prompt_source: PromptSource = "random"
     prompt: str | None = Field(default=None, description="The one prompt to send (prompt_source='text')")
     prompts_file: Path | None = Field(default=None, description="JSONL file of prompts (prompt_source='jsonl')")
-    input_tokens: Annotated[InputTokens, Field(description="Prompt length in tokens for random and chat prompts")] = 128
+    input_tokens: Annotated[InputTokens, Field(description="Prompt text length in tokens for random and chat prompts; the chat "
+                                               "template's tokens come on top")] = 128
+    opening: Opening = Field(default="system", description="random profile, chat route: each prompt's unique opening in its own "
+                             "system message, or at the start of the user message (the template's default system prompt then "
+                             "comes on top, as for `vllm bench serve` and GuideLLM)")
     ignore_eos: bool | None = Field(default=None, description="Ask the server to generate exactly max_tokens; default: for unique prompts (random, chat)")
     timeout_s: float = Field(default=120.0, gt=0, description="Per-request limit on the whole exchange, connecting included; "
                              "server-info probes wait at most 5 s or this, whichever is shorter")

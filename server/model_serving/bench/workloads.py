@@ -60,18 +60,21 @@ def _opening(nonce: str, index: int) -> str:
 
 
 def random_prompts(n: int, input_tokens: int, output_tokens: int, seed: int, *, nonce: str,
-                   tokenizer: Callable[[random.Random, int], str] | None = None) -> list[PromptSpec]:
-    """n unique prompts of about `input_tokens` tokens: vocabulary tokens when a tokenizer is given, else words."""
+                   tokenizer: Callable[[random.Random, int], str] | None = None, opening_in: str = "system") -> list[PromptSpec]:
+    """n unique prompts of `input_tokens` tokens of text (vocabulary tokens when a tokenizer is given, else about that many
+    words' tokens); with `opening_in="user"` one user message, opening and body together, as the peers' random prompts."""
     rng = random.Random(seed)
     specs = []
     count = getattr(tokenizer, "count", None)
     for i in range(n):
-        opening = _opening(nonce, i)
-        # The stated length is what is sent: the unique opening is part of it, not added on top (as vLLM's random-input-len).
+        opening = _opening(nonce, i) + ("\n" if opening_in == "user" else "")
+        # The stated length is the text sent, opening included (as vLLM's random-input-len and GuideLLM's prompt_tokens);
+        # the chat template's tokens come on top.
         body_tokens = max(1, input_tokens - (count(opening) if count is not None else estimate_tokens(opening)))
         body = tokenizer(rng, body_tokens) if tokenizer is not None else word_body(rng, body_tokens)
-        specs.append(PromptSpec(id=f"random-{i}", chat=(("system", opening), ("user", body)), max_tokens=output_tokens,
-                                input_tokens_estimate=input_tokens))
+        chat = (("user", opening + body),) if opening_in == "user" else (("system", opening), ("user", body))
+        text_tokens = sum(count(c) for _, c in chat) if count is not None else input_tokens
+        specs.append(PromptSpec(id=f"random-{i}", chat=chat, max_tokens=output_tokens, input_tokens_estimate=text_tokens))
     return specs
 
 
@@ -128,7 +131,10 @@ def build(config: BenchConfig, n: int, warm: int) -> tuple[list[PromptSpec], lis
     sampler = vocabulary_sampler(config.gguf_path) if source == "random" and config.gguf_path is not None else None
     total = n + warm if unique else n
     if source == "random":
-        specs = random_prompts(total, config.input_tokens, config.max_tokens, config.seed, nonce=nonce or "", tokenizer=sampler)
+        # /v1/completions sends one text: the user shape, so the stated length is exactly the text sent
+        opening_in = config.opening if config.route == "chat" else "user"
+        specs = random_prompts(total, config.input_tokens, config.max_tokens, config.seed, nonce=nonce or "", tokenizer=sampler,
+                               opening_in=opening_in)
     elif source == "chat":
         specs = chat_prompts(total, config.input_tokens, config.max_tokens, config.seed, nonce=nonce or "")
     else:
