@@ -117,7 +117,7 @@ SERVE_FLOORS: list[set[str]] = [
     {"__init__", "engine_names", "processes"},
     {"probe_checks"},
     {"registry"},
-    {"metrics"},
+    {"metrics", "completion_probe"},  # completion_probe: the probe of a completions-only model, any OpenAI engine
     {"engine_protocol", "engine_base"},
     {"embedded", "vllm", "ollama"},  # one engine each: none imports another
     {"replicas", "gateway"},  # built on the embedded engine

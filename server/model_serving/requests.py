@@ -63,6 +63,9 @@ Positive = Annotated[float, Field(gt=0)]
 Millis = Annotated[float, Field(gt=0)]
 Source = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="Checkpoint folder or Hub repo id")]
 OllamaName = Annotated[str, Field(min_length=1, max_length=300, pattern=OLLAMA_NAME_PATTERN)]
+# One definition for deploy, serve start and register, so both faces offer the same option with the same bounds.
+ChatTemplate = PathArg  # a Jinja file; the name says it all (tools/list is at its budget)
+Completions = bool
 JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=JOB_ID_PATTERN)]
 
 DEFAULT_CTX_SIZE = 2048
@@ -124,22 +127,24 @@ class Listing(BaseModel, Generic[T]):
 
 
 class DeployRequest(Request):
-    source: Annotated[str | None, Field(min_length=1, max_length=4096, description="Checkpoint, .gguf or Hub repo id; default SmolLM2-135M")] = None
+    source: Annotated[str | None, Field(min_length=1, max_length=4096, description="Checkpoint, .gguf or Hub id; default SmolLM2")] = None
     base: Annotated[PathArg | None, Field(description="LoRA: base folder")] = None
     name: ModelName | None = None
-    quant: Annotated[QuantType, Field(description="Type to quantize to (F16: none); GGUF repo: the file")] = DEFAULT_QUANT
-    target: Annotated[TargetChoice, Field(description="auto: Ollama if it answers, else embedded")] = "auto"
+    quant: Annotated[QuantType | None, Field(description="Default Q8_0 (GGUF: its own); repo: the file")] = None
+    target: Annotated[TargetChoice, Field(description="auto: Ollama if up, else embedded")] = "auto"
     output: Annotated[PathArg | None, Field(description="Default: deployments/<name>")] = None
     ctx_size: CtxSize = DEFAULT_CTX_SIZE
     parallel: Parallel = DEFAULT_PARALLEL
     bench: bool = True
     bench_requests: Requests = 32  # per sweep level: at 16 the interval of ~11 req/s straddled the 10 req/s target
-    concurrency: Annotated[Concurrency | None, Field(description="Top bench sweep level; default 8")] = None
+    concurrency: Annotated[Concurrency | None, Field(description="Top sweep level; default 8")] = None
     verify_quality: bool = True
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
-    allow_broken: Annotated[bool, Field(description="Serve even if quality is broken")] = False
-    calibration: Annotated[PathArg | None, Field(description="Imatrix text; IQ/K types")] = None
-    replace: Annotated[bool, Field(description="Replace a model of this name (destructive)")] = False
+    allow_broken: Annotated[bool, Field(description="Serve a broken quant")] = False
+    calibration: Annotated[PathArg | None, Field(description="Imatrix text (IQ/K)")] = None
+    chat_template: ChatTemplate | None = None
+    completions: Completions = False
+    replace: Annotated[bool, Field(description="Replace a same-name model")] = False
     plan: bool = False
 
     renamed: ClassVar[dict[str, str]] = {"out_dir": "output", "plan_only": "plan"}
@@ -197,7 +202,7 @@ class QuantizeRequest(Request):
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     replace: bool = False
     verify: bool = True
-    calibration: Annotated[PathArg | None, Field(description="Imatrix text; IQ/K types")] = None
+    calibration: Annotated[PathArg | None, Field(description="Imatrix text (IQ/K)")] = None
 
 
 class ServeStartRequest(Request):
@@ -211,8 +216,10 @@ class ServeStartRequest(Request):
     engine: Literal["embedded", "vllm"] = "embedded"  # vllm: gguf_path is an HF checkpoint folder (the verb's description says so)
     lora: Annotated[list[Annotated[str, Field(min_length=3, max_length=4200, pattern=NOT_FLAG)]] | None,
                     Field(max_length=8, description="Adapters NAME=PATH")] = None
-    replicas: Annotated[int | None, Field(ge=1, le=8, description="Engines behind vllm-router; port is its port")] = None
+    replicas: Annotated[int | None, Field(ge=1, le=8, description="Engines behind vllm-router")] = None
     policy: Literal["round_robin", "power_of_two", "cache_aware"] | None = None
+    chat_template: ChatTemplate | None = None
+    completions: Completions = False
 
 
 class NameRequest(Request):
@@ -228,13 +235,14 @@ class RegisterRequest(Request):
     gguf_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
     name: ModelName
     target: RegisterTarget = "embedded"
-    source_dir: Annotated[PathArg | None, Field(description="Ollama: checkpoint it came from")] = None
-    quantize: Annotated[QuantType | None, Field(description="Ollama: quantize while registering")] = None
+    source_dir: Annotated[PathArg | None, Field(description="Ollama: its checkpoint")] = None
+    quantize: Annotated[QuantType | None, Field(description="Ollama: quantize to")] = None
     ctx_size: CtxSize = DEFAULT_CTX_SIZE
     parallel: Parallel = DEFAULT_PARALLEL
     system: Annotated[str | None, Field(max_length=20_000, description="Ollama: system message")] = None
     template: Annotated[Literal["auto", "go", "gguf"], Field(description="Ollama TEMPLATE")] = "auto"
     adapter: Annotated[PathArg | None, Field(description="Ollama: LoRA GGUF")] = None
+    chat_template: ChatTemplate | None = None
     replace: Annotated[bool, Field(description="Replace a same-name model")] = False
 
 

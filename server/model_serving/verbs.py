@@ -109,7 +109,8 @@ def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
 
     return start(settings, StartOptions(source=Path(req.gguf_path), name=req.name, ctx_size=req.ctx_size, parallel=req.parallel,
                                         threads=req.threads, port=req.port, replace=req.replace, lora=list(req.lora or []),
-                                        replicas=req.replicas, policy=req.policy, engine=req.engine))
+                                        replicas=req.replicas, policy=req.policy, engine=req.engine,
+                                        chat_template=Path(req.chat_template) if req.chat_template else None, completions=req.completions))
 
 
 def serve_stop(settings: Settings, req: NameRequest) -> ServedModel:
@@ -149,7 +150,7 @@ def register_model(settings: Settings, req: RegisterRequest, progress: Progress)
 
     return register(settings, req.gguf_path, req.name, target=req.target, source_dir=req.source_dir, ctx_size=req.ctx_size,
                     parallel=req.parallel, replace=req.replace, quantize=req.quantize, system=req.system, template=req.template,
-                    adapter=req.adapter, progress=progress)
+                    adapter=req.adapter, chat_template=req.chat_template, progress=progress)
 
 
 def serving_status(settings: Settings, req: NoInput) -> ServingStatus:

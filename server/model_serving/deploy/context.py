@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from model_serving.checkpoint.template_check import TemplateFile
 from model_serving.requests import DeployRequest, DeployTarget
 from model_serving.settings import Settings
 
@@ -45,6 +46,8 @@ class DeployResult(BaseModel):
     verdicts: list[dict[str, Any]] = []
     quality: dict[str, Any] | None = None
     manifest_path: str | None = None
+    chat_template: dict[str, str] | None = Field(default=None, description="The template file given to the engine: path and sha256")
+    serves: str = Field(default="chat", description="'chat', or 'not a chat model: /v1/completions only'")
     total_seconds: float = 0.0
 
 
@@ -75,6 +78,8 @@ class DeployPlan:
     source: Source
     qtype: str | None  # None: serve the export (or the GGUF source) as it is
     steps: list[PlannedStep]
+    chat_template: TemplateFile | None = None  # the user's template, which replaces the source's on every engine
+    completions: bool = False  # served for /v1/completions only: no chat template, a completion probe
 
     @property
     def checkpoint(self) -> Path | None:

@@ -21,7 +21,7 @@ from model_serving.checkpoint.rebuild import complete as checkpoint_complete
 from model_serving.errors import InputError
 from model_serving.quantize.imatrix import ImatrixSpec, imatrix_spec
 from model_serving.quantize.quantizer import quant_artifact, recorded_quant, resolve_qtype
-from model_serving.requests import DeployRequest
+from model_serving.requests import DEFAULT_QUANT, DeployRequest
 from model_serving.settings import Settings
 from model_serving.util.artifact import Artifact
 from model_serving.util.filehash import HashCache
@@ -30,6 +30,7 @@ from model_serving.util.paths import confine, tree_sha256
 from .claim import deploy_running
 from .context import DeployPlan, Engine, PlannedStep, Source
 from .source import deploy_name, find_source
+from .template import check_template, probe_text, template_text
 
 
 def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, Source], None] | None = None) -> DeployPlan:
@@ -38,11 +39,14 @@ def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, 
     `claim(name, source)` is called as soon as the name is known, before the checks that it is free:
     a deploy claims the name there (deploy/claim.py); a plan alone is refused if a deploy holds it.
     """
-    qtype = _quant_type(request.quant)
-    source = find_source(settings, request.source, request.base, request.quant)
+    qtype = _quant_type(request.quant or DEFAULT_QUANT)
+    source = find_source(settings, request.source, request.base, request.quant or DEFAULT_QUANT)
     if request.target == "vllm":  # before the quantization checks: vLLM serves none of it
         _check_vllm_source(source, request)
-    qtype = None if source.pulled else _check_requantize(source, qtype, request.allow_requantize)  # quant picked the file
+    template = check_template(settings, source, request)  # before any engine starts: a missing template is fixed up front
+    # A pulled GGUF was picked by its quant; a quantized GGUF with no quant asked is served as it is.
+    as_is = source.pulled or (request.quant is None and source.kind == "gguf" and source.quantized)
+    qtype = None if as_is else _check_requantize(source, qtype, request.allow_requantize)
     matrix = _imatrix(settings, qtype, request)
     name = deploy_name(source, request.name)
     if claim is not None:
@@ -53,11 +57,12 @@ def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, 
                else settings.roots[0] / "deployments" / name)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"The output folder {out_dir} is a file.", "Pass a folder for out_dir, or leave it out.")
-    target, reason = _choose_target(settings, request.target)
+    target, reason = _choose_target(settings, request.target, request.completions)
     if target == "embedded":
         _check_context(source, request)
     replacing = _check_name_free(settings, name, target, source, out_dir, request.replace)
-    draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[])
+    draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[],
+                       chat_template=template, completions=request.completions)
     plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing, HashCache(settings.state_dir), matrix))
     _check_disk(plan)
     return plan
@@ -87,7 +92,7 @@ def _check_requantize(source: Source, qtype: str, allow: bool) -> str | None:
         kept = source.file_type or "quantized"
         raise InputError(
             f"{source.model_name}.gguf is already quantized ({kept}); quantizing it again to {qtype} compounds the error.",
-            f"Serve it as it is (quant F16 or {kept}), deploy from its F16 export or checkpoint, "
+            f"Leave quant out to serve it as it is ({kept}), deploy from its F16 export or checkpoint, "
             "or pass allow_requantize (--allow-requantize) to quantize it again anyway.")
     return qtype
 
@@ -100,11 +105,16 @@ def _check_context(source: Source, request: DeployRequest) -> None:
                          f"{source.model_name} was trained for.", f"Pass ctx_size at most {source.context_length * request.parallel}, or more parallel slots.")
 
 
-def _choose_target(settings: Settings, target: str) -> tuple[Engine, str]:
+def _choose_target(settings: Settings, target: str, completions: bool = False) -> tuple[Engine, str]:
     from model_serving.serve.ollama.client import OllamaClient, OllamaUnreachable
 
     if target == "embedded":
         return "embedded", "asked for the embedded engine"
+    if completions and target == "auto":
+        return "embedded", "auto: completions only, which the embedded engine serves (Ollama serves chat)"
+    if completions and target == "ollama":
+        raise InputError("Ollama serves a model for chat; completions (--completions) has no Ollama equivalent here.",
+                         "Deploy with target embedded (or vllm for a checkpoint), or give a chat template (--chat-template FILE).")
     if target == "vllm":  # refused now, before any long work, when vLLM is not installed
         from model_serving.serve.vllm.env import require
 
@@ -184,8 +194,9 @@ def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, hash
         steps.append(PlannedStep(step="export", action="reuse" if export_sha else "run",
                                  detail=f"convert to GGUF F16 with llama.cpp's converter: {plan.f16_path}"))
     if plan.qtype is None:
-        kept = "the F16 export" if plan.source.kind != "gguf" else f"{plan.source.model_name}.gguf ({plan.source.file_type or 'as it is'})"
-        steps.append(PlannedStep(step="quantize", action="skip", detail=f"serve {kept} unquantized"))
+        kept = ("the F16 export unquantized" if plan.source.kind != "gguf"
+                else f"{plan.source.model_name}.gguf as it is, {plan.source.file_type or 'its own type'}")
+        steps.append(PlannedStep(step="quantize", action="skip", detail=f"serve {kept}"))
     else:
         reused = _reusable_quant(plan, export_sha, hashes, matrix)
         check = ", then compare answers and perplexity with the source" if request.verify_quality else ""
@@ -194,7 +205,7 @@ def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, hash
         steps.append(PlannedStep(step="quantize", action="reuse" if reused else "run", detail=f"quantize to {plan.qtype}{how}{check}: {plan.quant_path}"))
     where = f"; replaces the model {replacing}" if replacing else ""
     steps.append(PlannedStep(step="register", action="run",
-                             detail=f"serve as {plan.name!r} on {plan.target} ({plan.target_reason}){where}, then probe: it must answer and stop"))
+                             detail=f"serve as {plan.name!r} on {plan.target} ({plan.target_reason}){where}{template_text(plan)}, then {probe_text(plan)}"))
     concurrency = request.concurrency or request.parallel
     steps.append(PlannedStep(step="bench", action="run" if request.bench else "skip",
                              detail=f"{request.bench_requests} streaming requests, {concurrency} at a time, unique prompts: failures first, goodput, TTFT, latency, max concurrency under SLO"))
@@ -208,8 +219,8 @@ def _vllm_steps(plan: DeployPlan, request: DeployRequest, replacing: str | None)
     concurrency = request.concurrency or request.parallel
     return [PlannedStep(step="export", action="skip", detail="vLLM serves the Hugging Face checkpoint: no GGUF"),
             PlannedStep(step="quantize", action="skip", detail=f"vLLM serves {plan.checkpoint} in its own dtype"),
-            PlannedStep(step="register", action="run", detail=f"serve {plan.checkpoint} as {plan.name!r} on vLLM ({plan.target_reason}){where}, "
-                        "then probe: its template, an answer that stops"),
+            PlannedStep(step="register", action="run", detail=f"serve {plan.checkpoint} as {plan.name!r} on vLLM ({plan.target_reason}){where}"
+                        f"{template_text(plan)}, then {probe_text(plan)}"),
             PlannedStep(step="bench", action="run" if request.bench else "skip",
                         detail=f"{request.bench_requests} streaming requests, {concurrency} at a time, unique prompts: failures first, goodput, TTFT, latency, max concurrency under SLO"),
             PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}")]

@@ -104,8 +104,10 @@ def register(ctx: DeployContext, progress: Progress) -> None:
     assert served is not None
     # Ollama takes the chat template and stop tokens from the checkpoint too; the embedded engine reads the GGUF only.
     source_dir = plan.checkpoint if plan.target == "ollama" else None
+    template = plan.chat_template.path if plan.chat_template is not None else None
     done = serve(ctx.settings, served, plan.name, target=plan.target, source_dir=source_dir, ctx_size=request.ctx_size,
-                 parallel=request.parallel, replace=request.replace, progress=progress)
+                 parallel=request.parallel, replace=request.replace, chat_template=template, completions=plan.completions, progress=progress)
+    _record_template(ctx)
     ctx.result.endpoint, ctx.result.answer = done.endpoint, done.probe.answer
     if done.served is not None:
         ctx.bench_base, ctx.bench_api, ctx.server_pid = done.served.base_url, "openai", done.served.pid
@@ -122,12 +124,26 @@ def _register_vllm(ctx: DeployContext, progress: Progress, began: float) -> None
 
     request, plan = ctx.request, ctx.plan
     assert plan.checkpoint is not None
+    template = plan.chat_template.path if plan.chat_template is not None else None
     model, probe = serve_vllm(ctx.settings, plan.checkpoint, plan.name, ctx_size=request.ctx_size, parallel=request.parallel,
-                              replace=request.replace, progress=progress)
+                              replace=request.replace, chat_template=template, completions=plan.completions, progress=progress)
     ctx.served, ctx.served_sha256 = plan.checkpoint, tree_sha256(plan.checkpoint)
-    ctx.result.endpoint, ctx.result.answer = f"{model.base_url}/v1/chat/completions", probe.answer
+    _record_template(ctx)
+    route = "completions" if plan.completions else "chat/completions"
+    ctx.result.endpoint, ctx.result.answer = f"{model.base_url}/v1/{route}", probe.answer
     ctx.bench_base, ctx.bench_api, ctx.server_pid = model.base_url, "openai", model.pid
     ctx.record("register", began, reused=False, summary={"target": "vllm", "served": model.model_dump(mode="json"), "probe": probe.model_dump(mode="json")})
+
+
+def _record_template(ctx: DeployContext) -> None:
+    """The result (and so the manifest) says which template the engine got, or that it is no chat model."""
+    from .template import COMPLETIONS_ONLY
+
+    given = ctx.plan.chat_template
+    if given is not None:
+        ctx.result.chat_template = {"path": str(given.path), "sha256": given.sha256}
+    if ctx.plan.completions:
+        ctx.result.serves = COMPLETIONS_ONLY
 
 
 SWEEP_LEVELS = (1, 2, 4, 8)
@@ -151,6 +167,7 @@ def bench(ctx: DeployContext, progress: Progress) -> None:
     levels = sorted({*(level for level in SWEEP_LEVELS if level <= top), top})
     config = BenchConfig.build(base_url=ctx.bench_base, model=ctx.plan.name, api=ctx.bench_api, n_requests=request.bench_requests,
                                concurrency=top, max_tokens=16, server_pid=ctx.server_pid,
+                               route="completions" if ctx.plan.completions else "chat",
                                gguf_path=ctx.served if ctx.plan.target != "vllm" else None,
                                output_dir=ctx.plan.out_dir / "bench", label=ctx.plan.name, engine_build=ctx.result.engine_build)
     measured = run_sweep(config, levels, progress, stop_past_knee=True)

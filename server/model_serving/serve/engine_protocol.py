@@ -39,6 +39,8 @@ class StartOptions:
     replicas: int | None = None
     policy: str | None = None
     engine: str = "embedded"  # the engine the request named: replicas refuse one they cannot run behind the router
+    chat_template: Path | None = None  # a Jinja file replacing the model's template
+    completions: bool = False  # serve for /v1/completions only (no chat template needed)
 
 
 class Engine(Protocol):

@@ -111,6 +111,8 @@ class ServedModel(BaseModel):
     engine: ServedEngine = Field(default="embedded", description="Which engine serves it (serve/engines.py); vllm: source is a checkpoint folder")
     router: str | None = Field(default=None, description="vllm-router policy when replicas serve this name; pid is the router's")
     replicas: list[Replica] = Field(default_factory=list, description="With router: the engines behind it")
+    chat_template_file: str | None = Field(default=None, description="The Jinja template file the engine was given instead of the model's")
+    completions_only: bool = Field(default=False, description="Served for /v1/completions only: not a chat model")
 
     @model_validator(mode="before")
     @classmethod

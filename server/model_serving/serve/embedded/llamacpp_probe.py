@@ -17,6 +17,7 @@ import jinja2
 from model_serving.checkpoint.inspect import GGUFInfo, inspect_gguf
 from model_serving.errors import ServingError
 from model_serving.serve import probe_checks as probe
+from model_serving.serve.completion_probe import probe_completion
 from model_serving.serve.registry import ServedModel, get_model
 from model_serving.settings import Settings
 from model_serving.util.chat_template import TemplateRejected
@@ -35,22 +36,36 @@ def _post(client: httpx.Client, model: ServedModel, path: str, body: dict[str, A
 
 
 def _template_evidence(client: httpx.Client, model: ServedModel, info: GGUFInfo, messages: list[dict[str, Any]]) -> tuple[str | None, bool | None, int | None, list[str]]:
-    """The server's rendered prompt, whether it equals the Jinja rendering, the expected prompt tokens, and problems."""
+    """The server's rendered prompt, whether it equals the Jinja rendering (of the template file the engine was given,
+    else the GGUF's own), the expected prompt tokens, and problems."""
     rendered = _post(client, model, "/apply-template", {"messages": messages}).json().get("prompt")
-    if not info.chat_template or rendered is None:
+    template = _given_template(model) or info.chat_template
+    if not template or rendered is None:
         return rendered, None, None, []
     bos, eos, add_bos = info.bos_token or "", info.eos_token or "", bool(info.add_bos_token)
     try:
-        ours = probe.jinja_prompt(info.chat_template, messages, bos=bos, eos=eos, add_bos=add_bos)
+        ours = probe.jinja_prompt(template, messages, bos=bos, eos=eos, add_bos=add_bos)
     except (TemplateRejected, jinja2.TemplateError) as exc:
         return rendered, None, None, [f"the chat template could not be rendered here: {exc}"]
     theirs = rendered[len(bos):] if add_bos and bos and rendered.startswith(bos) else rendered
-    problems = [] if ours == theirs else ["the server formats the chat differently from the GGUF's own chat template"]
+    whose = "the given chat template file" if model.chat_template_file else "the GGUF's own chat template"
+    problems = [] if ours == theirs else [f"the server formats the chat differently from {whose}"]
 
     def tokenize(text: str, special: bool) -> list[int]:
         return _post(client, model, "/tokenize", {"content": text, "add_special": special, "parse_special": True}).json().get("tokens", [])
 
     return rendered, ours == theirs, len(tokenize(ours, add_bos)), problems
+
+
+def _given_template(model: ServedModel) -> str | None:
+    """The text of the template file the engine was started with (None: it uses the GGUF's)."""
+    if not model.chat_template_file:
+        return None
+    try:
+        return Path(model.chat_template_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise ServingError(f"The chat template file {model.chat_template_file} that {model.name} was started with cannot be read.",
+                           "Restore the file, or restart the model with another --chat-template.") from None
 
 
 def _ask(client: httpx.Client, model: ServedModel, messages: list[dict[str, Any]], max_tokens: int) -> probe.Reply:
@@ -79,6 +94,8 @@ def probe_served(model: ServedModel, *, max_tokens: int = 96, messages: list[dic
     name = model.name
     if model.state != "running":
         raise ServingError(f"The engine process for {name} is not running.", f"Register it again: model-serving register {model.source} --name {name}")
+    if model.completions_only:
+        return probe_completion(model, timeout_s=timeout_s)
     messages = messages or probe.PROBE_MESSAGES
     info = inspect_gguf(Path(model.source))
     started = time.perf_counter()

@@ -53,12 +53,14 @@ def find(settings: Settings) -> Build:
 
 
 def server_argv(build: Build, model: Path, *, alias: str, port: int, ctx_size: int, parallel: int, threads: int,
-                tuning: tuple[str, ...] = TUNING) -> list[str]:
-    """llama-server's argv with the serving settings (loopback, alias, slots, continuous batching, metrics)."""
+                tuning: tuple[str, ...] = TUNING, chat_template: Path | None = None) -> list[str]:
+    """llama-server's argv with the serving settings (loopback, alias, slots, continuous batching, metrics);
+    `chat_template` (a Jinja file) replaces the GGUF's own template."""
     assert build.server is not None
+    template = ["--chat-template-file", str(chat_template)] if chat_template is not None else []
     return [str(build.server), "--model", str(model), "--alias", alias, "--host", "127.0.0.1", "--port", str(port),
             "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--threads", str(threads), "--threads-batch", str(threads),
-            "--cont-batching", "--metrics", "--slots", "--jinja", "--no-webui", *tuning]
+            "--cont-batching", "--metrics", "--slots", "--jinja", *template, "--no-webui", *tuning]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lora", action="append", default=[], metavar="NAME=PATH", help="a LoRA adapter GGUF served under NAME")
     parser.add_argument("--engine-port", type=int, required=True, help="llama.cpp's own port, behind the front on --port")
     parser.add_argument("--native", required=True, metavar="LLAMA_SERVER", help="the llama-server to run as our child")
+    parser.add_argument("--chat-template-file", default=None, help="a Jinja chat template replacing the GGUF's")
     args = parser.parse_args(argv)
     sys.exit(_serve_native(args))
 
@@ -53,7 +54,8 @@ def _serve_native(args: argparse.Namespace) -> int:
     """The native llama-server with every adapter at scale 0, as our child, behind the front; its exit code is ours."""
     build = native.Build("native", Path(args.native), "native")
     argv = [*native.server_argv(build, Path(args.model), alias=args.alias, port=args.engine_port, ctx_size=args.ctx_size,
-                                parallel=args.parallel, threads=args.threads or 1),
+                                parallel=args.parallel, threads=args.threads or 1,
+                                chat_template=Path(args.chat_template_file) if args.chat_template_file else None),
             *(a for spec in args.lora for a in _at_rest(spec.split("=", 1)[1]))]
     armed = native_argv(argv[0], *argv[1:])  # it dies with us, even on SIGKILL
     if armed is None:

@@ -58,13 +58,15 @@ class ModelfilePlan:
 
 def build_modelfile(settings: Settings, gguf_path: Path, *, source_dir: Path | None = None, system: str | None = None, num_ctx: int | None = None,
                     template: TemplateMode = "go", server_version: str = "", local: bool = True, adapter: Path | None = None,
-                    messages: list[tuple[str, str]] | None = None, parameters: dict[str, Any] | None = None) -> ModelfilePlan:
-    """The Modelfile registration sends for a GGUF on a server of `server_version` (local: its memory bounds num_ctx)."""
+                    messages: list[tuple[str, str]] | None = None, parameters: dict[str, Any] | None = None,
+                    chat_template: str | None = None) -> ModelfilePlan:
+    """The Modelfile registration sends for a GGUF on a server of `server_version` (local: its memory bounds num_ctx);
+    `chat_template` (a user's Jinja) replaces the checkpoint's and the GGUF's."""
     gguf_path = confine(gguf_path, settings.roots, what="GGUF file")
     if source_dir is not None:
         source_dir = confine(source_dir, settings.roots, what="checkpoint folder")
     info = read_gguf(gguf_path)
-    choice, go_template, jinja = choose_template(info, source_dir, template, server_version or "0.0.0")
+    choice, go_template, jinja = choose_template(info, source_dir, template, server_version or "0.0.0", given=chat_template)
     stops = templates.stop_tokens(info, jinja, generation_config_eos(source_dir))
     ctx, ctx_reason = choose_num_ctx(info, num_ctx, local=local)
     params: list[tuple[str, Any]] = [("num_ctx", ctx), *(("stop", s) for s in stops), *{**SAMPLING_DEFAULTS, **(parameters or {})}.items()]
@@ -74,9 +76,12 @@ def build_modelfile(settings: Settings, gguf_path: Path, *, source_dir: Path | N
                          num_ctx=ctx, num_ctx_reason=ctx_reason)
 
 
-def choose_template(info: GGUFInfo, source_dir: Path | None, mode: TemplateMode, version: str) -> tuple[TemplateChoice, str | None, str | None]:
-    """Pick how Ollama will build prompts; return the choice, the Go TEMPLATE (or None) and the reference Jinja."""
-    source = source_chat_template(source_dir)
+def choose_template(info: GGUFInfo, source_dir: Path | None, mode: TemplateMode, version: str,
+                    given: str | None = None) -> tuple[TemplateChoice, str | None, str | None]:
+    """Pick how Ollama will build prompts; return the choice, the Go TEMPLATE (or None) and the reference Jinja.
+
+    A `given` template (the user's file) is the reference: it is converted, since the GGUF's own Jinja is another one."""
+    source = given or source_chat_template(source_dir)
     jinja = source or info.chat_template
     server_renders_gguf = versions.supports(version, versions.GGUF_TEMPLATE) if version else False
     if not jinja:
@@ -103,10 +108,10 @@ def choose_template(info: GGUFInfo, source_dir: Path | None, mode: TemplateMode,
     try:
         conv = templates.convert(jinja, bos_token=info.bos_token or "", eos_token=info.eos_token or "", runtime_adds_bos=bool(info.add_bos_token))
     except templates.UnconvertibleTemplate as exc:
-        if mode == "auto" and server_renders_gguf and info.chat_template:
+        if mode == "auto" and server_renders_gguf and info.chat_template and given is None:
             return gguf_choice(f"the Jinja template cannot be converted ({exc.construct}); Ollama {version} renders the GGUF's own template instead"), None, jinja
         raise
-    reason = "requested" if mode == "go" else (f"Ollama {version or '(unknown)'} does not render GGUF Jinja templates" if not server_renders_gguf
+    reason = "requested" if mode == "go" else "the given chat template file, converted" if given else (f"Ollama {version or '(unknown)'} does not render GGUF Jinja templates" if not server_renders_gguf
                                                else "the checkpoint's template differs from the GGUF's")
     return TemplateChoice(strategy="go", family=conv.family, reason=reason, notes=conv.notes, supports_tools=tools,
                           bos_left_to_runtime=conv.bos_left_to_runtime), conv.go_template, jinja

@@ -58,9 +58,10 @@ def register_gguf(
     settings: Settings, gguf_path: Path, name: str, *, source_dir: Path | None = None, quantize: str | None = None, overwrite: bool = False,
     system: str | None = None, num_ctx: int | None = None, progress: Progress | None = None, template: TemplateMode = "auto",
     adapter: Path | None = None, messages: list[tuple[str, str]] | None = None, parameters: dict[str, Any] | None = None,
-    quantizer: Quantizer | None = None, go_renderer: GoRenderer | None = None, keep_on_failure: bool = False,
+    quantizer: Quantizer | None = None, go_renderer: GoRenderer | None = None, keep_on_failure: bool = False, chat_template: str | None = None,
 ) -> tuple[OllamaRegistration, ProbeResult]:
-    """Create `name` on Ollama from a GGUF so it chats as its checkpoint does; refuse (and undo) when it does not."""
+    """Create `name` on Ollama from a GGUF so it chats as its checkpoint does (or as `chat_template`, a user's Jinja, says);
+    refuse (and undo) when it does not."""
     progress = progress or Progress()
     canonical = names.canonical(name)
     gguf_path, source_dir, adapter = _confined(settings, gguf_path, source_dir, adapter)
@@ -74,7 +75,8 @@ def register_gguf(
         version, existed = _check_server(client, canonical, overwrite)
         gguf_path, ollama_quantize, quantized_by = plan_quantize(info, gguf_path, quantize, quantizer, progress.span(0.0, 0.05))
         plan = build_modelfile(settings, gguf_path, source_dir=source_dir, system=system, num_ctx=num_ctx, template=template, server_version=version,
-                               local=is_loopback_url(client.host), adapter=adapter, messages=messages, parameters=parameters)
+                               local=is_loopback_url(client.host), adapter=adapter, messages=messages, parameters=parameters,
+                               chat_template=chat_template)
         body, digest, uploaded = _upload(client, settings, canonical, plan.modelfile, gguf_path, adapter, ollama_quantize, progress)
         backup = _backup(client, canonical) if existed else None
         try:

@@ -13,7 +13,9 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from model_serving.checkpoint.inspect import chat_template as chat_template_text
 from model_serving.checkpoint.inspect import inspect_checkpoint
+from model_serving.checkpoint.template_check import engine_template
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
 from model_serving.serve import processes, registry
@@ -74,9 +76,11 @@ def _cores(threads: int | None) -> tuple[int, str]:
 
 
 def vllm_argv(python: str, folder: Path, name: str, port: int, *, max_model_len: int, max_num_seqs: int,
-              adapters: dict[str, tuple[Path, int]]) -> list[str]:
+              adapters: dict[str, tuple[Path, int]], chat_template: Path | None = None) -> list[str]:
     argv = [python, "-P", str(LAUNCHER), str(port), "--model", str(folder), "--served-model-name", name, "--host", "127.0.0.1",
             "--port", str(port), "--max-model-len", str(max_model_len), "--max-num-seqs", str(max_num_seqs), "--enforce-eager"]
+    if chat_template is not None:  # replaces the checkpoint's template for every chat request
+        argv += ["--chat-template", str(chat_template)]
     if adapters:
         rank = next(r for r in LORA_RANKS if r >= max(rank for _, rank in adapters.values()))
         argv += ["--enable-lora", "--max-loras", str(len(adapters)), "--max-lora-rank", str(rank),
@@ -102,11 +106,15 @@ def _child_env(settings: Settings, bind: str) -> dict[str, str | None]:
 
 def start_vllm(settings: Settings, checkpoint: str | Path, name: str, *, lora: list[str] | None = None, ctx_size: int = 2048,
                parallel: int = 4, threads: int | None = None, port: int | None = None, replace: bool = False,
-               progress: Progress | None = None, start_timeout_s: float = START_TIMEOUT_S) -> ServedModel:
-    """Start vLLM on a checkpoint under `name` (adapters under their own names) and wait until it answers /health."""
+               progress: Progress | None = None, start_timeout_s: float = START_TIMEOUT_S, chat_template: str | Path | None = None,
+               completions: bool = False) -> ServedModel:
+    """Start vLLM on a checkpoint under `name` (adapters under their own names) and wait until it answers /health.
+
+    `chat_template` (a Jinja file) replaces the checkpoint's; `completions` serves one without a template for /v1/completions."""
     progress = progress or Progress()
     check_name(name)
     folder = checked_checkpoint(settings, checkpoint)
+    template = engine_template(settings.roots, folder.name, chat_template_text(folder)[0], chat_template, completions)
     adapters = parse_loras(settings, lora or [], folder)
     info = inspect_checkpoint(folder)
     if info.context_length and ctx_size > info.context_length:
@@ -118,7 +126,7 @@ def start_vllm(settings: Settings, checkpoint: str | Path, name: str, *, lora: l
         port = registry.make_room(settings, name, port, replace)
         n_cores, bind = _cores(threads)
         log_path = registry.log_path(settings, name)
-        argv = vllm_argv(python, folder, name, port, max_model_len=ctx_size, max_num_seqs=parallel, adapters=adapters)
+        argv = vllm_argv(python, folder, name, port, max_model_len=ctx_size, max_num_seqs=parallel, adapters=adapters, chat_template=template)
         progress.update(0.05, f"starting vLLM for {name} on 127.0.0.1:{port}")
         proc = processes.launch(argv, log_path, env=_child_env(settings, bind))
         base_url = f"http://127.0.0.1:{port}"
@@ -126,7 +134,8 @@ def start_vllm(settings: Settings, checkpoint: str | Path, name: str, *, lora: l
                                hint="too little memory or an unsupported architecture are the usual causes")
         model = ServedModel(name=name, source=str(folder), base_url=base_url, port=port, pid=proc.pid, ctx_size=ctx_size,
                             parallel=parallel, threads=n_cores, started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                            log_path=str(log_path), file_type=info.dtype, has_chat_template=info.has_chat_template, engine="vllm",
+                            log_path=str(log_path), file_type=info.dtype, has_chat_template=info.has_chat_template or template is not None,
+                            engine="vllm", chat_template_file=str(template) if template else None, completions_only=completions,
                             adapters=[registry.ServedAdapter(name=n, source=str(p)) for n, (p, _) in sorted(adapters.items())],
                             rss_bytes=processes.rss(proc.pid))
         registry.save(settings, model)
@@ -156,13 +165,15 @@ class VllmEngine(RecordedEngine):
         folder = checked_checkpoint(settings, options.source)
         python = vllm_env.require(settings).python
         assert python is not None
+        template = engine_template(settings.roots, folder.name, chat_template_text(folder)[0], options.chat_template, options.completions)
         return vllm_argv(python, folder, options.name, port, max_model_len=options.ctx_size, max_num_seqs=options.parallel,
-                         adapters=parse_loras(settings, options.lora, folder))
+                         adapters=parse_loras(settings, options.lora, folder), chat_template=template)
 
     def start(self, settings: Settings, options: StartOptions, progress: Progress) -> ServedModel:
         """Start and probe: a vLLM start has always proven its chat (the checkpoint's template is the usual failure)."""
         return serve_vllm(settings, options.source, options.name, lora=options.lora, ctx_size=options.ctx_size, parallel=options.parallel,
-                          threads=options.threads, port=options.port, replace=options.replace, progress=progress)[0]
+                          threads=options.threads, port=options.port, replace=options.replace, progress=progress,
+                          chat_template=options.chat_template, completions=options.completions)[0]
 
     def probe(self, settings: Settings, name: str) -> ProbeResult:
         return probe_vllm(settings, name)

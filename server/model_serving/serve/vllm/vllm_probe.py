@@ -17,6 +17,7 @@ import jinja2
 from model_serving.checkpoint.inspect import chat_template, read_json
 from model_serving.errors import ServingError
 from model_serving.serve import probe_checks as probe
+from model_serving.serve.completion_probe import probe_completion
 from model_serving.serve.registry import ServedModel, get_model
 from model_serving.settings import Settings
 from model_serving.util.chat_template import TemplateRejected, render
@@ -40,12 +41,13 @@ def _special(value: Any) -> str:
     return value.get("content", "") if isinstance(value, dict) else value or ""
 
 
-def reference_prompt(folder: Path, messages: list[dict[str, Any]]) -> tuple[str | None, list[int] | None, list[str]]:
-    """The checkpoint's template rendered here, its token ids by transformers' tokenizer, and any problem doing so."""
+def reference_prompt(folder: Path, messages: list[dict[str, Any]], given: str | None = None) -> tuple[str | None, list[int] | None, list[str]]:
+    """The checkpoint's template (or the `given` file vLLM was started with) rendered here, its token ids by transformers'
+    tokenizer, and any problem doing so."""
     from transformers import AutoTokenizer
 
     tok_cfg = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
-    template, _ = chat_template(folder, tok_cfg)
+    template = Path(given).read_text(encoding="utf-8") if given else chat_template(folder, tok_cfg)[0]
     if not template:
         return None, None, ["the checkpoint has no chat template"]
     bos, eos = _special(tok_cfg.get("bos_token")), _special(tok_cfg.get("eos_token"))
@@ -63,9 +65,11 @@ def probe_vllm(settings: Settings, name: str, *, max_tokens: int = 96, messages:
     model = get_model(settings, name)
     if model.state != "running" or model.engine != "vllm":
         raise ServingError(f"{name} is not a running vLLM model.", "Start it: model-serving serve start CHECKPOINT --engine vllm --name NAME")
+    if model.completions_only:
+        return probe_completion(model, timeout_s=timeout_s)
     messages = messages or probe.PROBE_MESSAGES
     started = time.perf_counter()
-    ours, our_ids, problems = reference_prompt(Path(model.source), messages)
+    ours, our_ids, problems = reference_prompt(Path(model.source), messages, model.chat_template_file)
     with httpx.Client(base_url=model.base_url, timeout=timeout_s) as client:
         served = _post(client, model, "/tokenize", {"model": name, "messages": messages, "add_generation_prompt": True})
         ids = served.get("tokens") or []
@@ -73,7 +77,8 @@ def probe_vllm(settings: Settings, name: str, *, max_tokens: int = 96, messages:
         body = _post(client, model, "/v1/chat/completions", {"model": name, "messages": messages, "max_tokens": max_tokens, "temperature": 0})
     matches = None if ours is None else (rendered == ours and ids == our_ids)
     if matches is False:
-        problems.append("vLLM renders the chat differently from the checkpoint's own chat template"
+        whose = "the given chat template file" if model.chat_template_file else "the checkpoint's own chat template"
+        problems.append(f"vLLM renders the chat differently from {whose}"
                         + ("" if rendered == ours else " (the text differs)") + ("" if ids == our_ids else " (the token ids differ)"))
     choice, usage = body["choices"][0], body.get("usage") or {}
     reply = probe.Reply(answer=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason"),
