@@ -267,6 +267,10 @@ def _deploy(r: Any) -> Rendering:
         out.add(f"  quality: {r.quality.get('verdict')} {r.quality.get('summary', '')}")
     if r.answer is not None:
         out.add(f"  answer: {r.answer!r}", "note")
+    if r.serves != "chat":
+        out.add(f"  {r.serves}", "note")
+    if r.chat_template:
+        out.add(f"  chat template: {r.chat_template['path']} (sha256 {r.chat_template['sha256'][:12]})")
     out.lines.extend(_verdict_line(v) for v in r.verdicts)
     capacity = next((rec.summary.get("capacity") for rec in r.steps if rec.step == "bench"), None)
     for label, value in (("", capacity), ("endpoint: ", r.endpoint), ("manifest: ", r.manifest_path)):

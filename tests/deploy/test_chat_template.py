@@ -154,3 +154,12 @@ def test_template_files_are_confined_bounded_and_rendered(settings: Settings, tm
     assert "cannot be rendered" in (problem("{{ ''.__class__.__mro__[1].__subclasses__() }}") or "")
     assert "refuses" in (problem("{{ raise_exception('system message required') }}") or "")
     assert "drops the user's message" in (problem("{% for m in messages %}{{ m.role }}{% endfor %}") or "")
+
+
+def test_ollama_registration_of_it_is_refused_before_anything_is_uploaded(ollama_settings: Settings, ollama_double, bare_gguf: Path) -> None:  # noqa: ANN001
+    from model_serving.serve.register import register
+
+    with pytest.raises(InputError) as refused:
+        register(ollama_settings, bare_gguf, "bare", target="ollama")
+    assert "has no chat template" in refused.value.cause and "--chat-template FILE" in refused.value.next_step
+    assert {path for method, path in ollama_double.requests if method == "POST"} <= {"/api/show"}  # read only: no blob, no create

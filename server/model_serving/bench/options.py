@@ -54,6 +54,8 @@ def make_config(settings: Settings, *, model: str, endpoint: str | None = None, 
         base_url, api = served.base_url, "openai"
         server_pid, engine_build = served.pid, served.engine_build
         gguf_path = Path(served.source) if served.engine != "vllm" else None  # vLLM serves a checkpoint folder: no roofline
+        if getattr(served, "completions_only", False):  # not a chat model: its chat route would measure a fallback template
+            values["route"] = "completions"
     if gguf:
         gguf_path = confine(gguf, settings.roots, what="GGUF path")
     prompts = confine(prompts_file, settings.roots, what="prompt file") if prompts_file else None

@@ -77,6 +77,11 @@ def register_gguf(
         plan = build_modelfile(settings, gguf_path, source_dir=source_dir, system=system, num_ctx=num_ctx, template=template, server_version=version,
                                local=is_loopback_url(client.host), adapter=adapter, messages=messages, parameters=parameters,
                                chat_template=chat_template)
+        if plan.choice.strategy == "none":  # Ollama would send prompts as written: no chat at all
+            raise InputError(f"{gguf_path.name} has no chat template, and the checkpoint gives none: Ollama would send prompts as "
+                             "written and the model would chat badly (typically repeating the prompt).",
+                             "Pass a Jinja template (--chat-template FILE) or the checkpoint that has one (--source-dir), or serve it for "
+                             "plain completions on the embedded engine (--completions).")
         body, digest, uploaded = _upload(client, settings, canonical, plan.modelfile, gguf_path, adapter, ollama_quantize, progress)
         backup = _backup(client, canonical) if existed else None
         try:
