@@ -131,3 +131,21 @@ def test_the_binding_runs_the_build_libraries() -> None:
     for name in ("llama", "ggml"):
         ours = found.folder / Path(loaded[name]).name
         assert Path(loaded[name]).resolve().read_bytes() == ours.resolve().read_bytes()  # byte for byte the tools' libraries
+
+
+def test_a_stock_build_has_its_own_folder_and_its_failure_never_reaches_status(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MODEL_SERVING_NATIVE_CACHE", str(tmp_path / "cache"))
+    cache = Settings.from_env()
+    assert lookup.folder(cache, []) != lookup.folder(cache)  # no patches: another cache key, never served by mistake
+    assert "build-stock" in str(lookup.installed(cache, []))
+    (tmp_path / "src").mkdir()  # cmake's configure fails, as above
+    assert cli.main(["build-stock", str(tmp_path / "src")]) == 1
+    assert "llama.cpp toolchain: " in capsys.readouterr().err
+    assert not lookup.failure_path(cache).exists()  # the product's build is not the one that failed
+    assert "native build not found" in str(lookup.installed(cache))
+    build.install(_fake_bin(tmp_path / "bin"), lookup.folder(cache, []), build.manifest(tmp_path / "no-sdist", [], 1.0))
+    stock = lookup.installed(cache, [])
+    assert isinstance(stock, lookup.NativeBuild) and stock.patches() == []
+    assert isinstance(lookup.installed(cache), str)  # the stock build is never handed out as the engine
+    assert build.build(cache, tmp_path / "src", stock=True) == stock.folder  # cached: no second compile

@@ -3,6 +3,7 @@
     python -m model_serving.toolchain fetch DIR              # the pinned sdist in DIR (downloaded once, sha256-checked)
     python -m model_serving.toolchain check SDIST_OR_SOURCE  # every patch applies to that source (nothing is changed)
     python -m model_serving.toolchain build SDIST_OR_SOURCE  # compile once into the cache (reused when there)
+    python -m model_serving.toolchain build-stock SDIST      # the same revision without our patches, its own cache folder
     python -m model_serving.toolchain install SDIST          # build, then bind the binding to the build's libraries
     python -m model_serving.toolchain find                   # the build this install has, or why none (exit 1)
 """
@@ -24,7 +25,7 @@ class Usage(Exception):
     """The command line names no command."""
 
 
-USAGE = "usage: python -m model_serving.toolchain fetch DIR | check SOURCE | build SOURCE | install SDIST | find"
+USAGE = "usage: python -m model_serving.toolchain fetch DIR | check SOURCE | build SOURCE | build-stock SOURCE | install SDIST | find"
 
 
 def _check(src: Path) -> str:
@@ -64,6 +65,8 @@ def run(args: list[str], settings: Settings) -> str:
         return _check(Path(operand))
     if command == "build":
         return str(build.build(settings, Path(operand)))
+    if command == "build-stock":
+        return str(build.build(settings, Path(operand), stock=True))
     if command == "install":
         return _install(settings, Path(operand))
     raise Usage(USAGE)

@@ -99,29 +99,35 @@ def manifest(sdist: Path, patch_set: list[Patch], seconds: float) -> dict[str, A
             "compile_seconds": round(seconds, 1)}
 
 
-def build(settings: Settings, src: Path, *, jobs: int | None = None) -> Path:
-    """The cached build for this recipe, compiled now when missing; BuildFailed (also recorded) says why it failed."""
-    target = lookup.folder(settings)
-    if isinstance(lookup.installed(settings), lookup.NativeBuild):
+def build(settings: Settings, src: Path, *, jobs: int | None = None, stock: bool = False) -> Path:
+    """The cached build for this recipe, compiled now when missing; BuildFailed (also recorded) says why it failed.
+
+    `stock` compiles the same revision with no patches into its own cache folder, for benchmarks that measure what
+    the patches change; nothing serves from it, so its failure is not recorded where `status` looks."""
+    patch_set = [] if stock else patches()
+    target = lookup.folder(settings, [] if stock else None)
+    if isinstance(lookup.installed(settings, [] if stock else None), lookup.NativeBuild):
         return target
     try:
-        _build(settings, src, target, jobs=jobs)
+        _build(settings, src, target, patch_set, jobs=jobs)
     except BuildFailed as exc:
-        _record_failure(settings, exc)
+        if not stock:
+            _record_failure(settings, exc)
         raise
     except (OSError, subprocess.SubprocessError) as exc:
         failed = BuildFailed(f"the llama.cpp build stopped: {exc}.", NEXT_STEP)
-        _record_failure(settings, failed)
+        if not stock:
+            _record_failure(settings, failed)
         raise failed from exc
-    lookup.failure_path(settings).unlink(missing_ok=True)
+    if not stock:
+        lookup.failure_path(settings).unlink(missing_ok=True)
     return target
 
 
-def _build(settings: Settings, src: Path, target: Path, *, jobs: int | None) -> None:
+def _build(settings: Settings, src: Path, target: Path, patch_set: list[Patch], *, jobs: int | None) -> None:
     settings.native_cache.mkdir(parents=True, exist_ok=True)
     log = settings.native_cache / f"{target.name}.log"
     log.write_text("", encoding="utf-8")
-    patch_set = patches()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=settings.native_cache) as tmp:
         work = Path(tmp)

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from model_serving.settings import Settings
-from model_serving.toolchain.recipe import TOOLS, cache_key, revision, shown_flags
+from model_serving.toolchain.recipe import TOOLS, Patch, cache_key, revision, shown_flags
 
 MANIFEST = "build.json"
 INSTALL_STEP = "Run scripts/install.sh: it compiles llama.cpp once for this CPU."
+STOCK_STEP = "Run python -m model_serving.toolchain build-stock SDIST: it compiles the same revision without our patches."
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ def _commit_from_version(text: str) -> str:
     return text.rpartition("commit ")[2].rstrip(")") if "commit " in text else ""
 
 
-def folder(settings: Settings) -> Path:
-    return settings.native_cache / cache_key()
+def folder(settings: Settings, patch_set: list[Patch] | None = None) -> Path:
+    """The cache folder of this recipe's build; `patch_set=[]` names the stock build (no patches) of the same revision."""
+    return settings.native_cache / cache_key(patch_set=patch_set)
 
 
 def failure_path(settings: Settings) -> Path:
@@ -64,16 +66,17 @@ def failure(settings: Settings) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def installed(settings: Settings) -> NativeBuild | str:
-    """The cached build for this recipe and CPU, or a sentence saying why there is none and what to do."""
-    where = folder(settings)
+def installed(settings: Settings, patch_set: list[Patch] | None = None) -> NativeBuild | str:
+    """The cached build for this recipe and CPU (`patch_set=[]`: the stock one), or why there is none and what to do."""
+    where = folder(settings, patch_set)
     manifest = where / MANIFEST
     if not manifest.is_file() or not os.access(where / "llama-server", os.X_OK):
-        failed = failure(settings)
+        failed = failure(settings) if patch_set is None else None
         if failed:
             return (f"native llama.cpp build failed at install ({failed.get('at', '?')}): {failed.get('cause', '?')} "
                     f"Next step: {failed.get('next_step') or INSTALL_STEP}")
-        return f"native build not found in {where}: {INSTALL_STEP}"
+        step = INSTALL_STEP if patch_set is None else STOCK_STEP
+        return f"native build not found in {where}: {step}"
     try:
         meta = json.loads(manifest.read_text(encoding="utf-8"))
     except ValueError:
