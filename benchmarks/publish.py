@@ -50,6 +50,8 @@ SCRIPTS = {
     "install_time": "python benchmarks/install_time.py",
     "install_time.empty-pip-cache": "python benchmarks/install_time.py --empty-pip-cache",
     "peer_agreement": "python benchmarks/peer_agreement.py",
+    "bandwidth": "python benchmarks/bandwidth.py",
+    "bandwidth_ttft": "python benchmarks/bandwidth.py --model smollm2",
 }
 PLOTS = {"deploy_stages.sweep.png": "deploy_stages"}  # plot -> the result whose script writes it
 
@@ -313,6 +315,37 @@ def peer_agreement(stem: str, d: dict[str, Any]) -> list[str]:
     return out + ([f"Who is wrong, from {cite(stem, 'who_is_wrong')}:", "", *[f"- {n}" for n in notes], ""] if notes else [])
 
 
+def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
+    ttft = stem != "bandwidth"
+    out = header(stem, "SmolLM2-135M Q8_0: TTFT at one stream and the prefill settings" if ttft else "A 1.1B model at the bandwidth limit", d)
+    if ttft:
+        out += [f"Target: TTFT p95 under 200 ms for a unique 128-token prompt at one stream; ours at one stream: "
+                f"{fmt(get(d, 'serving.ours.1.p95_ttft_ms'), '.0f')} ms ({cite(stem, 'serving.ours.1.p95_ttft_ms')}).", ""]
+    out += figures(stem, d, [("STREAM triad GB/s (every core)", "limits.bandwidth.triad_gbs", ".1f"),
+                             ("numpy read probe GB/s", "limits.bandwidth.numpy_read_gbs", ".1f"),
+                             ("matmul peak GFLOP/s (best of f32 numpy, bf16 torch)", "limits.matmul.peak_gflops", ".0f")])
+    rows = [{"quant": q, "build": b, **{f"{part}_{k}": v for part in ("decode", "prefill") for k, v in (r.get(b, {}).get(part) or {}).items()}}
+            for q, r in (d.get("kernels") or {}).items() for b in ("ours", "stock") if b in r]
+    out += ["llama-bench, single stream, the median of the rounds:", ""] + table(stem, [
+        ("quant", "quant", ""), ("build", "build", ""), ("decode tok/s", "decode_measured_tok_s", ".1f"), ("roofline tok/s", "decode_ceiling_tok_s", ".1f"),
+        ("share of roofline", "decode_fraction", ".2f"), ("prefill tok/s", "prefill_tok_s", ".0f"), ("prefill GFLOP/s", "prefill_gflops", ".0f"),
+        ("share of matmul peak", "prefill_fraction_of_matmul_peak", ".2f")], rows, "kernels")
+    serving = d.get("serving") or {}
+    levels = [str(n) for n in d.get("levels") or []]
+    served = [{"concurrency": lv, **{f"{e}_{k}": get(serving, f"{e}.{lv}.{k}") for e in ("ours", "stock", "vllm") for k in ("output_tok_s", "p95_ttft_ms")},
+               **{r: get(serving, f"ratios.{r}.{lv}") for r in ("ours_over_stock", "ours_over_vllm")}} for lv in levels]
+    out += [f"Served ({d.get('serve_quant')}; vLLM on the bf16 checkpoint): output tok/s and TTFT p95 ms by concurrency.", ""]
+    out += table(stem, [("concurrency", "concurrency", ""), ("ours tok/s", "ours_output_tok_s", ".1f"), ("stock tok/s", "stock_output_tok_s", ".1f"),
+                        ("vLLM tok/s", "vllm_output_tok_s", ".1f"), ("ours / stock", "ours_over_stock", ".2f"), ("ours / vLLM", "ours_over_vllm", ".2f"),
+                        ("ours TTFT p95", "ours_p95_ttft_ms", ".0f"), ("stock TTFT p95", "stock_p95_ttft_ms", ".0f")], served, "serving")
+    out += [f"What bounds it, from {cite(stem, 'bounds')}:", "", *[f"- {line}" for line in d.get("bounds") or []], ""]
+    if d.get("prefill_settings"):
+        out += ["<details><summary>pp128 by OpenMP spin count, threads, ubatch, flash attention</summary>", ""] + table(stem, [
+            ("GOMP_SPINCOUNT", "gomp_spincount", ""), ("threads", "threads", ""), ("ubatch", "ubatch", ""), ("flash attn", "flash_attn", ""),
+            ("pp128 tok/s", "pp_tok_s", ".0f"), ("stddev", "stddev", ".0f")], d["prefill_settings"], "prefill_settings") + ["</details>", ""]
+    return out
+
+
 SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "engine_capacity": engine_capacity, "deploy_stages": deploy_stages, "quantize_overhead": quantize_overhead,
     "imatrix_types": imatrix_types, "gateway": gateway, "replicas": replicas, "replicas-threads1": replicas,
@@ -320,7 +353,7 @@ SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "small_batch_kernels": small_batch_kernels, "decode_agreement": decode_agreement, "client_overhead": client_overhead,
     "template_corpus": template_corpus, "engine_compare": engine_compare, "install_time": install_time,
     "install_time.empty-pip-cache": install_time,
-    "peer_agreement": peer_agreement,
+    "peer_agreement": peer_agreement, "bandwidth": bandwidth, "bandwidth_ttft": bandwidth,
 }
 
 
