@@ -233,8 +233,8 @@ def prepared(settings: Settings, model: str, quants: list[str]) -> tuple[Path, d
 
 
 @contextmanager
-def native_server(server: Path, gguf: Path, slots: int, threads: int, log: Path) -> Iterator[tuple[str, int]]:
-    """llama-server with the product's argv (serve/embedded/native.server_argv) and OpenMP settings; (base URL, pid)."""
+def native_server(server: Path, gguf: Path, slots: int, threads: int, log: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """llama-server with the product's argv (serve/embedded/native.server_argv) and OpenMP settings (then `env`); (base URL, pid)."""
     from model_serving.bench.probe import get_json
     from model_serving.serve.embedded import native
     from model_serving.serve.processes import free_port
@@ -243,7 +243,7 @@ def native_server(server: Path, gguf: Path, slots: int, threads: int, log: Path)
     argv = native.server_argv(native.Build("native", server, str(server.parent)), gguf, alias="bandwidth", port=port,
                               ctx_size=max(2048, 512 * slots), parallel=slots, threads=threads)
     with log.open("ab") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **native.env()})
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **native.env(), **(env or {})})
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300
@@ -362,6 +362,23 @@ def serving(settings: Settings, folders: dict[str, Path], ckpt: Path, gguf: Path
     return out, watches
 
 
+def ttft_by_spin(server: Path, gguf: Path, args: argparse.Namespace, log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Our server at one stream under each OpenMP spin count, alternating: what a barrier's sleep and wake-up cost the prompt.
+
+    The threads meet at a barrier after every node of the graph (hundreds per prompt); a thread that waits longer than
+    the spin sleeps, and waking it costs the next node its start. util/process.openmp_env says why the default is short."""
+    runs: dict[str, list[dict[str, Any]]] = {spin: [] for spin in SPIN_COUNTS}
+    watches = []
+    one = argparse.Namespace(**{**vars(args), "levels": [1]})
+    for i in range(args.rounds):
+        for spin in SPIN_COUNTS if i % 2 == 0 else SPIN_COUNTS[::-1]:
+            with native_server(server, gguf, 1, args.threads, log, env={"GOMP_SPINCOUNT": spin}) as (base, pid):
+                points, watch = sweep(base, "bandwidth", pid, one, f"spin {spin} round {i + 1}")
+            runs[spin].append(points["1"])
+            watches.append(watch)
+    return {spin: _median_point(points) for spin, points in runs.items()}, watches
+
+
 def _median_point(points: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("output_tok_s", "median_ttft_ms", "p95_ttft_ms", "median_tpot_ms")
     merged = {k: round(statistics.median(p[k] for p in points if p.get(k) is not None), 2) if any(p.get(k) is not None for p in points) else None
@@ -412,15 +429,19 @@ def main() -> None:
     kern = kernel_report(med, ggufs, machine)
     report: dict[str, Any] = {"benchmark": "bandwidth", "model": args.model, "shape": SHAPES.get(args.model), "threads": args.threads,
                               "rounds": args.rounds, "limits": machine, "kernels": kern, "bounds": bounds(kern)}
+    log = settings.state_dir / "bench-models" / "bandwidth-servers.log"
     if args.model == "smollm2":
         report["prefill_settings"] = prefill_settings(folders["ours"], ggufs[args.serve_quant])
+        if not args.no_serve:
+            report["ttft_by_spin"], spun = ttft_by_spin(folders["ours"] / "llama-server", ggufs[args.serve_quant], args, log)
+            watches += spun
     if not args.no_serve:
-        log = settings.state_dir / "bench-models" / "bandwidth-servers.log"
         report["serving"], served = serving(settings, folders, ckpt, ggufs[args.serve_quant], args, log)
         report["serve_quant"], report["levels"] = args.serve_quant, args.levels
         watches += served
-    tokenizer = "SmolLM2-135M's tokenizer and chat template (49,152 tokens)"
-    write_report(args.out, report, [machine_watch, *watches], model=f"{ckpt.name} ({tokenizer}); GGUFs {', '.join(sorted(ggufs))}",
+    made = "SmolLM2-135M-Instruct rebuilt from the packaged GGUF" if args.model == "smollm2" else \
+        f"random weights, TinyLlama's shape ({args.model}), SmolLM2-135M's tokenizer and chat template (49,152 tokens)"
+    write_report(args.out, report, [machine_watch, *watches], model=f"{ckpt.name} ({made}); GGUFs {', '.join(sorted(ggufs))}",
                  workload=workload(f"llama-bench pp{KERNEL_PROMPT}/tg{KERNEL_GEN}; serving: a unique {args.input_tokens}-token prompt, "
                                    f"{args.max_tokens} tokens out, {args.requests} requests per level at {args.levels}",
                                    prompts="unique", input_tokens=args.input_tokens, output_tokens=args.max_tokens),

@@ -339,6 +339,11 @@ def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
                         ("vLLM tok/s", "vllm_output_tok_s", ".1f"), ("ours / stock", "ours_over_stock", ".2f"), ("ours / vLLM", "ours_over_vllm", ".2f"),
                         ("ours TTFT p95", "ours_p95_ttft_ms", ".0f"), ("stock TTFT p95", "stock_p95_ttft_ms", ".0f")], served, "serving")
     out += [f"What bounds it, from {cite(stem, 'bounds')}:", "", *[f"- {line}" for line in d.get("bounds") or []], ""]
+    spins = [{"spin": spin, **row} for spin, row in (d.get("ttft_by_spin") or {}).items()]
+    if spins:
+        out += ["Our server at one stream under each OpenMP spin count (`GOMP_SPINCOUNT`):", ""] + table(stem, [
+            ("GOMP_SPINCOUNT", "spin", ""), ("TTFT median ms", "median_ttft_ms", ".0f"), ("TTFT p95 ms", "p95_ttft_ms", ".0f"),
+            ("TPOT median ms", "median_tpot_ms", ".1f"), ("output tok/s", "output_tok_s", ".1f")], spins, "ttft_by_spin")
     if d.get("prefill_settings"):
         out += ["<details><summary>pp128 by OpenMP spin count, threads, ubatch, flash attention</summary>", ""] + table(stem, [
             ("GOMP_SPINCOUNT", "gomp_spincount", ""), ("threads", "threads", ""), ("ubatch", "ubatch", ""), ("flash attn", "flash_attn", ""),
