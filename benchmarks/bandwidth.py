@@ -276,10 +276,12 @@ def sweep(base_url: str, model: str, pid: int, args: argparse.Namespace, label: 
 
 
 def serve_vllm(settings: Settings, ckpt: Path, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """vLLM CPU on the bf16 checkpoint, started without the deploy's probe: random weights answer nonsense and never
+    stop, which the probe rightly refuses, and the sweep asks for a fixed answer length anyway."""
     from model_serving.serve.embedded.engine import stop_model
-    from model_serving.serve.vllm.engine import serve_vllm as start
+    from model_serving.serve.vllm.engine import start_vllm
 
-    served, _ = start(settings, ckpt, "bandwidth-vllm", ctx_size=2048, parallel=max(args.levels), replace=True)
+    served = start_vllm(settings, ckpt, "bandwidth-vllm", ctx_size=2048, parallel=max(args.levels), threads=args.threads, replace=True)
     try:
         return sweep(served.base_url, served.name, served.pid, args, "vllm")
     finally:
