@@ -56,9 +56,10 @@ def test_the_bound_follows_the_share_of_the_roofline(bandwidth: ModuleType) -> N
     def row(fraction: float) -> dict[str, object]:
         return {"ours": {"decode": {"fraction": fraction}, "prefill": {"fraction_of_matmul_peak": 0.25}}}
 
-    lines = bandwidth.bounds({"Q4_K_M": row(0.85), "Q8_0": row(0.5)})
+    lines = bandwidth.bounds({"Q4_K_M": row(0.85), "Q8_0": row(0.5), "F16": row(1.5)})
     assert lines[0].startswith("Q4_K_M: decode at 85% of the roofline is bound by memory bandwidth")
     assert "not bandwidth" in lines[1] and "25% of the matmul peak" in lines[1]
+    assert "CPU caches" in lines[2]  # a model that fits in cache is faster than memory allows: no bound claimed
 
 
 def test_prefill_counts_the_weights_each_prompt_token_multiplies(bandwidth: ModuleType, smollm2_gguf: Path) -> None:
