@@ -168,6 +168,24 @@ def llama_bench(folder: Path, gguf: Path, threads: int | str, *, extra: tuple[st
     return rows
 
 
+def prefill_cpu(folder: Path, gguf: Path, threads: int) -> dict[str, Any]:
+    """CPU time and barrier sleeps per pp128, from the difference of two llama-bench runs (12 and 2 repetitions, so loading
+    cancels): CPU time hardly moves with other processes' load, so `threads` x 128 / CPU s is what prefill would reach
+    if no thread ever waited for another; the wall-clock pp128 beside it shows what the waits cost."""
+    import resource
+
+    def spent(reps: int) -> tuple[float, int]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        llama_bench(folder, gguf, threads, extra=("-p", str(KERNEL_PROMPT), "-n", "0", "-r", str(reps)))
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, after.ru_nvcsw - before.ru_nvcsw
+
+    (cpu_hi, sleeps_hi), (cpu_lo, sleeps_lo) = spent(12), spent(2)
+    per = (cpu_hi - cpu_lo) / 10
+    return {"threads": threads, "cpu_ms_per_prompt": round(per * 1000, 1), "tok_s_if_never_waiting": round(threads * KERNEL_PROMPT / per, 1),
+            "sleeps_per_prompt": round((sleeps_hi - sleeps_lo) / 10)}
+
+
 def kernels(folder: Path, gguf: Path, threads: int) -> dict[str, Any]:
     """pp128 and tg64 tok/s of one build on one GGUF, and the parameter count llama-bench read."""
     rows = llama_bench(folder, gguf, threads, extra=("-p", str(KERNEL_PROMPT), "-n", str(KERNEL_GEN)))
@@ -431,6 +449,10 @@ def main() -> None:
     ckpt, ggufs = prepared(settings, args.model, sorted(set(args.quants) | {args.serve_quant}))
     med, watches = measure_kernels(folders, {q: ggufs[q] for q in args.quants}, args)
     kern = kernel_report(med, ggufs, machine)
+    with LoadWatch("prefill CPU time") as cpu_watch:
+        for q in args.quants:
+            kern[q]["ours"]["prefill_cpu"] = prefill_cpu(folders["ours"], ggufs[q], args.threads)
+    watches.append(cpu_watch.as_dict())
     report: dict[str, Any] = {"benchmark": "bandwidth", "model": args.model, "shape": SHAPES.get(args.model), "threads": args.threads,
                               "rounds": args.rounds, "limits": machine, "kernels": kern, "bounds": bounds(kern)}
     log = settings.state_dir / "bench-models" / "bandwidth-servers.log"

@@ -324,12 +324,13 @@ def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
     out += figures(stem, d, [("STREAM triad GB/s (every core)", "limits.bandwidth.triad_gbs", ".1f"),
                              ("numpy read probe GB/s", "limits.bandwidth.numpy_read_gbs", ".1f"),
                              ("matmul peak GFLOP/s (best of f32 numpy, bf16 torch)", "limits.matmul.peak_gflops", ".0f")])
-    rows = [{"quant": q, "build": b, **{f"{part}_{k}": v for part in ("decode", "prefill") for k, v in (r.get(b, {}).get(part) or {}).items()}}
+    rows = [{"quant": q, "build": b, **{f"{part}_{k}": v for part in ("decode", "prefill", "prefill_cpu") for k, v in (r.get(b, {}).get(part) or {}).items()}}
             for q, r in (d.get("kernels") or {}).items() for b in ("ours", "stock") if b in r]
     out += ["llama-bench, single stream, the median of the rounds:", ""] + table(stem, [
         ("quant", "quant", ""), ("build", "build", ""), ("decode tok/s", "decode_measured_tok_s", ".1f"), ("roofline tok/s", "decode_ceiling_tok_s", ".1f"),
         ("share of roofline", "decode_fraction", ".2f"), ("prefill tok/s", "prefill_tok_s", ".0f"), ("prefill GFLOP/s", "prefill_gflops", ".0f"),
-        ("share of matmul peak", "prefill_fraction_of_matmul_peak", ".2f")], rows, "kernels")
+        ("share of matmul peak", "prefill_fraction_of_matmul_peak", ".2f"), ("prefill tok/s if no thread waited (CPU time)", "prefill_cpu_tok_s_if_never_waiting", ".0f"),
+        ("barrier sleeps per prompt", "prefill_cpu_sleeps_per_prompt", "")], rows, "kernels")
     serving = d.get("serving") or {}
     levels = [str(n) for n in d.get("levels") or []]
     served = [{"concurrency": lv, **{f"{e}_{k}": get(serving, f"{e}.{lv}.{k}") for e in ("ours", "stock", "vllm") for k in ("output_tok_s", "p95_ttft_ms")},
