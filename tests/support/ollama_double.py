@@ -15,7 +15,13 @@ shared reference (ollama-gguf-facts.md, including its Addendum on current server
   done_reason stop/length, counts and nanosecond durations; a cached prompt prefix lowers
   prompt_eval_count as it does on a real server; keep_alive 0 unloads;
 - 404 for unknown models, 503 when the request queue is full, 403 for a non-local Host header;
-- `stall`: requests that are read and never answered, for the client's timeouts.
+- `stall`: requests that are read and never answered, for the client's timeouts;
+- tool calls: with `tools` in a chat request, the reply is parsed as Ollama parses it (tests/support/ollama_toolcalls.py:
+  the tag from the TEMPLATE's first `if .ToolCalls`, JSON after it, the `{` fallback) and comes back as
+  `message.tool_calls`; a streamed reply with tools is held back and sent whole, as Ollama holds text after a tag;
+- /v1/chat/completions (OpenAI's shape, without streaming): the same chat, with `tool_calls` whose arguments are JSON text;
+- `replies`: text the model "writes" next, in place of sampling (the prompt is still rendered and evaluated), so a
+  test can show what becomes of a reply a random-weight model would never write, such as a tool call.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from ollama_toolcalls import parse_reply
+
+from model_serving.serve.ollama.tooltag import ollama_tag
 
 _DIGEST = re.compile(r"^sha256[:-][0-9a-fA-F]{64}$")
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -145,6 +155,7 @@ class OllamaDouble:
     stream_error_after: dict[str, int] = field(default_factory=dict)  # path -> emit an error line after N lines (once)
     requests: list[tuple[str, str]] = field(default_factory=list)
     stall: set[str] = field(default_factory=set)  # 'METHOD /path' prefixes: read the request, never answer (until stop)
+    replies: list[str] = field(default_factory=list)  # the model's next replies, written instead of sampled
 
     def __post_init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="ollama-double-"))
@@ -807,9 +818,9 @@ def _prompt_tokens(double: OllamaDouble, model: Model, llm: Any, messages: list[
     return tokens
 
 
-def _infer(h: _Handler, path: str) -> None:
+def _infer(h: _Handler, path: str, body: dict[str, Any] | None = None) -> None:
     double = h.owner
-    body = h._json_body()
+    body = h._json_body() if body is None else body
     is_chat = path == "/api/chat"
     if not body.get("model"):
         raise DoubleError(400, "model is required")
@@ -876,8 +887,9 @@ def _answer(h: _Handler, path: str, double: OllamaDouble, model: Model, body: di
         sent = 0
         reason = "length"
         prompt_done = eval_start = time.perf_counter_ns()
-        generator = llm.generate(tokens, top_k=int(opts["top_k"]), top_p=float(opts["top_p"]), min_p=float(opts["min_p"]),
-                                 temp=float(opts["temperature"]), repeat_penalty=float(opts["repeat_penalty"]), reset=True)
+        generator = _scripted(double, llm, tokens) if double.replies else llm.generate(
+            tokens, top_k=int(opts["top_k"]), top_p=float(opts["top_p"]), min_p=float(opts["min_p"]), temp=float(opts["temperature"]),
+            repeat_penalty=float(opts["repeat_penalty"]), reset=True)
         for i, token in enumerate(generator):
             if i == 0:
                 prompt_done = eval_start = time.perf_counter_ns()
@@ -907,15 +919,49 @@ def _answer(h: _Handler, path: str, double: OllamaDouble, model: Model, body: di
         _touch(double, key, keep)
         yield final
 
+    answer = lines() if not (is_chat and body.get("tools")) else _tool_calls(lines(), _tool_tag(double, model), body["tools"])
     if stream:
-        h._stream(lines(), path)
+        h._stream(answer, path)
         return
-    content, final = "", {}
-    for obj in lines():
+    content, final, calls = "", {}, []
+    for obj in answer:
+        calls += (obj.get("message") or {}).get("tool_calls", [])
         content += (obj.get("message") or {}).get("content", "") if is_chat else obj.get("response", "")
         final = obj
     final.update({"message": {"role": "assistant", "content": content}} if is_chat else {"response": content})
+    if calls:
+        final["message"]["tool_calls"] = calls
     h._send(200, final)
+
+
+def _scripted(double: OllamaDouble, llm: Any, tokens: list[int]) -> Iterator[int]:
+    """The tokens of the next scripted reply, after evaluating the prompt as sampling would."""
+    llm.reset()
+    llm.eval(tokens)
+    yield from llm.tokenize(double.replies.pop(0).encode("utf-8"), add_bos=False, special=True)
+
+
+def _tool_tag(double: OllamaDouble, model: Model) -> str:
+    kind, template = _effective_template(double, model)
+    return ollama_tag(template) if kind == "go" else "{"
+
+
+def _tool_calls(lines: Iterator[dict[str, Any]], tag: str, tools: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The reply held back and parsed whole: its text before the tag as content, the calls as message.tool_calls."""
+    text, last = "", None
+    for obj in lines:
+        if obj.get("done"):
+            last = obj
+            break
+        text += obj["message"]["content"]
+    assert last is not None
+    content, calls = parse_reply(text, tag, tools)
+    if content or calls:
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = calls
+        yield {**{k: v for k, v in last.items() if k in ("model", "created_at")}, "message": message, "done": False}
+    yield last
 
 
 def _overlap(text: str, stop: str) -> int:
@@ -937,13 +983,55 @@ def _touch(double: OllamaDouble, key: str, keep: timedelta | None) -> None:
             loaded.expires_at = datetime.now(UTC) + (keep if keep is not None else timedelta(days=365 * 100))
 
 
+class _Captured:
+    """Stands in for the handler while /v1 runs the native chat, keeping its answer."""
+
+    def __init__(self, h: _Handler) -> None:
+        self.owner, self.answer = h.owner, None
+
+    def _send(self, status: int, payload: Any = None, **_: Any) -> None:
+        self.answer = payload
+
+
+def _openai_chat(h: _Handler, path: str) -> None:
+    body = h._json_body()
+    if body.get("stream"):
+        raise DoubleError(400, "this double answers /v1/chat/completions without streaming only")
+    messages = []
+    for m in body.get("messages") or []:
+        m = dict(m)
+        if m.get("tool_calls"):  # OpenAI writes arguments as JSON text; Ollama's messages hold objects
+            m["tool_calls"] = [{"function": {"name": c["function"]["name"], "arguments": json.loads(c["function"].get("arguments") or "{}")}}
+                               for c in m["tool_calls"]]
+        messages.append(m)
+    options = {k: body[k] for k in ("temperature", "top_p", "seed", "stop") if k in body}
+    if body.get("max_tokens") is not None:
+        options["num_predict"] = body["max_tokens"]
+    native = {"model": body.get("model"), "messages": messages, "tools": body.get("tools"), "options": options, "stream": False}
+    captured = _Captured(h)
+    _infer(captured, "/api/chat", native)  # type: ignore[arg-type]
+    answer = captured.answer or {}
+    message = answer.get("message") or {}
+    calls = [{"id": f"call_{i}", "index": i, "type": "function",
+              "function": {"name": c["function"]["name"], "arguments": json.dumps(c["function"]["arguments"])}}
+             for i, c in enumerate(message.get("tool_calls") or [])]
+    reply: dict[str, Any] = {"role": "assistant", "content": message.get("content", "")}
+    if calls:
+        reply["tool_calls"] = calls
+    finish = "tool_calls" if calls else ("length" if answer.get("done_reason") == "length" else "stop")
+    usage = {"prompt_tokens": answer.get("prompt_eval_count", 0), "completion_tokens": answer.get("eval_count", 0)}
+    h._send(200, {"id": "chatcmpl-double", "object": "chat.completion", "created": int(time.time()), "model": answer.get("model"),
+                  "choices": [{"index": 0, "message": reply, "finish_reason": finish}],
+                  "usage": {**usage, "total_tokens": sum(usage.values())}})
+
+
 ROUTES: dict[tuple[str, str], Callable[[_Handler, str], None]] = {
     ("GET", "/api/version"): _version, ("HEAD", "/api/version"): _version,
     ("GET", "/api/tags"): _tags, ("HEAD", "/api/tags"): _tags,
     ("GET", "/api/ps"): _ps,
     ("POST", "/api/show"): _show, ("POST", "/api/create"): _create, ("POST", "/api/copy"): _copy,
     ("DELETE", "/api/delete"): _delete, ("POST", "/api/pull"): _pull,
-    ("POST", "/api/chat"): _infer, ("POST", "/api/generate"): _infer,
+    ("POST", "/api/chat"): _infer, ("POST", "/api/generate"): _infer, ("POST", "/v1/chat/completions"): _openai_chat,
 }
 
 

@@ -38,6 +38,7 @@ class TemplateChoice(BaseModel):
     reason: str
     notes: list[str] = Field(default_factory=list)
     supports_tools: bool = False
+    tool_tag: str | None = Field(None, description="go: the text Ollama looks for before a tool call in the model's reply ('{': a reply must start with the call's JSON)")
     bos_left_to_runtime: bool = False
     double_bos_risk: bool = Field(False, description="the Jinja template writes a BOS and the GGUF asks the runtime for one too")
 
@@ -113,7 +114,7 @@ def choose_template(info: GGUFInfo, source_dir: Path | None, mode: TemplateMode,
         raise
     reason = "requested" if mode == "go" else "the given chat template file, converted" if given else (f"Ollama {version or '(unknown)'} does not render GGUF Jinja templates" if not server_renders_gguf
                                                else "the checkpoint's template differs from the GGUF's")
-    return TemplateChoice(strategy="go", family=conv.family, reason=reason, notes=conv.notes, supports_tools=tools,
+    return TemplateChoice(strategy="go", family=conv.family, reason=reason, notes=conv.notes, supports_tools=tools, tool_tag=conv.tool_tag,
                           bos_left_to_runtime=conv.bos_left_to_runtime), conv.go_template, jinja
 
 

@@ -23,6 +23,7 @@ from jinja2.exceptions import TemplateSyntaxError
 
 from model_serving.errors import InputError
 from model_serving.gguf.info import GGUFInfo
+from model_serving.serve.ollama import tooltag
 from model_serving.serve.ollama.gotemplate import UnconvertibleTemplate, convert_ast, go_string, literal_text
 from model_serving.util.chat_template import environment
 
@@ -48,6 +49,7 @@ class Conversion:
     notes: list[str] = field(default_factory=list)
     bos_left_to_runtime: bool = False  # the template's BOS is dropped because the runtime adds one
     dated: bool = False  # strftime_now() was evaluated at registration: the TEMPLATE holds that day's date
+    tool_tag: str | None = None  # the tag Ollama will look for before a tool call (None: the template writes no tool calls)
 
 
 def detect_family(source: str) -> Family:
@@ -97,7 +99,12 @@ def convert(source: str, *, bos_token: str, eos_token: str, runtime_adds_bos: bo
     except TemplateSyntaxError as exc:
         raise InputError(f"The chat template is not valid Jinja: {exc.message} (line {exc.lineno}).", "Fix the template in tokenizer_config.json or the GGUF.") from None
     done = convert_ast(source, ast, bos=bos_token, eos=eos_token, runtime_adds_bos=runtime_adds_bos)
-    return Conversion(done.go_template, detect_family(source), done.notes, done.bos_dropped, done.dated)
+    go_template, tag = done.go_template, tooltag.jinja_tag(source, bos=bos_token, eos=eos_token)
+    if tag is not None and tag != tooltag.FALLBACK and tooltag.ollama_tag(go_template) != tag:
+        # Ollama looks for the tag in the TEMPLATE's first `if .ToolCalls`; without one it expects a reply that starts
+        # with `{`, and a call written after the family's tag comes back as text.
+        go_template = tooltag.declaration(tag) + go_template
+    return Conversion(go_template, detect_family(source), done.notes, done.bos_dropped, done.dated, tag)
 
 
 _SPACES = re.compile(r"\s+")
