@@ -50,6 +50,7 @@ class _Fold:
 class Core:
     def __init__(self, source: str, bos: str, eos: str, runtime_adds_bos: bool, ast: nodes.Template) -> None:
         self.lines = source.splitlines()
+        self.ast = ast
         self.bos, self.eos, self.runtime_adds_bos = bos, eos, runtime_adds_bos
         self.notes: list[str] = []
         self.loops: list[Loop] = []
@@ -66,6 +67,8 @@ class Core:
         self.runtime = runtime_names(ast, self.namespaces, {"bos_token"} if runtime_adds_bos and bos else set())
         self.loaded = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}
         self.aliases: dict[str, nodes.Node] = {}  # names bound once to a filtered list: read as the filter itself
+        self.negative = _negative_names(ast, self.namespaces)  # Go names that may hold a negative number
+        self.always_text: set[str] = set()  # names whose every assignment so far holds text (never none or undefined)
         stores = [n.name for a in ast.find_all(nodes.Assign) for n in a.target.find_all(nodes.Name)]
         stores += [a.target.name for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
         self.store_counts = {name: stores.count(name) for name in set(stores)}  # assignments per name
@@ -133,6 +136,26 @@ class Core:
         except Exception:  # noqa: BLE001 - a fold that fails at registration is left to render time
             return None
         return _Fold(kept[0]) if kept else None
+
+
+def _negative_names(ast: nodes.Template, namespaces: set[str]) -> set[str]:
+    """Go names (ns_attr for namespace attributes) that some assignment gives a negative number."""
+
+    def negative(value: nodes.Node) -> bool:
+        if isinstance(value, nodes.Neg):
+            return isinstance(value.node, nodes.Const) and isinstance(value.node.value, (int, float)) and value.node.value > 0
+        return isinstance(value, nodes.Const) and isinstance(value.value, (int, float)) and not isinstance(value.value, bool) and value.value < 0
+
+    found = set()
+    for a in ast.find_all(nodes.Assign):
+        if isinstance(a.target, nodes.NSRef) and negative(a.node):
+            found.add(f"{a.target.name}_{a.target.attr}")
+        elif isinstance(a.target, nodes.Name) and a.target.name in namespaces and _is_call(a.node, "namespace"):
+            assert isinstance(a.node, nodes.Call)
+            found |= {f"{a.target.name}_{kw.key}" for kw in a.node.kwargs if negative(kw.value)}
+        elif isinstance(a.target, nodes.Name) and negative(a.node):
+            found.add(a.target.name)
+    return found
 
 
 def _walk(node: nodes.Node):

@@ -175,6 +175,8 @@ class Expressions:
         folded = self.fold(node)
         if folded is not None and isinstance(folded.value, int) and not isinstance(folded.value, bool):
             return str(folded.value)
+        if isinstance(node, (nodes.Add, nodes.Sub)) and self.may_be_negative(node):
+            raise self.fail("arithmetic on a number that can be negative (Go templates count with lengths, which never are)", node)
         if isinstance(node, nodes.Add):
             return f'(len (printf "%*s%*s" {self.int_expr(node.left)} "" {self.int_expr(node.right)} ""))'
         if isinstance(node, nodes.Sub):
@@ -184,6 +186,14 @@ class Expressions:
         if self.is_int(node):
             return self.expr(node)
         raise self.fail("arithmetic on a value that is not a whole number", node)
+
+    def may_be_negative(self, node: nodes.Node) -> bool:
+        for n in (node, *node.find_all((nodes.Name, nodes.Getattr))):
+            if isinstance(n, nodes.Name) and n.name in self.negative:
+                return True
+            if isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name) and f"{n.node.name}_{n.attr}" in self.negative:
+                return True
+        return False
 
     def modulo(self, node: nodes.Mod) -> str:
         divisor = self.fold(node.right)

@@ -55,12 +55,15 @@ class Filters:
         name, kind = node.name, self.kind(node.node)
         if name in ("defined", "undefined"):
             key = self.field_key(node.node)
-            if key not in K.ALWAYS_SET:
+            # Ollama always decides add_generation_prompt (the last turn is not the assistant's), so it is always defined
+            always = key in K.ALWAYS_SET or (isinstance(node.node, nodes.Name) and node.node.name in ("add_generation_prompt", "messages"))
+            if not always:
                 self.note(DEFINED_NOTE)
-            test = "true" if key in K.ALWAYS_SET else self.truth(node.node)
+            test = "true" if always else self.truth(node.node)
             return test if name == "defined" else f"(not {test})"
         if name == "none":
-            return f"(not {self.truth(node.node)})"
+            # a field Ollama always fills (a message's content: "" when empty) is never none
+            return "false" if self.field_key(node.node) in K.ALWAYS_SET else f"(not {self.truth(node.node)})"
         if name in ("true", "false") and not node.args:
             return self.truth(node.node) if name == "true" else f"(not {self.truth(node.node)})"
         if name in ("equalto", "eq", "sameas") and node.args:
@@ -71,11 +74,14 @@ class Filters:
 
     def type_test(self, node: nodes.Test, name: str, kind: str) -> str:
         """`is string` / `is mapping` / ...: Ollama's data has fixed types, so the answer is known, or is 'is it set'."""
+        if name == "string" and kind in ("value", "scalar"):
+            # a tool-call argument holds any JSON value: its Go type tells text from the rest
+            return f'(eq (printf "%T" {self.expr(node.node)}) "string")'
         if name == "string":
             if kind != "string":
                 return "false"
             key = self.field_key(node.node)
-            if key in K.ALWAYS_SET:
+            if key in K.ALWAYS_SET or (isinstance(node.node, nodes.Name) and node.node.name in self.always_text):
                 return "true"
             self.note("`is string` on an optional text field is read as 'is non-empty' (Ollama's field is empty when unset).")
             return self.truth(node.node)

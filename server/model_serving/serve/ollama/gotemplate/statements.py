@@ -243,11 +243,25 @@ class Statements:
             return ""
         kind = self.kind(value) or "value"
         empty = self.fold(value)
-        if empty is not None and empty.value == [] and var[1:] in self.kinds:
-            kind = self.kinds[var[1:]]  # `set tools = []` keeps what the name holds otherwise
+        if empty is not None and (empty.value == [] or empty.value is None) and var[1:] in self.kinds:
+            kind = self.kinds[var[1:]]  # `set tools = []` or `= none` keeps what the name holds otherwise
         out = self.assign_to(var, value)
         self.kinds[var[1:]] = kind  # after the value is converted: `set x = x.function` reads the old kind
+        (self.always_text.add if self.is_always_text(value) else self.always_text.discard)(var[1:])
         return out
+
+    def is_always_text(self, node: nodes.Node) -> bool:
+        """Whether the value is text in every conversation (a message's content, text filters of such values, literals)."""
+        if isinstance(node, nodes.Name):
+            return node.name in self.always_text
+        if isinstance(node, nodes.Const):
+            return isinstance(node.value, str)
+        if isinstance(node, nodes.Filter):
+            return node.name in ("tojson", "string") or (node.name in ("trim", "upper", "lower") and node.node is not None and self.is_always_text(node.node))
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            key = self.field_key(node)
+            return key in K.ALWAYS_SET and self.kind(node) == "string"
+        return False
 
     def assign_to(self, var: str, value: nodes.Node) -> str:
         if isinstance(value, nodes.CondExpr) and self.fold(value) is None:
