@@ -23,7 +23,7 @@ from model_serving.serve.ollama.tooltag import FALLBACK, jinja_tag, ollama_tag
 from model_serving.settings import Settings
 from model_serving.util.chat_template import render
 
-PUBLISHED = Path(__file__).parents[1] / "data" / "chat_templates" / "published"
+PUBLISHED = Path(__file__).parents[1] / "data" / "chat_templates" / "corpus"
 
 UPSTREAM_CASES = [
     ("", "{"), ("{{if .ToolCalls}}{{end}}", "{"), ("{{if .ToolCalls}}{{range .ToolCalls}}{{ . }}{{end}}{{end}}", "{"),
@@ -57,7 +57,7 @@ LIBRARY_TAGS = {
     "ibm-granite-granite-4.0": "<tool_call>", "ibm-granite-granite-4.1": "<tool_call>",
     "CohereForAI-c4ai-command-r7b-12-2024-tool_use": "<|START_ACTION|>", "Cohere2MoE": "<|START_ACTION|>",
     "NousResearch-Hermes-3-Llama-3.1-8B-tool_use": "<tool_call>", "mistralai-Mistral-Nemo-Instruct-2407": "[TOOL_CALLS]",
-    "meta-llama-Llama-3.1-8B-Instruct": "{", "meta-llama-Llama-3.2-3B-Instruct": "{",
+    "meta-llama-Llama-3.1-8B-Instruct": "{", "meta-llama-Llama-3.2-3B-Instruct": "{", "meta-llama-Llama-3.3-70B-Instruct": "{",
 }
 
 
@@ -88,11 +88,13 @@ def test_every_converted_tool_template_gives_ollama_its_tag_and_keeps_tools() ->
     converted = _converted_tool_templates()
     assert len(converted) >= 8
     assert {name: ollama_tag(conv.go_template) for name, _, conv in converted} == {name: conv.tool_tag for name, _, conv in converted}
-    assert all(conv.tool_tag not in (None, FALLBACK) for _, _, conv in converted)  # none of these writes a bare JSON call
+    assert all(conv.tool_tag is not None for _, _, conv in converted)
+    # a bare JSON call (no tag) only where Ollama's own library template has none either
+    assert {name for name, _, conv in converted if conv.tool_tag == FALLBACK} == {n for n, t in LIBRARY_TAGS.items() if t == FALLBACK}
     assert [name for name, source, conv in converted if templates.uses_tools(source) and "$.Tools" not in conv.go_template] == []
     by_name = {name: conv for name, _, conv in converted}
     assert all(by_name[n].tool_tag == t for n, t in LIBRARY_TAGS.items() if n in by_name)
-    assert {"Qwen-Qwen2.5-7B-Instruct", "Qwen-QwQ-32B", "Qwen-Qwen3-0.6B", "ibm-granite-granite-4.0"} <= set(by_name)
+    assert {"Qwen-Qwen2.5-7B-Instruct", "Qwen-QwQ-32B", "Qwen-Qwen3-0.6B", "ibm-granite-granite-4.0", "meta-llama-Llama-3.1-8B-Instruct"} <= set(by_name)
 
 
 def test_the_tag_declaration_changes_no_prompt(go_renderer: GoRenderer) -> None:
