@@ -248,3 +248,29 @@ def test_macros_written_out_where_they_are_called(go_renderer: GoRenderer) -> No
     recursive = "{%- macro f(x) -%}{{ f(x) }}{%- endmacro -%}{{ f(messages[0].content) }}"
     with pytest.raises(templates.UnconvertibleTemplate, match="a macro"):
         templates.convert(recursive, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_set_blocks_and_the_templates_own_tokens_are_evaluated_at_registration(go_renderer: GoRenderer) -> None:
+    source = ("{%- set eos_token = '<end>' -%}{%- set intro -%}{%- filter trim %}  Be brief. {{ eos_token }} {% endfilter -%}{%- endset -%}"
+              "{{ intro }}{% for m in messages %}[{{ m.content }}]{{ eos_token }}{% endfor %}")
+    conv = templates.convert(source, bos_token="", eos_token="</s>", runtime_adds_bos=False)
+    messages = [{"role": "user", "content": "hi"}]
+    expected = render(source, messages, add_generation_prompt=True, eos_token="</s>")
+    assert expected == "Be brief. <end>[hi]<end>"
+    assert go_renderer(conv.go_template, messages, None) == expected
+    reads_messages = "{% set last %}{{ messages[-1].content }}{% endset %}{{ last }}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="block assignment"):
+        templates.convert(reads_messages, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_messages_compare_by_value_as_python_dicts_do(go_renderer: GoRenderer) -> None:
+    source = ("{%- set users = messages | selectattr('role', 'equalto', 'user') | list -%}"
+              "{%- for m in messages -%}{% if m == users[-1] %}*{% endif %}{{ m.content }};{%- endfor -%}")
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}]
+    expected = render(source, messages, add_generation_prompt=True)
+    assert expected == "a;b;a;c;*d;"
+    assert go_renderer(conv.go_template, messages, None) == expected
+    same = messages[:3]  # the first and the last user turns are equal dicts: Python marks both
+    assert go_renderer(conv.go_template, same, None) == render(source, same, add_generation_prompt=True) == "*a;b;*a;"

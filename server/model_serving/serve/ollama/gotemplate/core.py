@@ -121,16 +121,19 @@ class Core:
             self.folds[key] = self.evaluate(node)
         return self.folds[key]
 
+    def registration_context(self) -> dict[str, Any]:
+        return {"bos_token": self.bos, "eos_token": self.eos, **self.consts}  # a template may set its own tokens
+
     def evaluate(self, node: nodes.Expr) -> _Fold | None:
         if any(isinstance(n, nodes.Call) and isinstance(n.node, nodes.Name) and n.node.name == "strftime_now" for n in _walk(node)):
             self.dated = True
             self.note(f"strftime_now() is evaluated at registration: the prompt carries the date {date.today().isoformat()}; re-register to move it.")
         kept: list[Any] = []
         call = nodes.Call(nodes.Name("__keep", "load", lineno=node.lineno), [node], [], None, None, lineno=node.lineno)
-        context: dict[str, Any] = {k: v for k, v in self.consts.items()}
+        context = self.registration_context()
         try:
             tmpl = environment().from_string(nodes.Template([nodes.Output([call], lineno=node.lineno)], lineno=1))
-            tmpl.render(__keep=lambda v: kept.append(v) or "", bos_token=self.bos, eos_token=self.eos, **context)
+            tmpl.render(__keep=lambda v: kept.append(v) or "", **context)
         except TemplateRejected:
             return None
         except Exception:  # noqa: BLE001 - a fold that fails at registration is left to render time
@@ -156,6 +159,15 @@ def _negative_names(ast: nodes.Template, namespaces: set[str]) -> set[str]:
         elif isinstance(a.target, nodes.Name) and negative(a.node):
             found.add(a.target.name)
     return found
+
+
+def render_block(node: nodes.AssignBlock, context: dict[str, Any]) -> str | None:
+    """The text a `{% set x %}...{% endset %}` block holds, rendered now with the template's own Jinja."""
+    body: list[nodes.Node] = list(node.body) if node.filter is None else [nodes.FilterBlock(node.body, node.filter, lineno=node.lineno)]
+    try:
+        return str(environment().from_string(nodes.Template(body, lineno=1)).render(**context))
+    except Exception:  # noqa: BLE001 - a block that fails at registration is refused by the caller
+        return None
 
 
 def _walk(node: nodes.Node):
@@ -200,7 +212,7 @@ def _assignments(body: list[nodes.Node], looped: bool, namespaces: set[str], tes
         if isinstance(n, nodes.Assign):
             out.extend(_targets(n, namespaces, tests, looped))
         elif isinstance(n, nodes.AssignBlock) and isinstance(n.target, nodes.Name):
-            out.append((n.target.name, None, tests, True))
+            out.append((n.target.name, n, tests, looped))  # runtime when its body reads runtime data
         elif isinstance(n, nodes.If):
             out.extend(_assignments(n.body, looped, namespaces, (*tests, n.test)))
             for e in n.elif_:

@@ -53,6 +53,8 @@ class Expressions:
 
     def x_Name(self, node: nodes.Name) -> str:
         if node.name == "bos_token":
+            if "bos_token" in self.consts:  # the template sets its own
+                return go_string(str(self.consts["bos_token"]))
             if self.runtime_adds_bos and self.bos:
                 return self.later_bos()
             return go_string(self.bos)
@@ -299,6 +301,10 @@ class Expressions:
             raise self.fail(f"the comparison {op!r}", node)
         if self.is_int(left) or self.is_int(right):
             return f"({go_op} {self.int_expr(left)} {self.int_expr(right)})"
+        if op in ("eq", "ne") and self.kind(left) == self.kind(right) == "message":
+            # Python compares dicts by value; a message printed with %v shows every field, lists and maps included
+            test = f'(eq (printf "%v" {self.expr(left)}) (printf "%v" {self.expr(right)}))'
+            return test if op == "eq" else f"(not {test})"
         if {self.kind(left), self.kind(right)} & (K.MAPPINGS | K.SEQUENCES):
             raise self.fail("a comparison of whole messages, tools or lists (Go's eq compares only text and numbers)", node, "==")
         return f"({go_op} {self.expr(left)} {self.expr(right)})"

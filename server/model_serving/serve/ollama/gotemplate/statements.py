@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import Loop, is_undefined
+from model_serving.serve.ollama.gotemplate.core import Loop, is_undefined, render_block
 from model_serving.serve.ollama.gotemplate.text import literal_text
 
 RAISE_NOTE = "raise_exception checks (input validation) are not carried over; Ollama renders such inputs instead of refusing them."
@@ -262,6 +262,16 @@ class Statements:
             key = self.field_key(node)
             return key in K.ALWAYS_SET and self.kind(node) == "string"
         return False
+
+    def s_AssignBlock(self, node: nodes.AssignBlock, scope: Scope) -> str:
+        # Go cannot keep rendered text in a variable; a block that reads no conversation is rendered at registration.
+        if not isinstance(node.target, nodes.Name) or node.target.name in self.runtime or self.depends(node):
+            raise self.fail(self.describe(node), node, "set")
+        text = render_block(node, self.registration_context())
+        if text is None:
+            raise self.fail(self.describe(node), node, "set")
+        self.set_const(node.target.name, text)
+        return ""
 
     def assign_to(self, var: str, value: nodes.Node) -> str:
         if isinstance(value, nodes.CondExpr) and self.fold(value) is None:
