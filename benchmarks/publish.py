@@ -52,6 +52,7 @@ SCRIPTS = {
     "peer_agreement": "python benchmarks/peer_agreement.py",
     "bandwidth": "python benchmarks/bandwidth.py",
     "bandwidth_ttft": "python benchmarks/bandwidth.py --model smollm2",
+    "model_zoo": "python benchmarks/model_zoo.py",
 }
 PLOTS = {"deploy_stages.sweep.png": "deploy_stages"}  # plot -> the result whose script writes it
 
@@ -352,6 +353,25 @@ def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
     return out
 
 
+ZOO_STEPS = ("inspect", "export", "quantize", "serve+probe", "bench", "ollama (go)", "ollama (gguf)", "vllm")
+
+
+def model_zoo(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "The model zoo: each family through every step", d) + figures(stem, d, [
+        ("families", "summary.families", ""), ("families passing every step", "summary.families_passing_every_step", ""),
+        ("steps passed", "summary.passed", ""), ("steps failed", "summary.failed", ""), ("steps not run", "summary.not_run", ""),
+        ("vLLM", "vllm", "")])
+    rows = d.get("rows") or []
+    cells: dict[str, dict[str, str]] = {}
+    for r in rows:
+        mark_ = {"pass": "pass", "fail": "**fail**", "not run": "not run"}.get(r.get("status"), str(r.get("status")))
+        cells.setdefault(str(r.get("family")), {"family": str(r.get("family"))})[str(r.get("step"))] = f"{mark_} {fmt(r.get('seconds'), '.1f')} s"
+    out += table(stem, [("family", "family", "")] + [(step, step, "") for step in ZOO_STEPS], list(cells.values()), "rows")
+    failures = [r for r in rows if r.get("status") != "pass"]
+    return out + (table(stem, [("family", "family", ""), ("step", "step", ""), ("result", "status", ""), ("cause", "cause", "")],
+                        failures, "rows") if failures else [])
+
+
 SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "engine_capacity": engine_capacity, "deploy_stages": deploy_stages, "quantize_overhead": quantize_overhead,
     "imatrix_types": imatrix_types, "gateway": gateway, "replicas": replicas, "replicas-threads1": replicas,
@@ -359,7 +379,7 @@ SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "small_batch_kernels": small_batch_kernels, "decode_agreement": decode_agreement, "client_overhead": client_overhead,
     "template_corpus": template_corpus, "engine_compare": engine_compare, "install_time": install_time,
     "install_time.empty-pip-cache": install_time,
-    "peer_agreement": peer_agreement, "bandwidth": bandwidth, "bandwidth_ttft": bandwidth,
+    "peer_agreement": peer_agreement, "bandwidth": bandwidth, "bandwidth_ttft": bandwidth, "model_zoo": model_zoo,
 }
 
 

@@ -12,6 +12,7 @@ SentencePiece model, so gemma2 gets a small SentencePiece model trained here on 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tarfile
@@ -78,11 +79,18 @@ def chat_template(family: Family) -> str:
     """The family's published template, byte for byte."""
     if family.template.startswith("zoo/"):
         return (ZOO_TEMPLATES / family.template.removeprefix("zoo/")).read_text(encoding="utf-8")
+    return sdist_templates()[family.template]
+
+
+@functools.cache
+def sdist_templates() -> dict[str, str]:
+    """Every template in the pinned sdist by file name, read in one pass over the archive."""
+    found = {}
     with tarfile.open(SDIST) as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith(SDIST_TEMPLATES + family.template))
-        data = tar.extractfile(member)
-        assert data is not None
-        return data.read().decode("utf-8")
+        for member in tar:
+            if SDIST_TEMPLATES in member.name and member.name.endswith(".jinja") and (data := tar.extractfile(member)) is not None:
+                found[member.name.rsplit("/", 1)[1]] = data.read().decode("utf-8")
+    return found
 
 
 def build(family: Family, out: Path, tokenizer_gguf: Path, *, seed: int = 0, layers: int = 2, hidden: int = 64) -> Path:
