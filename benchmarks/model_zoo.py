@@ -96,7 +96,7 @@ def main() -> int:
                     "failed": sum(r.status == "fail" for r in rows), "not_run": sum(r.status == "not run" for r in rows),
                     "families_passing_every_step": sum(all(r.status == "pass" for r in rows if r.family == f.name) for f in families)},
     }
-    write_report(args.out, report, watches, model="zoo: 2-layer random checkpoints, hidden 64, of 8 architectures",
+    write_report(args.out, report, watches, model="zoo: 2-layer random checkpoints (hidden 128, heads of 32) of 8 families",
                  workload=workload("deploy at Q8_0 (bench: 4 requests a level, up to concurrency 2), Ollama double, vLLM CPU",
                                    prompts="repeated"), echo=False)
     print(f"{report['summary']} -> {args.out}")

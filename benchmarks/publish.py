@@ -367,7 +367,7 @@ def model_zoo(stem: str, d: dict[str, Any]) -> list[str]:
         mark_ = {"pass": "pass", "fail": "**fail**", "not run": "not run"}.get(r.get("status"), str(r.get("status")))
         cells.setdefault(str(r.get("family")), {"family": str(r.get("family"))})[str(r.get("step"))] = f"{mark_} {fmt(r.get('seconds'), '.1f')} s"
     out += table(stem, [("family", "family", "")] + [(step, step, "") for step in ZOO_STEPS], list(cells.values()), "rows")
-    failures = [r for r in rows if r.get("status") != "pass"]
+    failures = [{**r, "cause": " ".join(str(r.get("cause") or "").split()).replace("|", "/")} for r in rows if r.get("status") != "pass"]
     return out + (table(stem, [("family", "family", ""), ("step", "step", ""), ("result", "status", ""), ("cause", "cause", "")],
                         failures, "rows") if failures else [])
 

@@ -56,18 +56,18 @@ FAMILIES: tuple[Family, ...] = (
            ("<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"), None, "<|im_end|>", tools=True, sentencepiece=True),
     Family("qwen3", "Qwen3ForCausalLM", "qwen3", "Qwen-Qwen3-0.6B.jinja",
            ("<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"),
-           None, "<|im_end|>", tools=True, reasoning=True, config={"head_dim": 16}),
+           None, "<|im_end|>", tools=True, reasoning=True),
     # R1's Qwen distills tokenize with llama.cpp's SentencePiece path here (see _sentencepiece_tokenizer), whose pieces
     # cannot hold R1's "▁" tokens; the Llama distill carries the same template over a byte-level BPE
     Family("deepseek-r1-llama", "LlamaForCausalLM", "llama", "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja", _DEEPSEEK,
            "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", reasoning=True),
     Family("gemma2", "Gemma2ForCausalLM", "gemma2", "google-gemma-2-2b-it.jinja", ("<start_of_turn>", "<end_of_turn>"),
-           "<bos>", "<end_of_turn>", sentencepiece=True, config={"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 512}),
+           "<bos>", "<end_of_turn>", sentencepiece=True, config={"query_pre_attn_scalar": 32, "sliding_window": 512}),
     Family("gemma3", "Gemma3ForCausalLM", "gemma3_text", "zoo/google-gemma-3-it.jinja", ("<bos>", "<start_of_turn>", "<end_of_turn>"),
-           "<bos>", "<end_of_turn>", config={"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 512}),
+           "<bos>", "<end_of_turn>", config={"query_pre_attn_scalar": 32, "sliding_window": 512}),
     Family("mistral-nemo", "MistralForCausalLM", "mistral", "mistralai-Mistral-Nemo-Instruct-2407.jinja",
            ("<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]"),
-           "<s>", "</s>", tools=True, config={"head_dim": 16, "sliding_window": None}),
+           "<s>", "</s>", tools=True, config={"sliding_window": None}),
     Family("phi3", "Phi3ForCausalLM", "phi3", "microsoft-Phi-3.5-mini-instruct.jinja",
            # llama.cpp sets attributes on <s>, </s>, <unk> and <|endoftext|> of any model named phi3: the vocabulary must have them
            ("<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|endoftext|>"), None, "<|end|>"),
@@ -93,8 +93,11 @@ def sdist_templates() -> dict[str, str]:
     return found
 
 
-def build(family: Family, out: Path, tokenizer_gguf: Path, *, seed: int = 0, layers: int = 2, hidden: int = 64) -> Path:
-    """`out`: a random checkpoint of `family` with its tokenizer and chat template (reused when already built)."""
+def build(family: Family, out: Path, tokenizer_gguf: Path, *, seed: int = 0, layers: int = 2, hidden: int = 128) -> Path:
+    """`out`: a random checkpoint of `family` with its tokenizer and chat template (reused when already built).
+
+    Heads of 32: vLLM's CPU attention has no kernel for 16.
+    """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -106,7 +109,7 @@ def build(family: Family, out: Path, tokenizer_gguf: Path, *, seed: int = 0, lay
         ids = _tokenizer(family, tmp, tokenizer_gguf)
         tied = family.model_type.startswith("gemma")  # llama.cpp's Gemma reads no output tensor: the embeddings are the head
         config = AutoConfig.for_model(family.model_type, vocab_size=ids["vocab_size"], hidden_size=hidden, intermediate_size=hidden * 2,
-                                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                                      num_hidden_layers=layers, num_attention_heads=hidden // 32, num_key_value_heads=hidden // 64, head_dim=32,
                                       max_position_embeddings=2048, bos_token_id=ids["bos"], eos_token_id=ids["eos"],
                                       pad_token_id=ids.get("pad"), tie_word_embeddings=tied, **family.config)
         config.architectures = [family.architecture]

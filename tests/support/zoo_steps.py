@@ -38,8 +38,11 @@ class Row:
 
 
 def failed(family: str, step: str, began: float, exc: BaseException) -> Row:
-    cause = str(exc).strip() or type(exc).__name__
-    return Row(family, step, "fail", round(time.perf_counter() - began, 3), cause=cause[:600], next_step=str(getattr(exc, "next_step", "") or "")[:300])
+    """The cause is the error's first line without its next step (kept apart); the whole message stays in the detail."""
+    message = str(exc).strip() or type(exc).__name__
+    cause = message.splitlines()[0].split(" Next step:")[0]
+    return Row(family, step, "fail", round(time.perf_counter() - began, 3), cause=cause[:600],
+               next_step=str(getattr(exc, "next_step", "") or "")[:300], detail={"message": message[:3000]})
 
 
 def inspect_row(settings: Settings, family: Family, checkpoint: Path) -> Row:
@@ -118,13 +121,25 @@ def vllm_row(settings: Settings, family: Family, checkpoint: Path) -> Row:
     try:
         _, probe = serve_vllm(settings, checkpoint, name, ctx_size=1024, parallel=2)
     except Exception as exc:  # noqa: BLE001 - the row names any failure
-        return failed(family.name, "vllm", began, exc)
+        row = failed(family.name, "vllm", began, exc)
+        row.cause = f"{row.cause} {_root_error(settings.state_dir / 'engine' / f'{name}.log')}".strip()
+        return row
     finally:
         with _quietly():
             stop(settings, name)
     detail = {k: v for k, v in probe.model_dump().items() if k in PROBE_KEYS}
     return Row(family.name, "vllm", "pass" if probe.ok else "fail", round(time.perf_counter() - began, 3),
                cause="; ".join(probe.problems), detail=detail)
+
+
+def _root_error(log: Path) -> str:
+    """The last error vLLM's log names (the log goes with the run's folder; the table keeps this line)."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line.split("]", 1)[-1].strip() for line in lines if ("Error: " in line or "Error(" in line) and "EngineDeadError" not in line]
+    return f"(log: {errors[-1][:300]})" if errors else ""
 
 
 @contextmanager
