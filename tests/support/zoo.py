@@ -2,12 +2,15 @@
 
 Every family is a random-weight checkpoint (a few million parameters) of its own architecture, carrying its family's
 published chat template verbatim: read from the pinned llama-cpp-python sdist (vendor/llama.cpp/models/templates) where
-it is there, else from tests/data/chat_templates/zoo/ (source and licence in tests/data/chat_templates/README.md).
+it is there, else from tests/data/chat_templates/zoo/ (source and licence in its README.md).
 
 Tokenizers: SmolLM2-135M's byte-level BPE tokenizer is reused across architectures (llama.cpp's converter accepts it for
-llama, mistral, qwen2, qwen3, gemma3 without tokenizer.model, and phi3 through its GPT2Tokenizer path), with the
-family's own special tokens added as special tokens so each tokenizes as one. Gemma 2's converter reads only a
-SentencePiece model, so gemma2 gets a small SentencePiece model trained here on the template texts.
+llama, mistral, qwen3, gemma3 without tokenizer.model, and phi3 through its GPT2Tokenizer path), with the family's own
+special tokens added as special tokens so each tokenizes as one. gemma2 and qwen2 get a small SentencePiece model trained
+here instead (see _sentencepiece_tokenizer for why).
+
+Random weights never stop talking, so `_wire_answer` sets a few of them: after any prompt the model writes a short answer
+(a reasoning family a short <think> block first), then its EOS, on every engine.
 """
 
 from __future__ import annotations
