@@ -185,13 +185,39 @@ class ExportRequest(Request):
     as_lora_gguf: Annotated[bool, Field(description="LoRA source: a GGUF adapter")] = False
 
 
+MergeMethod = Literal["lora", "slerp", "ties", "dare_ties", "linear", "task_arithmetic"]
+MAX_MERGE_MODELS = 8
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
 class MergeRequest(Request):
+    """One verb for both merges: `lora` (peft, an adapter into its base) and mergekit's methods over several fine-tunes."""
+
     renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
-    adapter: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG, description="LoRA folder")]
+    models: Annotated[list[PathArg] | None, Field(max_length=MAX_MERGE_MODELS, description="lora: the adapter; else the fine-tunes")] = None
+    adapter: Annotated[PathArg | None, Field(description="LoRA folder (method lora)")] = None
+    method: Annotated[MergeMethod, Field(description="slerp: two models; ties/dare_ties/task_arithmetic: need base")] = "lora"
     base: PathArg | None = None
     output: PathArg | None = None
+    t: Annotated[Fraction | None, Field(description="slerp: 0 = base (first model), 1 = the other")] = None
+    weight: Annotated[list[float] | None, Field(max_length=MAX_MERGE_MODELS, description="Per model, or one for all")] = None
+    density: Annotated[list[Fraction] | None, Field(max_length=MAX_MERGE_MODELS, description="ties/dare_ties: kept share")] = None
     dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    verify: Annotated[bool, Field(description="mergekit: measure the merge against each input")] = True
     replace: bool = False
+
+    @model_validator(mode="after")
+    def _one_adapter(self) -> MergeRequest:
+        if self.method == "lora":
+            given = [*(self.models or []), *([self.adapter] if self.adapter else [])]
+            if len(given) != 1:
+                raise ValueError("method lora merges one adapter: give the adapter folder once")
+            self.adapter, self.models = given[0], None
+        elif self.adapter is not None:
+            raise ValueError(f"adapter is for method lora; method {self.method} takes the fine-tunes as models")
+        elif not self.models:
+            raise ValueError(f"method {self.method} needs the fine-tunes to merge (models)")
+        return self
 
 
 class QuantizeRequest(Request):
@@ -403,8 +429,8 @@ class CostRequest(Request):
 
 
 class EngineInstallRequest(Request):
-    engine: Literal["vllm"]
-    python: Annotated[PathArg | None, Field(description="An interpreter that has vllm, instead of a managed venv")] = None
+    engine: Literal["vllm", "mergekit"]
+    python: Annotated[PathArg | None, Field(description="vllm: an interpreter that has it, instead of a managed venv")] = None
 
 
 class BenchCompareRequest(Request):

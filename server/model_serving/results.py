@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from model_serving.util.units import human_size
@@ -115,6 +116,35 @@ def _merge(r: Any) -> Rendering:
     out.add(f"  base {r.base_path}; tokenizer from the {r.tokenizer_from}, chat template from the {r.chat_template_from}")
     out.add(f"  logit check: merged vs base+adapter {v.merged_vs_adapter:.4f} (tolerance {v.tolerance}), "
             f"adapter vs base {v.adapter_vs_base:.4f}, top-1 agreement {v.top1_agreement:.0%}")
+    return out
+
+
+@renders("MergekitResult")
+def _mergekit(r: Any) -> Rendering:
+    worst = next((q.verdict for q in r.quality or [] if q.verdict == "broken"), None) or next(
+        (q.verdict for q in r.quality or [] if q.verdict == "degraded"), None)
+    verb = "reused" if r.skipped else "merged"
+    out = Rendering(f"{verb} {len(r.inputs)} checkpoints with {r.method} into {r.output_path} ({r.dtype}, mergekit {r.mergekit_version})"
+                    + (f"; against its inputs: {worst}" if worst else "; measured against each input" if r.quality else ""),
+                    "bad" if worst == "broken" else "warn" if worst or r.quality_error else "ok")
+    for i in r.inputs:
+        out.add(f"  {i.role:5} {i.path} (sha256 {i.sha256[:12]}…, {human_size(i.size_bytes)})")
+    for q in r.quality or []:
+        interval = f" [{q.ppl_ratio_interval[0]:.3f}, {q.ppl_ratio_interval[1]:.3f}]" if q.ppl_ratio_interval else ""
+        ratio = f"{q.ppl_ratio:.3f}{interval}" if q.ppl_ratio is not None else "not measurable"
+        out.add(f"  vs {Path(q.input_path).name}: perplexity ratio {ratio}, same answers {q.agreement_rate:.0%}, {q.verdict}",
+                "ok" if q.verdict == "ok" else "bad" if q.verdict == "broken" else "warn")
+    if r.quality_error:
+        out.add(f"  not measured: {r.quality_error}", "warn")
+    out.add(f"  config (recorded in {Path(r.output_path).name}.merge.json):")
+    out.lines.extend(Line(f"    {line}") for line in r.config.rstrip().splitlines())
+    return out
+
+
+@renders("MergekitEnvironment")
+def _mergekit_env(r: Any) -> Rendering:
+    out = Rendering(f"mergekit {r.version} in {r.python}", "ok")
+    out.lines.extend(Line(f"  {step.step:26} {step.state}") for step in r.steps)
     return out
 
 

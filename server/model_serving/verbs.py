@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from model_serving.checkpoint.export import ExportResult
     from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
     from model_serving.checkpoint.lora import MergeResult
+    from model_serving.checkpoint.mergekit_env import MergekitEnvironment
+    from model_serving.checkpoint.mergekit_merge import MergekitResult
     from model_serving.cluster.bundle import Bundle
     from model_serving.cluster.cost import CostEstimate
     from model_serving.deploy.context import DeployResult
@@ -70,11 +72,34 @@ def inspect_model(settings: Settings, req: InspectRequest) -> CheckpointInfo | G
     return inspect_path(settings, req.path, ctx_size=req.ctx_size, parallel=req.parallel, base=req.base)
 
 
-def merge_adapter(settings: Settings, req: MergeRequest, progress: Progress) -> MergeResult:
-    """Merge a LoRA into its 16-bit base, logit-checked."""
+def merge_adapter(settings: Settings, req: MergeRequest, progress: Progress) -> MergeResult | MergekitResult:
+    """lora: an adapter into its 16-bit base (peft), logit-checked; else fine-tunes merged by mergekit, measured against each input."""
+    if req.method != "lora":
+        return _merge_models(settings, req, progress)
     from model_serving.checkpoint.lora import merge_adapter as run
 
+    assert req.adapter is not None  # the request puts the one adapter there
     return run(settings, req.adapter, req.base, req.output, dtype=req.dtype, overwrite=req.replace, progress=progress)
+
+
+def _merge_models(settings: Settings, req: MergeRequest, progress: Progress) -> MergekitResult:
+    from pathlib import Path
+
+    from model_serving.checkpoint.merge_quality import measure_against_inputs
+    from model_serving.checkpoint.mergekit_merge import merge_models
+    from model_serving.errors import ServingError
+
+    done = merge_models(settings, list(req.models or []), req.base, req.output, method=req.method, t=req.t, weight=req.weight,
+                        density=req.density, dtype=req.dtype, overwrite=req.replace, progress=progress.span(0.0, 0.6 if req.verify else 1.0))
+    if not req.verify:
+        progress.complete(f"merged into {done.output_path}")
+        return done
+    try:
+        quality = measure_against_inputs(settings, Path(done.output_path), [Path(i.path) for i in done.inputs], progress.span(0.6, 1.0))
+    except ServingError as exc:  # the merge stands; the result says why it was not measured
+        return done.model_copy(update={"quality_error": f"{exc.cause} {exc.next_step}"})
+    progress.complete(f"merged into {done.output_path}; measured against {len(quality)} inputs")
+    return done.model_copy(update={"quality": quality})
 
 
 def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> ExportResult:
@@ -354,9 +379,19 @@ def cost_estimate(settings: Settings, req: CostRequest) -> CostEstimate:
 
 
 # --- vLLM engine and bench compare (issue 14) ---
-def engine_install(settings: Settings, req: EngineInstallRequest, progress: Progress) -> VllmEnvironment:
-    """Create and check vLLM's own environment (managed venv), or check and record the interpreter given."""
+def engine_install(settings: Settings, req: EngineInstallRequest, progress: Progress) -> VllmEnvironment | MergekitEnvironment:
+    """Create and check an engine's own environment (managed venv): vLLM (or check the interpreter given) or mergekit."""
     from model_serving.serve.vllm.env import install
+
+    if req.engine == "mergekit":
+        from model_serving.checkpoint import mergekit_env
+
+        if req.python:
+            from model_serving.errors import InputError
+
+            raise InputError("--python names a vLLM interpreter; mergekit always gets its own managed venv.",
+                             "Run `model-serving engines install mergekit` without --python.")
+        return mergekit_env.install(settings, progress)
 
     return install(settings, req.python, progress)
 

@@ -33,3 +33,29 @@ def tiny_random_checkpoint(out: Path, tokenizer_gguf: Path, *, seed: int = 0, la
         return finish_checkpoint(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def perturbed_checkpoint(base: Path, out: Path, *, layers: tuple[int, ...], seed: int, scale: float = 0.02) -> Path:
+    """A test-time "fine-tune" of `base`: seeded noise added to the weights of the given decoder layers only."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    if (out / "config.json").exists():
+        return out
+    generator = torch.Generator().manual_seed(seed)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for file in base.iterdir():
+            if file.suffix != ".safetensors" and file.is_file():
+                shutil.copyfile(file, tmp / file.name)
+        for file in sorted(base.glob("*.safetensors")):
+            tensors = load_file(str(file))
+            for name, tensor in tensors.items():
+                if any(f"layers.{i}." in name for i in layers) and tensor.dim() == 2:
+                    noise = torch.randn(tensor.shape, generator=generator) * scale
+                    tensors[name] = (tensor.float() + noise).to(tensor.dtype)
+            save_file(tensors, str(tmp / file.name), metadata={"format": "pt"})
+        tmp.rename(out)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -39,9 +39,10 @@ def inspect_cmd(app: App, req: InspectRequest) -> None:
 
 
 @click.command("merge")
-@from_model(MergeRequest, positional=("adapter",), aliases=OUT)
+@from_model(MergeRequest, positional=("models",), aliases={**OUT, "t": ["-t"]})
 def merge_cmd(app: App, req: MergeRequest) -> None:
-    """Merge a LoRA adapter into its 16-bit base (peft), checking the logits; writes a normal checkpoint."""
+    """Merge a LoRA adapter into its 16-bit base (peft, logit-checked), or with --method slerp|ties|dare_ties|linear|task_arithmetic
+    several fine-tunes of one base through mergekit, measured against each input; writes a normal checkpoint."""
     from model_serving.verbs import merge_adapter
 
     result = app.run("merge", lambda p: merge_adapter(app.settings, req, p))

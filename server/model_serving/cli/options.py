@@ -42,7 +42,8 @@ def click_type(prop: Mapping[str, Any]) -> click.ParamType:
         low = prop.get("minimum", prop.get("exclusiveMinimum"))
         return click.FloatRange(low, prop.get("maximum"), min_open="exclusiveMinimum" in prop)
     if kind == "array":
-        return CommaList(int if prop.get("items", {}).get("type") == "integer" else str)
+        item = prop.get("items", {}).get("type")
+        return CommaList(int if item == "integer" else float if item == "number" else str)
     return click.STRING
 
 

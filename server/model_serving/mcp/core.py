@@ -13,6 +13,7 @@ from model_serving import verbs
 from model_serving.checkpoint.export import ExportResult
 from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo
 from model_serving.checkpoint.lora import MergeResult
+from model_serving.checkpoint.mergekit_merge import MergekitResult
 from model_serving.deploy.context import DeployResult
 from model_serving.mcp.runtime import READ_ONLY, ToolSpec, writes
 from model_serving.publish.outcome import PublishResult
@@ -41,7 +42,7 @@ from model_serving.util.paths import CleanResult
 TOOLS = [
     ToolSpec(verbs.inspect_model, "inspect_model", InspectRequest, (CheckpointInfo, GGUFInfo), READ_ONLY),
     ToolSpec(verbs.export_gguf, "export_gguf", ExportRequest, ExportResult, writes(), long=True),
-    ToolSpec(verbs.merge_adapter, "merge_adapter", MergeRequest, MergeResult, writes(), long=True),
+    ToolSpec(verbs.merge_adapter, "merge_adapter", MergeRequest, (MergeResult, MergekitResult), writes(), long=True),
     ToolSpec(verbs.quantize_gguf, "quantize_gguf", QuantizeRequest, QuantizeResult, writes(), long=True),
     ToolSpec(verbs.serve_start, "serve_start", ServeStartRequest, ServedModel, writes(idempotent=False)),
     ToolSpec(verbs.serve_stop, "serve_stop", NameRequest, ServedModel, writes(destructive=True)),
