@@ -194,16 +194,16 @@ class MergeRequest(Request):
     """One verb for both merges: `lora` (peft, an adapter into its base) and mergekit's methods over several fine-tunes."""
 
     renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
-    models: Annotated[list[PathArg] | None, Field(max_length=MAX_MERGE_MODELS, description="lora: the adapter; else the fine-tunes")] = None
-    adapter: Annotated[PathArg | None, Field(description="LoRA folder (method lora)")] = None
-    method: Annotated[MergeMethod, Field(description="slerp: two models; ties/dare_ties/task_arithmetic: need base")] = "lora"
+    models: Annotated[list[PathArg] | None, Field(max_length=MAX_MERGE_MODELS)] = None  # lora: the adapter; else the fine-tunes
+    adapter: PathArg | None = None  # lora's own spelling, kept for the tool's callers
+    method: MergeMethod = "lora"
     base: PathArg | None = None
     output: PathArg | None = None
-    t: Annotated[Fraction | None, Field(description="slerp: 0 = base (first model), 1 = the other")] = None
-    weight: Annotated[list[float] | None, Field(max_length=MAX_MERGE_MODELS, description="Per model, or one for all")] = None
-    density: Annotated[list[Fraction] | None, Field(max_length=MAX_MERGE_MODELS, description="ties/dare_ties: kept share")] = None
+    # One per model, or one for all; slerp: its t (0 = the base or first model, 1 = the other), the CLI's -t
+    weight: Annotated[list[float] | None, Field(max_length=MAX_MERGE_MODELS)] = None
+    density: Annotated[list[Fraction] | None, Field(max_length=MAX_MERGE_MODELS)] = None  # ties/dare_ties: the share kept
     dtype: Literal["bfloat16", "float16"] = "bfloat16"
-    verify: Annotated[bool, Field(description="mergekit: measure the merge against each input")] = True
+    verify: bool = True  # mergekit: measure the merge against each input
     replace: bool = False
 
     @model_validator(mode="after")

@@ -73,7 +73,7 @@ def inspect_model(settings: Settings, req: InspectRequest) -> CheckpointInfo | G
 
 
 def merge_adapter(settings: Settings, req: MergeRequest, progress: Progress) -> MergeResult | MergekitResult:
-    """lora: an adapter into its 16-bit base (peft), logit-checked; else fine-tunes merged by mergekit, measured against each input."""
+    """Merge a LoRA into its base (peft), or fine-tunes with mergekit; slerp's t is weight."""
     if req.method != "lora":
         return _merge_models(settings, req, progress)
     from model_serving.checkpoint.lora import merge_adapter as run
@@ -89,8 +89,9 @@ def _merge_models(settings: Settings, req: MergeRequest, progress: Progress) -> 
     from model_serving.checkpoint.mergekit_merge import merge_models
     from model_serving.errors import ServingError
 
-    done = merge_models(settings, list(req.models or []), req.base, req.output, method=req.method, t=req.t, weight=req.weight,
-                        density=req.density, dtype=req.dtype, overwrite=req.replace, progress=progress.span(0.0, 0.6 if req.verify else 1.0))
+    slerp = req.method == "slerp" and req.weight is not None and len(req.weight) == 1
+    done = merge_models(settings, list(req.models or []), req.base, req.output, method=req.method, t=req.weight[0] if slerp else None,
+                        weight=None if slerp else req.weight, density=req.density, dtype=req.dtype, overwrite=req.replace, progress=progress.span(0.0, 0.6 if req.verify else 1.0))
     if not req.verify:
         progress.complete(f"merged into {done.output_path}")
         return done

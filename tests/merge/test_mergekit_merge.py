@@ -107,7 +107,7 @@ def test_cli_and_mcp_merge_with_the_same_method(mergekit: MergekitEnvironment, s
 
     async def call() -> dict:
         async with Client(create_server(settings)) as client:
-            started = await client.call_tool("merge_adapter", {"models": [str(tune_a), str(tune_b)], "method": "slerp", "t": 0.25,
+            started = await client.call_tool("merge_adapter", {"models": [str(tune_a), str(tune_b)], "method": "slerp", "weight": [0.25],
                                                                "verify": False, "output": str(tmp_path / "mcp")})
             with anyio.fail_after(600):
                 while True:

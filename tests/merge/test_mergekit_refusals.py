@@ -57,6 +57,7 @@ def test_a_method_that_needs_a_base_refuses_without_one(settings: Settings, tmp_
 def test_parameters_that_do_not_fit_the_method_are_refused(settings: Settings, tmp_path: Path, tiny_checkpoint: Path, tune_a: Path, tune_b: Path) -> None:
     assert "t is the SLERP" in refused(settings, tmp_path, [tune_a, tune_b], None, "linear", t=0.3).cause
     assert "density applies" in refused(settings, tmp_path, [tune_a, tune_b], None, "linear", density=[0.5]).cause
+    assert "one t between 0 and 1" in refused(settings, tmp_path, [tune_a, tune_b], None, "slerp", t=1.5).cause
     assert "3 values of weight for 2" in refused(settings, tmp_path, [tune_a, tune_b], tiny_checkpoint, "ties", weight=[1.0, 1.0, 1.0]).cause
 
 
@@ -87,7 +88,7 @@ def test_the_request_keeps_the_lora_merge_and_takes_the_new_methods() -> None:
     with pytest.raises(ValidationError, match="adapter is for method lora"):
         MergeRequest.model_validate({"adapter": "a", "method": "ties"})
     with pytest.raises(ValidationError):
-        MergeRequest.model_validate({"models": ["a", "b"], "method": "slerp", "t": 1.5})
+        MergeRequest.model_validate({"models": ["a", "b"], "method": "ties", "density": [1.5]})
     with pytest.raises(ValidationError):
         MergeRequest.model_validate({"models": ["-a", "b"], "method": "linear"})
 

@@ -93,8 +93,8 @@ def method_rules(method: str, models: int, base: bool, t: float | None, weight: 
         raise InputError(f"{method} needs at least two models in all (counting --base); {models} was given.", "Pass two or more fine-tunes.")
     if t is not None and method != "slerp":
         raise InputError(f"t is the SLERP interpolation factor; method {method} does not use it.", "Use --weight (and --density) instead.")
-    if weight is not None and method == "slerp":
-        raise InputError("SLERP takes t, not weights.", "Pass -t between 0 (the first model) and 1 (the second).")
+    if (weight is not None and method == "slerp") or not 0 <= (t or 0) <= 1:
+        raise InputError("SLERP takes one t between 0 and 1, not per-model weights.", "Pass -t between 0 (the first model) and 1 (the second).")
     if density is not None and method not in DENSITY_METHODS:
         raise InputError(f"density applies to ties and dare_ties, not {method}.", "Drop --density, or use --method ties or dare_ties.")
     _per_model("weight", weight, models - (1 if base else 0))

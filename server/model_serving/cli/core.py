@@ -39,7 +39,7 @@ def inspect_cmd(app: App, req: InspectRequest) -> None:
 
 
 @click.command("merge")
-@from_model(MergeRequest, positional=("models",), aliases={**OUT, "t": ["-t"]})
+@from_model(MergeRequest, positional=("models",), aliases={**OUT, "weight": ["-t"]})
 def merge_cmd(app: App, req: MergeRequest) -> None:
     """Merge a LoRA adapter into its 16-bit base (peft, logit-checked), or with --method slerp|ties|dare_ties|linear|task_arithmetic
     several fine-tunes of one base through mergekit, measured against each input; writes a normal checkpoint."""

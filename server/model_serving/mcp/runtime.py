@@ -129,8 +129,9 @@ def schema_name(model: type[BaseModel]) -> str:
 
 
 # Left out of the published schema to keep tools/list within an agent's budget (tests/faces/test_contract.py); the
-# input model still enforces them on every call, and a refusal names the rule it broke.
-_UNPUBLISHED = {"title", "maxLength", "minLength", "pattern"}
+# input model still enforces them on every call, and a refusal names the rule it broke. So is "type": "string", which
+# the server instructions make every untyped property's type.
+_UNPUBLISHED = {"title", "maxLength", "minLength", "maxItems", "minItems", "pattern"}
 
 
 def _published(prop: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +144,8 @@ def _published(prop: dict[str, Any]) -> dict[str, Any]:
         prop.pop("type", None)
     if isinstance(prop.get("items"), dict):
         prop["items"] = _published(prop["items"])
+    if prop.get("type") == "string":
+        prop.pop("type")  # the server instructions say an untyped property is a string
     return {k: v for k, v in prop.items() if k not in _UNPUBLISHED}
 
 
