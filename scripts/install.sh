@@ -57,6 +57,15 @@ if [ "${MODEL_SERVING_VLLM_INSTALL:-$VLLM_DEFAULT}" != 0 ]; then
   model-serving engines install vllm ${MODEL_SERVING_VLLM_PYTHON:+--python "$MODEL_SERVING_VLLM_PYTHON"} >/dev/null \
     || echo "warning: vLLM's environment could not be installed; the vLLM tests will skip and say why" >&2
 fi
+# mergekit (merge --method slerp|ties|dare_ties|linear|task_arithmetic), in its own venv under the state directory's
+# engines folder with the pinned mergekit and the CPU torch: its pins never touch ours. Resumable; the same code path as
+# `model-serving engines install mergekit`. A failed install does not stop this one: the mergekit tests then skip with the
+# reason it recorded. MODEL_SERVING_MERGEKIT_INSTALL=0 skips it; the tests (EXTRAS=test) install it.
+if [ "${MODEL_SERVING_MERGEKIT_INSTALL:-$VLLM_DEFAULT}" != 0 ]; then
+  echo "installing mergekit's own environment (a minute or two the first time; MODEL_SERVING_MERGEKIT_INSTALL=0 skips it)" >&2
+  model-serving engines install mergekit >/dev/null \
+    || echo "warning: mergekit's environment could not be installed; the mergekit tests will skip and say why" >&2
+fi
 # GuideLLM, the second peer client of benchmarks/peer_agreement.py (vLLM's own `vllm bench serve` is the first), in its
 # own venv under the state directory's engines folder: its pins (datasets>=5, click~=8.4, ...) never touch vLLM's venv.
 if [ "${MODEL_SERVING_PEERS_INSTALL:-$VLLM_DEFAULT}" != 0 ]; then
