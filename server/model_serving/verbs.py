@@ -89,9 +89,9 @@ def _merge_models(settings: Settings, req: MergeRequest, progress: Progress) -> 
     from model_serving.checkpoint.mergekit_merge import merge_models
     from model_serving.errors import ServingError
 
-    slerp = req.method == "slerp" and req.weight is not None and len(req.weight) == 1
-    done = merge_models(settings, list(req.models or []), req.base, req.output, method=req.method, t=req.weight[0] if slerp else None,
-                        weight=None if slerp else req.weight, density=req.density, dtype=req.dtype, overwrite=req.replace, progress=progress.span(0.0, 0.6 if req.verify else 1.0))
+    t = req.weight[0] if req.method == "slerp" and req.weight is not None and len(req.weight) == 1 else None
+    done = merge_models(settings, list(req.models or []), req.base, req.output, method=req.method, t=t,
+                        weight=None if t is not None else req.weight, density=req.density, dtype=req.dtype, overwrite=req.replace, progress=progress.span(0.0, 0.6 if req.verify else 1.0))
     if not req.verify:
         progress.complete(f"merged into {done.output_path}")
         return done

@@ -3,6 +3,7 @@ measurement is written as missing."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
@@ -81,6 +82,17 @@ def _merge(collected: Collected) -> list[str]:
             "", f"Passed: {'yes' if check.get('passed') else 'no'} ({check.get('prompts')} prompts).", ""]
 
 
+def _recipe(collected: Collected) -> list[str]:
+    """A mergekit merge's recipe: the config it ran, each input's tree sha256, the mergekit version."""
+    recipe = collected.lineage.recipe
+    if not recipe:
+        return []
+    inputs = [f"- {i.get('role', 'model')} {Path(str(i.get('path'))).name}: tree sha256 {i.get('sha256') or 'not recorded'}"
+              for i in recipe.get("inputs", []) if isinstance(i, dict)]
+    return ["## Merge recipe", "", f"Merged with mergekit {recipe.get('mergekit_version') or '(version not recorded)'}, "
+            f"method {recipe.get('method') or 'not recorded'}:", "", "```yaml", str(recipe.get("config", "")).rstrip(), "```", "", *inputs, ""]
+
+
 def _run(collected: Collected, repo: str, quant: str) -> list[str]:
     lines = ["## Run it", "", "```", f"ollama run hf.co/{repo}:{quant}", f"llama-server -hf {repo}:{quant}",
              f"model-serving deploy hf.co/{repo}:{quant}"]
@@ -95,7 +107,7 @@ def _run(collected: Collected, repo: str, quant: str) -> list[str]:
 def _front_matter(collected: Collected, license_id: str, user: str) -> ModelCardData:
     lineage, info = collected.lineage, collected.ggufs[0][1]
     related: dict[str, Any] = {"base_model": lineage.base_model, "base_model_relation": lineage.relation} if lineage.base_model and lineage.relation else {}
-    tags = ["gguf", info.architecture or "unknown"] + (["lora"] if lineage.merge else [])
+    tags = ["gguf", info.architecture or "unknown"] + (["lora"] if lineage.merge else []) + (["merge", "mergekit"] if lineage.recipe else [])
     return ModelCardData(license=license_id, tags=tags, pipeline_tag="text-generation", library_name=_LIBRARY.get(lineage.include or "", "gguf"),
                          quantized_by=user, **related)
 
@@ -104,14 +116,16 @@ def render_card(collected: Collected, repo: str, *, license_id: str, user: str, 
     """README.md: front matter (base_model, license, tags, ...) and a body of measured facts."""
     lineage = collected.lineage
     quant = collected.ggufs[0][0].path_in_repo.rsplit("-", 1)[1].removesuffix(".gguf")
-    origin = f"{lineage.base_model} ({lineage.relation})" if lineage.base_model else "not a Hub repo (a local source); lineage not recorded"
+    bases = ", ".join(lineage.base_model) if isinstance(lineage.base_model, list) else lineage.base_model
+    origin = (f"{bases} ({lineage.relation})" if bases else "a mergekit merge of local checkpoints (recipe below)" if lineage.recipe
+              else "not a Hub repo (a local source); lineage not recorded")
     body = [f"# {collected.model} (GGUF)", "", f"Base model: {origin}.", ""]
     if lineage.include:
         what = "merged Hugging Face checkpoint" if lineage.include == "merged" else "LoRA adapter (peft)"
         body += [f"This repo also holds the {what}: {', '.join(u.path_in_repo for u in collected.checkpoint)}.", ""]
     if broken:
         body += ["> **Warning: a quantization here failed its quality check (verdict `broken`); it was published on request.**", ""]
-    body += ["## Quantizations", "", *_quant_rows(collected), "", *_merge(collected), "## Benchmark", "", *_bench(collected), "",
+    body += ["## Quantizations", "", *_quant_rows(collected), "", *_merge(collected), *_recipe(collected), "## Benchmark", "", *_bench(collected), "",
              *_run(collected, repo, quant), "## Provenance", "", *_provenance(collected), ""]
     return str(ModelCard.from_template(_front_matter(collected, license_id, user), template_str="---\n{{ card_data }}\n---\n\n{{ body }}\n",
                                        body="\n".join(body)))

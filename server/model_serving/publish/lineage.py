@@ -1,5 +1,8 @@
 """Where a deploy's model came from, for the card's `base_model`, and the Hugging Face files a publish can add:
-the merged checkpoint or the LoRA adapter of a deploy made from an adapter (its manifest's merge step)."""
+the merged checkpoint or the LoRA adapter of a deploy made from an adapter (its manifest's merge step).
+
+A deploy of a folder that `merge --method` wrote (mergekit) has the merge's record beside that folder
+(`<folder>.merge.json`): its inputs are the card's base models, its relation `merge`, its config the recipe."""
 
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ Include = Literal["merged", "adapter"]
 
 @dataclass
 class Lineage:
-    base_model: str | None = None
+    base_model: str | list[str] | None = None  # a list for a merge of several models
     relation: Literal["quantized", "merge", "adapter"] | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)  # a mergekit merge's record: config, inputs' sha256s, mergekit version
     merge: dict[str, Any] = field(default_factory=dict)  # the deploy's merge step summary (hashes, logit check), if any
     files: list[Path] = field(default_factory=list)  # the checkpoint or adapter files to send, if asked for
     include: Include | None = None
@@ -40,6 +44,17 @@ def hub_id(value: Any) -> str | None:
 def _merge_step(manifest: dict[str, Any]) -> dict[str, Any] | None:
     steps = (manifest.get("result") or {}).get("steps") or []
     return next((s for s in steps if isinstance(s, dict) and s.get("step") == "merge"), None)
+
+
+def mergekit_record(settings: Settings, source: Any) -> dict[str, Any] | None:
+    """The record `merge --method` wrote beside a local source folder, when it is one with a config and inputs."""
+    try:
+        folder = confine(str(source or ""), settings.roots, what="source") if source else None
+        record = json.loads(folder.with_name(folder.name + ".merge.json").read_text(encoding="utf-8")) if folder and folder.is_dir() else None
+    except (InputError, OSError, ValueError):
+        return None
+    ok = isinstance(record, dict) and isinstance(record.get("config"), str) and isinstance(record.get("inputs"), list)
+    return record if ok else None
 
 
 def _adapter_config(adapter: Path) -> dict[str, Any]:
@@ -72,6 +87,10 @@ def lineage(settings: Settings, manifest: dict[str, Any], include: Include | Non
         if include:
             raise InputError(f"This deploy was not made from a LoRA adapter, so it has no {include} checkpoint to publish.",
                              "Publish without include, or deploy ADAPTER_DIR --base BASE first and publish that deploy.")
+        recipe = mergekit_record(settings, manifest.get("source"))
+        if recipe:
+            models = [m for m in (hub_id(i.get("path")) for i in recipe["inputs"] if isinstance(i, dict)) if m]
+            return Lineage(base_model=models or None, relation="merge", recipe=recipe)
         base = hub_id(manifest.get("source"))
         return Lineage(base_model=base, relation="quantized" if base else None)
     summary = step.get("summary") or {}
