@@ -120,3 +120,33 @@ def test_cli_and_mcp_merge_with_the_same_method(mergekit: MergekitEnvironment, s
     assert final["status"] == "completed", final.get("error")
     assert final["result"]["config"].replace(str(tmp_path / "mcp"), "") == cli["config"].replace(str(tmp_path / "cli"), "")
     assert weights(tmp_path / "cli")[LAYER0].equal(weights(tmp_path / "mcp")[LAYER0])
+
+
+def _running_with(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_mcp_cancel_kills_mergekit_and_keeps_nothing(mergekit: MergekitEnvironment, settings: Settings, tmp_path: Path, tune_a: Path,
+                                                     tune_b: Path) -> None:
+    async def run() -> dict:
+        async with Client(create_server(settings)) as client:
+            started = await client.call_tool("merge_adapter", {"models": [str(tune_a), str(tune_b)], "method": "linear", "verify": False,
+                                                               "output": str(tmp_path / "cancelled")})
+            job = started.structured_content["taskId"]
+            with anyio.fail_after(120):
+                while not _running_with(str(tmp_path / ".cancelled.")):  # mergekit-yaml has started on the partial
+                    await anyio.sleep(0.2)
+            done = await client.call_tool("job_cancel", {"job_id": job})
+            return done.structured_content.get("job", done.structured_content)
+
+    info = anyio.run(run)
+    assert info["status"] == "cancelled"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # no output, no sidecar, no partial, no config
+    assert _running_with(str(tmp_path / ".cancelled.")) == []

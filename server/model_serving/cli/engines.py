@@ -1,4 +1,4 @@
-"""`model-serving engines install vllm`: an engine's own environment on this machine (CLI only: minutes of pip, an operator step)."""
+"""`model-serving engines install vllm|mergekit`: a tool's own environment on this machine (CLI only: minutes of pip, an operator step)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from model_serving.requests import EngineInstallRequest
 
 @click.group("engines")
 def engines_group() -> None:
-    """Install the environments of engines that do not share ours (vLLM)."""
+    """Install the environments of engines and tools that do not share ours (vLLM, mergekit)."""
 
 
 @engines_group.command("install")
 @from_model(EngineInstallRequest, positional=("engine",))
 def install_cmd(app: App, req: EngineInstallRequest) -> None:
-    """Create and check vLLM's managed venv (CPU build, or CUDA where nvidia-smi answers); resumable. --python: use that interpreter."""
+    """Create and check vLLM's managed venv (CPU build, or CUDA where nvidia-smi answers; --python: use that interpreter) or
+    mergekit's (pinned, CPU torch); resumable."""
     from model_serving.verbs import engine_install
 
     result = app.run(f"installing {req.engine}", lambda p: engine_install(app.settings, req, p))
