@@ -128,10 +128,9 @@ def schema_name(model: type[BaseModel]) -> str:
     return model.__name__.replace("[", "-").replace("]", "").replace(".", "-")
 
 
-# Left out of the published schema to keep tools/list within an agent's budget (tests/faces/test_contract.py); the
-# input model still enforces them on every call, and a refusal names the rule it broke. So is "type": "string", which
-# the server instructions make every untyped property's type.
-_UNPUBLISHED = {"title", "maxLength", "minLength", "maxItems", "minItems", "pattern"}
+# Titles repeat the property names; everything else an input model enforces (types, lengths, patterns, item counts)
+# is published, so the schema an agent reads is the one every call is validated with.
+_UNPUBLISHED = {"title"}
 
 
 def _published(prop: dict[str, Any]) -> dict[str, Any]:
@@ -144,8 +143,6 @@ def _published(prop: dict[str, Any]) -> dict[str, Any]:
         prop.pop("type", None)
     if isinstance(prop.get("items"), dict):
         prop["items"] = _published(prop["items"])
-    if prop.get("type") == "string":
-        prop.pop("type")  # the server instructions say an untyped property is a string
     return {k: v for k, v in prop.items() if k not in _UNPUBLISHED}
 
 
@@ -153,7 +150,7 @@ def input_schema(model: type[Request]) -> dict[str, Any]:
     """The tool's input schema: the JSON schema of the input model that validates every call.
 
     Written shorter where the meaning stays: no titles, `anyOf [X, null]` as X (null means "the default"), no null or
-    false defaults (the server instructions say a flag without a default is false); lengths and patterns as above.
+    false defaults (the server instructions say a flag without a default is false).
     An old spelling (`Request.renamed`) is accepted but not listed: the server instructions name them once.
     """
     schema = model.model_json_schema()
