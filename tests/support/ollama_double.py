@@ -788,11 +788,18 @@ def _render(double: OllamaDouble, model: Model, messages: list[dict[str, Any]], 
             idx = meta.get(key)
             return tokens[idx] if isinstance(idx, int) and idx < len(tokens) else ""
 
+        bos, eos = tok("tokenizer.ggml.bos_token_id"), tok("tokenizer.ggml.eos_token_id")
         try:
-            return render(template, messages, add_generation_prompt=True, bos_token=tok("tokenizer.ggml.bos_token_id"),
-                          eos_token=tok("tokenizer.ggml.eos_token_id"), tools=tools)
+            text = render(template, messages, add_generation_prompt=True, bos_token=bos, eos_token=eos, tools=tools)
         except TemplateRejected as exc:
             raise DoubleError(500, f"chat template error: {exc}") from None
+        # llama-server (common/chat.cpp) drops a BOS the template wrote when tokenizing adds one: never two
+        add_bos = meta.get("tokenizer.ggml.add_bos_token", meta.get("tokenizer.ggml.model") == "llama")
+        if add_bos and bos and text.startswith(bos):
+            text = text[len(bos):]
+        if meta.get("tokenizer.ggml.add_eos_token") and eos and text.endswith(eos):
+            text = text[: -len(eos)]
+        return text
     if double.go_renderer is None:
         raise DoubleError(500, "this test double needs the Go renderer (tests/gotmpl) for Go templates")
     try:
