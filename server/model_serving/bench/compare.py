@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -80,7 +80,10 @@ def _run(engine: EngineName, served: str, measured: BenchResult, start_s: float)
                      peak_rss_bytes=measured.server.memory_bytes, knee=measured.knee, start_s=round(start_s, 1))
 
 
-def _timed(fn: Callable[[], object]) -> tuple[object, float]:
+_T = TypeVar("_T")
+
+
+def _timed(fn: Callable[[], _T]) -> tuple[_T, float]:
     import time
 
     began = time.perf_counter()
@@ -96,7 +99,7 @@ def _llama_cpp(settings: Settings, source: Path, req: BenchCompareRequest, work:
     served, start_s = _timed(lambda: engine.start_model(settings, gguf, "compare-llamacpp", ctx_size=max(2048, 512 * slots), parallel=slots,
                                                         replace=True, progress=progress.span(0.3, 0.35)))
     try:
-        measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "llama.cpp", progress.span(0.35, 1), watches)  # type: ignore[attr-defined]
+        measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "llama.cpp", progress.span(0.35, 1), watches)
     finally:
         engine.stop_model(settings, "compare-llamacpp")
     return _run("llama.cpp", str(gguf), measured, start_s)
@@ -107,7 +110,7 @@ def _vllm(settings: Settings, source: Path, req: BenchCompareRequest, out: Path 
     from model_serving.serve.vllm.engine import serve_vllm
 
     (served, _), start_s = _timed(lambda: serve_vllm(settings, source, "compare-vllm", ctx_size=2048, parallel=max(req.levels), replace=True,
-                                                     progress=progress.span(0, 0.3)))  # type: ignore[misc]
+                                                     progress=progress.span(0, 0.3)))
     try:
         measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "vllm", progress.span(0.3, 1), watches)
     finally:
@@ -170,7 +173,7 @@ def markdown(result: CompareResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figure(plt, result: CompareResult):  # noqa: ANN001, ANN202
+def _figure(plt: Any, result: CompareResult) -> Any:  # matplotlib's pyplot and Figure: the library ships no type information
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for run in result.runs:
         xs = [p.concurrency for p in run.points]

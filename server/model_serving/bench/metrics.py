@@ -215,5 +215,5 @@ def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, co
         median_server_decode_tok_s=float(np.median(rates)) if rates else None,
         request_throughput_ci=throughput_ci(records, confidence=confidence, seed=seed),
         **fields,
-        **accounting,  # type: ignore[arg-type]
+        **accounting,
     )

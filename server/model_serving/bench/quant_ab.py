@@ -116,10 +116,10 @@ def run_quant_ab(settings: Settings, ggufs: Sequence[str | Path], *, n_requests:
             config = BenchConfig(base_url=served.base_url, model=name, n_requests=n_requests, concurrency=concurrency,
                                  max_tokens=max_tokens, server_pid=served.pid, targets=targets, label=f"ab-{variant.label}",
                                  output_dir=(out / variant.label) if out else None)
-            result = run_benchmark(config, span.span(0.3, 1.0))
+            speed = run_benchmark(config, span.span(0.3, 1.0))
         finally:
             engine.stop_model(settings, name)
-        variant.record_speed(result)
+        variant.record_speed(speed)
         q_span = progress.span((2 * i + 1) / steps, (2 * i + 2) / steps)
         if path == reference:
             variant.agreement_rate, variant.mean_common_prefix, variant.ppl_ratio = 1.0, 1.0, 1.0

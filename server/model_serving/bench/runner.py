@@ -21,6 +21,7 @@ from model_serving.bench.schema import (
     Capacity,
     Finding,
     Knee,
+    LoadTimes,
     RequestRecord,
     Roofline,
     ServerInfo,
@@ -32,6 +33,7 @@ from model_serving.bench.schema import (
 )
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
+from model_serving.serve.metrics import Scrape
 from model_serving.settings import is_loopback_url
 
 
@@ -191,8 +193,8 @@ def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> Benc
 
 
 def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.LoadOutcome, info: ServerInfo, *, started: str,
-           load=None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee=None,  # noqa: ANN001
-           server_before=None, target_levels: dict[str, list[int]] | None = None, judged: list[Verdict] | None = None,  # noqa: ANN001
+           load: LoadTimes | None = None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee: Knee | None = None,
+           server_before: Scrape | None = None, target_levels: dict[str, list[int]] | None = None, judged: list[Verdict] | None = None,
            roofline: Roofline | None = None, found: Capacity | None = None) -> BenchResult:
     """Statistics, reconciliation, roofline, verdicts (or a sweep's `judged`, each at its own level) and files for measured records."""
     server = engine_metrics.compare(config, server_before) if server_before is not None else None
