@@ -112,7 +112,8 @@ def validate_skill(skill: Path, *, tool_names: set[str] | None = None, check_lin
         raise InputError(f"{skill} has no SKILL.md.", "Pass the folder that contains SKILL.md.")
     text = skill_md.read_text(encoding="utf-8")
     meta, body = _frontmatter(text)
-    name = meta.get("name") if isinstance(meta.get("name"), str) else None
+    raw_name = meta.get("name")
+    name = raw_name if isinstance(raw_name, str) else None
     problems = _reference_validator(skill, name, as_installed)
     description = str(meta.get("description", ""))
     if "<" in description or ">" in description:

@@ -75,6 +75,6 @@ def validate(folders: Sequence[Path], tool_names: set[str] | None) -> list[Valid
 
 
 def refuse_invalid(reports: Sequence[ValidationReport]) -> None:
-    failed = [r.name for r in reports if not r.ok]
+    failed = [r.name or r.skill_dir for r in reports if not r.ok]  # a SKILL.md without a name fails: say its folder
     if failed:
         raise ServingError(f"Skill validation failed for {', '.join(failed)}.", "Fix the problems listed above and validate again.")
