@@ -8,6 +8,8 @@ from typing import Any
 from model_serving.bench.schema import BenchResult, RequestRecord
 from model_serving.util.paths import atomic_output
 
+# Imported inside functions: matplotlib, optional, and about a second to import (preload() starts it early).
+
 
 # matplotlib ships no type information: its pyplot module, figures and axes are typed Any here.
 def _pyplot() -> Any:

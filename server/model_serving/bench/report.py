@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from model_serving.bench import plots
 from model_serving.bench.capacity import capacity_text
 from model_serving.bench.schema import BenchResult, Workload
 from model_serving.util.paths import atomic_output
@@ -188,8 +189,6 @@ def write_all(result: BenchResult, output_dir: Path) -> dict[str, str]:
         "markdown": (output_dir / f"{stem}.md", lambda: markdown(result)),
     }
     files.update({kind: str(path) for kind, (path, _) in targets.items()})
-    from model_serving.bench import plots
-
     files.update(plots.write_plots(result, output_dir, stem))  # first, so that the Markdown can show the sweep plot
     result.files = files
     for kind, (path, render) in targets.items():

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from model_serving.bench import capacity, engine_metrics, loads, metrics, probe, quiet, report, server_timings, tokens, verdicts, workloads
+from model_serving.bench import capacity, engine_metrics, loads, metrics, probe, quiet, report, roofline, server_timings, tokens, verdicts, workloads
 from model_serving.bench.prompts import load_prompts
 from model_serving.bench.schema import (
     CONNECTION_ERRORS,
@@ -151,8 +151,6 @@ def _measure(config: BenchConfig, info: ServerInfo, *, concurrency: int, rate: f
 
 def _roofline(config: BenchConfig, records: Sequence[RequestRecord], dists: dict[str, Stats]) -> Roofline | None:
     """Decode at one stream against the bandwidth ceiling, with bytes from the GGUF or from Ollama."""
-    from model_serving.bench import roofline
-
     if config.gguf_path is not None:
         model: roofline.ModelBytes | None = roofline.model_bytes(config.gguf_path)
     elif config.api == "ollama":
