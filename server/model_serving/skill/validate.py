@@ -20,6 +20,8 @@ from model_serving.errors import InputError
 from model_serving.skill.condense import load_facts
 from model_serving.skill.markdown import tables
 
+# Imported inside functions: skills_ref (the reference validator), only when a skill is validated.
+
 MAX_BODY_LINES = 500
 MAX_SKILL_BYTES = 24_000  # about 5,000 tokens, the recommended ceiling for an activated skill
 MAX_REFERENCE_BYTES = 64_000

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from model_serving.checkpoint.inspect import chat_template as chat_template_text
 from model_serving.checkpoint.inspect import inspect_checkpoint
+from model_serving.checkpoint.lora import preflight
 from model_serving.checkpoint.template_check import engine_template
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
@@ -48,8 +49,6 @@ def checked_checkpoint(settings: Settings, path: str | Path) -> Path:
 
 def parse_loras(settings: Settings, items: list[str], base: Path) -> dict[str, tuple[Path, int]]:
     """NAME=DIR items as {name: (adapter folder, rank)}; each adapter must fit the served checkpoint (checkpoint/lora.py's checks)."""
-    from model_serving.checkpoint.lora import preflight
-
     adapters: dict[str, tuple[Path, int]] = {}
     for item in items:
         name, sep, raw = item.partition("=")
