@@ -78,7 +78,8 @@ class Expressions(Core):
         arg, base = node.arg, node.node
         if self.is_think_split(base):
             self.note(THINK_NOTE)
-            return self.expr(base.node.node)  # type: ignore[attr-defined]
+            assert isinstance(base, nodes.Call) and isinstance(base.node, nodes.Getattr)  # is_think_split checked both
+            return self.expr(base.node.node)
         key = self.fold(arg)
         if key is not None and isinstance(key.value, str):
             return self.member(base, key.value, node)
