@@ -153,6 +153,8 @@ class VllmStartOptions(TypedDict, total=False):
     port: int | None
     replace: bool
     start_timeout_s: float
+    chat_template: str | Path | None
+    completions: bool
 
 
 def serve_vllm(settings: Settings, checkpoint: str | Path, name: str, *, progress: Progress | None = None,
