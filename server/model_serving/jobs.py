@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.errors import Cancelled, ServingError
+from model_serving.errors import Cancelled, InputError, ServingError
 from model_serving.util.paths import write_text_atomic
 from model_serving.util.process import kill_group, pid_alive, spawn
 
@@ -263,8 +263,6 @@ class JobManager:
         return job
 
     def find(self, job_id: str) -> Job | JobInfo:
-        from model_serving.errors import InputError
-
         with self._lock:
             found: Job | JobInfo | None = self._jobs.get(job_id) or self._past.get(job_id)
         if found is None:
@@ -274,8 +272,6 @@ class JobManager:
     def get(self, job_id: str) -> Job:
         found = self.find(job_id)
         if isinstance(found, JobInfo):
-            from model_serving.errors import InputError
-
             raise InputError(f"Job {job_id!r} ran in an earlier server and is {found.status}.", "Start the step again to run it.")
         return found
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from model_serving.util.units import human_size
 
+# Imported inside functions: the bench floor (numpy), only to render a bench result; both faces import this module at start-up.
+
 Style = Literal["", "ok", "bad", "warn", "bold", "note"]
 
 

@@ -6,8 +6,10 @@ results are the same model. Imports are lazy: a CLI run loads only what its verb
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model_serving.errors import InputError
 from model_serving.requests import (
     BenchCompareRequest,
     BenchRequest,
@@ -37,6 +39,7 @@ from model_serving.requests import (
     ServeStartRequest,
 )
 from model_serving.settings import Settings
+from model_serving.util.paths import clean, confine
 
 if TYPE_CHECKING:
     from model_serving.bench.compare import CompareResult
@@ -116,8 +119,6 @@ def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> E
 
 def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) -> QuantizeResult:
     """Quantize a GGUF; with verify, a quality verdict against the input."""
-    from pathlib import Path
-
     from model_serving.quantize.quantizer import quantize_gguf as run
     from model_serving.toolchain import tool
 
@@ -128,8 +129,6 @@ def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) 
 
 def serve_start(settings: Settings, req: ServeStartRequest) -> ServedModel:
     """Serve a GGUF on llama.cpp or, with engine vllm, an HF checkpoint on vLLM."""
-    from pathlib import Path
-
     from model_serving.serve.engine_protocol import StartOptions
     from model_serving.serve.engines import start
 
@@ -156,8 +155,6 @@ def serve_gateway(settings: Settings, req: GatewayRequest) -> Gateway:
     if req.action == "start":
         return router.start_gateway(settings, port=req.port, keep_alive_s=req.keep_alive, memory_budget_gb=req.memory_budget_gb)
     if req.port is not None or req.keep_alive is not None or req.memory_budget_gb is not None:
-        from model_serving.errors import InputError
-
         raise InputError(f"port, keep_alive and memory_budget_gb only apply to starting the gateway, not to {req.action}.",
                          "Leave them out, or use action start (it restarts a running gateway with them).")
     return router.stop_gateway(settings) if req.action == "stop" else router.gateway_status(settings)
@@ -195,8 +192,6 @@ def deploy_model(settings: Settings, req: DeployRequest, progress: Progress) -> 
 
 def clean_partials(settings: Settings, req: CleanRequest) -> CleanResult:
     """Remove stale partial files and orphaned sidecars under a folder."""
-    from model_serving.util.paths import clean
-
     return clean(req.directory, settings.roots, plan=req.plan)
 
 
@@ -211,10 +206,7 @@ def bench(settings: Settings, req: BenchRequest, progress: Progress) -> BenchRes
 
 def bench_roofline(settings: Settings, req: RooflineRequest) -> Roofline:
     """Decode ceiling of a GGUF from memory bandwidth; a measured tok/s as a share of it."""
-    from pathlib import Path
-
     from model_serving.bench.roofline import roofline
-    from model_serving.util.paths import confine
 
     path = confine(req.gguf, settings.roots, what="GGUF path")
     return roofline(Path(path), req.tok_s, req.context, bandwidth_gbs=req.bandwidth_gbs)
@@ -236,7 +228,6 @@ def bench_quant_ab(settings: Settings, req: QuantABRequest, progress: Progress) 
 def _adapter_ab(settings: Settings, req: QuantABRequest, adapter: str, targets: Any, progress: Progress) -> QuantABResult:
     """bench_quant_ab with an adapter: the merged GGUF against the base GGUF serving the adapter."""
     from model_serving.bench.adapter_ab import run_adapter_ab
-    from model_serving.errors import InputError
 
     if len(req.ggufs) != 2:
         raise InputError(f"With an adapter the A/B takes two GGUFs, the merged one and the base; {len(req.ggufs)} were given.",
@@ -305,8 +296,6 @@ def ollama_pull(settings: Settings, req: OllamaNameRequest, progress: Progress) 
 
 def ollama_manage(settings: Settings, req: OllamaManageRequest, progress: Progress) -> manage.ActionResult:
     """Copy (tag), delete (cannot be undone), unload or pull an Ollama model."""
-    from model_serving.errors import InputError
-
     if req.action == "copy":
         if req.destination is None:
             raise InputError("Copying needs a destination name.", "Give destination, e.g. NAME:v1.")
@@ -328,8 +317,6 @@ def ollama_probe(settings: Settings, req: OllamaProbeRequest) -> ProbeResult:
 
 def ollama_modelfile(settings: Settings, req: ModelfileRequest) -> manage.ModelfileResult:
     """The Modelfile registration would write for a GGUF."""
-    from model_serving.util.paths import confine
-
     gguf = confine(req.gguf_path, settings.roots, what="GGUF file")
     source = confine(req.source_dir, settings.roots, what="checkpoint folder") if req.source_dir else None
     from model_serving.serve.ollama import manage
@@ -340,7 +327,6 @@ def ollama_modelfile(settings: Settings, req: ModelfileRequest) -> manage.Modelf
 def ollama_check_modelfile(settings: Settings, req: CheckModelfileRequest) -> manage.ModelfileCheck:
     """Check a Modelfile, line by line."""
     from model_serving.serve.ollama import manage
-    from model_serving.util.paths import confine
 
     return manage.check_modelfile(settings, confine(req.path, settings.roots, what="Modelfile"))
 

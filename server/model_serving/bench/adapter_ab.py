@@ -18,6 +18,8 @@ from model_serving.bench.runner import run_benchmark
 from model_serving.bench.schema import SLO, BenchConfig
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
+from model_serving.quantize.quality import default_prompts
+from model_serving.serve.embedded import engine
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
@@ -45,8 +47,6 @@ def _prefix_share(a: str, b: str) -> float:
 def _measure(settings: Settings, variant: VariantResult, gguf: Path, lora: list[str] | None, model: str | None, prompts: list[str],
              config: dict, progress: Progress) -> list[str]:
     """Serve one side, benchmark it and ask it the greedy prompts; fill in its speed, return its answers."""
-    from model_serving.serve.embedded import engine
-
     served = engine.start_model(settings, gguf, "ab-side", parallel=config.pop("parallel"), replace=True, lora=lora, progress=progress.span(0.0, 0.2))
     try:
         out = config.pop("output_dir")
@@ -78,8 +78,6 @@ def _choose(merged: VariantResult, served: VariantResult, floor: float) -> tuple
 def run_adapter_ab(settings: Settings, merged: str | Path, base: str | Path, adapter: str | Path, *, n_requests: int = 8,
                    concurrency: int = 1, max_tokens: int = 16, targets: SLO | None = None, quality_floor: float = 0.5,
                    parallel: int = 2, output_dir: str | Path | None = None, progress: Progress | None = None) -> QuantABResult:
-    from model_serving.quantize.quality import default_prompts
-
     progress = progress or Progress()
     merged_path, base_path = (confine(p, settings.roots, what="GGUF path") for p in (merged, base))
     adapter_path = confine(adapter, settings.roots, what="adapter file")

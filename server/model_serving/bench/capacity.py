@@ -72,10 +72,10 @@ def max_under_slo(points: Sequence[SweepPoint], latency_targets: Sequence[str], 
                             f"Every level up to {hold.concurrency} holds the SLO: capacity is at least {hold.concurrency}; sweep higher to find it."))
     bound, why = _bound(hold, brk, total_slots, roofline, (client_lag_ms or {}).get(brk.concurrency, 0.0))
     if hold is None:
-        return Capacity(concurrency=None, interval=None, bound=bound,  # type: ignore[arg-type]
+        return Capacity(concurrency=None, interval=None, bound=bound,
                         explanation=f"No level holds the SLO, not even concurrency {brk.concurrency}: {why}")
     return Capacity(concurrency=hold.concurrency, interval=(hold.concurrency, brk.concurrency), request_goodput=hold.request_goodput,
-                    request_goodput_ci=ci, bound=bound,  # type: ignore[arg-type]
+                    request_goodput_ci=ci, bound=bound,
                     explanation=f"Holds at concurrency {hold.concurrency}, breaks at {brk.concurrency}: {why}")
 
 

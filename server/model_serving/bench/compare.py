@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -20,8 +21,14 @@ from model_serving.bench import quiet
 from model_serving.bench.plots import _pyplot, _save
 from model_serving.bench.runner import run_sweep
 from model_serving.bench.schema import BenchConfig, BenchResult, Knee, SweepPoint
+from model_serving.checkpoint.export import export_gguf
 from model_serving.jobs import Progress
+from model_serving.quantize.quantizer import quantize_gguf
 from model_serving.requests import BenchCompareRequest
+from model_serving.serve.embedded import engine
+from model_serving.serve.embedded.engine import stop_model
+from model_serving.serve.vllm.engine import checked_checkpoint, serve_vllm
+from model_serving.serve.vllm.env import require
 from model_serving.settings import Settings
 from model_serving.util.paths import atomic_output, confine
 
@@ -55,9 +62,6 @@ class CompareResult(BaseModel):
 
 def _gguf(settings: Settings, source: Path, quant: str, out: Path, progress: Progress) -> Path:
     """The checkpoint as a GGUF at `quant`, through the usual export and quantize (each reuses an identical earlier output)."""
-    from model_serving.checkpoint.export import export_gguf
-    from model_serving.quantize.quantizer import quantize_gguf
-
     f16 = Path(export_gguf(settings, str(source), str(out / f"{source.name}-F16.gguf"), overwrite=True, progress=progress.span(0, 0.6)).output_path)
     if quant.upper() == "F16":
         return f16
@@ -80,34 +84,30 @@ def _run(engine: EngineName, served: str, measured: BenchResult, start_s: float)
                      peak_rss_bytes=measured.server.memory_bytes, knee=measured.knee, start_s=round(start_s, 1))
 
 
-def _timed(fn: Callable[[], object]) -> tuple[object, float]:
-    import time
+_T = TypeVar("_T")
 
+
+def _timed(fn: Callable[[], _T]) -> tuple[_T, float]:
     began = time.perf_counter()
     return fn(), time.perf_counter() - began
 
 
 def _llama_cpp(settings: Settings, source: Path, req: BenchCompareRequest, work: Path, out: Path | None, progress: Progress,
                watches: list[dict]) -> EngineRun:
-    from model_serving.serve.embedded import engine
-
     gguf = _gguf(settings, source, req.quant, work, progress.span(0, 0.3))
     slots = max(req.levels)
     served, start_s = _timed(lambda: engine.start_model(settings, gguf, "compare-llamacpp", ctx_size=max(2048, 512 * slots), parallel=slots,
                                                         replace=True, progress=progress.span(0.3, 0.35)))
     try:
-        measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "llama.cpp", progress.span(0.35, 1), watches)  # type: ignore[attr-defined]
+        measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "llama.cpp", progress.span(0.35, 1), watches)
     finally:
         engine.stop_model(settings, "compare-llamacpp")
     return _run("llama.cpp", str(gguf), measured, start_s)
 
 
 def _vllm(settings: Settings, source: Path, req: BenchCompareRequest, out: Path | None, progress: Progress, watches: list[dict]) -> EngineRun:
-    from model_serving.serve.embedded.engine import stop_model
-    from model_serving.serve.vllm.engine import serve_vllm
-
     (served, _), start_s = _timed(lambda: serve_vllm(settings, source, "compare-vllm", ctx_size=2048, parallel=max(req.levels), replace=True,
-                                                     progress=progress.span(0, 0.3)))  # type: ignore[misc]
+                                                     progress=progress.span(0, 0.3)))
     try:
         measured = _sweep(served.base_url, served.name, served.pid, req, out and out / "vllm", progress.span(0.3, 1), watches)
     finally:
@@ -117,9 +117,6 @@ def _vllm(settings: Settings, source: Path, req: BenchCompareRequest, out: Path 
 
 def run_compare(settings: Settings, req: BenchCompareRequest, progress: Progress | None = None) -> CompareResult:
     """Serve `req.source` on each engine in turn and sweep it; vLLM's install is checked first, before any long work."""
-    from model_serving.serve.vllm.engine import checked_checkpoint
-    from model_serving.serve.vllm.env import require
-
     progress = progress or Progress()
     load_before = [round(x, 2) for x in os.getloadavg()]
     source = checked_checkpoint(settings, req.source)
@@ -170,7 +167,7 @@ def markdown(result: CompareResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figure(plt, result: CompareResult):  # noqa: ANN001, ANN202
+def _figure(plt: Any, result: CompareResult) -> Any:  # matplotlib's pyplot and Figure: the library ships no type information
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for run in result.runs:
         xs = [p.concurrency for p in run.points]

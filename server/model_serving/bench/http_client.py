@@ -15,7 +15,7 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 
@@ -31,7 +31,7 @@ class _Protocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's transport; typeshed declares the base class
 
     def data_received(self, data: bytes) -> None:
         self.parts.append((time.perf_counter_ns(), data))

@@ -209,7 +209,7 @@ def _plateau(ordered: Sequence[SweepPoint], min_gain: float) -> tuple[SweepPoint
     Each level is compared with that anchor, not with the level before it: one slow request in a short run
     makes a dip, and the next level that beats the anchor ends the plateau the dip seemed to start.
     """
-    anchor, flat = ordered[0], []
+    anchor, flat = ordered[0], list[SweepPoint]()
     for point in ordered[1:]:
         if point.output_throughput >= anchor.output_throughput * (1.0 + min_gain):
             anchor, flat = point, []

@@ -19,6 +19,7 @@ from model_serving.bench.metrics import derive
 from model_serving.bench.prompts import fixed_prompts
 from model_serving.bench.schema import BenchConfig, LoadTimes, RequestRecord
 from model_serving.jobs import Progress
+from model_serving.serve.embedded import engine
 from model_serving.settings import Settings
 
 
@@ -55,8 +56,6 @@ def _first_request(base_url: str, model: str) -> RequestRecord:
 def measure_engine_load(settings: Settings, gguf_path: Path, name: str, *, ctx_size: int = 2048, parallel: int = 1,
                         progress: Progress | None = None) -> LoadTimes:
     """Start the model cold, then warm, timing each to healthy and to its first token; leaves it stopped."""
-    from model_serving.serve.embedded import engine
-
     progress = progress or Progress()
     timings: dict[str, tuple[float, float | None]] = {}
     evicted = False

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -160,13 +161,13 @@ def prefill_counts(records: Sequence[RequestRecord]) -> tuple[int, int] | None:
 
 
 def _accounting(records: Sequence[RequestRecord], targets: SLO | None, planned: int | None, duration: float,
-                *, confidence: float, seed: int) -> dict[str, object]:
+                *, confidence: float, seed: int) -> dict[str, Any]:
     """The Summary fields that make every request count: failures by cause, goodput, prefill against sent."""
     not_sent = max(0, planned - len(records)) if planned is not None else 0
     good = [r for r in records if is_good(r, targets)]
     everyone = len(records) + not_sent
     prefill = prefill_counts(records)
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {  # Summary's fields by name: Summary validates them
         "not_sent": not_sent, "errors_by_cause": errors_by_cause(records, not_sent), "good_requests": len(good),
         "good_fraction": len(good) / everyone if everyone else None,
         "request_goodput": len(good) / duration if duration > 0 else 0.0,
@@ -198,7 +199,7 @@ def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, co
     accounting = _accounting(records, targets, planned, duration, confidence=confidence, seed=seed)
     return Summary(
         completed=len(ok),
-        failed=len(records) - len(ok) + int(accounting["not_sent"]),  # type: ignore[call-overload]
+        failed=len(records) - len(ok) + int(accounting["not_sent"]),
         incomplete_requests=sum(1 for r in records if r.status == "incomplete"),
         connection_errors=sum(1 for r in records if r.error_kind in CONNECTION_ERRORS),
         duration=duration,
@@ -215,5 +216,5 @@ def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, co
         median_server_decode_tok_s=float(np.median(rates)) if rates else None,
         request_throughput_ci=throughput_ci(records, confidence=confidence, seed=seed),
         **fields,
-        **accounting,  # type: ignore[arg-type]
+        **accounting,
     )

@@ -13,6 +13,8 @@ from model_serving.errors import InputError
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
+# Imported inside functions: the serve floor, guarded, only when a result asks which of our engines served the model.
+
 
 def _served_by_engine(settings: Settings, model: str) -> Any | None:
     try:

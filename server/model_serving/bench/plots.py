@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from model_serving.bench.schema import BenchResult, RequestRecord
 from model_serving.util.paths import atomic_output
 
+# Imported inside functions: matplotlib, optional, and about a second to import (preload() starts it early).
 
-def _pyplot():  # noqa: ANN202
+
+# matplotlib ships no type information: its pyplot module, figures and axes are typed Any here.
+def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
@@ -24,7 +28,7 @@ def preload() -> None:
     _pyplot()
 
 
-def _save(plt, fig, path: Path) -> str:  # noqa: ANN001
+def _save(plt: Any, fig: Any, path: Path) -> str:
     with atomic_output(path, overwrite=True) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -44,7 +48,7 @@ def write_plots(result: BenchResult, output_dir: Path, stem: str) -> dict[str, s
     return files
 
 
-def _latency_figure(plt, result: BenchResult, ok: list[RequestRecord]):  # noqa: ANN001, ANN202
+def _latency_figure(plt: Any, result: BenchResult, ok: list[RequestRecord]) -> Any:
     panels = [
         ("Time to first token", [r.ttft_ms for r in ok if r.ttft_ms is not None], result.config.targets.ttft_ms),
         ("Time per output token (excl. first)", [r.tpot_ms for r in ok if r.tpot_ms is not None], None),
@@ -61,7 +65,7 @@ def _latency_figure(plt, result: BenchResult, ok: list[RequestRecord]):  # noqa:
     return fig
 
 
-def _histogram(ax, values: list[float], target: float | None) -> None:  # noqa: ANN001
+def _histogram(ax: Any, values: list[float], target: float | None) -> None:
     ordered = sorted(values)
     lo, hi = ordered[0], ordered[-1]
     pad = max((hi - lo) * 0.15, abs(hi) * 0.02, 0.05)
@@ -84,7 +88,7 @@ def _histogram(ax, values: list[float], target: float | None) -> None:  # noqa: 
     ax.legend(fontsize=8)
 
 
-def _sweep_figure(plt, result: BenchResult):  # noqa: ANN001, ANN202
+def _sweep_figure(plt: Any, result: BenchResult) -> Any:
     """Requests/s (left) and p95 TTFT and end-to-end latency (right) against concurrency, with the targets as dotted lines."""
     points = sorted(result.sweep, key=lambda p: p.concurrency)
     xs = [p.concurrency for p in points]

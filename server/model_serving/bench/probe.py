@@ -43,7 +43,8 @@ def get_json(base: str, path: str, limit_s: float, body: dict[str, Any] | None =
 
 
 def _ollama_names(tags: Any) -> list[str]:
-    return [m.get("name") or m.get("model") for m in (tags or {}).get("models", []) if isinstance(m, dict)]
+    # an entry without a name is skipped, as the OpenAI listing below skips one without an id (the names are joined into messages)
+    return [name for m in (tags or {}).get("models", []) if isinstance(m, dict) and (name := m.get("name") or m.get("model"))]
 
 
 def ollama_knows(name: str, names: list[str]) -> bool:
@@ -85,7 +86,7 @@ async def _preflight(config: BenchConfig, limit_s: float) -> ServerInfo:
         info.total_slots = int(parallel) if parallel and parallel.isdigit() else None
         return info
     models = first if isinstance(first, dict) else {}
-    info.models = [m.get("id") for m in models.get("data", []) if isinstance(m, dict) and m.get("id")]
+    info.models = [mid for m in models.get("data", []) if isinstance(m, dict) and (mid := m.get("id"))]
     props = await _get(base, "/props", limit_s)
     if isinstance(props, dict) and "total_slots" in props:
         info.kind = "llama.cpp"

@@ -20,6 +20,8 @@ from model_serving.bench.runner import run_benchmark
 from model_serving.bench.schema import SLO, BenchConfig, BenchResult, VerdictState
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
+from model_serving.quantize import quality
+from model_serving.serve.embedded import engine
 from model_serving.settings import Settings
 from model_serving.util.paths import atomic_output, confine
 
@@ -93,9 +95,6 @@ def choose(variants: list[VariantResult], quality_floor: float, max_ppl_ratio: f
 def run_quant_ab(settings: Settings, ggufs: Sequence[str | Path], *, n_requests: int = 8, concurrency: int = 1, max_tokens: int = 16,
                  targets: SLO | None = None, quality_floor: float = 0.5, max_ppl_ratio: float = 1.10, parallel: int = 2,
                  output_dir: str | Path | None = None, progress: Progress | None = None) -> QuantABResult:
-    from model_serving.quantize import quality
-    from model_serving.serve.embedded import engine
-
     progress = progress or Progress()
     paths = [confine(p, settings.roots, what="GGUF path") for p in ggufs]
     if len(set(paths)) < 2:
@@ -116,10 +115,10 @@ def run_quant_ab(settings: Settings, ggufs: Sequence[str | Path], *, n_requests:
             config = BenchConfig(base_url=served.base_url, model=name, n_requests=n_requests, concurrency=concurrency,
                                  max_tokens=max_tokens, server_pid=served.pid, targets=targets, label=f"ab-{variant.label}",
                                  output_dir=(out / variant.label) if out else None)
-            result = run_benchmark(config, span.span(0.3, 1.0))
+            speed = run_benchmark(config, span.span(0.3, 1.0))
         finally:
             engine.stop_model(settings, name)
-        variant.record_speed(result)
+        variant.record_speed(speed)
         q_span = progress.span((2 * i + 1) / steps, (2 * i + 2) / steps)
         if path == reference:
             variant.agreement_rate, variant.mean_common_prefix, variant.ppl_ratio = 1.0, 1.0, 1.0

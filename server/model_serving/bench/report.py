@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from model_serving.bench import plots
 from model_serving.bench.capacity import capacity_text
 from model_serving.bench.schema import BenchResult, Workload
 from model_serving.util.paths import atomic_output
@@ -84,7 +85,7 @@ def _server_lines(result: BenchResult) -> list[str]:
     if not m.available or m.after is None:
         return ["", "## Server's own metrics", "", f"- {m.reason}"]
     a, d = m.after, m.delta
-    ttft = f"{a.ttft.p50_s * 1000:.0f} / {a.ttft.p95_s * 1000:.0f} ms" if a.ttft and a.ttft.p50_s is not None else "not exported"
+    ttft = f"{a.ttft.p50_s * 1000:.0f} / {a.ttft.p95_s * 1000:.0f} ms" if a.ttft and a.ttft.p50_s is not None and a.ttft.p95_s is not None else "not exported"
     return ["", f"## Server's own metrics ({a.engine} /metrics, before and after; warm-up included)", "",
             f"- Prompt tokens {d.get('prompt_tokens_total', 0):.0f}, generated tokens {d.get('generation_tokens_total', 0):.0f}"
             + (f", requests completed {d['requests_completed_total']:.0f}" if "requests_completed_total" in d else ""),
@@ -146,9 +147,9 @@ def markdown(result: BenchResult) -> str:
         d = result.metrics.get(name)
         if d is None or d.n == 0:
             continue
-        ci = d.ci.get("p95")
+        p95_ci = d.ci.get("p95")
         lines.append(f"| {name} | {d.n} | {_fmt(d.mean)} | {_fmt(d.median)} | {_fmt(d.p90)} | {_fmt(d.p95)} | {_fmt(d.p99)} | "
-                     f"{_fmt(ci[0]) + ' to ' + _fmt(ci[1]) if ci else '-'} |")
+                     f"{_fmt(p95_ci[0]) + ' to ' + _fmt(p95_ci[1]) if p95_ci else '-'} |")
     lines += ["", "## Throughput", "",
               f"- Requests/s: {s.request_throughput:.2f}" + (f" (CI {s.request_throughput_ci[0]:.2f} to {s.request_throughput_ci[1]:.2f})" if s.request_throughput_ci else ""),
               f"- Output tokens/s (aggregate): {s.output_throughput:.1f}; per request median: {_fmt(s.median_output_tok_s_per_request)}",
@@ -188,8 +189,6 @@ def write_all(result: BenchResult, output_dir: Path) -> dict[str, str]:
         "markdown": (output_dir / f"{stem}.md", lambda: markdown(result)),
     }
     files.update({kind: str(path) for kind, (path, _) in targets.items()})
-    from model_serving.bench import plots
-
     files.update(plots.write_plots(result, output_dir, stem))  # first, so that the Markdown can show the sweep plot
     result.files = files
     for kind, (path, render) in targets.items():

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from model_serving.bench import capacity, engine_metrics, loads, metrics, probe, quiet, report, server_timings, tokens, verdicts, workloads
+from model_serving.bench import capacity, engine_metrics, loads, metrics, probe, quiet, report, roofline, server_timings, tokens, verdicts, workloads
 from model_serving.bench.prompts import load_prompts
 from model_serving.bench.schema import (
     CONNECTION_ERRORS,
@@ -21,6 +21,7 @@ from model_serving.bench.schema import (
     Capacity,
     Finding,
     Knee,
+    LoadTimes,
     RequestRecord,
     Roofline,
     ServerInfo,
@@ -32,6 +33,7 @@ from model_serving.bench.schema import (
 )
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
+from model_serving.serve.metrics import Scrape
 from model_serving.settings import is_loopback_url
 
 
@@ -149,8 +151,6 @@ def _measure(config: BenchConfig, info: ServerInfo, *, concurrency: int, rate: f
 
 def _roofline(config: BenchConfig, records: Sequence[RequestRecord], dists: dict[str, Stats]) -> Roofline | None:
     """Decode at one stream against the bandwidth ceiling, with bytes from the GGUF or from Ollama."""
-    from model_serving.bench import roofline
-
     if config.gguf_path is not None:
         model: roofline.ModelBytes | None = roofline.model_bytes(config.gguf_path)
     elif config.api == "ollama":
@@ -191,8 +191,8 @@ def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> Benc
 
 
 def finish(config: BenchConfig, records: list[RequestRecord], outcome: loads.LoadOutcome, info: ServerInfo, *, started: str,
-           load=None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee=None,  # noqa: ANN001
-           server_before=None, target_levels: dict[str, list[int]] | None = None, judged: list[Verdict] | None = None,  # noqa: ANN001
+           load: LoadTimes | None = None, progress: Progress | None = None, sweep: list[SweepPoint] | None = None, knee: Knee | None = None,
+           server_before: Scrape | None = None, target_levels: dict[str, list[int]] | None = None, judged: list[Verdict] | None = None,
            roofline: Roofline | None = None, found: Capacity | None = None) -> BenchResult:
     """Statistics, reconciliation, roofline, verdicts (or a sweep's `judged`, each at its own level) and files for measured records."""
     server = engine_metrics.compare(config, server_before) if server_before is not None else None

@@ -94,7 +94,7 @@ class BenchConfig(BaseModel):
     def build(cls, **values: object) -> BenchConfig:
         """Construct from user input, turning validation errors into a one-line InputError."""
         try:
-            return cls(**values)  # type: ignore[arg-type]
+            return cls(**values)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors())
             raise InputError(f"Invalid benchmark settings: {problems}.", "Fix the value(s) named above and run again.") from None

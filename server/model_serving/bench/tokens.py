@@ -11,6 +11,8 @@ from typing import Any
 
 from model_serving.bench.schema import Finding, RequestRecord
 
+# Imported inside functions: llama_cpp (the native binding), only when prompts are counted with the model's own tokenizer.
+
 MISMATCH_TOLERANCE = 0.10  # share of tokens; above it the counts disagree beyond boundary effects
 
 

@@ -230,11 +230,15 @@ def judged_levels(points: Sequence[SweepPoint], target_levels: Mapping[str, Sequ
     chosen: dict[str, int] = {}
     for name, field in (("ttft_ms", "p95_ttft_ms"), ("e2e_ms", "p95_e2el_ms")):
         held = target_levels.get(name)
-        chosen[name] = max(held) if held else min(
-            points, key=lambda p, f=field: (getattr(p, f) is None, getattr(p, f) or 0.0, p.concurrency)).concurrency
+        chosen[name] = max(held) if held else _lowest(points, field)
     chosen["request_throughput"] = max(points, key=lambda p: (p.request_throughput, -p.concurrency)).concurrency
     chosen["memory_gb"] = main
     return chosen
+
+
+def _lowest(points: Sequence[SweepPoint], field: str) -> int:
+    """The level where `field` was lowest (levels without a value last; among equals, the lowest concurrency)."""
+    return min(points, key=lambda p: (getattr(p, field) is None, getattr(p, field) or 0.0, p.concurrency)).concurrency
 
 
 def name_level(verdict: Verdict, level: int, holds_at: Sequence[int] | None) -> Verdict:

@@ -13,6 +13,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from model_serving.errors import InputError
+from model_serving.util.paths import confine
+
+# Imported inside functions: huggingface_hub, about a second to import, only to find a Hub repo in the local cache.
 
 _RESAVE = "Save the adapter again with peft's save_pretrained (adapter_config.json and adapter_model.safetensors)."
 # A LoRA weight's key names its module: ...<module>.lora_A.weight / .lora_B.weight (optionally .<adapter name>.)
@@ -115,8 +118,6 @@ def shape_mismatches(pairs: dict[str, dict[str, list[int]]], base_shapes: dict[s
 
 def find_base(settings: Any, base: str | None, named: str | None) -> Path | None:
     """The base folder: `base` (a folder in the roots, or a Hub id), else the adapter's own base id; local files only."""
-    from model_serving.util.paths import confine
-
     for candidate in (base, named):
         if not candidate:
             continue

@@ -19,12 +19,13 @@ import tarfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo, inspect_checkpoint, inspect_gguf
+from model_serving.checkpoint.inspect import CheckpointInfo, GGUFInfo, inspect_checkpoint, inspect_gguf, safetensors_header
 from model_serving.errors import InputError, ServingError, VerificationFailed
 from model_serving.jobs import Progress, run_process
 from model_serving.settings import Settings
@@ -32,6 +33,8 @@ from model_serving.util.artifact import Artifact
 from model_serving.util.filehash import BackgroundHash, HashCache
 from model_serving.util.paths import confine, partial_path, tree_sha256, write_text_atomic
 from model_serving.util.process import launcher_argv
+
+# Imported inside functions: huggingface_hub, about a second to import, only when a checkpoint comes from the Hub.
 
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
 BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "auto": 2.0, "q8_0": 1.0625}
@@ -77,8 +80,6 @@ class ExportResult(BaseModel):
 
 
 def _llama_cpp_version() -> str:
-    from importlib.metadata import version
-
     return version("llama-cpp-python")
 
 
@@ -345,8 +346,6 @@ def _convert(checkpoint: Path, info: CheckpointInfo, outtype: str, out: Path, ov
 
 
 def _tensor_names(path: Path) -> list[str]:
-    from model_serving.checkpoint.inspect import safetensors_header
-
     return [k for k in safetensors_header(path) if k != "__metadata__"]
 
 

@@ -21,6 +21,8 @@ from model_serving.jobs import Progress
 from model_serving.settings import Settings
 from model_serving.util.paths import atomic_folder, confine
 
+# Imported inside functions: torch, transformers and peft (seconds to import), only by the merge itself.
+
 MergeDtype = Literal["bfloat16", "float16"]
 PROMPTS = ("The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,")
 # The merge and its check run in float32, so merged and unmerged differ only by summation order; in 16 bits

@@ -17,6 +17,8 @@ from model_serving.errors import InputError
 from model_serving.util.filehash import HashCache
 from model_serving.util.paths import partial_path
 
+# Imported inside functions: torch and transformers (seconds to import), only by the rebuild itself.
+
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

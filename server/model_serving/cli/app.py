@@ -18,6 +18,8 @@ from model_serving.jobs import Progress
 from model_serving.results import render
 from model_serving.settings import Settings
 
+# Imported inside functions: rich.progress, only when a long step draws its progress bar.
+
 T = TypeVar("T", bound=BaseModel)
 STYLES: dict[str, dict[str, Any]] = {"": {}, "ok": {"fg": "green"}, "bad": {"fg": "red"}, "warn": {"fg": "yellow"}, "bold": {"bold": True},
                                      "note": {"fg": "cyan"}}

@@ -7,6 +7,7 @@ import click
 from model_serving.cli.app import App
 from model_serving.cli.options import from_model
 from model_serving.requests import BenchCompareRequest, BenchRequest, QuantABRequest, RooflineRequest
+from model_serving.verbs import bench, bench_compare, bench_quant_ab, bench_roofline
 
 LOAD = {"n_requests": ["-n", "--requests"], "concurrency": ["-c"], "output": ["--out"], "max_tokens": ["--output-tokens"]}
 
@@ -20,8 +21,6 @@ def bench_group() -> None:
 @from_model(BenchRequest, positional=("model",), aliases=LOAD)
 def run_cmd(app: App, req: BenchRequest) -> None:
     """Benchmark MODEL: closed loop at --concurrency, Poisson --rate arrivals, or a sweep over --levels."""
-    from model_serving.verbs import bench
-
     result = app.run(f"bench {req.model}", lambda p: bench(app.settings, req, p))
     app.show(result)
 
@@ -30,8 +29,6 @@ def run_cmd(app: App, req: BenchRequest) -> None:
 @from_model(BenchRequest, positional=("model",), aliases=LOAD)
 def sweep_cmd(app: App, req: BenchRequest) -> None:
     """`bench run` over rising concurrency (--levels, default 1,2,4,8): finds the knee and whether slots or compute cause it."""
-    from model_serving.verbs import bench
-
     req = req if req.levels else req.model_copy(update={"levels": [1, 2, 4, 8]})
     result = app.run(f"sweep {req.model}", lambda p: bench(app.settings, req, p))
     app.show(result)
@@ -41,8 +38,6 @@ def sweep_cmd(app: App, req: BenchRequest) -> None:
 @from_model(RooflineRequest, positional=("gguf",))
 def roofline_cmd(app: App, req: RooflineRequest) -> None:
     """Decode ceiling of a GGUF from memory bandwidth: weight bytes plus KV bytes per token."""
-    from model_serving.verbs import bench_roofline
-
     result = bench_roofline(app.settings, req)
     app.show(result)
 
@@ -51,8 +46,6 @@ def roofline_cmd(app: App, req: RooflineRequest) -> None:
 @from_model(QuantABRequest, positional=("ggufs",), aliases={**LOAD, "quality_floor": ["--floor"]})
 def quant_ab_cmd(app: App, req: QuantABRequest) -> None:
     """Serve each GGUF in turn with the same prompts: speed beside quality, and the smallest that meets both."""
-    from model_serving.verbs import bench_quant_ab
-
     result = app.run("quantization A/B", lambda p: bench_quant_ab(app.settings, req, p))
     app.show(result)
 
@@ -61,8 +54,6 @@ def quant_ab_cmd(app: App, req: QuantABRequest) -> None:
 @from_model(BenchCompareRequest, positional=("source",), aliases={"output": ["--out"]})
 def compare_cmd(app: App, req: BenchCompareRequest) -> None:
     """Serve one checkpoint on llama.cpp (GGUF at --quant) and on vLLM in turn, sweep --levels on each: one JSON/Markdown/PNG report."""
-    from model_serving.verbs import bench_compare
-
     result = app.run("engine comparison", lambda p: bench_compare(app.settings, req, p))
     app.show(result)
 

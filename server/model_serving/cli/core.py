@@ -6,8 +6,11 @@ callback hands the validated model to the core and prints the result.
 
 from __future__ import annotations
 
+import json
+
 import click
 
+from model_serving import verbs
 from model_serving.cli.app import App
 from model_serving.cli.options import from_model
 from model_serving.requests import (
@@ -24,6 +27,20 @@ from model_serving.requests import (
     RegisterRequest,
     ServeStartRequest,
 )
+from model_serving.verbs import (
+    clean_partials,
+    deploy_model,
+    export_gguf,
+    inspect_model,
+    merge_adapter,
+    publish_model,
+    quantize_gguf,
+    register_model,
+    serving_metrics,
+    serving_status,
+)
+
+# Imported inside functions: serve.metrics (httpx, prometheus_client), only for `metrics --watch`.
 
 OUT = {"output": ["-o"]}
 
@@ -32,8 +49,6 @@ OUT = {"output": ["-o"]}
 @from_model(InspectRequest, positional=("path",))
 def inspect_cmd(app: App, req: InspectRequest) -> None:
     """Describe a checkpoint folder or a GGUF file, with a memory estimate."""
-    from model_serving.verbs import inspect_model
-
     info = inspect_model(app.settings, req)
     app.show(info)
 
@@ -43,8 +58,6 @@ def inspect_cmd(app: App, req: InspectRequest) -> None:
 def merge_cmd(app: App, req: MergeRequest) -> None:
     """Merge a LoRA adapter into its 16-bit base (peft, logit-checked), or with --method slerp|ties|dare_ties|linear|task_arithmetic
     several fine-tunes of one base through mergekit, measured against each input; writes a normal checkpoint."""
-    from model_serving.verbs import merge_adapter
-
     result = app.run("merge", lambda p: merge_adapter(app.settings, req, p))
     app.show(result)
 
@@ -53,8 +66,6 @@ def merge_cmd(app: App, req: MergeRequest) -> None:
 @from_model(ExportRequest, positional=("source",), aliases=OUT)
 def export_cmd(app: App, req: ExportRequest) -> None:
     """Convert a Hugging Face checkpoint (folder or Hub repo id) to GGUF with llama.cpp's converter."""
-    from model_serving.verbs import export_gguf
-
     result = app.run("export", lambda p: export_gguf(app.settings, req, p))
     app.show(result)
 
@@ -63,8 +74,6 @@ def export_cmd(app: App, req: ExportRequest) -> None:
 @from_model(QuantizeRequest, positional=("input_path", "qtype"), aliases=OUT)
 def quantize_cmd(app: App, req: QuantizeRequest) -> None:
     """Quantize a GGUF (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0, ...) and check it against its source."""
-    from model_serving.verbs import quantize_gguf
-
     result = app.run("quantize", lambda p: quantize_gguf(app.settings, req, p))
     app.show(result)
 
@@ -78,9 +87,7 @@ def serve_group() -> None:
 @from_model(ServeStartRequest, positional=("gguf_path",))
 def serve_start(app: App, req: ServeStartRequest) -> None:
     """Start serving a GGUF under a name."""
-    from model_serving.verbs import serve_start as start
-
-    model = app.run("serve", lambda p: start(app.settings, req))
+    model = app.run("serve", lambda p: verbs.serve_start(app.settings, req))
     app.show(model)
 
 
@@ -88,9 +95,7 @@ def serve_start(app: App, req: ServeStartRequest) -> None:
 @from_model(NameRequest, positional=("name",))
 def serve_stop(app: App, req: NameRequest) -> None:
     """Stop a served model and free its memory."""
-    from model_serving.verbs import serve_stop as stop
-
-    model = stop(app.settings, req)
+    model = verbs.serve_stop(app.settings, req)
     app.show(model)
 
 
@@ -98,9 +103,7 @@ def serve_stop(app: App, req: NameRequest) -> None:
 @from_model(NoInput)
 def serve_list(app: App, req: NoInput) -> None:
     """List models served by the embedded engine."""
-    from model_serving.verbs import serve_list as listed
-
-    models = listed(app.settings, req)
+    models = verbs.serve_list(app.settings, req)
     app.show(models)
 
 
@@ -114,9 +117,7 @@ def serve_gateway(app: App, req: GatewayRequest) -> None:
     --keep-alive S        an idle model sleeps after S seconds (default 300)
     --memory-budget-gb G  models loaded at once = G / the largest model's estimate (default: memory available)
     """
-    from model_serving.verbs import serve_gateway as gateway
-
-    result = app.run("gateway", lambda p: gateway(app.settings, req)) if req.action == "start" else gateway(app.settings, req)
+    result = app.run("gateway", lambda p: verbs.serve_gateway(app.settings, req)) if req.action == "start" else verbs.serve_gateway(app.settings, req)
     app.show(result)
 
 
@@ -124,8 +125,6 @@ def serve_gateway(app: App, req: GatewayRequest) -> None:
 @from_model(RegisterRequest, positional=("gguf_path",))
 def register_cmd(app: App, req: RegisterRequest) -> None:
     """Make a GGUF servable under a name, then prove it answers and stops."""
-    from model_serving.verbs import register_model
-
     result = app.run("register", lambda p: register_model(app.settings, req, p))
     app.show(result)
 
@@ -136,8 +135,6 @@ def register_cmd(app: App, req: RegisterRequest) -> None:
 @from_model(NoInput)
 def status_cmd(app: App, req: NoInput, watch: bool, interval: float) -> None:
     """What is served: embedded engine models (health, slots, memory) and Ollama; --watch: live metrics."""
-    from model_serving.verbs import serving_status
-
     if watch:
         _watch(app, interval)
         return
@@ -146,8 +143,6 @@ def status_cmd(app: App, req: NoInput, watch: bool, interval: float) -> None:
 
 
 def _watch(app: App, interval: float) -> None:
-    import json
-
     from model_serving.serve.metrics import watch
 
     try:
@@ -166,8 +161,6 @@ def _watch(app: App, interval: float) -> None:
 @from_model(NoInput)
 def metrics_cmd(app: App, req: NoInput) -> None:
     """Each served engine's own /metrics, read twice 1 s apart: queue, TTFT/e2e p50/p95, tokens/s, KV cache."""
-    from model_serving.verbs import serving_metrics
-
     view = serving_metrics(app.settings, req)
     app.show(view)
 
@@ -176,8 +169,6 @@ def metrics_cmd(app: App, req: NoInput) -> None:
 @from_model(DeployRequest, positional=("source",), aliases=OUT)
 def deploy_cmd(app: App, req: DeployRequest) -> None:
     """Export, quantize, register, probe and benchmark in one resumable run (default model: SmolLM2-135M)."""
-    from model_serving.verbs import deploy_model
-
     result = app.run("deploy", lambda p: deploy_model(app.settings, req, p))
     app.show(result)
 
@@ -191,8 +182,6 @@ def register(group: click.Group) -> None:
 @from_model(CleanRequest, positional=("directory",))
 def clean_cmd(app: App, req: CleanRequest) -> None:
     """Remove partial files left by killed runs, and sidecars whose output is gone (never a live writer's file)."""
-    from model_serving.verbs import clean_partials
-
     result = clean_partials(app.settings, req)
     app.show(result)
 
@@ -202,8 +191,6 @@ def clean_cmd(app: App, req: CleanRequest) -> None:
 @from_model(PublishRequest, positional=("source",))
 def publish_cmd(app: App, req: PublishRequest) -> None:
     """Publish a deploy's GGUFs, Ollama side files, manifest and model card to the Hugging Face Hub, then verify."""
-    from model_serving.verbs import publish_model
-
     result = app.run("publish", lambda p: publish_model(app.settings, req, p))
     app.show(result)
 # --- end publish ---

@@ -7,6 +7,7 @@ import click
 from model_serving.cli.app import App
 from model_serving.cli.options import from_model
 from model_serving.requests import EngineInstallRequest
+from model_serving.verbs import engine_install
 
 
 @click.group("engines")
@@ -19,8 +20,6 @@ def engines_group() -> None:
 def install_cmd(app: App, req: EngineInstallRequest) -> None:
     """Create and check vLLM's managed venv (CPU build, or CUDA where nvidia-smi answers; --python: use that interpreter) or
     mergekit's (pinned, CPU torch); resumable."""
-    from model_serving.verbs import engine_install
-
     result = app.run(f"installing {req.engine}", lambda p: engine_install(app.settings, req, p))
     app.show(result)
 

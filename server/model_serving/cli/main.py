@@ -6,6 +6,7 @@ Failures print their cause and next step and exit non-zero; Ctrl-C cancels clean
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from _collections_abc import dict_items, dict_keys, dict_values
@@ -36,7 +37,6 @@ class _LazyVerbs(dict[str, click.Command]):
     def _load_next(self) -> bool:
         if not self._pending:
             return False
-        import importlib
 
         importlib.import_module(f"model_serving.cli.{self._pending.pop(0)}").register(main_group)
         return True

@@ -13,6 +13,8 @@ from model_serving.skill.condense import build_references
 from model_serving.skill.fetch import cache_report
 from model_serving.skill.install import SKILL_DIRS, mcp_config
 
+# Imported inside functions: the MCP server (the mcp SDK, seconds to import), only to list its tool names.
+
 _PATH = click.Path(path_type=Path)
 
 

@@ -21,6 +21,8 @@ from model_serving.requests import CostRequest
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
+# Imported inside functions: bench.plots (the bench floor loads numpy), only when the cost plot is drawn.
+
 MILLION = 1_000_000
 COST_MODEL = ("Each replica costs gpu_hourly x GPUs per replica, all day, and serves at most the measured throughput; volume past "
               "one replica's capacity adds a whole replica. API: its prices per 1M tokens, input and output at the bench's mix.")

@@ -22,6 +22,8 @@ from .manifest import tool_versions, write_manifest
 from .plan import make_plan
 from .steps import STEPS
 
+# Imported inside functions: bench.plots (the bench floor loads numpy), only for the bench step's plots.
+
 
 def deploy(settings: Settings, request: DeployRequest, progress: Progress | None = None) -> DeployResult:
     """Deploy `request.source` (default: SmolLM2-135M) end to end, or only plan it (`request.plan`).

@@ -39,14 +39,14 @@ def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, 
     `claim(name, source)` is called as soon as the name is known, before the checks that it is free:
     a deploy claims the name there (deploy/claim.py); a plan alone is refused if a deploy holds it.
     """
-    qtype = _quant_type(request.quant or DEFAULT_QUANT)
+    wanted = _quant_type(request.quant or DEFAULT_QUANT)
     source = find_source(settings, request.source, request.base, request.quant or DEFAULT_QUANT)
     if request.target == "vllm":  # before the quantization checks: vLLM serves none of it
         _check_vllm_source(source, request)
     template = check_template(settings, source, request)  # before any engine starts: a missing template is fixed up front
     # A pulled GGUF was picked by its quant; a quantized GGUF with no quant asked is served as it is.
     as_is = source.pulled or (request.quant is None and source.kind == "gguf" and source.quantized)
-    qtype = None if as_is else _check_requantize(source, qtype, request.allow_requantize)
+    qtype = None if as_is else _check_requantize(source, wanted, request.allow_requantize)
     matrix = _imatrix(settings, qtype, request)
     name = deploy_name(source, request.name)
     if claim is not None:

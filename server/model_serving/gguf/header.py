@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 from model_serving.errors import InputError
 from model_serving.gguf.filetypes import FILE_TYPES, TENSOR_TYPES, is_quantized
 
+# Imported inside functions: gguf (a tensor type newer than our table) and numpy (token-id scans), only on those paths.
+
 _GGUF_MAGIC = b"GGUF"
 _SCALAR = {t: struct.Struct(f) for t, f in
            {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}.items()}

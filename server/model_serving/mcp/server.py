@@ -32,6 +32,8 @@ from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, describe, f
 from model_serving.requests import RENAMED_UNTIL, JobCancelRequest, JobStatusRequest, Listing
 from model_serving.settings import Settings
 
+# Imported inside functions: the SDK's client side, only to list the tools (the server itself never needs it).
+
 INSTRUCTIONS = (
     "Take a Hugging Face checkpoint to a served, verified, measured local model. Fastest: deploy_model (plan=true first "
     "to see the steps), then job_status(job_id, wait_s=30) until status is completed. Step by step: inspect_model -> export_gguf -> "

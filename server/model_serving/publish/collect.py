@@ -16,6 +16,8 @@ from model_serving.util.paths import confine, sha256_file
 
 from .lineage import Include, Lineage, lineage
 
+# Imported inside functions: serve.ollama.plan (jinja2), only for the Ollama files of the upload.
+
 # The Hub refuses a single file over 50 GB; checked before any hashing or upload.
 HUB_FILE_LIMIT = 50 * 1000**3
 

@@ -9,8 +9,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from model_serving.checkpoint.export import REPO_ID
 from model_serving.errors import InputError, ServingError
 from model_serving.settings import Settings
+
+# Imported inside functions: huggingface_hub and httpx2, about a second to import, only when the Hub is called.
 
 HF_REF = re.compile(r"^(?:https?://)?(?:hf\.co|huggingface\.co)/([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)(?::([A-Za-z0-9_]+))?$")
 _TYPE = re.compile(r"[-._]([A-Za-z0-9_]+)\.gguf$", re.IGNORECASE)  # model-Q4_K_M.gguf, model.Q4_K_M.gguf
@@ -89,7 +92,6 @@ def hub_gguf(settings: Settings, raw: str, quant: str) -> tuple[str, Path] | Non
     if match:
         repo, tag = match.group(1), match.group(2) or quant
         return f"hf.co/{repo}:{tag.upper()}", pull_gguf(settings, repo, tag)
-    from model_serving.checkpoint.export import REPO_ID
 
     if not REPO_ID.match(raw) or Path(raw).expanduser().exists():
         return None

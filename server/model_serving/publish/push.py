@@ -18,6 +18,8 @@ from .card import render_card
 from .collect import Collected, Upload, collect, hashed
 from .outcome import PublishedFile, PublishResult
 
+# Imported inside functions: huggingface_hub, about a second to import, only when the Hub is called.
+
 
 def _api() -> Any:
     from huggingface_hub import HfApi, get_token

@@ -37,12 +37,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from model_serving.checkpoint.rebuild import smollm2_gguf_path
 from model_serving.errors import InputError, ServingError
+from model_serving.gguf.header import read_header
 from model_serving.jobs import Progress, run_process
 from model_serving.settings import Settings
 from model_serving.util import child
 from model_serving.util.paths import confine
 from model_serving.util.process import die_with_parent, openmp_env, python_argv
+
+# Imported inside functions: numpy, gguf and llama_cpp (the native binding), each only by the measurement that uses it.
 
 DATA_DIR = Path(__file__).parent / "data"
 N_CTX = 512
@@ -343,8 +347,6 @@ def evaluate_model(path: Path, prompts: list[QualityPrompt], text: str, *, max_t
 
 
 def _file_type(path: Path, *, strict: bool = False) -> str | None:
-    from model_serving.gguf.header import read_header
-
     try:
         return read_header(path).file_type_name
     except InputError:
@@ -384,9 +386,6 @@ def _on_four_bit_grid(path: Path) -> bool:
 
 
 def _is_default_model(path: Path) -> bool:
-    from model_serving.checkpoint.rebuild import smollm2_gguf_path
-    from model_serving.gguf.header import read_header
-
     try:
         ours, shipped = read_header(path), read_header(smollm2_gguf_path())
     except InputError:

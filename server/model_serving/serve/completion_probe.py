@@ -8,6 +8,7 @@ end-of-sequence token ('stop'), never run past what was asked.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 
@@ -30,7 +31,8 @@ def probe_completion(model: ServedModel, *, max_tokens: int = COMPLETION_MAX_TOK
         raise ServingError(f"The engine for {model.name} did not answer /v1/completions ({type(exc).__name__}).",
                            f"Check that it still runs (`model-serving serve list`); its log is {model.log_path}") from None
     problems: list[str] = []
-    text, finish, usage = "", None, {}
+    text, finish = "", None
+    usage: dict[str, Any] = {}
     if reply.status_code != 200:
         problems.append(f"/v1/completions answered HTTP {reply.status_code}: {reply.text[:200]}")
     else:

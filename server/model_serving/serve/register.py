@@ -58,8 +58,8 @@ def register(settings: Settings, gguf: str | Path, name: str, *, target: Registe
     if completions:
         raise InputError("Ollama serves a model for chat; completions only applies to the embedded engine.",
                          "Use target embedded with completions, or give the model a chat template (--chat-template FILE).")
-    given = load_template(chat_template, settings.roots).text if chat_template is not None else None
+    template_text = load_template(chat_template, settings.roots).text if chat_template is not None else None
     registration, probe = register_gguf(settings, gguf_path, name, source_dir=source, quantize=quantize, overwrite=replace, system=system,
                                         num_ctx=ctx_size, template=template, adapter=Path(adapter) if adapter is not None else None, progress=progress,
-                                        chat_template=given)
+                                        chat_template=template_text)
     return RegisterResult(target="ollama", name=registration.name, endpoint=f"{registration.host}/api/chat", ollama=registration, probe=probe)

@@ -122,6 +122,10 @@ class ServedModel(BaseModel):
             return {**data, "engine": "replicas"}
         return data
 
+    def processes(self) -> list[ServedModel | Replica]:
+        """Every process this record holds: the engine (or the router), then the replicas behind it."""
+        return [self, *self.replicas]
+
 
 def check_name(name: str) -> str:
     if not NAME.match(name):
@@ -178,7 +182,7 @@ def list_models(settings: Settings) -> list[ServedModel]:
         if file.stem != key(model.name):
             if not _migrate(settings, file, model.name):
                 continue  # not a record this registry wrote under that name
-        for served in [model, *model.replicas]:
+        for served in model.processes():
             if alive(served.pid):
                 served.rss_bytes = rss(served.pid)
             else:
@@ -238,7 +242,7 @@ def gateway_lock(settings: Settings) -> Iterator[None]:
 def stop_model(settings: Settings, name: str, *, grace_s: float = STOP_GRACE_S) -> ServedModel:
     """SIGTERM, then SIGKILL after `grace_s`; the record goes either way. A router goes first, then its replicas."""
     model = get_model(settings, name)
-    for served in [model, *model.replicas]:
+    for served in model.processes():
         if served.state == "running":
             terminate(served.pid, grace_s)
     remove(settings, name)

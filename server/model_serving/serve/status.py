@@ -72,7 +72,7 @@ def engine_status(model: ServedModel, *, timeout_s: float = STATUS_TIMEOUT_S) ->
 def serving_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -> ServingStatus:
     engine = [engine_status(m, timeout_s=timeout_s) for m in list_models(settings)]
     return ServingStatus(engine=engine, ollama=server_status(settings, details=True),
-                         total_engine_rss_bytes=sum(m.rss_bytes or 0 for e in engine for m in [e.model, *e.model.replicas]),
+                         total_engine_rss_bytes=sum(m.rss_bytes or 0 for e in engine for m in e.model.processes()),
                          vllm=find_vllm(settings), engine_build=_engine_build(settings), gateway=gateway_status(settings, timeout_s=timeout_s))
 
 

@@ -156,7 +156,7 @@ ENV_NOTES = {
 }
 
 # The llama-server options that matter for the latency and memory targets, by environment variable.
-SERVER_FLAG_NOTES = {
+SERVER_FLAG_NOTES: dict[str, str] = {
     "LLAMA_ARG_CTX_SIZE": "Total context; split across the parallel slots.",
     "LLAMA_ARG_N_PARALLEL": "Slots served at once (continuous batching shares the GPU/CPU among them).",
     "LLAMA_ARG_CONT_BATCHING": "Keep on: new requests join a running batch.",

@@ -297,4 +297,5 @@ def llama_bench_options(pages: dict[str, str]) -> list[Row]:
 
 
 def json_safe(rows: list[Row]) -> list[Row]:
-    return json.loads(json.dumps(rows))
+    safe: list[Row] = json.loads(json.dumps(rows))
+    return safe

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 from urllib.parse import urljoin, urlparse
 
 import httpx
@@ -209,8 +209,18 @@ class Fetcher:
         return FetchReport(cache_dir=str(self.cache.dir), pages=results, failed_required=failed)
 
 
-def fetch_sources(sources: SourceList, cache: DocsCache, *, mirror: str | None = None, only: list[str] | None = None, force: bool = False, progress: Progress | None = None, **options: object) -> FetchReport:
-    fetcher = Fetcher(sources, cache, mirror=mirror, **options)  # type: ignore[arg-type]
+class FetchOptions(TypedDict, total=False):
+    """The Fetcher's retry and transport options that fetch_sources passes through."""
+
+    retries: int
+    backoff_s: float
+    timeout_s: float
+    transport: httpx.BaseTransport | None
+    sleep: Callable[[float], None]
+
+
+def fetch_sources(sources: SourceList, cache: DocsCache, *, mirror: str | None = None, only: list[str] | None = None, force: bool = False, progress: Progress | None = None, **options: Unpack[FetchOptions]) -> FetchReport:
+    fetcher = Fetcher(sources, cache, mirror=mirror, **options)
     try:
         return fetcher.fetch_all(only=only, force=force, progress=progress)
     finally:

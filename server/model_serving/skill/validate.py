@@ -20,6 +20,8 @@ from model_serving.errors import InputError
 from model_serving.skill.condense import load_facts
 from model_serving.skill.markdown import tables
 
+# Imported inside functions: skills_ref (the reference validator), only when a skill is validated.
+
 MAX_BODY_LINES = 500
 MAX_SKILL_BYTES = 24_000  # about 5,000 tokens, the recommended ceiling for an activated skill
 MAX_REFERENCE_BYTES = 64_000
@@ -112,7 +114,8 @@ def validate_skill(skill: Path, *, tool_names: set[str] | None = None, check_lin
         raise InputError(f"{skill} has no SKILL.md.", "Pass the folder that contains SKILL.md.")
     text = skill_md.read_text(encoding="utf-8")
     meta, body = _frontmatter(text)
-    name = meta.get("name") if isinstance(meta.get("name"), str) else None
+    raw_name = meta.get("name")
+    name = raw_name if isinstance(raw_name, str) else None
     problems = _reference_validator(skill, name, as_installed)
     description = str(meta.get("description", ""))
     if "<" in description or ">" in description:

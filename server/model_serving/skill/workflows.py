@@ -64,7 +64,7 @@ def refuse_drift(report: DriftReport) -> None:
 
 def install(agents: Sequence[str], scope: str, *, project: Path, skill: Path | None = None, force: bool = False) -> list[InstallResult]:
     source = (skill or skill_dir()).resolve()
-    return [install_skill(source, agent, scope, project=project.resolve(), home=Path.home(), force=force) for agent in agents]  # type: ignore[arg-type]
+    return [install_skill(source, agent, scope, project=project.resolve(), home=Path.home(), force=force) for agent in agents]  # type: ignore[arg-type]  # click.Choice limits both to the Literals; its str type cannot say so
 
 
 def validate(folders: Sequence[Path], tool_names: set[str] | None) -> list[ValidationReport]:
@@ -75,6 +75,6 @@ def validate(folders: Sequence[Path], tool_names: set[str] | None) -> list[Valid
 
 
 def refuse_invalid(reports: Sequence[ValidationReport]) -> None:
-    failed = [r.name for r in reports if not r.ok]
+    failed = [r.name or r.skill_dir for r in reports if not r.ok]  # a SKILL.md without a name fails: say its folder
     if failed:
         raise ServingError(f"Skill validation failed for {', '.join(failed)}.", "Fix the problems listed above and validate again.")

@@ -52,7 +52,8 @@ def _template_evidence(client: httpx.Client, model: ServedModel, info: GGUFInfo,
     problems = [] if ours == theirs else [f"the server formats the chat differently from {whose}"]
 
     def tokenize(text: str, special: bool) -> list[int]:
-        return _post(client, model, "/tokenize", {"content": text, "add_special": special, "parse_special": True}).json().get("tokens", [])
+        tokens: list[int] = _post(client, model, "/tokenize", {"content": text, "add_special": special, "parse_special": True}).json().get("tokens", [])
+        return tokens
 
     return rendered, ours == theirs, len(tokenize(ours, add_bos)), problems
 

@@ -23,6 +23,7 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 from pydantic import BaseModel, Field
@@ -202,7 +203,7 @@ def _ensure(settings: Settings) -> Gateway | None:
         return None
 
 
-def _router_models(base_url: str, timeout_s: float) -> dict[str, str] | None:
+def _router_models(base_url: str, timeout_s: float) -> dict[str | None, str] | None:
     try:
         body = httpx.get(f"{base_url}/models", timeout=timeout_s).json()
     except (httpx.HTTPError, ValueError):
@@ -232,8 +233,8 @@ def gateway_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -
 class GatewayEngine:
     """llama.cpp's router mode: one URL for every registered GGUF model, each loaded on its first request."""
 
-    name = "gateway"
-    description = "the gateway: llama.cpp's router mode, one URL for every model, loaded on demand (native build)"
+    name: ClassVar[str] = "gateway"
+    description: ClassVar[str] = "the gateway: llama.cpp's router mode, one URL for every model, loaded on demand (native build)"
 
     def argv(self, settings: Settings, options: StartOptions, port: int) -> list[str]:
         record = GatewayRecord(base_url=f"http://127.0.0.1:{port}", port=port, pid=0, log_path="", preset_path=str(registry.gateway_path(settings, ".ini")),

@@ -9,6 +9,7 @@ an OllamaAPIError even though the HTTP status was 200.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import time
@@ -241,11 +242,11 @@ class OllamaClient:
 
     # --- models ---------------------------------------------------------------------------
 
-    def list(self) -> list[ModelEntry]:
+    def list(self) -> list[ModelEntry]:  # below, `list` in this class body names this method: signatures say builtins.list
         data = self._request("GET", "/api/tags", during="listing models").json()
         return [ModelEntry.model_validate(m) for m in data.get("models") or []]
 
-    def ps(self) -> list[RunningModel]:
+    def ps(self) -> builtins.list[RunningModel]:
         data = self._request("GET", "/api/ps", during="listing running models").json()
         return [RunningModel.model_validate(m) for m in data.get("models") or []]
 
@@ -282,7 +283,7 @@ class OllamaClient:
 
     # --- inference ------------------------------------------------------------------------
 
-    def chat(self, name: str, messages: list[dict[str, Any]], *, options: dict[str, Any] | None = None, tools: list[dict[str, Any]] | None = None, keep_alive: str | int | None = None) -> ChatResult:
+    def chat(self, name: str, messages: builtins.list[dict[str, Any]], *, options: dict[str, Any] | None = None, tools: builtins.list[dict[str, Any]] | None = None, keep_alive: str | int | None = None) -> ChatResult:
         body: dict[str, Any] = {"model": name, "messages": messages, "stream": True}
         if options:
             body["options"] = options

@@ -29,12 +29,12 @@ class RunningInfo(BaseModel):
     context_length: int | None = None
     expires_at: str = ""
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses decorators over @property (pydantic's documented workaround)
     @property
     def processor(self) -> str:
         return RunningModel(name=self.name, size=self.size, size_vram=self.size_vram).processor
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses decorators over @property (pydantic's documented workaround)
     @property
     def expires_in_s(self) -> float | None:
         when = parse_time(self.expires_at)

@@ -181,10 +181,11 @@ def _entries(lines: list[str], problems: list[tuple[int, str]]) -> list[_Entry]:
             name, _, value = rest.partition(" ")
             value = value.strip()
         if value.startswith('"""'):
-            value, i = _triple_quoted(lines, i, value[3:])
-            if value is None:
+            quoted, i = _triple_quoted(lines, i, value[3:])
+            if quoted is None:
                 problems.append((number, f'{word.upper()} opens """ but it is never closed'))
                 break
+            value = quoted
         entries.append(_Entry(number, instruction, name, value))
     return entries
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from model_serving.serve import probe_checks as probe
 from model_serving.serve.ollama.client import OllamaClient
@@ -17,7 +18,7 @@ from model_serving.settings import Settings
 
 
 @lru_cache(maxsize=4)
-def _vocab(path: str):  # noqa: ANN202 - llama_cpp.Llama
+def _vocab(path: str) -> Any:  # a llama_cpp.Llama (the binding ships no type information)
     import llama_cpp
 
     return llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)

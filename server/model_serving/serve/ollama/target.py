@@ -6,6 +6,8 @@ from memory (it stays stored: `model-serving ollama rm` deletes it). Ollama expo
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from model_serving.jobs import Progress
 from model_serving.serve.engine_protocol import StartOptions
 from model_serving.serve.metrics import ModelMetrics
@@ -19,8 +21,8 @@ from model_serving.settings import Settings
 class OllamaTarget:
     """A GGUF registered into a running Ollama server under a name."""
 
-    name = "ollama"
-    description = "Ollama: a GGUF registered into the user's own Ollama server (its Modelfile made to chat as the checkpoint does)"
+    name: ClassVar[str] = "ollama"
+    description: ClassVar[str] = "Ollama: a GGUF registered into the user's own Ollama server (its Modelfile made to chat as the checkpoint does)"
 
     def argv(self, settings: Settings, options: StartOptions, port: int) -> list[str]:
         return []  # Ollama's server is the user's: we run no process for it

@@ -17,13 +17,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from model_serving.util.chat_template import TemplateRejected, render
 
 FALLBACK = "{"
 _FIELD = re.compile(r"^(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _MARKER = re.compile(r"<[^<>{}\s]+>|\[[A-Z_]+\]")
-_CALL = {"id": "a1b2c3d4e", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+_CALL: dict[str, Any] = {"id": "a1b2c3d4e", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
 
 
 @dataclass
@@ -125,7 +126,9 @@ def _pipe_names_tool_calls(pipe: str) -> bool:
 
 def _split_top(text: str, sep: str) -> list[str]:
     """`text` split at `sep` outside parentheses and quotes."""
-    parts, depth, quote, cur = [], 0, "", []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, ""
     for c in text:
         if quote:
             quote = "" if c == quote else quote

@@ -91,9 +91,9 @@ def _start_router(settings: Settings, name: str, port: int, workers: list[Served
 
 
 def _start_replica(settings: Settings, gguf_path: str | Path, name: str, index: int, replicas: int, progress: Progress,
-                   **options: object) -> ServedModel:
+                   *, ctx_size: int, parallel: int, threads: int | None) -> ServedModel:
     try:
-        return embedded.start_model(settings, gguf_path, name, replica=index, progress=progress, **options)  # type: ignore[arg-type]
+        return embedded.start_model(settings, gguf_path, name, replica=index, progress=progress, ctx_size=ctx_size, parallel=parallel, threads=threads)
     except Cancelled:
         raise
     except ServingError as exc:

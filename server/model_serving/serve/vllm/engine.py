@@ -12,9 +12,11 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from model_serving.checkpoint.inspect import chat_template as chat_template_text
 from model_serving.checkpoint.inspect import inspect_checkpoint
+from model_serving.checkpoint.lora import preflight
 from model_serving.checkpoint.template_check import engine_template
 from model_serving.errors import InputError
 from model_serving.jobs import Progress
@@ -48,8 +50,6 @@ def checked_checkpoint(settings: Settings, path: str | Path) -> Path:
 
 def parse_loras(settings: Settings, items: list[str], base: Path) -> dict[str, tuple[Path, int]]:
     """NAME=DIR items as {name: (adapter folder, rank)}; each adapter must fit the served checkpoint (checkpoint/lora.py's checks)."""
-    from model_serving.checkpoint.lora import preflight
-
     adapters: dict[str, tuple[Path, int]] = {}
     for item in items:
         name, sep, raw = item.partition("=")
@@ -143,11 +143,25 @@ def start_vllm(settings: Settings, checkpoint: str | Path, name: str, *, lora: l
     return model
 
 
+class VllmStartOptions(TypedDict, total=False):
+    """start_vllm's options that serve_vllm passes through."""
+
+    lora: list[str] | None
+    ctx_size: int
+    parallel: int
+    threads: int | None
+    port: int | None
+    replace: bool
+    start_timeout_s: float
+    chat_template: str | Path | None
+    completions: bool
+
+
 def serve_vllm(settings: Settings, checkpoint: str | Path, name: str, *, progress: Progress | None = None,
-               **options: object) -> tuple[ServedModel, ProbeResult]:
+               **options: Unpack[VllmStartOptions]) -> tuple[ServedModel, ProbeResult]:
     """Start vLLM and prove it: the probe (template, answer, stop) must pass, or the model is stopped again."""
     progress = progress or Progress()
-    model = start_vllm(settings, checkpoint, name, progress=progress.span(0.0, 0.85), **options)  # type: ignore[arg-type]
+    model = start_vllm(settings, checkpoint, name, progress=progress.span(0.0, 0.85), **options)
     progress.update(0.9, "probing: the template, one chat that must answer and stop")
     probe = registry.proven(settings, name, probe_vllm, "served by vLLM",
                             "Check the checkpoint's chat template and generation_config.json (eos_token_id) with `model-serving inspect`.")

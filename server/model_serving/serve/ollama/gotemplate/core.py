@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import nodes
 from jinja2.runtime import Undefined
@@ -40,6 +41,16 @@ class Loop:
     total: str = ""  # over a filtered list: the Go variable counting the items kept (loop.length)
 
 
+@dataclass
+class View:
+    """A list, possibly filtered: range over `base` and keep the items `pred` accepts."""
+
+    base: str
+    element: str | None
+    pred: Callable[[str], str] | None = None
+    attr: str | None = None  # map(attribute=...): the Go field each item maps to
+
+
 class _Fold:
     """A value known at registration time (from constants, strftime_now and unset caller variables)."""
 
@@ -60,7 +71,7 @@ class Core:
         self.consts: dict[str, Any] = {}  # names whose value is known at registration time
         self.folds: dict[tuple[int, int], _Fold | None] = {}  # (node, consts version) -> folded value
         self.version = 0
-        self.kinds: dict[str, str] = dict(PROVIDED)  # Go variable name -> kind of its value
+        self.kinds: dict[str, str | None] = dict(PROVIDED)  # Go variable name -> kind of its value
         self.frames: list[list[str]] = []  # prelude statements of the statement being converted
         self.namespaces = {n.target.name for n in ast.find_all(nodes.Assign) if isinstance(n.target, nodes.Name) and _is_call(n.node, "namespace")}
         # With the runtime adding the BOS, the template's first BOS is decided while rendering (see x_Name).
@@ -72,6 +83,28 @@ class Core:
         stores = [n.name for a in ast.find_all(nodes.Assign) for n in a.target.find_all(nodes.Name)]
         stores += [a.target.name for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
         self.store_counts = {name: stores.count(name) for name in set(stores)}  # assignments per name
+
+    if TYPE_CHECKING:
+        # The handlers live in the mixins Converter joins (expressions, filters, statements, tooljson, infer and
+        # Converter itself); each mixin calls the others through self, so their signatures are declared here once.
+        def describe(self, node: nodes.Node) -> str: ...
+        def field_key(self, node: nodes.Node) -> tuple[str, str] | None: ...
+        def is_call(self, node: nodes.Node | None, name: str) -> bool: ...
+        def is_raise(self, node: nodes.Node) -> bool: ...
+        def raise_only(self, body: list[nodes.Node]) -> bool: ...
+        def set_const(self, key: str, value: Any) -> None: ...
+        def expr(self, node: nodes.Node) -> str: ...
+        def truth(self, node: nodes.Node) -> str: ...
+        def go_const(self, value: Any, node: nodes.Node) -> str: ...
+        def index_at(self, seq: str, k: int) -> str: ...
+        def member(self, base: nodes.Node, attr: str, node: nodes.Node) -> str: ...
+        def seq_view(self, node: nodes.Node) -> View: ...
+        def is_view(self, node: nodes.Node) -> bool: ...
+        def is_think_split(self, node: nodes.Node) -> bool: ...
+        def count(self, view: View) -> str: ...
+        def pick(self, view: View, *, first: bool) -> str: ...
+        def tojson(self, node: nodes.Filter) -> str: ...
+        def kind(self, node: nodes.Node | None) -> str | None: ...
 
     # --- reporting --------------------------------------------------------------------
 
@@ -98,7 +131,7 @@ class Core:
             raise RuntimeError("prelude outside a statement")
         self.frames[-1].append(text)
 
-    def with_prelude(self, convert: Any, *args: Any) -> str:
+    def with_prelude(self, convert: Callable[..., str], *args: Any) -> str:
         self.frames.append([])
         try:
             body = convert(*args)
@@ -129,11 +162,16 @@ class Core:
             self.dated = True
             self.note(f"strftime_now() is evaluated at registration: the prompt carries the date {date.today().isoformat()}; re-register to move it.")
         kept: list[Any] = []
+
+        def keep(value: Any) -> str:
+            kept.append(value)
+            return ""
+
         call = nodes.Call(nodes.Name("__keep", "load", lineno=node.lineno), [node], [], None, None, lineno=node.lineno)
         context = self.registration_context()
         try:
             tmpl = environment().from_string(nodes.Template([nodes.Output([call], lineno=node.lineno)], lineno=1))
-            tmpl.render(__keep=lambda v: kept.append(v) or "", **context)
+            tmpl.render(__keep=keep, **context)
         except TemplateRejected:
             return None
         except Exception:  # noqa: BLE001 - a fold that fails at registration is left to render time
@@ -170,7 +208,7 @@ def render_block(node: nodes.AssignBlock, context: dict[str, Any]) -> str | None
         return None
 
 
-def _walk(node: nodes.Node):
+def _walk(node: nodes.Node) -> Iterator[nodes.Node]:
     yield node
     yield from node.find_all(nodes.Node)
 
@@ -192,7 +230,7 @@ def depends_on(node: nodes.Node, runtime: set[str], namespaces: set[str]) -> boo
     return False
 
 
-def runtime_names(ast: nodes.Template, namespaces: set[str], extra: set[str] = frozenset()) -> set[str]:
+def runtime_names(ast: nodes.Template, namespaces: set[str], extra: set[str] | frozenset[str] = frozenset()) -> set[str]:
     """Names (and namespace attributes, as 'ns.attr') whose value depends on the conversation."""
     runtime = set(PROVIDED) | set(extra) | {t.name for f in ast.find_all(nodes.For) for t in f.target.find_all(nodes.Name)}
     assigns = _assignments(ast.body, False, namespaces)

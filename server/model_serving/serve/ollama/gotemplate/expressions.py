@@ -12,7 +12,7 @@ from typing import Any
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import is_undefined
+from model_serving.serve.ollama.gotemplate.core import Core, is_undefined
 from model_serving.serve.ollama.gotemplate.text import go_string
 
 THINK_TAGS = ("<think>", "</think>")
@@ -23,7 +23,7 @@ _OPERATORS = {"Mul": "*", "Div": "/", "FloorDiv": "//", "Pow": "**", "Neg": "-",
 _CMP = {"eq": "eq", "ne": "ne", "lt": "lt", "lteq": "le", "gt": "gt", "gteq": "ge"}
 
 
-class Expressions:
+class Expressions(Core):
     def expr(self, node: nodes.Node) -> str:
         if isinstance(node, nodes.Name) and node.name in self.aliases:
             return self.expr(self.aliases[node.name])
@@ -33,7 +33,8 @@ class Expressions:
         method = getattr(self, f"x_{type(node).__name__}", None)
         if method is None:
             raise self.fail(self.describe(node), node, _OPERATORS.get(type(node).__name__, ""))
-        return method(node)
+        converted: str = method(node)
+        return converted
 
     def truth(self, node: nodes.Node) -> str:
         return self.expr(node)
@@ -79,7 +80,8 @@ class Expressions:
         arg, base = node.arg, node.node
         if self.is_think_split(base):
             self.note(THINK_NOTE)
-            return self.expr(base.node.node)  # type: ignore[attr-defined]
+            assert isinstance(base, nodes.Call) and isinstance(base.node, nodes.Getattr)  # is_think_split checked both
+            return self.expr(base.node.node)
         key = self.fold(arg)
         if key is not None and isinstance(key.value, str):
             return self.member(base, key.value, node)
@@ -120,7 +122,7 @@ class Expressions:
         if arg.step is not None:
             raise self.fail("a slice with a step", node, "::")
         seq = self.expr(base)
-        bounds = []
+        bounds: list[str | None] = []
         for bound in (arg.start, arg.stop):
             folded = self.fold(bound) if bound is not None else None
             if bound is None:
@@ -138,7 +140,7 @@ class Expressions:
         if isinstance(base, nodes.Name) and base.name in self.namespaces:
             return f"${base.name}_{attr}"
         kind = self.kind(base)
-        if (kind, attr) in K.FIXED:
+        if kind is not None and (kind, attr) in K.FIXED:
             return go_string(K.FIXED[(kind, attr)])
         field = K.FIELDS.get(kind or "", {}).get(attr)
         if field is None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
+from model_serving.serve.ollama.gotemplate.core import Core, View
 from model_serving.serve.ollama.gotemplate.expressions import DEFINED_NOTE, THINK_TAGS
 from model_serving.serve.ollama.gotemplate.text import go_string
 
@@ -17,17 +17,7 @@ _STRIPS = {"strip", "lstrip", "rstrip"}
 _PASSTHROUGH = {"safe", "list", "string"}
 
 
-@dataclass
-class View:
-    """A list, possibly filtered: range over `base` and keep the items `pred` accepts."""
-
-    base: str
-    element: str | None
-    pred: Callable[[str], str] | None = None
-    attr: str | None = None  # map(attribute=...): the Go field each item maps to
-
-
-class Filters:
+class Filters(Core):
     def x_Filter(self, node: nodes.Filter) -> str:
         name = node.name
         if node.node is None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import is_undefined
+from model_serving.serve.ollama.gotemplate.core import Core, is_undefined
 
 _LOOP = {"index": "int", "index0": "int", "length": "int", "revindex": "int", "revindex0": "int", "first": "bool", "last": "bool"}
 _BOOL = (nodes.Compare, nodes.Test, nodes.And, nodes.Or, nodes.Not)
 _TEXT_FILTERS = {"tojson", "string", "trim", "join", "upper", "lower", "capitalize", "title", "replace", "indent"}
 
 
-class Infer:
+class Infer(Core):
     def kind(self, node: nodes.Node | None) -> str | None:
         if node is None:
             return None

@@ -54,14 +54,15 @@ class _Expand(NodeTransformer):
         out: list[nodes.Node] = []
         pending: list[nodes.Expr] = []
         for child in node.nodes:
-            macro = self.macros.get(child.node.name) if isinstance(child, nodes.Call) and isinstance(child.node, nodes.Name) else None
-            if macro is None or child.dyn_args or child.dyn_kwargs:  # type: ignore[union-attr]
+            call = child if isinstance(child, nodes.Call) and isinstance(child.node, nodes.Name) else None
+            macro = self.macros.get(call.node.name) if call is not None and isinstance(call.node, nodes.Name) else None
+            if call is None or macro is None or call.dyn_args or call.dyn_kwargs:
                 pending.append(self.visit(child))
                 continue
             if pending:
                 out.append(nodes.Output(pending, lineno=node.lineno))
                 pending = []
-            out.extend(self.body(macro, child))  # type: ignore[arg-type]
+            out.extend(self.body(macro, call))
             self.expanded = True
         if pending:
             out.append(nodes.Output(pending, lineno=node.lineno))
@@ -79,14 +80,14 @@ class _Expand(NodeTransformer):
             bound.setdefault(name, defaults.get(name, nodes.Const(None)))
         suffix = f"__m{next(_ids)}"
         local = {n.name for n in macro.find_all(nodes.Name) if n.ctx in ("store", "param")} - set(params)
-        return _Substitute(bound, {name: name + suffix for name in local}).visit_list(copy.deepcopy(macro.body))
+        return _Substitute(bound, {name: name + suffix for name in local}).visit_body(copy.deepcopy(macro.body))
 
 
 class _Substitute(NodeTransformer):
     def __init__(self, bound: dict[str, nodes.Expr], renamed: dict[str, str]) -> None:
         self.bound, self.renamed = bound, renamed
 
-    def visit_list(self, body: list[nodes.Node]) -> list[nodes.Node]:
+    def visit_body(self, body: list[nodes.Node]) -> list[nodes.Node]:
         out: list[nodes.Node] = []
         for n in body:
             done = self.visit(n)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import Loop, is_undefined, render_block
+from model_serving.serve.ollama.gotemplate.core import Core, Loop, is_undefined, render_block
 from model_serving.serve.ollama.gotemplate.text import literal_text
 
 RAISE_NOTE = "raise_exception checks (input validation) are not carried over; Ollama renders such inputs instead of refusing them."
@@ -19,7 +19,7 @@ class Scope:
     shadowed: set[str] = field(default_factory=set)  # names a loop body redeclares, starting from the outer value
 
 
-class Statements:
+class Statements(Core):
     def block(self, body: list[nodes.Node], scope: Scope) -> str:
         # Jinja's `set` inside an `if` stays visible after it; Go's would not, so every runtime name
         # the block assigns is declared once at its start.
@@ -159,6 +159,7 @@ class Statements:
         """`for x in seq[::-1]` (or `seq|reverse`): a forward range whose item is seq[len - 1 - i]."""
         assert isinstance(node.target, nodes.Name) and isinstance(node.iter, (nodes.Getitem, nodes.Filter))
         base = node.iter.node
+        assert base is not None  # is_reversed checked the filter has its subject
         seq = self.expr(base)
         if node.test is not None or any(isinstance(n, nodes.Getattr) and n.attr in ("nextitem", "previtem") for n in node.find_all(nodes.Getattr)):
             raise self.fail("a reversed loop with an inline if or loop.previtem/nextitem", node, "for")
@@ -223,7 +224,7 @@ class Statements:
 
     def s_Assign(self, node: nodes.Assign, scope: Scope) -> str:
         target, value = node.target, node.node
-        if isinstance(target, nodes.Name) and target.name in self.namespaces and self.is_call(value, "namespace"):
+        if isinstance(target, nodes.Name) and target.name in self.namespaces and isinstance(value, nodes.Call) and self.is_call(value, "namespace"):
             return self.assign_namespace(target.name, value)
         if isinstance(target, nodes.NSRef):
             key, var = f"{target.name}.{target.attr}", f"${target.name}_{target.attr}"
@@ -241,7 +242,7 @@ class Statements:
                 raise self.fail("a value the converter could not compute at registration time", node, "set")
             self.set_const(key, folded.value)
             return ""
-        kind = self.kind(value) or "value"
+        kind: str | None = self.kind(value) or "value"
         empty = self.fold(value)
         if empty is not None and (empty.value == [] or empty.value is None) and var[1:] in self.kinds:
             kind = self.kinds[var[1:]]  # `set tools = []` or `= none` keeps what the name holds otherwise

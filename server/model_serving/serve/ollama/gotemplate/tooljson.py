@@ -9,11 +9,12 @@ with `printf "%q"` (JSON's escapes for printable text), objects and lists with J
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
+from model_serving.serve.ollama.gotemplate.core import Core
 from model_serving.serve.ollama.gotemplate.text import go_string
 
 # kind -> [(JSON key, Go field, kind, optional)] in the order tool dicts are written
@@ -43,9 +44,11 @@ class Style:
         return "" if self.indent is None else "\n" + " " * (self.indent * level)
 
 
-class ToolJSON:
+class ToolJSON(Core):
     def tojson(self, node: nodes.Filter) -> str:
-        options = {kw.key: self.fold(kw.value) for kw in node.kwargs}
+        assert node.node is not None  # x_Filter refused the filter block (a filter with no subject)
+        # jinja2 annotates a filter's kwargs as Pair; its parser builds Keyword nodes (a name and a value)
+        options = {kw.key: self.fold(kw.value) for kw in cast("list[nodes.Keyword]", node.kwargs)}
         if any(v is None for v in options.values()) or node.args:
             raise self.fail("tojson with options computed at render time", node, "tojson")
         values = {k: v.value for k, v in options.items() if v is not None}
