@@ -227,3 +227,41 @@ def test_only_the_first_bos_is_left_to_the_runtime(go_renderer: GoRenderer) -> N
     conv = templates.convert(source, bos_token="<s>", eos_token="</s>", runtime_adds_bos=True)
     assert conv.bos_left_to_runtime
     assert go_renderer(conv.go_template, _TURNS, None) == "system<s>user<s>assistant<s>user"
+
+
+_ITEMS_TOOLS = [
+    {"type": "function", "function": {"name": "weather", "description": 'Weather "now"',
+                                      "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "City"}},
+                                                     "required": ["city"]},
+                                      "return": {"type": "string"}}},
+    {"type": "function", "function": {"name": "ping", "parameters": {"type": "object", "properties": {}}}},
+]
+
+
+@pytest.mark.parametrize("source", [
+    # Mistral Nemo's shape: the loop filter on the key, `is string`, tojson and loop.last per field
+    '{% for tool in tools %}{% set tool = tool.function %}{% for key, val in tool.items() if key != "return" %}'
+    '{% if val is string %}{{ \'"\' + key + \'": "\' + val + \'"\' }}{% else %}{{ \'"\' + key + \'": \' + val|tojson }}{% endif %}'
+    '{% if not loop.last %}, {% endif %}{% endfor %}\n{% endfor %}{{ messages[-1].content }}',
+    # loop counters over fields that may be absent, a tool's own fields, the parameters' optional required list
+    "{% for tool in tools %}{% for k, v in tool.function.items() if k != 'return' %}{{ loop.index }}/{{ loop.length }}"
+    "{% if loop.first %}^{% endif %}{{ k }}{% if v is mapping %}M{% endif %};{% endfor %}|"
+    "{% for k, v in tool.items() %}{{ loop.index0 }}{{ k }}{% if loop.last %}.{% endif %}{% endfor %}|"
+    "{% for k, v in tool.function.parameters.items() %}{{ k }}={{ v|tojson }}{{ '' if loop.last else ' ' }}{% endfor %}\n{% endfor %}",
+])
+def test_items_of_a_tool_struct_are_unrolled_field_by_field(source: str, go_renderer: GoRenderer) -> None:
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert "range $key" not in conv.go_template and "range $k," not in conv.go_template  # written out, not a map range
+    for tools in (_ITEMS_TOOLS, _ITEMS_TOOLS[1:]):
+        expected = render(source, _TURNS, add_generation_prompt=True, tools=tools)
+        assert go_renderer(conv.go_template, _TURNS, tools) == expected
+
+
+def test_items_of_a_property_map_stay_a_range() -> None:
+    source = "{% for tool in tools %}{% for name, p in tool.function.parameters.properties.items() %}{{ name }}{% endfor %}{% endfor %}"
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert "range $name, $p := " in conv.go_template
+    with pytest.raises(templates.UnconvertibleTemplate, match=r"\.items\(\) of a property"):
+        # a property's type is a list of names in Ollama and a string in Jinja: `is string` on it could not be decided
+        templates.convert(source.replace("{{ name }}", "{% for k, v in p.items() %}{{ k }}{% endfor %}"), bos_token="", eos_token="",
+                          runtime_adds_bos=False)

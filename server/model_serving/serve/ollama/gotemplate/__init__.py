@@ -23,6 +23,7 @@ from model_serving.serve.ollama.gotemplate.macros import inline_macros
 from model_serving.serve.ollama.gotemplate.statements import Scope, Statements
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
 from model_serving.serve.ollama.gotemplate.tooljson import ToolJSON
+from model_serving.serve.ollama.gotemplate.unroll import Unroll
 
 __all__ = ["Converted", "UnconvertibleTemplate", "convert_ast", "go_string", "literal_text"]
 
@@ -43,7 +44,7 @@ class Converted:
     dated: bool = False
 
 
-class Converter(Statements, Expressions, Filters, ToolJSON, Infer, Core):
+class Converter(Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Core):
     def describe(self, node: nodes.Node) -> str:
         return _NODE_NAMES.get(type(node).__name__, f"a {type(node).__name__} node")
 

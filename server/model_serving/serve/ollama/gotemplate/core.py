@@ -39,6 +39,7 @@ class Loop:
     prev: bool = False  # loop.previtem is read
     mods: dict[tuple[int, int], str] = field(default_factory=dict)  # (offset, divisor) -> Go counter variable
     total: str = ""  # over a filtered list: the Go variable counting the items kept (loop.length)
+    fixed: dict[str, str] | None = None  # an unrolled pass: loop.* known at conversion time
 
 
 @dataclass

@@ -154,6 +154,10 @@ class Expressions(Core):
             raise self.fail("loop outside a for loop", node, "loop")
         loop = self.loops[-1]
         seq, i = loop.iterable, loop.index
+        if loop.fixed is not None and attr in loop.fixed:
+            return loop.fixed[attr]
+        if loop.fixed is not None and not loop.total:
+            raise self.fail(f"loop.{attr} in a loop over .items() of a tool", node, attr)
         if loop.total:
             counted = {"index0": i, "index": f'(len (printf "%*s " {i} ""))', "first": f"(eq {i} 0)", "length": loop.total,
                        "last": f'(eq (len (printf "%*s " {i} "")) {loop.total})'}

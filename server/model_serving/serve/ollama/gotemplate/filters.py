@@ -45,6 +45,8 @@ class Filters(Core):
         name, kind = node.name, self.kind(node.node)
         if name in ("defined", "undefined"):
             key = self.field_key(node.node)
+            if key is not None and key[0] == "string" and not hasattr(str, key[1]):
+                return "false" if name == "defined" else "true"  # text has no fields (`message.content.content`)
             # Ollama always decides add_generation_prompt (the last turn is not the assistant's), so it is always defined
             always = key in K.ALWAYS_SET or (isinstance(node.node, nodes.Name) and node.node.name in ("add_generation_prompt", "messages"))
             if not always:

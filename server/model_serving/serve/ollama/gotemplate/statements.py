@@ -9,6 +9,7 @@ from jinja2 import nodes
 from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.core import Core, Loop, is_undefined, render_block
 from model_serving.serve.ollama.gotemplate.text import literal_text
+from model_serving.serve.ollama.gotemplate.unroll import UNROLLED
 
 RAISE_NOTE = "raise_exception checks (input validation) are not carried over; Ollama renders such inputs instead of refusing them."
 
@@ -205,6 +206,8 @@ class Statements(Core):
         key, value = (t.name for t in node.target.items if isinstance(t, nodes.Name))
         base = node.iter.node.node
         kind = self.kind(base)
+        if kind in UNROLLED:
+            return self.unroll_items(node, scope, key, value, base, kind)
         if kind not in ("properties", "args"):
             raise self.fail(f"a loop over .items() of a {kind or 'runtime'} value", node, "items")
         self.note(K.SORTED_KEYS_NOTE)

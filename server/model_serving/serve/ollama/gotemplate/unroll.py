@@ -1,0 +1,116 @@
+"""`for key, val in x.items()` over one of Ollama's fixed structs, unrolled field by field.
+
+A tool, its function and the function's parameters reach a TEMPLATE as Go structs: their keys and
+their order are known before any conversation, so the loop is written out once per field. The key
+is a constant there (the inline filter, `key == ...` and string building are decided now), the
+value is the field, and `is string` / `tojson` know its kind. A field Ollama leaves empty when it is
+unset (a description, the required list) is skipped, as Jinja skips a missing key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from jinja2 import nodes
+
+from model_serving.serve.ollama.gotemplate.core import Loop
+from model_serving.serve.ollama.gotemplate.tooljson import SCHEMAS
+
+# Structs whose every field the converter knows; a property is left out (Ollama's type is a list of names, Jinja's a string).
+UNROLLED = ("tool", "toolfunc", "params")
+NEXT = 'len (printf "%*s " {} "")'  # n + 1 (Go templates have no arithmetic)
+ITEMS_NOTE = ("A loop over .items() of a tool, its function or its parameters is written out field by field in the order tool dicts "
+              "carry them (type, function; name, description, parameters; type, properties, required). Keys Ollama does not keep "
+              "(such as return or strict) are not seen, and an empty description or required list reads as a missing key.")
+
+
+class Unroll:
+    def unroll_items(self, node: nodes.For, scope: Any, key: str, value: str, base: nodes.Node, kind: str) -> str:
+        go = self.expr(base)
+        self.note(ITEMS_NOTE)
+        fields = []  # (Go test or "true", Jinja key, Go value, kind)
+        for name, go_field, field_kind, optional in SCHEMAS[kind]:
+            with self.field_bound(key, name, value, field_kind):
+                test = "true" if node.test is None else self.field_test(node.test)
+            if test == "false":
+                continue
+            if optional:
+                test = f"{go}.{go_field}" if test == "true" else f"(and {go}.{go_field} {test})"
+            fields.append((test, name, f"{go}.{go_field}", field_kind))
+        fixed = all(test == "true" for test, *_ in fields)
+        loop = Loop(index=self.fresh("i"), iterable=go, target=f"${value}", counter=self.counter, total="" if fixed else f"$n{self.counter}")
+        out = [] if fixed else [f"{{{{ {loop.index} := 0 }}}}{{{{ $kept{loop.counter} := 0 }}}}{{{{ {loop.total} := 0 }}}}"]
+        if not fixed:
+            out += [f"{{{{ if {test} }}}}{{{{ {loop.total} = {NEXT.format(loop.total)} }}}}{{{{ end }}}}" for test, *_ in fields]
+        always = [test == "true" for test, *_ in fields]
+        for position, (test, name, go_value, field_kind) in enumerate(fields):
+            loop.fixed = _fixed(position, always)
+            step = "" if fixed else f"{{{{ {loop.index} = $kept{loop.counter} }}}}{{{{ $kept{loop.counter} = {NEXT.format(f'$kept{loop.counter}')} }}}}"
+            with self.field_bound(key, name, value, field_kind):
+                body = self.unrolled_body(node, scope, loop, {key, value})
+            # each pass is its own Go scope, so names the body sets stay inside it as they do in Jinja
+            out.append(f"{{{{ if {test} }}}}{{{{ ${value} := {go_value} }}}}{step}{body}{{{{ end }}}}")
+        return "".join(out)
+
+    def field_test(self, test: nodes.Node) -> str:
+        folded = self.fold(test)
+        if folded is not None:
+            return "true" if folded.value else "false"
+        return self.truth(test)
+
+    def unrolled_body(self, node: nodes.For, scope: Any, loop: Loop, targets: set[str]) -> str:
+        self.loops.append(loop)
+        try:
+            body = self.block(node.body, self.inner_scope(node, scope, targets))
+        finally:
+            self.loops.pop()
+        if loop.prev or loop.mods:
+            raise self.fail("loop.previtem or loop.index % n in a loop over .items() of a tool", node, "loop.")
+        return body
+
+    @contextmanager
+    def field_bound(self, key: str, name: str, value: str, kind: str) -> Iterator[None]:
+        """The key a constant (decided now), the value a runtime field of the given kind."""
+        had_key, old_key = key in self.consts, self.consts.get(key)
+        old_kind, text = self.kinds.get(value), value in self.always_text
+        self.runtime.discard(key)
+        self.set_const(key, name)
+        self.kinds[value] = kind
+        if kind == "string":
+            self.always_text.add(value)  # a field present in the struct holds text
+        try:
+            yield
+        finally:
+            self.runtime.add(key)
+            if had_key:
+                self.set_const(key, old_key)
+            else:
+                self.consts.pop(key, None)
+                self.version += 1
+            if old_kind is None:
+                self.kinds.pop(value, None)
+            else:
+                self.kinds[value] = old_kind
+            (self.always_text.add if text else self.always_text.discard)(value)
+
+
+def _fixed(position: int, always: list[bool]) -> dict[str, str]:
+    """loop.* of the pass at `position` that are known now (the rest count the fields present at render time)."""
+    before, after = always[:position], always[position + 1:]
+    known: dict[str, str] = {}
+    if position == 0 or any(before):
+        known["first"] = _bool(position == 0)
+    if not after or any(after):
+        known["last"] = _bool(not after)
+    if all(before):
+        known |= {"index0": str(position), "index": str(position + 1)}
+    if all(always):
+        count = len(always)
+        known |= {"length": str(count), "revindex": str(count - position), "revindex0": str(count - position - 1)}
+    return known
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
