@@ -134,6 +134,9 @@ def test_go_literal_text_cannot_open_an_action(go_renderer: GoRenderer) -> None:
     source = "{% for m in messages %}{{ '{{' }}{{ m.content }}}}\\\"{% endfor %}"
     conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
     assert go_renderer(conv.go_template, [{"role": "user", "content": "x"}], None) == '{{x}}\\"'
+    # text ending in `{` right before an action (`{"a": {` then a field) must not merge into `{{{`
+    conv = templates.convert("{% for m in messages %}{ {{- m.content }}}{% endfor %}", bos_token="", eos_token="", runtime_adds_bos=False)
+    assert go_renderer(conv.go_template, [{"role": "user", "content": "x"}], None) == "{x}"
 
 
 def _vocab(*special: str, plain: tuple[str, ...] = ("a", "b")) -> GGUFInfo:

@@ -26,5 +26,9 @@ def go_string(text: str) -> str:
 
 
 def literal_text(text: str) -> str:
-    """Template text for Go: literal, except `{{`, which would open an action."""
-    return text.replace("{{", '{{ "{{" }}')
+    """Template text for Go: literal, except `{{`, which would open an action.
+
+    A trailing `{` is written as an action too: the action or text that follows may start with `{`.
+    """
+    out = text.replace("{{", '{{ "{{" }}')
+    return out[:-1] + '{{ "{" }}' if out.endswith("{") else out
