@@ -268,3 +268,21 @@ def test_items_of_a_property_map_stay_a_range() -> None:
         # a property's type is a list of names in Ollama and a string in Jinja: `is string` on it could not be decided
         templates.convert(source.replace("{{ name }}", "{% for k, v in p.items() %}{{ k }}{% endfor %}"), bos_token="", eos_token="",
                           runtime_adds_bos=False)
+
+
+def test_mistral_nemo_published_template_renders_tools_as_the_jinja_does(go_renderer: GoRenderer) -> None:
+    # the corpus round trip leaves its tool conversations out (the template demands 9-character call IDs); these carry them
+    source = (DATA / "corpus" / "mistralai-Mistral-Nemo-Instruct-2407.jinja").read_text(encoding="utf-8")
+    conv = templates.convert(source, bos_token="<s>", eos_token="</s>", runtime_adds_bos=False)
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "call00001", "type": "function",
+                                                              "function": {"name": "weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "sunny", "tool_call_id": "call00001"},
+        {"role": "assistant", "content": "Sunny."},
+        {"role": "user", "content": "And tomorrow?"},
+    ]
+    for tools in (_ITEMS_TOOLS, _ITEMS_TOOLS[1:]):
+        expected = render(source, messages, add_generation_prompt=True, bos_token="<s>", eos_token="</s>", tools=tools)
+        assert '[AVAILABLE_TOOLS][{"type": "function", "function": {"name": ' in expected
+        assert go_renderer(conv.go_template, messages, tools) == expected

@@ -44,7 +44,8 @@ MULTI_PROPERTY_FAMILIES = {"meta-llama-Llama-3.1-8B-Instruct": "Llama 3.1", "Qwe
 # The families users bring (the model zoo's): each of their published templates converts exactly (up to tool key order).
 ZOO_TEMPLATES = ["meta-llama-Llama-3.1-8B-Instruct", "meta-llama-Llama-3.2-3B-Instruct", "meta-llama-Llama-3.3-70B-Instruct",
                  "Qwen-Qwen2.5-7B-Instruct", "Qwen-Qwen3-0.6B", "Qwen-QwQ-32B", "google-gemma-2-2b-it", "microsoft-Phi-3.5-mini-instruct",
-                 "deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", "ibm-granite-granite-3.3-2B-Instruct"]
+                 "deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", "ibm-granite-granite-3.3-2B-Instruct",
+                 "mistralai-Mistral-Nemo-Instruct-2407"]
 
 # Constructs the issue lists, and the text by which each shows in a template of the corpus.
 CONSTRUCTS = {
