@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import nodes
 
-from model_serving.serve.ollama.gotemplate.core import Loop
+from model_serving.serve.ollama.gotemplate.core import Core, Loop
 from model_serving.serve.ollama.gotemplate.tooljson import SCHEMAS
 
 # Structs whose every field the converter knows; a property is left out (Ollama's type is a list of names, Jinja's a string).
@@ -26,7 +26,7 @@ ITEMS_NOTE = ("A loop over .items() of a tool, its function or its parameters is
               "(such as return or strict) are not seen, and an empty description or required list reads as a missing key.")
 
 
-class Unroll:
+class Unroll(Core):
     def unroll_items(self, node: nodes.For, scope: Any, key: str, value: str, base: nodes.Node, kind: str) -> str:
         go = self.expr(base)
         self.note(ITEMS_NOTE)
