@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 
 from model_serving.bench.prompts import PromptSpec, estimate_tokens, load_prompts, word_body
 from model_serving.bench.schema import UNIQUE_SOURCES, BenchConfig, Workload
+from model_serving.bench.tokens import Vocabulary, vocabulary
 
 _CONTEXTS = (
     "I run a small bakery and", "My team maintains a web service that", "I am studying for an exam and",
@@ -60,18 +60,18 @@ def _opening(nonce: str, index: int) -> str:
 
 
 def random_prompts(n: int, input_tokens: int, output_tokens: int, seed: int, *, nonce: str,
-                   tokenizer: Callable[[random.Random, int], str] | None = None, opening_in: str = "system") -> list[PromptSpec]:
+                   tokenizer: VocabularySampler | None = None, opening_in: str = "system") -> list[PromptSpec]:
     """n unique prompts of `input_tokens` tokens of text (vocabulary tokens when a tokenizer is given, else about that many
     words' tokens); with `opening_in="user"` one user message, opening and body together, as the peers' random prompts."""
     rng = random.Random(seed)
     specs = []
-    count = getattr(tokenizer, "count", None)
+    count = tokenizer.count if tokenizer is not None else None
     for i in range(n):
         opening = _opening(nonce, i) + ("\n" if opening_in == "user" else "")
         # The stated length is the text sent, opening included (as vLLM's random-input-len and GuideLLM's prompt_tokens);
         # the chat template's tokens come on top.
         body_tokens = max(1, input_tokens - (count(opening) if count is not None else estimate_tokens(opening)))
-        body = tokenizer(rng, body_tokens) if tokenizer is not None else word_body(rng, body_tokens)
+        body = tokenizer.text(rng, body_tokens) if tokenizer is not None else word_body(rng, body_tokens)
         chat = (("user", opening + body),) if opening_in == "user" else (("system", opening), ("user", body))
         text_tokens = sum(count(c) for _, c in chat) if count is not None else input_tokens
         specs.append(PromptSpec(id=f"random-{i}", chat=chat, max_tokens=output_tokens, input_tokens_estimate=text_tokens))
@@ -99,17 +99,17 @@ def chat_prompts(n: int, input_tokens: int, output_tokens: int, seed: int, *, no
     return specs
 
 
-def vocabulary_sampler(gguf_path: Path) -> Callable[[random.Random, int], str] | None:
-    """Text of random vocabulary tokens (control tokens left out), about n tokens long; None without a tokenizer."""
-    from model_serving.bench import tokens
+class VocabularySampler:
+    """Random text from the model's own vocabulary, and the count of any text in its tokens (the same tokenizer)."""
 
-    try:
-        vocab = tokens.vocabulary(gguf_path)
-    except Exception:  # noqa: BLE001 - no tokenizer only means the word form of the random profile
-        return None
+    def __init__(self, vocab: Vocabulary) -> None:
+        self._vocab = vocab
 
-    def sample(rng: random.Random, n: int) -> str:
-        # As vLLM's random dataset: draw, decode, tokenize again, and top up until the text holds n tokens, then trim.
+    def text(self, rng: random.Random, n: int) -> str:
+        """Text of random vocabulary tokens (control tokens left out) that tokenizes to n tokens.
+
+        As vLLM's random dataset: draw, decode, tokenize again, and top up until the text holds n tokens, then trim."""
+        vocab = self._vocab
         ids = [rng.randrange(vocab.size) for _ in range(n + n // 4 + 4)]
         text, got = vocab.text_of(ids, n)
         for _ in range(8):
@@ -119,8 +119,16 @@ def vocabulary_sampler(gguf_path: Path) -> Callable[[random.Random, int], str] |
             text, got = vocab.text_of(ids, n)
         return text
 
-    sample.count = vocab.count  # type: ignore[attr-defined]  # the opening's own length, taken from the stated one
-    return sample
+    def count(self, text: str) -> int:
+        return self._vocab.count(text)
+
+
+def vocabulary_sampler(gguf_path: Path) -> VocabularySampler | None:
+    """The sampler of the model's vocabulary; None without a tokenizer (the random profile then draws words)."""
+    try:
+        return VocabularySampler(vocabulary(gguf_path))
+    except Exception:  # noqa: BLE001 - no tokenizer only means the word form of the random profile
+        return None
 
 
 def build(config: BenchConfig, n: int, warm: int) -> tuple[list[PromptSpec], list[PromptSpec], Workload]:
