@@ -7,13 +7,12 @@ Each is exported by our export (llama.cpp's converter), served by llama-server a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import pytest
 from ollama_double import OllamaDouble
-from taught import Lesson, taught_checkpoint
+from taught import ANSWER, CALL, THOUGHT, thinker_checkpoint, tool_checkpoint
 
 from model_serving.serve import probe_checks as probe
 from model_serving.serve.embedded.engine import register_embedded, stop_model
@@ -23,32 +22,22 @@ from model_serving.settings import Settings
 
 pytestmark = pytest.mark.slow
 
-TEMPLATES = Path(__file__).parents[1] / "data" / "chat_templates"
-THOUGHT = "The user asks for the capital of France. That is Paris."
-ANSWER = "The capital of France is Paris."
-CALL = {"name": "get_weather", "arguments": {"city": "Paris"}}
 
-
-def _gguf(artifacts: Path, tiny_checkpoint: Path, name: str, template: str, lessons: list[Lesson]) -> Path:
+def _gguf(artifacts: Path, folder: Path, name: str) -> Path:
     from model_serving.checkpoint.export import export_gguf
 
-    folder = taught_checkpoint(artifacts / f"{name}-hf", tiny_checkpoint, (TEMPLATES / template).read_text(encoding="utf-8"), lessons)
     settings = Settings.from_env(roots=[str(artifacts)], home=str(artifacts / "home"))
     return Path(export_gguf(settings, str(folder), str(artifacts / f"{name}-f16.gguf")).output_path)
 
 
 @pytest.fixture(scope="module")
 def thinker_gguf(artifacts: Path, tiny_checkpoint: Path) -> Path:
-    # The template's generation prompt opens <think>, so the model writes its thought, closes it, then answers.
-    return _gguf(artifacts, tiny_checkpoint, "tiny-r1", "deepseek-r1-distill-llama.jinja",
-                 [Lesson(probe.PROBE_MESSAGES, f"{THOUGHT}\n</think>\n\n{ANSWER}")])
+    return _gguf(artifacts, thinker_checkpoint(artifacts, tiny_checkpoint), "tiny-r1")
 
 
 @pytest.fixture(scope="module")
 def tool_gguf(artifacts: Path, tiny_checkpoint: Path) -> Path:
-    return _gguf(artifacts, tiny_checkpoint, "tiny-qwen-tools", "qwen2.5.jinja",
-                 [Lesson(probe.PROBE_MESSAGES, ANSWER),
-                  Lesson(probe.TOOL_MESSAGES, f"<tool_call>\n{json.dumps(CALL)}\n</tool_call>", tools=[probe.PROBE_TOOL])])
+    return _gguf(artifacts, tool_checkpoint(artifacts, tiny_checkpoint), "tiny-qwen-tools")
 
 
 def test_a_reasoning_model_answers_once_its_reasoning_is_removed(settings: Settings, thinker_gguf: Path) -> None:

@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from model_serving.checkpoint.rebuild import finish_checkpoint
+from model_serving.serve import probe_checks as probe
+
+TEMPLATES = Path(__file__).parents[1] / "data" / "chat_templates"
+THOUGHT = "The user asks for the capital of France. That is Paris."
+ANSWER = "The capital of France is Paris."
+CALL = {"name": "get_weather", "arguments": {"city": "Paris"}}
 
 
 @dataclass(frozen=True)
@@ -86,3 +92,16 @@ def taught_checkpoint(out: Path, base: Path, template: str, lessons: list[Lesson
         return finish_checkpoint(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def thinker_checkpoint(artifacts: Path, base: Path) -> Path:
+    """A DeepSeek-R1 distill's template; the generation prompt opens <think>, so the model writes its thought, closes it, answers."""
+    return taught_checkpoint(artifacts / "tiny-r1-hf", base, (TEMPLATES / "deepseek-r1-distill-llama.jinja").read_text(encoding="utf-8"),
+                             [Lesson(probe.PROBE_MESSAGES, f"{THOUGHT}\n</think>\n\n{ANSWER}")])
+
+
+def tool_checkpoint(artifacts: Path, base: Path) -> Path:
+    """Qwen2.5's template, which renders tools; the model answers the probe question and calls the probe's tool."""
+    return taught_checkpoint(artifacts / "tiny-qwen-tools-hf", base, (TEMPLATES / "qwen2.5.jinja").read_text(encoding="utf-8"),
+                             [Lesson(probe.PROBE_MESSAGES, ANSWER),
+                              Lesson(probe.TOOL_MESSAGES, f"<tool_call>\n{json.dumps(CALL)}\n</tool_call>", tools=[probe.PROBE_TOOL])])
