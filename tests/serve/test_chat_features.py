@@ -8,7 +8,8 @@ import pytest
 
 from model_serving.serve import probe_checks as probe
 from model_serving.serve.chat_features import chat_features, split_reasoning
-from model_serving.serve.embedded.native import CHAT
+from model_serving.serve.embedded.native import Build, server_argv
+from model_serving.serve.gateway.preset import render
 
 TEMPLATES = Path(__file__).parents[1] / "data" / "chat_templates"
 
@@ -44,8 +45,11 @@ def test_a_tool_template_no_parser_knows_is_said_unsupported_on_vllm() -> None:
     assert features.unsupported("vllm") == ["tools: not supported by vllm for this template (no tool-call parser matches its markers)"]
 
 
-def test_the_embedded_engine_renders_jinja_and_separates_reasoning() -> None:
-    assert CHAT == ("--jinja", "--reasoning-format", "deepseek")
+def test_the_embedded_engine_renders_jinja_and_separates_reasoning(tmp_path: Path) -> None:
+    argv = server_argv(Build("native", tmp_path / "llama-server", "test"), tmp_path / "m.gguf", alias="m", port=1, ctx_size=512,
+                       parallel=1, threads=1)
+    assert "--jinja" in argv and argv[argv.index("--reasoning-format") + 1] == "deepseek"
+    assert "reasoning-format = deepseek" in render([], keep_alive_s=60).splitlines()  # the gateway's instances too
 
 
 @pytest.mark.parametrize(("text", "reasoning", "answer"), [
