@@ -96,12 +96,12 @@ def taught_checkpoint(out: Path, base: Path, template: str, lessons: list[Lesson
 
 def thinker_checkpoint(artifacts: Path, base: Path) -> Path:
     """A DeepSeek-R1 distill's template; the generation prompt opens <think>, so the model writes its thought, closes it, answers."""
-    return taught_checkpoint(artifacts / "tiny-r1-hf", base, (TEMPLATES / "deepseek-r1-distill-llama.jinja").read_text(encoding="utf-8"),
+    return taught_checkpoint(artifacts / f"{base.name}-r1", base, (TEMPLATES / "deepseek-r1-distill-llama.jinja").read_text(encoding="utf-8"),
                              [Lesson(probe.PROBE_MESSAGES, f"{THOUGHT}\n</think>\n\n{ANSWER}")])
 
 
 def tool_checkpoint(artifacts: Path, base: Path) -> Path:
     """Qwen2.5's template, which renders tools; the model answers the probe question and calls the probe's tool."""
-    return taught_checkpoint(artifacts / "tiny-qwen-tools-hf", base, (TEMPLATES / "qwen2.5.jinja").read_text(encoding="utf-8"),
+    return taught_checkpoint(artifacts / f"{base.name}-qwen-tools", base, (TEMPLATES / "qwen2.5.jinja").read_text(encoding="utf-8"),
                              [Lesson(probe.PROBE_MESSAGES, ANSWER),
                               Lesson(probe.TOOL_MESSAGES, f"<tool_call>\n{json.dumps(CALL)}\n</tool_call>", tools=[probe.PROBE_TOOL])])
