@@ -75,8 +75,8 @@ def _chat(client: httpx.Client, model: ServedModel, body: dict[str, Any]) -> dic
     if reply.status_code != 200:
         raise ServingError(f"The served model {model.name} answered HTTP {reply.status_code} to a chat request.",
                            f"Read the engine log at {model.log_path}", detail=reply.text[:500])
-    body: dict[str, Any] = reply.json()
-    return body
+    answer: dict[str, Any] = reply.json()
+    return answer
 
 
 def _ask(client: httpx.Client, model: ServedModel, messages: list[dict[str, Any]], max_tokens: int) -> probe.Reply:
