@@ -115,7 +115,7 @@ def floor_of(module: str) -> int:
 # directly under serve/ or a sub-package; it may import its own floor and the floors below.
 SERVE_FLOORS: list[set[str]] = [
     {"__init__", "engine_names", "processes"},
-    {"probe_checks"},
+    {"probe_checks", "chat_features"},  # what the template asks of an engine, and the checks every engine shares
     {"registry"},
     {"metrics", "completion_probe"},  # completion_probe: the probe of a completions-only model, any OpenAI engine
     {"engine_protocol", "engine_base"},

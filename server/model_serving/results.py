@@ -179,6 +179,8 @@ def _registered(r: Any) -> Rendering:
     probe = r.probe
     out = Rendering(f"{r.name} on {r.target} at {r.endpoint}; probe {'passed' if probe.ok else 'FAILED'}", "ok" if probe.ok else "bad")
     out.add(f"  probe: {probe.answer!r} (finish_reason={probe.finish_reason}, ok: {probe.ok})")
+    for feature in probe.features():
+        out.add(f"  {feature}", "note")
     for problem in probe.problems:
         out.add(f"  problem: {problem}", "warn")
     return out
@@ -303,6 +305,8 @@ def _deploy(r: Any) -> Rendering:
         out.add(f"  {r.serves}", "note")
     if r.chat_template:
         out.add(f"  chat template: {r.chat_template['path']} (sha256 {r.chat_template['sha256'][:12]})")
+    for feature in r.chat_features:
+        out.add(f"  {feature}", "note")
     out.lines.extend(_verdict_line(v) for v in r.verdicts)
     capacity = next((rec.summary.get("capacity") for rec in r.steps if rec.step == "bench"), None)
     for label, value in (("", capacity), ("endpoint: ", r.endpoint), ("manifest: ", r.manifest_path)):
@@ -372,6 +376,9 @@ def _bench(r: Any) -> Rendering:
     out = Rendering(_bench_headline(r), "bold", cli_headline=False)
     _bench_lines(out, r)
     out.add(f"  TTFT ms   median {_ms(s.median_ttft_ms)}  p95 {_ms(s.p95_ttft_ms)}  p99 {_ms(s.p99_ttft_ms)}")
+    if s.total_reasoning_tokens is not None:
+        out.add(f"  first answer token ms   median {_ms(s.median_ttfat_ms)}  p95 {_ms(s.p95_ttfat_ms)}  (after reasoning; "
+                f"{s.total_reasoning_tokens} reasoning tokens beside {s.total_answer_tokens} answer tokens)")
     out.add(f"  TPOT ms   median {_ms(s.median_tpot_ms)}  p95 {_ms(s.p95_tpot_ms)}")
     out.add(f"  E2E ms    median {_ms(s.median_e2el_ms)}  p95 {_ms(s.p95_e2el_ms)}  p99 {_ms(s.p99_e2el_ms)}")
     out.add(f"  {s.request_throughput:.2f} req/s, {s.output_throughput:.1f} output tok/s; decode per stream "
@@ -512,6 +519,7 @@ def _probe(r: Any) -> Rendering:
     out = Rendering(f"{'PASS' if r.ok else 'FAIL'} {r.model}: finish_reason={r.finish_reason}, prompt tokens={r.prompt_tokens}"
                     + (f"; {'; '.join(r.problems)}" if r.problems else ""), "ok" if r.ok else "bad")
     out.add(f"reply: {r.answer}")
+    out.lines.extend(Line(f) for f in r.features())
     out.lines.extend(Line(f"problem: {p}") for p in r.problems)
     return out
 

@@ -21,7 +21,11 @@ shared reference (ollama-gguf-facts.md, including its Addendum on current server
   `message.tool_calls`; a streamed reply with tools is held back and sent whole, as Ollama holds text after a tag;
 - /v1/chat/completions (OpenAI's shape, without streaming): the same chat, with `tool_calls` whose arguments are JSON text;
 - `replies`: text the model "writes" next, in place of sampling (the prompt is still rendered and evaluated), so a
-  test can show what becomes of a reply a random-weight model would never write, such as a tool call.
+  test can show what becomes of a reply a random-weight model would never write, such as a tool call;
+- `think` on /api/chat as Ollama does it: a model has the `thinking` capability when its template holds a
+  <think> ... </think> pair; `think: true` on another model is a 400 ("... does not support thinking"); on a
+  thinking model the output is split into `message.thinking` and `message.content` (a prompt that already ends
+  with the opening tag starts the split inside the reasoning); without `think` the text comes back as written.
 """
 
 from __future__ import annotations
@@ -599,7 +603,43 @@ def _capabilities(double: OllamaDouble, model: Model) -> list[str]:
             caps.append("tools")
     elif kind == "jinja" and re.search(r"\btools\b", template):
         caps.append("tools")
+    if THINK_OPEN in template and THINK_CLOSE in template:
+        caps.append("thinking")
     return caps
+
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+class _ThinkSplit:
+    """Ollama's thinking parser, fed piece by piece: text inside <think>...</think> is thinking, the rest content."""
+
+    def __init__(self, prompt: str) -> None:
+        self.state = "thinking" if prompt.rstrip().endswith(THINK_OPEN) else "opening"
+        self.buffer = ""
+
+    def add(self, piece: str, final: bool = False) -> tuple[str, str]:
+        self.buffer += piece
+        thinking = content = ""
+        if self.state == "opening":
+            lead = self.buffer.lstrip()
+            if lead.startswith(THINK_OPEN):
+                self.state, self.buffer = "thinking", lead[len(THINK_OPEN):]
+            elif THINK_OPEN.startswith(lead) and not final:
+                return "", ""
+            else:
+                self.state = "done"
+        if self.state == "thinking":
+            if THINK_CLOSE in self.buffer:
+                thinking, self.buffer = self.buffer.split(THINK_CLOSE, 1)
+                self.state, self.buffer = "done", self.buffer.lstrip()
+            else:
+                keep = 0 if final else next((n for n in range(len(THINK_CLOSE) - 1, 0, -1) if self.buffer.endswith(THINK_CLOSE[:n])), 0)
+                thinking, self.buffer = self.buffer[: len(self.buffer) - keep], self.buffer[len(self.buffer) - keep:]
+                return thinking, ""
+        if self.state == "done":
+            content, self.buffer = self.buffer, ""
+        return thinking, content
 
 
 def _parameters_text(params: dict[str, Any]) -> str:
@@ -832,6 +872,8 @@ def _infer(h: _Handler, path: str, body: dict[str, Any] | None = None) -> None:
     if not body.get("model"):
         raise DoubleError(400, "model is required")
     model = _need_model(double, body.get("model"), style="chat")
+    if is_chat and body.get("think") is True and "thinking" not in _capabilities(double, model):
+        raise DoubleError(400, f"{model.name!r} does not support thinking".replace("'", '"'))
     keep = _parse_keep_alive(body.get("keep_alive"))
     with double.lock:
         if double._pending > double.max_queue:
@@ -877,6 +919,7 @@ def _answer(h: _Handler, path: str, double: OllamaDouble, model: Model, body: di
     if (system or model.system) and not any(m.get("role") == "system" for m in messages):
         messages = [{"role": "system", "content": system or model.system}, *messages]
     tokens = _prompt_tokens(double, model, llm, messages, body.get("tools"), loaded.num_ctx, raw_prompt)
+    split = _ThinkSplit(_render(double, model, messages, body.get("tools"))) if is_chat and body.get("think") is True else None
     cached = llm.longest_token_prefix(list(llm._input_ids[: llm.n_tokens]), tokens) if llm.n_tokens else 0
     prompt_eval_count = len(tokens) - min(cached, len(tokens) - 1)
 
@@ -914,12 +957,12 @@ def _answer(h: _Handler, path: str, double: OllamaDouble, model: Model, body: di
             if safe > sent:
                 piece = text[sent:safe]
                 sent = safe
-                yield {**base, "message": {"role": "assistant", "content": piece}, "done": False} if is_chat else {**base, "response": piece, "done": False}
+                yield _piece(base, piece, is_chat, split)
             if reason == "stop" or len(generated) >= limit:
                 break
         end = time.perf_counter_ns()
         final: dict[str, Any] = {**base, "done": True, "done_reason": reason, "total_duration": end - started}
-        final.update({"message": {"role": "assistant", "content": ""}} if is_chat else {"response": ""})
+        final.update({"message": _piece(base, "", is_chat, split, final=True)["message"]} if is_chat else {"response": ""})
         metrics = {"load_duration": load_ns, "prompt_eval_count": prompt_eval_count, "prompt_eval_duration": prompt_done - started - load_ns,
                    "eval_count": len(generated), "eval_duration": end - eval_start}
         final.update({k: v for k, v in metrics.items() if v})  # Ollama omits zero metrics
@@ -930,12 +973,14 @@ def _answer(h: _Handler, path: str, double: OllamaDouble, model: Model, body: di
     if stream:
         h._stream(answer, path)
         return
-    content, final, calls = "", {}, []
+    content, thinking, final, calls = "", "", {}, []
     for obj in answer:
         calls += (obj.get("message") or {}).get("tool_calls", [])
         content += (obj.get("message") or {}).get("content", "") if is_chat else obj.get("response", "")
+        thinking += (obj.get("message") or {}).get("thinking", "") if is_chat else ""
         final = obj
-    final.update({"message": {"role": "assistant", "content": content}} if is_chat else {"response": content})
+    message = {"role": "assistant", "content": content, **({"thinking": thinking} if thinking else {})}
+    final.update({"message": message} if is_chat else {"response": content})
     if calls:
         final["message"]["tool_calls"] = calls
     h._send(200, final)
@@ -969,6 +1014,15 @@ def _tool_calls(lines: Iterator[dict[str, Any]], tag: str, tools: list[dict[str,
             message["tool_calls"] = calls
         yield {**{k: v for k, v in last.items() if k in ("model", "created_at")}, "message": message, "done": False}
     yield last
+
+
+def _piece(base: dict[str, Any], text: str, is_chat: bool, split: _ThinkSplit | None, final: bool = False) -> dict[str, Any]:
+    """One streamed line; with `think`, its text is split into thinking and content as Ollama's parser does."""
+    if not is_chat:
+        return {**base, "response": text, "done": False}
+    thinking, content = split.add(text, final) if split is not None else ("", text)
+    message = {"role": "assistant", "content": content, **({"thinking": thinking} if thinking else {})}
+    return {**base, "message": message, "done": False}
 
 
 def _overlap(text: str, stop: str) -> int:

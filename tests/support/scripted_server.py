@@ -46,6 +46,7 @@ class Script:
     # "reset_after_final" (the whole answer and [DONE], then a reset before the body's terminating chunk).
     fail_every: int = 0
     fail_modes: str = "drop,500,truncate"
+    reasoning: int = 0  # the first this many tokens of a chat are reasoning (reasoning_content; Ollama's thinking)
 
 
 def _stall_forever() -> None:
@@ -149,7 +150,7 @@ class Handler(BaseHTTPRequestHandler):
         if not ollama and chat:
             self._chunk(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}\n\n')
         # Every message is built before the clock starts to matter, so a wake-up only writes bytes.
-        messages = [_token_message(name, i, ollama=ollama, chat=chat) for i in range(n)]
+        messages = [_token_message(name, i, ollama=ollama, chat=chat, reasoning=chat and i < self.script.reasoning) for i in range(n)]
         if failure == "truncate":
             messages = messages[: max(1, n // 2)]
         if not self._write_tokens(messages, start, request):
@@ -216,12 +217,13 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
 
-def _token_message(name: str, i: int, *, ollama: bool, chat: bool) -> bytes:
+def _token_message(name: str, i: int, *, ollama: bool, chat: bool, reasoning: bool = False) -> bytes:
     piece = f"t{i} "
     if ollama:
-        body = {"model": name, "done": False, **({"message": {"role": "assistant", "content": piece}} if chat else {"response": piece})}
+        message = {"role": "assistant", "content": "", "thinking": piece} if reasoning else {"role": "assistant", "content": piece}
+        body = {"model": name, "done": False, **({"message": message} if chat else {"response": piece})}
         return json.dumps(body).encode() + b"\n"
-    choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
+    choice = {"index": 0, "delta": {"reasoning_content" if reasoning else "content": piece}} if chat else {"index": 0, "text": piece}
     return b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n"
 
 
@@ -286,9 +288,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stall-paths", default="", help="comma-separated paths that never answer")
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--fail-modes", default="drop,500,truncate")
+    parser.add_argument("--reasoning", type=int, default=0)
     args = parser.parse_args(argv)
     script = Script(args.ttft_ms, args.tpot_ms, args.tokens, args.model, args.mode, args.slots, close_after=args.close_after,
-                    die_after=args.die_after, stall_paths=args.stall_paths, fail_every=args.fail_every, fail_modes=args.fail_modes)
+                    die_after=args.die_after, stall_paths=args.stall_paths, fail_every=args.fail_every, fail_modes=args.fail_modes, reasoning=args.reasoning)
     server = serve(script, args.port)
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)  # the parent reads this line
     try:

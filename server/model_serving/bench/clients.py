@@ -3,7 +3,9 @@
 Every network read is stamped with `perf_counter_ns` the moment it arrives, before any parsing, and
 the stamp is given to each event decoded from it: parsing cost never leaks into TTFT (see the
 reference's pitfall on stamping after JSON parsing). TTFT is the first event that carries generated
-text (content, reasoning or a tool call); a chat stream's role-only opening delta does not count.
+text (content, reasoning or a tool call); a chat stream's role-only opening delta does not count. A reasoning
+model's thinking (`reasoning_content` or `reasoning` deltas, Ollama's `thinking`) is counted apart: the time to the
+first *answer* token (content or a tool call) and the reasoning chunks, one token each.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Event:
 
     text: str = ""
     has_token: bool = False
+    reasoning_only: bool = False  # the event carries reasoning and nothing of the answer (content or a tool call)
     role_only: bool = False
     done: bool = False
     finish_reason: str | None = None
@@ -97,6 +100,7 @@ def parse_openai(message: bytes) -> Event | None:
     if "error" in obj and not obj.get("choices"):
         return Event(error=_error_text(obj))
     event = Event(usage=obj.get("usage"), timings=obj.get("timings"))
+    answered = False
     for choice in obj.get("choices") or []:
         delta = choice.get("delta")
         if delta is not None:  # chat
@@ -105,6 +109,7 @@ def parse_openai(message: bytes) -> Event | None:
             tools = delta.get("tool_calls")
             event.text += piece
             if piece or reasoning or tools:
+                answered = answered or bool(piece or tools)
                 event.has_token = True
             elif "role" in delta:
                 event.role_only = True
@@ -115,6 +120,7 @@ def parse_openai(message: bytes) -> Event | None:
         if choice.get("finish_reason"):
             event.finish_reason = choice["finish_reason"]
             event.done = True  # some servers close after this without a [DONE] line
+    event.reasoning_only = event.has_token and not answered and not event.text
     return event
 
 
@@ -125,7 +131,8 @@ def parse_ollama(message: bytes) -> Event:
     msg = obj.get("message") or {}
     piece = obj.get("response") or msg.get("content") or ""
     thinking = obj.get("thinking") or msg.get("thinking") or ""
-    event = Event(text=piece, has_token=bool(piece or thinking or msg.get("tool_calls")))
+    event = Event(text=piece, has_token=bool(piece or thinking or msg.get("tool_calls")),
+                  reasoning_only=bool(thinking) and not (piece or msg.get("tool_calls")))
     if obj.get("done"):
         event.done = True
         event.finish_reason = obj.get("done_reason")
@@ -245,6 +252,10 @@ def _apply(event: Event | None, record: RequestRecord, at_ms: float) -> bool:
         record.last_token_ms = at_ms
         record.chunk_ms.append(at_ms)
         record.text += event.text
+        if event.reasoning_only:
+            record.reasoning_chunks += 1
+        elif record.first_answer_ms is None:
+            record.first_answer_ms = at_ms
     if event.finish_reason:
         record.finish_reason = event.finish_reason
     if event.usage:

@@ -44,6 +44,11 @@ def derive(record: RequestRecord) -> RequestRecord:
     if record.first_token_ms is None or record.sent_ms is None or record.last_token_ms is None:
         return record  # never a TTFT of 0 for a request that produced nothing
     record.ttft_ms = record.first_token_ms - record.sent_ms
+    if record.first_answer_ms is not None:
+        record.ttfat_ms = record.first_answer_ms - record.sent_ms
+    if record.reasoning_chunks:
+        record.reasoning_tokens = min(record.reasoning_chunks, record.output_tokens)
+        record.answer_tokens = record.output_tokens - record.reasoning_tokens
     record.e2el_ms = record.last_token_ms - record.sent_ms
     record.itl_ms = [b - a for a, b in zip(record.chunk_ms, record.chunk_ms[1:], strict=False)]
     n = record.output_tokens
@@ -121,6 +126,7 @@ def distributions(records: Sequence[RequestRecord], *, confidence: float, seed: 
     ok = [r for r in records if r.status == "ok"]
     columns: dict[str, list[float]] = {
         "ttft_ms": [r.ttft_ms for r in ok if r.ttft_ms is not None],
+        "ttfat_ms": [r.ttfat_ms for r in ok if r.ttfat_ms is not None and r.reasoning_tokens],
         "tpot_ms": [r.tpot_ms for r in ok if r.tpot_ms is not None],
         "itl_ms": [gap for r in ok for gap in r.itl_ms],
         "e2el_ms": [r.e2el_ms for r in ok if r.e2el_ms is not None],
@@ -180,6 +186,17 @@ def _accounting(records: Sequence[RequestRecord], targets: SLO | None, planned: 
     return fields
 
 
+def _reasoning(ok: Sequence[RequestRecord], metrics: dict[str, Stats]) -> dict[str, float | None]:
+    """Time to the first answer token and the reasoning/answer token split, for runs where the model reasoned."""
+    reasoned = [r for r in ok if r.reasoning_tokens]
+    answer = metrics.get("ttfat_ms")
+    if not reasoned:
+        return {}
+    return {"median_ttfat_ms": answer.median if answer else None, "p95_ttfat_ms": answer.p95 if answer else None,
+            "total_reasoning_tokens": sum(r.reasoning_tokens or 0 for r in reasoned),
+            "total_answer_tokens": sum(r.answer_tokens or 0 for r in reasoned)}
+
+
 def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, confidence: float = 0.95, seed: int = 0,
               targets: SLO | None = None, planned: int | None = None) -> Summary:
     """The run's aggregates; `targets` decide which requests count as good (goodput), `planned` how many were never sent."""
@@ -196,6 +213,7 @@ def summarize(records: Sequence[RequestRecord], metrics: dict[str, Stats], *, co
         for stat in ("mean", "median", "std", "p90", "p95", "p99"):
             fields[f"{stat}_{key}_ms"] = getattr(s, stat)
     rates = [x for r in ok if r.server and (x := server_decode_tok_s(r.server))]
+    fields.update(_reasoning(ok, metrics))
     accounting = _accounting(records, targets, planned, duration, confidence=confidence, seed=seed)
     return Summary(
         completed=len(ok),

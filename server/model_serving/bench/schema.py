@@ -131,6 +131,8 @@ class RequestRecord(BaseModel):
     end_ms: float | None = None
     chunk_ms: list[float] = Field(default_factory=list, description="Arrival time of every content-bearing chunk")
     role_chunk_before_content: bool = False
+    first_answer_ms: float | None = Field(default=None, description="Arrival of the first answer chunk (content or a tool call), after any reasoning")
+    reasoning_chunks: int = Field(default=0, description="Chunks that carried only reasoning: a reasoning model's thinking, one token each")
     text: str = ""
     finish_reason: str | None = None
     max_tokens: int
@@ -143,6 +145,9 @@ class RequestRecord(BaseModel):
 
     # Derived per-request metrics (filled by metrics.derive); None where undefined.
     ttft_ms: float | None = None
+    ttfat_ms: float | None = Field(default=None, description="Time to the first answer token: TTFT once the reasoning is done")
+    reasoning_tokens: int | None = Field(default=None, description="Output tokens spent reasoning (reasoning chunks), when the model reasoned")
+    answer_tokens: int | None = Field(default=None, description="Output tokens of the answer itself, when the model reasoned")
     tpot_ms: float | None = None
     e2el_ms: float | None = None
     queue_ms: float | None = None
@@ -253,6 +258,10 @@ class Summary(BaseModel):
     p90_ttft_ms: float | None = None
     p95_ttft_ms: float | None = None
     p99_ttft_ms: float | None = None
+    median_ttfat_ms: float | None = Field(default=None, description="Time to the first answer token (after the reasoning), when the model reasoned")
+    p95_ttfat_ms: float | None = None
+    total_reasoning_tokens: int | None = Field(default=None, description="Output tokens spent reasoning, beside total_answer_tokens")
+    total_answer_tokens: int | None = None
     mean_tpot_ms: float | None = None
     median_tpot_ms: float | None = None
     std_tpot_ms: float | None = None

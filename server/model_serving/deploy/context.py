@@ -43,6 +43,7 @@ class DeployResult(BaseModel):
     endpoint: str | None = Field(default=None, description="Where the model answers chat requests")
     engine_build: str | None = Field(default=None, description="The embedded engine's llama.cpp build (revision, patches)")
     answer: str | None = Field(default=None, description="The probe's answer, proof that the model talks and stops")
+    chat_features: list[str] = Field(default_factory=list, description="Reasoning and tool calls: what the probe proved, or what the engine cannot do for this template")
     verdicts: list[dict[str, Any]] = []
     quality: dict[str, Any] | None = None
     manifest_path: str | None = None

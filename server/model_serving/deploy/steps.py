@@ -106,7 +106,7 @@ def register(ctx: DeployContext, progress: Progress) -> None:
     done = serve(ctx.settings, served, plan.name, target=plan.target, source_dir=source_dir, ctx_size=request.ctx_size,
                  parallel=request.parallel, replace=request.replace, chat_template=template, completions=plan.completions, progress=progress)
     _record_template(ctx)
-    ctx.result.endpoint, ctx.result.answer = done.endpoint, done.probe.answer
+    ctx.result.endpoint, ctx.result.answer, ctx.result.chat_features = done.endpoint, done.probe.answer, done.probe.features()
     if done.served is not None:
         ctx.bench_base, ctx.bench_api, ctx.server_pid = done.served.base_url, "openai", done.served.pid
         ctx.result.engine_build = done.served.engine_build
@@ -127,7 +127,7 @@ def _register_vllm(ctx: DeployContext, progress: Progress, began: float) -> None
     ctx.served, ctx.served_sha256 = plan.checkpoint, tree_sha256(plan.checkpoint)
     _record_template(ctx)
     route = "completions" if plan.completions else "chat/completions"
-    ctx.result.endpoint, ctx.result.answer = f"{model.base_url}/v1/{route}", probe.answer
+    ctx.result.endpoint, ctx.result.answer, ctx.result.chat_features = f"{model.base_url}/v1/{route}", probe.answer, probe.features()
     ctx.bench_base, ctx.bench_api, ctx.server_pid = model.base_url, "openai", model.pid
     ctx.record("register", began, reused=False, summary={"target": "vllm", "served": model.model_dump(mode="json"), "probe": probe.model_dump(mode="json")})
 

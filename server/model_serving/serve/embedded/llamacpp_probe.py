@@ -17,6 +17,7 @@ import jinja2
 from model_serving.checkpoint.inspect import GGUFInfo, inspect_gguf
 from model_serving.errors import ServingError
 from model_serving.serve import probe_checks as probe
+from model_serving.serve.chat_features import chat_features
 from model_serving.serve.completion_probe import probe_completion
 from model_serving.serve.registry import ServedModel, get_model
 from model_serving.settings import Settings
@@ -69,18 +70,31 @@ def _given_template(model: ServedModel) -> str | None:
                            "Restore the file, or restart the model with another --chat-template.") from None
 
 
-def _ask(client: httpx.Client, model: ServedModel, messages: list[dict[str, Any]], max_tokens: int) -> probe.Reply:
-    reply = _post(client, model, "/v1/chat/completions", {"model": model.name, "messages": messages, "max_tokens": max_tokens, "temperature": 0})
+def _chat(client: httpx.Client, model: ServedModel, body: dict[str, Any]) -> dict[str, Any]:
+    reply = _post(client, model, "/v1/chat/completions", {"model": model.name, **body})
     if reply.status_code != 200:
         raise ServingError(f"The served model {model.name} answered HTTP {reply.status_code} to a chat request.",
                            f"Read the engine log at {model.log_path}", detail=reply.text[:500])
-    body = reply.json()
+    answer: dict[str, Any] = reply.json()
+    return answer
+
+
+def _ask(client: httpx.Client, model: ServedModel, messages: list[dict[str, Any]], max_tokens: int) -> probe.Reply:
+    body = _chat(client, model, {"messages": messages, "max_tokens": max_tokens, "temperature": 0})
     choice, usage = body["choices"][0], body.get("usage", {})
     timings = body.get("timings") or {}
     decode = timings.get("predicted_ms")
     return probe.Reply(answer=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason"),
                        prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),
-                       decode_seconds=decode / 1000 if decode else None, stop_tokens=model.stop_tokens)
+                       decode_seconds=decode / 1000 if decode else None, stop_tokens=model.stop_tokens,
+                       reasoning=choice["message"].get("reasoning_content") or "")
+
+
+def _tool_check(client: httpx.Client, model: ServedModel) -> dict[str, Any]:
+    """llama.cpp with --jinja parses calls in the template's own format and holds `required` to its grammar."""
+    body = _chat(client, model, {**probe.TOOL_REQUEST, "max_tokens": probe.REASONING_MAX_TOKENS})
+    tools, call = probe.tool_call_check(body["choices"][0]["message"])
+    return {"tools": tools, "tool_call": call}
 
 
 def probe_model(settings: Settings, name: str, *, max_tokens: int = 96, messages: list[dict[str, Any]] | None = None,
@@ -99,9 +113,13 @@ def probe_served(model: ServedModel, *, max_tokens: int = 96, messages: list[dic
         return probe_completion(model, timeout_s=timeout_s)
     messages = messages or probe.PROBE_MESSAGES
     info = inspect_gguf(Path(model.source))
+    features = chat_features(_given_template(model) or info.chat_template)
+    max_tokens = max(max_tokens, probe.REASONING_MAX_TOKENS) if features.reasoning else max_tokens
     started = time.perf_counter()
     with httpx.Client(base_url=model.base_url, timeout=timeout_s) as client:
         rendered, matches, expected, problems = _template_evidence(client, model, info, messages)
         reply = _ask(client, model, messages, max_tokens)
+        tools = _tool_check(client, model) if features.tools else {}
     return probe.result("embedded", name, reply, expected_prompt_tokens=expected, max_tokens=max_tokens, messages=messages,
-                        seconds=time.perf_counter() - started, extra_problems=problems, template_matches=matches, rendered_prompt=rendered)
+                        seconds=time.perf_counter() - started, extra_problems=problems, template_matches=matches, rendered_prompt=rendered,
+                        reasoning_expected=features.reasoning, **tools)

@@ -30,6 +30,9 @@ build_dir = lookup.folder
 
 # Beyond the worker's settings: the best of benchmarks/engine_capacity.py's grid on this 2-core machine.
 TUNING: tuple[str, ...] = ()
+# Jinja templates, with a thinking model's reasoning handed back in `reasoning_content` apart from the answer (tool calls
+# are parsed from the template's own format by --jinja); for a template without <think> the format changes nothing.
+CHAT = ("--jinja", "--reasoning-format", "deepseek")
 BuildKind = Literal["native", "none"]
 env = openmp_env  # the native server's OpenMP settings: the same as every llama.cpp child's (util/process.py says why)
 
@@ -60,7 +63,7 @@ def server_argv(build: Build, model: Path, *, alias: str, port: int, ctx_size: i
     template = ["--chat-template-file", str(chat_template)] if chat_template is not None else []
     return [str(build.server), "--model", str(model), "--alias", alias, "--host", "127.0.0.1", "--port", str(port),
             "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--threads", str(threads), "--threads-batch", str(threads),
-            "--cont-batching", "--metrics", "--slots", "--jinja", *template, "--no-webui", *tuning]
+            "--cont-batching", "--metrics", "--slots", *CHAT, *template, "--no-webui", *tuning]
 
 
 def main(argv: list[str] | None = None) -> int:

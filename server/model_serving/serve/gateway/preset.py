@@ -76,7 +76,7 @@ def entries(models: list[ServedModel]) -> tuple[list[PresetEntry], list[str]]:
 
 def render(items: list[PresetEntry], keep_alive_s: int) -> str:
     """The INI text: shared settings in [*] (what our per-model engines run with), then one section per model."""
-    lines = ["version = 1", "", "[*]", "host = 127.0.0.1", "jinja = true", "metrics = true", "cont-batching = true",
+    lines = ["version = 1", "", "[*]", "host = 127.0.0.1", "jinja = true", "reasoning-format = deepseek", "metrics = true", "cont-batching = true",
              f"sleep-idle-seconds = {keep_alive_s}", "load-on-startup = false", "stop-timeout = 10"]
     for e in items:
         lines += ["", f"[{e.name}]", f"model = {e.gguf_path}", *([f"lora = {e.lora}"] if e.lora else []),

@@ -156,6 +156,7 @@ class ChatResult(BaseModel):
     content: str = ""
     done_reason: str = ""
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    thinking: str = Field("", description="the reasoning Ollama split from the answer (a `think` request)")
     prompt_eval_count: int = 0
     eval_count: int = 0
     total_duration: int = Field(0, description="nanoseconds")
@@ -283,24 +284,30 @@ class OllamaClient:
 
     # --- inference ------------------------------------------------------------------------
 
-    def chat(self, name: str, messages: builtins.list[dict[str, Any]], *, options: dict[str, Any] | None = None, tools: builtins.list[dict[str, Any]] | None = None, keep_alive: str | int | None = None) -> ChatResult:
+    def chat(self, name: str, messages: builtins.list[dict[str, Any]], *, options: dict[str, Any] | None = None, tools: builtins.list[dict[str, Any]] | None = None, keep_alive: str | int | None = None,
+             think: bool | None = None) -> ChatResult:
         body: dict[str, Any] = {"model": name, "messages": messages, "stream": True}
         if options:
             body["options"] = options
+        if think is not None:
+            body["think"] = think
         if tools:
             body["tools"] = tools
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
         parts: list[str] = []
+        thoughts: list[str] = []
         calls: list[dict[str, Any]] = []
 
         def gather(obj: dict[str, Any]) -> None:
             message = obj.get("message") or {}
             parts.append(message.get("content") or "")
+            thoughts.append(message.get("thinking") or "")
             calls.extend(message.get("tool_calls") or [])
 
         final = self._stream("/api/chat", body, during=f"chatting with {name}", on_line=gather)
-        return ChatResult.model_validate({**{k: v for k, v in final.items() if k != "message"}, "model": name, "content": "".join(parts), "tool_calls": calls})
+        return ChatResult.model_validate({**{k: v for k, v in final.items() if k != "message"}, "model": name, "content": "".join(parts),
+                                          "thinking": "".join(thoughts), "tool_calls": calls})
 
     # --- blobs ----------------------------------------------------------------------------
 

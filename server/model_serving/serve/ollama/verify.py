@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from model_serving.errors import VerificationFailed
 from model_serving.jobs import Progress
+from model_serving.serve.chat_features import thinks
 from model_serving.serve.ollama.client import OllamaClient
 from model_serving.serve.ollama.fidelity import FidelityReport, GoRenderer, check_live, check_rendered, to_ollama_messages
 from model_serving.serve.ollama.ollama_probe import gguf_tokenizer, probe_model
@@ -100,7 +101,8 @@ def prove(client: OllamaClient, settings: Settings, name: str, plan: ModelfilePl
     if plan.jinja:
         expected = expected_tokens(plan.jinja, PROBE_MESSAGES, gguf_tokenizer(Path(info.path)), bos=info.bos_token or "", eos=info.eos_token or "",
                                    add_bos=bool(info.add_bos_token), system=system)
-    probe = probe_model(settings, name, expected_prompt_tokens=expected, expect_tools=plan.choice.supports_tools, client=client)
+    probe = probe_model(settings, name, expected_prompt_tokens=expected, expect_tools=plan.choice.supports_tools,
+                        expect_reasoning=bool(plan.jinja and thinks(plan.jinja)), client=client)
     progress.update(0.93, "comparing prompts with the Jinja template")
     live, rendered = _template_checks(client, name, plan, system, go_renderer)
     failed = [r for r in (live, rendered) if r is not None and not r.passed]

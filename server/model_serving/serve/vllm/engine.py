@@ -26,7 +26,7 @@ from model_serving.serve.engine_protocol import StartOptions
 from model_serving.serve.probe_checks import ProbeResult
 from model_serving.serve.registry import ServedModel, check_name
 from model_serving.serve.vllm import env as vllm_env
-from model_serving.serve.vllm.vllm_probe import probe_vllm
+from model_serving.serve.vllm.vllm_probe import checkpoint_features, probe_vllm
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
 
@@ -78,7 +78,8 @@ def _cores(threads: int | None) -> tuple[int, str]:
 def vllm_argv(python: str, folder: Path, name: str, port: int, *, max_model_len: int, max_num_seqs: int,
               adapters: dict[str, tuple[Path, int]], chat_template: Path | None = None) -> list[str]:
     argv = [python, "-P", str(LAUNCHER), str(port), "--model", str(folder), "--served-model-name", name, "--host", "127.0.0.1",
-            "--port", str(port), "--max-model-len", str(max_model_len), "--max-num-seqs", str(max_num_seqs), "--enforce-eager"]
+            "--port", str(port), "--max-model-len", str(max_model_len), "--max-num-seqs", str(max_num_seqs), "--enforce-eager",
+            *checkpoint_features(folder, chat_template).vllm_argv()]
     if chat_template is not None:  # replaces the checkpoint's template for every chat request
         argv += ["--chat-template", str(chat_template)]
     if adapters:
