@@ -9,8 +9,6 @@ merge's preflight answers without importing anything.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,9 +17,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError, ServingError
-from model_serving.jobs import Progress, run_process
+from model_serving.jobs import Progress
 from model_serving.settings import Settings
 from model_serving.util.paths import write_text_atomic
+from model_serving.util.toolenv import import_check, install_step
 
 MERGEKIT_VERSION = "0.1.5"  # LGPL-3.0-only; run as a child process, never imported into our process
 TORCH_CPU = "torch==2.13.0"
@@ -82,26 +81,7 @@ def require(settings: Settings) -> MergekitEnvironment:
 
 def check_python(python: str, *, timeout_s: float = 300.0) -> tuple[str, str]:
     """(mergekit version, interpreter) from importing mergekit in `python`; ServingError with its output if that fails."""
-    try:
-        done = subprocess.run([python, "-c", CHECK], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
-                              env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")})
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ServingError(f"{python} could not be run to import mergekit ({type(exc).__name__}).", INSTALL_HINT) from None
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or len(lines) < 2:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-12:])
-        raise ServingError(f"`import mergekit` fails in {python}.", INSTALL_HINT, detail=tail)
-    return lines[-2].strip(), lines[-1].strip()
-
-
-def _run(argv: list[str], progress: Progress, what: str) -> str:
-    code, tail = run_process(argv, progress, env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-                             on_line=lambda line: progress.update(None, f"{what}: {line.strip()[:120]}") if line.strip() else None)
-    lines = [x for x in tail.splitlines() if not x.startswith("WARNING: Location")]
-    if code != 0:
-        raise ServingError(f"{what} failed (exit code {code}).", "Read the output below; run the install again to resume.",
-                           detail="\n".join(lines[-15:]))
-    return "\n".join(lines[-3:])
+    return import_check(python, CHECK, "mergekit", INSTALL_HINT, timeout_s=timeout_s)
 
 
 def install(settings: Settings, progress: Progress | None = None) -> MergekitEnvironment:
@@ -114,12 +94,12 @@ def install(settings: Settings, progress: Progress | None = None) -> MergekitEnv
         if not python.exists():
             progress.update(0.02, f"creating {venv}")
             venv.parent.mkdir(parents=True, exist_ok=True)
-            _run([sys.executable, "-m", "venv", str(venv)], progress, "creating the venv")
+            install_step([sys.executable, "-m", "venv", str(venv)], progress, "creating the venv")
             env.steps.append(MergekitStep(step="venv", state="done", detail=str(venv)))
         else:
             env.steps.append(MergekitStep(step="venv", state="skipped", detail="already there"))
         progress.update(0.1, f"mergekit {MERGEKIT_VERSION} and {TORCH_CPU} (CPU build)")
-        done = _run([str(python), "-m", "pip", "install", "-q", f"mergekit=={MERGEKIT_VERSION}", TORCH_CPU], progress, "packages")
+        done = install_step([str(python), "-m", "pip", "install", "-q", f"mergekit=={MERGEKIT_VERSION}", TORCH_CPU], progress, "packages")
         env.steps.append(MergekitStep(step="packages", state="done", detail=done[-300:]))
         save(settings, env)
         progress.update(0.9, "checking: import mergekit")

@@ -23,7 +23,7 @@ from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress
 from model_serving.settings import Settings
 from model_serving.util.paths import write_text_atomic
-from model_serving.util.process import spawn
+from model_serving.util.toolenv import import_check, install_step
 
 PYTHON_ENV = "MODEL_SERVING_VLLM_PYTHON"
 VLLM_VERSION = "0.32.0"
@@ -93,17 +93,8 @@ def gpu_present() -> bool:
 
 def check_python(python: str, *, timeout_s: float = 300.0) -> tuple[str, str]:
     """(vllm version, interpreter path) from importing vllm in `python`; ServingError with its output if that fails."""
-    try:
-        done = subprocess.run([python, "-c", CHECK], capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
-                              env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")})
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ServingError(f"{python} could not be run to import vllm ({type(exc).__name__}).", INSTALL_HINT) from None
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or len(lines) < 2:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-12:])
-        cuda = " (CUDA-only torchvision/torchaudio/torchcodec/triton beside a CPU torch break it)" if "torch" in tail else ""
-        raise ServingError(f"`import vllm` fails in {python}{cuda}.", INSTALL_HINT, detail=tail)
-    return lines[-2].strip(), lines[-1].strip()
+    return import_check(python, CHECK, "vllm", INSTALL_HINT, timeout_s=timeout_s,
+                        why="CUDA-only torchvision/torchaudio/torchcodec/triton beside a CPU torch break it")
 
 
 def find(settings: Settings) -> VllmEnvironment:
@@ -160,21 +151,6 @@ def _build_of(version: str) -> Build:
     return "cpu" if "cpu" in version else "cuda"
 
 
-def _run(argv: list[str], progress: Progress, what: str) -> str:
-    """Run one install command as a child (cancellable); its last lines on failure."""
-    proc = spawn(argv, progress, env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    tail: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        tail = [*tail[-40:], line.rstrip()]
-        if line.strip() and not line.startswith("WARNING: Location"):
-            progress.update(None, f"{what}: {line.strip()[:120]}")
-    if proc.wait() != 0:
-        raise ServingError(f"{what} failed (exit code {proc.returncode}).", "Read the output below; run the install again to resume.",
-                           detail="\n".join(tail[-15:]))
-    return "\n".join(tail[-3:])
-
-
 def _steps(venv: Path, build: Build) -> list[tuple[str, list[str]]]:
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     if build == "cuda":
@@ -198,13 +174,13 @@ def install(settings: Settings, python: str | None = None, progress: Progress | 
     try:
         if not (venv / "bin" / "python").exists():
             progress.update(0.02, f"creating {venv}")
-            _run([sys.executable, "-m", "venv", str(venv)], progress, "creating the venv")
+            install_step([sys.executable, "-m", "venv", str(venv)], progress, "creating the venv")
             env.steps.append(InstallStep(step="venv", state="done", detail=str(venv)))
         else:
             env.steps.append(InstallStep(step="venv", state="skipped", detail="already there"))
         for i, (step, argv) in enumerate(_steps(venv, build)):
             progress.update(0.05 + 0.8 * i / 2, f"{step} ({build} build)")
-            env.steps.append(InstallStep(step=step, state="done", detail=_run(argv, progress, step)[-300:]))
+            env.steps.append(InstallStep(step=step, state="done", detail=install_step(argv, progress, step)[-300:]))
             _save(settings, env)
         progress.update(0.9, "checking: import vllm")
         env.version, env.python = check_python(str(venv / "bin" / "python"))
