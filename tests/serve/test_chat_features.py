@@ -107,3 +107,17 @@ def test_a_failed_tool_call_fails_the_probe() -> None:
     out = _result(probe.Reply("Paris.", "stop", 20), tools="failed: the reply carries no tool_calls")
     assert not out.ok and out.problems == ["tool call failed: the reply carries no tool_calls"]
     assert out.features() == ["tools: failed: the reply carries no tool_calls"]
+
+
+def test_the_tool_check_is_left_out_only_when_the_configuration_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(probe.PROBE_TOOLS_ENV, raising=False)
+    assert probe.tools_not_checked() is None
+    monkeypatch.setenv(probe.PROBE_TOOLS_ENV, "0")
+    skipped = probe.tools_not_checked()
+    assert skipped is not None and skipped["tools"] == f"not checked ({probe.PROBE_TOOLS_ENV}=0)"
+    reply = probe.Reply(answer="Paris.", finish_reason="stop", prompt_tokens=12)
+    left_out = probe.result("embedded", "m", reply, expected_prompt_tokens=None, max_tokens=8, messages=probe.PROBE_MESSAGES, seconds=0.1, **skipped)
+    failed = probe.result("embedded", "m", reply, expected_prompt_tokens=None, max_tokens=8, messages=probe.PROBE_MESSAGES, seconds=0.1,
+                          tools="failed: the reply carries no tool_calls")
+    assert not any("tool" in p for p in left_out.problems) and f"tools: {skipped['tools']}" in left_out.features()
+    assert any(p.startswith("tool call failed") for p in failed.problems)

@@ -3,10 +3,16 @@ bench) on the embedded engine, Ollama registration with the template fidelity ch
 
 Every step gives a `Row`: pass or fail, seconds, and for a failure its cause and next step, so the tests assert on the
 rows and the benchmark writes them as a table.
+
+The zoo's models are wired to answer one word and stop; nothing in them can decide to call a tool, so their probes
+run with the tool-call check left out (MODEL_SERVING_PROBE_TOOLS=0, which each probe result records). Tool calls are
+proven on models taught to make them: tests/serve/test_probe_features.py (llama.cpp) and
+tests/engine_vllm/test_vllm_probe_features.py (vLLM).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -153,6 +159,28 @@ def _quietly() -> Iterator[None]:
 def run_family(settings: Settings, family: Family, checkpoint: Path, out: Path, *, ollama_settings: Settings | None, go_renderer: Any,
                vllm: bool, log: Callable[[Row], None] = lambda row: None) -> list[Row]:
     """Every step for one family; a step whose input is missing (a failed deploy) is a row marked "not run"."""
+    with _tool_probe_off():
+        return _run_family(settings, family, checkpoint, out, ollama_settings=ollama_settings, go_renderer=go_renderer,
+                           vllm=vllm, log=log)
+
+
+@contextmanager
+def _tool_probe_off() -> Iterator[None]:
+    from model_serving.serve.probe_checks import PROBE_TOOLS_ENV
+
+    before = os.environ.get(PROBE_TOOLS_ENV)
+    os.environ[PROBE_TOOLS_ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PROBE_TOOLS_ENV, None)
+        else:
+            os.environ[PROBE_TOOLS_ENV] = before
+
+
+def _run_family(settings: Settings, family: Family, checkpoint: Path, out: Path, *, ollama_settings: Settings | None, go_renderer: Any,
+                vllm: bool, log: Callable[[Row], None]) -> list[Row]:
     from model_serving.serve.embedded.engine import list_models, stop_model
 
     rows = [inspect_row(settings, family, checkpoint)]

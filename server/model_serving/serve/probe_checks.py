@@ -11,6 +11,7 @@ means truncation, one more a doubled BOS.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,15 +23,24 @@ from model_serving.util.chat_template import render
 
 PROBE_MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "What is the capital of France? Answer in one short sentence."}]
 REASONING_MAX_TOKENS = 512  # a reasoning model thinks before it answers: the probe leaves it room to finish both
-# The tool the probe offers. Its enum pins the arguments, so an engine that holds the model to the tool-call grammar
-# (tool_choice "required") gets a valid call even from random weights; what the probe proves is the engine's side:
-# the template renders the tools and the reply carries a parsed call.
+# The tool the probe offers, with tool_choice "required" and an enum that pins the arguments. vLLM holds the model to
+# the call's grammar then; llama.cpp (this revision) constrains only templates whose tool format its autoparser
+# recognises, so a model that was never taught to call tools may answer in text there, and the check fails: a model
+# a user serves for tools must make the call. MODEL_SERVING_PROBE_TOOLS=0 leaves the check out (the result says so).
 PROBE_TOOL: dict[str, Any] = {"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris"]}}, "required": ["city"]}}}
 TOOL_MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "What is the weather in Paris? Use the tool."}]
 TOOL_REQUEST: dict[str, Any] = {"messages": TOOL_MESSAGES, "tools": [PROBE_TOOL], "tool_choice": "required", "temperature": 0}
 Tokenize = Callable[[str, bool], list[int]]
+PROBE_TOOLS_ENV = "MODEL_SERVING_PROBE_TOOLS"
+
+
+def tools_not_checked() -> dict[str, Any] | None:
+    """The probe result's `tools` when the configuration leaves the tool-call check out, else None."""
+    if os.environ.get(PROBE_TOOLS_ENV, "1").strip() == "0":
+        return {"tools": f"not checked ({PROBE_TOOLS_ENV}=0)"}
+    return None
 
 
 class ProbeResult(BaseModel):

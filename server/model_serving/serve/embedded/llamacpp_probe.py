@@ -119,7 +119,7 @@ def probe_served(model: ServedModel, *, max_tokens: int = 96, messages: list[dic
     with httpx.Client(base_url=model.base_url, timeout=timeout_s) as client:
         rendered, matches, expected, problems = _template_evidence(client, model, info, messages)
         reply = _ask(client, model, messages, max_tokens)
-        tools = _tool_check(client, model) if features.tools else {}
+        tools = (probe.tools_not_checked() or _tool_check(client, model)) if features.tools else {}
     return probe.result("embedded", name, reply, expected_prompt_tokens=expected, max_tokens=max_tokens, messages=messages,
                         seconds=time.perf_counter() - started, extra_problems=problems, template_matches=matches, rendered_prompt=rendered,
                         reasoning_expected=features.reasoning, **tools)
