@@ -159,13 +159,13 @@ def _quietly() -> Iterator[None]:
 def run_family(settings: Settings, family: Family, checkpoint: Path, out: Path, *, ollama_settings: Settings | None, go_renderer: Any,
                vllm: bool, log: Callable[[Row], None] = lambda row: None) -> list[Row]:
     """Every step for one family; a step whose input is missing (a failed deploy) is a row marked "not run"."""
-    with _tool_probe_off():
+    with tool_probe_off():
         return _run_family(settings, family, checkpoint, out, ollama_settings=ollama_settings, go_renderer=go_renderer,
                            vllm=vllm, log=log)
 
 
 @contextmanager
-def _tool_probe_off() -> Iterator[None]:
+def tool_probe_off() -> Iterator[None]:
     from model_serving.serve.probe_checks import PROBE_TOOLS_ENV
 
     before = os.environ.get(PROBE_TOOLS_ENV)
