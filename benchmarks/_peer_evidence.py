@@ -113,6 +113,9 @@ def workload_notes(name: str, ours: dict[str, Any], peer: dict[str, Any], input_
     return notes
 
 
+AGREE = 0.01  # a client whose mean is within 1% of the server's own reads the server's clock
+
+
 def _clock_note(name: str, metric: str, ours: dict[str, Any], peer: dict[str, Any], ratio: float) -> str | None:
     """Who is wrong on a latency where the server's own time says how long the requests took."""
     key = {"median_ttft_ms": ("mean_ttft_ms", "mean_ttft_ms"), "median_tpot_ms": ("mean_tpot_ms", "mean_tpot_ms")}[metric]
@@ -123,8 +126,12 @@ def _clock_note(name: str, metric: str, ours: dict[str, Any], peer: dict[str, An
     if None in (s_ours, s_peer, c_ours, c_peer) or not s_ours:
         return _prefill_note(name, ours, peer, ratio) if label == "TTFT" else None
     server_ratio = s_peer / s_ours
+    gap_ours, gap_peer = c_ours - s_ours, c_peer - s_peer
+    if abs(gap_ours) <= AGREE * s_ours and abs(gap_peer) <= AGREE * s_peer:
+        return (f"no client is wrong on {label}: each client's mean {label} is the server's own for its run ({_r(c_ours)} against "
+                f"{_r(s_ours)} ms for ours, {_r(c_peer)} against {_r(s_peer)} ms for {name}); the medians (ratio {ratio:.3f}) moved "
+                f"more than the means (server ratio {server_ratio:.3f}): the runs' latency distributions differed, not the clocks")
     if abs(server_ratio - 1) <= TOLERANCE:
-        gap_ours, gap_peer = c_ours - s_ours, c_peer - s_peer
         wrong = name if abs(gap_peer) > abs(gap_ours) else "ours"
         return (f"{_who(wrong)} is wrong on {label}: the server's own mean {label} was {_r(s_ours)} ms during ours and {_r(s_peer)} ms during "
                 f"{name} (ratio {server_ratio:.3f}), yet the clients read {_r(c_ours)} and {_r(c_peer)} ms (median ratio {ratio:.3f}); "

@@ -70,6 +70,15 @@ def test_the_client_whose_clock_strays_from_the_servers_is_named_with_the_number
     assert not any("None" in n for n in notes)
 
 
+def test_clients_whose_means_are_the_servers_own_are_not_blamed_when_their_medians_differ() -> None:
+    # As seen on vLLM: each client's mean TPOT equals the server's for its run; only the medians moved apart.
+    ours = {**_client(427.9, 23.15, server_ttft=355.1, server_tpot=24.38), "mean_tpot_ms": 24.38}
+    peer = {**_client(436.9, 24.48, server_ttft=363.6, server_tpot=25.08), "mean_tpot_ms": 25.09}
+    notes = evidence.who_is_wrong("vllm", ours, peer, _rows(ours, peer), input_tokens=128, concurrency=4, pinned=True)
+    tpot = [n for n in notes if "TPOT" in n]
+    assert len(tpot) == 1 and tpot[0].startswith("no client is wrong on TPOT") and "the medians (ratio 1.057)" in tpot[0]
+
+
 def test_a_slower_server_during_the_peers_run_blames_no_clock_and_shows_the_client_cpu() -> None:
     ours = _client(209.3, 18.6, server_ttft=203.0, server_tpot=18.4, cores=0.12)
     peer = _client(238.7, 20.6, server_ttft=232.0, server_tpot=20.4, cores=0.55, rps=2.53)
