@@ -311,7 +311,8 @@ def peer_agreement(stem: str, d: dict[str, Any]) -> list[str]:
                             ("of them template", "template_tokens", ".1f"), ("prefilled", "prefilled_share", ".0%"),
                             ("client cores", "client_cores", ".2f"), ("server cores", "server_cores", ".2f"),
                             ("server TTFT ms", "server_ttft_ms", ".1f"), ("server TPOT ms", "server_tpot_ms", ".1f")],
-                     d["client_rows"], "client_rows")
+                     [{**r, "server_ttft_ms": r.get("server_ttft_ms") if r.get("server_ttft_ms") is not None else "none kept by this engine"}
+                      for r in d["client_rows"]], "client_rows")
     notes = d.get("who_is_wrong") or []
     return out + ([f"Who is wrong, from {cite(stem, 'who_is_wrong')}:", "", *[f"- {n}" for n in notes], ""] if notes else [])
 
@@ -366,7 +367,8 @@ def model_zoo(stem: str, d: dict[str, Any]) -> list[str]:
     for r in rows:
         mark_ = {"pass": "pass", "fail": "**fail**", "not run": "not run"}.get(r.get("status"), str(r.get("status")))
         cells.setdefault(str(r.get("family")), {"family": str(r.get("family"))})[str(r.get("step"))] = f"{mark_} {fmt(r.get('seconds'), '.1f')} s"
-    out += table(stem, [("family", "family", "")] + [(step, step, "") for step in ZOO_STEPS], list(cells.values()), "rows")
+    steps = [step for step in ZOO_STEPS if any(step in c for c in cells.values())]  # a step the run left out (--no-vllm) has no column
+    out += table(stem, [("family", "family", "")] + [(step, step, "") for step in steps], list(cells.values()), "rows")
     failures = [{**r, "cause": " ".join(str(r.get("cause") or "").split()).replace("|", "/")} for r in rows if r.get("status") != "pass"]
     return out + (table(stem, [("family", "family", ""), ("step", "step", ""), ("result", "status", ""), ("cause", "cause", "")],
                         failures, "rows") if failures else [])
