@@ -85,7 +85,7 @@ def deploy_rows(settings: Settings, family: Family, checkpoint: Path, out: Path,
     steps = {s.step: s for s in result.steps}
     register = steps["register"]
     probe = register.summary.get("probe", {})
-    rows = [Row(family.name, "export", "pass", steps["export"].seconds, detail={"output": steps["export"].output}),
+    rows = [Row(family.name, "export", "pass", steps["export"].seconds, detail={"output": Path(str(steps["export"].output)).name}),
             Row(family.name, "quantize", "pass", steps["quantize"].seconds, detail={"quant": quant, "quality": (result.quality or {}).get("verdict")}),
             Row(family.name, "serve+probe", "pass", register.seconds, detail={k: probe[k] for k in PROBE_KEYS if k in probe}),
             Row(family.name, "bench", "pass", steps["bench"].seconds,
