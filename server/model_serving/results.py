@@ -145,8 +145,13 @@ def _mergekit(r: Any) -> Rendering:
 
 @renders("MergekitEnvironment")
 def _mergekit_env(r: Any) -> Rendering:
-    out = Rendering(f"mergekit {r.version} in {r.python}", "ok")
-    out.lines.extend(Line(f"  {step.step:26} {step.state}") for step in r.steps)
+    return _tool_env(f"mergekit {r.version} in {r.python}", r.steps)
+
+
+def _tool_env(title: str, steps: Any) -> Rendering:
+    """A tool installed in a venv of its own: what it is, and each install step's state."""
+    out = Rendering(title, "ok")
+    out.lines.extend(Line(f"  {step.step:26} {step.state}") for step in steps)
     return out
 
 
@@ -479,9 +484,7 @@ def _bundle(p: Any) -> Rendering:
 
 @renders("VllmEnvironment")
 def _vllm_env(r: Any) -> Rendering:
-    out = Rendering(f"vllm {r.version} ({r.build}) in {r.python}", "ok")
-    out.lines.extend(Line(f"  {step.step:26} {step.state}") for step in r.steps)
-    return out
+    return _tool_env(f"vllm {r.version} ({r.build}) in {r.python}", r.steps)
 
 
 # --- Ollama ---

@@ -65,8 +65,7 @@ def checkpoint_features(folder: Path, given: str | Path | None = None) -> ChatFe
     if given is not None:
         template: str | None = Path(given).read_text(encoding="utf-8")
     else:
-        tok_cfg = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
-        template, _ = chat_template(folder, tok_cfg)
+        template, _ = chat_template(folder)
     return chat_features(template, _vocab(folder))
 
 
