@@ -398,6 +398,9 @@ class CleanRequest(Request):
 
 
 # --- production bundle (issue 11) ---
+PlanFormat = Literal["auto", "bf16", "fp8", "awq", "gptq", "w8a8-int8"]
+
+
 class PlanProductionRequest(Request):
     # No parameter descriptions: the tool's line names the GPUs, and tools/list has a size budget.
     source: PathArg
@@ -408,6 +411,12 @@ class PlanProductionRequest(Request):
     max_model_len: Annotated[int | None, Field(ge=256)] = None  # past the model's context: refused with the limit
     target_concurrency: Concurrency = 8
     lora: list[Annotated[str, Field(max_length=200, pattern=NOT_FLAG)]] | None = None
+    format: PlanFormat = "auto"  # the weight format vLLM serves (cluster/formats.py); auto: the GPU's
+    canary: PathArg | None = None  # a second version's model folder: its own Deployment + Service, weighted by an HTTPRoute
+    canary_model_id: Annotated[str | None, Field(max_length=220, pattern=r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(:\w+)?$")] = None
+    canary_share: Annotated[int, Field(ge=1, le=99)] = 10  # percent of requests to the canary
+    bench: PathArg | None = None  # a bench result of the plan's format on that GPU: measured throughput instead of the estimate
+    gpu_hourly: Positive | None = None  # USD per GPU-hour, for the cost per 1M output tokens
 # --- end production bundle ---
 
 

@@ -22,14 +22,16 @@ from model_serving.settings import Settings
 
 MANIFESTS = ["manifests/deployment.yaml", "manifests/service.yaml", "manifests/pvc.yaml", "manifests/scaledobject.yaml",
              "manifests/podmonitor.yaml", "manifests/prometheusrule.yaml"]
-# (config, GPU, Hub repo, options, expected TP); 70B on L4 only fits at TP 8 with a short context (test_sizing.py)
+# (config, GPU, Hub repo, options, expected TP); in bf16, the sizes test_sizing.py works out by hand (70B on L4 only fits at TP 8
+# with a short context); test_formats.py covers the formats `auto` picks
+BF16 = {"format": "bf16"}
 GPU_CASES = [
-    ("smollm2-135m", "H100-80GB", "HuggingFaceTB/SmolLM2-135M-Instruct", {}, 1),
-    ("smollm2-135m", "L4-24GB", "HuggingFaceTB/SmolLM2-135M-Instruct", {}, 1),
-    ("llama-3.1-8b", "H100-80GB", "meta-llama/Llama-3.1-8B-Instruct", {"lora": ["sql=example/llama-3.1-8b-sql-lora"]}, 1),
-    ("llama-3.1-8b", "L4-24GB", "meta-llama/Llama-3.1-8B-Instruct", {}, 2),
-    ("llama-3.1-70b", "H100-80GB", "meta-llama/Llama-3.1-70B-Instruct", {}, 4),
-    ("llama-3.1-70b", "L4-24GB", "meta-llama/Llama-3.1-70B-Instruct", {"max_model_len": 4096, "target_concurrency": 2}, 8),
+    ("smollm2-135m", "H100-80GB", "HuggingFaceTB/SmolLM2-135M-Instruct", BF16, 1),
+    ("smollm2-135m", "L4-24GB", "HuggingFaceTB/SmolLM2-135M-Instruct", BF16, 1),
+    ("llama-3.1-8b", "H100-80GB", "meta-llama/Llama-3.1-8B-Instruct", {"lora": ["sql=example/llama-3.1-8b-sql-lora"], **BF16}, 1),
+    ("llama-3.1-8b", "L4-24GB", "meta-llama/Llama-3.1-8B-Instruct", BF16, 2),
+    ("llama-3.1-70b", "H100-80GB", "meta-llama/Llama-3.1-70B-Instruct", BF16, 4),
+    ("llama-3.1-70b", "L4-24GB", "meta-llama/Llama-3.1-70B-Instruct", {"max_model_len": 4096, "target_concurrency": 2, **BF16}, 8),
 ]
 
 
@@ -115,16 +117,17 @@ def test_refusals_leave_nothing_behind(settings: Settings, configs: Path) -> Non
 
 @pytest.mark.anyio
 async def test_the_mcp_tool_writes_the_same_bundle(settings: Settings, configs: Path) -> None:
-    args = {"source": str(configs / "smollm2-135m"), "gpu": "L4-24GB", "output": str(configs.parent / "via-mcp")}
+    args = {"source": str(configs / "smollm2-135m"), "gpu": "H100-80GB", "output": str(configs.parent / "via-mcp")}
     async with Client(create_server(settings)) as client:
         result = await client.call_tool("plan_production", args)
     assert not result.is_error, result.content[0].text
     direct = plan_production(settings, PlanProductionRequest(**{**args, "output": str(configs.parent / "direct")}))
     assert load(configs.parent / "via-mcp")["vllm-args.json"] == load(configs.parent / "direct")["vllm-args.json"] == direct.argv
+    assert direct.format == "fp8" and direct.argv[-2:] == ["--quantization", "fp8"]  # made at load from the 16-bit repo
 
 
 def test_the_validators_catch_what_they_are_for(settings: Settings, configs: Path) -> None:
-    _, files = plan(settings, configs, "smollm2-135m", "L4-24GB", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    _, files = plan(settings, configs, "smollm2-135m", "L4-24GB", "HuggingFaceTB/SmolLM2-135M-Instruct", **BF16)
     broken = {
         "manifests/deployment.yaml": lambda d: d["spec"]["template"]["spec"]["containers"][0].update(gpus=1),  # unknown field
         "manifests/service.yaml": lambda d: d["spec"]["ports"][0].update(port="eighty"),
@@ -168,7 +171,7 @@ def test_the_cli_writes_the_bundle_and_says_why(configs: Path, capsys: pytest.Ca
     monkeypatch.setenv("MODEL_SERVING_HOME", str(configs.parent / "home"))
     out = configs.parent / "cli-bundle"
     code, stdout, stderr = cli_in_process(capsys, "--root", str(configs.parent), "plan-production", str(configs / "llama-3.1-8b"),
-                                          "--gpu", "L4-24GB", "-o", str(out), "--model-id", "meta-llama/Llama-3.1-8B-Instruct")
+                                          "--gpu", "L4-24GB", "-o", str(out), "--model-id", "meta-llama/Llama-3.1-8B-Instruct", "--format", "bf16")
     assert code == 0, stderr
     assert "tensor_parallel_size 2, max_model_len 22016, max_num_seqs 8" in stdout and "TP 1: KV for 32768 tokens" in stdout
     assert json.loads((out / "vllm-args.json").read_text())[:3] == ["vllm", "serve", "meta-llama/Llama-3.1-8B-Instruct"]

@@ -75,11 +75,11 @@ def size_llamacpp(shape: ModelShape, gpu: GpuSpec, gguf: str, *, max_model_len: 
     return LlamaCppSizing(quant=quant, ctx_per_sequence=ctx, parallel=target_concurrency, memory=memory, fits=fits, load_seconds=load)
 
 
-def vllm_argv(model_id: str, name: str, s: Sizing, lora: list[str]) -> list[str]:
+def vllm_argv(model_id: str, name: str, s: Sizing, lora: list[str], quantization: list[str] | None = None) -> list[str]:
     """`vllm serve` as the pod runs it; it listens on all pod addresses, since the Service reaches it there."""
     argv = ["vllm", "serve", model_id, "--served-model-name", name, "--host", "0.0.0.0", "--port", str(PORT["vllm"]),
             "--tensor-parallel-size", str(s.tensor_parallel_size), "--max-model-len", str(s.max_model_len),
-            "--max-num-seqs", str(s.max_num_seqs), "--gpu-memory-utilization", str(s.gpu_memory_utilization)]
+            "--max-num-seqs", str(s.max_num_seqs), "--gpu-memory-utilization", str(s.gpu_memory_utilization), *(quantization or [])]
     if lora:
         argv += ["--enable-lora", "--max-loras", str(len(lora)), "--max-lora-rank", str(LORA_MAX_RANK), "--lora-modules", *lora]
     return argv

@@ -32,6 +32,13 @@ class ModelShape(BaseModel):
     intermediate_size: int
     context_length: int
     name_or_path: str | None = None
+    quantization: dict[str, Any] | None = None  # the config's quantization_config, as written
+
+    @property
+    def linear_parameters(self) -> int:
+        """The projection matrices of every layer (what weight formats quantize; embeddings, head and norms stay 16-bit)."""
+        q, kv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        return self.n_layers * (2 * self.hidden_size * q + 2 * self.hidden_size * kv + 3 * self.hidden_size * self.intermediate_size)
 
 
 def config_parameters(c: dict[str, Any]) -> int:
@@ -62,27 +69,27 @@ def _fields(cfg: dict[str, Any], path: Path, count: bool) -> dict[str, Any]:
 
 
 def read_shape(source: Path) -> ModelShape:
-    """The shape of a checkpoint folder or a bare config.json (configs only: the count comes from the config)."""
+    """The shape of a checkpoint folder or a bare config.json (configs only: the count comes from the config).
+
+    A compressed checkpoint's safetensors hold packed integers, so its parameters are counted from the config and
+    its weights are the files' real size; with its config alone, cluster/formats.py sizes them from the format.
+    """
     config = source if source.is_file() else source / "config.json"
     if not config.is_file():
         raise InputError(f"{source} has no config.json.", "Point at the model's folder (or its config.json).")
     cfg = read_json(config)
+    quant = typed(cfg, "quantization_config", dict)
     info = inspect_checkpoint(source) if source.is_dir() and any(source.glob("*.safetensors")) else None
-    fields = _fields(cfg, config, count=info is None)
-    if info and info.parameter_count:
-        quantized = info.quantization_config is not None
-        params = info.parameter_count
-        weights = info.size_bytes if quantized else params * SERVE_DTYPE_BYTES
+    fields = _fields(cfg, config, count=info is None or quant is not None)
+    if info and info.parameter_count and not quant:
+        params, weights = info.parameter_count, info.parameter_count * SERVE_DTYPE_BYTES
         origin: Literal["config", "safetensors"] = "safetensors"
     else:
-        if typed(cfg, "quantization_config", dict):
-            raise InputError(f"{config} describes a quantized model: its bytes per weight are not in the config.",
-                             "Point at the folder with its *.safetensors files, so sizing reads the real sizes.")
-        params, origin = config_parameters(fields), "config"
-        weights = params * SERVE_DTYPE_BYTES
+        params = config_parameters(fields)
+        weights, origin = (info.size_bytes, "safetensors") if info and quant else (params * SERVE_DTYPE_BYTES, "config")
     return ModelShape(parameter_count=params, weights_bytes=weights, weights_source=origin, n_layers=fields["num_hidden_layers"],
                       n_heads=fields["num_attention_heads"], n_kv_heads=fields["num_key_value_heads"], head_dim=fields["head_dim"],
                       hidden_size=fields["hidden_size"],
                       intermediate_size=typed(typed(cfg, "text_config", dict) or cfg, "intermediate_size", int) or 4 * fields["hidden_size"],
                       context_length=fields["max_position_embeddings"],
-                      name_or_path=typed(cfg, "_name_or_path", str))
+                      name_or_path=typed(cfg, "_name_or_path", str), quantization=quant)

@@ -120,8 +120,11 @@ def _no_fit(shape: ModelShape, gpu: GpuSpec, tried: list[TensorParallelTry], lef
 
 
 def size_model(shape: ModelShape, gpu: GpuSpec, *, max_model_len: int | None = None, target_concurrency: int = 8,
-               gpu_memory_utilization: float = 0.9, max_loras: int = 0) -> Sizing:
-    """The smallest TP in 1, 2, 4, 8 where weights + reserve + KV for target_concurrency full sequences fit."""
+               gpu_memory_utilization: float = 0.9, max_loras: int = 0, served_as: str = "16 bits") -> Sizing:
+    """The smallest TP in 1, 2, 4, 8 where weights + reserve + KV for target_concurrency full sequences fit.
+
+    `shape.weights_bytes` are the weights as served; `served_as` says in what format (for the assumptions).
+    """
     if max_model_len and max_model_len > shape.context_length:
         raise InputError(f"--max-model-len {max_model_len} exceeds the model's trained context ({shape.context_length}).",
                          f"Use at most {shape.context_length}.")
@@ -146,12 +149,12 @@ def size_model(shape: ModelShape, gpu: GpuSpec, *, max_model_len: int | None = N
                   weights_bytes_per_gpu=shape.weights_bytes // tp, reserve_bytes_per_gpu=reserve_bytes(shape, max_loras),
                   kv_bytes_per_token=kv_per_token_per_gpu(shape, 1), kv_bytes_per_token_per_gpu=per_token,
                   kv_budget_bytes_per_gpu=left, kv_capacity_tokens=capacity, load_seconds=load_seconds(shape.weights_bytes),
-                  tried=tried, assumptions=assumptions(shape, max_loras))
+                  tried=tried, assumptions=assumptions(shape, max_loras, served_as))
 
 
-def assumptions(shape: ModelShape, max_loras: int = 0) -> list[str]:
+def assumptions(shape: ModelShape, max_loras: int = 0, served_as: str = "16 bits") -> list[str]:
     lora = [f"{max_loras} LoRA slot(s) at rank {LORA_MAX_RANK}: {lora_slot_bytes(shape) / GIB:.2f} GiB each"] if max_loras else []
-    return lora + [f"weights from the {shape.weights_source}, served in 16 bits",
+    return lora + [f"weights from the {shape.weights_source}, served in {served_as}",
             f"reserve per GPU: 1 GiB + {BATCHED_TOKENS} batched tokens x {ACTIVATIONS_PER_TOKEN} activations x hidden x 2 bytes",
             f"load time: weights at {LOAD_BYTES_PER_S / 1e6:.0f} MB/s from the cache volume + {ENGINE_WARMUP_S:.0f} s engine start"]
 

@@ -43,8 +43,12 @@ class BundleSpec:
 
     @property
     def selector(self) -> str:
-        """The PromQL label match of this bundle's pods (prometheus-operator adds `pod` to every sample)."""
-        return f'pod=~"{self.name}-.*"'
+        """The PromQL label match of this Deployment's pods (prometheus-operator adds `pod` to every sample).
+
+        A Deployment's pods are named NAME-<template hash>-<suffix>: matching exactly those keeps a canary's pods
+        (NAME-canary-<hash>-<suffix>) out of the live version's queue and alerts.
+        """
+        return f'pod=~"{self.name}-[a-z0-9]+-[a-z0-9]+"'
 
     @property
     def startup_failure_threshold(self) -> int:
