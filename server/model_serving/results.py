@@ -468,6 +468,7 @@ def _cost(r: Any) -> Rendering:
 def _bundle(p: Any) -> Rendering:
     out = Rendering(f"{p.engine} on {p.gpus_per_replica} x {p.gpu}: {len(p.files)} files in {p.output}", "ok")
     out.add(f"  {p.engine_why}")
+    out.add(f"  format {p.format}: {p.format_why}")
     if p.sizing:
         s = p.sizing
         out.add(f"  tensor_parallel_size {s.tensor_parallel_size}, max_model_len {s.max_model_len}, max_num_seqs {s.max_num_seqs} "
@@ -477,6 +478,14 @@ def _bundle(p: Any) -> Rendering:
     if p.llamacpp:
         m = p.llamacpp
         out.add(f"  {m.quant}, {m.parallel} x {m.ctx_per_sequence} tokens: {m.memory.total_bytes / 2**30:.1f} GiB ({m.fits})")
+    if p.throughput:
+        t = p.throughput
+        cost = f"; ${t.usd_per_m_output:.4g} per 1M output tokens at ${t.gpu_hourly_usd:g}/GPU-hour" if t.usd_per_m_output is not None else ""
+        out.add(f"  throughput {t.output_tok_s:g} output tok/s per replica ({t.label}: {t.rule}){cost}")
+    if p.canary:
+        c = p.canary
+        out.add(f"  canary {c.name}: {c.share}% of requests (manifests/httproute.yaml), {c.model_id}, format {c.format}, "
+                f"{c.gpus_per_replica} GPU(s) per replica")
     out.add(f"  start-up budget {p.startup_budget_s} s; argv: {' '.join(p.argv)}")
     out.lines.extend(Line(f"  note: {note}") for note in p.notes)
     return out

@@ -14,6 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from model_serving.cluster import canary
+
 DATA = Path(__file__).parent / "data"
 CRDS = {("keda.sh", "ScaledObject"): "keda.sh_scaledobjects.yaml",
         ("monitoring.coreos.com", "PodMonitor"): "monitoring.coreos.com_podmonitors.yaml",
@@ -36,7 +38,11 @@ def crd_schema(group: str, kind: str, version: str) -> dict[str, Any]:
 def validate_manifest(doc: dict[str, Any]) -> None:
     """Core kinds against Kubernetes' own schemas (strict: unknown fields fail), custom ones against their CRD."""
     group, _, version = doc["apiVersion"].rpartition("/")
-    if (group, doc["kind"]) in CRDS:
+    if (group, doc["kind"]) == ("gateway.networking.k8s.io", "HTTPRoute"):  # Gateway API's v1 schema, vendored as package data
+        assert version == "v1"
+        jsonschema.Draft7Validator(canary.schema()).validate(doc)
+        assert canary.unknown_fields(doc, canary.schema()) == []
+    elif (group, doc["kind"]) in CRDS:
         jsonschema.Draft7Validator(crd_schema(group, doc["kind"], version)).validate(doc)
     else:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)

@@ -10,7 +10,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,7 @@ class Version:
     argv: list[str]
     sizing: Sizing | None = None
     llamacpp: LlamaCppSizing | None = None
+    quantization: list[str] = field(default_factory=list)  # vLLM's --quantization argument, where it needs one
 
 
 def _engine(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec) -> tuple[ServerRuntime, str]:
@@ -182,7 +183,8 @@ def _vllm(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, given_id:
     fmt = FORMATS[choice.format]
     download = shape.weights_bytes if fmt.from_16bit and not choice.detected else sizing.weights_bytes
     sizing = sizing.model_copy(update={"load_seconds": load_seconds(download)})  # FP8 at load reads the 16-bit files
-    argv = vllm_argv(model_id, served, sizing, lora, vllm_args(choice.format, choice.detected))
+    quantization = vllm_args(choice.format, choice.detected)
+    argv = vllm_argv(model_id, served, sizing, lora, quantization)
     # Host memory: vLLM streams the weights to the GPUs through the page cache; half their size (16 GiB at
     # least) covers the loader, the tokenizer and the API server.
     spec = BundleSpec(name=name, engine="vllm", image=VLLM_IMAGE, command=argv[:2], args=argv[2:], port=PORT["vllm"],
@@ -196,7 +198,7 @@ def _vllm(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, given_id:
         spec.notes.append(f"vLLM quantizes the 16-bit weights of {model_id} to {fmt.label} as it loads them (--quantization fp8).")
     elif not choice.detected and not fmt.from_16bit:
         spec.notes.append(f"The pods pull {model_id}: it must hold the {fmt.label} checkpoint (`model-serving quantize --format {choice.format}`).")
-    return Version(spec, model_id, choice.format, choice.why, argv, sizing=sizing)
+    return Version(spec, model_id, choice.format, choice.why, argv, sizing=sizing, quantization=quantization)
 
 
 def _llamacpp(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, given_id: str | None, names: Names) -> Version:
@@ -303,8 +305,8 @@ def plan_production(settings: Settings, req: PlanProductionRequest) -> Bundle:
     files["grafana-dashboard.json"] = monitoring.dashboard(spec)
     files["vllm-args.json" if engine == "vllm" else "llama-server-args.json"] = live.argv
     if live.sizing is not None:  # both run vLLM only; the user applies one of them instead of manifests/
-        files["production-stack-values.yaml"] = production_stack_values(spec, live.sizing, live.model_id, req.lora or [])
-        files["kserve-llminferenceservice.yaml"] = llm_inference_service(spec, live.sizing, live.model_id, req.lora or [])
+        files["production-stack-values.yaml"] = production_stack_values(spec, live.sizing, live.model_id, req.lora or [], live.quantization)
+        files["kserve-llminferenceservice.yaml"] = llm_inference_service(spec, live.sizing, live.model_id, req.lora or [], live.quantization)
     canary = None
     if req.canary:
         version, more = _canary(settings, req, live, engine, gpu)
@@ -314,8 +316,11 @@ def plan_production(settings: Settings, req: PlanProductionRequest) -> Bundle:
                             format_why=version.format_why, gpus_per_replica=version.spec.gpus, sizing=version.sizing,
                             llamacpp=version.llamacpp, argv=version.argv)
         spec.notes += [f"Canary: {req.canary_share}% of requests go to {version.spec.name} through manifests/httproute.yaml (Gateway API); "
-                       "both serve the model name " + spec.name + ". Promote: set its weight to 100; roll back: delete it and the route.",
-                       *version.spec.notes]
+                       f"both serve the model name {spec.name}. Promote: weights 0/100; roll back: 100/0, then delete the canary-* objects.",
+                       *[f"Canary: {n}" for n in version.spec.notes if n not in spec.notes]]
+        if live.sizing is not None:
+            spec.notes.append("production-stack-values.yaml and kserve-llminferenceservice.yaml describe the live version only; "
+                              "the weighted split is in manifests/.")
     plan = Bundle(output=str(output), name=spec.name, engine=engine, engine_why=why, model_id=live.model_id, image=spec.image,
                   gpu=gpu.name, gpus_per_replica=spec.gpus, format=live.format, format_why=live.format_why, sizing=live.sizing,
                   llamacpp=live.llamacpp, throughput=_throughput(settings, req, live, gpu), canary=canary, argv=live.argv,

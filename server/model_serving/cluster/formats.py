@@ -116,10 +116,10 @@ def preferred(gpu: GpuSpec) -> Choice:
                       "token, and AWQ W4A16 reads about a quarter of bf16's bytes (AWQ rather than GPTQ: it typically loses less "
                       "accuracy at 4 bits)", False)
     if cc is not None and cc >= FP8_COMPUTE:
-        return Choice("fp8", f"{gpu.name} (compute capability {cc:g}) has FP8 tensor cores: FP8 halves the weights' bytes and runs "
+        return Choice("fp8", f"{gpu.name} (compute capability {cc:.1f}) has FP8 tensor cores: FP8 halves the weights' bytes and runs "
                       "the matrix products in FP8, with little quality loss", False)
     if cc is not None and cc >= INT_KERNELS:
-        return Choice("w8a8-int8", f"{gpu.name} (compute capability {cc:g}) has INT8 tensor cores but no FP8: INT8 W8A8 halves the "
+        return Choice("w8a8-int8", f"{gpu.name} (compute capability {cc:.1f}) has INT8 tensor cores but no FP8: INT8 W8A8 halves the "
                       "weights with little quality loss", False, fallback="awq")
     return Choice("bf16", f"{gpu.name}: compute capability not known, so the 16-bit checkpoint as it is", False)
 

@@ -14,9 +14,9 @@ def _probe(s: BundleSpec, failures: int) -> dict[str, Any]:
             "httpGet": {"path": "/health", "port": s.port}}
 
 
-def production_stack_values(s: BundleSpec, sizing: Sizing, model_id: str, lora: list[str]) -> dict[str, Any]:
+def production_stack_values(s: BundleSpec, sizing: Sizing, model_id: str, lora: list[str], quantization: list[str] | None = None) -> dict[str, Any]:
     repository, _, tag = VLLM_IMAGE.partition(":")
-    extra = ["--enable-lora", "--max-lora-rank", "64", "--lora-modules", *lora] if lora else []
+    extra = [*(quantization or []), *(["--enable-lora", "--max-lora-rank", "64", "--lora-modules", *lora] if lora else [])]
     model = {"name": s.name, "repository": repository, "tag": tag, "modelURL": model_id, "replicaCount": 1,
              "requestCPU": 4, "requestMemory": gib_ceil(s.memory_request_bytes), "requestGPU": s.gpus,
              "pvcStorage": gib_ceil(int(s.cache_bytes * 1.2)), "pvcAccessMode": ["ReadWriteMany"],

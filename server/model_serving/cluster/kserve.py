@@ -12,12 +12,13 @@ from model_serving.cluster.sizing import LORA_MAX_RANK, Sizing
 from model_serving.cluster.spec import BundleSpec
 
 
-def llm_inference_service(s: BundleSpec, sizing: Sizing, model_id: str, lora: list[str]) -> dict[str, Any]:
+def llm_inference_service(s: BundleSpec, sizing: Sizing, model_id: str, lora: list[str], quantization: list[str] | None = None) -> dict[str, Any]:
     model: dict[str, Any] = {"uri": f"hf://{model_id}", "name": s.name}
     if lora:
         adapters = [{"name": name, "uri": f"hf://{repo}"} for name, _, repo in (item.partition("=") for item in lora)]
         model["lora"] = {"adapters": adapters, "maxRank": LORA_MAX_RANK, "maxAdapters": len(lora)}
-    extra = f"--max-model-len {sizing.max_model_len} --max-num-seqs {sizing.max_num_seqs} --gpu-memory-utilization {sizing.gpu_memory_utilization}"
+    extra = " ".join([f"--max-model-len {sizing.max_model_len} --max-num-seqs {sizing.max_num_seqs} --gpu-memory-utilization "
+                      f"{sizing.gpu_memory_utilization}", *(quantization or [])])
     gpus = {"nvidia.com/gpu": str(sizing.tensor_parallel_size)}
     container = {"name": "main", "env": [{"name": "VLLM_ADDITIONAL_ARGS", "value": extra},
                                          {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}}}],
