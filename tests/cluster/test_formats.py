@@ -87,6 +87,13 @@ def test_the_16bit_checkpoint_is_not_served_as_a_quantized_one(settings: Setting
     assert result.format == "bf16" and "--quantization" not in files["vllm-args.json"] and result.sizing.weights_bytes == BYTES["bf16"]
 
 
+def test_a_repo_name_that_does_not_say_quantized_gets_a_warning(settings: Settings, configs: Path) -> None:
+    result, _ = plan(settings, configs, "L4-24GB", model_id="meta-llama/Llama-3.1-8B-Instruct")
+    assert result.format == "awq" and any("does not say it is quantized" in n and "--format bf16" in n for n in result.notes)
+    result, _ = plan(settings, configs, "L4-24GB", out="b2", model_id="example/Llama-3.1-8B-Instruct-AWQ")
+    assert not any("does not say it is quantized" in n for n in result.notes)
+
+
 def test_a_consumer_gpu_keeps_llamacpp_unless_a_vllm_format_is_asked(settings: Settings, configs: Path) -> None:
     result, _ = plan(settings, configs, "RTX4090-24GB", model_id="example/llama-GGUF:Q4_K_M", target_concurrency=2)
     assert result.engine == "llamacpp" and result.format == "gguf Q4_K_M"

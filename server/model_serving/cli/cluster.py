@@ -29,7 +29,10 @@ def plan_production_cmd(app: App, req: PlanProductionRequest) -> None:
     """Size a model (config.json) for --gpu (H100-80GB, L4-24GB, ..., cpu) and write its Kubernetes bundle to -o.
 
     --model-id is the Hub repo the pods pull (for llama.cpp: a GGUF repo[:QUANT]); --lora NAME=HUB_REPO,...;
-    --gpu-memory-gb: GiB per GPU, for a GPU the table lacks.
+    --gpu-memory-gb: GiB per GPU, for a GPU the table lacks. --format auto|bf16|fp8|awq|gptq|w8a8-int8: the weight
+    format vLLM serves (auto: FP8 on compute capability >= 8.9, AWQ on memory-bound GPUs, INT8 W8A8 on older ones).
+    --canary DIR [--canary-model-id REPO] [--canary-share 10]: a second version beside it, weighted by an HTTPRoute.
+    --bench RESULT.json (that format measured on that GPU) and --gpu-hourly USD price a replica's output tokens.
     """
     plan = verbs.plan_production(app.settings, req)
     app.show(plan)

@@ -49,6 +49,8 @@ MANIFESTS = "manifests"
 CANARY_PREFIX = "canary-"  # the canary's files beside the live version's, in the same folders
 # A version's (Kubernetes name, served model name); None: from the repo it pulls. A canary serves the live one's name.
 Names = tuple[str | None, str | None]
+# What the names of quantized repos say (…-AWQ, …-GPTQ-Int4, …-quantized.w4a16, …-W8A8): a name without it may be the 16-bit repo.
+QUANTIZED_NAME = re.compile(r"awq|gptq|w4a16|w8a8|int4|int8|quantized|compressed", re.IGNORECASE)
 ADAPTER_CACHE_BYTES = 1 << 30  # room per LoRA adapter in the cache volume (most are tens to hundreds of MB)
 HEADERS = {
     "deployment.yaml": "The engine, its GPUs and probes on /health. startupProbe allows {budget} s (twice the estimated load).",
@@ -198,6 +200,9 @@ def _vllm(req: PlanProductionRequest, shape: ModelShape, gpu: GpuSpec, given_id:
         spec.notes.append(f"vLLM quantizes the 16-bit weights of {model_id} to {fmt.label} as it loads them (--quantization fp8).")
     elif not choice.detected and not fmt.from_16bit:
         spec.notes.append(f"The pods pull {model_id}: it must hold the {fmt.label} checkpoint (`model-serving quantize --format {choice.format}`).")
+        if not QUANTIZED_NAME.search(model_id):
+            spec.notes.append(f"{model_id}'s name does not say it is quantized: if it is the 16-bit repo, vLLM loads 16-bit weights this "
+                              "sizing did not budget for (plan it with --format bf16 or fp8 instead).")
     return Version(spec, model_id, choice.format, choice.why, argv, sizing=sizing, quantization=quantization)
 
 
