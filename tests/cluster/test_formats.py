@@ -128,6 +128,16 @@ def test_a_compressed_checkpoint_is_served_as_its_config_says(settings: Settings
         plan(settings, configs, "H100-80GB", out="b2", config=name, model_id=ID, format="bf16")
 
 
+def test_a_compressed_folder_is_sized_by_its_files(settings: Settings, configs: Path) -> None:
+    name = compressed(configs, "awq-dir", {"num_bits": 4, "type": "int", "symmetric": False, "strategy": "group", "group_size": 128})
+    # a packed tensor as compressed-tensors stores it (int32, 8 weights each): its count is not the model's parameters
+    header = json.dumps({"model.layers.0.mlp.up_proj.weight_packed": {"dtype": "I32", "shape": [64, 16], "data_offsets": [0, 4096]}}).encode()
+    (configs / name / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(4096))
+    size = (configs / name / "model.safetensors").stat().st_size
+    result, _ = plan(settings, configs, "H100-80GB", config=name, model_id=ID)
+    assert (result.format, result.sizing.weights_bytes, result.sizing.parameter_count) == ("awq", size, LINEAR + REST)
+
+
 def test_an_unknown_quantization_is_refused(settings: Settings, configs: Path) -> None:
     cfg = json.loads((configs / "llama-3.1-8b" / "config.json").read_text())
     cfg["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
