@@ -137,5 +137,9 @@ def choose(shape: ModelShape, gpu: GpuSpec, requested: str) -> Choice:
 
 
 def vllm_args(fmt: Format, detected: bool) -> list[str]:
-    """Only FP8 from a 16-bit checkpoint needs the flag; vLLM reads a compressed checkpoint's format from its config."""
+    """Only FP8 from a 16-bit checkpoint needs the flag; vLLM reads a compressed checkpoint's format from its config.
+
+    The pinned vLLM quantizes each weight as it streams in (vllm-project/vllm#31914), so the GPU never holds the
+    whole 16-bit model: the sizing at FP8's bytes holds at load too.
+    """
     return ["--quantization", "fp8"] if fmt == "fp8" and not detected else []
