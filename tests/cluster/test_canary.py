@@ -68,6 +68,17 @@ def test_the_live_version_watches_only_its_own_pods(settings: Settings, configs:
     assert re.fullmatch(re.search(r'pod=~"([^"]+)"', canary_query).group(1), "llama-3-1-8b-instruct-canary-5d8f7c9b6-k9z4m")
 
 
+def test_a_long_name_leaves_room_for_the_pods_generated_names(settings: Settings, configs: Path) -> None:
+    shutil.copytree(configs / "smollm2-135m", configs / "v2")
+    long_id = "example/" + "a" * 45  # the live name is cut at 40 characters
+    plan_production(settings, PlanProductionRequest(source=str(configs / "smollm2-135m"), gpu="H100-80GB", output=str(configs.parent / "b"),
+                                                    model_id=long_id, canary=str(configs / "v2"), canary_model_id="example/v2"))
+    deployments = [load(configs.parent / "b")[f]["metadata"]["name"] for f in ("manifests/deployment.yaml", "manifests/canary-deployment.yaml")]
+    assert deployments == ["a" * 40, "a" * 39 + "-canary"]
+    # a pod's name is generated from NAME-<pod-template-hash, up to 10>- and cut at 58 characters: none of it is cut here
+    assert all(len(f"{name}-{'h' * 10}-") <= 58 for name in deployments)
+
+
 def test_a_broken_weight_or_backend_is_refused(settings: Settings, configs: Path) -> None:
     _, files = with_canary(settings, configs)
     route = files["manifests/httproute.yaml"]

@@ -46,7 +46,8 @@ from model_serving.settings import Settings
 from model_serving.util.paths import confine, partial_path
 
 MANIFESTS = "manifests"
-CANARY_PREFIX = "canary-"  # the canary's files beside the live version's, in the same folders
+CANARY_PREFIX = "canary-"
+MAX_CANARY_BASE = 39  # 39 + len("-canary") + 12 = 58  # the canary's files beside the live version's, in the same folders
 # A version's (Kubernetes name, served model name); None: from the repo it pulls. A canary serves the live one's name.
 Names = tuple[str | None, str | None]
 # What the names of quantized repos say (…-AWQ, …-GPTQ-Int4, …-quantized.w4a16, …-W8A8): a name without it may be the 16-bit repo.
@@ -277,7 +278,10 @@ def _canary(settings: Settings, req: PlanProductionRequest, live: Version, engin
     if req.lora is not None:
         raise InputError("A weighted canary splits requests by share, so adapter requests would reach a version without the adapters.",
                          "Plan the canary without --lora, or merge the adapters into each version first.")
-    version = _version(settings, req, req.canary, req.canary_model_id, engine, gpu, (live.spec.name + "-canary", live.spec.name))
+    # Kubernetes cuts a pod's generated name at 58 characters: NAME-canary-<hash of up to 10>- must fit, or the pods lose
+    # the dashes the PromQL selector matches on
+    name = live.spec.name[:MAX_CANARY_BASE].rstrip("-") + "-canary"
+    version = _version(settings, req, req.canary, req.canary_model_id, engine, gpu, (name, live.spec.name))
     files = _documents(version.spec, CANARY_PREFIX)
     weights = {live.spec.name: 100 - req.canary_share, version.spec.name: req.canary_share}
     route = http_route(live.spec.name, live.spec.labels, weights)
