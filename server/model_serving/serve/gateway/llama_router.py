@@ -36,11 +36,13 @@ from model_serving.serve.embedded import native
 from model_serving.serve.engine_protocol import StartOptions
 from model_serving.serve.gateway import preset
 from model_serving.serve.gateway.preset import PresetEntry
+from model_serving.serve.gateway.routes import routes_path
 from model_serving.serve.metrics import ModelMetrics
 from model_serving.serve.probe_checks import ProbeResult
 from model_serving.serve.processes import available_bytes, free_port, healthy, launch, port_free, terminate, wait_healthy
 from model_serving.serve.registry import GatewayRecord
 from model_serving.settings import Settings
+from model_serving.util.process import python_argv
 
 DEFAULT_PORT = 8090
 DEFAULT_KEEP_ALIVE_S = 300  # Ollama's default keep-alive: five minutes
@@ -99,10 +101,16 @@ def sizing(items: list[PresetEntry], budget_bytes: int) -> tuple[int, int | None
     return max(1, budget_bytes // max(sizes)), max(sizes)
 
 
-def _argv(build: native.Build, record: GatewayRecord) -> list[str]:
+def _router_argv(build: native.Build, record: GatewayRecord, port: int) -> list[str]:
     assert build.server is not None
     return [str(build.server), "--models-preset", record.preset_path, "--models-max", str(record.models_max), "--models-autoload",
-            "--host", "127.0.0.1", "--port", str(record.port), "--no-webui"]
+            "--host", "127.0.0.1", "--port", str(port), "--no-webui"]
+
+
+def _argv(settings: Settings, build: native.Build, record: GatewayRecord, engine_port: int) -> list[str]:
+    """The gateway process: our front on the public port (worker.py), the router as its child on `engine_port`."""
+    return python_argv("model_serving.serve.gateway.worker", "--port", str(record.port), "--engine-port", str(engine_port),
+                       "--routes", str(routes_path(settings)), "--", *_router_argv(build, record, engine_port))
 
 
 def _port(settings: Settings, port: int | None, previous: GatewayRecord | None, on_demand: bool) -> int:
@@ -137,14 +145,15 @@ def _start_gateway(settings: Settings, *, port: int | None, keep_alive_s: int | 
     items, _ = preset.write(settings, keep_alive_s)
     models_max, largest = sizing(items, budget)
     log_path = registry.gateway_path(settings, ".log")
-    record = GatewayRecord(base_url=f"http://127.0.0.1:{port}", port=port, pid=0, log_path=str(log_path),
+    engine_port = free_port()
+    record = GatewayRecord(base_url=f"http://127.0.0.1:{port}", port=port, pid=0, log_path=str(log_path), engine_url=f"http://127.0.0.1:{engine_port}",
                            preset_path=str(registry.gateway_path(settings, ".ini")), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                            keep_alive_s=keep_alive_s, models_max=models_max, memory_budget_bytes=budget, largest_model_bytes=largest)
-    progress.update(0.1, f"starting the gateway (llama.cpp router) on 127.0.0.1:{port}")
+    progress.update(0.1, f"starting the gateway on 127.0.0.1:{port} (our front; llama.cpp's router behind it on port {engine_port})")
     registry.gateway_path(settings, "-cache").mkdir(exist_ok=True)
     # Its own group, the scrubbed environment; an empty model cache, so it lists only our preset's models, not llama.cpp's downloads.
     # The instances it starts inherit its OpenMP settings, the same as a per-model engine (util/process.openmp_env).
-    proc = launch(_argv(build, record), log_path, env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache")), **native.env()})
+    proc = launch(_argv(settings, build, record, engine_port), log_path, env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache")), **native.env()})
     wait_healthy(proc, "the gateway", record.base_url, log_path, progress, timeout_s=START_TIMEOUT_S, what="llama.cpp router",
                  hint="a port taken between the check and the start, or an unreadable preset, are the usual causes")
     record.pid = proc.pid
@@ -239,7 +248,7 @@ class GatewayEngine:
     def argv(self, settings: Settings, options: StartOptions, port: int) -> list[str]:
         record = GatewayRecord(base_url=f"http://127.0.0.1:{port}", port=port, pid=0, log_path="", preset_path=str(registry.gateway_path(settings, ".ini")),
                                started_at="", keep_alive_s=DEFAULT_KEEP_ALIVE_S, models_max=LLAMA_DEFAULT_MODELS_MAX, memory_budget_bytes=0)
-        return _argv(require_native(settings), record)
+        return _argv(settings, require_native(settings), record, free_port())
 
     def start(self, settings: Settings, options: StartOptions, progress: Progress) -> Gateway:
         return start_gateway(settings, port=options.port, progress=progress)
