@@ -36,7 +36,7 @@ from model_serving.serve.embedded import native
 from model_serving.serve.engine_protocol import StartOptions
 from model_serving.serve.gateway import preset
 from model_serving.serve.gateway.preset import PresetEntry
-from model_serving.serve.gateway.routes import routes_path
+from model_serving.serve.gateway.routes import RouteCounters, load_routes, route_counters, routes_path
 from model_serving.serve.metrics import ModelMetrics
 from model_serving.serve.probe_checks import ProbeResult
 from model_serving.serve.processes import available_bytes, free_port, healthy, launch, port_free, terminate, wait_healthy
@@ -75,6 +75,7 @@ class Gateway(BaseModel):
     log_path: str | None = None
     preset_path: str | None = None
     skipped: list[str] = Field(default_factory=list, description="Registered models the preset cannot carry, and why")
+    routes: list[RouteCounters] = Field(default_factory=list, description="Public names spread over versions by weight, with per-backend counters")
     note: str = ""
 
 
@@ -233,10 +234,19 @@ def gateway_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -
     loaded = sum(1 for m in models if m.state == "loaded")
     note = (f"{loaded} of {len(models)} registered loaded; one endpoint for every model: {record.base_url}/v1 (pick one with the model field); "
             "the per-model ports stay for one release" if listed is not None else f"the gateway is {record.state}; its log: {record.log_path}")
-    return Gateway(running=listed is not None, base_url=record.base_url, models=models, models_max=record.models_max,
+    return Gateway(running=listed is not None, base_url=record.base_url, models=models, models_max=record.models_max, routes=_routes(settings, timeout_s),
                    keep_alive_s=record.keep_alive_s, memory_budget_bytes=record.memory_budget_bytes, largest_model_bytes=record.largest_model_bytes,
                    on_demand=record.on_demand, pid=record.pid if record.state == "running" else None, log_path=record.log_path,
                    preset_path=record.preset_path, skipped=skipped, note=note)
+
+
+def _routes(settings: Settings, timeout_s: float) -> list[RouteCounters]:
+    """Each weighted route with its counters; a damaged table is named in the log, and the gateway routes by name."""
+    try:
+        return [route_counters(settings, public, timeout_s=timeout_s) for public in load_routes(settings).routes]
+    except ServingError as exc:
+        log.warning("%s %s", exc.cause, exc.next_step)
+        return []
 
 
 class GatewayEngine:
