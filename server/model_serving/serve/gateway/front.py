@@ -39,6 +39,7 @@ from model_serving.serve.gateway.routes import ADMIN_PREFIX, COUNTERS_PATH, RELO
 KEPT = 4096  # latencies kept per backend for its percentiles: the most recent ones
 SESSION = web.AppKey("session", ClientSession)
 CHILD_POLL_S = 0.5
+SHUTDOWN_S = 2.0
 
 
 class Tally:
@@ -143,7 +144,7 @@ def make_app(upstream: str, routing: Routing) -> web.Application:
     app = web.Application(client_max_size=64 << 20)
 
     async def session_ctx(app: web.Application) -> Any:
-        app[SESSION] = ClientSession(upstream, connector=TCPConnector(force_close=True), auto_decompress=False,
+        app[SESSION] = ClientSession(upstream, connector=TCPConnector(force_close=True, limit=0), auto_decompress=False,
                                      timeout=ClientTimeout(total=None, sock_connect=10))
         yield
         await app[SESSION].close()
@@ -229,7 +230,8 @@ async def serve(port: int, upstream: str, routes: Path, ready: Any, *, child: An
         routing.reload()
     except ServingError as exc:  # by name only until the table is set again: a damaged table must not keep the gateway down
         print(f"gateway front: {exc.cause} {exc.next_step}", file=sys.stderr, flush=True)
-    runner = web.AppRunner(make_app(upstream, routing), handle_signals=False, access_log=None)
+    # A stop gives requests under way SHUTDOWN_S, not aiohttp's minute: the router and its instances still stop within `terminate`'s grace
+    runner = web.AppRunner(make_app(upstream, routing), handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     stop = asyncio.Event()

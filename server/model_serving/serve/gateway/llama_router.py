@@ -1,4 +1,8 @@
-"""The gateway process: the natively built llama-server in router mode, one base URL for every registered model.
+"""The gateway: the natively built llama-server in router mode, one base URL for every registered model.
+
+The gateway process is our front (front.py, run by worker.py) on the public port, with the router as its child
+on a loopback port (`engine_url` in the record): the front passes every request through, except one whose
+model is a weighted route's public name (routes.py), which it sends on to a version chosen by weight.
 
 Started without a model and with our preset (`preset.py`), llama.cpp's router routes a POST by the
 body's `model` field and a GET by `?model=`, lists every preset model in `/models` and `/v1/models`
