@@ -40,7 +40,7 @@ from model_serving.serve.embedded import native
 from model_serving.serve.engine_protocol import StartOptions
 from model_serving.serve.gateway import preset
 from model_serving.serve.gateway.preset import PresetEntry
-from model_serving.serve.gateway.routes import RouteCounters, load_routes, route_counters, routes_path
+from model_serving.serve.gateway.routes import RouteCounters, load_routes, route_counters, routes_path, table_lock
 from model_serving.serve.metrics import ModelMetrics
 from model_serving.serve.probe_checks import ProbeResult
 from model_serving.serve.processes import available_bytes, free_port, healthy, launch, port_free, terminate, wait_healthy
@@ -158,11 +158,12 @@ def _start_gateway(settings: Settings, *, port: int | None, keep_alive_s: int | 
     registry.gateway_path(settings, "-cache").mkdir(exist_ok=True)
     # Its own group, the scrubbed environment; an empty model cache, so it lists only our preset's models, not llama.cpp's downloads.
     # The instances it starts inherit its OpenMP settings, the same as a per-model engine (util/process.openmp_env).
-    proc = launch(_argv(settings, build, record, engine_port), log_path, env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache")), **native.env()})
-    wait_healthy(proc, "the gateway", record.base_url, log_path, progress, timeout_s=START_TIMEOUT_S, what="llama.cpp router",
-                 hint="a port taken between the check and the start, or an unreadable preset, are the usual causes")
-    record.pid = proc.pid
-    registry.save_gateway(settings, record)
+    with table_lock(settings):  # a route set meanwhile waits for this record, then makes the new front take it
+        proc = launch(_argv(settings, build, record, engine_port), log_path, env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache")), **native.env()})
+        wait_healthy(proc, "the gateway", record.base_url, log_path, progress, timeout_s=START_TIMEOUT_S, what="llama.cpp router",
+                     hint="a port taken between the check and the start, or an unreadable preset, are the usual causes")
+        record.pid = proc.pid
+        registry.save_gateway(settings, record)
     progress.update(1.0, f"the gateway serves {len(items)} model(s) at {record.base_url}")
     return gateway_status(settings)
 

@@ -19,7 +19,9 @@ backend's engine counters from llama.cpp's `/metrics` of its instance, which the
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -151,10 +153,17 @@ def clear_route(settings: Settings, public: str) -> None:
     _update(settings, public, None)
 
 
+@contextlib.contextmanager
+def table_lock(settings: Settings) -> Iterator[None]:
+    """Held by a route change from its read to the front's acknowledgement, and by a gateway start from its launch to its record."""
+    registry.directory(settings)
+    with util_claim.hold(registry.gateway_path(settings, ".routes.lock"), wait=True):
+        yield
+
+
 def _update(settings: Settings, public: str, route: Route | None) -> None:
     path = routes_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with util_claim.hold(registry.gateway_path(settings, ".routes.lock"), wait=True):
+    with table_lock(settings):
         table = read_table(path)
         if route is None and public not in table.routes:
             return
