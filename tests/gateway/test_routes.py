@@ -6,6 +6,8 @@ they skip, saying so, where the native build is absent. The table, its checks an
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -179,3 +181,37 @@ def test_a_table_switch_under_streaming_load_loses_no_request(two: tuple[Setting
     assert all(b.front.ttft.count == b.front.requests for b in counters.backends)
     clear_route(settings, "tiny")
     assert load_routes(settings).routes == {} and route_counters(settings, "tiny").generation == load_routes(settings).generation
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+
+
+def gone(pid: int, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":  # exited, not yet reaped by its parent
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_the_front_and_the_router_live_and_die_together(two: tuple[Settings, str]) -> None:
+    settings, url = two
+    front = registry.load_gateway(settings).pid
+    [router] = children(front)
+    os.kill(router, signal.SIGKILL)
+    assert gone(front)  # a front without its router would answer 502 forever: it ends with it
+    assert not gateway_status(settings).running
+    restarted = start_gateway(settings)
+    with httpx.Client() as client:
+        assert ask(client, restarted.base_url or "", "tiny") == "tiny"  # loads tiny's instance
+    [router] = children(restarted.pid or 0)
+    [instance] = children(router)
+    os.kill(restarted.pid or 0, signal.SIGKILL)
+    assert gone(router) and gone(instance)  # the router is armed with the parent-death signal; its instances follow it
