@@ -120,6 +120,14 @@ def test_a_ten_percent_route_sends_100_of_1000_requests_and_counts_each_backend(
         with ThreadPoolExecutor(4) as pool:
             answered = Counter(pool.map(lambda _: ask(client, url, "tiny"), range(1000)))
         assert ask(client, url, "smol") == "smol"  # a backend's own name is not routed: it goes by name
+        set_route(settings, route("assistant", ("smol", 100)))  # a public name no model has
+        assert [m["id"] for m in client.get(f"{url}/v1/models").json()["data"]].count("assistant") == 1
+        assert ask(client, url, "assistant") == "smol"
+        clear_route(settings, "assistant")
+        unknown = client.post(f"{url}/v1/chat/completions", json={"model": "assistant", "messages": [{"role": "user", "content": "Hi"}]})
+        direct = client.post(f"{engine_url}/v1/chat/completions", json={"model": "assistant", "messages": [{"role": "user", "content": "Hi"}]})
+        assert unknown.status_code == direct.status_code >= 400 and unknown.content == direct.content  # llama.cpp's own answer to an unknown name
+        assert "assistant" not in [m["id"] for m in client.get(f"{url}/v1/models").json()["data"]]
     assert answered == {"tiny": 900, "smol": 100}  # the router answers with the backend's name
     counters = {b.model: b for b in route_counters(settings, "tiny").backends}
     assert {m: (b.front.requests, b.front.errors, b.front.in_flight, b.front.e2e.count) for m, b in counters.items()} == \
@@ -127,8 +135,8 @@ def test_a_ten_percent_route_sends_100_of_1000_requests_and_counts_each_backend(
     assert counters["smol"].front.e2e.p50_s <= counters["smol"].front.e2e.p95_s
     engine = {m: b.engine for m, b in counters.items()}
     assert engine["tiny"].state == engine["smol"].state == "loaded"
-    # one token per answer: each instance's own counter holds exactly the requests it was sent (+1: the by-name one)
-    assert engine["tiny"].values["llamacpp:tokens_predicted_total"] == 900 and engine["smol"].values["llamacpp:tokens_predicted_total"] == 101
+    # one token per answer: each instance's own counter holds exactly the requests it was sent (smol: +2, by name and as 'assistant')
+    assert engine["tiny"].values["llamacpp:tokens_predicted_total"] == 900 and engine["smol"].values["llamacpp:tokens_predicted_total"] == 102
     assert [r.public for r in gateway_status(settings).routes] == ["tiny"]
     code, out, _ = cli_in_process(capsys, *[a for root in settings.roots for a in ("--root", str(root))], "status")
     assert code == 0 and "route tiny: tiny 90 (90%; 900 req, 0 err" in out and "smol 10 (10%; 100 req, 0 err" in out
