@@ -214,11 +214,14 @@ async def _forward(session: ClientSession, request: web.Request, body: bytes, ti
         reply = web.StreamResponse(status=up.status, reason=up.reason, headers=_reply_headers(up, True))
         await reply.prepare(request)
         stream = timing is not None and up.headers.get("Content-Type", "").startswith("text/event-stream")
-        async for chunk in up.content.iter_any():  # tokens reach the client as llama.cpp sends them
-            if stream and timing is not None:
-                timing[0].ttft.append(time.perf_counter() - timing[1])
-                stream = False
-            await reply.write(chunk)
+        try:
+            async for chunk in up.content.iter_any():  # tokens reach the client as llama.cpp sends them
+                if stream and timing is not None:
+                    timing[0].ttft.append(time.perf_counter() - timing[1])
+                    stream = False
+                await reply.write(chunk)
+        except ClientError as exc:  # the router broke off an answer already begun: the client's connection ends short, as it did
+            raise ConnectionResetError(f"llama.cpp's router broke off the answer ({type(exc).__name__})") from exc
         await reply.write_eof()
         return reply
 
