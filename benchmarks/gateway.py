@@ -9,6 +9,12 @@ the per-round differences (a pair shares the load of its moment, so the machine'
 `--models-max 1` (a memory budget below one model), alternating the two names: every request
 unloads one instance and loads the other (the least recently used makes room).
 
+The gateway's public port is our front (serve/gateway/front.py) with llama.cpp's router behind it on a loopback
+port; what that extra hop costs is measured the same paired way: `--pairs` rounds of one request to the router's
+own port, one through the front by name (passed through), and one through the front to a weighted route
+(`bench-r` = bench-a at weight 100: the body parsed, the model rewritten, the request counted); the medians of
+the differences to the router are `front_added_ms_*` and `routed_added_ms_*`.
+
     python benchmarks/gateway.py [--requests 16] [--pairs 50] [--gguf PATH] [--out benchmarks/results/gateway.json]
 """
 
@@ -31,9 +37,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 
 from model_serving.checkpoint.rebuild import smollm2_gguf_path  # noqa: E402
-from model_serving.serve import processes  # noqa: E402
+from model_serving.serve import processes, registry  # noqa: E402
 from model_serving.serve.embedded import engine  # noqa: E402
 from model_serving.serve.gateway import llama_router as router  # noqa: E402
+from model_serving.serve.gateway import routes  # noqa: E402
 from model_serving.settings import Settings  # noqa: E402
 
 BODY = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8, "temperature": 0}
@@ -47,6 +54,22 @@ def timed(client: httpx.Client, url: str, model: str) -> float:
 
 def p50_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 1)
+
+
+def front_hop(settings: Settings, client: httpx.Client, url: str, pairs: int, watches: list[LoadWatch]) -> dict[str, Any]:
+    """Paired rounds: the router's own port, the front by name, the front through a weighted route; added = minus the router."""
+    record = registry.load_gateway(settings)
+    assert record is not None and record.engine_url is not None
+    routes.set_route(settings, routes.Route(public="bench-r", backends=[routes.Backend(model="bench-a", weight=100)]))
+    with LoadWatch(f"front hop: {pairs} rounds router/front/routed at concurrency 1", [record.pid]) as watch:
+        rounds = [(timed(client, record.engine_url, "bench-a"), timed(client, url, "bench-a"), timed(client, url, "bench-r")) for _ in range(pairs)]
+    watches.append(watch)
+    out: dict[str, Any] = {"router_p50_ms": p50_ms([r for r, _, _ in rounds])}
+    for label, index in (("front", 1), ("routed", 2)):
+        added = sorted(round_[index] - round_[0] for round_ in rounds)
+        out[f"{label}_added_ms_median"] = round(statistics.median(added) * 1000, 2)
+        out[f"{label}_added_ms_p90"] = round(added[int(0.9 * (len(added) - 1))] * 1000, 2)
+    return out
 
 
 def main() -> None:
@@ -80,6 +103,7 @@ def main() -> None:
             report["added_ms_p90"] = round(sorted(g - d for d, g in pairs)[int(0.9 * (len(pairs) - 1))] * 1000, 1)
             report["pair_direct_p50_ms"], report["pair_gateway_p50_ms"] = p50_ms([d for d, _ in pairs]), p50_ms([g for _, g in pairs])
             watches.append(watch)
+            report.update(front_hop(settings, client, gateway.base_url or "", args.pairs, watches))
             gateway = router.start_gateway(settings, memory_budget_gb=0.01)  # models-max 1
             report["models_max_for_swap"] = gateway.models_max
             with LoadWatch("alternating two models at models-max 1", [gateway.pid or 0]) as watch:

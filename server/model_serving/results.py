@@ -197,6 +197,10 @@ def _gateway_lines(out: Rendering, g: Any) -> None:
                 f" / largest model {human_size(g.largest_model_bytes)}); idle models sleep after {g.keep_alive_s} s")
     for m in g.models:
         out.add(f"  {m.name:26} {m.state:10}" + (f" adapter on {m.adapter_of}" if m.adapter_of else ""))
+    for r in getattr(g, "routes", []):  # weighted routes (serve/gateway/routes.py): the front's own counts per backend
+        out.add(f"  route {r.public}: " + ", ".join(f"{b.model} {b.weight} ({b.share:.0%}; {b.front.requests} req, {b.front.errors} err"
+                                                     + (f", e2e p50 {b.front.e2e.p50_s * 1000:.0f} ms" if b.front.e2e.p50_s is not None else "")
+                                                     + ")" for b in r.backends))
     for line in [*g.skipped, g.note]:
         out.add(f"  {line}")
 

@@ -217,6 +217,10 @@ def test_replicas_stay_on_their_router_and_the_status_says_why(settings: Setting
     assert why.startswith("scaled: 2 replicas behind vllm-router") and "http://127.0.0.1:1/v1" in why and "router mode" in why
 
 
+def children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+
+
 @pytest.mark.slow
 def test_a_stopped_model_leaves_the_preset_the_router_and_the_count(live: Settings, tiny_gguf: Path, smollm2_gguf: Path) -> None:
     for gguf, name in ((tiny_gguf, "tiny"), (smollm2_gguf, "smol")):
@@ -234,7 +238,8 @@ def test_a_stopped_model_leaves_the_preset_the_router_and_the_count(live: Settin
     assert "[smol]" not in Path(after.preset_path).read_text() and after.note.startswith("0 of 1 registered loaded")
     assert chat(after.base_url, "smol").status_code >= 400 and chat(after.base_url, "tiny").status_code == 200
     assert gateway_status(live).note.startswith("1 of 1 registered loaded")
-    [instance] = [int(c) for t in Path(f"/proc/{after.pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    [router] = children(after.pid)  # the gateway's pid is our front; llama.cpp's router is its child, the instances the router's
+    [instance] = children(router)
     policy = [v for v in Path(f"/proc/{instance}/environ").read_bytes().split(b"\0") if v.startswith(b"OMP_WAIT_POLICY=")]
     assert policy == ([f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}".encode()] if os.environ.get("OMP_WAIT_POLICY") else [])
 

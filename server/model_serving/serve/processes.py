@@ -27,6 +27,7 @@ HEALTH_POLL_TIMEOUT_S = 2.0
 ENGINE_MARKERS = ("model_serving.serve.embedded.worker",  # the llama.cpp worker (adapters: the name front)
                   "model_serving/serve/vllm/launcher.py",  # vLLM's supervised launcher
                   "model_serving.serve.replicas.router_worker",  # vllm-router in front of a name's replicas
+                  "model_serving.serve.gateway.worker",  # the gateway: our front, llama.cpp's router as its child
                   "/llama-server\0")  # the natively compiled llama.cpp server: a model, or the gateway in router mode
 
 

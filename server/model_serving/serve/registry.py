@@ -56,12 +56,13 @@ class Replica(BaseModel):
 
 
 class GatewayRecord(BaseModel):
-    """The one endpoint for every model: llama.cpp's server in router mode (serve/gateway), and what it was started with."""
+    """The one endpoint for every model: our front before llama.cpp's server in router mode (serve/gateway), and what it was started with."""
 
     base_url: str
     port: int
     pid: int
     log_path: str
+    engine_url: str | None = Field(None, description="llama.cpp's router, on loopback behind the gateway's front (base_url)")
     preset_path: str
     started_at: str
     keep_alive_s: int

@@ -1,4 +1,8 @@
-"""The gateway process: the natively built llama-server in router mode, one base URL for every registered model.
+"""The gateway: the natively built llama-server in router mode, one base URL for every registered model.
+
+The gateway process is our front (front.py, run by worker.py) on the public port, with the router as its child
+on a loopback port (`engine_url` in the record): the front passes every request through, except one whose
+model is a weighted route's public name (routes.py), which it sends on to a version chosen by weight.
 
 Started without a model and with our preset (`preset.py`), llama.cpp's router routes a POST by the
 body's `model` field and a GET by `?model=`, lists every preset model in `/models` and `/v1/models`
@@ -36,11 +40,13 @@ from model_serving.serve.embedded import native
 from model_serving.serve.engine_protocol import StartOptions
 from model_serving.serve.gateway import preset
 from model_serving.serve.gateway.preset import PresetEntry
+from model_serving.serve.gateway.routes import RouteCounters, load_routes, route_counters, routes_path, table_lock
 from model_serving.serve.metrics import ModelMetrics
 from model_serving.serve.probe_checks import ProbeResult
 from model_serving.serve.processes import available_bytes, free_port, healthy, launch, port_free, terminate, wait_healthy
 from model_serving.serve.registry import GatewayRecord
 from model_serving.settings import Settings
+from model_serving.util.process import python_argv
 
 DEFAULT_PORT = 8090
 DEFAULT_KEEP_ALIVE_S = 300  # Ollama's default keep-alive: five minutes
@@ -73,6 +79,7 @@ class Gateway(BaseModel):
     log_path: str | None = None
     preset_path: str | None = None
     skipped: list[str] = Field(default_factory=list, description="Registered models the preset cannot carry, and why")
+    routes: list[RouteCounters] = Field(default_factory=list, description="Public names spread over versions by weight, with per-backend counters")
     note: str = ""
 
 
@@ -99,10 +106,16 @@ def sizing(items: list[PresetEntry], budget_bytes: int) -> tuple[int, int | None
     return max(1, budget_bytes // max(sizes)), max(sizes)
 
 
-def _argv(build: native.Build, record: GatewayRecord) -> list[str]:
+def _router_argv(build: native.Build, record: GatewayRecord, port: int) -> list[str]:
     assert build.server is not None
     return [str(build.server), "--models-preset", record.preset_path, "--models-max", str(record.models_max), "--models-autoload",
-            "--host", "127.0.0.1", "--port", str(record.port), "--no-webui"]
+            "--host", "127.0.0.1", "--port", str(port), "--no-webui"]
+
+
+def _argv(settings: Settings, build: native.Build, record: GatewayRecord, engine_port: int) -> list[str]:
+    """The gateway process: our front on the public port (worker.py), the router as its child on `engine_port`."""
+    return python_argv("model_serving.serve.gateway.worker", "--port", str(record.port), "--engine-port", str(engine_port),
+                       "--routes", str(routes_path(settings)), "--", *_router_argv(build, record, engine_port))
 
 
 def _port(settings: Settings, port: int | None, previous: GatewayRecord | None, on_demand: bool) -> int:
@@ -137,18 +150,20 @@ def _start_gateway(settings: Settings, *, port: int | None, keep_alive_s: int | 
     items, _ = preset.write(settings, keep_alive_s)
     models_max, largest = sizing(items, budget)
     log_path = registry.gateway_path(settings, ".log")
-    record = GatewayRecord(base_url=f"http://127.0.0.1:{port}", port=port, pid=0, log_path=str(log_path),
+    engine_port = free_port()
+    record = GatewayRecord(base_url=f"http://127.0.0.1:{port}", port=port, pid=0, log_path=str(log_path), engine_url=f"http://127.0.0.1:{engine_port}",
                            preset_path=str(registry.gateway_path(settings, ".ini")), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                            keep_alive_s=keep_alive_s, models_max=models_max, memory_budget_bytes=budget, largest_model_bytes=largest)
-    progress.update(0.1, f"starting the gateway (llama.cpp router) on 127.0.0.1:{port}")
+    progress.update(0.1, f"starting the gateway on 127.0.0.1:{port} (our front; llama.cpp's router behind it on port {engine_port})")
     registry.gateway_path(settings, "-cache").mkdir(exist_ok=True)
     # Its own group, the scrubbed environment; an empty model cache, so it lists only our preset's models, not llama.cpp's downloads.
     # The instances it starts inherit its OpenMP settings, the same as a per-model engine (util/process.openmp_env).
-    proc = launch(_argv(build, record), log_path, env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache")), **native.env()})
-    wait_healthy(proc, "the gateway", record.base_url, log_path, progress, timeout_s=START_TIMEOUT_S, what="llama.cpp router",
-                 hint="a port taken between the check and the start, or an unreadable preset, are the usual causes")
-    record.pid = proc.pid
-    registry.save_gateway(settings, record)
+    with table_lock(settings):  # a route set meanwhile waits for this record, then makes the new front take it
+        proc = launch(_argv(settings, build, record, engine_port), log_path, env={"LLAMA_CACHE": str(registry.gateway_path(settings, "-cache")), **native.env()})
+        wait_healthy(proc, "the gateway", record.base_url, log_path, progress, timeout_s=START_TIMEOUT_S, what="llama.cpp router",
+                     hint="a port taken between the check and the start, or an unreadable preset, are the usual causes")
+        record.pid = proc.pid
+        registry.save_gateway(settings, record)
     progress.update(1.0, f"the gateway serves {len(items)} model(s) at {record.base_url}")
     return gateway_status(settings)
 
@@ -224,10 +239,19 @@ def gateway_status(settings: Settings, *, timeout_s: float = STATUS_TIMEOUT_S) -
     loaded = sum(1 for m in models if m.state == "loaded")
     note = (f"{loaded} of {len(models)} registered loaded; one endpoint for every model: {record.base_url}/v1 (pick one with the model field); "
             "the per-model ports stay for one release" if listed is not None else f"the gateway is {record.state}; its log: {record.log_path}")
-    return Gateway(running=listed is not None, base_url=record.base_url, models=models, models_max=record.models_max,
+    return Gateway(running=listed is not None, base_url=record.base_url, models=models, models_max=record.models_max, routes=_routes(settings, timeout_s),
                    keep_alive_s=record.keep_alive_s, memory_budget_bytes=record.memory_budget_bytes, largest_model_bytes=record.largest_model_bytes,
                    on_demand=record.on_demand, pid=record.pid if record.state == "running" else None, log_path=record.log_path,
                    preset_path=record.preset_path, skipped=skipped, note=note)
+
+
+def _routes(settings: Settings, timeout_s: float) -> list[RouteCounters]:
+    """Each weighted route with its counters; a damaged table is named in the log, and the gateway routes by name."""
+    try:
+        return [route_counters(settings, public, timeout_s=timeout_s) for public in load_routes(settings).routes]
+    except ServingError as exc:
+        log.warning("%s %s", exc.cause, exc.next_step)
+        return []
 
 
 class GatewayEngine:
@@ -239,7 +263,7 @@ class GatewayEngine:
     def argv(self, settings: Settings, options: StartOptions, port: int) -> list[str]:
         record = GatewayRecord(base_url=f"http://127.0.0.1:{port}", port=port, pid=0, log_path="", preset_path=str(registry.gateway_path(settings, ".ini")),
                                started_at="", keep_alive_s=DEFAULT_KEEP_ALIVE_S, models_max=LLAMA_DEFAULT_MODELS_MAX, memory_budget_bytes=0)
-        return _argv(require_native(settings), record)
+        return _argv(settings, require_native(settings), record, free_port())
 
     def start(self, settings: Settings, options: StartOptions, progress: Progress) -> Gateway:
         return start_gateway(settings, port=options.port, progress=progress)
