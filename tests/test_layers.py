@@ -21,7 +21,7 @@ FLOORS: list[set[str]] = [
     {"checkpoint", "quantize"},
     {"serve"},
     {"bench", "skill"},
-    {"deploy", "publish", "cluster"},
+    {"deploy", "publish", "cluster", "lifecycle"},  # lifecycle: versions of a deployed name (deploy records them)
     {"verbs", "results"},
     {"mcp"},
     {"cli", "__main__"},  # the CLI may list the MCP face's tools (skill validate, mcp-config)

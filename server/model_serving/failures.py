@@ -23,6 +23,8 @@ from model_serving.requests import (
     NOT_FLAG,
     OLLAMA_NAME_PATTERN,
     QUANT_PATTERN,
+    SERVED_NAME_PATTERN,
+    VERSIONED_NAME_PATTERN,
     Request,
 )
 
@@ -32,6 +34,8 @@ R = TypeVar("R", bound=Request)
 PATTERN_RULES = {
     NOT_FLAG: "must not start with '-' (it would read as an option)",
     MODEL_NAME_PATTERN: "must be 1-64 characters of a-z 0-9 . _ : - starting with a letter or digit",
+    SERVED_NAME_PATTERN: "must be a model name (a-z 0-9 . _ : -, starting with a letter or digit), or NAME@N for its version N",
+    VERSIONED_NAME_PATTERN: "must be NAME, NAME@N (a version), NAME@live or NAME@previous",
     QUANT_PATTERN: "must be a quantization type such as Q4_K_M or Q8_0",
     HUB_REPO_PATTERN: "must be a Hub repo id USER/NAME (letters, digits, . _ -)",
     OLLAMA_NAME_PATTERN: "must be an Ollama name such as my-model:v1 (no spaces, no leading '-')",

@@ -21,6 +21,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 
 # A name clients use for a model: lower case, and safe as a file name and as an Ollama tag.
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,63}$"
+# A served name: a model name, or version N >= 2 of one served beside it as NAME@N (version 1 keeps the plain name).
+SERVED_NAME_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,63}(@[1-9][0-9]{0,5})?$"
+# What the version verbs take: NAME, NAME@N, or NAME@live / NAME@previous, resolved through the version store.
+VERSIONED_NAME_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,63}(@([1-9][0-9]{0,5}|live|previous))?$"
 # llama.cpp and Ollama type names: Q4_K_M, IQ2_XS, F16, TQ1_0 ... (case-insensitive; never flag-like).
 QUANT_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,15}$"
 
@@ -32,6 +36,8 @@ LABEL_PATTERN = r"^[A-Za-z0-9._-]+$"
 HUB_REPO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
 PathArg = Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
+ServedName = Annotated[str, Field(pattern=SERVED_NAME_PATTERN)]
+VersionedName = Annotated[str, Field(pattern=VERSIONED_NAME_PATTERN)]
 QuantType = Annotated[str, Field(pattern=QUANT_PATTERN, description="e.g. Q4_K_M, Q8_0; F16 keeps the export")]
 CtxSize = Annotated[int, Field(ge=64, le=1 << 20)]
 Parallel = Annotated[int, Field(ge=1, le=64)]
@@ -249,7 +255,7 @@ class ServeStartRequest(Request):
 
 
 class NameRequest(Request):
-    name: ModelName
+    name: ServedName
 
 
 class NoInput(Request):
@@ -471,3 +477,42 @@ class GatewayRequest(Request):
     keep_alive: Annotated[int, _within(1, 86_400)] | None = None  # seconds
     memory_budget_gb: Annotated[float, _within(0.01, 4096)] | None = None
 # --- end one endpoint ---
+
+
+# --- versions (issue 23) ---
+# One pattern for every version verb's name (NAME, NAME@N, NAME@live, NAME@previous): the CLI verbs are actions of one tool.
+VersionAction = Literal["history", "promote", "rollback", "canary", "prune"]
+CanaryShare = Annotated[int, Field(ge=0, le=100)]  # percent of the public name's requests; 0 ends the canary
+KeepVersions = Annotated[int, Field(ge=1, le=100)]
+
+
+class VersionsRequest(Request):
+    action: VersionAction
+    name: VersionedName
+    share: CanaryShare | None = None  # canary
+    keep: KeepVersions | None = None  # prune
+    plan: bool = False  # prune
+
+
+class HistoryRequest(Request):
+    name: VersionedName
+
+
+class PromoteRequest(Request):
+    name: VersionedName
+
+
+class RollbackRequest(Request):
+    name: VersionedName
+
+
+class CanaryRequest(Request):
+    name: VersionedName
+    share: CanaryShare
+
+
+class PruneRequest(Request):
+    name: VersionedName
+    keep: KeepVersions | None = None
+    plan: bool = False
+# --- end versions ---

@@ -75,16 +75,20 @@ def test_requantizing_needs_allow_requantize(settings: Settings, smollm2_gguf: P
         assert actions(plan(settings, source=str(smollm2_gguf), quant=as_is))["quantize"] == "skip"
 
 
-def test_a_served_name_is_replaced_only_when_asked(settings: Settings, smollm2_gguf: Path) -> None:
+def test_a_served_name_gets_a_version_beside_it_and_is_replaced_only_when_asked(settings: Settings, smollm2_gguf: Path) -> None:
     name = plan(settings, source=str(smollm2_gguf), quant="F16").name
     assert name == "smollm2-135m-instruct.q4_1"
     start_model(settings, smollm2_gguf, name, ctx_size=256, parallel=1)
     try:
-        with pytest.raises(InputError) as refused:
-            plan(settings, source=str(smollm2_gguf), quant="F16")
-        assert "already served" in refused.value.cause and "replace" in refused.value.next_step
+        beside = plan(settings, source=str(smollm2_gguf), quant="F16")
+        assert (beside.name, beside.version, beside.live) == (f"{name}@2", 2, False)
+        register = next(s.detail for s in beside.plan if s.step == "register")
+        assert "served beside the live version" in register and "recorded as version 1 first" in register
+        assert f"deployments/{name}@2/{name}@2.deploy.json" in next(s.detail for s in beside.plan if s.step == "manifest")
         replacing = plan(settings, source=str(smollm2_gguf), quant="F16", replace=True)
+        assert (replacing.name, replacing.version, replacing.live) == (name, 2, True)
         assert "replaces the model served" in next(s.detail for s in replacing.plan if s.step == "register")
+        assert not (settings.state_dir / "versions" / f"{name}.json").exists()  # a plan writes nothing
     finally:
         stop_model(settings, name)
 

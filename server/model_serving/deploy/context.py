@@ -50,6 +50,9 @@ class DeployResult(BaseModel):
     chat_template: dict[str, str] | None = Field(default=None, description="The template file given to the engine: path and sha256")
     serves: str = Field(default="chat", description="'chat', or 'not a chat model: /v1/completions only'")
     total_seconds: float = 0.0
+    version: int | None = Field(default=None, description="The version of the name this deploy made (NAME@N)")
+    live: bool | None = Field(default=None, description="Whether it is live; if not it is served beside the live one")
+    next_steps: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,21 @@ class Source:
 
 
 @dataclass(frozen=True)
+class VersionPlan:
+    """The version a deploy makes: its number, whether it goes live at once, and a served model it adopts as version 1."""
+
+    public: str  # the name clients use
+    n: int
+    live: bool  # live at once (the first version, --replace, or nothing serves the name); else served beside
+    adopt: str | None = None  # a model served under the name with no versions recorded: recorded as version 1 first
+
+
+def version_label(version: VersionPlan) -> str:
+    """NAME for version 1, NAME@N after it: the version's folder and manifest name."""
+    return version.public if version.n == 1 else f"{version.public}@{version.n}"
+
+
+@dataclass(frozen=True)
 class DeployPlan:
     """Every decision a deploy makes, taken before it writes anything."""
 
@@ -81,6 +99,7 @@ class DeployPlan:
     steps: list[PlannedStep]
     chat_template: TemplateFile | None = None  # the user's template, which replaces the source's on every engine
     completions: bool = False  # served for /v1/completions only: no chat template, a completion probe
+    version: VersionPlan | None = None  # which version of the public name this deploy makes (lifecycle/)
 
     @property
     def checkpoint(self) -> Path | None:
@@ -101,7 +120,8 @@ class DeployPlan:
 
     @property
     def manifest_path(self) -> Path:
-        return self.out_dir / f"{self.name}.deploy.json"
+        """One manifest per version, even for versions that share an output folder."""
+        return self.out_dir / f"{version_label(self.version) if self.version else self.name}.deploy.json"
 
     def action(self, step: str) -> str:
         return next((s.action for s in self.steps if s.step == step), "skip")

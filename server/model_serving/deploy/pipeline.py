@@ -21,6 +21,7 @@ from .context import DeployContext, DeployPlan, DeployResult, Source
 from .manifest import tool_versions, write_manifest
 from .plan import make_plan
 from .steps import STEPS
+from .versioning import record_finished
 
 # Imported inside functions: bench.plots (the bench floor loads numpy), only for the bench step's plots.
 
@@ -39,7 +40,8 @@ def deploy(settings: Settings, request: DeployRequest, progress: Progress | None
             held.enter_context(deploy_claim(settings, name, source.label))
 
         plan = make_plan(settings, request, claim=None if request.plan else claim)
-        result = DeployResult(name=plan.name, target=plan.target, target_reason=plan.target_reason, plan=plan.steps)
+        result = DeployResult(name=plan.name, target=plan.target, target_reason=plan.target_reason, plan=plan.steps,
+                              version=plan.version.n if plan.version else None, live=plan.version.live if plan.version else None)
         if request.plan:
             result.planned_only = True
             return result
@@ -67,6 +69,7 @@ def _run_steps(settings: Settings, request: DeployRequest, plan: DeployPlan, res
             begin = end
         result.total_seconds = round(time.perf_counter() - started, 3)
         result.manifest_path = str(write_manifest(ctx))
+        record_finished(ctx, Path(result.manifest_path))
     except BaseException:
         _remove_empty(created)
         raise

@@ -28,9 +28,10 @@ from model_serving.util.filehash import HashCache
 from model_serving.util.paths import confine, tree_sha256
 
 from .claim import deploy_running
-from .context import DeployPlan, Engine, PlannedStep, Source
+from .context import DeployPlan, Engine, PlannedStep, Source, VersionPlan, version_label
 from .source import deploy_name, find_source
 from .template import check_template, probe_text, template_text
+from .versioning import default_folder, plan_version, served_name
 
 
 def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, Source], None] | None = None) -> DeployPlan:
@@ -48,21 +49,23 @@ def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, 
     as_is = source.pulled or (request.quant is None and source.kind == "gguf" and source.quantized)
     qtype = None if as_is else _check_requantize(source, wanted, request.allow_requantize)
     matrix = _imatrix(settings, qtype, request)
-    name = deploy_name(source, request.name)
+    public = deploy_name(source, request.name)
     if claim is not None:
-        claim(name, source)
-    elif (running := deploy_running(settings, name)) is not None:
+        claim(public, source)  # the public name: two deploys never pick one version number
+    elif (running := deploy_running(settings, public)) is not None:
         raise running
+    target, reason = _choose_target(settings, request.target, request.completions)
+    version, served = plan_version(settings, public, target, request.replace)
+    name = served_name(version, target)
     out_dir = (confine(request.output, settings.roots, must_exist=False, what="output folder") if request.output
-               else settings.roots[0] / "deployments" / name)
+               else default_folder(settings.roots[0], version))
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"The output folder {out_dir} is a file.", "Pass a folder for out_dir, or leave it out.")
-    target, reason = _choose_target(settings, request.target, request.completions)
     if target == "embedded":
         _check_context(source, request)
-    replacing = _check_name_free(settings, name, target, source, out_dir, request.replace)
+    replacing = _check_out_dir(version, served, source, out_dir, request.replace)
     draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[],
-                       chat_template=template, completions=request.completions)
+                       chat_template=template, completions=request.completions, version=version)
     plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing, HashCache(settings.state_dir), matrix))
     _check_disk(plan)
     return plan
@@ -131,13 +134,10 @@ def _choose_target(settings: Settings, target: str, completions: bool = False) -
     return "embedded", f"auto: Ollama does not answer at {settings.ollama_host}, so the embedded engine serves it"
 
 
-def _check_name_free(settings: Settings, name: str, target: Engine, source: Source, out_dir: Path, replace: bool) -> str | None:
-    """Where a model of this name already lives (replaced only with `replace`), or None when the name is free."""
-    taken = _served_as(settings, name, target)
-    if taken and not replace:
-        raise InputError(f"A model named {name!r} is already {taken}.",
-                         "Pass replace (--replace) to replace it, or choose another name (--name).")
-    manifest = out_dir / f"{name}.deploy.json"
+def _check_out_dir(version: VersionPlan, served: str | None, source: Source, out_dir: Path, replace: bool) -> str | None:
+    """What this deploy replaces (the model under the plain name, when it goes live in its place), or None; refuses to
+    overwrite the deployment of another source in the output folder."""
+    manifest = out_dir / f"{version_label(version)}.deploy.json"
     try:
         previous = json.loads(manifest.read_text(encoding="utf-8")).get("source")
     except (OSError, ValueError, AttributeError):
@@ -145,7 +145,7 @@ def _check_name_free(settings: Settings, name: str, target: Engine, source: Sour
     if previous is not None and previous != source.label and not replace:
         raise InputError(f"{out_dir} holds the deployment of another source ({previous}); this deploy would overwrite it.",
                          "Choose another name or out_dir, or pass replace (--replace) to overwrite it.")
-    return taken
+    return served if version.live else None
 
 
 def _check_vllm_source(source: Source, request: DeployRequest) -> None:
@@ -159,19 +159,6 @@ def _check_vllm_source(source: Source, request: DeployRequest) -> None:
     if source.context_length and request.ctx_size > source.context_length:
         raise InputError(f"ctx_size {request.ctx_size} is longer than the {source.context_length} tokens {source.model_name} was trained for.",
                          f"Pass ctx_size at most {source.context_length}.")
-
-
-def _served_as(settings: Settings, name: str, target: Engine) -> str | None:
-    if target in ("embedded", "vllm"):
-        from model_serving.serve.embedded.engine import list_models
-
-        running = [m for m in list_models(settings) if m.name == name and m.state == "running"]
-        return f"served by the embedded engine at {running[0].base_url}" if running else None
-    from model_serving.serve.ollama import names
-    from model_serving.serve.ollama.client import OllamaClient
-
-    with OllamaClient(settings, timeout=10) as client:
-        return f"registered with Ollama at {client.host}" if client.exists(names.canonical(name)) else None
 
 
 def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, hashes: HashCache,
@@ -205,7 +192,8 @@ def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, hash
         steps.append(PlannedStep(step="quantize", action="reuse" if reused else "run", detail=f"quantize to {plan.qtype}{how}{check}: {plan.quant_path}"))
     where = f"; replaces the model {replacing}" if replacing else ""
     steps.append(PlannedStep(step="register", action="run",
-                             detail=f"serve as {plan.name!r} on {plan.target} ({plan.target_reason}){where}{template_text(plan)}, then {probe_text(plan)}"))
+                             detail=f"serve as {plan.name!r} on {plan.target} ({plan.target_reason}){where}{version_text(plan)}{template_text(plan)}, "
+                                    f"then {probe_text(plan)}"))
     concurrency = request.concurrency or request.parallel
     steps.append(PlannedStep(step="bench", action="run" if request.bench else "skip",
                              detail=f"{request.bench_requests} streaming requests, {concurrency} at a time, unique prompts: failures first, goodput, TTFT, latency, max concurrency under SLO"))
@@ -220,10 +208,20 @@ def _vllm_steps(plan: DeployPlan, request: DeployRequest, replacing: str | None)
     return [PlannedStep(step="export", action="skip", detail="vLLM serves the Hugging Face checkpoint: no GGUF"),
             PlannedStep(step="quantize", action="skip", detail=f"vLLM serves {plan.checkpoint} in its own dtype"),
             PlannedStep(step="register", action="run", detail=f"serve {plan.checkpoint} as {plan.name!r} on vLLM ({plan.target_reason}){where}"
-                        f"{template_text(plan)}, then {probe_text(plan)}"),
+                        f"{version_text(plan)}{template_text(plan)}, then {probe_text(plan)}"),
             PlannedStep(step="bench", action="run" if request.bench else "skip",
                         detail=f"{request.bench_requests} streaming requests, {concurrency} at a time, unique prompts: failures first, goodput, TTFT, latency, max concurrency under SLO"),
             PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}")]
+
+
+def version_text(plan: DeployPlan) -> str:
+    v = plan.version
+    if v is None or (v.n == 1 and v.adopt is None):
+        return ""
+    first = f"; the model served as {v.public!r} is recorded as version 1 first" if v.adopt else ""
+    if v.live:
+        return f"; version {v.n} of {v.public!r}, live at once{first}"
+    return f"; version {v.n} of {v.public!r}, served beside the live version (not live: eval, canary, then promote){first}"
 
 
 def _reusable_export(plan: DeployPlan, steps: list[PlannedStep], hashes: HashCache) -> str | None:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 
 from model_serving.errors import InputError, VerificationFailed
+from model_serving.requests import SERVED_NAME_PATTERN
 from model_serving.serve.engine_names import ServedEngine
 from model_serving.serve.probe_checks import ProbeResult
 from model_serving.serve.processes import STOP_GRACE_S, alive, free_port, port_free, rss, terminate
@@ -30,7 +31,7 @@ from model_serving.settings import Settings
 from model_serving.util import claim as util_claim
 from model_serving.util.paths import write_text_atomic
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,63}$")
+NAME = re.compile(SERVED_NAME_PATTERN)  # a model name, or NAME@N: version N >= 2 served beside version 1 (lifecycle/)
 GATEWAY = "@gateway"  # the gateway's file stem: a name starts with a letter or digit
 SOURCE = AliasChoices("source", "gguf_path")  # records written before `source` named it gguf_path
 
@@ -130,7 +131,8 @@ class ServedModel(BaseModel):
 
 def check_name(name: str) -> str:
     if not NAME.match(name):
-        raise InputError(f"{name!r} is not a valid model name.", "Use lowercase letters, digits and . _ : - (at most 64, starting with a letter or digit).")
+        raise InputError(f"{name!r} is not a valid model name.", "Use lowercase letters, digits and . _ : - (at most 64, starting with a letter or digit); "
+                         "a version served beside is NAME@N.")
     return name
 
 
@@ -154,7 +156,7 @@ def log_path(settings: Settings, name: str) -> Path:
 
 
 def replica_log_path(settings: Settings, name: str, index: int) -> Path:
-    return directory(settings) / f"{key(name)}@r{index}.log"  # '@' is not in a name: never another model's log
+    return directory(settings) / f"{key(name)}@r{index}.log"  # a version is NAME@<digits>, never NAME@r<digits>: never another model's log
 
 
 def save(settings: Settings, model: ServedModel) -> None:
