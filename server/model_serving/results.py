@@ -321,6 +321,9 @@ def _deploy(r: Any) -> Rendering:
     for label, value in (("", capacity), ("endpoint: ", r.endpoint), ("manifest: ", r.manifest_path)):
         if value:
             out.add(f"  {label}{value}")
+    if r.version is not None and (r.version > 1 or not r.live):
+        out.add(f"  version {r.version}: " + ("live" if r.live else "served beside the live version, not live"), "note")
+    out.lines.extend(Line(f"  next: {step}", "note") for step in r.next_steps)
     return out
 
 
@@ -588,3 +591,57 @@ def _ollama_ps(running: Any) -> Rendering:
         expiry = "forever" if m.expires_in_s is not None and m.expires_in_s > 10**8 else (f"in {m.expires_in_s:.0f} s" if m.expires_in_s is not None else "?")
         out.add(f"{m.name:40} {human_size(m.size):>10}  {m.processor:16} ctx {m.context_length or '-':>6}  expires {expiry}")
     return out
+
+
+# --- versions (issue 23) ---
+
+
+def _period(periods: list[Any]) -> str:
+    return ", ".join(f"{p.since[:19]} to {(p.until or 'now')[:19]}" for p in periods) or "never live"
+
+
+@renders("VersionHistory")
+def _history(h: Any) -> Rendering:
+    canary = f"; canary @{h.canary.version} at {h.canary.share}%" if h.canary else ""
+    out = Rendering(f"{h.name}: {len(h.versions)} version(s), live @{h.live}{canary}", "bold")
+    for v in h.versions:
+        mark = "live" if v.live else (f"canary {v.canary_share}%" if v.canary_share is not None else v.state)
+        sha = f" sha256 {v.source_sha256[:12]}" if v.source_sha256 else ""
+        out.add(f"  @{v.n:<3} {mark:11} {v.target:8} as {v.served_as}  {v.quant or '-'}  {v.created_at[:19]}", "ok" if v.live else "")
+        out.add(f"       source {v.source}{sha}")
+        if v.quality:
+            out.add(f"       quality {v.quality.get('verdict')} {v.quality.get('summary', '')}")
+        if v.bench:
+            out.add(f"       bench {', '.join(f'{k} {s}' for k, s in (v.bench.get('verdicts') or {}).items())}")
+        out.add(f"       live {_period(v.live_periods)}" + (f"; at {v.base_url}" if v.base_url else ""))
+    return out
+
+
+@renders("PruneResult")
+def _prune(r: Any) -> Rendering:
+    verb = "would free" if r.planned else "freed"
+    out = Rendering(f"{r.name}: {'plan: ' if r.planned else ''}{len(r.pruned)} version(s) pruned, {verb} {human_size(r.freed_bytes)}", "ok")
+    for p in r.pruned:
+        out.add(f"  @{p.n} ({p.served_as}): {human_size(p.freed_bytes)}" + "".join(f"\n    {'would remove' if r.planned else 'removed'} {f}" for f in p.removed))
+    for why in r.kept:
+        out.add(f"  kept {why}")
+    return out
+
+
+@renders("SwitchResult")
+def _switch(r: Any) -> Rendering:
+    if r.action == "canary":
+        what = f"canary @{r.canary.version} gets {r.canary.share}% of {r.name}" if r.canary else f"no canary: @{r.live} gets all of {r.name}"
+        out = Rendering(f"{what} on the gateway", "ok")
+    else:
+        out = Rendering(f"{r.action}: {r.name} now answers as @{r.live} (was @{r.was_live}) on {r.target}", "ok")
+    if r.route:
+        out.add("  route " + ", ".join(f"{b['model']} {b['weight']}" for b in r.route))
+    if r.endpoint:
+        out.add(f"  clients: {r.endpoint} with model {r.name!r}")
+    if r.probe:
+        out.add(f"  probe {'same answer' if r.probe.same else 'DIFFERENT answer'} through {r.name} and @{r.live}: {r.probe.public_answer!r}",
+                "ok" if r.probe.same else "bad")
+    out.lines.extend(Line(f"  next: {step}", "note") for step in r.next_steps)
+    return out
+# --- end versions ---

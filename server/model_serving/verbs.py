@@ -37,6 +37,7 @@ from model_serving.requests import (
     RegisterRequest,
     RooflineRequest,
     ServeStartRequest,
+    VersionsRequest,
 )
 from model_serving.settings import Settings
 from model_serving.util.paths import clean, confine
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from model_serving.cluster.cost import CostEstimate
     from model_serving.deploy.context import DeployResult
     from model_serving.jobs import Progress
+    from model_serving.lifecycle.history import PruneResult, VersionHistory
+    from model_serving.lifecycle.switch import SwitchResult
     from model_serving.publish.outcome import PublishResult
     from model_serving.quantize.quantizer import QuantizeResult
     from model_serving.serve.gateway.llama_router import Gateway
@@ -389,3 +392,28 @@ def bench_compare(settings: Settings, req: BenchCompareRequest, progress: Progre
 
     return run_compare(settings, req, progress)
 # --- end vLLM engine and bench compare ---
+
+
+# --- versions (issue 23) ---
+_VERSION_FIELDS = {"share": {"canary"}, "keep": {"prune"}, "plan": {"prune"}}
+
+
+def model_versions(settings: Settings, req: VersionsRequest) -> VersionHistory | PruneResult | SwitchResult:
+    """A name's versions: history, promote NAME@N, rollback NAME, canary NAME@N share%, prune (keep, plan)."""
+    from model_serving.lifecycle import history, switch
+
+    stray = [f for f, actions in _VERSION_FIELDS.items() if getattr(req, f) not in (None, False) and req.action not in actions]
+    if stray:
+        raise InputError(f"{', '.join(stray)} do not apply to {req.action}.", "Leave them out: share is canary's, keep and plan are prune's.")
+    if req.action == "history":
+        return history.history(settings, req.name)
+    if req.action == "prune":
+        return history.prune(settings, req.name, keep=req.keep, plan=req.plan)
+    if req.action == "promote":
+        return switch.promote(settings, req.name)
+    if req.action == "rollback":
+        return switch.rollback(settings, req.name)
+    if req.share is None:
+        raise InputError("canary needs the share of requests to send to the version.", f"Give share (percent, 0 ends the canary): canary {req.name} --share 10.")
+    return switch.canary(settings, req.name, req.share)
+# --- end versions ---

@@ -91,14 +91,15 @@ class VersionBook(BaseModel):
     def next_n(self) -> int:
         return max((v.n for v in self.versions), default=0) + 1
 
-    def go_live(self, n: int) -> None:
-        """Make version n live: the old live version's period ends and it goes on the rollback stack."""
+    def go_live(self, n: int, *, push: bool = True) -> None:
+        """Make version n live: the old live version's period ends and (unless rolled back from) it goes on the rollback stack."""
         stamp = now()
         if self.live is not None and self.live != n:
             old = self.get(self.live)
             for period in old.live_periods:
                 period.until = period.until or stamp
-            self.previous = [p for p in self.previous if p != self.live] + [self.live]
+            if push:
+                self.previous = [p for p in self.previous if p != self.live] + [self.live]
         self.previous = [p for p in self.previous if p != n]
         self.live = n
         new = self.get(n)
