@@ -53,6 +53,7 @@ CLI_VIEWS = {"serve list": "serving_status", "ollama version": "serving_status",
 # CLI verbs that are one action of one tool on MCP: (tool, action, CLI field -> tool field)
 CLI_ACTIONS = {"ollama cp": ("ollama_manage", "copy", {"source": "name"}), "ollama rm": ("ollama_manage", "delete", {}),
                "ollama unload": ("ollama_manage", "unload", {}), "ollama pull": ("ollama_manage", "pull", {})}
+CLI_ACTIONS |= {verb: ("model_versions", verb, {}) for verb in ("history", "promote", "rollback", "canary", "prune")}  # issue 23
 CLI_ONLY = {"bench roofline": "every bench result of a served GGUF carries the roofline"}
 CLI_DISPLAY_ONLY = {"ollama show": {"only_modelfile"}, "ollama rm": {"yes"}, "status": {"watch", "interval"}}  # presentation, not capability
 CLI_WITHOUT_MODEL = {"skill", "mcp-config"}  # authoring tools for this repository, not serving verbs

@@ -1,6 +1,6 @@
 """`history NAME` (every version: source, quant, results, when it was live) and `prune NAME` (the old ones removed).
 
-Prune never removes the live version or the canary, and keeps the newest `keep` versions. Removing a version stops
+Prune never removes the live version or the canary, and keeps `keep` versions in all (those two first, then the newest). Removing a version stops
 its engine (Ollama: deletes its tag; the blobs another tag uses stay), deletes its output folder (only the files that
 are its own when versions share a folder, and never a file outside the configured roots, so a GGUF deployed as it is
 stays where the user keeps it) and keeps its history row, marked pruned. The plan says what each removal frees.
@@ -92,12 +92,16 @@ def _size(path: Path) -> int:
 
 
 def _kept(book: store.VersionBook, keep: int) -> dict[int, str]:
-    alive = [v for v in book.versions if v.state != "pruned"]
-    why = {v.n: f"one of the newest {keep}" for v in sorted(alive, key=lambda v: v.n)[-keep:]}
-    if book.canary is not None:
-        why[book.canary.version] = f"the canary ({book.canary.share}%)"
+    """The versions prune keeps, and why: the live one and the canary always, then the newest up to `keep` in all."""
+    why: dict[int, str] = {}
     if book.live is not None:
         why[book.live] = "live"
+    if book.canary is not None:
+        why[book.canary.version] = f"the canary ({book.canary.share}%)"
+    for v in sorted((v for v in book.versions if v.state != "pruned"), key=lambda v: -v.n):
+        if len(why) >= keep:
+            break
+        why.setdefault(v.n, f"one of the {keep} kept")
     return why
 
 
