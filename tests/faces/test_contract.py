@@ -9,7 +9,7 @@ import pytest
 from mcp import Client
 
 from model_serving.mcp.server import INSTRUCTIONS, create_server
-from model_serving.mcp.skill import PROMPT_TARGETS, deploy_prompt_text
+from model_serving.mcp.skill import PROMPT_TARGETS, deploy_prompt_text, versions_prompt_text
 from model_serving.quantize.quantizer import resolve_qtype
 from model_serving.requests import DeployRequest, flat_schema
 from model_serving.settings import Settings
@@ -46,7 +46,8 @@ async def test_prompts_instructions_and_descriptions_name_only_what_exists(setti
     parameters = {p for t in tools.tools for p in t.input_schema["properties"]}
     texts = {"instructions": INSTRUCTIONS, **{f"tool {t.name}": t.description or "" for t in tools.tools},
              **{f"{t.name}.{n}": p.get("description", "") for t in tools.tools for n, p in t.input_schema["properties"].items()},
-             **{f"prompt {target}": deploy_prompt_text("m", where, "", "") for target, where in PROMPT_TARGETS.items()}}
+             **{f"prompt {target}": deploy_prompt_text("m", where, "", "") for target, where in PROMPT_TARGETS.items()},
+             "prompt model_versions": versions_prompt_text("m", "")}
     old_names = {old for spec in create_server(settings).specs.values() for old in spec.request.renamed}
     for where, text in texts.items():
         unknown = identifiers(text) - tool_names - parameters - (old_names if where == "instructions" else set())

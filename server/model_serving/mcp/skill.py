@@ -41,6 +41,26 @@ def deploy_prompt_text(model_path: str, target: str, hardware: str, goal: str) -
     )
 
 
+def versions_prompt_text(name: str, source: str) -> str:
+    """The lifecycle workflow with each decision's rule (skill: SKILL.md 'Releasing a new version', references/lifecycle.md)."""
+    new = source or "the new checkpoint (a fine-tune, or a merge from merge_adapter with a method)"
+    return (
+        f"Release {new} as a new version of the served model {name}, following the model-serving skill "
+        f"(skill://{SKILL_NAME}/references/lifecycle.md).\n"
+        f"1. deploy_model with name {name} and without replace, then job_status (wait_s 30) until completed: the result must say "
+        f"version N, not live ({name}@N is served beside the live version).\n"
+        f"2. Eval {name}@N against {name}@live on the user's eval set (ask for it). Rule: worse on a figure the user cares about -> "
+        "stop and do not promote; better or not distinguishable -> go on.\n"
+        f"3. Embedded engine: model_versions action canary, name {name}@N, share 10; watch serving_metrics for a few hundred requests. "
+        "Rule: an error rate or p95 latency above the live version's or the target -> canary share 0 and stop; else go on. "
+        "Ollama has no canary: go to 4 and say so.\n"
+        f"4. model_versions action promote, name {name}@N: probe.same must be true.\n"
+        f"5. If users report a regression: model_versions action rollback, name {name}; probe.same must be true again. "
+        f"Later, model_versions action prune with plan, then without, keeps the live version and the previous one.\n"
+        "Report each decision with the figures behind it."
+    )
+
+
 def register(mcp: Any) -> None:
     """The skill's files as resources and the deploy prompt."""
     try:
@@ -85,3 +105,11 @@ def register(mcp: Any) -> None:
     ) -> str:
         """Walk through inspect_model -> deploy_model (or export, quantize, register, bench) with the skill's decisions."""
         return deploy_prompt_text(model_path, PROMPT_TARGETS[target], hardware, goal)
+
+    @mcp.prompt(name="model_versions", title="Release a new version: deploy beside, eval against live, canary, promote or roll back")
+    def versions(
+        name: Annotated[str, Field(description="The served name whose new version this is")],
+        source: Annotated[str, Field(description="The new checkpoint, GGUF or merge output")] = "",
+    ) -> str:
+        """Merge -> deploy as version -> eval against live -> canary -> promote/rollback, each decision with its rule."""
+        return versions_prompt_text(name, source)
