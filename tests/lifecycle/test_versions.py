@@ -64,7 +64,8 @@ def test_versions_on_ollama_promote_rollback_prune(ollama_settings: Settings, ol
     with OllamaClient(settings) as client:
         assert {"smol:latest", "smol:v1", "smol:v2"} <= {m.name for m in client.list()}
 
-        def ask(model: str) -> str:
+        def ask(model: str) -> str:  # from a fresh load, as the switch's probe asks (lifecycle/probe.py)
+            client.unload(model)
             return client.chat(model, PROBE_MESSAGES, options=GREEDY).content
 
         first, second = ask("smol"), ask("smol:v2")

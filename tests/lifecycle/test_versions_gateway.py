@@ -38,7 +38,7 @@ def live(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
 
 
 def ask(base_url: str, model: str) -> str:
-    body = {"model": model, "messages": PROBE_MESSAGES, "max_tokens": MAX_TOKENS, "temperature": 0, "seed": 0}
+    body = {"model": model, "messages": PROBE_MESSAGES, "max_tokens": MAX_TOKENS, "temperature": 0, "seed": 0, "cache_prompt": False}
     reply = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=180)
     reply.raise_for_status()
     return str(reply.json()["choices"][0]["message"]["content"])

@@ -111,6 +111,11 @@ def _stop_replaced(settings: Settings, version: VersionPlan) -> None:
 def _version(ctx: DeployContext, served_as: str) -> Version:
     plan = ctx.plan
     artifact = ctx.served or plan.checkpoint
+    if plan.source.kind == "gguf" and plan.source.path is not None and ctx.source_sha256 is None:  # served as it is: no step hashed it
+        from model_serving.util.filehash import HashCache
+
+        ctx.source_sha256 = HashCache(ctx.settings.state_dir).sha256(plan.source.path)
+        ctx.served_sha256 = ctx.served_sha256 or (ctx.source_sha256 if ctx.served == plan.source.path else None)
     return Version(n=plan.version.n if plan.version else 1, served_as=served_as, target=plan.target, source=plan.source.label,
                    source_sha256=ctx.source_sha256, quant=plan.qtype or plan.source.file_type, artifact=str(artifact) if artifact else None,
                    artifact_sha256=ctx.served_sha256, out_dir=str(plan.out_dir), created_at=store.now(), answer=ctx.result.answer,

@@ -1,4 +1,10 @@
-"""The probe after a switch: the public name must answer as the version it now points at does (greedy, one question)."""
+"""The probe after a switch: the public name must answer as the version it now points at does (greedy, one question).
+
+Greedy answers are compared exactly, so both must be computed alike: a prompt served partly from an engine's prompt
+cache runs its prefix in other batch shapes, and a near tie can then flip a token. llama-server is asked with
+`cache_prompt` off; Ollama has no such option, so each name is unloaded before it is asked (the public name and the
+version's tag share one runner once they point at the same blobs, which a switch loads anew anyway).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ class ProbeComparison(BaseModel):
 
 
 def _openai(url: str, model: str) -> str:
-    body: dict[str, Any] = {"model": model, "messages": PROBE_MESSAGES, "max_tokens": MAX_TOKENS, "temperature": 0, "seed": 0}
+    body: dict[str, Any] = {"model": model, "messages": PROBE_MESSAGES, "max_tokens": MAX_TOKENS, "temperature": 0, "seed": 0,
+                            "cache_prompt": False}
     reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT_S)
     reply.raise_for_status()
     return str(reply.json()["choices"][0]["message"].get("content") or "")
@@ -35,6 +42,7 @@ def _ollama(settings: Settings, model: str) -> str:
     from model_serving.serve.ollama.client import OllamaClient
 
     with OllamaClient(settings) as client:
+        client.unload(model)
         return client.chat(model, PROBE_MESSAGES, options={"temperature": 0, "seed": 0, "num_predict": MAX_TOKENS}).content
 
 
