@@ -100,3 +100,16 @@ def test_versions_on_ollama_promote_rollback_prune(ollama_settings: Settings, ol
 
 def ask_ok(client: OllamaClient) -> bool:
     return bool(client.chat("smol", PROBE_MESSAGES, options=GREEDY).content)
+
+
+def test_the_gateway_serves_a_version_with_the_template_it_was_deployed_with() -> None:
+    from model_serving.serve.gateway import preset
+    from model_serving.serve.registry import ServedModel
+
+    common = {"source": "/m/smol.gguf", "port": 1, "pid": 1, "ctx_size": 512, "parallel": 1, "threads": 2, "started_at": "t", "log_path": "l"}
+    models = [ServedModel(name="smol", base_url="u", **common),
+              ServedModel(name="smol@2", base_url="u", chat_template_file="/m/french.jinja", **common)]  # type: ignore[arg-type]
+    items, skipped = preset.entries(models)
+    assert [e.name for e in items] == ["smol", "smol@2"] and skipped == []
+    text = preset.render(items, 300)
+    assert text.count("chat-template-file") == 1 and "[smol@2]\nmodel = /m/smol.gguf\nchat-template-file = /m/french.jinja\n" in text

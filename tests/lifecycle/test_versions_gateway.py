@@ -71,3 +71,11 @@ def test_two_versions_served_at_once_canary_promote_rollback(live: Settings, smo
     assert back.live == 1 and back.probe is not None and back.probe.same
     assert back.probe.public_answer == first  # through the public name, the old version's answer
     assert history(live, "smol").live == 1
+
+    # replace with the gateway up: the new version is live at once through the route, and the old one keeps serving
+    three = deploy(live, DeployRequest(source=str(bare), chat_template=str(template), replace=True, **small))
+    assert (three.name, three.version, three.live) == ("smol@3", 3, True)
+    assert {"smol", "smol@3"} <= {m.name for m in list_models(live) if m.state == "running"}
+    assert ask(gateway.base_url, "smol") == second
+    again = rollback(live, "smol")
+    assert again.live == 1 and again.probe is not None and again.probe.same and ask(gateway.base_url, "smol") == first

@@ -79,6 +79,7 @@ class VersionPlan:
     n: int
     live: bool  # live at once (the first version, --replace, or nothing serves the name); else served beside
     adopt: str | None = None  # a model served under the name with no versions recorded: recorded as version 1 first
+    routed: bool = False  # live through the gateway's route, served beside as NAME@N: the old version keeps serving for rollback
 
 
 def version_label(version: VersionPlan) -> str:

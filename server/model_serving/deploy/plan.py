@@ -145,7 +145,7 @@ def _check_out_dir(version: VersionPlan, served: str | None, source: Source, out
     if previous is not None and previous != source.label and not replace:
         raise InputError(f"{out_dir} holds the deployment of another source ({previous}); this deploy would overwrite it.",
                          "Choose another name or out_dir, or pass replace (--replace) to overwrite it.")
-    return served if version.live else None
+    return served if version.live and not version.routed else None
 
 
 def _check_vllm_source(source: Source, request: DeployRequest) -> None:
@@ -219,6 +219,8 @@ def version_text(plan: DeployPlan) -> str:
     if v is None or (v.n == 1 and v.adopt is None):
         return ""
     first = f"; the model served as {v.public!r} is recorded as version 1 first" if v.adopt else ""
+    if v.routed:
+        return f"; version {v.n} of {v.public!r}, live at once through the gateway's route (the version live now keeps serving, for rollback){first}"
     if v.live:
         return f"; version {v.n} of {v.public!r}, live at once{first}"
     return f"; version {v.n} of {v.public!r}, served beside the live version (not live: eval, canary, then promote){first}"

@@ -2,8 +2,9 @@
 
 The first deploy of a name is version 1, served under the plain name as before. A deploy of a name that is already
 served becomes version N+1, served beside the live one (embedded and vLLM: the record `NAME@N`; Ollama: the tag
-`NAME:vN`) and not live until `promote`; with `replace` it goes live at once (embedded: it replaces the engine under
-the plain name; Ollama: the public name becomes a copy of its tag, the old tags keep their blobs). A name served with
+`NAME:vN`) and not live until `promote`; with `replace` it goes live at once (embedded with a running gateway: served
+beside and routed to, the old version serving on for a rollback; without the gateway it replaces the engine under the
+plain name; Ollama: the public name becomes a copy of its tag, the old tags keep their blobs). A name served with
 no version recorded (started by `serve start`, or deployed before versions) is recorded as version 1 first.
 """
 
@@ -45,14 +46,22 @@ def plan_version(settings: Settings, name: str, target: Engine, replace: bool) -
     if not versions and taken is None:
         return VersionPlan(public=name, n=1, live=True), None
     n = book.next_n() if book is not None and versions else 2
-    return VersionPlan(public=name, n=n, live=replace or taken is None, adopt=taken if not versions else None), taken
+    routed = replace and taken is not None and target == "embedded" and _gateway_running(settings)
+    return VersionPlan(public=name, n=n, live=replace or taken is None, adopt=taken if not versions else None, routed=routed), taken
+
+
+def _gateway_running(settings: Settings) -> bool:
+    from model_serving.serve.registry import load_gateway
+
+    record = load_gateway(settings)
+    return record is not None and record.state == "running"
 
 
 def served_name(version: VersionPlan, target: Engine) -> str:
     """What the engine serves this version as: the plain name when it takes the name's place, else NAME@N (Ollama: a tag)."""
     if target == "ollama":
         return version.public if version.n == 1 else store.served_as(version.public, version.n, "ollama")
-    return version.public if version.live else f"{version.public}@{version.n}"
+    return version.public if version.live and not version.routed else f"{version.public}@{version.n}"
 
 
 def default_folder(root: Path, version: VersionPlan) -> Path:
@@ -92,7 +101,11 @@ def record_served(ctx: DeployContext) -> None:
                 client.copy(version.public, served_as)  # the version keeps its blobs when the name is re-pointed
             elif version.live:
                 client.copy(served_as, version.public)
-    if version.live and plan.target != "ollama":
+    if version.routed:  # the gateway's route takes the name to it; the old version keeps serving, for rollback
+        from model_serving.lifecycle.switch import route_alone
+
+        route_alone(ctx.settings, version.public, served_as)
+    elif version.live and plan.target != "ollama":
         _stop_replaced(ctx.settings, version)
     store.record_deploy(ctx.settings, version.public, _version(ctx, served_as), live=version.live)
     ctx.result.version, ctx.result.live = version.n, version.live

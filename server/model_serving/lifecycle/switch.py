@@ -71,6 +71,11 @@ def _route(settings: Settings, name: str, weights: list[tuple[str, int]]) -> lis
     return [{"model": m, "weight": w} for m, w in weights]
 
 
+def route_alone(settings: Settings, name: str, served_as: str) -> None:
+    """Send every request for the public name to `served_as` on the gateway (a deploy with replace, served beside)."""
+    _route(settings, name, [(served_as, 100)])
+
+
 def _point(settings: Settings, book: store.VersionBook, version: store.Version, verb: str) -> tuple[list[dict[str, int | str]], str]:
     """Make `version` answer the public name alone; the route (gateway) and the endpoint clients use."""
     if version.target == "ollama":

@@ -39,6 +39,7 @@ class PresetEntry(BaseModel):
     ctx_size: int
     parallel: int
     threads: int
+    chat_template_file: str | None = Field(None, description="The template the model was served with instead of its GGUF's")
 
 
 def router_id(name: str) -> str:
@@ -61,13 +62,14 @@ def entries(models: list[ServedModel]) -> tuple[list[PresetEntry], list[str]]:
             continue
         if m.engine != "embedded":
             continue
-        common = {"gguf_path": m.source, "ctx_size": m.ctx_size, "parallel": m.parallel, "threads": m.threads}
+        common = {"gguf_path": m.source, "ctx_size": m.ctx_size, "parallel": m.parallel, "threads": m.threads,
+                  "chat_template_file": m.chat_template_file}  # the gateway's instance must prompt as the model's own engine does
         for entry in [PresetEntry(name=m.name, **common),
                       *(PresetEntry(name=a.name, lora=a.source, adapter_of=m.name, **common) for a in m.adapters)]:
             if router_id(entry.name) in found:
                 taken = found[router_id(entry.name)]
                 skipped.append(f"{entry.name}: the router's id {router_id(entry.name)} is taken by {taken.adapter_of or 'a model'} {taken.name}")
-            elif any(c in entry.gguf_path + (entry.lora or "") for c in UNSAFE):
+            elif any(c in entry.gguf_path + (entry.lora or "") + (entry.chat_template_file or "") for c in UNSAFE):
                 skipped.append(f"{entry.name}: its path holds one of ; # or a line break, which the preset file cannot carry")
             else:
                 found[router_id(entry.name)] = entry
@@ -80,6 +82,7 @@ def render(items: list[PresetEntry], keep_alive_s: int) -> str:
              f"sleep-idle-seconds = {keep_alive_s}", "load-on-startup = false", "stop-timeout = 10"]
     for e in items:
         lines += ["", f"[{e.name}]", f"model = {e.gguf_path}", *([f"lora = {e.lora}"] if e.lora else []),
+                  *([f"chat-template-file = {e.chat_template_file}"] if e.chat_template_file else []),
                   f"c = {e.ctx_size}", f"parallel = {e.parallel}", f"threads = {e.threads}", f"threads-batch = {e.threads}"]
     return "\n".join(lines) + "\n"
 
