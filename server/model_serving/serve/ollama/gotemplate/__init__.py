@@ -19,7 +19,7 @@ from model_serving.serve.ollama.gotemplate.core import Core, UnconvertibleTempla
 from model_serving.serve.ollama.gotemplate.expressions import Expressions
 from model_serving.serve.ollama.gotemplate.filters import Filters
 from model_serving.serve.ollama.gotemplate.infer import Infer
-from model_serving.serve.ollama.gotemplate.macros import inline_macros
+from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros
 from model_serving.serve.ollama.gotemplate.statements import Scope, Statements
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
 from model_serving.serve.ollama.gotemplate.tooljson import ToolJSON
@@ -80,7 +80,7 @@ class Converter(Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Core)
 
 
 def convert_ast(source: str, ast: nodes.Template, *, bos: str, eos: str, runtime_adds_bos: bool) -> Converted:
-    conv = Converter(source, bos, eos, runtime_adds_bos, inline_macros(ast))
+    conv = Converter(source, bos, eos, runtime_adds_bos, hoist_macro_calls(inline_macros(ast)))
     body = conv.block(conv.ast.body, Scope({"messages", "tools", "add_generation_prompt"}))
     head = conv.preamble()
     if conv.dated:

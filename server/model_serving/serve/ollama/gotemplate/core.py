@@ -37,6 +37,7 @@ class Loop:
     target: str
     counter: int
     prev: bool = False  # loop.previtem is read
+    next: bool = False  # loop.nextitem is read
     mods: dict[tuple[int, int], str] = field(default_factory=dict)  # (offset, divisor) -> Go counter variable
     total: str = ""  # over a filtered list: the Go variable counting the items kept (loop.length)
     fixed: dict[str, str] | None = None  # an unrolled pass: loop.* known at conversion time
@@ -73,6 +74,7 @@ class Core:
         self.folds: dict[tuple[int, int], _Fold | None] = {}  # (node, consts version) -> folded value
         self.version = 0
         self.kinds: dict[str, str | None] = dict(PROVIDED)  # Go variable name -> kind of its value
+        self.captures: list[str] = []  # Go variables collecting the text of a `set` block or macro call, innermost last
         self.frames: list[list[str]] = []  # prelude statements of the statement being converted
         self.namespaces = {n.target.name for n in ast.find_all(nodes.Assign) if isinstance(n.target, nodes.Name) and _is_call(n.node, "namespace")}
         # With the runtime adding the BOS, the template's first BOS is decided while rendering (see x_Name).
@@ -105,6 +107,7 @@ class Core:
         def count(self, view: View) -> str: ...
         def pick(self, view: View, *, first: bool) -> str: ...
         def tojson(self, node: nodes.Filter) -> str: ...
+        def strip_code(self, go: str, *, left: bool = True, right: bool = True) -> tuple[str, str]: ...
         def kind(self, node: nodes.Node | None) -> str | None: ...
         def block(self, body: list[nodes.Node], scope: Any) -> str: ...
         def inner_scope(self, node: nodes.For, scope: Any, targets: set[str]) -> Any: ...

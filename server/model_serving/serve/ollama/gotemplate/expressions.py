@@ -166,12 +166,15 @@ class Expressions(Core):
             return counted[attr]
         simple = {"index0": i, "index": f'(len (printf "%*s " {i} ""))', "first": f"(eq {i} 0)", "length": f"(len {seq})",
                   "last": f"(eq (len (slice {seq} {i})) 1)", "revindex": f"(len (slice {seq} {i}))",
-                  "revindex0": f"(len (slice (slice {seq} {i}) 1))", "nextitem": f"(index (slice {seq} {i}) 1)"}
+                  "revindex0": f"(len (slice (slice {seq} {i}) 1))"}
         if attr in simple:
             return simple[attr]
         if attr == "previtem":
             loop.prev = True
             return f"$prev{loop.counter}"
+        if attr == "nextitem":
+            loop.next = True  # "" after the last item, as Jinja's is undefined there
+            return f"$next{loop.counter}"
         raise self.fail(f"loop.{attr}", node, attr)
 
     # --- integers ------------------------------------------------------------------------

@@ -11,8 +11,10 @@ from model_serving.serve.ollama.gotemplate.core import Core, View
 from model_serving.serve.ollama.gotemplate.expressions import DEFINED_NOTE, THINK_TAGS
 from model_serving.serve.ollama.gotemplate.text import go_string
 
-TRIM_NOTE = ("`trim`/.strip() are not available in Go templates; values are used as given "
-             "(equal when they have no surrounding whitespace, as Ollama's message text usually has none).")
+TRIM_NOTE = ("`trim`/.strip() strip ASCII whitespace (space, tab, newline, carriage return, vertical tab, form feed, \\x1c-\\x1f) from the ends; "
+             "Python also strips Unicode spaces such as U+00A0 or U+3000, which stay in Ollama's prompt.")
+_SPACES = '" " "\\n" "\\t" "\\r" "\\v" "\\f" "\\x1c" "\\x1d" "\\x1e" "\\x1f"'
+_NEXT = 'len (printf "%*s " {} "")'  # n + 1 (Go templates have no arithmetic)
 _STRIPS = {"strip", "lstrip", "rstrip"}
 _PASSTHROUGH = {"safe", "list", "string"}
 
@@ -23,8 +25,7 @@ class Filters(Core):
         if node.node is None:
             raise self.fail(f"a filter block ({name})", node, "filter")
         if name == "trim" and not node.args:
-            self.note(TRIM_NOTE)
-            return self.expr(node.node)
+            return self.stripped(self.expr(node.node))
         if name in ("length", "count"):
             view = self.seq_view(node.node)
             return self.count(view) if view.pred is not None else f"(len {view.base})"
@@ -102,9 +103,8 @@ class Filters(Core):
         if any(a is None for a in args) or node.kwargs:
             raise self.fail(f"the method .{attr}() with arguments computed at render time", node, attr)
         values = [a.value for a in args if a is not None]
-        if attr in _STRIPS and all(isinstance(v, str) and not v.strip() for v in values):
-            self.note(TRIM_NOTE)
-            return self.expr(base)
+        if attr in _STRIPS and not values:
+            return self.stripped(self.expr(base), left=attr != "rstrip", right=attr != "lstrip")
         if attr in ("startswith", "endswith") and len(values) == 1 and isinstance(values[0], str) and self.kind(base) == "string":
             text, n, lit = self.expr(base), len(values[0].encode()), go_string(values[0])
             at = "0" if attr == "startswith" else f"(len (slice {text} {n}))"
@@ -116,6 +116,32 @@ class Filters(Core):
         if attr == "split" and values and values[0] in THINK_TAGS:
             raise self.fail("a .split() on message text whose pieces are used as a list", node, "split")
         raise self.fail(f"the method .{attr}() on runtime data (Go templates have no string methods)", node, attr)
+
+    def stripped(self, go: str, *, left: bool = True, right: bool = True) -> str:
+        code, var = self.strip_code(go, left=left, right=right)
+        self.emit(code)
+        return var
+
+    def strip_code(self, go: str, *, left: bool = True, right: bool = True) -> tuple[str, str]:
+        """Go statements that strip whitespace off the ends of `go`, and the variable holding the result.
+
+        Two scans from the ends, each stopping at the first other byte (range over an int, Go 1.22+): the cost is the
+        whitespace stripped, not the text's length.
+        """
+        self.note(TRIM_NOTE)
+        t, start, end, i, j = self.fresh("t"), self.fresh("a"), self.fresh("b"), self.fresh("i"), self.fresh("j")
+        code = f"{{{{ {t} := print {go} }}}}{{{{ {start} := 0 }}}}{{{{ {end} := len {t} }}}}"
+        if left:
+            byte = f"slice {t} {i} ({_NEXT.format(i)})"
+            code += (f"{{{{ range {i} := len {t} }}}}{{{{ if not (eq ({byte}) {_SPACES}) }}}}{{{{ break }}}}{{{{ end }}}}"
+                     f"{{{{ {start} = {_NEXT.format(i)} }}}}{{{{ end }}}}")
+        if right:
+            at = f"(len (slice {t} ({_NEXT.format(j)})))"  # len - 1 - j
+            code += (f"{{{{ if lt {start} (len {t}) }}}}{{{{ range {j} := len {t} }}}}"
+                     f"{{{{ if not (eq (slice {t} {at} (len (slice {t} {j}))) {_SPACES}) }}}}{{{{ break }}}}{{{{ end }}}}"
+                     f"{{{{ {end} = {at} }}}}{{{{ end }}}}{{{{ end }}}}")
+        out = self.fresh("s")
+        return code + f'{{{{ {out} := "" }}}}{{{{ if lt {start} {end} }}}}{{{{ {out} = slice {t} {start} {end} }}}}{{{{ end }}}}', out
 
     def is_think_split(self, node: nodes.Node) -> bool:
         if not (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr == "split" and len(node.args) == 1):

@@ -8,7 +8,7 @@ from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.core import Core, is_undefined
 
 _LOOP = {"index": "int", "index0": "int", "length": "int", "revindex": "int", "revindex0": "int", "first": "bool", "last": "bool"}
-_BOOL = (nodes.Compare, nodes.Test, nodes.And, nodes.Or, nodes.Not)
+_BOOL = (nodes.Compare, nodes.Test, nodes.Not)
 _TEXT_FILTERS = {"tojson", "string", "trim", "join", "upper", "lower", "capitalize", "title", "replace", "indent"}
 
 
@@ -25,6 +25,10 @@ class Infer(Core):
             return self.kinds.get(node.name)
         if isinstance(node, _BOOL):
             return "bool"
+        if isinstance(node, (nodes.And, nodes.Or)):
+            # Python's and/or (like Go's) give one of their operands, not a bool
+            left, right = self.kind(node.left), self.kind(node.right)
+            return left if left == right else None
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
             return self.member_kind(node)
         if isinstance(node, nodes.Filter):

@@ -3,8 +3,12 @@
 A Go template has no function that returns text into an expression, but a macro called on its own in an output
 (`{{ render_content(message) }}`) only writes text, so its body can stand in place of the call, with each
 parameter replaced by the argument's expression. The names a macro sets are renamed per call, so they neither leak
-into nor clobber the caller's (Jinja gives a macro its own scope). A recursive macro, a macro called inside an
-expression, with `caller`, `varargs` or `kwargs`, is left as it is, and the conversion refuses it, naming it.
+into nor clobber the caller's (Jinja gives a macro its own scope). A macro called inside an expression
+(`{% set text = render_content(message.content) | trim %}`) becomes a `{% set __macroN %}body{% endset %}` block just
+before the statement, and the call reads `__macroN`: the converter builds such a block's text up in a Go variable.
+A recursive macro, one with `caller`, `varargs` or `kwargs`, or a call whose evaluation Jinja may skip (behind `if`,
+`and`, `or`, or in an `elif` test) of a macro that changes namespace state, is left as it is, and the conversion
+refuses it, naming it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,81 @@ def inline_macros(ast: nodes.Template) -> nodes.Template:
             break
     ast.body = [n for n in ast.body if not (isinstance(n, nodes.Macro) and n.name in usable)]
     return ast
+
+
+def hoist_macro_calls(ast: nodes.Template) -> nodes.Template:
+    """Macro calls inside expressions, each rendered first into a `set` block the expression then reads."""
+    macros = {m.name: m for m in ast.body if isinstance(m, nodes.Macro) and _inlinable(m)}
+    if not macros or not any(isinstance(c.node, nodes.Name) and c.node.name in macros for c in ast.find_all(nodes.Call)):
+        return ast
+    ast = copy.deepcopy(ast)
+    hoister = _Hoist({m.name: m for m in ast.body if isinstance(m, nodes.Macro) and m.name in macros})
+    ast.body = hoister.statements(ast.body)
+    called = {c.node.name for c in ast.find_all(nodes.Call) if isinstance(c.node, nodes.Name)}
+    ast.body = [n for n in ast.body if not (isinstance(n, nodes.Macro) and n.name in hoister.macros and n.name not in called)]
+    return ast
+
+
+class _Hoist:
+    def __init__(self, macros: dict[str, nodes.Macro]) -> None:
+        self.macros = macros
+        self.depth = 0
+
+    def statements(self, body: list[nodes.Node]) -> list[nodes.Node]:
+        out: list[nodes.Node] = []
+        for node in body:
+            if isinstance(node, nodes.Macro) and node.name in self.macros:
+                out.append(node)  # a body is hoisted where it is expanded
+                continue
+            for attr in ("body", "else_"):
+                if isinstance(getattr(node, attr, None), list):
+                    setattr(node, attr, self.statements(getattr(node, attr)))
+            for branch in getattr(node, "elif_", []):
+                branch.body = self.statements(branch.body)
+            out.extend(self.hoisted(node))
+            out.append(node)
+        return out
+
+    def hoisted(self, node: nodes.Node) -> list[nodes.Node]:
+        """`set` blocks for the macro calls in the node's own expressions (not in its nested statements), the calls replaced."""
+        if isinstance(node, nodes.Output):
+            exprs = [(node, "nodes", i) for i in range(len(node.nodes))]
+        elif isinstance(node, (nodes.Assign, nodes.For, nodes.If)):
+            exprs = [(node, {nodes.Assign: "node", nodes.For: "iter", nodes.If: "test"}[type(node)], None)]
+        else:
+            return []
+        blocks: list[nodes.Node] = []
+        for owner, attr, index in exprs:
+            value = getattr(owner, attr) if index is None else getattr(owner, attr)[index]
+            new = self.replace(value, blocks, guarded=False)
+            if index is None:
+                setattr(owner, attr, new)
+            else:
+                getattr(owner, attr)[index] = new
+        return blocks
+
+    def replace(self, expr: nodes.Node, blocks: list[nodes.Node], *, guarded: bool) -> nodes.Node:
+        if isinstance(expr, nodes.Call) and isinstance(expr.node, nodes.Name) and expr.node.name in self.macros:
+            macro = self.macros[expr.node.name]
+            if expr.dyn_args or expr.dyn_kwargs or (guarded and any(True for _ in macro.find_all(nodes.NSRef))) or self.depth > 16:
+                return expr  # refused by the conversion, which names the macro
+            expr.args = [self.replace(a, blocks, guarded=guarded) for a in expr.args]
+            name = f"__macro{next(_ids)}"
+            self.depth += 1
+            try:
+                body = self.statements(_Expand(self.macros).body(macro, expr))
+            finally:
+                self.depth -= 1
+            blocks.append(nodes.AssignBlock(nodes.Name(name, "store", lineno=expr.lineno), None, body, lineno=expr.lineno))
+            return nodes.Name(name, "load", lineno=expr.lineno)
+        for field in expr.fields:
+            child = getattr(expr, field, None)
+            inner = guarded or (isinstance(expr, nodes.CondExpr) and field != "test") or (isinstance(expr, (nodes.And, nodes.Or)) and field == "right")
+            if isinstance(child, nodes.Node) and not isinstance(child, nodes.Stmt):
+                setattr(expr, field, self.replace(child, blocks, guarded=inner))
+            elif isinstance(child, list):
+                setattr(expr, field, [self.replace(c, blocks, guarded=inner) if isinstance(c, nodes.Node) else c for c in child])
+        return expr
 
 
 def _inlinable(macro: nodes.Macro) -> bool:

@@ -8,7 +8,7 @@ from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.core import Core, Loop, is_undefined, render_block
-from model_serving.serve.ollama.gotemplate.text import literal_text
+from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
 from model_serving.serve.ollama.gotemplate.unroll import UNROLLED
 
 RAISE_NOTE = "raise_exception checks (input validation) are not carried over; Ollama renders such inputs instead of refusing them."
@@ -38,6 +38,8 @@ class Statements(Core):
         for n in body:
             if isinstance(n, nodes.Assign):
                 names.extend(go for key, go in self.assign_keys(n) if key in self.runtime)
+            elif isinstance(n, nodes.AssignBlock) and isinstance(n.target, nodes.Name) and n.target.name in self.runtime:
+                names.append(n.target.name)
             elif isinstance(n, nodes.If):
                 for part in (n.body, *(e.body for e in n.elif_), n.else_):
                     names.extend(self.assigned_here(part))
@@ -68,13 +70,13 @@ class Statements(Core):
 
     def output_item(self, child: nodes.Node) -> str:
         if isinstance(child, nodes.TemplateData):
-            return literal_text(child.data)
+            return self.write_text(child.data)
         if self.is_raise(child):
             self.note(RAISE_NOTE)
             return ""
         folded = self.fold(child)
         if folded is not None:
-            return literal_text("" if is_undefined(folded.value) else str(folded.value))
+            return self.write_text("" if is_undefined(folded.value) else str(folded.value))
         if isinstance(child, nodes.CondExpr):
             test = self.truth(child.test)
             if test in ("true", "false"):
@@ -83,9 +85,23 @@ class Statements(Core):
             other = self.output_item(child.expr2) if child.expr2 is not None else ""
             return f"{{{{ if {test} }}}}{self.output_item(child.expr1)}{{{{ else }}}}{other}{{{{ end }}}}"
         kind = self.kind(child)
+        if kind == "bool":
+            # Jinja prints a Python bool; Go would print true/false
+            return f"{{{{ if {self.truth(child)} }}}}{self.write_text('True')}{{{{ else }}}}{self.write_text('False')}{{{{ end }}}}"
         if kind not in ("string", "value", "int", None):
             raise self.fail(f"printing a {kind} value without tojson (Jinja writes a Python repr)", child)
-        return f"{{{{ {self.expr(child)} }}}}"
+        return self.write_value(self.expr(child))
+
+    def write_text(self, text: str) -> str:
+        """Literal text, written out, or added to the text being captured (a `set` block, a macro called in an expression)."""
+        if not self.captures:
+            return literal_text(text)
+        return f"{{{{ {self.captures[-1]} = print {self.captures[-1]} {go_string(text)} }}}}" if text else ""
+
+    def write_value(self, go: str) -> str:
+        if not self.captures:
+            return f"{{{{ {go} }}}}"
+        return f"{{{{ {self.captures[-1]} = print {self.captures[-1]} {go} }}}}"
 
     def s_If(self, node: nodes.If, scope: Scope) -> str:
         branches = [(node.test, node.body), *((e.test, e.body) for e in node.elif_)]
@@ -172,12 +188,12 @@ class Statements(Core):
         finally:
             self.loops.pop()
         pick = f"{{{{ {loop.target} := index {seq} (len (slice (slice {seq} {loop.index}) 1)) }}}}"
-        return self.range_loop(Loop(loop.index, seq, f"$_{loop.counter}", loop.counter, loop.prev, loop.mods), pick + body)
+        return self.range_loop(Loop(loop.index, seq, f"$_{loop.counter}", loop.counter, loop.prev, mods=loop.mods), pick + body)
 
     def inner_scope(self, node: nodes.For, scope: Scope, targets: set[str]) -> Scope:
         # A plain `set` inside a loop body does not leak out of it (Jinja scoping): shadow it there.
         mine = {go for n in node.body if isinstance(n, nodes.Assign) for key, go in self.assign_keys(n) if key in self.runtime and "." not in key}
-        mine |= {k for k in self.assigned_here(node.body) if k.split("_", 1)[0] not in self.namespaces}  # sets inside ifs too
+        mine |= {k for k in self.assigned_here(node.body) if not any(k.startswith(f"{ns}_") for ns in self.namespaces)}  # sets inside ifs too
         return Scope(set(scope.declared - mine) | targets, scope.declared & mine)
 
     def range_loop(self, loop: Loop, body: str) -> str:
@@ -188,6 +204,8 @@ class Statements(Core):
         pre = []
         if loop.prev:
             pre.append(f'{{{{ $prev{loop.counter} := "" }}}}{{{{ $last{loop.counter} := "" }}}}')
+        if loop.next:
+            pre.append(f'{{{{ $next{loop.counter} := "" }}}}')
         for (offset, divisor), var in loop.mods.items():
             pre.append(f"{{{{ {var} := {(offset - 1) % divisor} }}}}")
         return "".join(pre)
@@ -197,6 +215,9 @@ class Statements(Core):
         if loop.prev:
             # loop.previtem: the item of the pass before, kept at the start of each pass (continue-safe).
             start.append(f"{{{{ $prev{loop.counter} = $last{loop.counter} }}}}{{{{ $last{loop.counter} = {loop.target} }}}}")
+        if loop.next:
+            rest = f"(slice {loop.iterable} {loop.index})"
+            start.append(f'{{{{ $next{loop.counter} = "" }}}}{{{{ if gt (len {rest}) 1 }}}}{{{{ $next{loop.counter} = index {rest} 1 }}}}{{{{ end }}}}')
         for divisor, var in ((d, v) for (_, d), v in loop.mods.items()):
             start.append(f'{{{{ if eq {var} {divisor - 1} }}}}{{{{ {var} = 0 }}}}{{{{ else }}}}{{{{ {var} = len (printf "%*s " {var} "") }}}}{{{{ end }}}}')
         return "".join(start)
@@ -268,14 +289,30 @@ class Statements(Core):
         return False
 
     def s_AssignBlock(self, node: nodes.AssignBlock, scope: Scope) -> str:
-        # Go cannot keep rendered text in a variable; a block that reads no conversation is rendered at registration.
-        if not isinstance(node.target, nodes.Name) or node.target.name in self.runtime or self.depends(node):
+        if not isinstance(node.target, nodes.Name):
             raise self.fail(self.describe(node), node, "set")
-        text = render_block(node, self.registration_context())
-        if text is None:
-            raise self.fail(self.describe(node), node, "set")
-        self.set_const(node.target.name, text)
-        return ""
+        name = node.target.name
+        if name not in self.runtime and not self.depends(node):
+            text = render_block(node, self.registration_context())  # reads no conversation: rendered at registration
+            if text is None:
+                raise self.fail(self.describe(node), node, "set")
+            self.set_const(name, text)
+            return ""
+        if node.filter is not None and not (node.filter.name == "trim" and node.filter.node is None and not node.filter.args):
+            raise self.fail(f"a block assignment through the filter {node.filter.name!r}", node, "set")
+        # Go keeps no rendered text in a variable, but the block's text can be built up with print, piece by piece.
+        var = f"${name}"
+        self.captures.append(var)
+        try:
+            body = self.block(node.body, Scope(set(scope.declared), set(scope.shadowed)))
+        finally:
+            self.captures.pop()
+        self.kinds[name] = "string"
+        self.always_text.add(name)
+        if node.filter is None:
+            return f'{{{{ {var} = "" }}}}{body}'
+        code, stripped = self.strip_code(var)
+        return f'{{{{ {var} = "" }}}}{body}{code}{{{{ {var} = {stripped} }}}}'
 
     def assign_to(self, var: str, value: nodes.Node) -> str:
         if isinstance(value, nodes.CondExpr) and self.fold(value) is None:

@@ -66,8 +66,8 @@ class Unroll(Core):
             body = self.block(node.body, self.inner_scope(node, scope, targets))
         finally:
             self.loops.pop()
-        if loop.prev or loop.mods:
-            raise self.fail("loop.previtem or loop.index % n in a loop over .items() of a tool", node, "loop.")
+        if loop.prev or loop.next or loop.mods:
+            raise self.fail("loop.previtem, loop.nextitem or loop.index % n in a loop over .items() of a tool", node, "loop.")
         return body
 
     @contextmanager
