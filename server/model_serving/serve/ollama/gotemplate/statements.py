@@ -133,8 +133,11 @@ class Statements(Core):
     def s_For(self, node: nodes.For, scope: Scope) -> str:
         if node.else_ or node.recursive:
             raise self.fail("a for loop with else or recursion", node, "for")
-        items = isinstance(node.iter, nodes.Call) and isinstance(node.iter.node, nodes.Getattr) and node.iter.node.attr == "items"
-        if isinstance(node.target, nodes.Tuple) and items:
+        if not self.depends(node.iter):
+            values = self.fold(node.iter)
+            if values is not None and isinstance(values.value, (list, tuple, dict, str)):
+                return self.for_constant(node, scope, list(values.value))
+        if isinstance(node.target, nodes.Tuple) and items_base(node.iter) is not None:
             return self.for_items(node, scope)
         if not isinstance(node.target, nodes.Name):
             raise self.fail("a for loop over several targets other than dict.items()", node, "for")
@@ -223,9 +226,9 @@ class Statements(Core):
         return "".join(start)
 
     def for_items(self, node: nodes.For, scope: Scope) -> str:
-        assert isinstance(node.target, nodes.Tuple) and isinstance(node.iter, nodes.Call) and isinstance(node.iter.node, nodes.Getattr)
+        base = items_base(node.iter)
+        assert isinstance(node.target, nodes.Tuple) and base is not None
         key, value = (t.name for t in node.target.items if isinstance(t, nodes.Name))
-        base = node.iter.node.node
         kind = self.kind(base)
         if kind in UNROLLED:
             return self.unroll_items(node, scope, key, value, base, kind)
@@ -336,6 +339,15 @@ class Statements(Core):
                     raise self.fail("a namespace value the converter could not compute at registration time", call, "namespace")
                 self.set_const(f"{name}.{kw.key}", folded.value)
         return "".join(out)
+
+
+def items_base(node: nodes.Node) -> nodes.Node | None:
+    """The mapping of `m.items()` or `m | items`, else None."""
+    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr == "items" and not node.args:
+        return node.node.node
+    if isinstance(node, nodes.Filter) and node.name == "items" and not node.args:
+        return node.node
+    return None
 
 
 _HINTS = {"Macro": "macro", "CallBlock": "call", "FilterBlock": "filter", "With": "with", "Include": "include", "Import": "import",

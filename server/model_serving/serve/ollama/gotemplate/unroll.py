@@ -54,6 +54,55 @@ class Unroll(Core):
             out.append(f"{{{{ if {test} }}}}{{{{ ${value} := {go_value} }}}}{step}{body}{{{{ end }}}}")
         return "".join(out)
 
+    def for_constant(self, node: nodes.For, scope: Any, values: list[Any]) -> str:
+        """A loop over a list known at registration (a constant, a dict's sorted items): written out pass by pass."""
+        if len(values) > 64 or any(True for _ in node.find_all((nodes.Break, nodes.Continue))):
+            raise self.fail("a loop over a constant list with break or continue, or of more than 64 items", node, "for")
+        names = [t.name for t in node.target.find_all(nodes.Name)]
+        kept = []
+        for value in values:
+            with self.consts_bound(names, node.target, value):
+                test = self.fold(node.test) if node.test is not None else None
+                if node.test is not None and test is None:
+                    raise self.fail("a loop over a constant list whose inline if reads the conversation", node, "if")
+                if test is None or test.value:
+                    kept.append(value)
+        out = []
+        for position, value in enumerate(kept):
+            count = len(kept)
+            fixed = {"index0": str(position), "index": str(position + 1), "first": _bool(position == 0), "last": _bool(position == count - 1),
+                     "length": str(count), "revindex": str(count - position), "revindex0": str(count - position - 1)}
+            loop = Loop(index=str(position), iterable="", target="", counter=self.counter, fixed=fixed)
+            with self.consts_bound(names, node.target, value):
+                body = self.unrolled_body(node, scope, loop, set())
+            out.append(f"{{{{ if true }}}}{body}{{{{ end }}}}")  # each pass its own Go scope, as a Jinja loop body is
+        return "".join(out)
+
+    @contextmanager
+    def consts_bound(self, names: list[str], target: nodes.Node, value: Any) -> Iterator[None]:
+        """The loop's target names bound to one item (unpacked for `for k, v in ...`), as constants."""
+        if isinstance(target, nodes.Name):
+            bound = {target.name: value}
+        elif isinstance(value, (list, tuple)) and len(value) == len(names):
+            bound = dict(zip(names, value, strict=True))
+        else:
+            raise self.fail("a loop that unpacks items of another length", target, "for")
+        before = {n: (n in self.runtime, n in self.consts, self.consts.get(n)) for n in names}
+        for name, item in bound.items():
+            self.runtime.discard(name)
+            self.set_const(name, item)
+        try:
+            yield
+        finally:
+            for name, (runtime, had, old) in before.items():
+                if runtime:
+                    self.runtime.add(name)
+                if had:
+                    self.set_const(name, old)
+                else:
+                    self.consts.pop(name, None)
+            self.version += 1
+
     def field_test(self, test: nodes.Node) -> str:
         folded = self.fold(test)
         if folded is not None:
