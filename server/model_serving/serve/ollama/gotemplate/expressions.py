@@ -339,8 +339,21 @@ class Expressions(Core):
         if needle is not None and needle.value in THINK_TAGS and kind == "string":
             self.note(THINK_NOTE)
             return "false"
+        if kind == "string" and (self.kind(left) == "string" or (needle is not None and isinstance(needle.value, str))):
+            return self.substring(self.expr(left), self.expr(right))
         hint = f"in {right.node.name}.{right.attr}" if isinstance(right, nodes.Getattr) and isinstance(right.node, nodes.Name) else "in "
         raise self.fail("an `in` test Go templates cannot evaluate (a substring or membership test on runtime data)", node, hint)
+
+
+    def substring(self, needle: str, haystack: str) -> str:
+        """`needle in haystack` on text: a scan of the byte offsets, stopping at the first match (range over an int, Go 1.22+)."""
+        found, hay, sub, i = self.fresh("in"), self.fresh("h"), self.fresh("n"), self.fresh("i")
+        end = f'(len (printf "%*s%*s" {i} "" (len {sub}) ""))'  # i + len(needle)
+        self.emit(f"{{{{ {found} := false }}}}{{{{ {hay} := print {haystack} }}}}{{{{ {sub} := print {needle} }}}}"
+                  f"{{{{ if not {sub} }}}}{{{{ {found} = true }}}}{{{{ end }}}}"
+                  f"{{{{ range {i} := len {hay} }}}}{{{{ if and (not {found}) (ge (len (slice {hay} {i})) (len {sub})) (eq (slice {hay} {i} {end}) {sub}) }}}}"
+                  f"{{{{ {found} = true }}}}{{{{ break }}}}{{{{ end }}}}{{{{ end }}}}")
+        return found
 
 
 def _is_loop_attr(node: nodes.Node, attr: str) -> bool:

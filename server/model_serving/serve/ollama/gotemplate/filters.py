@@ -15,6 +15,8 @@ TRIM_NOTE = ("`trim`/.strip() strip ASCII whitespace (space, tab, newline, carri
              "Python also strips Unicode spaces such as U+00A0 or U+3000, which stay in Ollama's prompt.")
 _SPACES = '" " "\\n" "\\t" "\\r" "\\v" "\\f" "\\x1c" "\\x1d" "\\x1e" "\\x1f"'
 _NEXT = 'len (printf "%*s " {} "")'  # n + 1 (Go templates have no arithmetic)
+_VALUE_TYPES = {"mapping": ["map[string]interface {}"], "sequence": ["[]interface {}", "map[string]interface {}", "string"],
+                "iterable": ["[]interface {}", "map[string]interface {}", "string"], "number": ["float64", "int", "int64"], "boolean": ["bool"]}
 _STRIPS = {"strip", "lstrip", "rstrip"}
 _PASSTHROUGH = {"safe", "list", "string"}
 
@@ -38,6 +40,14 @@ class Filters(Core):
         if name == "default" and node.args:
             self.note("`default(x)` becomes `or`, which also replaces empty values, not only undefined ones.")
             return f"(or {self.expr(node.node)} {self.expr(node.args[0])})"
+        if name in ("lower", "upper") and not node.args and self.kind(node.node) == "string":
+            return self.recased(self.expr(node.node), upper=name == "upper")
+        if name == "string" and self.kind(node.node) in ("value", "scalar", "bool"):
+            # str() of a JSON value: Python writes booleans True/False, Go true/false
+            go, var = self.expr(node.node), self.fresh("str")
+            self.emit(f'{{{{ {var} := print {go} }}}}{{{{ if eq (printf "%T" {go}) "bool" }}}}{{{{ if {go} }}}}{{{{ {var} = "True" }}}}'
+                      f'{{{{ else }}}}{{{{ {var} = "False" }}}}{{{{ end }}}}{{{{ end }}}}')
+            return var
         if name in _PASSTHROUGH and self.kind(node.node) in {"string", "int", None} | K.SEQUENCES:
             return f"(print {self.expr(node.node)})" if name == "string" else self.expr(node.node)
         raise self.fail(f"the filter '{name}' on runtime data (Go templates have no such function)", node, name)
@@ -70,6 +80,10 @@ class Filters(Core):
         if name == "string" and kind in ("value", "scalar"):
             # a tool-call argument holds any JSON value: its Go type tells text from the rest
             return f'(eq (printf "%T" {self.expr(node.node)}) "string")'
+        if kind in ("value", "scalar") and name in _VALUE_TYPES:
+            # Go's type of a decoded JSON value tells what Python's would be (numbers: float64 in Go, int or float in Python)
+            typ, types = f'(printf "%T" {self.expr(node.node)})', " ".join(go_string(t) for t in _VALUE_TYPES[name])
+            return f"(eq {typ} {types})"
         if name == "string":
             if kind != "string":
                 return "false"
@@ -116,6 +130,18 @@ class Filters(Core):
         if attr == "split" and values and values[0] in THINK_TAGS:
             raise self.fail("a .split() on message text whose pieces are used as a list", node, "split")
         raise self.fail(f"the method .{attr}() on runtime data (Go templates have no string methods)", node, attr)
+
+    def recased(self, go: str, *, upper: bool) -> str:
+        """lower/upper, byte by byte over ASCII letters (Python also maps other letters, such as É, which stay as they are here)."""
+        self.note("`lower`/`upper` change ASCII letters only; Python also changes other letters (É, Σ), which stay as they are in Ollama's prompt.")
+        letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        pairs = [(c, c.lower()) if not upper else (c.lower(), c) for c in letters]
+        t, out, i, b = self.fresh("t"), self.fresh("r"), self.fresh("i"), self.fresh("c")
+        chain = "".join(f"{{{{ {'if' if k == 0 else 'else if'} eq {b} {go_string(src)} }}}}{{{{ {b} = {go_string(dst)} }}}}" for k, (src, dst) in enumerate(pairs))
+        self.emit(f'{{{{ {t} := print {go} }}}}{{{{ {out} := "" }}}}{{{{ range {i} := len {t} }}}}{{{{ {b} := slice {t} {i} ({_NEXT.format(i)}) }}}}'
+                  f"{{{{ if and (ge {b} {go_string(pairs[0][0])}) (le {b} {go_string(pairs[-1][0])}) }}}}{chain}{{{{ end }}}}{{{{ end }}}}"
+                  f"{{{{ {out} = print {out} {b} }}}}{{{{ end }}}}")
+        return out
 
     def stripped(self, go: str, *, left: bool = True, right: bool = True) -> str:
         code, var = self.strip_code(go, left=left, right=right)
