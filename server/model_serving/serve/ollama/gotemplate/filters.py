@@ -114,11 +114,20 @@ class Filters(Core):
 
     def method(self, node: nodes.Call, attr: str, base: nodes.Node) -> str:
         args = [self.fold(a) for a in node.args]
+        if attr == "replace" and len(args) == 2 and args[0] is not None and args[1] is None and not node.kwargs and self.kind(node.args[1]) == "string":
+            old = args[0].value  # the replacement computed at render time (MiniCPM's tool definitions)
+            if isinstance(old, str) and old and self.kind(base) == "string":
+                return self.replaced(self.expr(base), old, self.expr(node.args[1]))
         if any(a is None for a in args) or node.kwargs:
             raise self.fail(f"the method .{attr}() with arguments computed at render time", node, attr)
         values = [a.value for a in args if a is not None]
-        if attr in _STRIPS and not values:
-            return self.stripped(self.expr(base), left=attr != "rstrip", right=attr != "lstrip")
+        if attr in _STRIPS and self.kind(base) == "string" and (not values or (len(values) == 1 and isinstance(values[0], str) and values[0].isascii())):
+            if values and not values[0]:
+                return self.expr(base)  # strip('') strips nothing
+            chars = " ".join(go_string(c) for c in dict.fromkeys(values[0])) if values and values[0] else _SPACES
+            return self.stripped(self.expr(base), left=attr != "rstrip", right=attr != "lstrip", chars=chars)
+        if attr == "replace" and len(values) == 2 and all(isinstance(v, str) for v in values) and values[0] and self.kind(base) == "string":
+            return self.replaced(self.expr(base), values[0], go_string(values[1]))
         if attr in ("startswith", "endswith") and len(values) == 1 and isinstance(values[0], str) and self.kind(base) == "string":
             text, n, lit = self.expr(base), len(values[0].encode()), go_string(values[0])
             at = "0" if attr == "startswith" else f"(len (slice {text} {n}))"
@@ -143,28 +152,39 @@ class Filters(Core):
                   f"{{{{ {out} = print {out} {b} }}}}{{{{ end }}}}")
         return out
 
-    def stripped(self, go: str, *, left: bool = True, right: bool = True) -> str:
-        code, var = self.strip_code(go, left=left, right=right)
+    def replaced(self, go: str, old: str, new: str) -> str:
+        """str.replace(old, new): a scan of the byte offsets; unchanged runs are copied whole, from the end of the last match."""
+        t, out, start, i, n = self.fresh("t"), self.fresh("r"), self.fresh("f"), self.fresh("i"), len(old.encode())
+        end = f'(len (printf "%*s%*s" {i} "" {n} ""))'
+        self.emit(f'{{{{ {t} := print {go} }}}}{{{{ {out} := "" }}}}{{{{ {start} := 0 }}}}{{{{ range {i} := len {t} }}}}'
+                  f"{{{{ if and (ge {i} {start}) (ge (len (slice {t} {i})) {n}) (eq (slice {t} {i} {end}) {go_string(old)}) }}}}"
+                  f"{{{{ {out} = print {out} (slice {t} {start} {i}) {new} }}}}{{{{ {start} = {end} }}}}{{{{ end }}}}{{{{ end }}}}"
+                  f"{{{{ {out} = print {out} (slice {t} {start}) }}}}")
+        return out
+
+    def stripped(self, go: str, *, left: bool = True, right: bool = True, chars: str = _SPACES) -> str:
+        code, var = self.strip_code(go, left=left, right=right, chars=chars)
         self.emit(code)
         return var
 
-    def strip_code(self, go: str, *, left: bool = True, right: bool = True) -> tuple[str, str]:
+    def strip_code(self, go: str, *, left: bool = True, right: bool = True, chars: str = _SPACES) -> tuple[str, str]:
         """Go statements that strip whitespace off the ends of `go`, and the variable holding the result.
 
         Two scans from the ends, each stopping at the first other byte (range over an int, Go 1.22+): the cost is the
         whitespace stripped, not the text's length.
         """
-        self.note(TRIM_NOTE)
+        if chars == _SPACES:
+            self.note(TRIM_NOTE)
         t, start, end, i, j = self.fresh("t"), self.fresh("a"), self.fresh("b"), self.fresh("i"), self.fresh("j")
         code = f"{{{{ {t} := print {go} }}}}{{{{ {start} := 0 }}}}{{{{ {end} := len {t} }}}}"
         if left:
             byte = f"slice {t} {i} ({_NEXT.format(i)})"
-            code += (f"{{{{ range {i} := len {t} }}}}{{{{ if not (eq ({byte}) {_SPACES}) }}}}{{{{ break }}}}{{{{ end }}}}"
+            code += (f"{{{{ range {i} := len {t} }}}}{{{{ if not (eq ({byte}) {chars}) }}}}{{{{ break }}}}{{{{ end }}}}"
                      f"{{{{ {start} = {_NEXT.format(i)} }}}}{{{{ end }}}}")
         if right:
             at = f"(len (slice {t} ({_NEXT.format(j)})))"  # len - 1 - j
             code += (f"{{{{ if lt {start} (len {t}) }}}}{{{{ range {j} := len {t} }}}}"
-                     f"{{{{ if not (eq (slice {t} {at} (len (slice {t} {j}))) {_SPACES}) }}}}{{{{ break }}}}{{{{ end }}}}"
+                     f"{{{{ if not (eq (slice {t} {at} (len (slice {t} {j}))) {chars}) }}}}{{{{ break }}}}{{{{ end }}}}"
                      f"{{{{ {end} = {at} }}}}{{{{ end }}}}{{{{ end }}}}")
         out = self.fresh("s")
         return code + f'{{{{ {out} := "" }}}}{{{{ if lt {start} {end} }}}}{{{{ {out} = slice {t} {start} {end} }}}}{{{{ end }}}}', out
