@@ -84,7 +84,7 @@ class Filters(Core):
             # Go's type of a decoded JSON value tells what Python's would be (numbers: float64 in Go, int or float in Python)
             typ, types = f'(printf "%T" {self.expr(node.node)})', " ".join(go_string(t) for t in _VALUE_TYPES[name])
             return f"(eq {typ} {types})"
-        if name == "string":
+        if name == "string" or (kind == "string" and name in ("sequence", "iterable")):
             if kind != "string":
                 return "false"
             key = self.field_key(node.node)

@@ -109,11 +109,13 @@ class Statements(Core):
             self.note(RAISE_NOTE)
             return ""
         out: list[str] = []
+        seen: set[str] = set()
         for test, body in branches:
             folded = self.fold(test)
             go_test = ("true" if folded.value else "false") if folded is not None else self.truth(test)
-            if go_test == "false":
-                continue  # a branch that can never be taken
+            if go_test == "false" or go_test in seen:
+                continue  # a branch that can never be taken (an earlier one has the same test)
+            seen.add(go_test)
             if go_test == "true":
                 return self.close_if(out, self.branch(body, scope))
             out.append(f"{{{{ {'else if' if out else 'if'} {go_test} }}}}{self.branch(body, scope)}")
@@ -289,6 +291,9 @@ class Statements(Core):
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
             key = self.field_key(node)
             return key in K.ALWAYS_SET and self.kind(node) == "string"
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr == "get" and node.args and not node.kwargs:
+            key = self.fold(node.args[0])
+            return key is not None and (self.kind(node.node.node), key.value) in K.ALWAYS_SET and self.kind(node) == "string"
         return False
 
     def s_AssignBlock(self, node: nodes.AssignBlock, scope: Scope) -> str:
