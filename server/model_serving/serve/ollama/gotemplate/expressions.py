@@ -19,6 +19,8 @@ THINK_TAGS = ("<think>", "</think>")
 THINK_NOTE = ("Ollama hands the reasoning of earlier turns in .Thinking, so message text holds no <think> block: tests and splits "
               "of the text on <think>/</think> are read that way (the text as it is, no tag in it).")
 DEFINED_NOTE = "`is defined` (and `'key' in message`) is read as 'is non-empty': Ollama always has every field, empty when unset."
+UNSET_NOTE = ("Message fields Ollama's API does not carry (such as prefix or current_date) read as unset: no conversation sent "
+              "to Ollama has them.")
 _OPERATORS = {"Mul": "*", "Div": "/", "FloorDiv": "//", "Pow": "**", "Neg": "-", "Dict": "{", "List": "[", "Tuple": "("}
 _CMP = {"eq": "eq", "ne": "ne", "lt": "lt", "lteq": "le", "gt": "gt", "gteq": "ge"}
 
@@ -143,6 +145,9 @@ class Expressions(Core):
         if kind is not None and (kind, attr) in K.FIXED:
             return go_string(K.FIXED[(kind, attr)])
         field = K.FIELDS.get(kind or "", {}).get(attr)
+        if field is None and kind == "message" and not hasattr(dict, attr):
+            self.note(UNSET_NOTE)
+            return '""'
         if field is None:
             raise self.fail(f"the field {attr!r} of {'a ' + kind if kind else 'a value'} that Ollama's data does not have", node, attr)
         if (kind, attr) in K.PRINTED:

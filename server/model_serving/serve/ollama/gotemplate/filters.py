@@ -114,6 +114,12 @@ class Filters(Core):
 
     def method(self, node: nodes.Call, attr: str, base: nodes.Node) -> str:
         args = [self.fold(a) for a in node.args]
+        if attr in ("startswith", "endswith") and len(args) == 1 and args[0] is None and not node.kwargs and self.kind(base) == "string" \
+                and self.kind(node.args[0]) == "string":
+            text, affix = self.expr(base), self.expr(node.args[0])
+            at = "0" if attr == "startswith" else f"(len (slice {text} (len {affix})))"
+            end = " (len {affix})".format(affix=affix) if attr == "startswith" else ""
+            return f"(and (ge (len {text}) (len {affix})) (eq (slice {text} {at}{end}) {affix}))"
         if attr == "replace" and len(args) == 2 and args[0] is not None and args[1] is None and not node.kwargs and self.kind(node.args[1]) == "string":
             old = args[0].value  # the replacement computed at render time (MiniCPM's tool definitions)
             if isinstance(old, str) and old and self.kind(base) == "string":
