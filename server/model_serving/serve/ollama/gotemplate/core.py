@@ -258,6 +258,7 @@ def _assignments(body: list[nodes.Node], looped: bool, namespaces: set[str], tes
             out.extend(_targets(n, namespaces, tests, looped))
         elif isinstance(n, nodes.AssignBlock) and isinstance(n.target, nodes.Name):
             out.append((n.target.name, n, tests, looped))  # runtime when its body reads runtime data
+            out.extend(_assignments(n.body, looped, namespaces, tests))
         elif isinstance(n, nodes.If):
             out.extend(_assignments(n.body, looped, namespaces, (*tests, n.test)))
             for e in n.elif_:

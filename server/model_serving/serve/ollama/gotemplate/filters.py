@@ -16,7 +16,7 @@ TRIM_NOTE = ("`trim`/.strip() strip ASCII whitespace (space, tab, newline, carri
 _SPACES = '" " "\\n" "\\t" "\\r" "\\v" "\\f" "\\x1c" "\\x1d" "\\x1e" "\\x1f"'
 _NEXT = 'len (printf "%*s " {} "")'  # n + 1 (Go templates have no arithmetic)
 _VALUE_TYPES = {"mapping": ["map[string]interface {}"], "sequence": ["[]interface {}", "map[string]interface {}", "string"],
-                "iterable": ["[]interface {}", "map[string]interface {}", "string"], "number": ["float64", "int", "int64"], "boolean": ["bool"]}
+                "iterable": ["[]interface {}", "map[string]interface {}", "string"], "number": ["float64", "int", "int64", "bool"], "boolean": ["bool"]}
 _STRIPS = {"strip", "lstrip", "rstrip"}
 _PASSTHROUGH = {"safe", "list", "string"}
 
@@ -118,7 +118,7 @@ class Filters(Core):
                 and self.kind(node.args[0]) == "string":
             text, affix = self.expr(base), self.expr(node.args[0])
             at = "0" if attr == "startswith" else f"(len (slice {text} (len {affix})))"
-            end = " (len {affix})".format(affix=affix) if attr == "startswith" else ""
+            end = f" (len {affix})" if attr == "startswith" else ""
             return f"(and (ge (len {text}) (len {affix})) (eq (slice {text} {at}{end}) {affix}))"
         if attr == "replace" and len(args) == 2 and args[0] is not None and args[1] is None and not node.kwargs and self.kind(node.args[1]) == "string":
             old = args[0].value  # the replacement computed at render time (MiniCPM's tool definitions)

@@ -28,6 +28,8 @@ class Infer(Core):
         if isinstance(node, (nodes.And, nodes.Or)):
             # Python's and/or (like Go's) give one of their operands, not a bool
             left, right = self.kind(node.left), self.kind(node.right)
+            if left != right and _empty(self.fold(node.right)):
+                return left  # `message.tool_calls or []`: the empty default holds no items of another kind
             return left if left == right else None
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
             return self.member_kind(node)
@@ -90,6 +92,11 @@ class Infer(Core):
             element = K.FIELDS.get(K.ELEMENT.get(self.kind(node.node) or "", ""), {}).get(attr, (None, None))[1]
             return next((s for s, e in K.ELEMENT.items() if e == element), None)
         return None
+
+
+def _empty(folded: object) -> bool:
+    value = getattr(folded, "value", False)
+    return value is None or is_undefined(value) or value == [] or value == ""
 
 
 def _value_kind(value: object) -> str | None:

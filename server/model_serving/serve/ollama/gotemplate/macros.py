@@ -49,7 +49,8 @@ def hoist_macro_calls(ast: nodes.Template) -> nodes.Template:
     ast = copy.deepcopy(ast)
     hoister = _Hoist({m.name: m for m in ast.body if isinstance(m, nodes.Macro) and m.name in macros})
     ast.body = hoister.statements(ast.body)
-    called = {c.node.name for c in ast.find_all(nodes.Call) if isinstance(c.node, nodes.Name)}
+    rest = [n for n in ast.body if not (isinstance(n, nodes.Macro) and n.name in hoister.macros)]
+    called = {c.node.name for n in rest for c in n.find_all(nodes.Call) if isinstance(c.node, nodes.Name)}
     ast.body = [n for n in ast.body if not (isinstance(n, nodes.Macro) and n.name in hoister.macros and n.name not in called)]
     return ast
 

@@ -84,6 +84,8 @@ class Statements(Core):
                 return self.output_item(taken) if taken is not None else ""
             other = self.output_item(child.expr2) if child.expr2 is not None else ""
             return f"{{{{ if {test} }}}}{self.output_item(child.expr1)}{{{{ else }}}}{other}{{{{ end }}}}"
+        if self.unset_get(child):
+            return self.write_text("None")  # dict.get of a key no message from Ollama has
         kind = self.kind(child)
         if kind == "bool":
             # Jinja prints a Python bool; Go would print true/false
@@ -91,6 +93,12 @@ class Statements(Core):
         if kind not in ("string", "value", "int", None):
             raise self.fail(f"printing a {kind} value without tojson (Jinja writes a Python repr)", child)
         return self.write_value(self.expr(child))
+
+    def unset_get(self, node: nodes.Node) -> bool:
+        if not (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr == "get" and len(node.args) == 1):
+            return False
+        key = self.fold(node.args[0])
+        return key is not None and self.kind(node.node.node) == "message" and key.value not in K.FIELDS["message"]
 
     def write_text(self, text: str) -> str:
         """Literal text, written out, or added to the text being captured (a `set` block, a macro called in an expression)."""

@@ -1,0 +1,110 @@
+"""Jinja constructs of published chat templates, each in the smallest template that needs it, rendered both ways.
+
+Every template here is converted to a Go TEMPLATE and rendered by Go's own text/template (tests/gotmpl, with the
+types Ollama hands a template); the prompt must equal Jinja's, character for character, on conversations chosen to
+reach each branch (text with surrounding whitespace, mixed case, the pattern present and absent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ollama_double import GoRenderer
+
+from model_serving.serve.ollama import templates
+from model_serving.util.chat_template import render
+
+_PLAIN = [{"role": "system", "content": "Be brief. /no_think"}, {"role": "user", "content": "First?"},
+          {"role": "assistant", "content": "One."}, {"role": "user", "content": "Second?"}]
+_SPACED = [{"role": "user", "content": " \n\tHello There\n "}, {"role": "assistant", "content": "\n\n"},
+           {"role": "user", "content": "x"}, {"role": "tool", "content": "  18 C  "}]
+_CALL = [{"role": "user", "content": "Weather?"},
+         {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+             "name": "get_weather", "arguments": {"city": "Paris", "hours": [9, 15], "metric": True, "n": 3, "opts": {"a": 1}}}}]},
+         {"role": "tool", "content": "18 C"}]  # arguments in sorted key order, the order Ollama hands a TEMPLATE
+_TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                                          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+_SOURCES = {
+    # a macro called inside an expression, its text trimmed: built up in a Go variable, then stripped
+    "macro in an expression": "{% macro show(c, tag) %}\n  <{{ tag }}>{{ c }}</{{ tag }}>  \n{% endmacro %}"
+                              "{% for m in messages %}{% set text = show(m.content, m.role) | trim %}[{{ text }}]{% endfor %}",
+    # a macro in an if test and in a concatenation, calling another macro
+    "nested macros": "{% macro inner(x) %}{{ x }}!{% endmacro %}{% macro outer(x) %}({{ inner(x) ~ '?' }}){% endmacro %}"
+                     "{% for m in messages %}{% if outer(m.content).startswith('(Sec') %}S{% endif %}{{ 'a' + outer(m.role) }}{% endfor %}",
+    # a set block whose text reads the conversation, with and without | trim
+    "set block": "{% for m in messages %}{% set block %} {{ m.role }}: {{ m.content }} {% endset %}"
+                 "{% set t | trim %}\n{{ m.content }}\n{% endset %}<{{ block }}|{{ t }}>{% endfor %}",
+    # trim and the strip methods, with and without characters
+    "strip": "{% for m in messages %}[{{ m.content | trim }}|{{ m.content.strip() }}|{{ m.content.lstrip() }}|{{ m.content.rstrip() }}"
+             "|{{ m.content.strip('\\n') }}|{{ m.content.strip(' H') }}|{{ m.content.strip('') }}]{% endfor %}",
+    # a bool printed, `or` / `and` giving one of their operands
+    "bool and operands": "{% for m in messages %}{{ m.role == 'user' }} {{ m.content or 'empty' }} {{ m.content and m.role }} "
+                         "{{ not m.content }};{% endfor %}",
+    # loop.nextitem, undefined after the last item
+    "nextitem": "{% for m in messages %}{{ m.role }}{% if loop.nextitem is undefined or loop.nextitem.role != 'tool' %}.{% endif %}"
+                "{% if loop.nextitem is defined %}>{{ loop.nextitem.role }}{% endif %} {% endfor %}",
+    # a loop over a list or dict known at registration, with loop.* and an inline if
+    "constant loop": "{% set table = {'b': 2, 'a': 1, 'c': 3} %}{% set ns = namespace(n='') %}"
+                     "{% for k, v in table | dictsort if v != 2 %}{% set ns.n = ns.n ~ k %}{{ loop.index }}/{{ loop.length }}{{ k }}={{ v }}"
+                     "{% if loop.last %}!{% endif %}{% endfor %}{% for r in ['user', 'system'] %}{% for m in messages if m.role == r %}"
+                     "{{ r }}:{{ m.content }},{% endfor %}{% endfor %}{{ ns.n }}",
+    # substring tests on text, a needle read at render time
+    "substring in": "{% for m in messages %}{% if '/no_think' in m.content %}N{% endif %}{% if 'o' not in m.content %}-{% endif %}"
+                    "{% if m.role in m.content %}R{% endif %}{% if '' in m.content %}E{% endif %};{% endfor %}",
+    # lower / upper on text
+    "case": "{% for m in messages %}{{ m.content | lower }}|{{ m.content | upper }}|{{ m.role | upper == 'USER' }};{% endfor %}",
+    # str.replace with a constant pattern, the replacement constant or read at render time; chained
+    "replace": "{% for m in messages %}{{ m.content.replace('/no_think', '').replace('e', m.role) }}|{{ m.content.replace('zz', 'y') }};"
+               "{% endfor %}",
+    # startswith / endswith with an affix read at render time
+    "runtime affix": "{% for m in messages %}{% set tag = m.role[:2] %}{% if m.content.startswith(tag) %}S{% endif %}"
+                     "{% if m.content.endswith(m.role) %}E{% endif %}{% if m.role.endswith(m.content) %}X{% endif %}{% endfor %}",
+    # branches whose tests repeat an earlier one (a type ladder over text), and message fields Ollama does not carry
+    "type ladder": "{% for m in messages %}{% set c = m.get('content') %}{% if c is string %}{{ c }}{% elif c is iterable %}"
+                   "{% for part in c %}{{ part.text }}{% endfor %}{% endif %}{% if m.thinking is string %}T{% elif m.thinking is sequence %}"
+                   "{% for p in m.thinking %}{{ p.type }}{% endfor %}{% endif %}{% if m.prefix %}P{% endif %}{{ m.get('current_date') }};"
+                   "{% endfor %}",
+}
+
+_CALL_SOURCES = {
+    # tool-call arguments: JSON types told apart, str() of a value, |items as .items()
+    "argument values": "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | items %}"
+                       "{{ k }}={% if v is mapping or (v is sequence and v is not string) %}{{ v | tojson }}{% else %}{{ v | string }}{% endif %}"
+                       "{% if v is number %}#{% endif %}{% if v is boolean %}?{% endif %};{% endfor %}{% endfor %}{% endfor %}",
+}
+
+
+def _rendered(source: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, renderer: GoRenderer) -> tuple[str, str]:
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    return render(source, messages, add_generation_prompt=False, tools=tools), renderer(conv.go_template, messages, tools)
+
+
+@pytest.mark.parametrize("name", sorted(_SOURCES))
+def test_construct_renders_as_jinja_does(name: str, go_renderer: GoRenderer) -> None:
+    for messages in (_PLAIN, _SPACED):
+        expected, got = _rendered(_SOURCES[name], messages, None, go_renderer)
+        assert got == expected, (name, messages)
+
+
+@pytest.mark.parametrize("name", sorted(_CALL_SOURCES))
+def test_tool_call_construct_renders_as_jinja_does(name: str, go_renderer: GoRenderer) -> None:
+    expected, got = _rendered(_CALL_SOURCES[name], _CALL, [_TOOL], go_renderer)
+    assert "hours=[9, 15];" in expected and "metric=True#?;" in expected and "n=3#;" in expected
+    assert got == expected
+
+
+def test_a_macro_that_changes_state_behind_a_condition_is_refused() -> None:
+    # Jinja calls the macro only when the test passes; written out before the statement, it would always count
+    source = ("{% set ns = namespace(n=0) %}{% macro bump(x) %}{% set ns.n = ns.n + 1 %}{{ x }}{% endmacro %}"
+              "{% for m in messages %}{{ m.content if m.role == 'user' else bump(m.content) }}{% endfor %}{{ ns.n }}")
+    with pytest.raises(templates.UnconvertibleTemplate, match="a macro"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_a_recursive_macro_is_refused_with_its_line() -> None:
+    source = "\n{% macro walk(x) %}{% if x %}{{ walk(x[1:]) }}{% endif %}{% endmacro %}{{ walk(messages[0].content) ~ '.' }}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="a macro") as err:
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert err.value.line == 2
