@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from itertools import count
+from typing import cast
 
 from jinja2 import nodes
 from jinja2.visitor import NodeTransformer
@@ -77,6 +78,7 @@ class _Hoist:
 
     def hoisted(self, node: nodes.Node) -> list[nodes.Node]:
         """`set` blocks for the macro calls in the node's own expressions (not in its nested statements), the calls replaced."""
+        exprs: list[tuple[nodes.Node, str, int | None]]
         if isinstance(node, nodes.Output):
             exprs = [(node, "nodes", i) for i in range(len(node.nodes))]
         elif isinstance(node, (nodes.Assign, nodes.For, nodes.If)):
@@ -98,7 +100,7 @@ class _Hoist:
             macro = self.macros[expr.node.name]
             if expr.dyn_args or expr.dyn_kwargs or (guarded and any(True for _ in macro.find_all(nodes.NSRef))) or self.depth > 16:
                 return expr  # refused by the conversion, which names the macro
-            expr.args = [self.replace(a, blocks, guarded=guarded) for a in expr.args]
+            expr.args = [cast("nodes.Expr", self.replace(a, blocks, guarded=guarded)) for a in expr.args]
             name = f"__macro{next(_ids)}"
             self.depth += 1
             try:

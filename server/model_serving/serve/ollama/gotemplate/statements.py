@@ -300,8 +300,8 @@ class Statements(Core):
             key = self.field_key(node)
             return key in K.ALWAYS_SET and self.kind(node) == "string"
         if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr == "get" and node.args and not node.kwargs:
-            key = self.fold(node.args[0])
-            return key is not None and (self.kind(node.node.node), key.value) in K.ALWAYS_SET and self.kind(node) == "string"
+            name = self.fold(node.args[0])
+            return name is not None and (self.kind(node.node.node) or "", name.value) in K.ALWAYS_SET and self.kind(node) == "string"
         return False
 
     def s_AssignBlock(self, node: nodes.AssignBlock, scope: Scope) -> str:
