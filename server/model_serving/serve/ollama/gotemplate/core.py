@@ -86,6 +86,7 @@ class Core:
         stores = [n.name for a in ast.find_all(nodes.Assign) for n in a.target.find_all(nodes.Name)]
         stores += [a.target.name for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
         self.store_counts = {name: stores.count(name) for name in set(stores)}  # assignments per name
+        self.scalar_strings = scalar_strings(ast)  # `x | string` where a test has shown x is no list or mapping
 
     if TYPE_CHECKING:
         # The handlers live in the mixins Converter joins (expressions, filters, statements, unroll, tooljson, infer and
@@ -205,6 +206,44 @@ def _negative_names(ast: nodes.Template, namespaces: set[str]) -> set[str]:
         elif isinstance(a.target, nodes.Name) and negative(a.node):
             found.add(a.target.name)
     return found
+
+
+def scalar_strings(ast: nodes.Template) -> set[int]:
+    """ids of the `x | string` filters in the else part of `if x is mapping or (x is sequence and x is not string)` (Qwen3's shape).
+
+    str() of a list or dict is Python's repr, which Go cannot write; behind that test only text, numbers, booleans and
+    none reach the filter.
+    """
+    found: set[int] = set()
+    for node in ast.find_all((nodes.If, nodes.CondExpr)):
+        subject = _container_test(node.test)
+        if subject is None:
+            continue
+        otherwise = node.else_ if isinstance(node, nodes.If) and not node.elif_ else ([node.expr2] if isinstance(node, nodes.CondExpr) else [])
+        for part in otherwise:
+            if part is None:
+                continue
+            found |= {id(f) for f in _walk(part) if isinstance(f, nodes.Filter) and f.name == "string" and repr(f.node) == subject}
+    return found
+
+
+def _container_test(test: nodes.Node) -> str | None:
+    """repr of x when `test` is true for every list and mapping x (`x is mapping or (x is sequence and x is not string)`)."""
+    if not isinstance(test, nodes.Or):
+        return None
+    covered: dict[str, set[str]] = {}
+    for side in (test.left, test.right):
+        part = side.left if isinstance(side, nodes.And) else side
+        if isinstance(side, nodes.And) and not (isinstance(side.right, nodes.Not) and isinstance(side.right.node, nodes.Test)
+                                                and side.right.node.name == "string" and repr(side.right.node.node) == repr(part.node)):
+            return None
+        if not isinstance(part, nodes.Test):
+            return None
+        covered.setdefault(repr(part.node), set()).add(part.name)
+    for subject, tests in covered.items():
+        if "mapping" in tests and tests & {"sequence", "iterable"}:
+            return subject
+    return None
 
 
 def render_block(node: nodes.AssignBlock, context: dict[str, Any]) -> str | None:

@@ -19,8 +19,8 @@ THINK_TAGS = ("<think>", "</think>")
 THINK_NOTE = ("Ollama hands the reasoning of earlier turns in .Thinking, so message text holds no <think> block: tests and splits "
               "of the text on <think>/</think> are read that way (the text as it is, no tag in it).")
 DEFINED_NOTE = "`is defined` (and `'key' in message`) is read as 'is non-empty': Ollama always has every field, empty when unset."
-UNSET_NOTE = ("Message fields Ollama's API does not carry (such as prefix or current_date) read as unset: no conversation sent "
-              "to Ollama has them.")
+UNSET_NOTE = ("Message and tool fields Ollama's API does not carry (such as a message's prefix or a function's returns) read as "
+              "unset: Ollama drops them from every request, so no conversation it renders has them.")
 _OPERATORS = {"Mul": "*", "Div": "/", "FloorDiv": "//", "Pow": "**", "Neg": "-", "Dict": "{", "List": "[", "Tuple": "("}
 _CMP = {"eq": "eq", "ne": "ne", "lt": "lt", "lteq": "le", "gt": "gt", "gteq": "ge"}
 
@@ -92,6 +92,8 @@ class Expressions(Core):
             return self.lookup(table.value, arg, node)
         if isinstance(arg, nodes.Slice):
             return self.slice_of(base, arg, node)
+        if self.kind(base) in ("args", "properties") and self.kind(arg) == "string":
+            return f"(index {self.expr(base)} {self.expr(arg)})"  # a Go map by a key read at render time
         view = self.seq_view(base)
         if view.pred is not None:
             if key is None or key.value not in (0, -1):
@@ -121,31 +123,40 @@ class Expressions(Core):
         return f"(index {seq} (len (slice {seq} {-k})))"  # seq[-k] is seq[len - k]
 
     def slice_of(self, base: nodes.Node, arg: nodes.Slice, node: nodes.Node) -> str:
+        """seq[a:b] with Python's bounds: negative ones count from the end, and both are clamped to the sequence."""
         if arg.step is not None:
             raise self.fail("a slice with a step", node, "::")
         seq = self.expr(base)
-        bounds: list[str | None] = []
-        for bound in (arg.start, arg.stop):
-            folded = self.fold(bound) if bound is not None else None
+        if arg.start is None and arg.stop is None:
+            return seq
+        held, lo, hi = self.fresh("q"), self.fresh("lo"), self.fresh("hi")
+        code = [f"{{{{ {held} := {seq} }}}}{{{{ {lo} := 0 }}}}{{{{ {hi} := len {held} }}}}"]
+        for bound, var in ((arg.start, lo), (arg.stop, hi)):
             if bound is None:
-                bounds.append(None)
-            elif folded is not None and isinstance(folded.value, int) and folded.value < 0:
-                bounds.append(f"(len (slice {seq} {-folded.value}))")
+                continue
+            folded = self.fold(bound)
+            if folded is not None and isinstance(folded.value, int) and folded.value < 0:
+                k = -folded.value  # len - k, or 0 when k is past the start
+                code.append(f"{{{{ {var} = 0 }}}}{{{{ if ge (len {held}) {k} }}}}{{{{ {var} = len (slice {held} {k}) }}}}{{{{ end }}}}")
             else:
-                bounds.append(self.int_expr(bound))
-        stop = f" {bounds[1]}" if bounds[1] is not None else ""
-        return f"(slice {seq} {bounds[0] or 0}{stop})"
+                code.append(f"{{{{ if lt ({self.int_expr(bound)}) (len {held}) }}}}{{{{ {var} = {self.int_expr(bound)} }}}}"
+                            f"{{{{ else }}}}{{{{ {var} = len {held} }}}}{{{{ end }}}}")
+        code.append(f"{{{{ if gt {lo} {hi} }}}}{{{{ {lo} = {hi} }}}}{{{{ end }}}}")
+        self.emit("".join(code))
+        return f"(slice {held} {lo} {hi})"
 
     def member(self, base: nodes.Node, attr: str, node: nodes.Node) -> str:
         if isinstance(base, nodes.Name) and base.name == "loop":
             return self.loop_attr(attr, node)
         if isinstance(base, nodes.Name) and base.name in self.namespaces:
             return f"${base.name}_{attr}"
+        if self.is_unset(base):
+            return '""'  # a field of a field Ollama drops
         kind = self.kind(base)
         if kind is not None and (kind, attr) in K.FIXED:
             return go_string(K.FIXED[(kind, attr)])
         field = K.FIELDS.get(kind or "", {}).get(attr)
-        if field is None and kind == "message" and not hasattr(dict, attr):
+        if field is None and kind in K.CLOSED and not hasattr(dict, attr):
             self.note(UNSET_NOTE)
             return '""'
         if field is None:
@@ -153,6 +164,20 @@ class Expressions(Core):
         if (kind, attr) in K.PRINTED:
             return f"(print {self.expr(base)}.{field[0]})"
         return f"{self.expr(base)}.{field[0]}"
+
+    def is_unset(self, node: nodes.Node) -> bool:
+        """A field that no value Ollama hands a template has (or a field of one)."""
+        if isinstance(node, nodes.Getitem):
+            key = self.fold(node.arg)
+            attr = key.value if key is not None and isinstance(key.value, str) else None
+        else:
+            attr = node.attr if isinstance(node, nodes.Getattr) else None
+        if attr is None or not isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            return False
+        if self.is_unset(node.node):
+            return True
+        kind = self.kind(node.node)
+        return kind in K.CLOSED and attr not in K.FIELDS[kind or ""] and (kind, attr) not in K.FIXED and not hasattr(dict, attr)
 
     def loop_attr(self, attr: str, node: nodes.Node) -> str:
         if not self.loops:
@@ -269,6 +294,9 @@ class Expressions(Core):
         return right if left == "true" else (left if right == "true" else f"(and {left} {right})")
 
     def x_Or(self, node: nodes.Or) -> str:
+        default = self.fold(node.right)
+        if default is not None and default.value in ([], {}, ()) and self.kind(node.left) in K.SEQUENCES | K.MAPPINGS:
+            return self.expr(node.left)  # `arguments or {}`: an empty Go list or map reads as the empty literal does
         left = self.truth(node.left)
         if left == "true":
             return "true"

@@ -42,8 +42,8 @@ class Filters(Core):
             return f"(or {self.expr(node.node)} {self.expr(node.args[0])})"
         if name in ("lower", "upper") and not node.args and self.kind(node.node) == "string":
             return self.recased(self.expr(node.node), upper=name == "upper")
-        if name == "string" and self.kind(node.node) in ("value", "scalar", "bool"):
-            # str() of a JSON value: Python writes booleans True/False, Go true/false
+        if name == "string" and (self.kind(node.node) == "bool" or (self.kind(node.node) in ("value", "scalar") and id(node) in self.scalar_strings)):
+            # str() of a JSON value that a test has shown is no list or mapping: Python writes booleans True/False, Go true/false
             go, var = self.expr(node.node), self.fresh("str")
             self.emit(f'{{{{ {var} := print {go} }}}}{{{{ if eq (printf "%T" {go}) "bool" }}}}{{{{ if {go} }}}}{{{{ {var} = "True" }}}}'
                       f'{{{{ else }}}}{{{{ {var} = "False" }}}}{{{{ end }}}}{{{{ end }}}}')

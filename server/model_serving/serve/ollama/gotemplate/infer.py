@@ -62,7 +62,8 @@ class Infer(Core):
                 return self.kind(base)
             key = self.fold(node.arg)
             if key is None or not isinstance(key.value, str):
-                return K.ELEMENT.get(self.kind(base) or "")
+                kind = self.kind(base) or ""
+                return {"args": "value", "properties": "property"}.get(kind) or K.ELEMENT.get(kind)
             attr = key.value
         else:
             attr = node.attr
@@ -96,7 +97,7 @@ class Infer(Core):
 
 def _empty(folded: object) -> bool:
     value = getattr(folded, "value", False)
-    return value is None or is_undefined(value) or value == [] or value == ""
+    return value is None or is_undefined(value) or value in ([], {}, ()) or value == ""
 
 
 def _value_kind(value: object) -> str | None:

@@ -40,5 +40,8 @@ PRINTED = {("property", "type")}
 SORTED_KEYS_NOTE = ("Tool properties and tool-call arguments come in sorted key order: Ollama hands them to a TEMPLATE as Go maps, while "
                     "Jinja keeps their declared order. Prompts agree when the keys are declared sorted; --template gguf keeps the order.")
 
+# Structs whose every field FIELDS lists: a key beyond them never reaches a TEMPLATE (Ollama's API drops it).
+CLOSED = {"message", "tool", "toolfunc"}
+
 MAPPINGS = {"message", "toolcall", "callfunc", "tool", "toolfunc", "params", "property", "args", "properties"}
 STRINGS = {"string"}

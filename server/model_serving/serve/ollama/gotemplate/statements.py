@@ -98,7 +98,8 @@ class Statements(Core):
         if not (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr == "get" and len(node.args) == 1):
             return False
         key = self.fold(node.args[0])
-        return key is not None and self.kind(node.node.node) == "message" and key.value not in K.FIELDS["message"]
+        kind = self.kind(node.node.node)
+        return key is not None and kind in K.CLOSED and key.value not in K.FIELDS[kind or ""]
 
     def write_text(self, text: str) -> str:
         """Literal text, written out, or added to the text being captured (a `set` block, a macro called in an expression)."""
@@ -141,12 +142,21 @@ class Statements(Core):
         return "".join(self.stmt(n, scope) for n in body)
 
     def s_For(self, node: nodes.For, scope: Scope) -> str:
-        if node.else_ or node.recursive:
-            raise self.fail("a for loop with else or recursion", node, "for")
-        if not self.depends(node.iter):
+        if node.recursive:
+            raise self.fail("a recursive for loop", node, "for")
+        if self.is_unset(items_base(node.iter) or node.iter):
+            return self.branch(node.else_, scope) if node.else_ else ""  # over a field Ollama drops: nothing to loop over
+        if not self.depends(node.iter) and not node.else_:
             values = self.fold(node.iter)
             if values is not None and isinstance(values.value, (list, tuple, dict, str)):
                 return self.for_constant(node, scope, list(values.value))
+        if node.else_ and (isinstance(node.target, nodes.Tuple) or self.is_reversed(node.iter)):
+            raise self.fail("a for loop with else over .items() or a reversed list", node, "for")
+        if isinstance(node.target, nodes.Name) and not node.else_ and self.kind(node.iter) in ("args", "properties"):
+            # a loop over a mapping sees its keys: the same loop as over .items(), the value unused
+            pair = nodes.Tuple([node.target, nodes.Name(f"__value{self.fresh('v')[2:]}", "store")], "store", lineno=node.lineno)
+            node = nodes.For(pair, nodes.Filter(node.iter, "items", [], [], None, None, lineno=node.lineno), node.body, [], node.test,
+                             False, lineno=node.lineno)
         if isinstance(node.target, nodes.Tuple) and items_base(node.iter) is not None:
             return self.for_items(node, scope)
         if not isinstance(node.target, nodes.Name):
@@ -158,24 +168,45 @@ class Statements(Core):
             raise self.fail("a for loop over a filtered list with an inline if", node, "for")
         loop = Loop(index=self.fresh("i"), iterable=view.base, target=f"${node.target.name}", counter=self.counter)
         self.kinds[node.target.name] = view.element
-        if node.test is not None and any(isinstance(n, nodes.Name) and n.name == "loop" for n in node.find_all(nodes.Name)):
-            raise self.fail("loop.* inside a for loop with an inline if", node, "loop.")
+        pre, test = self.inline_test(node, loop)  # the inline if: statements it needs and its Go test, both inside the range
         if view.pred is not None:
+            test = view.pred(loop.target)
             loop.total = self.count(view)  # loop.index/first/last/length count the kept items only
+        elif test is not None and any(isinstance(n, nodes.Name) and n.name == "loop" for n in node.find_all(nodes.Name)):
+            loop.total = self.fresh("n")
+            self.emit(f"{{{{ {loop.total} := 0 }}}}{{{{ range {loop.target} := {view.base} }}}}{pre}{{{{ if {test} }}}}"
+                      f'{{{{ {loop.total} = len (printf "%*s " {loop.total} "") }}}}{{{{ end }}}}{{{{ end }}}}')
         self.loops.append(loop)
         try:
             body = self.block(node.body, self.inner_scope(node, scope, {node.target.name}))
-            test = view.pred(loop.target) if view.pred is not None else (self.truth(node.test) if node.test is not None else None)
         finally:
             self.loops.pop()
+        otherwise = self.branch(node.else_, scope) if node.else_ else ""
         if loop.total:
             # a counter of kept items stands in for the range index
             step = f'{{{{ {loop.index} = $kept{loop.counter} }}}}{{{{ $kept{loop.counter} = len (printf "%*s " $kept{loop.counter} "") }}}}'
-            head = f"{{{{ $kept{loop.counter} := 0 }}}}{{{{ {loop.index} := 0 }}}}{{{{ range {loop.target} := {view.base} }}}}"
-            return self.loop_setup(loop) + head + f"{{{{ if {test} }}}}{step}{self.loop_start(loop)}{body}{{{{ end }}}}{{{{ end }}}}"
+            head = f"{{{{ $kept{loop.counter} := 0 }}}}{{{{ {loop.index} := 0 }}}}{{{{ range {loop.target} := {view.base} }}}}{pre}"
+            after = f"{{{{ if not $kept{loop.counter} }}}}{otherwise}{{{{ end }}}}" if otherwise else ""
+            return self.loop_setup(loop) + head + f"{{{{ if {test} }}}}{step}{self.loop_start(loop)}{body}{{{{ end }}}}{{{{ end }}}}" + after
+        if test is not None and otherwise:
+            kept = self.fresh("any")  # Jinja's else runs when the inline if kept no item
+            body = f"{pre}{{{{ if {test} }}}}{{{{ {kept} = true }}}}{body}{{{{ end }}}}"
+            return f"{{{{ {kept} := false }}}}{self.range_loop(loop, body)}{{{{ if not {kept} }}}}{otherwise}{{{{ end }}}}"
         if test is not None:
-            body = f"{{{{ if {test} }}}}{body}{{{{ end }}}}"
-        return self.range_loop(loop, body)
+            body = f"{pre}{{{{ if {test} }}}}{body}{{{{ end }}}}"
+        return self.range_loop(loop, body, otherwise)
+
+    def inline_test(self, node: nodes.For, loop: Loop) -> tuple[str, str | None]:
+        if node.test is None:
+            return "", None
+        self.frames.append([])
+        self.loops.append(loop)  # the target is the loop's (Jinja gives the inline if no loop.*)
+        try:
+            test = self.truth(node.test)
+        finally:
+            self.loops.pop()
+            pre = self.frames.pop()
+        return "".join(pre), test
 
     def is_reversed(self, node: nodes.Node) -> bool:
         if isinstance(node, nodes.Filter) and node.name == "reverse" and node.node is not None and not node.args:
@@ -209,9 +240,10 @@ class Statements(Core):
         mine |= {k for k in self.assigned_here(node.body) if not any(k.startswith(f"{ns}_") for ns in self.namespaces)}  # sets inside ifs too
         return Scope(set(scope.declared - mine) | targets, scope.declared & mine)
 
-    def range_loop(self, loop: Loop, body: str) -> str:
+    def range_loop(self, loop: Loop, body: str, otherwise: str = "") -> str:
         head = f"{{{{ range {loop.index}, {loop.target} := {loop.iterable} }}}}"
-        return self.loop_setup(loop) + head + self.loop_start(loop) + body + "{{ end }}"
+        tail = f"{{{{ else }}}}{otherwise}{{{{ end }}}}" if otherwise else "{{ end }}"  # Go's range else runs when nothing was ranged over
+        return self.loop_setup(loop) + head + self.loop_start(loop) + body + tail
 
     def loop_setup(self, loop: Loop) -> str:
         pre = []
