@@ -112,6 +112,7 @@ class Core:
         def kind(self, node: nodes.Node | None) -> str | None: ...
         def block(self, body: list[nodes.Node], scope: Any) -> str: ...
         def inner_scope(self, node: nodes.For, scope: Any, targets: set[str]) -> Any: ...
+        def is_unset(self, node: nodes.Node) -> bool: ...
         def for_constant(self, node: nodes.For, scope: Any, values: list[Any]) -> str: ...
         def unroll_items(self, node: nodes.For, scope: Any, key: str, value: str, base: nodes.Node, kind: str) -> str: ...
 
@@ -216,6 +217,7 @@ def scalar_strings(ast: nodes.Template) -> set[int]:
     """
     found: set[int] = set()
     for node in ast.find_all((nodes.If, nodes.CondExpr)):
+        assert isinstance(node, (nodes.If, nodes.CondExpr))
         subject = _container_test(node.test)
         if subject is None:
             continue
@@ -234,10 +236,10 @@ def _container_test(test: nodes.Node) -> str | None:
     covered: dict[str, set[str]] = {}
     for side in (test.left, test.right):
         part = side.left if isinstance(side, nodes.And) else side
+        if not isinstance(part, nodes.Test):
+            return None
         if isinstance(side, nodes.And) and not (isinstance(side.right, nodes.Not) and isinstance(side.right.node, nodes.Test)
                                                 and side.right.node.name == "string" and repr(side.right.node.node) == repr(part.node)):
-            return None
-        if not isinstance(part, nodes.Test):
             return None
         covered.setdefault(repr(part.node), set()).add(part.name)
     for subject, tests in covered.items():

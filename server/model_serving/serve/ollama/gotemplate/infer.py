@@ -62,8 +62,8 @@ class Infer(Core):
                 return self.kind(base)
             key = self.fold(node.arg)
             if key is None or not isinstance(key.value, str):
-                kind = self.kind(base) or ""
-                return {"args": "value", "properties": "property"}.get(kind) or K.ELEMENT.get(kind)
+                seq = self.kind(base) or ""
+                return {"args": "value", "properties": "property"}.get(seq) or K.ELEMENT.get(seq)
             attr = key.value
         else:
             attr = node.attr
