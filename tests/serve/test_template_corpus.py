@@ -259,9 +259,13 @@ def test_set_blocks_and_the_templates_own_tokens_are_evaluated_at_registration(g
     expected = render(source, messages, add_generation_prompt=True, eos_token="</s>")
     assert expected == "Be brief. <end>[hi]<end>"
     assert go_renderer(conv.go_template, messages, None) == expected
-    reads_messages = "{% set last %}{{ messages[-1].content }}{% endset %}{{ last }}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="block assignment"):
-        templates.convert(reads_messages, bos_token="", eos_token="", runtime_adds_bos=False)
+    # a block that reads the conversation builds its text in a Go variable; one through a filter Go cannot apply is refused
+    reads_messages = "{% set last %} {{ messages[-1].content }}{% endset %}[{{ last }}]"
+    conv = templates.convert(reads_messages, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert go_renderer(conv.go_template, messages, None) == render(reads_messages, messages, add_generation_prompt=True) == "[ hi]"
+    with pytest.raises(templates.UnconvertibleTemplate, match="block assignment through the filter 'title'"):
+        templates.convert("{% set last | title %}{{ messages[-1].content }}{% endset %}{{ last }}", bos_token="", eos_token="",
+                          runtime_adds_bos=False)
 
 
 def test_messages_compare_by_value_as_python_dicts_do(go_renderer: GoRenderer) -> None:
