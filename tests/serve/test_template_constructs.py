@@ -65,6 +65,10 @@ _SOURCES = {
     "inline if": "{% for m in messages if 'o' in m.content %}{{ loop.index }}/{{ loop.length }}{{ m.role }}{% if loop.last %}.{% endif %}"
                  "{% endfor %}|{% for m in messages if m.role == 'nobody' %}x{% else %}none{% endfor %}"
                  "|{% for m in messages[5:] %}x{% else %}empty{% endfor %}",
+    # range(): forward from 0 or a start, backward to 0, with loop.*; a constant range written out
+    "range": "{% for i in range(messages | length) %}{{ i }}{{ messages[i].role }}{% if loop.last %}.{% endif %}{% endfor %}|"
+             "{% set start = 1 if messages[0].role == 'system' else 0 %}{% for i in range(start, messages | length) %}{{ loop.index }}:{{ i }} {% endfor %}|"
+             "{% for i in range(messages | length - 1, -1, -1) %}{{ messages[i].role }},{% endfor %}|{% for i in range(2, 0, -1) %}{{ i }}{% endfor %}",
     # branches whose tests repeat an earlier one (a type ladder over text), and message fields Ollama does not carry
     "type ladder": "{% for m in messages %}{% set c = m.get('content') %}{% if c is string %}{{ c }}{% elif c is iterable %}"
                    "{% for part in c %}{{ part.text }}{% endfor %}{% endif %}{% if m.thinking is string %}T{% elif m.thinking is sequence %}"
@@ -103,6 +107,15 @@ def test_tool_call_construct_renders_as_jinja_does(name: str, go_renderer: GoRen
     expected, got = _rendered(_CALL_SOURCES[name], _CALL, [_TOOL], go_renderer)
     if name == "argument values":
         assert "hours=[9, 15];" in expected and "metric=True#?;" in expected and "n=3#;" in expected
+    assert got == expected
+
+
+def test_tojson_ensure_ascii_escapes_what_is_not_ascii(go_renderer: GoRenderer) -> None:
+    tool = {"type": "function", "function": {"name": "météo", "description": "Température à Zürich",
+                                             "parameters": {"type": "object", "properties": {"ville": {"type": "string", "description": "Ville"}}}}}
+    source = "{% for t in tools %}{{ t | tojson(ensure_ascii=True) }}{% endfor %}{{ messages[0].content }}"
+    expected, got = _rendered(source, _PLAIN, [tool], go_renderer)
+    assert "\\u00e9" in expected and "é" not in expected
     assert got == expected
 
 

@@ -92,6 +92,8 @@ class Expressions(Core):
             return self.lookup(table.value, arg, node)
         if isinstance(arg, nodes.Slice):
             return self.slice_of(base, arg, node)
+        if self.kind(base) == "string":
+            raise self.fail("an index into text (Go indexes bytes, Python characters)", node, "[")
         if self.kind(base) in ("args", "properties") and self.kind(arg) == "string":
             return f"(index {self.expr(base)} {self.expr(arg)})"  # a Go map by a key read at render time
         view = self.seq_view(base)

@@ -148,10 +148,12 @@ class Statements(Core):
             return self.branch(node.else_, scope) if node.else_ else ""  # over a field Ollama drops: nothing to loop over
         if not self.depends(node.iter) and not node.else_:
             values = self.fold(node.iter)
-            if values is not None and isinstance(values.value, (list, tuple, dict, str)):
+            if values is not None and isinstance(values.value, (list, tuple, dict, str, range)):
                 return self.for_constant(node, scope, list(values.value))
         if node.else_ and (isinstance(node.target, nodes.Tuple) or self.is_reversed(node.iter)):
             raise self.fail("a for loop with else over .items() or a reversed list", node, "for")
+        if self.is_call(node.iter, "range") and isinstance(node.target, nodes.Name) and not node.else_ and node.test is None:
+            return self.for_range(node, scope)
         if isinstance(node.target, nodes.Name) and not node.else_ and self.kind(node.iter) in ("args", "properties"):
             # a loop over a mapping sees its keys: the same loop as over .items(), the value unused
             pair = nodes.Tuple([node.target, nodes.Name(f"__value{self.fresh('v')[2:]}", "store")], "store", lineno=node.lineno)

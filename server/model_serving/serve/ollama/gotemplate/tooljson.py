@@ -29,6 +29,8 @@ SCHEMAS = {
 }
 LISTS = {"tools": "tool", "toolcalls": "toolcall", "strings": "string", "values": "value"}
 MAPS = {"properties": "property", "args": "value"}
+ASCII_NOTE = ("tojson(ensure_ascii=True) writes characters beyond ASCII as \\u escapes; one beyond the Basic Multilingual Plane "
+              "(an emoji) comes out as Go's \\U00XXXXXX, where Python writes a surrogate pair.")
 JSON_NOTE = ("`tojson` of tool data is written key by key in the order tool dicts carry them (type, function, name, description, "
              "parameters, properties, required; a property's type, items, description, enum); values nested two levels "
              "deep inside arguments or items as compact JSON; a property's own nested properties are not written.")
@@ -52,8 +54,11 @@ class ToolJSON(Core):
         if any(v is None for v in options.values()) or node.args:
             raise self.fail("tojson with options computed at render time", node, "tojson")
         values = {k: v.value for k, v in options.items() if v is not None}
-        if values.get("sort_keys") or values.get("ensure_ascii"):
-            raise self.fail("tojson(sort_keys=True) or tojson(ensure_ascii=True)", node, "tojson")
+        if values.get("sort_keys"):
+            raise self.fail("tojson(sort_keys=True)", node, "tojson")
+        self.json_ascii = bool(values.get("ensure_ascii"))
+        if self.json_ascii:
+            self.note(ASCII_NOTE)
         indent = values.get("indent")
         item_sep, key_sep = values.get("separators") or ((", " if indent is None else ","), ": ")
         kind = self.kind(node.node)
@@ -70,6 +75,9 @@ class ToolJSON(Core):
         self.emit(f'{{{{ {var} := "" }}}}{body}')
         return var
 
+    def quoted(self, go: str) -> str:
+        return _quoted(go, getattr(self, "json_ascii", False))
+
     def put(self, text: str) -> str:
         return f"{{{{ {self.json_var} = print {self.json_var} {go_string(text)} }}}}" if text else ""
 
@@ -78,7 +86,7 @@ class ToolJSON(Core):
 
     def write(self, kind: str, go: str, style: Style, level: int) -> str:
         if kind == "string":
-            return self.put_value(_quoted(go))
+            return self.put_value(self.quoted(go))
         if kind == "ptype":
             return self.put_value(f"(json {go})")  # one type name, quoted
         if kind == "int":
@@ -87,7 +95,7 @@ class ToolJSON(Core):
             # generic JSON as Ollama decodes it: text quoted as JSON quotes it; one level of lists and objects (Go maps, so
             # sorted keys) with Jinja's separators; anything else, or deeper, as Go's encoder writes it
             typ = f'(printf "%T" {go})'
-            text, other = self.put_value(_quoted(go)), self.put_value(f"(json {go})")
+            text, other = self.put_value(self.quoted(go)), self.put_value(f"(json {go})")
             if kind == "scalar":
                 return f'{{{{ if eq {typ} "string" }}}}{text}{{{{ else }}}}{other}{{{{ end }}}}'
             return (f'{{{{ if eq {typ} "string" }}}}{text}{{{{ else if eq {typ} "[]interface {{}}" }}}}{self.write_list("scalar", go, style, level)}'
@@ -95,7 +103,7 @@ class ToolJSON(Core):
         if kind == "toolcall":
             call = self.write("callfunc", f"{go}.Function", style, level + 1)
             head = self.put("{" + style.newline(level + 1))
-            ident_value = self.put('"id"' + style.key) + self.put_value(_quoted(f"{go}.ID")) + self.put(style.item + style.newline(level + 1))
+            ident_value = self.put('"id"' + style.key) + self.put_value(self.quoted(f"{go}.ID")) + self.put(style.item + style.newline(level + 1))
             ident = f"{{{{ if {go}.ID }}}}{ident_value}{{{{ end }}}}"
             typ = self.put(f'"type"{style.key}"function"{style.item}{style.newline(level + 1)}"function"{style.key}')
             return head + ident + typ + call + self.put(style.newline(level) + "}")
@@ -139,10 +147,12 @@ class ToolJSON(Core):
     def write_map(self, element: str, go: str, style: Style, level: int) -> str:
         key, item, started = self.fresh("k"), self.fresh("v"), self.fresh("s")
         sep = f"{{{{ if {started} }}}}{self.put(style.item)}{{{{ end }}}}{{{{ {started} = true }}}}{self.put(style.newline(level + 1))}"
-        head = self.put_value(_quoted(key)) + self.put(style.key)
+        head = self.put_value(self.quoted(key)) + self.put(style.key)
         items = f"{{{{ {started} := false }}}}{{{{ range {key}, {item} := {go} }}}}{sep}{head}{self.write(element, item, style, level + 1)}{{{{ end }}}}"
         return f'{{{{ if {go} }}}}{self.put("{")}{items}{self.put(style.newline(level) + "}")}{{{{ else }}}}{self.put("{}")}{{{{ end }}}}'
 
 
-def _quoted(go: str) -> str:
+def _quoted(go: str, ascii_only: bool = False) -> str:
+    if ascii_only:
+        return f'(printf "%+q" {go})'  # \u escapes for what is not ASCII, as json.dumps(ensure_ascii=True) writes
     return f'(printf "%q" {go})'

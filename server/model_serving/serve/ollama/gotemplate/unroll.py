@@ -78,6 +78,38 @@ class Unroll(Core):
             out.append(f"{{{{ if true }}}}{body}{{{{ end }}}}")  # each pass its own Go scope, as a Jinja loop body is
         return "".join(out)
 
+    def for_range(self, node: nodes.For, scope: Any) -> str:
+        """`for i in range(stop)`, `range(start, stop)` or `range(start, -1, -1)`: a range over an int (Go 1.22+), i computed per pass."""
+        assert isinstance(node.iter, nodes.Call) and isinstance(node.target, nodes.Name)
+        args = node.iter.args
+        steps = [self.fold(a) for a in args[2:]]
+        count, j = self.fresh("c"), self.fresh("j")
+        if len(args) in (1, 2) and not node.iter.kwargs:
+            start, stop = ("0", self.int_expr(args[0])) if len(args) == 1 else (self.int_expr(args[0]), self.int_expr(args[1]))
+            setup = (f"{{{{ {count} := 0 }}}}{{{{ if gt {stop} {start} }}}}{{{{ {count} = len (slice (printf \"%*s\" {stop} \"\") {start}) }}}}"
+                     f"{{{{ end }}}}")
+            value = f'len (printf "%*s%*s" {start} "" {j} "")'  # start + j
+        elif len(args) == 3 and steps[0] is not None and steps[0].value == -1 and self.fold(args[1]) is not None \
+                and self.fold(args[1]).value == -1:  # type: ignore[union-attr]
+            first = args[0]
+            if isinstance(first, nodes.Sub) and isinstance(first.right, nodes.Const) and first.right.value == 1:
+                setup = f"{{{{ {count} := {self.int_expr(first.left)} }}}}"  # range(n - 1, -1, -1) passes n times
+            else:
+                setup = f'{{{{ {count} := len (printf "%*s " {self.int_expr(first)} "") }}}}'
+            value = f'len (slice (printf "%*s" {count} "") ({NEXT.format(j)}))'  # count - 1 - j
+        else:
+            raise self.fail("range() other than range(stop), range(start, stop) or range(start, -1, -1)", node, "range")
+        loop = Loop(index=j, iterable="", target=f"${node.target.name}", counter=self.counter, total=count)
+        self.kinds[node.target.name] = "int"
+        self.loops.append(loop)
+        try:
+            body = self.block(node.body, self.inner_scope(node, scope, {node.target.name}))
+        finally:
+            self.loops.pop()
+        if loop.prev or loop.next or loop.mods:
+            raise self.fail("loop.previtem, loop.nextitem or loop.index % n in a loop over range()", node, "loop.")
+        return f"{setup}{{{{ range {j} := {count} }}}}{{{{ {loop.target} := {value} }}}}{body}{{{{ end }}}}"
+
     @contextmanager
     def consts_bound(self, names: list[str], target: nodes.Node, value: Any) -> Iterator[None]:
         """The loop's target names bound to one item (unpacked for `for k, v in ...`), as constants."""
