@@ -146,10 +146,12 @@ class Statements(Core):
             raise self.fail("a recursive for loop", node, "for")
         if self.is_unset(items_base(node.iter) or node.iter):
             return self.branch(node.else_, scope) if node.else_ else ""  # over a field Ollama drops: nothing to loop over
-        if not self.depends(node.iter) and not node.else_:
+        if not self.depends(node.iter):
             values = self.fold(node.iter)
-            if values is not None and isinstance(values.value, (list, tuple, dict, str, range)):
+            if values is not None and isinstance(values.value, (list, tuple, dict, str, range)) and not node.else_:
                 return self.for_constant(node, scope, list(values.value))
+            if values is not None and is_undefined(values.value):
+                return self.branch(node.else_, scope) if node.else_ else ""  # a caller variable Ollama never passes (documents)
         if node.else_ and (isinstance(node.target, nodes.Tuple) or self.is_reversed(node.iter)):
             raise self.fail("a for loop with else over .items() or a reversed list", node, "for")
         if self.is_call(node.iter, "range") and isinstance(node.target, nodes.Name) and not node.else_ and node.test is None:
