@@ -46,6 +46,14 @@ class Converted:
 
 class Converter(Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Core):
     def describe(self, node: nodes.Node) -> str:
+        if isinstance(node, nodes.Macro):
+            names = {n.name for n in node.find_all(nodes.Name)}
+            if node.name in names:
+                return f"a macro that calls itself ({node.name}; Go templates have no recursion that returns text)"
+            if names & {"caller", "varargs", "kwargs"}:
+                return f"a macro using caller, varargs or kwargs ({node.name})"
+            return (f"a macro ({node.name}) called where Jinja may skip the call while the macro changes namespace state "
+                    "(Go writes a macro's text out before the statement that reads it)")
         return _NODE_NAMES.get(type(node).__name__, f"a {type(node).__name__} node")
 
     def is_call(self, node: nodes.Node | None, name: str) -> bool:
