@@ -119,10 +119,23 @@ def test_tojson_ensure_ascii_escapes_what_is_not_ascii(go_renderer: GoRenderer) 
     assert got == expected
 
 
-def test_a_macro_that_changes_state_behind_a_condition_is_refused() -> None:
-    # Jinja calls the macro only when the test passes; written out before the statement, it would always count
-    source = ("{% set ns = namespace(n=0) %}{% macro bump(x) %}{% set ns.n = ns.n + 1 %}{{ x }}{% endmacro %}"
-              "{% for m in messages %}{{ m.content if m.role == 'user' else bump(m.content) }}{% endfor %}{{ ns.n }}")
+_COUNTING = "{% set ns = namespace(n=0) %}{% macro bump(x) %}{% set ns.n = ns.n + 1 %} <{{ x }}> {% endmacro %}"
+
+
+def test_a_macro_that_changes_state_converts_where_it_runs_first(go_renderer: GoRenderer) -> None:
+    source = _COUNTING + "{% for m in messages %}{% set t = bump(m.content) | trim %}{{ ns.n }}{{ t }}{% endfor %}"
+    expected, got = _rendered(source, _PLAIN, None, go_renderer)
+    assert expected.startswith("1<Be brief. /no_think>2<First?>") and got == expected
+
+
+@pytest.mark.parametrize("use", [
+    "{{ m.content if m.role == 'user' else bump(m.content) }}",  # Jinja calls it only when the test fails
+    "{{ ns.n ~ bump(m.content) }}",  # Jinja reads the count before the call
+    "{{ ns.n }}{{ bump(m.content) | trim }}",
+])
+def test_a_macro_that_changes_state_is_refused_where_it_would_run_early(use: str) -> None:
+    # written out before the statement, the macro would count before (or without) Jinja's call
+    source = _COUNTING + "{% for m in messages %}" + use + "{% endfor %}{{ ns.n }}"
     with pytest.raises(templates.UnconvertibleTemplate, match="a macro"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 

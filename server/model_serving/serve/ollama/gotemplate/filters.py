@@ -141,6 +141,9 @@ class Filters(Core):
             # `and` stops at the length test, so the slice never runs past the text
             return f"(and (ge (len {text}) {n}) (eq (slice {text} {at}{end}) {lit}))"
         if attr == "get" and values and isinstance(values[0], str):
+            kind = self.kind(base)
+            if len(values) == 2 and kind in K.CLOSED and values[0] not in K.FIELDS[kind or ""]:
+                return self.go_const(values[1], node)  # a key Ollama drops: the default
             return self.member(base, values[0], node)
         if attr == "split" and values and values[0] in THINK_TAGS:
             raise self.fail("a .split() on message text whose pieces are used as a list", node, "split")

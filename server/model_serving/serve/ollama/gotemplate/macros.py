@@ -60,6 +60,7 @@ class _Hoist:
     def __init__(self, macros: dict[str, nodes.Macro]) -> None:
         self.macros = macros
         self.depth = 0
+        self.alone: nodes.Node | None = None  # the call a statement evaluates before anything else, if any
 
     def statements(self, body: list[nodes.Node]) -> list[nodes.Node]:
         out: list[nodes.Node] = []
@@ -88,6 +89,10 @@ class _Hoist:
         blocks: list[nodes.Node] = []
         for owner, attr, index in exprs:
             value = getattr(owner, attr) if index is None else getattr(owner, attr)[index]
+            # Written out before the statement, a macro runs before the rest of it: one that changes state must be all
+            # the statement evaluates before it (the whole value, under filters; the first thing an output writes)
+            first = index is None or all(isinstance(n, nodes.TemplateData) for n in owner.nodes[:index])  # type: ignore[attr-defined]
+            self.alone = _subject(value) if first else None
             new = self.replace(value, blocks, guarded=False)
             if index is None:
                 setattr(owner, attr, new)
@@ -98,7 +103,9 @@ class _Hoist:
     def replace(self, expr: nodes.Node, blocks: list[nodes.Node], *, guarded: bool) -> nodes.Node:
         if isinstance(expr, nodes.Call) and isinstance(expr.node, nodes.Name) and expr.node.name in self.macros:
             macro = self.macros[expr.node.name]
-            if expr.dyn_args or expr.dyn_kwargs or (guarded and any(True for _ in macro.find_all(nodes.NSRef))) or self.depth > 16:
+            local = {n.target.name for n in macro.find_all(nodes.Assign) if isinstance(n.target, nodes.Name)}
+            stateful = any(ref.name not in local for ref in macro.find_all(nodes.NSRef))  # a namespace of the caller's
+            if expr.dyn_args or expr.dyn_kwargs or (stateful and (guarded or expr is not self.alone)) or self.depth > 16:
                 return expr  # refused by the conversion, which names the macro
             expr.args = [cast("nodes.Expr", self.replace(a, blocks, guarded=guarded)) for a in expr.args]
             name = f"__macro{next(_ids)}"
@@ -117,6 +124,13 @@ class _Hoist:
             elif isinstance(child, list):
                 setattr(expr, field, [self.replace(c, blocks, guarded=inner) if isinstance(c, nodes.Node) else c for c in child])
         return expr
+
+
+def _subject(expr: nodes.Node) -> nodes.Node:
+    """The innermost subject under a chain of filters (`render(x) | trim` -> `render(x)`)."""
+    while isinstance(expr, nodes.Filter) and expr.node is not None:
+        expr = expr.node
+    return expr
 
 
 def _inlinable(macro: nodes.Macro) -> bool:
