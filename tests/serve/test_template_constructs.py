@@ -18,7 +18,7 @@ from model_serving.util.chat_template import render
 _PLAIN = [{"role": "system", "content": "Be brief. /no_think"}, {"role": "user", "content": "First?"},
           {"role": "assistant", "content": "One."}, {"role": "user", "content": "Second?"}]
 _SPACED = [{"role": "user", "content": " \n\tHello There\n "}, {"role": "assistant", "content": "\n\n"},
-           {"role": "user", "content": "x"}, {"role": "tool", "content": "  18 C  "}]
+           {"role": "user", "content": "x"}, {"role": "tool", "content": "  18 C  "}, {"role": "assistant", "content": ""}]
 _CALL = [{"role": "user", "content": "Weather?"},
          {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
              "name": "get_weather", "arguments": {"city": "Paris", "hours": [9, 15], "metric": True, "n": 3, "opts": {"a": 1}}}}]},
@@ -69,6 +69,11 @@ _SOURCES = {
     "range": "{% for i in range(messages | length) %}{{ i }}{{ messages[i].role }}{% if loop.last %}.{% endif %}{% endfor %}|"
              "{% set start = 1 if messages[0].role == 'system' else 0 %}{% for i in range(start, messages | length) %}{{ loop.index }}:{{ i }} {% endfor %}|"
              "{% for i in range(messages | length - 1, -1, -1) %}{{ messages[i].role }},{% endfor %}|{% for i in range(2, 0, -1) %}{{ i }}{% endfor %}",
+    # emptiness of text written several ways reads as one test: the elif repeats the if, and its loop over parts never runs
+    "emptiness": "{% for m in messages %}{% if m.content is string and m.content != '' %}[{{ m.content }}]"
+                 "{% elif m.content | length > 0 %}{% for b in m.content %}{{ b.type }}{% endfor %}{% endif %}"
+                 "{% if m.content | length == 0 %}E{% endif %}{% if '' != m.content %}N{% endif %}{% if 0 < m.content | length %}L{% endif %};"
+                 "{% endfor %}",
     # branches whose tests repeat an earlier one (a type ladder over text), and message fields Ollama does not carry
     "type ladder": "{% for m in messages %}{% set c = m.get('content') %}{% if c is string %}{{ c }}{% elif c is iterable %}"
                    "{% for part in c %}{{ part.text }}{% endfor %}{% endif %}{% if m.thinking is string %}T{% elif m.thinking is sequence %}"

@@ -340,6 +340,9 @@ class Expressions(Core):
             value = self.expr(other)
             test = f'(eq (printf "%T %v" {value} {value}) "bool {str(flag.value).lower()}")'
             return test if op == "eq" else f"(not {test})"
+        emptiness = self.emptiness(left, op, right)
+        if emptiness is not None:
+            return emptiness
         go_op = _CMP.get(op)
         if go_op is None:
             raise self.fail(f"the comparison {op!r}", node)
@@ -352,6 +355,27 @@ class Expressions(Core):
         if {self.kind(left), self.kind(right)} & (K.MAPPINGS | K.SEQUENCES):
             raise self.fail("a comparison of whole messages, tools or lists (Go's eq compares only text and numbers)", node, "==")
         return f"({go_op} {self.expr(left)} {self.expr(right)})"
+
+    def emptiness(self, left: nodes.Node, op: str, right: nodes.Node) -> str | None:
+        """`text != ''`, `text | length > 0` and the like, as the text's own truth: one test however it is written, so
+        `if c is string and c != '' ... elif c | length > 0` is seen to repeat its test (the second branch never runs)."""
+        for subject, other, flipped in ((left, right, False), (right, left, True)):
+            value = self.fold(other)
+            if value is None or isinstance(value.value, bool):
+                continue
+            measured = isinstance(subject, nodes.Filter) and subject.name in ("length", "count") and subject.node is not None \
+                and self.kind(subject.node) == "string"
+            text = subject.node if measured else subject
+            assert text is not None
+            if self.kind(text) != "string":
+                continue
+            cmp = {"gt": "lt", "lt": "gt"}.get(op, op) if flipped else op
+            non_empty = (value.value == "" and not measured and cmp == "ne") or (value.value == 0 and measured and cmp in ("ne", "gt"))
+            empty = (value.value == "" and not measured and cmp == "eq") or (value.value == 0 and measured and cmp == "eq")
+            if non_empty or empty:
+                test = self.truth(text)
+                return test if non_empty else {"true": "false", "false": "true"}.get(test, f"(not {test})")
+        return None
 
     def contains(self, left: nodes.Node, right: nodes.Node, node: nodes.Node) -> str:
         haystack, needle = self.fold(right), self.fold(left)
