@@ -365,7 +365,7 @@ class Expressions(Core):
                 continue
             measured = isinstance(subject, nodes.Filter) and subject.name in ("length", "count") and subject.node is not None \
                 and self.kind(subject.node) == "string"
-            text = subject.node if measured else subject
+            text = subject.node if isinstance(subject, nodes.Filter) and measured else subject
             assert text is not None
             if self.kind(text) != "string":
                 continue
