@@ -72,6 +72,7 @@ _SOURCES = {
     # emptiness of text written several ways reads as one test: the elif repeats the if, and its loop over parts never runs
     "emptiness": "{% for m in messages %}{% if m.content is string and m.content != '' %}[{{ m.content }}]"
                  "{% elif m.content | length > 0 %}{% for b in m.content %}{{ b.type }}{% endfor %}{% endif %}"
+                 "{% if m.content and m.content[0].type == 'thinking' %}T{% endif %}{% if m.content['type'] is defined %}D{% endif %}"
                  "{% if m.content | length == 0 %}E{% endif %}{% if '' != m.content %}N{% endif %}{% if 0 < m.content | length %}L{% endif %};"
                  "{% endfor %}",
     # branches whose tests repeat an earlier one (a type ladder over text), and message fields Ollama does not carry

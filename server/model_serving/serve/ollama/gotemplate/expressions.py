@@ -152,8 +152,8 @@ class Expressions(Core):
             return self.loop_attr(attr, node)
         if isinstance(base, nodes.Name) and base.name in self.namespaces:
             return f"${base.name}_{attr}"
-        if self.is_unset(base):
-            return '""'  # a field of a field Ollama drops
+        if self.is_unset(base) or self.is_unset(node):
+            return '""'  # a field Ollama drops (or a field of one), or an attribute text does not have
         kind = self.kind(base)
         if kind is not None and (kind, attr) in K.FIXED:
             return go_string(K.FIXED[(kind, attr)])
@@ -179,6 +179,8 @@ class Expressions(Core):
         if self.is_unset(node.node):
             return True
         kind = self.kind(node.node)
+        if kind == "string":
+            return not hasattr(str, attr)  # `content[0].type`: Jinja finds no such attribute on text
         return kind in K.CLOSED and attr not in K.FIELDS[kind or ""] and (kind, attr) not in K.FIXED and not hasattr(dict, attr)
 
     def loop_attr(self, attr: str, node: nodes.Node) -> str:

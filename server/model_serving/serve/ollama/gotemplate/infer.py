@@ -63,7 +63,7 @@ class Infer(Core):
             key = self.fold(node.arg)
             if key is None or not isinstance(key.value, str):
                 seq = self.kind(base) or ""
-                return {"args": "value", "properties": "property"}.get(seq) or K.ELEMENT.get(seq)
+                return {"args": "value", "properties": "property", "string": "string"}.get(seq) or K.ELEMENT.get(seq)
             attr = key.value
         else:
             attr = node.attr
