@@ -75,6 +75,9 @@ _SOURCES = {
                  "{% if m.content and m.content[0].type == 'thinking' %}T{% endif %}{% if m.content['type'] is defined %}D{% endif %}"
                  "{% if m.content | length == 0 %}E{% endif %}{% if '' != m.content %}N{% endif %}{% if 0 < m.content | length %}L{% endif %};"
                  "{% endfor %}",
+    # a namespace list of text that only grows and is only searched (Cohere's tool_ids_seen): one Go string, items marked
+    "growing list": "{% set seen = namespace(roles=[]) %}{% for m in messages %}{% if m.role not in seen.roles %}new {% endif %}"
+                    "{% set seen.roles = seen.roles + [m.role] %}{% if 'us' in seen.roles %}!{% endif %}{{ m.role }};{% endfor %}",
     # branches whose tests repeat an earlier one (a type ladder over text), and message fields Ollama does not carry
     "type ladder": "{% for m in messages %}{% set c = m.get('content') %}{% if c is string %}{{ c }}{% elif c is iterable %}"
                    "{% for part in c %}{{ part.text }}{% endfor %}{% endif %}{% if m.thinking is string %}T{% elif m.thinking is sequence %}"
@@ -152,6 +155,13 @@ def test_str_of_a_value_that_may_be_a_list_is_refused() -> None:
     source = ("{% for m in messages %}{% for c in m.tool_calls %}{% for k, v in c.function.arguments | items %}"
               "{{ v if v is string else v | string }}{% endfor %}{% endfor %}{% endfor %}")
     with pytest.raises(templates.UnconvertibleTemplate, match="the filter 'string'"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_a_growing_list_read_otherwise_than_by_in_is_refused() -> None:
+    source = ("{% set seen = namespace(roles=[]) %}{% for m in messages %}{% set seen.roles = seen.roles + [m.role] %}{% endfor %}"
+              "{{ seen.roles | length }}")
+    with pytest.raises(templates.UnconvertibleTemplate, match="a list built at render time"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 

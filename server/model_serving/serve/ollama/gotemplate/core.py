@@ -86,7 +86,8 @@ class Core:
         stores = [n.name for a in ast.find_all(nodes.Assign) for n in a.target.find_all(nodes.Name)]
         stores += [a.target.name for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
         self.store_counts = {name: stores.count(name) for name in set(stores)}  # assignments per name
-        self.scalar_strings = scalar_strings(ast)  # `x | string` where a test has shown x is no list or mapping
+        self.scalar_strings = scalar_strings(ast)
+        self.name_sets = name_sets(ast, self.namespaces)  # namespace lists of text that only grow and are only searched  # `x | string` where a test has shown x is no list or mapping
 
     if TYPE_CHECKING:
         # The handlers live in the mixins Converter joins (expressions, filters, statements, unroll, tooljson, infer and
@@ -209,6 +210,38 @@ def _negative_names(ast: nodes.Template, namespaces: set[str]) -> set[str]:
         elif isinstance(a.target, nodes.Name) and negative(a.node):
             found.add(a.target.name)
     return found
+
+
+SET_MARK = "\x00"  # between the items of a list of text kept as one Go string
+
+
+def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
+    """Namespace attributes (as 'ns.attr') that start as [], only grow by `+ [item]`, and are only read by `in` tests.
+
+    Cohere's `tool_ids_seen.value` is one: Go has no list to build, but such a list can be one string with a mark around
+    each item, and `x in list` a search for the marked x.
+    """
+    def ref(node: nodes.Node | None) -> str | None:
+        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name in namespaces:
+            return f"{node.node.name}.{node.attr}"
+        return None
+
+    starts = {f"{a.target.name}.{kw.key}" for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name) and a.target.name in namespaces
+              and _is_call(a.node, "namespace") for kw in a.node.kwargs if isinstance(kw.value, nodes.List) and not kw.value.items}  # type: ignore[attr-defined]
+    allowed: set[int] = set()
+    for a in ast.find_all(nodes.Assign):
+        if not isinstance(a.target, nodes.NSRef):
+            continue
+        key = f"{a.target.name}.{a.target.attr}"
+        grows = isinstance(a.node, nodes.Add) and ref(a.node.left) == key and isinstance(a.node.right, nodes.List) and len(a.node.right.items) == 1
+        if not grows:
+            starts.discard(key)
+        else:
+            allowed.add(id(a.node.left))  # type: ignore[attr-defined]
+    for c in ast.find_all(nodes.Compare):
+        if len(c.ops) == 1 and c.ops[0].op in ("in", "notin"):
+            allowed.add(id(c.ops[0].expr))
+    return {key for key in starts if all(id(g) in allowed for g in ast.find_all(nodes.Getattr) if ref(g) == key)}
 
 
 def scalar_strings(ast: nodes.Template) -> set[int]:

@@ -12,7 +12,7 @@ from typing import Any
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import Core, is_undefined
+from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, is_undefined
 from model_serving.serve.ollama.gotemplate.text import go_string
 
 THINK_TAGS = ("<think>", "</think>")
@@ -380,6 +380,10 @@ class Expressions(Core):
         return None
 
     def contains(self, left: nodes.Node, right: nodes.Node, node: nodes.Node) -> str:
+        if self.kind(right) == "nameset":
+            if self.kind(left) != "string":
+                raise self.fail("an `in` test of a value that is not text in a list built at render time", node, "in ")
+            return self.substring(f"(print {go_string(SET_MARK)} {self.expr(left)} {go_string(SET_MARK)})", self.expr(right))
         haystack, needle = self.fold(right), self.fold(left)
         if haystack is not None and isinstance(haystack.value, (list, tuple)):
             if not haystack.value:

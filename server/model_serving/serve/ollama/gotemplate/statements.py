@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import Core, Loop, is_undefined, render_block
+from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, Loop, is_undefined, render_block
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
 from model_serving.serve.ollama.gotemplate.unroll import UNROLLED
 
@@ -301,6 +301,12 @@ class Statements(Core):
             return self.assign_namespace(target.name, value)
         if isinstance(target, nodes.NSRef):
             key, var = f"{target.name}.{target.attr}", f"${target.name}_{target.attr}"
+            if key in self.name_sets:
+                assert isinstance(value, nodes.Add) and isinstance(value.right, nodes.List)  # name_sets checked the shape
+                item = value.right.items[0]
+                if self.kind(item) != "string":
+                    raise self.fail("a list built at render time of values that are not text", node, "+")
+                return f"{{{{ {var} = print {var} {self.expr(item)} {go_string(SET_MARK)} }}}}"
         elif isinstance(target, nodes.Name):
             key, var = target.name, f"${target.name}"
         else:
@@ -379,7 +385,10 @@ class Statements(Core):
     def assign_namespace(self, name: str, call: nodes.Call) -> str:
         out = []
         for kw in call.kwargs:
-            if f"{name}.{kw.key}" in self.runtime:
+            if f"{name}.{kw.key}" in self.name_sets:
+                out.append(f"{{{{ ${name}_{kw.key} = {go_string(SET_MARK)} }}}}")
+                self.kinds[f"{name}_{kw.key}"] = "nameset"
+            elif f"{name}.{kw.key}" in self.runtime:
                 out.append(self.assign_to(f"${name}_{kw.key}", kw.value))
                 self.kinds[f"{name}_{kw.key}"] = self.kind(kw.value) or "value"
             else:
