@@ -1,1 +1,1 @@
-"""The model lifecycle: versions of a served name (store.py), and the verbs that move traffic between them."""
+"""The model lifecycle: versions of a served name (store.py), the verbs that move traffic between them, and evals that compare two."""
