@@ -516,3 +516,18 @@ class PruneRequest(Request):
     keep: KeepVersions | None = None
     plan: bool = False
 # --- end versions ---
+
+
+# --- eval against another version (issue 23) ---
+
+
+class EvalRequest(Request):
+    # No parameter descriptions beyond the essential: tools/list has a size budget, and the tool's line says the rest.
+    name: VersionedName
+    against: VersionedName
+    set: Annotated[PathArg | None, Field(description="EVALS.jsonl (default: built-in)")] = None
+    text: Annotated[PathArg | None, Field(description="Text for perplexity")] = None
+    max_tokens: Annotated[int, Field(ge=1, le=1024)] = 64
+    bench_requests: Annotated[int, Field(ge=0, le=200, description="Per version; 0: no bench")] = 16
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 1
+# --- end eval ---

@@ -645,3 +645,41 @@ def _switch(r: Any) -> Rendering:
     out.lines.extend(Line(f"  next: {step}", "note") for step in r.next_steps)
     return out
 # --- end versions ---
+
+
+# --- eval against another version (issue 23) ---
+
+_EVAL_STYLES: dict[str, Style] = {"better": "ok", "worse": "bad", "not distinguishable": "", "not measured": "warn"}
+
+
+def _figure(f: Any) -> str:
+    if f.value is None:
+        return "n/a"
+    spread = f" [{f.interval[0]:g}, {f.interval[1]:g}]" if f.interval else ""
+    return f"{f.value:g}{spread}"
+
+
+@renders("EvalReport")
+def _eval(r: Any) -> Rendering:
+    out = Rendering(r.summary, "ok" if r.promote else "bad" if "worse" in (r.quality_verdict, r.bench_verdict) else "bold")
+    out.add(f"  candidate {r.candidate.ref} ({r.candidate.served_as} at {r.candidate.base_url}); baseline {r.baseline.ref} "
+            f"({r.baseline.served_as} at {r.baseline.base_url})")
+    out.add(f"  set: {r.eval_set}, {r.cases_total} case(s) " + ", ".join(f"{k} {n}" for k, n in r.cases_by_kind.items()) + f"; {r.sampling}")
+    if r.settings_differ:
+        out.add("  engine settings differ: " + "; ".join(r.settings_differ), "warn")
+    for c in r.comparisons:
+        diff = "" if c.difference is None else f"  diff {c.difference:g}" + (f" [{c.difference_interval[0]:g}, {c.difference_interval[1]:g}]" if c.difference_interval else "")
+        p = "" if c.p_value is None else f" p={c.p_value:.3g}"
+        out.add(f"  {c.verdict:>19}  {c.measure}: candidate {_figure(c.candidate)} vs baseline {_figure(c.baseline)}{diff}{p}", _EVAL_STYLES.get(c.verdict, ""))
+        if c.note:
+            out.add(f"                       {c.note}")
+    for label, b in (("candidate", r.candidate_bench), ("baseline", r.baseline_bench)):
+        if b is not None:
+            out.add(f"  bench {label}: {b.completed} ok, {b.failed} failed at concurrency {b.concurrency}; {b.request_throughput:g} req/s, "
+                    f"median TTFT {_ms(b.median_ttft_ms)} ms, median e2e {_ms(b.median_e2el_ms)} ms")
+    for case in [c for c in r.cases if c.candidate_passed != c.baseline_passed or c.candidate_error or c.baseline_error][:10]:
+        out.add(f"  case {case.id}: candidate {case.candidate_error or repr(case.candidate_answer[:60])} vs baseline "
+                f"{case.baseline_error or repr(case.baseline_answer[:60])}")
+    out.add(f"  decision: {r.decision}", "ok" if r.promote else "warn")
+    return out
+# --- end eval ---

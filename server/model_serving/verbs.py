@@ -18,6 +18,7 @@ from model_serving.requests import (
     CostRequest,
     DeployRequest,
     EngineInstallRequest,
+    EvalRequest,
     ExportRequest,
     GatewayRequest,
     InspectRequest,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from model_serving.cluster.cost import CostEstimate
     from model_serving.deploy.context import DeployResult
     from model_serving.jobs import Progress
+    from model_serving.lifecycle.eval_report import EvalReport
     from model_serving.lifecycle.history import PruneResult, VersionHistory
     from model_serving.lifecycle.switch import SwitchResult
     from model_serving.publish.outcome import PublishResult
@@ -417,3 +419,12 @@ def model_versions(settings: Settings, req: VersionsRequest) -> VersionHistory |
         raise InputError("canary needs the share of requests to send to the version.", f"Give share (percent, 0 ends the canary): canary {req.name} --share 10.")
     return switch.canary(settings, req.name, req.share)
 # --- end versions ---
+
+
+# --- eval against another version (issue 23) ---
+def eval_versions(settings: Settings, req: EvalRequest, progress: Progress) -> EvalReport:
+    """Compare two served versions (NAME@N vs NAME@live) on EVALS.jsonl: pass rates, F1, perplexity, bench, intervals, verdict."""
+    from model_serving.lifecycle.evals import run_eval
+
+    return run_eval(settings, req, progress)
+# --- end eval ---

@@ -46,6 +46,7 @@ VERBS = {
     "ollama probe": ("ollama probe", "ollama_probe"),
     "ollama modelfile": ("ollama modelfile", "ollama_modelfile"),
     "ollama check-modelfile": ("ollama check-modelfile", "ollama_check_modelfile"),
+    "eval": ("eval", "eval_versions"),
 }
 MCP_ONLY = {"job_status", "job_cancel"}  # the CLI waits for its long steps instead of handing out jobs
 # CLI views of what serving_status returns whole on MCP (one call, and fewer tools/list characters): same input model

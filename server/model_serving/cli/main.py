@@ -20,7 +20,7 @@ from model_serving.failures import failure
 from model_serving.settings import Settings
 
 # Modules that register verbs, in the order a command name is looked for.
-VERB_MODULES = ("core", "skill", "bench", "ollama", "cluster", "engines", "versions")
+VERB_MODULES = ("core", "skill", "bench", "ollama", "cluster", "engines", "versions", "evals")
 
 
 class _LazyVerbs(dict[str, click.Command]):

@@ -26,7 +26,7 @@ from model_serving import __version__
 from model_serving.errors import InputError
 from model_serving.failures import validated
 from model_serving.jobs import JobInfo
-from model_serving.mcp import bench, cluster, core, ollama, skill, versions
+from model_serving.mcp import bench, cluster, core, evals, ollama, skill, versions
 from model_serving.mcp.errors import error_result, failure
 from model_serving.mcp.runtime import READ_ONLY, AppState, ToolSpec, describe, follow, job_result, ok, run_tool, schema_name, writes
 from model_serving.requests import RENAMED_UNTIL, JobCancelRequest, JobStatusRequest, Listing
@@ -134,7 +134,7 @@ def create_server(settings: Settings | None = None) -> ServingServer:
 
     mcp = ServingServer(state, name="model-serving", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
     mcp.add_specs(JOB_TOOLS)
-    for tools in (core, bench, ollama, cluster, versions):
+    for tools in (core, bench, ollama, cluster, versions, evals):
         mcp.add_specs(tools.TOOLS)
     skill.register(mcp)
     add_result_schemas(mcp)
