@@ -1,7 +1,7 @@
 """`eval NAME@2 --against NAME@live` through the version store: the references resolve to each version's own engine.
 
-Runs where the version store (lifecycle/resolve.py) is part of the build; two versions of one name are recorded in the
-store and served as their engine records (NAME and NAME@2), the second a tiny random model.
+Two versions of one name are recorded in the store and served as their engine records (NAME and NAME@2), the second a
+tiny random model; on Ollama, as two version tags of one model.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from model_serving.lifecycle import store
 from model_serving.lifecycle.evals import run_eval
 from model_serving.requests import EvalRequest
 from model_serving.serve.embedded import engine
 from model_serving.settings import Settings
 
 pytestmark = pytest.mark.slow
-store = pytest.importorskip("model_serving.lifecycle.store", reason="the version store (lifecycle/store.py) is not in this build")
 
 
 @pytest.fixture

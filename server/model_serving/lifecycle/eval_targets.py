@@ -1,20 +1,18 @@
 """Which engine answers for a version reference (`NAME`, `NAME@N`, `NAME@live`), under which served model name.
 
-A reference goes through the version store (`lifecycle.resolve.resolve`) when that module is installed: it maps
-`NAME@live` and `NAME@N` to the engine record the version is served as. Without it, only a plain served name resolves,
-through the registry. Either way the engine's own record (serve/registry) gives the URL, the engine kind, what it
-serves (the GGUF, for perplexity) and its settings (context, slots), so the report can say whether both versions run
-with the same ones.
+A reference goes through the version store (`lifecycle.resolve`): it maps `NAME`, `NAME@live` and `NAME@N` to what the
+version is served as (an engine record, or an Ollama tag). A plain name the store does not know (started with `serve
+start`, never deployed) resolves through the registry alone. The engine's own record (serve/registry) gives the URL,
+the engine kind, what it serves (the GGUF, for perplexity) and its settings (context, slots), so the report can say
+whether both versions run with the same ones.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from pydantic import BaseModel, Field
 
 from model_serving.errors import InputError
+from model_serving.lifecycle.resolve import resolve as resolve_version
 from model_serving.serve.registry import ServedModel, list_models
 from model_serving.settings import Settings
 
@@ -35,35 +33,21 @@ class EvalTarget(BaseModel):
     engine_build: str | None = None
 
 
-def _version_store() -> Any | None:
-    # The store's resolver is lifecycle/resolve.py, a sibling that may be absent from this build: a plain served name still resolves.
-    try:
-        return importlib.import_module("model_serving.lifecycle.resolve")
-    except ImportError:
-        return None
-
-
 def _record(settings: Settings, served_as: str) -> ServedModel | None:
     return next((m for m in list_models(settings) if m.name == served_as), None)
 
 
 def resolve_target(settings: Settings, ref: str) -> EvalTarget:
     """The running engine behind `ref`; refused, with the next step, when it is not served now."""
-    store = _version_store()
     version, base_url, engine, served_as = None, None, None, ref
-    if store is not None:
-        try:
-            found = store.resolve(settings, ref)
-        except InputError:
-            if "@" in ref or _record(settings, ref) is None:
-                raise
-            found = None  # a name served without a version record (serve start): its engine record is the version
-        if found is not None:
-            served_as, version = found.served_as, getattr(found, "n", None)
-            base_url, engine = getattr(found, "base_url", None), getattr(found, "target", None)
-    elif "@" in ref:
-        raise InputError(f"{ref!r} names a version, and this installation has no version store to resolve it.",
-                         "Name the served models themselves (model-serving serve list shows them).")
+    try:
+        found = resolve_version(settings, ref)
+    except InputError:
+        if "@" in ref or _record(settings, ref) is None:
+            raise
+        found = None  # a name served without a version record (serve start): its engine record is the version
+    if found is not None:
+        served_as, version, base_url, engine = found.served_as, found.n, found.base_url, found.target
     record = _record(settings, served_as)
     if record is None and base_url is None:
         raise InputError(f"{ref!r} is not served now (no engine serves {served_as!r}).",
