@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import anyio
 import pytest
 import yaml
 from checkpoints import tiny_random_checkpoint
+from cli_runner import cli_in_process
+from mcp import Client
 
 from model_serving.checkpoint.merge_config import MAX_CONFIG_BYTES, read_merge_config
+from model_serving.checkpoint.mergekit_env import MergekitEnvironment
 from model_serving.deploy.pipeline import deploy
 from model_serving.errors import InputError, PathNotAllowed
+from model_serving.mcp.server import create_server
 from model_serving.requests import DeployRequest
 from model_serving.settings import Settings
 
@@ -108,3 +114,37 @@ def test_inputs_of_different_shapes_are_refused_before_any_work(settings: Settin
     narrow = tiny_random_checkpoint(artifacts / "tiny-narrow-hf", smollm2_gguf, hidden=32)
     refusal = refused_deploy(settings, write(tmp_path / "merge.yaml", slerp(tune_a, narrow)), tmp_path)
     assert "does not match" in refusal.cause and "one base model" in refusal.next_step
+
+
+def test_both_faces_plan_a_config_and_refuse_a_bad_one(mergekit: MergekitEnvironment, settings: Settings, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path, tune_a: Path,
+                                                       tune_b: Path) -> None:
+    config = write(tmp_path / "ties.yaml", {"merge_method": "ties", "base_model": str(tiny_checkpoint), "parameters": {"weight": 1.0, "density": 0.5},
+                                            "models": [{"model": str(tune_a)}, {"model": str(tune_b)}]})
+    bad = write(tmp_path / "bad.yaml", {**slerp(tune_a, tune_b), "tokenizer_source": "union"})
+    roots = [x for r in settings.roots for x in ("--root", str(r))]
+    code, out, err = cli_in_process(capsys, *roots, "--json", "deploy", str(config), "--target", "embedded", "--plan")
+    assert code == 0, err
+    cli = json.loads(out)
+    assert cli["name"] == "ties" and [(s["step"], s["action"]) for s in cli["plan"]][:2] == [("merge", "run"), ("export", "run")]
+    code, out, _ = cli_in_process(capsys, *roots, "--json", "deploy", str(bad), "--target", "embedded", "--plan")
+    assert code != 0 and "tokenizer_source" in json.loads(out)["cause"]
+
+    async def plan(source: Path) -> dict:
+        async with Client(create_server(settings)) as client:
+            started = await client.call_tool("deploy_model", {"source": str(source), "target": "embedded", "plan": True})
+            if started.is_error or "taskId" not in (started.structured_content or {}):
+                return {"error": started.content[0].text}  # type: ignore[union-attr]
+            with anyio.fail_after(300):
+                while True:
+                    status = await client.call_tool("job_status", {"job_id": started.structured_content["taskId"], "wait_s": 30})
+                    if status.is_error:
+                        return {"error": status.content[0].text}  # type: ignore[union-attr]
+                    info = status.structured_content.get("job", status.structured_content)
+                    if info["status"] != "working":
+                        return info
+
+    planned = anyio.run(plan, config)
+    assert [s["step"] for s in planned["result"]["plan"]][:2] == ["merge", "export"], planned
+    assert "tokenizer_source" in anyio.run(plan, bad)["error"]
+    assert not (tmp_path / "deployments").exists()
