@@ -17,7 +17,9 @@ Steps, in order (each timed; one that fails stops the run, and the steps after i
   counters) with its 95% Wilson interval;
 - promote, rollback: each under steady concurrent load on the public name (`--hold-s` seconds before and after the
   switch); every failed request is counted as lost (target 0); after the rollback the public name must answer the
-  probe as version 1 did before the canary (and as lifecycle's own probe says).
+  probe as version 1 did before the canary (and as lifecycle's own probe says). Fine-tunes of the wired base answer
+  alike, so the result says whether the two versions' probe answers differ; each answer's `model` field names the
+  version that served it either way (answer_models_after).
 
     python benchmarks/lifecycle.py [--requests 1000] [--share 10] [--concurrency 4] [--hold-s 5] [--until STEP]
                                    [--out benchmarks/results/lifecycle.json]
@@ -314,7 +316,9 @@ def promote(run: Run) -> dict[str, Any]:
     needs("model_serving.lifecycle.switch")
     from model_serving.lifecycle.switch import promote as make_live
 
-    return _switch(run, lambda: make_live(run.settings, f"{NAME}@2"), "promote")
+    out = _switch(run, lambda: make_live(run.settings, f"{NAME}@2"), "promote")
+    run.found["v2_probe"] = (out["probe"] or {}).get("public_answer")
+    return out
 
 
 def rollback(run: Run) -> dict[str, Any]:
@@ -324,8 +328,10 @@ def rollback(run: Run) -> dict[str, Any]:
     out = _switch(run, lambda: take_back(run.settings, NAME), "rollback")
     with httpx.Client() as client:
         after = ask(client, _gateway(run), probe=True)[2]
-    out |= {"probe_before_canary": run.found.get("v1_probe"), "probe_after_rollback": after,
-            "answers_as_v1": after == run.found.get("v1_probe")}
+    # Versions that answer alike make the probe weak evidence; each answer's `model` (answer_models_after) still names
+    # the version that served it.
+    out |= {"probe_before_canary": run.found.get("v1_probe"), "probe_after_rollback": after, "answers_as_v1": after == run.found.get("v1_probe"),
+            "v1_v2_answers_differ": run.found.get("v2_probe") not in (None, run.found.get("v1_probe"))}
     if not out["answers_as_v1"]:
         raise RuntimeError(f"after the rollback the public name answers {after!r}, version 1 answered {run.found.get('v1_probe')!r}")
     return out
@@ -369,7 +375,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "steps_not_run": sum(r["status"] == "not run" for r in rows), "complete": all(r["status"] == "pass" for r in rows),
             "canary_share": canary_row.get("share"), "canary_share_interval_95": canary_row.get("share_interval_95"),
             "lost_promote": promote_row.get("lost"), "lost_rollback": rollback_row.get("lost"),
-            "rollback_answers_as_v1": rollback_row.get("answers_as_v1"), "seconds": {r["step"]: r["seconds"] for r in rows if "seconds" in r}}
+            "rollback_answers_as_v1": rollback_row.get("answers_as_v1"), "v1_v2_answers_differ": rollback_row.get("v1_v2_answers_differ"),
+            "seconds": {r["step"]: r["seconds"] for r in rows if "seconds" in r}}
 
 
 def main() -> int:
