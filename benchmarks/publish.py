@@ -379,7 +379,8 @@ def lifecycle(stem: str, d: dict[str, Any]) -> list[str]:
     out = header(stem, "The model lifecycle: merge, version 2 beside version 1, canary, promote and rollback", d) + figures(stem, d, [
         ("every step passed", "summary.complete", ""), ("canary share of version 2", "summary.canary_share", ".3f"),
         ("its 95% interval (Wilson)", "summary.canary_share_interval_95", ""), ("requests lost during promote", "summary.lost_promote", ""),
-        ("requests lost during rollback", "summary.lost_rollback", ""), ("after the rollback, answers as version 1", "summary.rollback_answers_as_v1", "")])
+        ("requests lost during rollback", "summary.lost_rollback", ""), ("after the rollback, answers as version 1", "summary.rollback_answers_as_v1", ""),
+        ("the two versions' probe answers differ", "summary.v1_v2_answers_differ", "")])
     rows = [{**r, "cause": " ".join(str(r.get("cause") or "").split()).replace("|", "/")} for r in d.get("rows") or []]
     return out + table(stem, [("step", "step", ""), ("result", "status", ""), ("seconds", "seconds", ".1f"), ("cause", "cause", "")], rows, "rows")
 
