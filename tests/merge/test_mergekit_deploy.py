@@ -49,36 +49,40 @@ def wired_tunes(artifacts: Path, smollm2_gguf: Path) -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_a_slerp_config_deploys_answers_records_its_recipe_and_resumes(mergekit: MergekitEnvironment, settings: Settings, tmp_path: Path,
                                                                        wired_tunes: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_serving.deploy.context import DeployContext, DeployResult
+    from model_serving.deploy.plan import make_plan
+    from model_serving.deploy.steps import merge
+    from model_serving.jobs import Progress
     from model_serving.publish.lineage import lineage
 
     monkeypatch.setenv("MODEL_SERVING_PROBE_TOOLS", "0")  # the wired base answers; it was never taught to call tools
-
     a, b = wired_tunes
     config = tmp_path / "merge.yaml"
     config.write_text(f"merge_method: slerp\nbase_model: {a}\nmodels:\n  - model: {a}\n  - model: {b}\nparameters:\n  t: 0.5\n", encoding="utf-8")
-    request = dict(source=str(config), name="merged-tunes", quant="F16", target="embedded", output=str(tmp_path / "d"), bench=False)
-    planned = deploy(settings, DeployRequest(plan=True, **request))  # type: ignore[arg-type]
-    assert [(s.step, s.action) for s in planned.plan][:2] == [("merge", "run"), ("export", "run")]
+    request = DeployRequest(source=str(config), name="merged-tunes", quant="F16", target="embedded", output=str(tmp_path / "d"), bench=False)
+    # A deploy stopped after its merge step: the plan and the merge ran, nothing after.
+    plan = make_plan(settings, request)
+    assert [(s.step, s.action) for s in plan.steps][:2] == [("merge", "run"), ("export", "run")]
+    plan.out_dir.mkdir(parents=True)
+    stopped = DeployContext(settings=settings, request=request, plan=plan,
+                            result=DeployResult(name=plan.name, target=plan.target, target_reason=plan.target_reason, plan=plan.steps))
+    merge(stopped, Progress())
+    quality = stopped.result.steps[0].summary["quality"]
+    assert stopped.result.steps[0].status == "done" and [Path(q["input_path"]).name for q in quality] == [a.name, b.name]
     try:
-        first = deploy(settings, DeployRequest(**request))  # type: ignore[arg-type]
-        assert first.answer, "the merged model answered nothing"
-        merge = next(s for s in first.steps if s.step == "merge")
-        assert merge.status == "done" and merge.output == str(tmp_path / "d" / "merged-tunes-merged")
-        quality = merge.summary["quality"]
-        assert [Path(q["input_path"]).name for q in quality] == [a.name, b.name] and all(q["verdict"] for q in quality)
-        manifest = json.loads(Path(first.manifest_path or "").read_text(encoding="utf-8"))
+        resumed = deploy(settings, request)
+        assert resumed.answer, "the merged model answered nothing"
+        assert dict((s.step, s.action) for s in resumed.plan)["merge"] == "reuse"
+        step = next(s for s in resumed.steps if s.step == "merge")
+        assert step.status == "reused" and step.output == str(plan.checkpoint)
+        assert step.summary["quality"] == quality  # measured once, kept in the sidecar
+        manifest = json.loads(Path(resumed.manifest_path or "").read_text(encoding="utf-8"))
         recipe = manifest["merge_recipe"]
         assert manifest["base_model_relation"] == "merge" and manifest["source"] == str(config.resolve())
         assert recipe["method"] == "slerp" and recipe["mergekit_version"] == mergekit.version
         assert [i["path"] for i in recipe["inputs"]] == [str(a.resolve()), str(b.resolve())]
         found = lineage(settings, manifest, None)
         assert found.relation == "merge" and found.recipe["config"] == recipe["config"]
-
-        again = deploy(settings, DeployRequest(replace=True, **request))  # type: ignore[arg-type]
-        assert dict((s.step, s.action) for s in again.plan)["merge"] == "reuse"
-        merge_again = next(s for s in again.steps if s.step == "merge")
-        assert merge_again.status == "reused" and merge_again.summary["quality"] == quality  # measured once, kept in the sidecar
-        assert again.answer == first.answer
     finally:
         with contextlib.suppress(InputError):
             stop_model(settings, "merged-tunes")
