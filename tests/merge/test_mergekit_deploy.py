@@ -36,16 +36,6 @@ def test_a_slerp_merge_of_two_smollm2_fine_tunes_deploys_and_answers(mergekit: M
             stop_model(settings, "smol-merged")
 
 
-@pytest.fixture(scope="module")
-def wired_tunes(artifacts: Path, smollm2_gguf: Path) -> tuple[Path, Path]:
-    """Two test-time fine-tunes of a tiny base that answers and stops (the zoo's wired Llama 3), each moving one layer."""
-    from zoo import BY_NAME, build
-
-    base = build(BY_NAME["llama3"], artifacts / "zoo-llama3-merge-base", smollm2_gguf)
-    return (perturbed_checkpoint(base, artifacts / "zoo-llama3-tune-a", layers=(0,), seed=31, scale=0.002),
-            perturbed_checkpoint(base, artifacts / "zoo-llama3-tune-b", layers=(1,), seed=32, scale=0.002))
-
-
 @pytest.mark.slow
 def test_a_slerp_config_deploys_answers_records_its_recipe_and_resumes(mergekit: MergekitEnvironment, settings: Settings, tmp_path: Path,
                                                                        wired_tunes: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
