@@ -136,6 +136,8 @@ def _mergekit(r: Any) -> Rendering:
         ratio = f"{q.ppl_ratio:.3f}{interval}" if q.ppl_ratio is not None else "not measurable"
         out.add(f"  vs {Path(q.input_path).name}: perplexity ratio {ratio}, same answers {q.agreement_rate:.0%}, {q.verdict}",
                 "ok" if q.verdict == "ok" else "bad" if q.verdict == "broken" else "warn")
+    for e in r.evals or []:
+        out.add(f"  {e['summary']}", "bad" if e["verdict"] == "worse" else "ok" if e["verdict"] != "not measured" else "warn")
     if r.quality_error:
         out.add(f"  not measured: {r.quality_error}", "warn")
     out.add(f"  config (recorded in {Path(r.output_path).name}.merge.json):")

@@ -68,6 +68,8 @@ class MergekitResult(BaseModel):
     seconds: float = 0.0
     quality: list[InputQuality] | None = Field(None, description="Against each input; None when not asked (verify off)")
     quality_error: str | None = Field(None, description="Why the measurement could not run, when it could not")
+    eval_set: str | None = Field(None, description="The user's EVALS.jsonl the merge was also measured on")
+    evals: list[dict[str, Any]] | None = Field(None, description="Against each input on the eval set: per measure, figures, intervals, verdict")
 
 
 def _params(method: str, weight: float | None, density: float | None) -> dict[str, float]:
