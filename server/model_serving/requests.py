@@ -210,7 +210,7 @@ class MergeRequest(Request):
     density: Annotated[list[Fraction] | None, Field(max_length=MAX_MERGE_MODELS)] = None  # ties/dare_ties: the share kept
     dtype: Literal["bfloat16", "float16"] = "bfloat16"
     verify: bool = True  # mergekit: measure the merge against each input
-    eval_set: Annotated[PathArg | None, Field(description="EVALS.jsonl: merge vs each input")] = None
+    eval_set: Annotated[PathArg | None, Field(description="EVALS.jsonl")] = None
     replace: bool = False
 
     @model_validator(mode="after")
