@@ -53,6 +53,7 @@ SCRIPTS = {
     "bandwidth": "python benchmarks/bandwidth.py",
     "bandwidth_ttft": "python benchmarks/bandwidth.py --model smollm2",
     "model_zoo": "python benchmarks/model_zoo.py",
+    "lifecycle": "python benchmarks/lifecycle.py",
 }
 PLOTS = {"deploy_stages.sweep.png": "deploy_stages"}  # plot -> the result whose script writes it
 
@@ -374,6 +375,16 @@ def model_zoo(stem: str, d: dict[str, Any]) -> list[str]:
                         failures, "rows") if failures else [])
 
 
+def lifecycle(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "The model lifecycle: merge, version 2 beside version 1, canary, promote and rollback", d) + figures(stem, d, [
+        ("every step passed", "summary.complete", ""), ("canary share of version 2", "summary.canary_share", ".3f"),
+        ("its 95% interval (Wilson)", "summary.canary_share_interval_95", ""), ("requests lost during promote", "summary.lost_promote", ""),
+        ("requests lost during rollback", "summary.lost_rollback", ""), ("after the rollback, answers as version 1", "summary.rollback_answers_as_v1", ""),
+        ("the two versions' probe answers differ", "summary.v1_v2_answers_differ", "")])
+    rows = [{**r, "cause": " ".join(str(r.get("cause") or "").split()).replace("|", "/")} for r in d.get("rows") or []]
+    return out + table(stem, [("step", "step", ""), ("result", "status", ""), ("seconds", "seconds", ".1f"), ("cause", "cause", "")], rows, "rows")
+
+
 SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "engine_capacity": engine_capacity, "deploy_stages": deploy_stages, "quantize_overhead": quantize_overhead,
     "imatrix_types": imatrix_types, "gateway": gateway, "replicas": replicas, "replicas-threads1": replicas,
@@ -382,6 +393,7 @@ SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "template_corpus": template_corpus, "engine_compare": engine_compare, "install_time": install_time,
     "install_time.empty-pip-cache": install_time,
     "peer_agreement": peer_agreement, "bandwidth": bandwidth, "bandwidth_ttft": bandwidth, "model_zoo": model_zoo,
+    "lifecycle": lifecycle,
 }
 
 

@@ -133,7 +133,7 @@ class Listing(BaseModel, Generic[T]):
 
 
 class DeployRequest(Request):
-    source: Annotated[str | None, Field(min_length=1, max_length=4096, description="Checkpoint, .gguf or Hub id; default SmolLM2")] = None
+    source: Annotated[str | None, Field(min_length=1, max_length=4096, description="Checkpoint, .gguf, merge .yaml or Hub id; default SmolLM2")] = None
     base: Annotated[PathArg | None, Field(description="LoRA: base folder")] = None
     name: ModelName | None = None
     quant: Annotated[QuantType | None, Field(description="Default Q8_0 (GGUF: its own); repo: the file")] = None
@@ -210,6 +210,7 @@ class MergeRequest(Request):
     density: Annotated[list[Fraction] | None, Field(max_length=MAX_MERGE_MODELS)] = None  # ties/dare_ties: the share kept
     dtype: Literal["bfloat16", "float16"] = "bfloat16"
     verify: bool = True  # mergekit: measure the merge against each input
+    eval_set: Annotated[PathArg | None, Field(description="EVALS.jsonl")] = None
     replace: bool = False
 
     @model_validator(mode="after")

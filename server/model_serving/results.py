@@ -136,6 +136,8 @@ def _mergekit(r: Any) -> Rendering:
         ratio = f"{q.ppl_ratio:.3f}{interval}" if q.ppl_ratio is not None else "not measurable"
         out.add(f"  vs {Path(q.input_path).name}: perplexity ratio {ratio}, same answers {q.agreement_rate:.0%}, {q.verdict}",
                 "ok" if q.verdict == "ok" else "bad" if q.verdict == "broken" else "warn")
+    for e in r.evals or []:
+        out.add(f"  {e['summary']}", "bad" if e["verdict"] == "worse" else "ok" if e["verdict"] != "not measured" else "warn")
     if r.quality_error:
         out.add(f"  not measured: {r.quality_error}", "warn")
     out.add(f"  config (recorded in {Path(r.output_path).name}.merge.json):")
@@ -308,6 +310,7 @@ def _deploy(r: Any) -> Rendering:
         out.add(f"  {rec.step:9} {rec.status:8} {rec.seconds:8.1f} s  {rec.output or ''}")
     if r.quality:
         out.add(f"  quality: {r.quality.get('verdict')} {r.quality.get('summary', '')}")
+    out.lines.extend(_merge_quality_lines(r.steps))
     if r.answer is not None:
         out.add(f"  answer: {r.answer!r}", "note")
     if r.serves != "chat":
@@ -325,6 +328,16 @@ def _deploy(r: Any) -> Rendering:
         out.add(f"  version {r.version}: " + ("live" if r.live else "served beside the live version, not live"), "note")
     out.lines.extend(Line(f"  next: {step}", "note") for step in r.next_steps)
     return out
+
+
+def _merge_quality_lines(steps: Any) -> list[Line]:
+    """A mergekit config's deploy: the merge against each input (or why it was not measured)."""
+    merged = next((rec.summary for rec in steps if rec.step == "merge" and rec.summary.get("kind") == "mergekit"), None)
+    quality = merged.get("quality") if merged else None
+    if isinstance(quality, str):
+        return [Line(f"  merge vs inputs: {quality}", "note")]
+    return [Line(f"  merge vs {Path(q['input_path']).name}: {q['verdict']}, {q['summary']}", "ok" if q["verdict"] == "ok" else "bad")
+            for q in quality or []]
 
 
 @renders("CleanResult")

@@ -91,24 +91,45 @@ def merge_adapter(settings: Settings, req: MergeRequest, progress: Progress) -> 
 
 
 def _merge_models(settings: Settings, req: MergeRequest, progress: Progress) -> MergekitResult:
-    from pathlib import Path
-
-    from model_serving.checkpoint.merge_quality import measure_against_inputs
+    """mergekit's merge, then (unless verify is off) the merge against each input on the built-in quality set, and on
+    the user's eval set when one is given (read first: a bad line is refused before the merge)."""
     from model_serving.checkpoint.mergekit_merge import merge_models
-    from model_serving.errors import ServingError
+    from model_serving.lifecycle.evalset import load_eval_set
+    from model_serving.util.paths import confine
 
+    cases = load_eval_set(confine(req.eval_set, settings.roots, what="eval set")) if req.eval_set else None
     t = req.weight[0] if req.method == "slerp" and req.weight is not None and len(req.weight) == 1 else None
+    measured = req.verify or cases is not None
     done = merge_models(settings, list(req.models or []), req.base, req.output, method=req.method, t=t,
-                        weight=None if t is not None else req.weight, density=req.density, dtype=req.dtype, overwrite=req.replace, progress=progress.span(0.0, 0.6 if req.verify else 1.0))
-    if not req.verify:
+                        weight=None if t is not None else req.weight, density=req.density, dtype=req.dtype, overwrite=req.replace, progress=progress.span(0.0, 0.6 if measured else 1.0))
+    if not measured:
         progress.complete(f"merged into {done.output_path}")
         return done
+    done = _measure_merge(settings, done, req, cases, progress.span(0.6, 1.0))
+    progress.complete(f"merged into {done.output_path}" + (f"; measured against {len(done.inputs)} inputs" if done.quality_error is None else ""))
+    return done
+
+
+def _measure_merge(settings: Settings, done: MergekitResult, req: MergeRequest, cases: list[Any] | None, progress: Progress) -> MergekitResult:
+    """Both measurements over one export of each checkpoint; when they cannot run the merge stands and the result says why."""
+    from pathlib import Path
+
+    from model_serving.checkpoint.merge_quality import compare_with_inputs, exported
+    from model_serving.errors import ServingError
+    from model_serving.lifecycle.merge_evals import against_inputs
+
+    inputs = [Path(i.path) for i in done.inputs]
+    update: dict[str, Any] = {"eval_set": req.eval_set}
     try:
-        quality = measure_against_inputs(settings, Path(done.output_path), [Path(i.path) for i in done.inputs], progress.span(0.6, 1.0))
-    except ServingError as exc:  # the merge stands; the result says why it was not measured
-        return done.model_copy(update={"quality_error": f"{exc.cause} {exc.next_step}"})
-    progress.complete(f"merged into {done.output_path}; measured against {len(quality)} inputs")
-    return done.model_copy(update={"quality": quality})
+        with exported(settings, Path(done.output_path), inputs, progress.span(0.0, 0.3)) as (merged_gguf, ggufs):
+            pairs = list(zip(inputs, ggufs, strict=True))
+            if req.verify:
+                update["quality"] = compare_with_inputs(settings, merged_gguf, pairs, progress.span(0.3, 0.6 if cases else 1.0))
+            if cases:
+                update["evals"] = [e.model_dump(mode="json") for e in against_inputs(settings, merged_gguf, pairs, cases, progress.span(0.6, 1.0))]
+    except ServingError as exc:
+        update["quality_error"] = f"{exc.cause} {exc.next_step}"
+    return done.model_copy(update=update)
 
 
 def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> ExportResult:

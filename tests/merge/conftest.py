@@ -57,3 +57,13 @@ def tune_b(artifacts: Path, tiny_checkpoint: Path) -> Path:
 def tune_c(artifacts: Path, tiny_checkpoint: Path) -> Path:
     """A "fine-tune" that moved both layers."""
     return perturbed_checkpoint(tiny_checkpoint, artifacts / "tune-c", layers=(0, 1), seed=13)
+
+
+@pytest.fixture(scope="session")
+def wired_tunes(artifacts: Path, smollm2_gguf: Path) -> tuple[Path, Path]:
+    """Two test-time fine-tunes of a tiny base that answers and stops (the zoo's wired Llama 3), each moving one layer."""
+    from zoo import BY_NAME, build
+
+    base = build(BY_NAME["llama3"], artifacts / "zoo-llama3-merge-base", smollm2_gguf)
+    return (perturbed_checkpoint(base, artifacts / "zoo-llama3-tune-a", layers=(0,), seed=31, scale=0.002),
+            perturbed_checkpoint(base, artifacts / "zoo-llama3-tune-b", layers=(1,), seed=32, scale=0.002))

@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field
 
-from model_serving.checkpoint.merge_check import DENSITY_METHODS, disk_room, method_rules, read_input, resolve_inputs, same_shapes
+from model_serving.checkpoint.merge_check import DENSITY_METHODS, MergeInput, disk_room, method_rules, read_input, resolve_inputs, same_shapes
 from model_serving.checkpoint.mergekit_env import MergekitEnvironment, require
 from model_serving.errors import InputError, ServingError
 from model_serving.jobs import Progress, run_process
@@ -67,6 +68,8 @@ class MergekitResult(BaseModel):
     seconds: float = 0.0
     quality: list[InputQuality] | None = Field(None, description="Against each input; None when not asked (verify off)")
     quality_error: str | None = Field(None, description="Why the measurement could not run, when it could not")
+    eval_set: str | None = Field(None, description="The user's EVALS.jsonl the merge was also measured on")
+    evals: list[dict[str, Any]] | None = Field(None, description="Against each input on the eval set: per measure, figures, intervals, verdict")
 
 
 def _params(method: str, weight: float | None, density: float | None) -> dict[str, float]:
@@ -131,14 +134,45 @@ def run_mergekit(env: MergekitEnvironment, config_text: str, out: Path, progress
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _records(settings: Settings, models: list[Path], base: Path | None, sizes: dict[Path, int]) -> list[InputRecord]:
+@dataclass(frozen=True)
+class MergeSpec:
+    """One merge, checked and ready to run: the method, the inputs (read and found to fit), the mergekit YAML it runs."""
+
+    method: str
+    models: tuple[Path, ...]  # the fine-tunes, the base left out
+    base: Path | None
+    dtype: str
+    config_text: str
+    inputs: tuple[MergeInput, ...]  # the base first, when there is one
+
+
+def checked_spec(method: str, models: list[Path], base: Path | None, config: dict[str, Any], dtype: str) -> MergeSpec:
+    """Read every input (config.json, safetensors headers) and refuse inputs whose architectures or shapes differ."""
+    inputs = tuple(read_input(p, "base" if p == base else "model") for p in ([base] if base else []) + models)
+    same_shapes(list(inputs))
+    return MergeSpec(method=method, models=tuple(models), base=base, dtype=dtype,
+                     config_text=yaml.safe_dump(config, sort_keys=False), inputs=inputs)
+
+
+def merge_artifact(out: Path) -> Artifact:
+    """The merged folder and its sidecar `<folder>.merge.json`: config, inputs' tree sha256s, mergekit version."""
+    return Artifact(out, suffix=".merge.json", output_key=None, marker="config.json")
+
+
+def _records(settings: Settings, spec: MergeSpec) -> list[InputRecord]:
     hashes = HashCache(settings.state_dir)
-    roles = [(base, "base")] if base is not None else []
-    return [InputRecord(path=str(p), role=role, sha256=tree_sha256(p, file_sha=hashes.sha256), size_bytes=sizes[p])
-            for p, role in [*roles, *((m, "model") for m in models)] if p is not None]
+    return [InputRecord(path=str(i.path), role="base" if i.path == spec.base else "model", sha256=tree_sha256(i.path, file_sha=hashes.sha256),
+                        size_bytes=i.size_bytes) for i in spec.inputs]
 
 
-def _reused(art: Artifact, settings: Settings, expected: dict[str, Any]) -> dict[str, Any] | None:
+def expected_record(settings: Settings, spec: MergeSpec, env: MergekitEnvironment) -> dict[str, Any]:
+    """What a sidecar must record for its merge to be reused: the same config, inputs' bytes and mergekit."""
+    return {"config": spec.config_text, "inputs": [r.model_dump() for r in _records(settings, spec)], "mergekit_version": env.version}
+
+
+def recorded_merge(settings: Settings, out: Path, expected: dict[str, Any]) -> dict[str, Any] | None:
+    """The sidecar's record when `out` holds this very merge, unchanged since it was written: the one reuse rule."""
+    art = merge_artifact(out)
     record = art.recorded(expected)
     if record is None:
         return None
@@ -150,32 +184,36 @@ def merge_models(settings: Settings, models: list[str], base: str | None, output
                  weight: list[float] | None = None, density: list[float] | None = None, dtype: str = "bfloat16",
                  overwrite: bool = False, progress: Progress | None = None) -> MergekitResult:
     """Refuse what cannot work, then merge with mergekit (or reuse an identical earlier merge); quality is measured by the caller."""
-    progress = progress or Progress()
-    start = time.monotonic()
     paths, base_path = resolve_inputs(settings.roots, models, base)
     method_rules(method, len(paths) + (1 if base_path else 0), base_path is not None, t, weight, density)
-    inputs = [read_input(p, "base" if p == base_path else "model") for p in ([base_path] if base_path else []) + paths]
-    same_shapes(inputs)
+    config = build_config(method, paths, base_path, t=t, weight=weight, density=density, dtype=dtype)
+    spec = checked_spec(method, paths, base_path, config, dtype)
     default_out = (base_path or paths[0]).parent / f"merged-{method}"
     out = confine(output or str(default_out), settings.roots, must_exist=False, what="output folder")
-    art = Artifact(out, suffix=".merge.json", output_key=None, marker="config.json")
-    config_text = yaml.safe_dump(build_config(method, paths, base_path, t=t, weight=weight, density=density, dtype=dtype), sort_keys=False)
+    return run_merge(settings, spec, out, overwrite=overwrite, progress=progress)
+
+
+def run_merge(settings: Settings, spec: MergeSpec, out: Path, *, overwrite: bool = False, progress: Progress | None = None) -> MergekitResult:
+    """Merge `spec` into `out` with mergekit, or reuse `out` when its sidecar records this very merge."""
+    progress = progress or Progress()
+    start = time.monotonic()
+    art = merge_artifact(out)
     if not art.present():
-        disk_room(out, inputs)
+        disk_room(out, list(spec.inputs))
     env = require(settings)
     progress.update(0.01, "hashing the inputs")
-    records = _records(settings, paths, base_path, {i.path: i.size_bytes for i in inputs})
-    expected = {"config": config_text, "inputs": [r.model_dump() for r in records], "mergekit_version": env.version}
-    result = MergekitResult(output_path=str(out), method=method, models=[str(p) for p in paths], base=str(base_path) if base_path else None,
-                            dtype=dtype, config=config_text, inputs=records, mergekit_version=env.version)
-    if _reused(art, settings, expected) is not None:
+    expected = expected_record(settings, spec, env)
+    result = MergekitResult(output_path=str(out), method=spec.method, models=[str(p) for p in spec.models],
+                            base=str(spec.base) if spec.base else None, dtype=spec.dtype, config=spec.config_text,
+                            inputs=[InputRecord(**r) for r in expected["inputs"]], mergekit_version=env.version)
+    if recorded_merge(settings, out, expected) is not None:
         progress.update(0.6, f"reusing {out.name}: the same inputs, config and mergekit")
         return result.model_copy(update={"skipped": True, "seconds": time.monotonic() - start})
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists and was not made by this merge.", "Pass --replace to replace it, or choose another -o.")
-    progress.update(0.05, f"mergekit {method} of {len(inputs)} checkpoints")
+    progress.update(0.05, f"mergekit {spec.method} of {len(spec.inputs)} checkpoints")
     art.sidecar.unlink(missing_ok=True)  # never a sidecar beside an output it does not describe
-    run_mergekit(env, config_text, out, progress)
-    art.record({**expected, "method": method, "output_tree_sha256": tree_sha256(out, file_sha=HashCache(settings.state_dir).sha256)})
+    run_mergekit(env, spec.config_text, out, progress)
+    art.record({**expected, "method": spec.method, "output_tree_sha256": tree_sha256(out, file_sha=HashCache(settings.state_dir).sha256)})
     progress.update(0.6, f"merged into {out}")
     return result.model_copy(update={"seconds": time.monotonic() - start})

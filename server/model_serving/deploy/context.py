@@ -9,12 +9,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from model_serving.checkpoint.mergekit_merge import MergeSpec
 from model_serving.checkpoint.template_check import TemplateFile
 from model_serving.requests import DeployRequest, DeployTarget
 from model_serving.settings import Settings
 
 Engine = DeployTarget  # the engine a deploy ends on: one of serve/engines.py's names
-SourceKind = Literal["default", "checkpoint", "gguf", "hub", "adapter"]
+SourceKind = Literal["default", "checkpoint", "gguf", "hub", "adapter", "mergekit"]
 
 
 class PlannedStep(BaseModel):
@@ -69,6 +70,7 @@ class Source:
     context_length: int | None = None  # tokens it was trained for, when the source says
     base: Path | None = None  # a LoRA adapter's base folder: the merge step's other input
     pulled: bool = False  # a GGUF picked from a Hub repo by its quant: served as it is
+    merge: MergeSpec | None = None  # a mergekit config (path): the checked merge the merge step runs
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class DeployPlan:
         """The Hugging Face checkpoint export reads: built by prepare for the default model."""
         if self.source.kind == "default":
             return self.out_dir / f"{self.source.model_name.lower()}-hf"
-        if self.source.kind == "adapter":  # the merge step writes it
+        if self.source.kind in ("adapter", "mergekit"):  # the merge step writes it
             return self.out_dir / f"{self.name}-merged"
         return self.source.path if self.source.kind == "checkpoint" else None
 

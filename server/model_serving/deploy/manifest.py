@@ -12,6 +12,7 @@ from typing import Any
 from model_serving.toolchain import record
 from model_serving.util.paths import sha256_file, write_text_atomic
 
+from . import merge_step
 from .context import DeployContext
 
 _TOOLS = ["model-serving", "llama-cpp-python", "gguf", "transformers", "torch", "mcp", "huggingface_hub"]
@@ -37,12 +38,18 @@ def _artifact(path: Path | None, sha256: str | None) -> dict[str, str] | None:
 def write_manifest(ctx: DeployContext) -> Path:
     """Write `<name>.deploy.json` atomically: a reader never sees half a manifest."""
     plan, result = ctx.plan, ctx.result
+    recipe = merge_step.recipe(ctx)
+    merged = None
     if plan.source.kind == "gguf":
         source = _artifact(plan.source.path, ctx.source_sha256)
+    elif recipe is not None:  # the config file's own hash; the merged checkpoint's tree hash is the export's input
+        source = {"path": plan.source.label, "sha256": recipe["config_sha256"]}
+        merged = {"path": str(plan.checkpoint), "sha256": ctx.source_sha256 or ""}
     else:  # a checkpoint's tree hash, as the export recorded it
         source = {"path": plan.source.label, "sha256": ctx.source_sha256 or ""}
     artifacts: dict[str, Any] = {
         "source": source,
+        "merged": merged,
         "f16": _artifact(ctx.f16, ctx.f16_sha256),
         "served": source if ctx.served == plan.source.path else _artifact(ctx.served, ctx.served_sha256),
     }
@@ -50,6 +57,7 @@ def write_manifest(ctx: DeployContext) -> Path:
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "name": plan.name, "target": plan.target, "source": plan.source.label,
         "artifacts": {k: v for k, v in artifacts.items() if v is not None},
+        **({"base_model_relation": "merge", "merge_recipe": recipe} if recipe else {}),
         "settings": ctx.request.model_dump(mode="json"),
         "tool_versions": tool_versions(),
         "llama_cpp_build": record(ctx.settings),  # revision, commit and patches of the compiled llama.cpp, or why there is none

@@ -27,6 +27,7 @@ from model_serving.util.artifact import Artifact
 from model_serving.util.filehash import HashCache
 from model_serving.util.paths import confine, tree_sha256
 
+from . import merge_step
 from .claim import deploy_running
 from .context import DeployPlan, Engine, PlannedStep, Source, VersionPlan, version_label
 from .source import deploy_name, find_source
@@ -66,7 +67,8 @@ def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, 
     replacing = _check_out_dir(version, served, source, out_dir, request.replace)
     draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[],
                        chat_template=template, completions=request.completions, version=version)
-    plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing, HashCache(settings.state_dir), matrix))
+    merging = [merge_step.planned(settings, draft)] if source.kind == "mergekit" else []
+    plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing, HashCache(settings.state_dir), matrix, merging))
     _check_disk(plan)
     return plan
 
@@ -162,9 +164,10 @@ def _check_vllm_source(source: Source, request: DeployRequest) -> None:
 
 
 def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, hashes: HashCache,
-           matrix: ImatrixSpec | None = None) -> list[PlannedStep]:
-    """What each step will do; a step said to reuse asks the same rule (its artifact's) when it runs."""
-    steps: list[PlannedStep] = []
+           matrix: ImatrixSpec | None = None, merging: list[PlannedStep] | None = None) -> list[PlannedStep]:
+    """What each step will do; a step said to reuse asks the same rule (its artifact's) when it runs. `merging` is a
+    mergekit config's merge step, planned by deploy/merge_step.py."""
+    steps: list[PlannedStep] = list(merging or [])
     ckpt = plan.checkpoint
     if plan.source.kind == "default":
         built = ckpt is not None and checkpoint_complete(ckpt)
@@ -276,7 +279,7 @@ def _check_disk(plan: DeployPlan) -> None:
     params = plan.source.parameter_count
     if not params:
         return
-    bits = {"prepare": 16.0, "export": 16.0, "quantize": _BITS.get(plan.qtype or "", 0.0) or _quant_bits(plan.qtype)}
+    bits = {"prepare": 16.0, "merge": 16.0 if plan.source.kind == "mergekit" else 0.0, "export": 16.0, "quantize": _BITS.get(plan.qtype or "", 0.0) or _quant_bits(plan.qtype)}
     need = sum(params * bits[s.step] / 8 for s in plan.steps if s.step in bits and s.action == "run")
     need = int(need * 1.05) + (16 << 20)
     folder = next(p for p in (plan.out_dir, *plan.out_dir.parents) if p.exists())

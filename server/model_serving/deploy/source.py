@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from model_serving.checkpoint.export import REPO_ID
+from model_serving.checkpoint.merge_config import is_merge_config, read_merge_config
 from model_serving.errors import InputError
 from model_serving.gguf.filetypes import is_quantized
 from model_serving.gguf.header import GGUFHeader, read_header
@@ -24,8 +25,8 @@ _NAME_MAX = 64
 
 
 def find_source(settings: Settings, raw: str | None, base: str | None = None, quant: str = DEFAULT_QUANT) -> Source:
-    """The default model, a checkpoint folder (or LoRA adapter and its base), a .gguf file under the roots, a Hub repo id,
-    or a GGUF picked from the Hub (`hf.co/USER/REPO[:QUANT]`, or a GGUF repo id: `quant` names the file)."""
+    """The default model, a checkpoint folder (or LoRA adapter and its base), a .gguf file or a mergekit config under the
+    roots, a Hub repo id, or a GGUF picked from the Hub (`hf.co/USER/REPO[:QUANT]`, or a GGUF repo id: `quant` names the file)."""
     if raw is None:
         from model_serving.checkpoint.rebuild import smollm2_gguf_path
 
@@ -54,8 +55,11 @@ def find_source(settings: Settings, raw: str | None, base: str | None = None, qu
         # 16-bit weights are the common case; an f32 checkpoint is overestimated, which errs on the safe side.
         return Source(kind="checkpoint", label=str(path), model_name=path.name, path=path, parameter_count=weights // 2 or None,
                       context_length=_tokens(_config(path).get("max_position_embeddings")))
+    if is_merge_config(path):
+        return _merge_source(settings, path)
     if path.suffix.lower() != ".gguf":
-        raise InputError(f"{path.name} is neither a checkpoint folder nor a .gguf file.", "Pass a checkpoint folder or a .gguf file.")
+        raise InputError(f"{path.name} is neither a checkpoint folder, a .gguf file nor a merge config (.yaml).",
+                         "Pass a checkpoint folder, a .gguf file or a mergekit config.")
     return _gguf_source(path)
 
 
@@ -75,6 +79,15 @@ def _adapter_source(settings: Settings, path: Path, base: str | None) -> Source:
     _, base_dir, info, _ = preflight(settings, path, base)
     return Source(kind="adapter", label=str(path), model_name=path.name, path=path, base=base_dir,
                   parameter_count=info.parameter_count, context_length=info.context_length)
+
+
+def _merge_source(settings: Settings, path: Path) -> Source:
+    """A mergekit config: read and checked (keys, paths, method rules, shapes) now; merged by the deploy's merge step."""
+    spec = read_merge_config(path, settings.roots)
+    first = spec.inputs[0]
+    return Source(kind="mergekit", label=str(path), model_name=path.stem, path=path, merge=spec,
+                  parameter_count=first.size_bytes // 2 or None,  # as a checkpoint source: 16-bit inputs
+                  context_length=_tokens(_config(first.path).get("max_position_embeddings")))
 
 
 def _config(folder: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from model_serving.toolchain import tool
 from model_serving.util.filehash import HashCache
 from model_serving.util.paths import tree_sha256
 
+from . import merge_step
 from .context import DeployContext
 from .plan import merge_artifact, merge_inputs, recorded_merge
 from .versioning import adopt, record_served
@@ -40,7 +41,10 @@ def prepare(ctx: DeployContext, progress: Progress) -> None:
 
 
 def merge(ctx: DeployContext, progress: Progress) -> None:
-    """Merge a LoRA source into its base; the sidecar records both tree hashes so a re-run reuses the merge."""
+    """Merge a LoRA source into its base (a mergekit config: deploy/merge_step.py); the sidecar records both tree
+    hashes so a re-run reuses the merge."""
+    if ctx.plan.source.kind == "mergekit":
+        return merge_step.run(ctx, progress)
     began = time.perf_counter()
     plan, merged = ctx.plan, ctx.plan.checkpoint
     assert merged is not None and plan.source.path is not None and plan.source.base is not None

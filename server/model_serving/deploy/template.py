@@ -22,6 +22,10 @@ def check_template(settings: Settings, source: Source, request: DeployRequest) -
     if not completions and source.kind in ("gguf", "checkpoint") and source.path is not None:
         # The default model has a template; a Hub id is read at export; an adapter's template is chosen by the merge.
         engine_template(settings.roots, source.path.name, source_template(source.kind, source.path), None, False)
+    if not completions and source.merge is not None:
+        # mergekit copies the tokenizer and template from base_model, else from any one input: each must do
+        for donor in [source.merge.base] if source.merge.base else source.merge.models:
+            engine_template(settings.roots, donor.name, source_template("checkpoint", donor), None, False)
     return None
 
 

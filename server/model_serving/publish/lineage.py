@@ -89,11 +89,12 @@ def lineage(settings: Settings, manifest: dict[str, Any], include: Include | Non
                              "Publish without include, or deploy ADAPTER_DIR --base BASE first and publish that deploy.")
         recipe = mergekit_record(settings, manifest.get("source"))
         if recipe:
-            models = [m for m in (hub_id(i.get("path")) for i in recipe["inputs"] if isinstance(i, dict)) if m]
-            return Lineage(base_model=models or None, relation="merge", recipe=recipe)
+            return _merged_from(recipe)
         base = hub_id(manifest.get("source"))
         return Lineage(base_model=base, relation="quantized" if base else None)
     summary = step.get("summary") or {}
+    if summary.get("kind") == "mergekit":  # a deploy of a mergekit config: the recipe is its merge step's record
+        return _mergekit_step(settings, step, summary, include)
     adapter = summary.get("adapter") or manifest.get("source")
     adapter_dir = _adapter_dir(settings, adapter)
     config = _adapter_config(adapter_dir) if adapter_dir else {}
@@ -109,6 +110,25 @@ def lineage(settings: Settings, manifest: dict[str, Any], include: Include | Non
         found.files = _files(folder)
     elif include == "merged":
         found.files = _files(_folder(settings, step.get("output"), "merged checkpoint"))
+    return found
+
+
+def _merged_from(recipe: dict[str, Any]) -> Lineage:
+    """A mergekit merge: its inputs that are Hub repos (or Hub cache snapshots) are the base models, its relation merge."""
+    models = [m for m in (hub_id(i.get("path")) for i in recipe.get("inputs") or [] if isinstance(i, dict)) if m]
+    return Lineage(base_model=models or None, relation="merge", recipe=recipe)
+
+
+def _mergekit_step(settings: Settings, step: dict[str, Any], summary: dict[str, Any], include: Include | None) -> Lineage:
+    if not isinstance(summary.get("config"), str) or not isinstance(summary.get("inputs"), list):
+        raise InputError("The deploy's merge step records no mergekit config or inputs, so its recipe cannot be written.",
+                         "Run the same deploy again (it reuses the merge and records it), then publish.")
+    if include == "adapter":
+        raise InputError("This deploy merged checkpoints with mergekit; it has no LoRA adapter to publish.",
+                         "Publish without include, or with include merged for the merged checkpoint.")
+    found = _merged_from(summary)
+    if include == "merged":
+        found.include, found.files = "merged", _files(_folder(settings, step.get("output"), "merged checkpoint"))
     return found
 
 
