@@ -444,7 +444,7 @@ class CostRequest(Request):
 
 
 class EngineInstallRequest(Request):
-    engine: Literal["vllm", "mergekit"]
+    engine: Literal["vllm", "mergekit", "llmcompressor"]
     python: Annotated[PathArg | None, Field(description="vllm: an interpreter that has it, instead of a managed venv")] = None
 
 

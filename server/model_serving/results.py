@@ -148,6 +148,11 @@ def _mergekit_env(r: Any) -> Rendering:
     return _tool_env(f"mergekit {r.version} in {r.python}", r.steps)
 
 
+@renders("CompressorEnvironment")
+def _compressor_env(r: Any) -> Rendering:
+    return _tool_env(f"llmcompressor {r.version} in {r.python}", r.steps)
+
+
 def _tool_env(title: str, steps: Any) -> Rendering:
     """A tool installed in a venv of its own: what it is, and each install step's state."""
     out = Rendering(title, "ok")

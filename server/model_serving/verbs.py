@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from model_serving.lifecycle.history import PruneResult, VersionHistory
     from model_serving.lifecycle.switch import SwitchResult
     from model_serving.publish.outcome import PublishResult
+    from model_serving.quantize.compressor_env import CompressorEnvironment
     from model_serving.quantize.quantizer import QuantizeResult
     from model_serving.serve.gateway.llama_router import Gateway
     from model_serving.serve.metrics import MetricsView
@@ -371,16 +372,22 @@ def cost_estimate(settings: Settings, req: CostRequest) -> CostEstimate:
 
 
 # --- vLLM engine and bench compare (issue 14) ---
-def engine_install(settings: Settings, req: EngineInstallRequest, progress: Progress) -> VllmEnvironment | MergekitEnvironment:
-    """Create and check an engine's own environment (managed venv): vLLM (or check the interpreter given) or mergekit."""
+def engine_install(settings: Settings, req: EngineInstallRequest,
+                   progress: Progress) -> VllmEnvironment | MergekitEnvironment | CompressorEnvironment:
+    """Create and check an engine's own environment (managed venv): vLLM (or check the interpreter given), mergekit or llm-compressor."""
     from model_serving.serve.vllm.env import install
 
+    if req.engine == "llmcompressor":
+        from model_serving.quantize import compressor_env
+
+        if req.python:
+            raise InputError("--python names a vLLM interpreter; llm-compressor always gets its own managed venv.",
+                             "Run `model-serving engines install llmcompressor` without --python.")
+        return compressor_env.install(settings, progress)
     if req.engine == "mergekit":
         from model_serving.checkpoint import mergekit_env
 
         if req.python:
-            from model_serving.errors import InputError
-
             raise InputError("--python names a vLLM interpreter; mergekit always gets its own managed venv.",
                              "Run `model-serving engines install mergekit` without --python.")
         return mergekit_env.install(settings, progress)
