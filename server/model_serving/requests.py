@@ -59,6 +59,8 @@ RegisterTarget = Literal["embedded", "ollama"]
 DeployTarget = Literal[RegisterTarget, "vllm"]
 TargetChoice = Literal["auto", DeployTarget]
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
+# llm-compressor's formats for vLLM (quantize/formats.py holds their recipes)
+CompressedFormat = Literal["awq", "gptq", "w8a8-int8", "fp8"]
 Api = Literal["openai", "ollama"]
 Route = Literal["chat", "completions"]
 Statistic = Literal["mean", "median", "p90", "p95", "p99"]
@@ -229,12 +231,21 @@ class MergeRequest(Request):
 class QuantizeRequest(Request):
     renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
     input_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
-    qtype: QuantType
+    qtype: QuantType | None = None
+    format: Annotated[CompressedFormat | None, Field(description="vLLM format from an HF checkpoint, not qtype")] = None
     output: Annotated[PathArg | None, Field(description="Default: <stem>-<QTYPE>.gguf")] = None
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     replace: bool = False
     verify: bool = True
     calibration: Annotated[PathArg | None, Field(description="Imatrix text (IQ/K)")] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> QuantizeRequest:
+        if (self.qtype is None) == (self.format is None):
+            raise ValueError("give either qtype (a GGUF type) or format (awq, gptq, w8a8-int8, fp8), not both or neither")
+        if self.format is not None and self.allow_requantize:
+            raise ValueError("allow_requantize is for GGUF types; a format refuses an already-quantized checkpoint")
+        return self
 
 
 class ServeStartRequest(Request):

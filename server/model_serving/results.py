@@ -169,6 +169,20 @@ def _quantize(r: Any) -> Rendering:
     return out
 
 
+@renders("CompressResult")
+def _compress(r: Any) -> Rendering:
+    style: Style = "bad" if r.verdict == "broken" else "warn" if r.verdict == "degraded" else "ok"
+    out = Rendering(f"{'reused' if r.skipped else 'wrote'} {r.output_path} ({r.format}, {r.scheme}); quality {r.verdict}", style)
+    out.add(f"  {human_size(r.input_size_bytes)} -> {human_size(r.output_size_bytes)} (x{r.size_ratio:.2f}), "
+            f"{r.compress_s:.1f} s in llm-compressor {r.versions.get('llmcompressor', '?')}")
+    out.add(f"  recipe             {r.recipe}" + (f"; calibration: {r.calibration}" if r.calibration else ""))
+    if r.quality:
+        out.add(f"  quality on vLLM    {r.quality.get('summary', '')}", style)
+    if not r.vllm_cpu:
+        out.add("  serve it on a GPU with FP8 (compute capability 8.9+); vLLM's CPU backend has no FP8", "warn")
+    return out
+
+
 # --- serving ---
 
 
