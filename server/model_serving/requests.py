@@ -150,6 +150,7 @@ class DeployRequest(Request):
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     allow_broken: Annotated[bool, Field(description="Serve a broken quant")] = False
     calibration: Annotated[PathArg | None, Field(description="Imatrix text (IQ/K)")] = None
+    format: Annotated[CompressedFormat | None, Field(description="vllm: compress first")] = None
     chat_template: ChatTemplate | None = None
     completions: Completions = False
     replace: Annotated[bool, Field(description="Replace a same-name model")] = False
@@ -465,6 +466,7 @@ class BenchCompareRequest(Request):
     quant: Annotated[str, Field(pattern=QUANT_PATTERN)] = DEFAULT_QUANT
     levels: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1, max_length=8)] = [1, 2, 4, 8]
     output: PathArg | None = None
+    formats: Annotated[list[CompressedFormat] | None, Field(max_length=4, description="vLLM rows, quality-gated")] = None
 # --- end vLLM engine and bench compare ---
 
 

@@ -43,6 +43,16 @@ FP8_NEXT_STEP = ("Serve the FP8 checkpoint on a machine with an FP8 GPU (the pro
                  "or make a format vLLM's CPU backend serves here: `quantize --format w8a8-int8` (or awq, gptq).")
 
 
+def check_servable_format(settings: Settings, fmt: str) -> None:
+    """Refuse serving `fmt` where this machine's vLLM cannot (FP8 without an FP8 GPU)."""
+    if fmt != "fp8":
+        return
+    env = vllm_env.find(settings)
+    why = fp8_refusal(env.build, gpu_capability() if env.build == "cuda" else None)
+    if why:
+        raise InputError(f"An FP8 checkpoint cannot be served here: {why}.", FP8_NEXT_STEP)
+
+
 def check_servable(settings: Settings, folder: Path) -> None:
     """Refuse, before vLLM starts, a checkpoint whose format this machine's vLLM cannot serve (FP8 without an FP8 GPU)."""
     try:
