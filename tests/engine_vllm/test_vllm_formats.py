@@ -13,9 +13,10 @@ import pytest
 from checkpoints import tiny_random_checkpoint
 from cli_runner import cli_in_process
 from mcp import Client
+from quant_helpers import cancel_on_message
 from vllm_helpers import call
 
-from model_serving.errors import InputError
+from model_serving.errors import Cancelled, InputError
 from model_serving.mcp.server import create_server
 from model_serving.quantize import compressor_env, formats
 from model_serving.quantize.compress import compress_checkpoint
@@ -117,3 +118,11 @@ def test_a_recipe_that_breaks_a_real_model_is_refused_by_the_gate(world: Setting
     report = measure_on_vllm(settings, smollm2_checkpoint, Path(made.output_path))
     assert report.verdict == "broken", report.summary
     assert report.reasons and report.reference.perplexity is not None
+
+
+def test_a_cancel_kills_llm_compressor_and_leaves_nothing(world: Settings) -> None:
+    tiny = world.roots[0] / "tiny"
+    out = world.roots[0] / "cancelled-awq"
+    raised = cancel_on_message(lambda p: compress_checkpoint(world, tiny, out, "awq", progress=p), "llm-compressor: calibrating")
+    assert isinstance(raised, Cancelled), raised
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.*")) and not out.with_name(out.name + ".compress.json").exists()

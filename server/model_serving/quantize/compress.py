@@ -115,7 +115,7 @@ def plan_compress(settings: Settings, source: str | Path, output: str | Path | N
     folder = confine(source, settings.roots, what="checkpoint folder")
     config = formats.read_config(folder)
     arch = formats.check_source(fmt, config)
-    group = (group_size or formats.group_size(config)) if fmt.bits == 4 else None
+    group = None if fmt.bits != 4 or group_size == 0 else (group_size or formats.group_size(config))  # 0: one scale per channel
     text, label, sha = _calibration(settings, fmt, calibration)
     out = confine(output or default_output(folder, fmt.name), settings.roots, must_exist=False, what="output folder")
     if out == folder:
@@ -190,8 +190,8 @@ def compress_checkpoint(settings: Settings, source: str | Path, output: str | Pa
                         bits: int | None = None, group_size: int | None = None, calibrate: bool = True) -> CompressResult:
     """Make `fmt_name` from the checkpoint (or reuse an identical earlier output); the quality gate is the caller's.
 
-    `bits`, `group_size` and `calibrate=False` override the format's recipe (round-to-nearest weights at those bits and
-    group): no face offers them; they exist to show the gate refusing a recipe that breaks the model."""
+    `bits`, `group_size` (0: per channel) and `calibrate=False` override the format's recipe (round-to-nearest weights
+    at those bits and group): no face offers them; they exist to show the gate refusing a recipe that breaks the model."""
     progress = progress or Progress()
     began = time.monotonic()
     plan = plan_compress(settings, source, output, fmt_name, calibration=calibration, bits=bits, group_size=group_size)
@@ -217,7 +217,7 @@ def compress_checkpoint(settings: Settings, source: str | Path, output: str | Pa
     in_size = formats.checkpoint_bytes(plan.source)
     result = CompressResult(
         input_path=str(plan.source), output_path=str(plan.output), format=plan.fmt, scheme=fmt.scheme if not custom else f"W{plan.bits}A16 (round to nearest)",
-        recipe=fmt.recipe if not custom else f"round-to-nearest int{plan.bits} weights, group {plan.group}, no calibration",
+        recipe=fmt.recipe if not custom else f"round-to-nearest int{plan.bits} weights, group {plan.group or 'per channel'}, no calibration",
         bits=plan.bits, group_size=plan.group, architecture=plan.arch, calibration=plan.calibration_label if calibrate else None,
         calibration_sha256=plan.calibration_sha, input_sha256=input_sha, output_sha256=tree_sha256(plan.output, file_sha=hashes.sha256),
         input_size_bytes=in_size, output_size_bytes=out_size, size_ratio=round(out_size / in_size, 4) if in_size else 0.0,

@@ -115,10 +115,24 @@ def _scheme(folder: Path) -> str:
     return str(quant.get("quant_method", "quantized"))
 
 
+def _why_not_started(settings: Settings, name: str) -> str:
+    """The line of vLLM's log that says why it refused the checkpoint (e.g. no CPU kernel for 2-bit weights), or ""."""
+    try:
+        lines = registry.log_path(settings, name).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    reasons = [line.split("]", 1)[-1].strip() for line in lines if "cannot implement due to" in line or "not supported" in line]
+    return "; ".join(dict.fromkeys(reasons))[:400]
+
+
 def _served_evaluation(settings: Settings, folder: Path, tokenizer_folder: Path, role: str, progress: Progress) -> quality.ModelEvaluation:
     """Serve `folder` on vLLM under a name of its own, evaluate it, and stop it again whatever happens."""
     name = f"gate-{role[:3]}-{os.getpid()}"
-    model = start_vllm(settings, folder, name, ctx_size=CTX_SIZE, parallel=1, replace=True, progress=progress.span(0.0, 0.4))
+    try:
+        model = start_vllm(settings, folder, name, ctx_size=CTX_SIZE, parallel=1, replace=True, progress=progress.span(0.0, 0.4))
+    except ServingError as exc:
+        why = _why_not_started(settings, name)
+        raise ServingError(exc.cause + (f" vLLM says: {why}" if why else ""), exc.next_step, detail=exc.detail) from None
     try:
         return evaluate_served(model.base_url, name, folder, tokenizer_folder, progress=progress.span(0.4, 1.0))
     finally:
