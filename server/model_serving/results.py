@@ -179,7 +179,7 @@ def _compress(r: Any) -> Rendering:
     if r.quality:
         out.add(f"  quality on vLLM    {r.quality.get('summary', '')}", style)
     if not r.vllm_cpu:
-        out.add("  serve it on a GPU with FP8 (compute capability 8.9+); vLLM's CPU backend has no FP8", "warn")
+        out.add("  serve it on a GPU (FP8 native from compute capability 8.9, weight-only from 8.0); vLLM's CPU backend has no FP8", "warn")
     return out
 
 

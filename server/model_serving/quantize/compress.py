@@ -234,4 +234,4 @@ def summary(r: CompressResult) -> str:
             + (f", group {r.group_size}" if r.group_size else "") + f"; {r.output_size_bytes / 2**20:.1f} MiB, x{r.size_ratio:.2f} of the input)")
     if r.quality is not None:
         text += f"; quality on vLLM {r.verdict}"
-    return text + ("" if r.vllm_cpu else "; served on a GPU with FP8 only (vLLM's CPU backend has no FP8)")
+    return text + ("" if r.vllm_cpu else "; served on a GPU only (vLLM's CPU backend has no FP8)")

@@ -2,7 +2,8 @@
 
 One row per format: its llm-compressor recipe, the bits it keeps per weight, whether it calibrates, and where vLLM
 serves it. vLLM's x86 CPU backend serves AWQ, GPTQ and INT8 W8A8 but not FP8 (vLLM's quantization hardware table), so
-FP8 is made anywhere and served only on a GPU with FP8 support (compute capability 8.9 or later: L4, L40S, H100, H200).
+FP8 is made anywhere and served only on a GPU: natively from compute capability 8.9 (L4, L40S, H100, H200), weight-only
+from 8.0 (A100).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from model_serving.util.units import human_size
 
 FORMATS: tuple[Format, ...] = get_args(Format)
 GROUP_SIZES = (128, 64, 32)  # W4A16's group: the largest of these that divides every layer's input width
-FP8_MIN_CAPABILITY = 8.9  # Ada and Hopper: native FP8 matrix units
+FP8_MIN_CAPABILITY = 8.0  # vLLM runs FP8 weight-only (FP8 Marlin) from Ampere; natively (FP8 matrix units) from 8.9, Ada and Hopper
 # The dense decoders whose layer mappings llm-compressor's AWQ and SmoothQuant know (their mapping registries); GPTQ
 # and FP8 need no mapping but go through the same table, so every format is refused alike for an unknown model.
 ARCHITECTURES = frozenset({

@@ -1,7 +1,7 @@
-"""Compressed formats meet vLLM: whether this machine's vLLM can serve one (FP8 needs a GPU with FP8 units).
+"""Compressed formats meet vLLM: whether this machine's vLLM can serve one (FP8 needs a GPU).
 
-vLLM's CPU build serves AWQ, GPTQ and INT8 W8A8 but not FP8; the CUDA build serves FP8 on GPUs with FP8 units
-(compute capability 8.9 or later). An FP8 checkpoint can be made anywhere; serving it where nothing supports it is
+vLLM's CPU build serves AWQ, GPTQ and INT8 W8A8 but not FP8; the CUDA build serves FP8 natively on compute capability
+8.9+ (Ada, Hopper) and weight-only from 8.0 (Ampere). An FP8 checkpoint can be made anywhere; serving it where nothing supports it is
 refused before vLLM starts, with the way that works.
 """
 
@@ -31,11 +31,12 @@ def gpu_capability() -> float | None:
 
 
 def fp8_refusal(build: str | None, capability: float | None) -> str | None:
-    """Why FP8 cannot be served here (None when it can): vLLM's CPU build has no FP8, and a GPU needs FP8 units."""
+    """Why FP8 cannot be served here (None when it can): vLLM's CPU build has no FP8, and a GPU before Ampere none either."""
     if build != "cuda" or capability is None:
         return "vLLM's CPU backend has no FP8 kernels"
     if capability < formats.FP8_MIN_CAPABILITY:
-        return f"this GPU (compute capability {capability}) has no FP8 units (8.9 or later: L4, L40S, H100, H200)"
+        return (f"vLLM runs no FP8 on this GPU (compute capability {capability}; 8.0+ weight-only, 8.9+ native: L4, L40S, "
+                "H100, H200)")
     return None
 
 
