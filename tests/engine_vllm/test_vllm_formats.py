@@ -98,26 +98,29 @@ def test_awq_gptq_and_fp8_are_made_and_fp8_is_refused_for_serving_here(world: Se
     assert code != 0 and "FP8" in out + err_text and "w8a8-int8" in out + err_text
 
 
-def test_deploy_serves_the_compressed_checkpoint_on_vllm(world: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    tiny = world.roots[0] / "tiny"
-    code, out, err = _cli(capsys, world, "--json", "deploy", str(tiny), "--target", "vllm", "--format", "gptq", "--name", "tiny-gptq",
-                          "--no-bench", "--no-verify-quality", "--parallel", "2", "--ctx-size", "1024")
+def test_deploy_serves_the_compressed_checkpoint_on_vllm(world: Settings, smollm2_checkpoint: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A trained model (the probe needs an answer that stops), compressed to GPTQ W4A16 at group 64 (576-wide rows)."""
+    settings = Settings.from_env(roots=[*map(str, world.roots), str(smollm2_checkpoint.parent)], home=str(world.home))
+    code, out, err = _cli(capsys, settings, "--json", "deploy", str(smollm2_checkpoint), "--target", "vllm", "--format", "gptq",
+                          "--name", "smol-gptq", "--no-bench", "--no-verify-quality", "--parallel", "2", "--ctx-size", "1024")
     assert code == 0, err
     result = json.loads(out)
     step = next(s for s in result["steps"] if s["step"] == "quantize")
-    assert step["summary"]["format"] == "gptq" and step["output"].endswith("tiny-gptq-gptq")
-    served = next(m for m in list_models(world) if m.name == "tiny-gptq")
-    assert served.state == "running" and served.source == step["output"]
-    stop_model(world, "tiny-gptq")
+    assert step["summary"]["format"] == "gptq" and step["summary"]["group_size"] == 64 and step["output"].endswith("smol-gptq-gptq")
+    served = next(m for m in list_models(settings) if m.name == "smol-gptq")
+    assert served.state == "running" and served.source == step["output"] and result["answer"]
+    stop_model(settings, "smol-gptq")
 
 
 def test_a_recipe_that_breaks_a_real_model_is_refused_by_the_gate(world: Settings, smollm2_checkpoint: Path) -> None:
     settings = Settings.from_env(roots=[*map(str, world.roots), str(smollm2_checkpoint.parent)], home=str(world.home))
-    made = compress_checkpoint(settings, smollm2_checkpoint, world.roots[0] / "smollm2-w2", "gptq", bits=2, group_size=64, calibrate=False)
-    assert made.calibration is None and "round-to-nearest int2" in made.recipe
+    """4-bit weights rounded to nearest with one scale per output channel and no calibration: vLLM serves it, the gate refuses it."""
+    made = compress_checkpoint(settings, smollm2_checkpoint, world.roots[0] / "smollm2-rtn", "gptq", bits=4, group_size=0, calibrate=False)
+    assert made.calibration is None and "round-to-nearest int4 weights, group per channel" in made.recipe
     report = measure_on_vllm(settings, smollm2_checkpoint, Path(made.output_path))
     assert report.verdict == "broken", report.summary
-    assert report.reasons and report.reference.perplexity is not None
+    assert report.candidate.error is None and report.ppl_ratio_interval is not None and report.ppl_ratio_interval[0] >= 1.0
 
 
 def test_a_cancel_kills_llm_compressor_and_leaves_nothing(world: Settings) -> None:

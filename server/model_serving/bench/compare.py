@@ -28,8 +28,9 @@ from model_serving.quantize.quantizer import quantize_gguf
 from model_serving.requests import BenchCompareRequest
 from model_serving.serve.embedded import engine
 from model_serving.serve.embedded.engine import stop_model
+from model_serving.serve.registry import ServedModel
 from model_serving.serve.vllm.compress_gate import compress_and_gate
-from model_serving.serve.vllm.engine import checked_checkpoint, serve_vllm
+from model_serving.serve.vllm.engine import checked_checkpoint, serve_vllm, start_vllm
 from model_serving.serve.vllm.env import require
 from model_serving.serve.vllm.formats import check_servable_format
 from model_serving.settings import Settings
@@ -144,9 +145,14 @@ def _llama_cpp(settings: Settings, source: Path, req: BenchCompareRequest, work:
 
 
 def _vllm(settings: Settings, source: Path, req: BenchCompareRequest, out: Path | None, progress: Progress, watches: list[dict],
-          fmt: str = "bf16") -> EngineRun:
-    (served, _), start_s = _timed(lambda: serve_vllm(settings, source, "compare-vllm", ctx_size=2048, parallel=max(req.levels), replace=True,
-                                                     progress=progress.span(0, 0.3)))
+          fmt: str = "bf16", probe: bool = True) -> EngineRun:
+    """The checkpoint on vLLM, probed first (a random-weight benchmark model never stops by itself: `probe` False) and swept."""
+    def start() -> ServedModel:
+        if probe:
+            return serve_vllm(settings, source, "compare-vllm", ctx_size=2048, parallel=max(req.levels), replace=True, progress=progress.span(0, 0.3))[0]
+        return start_vllm(settings, source, "compare-vllm", ctx_size=2048, parallel=max(req.levels), replace=True, progress=progress.span(0, 0.3))
+
+    served, start_s = _timed(start)
     try:
         measured = _sweep(served.base_url, served.name, served.pid, req, out and out / f"vllm-{fmt}", progress.span(0.3, 1), watches)
     finally:
@@ -155,24 +161,25 @@ def _vllm(settings: Settings, source: Path, req: BenchCompareRequest, out: Path 
 
 
 def _formats(settings: Settings, source: Path, req: BenchCompareRequest, work: Path, out: Path | None, progress: Progress,
-             watches: list[dict]) -> list[EngineRun]:
+             watches: list[dict], probe: bool) -> list[EngineRun]:
     """Each compressed format made (or reused), judged on vLLM against the checkpoint, then swept like the bf16 row."""
     runs = []
     formats = list(dict.fromkeys(req.formats or []))
     for i, fmt in enumerate(formats):
         step = progress.span(i / len(formats), (i + 1) / len(formats))
         made = compress_and_gate(settings, str(source), str(work / f"{source.name}-{fmt}"), fmt, overwrite=True, progress=step.span(0, 0.5))
-        run = _vllm(settings, Path(made.output_path), req, out, step.span(0.5, 1), watches, fmt=fmt)
+        run = _vllm(settings, Path(made.output_path), req, out, step.span(0.5, 1), watches, fmt=fmt, probe=probe)
         runs.append(run.model_copy(update={"quality": _quality(made.quality) if made.quality else {"verdict": made.verdict},
                                            "make_s": 0.0 if made.skipped else made.compress_s}))
     return runs
 
 
 def run_compare(settings: Settings, req: BenchCompareRequest, progress: Progress | None = None,
-                extra_quants: tuple[str, ...] = ()) -> CompareResult:
+                extra_quants: tuple[str, ...] = (), probe: bool = True) -> CompareResult:
     """Serve `req.source` on each engine in turn and sweep it; vLLM's install is checked first, before any long work.
 
-    `extra_quants` adds llama.cpp rows at more GGUF types (benchmarks/formats.py: Q4_K_M and Q8_0)."""
+    `extra_quants` adds llama.cpp rows at more GGUF types (benchmarks/formats.py: Q4_K_M and Q8_0); `probe` False serves
+    vLLM without its chat probe (a random-weight benchmark model, which never stops by itself)."""
     progress = progress or Progress()
     load_before = [round(x, 2) for x in os.getloadavg()]
     source = checked_checkpoint(settings, req.source)
@@ -188,10 +195,10 @@ def run_compare(settings: Settings, req: BenchCompareRequest, progress: Progress
     split = (0.5 if not req.formats else 0.2) / len(quants)
     runs = [_llama_cpp(settings, source, req, work, out, progress.span(i * split, (i + 1) * split), watches, quant) for i, quant in enumerate(quants)]
     end = len(quants) * split
-    runs.append(_vllm(settings, source, req, out, progress.span(end, end + split if req.formats else 0.98), watches))
+    runs.append(_vllm(settings, source, req, out, progress.span(end, end + split if req.formats else 0.98), watches, probe=probe))
     if req.formats:
         runs[-1].quality = {"verdict": "reference", "reference_label": "the 16-bit checkpoint itself"}
-        runs += _formats(settings, source, req, work, out, progress.span(end + split, 0.98), watches)
+        runs += _formats(settings, source, req, work, out, progress.span(end + split, 0.98), watches, probe)
     load_after = [round(x, 2) for x in os.getloadavg()]
     result = CompareResult(source=str(source), quant=req.quant.upper(), levels=sorted(set(req.levels)), runs=runs, load_before=load_before,
                            load_average=load_after, quiet=watches, **quiet.verdict(watches), summary=_summary(runs))
