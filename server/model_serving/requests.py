@@ -150,7 +150,7 @@ class DeployRequest(Request):
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     allow_broken: Annotated[bool, Field(description="Serve a broken quant")] = False
     calibration: Annotated[PathArg | None, Field(description="Imatrix text (IQ/K)")] = None
-    format: Annotated[CompressedFormat | None, Field(description="vllm: compress first")] = None
+    format: CompressedFormat | None = None  # target vllm: serve this format, made from the checkpoint first
     chat_template: ChatTemplate | None = None
     completions: Completions = False
     replace: Annotated[bool, Field(description="Replace a same-name model")] = False
@@ -233,7 +233,7 @@ class QuantizeRequest(Request):
     renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
     input_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
     qtype: QuantType | None = None
-    format: Annotated[CompressedFormat | None, Field(description="vLLM format from an HF checkpoint, not qtype")] = None
+    format: CompressedFormat | None = None  # instead of qtype: a vLLM format made from a checkpoint folder
     output: Annotated[PathArg | None, Field(description="Default: <stem>-<QTYPE>.gguf")] = None
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     replace: bool = False
@@ -466,7 +466,7 @@ class BenchCompareRequest(Request):
     quant: Annotated[str, Field(pattern=QUANT_PATTERN)] = DEFAULT_QUANT
     levels: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1, max_length=8)] = [1, 2, 4, 8]
     output: PathArg | None = None
-    formats: Annotated[list[CompressedFormat] | None, Field(max_length=4, description="vLLM rows, quality-gated")] = None
+    formats: Annotated[list[CompressedFormat] | None, Field(max_length=4)] = None  # a vLLM row per format, quality-gated
 # --- end vLLM engine and bench compare ---
 
 

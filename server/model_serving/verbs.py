@@ -125,7 +125,7 @@ def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> E
 
 
 def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) -> QuantizeResult | CompressResult:
-    """Quantize a GGUF; with verify, a quality verdict against the input. With format: a vLLM format from a checkpoint."""
+    """Quantize a GGUF, or a checkpoint to a vLLM format; with verify, a quality verdict."""
     from model_serving.quantize.quantizer import quantize_gguf as run
     from model_serving.toolchain import tool
 
