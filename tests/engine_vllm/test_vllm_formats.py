@@ -98,19 +98,18 @@ def test_awq_gptq_and_fp8_are_made_and_fp8_is_refused_for_serving_here(world: Se
     assert code != 0 and "FP8" in out + err_text and "w8a8-int8" in out + err_text
 
 
-def test_deploy_serves_the_compressed_checkpoint_on_vllm(world: Settings, smollm2_checkpoint: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    """A trained model (the probe needs an answer that stops), compressed to GPTQ W4A16 at group 64 (576-wide rows)."""
-    settings = Settings.from_env(roots=[*map(str, world.roots), str(smollm2_checkpoint.parent)], home=str(world.home))
-    code, out, err = _cli(capsys, settings, "--json", "deploy", str(smollm2_checkpoint), "--target", "vllm", "--format", "gptq",
-                          "--name", "smol-gptq", "--no-bench", "--no-verify-quality", "--parallel", "2", "--ctx-size", "1024")
+def test_deploy_serves_the_compressed_checkpoint_on_vllm(world: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """Served for completions: a random-weight model never stops by itself, and the completion probe asks for an answer only."""
+    tiny = world.roots[0] / "tiny"
+    code, out, err = _cli(capsys, world, "--json", "deploy", str(tiny), "--target", "vllm", "--format", "gptq", "--name", "tiny-gptq",
+                          "--completions", "--no-bench", "--no-verify-quality", "--parallel", "2", "--ctx-size", "1024")
     assert code == 0, err
     result = json.loads(out)
     step = next(s for s in result["steps"] if s["step"] == "quantize")
-    assert step["summary"]["format"] == "gptq" and step["summary"]["group_size"] == 64 and step["output"].endswith("smol-gptq-gptq")
-    served = next(m for m in list_models(settings) if m.name == "smol-gptq")
+    assert step["summary"]["format"] == "gptq" and step["summary"]["group_size"] == 128 and step["output"].endswith("tiny-gptq-gptq")
+    served = next(m for m in list_models(world) if m.name == "tiny-gptq")
     assert served.state == "running" and served.source == step["output"] and result["answer"]
-    stop_model(settings, "smol-gptq")
+    stop_model(world, "tiny-gptq")
 
 
 def test_a_recipe_that_breaks_a_real_model_is_refused_by_the_gate(world: Settings, smollm2_checkpoint: Path) -> None:

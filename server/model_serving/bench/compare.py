@@ -73,13 +73,12 @@ def _gguf(settings: Settings, source: Path, quant: str, out: Path, progress: Pro
           verify: bool) -> tuple[Path, dict[str, Any] | None, float]:
     """The checkpoint as a GGUF at `quant` through the usual export and quantize (each reuses an identical earlier output),
     its quality against the F16 when `verify`, and the seconds the two took."""
-    began = time.perf_counter()
-    f16 = Path(export_gguf(settings, str(source), str(out / f"{source.name}-F16.gguf"), overwrite=True, progress=progress.span(0, 0.6)).output_path)
+    exported = export_gguf(settings, str(source), str(out / f"{source.name}-F16.gguf"), overwrite=True, progress=progress.span(0, 0.6))
+    f16, export_s = Path(exported.output_path), 0.0 if exported.skipped else exported.seconds
     if quant.upper() == "F16":
-        return f16, None, time.perf_counter() - began
+        return f16, None, export_s
     done = quantize_gguf(settings, f16, out / f"{source.name}-{quant.upper()}.gguf", quant, overwrite=True, verify=verify, progress=progress.span(0.6, 1))
-    made = time.perf_counter() - began - (done.quality.reference.eval_s + done.quality.candidate.eval_s if done.quality else 0.0)
-    return Path(done.output_path), _quality(done.quality) if done.quality else None, max(made, 0.0)
+    return Path(done.output_path), _quality(done.quality) if done.quality else None, export_s + (0.0 if done.skipped else done.quantize_s)
 
 
 def _sweep(base_url: str, name: str, pid: int, req: BenchCompareRequest, out: Path | None, progress: Progress,
