@@ -9,12 +9,13 @@ script (random models never stop by themselves, so vLLM serves them without its 
 - the bf16 checkpoint on vLLM, then W8A8 INT8, AWQ and GPTQ made by `quantize --format` (llm-compressor, CPU) and
   judged against the bf16 checkpoint on vLLM by the GGUF gate's rule.
 
-Each row records the time to make it (export and quantize, or the compression; 0 when an identical output was
-reused), its size, the perplexity ratio with its 95% interval, greedy agreement, and TTFT, TPOT and req/s at each concurrency level (default 1, 4, 8), with the engine, format and hardware it ran on. FP8 is not
-a row: vLLM's CPU backend has no FP8 kernels (it is made and served on a GPU; the plan says so). On a random-weight
-model perplexities sit near the vocabulary size, so its ratios say what a format changes in the arithmetic, not what a
-trained model loses; speed and size hold as they are. Needs vLLM's and llm-compressor's environments
-(`model-serving engines install vllm`, `model-serving engines install llmcompressor`).
+Each row records the time to make it (export and quantize, or the compression; 0 when an identical output was reused),
+its size, the perplexity ratio with its 95% interval, greedy agreement, and TTFT, TPOT and req/s at each concurrency
+level (default 1, 4, 8), with the engine, format and hardware it ran on. FP8 is not a row: vLLM's CPU backend has no
+FP8 kernels (it is made and served on a GPU; the plan says so). On a random-weight model perplexities sit near the
+vocabulary size, so its ratios say what a format changes in the arithmetic, not what a trained model loses; speed and
+size hold as they are. Needs vLLM's and llm-compressor's environments (`model-serving engines install vllm`,
+`model-serving engines install llmcompressor`).
 
     python benchmarks/formats.py [--model smollm2|smollm2-random|1b|tiny] [--levels 1,4,8] [--formats w8a8-int8,awq,gptq]
         [--out benchmarks/results/formats.json]
