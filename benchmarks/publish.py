@@ -47,6 +47,7 @@ SCRIPTS = {
     "client_overhead": "python benchmarks/bench_client_overhead.py",
     "template_corpus": "python benchmarks/template_corpus.py",
     "engine_compare": "python benchmarks/engine_compare.py",
+    "formats": "python benchmarks/formats.py",
     "install_time": "python benchmarks/install_time.py",
     "install_time.empty-pip-cache": "python benchmarks/install_time.py --empty-pip-cache",
     "peer_agreement": "python benchmarks/peer_agreement.py",
@@ -290,6 +291,16 @@ def engine_compare(stem: str, d: dict[str, Any]) -> list[str]:
     return out + figures(stem, d, [("summary", "summary", "")])
 
 
+def formats(stem: str, d: dict[str, Any]) -> list[str]:
+    out = header(stem, "Every format of one checkpoint: GGUF on llama.cpp, bf16 and llm-compressor's formats on vLLM", d)
+    cols = [("engine", "engine", ""), ("format", "format", ""), ("hardware", "hardware", ""), ("make s", "make_s", ".0f"),
+            ("size MiB", "size_mib", ".1f"), ("quality", "verdict", ""), ("ppl ratio", "ppl_ratio", ".3f"),
+            ("95% interval", "ppl_ratio_interval", ""), ("early agreement", "early_agreement", ".2f"), ("concurrency", "concurrency", ""),
+            ("TTFT median ms", "median_ttft_ms", ".0f"), ("TPOT median ms", "median_tpot_ms", ".1f"), ("req/s", "request_throughput", ".2f"),
+            ("peak RSS MiB", "peak_rss_mib", "")]
+    return out + table(stem, cols, d.get("rows"), "rows") + figures(stem, d, [("summary", "summary", "")])
+
+
 def template_corpus(stem: str, d: dict[str, Any]) -> list[str]:
     out = header(stem, "Chat templates converted to Ollama's Go templates", d) + figures(stem, d, [
         ("templates", "summary.templates", ""), ("exact on every conversation", "summary.counts.exact", ""),
@@ -390,7 +401,7 @@ SECTIONS: dict[str, Callable[[str, dict[str, Any]], list[str]]] = {
     "imatrix_types": imatrix_types, "gateway": gateway, "replicas": replicas, "replicas-threads1": replicas,
     "adapter_ab": adapter_ab, "agent_deploy": agent_deploy, "soak": soak,
     "small_batch_kernels": small_batch_kernels, "decode_agreement": decode_agreement, "client_overhead": client_overhead,
-    "template_corpus": template_corpus, "engine_compare": engine_compare, "install_time": install_time,
+    "template_corpus": template_corpus, "engine_compare": engine_compare, "formats": formats, "install_time": install_time,
     "install_time.empty-pip-cache": install_time,
     "peer_agreement": peer_agreement, "bandwidth": bandwidth, "bandwidth_ttft": bandwidth, "model_zoo": model_zoo,
     "lifecycle": lifecycle,

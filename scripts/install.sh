@@ -66,6 +66,15 @@ if [ "${MODEL_SERVING_MERGEKIT_INSTALL:-$VLLM_DEFAULT}" != 0 ]; then
   model-serving engines install mergekit >/dev/null \
     || echo "warning: mergekit's environment could not be installed; the mergekit tests will skip and say why" >&2
 fi
+# llm-compressor (quantize --format awq|gptq|w8a8-int8|fp8), in its own venv under the state directory's engines folder
+# with the pinned llmcompressor and the CPU torch: its compressed-tensors and transformers pins clash with vLLM's venv
+# and ours. Resumable; the same code path as `model-serving engines install llmcompressor`. A failed install does not
+# stop this one: the format tests then skip with the reason it recorded. MODEL_SERVING_LLMCOMPRESSOR_INSTALL=0 skips it.
+if [ "${MODEL_SERVING_LLMCOMPRESSOR_INSTALL:-$VLLM_DEFAULT}" != 0 ]; then
+  echo "installing llm-compressor's own environment (a minute or two the first time; MODEL_SERVING_LLMCOMPRESSOR_INSTALL=0 skips it)" >&2
+  model-serving engines install llmcompressor >/dev/null \
+    || echo "warning: llm-compressor's environment could not be installed; the format tests will skip and say why" >&2
+fi
 # GuideLLM, the second peer client of benchmarks/peer_agreement.py (vLLM's own `vllm bench serve` is the first), in its
 # own venv under the state directory's engines folder: its pins (datasets>=5, click~=8.4, ...) never touch vLLM's venv.
 if [ "${MODEL_SERVING_PEERS_INSTALL:-$VLLM_DEFAULT}" != 0 ]; then

@@ -59,6 +59,8 @@ RegisterTarget = Literal["embedded", "ollama"]
 DeployTarget = Literal[RegisterTarget, "vllm"]
 TargetChoice = Literal["auto", DeployTarget]
 OutType = Literal["f16", "bf16", "q8_0", "f32", "auto"]
+# llm-compressor's formats for vLLM (quantize/formats.py holds their recipes)
+CompressedFormat = Literal["awq", "gptq", "w8a8-int8", "fp8"]
 Api = Literal["openai", "ollama"]
 Route = Literal["chat", "completions"]
 Statistic = Literal["mean", "median", "p90", "p95", "p99"]
@@ -148,6 +150,7 @@ class DeployRequest(Request):
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     allow_broken: Annotated[bool, Field(description="Serve a broken quant")] = False
     calibration: Annotated[PathArg | None, Field(description="Imatrix text (IQ/K)")] = None
+    format: CompressedFormat | None = None  # target vllm: serve this format, made from the checkpoint first
     chat_template: ChatTemplate | None = None
     completions: Completions = False
     replace: Annotated[bool, Field(description="Replace a same-name model")] = False
@@ -230,12 +233,21 @@ class MergeRequest(Request):
 class QuantizeRequest(Request):
     renamed: ClassVar[dict[str, str]] = {"overwrite": "replace"}
     input_path: Annotated[str, Field(min_length=1, max_length=4096, pattern=NOT_FLAG)]
-    qtype: QuantType
+    qtype: QuantType | None = None
+    format: CompressedFormat | None = None  # instead of qtype: a vLLM format made from a checkpoint folder
     output: Annotated[PathArg | None, Field(description="Default: <stem>-<QTYPE>.gguf")] = None
     allow_requantize: Annotated[bool, Field(description="Quantize a quantized input")] = False
     replace: bool = False
     verify: bool = True
     calibration: Annotated[PathArg | None, Field(description="Imatrix text (IQ/K)")] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> QuantizeRequest:
+        if (self.qtype is None) == (self.format is None):
+            raise ValueError("give either qtype (a GGUF type) or format (awq, gptq, w8a8-int8, fp8), not both or neither")
+        if self.format is not None and self.allow_requantize:
+            raise ValueError("allow_requantize is for GGUF types; a format refuses an already-quantized checkpoint")
+        return self
 
 
 class ServeStartRequest(Request):
@@ -445,7 +457,7 @@ class CostRequest(Request):
 
 
 class EngineInstallRequest(Request):
-    engine: Literal["vllm", "mergekit"]
+    engine: Literal["vllm", "mergekit", "llmcompressor"]
     python: Annotated[PathArg | None, Field(description="vllm: an interpreter that has it, instead of a managed venv")] = None
 
 
@@ -455,6 +467,7 @@ class BenchCompareRequest(Request):
     quant: Annotated[str, Field(pattern=QUANT_PATTERN)] = DEFAULT_QUANT
     levels: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1, max_length=8)] = [1, 2, 4, 8]
     output: PathArg | None = None
+    formats: Annotated[list[CompressedFormat] | None, Field(max_length=4)] = None  # a vLLM row per format, quality-gated
 # --- end vLLM engine and bench compare ---
 
 

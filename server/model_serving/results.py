@@ -150,6 +150,11 @@ def _mergekit_env(r: Any) -> Rendering:
     return _tool_env(f"mergekit {r.version} in {r.python}", r.steps)
 
 
+@renders("CompressorEnvironment")
+def _compressor_env(r: Any) -> Rendering:
+    return _tool_env(f"llmcompressor {r.version} in {r.python}", r.steps)
+
+
 def _tool_env(title: str, steps: Any) -> Rendering:
     """A tool installed in a venv of its own: what it is, and each install step's state."""
     out = Rendering(title, "ok")
@@ -163,6 +168,20 @@ def _quantize(r: Any) -> Rendering:
     out.add(f"  {r.qtype}: {human_size(r.input_size_bytes)} -> {human_size(r.output_size_bytes)}, {r.wall_s:.1f} s")
     if r.quality:
         out.add(f"  quality verdict    {r.verdict}: {r.summary}")
+    return out
+
+
+@renders("CompressResult")
+def _compress(r: Any) -> Rendering:
+    style: Style = "bad" if r.verdict == "broken" else "warn" if r.verdict == "degraded" else "ok"
+    out = Rendering(f"{'reused' if r.skipped else 'wrote'} {r.output_path} ({r.format}, {r.scheme}); quality {r.verdict}", style)
+    out.add(f"  {human_size(r.input_size_bytes)} -> {human_size(r.output_size_bytes)} (x{r.size_ratio:.2f}), "
+            f"{r.compress_s:.1f} s in llm-compressor {r.versions.get('llmcompressor', '?')}")
+    out.add(f"  recipe             {r.recipe}" + (f"; calibration: {r.calibration}" if r.calibration else ""))
+    if r.quality:
+        out.add(f"  quality on vLLM    {r.quality.get('summary', '')}", style)
+    if not r.vllm_cpu:
+        out.add("  serve it on a GPU (FP8 native from compute capability 8.9, weight-only from 8.0); vLLM's CPU backend has no FP8", "warn")
     return out
 
 

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from model_serving.lifecycle.history import PruneResult, VersionHistory
     from model_serving.lifecycle.switch import SwitchResult
     from model_serving.publish.outcome import PublishResult
+    from model_serving.quantize.compress import CompressResult
+    from model_serving.quantize.compressor_env import CompressorEnvironment
     from model_serving.quantize.quantizer import QuantizeResult
     from model_serving.serve.gateway.llama_router import Gateway
     from model_serving.serve.metrics import MetricsView
@@ -143,11 +145,17 @@ def export_gguf(settings: Settings, req: ExportRequest, progress: Progress) -> E
     return run(settings, req.source, req.output, outtype=req.outtype, overwrite=req.replace, progress=progress)
 
 
-def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) -> QuantizeResult:
-    """Quantize a GGUF; with verify, a quality verdict against the input."""
+def quantize_gguf(settings: Settings, req: QuantizeRequest, progress: Progress) -> QuantizeResult | CompressResult:
+    """Quantize a GGUF, or a checkpoint to a vLLM format; with verify, a quality verdict."""
     from model_serving.quantize.quantizer import quantize_gguf as run
     from model_serving.toolchain import tool
 
+    if req.format is not None:
+        from model_serving.serve.vllm.compress_gate import compress_and_gate
+
+        return compress_and_gate(settings, req.input_path, req.output, req.format, calibration=req.calibration, overwrite=req.replace,
+                                 verify=req.verify, progress=progress)
+    assert req.qtype is not None  # the request holds one of the two
     return run(settings, Path(req.input_path), Path(req.output) if req.output else None, req.qtype,
                allow_requantize=req.allow_requantize, overwrite=req.replace, verify=req.verify,
                quantizer=tool(settings, "llama-quantize"), imatrix_tool=tool(settings, "llama-imatrix"), calibration=req.calibration, progress=progress)
@@ -392,16 +400,22 @@ def cost_estimate(settings: Settings, req: CostRequest) -> CostEstimate:
 
 
 # --- vLLM engine and bench compare (issue 14) ---
-def engine_install(settings: Settings, req: EngineInstallRequest, progress: Progress) -> VllmEnvironment | MergekitEnvironment:
-    """Create and check an engine's own environment (managed venv): vLLM (or check the interpreter given) or mergekit."""
+def engine_install(settings: Settings, req: EngineInstallRequest,
+                   progress: Progress) -> VllmEnvironment | MergekitEnvironment | CompressorEnvironment:
+    """Create and check an engine's own environment (managed venv): vLLM (or check the interpreter given), mergekit or llm-compressor."""
     from model_serving.serve.vllm.env import install
 
+    if req.engine == "llmcompressor":
+        from model_serving.quantize import compressor_env
+
+        if req.python:
+            raise InputError("--python names a vLLM interpreter; llm-compressor always gets its own managed venv.",
+                             "Run `model-serving engines install llmcompressor` without --python.")
+        return compressor_env.install(settings, progress)
     if req.engine == "mergekit":
         from model_serving.checkpoint import mergekit_env
 
         if req.python:
-            from model_serving.errors import InputError
-
             raise InputError("--python names a vLLM interpreter; mergekit always gets its own managed venv.",
                              "Run `model-serving engines install mergekit` without --python.")
         return mergekit_env.install(settings, progress)

@@ -39,7 +39,8 @@ def test_mcp_bench_compare_writes_one_report_for_both_engines(vllm_python: str, 
     assert len(result["load_average"]) == 3
     assert json.loads(Path(result["files"]["json"]).read_text())["runs"][1]["engine"] == "vllm"
     table = Path(result["files"]["markdown"]).read_text()
-    assert "| llama.cpp | 2 |" in table and "| vllm | 2 |" in table
+    assert "| llama.cpp | Q8_0 | " in table and "| vllm | bf16 | " in table
+    assert all(r["hardware"].endswith("cores") or r["hardware"].startswith("GPU") for r in result["runs"])
     assert Path(result["files"]["png"]).read_bytes()[:4] == b"\x89PNG"
     assert [m for m in list_models(settings) if m.state == "running"] == []  # both engines stopped again
     code, _, err = cli_in_process(capsys, "--home", str(settings.home), "--root", str(tmp_path), "bench", "compare", str(tmp_path / "nothing"))

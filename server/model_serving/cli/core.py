@@ -73,7 +73,8 @@ def export_cmd(app: App, req: ExportRequest) -> None:
 @click.command("quantize")
 @from_model(QuantizeRequest, positional=("input_path", "qtype"), aliases=OUT)
 def quantize_cmd(app: App, req: QuantizeRequest) -> None:
-    """Quantize a GGUF (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0, ...) and check it against its source."""
+    """Quantize a GGUF (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0, ...) and check it against its source; or, with --format
+    awq|gptq|w8a8-int8|fp8, compress a checkpoint folder for vLLM (llm-compressor) and check it on vLLM."""
     result = app.run("quantize", lambda p: quantize_gguf(app.settings, req, p))
     app.show(result)
 

@@ -45,6 +45,9 @@ def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, 
     source = find_source(settings, request.source, request.base, request.quant or DEFAULT_QUANT)
     if request.target == "vllm":  # before the quantization checks: vLLM serves none of it
         _check_vllm_source(source, request)
+    elif request.format is not None:
+        raise InputError(f"format {request.format} is a vLLM format; target {request.target} serves GGUF types.",
+                         f"Deploy with target vllm (--target vllm --format {request.format}), or pick a GGUF type with quant.")
     template = check_template(settings, source, request)  # before any engine starts: a missing template is fixed up front
     # A pulled GGUF was picked by its quant; a quantized GGUF with no quant asked is served as it is.
     as_is = source.pulled or (request.quant is None and source.kind == "gguf" and source.quantized)
@@ -67,6 +70,7 @@ def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, 
     replacing = _check_out_dir(version, served, source, out_dir, request.replace)
     draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[],
                        chat_template=template, completions=request.completions, version=version)
+    _check_format(settings, draft, request)
     merging = [merge_step.planned(settings, draft)] if source.kind == "mergekit" else []
     plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing, HashCache(settings.state_dir), matrix, merging))
     _check_disk(plan)
@@ -82,7 +86,7 @@ def _imatrix(settings: Settings, qtype: str | None, request: DeployRequest) -> I
     from model_serving.toolchain import tool
 
     if qtype is None or request.target == "vllm":
-        if request.calibration is not None:
+        if request.calibration is not None and request.format is None:
             raise InputError("This deploy quantizes nothing, so a calibration text would change nothing.",
                              "Leave calibration out, or deploy with a K or IQ quant type (Q4_K_M, IQ3_XXS).")
         return None
@@ -204,13 +208,42 @@ def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, hash
     return steps
 
 
+def compressed_path(plan: DeployPlan, fmt: str) -> Path:
+    return plan.out_dir / f"{plan.name}-{fmt}"
+
+
+def _check_format(settings: Settings, plan: DeployPlan, request: DeployRequest) -> None:
+    """A format's refusals, now: the compression's own (quantize/compress.py), llm-compressor installed, FP8 where vLLM serves it."""
+    from model_serving.quantize.compress import plan_compress
+    from model_serving.quantize.compressor_env import require
+    from model_serving.serve.vllm.formats import check_servable_format
+
+    if request.format is None:
+        return
+    if plan.source.kind != "checkpoint" or plan.checkpoint is None:
+        raise InputError(f"format {request.format} compresses a checkpoint folder, and {plan.source.label} is not one.",
+                         "Deploy a checkpoint folder with --format, or leave --format out.")
+    plan_compress(settings, plan.checkpoint, compressed_path(plan, request.format), request.format, calibration=request.calibration)
+    check_servable_format(settings, request.format)
+    require(settings)
+
+
+def _compress_step(plan: DeployPlan, request: DeployRequest) -> PlannedStep:
+    if request.format is None:
+        return PlannedStep(step="quantize", action="skip", detail=f"vLLM serves {plan.checkpoint} in its own dtype")
+    out = compressed_path(plan, request.format)
+    check = ", then compare perplexity and greedy answers with the source, both on vLLM" if request.verify_quality else ""
+    return PlannedStep(step="quantize", action="run", detail=f"compress to {request.format} with llm-compressor (reused when identical){check}: {out}")
+
+
 def _vllm_steps(plan: DeployPlan, request: DeployRequest, replacing: str | None) -> list[PlannedStep]:
-    """vLLM serves the checkpoint itself: no GGUF export, no quantization."""
+    """vLLM serves the checkpoint itself (no GGUF export), or the format llm-compressor makes of it."""
     where = f"; replaces the model {replacing}" if replacing else ""
     concurrency = request.concurrency or request.parallel
+    served = compressed_path(plan, request.format) if request.format else plan.checkpoint
     return [PlannedStep(step="export", action="skip", detail="vLLM serves the Hugging Face checkpoint: no GGUF"),
-            PlannedStep(step="quantize", action="skip", detail=f"vLLM serves {plan.checkpoint} in its own dtype"),
-            PlannedStep(step="register", action="run", detail=f"serve {plan.checkpoint} as {plan.name!r} on vLLM ({plan.target_reason}){where}"
+            _compress_step(plan, request),
+            PlannedStep(step="register", action="run", detail=f"serve {served} as {plan.name!r} on vLLM ({plan.target_reason}){where}"
                         f"{version_text(plan)}{template_text(plan)}, then {probe_text(plan)}"),
             PlannedStep(step="bench", action="run" if request.bench else "skip",
                         detail=f"{request.bench_requests} streaming requests, {concurrency} at a time, unique prompts: failures first, goodput, TTFT, latency, max concurrency under SLO"),

@@ -73,6 +73,8 @@ def export(ctx: DeployContext, progress: Progress) -> None:
 
 
 def quantize(ctx: DeployContext, progress: Progress) -> None:
+    if ctx.plan.target == "vllm":
+        return _compress(ctx, progress)
     began = time.perf_counter()
     request, qtype, source = ctx.request, ctx.plan.qtype, ctx.f16 or ctx.plan.source.path
     assert source is not None and qtype is not None
@@ -94,6 +96,30 @@ def quantize(ctx: DeployContext, progress: Progress) -> None:
     if done.verdict == "broken" and not request.allow_broken:
         raise VerificationFailed(f"The {done.qtype} model is broken compared with its source: {done.summary}",
                                  "Deploy a higher-precision type (quant Q8_0, Q6_K or F16), or pass allow_broken (--allow-broken) to serve it anyway.")
+
+
+def _compress(ctx: DeployContext, progress: Progress) -> None:
+    """The vLLM format llm-compressor makes of the checkpoint, judged on vLLM; a broken one stops the deploy (allow_broken serves it)."""
+    from model_serving.serve.vllm.compress_gate import compress_and_gate
+
+    from .plan import compressed_path
+
+    began = time.perf_counter()
+    request, plan = ctx.request, ctx.plan
+    assert plan.checkpoint is not None and request.format is not None
+    done = compress_and_gate(ctx.settings, str(plan.checkpoint), str(compressed_path(plan, request.format)), request.format,
+                             calibration=request.calibration, overwrite=True, verify=request.verify_quality, progress=progress)
+    ctx.served = Path(done.output_path)
+    report = done.quality or {}
+    ctx.result.quality = {"verdict": done.verdict, "summary": done.summary, "format": done.format,
+                          **{k: report.get(k) for k in ("ppl_ratio", "ppl_ratio_interval", "agreement_rate", "early_agreement_rate",
+                                                        "verdict_decided", "reference_label", "answers_lost") if k in report}}
+    ctx.record("quantize", began, reused=done.skipped, output=ctx.served, input_sha256=done.input_sha256, output_sha256=done.output_sha256,
+               summary=done.model_dump(mode="json"))
+    if done.verdict == "broken" and not request.allow_broken:
+        raise VerificationFailed(f"The {done.format} checkpoint is broken compared with its source on vLLM: {done.summary}",
+                                 "Deploy a gentler format (w8a8-int8, or the 16-bit checkpoint without --format), or pass "
+                                 "allow_broken (--allow-broken) to serve it anyway.")
 
 
 def register(ctx: DeployContext, progress: Progress) -> None:
@@ -129,11 +155,12 @@ def _register_vllm(ctx: DeployContext, progress: Progress, began: float) -> None
     from model_serving.serve.vllm.engine import serve_vllm
 
     request, plan = ctx.request, ctx.plan
-    assert plan.checkpoint is not None
+    folder = ctx.served or plan.checkpoint  # the compressed checkpoint when a format was asked for
+    assert folder is not None
     template = plan.chat_template.path if plan.chat_template is not None else None
-    model, probe = serve_vllm(ctx.settings, plan.checkpoint, plan.name, ctx_size=request.ctx_size, parallel=request.parallel,
+    model, probe = serve_vllm(ctx.settings, folder, plan.name, ctx_size=request.ctx_size, parallel=request.parallel,
                               replace=request.replace, chat_template=template, completions=plan.completions, progress=progress)
-    ctx.served, ctx.served_sha256 = plan.checkpoint, tree_sha256(plan.checkpoint)
+    ctx.served, ctx.served_sha256 = folder, tree_sha256(folder)
     _record_template(ctx)
     route = "completions" if plan.completions else "chat/completions"
     ctx.result.endpoint, ctx.result.answer, ctx.result.chat_features = f"{model.base_url}/v1/{route}", probe.answer, probe.features()

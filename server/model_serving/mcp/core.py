@@ -17,6 +17,7 @@ from model_serving.checkpoint.mergekit_merge import MergekitResult
 from model_serving.deploy.context import DeployResult
 from model_serving.mcp.runtime import READ_ONLY, ToolSpec, writes
 from model_serving.publish.outcome import PublishResult
+from model_serving.quantize.compress import CompressResult
 from model_serving.quantize.quantizer import QuantizeResult
 from model_serving.requests import (
     CleanRequest,
@@ -43,7 +44,7 @@ TOOLS = [
     ToolSpec(verbs.inspect_model, "inspect_model", InspectRequest, (CheckpointInfo, GGUFInfo), READ_ONLY),
     ToolSpec(verbs.export_gguf, "export_gguf", ExportRequest, ExportResult, writes(), long=True),
     ToolSpec(verbs.merge_adapter, "merge_adapter", MergeRequest, (MergeResult, MergekitResult), writes(), long=True),
-    ToolSpec(verbs.quantize_gguf, "quantize_gguf", QuantizeRequest, QuantizeResult, writes(), long=True),
+    ToolSpec(verbs.quantize_gguf, "quantize_gguf", QuantizeRequest, (QuantizeResult, CompressResult), writes(), long=True),
     ToolSpec(verbs.serve_start, "serve_start", ServeStartRequest, ServedModel, writes(idempotent=False)),
     ToolSpec(verbs.serve_stop, "serve_stop", NameRequest, ServedModel, writes(destructive=True)),
     ToolSpec(verbs.register_model, "register_model", RegisterRequest, RegisterResult, writes(destructive=True, idempotent=False), long=True),

@@ -600,6 +600,16 @@ def compare_quality(
         cand_eval = _evaluate_in_child(cand_path, spec, progress.span(0.5, 1.0), "candidate", candidate_name)
     except _EvaluationFailed as exc:  # a candidate that fails to load or crashes is a result: it is broken
         cand_eval = _failed_evaluation(cand_path, exc)
+    report = build_report(ref_path, cand_path, ref_eval, cand_eval, describe_reference(ref_path), max_tokens,
+                          f"{ref_eval.tokens_scored} tokens of the built-in text (quantize/data/quality_text.txt) scored once each in "
+                          f"non-overlapping {N_CTX}-token windows")
+    progress.update(1.0, report.summary)
+    return report
+
+
+def build_report(ref_path: Path | str, cand_path: Path | str, ref_eval: ModelEvaluation, cand_eval: ModelEvaluation, label: str,
+                 max_tokens: int, scored: str) -> QualityReport:
+    """The verdict and the report for two evaluations: the one rule every quality gate applies (GGUF on llama.cpp, formats on vLLM)."""
     verdict, reasons, stats = judge(ref_eval, cand_eval)
     comparisons = [
         PromptComparison(prompt=r.prompt, reference_answer=r.text, candidate_answer=c.text, identical=r.tokens == c.tokens,
@@ -610,7 +620,6 @@ def compare_quality(
     ranking = sorted([RankedModel(role="reference", path=str(ref_path), perplexity=ref_eval.perplexity),
                       RankedModel(role="candidate", path=str(cand_path), perplexity=cand_eval.perplexity)],
                      key=lambda m: math.inf if m.perplexity is None else m.perplexity)
-    label = describe_reference(ref_path)
     summary = _summary(verdict, stats, ref_eval, cand_eval, len(comparisons), label)
     ratio, interval = stats["ratio"], stats["interval"]
     report = QualityReport(
@@ -620,13 +629,11 @@ def compare_quality(
         ppl_ratio_interval=[round(v, 5) for v in interval] if interval is not None else None, verdict_decided=stats["decided"],
         reference_label=label, reference_correct=ref_eval.correct, candidate_correct=cand_eval.correct, answers_lost=stats["lost"],
         ranking=ranking, verdict=verdict, reasons=reasons, max_tokens=max_tokens, n_ctx=N_CTX, summary=summary,
-        perplexity_method=(f"{ref_eval.tokens_scored} tokens of the built-in text (quantize/data/quality_text.txt) scored once each in "
-                           f"non-overlapping {N_CTX}-token windows; {CONFIDENCE:.0%} interval from a paired bootstrap over "
+        perplexity_method=(f"{scored}; {CONFIDENCE:.0%} interval from a paired bootstrap over "
                            f"{BLOCK_TOKENS}-token blocks of per-token NLL differences ({RESAMPLES} resamples)"),
         thresholds={"ppl_degraded": PPL_DEGRADED, "ppl_broken": PPL_BROKEN, "agreement_degraded": AGREEMENT_DEGRADED,
                     "early_tokens": EARLY_TOKENS, "lost_broken": LOST_BROKEN, "confidence": CONFIDENCE},
     )
-    progress.update(1.0, summary)
     return report
 
 

@@ -26,6 +26,7 @@ from model_serving.serve.engine_protocol import StartOptions
 from model_serving.serve.probe_checks import ProbeResult
 from model_serving.serve.registry import ServedModel, check_name
 from model_serving.serve.vllm import env as vllm_env
+from model_serving.serve.vllm.formats import check_servable
 from model_serving.serve.vllm.vllm_probe import checkpoint_features, probe_vllm
 from model_serving.settings import Settings
 from model_serving.util.paths import confine
@@ -115,6 +116,7 @@ def start_vllm(settings: Settings, checkpoint: str | Path, name: str, *, lora: l
     progress = progress or Progress()
     check_name(name)
     folder = checked_checkpoint(settings, checkpoint)
+    check_servable(settings, folder)  # FP8 where no FP8 GPU serves it: refused before vLLM starts
     template = engine_template(settings.roots, folder.name, chat_template_text(folder)[0], chat_template, completions)
     adapters = parse_loras(settings, lora or [], folder)
     info = inspect_checkpoint(folder)
