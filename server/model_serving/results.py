@@ -645,7 +645,8 @@ def _history(h: Any) -> Rendering:
             out.add(f"       quality {v.quality.get('verdict')} {v.quality.get('summary', '')}")
         if v.bench:
             out.add(f"       bench {', '.join(f'{k} {s}' for k, s in (v.bench.get('verdicts') or {}).items())}")
-        out.add(f"       live {_period(v.live_periods)}" + (f"; at {v.base_url}" if v.base_url else ""))
+        where = f"; at {v.base_url}" if v.base_url else ("; its engine is not running (serve it again to use it)" if v.state == "serving" else "")
+        out.add(f"       live {_period(v.live_periods)}{where}")
     return out
 
 

@@ -53,6 +53,16 @@ def test_the_rollback_stack_and_references(settings: Settings) -> None:
 
 
 @pytest.mark.slow
+def test_history_says_when_a_live_version_has_no_engine(settings: Settings) -> None:
+    """A live version whose engine was stopped (serve stop) must not read as if it answered."""
+    from model_serving.results import render
+
+    store.record_deploy(settings, "m", store.Version(n=1, served_as="m", target="embedded", source="s1", created_at=store.now()), live=True)
+    shown = render(history(settings, "m"))
+    text = "\n".join([shown.headline, *(line.text for line in shown.lines)])
+    assert "live @1" in text and "its engine is not running" in text
+
+
 def test_versions_on_ollama_promote_rollback_prune(ollama_settings: Settings, ollama_double, smollm2_gguf: Path, tmp_path: Path) -> None:
     settings = ollama_settings
     bare, template = marker_model(smollm2_gguf, tmp_path)
