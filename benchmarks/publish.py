@@ -298,7 +298,9 @@ def formats(stem: str, d: dict[str, Any]) -> list[str]:
             ("95% interval", "ppl_ratio_interval", ""), ("early agreement", "early_agreement", ".2f"), ("concurrency", "concurrency", ""),
             ("TTFT median ms", "median_ttft_ms", ".0f"), ("TPOT median ms", "median_tpot_ms", ".1f"), ("req/s", "request_throughput", ".2f"),
             ("peak RSS MiB", "peak_rss_mib", "")]
-    return out + table(stem, cols, d.get("rows"), "rows") + figures(stem, d, [("summary", "summary", "")])
+    # The bf16 reference is what the others are judged against: it has no ratio, agreement or making time of its own
+    rows = [{k: "n/a" if v is None and r.get("verdict") == "reference" else v for k, v in r.items()} for r in d.get("rows") or []]
+    return out + table(stem, cols, rows, "rows") + figures(stem, d, [("summary", "summary", "")])
 
 
 def template_corpus(stem: str, d: dict[str, Any]) -> list[str]:
