@@ -205,7 +205,9 @@ def gateway(stem: str, d: dict[str, Any]) -> list[str]:
     return header(stem, "The gateway: what one base URL costs", d) + figures(stem, d, [
         ("added latency ms, median of paired requests", "added_ms_median", ""), ("added latency ms, p90", "added_ms_p90", ""),
         ("e2e p50 ms within the pairs, direct", "pair_direct_p50_ms", ""), ("e2e p50 ms within the pairs, gateway", "pair_gateway_p50_ms", ""),
-        ("first request through the gateway (cold load) s", "cold_load_s", ""), ("model swap at models-max 1, p50 ms", "swap_p50_ms", "")])
+        ("first request through the gateway (cold load) s", "cold_load_s", ""), ("model swap at models-max 1, p50 ms", "swap_p50_ms", ""),
+        ("the front's hop ms: by name, median of rounds paired with the router's own port", "front_added_ms_median", ""),
+        ("the front's hop ms: through a weighted route, median of the same rounds", "routed_added_ms_median", "")])
 
 
 def replicas(stem: str, d: dict[str, Any]) -> list[str]:
