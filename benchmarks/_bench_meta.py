@@ -148,6 +148,7 @@ def run_metadata(watches: Sequence[LoadWatch | dict[str, Any]], *, model: str, w
         "workload": workload,
         "machine": {"cpu_model": _cpu_model(), "cpus": CPUS, "platform": platform.platform(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # 1, 5 and 15 min, as the run ends
         "quiet_rule": quiet.RULE,
         "load": loads,
         **quiet.verdict(loads),
@@ -157,7 +158,10 @@ def run_metadata(watches: Sequence[LoadWatch | dict[str, Any]], *, model: str, w
 def write_report(path: Path, report: dict[str, Any], watches: Sequence[LoadWatch | dict[str, Any]], *, model: str, workload: dict[str, Any],
                  engine: dict[str, Any] | None = None, echo: bool = True) -> dict[str, Any]:
     """The script's figures with `run_metadata`, written as JSON (and printed unless `echo` is off)."""
-    report = {**report, **run_metadata(watches, model=model, workload=workload, engine=engine)}
+    meta = run_metadata(watches, model=model, workload=workload, engine=engine)
+    if "load_average" in report:  # a script that sampled it itself (formats.py) keeps its own
+        meta.pop("load_average")
+    report = {**report, **meta}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -197,7 +197,16 @@ def evaluate(run: Run) -> dict[str, Any]:
         report = run_eval(run.settings, EvalRequest(name=f"{NAME}@2", against=f"{NAME}@live", set=str(eval_set(run.work / "evals.jsonl")),
                                                     bench_requests=8))
     run.watches.append(watch)
-    return {"report": report.model_dump(mode="json", exclude={"cases"})}
+    return {"report": relative_to(run.work, report.model_dump(mode="json", exclude={"cases"}))}
+
+
+def relative_to(folder: Path, value: Any) -> Any:  # noqa: ANN401
+    """The report with the run's temporary folder taken out of every path: a result names no machine's paths."""
+    if isinstance(value, dict):
+        return {k: relative_to(folder, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_to(folder, v) for v in value]
+    return value.replace(f"{folder}/", "") if isinstance(value, str) else value
 
 
 def _gateway(run: Run) -> str:
