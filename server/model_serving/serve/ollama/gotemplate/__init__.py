@@ -20,6 +20,8 @@ from model_serving.serve.ollama.gotemplate.expressions import Expressions
 from model_serving.serve.ollama.gotemplate.filters import Filters
 from model_serving.serve.ollama.gotemplate.infer import Infer
 from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros
+from model_serving.serve.ollama.gotemplate.negative import Negative
+from model_serving.serve.ollama.gotemplate.queues import Queues
 from model_serving.serve.ollama.gotemplate.statements import Scope, Statements
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
 from model_serving.serve.ollama.gotemplate.tooljson import ToolJSON
@@ -44,7 +46,7 @@ class Converted:
     dated: bool = False
 
 
-class Converter(Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Core):
+class Converter(Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Negative, Queues, Core):
     def describe(self, node: nodes.Node) -> str:
         if isinstance(node, nodes.Macro):
             names = {n.name for n in node.find_all(nodes.Name)}

@@ -156,7 +156,7 @@ class Statements(Core):
             raise self.fail("a for loop with else over .items() or a reversed list", node, "for")
         if self.is_call(node.iter, "range") and isinstance(node.target, nodes.Name) and not node.else_ and node.test is None:
             return self.for_range(node, scope)
-        if isinstance(node.target, nodes.Name) and not node.else_ and self.kind(node.iter) in ("args", "properties"):
+        if isinstance(node.target, nodes.Name) and not node.else_ and self.kind(node.iter) in ("args", "properties", "property", *UNROLLED):
             # a loop over a mapping sees its keys: the same loop as over .items(), the value unused
             pair = nodes.Tuple([node.target, nodes.Name(f"__value{self.fresh('v')[2:]}", "store")], "store", lineno=node.lineno)
             node = nodes.For(pair, nodes.Filter(node.iter, "items", [], [], None, None, lineno=node.lineno), node.body, [], node.test,
@@ -276,7 +276,7 @@ class Statements(Core):
         assert isinstance(node.target, nodes.Tuple) and base is not None
         key, value = (t.name for t in node.target.items if isinstance(t, nodes.Name))
         kind = self.kind(base)
-        if kind in UNROLLED:
+        if kind in (*UNROLLED, "property"):
             return self.unroll_items(node, scope, key, value, base, kind)
         if kind not in ("properties", "args"):
             raise self.fail(f"a loop over .items() of a {kind or 'runtime'} value", node, "items")
@@ -299,6 +299,9 @@ class Statements(Core):
         target, value = node.target, node.node
         if isinstance(target, nodes.Name) and target.name in self.namespaces and isinstance(value, nodes.Call) and self.is_call(value, "namespace"):
             return self.assign_namespace(target.name, value)
+        appended = self.queue_append(value)
+        if appended is not None:
+            return appended
         if isinstance(target, nodes.NSRef):
             key, var = f"{target.name}.{target.attr}", f"${target.name}_{target.attr}"
             if key in self.name_sets:
@@ -336,6 +339,9 @@ class Statements(Core):
             return node.name in self.always_text
         if isinstance(node, nodes.Const):
             return isinstance(node.value, str)
+        if isinstance(node, nodes.Filter) and node.name == "default" and node.args and node.node is not None:
+            # `content | default('', true)`: Ollama's text, or the text default where it is empty
+            return isinstance(node.args[0], nodes.Const) and isinstance(node.args[0].value, str) and self.kind(node.node) == "string"
         if isinstance(node, nodes.Filter):
             return node.name in ("tojson", "string") or (node.name in ("trim", "upper", "lower") and node.node is not None and self.is_always_text(node.node))
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
@@ -385,7 +391,10 @@ class Statements(Core):
     def assign_namespace(self, name: str, call: nodes.Call) -> str:
         out = []
         for kw in call.kwargs:
-            if f"{name}.{kw.key}" in self.name_sets:
+            if f"{name}.{kw.key}" in self.queues:
+                out.append(f'{{{{ ${name}_{kw.key} = "" }}}}')
+                self.kinds[f"{name}_{kw.key}"] = "queue"
+            elif f"{name}.{kw.key}" in self.name_sets:
                 out.append(f"{{{{ ${name}_{kw.key} = {go_string(SET_MARK)} }}}}")
                 self.kinds[f"{name}_{kw.key}"] = "nameset"
             elif f"{name}.{kw.key}" in self.runtime:
