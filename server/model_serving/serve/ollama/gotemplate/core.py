@@ -11,7 +11,7 @@ from jinja2 import nodes
 from jinja2.runtime import Undefined
 
 from model_serving.errors import ServingError
-from model_serving.serve.ollama.gotemplate.flow import floor_values, local_constants, queue_names, tagged_names
+from model_serving.serve.ollama.gotemplate.flow import collected_lists, floor_values, local_constants, queue_names, tagged_names
 from model_serving.util.chat_template import TemplateRejected, environment
 
 # What Ollama provides in place of transformers' template arguments.
@@ -86,6 +86,7 @@ class Core:
         self.floors = floor_values(ast, self.namespaces, self.negative)  # of those, the ones whose only negative value is a constant
         self.counts: set[str] = set()  # floor names read where they are known to hold a count (not negative)
         self.kept_nodes: list[nodes.Node] = []
+        self.records: dict[str, dict[str, str | None]] = {}  # names holding a dict built at render time: key -> kind
         self.always_text: set[str] = set()  # names whose every assignment so far holds text (never none or undefined)
         stores = [n.name for a in ast.find_all(nodes.Assign) for n in a.target.find_all(nodes.Name)]
         stores += [a.target.name for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
@@ -94,7 +95,10 @@ class Core:
         self.runtime |= self.queues
         self.tagged = tagged_names(ast)  # names the template fills with text holding a <think> tag
         self.scalar_strings = scalar_strings(ast)
-        self.name_sets = name_sets(ast, self.namespaces)  # namespace lists of text that only grow and are only searched  # `x | string` where a test has shown x is no list or mapping
+        self.name_sets = name_sets(ast, self.namespaces)
+        self.collected = collected_lists(ast, self.namespaces, self.name_sets)  # namespace lists a loop fills: read as views
+        self.collected_views: dict[str, View] = {}
+        self.conditions: list[tuple[int, str | None]] = []  # (loop depth, Go test) of the if branches being converted  # namespace lists of text that only grow and are only searched  # `x | string` where a test has shown x is no list or mapping
 
     if TYPE_CHECKING:
         # The handlers live in the mixins Converter joins (expressions, filters, statements, unroll, tooljson, infer and
@@ -117,6 +121,11 @@ class Core:
         def queue_of(self, node: nodes.Node | None) -> str | None: ...
         def queue_append(self, value: nodes.Node) -> str | None: ...
         def queue_pop(self, base: nodes.Node) -> str | None: ...
+        def assign_record(self, name: str, value: nodes.Node, node: nodes.Node) -> str | None: ...
+        def record_field(self, base: nodes.Node, attr: str) -> tuple[str, str | None] | None: ...
+        def write_record(self, name: str, style: Any, level: int) -> str: ...
+        def collect_item(self, key: str, value: nodes.Node, node: nodes.Node) -> str: ...
+        def collected_view(self, node: nodes.Node) -> View | None: ...
         def floored(self, node: nodes.Add | nodes.Sub) -> str | None: ...
         def floored_index(self, seq: str, arg: nodes.Node) -> str | None: ...
         def is_built_split(self, base: nodes.Node, arg: nodes.Node) -> bool: ...

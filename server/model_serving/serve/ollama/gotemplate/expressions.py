@@ -152,8 +152,14 @@ class Expressions(Core):
     def member(self, base: nodes.Node, attr: str, node: nodes.Node) -> str:
         if isinstance(base, nodes.Name) and base.name == "loop":
             return self.loop_attr(attr, node)
+        collected = self.collected_view(node)
+        if collected is not None:  # read as a whole: its count (0 is false, as an empty list is)
+            return self.count(collected) if collected.pred is not None else f"(len {collected.base})"
         if isinstance(base, nodes.Name) and base.name in self.namespaces:
             return f"${base.name}_{attr}"
+        field_of_record = self.record_field(base, attr)
+        if field_of_record is not None:
+            return field_of_record[0]
         if self.is_unset(base) or self.is_unset(node):
             return '""'  # a field Ollama drops (or a field of one), or an attribute text does not have
         kind = self.kind(base)

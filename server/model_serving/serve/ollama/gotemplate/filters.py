@@ -252,6 +252,9 @@ class Filters(Core):
         return isinstance(node, nodes.Filter) and node.name in ("selectattr", "rejectattr", "select", "reject", "map") and self.depends(node)
 
     def seq_view(self, node: nodes.Node) -> View:
+        collected = self.collected_view(node)
+        if collected is not None:
+            return collected
         if isinstance(node, nodes.Name) and node.name in self.aliases:
             return self.seq_view(self.aliases[node.name])
         if isinstance(node, nodes.Filter) and node.name == "list" and node.node is not None:

@@ -135,6 +135,59 @@ def queue_names(ast: nodes.Template, namespaces: set[str]) -> set[str]:
     return {k for k in starts if all(id(g) in allowed for g in ast.find_all(nodes.Getattr) if key(g) == k)}
 
 
+def collected_lists(ast: nodes.Template, namespaces: set[str], skip: set[str]) -> set[str]:
+    """Namespace attributes ('ns.attr') that start as [], grow only by `+ [x]` or `+ [x.field]` in one loop over x, under
+    that loop's ifs (no else), and are read only outside that loop."""
+    def key(node: nodes.Node | None) -> str | None:
+        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name in namespaces:
+            return f"{node.node.name}.{node.attr}"
+        return None
+
+    starts = {f"{a.target.name}.{kw.key}" for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name) and a.target.name in namespaces
+              and isinstance(a.node, nodes.Call) for kw in a.node.kwargs if isinstance(kw.value, nodes.List) and not kw.value.items} - skip
+    loops: dict[str, set[int]] = {}
+    growth: set[int] = set()
+    for loop in ast.find_all(nodes.For):
+        if not isinstance(loop.target, nodes.Name):
+            continue
+        for a in _under_ifs(loop.body):
+            k = f"{a.target.name}.{a.target.attr}" if isinstance(a.target, nodes.NSRef) else None
+            if k in starts and _grows(a.node, k, loop.target.name, key):
+                loops.setdefault(k, set()).add(id(loop))
+                growth.add(id(a.node.left))  # type: ignore[attr-defined]
+    found = set()
+    for k in starts:
+        sets = [a for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.NSRef) and f"{a.target.name}.{a.target.attr}" == k]
+        grown = [a for a in sets if isinstance(a.node, nodes.Add) and id(a.node.left) in growth]
+        if len(loops.get(k, ())) != 1 or len(sets) != len(grown):
+            continue
+        loop = next(f for f in ast.find_all(nodes.For) if id(f) in loops[k])
+        inside = {id(n) for n in _walk(loop)}
+        if all(id(g) in growth or id(g) not in inside for g in ast.find_all(nodes.Getattr) if key(g) == k):
+            found.add(k)
+    return found
+
+
+def _under_ifs(body: list[nodes.Node]) -> list[nodes.Assign]:
+    """Assignments in `body` or in the bodies (not elif or else branches) of its ifs, at any depth of ifs."""
+    out: list[nodes.Assign] = []
+    for n in body:
+        if isinstance(n, nodes.Assign):
+            out.append(n)
+        elif isinstance(n, nodes.If) and not n.elif_ and not n.else_:
+            out.extend(_under_ifs(n.body))
+    return out
+
+
+def _grows(value: nodes.Node, k: str, target: str, key: Callable[[nodes.Node | None], str | None]) -> bool:
+    if not (isinstance(value, nodes.Add) and key(value.left) == k and isinstance(value.right, nodes.List) and len(value.right.items) == 1):
+        return False
+    item = value.right.items[0]
+    if isinstance(item, nodes.Getattr) or (isinstance(item, nodes.Getitem) and isinstance(item.arg, nodes.Const)):
+        item = item.node
+    return isinstance(item, nodes.Name) and item.name == target
+
+
 def _pieces(value: nodes.Node) -> list[nodes.Node]:
     """The parts whose text ends up in the value: operands of `~` and `+`, both sides of an inline if, a filter's subject."""
     if isinstance(value, (nodes.Add, nodes.Concat, nodes.CondExpr, nodes.Filter)):

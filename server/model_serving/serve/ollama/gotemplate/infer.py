@@ -75,6 +75,9 @@ class Infer(Core):
             return _LOOP.get(attr)
         if isinstance(base, nodes.Name) and base.name in self.namespaces:
             return self.kinds.get(f"{base.name}_{attr}")
+        field_of_record = self.record_field(base, attr)
+        if field_of_record is not None:
+            return field_of_record[1]
         kind = self.kind(base)
         if (kind, attr) in K.FIXED:
             return "string"
