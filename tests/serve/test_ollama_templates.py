@@ -114,8 +114,9 @@ def test_go_renderer_prints_tool_lists_as_json_like_ollama(go_renderer: GoRender
     ("{% for k, v in messages[0].items() %}{{ k }}{% endfor %}", "a loop over .items() of a message", 28),
     ("{{ messages[0]['content'] | title }}", "the filter 'title'", 29),
     ("{% for m in messages %}{% if m.role in m.tool_calls %}x{% endif %}{% endfor %}", "an `in` test", 37),
-    ("{% set ns = namespace(seen=[]) %}{% for m in messages %}{% set ns.seen = ns.seen + [m.role] %}{% endfor %}{{ ns.seen | length }}", "a list built at render time",
-     None),
+    # read inside the loop that fills it (read after the loop, the list is the filtered messages)
+    ("{% set ns = namespace(seen=[]) %}{% for m in messages %}{% set ns.seen = ns.seen + [m.role] %}{{ ns.seen | length }}{% endfor %}",
+     "a list built at render time", 82),
 ])
 def test_unconvertible_templates_name_the_construct_line_and_column(source: str, construct: str, column: int | None) -> None:
     with pytest.raises(templates.UnconvertibleTemplate) as err:

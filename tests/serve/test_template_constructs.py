@@ -158,15 +158,95 @@ def test_str_of_a_value_that_may_be_a_list_is_refused() -> None:
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 
-def test_a_growing_list_read_otherwise_than_by_in_is_refused() -> None:
-    source = ("{% set seen = namespace(roles=[]) %}{% for m in messages %}{% set seen.roles = seen.roles + [m.role] %}{% endfor %}"
-              "{{ seen.roles | length }}")
-    with pytest.raises(templates.UnconvertibleTemplate, match="a list built at render time"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
-
-
 def test_a_recursive_macro_is_refused_with_its_line() -> None:
     source = "\n{% macro walk(x) %}{% if x %}{{ walk(x[1:]) }}{% endif %}{% endmacro %}{{ walk(messages[0].content) ~ '.' }}"
     with pytest.raises(templates.UnconvertibleTemplate, match="a macro") as err:
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
     assert err.value.line == 2
+
+
+# --- lists and dicts built at render time, counters that start below zero ----------------------------------------
+
+_SHORT = [{"role": "user", "content": "Hi"}]  # no system, no assistant: lists stay empty, counters at their start
+_LIST_SOURCES = {
+    # a list of constants set twice in a loop body, each read below its set (Qwen3-Coder's handled_keys)
+    "constants set in a loop body": "{% for m in messages %}{% set skip = ['system', 'tool'] %}{% if m.role not in skip %}{{ m.role }}"
+                                    "{% endif %}{% set skip = ['user'] %}{% if m.role in skip %}!{% endif %};{% endfor %}",
+    # a name set on every path before `is defined` (Nemotron's system_message)
+    "set on every path": "{% if messages[0].role == 'system' %}{% set sys = messages[0].content %}{% else %}{% set sys = '' %}{% endif %}"
+                         "{% if sys is defined %}[{{ sys }}]{% endif %}",
+    # text the template fills with think tags, searched and split for real (Nemotron's history truncation)
+    "think tags built": "{% for m in messages %}{% set c = '<think>' ~ m.role ~ '</think>' ~ m.content %}{% if '</think>' in c %}"
+                        "{{ c.split('</think>')[-1] }}|{{ c.split('<think>')[0] }}{% endif %};{% endfor %}",
+    # a counter that starts at -1: arithmetic, an index and a slice (DeepSeek V3.2, Kimi K2 Thinking)
+    "counter from -1": "{% set ns = namespace(last=-1) %}{% for m in messages %}{% if m.role == 'assistant' and loop.index0 < 3 %}"
+                       "{% set ns.last = loop.index0 %}{% endif %}{% endfor %}{{ ns.last + 1 }}|{{ messages[ns.last].role }}|"
+                       "{{ messages | length - ns.last }}|{% for m in messages[:ns.last + 1] %}{{ m.role }},{% endfor %}|"
+                       "{% for m in messages[ns.last + 1:] %}{{ m.role }},{% endfor %}",
+    # a dict of constant keys built at render time, read by key and by tojson (Cohere 2's tool results)
+    "dict built at render time": "{% for m in messages %}{% set w = {'content': m.content, 'role': m.role} %}{{ w | tojson }}"
+                                 "{{ w.role }}{{ w['content'] }}{{ w | tojson(indent=2) }};{% endfor %}",
+    # a list a loop fills with the fields of the messages that pass its if (Solar Open's system messages)
+    "list filled by a loop": "{% set ns = namespace(sys=[]) %}{% for m in messages %}{% if m.role == 'system' or m.role == 'tool' %}"
+                             "{% set ns.sys = ns.sys + [m.content] %}{% endif %}{% endfor %}{% if ns.sys %}{{ ns.sys | length }}:"
+                             "{% for s in ns.sys %}[{{ s }}]{% if loop.last %}.{% endif %}{% endfor %}{% else %}none{% endif %}",
+    # the same with every message, read after the loop by length only (a growing list that is not only searched)
+    "list filled by a loop, counted": "{% set seen = namespace(roles=[]) %}{% for m in messages %}{% set seen.roles = seen.roles + [m.role] %}"
+                                      "{% endfor %}{{ seen.roles | length }}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LIST_SOURCES))
+def test_list_construct_renders_as_jinja_does(name: str, go_renderer: GoRenderer) -> None:
+    for messages in (_PLAIN, _SPACED, _SHORT):
+        expected, got = _rendered(_LIST_SOURCES[name], messages, None, go_renderer)
+        assert got == expected, (name, messages)
+
+
+_PROPERTIES_TOOL = {"type": "function", "function": {"name": "get_forecast", "description": "Forecast", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string", "description": "City", "enum": ["Paris", "Rome"]},
+                                     "hours": {"type": "array", "items": {"type": "integer"}, "description": "Hours"}},
+    "required": ["city"]}}}
+
+
+def test_keys_of_tool_structs_not_handled_yet_are_written_out(go_renderer: GoRenderer) -> None:
+    # Qwen3-Coder's render_extra_keys: a loop over the keys of a property, the parameters and the function, skipping
+    # a list of keys set just before the call
+    source = ("{% macro extra(d, handled) %}{% for k in d if k not in handled %}<{{ k }}>{% if d[k] is mapping or (d[k] is sequence "
+              "and d[k] is not string) %}{{ d[k] | tojson }}{% else %}{{ d[k] | string }}{% endif %}{% endfor %}{% endmacro %}"
+              "{% for t in tools %}{% set f = t.function %}{% for name, p in f.parameters.properties | items %}{{ name }}"
+              "{% set handled = ['type', 'description'] %}{{ extra(p, handled) }};{% endfor %}{% set handled = ['type', 'properties'] %}"
+              "{{ extra(f.parameters, handled) }}{% set handled = ['name', 'parameters'] %}{{ extra(f, handled) }}{% endfor %}")
+    expected, got = _rendered(source, _CALL, [_PROPERTIES_TOOL], go_renderer)
+    assert '<enum>["Paris", "Rome"]' in expected and '<items>{"type": "integer"}' in expected and '<required>["city"]' in expected
+    assert got == expected
+
+
+def test_a_queue_of_text_renders_as_a_mutable_jinja_does(go_renderer: GoRenderer) -> None:
+    # Kimi K2's tool_response_queue: transformers' immutable sandbox refuses list.append, llama.cpp's Jinja runs it
+    from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+    source = ("{% set q = namespace(ids=[]) %}{% for m in messages %}{% if m.role == 'user' %}{% set _ = q.ids.append(m.content) %}"
+              "{% elif q.ids %}{% set first = q.ids.pop(0) %}<{{ first }}>{% else %}-{% endif %}{% endfor %}{% if q.ids %}left{% endif %}")
+    with pytest.raises(SecurityError):
+        render(source, _PLAIN, add_generation_prompt=False)
+    mutable = SandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    for messages in (_PLAIN, _SPACED, _SHORT):
+        expected = mutable.from_string(source).render(messages=messages)
+        assert go_renderer(conv.go_template, messages, None) == expected, messages
+
+
+@pytest.mark.parametrize("source", [
+    # a counter with two negative values: the one written out for 'negative' would be wrong for the other
+    "{% set ns = namespace(i=-1) %}{% for m in messages %}{% if m.role == 'tool' %}{% set ns.i = -2 %}{% endif %}{% endfor %}"
+    "{{ ns.i + 1 }}",
+    # a filled list read inside the loop that fills it (Go's view would show every item, Jinja only those so far)
+    "{% set ns = namespace(r=[]) %}{% for m in messages %}{% set ns.r = ns.r + [m.role] %}{{ ns.r | length }}{% endfor %}",
+    # one name holding a dict and, on another path, text
+    "{% for m in messages %}{% if m.role == 'user' %}{% set w = {'a': m.content} %}{% else %}{% set w = m.content %}{% endif %}"
+    "{{ w | tojson }}{% endfor %}",
+])
+def test_lists_go_cannot_follow_are_refused(source: str) -> None:
+    with pytest.raises(templates.UnconvertibleTemplate):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)

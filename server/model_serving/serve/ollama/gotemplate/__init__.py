@@ -15,11 +15,15 @@ from typing import Any
 from jinja2 import nodes
 from jinja2.utils import Namespace
 
+from model_serving.serve.ollama.gotemplate.collect import Collect
 from model_serving.serve.ollama.gotemplate.core import Core, UnconvertibleTemplate
 from model_serving.serve.ollama.gotemplate.expressions import Expressions
 from model_serving.serve.ollama.gotemplate.filters import Filters
 from model_serving.serve.ollama.gotemplate.infer import Infer
 from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros
+from model_serving.serve.ollama.gotemplate.negative import Negative
+from model_serving.serve.ollama.gotemplate.queues import Queues
+from model_serving.serve.ollama.gotemplate.records import Records
 from model_serving.serve.ollama.gotemplate.statements import Scope, Statements
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
 from model_serving.serve.ollama.gotemplate.tooljson import ToolJSON
@@ -44,7 +48,7 @@ class Converted:
     dated: bool = False
 
 
-class Converter(Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Core):
+class Converter(Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Negative, Queues, Records, Collect, Core):
     def describe(self, node: nodes.Node) -> str:
         if isinstance(node, nodes.Macro):
             names = {n.name for n in node.find_all(nodes.Name)}

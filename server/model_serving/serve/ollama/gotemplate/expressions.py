@@ -80,6 +80,8 @@ class Expressions(Core):
 
     def x_Getitem(self, node: nodes.Getitem) -> str:
         arg, base = node.arg, node.node
+        if self.is_built_split(base, arg):
+            return self.split_piece(base, arg)
         if self.is_think_split(base):
             self.note(THINK_NOTE)
             assert isinstance(base, nodes.Call) and isinstance(base.node, nodes.Getattr)  # is_think_split checked both
@@ -107,7 +109,7 @@ class Expressions(Core):
             # seq[loop.index0 - 1] / seq[loop.index0 + 1] over the loop's own sequence: the previous / next item.
             if self.loops and view.base == self.loops[-1].iterable:
                 return self.loop_attr("previtem" if isinstance(arg, nodes.Sub) else "nextitem", node)
-        return f"(index {view.base} {self.int_expr(arg)})"
+        return self.floored_index(view.base, arg) or f"(index {view.base} {self.int_expr(arg)})"
 
     def lookup(self, table: dict[Any, Any], key: nodes.Node, node: nodes.Node) -> str:
         """A constant dict indexed at render time: an if-chain over its keys (a missing key reads as undefined, empty)."""
@@ -150,8 +152,14 @@ class Expressions(Core):
     def member(self, base: nodes.Node, attr: str, node: nodes.Node) -> str:
         if isinstance(base, nodes.Name) and base.name == "loop":
             return self.loop_attr(attr, node)
+        collected = self.collected_view(node)
+        if collected is not None:  # read as a whole: its count (0 is false, as an empty list is)
+            return self.count(collected) if collected.pred is not None else f"(len {collected.base})"
         if isinstance(base, nodes.Name) and base.name in self.namespaces:
             return f"${base.name}_{attr}"
+        field_of_record = self.record_field(base, attr)
+        if field_of_record is not None:
+            return field_of_record[0]
         if self.is_unset(base) or self.is_unset(node):
             return '""'  # a field Ollama drops (or a field of one), or an attribute text does not have
         kind = self.kind(base)
@@ -221,6 +229,9 @@ class Expressions(Core):
         if folded is not None and isinstance(folded.value, int) and not isinstance(folded.value, bool):
             return str(folded.value)
         if isinstance(node, (nodes.Add, nodes.Sub)) and self.may_be_negative(node):
+            guarded = self.floored(node)
+            if guarded is not None:
+                return guarded
             raise self.fail("arithmetic on a number that can be negative (Go templates count with lengths, which never are)", node)
         if isinstance(node, nodes.Add):
             return f'(len (printf "%*s%*s" {self.int_expr(node.left)} "" {self.int_expr(node.right)} ""))'
@@ -234,9 +245,9 @@ class Expressions(Core):
 
     def may_be_negative(self, node: nodes.Node) -> bool:
         for n in (node, *node.find_all((nodes.Name, nodes.Getattr))):
-            if isinstance(n, nodes.Name) and n.name in self.negative:
+            if isinstance(n, nodes.Name) and n.name in self.negative - self.counts:
                 return True
-            if isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name) and f"{n.node.name}_{n.attr}" in self.negative:
+            if isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name) and f"{n.node.name}_{n.attr}" in self.negative - self.counts:
                 return True
         return False
 
@@ -401,7 +412,7 @@ class Expressions(Core):
             self.emit(f"{{{{ {var} := false }}}}{{{{ range {item} := {self.expr(right)} }}}}{{{{ if eq {item} {self.expr(left)} }}}}"
                       f"{{{{ {var} = true }}}}{{{{ end }}}}{{{{ end }}}}")
             return var
-        if needle is not None and needle.value in THINK_TAGS and kind == "string":
+        if needle is not None and needle.value in THINK_TAGS and kind == "string" and not self.tag_built(right):
             self.note(THINK_NOTE)
             return "false"
         if kind == "string" and (self.kind(left) == "string" or (needle is not None and isinstance(needle.value, str))):

@@ -9,6 +9,7 @@ from jinja2 import nodes
 from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.core import Core, View
 from model_serving.serve.ollama.gotemplate.expressions import DEFINED_NOTE, THINK_TAGS
+from model_serving.serve.ollama.gotemplate.flow import definitely_set
 from model_serving.serve.ollama.gotemplate.text import go_string
 
 TRIM_NOTE = ("`trim`/.strip() strip ASCII whitespace (space, tab, newline, carriage return, vertical tab, form feed, \\x1c-\\x1f) from the ends; "
@@ -59,7 +60,8 @@ class Filters(Core):
             if key is not None and key[0] == "string" and not hasattr(str, key[1]):
                 return "false" if name == "defined" else "true"  # text has no fields (`message.content.content`)
             # Ollama always decides add_generation_prompt (the last turn is not the assistant's), so it is always defined
-            always = key in K.ALWAYS_SET or (isinstance(node.node, nodes.Name) and node.node.name in ("add_generation_prompt", "messages"))
+            always = key in K.ALWAYS_SET or (isinstance(node.node, nodes.Name) and node.node.name in ("add_generation_prompt", "messages")) \
+                or self.set_before(node)
             if not always:
                 self.note(DEFINED_NOTE)
             test = "true" if always else self.truth(node.node)
@@ -74,6 +76,18 @@ class Filters(Core):
         if kind is None:
             raise self.fail(f"the test 'is {name}' on a value of unknown type", node, name)
         return self.type_test(node, name, kind)
+
+    def set_before(self, node: nodes.Test) -> bool:
+        """`x is defined` where the template's statements before this one set x on every path (Nemotron's system_message)."""
+        if not isinstance(node.node, nodes.Name):
+            return False
+        at = next((i for i, stmt in enumerate(self.ast.body) if any(n is node for n in stmt.find_all(nodes.Test))), None)
+        return at is not None and definitely_set(node.node.name, self.ast.body[:at], self.never_undefined)
+
+    def never_undefined(self, value: nodes.Node) -> bool:
+        if isinstance(value, (nodes.Const, nodes.Concat, nodes.List, nodes.Dict)):
+            return True
+        return isinstance(value, (nodes.Getattr, nodes.Getitem)) and self.field_key(value) in K.ALWAYS_SET
 
     def type_test(self, node: nodes.Test, name: str, kind: str) -> str:
         """`is string` / `is mapping` / ...: Ollama's data has fixed types, so the answer is known, or is 'is it set'."""
@@ -113,6 +127,9 @@ class Filters(Core):
         raise self.fail(f"a call to {name}() at render time", node, name)
 
     def method(self, node: nodes.Call, attr: str, base: nodes.Node) -> str:
+        popped = self.queue_pop(base) if attr == "pop" else None
+        if popped is not None:
+            return popped
         args = [self.fold(a) for a in node.args]
         if attr in ("startswith", "endswith") and len(args) == 1 and args[0] is None and not node.kwargs and self.kind(base) == "string" \
                 and self.kind(node.args[0]) == "string":
@@ -204,6 +221,28 @@ class Filters(Core):
         arg = self.fold(node.args[0])
         return arg is not None and arg.value in THINK_TAGS and self.kind(node.node.node) == "string"
 
+    def tag_built(self, node: nodes.Node) -> bool:
+        """Whether text reads a name the template itself fills with a <think> tag (so the tag may be in it after all)."""
+        return any(isinstance(n, nodes.Name) and n.name in self.tagged for n in (node, *node.find_all(nodes.Name)))
+
+    def is_built_split(self, base: nodes.Node, arg: nodes.Node) -> bool:
+        """`text.split(sep)[0]` or `[-1]` on text the template built with a <think> tag (Nemotron's `c.split('</think>')[-1]`)."""
+        if not (isinstance(base, nodes.Call) and isinstance(base.node, nodes.Getattr) and base.node.attr == "split" and len(base.args) == 1):
+            return False
+        sep, at = self.fold(base.args[0]), self.fold(arg)
+        return sep is not None and sep.value in THINK_TAGS and at is not None and at.value in (0, -1) and self.tag_built(base.node.node)
+
+    def split_piece(self, base: nodes.Node, arg: nodes.Node) -> str:
+        """The first or the last piece of a split on a constant separator: matches found left to right, never overlapping."""
+        assert isinstance(base, nodes.Call) and isinstance(base.node, nodes.Getattr)
+        sep, first = str(self.fold(base.args[0]).value), self.fold(arg).value == 0  # type: ignore[union-attr]
+        t, out, nxt, i, n = self.fresh("t"), self.fresh("r"), self.fresh("f"), self.fresh("i"), len(sep.encode())
+        end = f'(len (printf "%*s%*s" {i} "" {n} ""))'
+        take = f"{{{{ {out} = slice {t} 0 {i} }}}}{{{{ break }}}}" if first else f"{{{{ {out} = slice {t} {end} }}}}{{{{ {nxt} = {end} }}}}"
+        self.emit(f"{{{{ {t} := print {self.expr(base.node.node)} }}}}{{{{ {out} := {t} }}}}{{{{ {nxt} := 0 }}}}{{{{ range {i} := len {t} }}}}"
+                  f"{{{{ if and (ge {i} {nxt}) (ge (len (slice {t} {i})) {n}) (eq (slice {t} {i} {end}) {go_string(sep)}) }}}}{take}{{{{ end }}}}{{{{ end }}}}")
+        return out
+
     # --- lists filtered at render time ---------------------------------------------------
 
     def is_view(self, node: nodes.Node) -> bool:
@@ -213,6 +252,9 @@ class Filters(Core):
         return isinstance(node, nodes.Filter) and node.name in ("selectattr", "rejectattr", "select", "reject", "map") and self.depends(node)
 
     def seq_view(self, node: nodes.Node) -> View:
+        collected = self.collected_view(node)
+        if collected is not None:
+            return collected
         if isinstance(node, nodes.Name) and node.name in self.aliases:
             return self.seq_view(self.aliases[node.name])
         if isinstance(node, nodes.Filter) and node.name == "list" and node.node is not None:

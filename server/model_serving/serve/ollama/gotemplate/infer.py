@@ -39,6 +39,8 @@ class Infer(Core):
             attr = node.node.attr
             if attr in ("startswith", "endswith"):
                 return "bool"
+            if attr == "pop" and self.queue_of(node.node.node) is not None:
+                return "string"
             if attr == "get" and node.args and isinstance(node.args[0], nodes.Const):
                 return K.FIELDS.get(self.kind(node.node.node) or "", {}).get(node.args[0].value, (None, None))[1]
             return "string" if attr in ("strip", "lstrip", "rstrip", "upper", "lower", "replace") else None
@@ -56,7 +58,7 @@ class Infer(Core):
     def member_kind(self, node: nodes.Getattr | nodes.Getitem) -> str | None:
         base = node.node
         if isinstance(node, nodes.Getitem):
-            if self.is_think_split(base):
+            if self.is_think_split(base) or self.is_built_split(base, node.arg):
                 return "string"
             if isinstance(node.arg, nodes.Slice):
                 return self.kind(base)
@@ -73,6 +75,9 @@ class Infer(Core):
             return _LOOP.get(attr)
         if isinstance(base, nodes.Name) and base.name in self.namespaces:
             return self.kinds.get(f"{base.name}_{attr}")
+        field_of_record = self.record_field(base, attr)
+        if field_of_record is not None:
+            return field_of_record[1]
         kind = self.kind(base)
         if (kind, attr) in K.FIXED:
             return "string"

@@ -19,7 +19,7 @@ FIELDS: dict[str, dict[str, tuple[str, str]]] = {
     "tool": {"type": ("Type", "string"), "function": ("Function", "toolfunc")},
     "toolfunc": {"name": ("Name", "string"), "description": ("Description", "string"), "parameters": ("Parameters", "params")},
     "params": {"type": ("Type", "string"), "properties": ("Properties", "properties"), "required": ("Required", "strings")},
-    "property": {"type": ("Type", "string"), "description": ("Description", "string"), "enum": ("Enum", "values")},
+    "property": {"type": ("Type", "string"), "description": ("Description", "string"), "enum": ("Enum", "values"), "items": ("Items", "value")},
 }
 
 ELEMENT = {"messages": "message", "tools": "tool", "toolcalls": "toolcall", "strings": "string", "values": "value", "callfuncs": "callfunc",

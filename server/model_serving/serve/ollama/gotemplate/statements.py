@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, Loop, is_undefined, render_block
+from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, Loop, View, is_undefined, render_block
+from model_serving.serve.ollama.gotemplate.records import record_keys
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
 from model_serving.serve.ollama.gotemplate.unroll import UNROLLED
 
@@ -51,7 +52,10 @@ class Statements(Core):
             return [(f"{n.target.name}.{n.target.attr}", f"{n.target.name}_{n.target.attr}")]
         if isinstance(n.target, nodes.Name) and n.target.name in self.namespaces and isinstance(n.node, nodes.Call):
             return [(f"{n.target.name}.{kw.key}", f"{n.target.name}_{kw.key}") for kw in n.node.kwargs]
-        return [(t.name, t.name) for t in n.target.find_all(nodes.Name)] if not isinstance(n.target, nodes.Name) else [(n.target.name, n.target.name)]
+        if isinstance(n.target, nodes.Name):
+            fields = record_keys(n.node) or []  # a dict built at render time keeps each value in a variable of its own
+            return [(n.target.name, n.target.name)] + [(n.target.name, f"{n.target.name}_k_{k}") for k in fields]
+        return [(t.name, t.name) for t in n.target.find_all(nodes.Name)]
 
     def stmt(self, node: nodes.Node, scope: Scope) -> str:
         handler = getattr(self, f"s_{type(node).__name__}", None)
@@ -126,9 +130,17 @@ class Statements(Core):
                 continue  # a branch that can never be taken (an earlier one has the same test)
             seen.add(go_test)
             if go_test == "true":
-                return self.close_if(out, self.branch(body, scope))
-            out.append(f"{{{{ {'else if' if out else 'if'} {go_test} }}}}{self.branch(body, scope)}")
-        return self.close_if(out, self.branch(node.else_, scope) if node.else_ else "")
+                return self.close_if(out, self.tested_branch(None if out else go_test, body, scope))
+            out.append(f"{{{{ {'else if' if out else 'if'} {go_test} }}}}{self.tested_branch(None if out else go_test, body, scope)}")
+        return self.close_if(out, self.tested_branch(None if out else "true", node.else_, scope) if node.else_ else "")
+
+    def tested_branch(self, test: str | None, body: list[nodes.Node], scope: Scope) -> str:
+        """A branch, with its Go test on record while it converts (None where earlier branches' tests also decide)."""
+        self.conditions.append((len(self.loops), test))
+        try:
+            return self.branch(body, scope)
+        finally:
+            self.conditions.pop()
 
     def close_if(self, opened: list[str], rest: str) -> str:
         if not opened:
@@ -156,7 +168,7 @@ class Statements(Core):
             raise self.fail("a for loop with else over .items() or a reversed list", node, "for")
         if self.is_call(node.iter, "range") and isinstance(node.target, nodes.Name) and not node.else_ and node.test is None:
             return self.for_range(node, scope)
-        if isinstance(node.target, nodes.Name) and not node.else_ and self.kind(node.iter) in ("args", "properties"):
+        if isinstance(node.target, nodes.Name) and not node.else_ and self.kind(node.iter) in ("args", "properties", "property", *UNROLLED):
             # a loop over a mapping sees its keys: the same loop as over .items(), the value unused
             pair = nodes.Tuple([node.target, nodes.Name(f"__value{self.fresh('v')[2:]}", "store")], "store", lineno=node.lineno)
             node = nodes.For(pair, nodes.Filter(node.iter, "items", [], [], None, None, lineno=node.lineno), node.body, [], node.test,
@@ -168,9 +180,8 @@ class Statements(Core):
         if self.is_reversed(node.iter):
             return self.for_reversed(node, scope)
         view = self.seq_view(node.iter)
-        if view.pred is not None and node.test is not None:
-            raise self.fail("a for loop over a filtered list with an inline if", node, "for")
-        loop = Loop(index=self.fresh("i"), iterable=view.base, target=f"${node.target.name}", counter=self.counter)
+        bind = self.field_binding(node, view)
+        loop = Loop(index=self.fresh("i"), iterable=view.base, target=bind or f"${node.target.name}", counter=self.counter)
         self.kinds[node.target.name] = view.element
         pre, test = self.inline_test(node, loop)  # the inline if: statements it needs and its Go test, both inside the range
         if view.pred is not None:
@@ -185,6 +196,7 @@ class Statements(Core):
             body = self.block(node.body, self.inner_scope(node, scope, {node.target.name}))
         finally:
             self.loops.pop()
+        body = self.bind_field(node, loop, f"{bind}.{view.attr}", body) if bind else body
         otherwise = self.branch(node.else_, scope) if node.else_ else ""
         if loop.total:
             # a counter of kept items stands in for the range index
@@ -199,6 +211,24 @@ class Statements(Core):
         if test is not None:
             body = f"{pre}{{{{ if {test} }}}}{body}{{{{ end }}}}"
         return self.range_loop(loop, body, otherwise)
+
+    def field_binding(self, node: nodes.For, view: View) -> str:
+        """The Go variable a range over a list of fields (`map(attribute=)`, a filled list) gives the whole item in, or ""."""
+        if view.pred is not None and node.test is not None:
+            raise self.fail("a for loop over a filtered list with an inline if", node, "for")
+        if view.attr is None:
+            return ""
+        if node.test is not None:
+            raise self.fail("a for loop with an inline if over a list of fields", node, "for")
+        assert isinstance(node.target, nodes.Name)  # s_For refused other targets
+        self.runtime.add(node.target.name)  # the loop's name is the item's field, set in the body
+        return self.fresh("item")
+
+    def bind_field(self, node: nodes.For, loop: Loop, field: str, body: str) -> str:
+        if loop.prev or loop.next:
+            raise self.fail("loop.previtem or loop.nextitem over a list of fields", node, "loop.")
+        assert isinstance(node.target, nodes.Name)
+        return f"{{{{ ${node.target.name} := {field} }}}}" + body
 
     def inline_test(self, node: nodes.For, loop: Loop) -> tuple[str, str | None]:
         if node.test is None:
@@ -276,7 +306,7 @@ class Statements(Core):
         assert isinstance(node.target, nodes.Tuple) and base is not None
         key, value = (t.name for t in node.target.items if isinstance(t, nodes.Name))
         kind = self.kind(base)
-        if kind in UNROLLED:
+        if kind in (*UNROLLED, "property"):
             return self.unroll_items(node, scope, key, value, base, kind)
         if kind not in ("properties", "args"):
             raise self.fail(f"a loop over .items() of a {kind or 'runtime'} value", node, "items")
@@ -299,8 +329,13 @@ class Statements(Core):
         target, value = node.target, node.node
         if isinstance(target, nodes.Name) and target.name in self.namespaces and isinstance(value, nodes.Call) and self.is_call(value, "namespace"):
             return self.assign_namespace(target.name, value)
+        appended = self.queue_append(value)
+        if appended is not None:
+            return appended
         if isinstance(target, nodes.NSRef):
             key, var = f"{target.name}.{target.attr}", f"${target.name}_{target.attr}"
+            if key in self.collected:
+                return self.collect_item(key, value, node)
             if key in self.name_sets:
                 assert isinstance(value, nodes.Add) and isinstance(value.right, nodes.List)  # name_sets checked the shape
                 item = value.right.items[0]
@@ -321,6 +356,9 @@ class Statements(Core):
                 raise self.fail("a value the converter could not compute at registration time", node, "set")
             self.set_const(key, folded.value)
             return ""
+        record = self.assign_record(key, value, node) if isinstance(target, nodes.Name) else None
+        if record is not None:
+            return record
         kind: str | None = self.kind(value) or "value"
         empty = self.fold(value)
         if empty is not None and (empty.value == [] or empty.value is None) and var[1:] in self.kinds:
@@ -336,6 +374,9 @@ class Statements(Core):
             return node.name in self.always_text
         if isinstance(node, nodes.Const):
             return isinstance(node.value, str)
+        if isinstance(node, nodes.Filter) and node.name == "default" and node.args and node.node is not None:
+            # `content | default('', true)`: Ollama's text, or the text default where it is empty
+            return isinstance(node.args[0], nodes.Const) and isinstance(node.args[0].value, str) and self.kind(node.node) == "string"
         if isinstance(node, nodes.Filter):
             return node.name in ("tojson", "string") or (node.name in ("trim", "upper", "lower") and node.node is not None and self.is_always_text(node.node))
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
@@ -385,7 +426,10 @@ class Statements(Core):
     def assign_namespace(self, name: str, call: nodes.Call) -> str:
         out = []
         for kw in call.kwargs:
-            if f"{name}.{kw.key}" in self.name_sets:
+            if f"{name}.{kw.key}" in self.queues:
+                out.append(f'{{{{ ${name}_{kw.key} = "" }}}}')
+                self.kinds[f"{name}_{kw.key}"] = "queue"
+            elif f"{name}.{kw.key}" in self.name_sets:
                 out.append(f"{{{{ ${name}_{kw.key} = {go_string(SET_MARK)} }}}}")
                 self.kinds[f"{name}_{kw.key}"] = "nameset"
             elif f"{name}.{kw.key}" in self.runtime:

@@ -66,12 +66,16 @@ class ToolJSON(Core):
         if kind is None or kind in ("messages", "message", "bool"):
             raise self.fail(f"tojson of {kind or 'a value of unknown type'} at render time", node, "tojson")
         self.note(JSON_NOTE)
-        if kind not in ("string", "strings", "values", "ptype", "int", "value"):  # objects hold properties or arguments
+        if kind not in ("string", "strings", "values", "ptype", "int", "value", "record"):  # objects hold properties or arguments
             self.note(K.SORTED_KEYS_NOTE)
         var = self.fresh("json")
         self.json_var = var
         style = Style(item_sep, key_sep, indent)
-        body = self.write_view(view, style) if view is not None else self.write(kind, self.expr(node.node), style, 0)
+        if kind == "record":
+            assert isinstance(node.node, nodes.Name)  # only a name holds a record
+            body = self.write_record(node.node.name, style, 0)
+        else:
+            body = self.write_view(view, style) if view is not None else self.write(kind, self.expr(node.node), style, 0)
         self.emit(f'{{{{ {var} := "" }}}}{body}')
         return var
 

@@ -36,6 +36,9 @@ class Unroll(Core):
                 test = "true" if node.test is None else self.field_test(node.test)
             if test == "false":
                 continue
+            if field_kind == "ptype":
+                # Ollama's property type is a list of names where Jinja sees one name: only a loop that skips it converts
+                raise self.fail("a loop over .items() of a property that reaches its type", node, "for")
             if optional:
                 test = f"{go}.{go_field}" if test == "true" else f"(and {go}.{go_field} {test})"
             fields.append((test, name, f"{go}.{go_field}", field_kind))
