@@ -109,3 +109,20 @@ def test_deploying_an_unchanged_source_twice_gives_one_version_and_one_engine(se
     finally:
         for model in list_models(settings):
             stop_model(settings, model.name)
+
+
+@pytest.mark.slow
+def test_an_unchanged_redeploy_on_ollama_reuses_its_tag(ollama_settings: Settings, ollama_double, smollm2_gguf: Path) -> None:  # noqa: ANN001
+    from model_serving.serve.ollama.client import OllamaClient
+
+    request = DeployRequest(source=str(smollm2_gguf), name="smol", target="ollama", bench=False)
+    one = deploy(ollama_settings, request)
+    with OllamaClient(ollama_settings) as client:
+        tags = sorted(m.name for m in client.list())
+    again = deploy(ollama_settings, request)
+    assert (again.name, again.version, again.live) == ("smol", 1, True) and again.reused and again.answer == one.answer
+    assert [(s.step, s.status) for s in again.steps] == [("register", "reused")]
+    with OllamaClient(ollama_settings) as client:
+        assert sorted(m.name for m in client.list()) == tags  # no smol:v2
+        client.delete("smol:v1")  # the version's own tag gone: its blobs may be too, so a new version is made
+    assert deploy(ollama_settings, request).version == 2

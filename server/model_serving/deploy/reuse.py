@@ -8,6 +8,7 @@ an engine that serves something else under the version's name now, keeps today's
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Literal
@@ -60,20 +61,22 @@ def find(settings: Settings, public: str, target: Engine, request: DeployRequest
     found = store.same_version(book, target, wanted, lambda v: source_sha256(settings, source, Path(v.out_dir or "")))
     if found is None or book is None or (asked is not None and asked != Path(found.out_dir or "")):
         return None
-    state = engine_state(settings, found)
-    if state == "taken":
-        return None
-    return VersionPlan(public=public, n=found.n, live=book.live == found.n, reuse=found, restart=state == "stopped")
+    plan = VersionPlan(public=public, n=found.n, live=book.live == found.n, reuse=found)
+    state = engine_state(settings, found, served_name(plan))
+    return None if state == "taken" else dataclasses.replace(plan, restart=state == "stopped")
 
 
-def engine_state(settings: Settings, version: Version) -> EngineState:
+def engine_state(settings: Settings, version: Version, answers_as: str) -> EngineState:
     """running: its engine answers under its name; stopped: nothing serves that name and its artifact is unchanged, so
-    it can start again; taken: anything else (another artifact serves the name, or the artifact changed or is gone)."""
+    it can start again; taken: anything else (another artifact serves the name, or the artifact changed or is gone).
+    `answers_as`: Ollama's public name when the version is live (a copy of its tag), which must be there too."""
     if version.target == "ollama":  # Ollama holds the tag; with the tag gone its blobs may be too
         from model_serving.serve.ollama.client import OllamaClient
+        from model_serving.serve.ollama.names import canonical
 
         with OllamaClient(settings, timeout=10) as client:
-            return "running" if client.exists(version.served_as) else "taken"
+            there = all(client.exists(canonical(n)) for n in {version.served_as, answers_as})
+        return "running" if there else "taken"
     from model_serving.serve.processes import healthy
     from model_serving.serve.registry import list_models
 
