@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,18 @@ def test_an_unchanged_redeploy_on_ollama_reuses_its_tag(ollama_settings: Setting
         assert sorted(m.name for m in client.list()) == tags  # no smol:v2
         client.delete("smol:v1")  # the version's own tag gone: its blobs may be too, so a new version is made
     assert deploy(ollama_settings, request).version == 2
+
+
+@pytest.mark.slow
+def test_the_plans_source_hash_is_the_one_the_export_records(settings: Settings, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The match compares a hash taken before any step with the one a step recorded: the two must be one computation."""
+    from model_serving.checkpoint.export import export_gguf
+    from model_serving.deploy.source import find_source
+
+    exported = export_gguf(settings, str(tiny_checkpoint), str(tmp_path / "tiny-f16.gguf"))
+    assert reuse.source_sha256(settings, find_source(settings, str(tiny_checkpoint), None, "F16"), None) == exported.source_sha256
+    default = find_source(settings, None, None, "Q8_0")
+    assert reuse.source_sha256(settings, default, tmp_path) is None  # its checkpoint is not built there
+    built = tmp_path / "built"
+    shutil.copytree(tiny_checkpoint, built / f"{default.model_name.lower()}-hf")  # where prepare builds it, as DeployPlan.checkpoint says
+    assert reuse.source_sha256(settings, default, built) == exported.source_sha256

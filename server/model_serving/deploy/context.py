@@ -88,6 +88,11 @@ class VersionPlan:
     restart: bool = False  # with reuse: its engine stopped, so it is started again from the version's artifact
 
 
+def default_checkpoint(out_dir: Path, source: Source) -> Path:
+    """Where prepare builds the default model's Hugging Face checkpoint: in the deploy's (the version's) folder."""
+    return out_dir / f"{source.model_name.lower()}-hf"
+
+
 def version_label(version: VersionPlan) -> str:
     """NAME for version 1, NAME@N after it: the version's folder and manifest name."""
     return version.public if version.n == 1 else f"{version.public}@{version.n}"
@@ -113,7 +118,7 @@ class DeployPlan:
     def checkpoint(self) -> Path | None:
         """The Hugging Face checkpoint export reads: built by prepare for the default model."""
         if self.source.kind == "default":
-            return self.out_dir / f"{self.source.model_name.lower()}-hf"
+            return default_checkpoint(self.out_dir, self.source)
         if self.source.kind in ("adapter", "mergekit"):  # the merge step writes it
             return self.out_dir / f"{self.name}-merged"
         return self.source.path if self.source.kind == "checkpoint" else None

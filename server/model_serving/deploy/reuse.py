@@ -23,7 +23,7 @@ from model_serving.settings import Settings
 from model_serving.util.filehash import HashCache
 from model_serving.util.paths import confine, tree_sha256
 
-from .context import DeployContext, Engine, Source, VersionPlan
+from .context import DeployContext, Engine, Source, VersionPlan, default_checkpoint
 
 EngineState = Literal["running", "stopped", "taken"]
 
@@ -45,8 +45,8 @@ def source_sha256(settings: Settings, source: Source, out_dir: Path | None) -> s
         return hashes.sha256(source.path) if source.path is not None and source.path.is_file() else None
     if source.kind == "checkpoint" and source.path is not None and source.path.is_dir():
         folder = source.path
-    elif source.kind == "default" and out_dir is not None and checkpoint_complete(out_dir / f"{source.model_name.lower()}-hf"):
-        folder = out_dir / f"{source.model_name.lower()}-hf"  # DeployPlan.checkpoint: prepare builds it in the version's folder
+    elif source.kind == "default" and out_dir is not None and checkpoint_complete(default_checkpoint(out_dir, source)):
+        folder = default_checkpoint(out_dir, source)
     else:
         return None
     return tree_sha256(folder, checkpoint_files(folder), hashes.sha256)
