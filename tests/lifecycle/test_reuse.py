@@ -102,6 +102,7 @@ def test_deploying_an_unchanged_source_twice_gives_one_version_and_one_engine(se
         restarted = deploy(settings, DeployRequest(bench=False, **small))
         assert (restarted.version, restarted.reused) == (1, again.reused) and [(s.step, s.status) for s in restarted.steps] == [("register", "done")]
         assert [m.name for m in list_models(settings) if m.state == "running"] == ["smol"]
+        assert store.require(settings, "smol").get(1).bench == book.get(1).bench  # a rerun without a bench keeps the one it had
 
         changed = deploy(settings, DeployRequest(bench=False, **{**small, "ctx_size": 1024}))
         assert (changed.name, changed.version, changed.live, changed.reused) == ("smol@2", 2, False, None)

@@ -164,7 +164,8 @@ def record_finished(ctx: DeployContext, manifest: Path) -> None:
                    "concurrency": bench.get("concurrency")}
     with store.update(ctx.settings, version.public) as book:
         found = book.get(version.n)
-        found.manifest, found.quality, found.bench = str(manifest), ctx.result.quality or found.quality, summary
+        # a reused version rerun without a bench keeps the bench it had
+        found.manifest, found.quality, found.bench = str(manifest), ctx.result.quality or found.quality, summary or found.bench
         found.source_sha256 = found.source_sha256 or ctx.source_sha256
 
 
