@@ -4,7 +4,8 @@ A deploy is refused here, before it writes anything, when the quantization type 
 an importance matrix and the native build that computes one is missing), the
 source is already quantized to another type (unless requantizing is allowed), the name is taken
 (unless replacing), the target cannot be reached or the disk is too small. The plan also says which
-steps will reuse an identical earlier output (its sidecar records the same input hash).
+steps will reuse an identical earlier output (its sidecar records the same input hash), and when the whole deploy
+reuses the version already serving this source with these settings (deploy/reuse.py).
 """
 
 from __future__ import annotations

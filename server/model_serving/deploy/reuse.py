@@ -32,7 +32,9 @@ def serving(settings: Settings, request: DeployRequest, qtype: str | None, templ
             calibration_sha256: str | None) -> Serving:
     """The settings a version records beside its source (`calibration_sha256`: the importance matrix's text, or vLLM's)."""
     if calibration_sha256 is None and request.calibration is not None and request.format is not None:
-        calibration_sha256 = HashCache(settings.state_dir).sha256(confine(request.calibration, settings.roots, what="calibration text"))
+        text = confine(request.calibration, settings.roots, what="calibration text")
+        # not a file: matches no version, and the format's own check refuses it with its next step
+        calibration_sha256 = HashCache(settings.state_dir).sha256(text) if text.is_file() else f"not a file: {text}"
     return Serving(quant=qtype, format=request.format, calibration_sha256=calibration_sha256, chat_template_sha256=template_sha256,
                    completions=request.completions, ctx_size=request.ctx_size, parallel=request.parallel)
 
