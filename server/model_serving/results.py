@@ -343,6 +343,8 @@ def _deploy(r: Any) -> Rendering:
     for label, value in (("", capacity), ("endpoint: ", r.endpoint), ("manifest: ", r.manifest_path)):
         if value:
             out.add(f"  {label}{value}")
+    if r.reused:
+        out.add(f"  {r.reused}: no new version, no second engine", "note")
     if r.version is not None and (r.version > 1 or not r.live):
         out.add(f"  version {r.version}: " + ("live" if r.live else "served beside the live version, not live"), "note")
     out.lines.extend(Line(f"  next: {step}", "note") for step in r.next_steps)

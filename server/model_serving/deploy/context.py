@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from model_serving.checkpoint.mergekit_merge import MergeSpec
 from model_serving.checkpoint.template_check import TemplateFile
+from model_serving.lifecycle.store import Serving, Version
 from model_serving.requests import DeployRequest, DeployTarget
 from model_serving.settings import Settings
 
@@ -54,6 +55,7 @@ class DeployResult(BaseModel):
     version: int | None = Field(default=None, description="The version of the name this deploy made (NAME@N)")
     live: bool | None = Field(default=None, description="Whether it is live; if not it is served beside the live one")
     next_steps: list[str] = Field(default_factory=list)
+    reused: str | None = Field(default=None, description="The served version an unchanged redeploy reused instead of making a new one")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,13 @@ class VersionPlan:
     live: bool  # live at once (the first version, --replace, or nothing serves the name); else served beside
     adopt: str | None = None  # a model served under the name with no versions recorded: recorded as version 1 first
     routed: bool = False  # live through the gateway's route, served beside as NAME@N: the old version keeps serving for rollback
+    reuse: Version | None = None  # the version serving this source with these settings: probed and benched, no new version
+    restart: bool = False  # with reuse: its engine stopped, so it is started again from the version's artifact
+
+
+def default_checkpoint(out_dir: Path, source: Source) -> Path:
+    """Where prepare builds the default model's Hugging Face checkpoint: in the deploy's (the version's) folder."""
+    return out_dir / f"{source.model_name.lower()}-hf"
 
 
 def version_label(version: VersionPlan) -> str:
@@ -103,12 +112,13 @@ class DeployPlan:
     chat_template: TemplateFile | None = None  # the user's template, which replaces the source's on every engine
     completions: bool = False  # served for /v1/completions only: no chat template, a completion probe
     version: VersionPlan | None = None  # which version of the public name this deploy makes (lifecycle/)
+    serving: Serving | None = None  # the settings the version records: a later deploy with equal ones may reuse it
 
     @property
     def checkpoint(self) -> Path | None:
         """The Hugging Face checkpoint export reads: built by prepare for the default model."""
         if self.source.kind == "default":
-            return self.out_dir / f"{self.source.model_name.lower()}-hf"
+            return default_checkpoint(self.out_dir, self.source)
         if self.source.kind in ("adapter", "mergekit"):  # the merge step writes it
             return self.out_dir / f"{self.name}-merged"
         return self.source.path if self.source.kind == "checkpoint" else None

@@ -63,5 +63,19 @@ def write_manifest(ctx: DeployContext) -> Path:
         "llama_cpp_build": record(ctx.settings),  # revision, commit and patches of the compiled llama.cpp, or why there is none
         "result": result.model_dump(mode="json", exclude={"manifest_path"}),
     }
+    if plan.version is not None and plan.version.reuse is not None:
+        payload = _keep_build(plan.manifest_path, payload)
     write_text_atomic(plan.manifest_path, json.dumps(payload, indent=2))  # a partial of its own: two writers never share one
     return plan.manifest_path
+
+
+def _keep_build(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """A reused version's manifest (deploy/reuse.py) keeps what its build recorded, the artifacts and the steps that made
+    them, beside this run's probe and bench."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        built = [s for s in earlier["result"]["steps"] if s["step"] not in {r["step"] for r in payload["result"]["steps"]}]
+        artifacts = dict(earlier["artifacts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return payload  # no readable earlier manifest: this run's own is all there is
+    return {**payload, "artifacts": artifacts, "result": {**payload["result"], "steps": built + payload["result"]["steps"]}}

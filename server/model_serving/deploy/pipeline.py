@@ -16,6 +16,7 @@ from model_serving.jobs import Progress
 from model_serving.requests import DeployRequest
 from model_serving.settings import Settings
 
+from . import reuse
 from .claim import deploy_claim
 from .context import DeployContext, DeployPlan, DeployResult, Source
 from .manifest import tool_versions, write_manifest
@@ -41,7 +42,8 @@ def deploy(settings: Settings, request: DeployRequest, progress: Progress | None
 
         plan = make_plan(settings, request, claim=None if request.plan else claim)
         result = DeployResult(name=plan.name, target=plan.target, target_reason=plan.target_reason, plan=plan.steps,
-                              version=plan.version.n if plan.version else None, live=plan.version.live if plan.version else None)
+                              version=plan.version.n if plan.version else None, live=plan.version.live if plan.version else None,
+                              reused=reuse.sentence(plan.version) if plan.version and plan.version.reuse else None)
         if request.plan:
             result.planned_only = True
             return result
@@ -56,6 +58,7 @@ def _run_steps(settings: Settings, request: DeployRequest, plan: DeployPlan, res
     created = _make_folder(plan.out_dir)
     ctx = DeployContext(settings=settings, request=request, plan=plan, result=result,
                         served=plan.source.path if plan.source.kind == "gguf" else None)  # quantize replaces it when it runs
+    reuse.prime(ctx)  # an unchanged redeploy: the version's own artifact and results, nothing rebuilt
     preload: threading.Thread | None = None
     try:
         begin = 0.0

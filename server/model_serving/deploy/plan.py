@@ -4,7 +4,8 @@ A deploy is refused here, before it writes anything, when the quantization type 
 an importance matrix and the native build that computes one is missing), the
 source is already quantized to another type (unless requantizing is allowed), the name is taken
 (unless replacing), the target cannot be reached or the disk is too small. The plan also says which
-steps will reuse an identical earlier output (its sidecar records the same input hash).
+steps will reuse an identical earlier output (its sidecar records the same input hash), and when the whole deploy
+reuses the version already serving this source with these settings (deploy/reuse.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from model_serving.util.artifact import Artifact
 from model_serving.util.filehash import HashCache
 from model_serving.util.paths import confine, tree_sha256
 
-from . import merge_step
+from . import merge_step, reuse
 from .claim import deploy_running
 from .context import DeployPlan, Engine, PlannedStep, Source, VersionPlan, version_label
 from .source import deploy_name, find_source
@@ -59,6 +60,11 @@ def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, 
     elif (running := deploy_running(settings, public)) is not None:
         raise running
     target, reason = _choose_target(settings, request.target, request.completions)
+    kept = reuse.serving(settings, request, qtype, template.sha256 if template else None, matrix.sha256 if matrix else None)
+    if (same := reuse.find(settings, public, target, request, source, kept)) is not None and same.reuse is not None:
+        plan = DeployPlan(name=reuse.served_name(same), target=target, target_reason=reason, out_dir=Path(same.reuse.out_dir or ""), source=source,
+                          qtype=qtype, steps=[], chat_template=template, completions=request.completions, version=same, serving=kept)
+        return dataclasses.replace(plan, steps=_reuse_steps(plan, request))
     version, served = plan_version(settings, public, target, request.replace)
     name = served_name(version, target)
     out_dir = (confine(request.output, settings.roots, must_exist=False, what="output folder") if request.output
@@ -69,7 +75,7 @@ def make_plan(settings: Settings, request: DeployRequest, claim: Callable[[str, 
         _check_context(source, request)
     replacing = _check_out_dir(version, served, source, out_dir, request.replace)
     draft = DeployPlan(name=name, target=target, target_reason=reason, out_dir=out_dir, source=source, qtype=qtype, steps=[],
-                       chat_template=template, completions=request.completions, version=version)
+                       chat_template=template, completions=request.completions, version=version, serving=kept)
     _check_format(settings, draft, request)
     merging = [merge_step.planned(settings, draft)] if source.kind == "mergekit" else []
     plan = dataclasses.replace(draft, steps=_steps(draft, request, replacing, HashCache(settings.state_dir), matrix, merging))
@@ -201,11 +207,28 @@ def _steps(plan: DeployPlan, request: DeployRequest, replacing: str | None, hash
     steps.append(PlannedStep(step="register", action="run",
                              detail=f"serve as {plan.name!r} on {plan.target} ({plan.target_reason}){where}{version_text(plan)}{template_text(plan)}, "
                                     f"then {probe_text(plan)}"))
+    return [*steps, _bench_step(request), PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}")]
+
+
+def _bench_step(request: DeployRequest) -> PlannedStep:
     concurrency = request.concurrency or request.parallel
-    steps.append(PlannedStep(step="bench", action="run" if request.bench else "skip",
-                             detail=f"{request.bench_requests} streaming requests, {concurrency} at a time, unique prompts: failures first, goodput, TTFT, latency, max concurrency under SLO"))
-    steps.append(PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}"))
-    return steps
+    return PlannedStep(step="bench", action="run" if request.bench else "skip",
+                       detail=f"{request.bench_requests} streaming requests, {concurrency} at a time, unique prompts: failures first, goodput, TTFT, latency, max concurrency under SLO")
+
+
+def _reuse_steps(plan: DeployPlan, request: DeployRequest) -> list[PlannedStep]:
+    """An unchanged redeploy (deploy/reuse.py): nothing is built; the version's engine is probed (started again when it
+    was stopped) and benched, and its manifest written again."""
+    version = plan.version
+    assert version is not None and version.reuse is not None
+    said = reuse.sentence(version)
+    if version.restart:
+        register = PlannedStep(step="register", action="run", detail=f"{said}; its engine is stopped: serve {version.reuse.artifact} as "
+                               f"{plan.name!r} on {plan.target} again{template_text(plan)}, then {probe_text(plan)}")
+    else:
+        register = PlannedStep(step="register", action="reuse", detail=f"{said}; {probe_text(plan)} again, at the engine serving it")
+    return [PlannedStep(step="quantize", action="skip", detail=f"{said}: nothing is built again ({version.reuse.artifact})"), register,
+            _bench_step(request), PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path} again")]
 
 
 def compressed_path(plan: DeployPlan, fmt: str) -> Path:
@@ -239,14 +262,12 @@ def _compress_step(plan: DeployPlan, request: DeployRequest) -> PlannedStep:
 def _vllm_steps(plan: DeployPlan, request: DeployRequest, replacing: str | None) -> list[PlannedStep]:
     """vLLM serves the checkpoint itself (no GGUF export), or the format llm-compressor makes of it."""
     where = f"; replaces the model {replacing}" if replacing else ""
-    concurrency = request.concurrency or request.parallel
     served = compressed_path(plan, request.format) if request.format else plan.checkpoint
     return [PlannedStep(step="export", action="skip", detail="vLLM serves the Hugging Face checkpoint: no GGUF"),
             _compress_step(plan, request),
             PlannedStep(step="register", action="run", detail=f"serve {served} as {plan.name!r} on vLLM ({plan.target_reason}){where}"
                         f"{version_text(plan)}{template_text(plan)}, then {probe_text(plan)}"),
-            PlannedStep(step="bench", action="run" if request.bench else "skip",
-                        detail=f"{request.bench_requests} streaming requests, {concurrency} at a time, unique prompts: failures first, goodput, TTFT, latency, max concurrency under SLO"),
+            _bench_step(request),
             PlannedStep(step="manifest", action="run", detail=f"write {plan.manifest_path}")]
 
 

@@ -20,10 +20,10 @@ from model_serving.toolchain import tool
 from model_serving.util.filehash import HashCache
 from model_serving.util.paths import tree_sha256
 
-from . import merge_step
+from . import merge_step, reuse
 from .context import DeployContext
 from .plan import merge_artifact, merge_inputs, recorded_merge
-from .versioning import adopt, record_served
+from .versioning import adopt, record_reused, record_served
 
 # Imported inside functions: the serve and bench floors (httpx, jinja2, prometheus_client, numpy), each by the step that runs it, so a plan or an early step never pays for them.
 
@@ -128,11 +128,14 @@ def register(ctx: DeployContext, progress: Progress) -> None:
 
     began = time.perf_counter()
     request, plan, served = ctx.request, ctx.plan, ctx.served
+    if plan.version is not None and plan.version.reuse is not None and not plan.version.restart:
+        reuse.reprobe(ctx)  # an unchanged redeploy: its version's engine answers already
+        return record_reused(ctx)
     if plan.version is not None:
         adopt(ctx.settings, plan.target, plan.version)  # before anything replaces the model served under the name
     if plan.target == "vllm":
         _register_vllm(ctx, progress, began)
-        return record_served(ctx)
+        return _recorded(ctx)
     assert served is not None
     # Ollama takes the chat template and stop tokens from the checkpoint too; the embedded engine reads the GGUF only.
     source_dir = plan.checkpoint if plan.target == "ollama" else None
@@ -147,7 +150,14 @@ def register(ctx: DeployContext, progress: Progress) -> None:
     else:
         ctx.bench_base, ctx.bench_api, ctx.server_pid = done.ollama.host if done.ollama else ctx.settings.ollama_host, "ollama", None
     ctx.record("register", began, reused=False, summary=done.model_dump(mode="json", exclude={"ollama": {"modelfile"}}))
-    record_served(ctx)
+    _recorded(ctx)
+
+
+def _recorded(ctx: DeployContext) -> None:
+    """The version store learns what register served: a new version, or a reused one started again."""
+    if ctx.plan.version is not None and ctx.plan.version.reuse is not None:
+        return record_reused(ctx)
+    return record_served(ctx)
 
 
 def _register_vllm(ctx: DeployContext, progress: Progress, began: float) -> None:

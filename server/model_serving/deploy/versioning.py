@@ -113,6 +113,19 @@ def record_served(ctx: DeployContext) -> None:
         ctx.result.next_steps = next_steps(version.public, version.n, plan.target)
 
 
+def record_reused(ctx: DeployContext) -> None:
+    """An unchanged redeploy (deploy/reuse.py): its version is serving again; the result names it, and its next steps
+    when it is not live."""
+    version = ctx.plan.version
+    assert version is not None
+    with store.update(ctx.settings, version.public) as book:
+        book.get(version.n).state = "serving"
+        live = book.live == version.n
+    ctx.result.version, ctx.result.live = version.n, live
+    if not live:
+        ctx.result.next_steps = next_steps(version.public, version.n, ctx.plan.target)
+
+
 def _stop_replaced(settings: Settings, version: VersionPlan) -> None:
     """The versions that served under the plain name before this one replaced their engine are stopped now."""
     with store.update(settings, version.public) as book:
@@ -129,10 +142,14 @@ def _version(ctx: DeployContext, served_as: str) -> Version:
 
         ctx.source_sha256 = HashCache(ctx.settings.state_dir).sha256(plan.source.path)
         ctx.served_sha256 = ctx.served_sha256 or (ctx.source_sha256 if ctx.served == plan.source.path else None)
+    if plan.source.kind == "checkpoint" and ctx.source_sha256 is None:  # vLLM serves the folder itself: no export hashed it
+        from .reuse import source_sha256
+
+        ctx.source_sha256 = source_sha256(ctx.settings, plan.source, None)
     return Version(n=plan.version.n if plan.version else 1, served_as=served_as, target=plan.target, source=plan.source.label,
                    source_sha256=ctx.source_sha256, quant=plan.qtype or plan.source.file_type, artifact=str(artifact) if artifact else None,
                    artifact_sha256=ctx.served_sha256, out_dir=str(plan.out_dir), created_at=store.now(), answer=ctx.result.answer,
-                   quality=ctx.result.quality)
+                   quality=ctx.result.quality, serving=plan.serving)
 
 
 def record_finished(ctx: DeployContext, manifest: Path) -> None:
@@ -147,7 +164,8 @@ def record_finished(ctx: DeployContext, manifest: Path) -> None:
                    "concurrency": bench.get("concurrency")}
     with store.update(ctx.settings, version.public) as book:
         found = book.get(version.n)
-        found.manifest, found.quality, found.bench = str(manifest), ctx.result.quality, summary
+        # a reused version rerun without a bench keeps the bench it had
+        found.manifest, found.quality, found.bench = str(manifest), ctx.result.quality or found.quality, summary or found.bench
         found.source_sha256 = found.source_sha256 or ctx.source_sha256
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +47,19 @@ class LivePeriod(BaseModel):
     until: str | None = None
 
 
+class Serving(BaseModel):
+    """What a version is served with beside its source; a deploy of the same source with equal settings reuses the version."""
+
+    model_config = ConfigDict(frozen=True)
+    quant: str | None = Field(None, description="The type quantized to; None: served as built (F16 export, a GGUF as it is, vLLM's dtype)")
+    format: str | None = None
+    calibration_sha256: str | None = None
+    chat_template_sha256: str | None = None
+    completions: bool = False
+    ctx_size: int
+    parallel: int
+
+
 class Version(BaseModel):
     n: int
     served_as: str = Field(description="The engine record (embedded: NAME or NAME@N) or the Ollama tag that serves this version")
@@ -65,6 +78,7 @@ class Version(BaseModel):
     live_periods: list[LivePeriod] = Field(default_factory=list)
     state: State = "serving"
     pruned_at: str | None = None
+    serving: Serving | None = Field(None, description="The settings it was served with; None (records written before): never reused")
 
 
 class Canary(BaseModel):
@@ -160,6 +174,21 @@ def served_as(name: str, n: int, target: str) -> str:
         base, colon, tag = name.rpartition(":")
         return f"{base}:{tag}-v{n}" if colon else f"{name}:v{n}"
     return name if n == 1 else f"{name}@{n}"
+
+
+def same_version(book: VersionBook | None, target: str, serving: Serving, source_sha256: Callable[[Version], str | None]) -> Version | None:
+    """The newest version (not pruned) on `target` served with these settings from the same source bytes, or None.
+
+    `source_sha256(version)` is this deploy's source hash as that version would have recorded it (the default model's
+    checkpoint is built in the version's folder). A version without a recorded source hash or settings never matches:
+    what it serves is unknown.
+    """
+    for v in reversed(book.versions if book is not None else []):
+        if v.state == "pruned" or v.target != target or v.serving != serving or v.source_sha256 is None or v.out_dir is None:
+            continue
+        if source_sha256(v) == v.source_sha256:
+            return v
+    return None
 
 
 def record_deploy(settings: Settings, name: str, version: Version, *, live: bool) -> VersionBook:
