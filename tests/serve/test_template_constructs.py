@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jinja2
 import pytest
 from ollama_double import GoRenderer
 
@@ -158,9 +159,10 @@ def test_str_of_a_value_that_may_be_a_list_is_refused() -> None:
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 
-def test_a_recursive_macro_is_refused_with_its_line() -> None:
-    source = "\n{% macro walk(x) %}{% if x %}{{ walk(x[1:]) }}{% endif %}{% endmacro %}{{ walk(messages[0].content) ~ '.' }}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="a macro") as err:
+def test_a_recursive_macro_whose_text_feeds_an_expression_is_refused_with_its_line() -> None:
+    # Go's {{template}} writes its text out: it cannot hand it back to a filter
+    source = "\n{% macro walk(x) %}{% if x %}{{ walk(x[1:]) }}{% endif %}{% endmacro %}{{ walk(messages[0].content) | trim }}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="a macro that calls itself") as err:
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
     assert err.value.line == 2
 
@@ -250,3 +252,63 @@ def test_a_queue_of_text_renders_as_a_mutable_jinja_does(go_renderer: GoRenderer
 def test_lists_go_cannot_follow_are_refused(source: str) -> None:
     with pytest.raises(templates.UnconvertibleTemplate):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+# Hermes-2-Pro's (and Command-R+'s) tool-schema renderer: a macro that calls itself, on a property, on `{"type": t}` for each
+# name of a list of types, and on `spec | items` (whose fields are all undefined: "list[Union[]]", as published)
+_PYTHON_TYPE = (
+    '{%- macro py(spec) %}{%- set basic = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"} %}'
+    '{%- if basic[spec.type] is defined %}{{- basic[spec.type] }}{%- elif spec.type == "array" %}{{- "list[" + py(spec|items) + "]" }}'
+    '{%- elif spec.type == "object" %}{%- if spec.additionalProperties is defined %}{{- "dict[str, " + py(spec.additionalProperties) + "]" }}'
+    '{%- else %}{{- "dict" }}{%- endif %}{%- elif spec.type is iterable %}{{- "Union[" }}{%- for t in spec.type %}{{- py({"type": t}) }}'
+    '{%- if not loop.last %}{{- "," }}{%- endif %}{%- endfor %}{{- "]" }}{%- else %}{{- "Any" }}{%- endif %}{%- endmacro %}'
+    '{%- for tool in tools %}{{ tool.function.name }}({% for name, p in tool.function.parameters.properties | items %}'
+    '{{- name + ": " + py(p) }}{% if not loop.last %}, {% endif %}{% endfor %}){% endfor %}{{ messages[0].content }}'
+)
+
+
+def _typed_tool(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object", "properties": properties}}}
+
+
+def test_a_macro_that_calls_itself_on_tool_schemas_converts(go_renderer: GoRenderer) -> None:
+    properties = {"a": {"type": "string"}, "b": {"type": "number"}, "c": {"type": "integer"}, "d": {"type": "boolean"},
+                  "e": {"type": "array", "items": {"type": "integer"}}, "f": {"type": "object"},
+                  "g": {"type": ["string", "integer"]}, "h": {"type": ["array", "object", "boolean"]}, "i": {"description": "no type"}}
+    expected, got = _rendered(_PYTHON_TYPE, _PLAIN, [_typed_tool(properties)], go_renderer)
+    assert "e: list[Union[]]" in expected and "g: Union[str,int]" in expected and "h: Union[list[Union[]],dict,bool]" in expected
+    assert "f: dict," in expected and "i: Union[]" in expected
+    assert got == expected
+
+
+@pytest.mark.parametrize(("source", "spec", "error"), [
+    # an unknown type name: Jinja walks its characters, each one again, until Python's recursion limit
+    (_PYTHON_TYPE, {"type": "null"}, RecursionError),
+    # Command-R+'s form reads a field of additionalProperties, which Ollama drops: Jinja fails on the undefined value
+    (_PYTHON_TYPE.replace("{%- if spec.additionalProperties is defined %}", "{%- if true %}"), {"type": "object"}, jinja2.UndefinedError),
+])
+def test_a_macro_that_calls_itself_fails_in_go_where_it_fails_in_jinja(source: str, spec: dict[str, Any], error: type, go_renderer: GoRenderer) -> None:
+    tool = [_typed_tool({"a": spec})]
+    with pytest.raises(error):
+        render(source, _PLAIN, add_generation_prompt=False, tools=tool)
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    with pytest.raises(RuntimeError, match="template error"):
+        go_renderer(conv.go_template, _PLAIN, tool)
+    assert go_renderer(conv.go_template, _PLAIN, [_typed_tool({"a": {"type": "string"}})]) == "f(a: str)Be brief. /no_think"
+
+
+_UNICODE = [{"role": "user", "content": "h\u00e9llo \u2603 \U0001F600"}]
+
+
+@pytest.mark.parametrize(("source", "conversations"), [
+    # a slice of text (Go slices bytes: ASCII text here), the call a piece of a concatenation
+    ("{% macro walk(x) %}{% if x %}[{{ walk(x[1:]) }}]{% endif %}{% endmacro %}{% for m in messages %}{{ walk(m.content) ~ '.' }}{% endfor %}",
+     [_PLAIN, _SPACED]),
+    # the characters of text, counted as Python counts them
+    ("{% macro walk(x, depth) %}{% for c in x %}<{{ c }}>{% if loop.last %}!{% endif %}{% if depth < 1 %}{{ walk(c, depth + 1) }}{% endif %}"
+     "{% endfor %}{% endmacro %}{% for m in messages %}{{ walk(m.content, 0) }}{% endfor %}", [_PLAIN, _SPACED, _UNICODE]),
+])
+def test_a_macro_that_calls_itself_on_text_converts(source: str, conversations: list[list[dict[str, Any]]], go_renderer: GoRenderer) -> None:
+    for messages in conversations:
+        expected, got = _rendered(source, messages, None, go_renderer)
+        assert got == expected, messages

@@ -98,6 +98,8 @@ class Filters(Core):
             # Go's type of a decoded JSON value tells what Python's would be (numbers: float64 in Go, int or float in Python)
             typ, types = f'(printf "%T" {self.expr(node.node)})', " ".join(go_string(t) for t in _VALUE_TYPES[name])
             return f"(eq {typ} {types})"
+        if kind == "string" and name in ("sequence", "iterable") and self.field_key(node.node) == ("property", "type"):
+            return "true"  # a name, a list of names, or unset (Jinja's undefined iterates as empty): each is a sequence
         if name == "string" or (kind == "string" and name in ("sequence", "iterable")):
             if kind != "string":
                 return "false"

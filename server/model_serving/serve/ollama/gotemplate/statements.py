@@ -64,7 +64,7 @@ class Statements(Core):
         return self.with_prelude(handler, node, scope)
 
     def s_Output(self, node: nodes.Output, scope: Scope) -> str:
-        return "".join(self.output_item(child) for child in node.nodes)
+        return "".join(self.recursive_output(child) if self.calls_recursive(child) else self.output_item(child) for child in node.nodes)
 
     def s_Continue(self, node: nodes.Continue, scope: Scope) -> str:
         return "{{ continue }}"
@@ -179,6 +179,8 @@ class Statements(Core):
             raise self.fail("a for loop over several targets other than dict.items()", node, "for")
         if self.is_reversed(node.iter):
             return self.for_reversed(node, scope)
+        if self.kind(node.iter) == "string":
+            return self.for_text(node, scope)
         view = self.seq_view(node.iter)
         bind = self.field_binding(node, view)
         loop = Loop(index=self.fresh("i"), iterable=view.base, target=bind or f"${node.target.name}", counter=self.counter)

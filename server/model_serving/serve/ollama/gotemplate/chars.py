@@ -1,0 +1,51 @@
+"""A loop over the characters of text (`for c in name`), and over a tool property's type.
+
+Go's range cannot walk a string, but `printf "%.*s" k s` is the first k characters of s (Go's precision counts runes,
+as Python counts code points), so the k-th character is what the first k+1 add to the first k; the count of characters
+is the number of prefixes shorter than the text. A property's type reaches a TEMPLATE as a list of names: Jinja sees
+one name as text (and walks its characters) and several as a list (and walks the names), so the loop is written both ways.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import nodes
+
+from model_serving.serve.ollama.gotemplate.core import Core, Loop
+
+
+class Chars(Core):
+    def for_text(self, node: nodes.For, scope: Any) -> str:
+        assert isinstance(node.target, nodes.Name)
+        if node.else_ or node.test is not None or node.recursive:
+            raise self.fail("a loop over the characters of text with else or an inline if", node, "for")
+        if self.field_key(node.iter) == ("property", "type"):
+            names = self.expr(node.iter.node) + ".Type"  # type: ignore[attr-defined]  # field_key checked it is a field
+            one = self.text_loop(node, scope, f"(index {names} 0)")
+            loop = Loop(index=self.fresh("i"), iterable=names, target=f"${node.target.name}", counter=self.counter)
+            many = self.loop_body(node, scope, loop)
+            return (f"{{{{ if eq (len {names}) 1 }}}}{one}{{{{ else }}}}{self.loop_setup(loop)}"
+                    f"{{{{ range {loop.index}, {loop.target} := {names} }}}}{self.loop_start(loop)}{many}{{{{ end }}}}{{{{ end }}}}")
+        return self.text_loop(node, scope, self.expr(node.iter))
+
+    def text_loop(self, node: nodes.For, scope: Any, text: str) -> str:
+        assert isinstance(node.target, nodes.Name)
+        held, count = self.fresh("s"), self.fresh("n")
+        loop = Loop(index=self.fresh("i"), iterable=held, target=f"${node.target.name}", counter=self.counter, total=count)
+        body = self.loop_body(node, scope, loop)
+        k = self.fresh("k")
+        counting = (f"{{{{ {held} := {text} }}}}{{{{ {count} := 0 }}}}{{{{ range {k} := len {held} }}}}"
+                    f'{{{{ if lt (len (printf "%.*s" {k} {held})) (len {held}) }}}}{{{{ {count} = len (printf "%*s " {k} "") }}}}{{{{ end }}}}{{{{ end }}}}')
+        char = (f'{{{{ {loop.target} := slice (printf "%.*s" (len (printf "%*s " {loop.index} "")) {held}) '
+                f'(len (printf "%.*s" {loop.index} {held})) }}}}')
+        return counting + self.loop_setup(loop) + f"{{{{ range {loop.index} := {count} }}}}{char}{self.loop_start(loop)}{body}{{{{ end }}}}"
+
+    def loop_body(self, node: nodes.For, scope: Any, loop: Loop) -> str:
+        assert isinstance(node.target, nodes.Name)
+        self.kinds[node.target.name] = "string"
+        self.loops.append(loop)
+        try:
+            return self.block(node.body, self.inner_scope(node, scope, {node.target.name}))
+        finally:
+            self.loops.pop()
