@@ -312,3 +312,15 @@ def test_a_macro_that_calls_itself_on_text_converts(source: str, conversations: 
     for messages in conversations:
         expected, got = _rendered(source, messages, None, go_renderer)
         assert got == expected, messages
+
+
+def test_indent_of_text_renders_as_jinja_does(go_renderer: GoRenderer) -> None:
+    # Command-R+'s `arguments | tojson(indent=4) | indent(8)`; Python ends lines at \r\n, \r, \v, \f, \x1c-\x1e, \x85, U+2028/9 too
+    source = ("{% for m in messages %}{{ m.content | indent(2) }}|{{ m.content | indent(3, true) }}|"
+              "{{ m.content | indent('> ', first=true, blank=true) }};{% endfor %}"
+              "{% for c in messages[1].tool_calls or [] %}{{ c.function.arguments | tojson(indent=4) | indent(8) }}{% endfor %}")
+    lines = [{"role": "user", "content": "a\r\nb\rc\x0bd\x0ce\x1cf\x85g\u2028h\u2029i\n\n\nj\n"}, {"role": "assistant", "content": ""},
+             {"role": "user", "content": "\n"}]
+    for messages in (_PLAIN, _SPACED, lines, _CALL):
+        expected, got = _rendered(source, messages, None, go_renderer)
+        assert got == expected, messages

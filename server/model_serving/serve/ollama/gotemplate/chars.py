@@ -4,6 +4,7 @@ Go's range cannot walk a string, but `printf "%.*s" k s` is the first k characte
 as Python counts code points), so the k-th character is what the first k+1 add to the first k; the count of characters
 is the number of prefixes shorter than the text. A property's type reaches a TEMPLATE as a list of names: Jinja sees
 one name as text (and walks its characters) and several as a list (and walks the names), so the loop is written both ways.
+`indent` walks the bytes of text once its line boundaries are all \n.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate.core import Core, Loop
+from model_serving.serve.ollama.gotemplate.text import go_string
 
 
 class Chars(Core):
@@ -49,3 +51,30 @@ class Chars(Core):
             return self.block(node.body, self.inner_scope(node, scope, {node.target.name}))
         finally:
             self.loops.pop()
+
+    def indented(self, node: nodes.Filter) -> str:
+        """`text | indent(width, first, blank)`: Python splits lines at every line boundary it knows and joins them with \\n."""
+        assert node.node is not None
+        names = ["width", "first", "blank"]
+        given = {**dict(zip(names, node.args, strict=False)), **{kw.key: kw.value for kw in node.kwargs}}
+        folded = {k: self.fold(v) for k, v in given.items()}
+        if set(given) - set(names) or node.dyn_args or node.dyn_kwargs or any(f is None for f in folded.values()):
+            raise self.fail("the filter 'indent' with arguments computed at render time", node, "indent")
+        values = {"width": 4, "first": False, "blank": False, **{k: f.value for k, f in folded.items() if f is not None}}
+        width = values["width"]
+        pad = width if isinstance(width, str) else " " * int(width)
+        text = self.expr(node.node)
+        for boundary in LINE_BOUNDARIES:
+            text = self.replaced(text, boundary, '"\\n"')
+        t, out, start, i = self.fresh("t"), self.fresh("o"), self.fresh("f"), self.fresh("i")
+        after = f'(len (printf "%*s " {i} ""))'
+        pads = "true" if values["blank"] else f'(and (lt {after} (len {t})) (ne (slice {t} {after} (len (printf "%*s  " {i} ""))) "\\n"))'
+        self.emit(f'{{{{ {t} := {text} }}}}{{{{ {out} := {go_string(pad if values["first"] else "")} }}}}{{{{ {start} := 0 }}}}'
+                  f'{{{{ range {i} := len {t} }}}}{{{{ if and (eq (slice {t} {i} {after}) "\\n") {pads} }}}}'
+                  f"{{{{ {out} = print {out} (slice {t} {start} {after}) {go_string(pad)} }}}}{{{{ {start} = {after} }}}}{{{{ end }}}}{{{{ end }}}}"
+                  f"{{{{ {out} = print {out} (slice {t} {start}) }}}}")
+        return out
+
+
+# str.splitlines() ends a line at each of these; indent joins the lines with \n (\r\n first: it is one boundary)
+LINE_BOUNDARIES = ["\r\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]

@@ -41,6 +41,8 @@ class Filters(Core):
         if name == "default" and node.args:
             self.note("`default(x)` becomes `or`, which also replaces empty values, not only undefined ones.")
             return f"(or {self.expr(node.node)} {self.expr(node.args[0])})"
+        if name == "indent" and self.kind(node.node) == "string":
+            return self.indented(node)
         if name in ("lower", "upper") and not node.args and self.kind(node.node) == "string":
             return self.recased(self.expr(node.node), upper=name == "upper")
         if name == "string" and (self.kind(node.node) == "bool" or (self.kind(node.node) in ("value", "scalar") and id(node) in self.scalar_strings)):
