@@ -217,7 +217,8 @@ def exact_conversions(results):
     """(name, Jinja source, BOS, EOS, Conversion) for every template that converted exactly (up to tool key order)."""
     out = []
     for r in results:
-        if r.status in ("exact", corpus.KEY_ORDER):  # the drawn conversations have no tools
+        renders_without_tools = any(s != "not applicable" for c, s in r.conversations.items() if c not in ("tools", corpus.SEVERAL_PROPERTIES))
+        if r.status in ("exact", corpus.KEY_ORDER) and renders_without_tools:  # the drawn conversations have no tools
             source = (corpus.CORPUS / f"{r.name}.jinja").read_text()
             bos, eos, adds_bos = corpus.tokens_for(r.name)
             out.append((r.name, source, bos, eos, templates.convert(source, bos_token=bos, eos_token=eos, runtime_adds_bos=adds_bos)))

@@ -95,7 +95,7 @@ class Converter(Recursion, Chars, Statements, Unroll, Expressions, Filters, Tool
 
 def convert_ast(source: str, ast: nodes.Template, *, bos: str, eos: str, runtime_adds_bos: bool) -> Converted:
     conv = Converter(source, bos, eos, runtime_adds_bos, hoist_macro_calls(inline_macros(ast)))
-    conv.recursive, conv.defines = recursive_macros(conv.ast), {}
+    conv.recursive, conv.defines, conv.inside = recursive_macros(conv.ast), {}, []
     body = conv.block(conv.ast.body, Scope({"messages", "tools", "add_generation_prompt"})) + conv.definitions()
     head = conv.preamble()
     if conv.dated:

@@ -56,7 +56,8 @@ class Chars(Core):
         """`text | indent(width, first, blank)`: Python splits lines at every line boundary it knows and joins them with \\n."""
         assert node.node is not None
         names = ["width", "first", "blank"]
-        given = {**dict(zip(names, node.args, strict=False)), **{kw.key: kw.value for kw in node.kwargs}}
+        given: dict[str, nodes.Expr] = dict(zip(names, node.args, strict=False))
+        given.update({str(kw.key): kw.value for kw in node.kwargs})
         folded = {k: self.fold(v) for k, v in given.items()}
         if set(given) - set(names) or node.dyn_args or node.dyn_kwargs or any(f is None for f in folded.values()):
             raise self.fail("the filter 'indent' with arguments computed at render time", node, "indent")

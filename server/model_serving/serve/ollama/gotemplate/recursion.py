@@ -39,6 +39,7 @@ def recursive_macros(ast: nodes.Template) -> dict[str, nodes.Macro]:
 class Recursion(Core):
     recursive: dict[str, nodes.Macro]
     defines: dict[tuple[str, str, str], tuple[str, str | None]]  # (macro, shape, constants) -> (define name, its text)
+    inside: list[tuple[tuple[str, str, str], str]]  # the defines being converted, each with its argument's Go variable
 
     def s_Macro(self, node: nodes.Macro, scope: Any) -> str:
         if node.name in self.recursive:
@@ -120,10 +121,10 @@ class Recursion(Core):
         if not data:
             return self.rendered_now(macro, bound, consts, call)
         param = data[0]
-        shape, go_arg, inner = self.shape(bound[param], macro, call)
+        shape, go_arg, inner = self.shape(bound[param], param, macro, call)
         if shape == "now":
             return self.rendered_now(macro, {**bound, param: inner}, consts, call)
-        return self.template_call(macro, param, shape, inner, consts, go_arg)
+        return self.template_call(call, macro, (param, shape, go_arg), inner, consts)
 
     def bind(self, macro: nodes.Macro, call: nodes.Call) -> dict[str, nodes.Expr]:
         params = [a.name for a in macro.args]
@@ -136,14 +137,14 @@ class Recursion(Core):
             bound.setdefault(name, defaults.get(name, nodes.Const(None)))
         return bound
 
-    def shape(self, arg: nodes.Expr, macro: nodes.Macro, call: nodes.Call) -> tuple[str, str, nodes.Expr]:
+    def shape(self, arg: nodes.Expr, param: str, macro: nodes.Macro, call: nodes.Call) -> tuple[str, str, nodes.Expr]:
         """(shape, Go argument, what the define's parameter stands for); shape "now" when the value is fixed."""
         if self.is_unset(arg):
             return "now", "", nodes.Name(_UNSET, "load")
         if self.opaque(arg):
             # a dict method (`spec.items`) or `spec | items`: its fields are all undefined, whatever the conversation
             stand_in: nodes.Expr = nodes.Getattr(nodes.Dict([]), arg.attr, "load") if isinstance(arg, nodes.Getattr) else nodes.Filter(nodes.Dict([]), "items", [], [], None, None)
-            if not self.shallow(macro):
+            if not self.shallow(macro, param):
                 raise self.fail(f"a macro that calls itself ({macro.name}) on a value it reads beyond its fields", call, macro.name)
             return "now", "", stand_in
         if isinstance(arg, nodes.Dict):
@@ -161,11 +162,18 @@ class Recursion(Core):
         kind = self.kind(runtime[0].value)
         if kind is None:
             raise self.fail(f"a macro that calls itself ({macro.name}) on a value whose type the converter cannot tell", call, macro.name)
-        fixed = {k.value: p.value for k, p in zip(keys, arg.items, strict=True) if p is not runtime[0] and k is not None}
+        fixed: dict[str, Any] = {}
+        for k, p in zip(keys, arg.items, strict=True):
+            if p is runtime[0] or k is None:
+                continue
+            value = self.fold(p.value)
+            if value is None:
+                raise self.fail(f"a macro that calls itself ({macro.name}) on a dict built at render time", call, macro.name)
+            fixed[k.value] = value.value
         key = next(k.value for k, p in zip(keys, arg.items, strict=True) if p is runtime[0] and k is not None)
-        shape = f"dict:{key}={kind}:" + repr(sorted((k, repr(self.fold(v).value if self.fold(v) else None)) for k, v in fixed.items()))
+        shape = f"dict:{key}={kind}:{sorted(fixed.items())!r}"
         return shape, self.expr(runtime[0].value), nodes.Dict([nodes.Pair(nodes.Const(key), nodes.Name("", "load")),
-                                                               *(nodes.Pair(nodes.Const(k), v) for k, v in fixed.items())])
+                                                               *(nodes.Pair(nodes.Const(k), nodes.Const(v)) for k, v in fixed.items())])
 
     def opaque(self, arg: nodes.Node) -> bool:
         """A dict method (`spec.items`, Jinja's attribute lookup finds it first) or `spec | items`, of a mapping."""
@@ -175,28 +183,27 @@ class Recursion(Core):
             return isinstance(arg.node, nodes.Dict) or self.kind(arg.node) in K.MAPPINGS
         return False
 
-    def shallow(self, macro: nodes.Macro) -> bool:
-        """Whether the macro reads its first parameter only through fields, tests and its own calls (never iterates or prints it)."""
-        name = macro.args[0].name if macro.args else ""
-        allowed: set[int] = set()
-        for n in macro.find_all((nodes.Getattr, nodes.Getitem, nodes.Test)):
-            allowed.add(id(n.node))
+    def shallow(self, macro: nodes.Macro, param: str) -> bool:
+        """Whether the macro reads the parameter only through fields, tests and its own calls (never iterates or prints it)."""
+        allowed = {id(getattr(n, "node", None)) for n in macro.find_all((nodes.Getattr, nodes.Getitem, nodes.Test))}
         for c in macro.find_all(nodes.Call):
             if self.recursive_call_of(c) is not None:
-                allowed |= {id(a) for a in c.args[:1]}
-                allowed |= {id(a.node) for a in c.args[:1] if isinstance(a, (nodes.Getattr, nodes.Filter))}
-        return all(id(n) in allowed for n in macro.find_all(nodes.Name) if n.name == name and n.ctx == "load")
+                allowed |= {id(a) for a in c.args} | {id(a.node) for a in c.args if isinstance(a, (nodes.Getattr, nodes.Filter))}
+        return all(id(n) in allowed for n in macro.find_all(nodes.Name) if n.name == param and n.ctx == "load")
 
-    def template_call(self, macro: nodes.Macro, param: str, shape: str, inner: nodes.Expr, consts: dict[str, Any], go_arg: str) -> str:
+    def template_call(self, call: nodes.Call, macro: nodes.Macro, how: tuple[str, str, str], inner: nodes.Expr, consts: dict[str, Any]) -> str:
+        param, shape, go_arg = how  # the parameter read from the conversation, the kind of its value, its Go expression
         key = (macro.name, shape, repr(sorted(consts.items(), key=lambda kv: kv[0])))
+        if (key, go_arg) in self.inside:
+            raise self.fail(f"a macro that calls itself ({macro.name}) with the arguments it was given (it never ends)", call, macro.name)
         if key not in self.defines:
             name = f"{macro.name}#{len(self.defines) + 1}"
             self.defines[key] = (name, None)  # a call inside the body finds the define it is in
-            self.defines[key] = (name, self.define(name, macro, param, shape, inner, consts))
+            self.defines[key] = (name, self.define(key, macro, param, shape, inner, consts))
         return f"{{{{ template {go_string(self.defines[key][0])} {go_arg} }}}}"
 
-    def define(self, name: str, macro: nodes.Macro, param: str, shape: str, inner: nodes.Expr, consts: dict[str, Any]) -> str:
-        var = f"__rec{len(self.defines)}"
+    def define(self, key: tuple[str, str, str], macro: nodes.Macro, param: str, shape: str, inner: nodes.Expr, consts: dict[str, Any]) -> str:
+        name, var = self.defines[key][0], f"__rec{len(self.defines)}"
         here = nodes.Name(var, "load")
         value: nodes.Expr = here
         if isinstance(inner, nodes.Dict):
@@ -208,9 +215,11 @@ class Recursion(Core):
         saved = (self.loops, self.captures, self.frames, dict(self.kinds))
         self.loops, self.captures, self.frames = [], [], []
         self.kinds[var] = shape.split(":")[1].split("=")[1] if shape.startswith("dict:") else shape
+        self.inside.append((key, f"${var}"))
         try:
             text = self.block(body, Scope({var}))
         finally:
+            self.inside.pop()
             self.loops, self.captures, self.frames, kinds = saved
             self.kinds = kinds
         return f"{{{{ define {go_string(name)} }}}}{{{{ ${var} := . }}}}{text}{{{{ end }}}}"
