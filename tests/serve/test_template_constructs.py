@@ -324,3 +324,28 @@ def test_indent_of_text_renders_as_jinja_does(go_renderer: GoRenderer) -> None:
     for messages in (_PLAIN, _SPACED, lines, _CALL):
         expected, got = _rendered(source, messages, None, go_renderer)
         assert got == expected, messages
+
+
+# MiniMax-M3's argument renderer: a macro that calls itself on each value inside a tool call's arguments (a constant passed along)
+_TO_XML = ("{%- set tag = ']<]m[>[' -%}{%- macro to_xml(val, ns) -%}{%- if val is mapping -%}{%- for k, v in val.items() if v is not none -%}"
+           "{{ ns }}<{{ k }}>{{ to_xml(v, ns) }}{{ ns }}</{{ k }}>{%- endfor -%}{%- elif val is iterable and val is not string -%}"
+           "{%- for item in val -%}{{ ns }}<item>{{ to_xml(item, ns) }}{{ ns }}</item>{%- endfor -%}{%- elif val is none -%}"
+           "{%- elif val is boolean -%}{{ val | tojson }}{%- else -%}{{ val }}{%- endif -%}{%- endmacro -%}"
+           "{%- for m in messages %}{% for c in m.tool_calls or [] %}{%- for k, v in c.function.arguments.items() if v is not none %}"
+           "{{- tag + '<' + k + '>' -}}{{- to_xml(v, tag) -}}{{- tag + '</' + k + '>' }}{% endfor %}{% endfor %}{{ m.content }}{% endfor %}")
+_NESTED_CALL = [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+    "name": "f", "arguments": {"a": [1, {"b": None, "c": True, "d": "x"}, [2.5, False, 0, ""]], "city": "Paris", "n": 3, "o": {"k": {"m": "deep"}},
+                               "z": None}}}]}]  # keys sorted at each level, the order Ollama hands a TEMPLATE
+
+
+@pytest.mark.parametrize(("source", "messages"), [
+    (_TO_XML, _NESTED_CALL),
+    # a loop over an argument's value: a list's items, text's characters, a mapping's keys
+    ("{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | items %}{{ k }}:"
+     "{% for x in v %}[{{ x }}{% if loop.last %}.{% endif %}]{% endfor %};{% endfor %}{% endfor %}{% endfor %}",
+     [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+         "name": "f", "arguments": {"a": [1, "b"], "m": {"x": 1, "y": 2}, "t": "h\u00e9"}}}]}]),
+])
+def test_a_macro_walking_call_arguments_converts(source: str, messages: list[dict[str, Any]], go_renderer: GoRenderer) -> None:
+    expected, got = _rendered(source, messages, None, go_renderer)
+    assert got == expected

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate.core import Core, Loop
-from model_serving.serve.ollama.gotemplate.text import go_string
+from model_serving.serve.ollama.gotemplate.text import go_failure, go_string
 
 
 class Chars(Core):
@@ -43,9 +43,31 @@ class Chars(Core):
                 f'(len (printf "%.*s" {loop.index} {held})) }}}}')
         return counting + self.loop_setup(loop) + f"{{{{ range {loop.index} := {count} }}}}{char}{self.loop_start(loop)}{body}{{{{ end }}}}"
 
-    def loop_body(self, node: nodes.For, scope: Any, loop: Loop) -> str:
+    def for_value(self, node: nodes.For, scope: Any) -> str:
+        """A loop over a call argument's value: its items if a list, its characters if text, its keys (sorted) if a mapping."""
         assert isinstance(node.target, nodes.Name)
-        self.kinds[node.target.name] = "string"
+        if node.else_ or node.test is not None or node.recursive:
+            raise self.fail("a loop over a tool-call argument with else or an inline if", node, "for")
+        held = self.fresh("v")
+        code = f"{{{{ {held} := {self.expr(node.iter)} }}}}"
+        items = Loop(index=self.fresh("i"), iterable=held, target=f"${node.target.name}", counter=self.counter)
+        listed = self.loop_body(node, scope, items, "value")
+        text = self.text_loop(node, scope, held)
+        keys = Loop(index=self.fresh("i"), iterable=held, target=f"${node.target.name}", counter=self.counter, total=f"(len {held})")
+        keyed = self.loop_body(node, scope, keys, "string")
+        kept = f"$kept{keys.counter}"
+        step = f'{{{{ {keys.index} = {kept} }}}}{{{{ {kept} = len (printf "%*s " {kept} "") }}}}'
+        return (code + f'{{{{ $type{items.counter} := printf "%T" {held} }}}}{{{{ if eq $type{items.counter} "[]interface {{}}" }}}}'
+                f"{self.loop_setup(items)}{{{{ range {items.index}, {items.target} := {held} }}}}{self.loop_start(items)}{listed}{{{{ end }}}}"
+                f'{{{{ else if eq $type{items.counter} "string" }}}}{text}'
+                f'{{{{ else if eq $type{items.counter} "map[string]interface {{}}" }}}}{self.loop_setup(keys)}{{{{ {kept} := 0 }}}}'
+                f"{{{{ {keys.index} := 0 }}}}{{{{ range {keys.target}, $_ := {held} }}}}{step}{self.loop_start(keys)}{keyed}{{{{ end }}}}"
+                f'{{{{ else }}}}{go_failure("a loop over a value that is not a list, text or mapping")}'
+                "{{ end }}")
+
+    def loop_body(self, node: nodes.For, scope: Any, loop: Loop, kind: str = "string") -> str:
+        assert isinstance(node.target, nodes.Name)
+        self.kinds[node.target.name] = kind
         self.loops.append(loop)
         try:
             return self.block(node.body, self.inner_scope(node, scope, {node.target.name}))

@@ -68,6 +68,8 @@ class Filters(Core):
                 self.note(DEFINED_NOTE)
             test = "true" if always else self.truth(node.node)
             return test if name == "defined" else f"(not {test})"
+        if name == "none" and kind in ("value", "scalar"):
+            return f'(eq (printf "%T" {self.expr(node.node)}) "<nil>")'  # JSON null, not false, 0 or ""
         if name == "none":
             # a field Ollama always fills (a message's content: "" when empty) is never none
             return "false" if self.field_key(node.node) in K.ALWAYS_SET else f"(not {self.truth(node.node)})"

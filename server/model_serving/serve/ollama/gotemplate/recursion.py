@@ -22,7 +22,7 @@ from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.core import Core, runtime_names
 from model_serving.serve.ollama.gotemplate.macros import macro_body
 from model_serving.serve.ollama.gotemplate.statements import Scope
-from model_serving.serve.ollama.gotemplate.text import go_string
+from model_serving.serve.ollama.gotemplate.text import go_failure, go_string
 from model_serving.util.chat_template import environment
 
 FAILS_NOTE = ("Where the chat template itself fails in Jinja ({call}), the TEMPLATE stops with an error at the same point: "
@@ -122,6 +122,7 @@ class Recursion(Core):
             return self.rendered_now(macro, bound, consts, call)
         param = data[0]
         shape, go_arg, inner = self.shape(bound[param], param, macro, call)
+        self.alive.append(inner)
         if shape == "now":
             return self.rendered_now(macro, {**bound, param: inner}, consts, call)
         return self.template_call(call, macro, (param, shape, go_arg), inner, consts)
@@ -210,6 +211,7 @@ class Recursion(Core):
             value = nodes.Dict([nodes.Pair(p.key, here if isinstance(p.value, nodes.Name) and not p.value.name else p.value) for p in inner.items])
         bound = {param: value, **{k: nodes.Const(v) for k, v in consts.items()}}
         body = [DictReads().visit(n) for n in macro_body(macro, bound)]
+        self.alive.append(body)
         self.check_reads(macro, body, var)
         self.runtime |= runtime_names(nodes.Template(body), self.namespaces, {var})
         saved = (self.loops, self.captures, self.frames, dict(self.kinds))
@@ -242,7 +244,7 @@ class Recursion(Core):
             raise self.fail(f"a macro that calls itself ({macro.name}) without end", call, macro.name) from None
         except Exception as exc:  # noqa: BLE001 - the template's own failure, carried over
             self.note(FAILS_NOTE.format(call=f"{macro.name} on a value Ollama leaves unset: {type(exc).__name__}"))
-            return f"{{{{ template {go_string(f'the chat template fails here in Jinja ({macro.name}: {exc})')} }}}}"
+            return go_failure(f"{macro.name}: {exc}")
         return self.write_text(text)
 
 
