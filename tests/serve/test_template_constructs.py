@@ -274,10 +274,11 @@ def _typed_tool(properties: dict[str, Any]) -> dict[str, Any]:
 def test_a_macro_that_calls_itself_on_tool_schemas_converts(go_renderer: GoRenderer) -> None:
     properties = {"a": {"type": "string"}, "b": {"type": "number"}, "c": {"type": "integer"}, "d": {"type": "boolean"},
                   "e": {"type": "array", "items": {"type": "integer"}}, "f": {"type": "object"},
-                  "g": {"type": ["string", "integer"]}, "h": {"type": ["array", "object", "boolean"]}, "i": {"description": "no type"}}
+                  "g": {"type": ["string", "integer"]}, "h": {"type": ["array", "object", "boolean"]}, "i": {"description": "no type"},
+                  "j": {"type": ["string", ""]}}
     expected, got = _rendered(_PYTHON_TYPE, _PLAIN, [_typed_tool(properties)], go_renderer)
     assert "e: list[Union[]]" in expected and "g: Union[str,int]" in expected and "h: Union[list[Union[]],dict,bool]" in expected
-    assert "f: dict," in expected and "i: Union[]" in expected
+    assert "f: dict," in expected and "i: Union[]" in expected and "j: Union[str,Union[]]" in expected
     assert got == expected
 
 

@@ -68,6 +68,7 @@ class Chars(Core):
     def loop_body(self, node: nodes.For, scope: Any, loop: Loop, kind: str = "string") -> str:
         assert isinstance(node.target, nodes.Name)
         self.kinds[node.target.name] = kind
+        (self.always_text.add if kind == "string" else self.always_text.discard)(node.target.name)  # a character, a name, a key
         self.loops.append(loop)
         try:
             return self.block(node.body, self.inner_scope(node, scope, {node.target.name}))

@@ -153,7 +153,7 @@ class Recursion(Core):
         kind = self.kind(arg)
         if kind is None or kind == "mapping":
             raise self.fail(f"a macro that calls itself ({macro.name}) on a value whose type the converter cannot tell", call, macro.name)
-        return kind, self.expr(arg), nodes.Name("", "load")
+        return kind + self.text_mark(arg, kind), self.expr(arg), nodes.Name("", "load")
 
     def dict_shape(self, arg: nodes.Dict, macro: nodes.Macro, call: nodes.Call) -> tuple[str, str, nodes.Expr]:
         keys = [self.fold(p.key) for p in arg.items]
@@ -172,9 +172,13 @@ class Recursion(Core):
                 raise self.fail(f"a macro that calls itself ({macro.name}) on a dict built at render time", call, macro.name)
             fixed[k.value] = value.value
         key = next(k.value for k, p in zip(keys, arg.items, strict=True) if p is runtime[0] and k is not None)
-        shape = f"dict:{key}={kind}:{sorted(fixed.items())!r}"
+        shape = f"dict:{key}={kind}{self.text_mark(runtime[0].value, kind)}:{sorted(fixed.items())!r}"
         return shape, self.expr(runtime[0].value), nodes.Dict([nodes.Pair(nodes.Const(key), nodes.Name("", "load")),
                                                                *(nodes.Pair(nodes.Const(k), nodes.Const(v)) for k, v in fixed.items())])
+
+    def text_mark(self, arg: nodes.Node, kind: str) -> str:
+        """"!" for text that is set in every conversation (never undefined): the define's tests on it need not ask."""
+        return "!" if kind == "string" and self.is_always_text(arg) else ""
 
     def opaque(self, arg: nodes.Node) -> bool:
         """A dict method (`spec.items`, Jinja's attribute lookup finds it first) or `spec | items`, of a mapping."""
@@ -214,9 +218,12 @@ class Recursion(Core):
         self.alive.append(body)
         self.check_reads(macro, body, var)
         self.runtime |= runtime_names(nodes.Template(body), self.namespaces, {var})
-        saved = (self.loops, self.captures, self.frames, dict(self.kinds))
+        saved = (self.loops, self.captures, self.frames, dict(self.kinds))  # read before the define's own kinds are set
         self.loops, self.captures, self.frames = [], [], []
-        self.kinds[var] = shape.split(":")[1].split("=")[1] if shape.startswith("dict:") else shape
+        kind = shape.split(":")[1].split("=")[1] if shape.startswith("dict:") else shape
+        self.kinds[var] = kind.rstrip("!")
+        if kind.endswith("!"):
+            self.always_text.add(var)
         self.inside.append((key, f"${var}"))
         try:
             text = self.block(body, Scope({var}))
