@@ -159,6 +159,17 @@ def test_str_of_a_value_that_may_be_a_list_is_refused() -> None:
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 
+@pytest.mark.parametrize("body", [
+    "{{ messages[0].role }}{% if x %}{{ walk(x[1:]) }}{% endif %}",  # the conversation, which a Go define does not see
+    "{% set ns.n = x %}{% if x %}{{ walk(x[1:]) }}{% endif %}",  # the caller's namespace, likewise
+])
+def test_a_recursive_macro_reading_the_templates_state_is_refused(body: str) -> None:
+    source = ("{% set ns = namespace(n='') %}{% macro walk(x) %}" + body + "{% endmacro %}"
+              "{% for m in messages %}{{ walk(m.content) }}{% endfor %}{{ ns.n }}")
+    with pytest.raises(templates.UnconvertibleTemplate, match="a macro that calls itself"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
 def test_a_recursive_macro_whose_text_feeds_an_expression_is_refused_with_its_line() -> None:
     # Go's {{template}} writes its text out: it cannot hand it back to a filter
     source = "\n{% macro walk(x) %}{% if x %}{{ walk(x[1:]) }}{% endif %}{% endmacro %}{{ walk(messages[0].content) | trim }}"

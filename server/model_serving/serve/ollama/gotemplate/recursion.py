@@ -237,9 +237,11 @@ class Recursion(Core):
         """A define sees only its argument: a body reading the template's conversation variables cannot be one."""
         template = nodes.Template(body)
         own = {var} | {n.name for n in template.find_all(nodes.Name) if n.ctx in ("store", "param")}
+        for ref in template.find_all(nodes.NSRef):
+            raise self.fail(f"a macro that calls itself ({macro.name}) and sets namespace state ({ref.name}.{ref.attr}; a Go define keeps no state across calls)", ref, ref.name)
         for n in template.find_all(nodes.Name):
-            if n.ctx == "load" and n.name in self.runtime and n.name not in own and n.name != "loop":
-                raise self.fail(f"a macro that calls itself ({macro.name}) and reads {n.name} from the template", n, n.name)
+            if n.ctx == "load" and (n.name in self.runtime or n.name in self.namespaces) and n.name not in own and n.name != "loop":
+                raise self.fail(f"a macro that calls itself ({macro.name}) and reads the template's {n.name}", n, n.name)
 
     def rendered_now(self, macro: nodes.Macro, bound: dict[str, nodes.Expr], consts: dict[str, Any], call: nodes.Call) -> str:
         """A call whose arguments hold nothing from the conversation: its text, rendered at registration."""
