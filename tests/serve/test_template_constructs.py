@@ -316,6 +316,9 @@ _UNICODE = [{"role": "user", "content": "h\u00e9llo \u2603 \U0001F600"}]
     # a slice of text (Go slices bytes: ASCII text here), the call a piece of a concatenation
     ("{% macro walk(x) %}{% if x %}[{{ walk(x[1:]) }}]{% endif %}{% endmacro %}{% for m in messages %}{{ walk(m.content) ~ '.' }}{% endfor %}",
      [_PLAIN, _SPACED]),
+    # a parameter only passed on to the macro's own calls (gpt-oss's required_params) takes no part: the call reads one value
+    ("{% macro walk(x, seen) %}{% if x %}[{{ walk(x[1:], seen) }}]{% endif %}{% endmacro %}"
+     "{% for m in messages %}{{ walk(m.content, m.role) }}{% endfor %}", [_PLAIN]),
     # the characters of text, counted as Python counts them
     ("{% macro walk(x, depth) %}{% for c in x %}<{{ c }}>{% if loop.last %}!{% endif %}{% if depth < 1 %}{{ walk(c, depth + 1) }}{% endif %}"
      "{% endfor %}{% endmacro %}{% for m in messages %}{{ walk(m.content, 0) }}{% endfor %}", [_PLAIN, _SPACED, _UNICODE]),

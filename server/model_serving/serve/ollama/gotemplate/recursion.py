@@ -105,7 +105,7 @@ class Recursion(Core):
             raise self.fail(f"a macro that calls itself ({macro.name}) inside text kept in a variable", call, macro.name)
         if call.dyn_args or call.dyn_kwargs:
             raise self.fail(f"a macro that calls itself ({macro.name}) with *args or **kwargs", call, macro.name)
-        bound = self.bind(macro, call)
+        bound = {name: arg if name not in unused_params(macro) else nodes.Const(None) for name, arg in self.bind(macro, call).items()}
         data = [name for name, arg in bound.items() if self.depends(arg)]
         if len(data) > 1:
             raise self.fail(f"a macro that calls itself ({macro.name}) with several arguments read from the conversation "
@@ -255,6 +255,18 @@ class Recursion(Core):
             self.note(FAILS_NOTE.format(call=f"{macro.name} on a value Ollama leaves unset: {type(exc).__name__}"))
             return go_failure(f"{macro.name}: {exc}")
         return self.write_text(text)
+
+
+def unused_params(macro: nodes.Macro) -> set[str]:
+    """Parameters the macro reads only to pass on, in their own place, to its own calls: they cannot change its text."""
+    params = [a.name for a in macro.args]
+    passed: set[int] = set()
+    for c in macro.find_all(nodes.Call):
+        if isinstance(c.node, nodes.Name) and c.node.name == macro.name:
+            passed |= {id(a) for i, a in enumerate(c.args) if isinstance(a, nodes.Name) and i < len(params) and a.name == params[i]}
+            passed |= {id(kw.value) for kw in c.kwargs if isinstance(kw.value, nodes.Name) and kw.value.name == kw.key}
+    loads = [n for n in macro.find_all(nodes.Name) if n.ctx == "load"]
+    return {p for p in params if all(id(n) in passed for n in loads if n.name == p)}
 
 
 class DictReads:
