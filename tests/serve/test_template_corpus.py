@@ -293,3 +293,10 @@ def test_messages_compare_by_value_as_python_dicts_do(go_renderer: GoRenderer) -
     assert go_renderer(conv.go_template, messages, None) == expected
     same = messages[:3]  # the first and the last user turns are equal dicts: Python marks both
     assert go_renderer(conv.go_template, same, None) == render(source, same, add_generation_prompt=True) == "*a;b;*a;"
+
+
+def test_the_go_renderer_refuses_a_template_call_without_an_argument(go_renderer: GoRenderer) -> None:
+    # Ollama's Vars() reads the pipe of every {{template}} action, nil for one without an argument: Ollama panics on it
+    bare = '{{ define "x" }}x{{ end }}{{ template "x" }}{{ range .Messages }}{{ .Content }}{{ end }}'
+    assert "no argument" in go_renderer.run({"template": bare, "messages": []})["error"]
+    assert go_renderer(bare.replace('"x" }}{{ range', '"x" "" }}{{ range'), [{"role": "user", "content": "y"}], None) == "xy"
