@@ -59,6 +59,10 @@ func parseTemplate(text string) (*template.Template, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if name := bareTemplateCall(tmpl); name != "" {
+		// Ollama's Vars() reads the pipe of every {{template}} action without a nil check: one with no argument panics it.
+		return nil, nil, fmt.Errorf("{{template %q}} has no argument: Ollama's Vars() panics on its nil pipe", name)
+	}
 	vars := identifiers(tmpl)
 	if !contains(vars, "messages") && !contains(vars, "response") {
 		// Ollama appends a {{ .Response }} action to such templates.
@@ -80,6 +84,42 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// bareTemplateCall names a {{template "name"}} action without an argument, in any defined template ("" if none).
+func bareTemplateCall(tmpl *template.Template) string {
+	found := ""
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.TemplateNode:
+			if n.Pipe == nil && found == "" {
+				found = n.Name
+			}
+		case *parse.IfNode:
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.List)
+			walk(n.ElseList)
+		}
+	}
+	for _, t := range tmpl.Templates() {
+		if t.Tree != nil {
+			walk(t.Tree.Root)
+		}
+	}
+	return found
 }
 
 // identifiers lists the lower-cased field and variable names a template uses.

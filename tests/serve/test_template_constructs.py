@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jinja2
 import pytest
 from ollama_double import GoRenderer
 
@@ -158,9 +159,21 @@ def test_str_of_a_value_that_may_be_a_list_is_refused() -> None:
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 
-def test_a_recursive_macro_is_refused_with_its_line() -> None:
-    source = "\n{% macro walk(x) %}{% if x %}{{ walk(x[1:]) }}{% endif %}{% endmacro %}{{ walk(messages[0].content) ~ '.' }}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="a macro") as err:
+@pytest.mark.parametrize("body", [
+    "{{ messages[0].role }}{% if x %}{{ walk(x[1:]) }}{% endif %}",  # the conversation, which a Go define does not see
+    "{% set ns.n = x %}{% if x %}{{ walk(x[1:]) }}{% endif %}",  # the caller's namespace, likewise
+])
+def test_a_recursive_macro_reading_the_templates_state_is_refused(body: str) -> None:
+    source = ("{% set ns = namespace(n='') %}{% macro walk(x) %}" + body + "{% endmacro %}"
+              "{% for m in messages %}{{ walk(m.content) }}{% endfor %}{{ ns.n }}")
+    with pytest.raises(templates.UnconvertibleTemplate, match="a macro that calls itself"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_a_recursive_macro_whose_text_feeds_an_expression_is_refused_with_its_line() -> None:
+    # Go's {{template}} writes its text out: it cannot hand it back to a filter
+    source = "\n{% macro walk(x) %}{% if x %}{{ walk(x[1:]) }}{% endif %}{% endmacro %}{{ walk(messages[0].content) | trim }}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="a macro that calls itself") as err:
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
     assert err.value.line == 2
 
@@ -250,3 +263,104 @@ def test_a_queue_of_text_renders_as_a_mutable_jinja_does(go_renderer: GoRenderer
 def test_lists_go_cannot_follow_are_refused(source: str) -> None:
     with pytest.raises(templates.UnconvertibleTemplate):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+# Hermes-2-Pro's (and Command-R+'s) tool-schema renderer: a macro that calls itself, on a property, on `{"type": t}` for each
+# name of a list of types, and on `spec | items` (whose fields are all undefined: "list[Union[]]", as published)
+_PYTHON_TYPE = (
+    '{%- macro py(spec) %}{%- set basic = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"} %}'
+    '{%- if basic[spec.type] is defined %}{{- basic[spec.type] }}{%- elif spec.type == "array" %}{{- "list[" + py(spec|items) + "]" }}'
+    '{%- elif spec.type == "object" %}{%- if spec.additionalProperties is defined %}{{- "dict[str, " + py(spec.additionalProperties) + "]" }}'
+    '{%- else %}{{- "dict" }}{%- endif %}{%- elif spec.type is iterable %}{{- "Union[" }}{%- for t in spec.type %}{{- py({"type": t}) }}'
+    '{%- if not loop.last %}{{- "," }}{%- endif %}{%- endfor %}{{- "]" }}{%- else %}{{- "Any" }}{%- endif %}{%- endmacro %}'
+    '{%- for tool in tools %}{{ tool.function.name }}({% for name, p in tool.function.parameters.properties | items %}'
+    '{{- name + ": " + py(p) }}{% if not loop.last %}, {% endif %}{% endfor %}){% endfor %}{{ messages[0].content }}'
+)
+
+
+def _typed_tool(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object", "properties": properties}}}
+
+
+def test_a_macro_that_calls_itself_on_tool_schemas_converts(go_renderer: GoRenderer) -> None:
+    properties = {"a": {"type": "string"}, "b": {"type": "number"}, "c": {"type": "integer"}, "d": {"type": "boolean"},
+                  "e": {"type": "array", "items": {"type": "integer"}}, "f": {"type": "object"},
+                  "g": {"type": ["string", "integer"]}, "h": {"type": ["array", "object", "boolean"]}, "i": {"description": "no type"},
+                  "j": {"type": ["string", ""]}}
+    expected, got = _rendered(_PYTHON_TYPE, _PLAIN, [_typed_tool(properties)], go_renderer)
+    assert "e: list[Union[]]" in expected and "g: Union[str,int]" in expected and "h: Union[list[Union[]],dict,bool]" in expected
+    assert "f: dict," in expected and "i: Union[]" in expected and "j: Union[str,Union[]]" in expected
+    assert got == expected
+
+
+@pytest.mark.parametrize(("source", "spec", "error"), [
+    # an unknown type name: Jinja walks its characters, each one again, until Python's recursion limit
+    (_PYTHON_TYPE, {"type": "null"}, RecursionError),
+    # Command-R+'s form reads a field of additionalProperties, which Ollama drops: Jinja fails on the undefined value
+    (_PYTHON_TYPE.replace("{%- if spec.additionalProperties is defined %}", "{%- if true %}"), {"type": "object"}, jinja2.UndefinedError),
+])
+def test_a_macro_that_calls_itself_fails_in_go_where_it_fails_in_jinja(source: str, spec: dict[str, Any], error: type, go_renderer: GoRenderer) -> None:
+    tool = [_typed_tool({"a": spec})]
+    with pytest.raises(error):
+        render(source, _PLAIN, add_generation_prompt=False, tools=tool)
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    with pytest.raises(RuntimeError, match="template error"):
+        go_renderer(conv.go_template, _PLAIN, tool)
+    assert go_renderer(conv.go_template, _PLAIN, [_typed_tool({"a": {"type": "string"}})]) == "f(a: str)Be brief. /no_think"
+
+
+_UNICODE = [{"role": "user", "content": "h\u00e9llo \u2603 \U0001F600"}]
+
+
+@pytest.mark.parametrize(("source", "conversations"), [
+    # a slice of text (Go slices bytes: ASCII text here), the call a piece of a concatenation
+    ("{% macro walk(x) %}{% if x %}[{{ walk(x[1:]) }}]{% endif %}{% endmacro %}{% for m in messages %}{{ walk(m.content) ~ '.' }}{% endfor %}",
+     [_PLAIN, _SPACED]),
+    # a parameter only passed on to the macro's own calls (gpt-oss's required_params) takes no part: the call reads one value
+    ("{% macro walk(x, seen) %}{% if x %}[{{ walk(x[1:], seen) }}]{% endif %}{% endmacro %}"
+     "{% for m in messages %}{{ walk(m.content, m.role) }}{% endfor %}", [_PLAIN]),
+    # the characters of text, counted as Python counts them
+    ("{% macro walk(x, depth) %}{% for c in x %}<{{ c }}>{% if loop.last %}!{% endif %}{% if depth < 1 %}{{ walk(c, depth + 1) }}{% endif %}"
+     "{% endfor %}{% endmacro %}{% for m in messages %}{{ walk(m.content, 0) }}{% endfor %}", [_PLAIN, _SPACED, _UNICODE]),
+])
+def test_a_macro_that_calls_itself_on_text_converts(source: str, conversations: list[list[dict[str, Any]]], go_renderer: GoRenderer) -> None:
+    for messages in conversations:
+        expected, got = _rendered(source, messages, None, go_renderer)
+        assert got == expected, messages
+
+
+def test_indent_of_text_renders_as_jinja_does(go_renderer: GoRenderer) -> None:
+    # Command-R+'s `arguments | tojson(indent=4) | indent(8)`; Python ends lines at \r\n, \r, \v, \f, \x1c-\x1e, \x85, U+2028/9 too
+    source = ("{% for m in messages %}{{ m.content | indent(2) }}|{{ m.content | indent(3, true) }}|"
+              "{{ m.content | indent('> ', first=true, blank=true) }};{% endfor %}"
+              "{% for c in messages[1].tool_calls or [] %}{{ c.function.arguments | tojson(indent=4) | indent(8) }}{% endfor %}")
+    lines = [{"role": "user", "content": "a\r\nb\rc\x0bd\x0ce\x1cf\x85g\u2028h\u2029i\n\n\nj\n"}, {"role": "assistant", "content": ""},
+             {"role": "user", "content": "\n"}]
+    for messages in (_PLAIN, _SPACED, lines, _CALL):
+        expected, got = _rendered(source, messages, None, go_renderer)
+        assert got == expected, messages
+
+
+# MiniMax-M3's argument renderer: a macro that calls itself on each value inside a tool call's arguments (a constant passed along)
+_TO_XML = ("{%- set tag = ']<]m[>[' -%}{%- macro to_xml(val, ns) -%}{%- if val is mapping -%}{%- for k, v in val.items() if v is not none -%}"
+           "{{ ns }}<{{ k }}>{{ to_xml(v, ns) }}{{ ns }}</{{ k }}>{%- endfor -%}{%- elif val is iterable and val is not string -%}"
+           "{%- for item in val -%}{{ ns }}<item>{{ to_xml(item, ns) }}{{ ns }}</item>{%- endfor -%}{%- elif val is none -%}"
+           "{%- elif val is boolean -%}{{ val | tojson }}{%- else -%}{{ val }}{%- endif -%}{%- endmacro -%}"
+           "{%- for m in messages %}{% for c in m.tool_calls or [] %}{%- for k, v in c.function.arguments.items() if v is not none %}"
+           "{{- tag + '<' + k + '>' -}}{{- to_xml(v, tag) -}}{{- tag + '</' + k + '>' }}{% endfor %}{% endfor %}{{ m.content }}{% endfor %}")
+_NESTED_CALL = [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+    "name": "f", "arguments": {"a": [1, {"b": None, "c": True, "d": "x"}, [2.5, False, 0, ""]], "city": "Paris", "n": 3, "o": {"k": {"m": "deep"}},
+                               "z": None}}}]}]  # keys sorted at each level, the order Ollama hands a TEMPLATE
+
+
+@pytest.mark.parametrize(("source", "messages"), [
+    (_TO_XML, _NESTED_CALL),
+    # a loop over an argument's value: a list's items, text's characters, a mapping's keys
+    ("{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | items %}{{ k }}:"
+     "{% for x in v %}[{{ x }}{% if loop.last %}.{% endif %}]{% endfor %};{% endfor %}{% endfor %}{% endfor %}",
+     [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+         "name": "f", "arguments": {"a": [1, "b"], "m": {"x": 1, "y": 2}, "t": "h\u00e9"}}}]}]),
+])
+def test_a_macro_walking_call_arguments_converts(source: str, messages: list[dict[str, Any]], go_renderer: GoRenderer) -> None:
+    expected, got = _rendered(source, messages, None, go_renderer)
+    assert got == expected

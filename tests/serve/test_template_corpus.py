@@ -96,7 +96,9 @@ def test_every_template_is_exact_or_refused_with_a_named_construct(results) -> N
     for r in results:
         if r.status in ("exact", *KNOWN_DIFFERENCES):
             compared = {c: s for c, s in r.conversations.items() if s != "not applicable"}
-            assert len(compared) >= 3 and all(s == "equal" for c, s in compared.items() if c != corpus.SEVERAL_PROPERTIES), (r.name, r.conversations)
+            # a tool_use template (Hermes's) renders only with tools: then both tool conversations are compared
+            tools_only = set(compared) == {"tools", corpus.SEVERAL_PROPERTIES}
+            assert (len(compared) >= 3 or tools_only) and all(s == "equal" for c, s in compared.items() if c != corpus.SEVERAL_PROPERTIES), (r.name, r.conversations)
             assert (r.status == corpus.KEY_ORDER) == (compared.get(corpus.SEVERAL_PROPERTIES) == corpus.KEY_ORDER), (r.name, r.conversations)
         if r.status == "refused":
             assert "(line " in r.reason, r.reason
@@ -215,7 +217,8 @@ def exact_conversions(results):
     """(name, Jinja source, BOS, EOS, Conversion) for every template that converted exactly (up to tool key order)."""
     out = []
     for r in results:
-        if r.status in ("exact", corpus.KEY_ORDER):  # the drawn conversations have no tools
+        renders_without_tools = any(s != "not applicable" for c, s in r.conversations.items() if c not in ("tools", corpus.SEVERAL_PROPERTIES))
+        if r.status in ("exact", corpus.KEY_ORDER) and renders_without_tools:  # the drawn conversations have no tools
             source = (corpus.CORPUS / f"{r.name}.jinja").read_text()
             bos, eos, adds_bos = corpus.tokens_for(r.name)
             out.append((r.name, source, bos, eos, templates.convert(source, bos_token=bos, eos_token=eos, runtime_adds_bos=adds_bos)))
@@ -290,3 +293,10 @@ def test_messages_compare_by_value_as_python_dicts_do(go_renderer: GoRenderer) -
     assert go_renderer(conv.go_template, messages, None) == expected
     same = messages[:3]  # the first and the last user turns are equal dicts: Python marks both
     assert go_renderer(conv.go_template, same, None) == render(source, same, add_generation_prompt=True) == "*a;b;*a;"
+
+
+def test_the_go_renderer_refuses_a_template_call_without_an_argument(go_renderer: GoRenderer) -> None:
+    # Ollama's Vars() reads the pipe of every {{template}} action, nil for one without an argument: Ollama panics on it
+    bare = '{{ define "x" }}x{{ end }}{{ template "x" }}{{ range .Messages }}{{ .Content }}{{ end }}'
+    assert "no argument" in go_renderer.run({"template": bare, "messages": []})["error"]
+    assert go_renderer(bare.replace('"x" }}{{ range', '"x" "" }}{{ range'), [{"role": "user", "content": "y"}], None) == "xy"

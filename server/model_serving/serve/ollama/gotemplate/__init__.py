@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import nodes
 from jinja2.utils import Namespace
 
+from model_serving.serve.ollama.gotemplate.chars import Chars
 from model_serving.serve.ollama.gotemplate.collect import Collect
 from model_serving.serve.ollama.gotemplate.core import Core, UnconvertibleTemplate
 from model_serving.serve.ollama.gotemplate.expressions import Expressions
@@ -24,6 +25,7 @@ from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inli
 from model_serving.serve.ollama.gotemplate.negative import Negative
 from model_serving.serve.ollama.gotemplate.queues import Queues
 from model_serving.serve.ollama.gotemplate.records import Records
+from model_serving.serve.ollama.gotemplate.recursion import Recursion, recursive_macros
 from model_serving.serve.ollama.gotemplate.statements import Scope, Statements
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
 from model_serving.serve.ollama.gotemplate.tooljson import ToolJSON
@@ -48,7 +50,7 @@ class Converted:
     dated: bool = False
 
 
-class Converter(Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Negative, Queues, Records, Collect, Core):
+class Converter(Recursion, Chars, Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Negative, Queues, Records, Collect, Core):
     def describe(self, node: nodes.Node) -> str:
         if isinstance(node, nodes.Macro):
             names = {n.name for n in node.find_all(nodes.Name)}
@@ -93,7 +95,8 @@ class Converter(Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Negat
 
 def convert_ast(source: str, ast: nodes.Template, *, bos: str, eos: str, runtime_adds_bos: bool) -> Converted:
     conv = Converter(source, bos, eos, runtime_adds_bos, hoist_macro_calls(inline_macros(ast)))
-    body = conv.block(conv.ast.body, Scope({"messages", "tools", "add_generation_prompt"}))
+    conv.recursive, conv.defines, conv.inside = recursive_macros(conv.ast), {}, []
+    body = conv.block(conv.ast.body, Scope({"messages", "tools", "add_generation_prompt"})) + conv.definitions()
     head = conv.preamble()
     if conv.dated:
         head = "{{/* The date in this prompt was fixed at registration (the chat template calls strftime_now); re-register to move it. */}}" + head

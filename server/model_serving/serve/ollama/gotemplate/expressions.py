@@ -189,6 +189,8 @@ class Expressions(Core):
         kind = self.kind(node.node)
         if kind == "string":
             return not hasattr(str, attr)  # `content[0].type`: Jinja finds no such attribute on text
+        if kind in K.KEPT_KEYS:
+            return attr not in K.KEPT_KEYS[kind] and not hasattr(dict, attr)
         return kind in K.CLOSED and attr not in K.FIELDS[kind or ""] and (kind, attr) not in K.FIXED and not hasattr(dict, attr)
 
     def loop_attr(self, attr: str, node: nodes.Node) -> str:

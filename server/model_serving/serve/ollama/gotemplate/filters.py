@@ -41,6 +41,8 @@ class Filters(Core):
         if name == "default" and node.args:
             self.note("`default(x)` becomes `or`, which also replaces empty values, not only undefined ones.")
             return f"(or {self.expr(node.node)} {self.expr(node.args[0])})"
+        if name == "indent" and self.kind(node.node) == "string":
+            return self.indented(node)
         if name in ("lower", "upper") and not node.args and self.kind(node.node) == "string":
             return self.recased(self.expr(node.node), upper=name == "upper")
         if name == "string" and (self.kind(node.node) == "bool" or (self.kind(node.node) in ("value", "scalar") and id(node) in self.scalar_strings)):
@@ -66,6 +68,8 @@ class Filters(Core):
                 self.note(DEFINED_NOTE)
             test = "true" if always else self.truth(node.node)
             return test if name == "defined" else f"(not {test})"
+        if name == "none" and kind in ("value", "scalar"):
+            return f'(eq (printf "%T" {self.expr(node.node)}) "<nil>")'  # JSON null, not false, 0 or ""
         if name == "none":
             # a field Ollama always fills (a message's content: "" when empty) is never none
             return "false" if self.field_key(node.node) in K.ALWAYS_SET else f"(not {self.truth(node.node)})"
@@ -98,6 +102,8 @@ class Filters(Core):
             # Go's type of a decoded JSON value tells what Python's would be (numbers: float64 in Go, int or float in Python)
             typ, types = f'(printf "%T" {self.expr(node.node)})', " ".join(go_string(t) for t in _VALUE_TYPES[name])
             return f"(eq {typ} {types})"
+        if kind == "string" and name in ("sequence", "iterable") and self.field_key(node.node) == ("property", "type"):
+            return "true"  # a name, a list of names, or unset (Jinja's undefined iterates as empty): each is a sequence
         if name == "string" or (kind == "string" and name in ("sequence", "iterable")):
             if kind != "string":
                 return "false"

@@ -43,5 +43,8 @@ SORTED_KEYS_NOTE = ("Tool properties and tool-call arguments come in sorted key 
 # Structs whose every field FIELDS lists: a key beyond them never reaches a TEMPLATE (Ollama's API drops it).
 CLOSED = {"message", "tool", "toolfunc"}
 
+# Every key Ollama keeps in a tool property (its ToolProperty struct): any other key of a property never reaches a TEMPLATE.
+KEPT_KEYS = {"property": {"type", "description", "enum", "items", "properties", "required", "anyOf"}}
+
 MAPPINGS = {"message", "toolcall", "callfunc", "tool", "toolfunc", "params", "property", "args", "properties"}
 STRINGS = {"string"}

@@ -138,6 +138,12 @@ def _inlinable(macro: nodes.Macro) -> bool:
     return macro.name not in names and not names & {"caller", "varargs", "kwargs"}
 
 
+def macro_body(macro: nodes.Macro, bound: dict[str, nodes.Expr]) -> list[nodes.Node]:
+    """The macro's statements with each parameter replaced by its bound expression and its own names renamed."""
+    call = nodes.Call(nodes.Name(macro.name, "load"), [], [nodes.Keyword(k, v) for k, v in bound.items()], None, None)
+    return _Expand({}).body(macro, call)
+
+
 class _Expand(NodeTransformer):
     def __init__(self, macros: dict[str, nodes.Macro]) -> None:
         self.macros = macros

@@ -9,7 +9,7 @@ from jinja2 import nodes
 from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, Loop, View, is_undefined, render_block
 from model_serving.serve.ollama.gotemplate.records import record_keys
-from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
+from model_serving.serve.ollama.gotemplate.text import go_failure, go_string, literal_text
 from model_serving.serve.ollama.gotemplate.unroll import UNROLLED
 
 RAISE_NOTE = "raise_exception checks (input validation) are not carried over; Ollama renders such inputs instead of refusing them."
@@ -64,7 +64,7 @@ class Statements(Core):
         return self.with_prelude(handler, node, scope)
 
     def s_Output(self, node: nodes.Output, scope: Scope) -> str:
-        return "".join(self.output_item(child) for child in node.nodes)
+        return "".join(self.recursive_output(child) if self.calls_recursive(child) else self.output_item(child) for child in node.nodes)
 
     def s_Continue(self, node: nodes.Continue, scope: Scope) -> str:
         return "{{ continue }}"
@@ -179,6 +179,8 @@ class Statements(Core):
             raise self.fail("a for loop over several targets other than dict.items()", node, "for")
         if self.is_reversed(node.iter):
             return self.for_reversed(node, scope)
+        if self.kind(node.iter) in ("string", "value"):  # text's characters; a call argument's items, characters or keys
+            return self.for_text(node, scope) if self.kind(node.iter) == "string" else self.for_value(node, scope)
         view = self.seq_view(node.iter)
         bind = self.field_binding(node, view)
         loop = Loop(index=self.fresh("i"), iterable=view.base, target=bind or f"${node.target.name}", counter=self.counter)
@@ -308,6 +310,18 @@ class Statements(Core):
         kind = self.kind(base)
         if kind in (*UNROLLED, "property"):
             return self.unroll_items(node, scope, key, value, base, kind)
+        if kind == "value":
+            # an argument's value (a macro walking call arguments): a Go map when Jinja's is a dict; Jinja fails on any other
+            go = self.expr(base)
+            base_name = self.fresh("m")[1:]
+            self.kinds[base_name] = "args"
+            self.runtime.add(base_name)
+            mapping = nodes.For(node.target, nodes.Filter(nodes.Name(base_name, "load"), "items", [], [], None, None), node.body, [], node.test, False,
+                                lineno=node.lineno)
+            self.alive.append(mapping)
+            walk = self.for_items(mapping, scope)
+            return (f'{{{{ if eq (printf "%T" {go}) "map[string]interface {{}}" }}}}{{{{ ${base_name} := {go} }}}}{walk}'
+                    f'{{{{ else }}}}{go_failure(".items() of a value that is not a mapping")}{{{{ end }}}}')
         if kind not in ("properties", "args"):
             raise self.fail(f"a loop over .items() of a {kind or 'runtime'} value", node, "items")
         self.note(K.SORTED_KEYS_NOTE)
@@ -316,6 +330,10 @@ class Statements(Core):
         go = self.expr(base)
         # a map range has no index: loop.* counts the passes (loop.length is the map's len)
         loop = Loop(index=self.fresh("i"), iterable=go, target=f"${value}", counter=self.counter, total=f"(len {go})")
+        if node.test is not None and any(isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name) and n.node.name == "loop"
+                                         and n.attr not in ("index", "index0", "first") for n in node.find_all(nodes.Getattr)):
+            raise self.fail("loop.length, loop.last or loop.*item in a loop over .items() with an inline if", node, "for")
+        pre, test = self.inline_test(node, loop)
         self.loops.append(loop)
         try:
             body = self.block(node.body, self.inner_scope(node, scope, {key, value}))
@@ -323,6 +341,8 @@ class Statements(Core):
             self.loops.pop()
         step = f'{{{{ {loop.index} = $kept{loop.counter} }}}}{{{{ $kept{loop.counter} = len (printf "%*s " $kept{loop.counter} "") }}}}'
         head = f"{{{{ $kept{loop.counter} := 0 }}}}{{{{ {loop.index} := 0 }}}}{{{{ range ${key}, ${value} := {go} }}}}"
+        if test is not None:  # the inline if keeps items: loop.index counts the kept ones
+            return self.loop_setup(loop) + head + f"{pre}{{{{ if {test} }}}}" + step + self.loop_start(loop) + body + "{{ end }}{{ end }}"
         return self.loop_setup(loop) + head + step + self.loop_start(loop) + body + "{{ end }}"
 
     def s_Assign(self, node: nodes.Assign, scope: Scope) -> str:

@@ -32,3 +32,11 @@ def literal_text(text: str) -> str:
     """
     out = text.replace("{{", '{{ "{{" }}')
     return out[:-1] + '{{ "{" }}' if out.endswith("{") else out
+
+
+def go_failure(reason: str) -> str:
+    """An action that stops Go's render where Jinja's fails: a call of a template no TEMPLATE defines, named by the reason.
+
+    It passes an argument: Ollama's Vars() reads the pipe of every {{template}} action, and panics on a missing one.
+    """
+    return f"{{{{ template {go_string('the chat template fails here in Jinja: ' + reason)} \"\" }}}}"
