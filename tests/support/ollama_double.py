@@ -153,7 +153,9 @@ class Loaded:
 class OllamaDouble:
     go_renderer: GoRenderer | None = None
     version: str = "0.33.0"
-    max_queue: int = 0  # requests allowed to wait while one runs; past that: 503
+    # Requests allowed to wait while one runs; past that: 503. Ollama's default (OLLAMA_MAX_QUEUE) is 512: with none, a
+    # request that arrives while the previous one's handler is still unwinding would get a 503 no real server sends.
+    max_queue: int = 512
     registry: dict[str, Path] = field(default_factory=dict)  # names /api/pull can fetch
     drop_uploads: int = 0  # cut the next N blob uploads off half-way
     stream_error_after: dict[str, int] = field(default_factory=dict)  # path -> emit an error line after N lines (once)
