@@ -351,10 +351,12 @@ def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
         ("barrier sleeps per prompt", "prefill_cpu_sleeps_per_prompt", "")], rows, "kernels")
     serving = d.get("serving") or {}
     levels = [str(n) for n in d.get("levels") or []]
-    served = [{"concurrency": lv, **{f"{e}_{k}": get(serving, f"{e}.{lv}.{k}") for e in ("ours", "stock", "vllm") for k in ("output_tok_s", "p95_ttft_ms")},
+    served = [{"concurrency": lv, **{f"{e}_{k}": get(serving, f"{e}.{lv}.{k}") for e in ("ours", "stock", "vllm") for k in ("output_tok_s", "p95_ttft_ms", "failed")},
                **{r: get(serving, f"ratios.{r}.{lv}") for r in ("ours_over_stock", "ours_over_vllm")}} for lv in levels]
-    out += [f"Served ({d.get('serve_quant')}; vLLM on the bf16 checkpoint): output tok/s and TTFT p95 ms by concurrency.", ""]
-    out += table(stem, [("concurrency", "concurrency", ""), ("ours tok/s", "ours_output_tok_s", ".1f"), ("stock tok/s", "stock_output_tok_s", ".1f"),
+    out += [f"Served ({d.get('serve_quant')}; vLLM on the bf16 checkpoint): requests that failed (every round), output tok/s and TTFT p95 ms "
+            "by concurrency. A ratio against an engine that failed requests compares only what it completed.", ""]
+    out += table(stem, [("concurrency", "concurrency", ""), ("ours failed", "ours_failed", ""), ("stock failed", "stock_failed", ""),
+                        ("vLLM failed", "vllm_failed", ""), ("ours tok/s", "ours_output_tok_s", ".1f"), ("stock tok/s", "stock_output_tok_s", ".1f"),
                         ("vLLM tok/s", "vllm_output_tok_s", ".1f"), ("ours / stock", "ours_over_stock", ".2f"), ("ours / vLLM", "ours_over_vllm", ".2f"),
                         ("ours TTFT p95", "ours_p95_ttft_ms", ".0f"), ("stock TTFT p95", "stock_p95_ttft_ms", ".0f")], served, "serving")
     out += [f"What bounds it, from {cite(stem, 'bounds')}:", "", *[f"- {line}" for line in d.get("bounds") or []], ""]
