@@ -57,6 +57,9 @@ _SOURCES = {
     # lower / upper on text
     "case": "{% for m in messages %}{{ m.content | lower }}|{{ m.content | upper }}|{{ m.role | upper == 'USER' }};{% endfor %}",
     # str.replace with a constant pattern, the replacement constant or read at render time; chained
+    # a namespace list of text that only grows and is only joined (LFM2's argument strings): one Go string, items marked
+    "joined list": "{% set ns = namespace(parts=[], none=[]) %}{% for m in messages %}{% set ns.parts = ns.parts + [m.role ~ '=' ~ m.content] %}"
+                   "{% endfor %}[{{ ns.parts | join(', ') }}][{{ ns.none | join(', ') }}][{{ ns.parts | join }}]",
     # the first and last piece of text.split(sep), the separator present once, several times or not at all
     "split pieces": "{% for m in messages %}[{{ m.content.split('e')[0] }}|{{ m.content.split('e')[-1] }}|{{ m.content.split('. ')[-1] | trim }}"
                     "|{{ m.content.split('\\n')[0] }}]{% endfor %}",

@@ -121,7 +121,7 @@ def test_templates_building_lists_at_render_time_convert(results) -> None:
 
 # Templates that print tools or arguments with | string, split text, or narrow their tools with rejectattr.
 STRING_TEMPLATES = ("Apriel-1.6-15b-Thinker-fixed", "unsloth-Apriel-1.5", "ByteDance-Seed-OSS", "meetkai-functionary-medium-v3.1",
-                    "openbmb-MiniCPM5-1B")
+                    "openbmb-MiniCPM5-1B", "LFM2.5-8B-A1B")
 
 
 def test_templates_using_str_split_and_rejectattr_convert(results) -> None:

@@ -268,7 +268,7 @@ SET_MARK = "\x00"  # between the items of a list of text kept as one Go string
 
 
 def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
-    """Namespace attributes (as 'ns.attr') that start as [], only grow by `+ [item]`, and are only read by `in` tests.
+    """Namespace attributes (as 'ns.attr') that start as [], only grow by `+ [item]`, and are only read by `in` tests or `join`.
 
     Cohere's `tool_ids_seen.value` is one: Go has no list to build, but such a list can be one string with a mark around
     each item, and `x in list` a search for the marked x.
@@ -293,6 +293,9 @@ def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
     for c in ast.find_all(nodes.Compare):
         if len(c.ops) == 1 and c.ops[0].op in ("in", "notin"):
             allowed.add(id(c.ops[0].expr))
+    for f in ast.find_all(nodes.Filter):
+        if f.name == "join" and f.node is not None and len(f.args) <= 1 and not f.kwargs:
+            allowed.add(id(f.node))  # joined into one text (LFM2's argument strings): the marks become the separator
     return {key for key in starts if all(id(g) in allowed for g in ast.find_all(nodes.Getattr) if ref(g) == key)}
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import Core, View
+from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, View
 from model_serving.serve.ollama.gotemplate.expressions import DEFINED_NOTE, THINK_TAGS
 from model_serving.serve.ollama.gotemplate.flow import definitely_set
 from model_serving.serve.ollama.gotemplate.text import go_string
@@ -368,10 +368,15 @@ class Filters(Core):
 
     def join(self, node: nodes.Filter) -> str:
         assert node.node is not None
-        view = self.seq_view(node.node)
         sep = self.fold(node.args[0]) if node.args else None
         if node.args and sep is None:
             raise self.fail("join() with a separator computed at render time", node, "join")
+        if self.kind(node.node) == "nameset":
+            # a list of text kept as one string, a mark around each item: the marks between items become the separator
+            held, inner = self.expr(node.node), self.fresh("j")
+            self.emit(f'{{{{ {inner} := "" }}}}{{{{ if gt (len {held}) 1 }}}}{{{{ {inner} = slice {held} 1 (len (slice {held} 1)) }}}}{{{{ end }}}}')
+            return self.replaced(inner, SET_MARK, go_string(str(sep.value) if sep else ""))
+        view = self.seq_view(node.node)
         var, item, started = self.fresh("j"), self.fresh("x"), self.fresh("s")
         value = f"{item}.{view.attr}" if view.attr else item
         body = f"{{{{ if {started} }}}}{{{{ {var} = print {var} {go_string(sep.value if sep else '')} }}}}{{{{ end }}}}" \
