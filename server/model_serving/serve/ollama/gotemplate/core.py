@@ -281,6 +281,7 @@ def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
     starts = {f"{a.target.name}.{kw.key}" for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name) and a.target.name in namespaces
               and _is_call(a.node, "namespace") for kw in a.node.kwargs if isinstance(kw.value, nodes.List) and not kw.value.items}  # type: ignore[attr-defined]
     allowed: set[int] = set()
+    grown: set[str] = set()  # a list never added to stays the constant [], read as such at registration
     for a in ast.find_all(nodes.Assign):
         if not isinstance(a.target, nodes.NSRef):
             continue
@@ -289,6 +290,7 @@ def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
         if not grows:
             starts.discard(key)
         else:
+            grown.add(key)
             allowed.add(id(a.node.left))  # type: ignore[attr-defined]
     for c in ast.find_all(nodes.Compare):
         if len(c.ops) == 1 and c.ops[0].op in ("in", "notin"):
@@ -296,7 +298,7 @@ def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
     for f in ast.find_all(nodes.Filter):
         if f.name == "join" and f.node is not None and len(f.args) <= 1 and not f.kwargs:
             allowed.add(id(f.node))  # joined into one text (LFM2's argument strings): the marks become the separator
-    return {key for key in starts if all(id(g) in allowed for g in ast.find_all(nodes.Getattr) if ref(g) == key)}
+    return {key for key in starts & grown if all(id(g) in allowed for g in ast.find_all(nodes.Getattr) if ref(g) == key)}
 
 
 def render_block(node: nodes.AssignBlock, context: dict[str, Any]) -> str | None:
