@@ -371,9 +371,11 @@ class Statements(Core):
             key, var = target.name, f"${target.name}"
         else:
             raise self.fail("assignment to several names at once", node, "set")
-        if isinstance(target, nodes.Name) and key not in self.loaded and not any(True for _ in value.find_all(nodes.Call)) \
-                and not isinstance(value, nodes.Call):
-            return ""  # a name nothing reads, set by a value with no side effects (MiniCPM's unused min_count)
+        if isinstance(target, nodes.Name) and key in self.store_counts and key not in self.loaded \
+                and not any(True for _ in value.find_all(nodes.Call)) and not isinstance(value, nodes.Call):
+            # a name of the template (not one a converted macro body renamed) that nothing reads, set by a value with no
+            # side effects (MiniCPM's unused min_count)
+            return ""
         split = self.split_name(key, value) if isinstance(target, nodes.Name) else None
         if split is not None:
             return split
