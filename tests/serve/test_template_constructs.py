@@ -57,6 +57,12 @@ _SOURCES = {
     # lower / upper on text
     "case": "{% for m in messages %}{{ m.content | lower }}|{{ m.content | upper }}|{{ m.role | upper == 'USER' }};{% endfor %}",
     # str.replace with a constant pattern, the replacement constant or read at render time; chained
+    # a namespace list of text that only grows and is only joined (LFM2's argument strings): one Go string, items marked
+    "joined list": "{% set ns = namespace(parts=[], none=[]) %}{% for m in messages %}{% set ns.parts = ns.parts + [m.role ~ '=' ~ m.content] %}"
+                   "{% endfor %}[{{ ns.parts | join(', ') }}][{{ ns.none | join(', ') }}][{{ ns.parts | join }}]",
+    # the first and last piece of text.split(sep), the separator present once, several times or not at all
+    "split pieces": "{% for m in messages %}[{{ m.content.split('e')[0] }}|{{ m.content.split('e')[-1] }}|{{ m.content.split('. ')[-1] | trim }}"
+                    "|{{ m.content.split('\\n')[0] }}]{% endfor %}",
     "replace": "{% for m in messages %}{{ m.content.replace('/no_think', '').replace('e', m.role) }}|{{ m.content.replace('zz', 'y') }};"
                "{% endfor %}",
     # startswith / endswith with an affix read at render time
@@ -97,6 +103,13 @@ _CALL_SOURCES = {
     "argument values": "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | items %}"
                        "{{ k }}={% if v is mapping or (v is sequence and v is not string) %}{{ v | tojson }}{% else %}{{ v | string }}{% endif %}"
                        "{% if v is number %}#{% endif %}{% if v is boolean %}?{% endif %};{% endfor %}{% endfor %}{% endfor %}",
+    # an argument printed as it is (Jinja prints its str()), and substring tests behind `is string`
+    "argument printed": "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | items %}"
+                        "{{ k }}={{ v }}{% if v is string and ('ar' in v or '<' in v) %}!{% endif %};{% endfor %}{% endfor %}{% endfor %}",
+    # str() of tools, tool calls and argument values: Python's repr (text unquoted at the top, quoted inside)
+    "str of tool data": "{% for t in tools %}{{ t | string }}{% endfor %}{{ tools | string }}{% for m in messages %}{% for c in m.tool_calls or [] %}"
+                        "{{ c | string }}{{ c.function.arguments | string }}{% for k, v in c.function.arguments | items %}{{ k }}={{ v | string }};"
+                        "{% endfor %}{% endfor %}{% endfor %}",
 }
 
 
@@ -117,6 +130,81 @@ def test_tool_call_construct_renders_as_jinja_does(name: str, go_renderer: GoRen
     expected, got = _rendered(_CALL_SOURCES[name], _CALL, [_TOOL], go_renderer)
     if name == "argument values":
         assert "hours=[9, 15];" in expected and "metric=True#?;" in expected and "n=3#;" in expected
+    if name == "str of tool data":
+        assert "{'type': 'function', 'function': {'name': 'get_weather'" in expected and "city=Paris;hours=[9, 15];" in expected
+        assert "'opts': {'a': 1}}" in expected and "metric=True;" in expected
+    assert got == expected
+
+
+def test_str_quotes_text_as_python_does(go_renderer: GoRenderer) -> None:
+    # the quote Python picks, its escapes (quote, backslash, tab, newline, control bytes) and text left as it is
+    texts = ["it's", 'say "hi"', "both ' and \"", "back\\slash", "tab\tnew\nline\rret", "bell\x07del\x7f", "Zürich 東京", ""]
+    deep = "a\"b'c\\<&>\u2028\x1b\b\f"  # JSON escapes of every kind Go's encoder writes
+    args = {f"k{i}": t for i, t in enumerate(texts)} | {"nested": [[1, [2, {"deep": [None, False, 1.5, deep]}]]], "none": None}
+    tool = {"type": "function", "function": {"name": "quote's", "description": 'A "tool" \\ it\'s', "parameters": {
+        "type": "object", "properties": {"a": {"type": ["string", "null"], "items": {"type": "integer"}, "enum": ["x'y", 'z"', 1]}}}}}
+    messages = [{"role": "user", "content": "Go"},
+                {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "quote's", "arguments": dict(sorted(args.items()))}}]}]
+    source = "{% for t in tools %}{{ t | string }}{% endfor %}{% for c in messages[1].tool_calls %}{{ c.function.arguments | string }}{% endfor %}"
+    expected, got = _rendered(source, messages, [tool], go_renderer)
+    assert "\"it's\"" in expected and "'both \\' and \"'" in expected and "'bell\\x07del\\x7f'" in expected
+    assert got == expected
+
+
+_CODE_INTERPRETER = {"type": "code_interpreter"}
+
+
+@pytest.mark.parametrize("tools", [None, [_TOOL], [_CODE_INTERPRETER, _TOOL], [_CODE_INTERPRETER]])
+def test_tools_narrowed_by_rejectattr_behind_their_own_selectattr(tools: list[dict[str, Any]] | None, go_renderer: GoRenderer) -> None:
+    # Functionary's shape: taken or not, the if leaves tools without the rejected items, so tools reads as that filter after it
+    source = ('{%- if not tools is defined %}{% set tools = none %}{% endif -%}'
+              '{%- set has_ci = tools | selectattr("type", "equalto", "code_interpreter") | list | length > 0 -%}'
+              '{%- if has_ci -%}{%- set tools = tools | rejectattr("type", "equalto", "code_interpreter") | list -%}{%- endif -%}'
+              "{% if has_ci %}CI {% endif %}{% if tools %}{% for t in tools %}{{ loop.index }}:{{ t.function.name }};{% endfor %}{% endif %}"
+              "{{ messages[0].content }}")
+    expected, got = _rendered(source, _PLAIN, tools, go_renderer)
+    assert got == expected
+
+
+def test_text_added_to_markup_is_escaped_as_jinja_does(go_renderer: GoRenderer) -> None:
+    # `'...' | safe + text`: markupsafe escapes the plain operands (Functionary's tool list); `~` joins without escaping
+    source = "{% for m in messages %}{{ '<b>' | safe + m.content + m.role + \"'\" | safe }}{{ '<i>' | safe ~ m.content }}{% endfor %}"
+    messages = [{"role": "user", "content": "a<b & \"c\" 'd'>"}, {"role": "assistant", "content": "plain"}]
+    converted = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert any("HTML-escaped" in n for n in converted.notes)
+    expected, got = _rendered(source, messages, None, go_renderer)
+    assert "a&lt;b &amp; &#34;c&#34; &#39;d&#39;&gt;" in expected
+    assert got == expected
+
+
+def test_pieces_of_a_split_held_in_a_name(go_renderer: GoRenderer) -> None:
+    # MiniCPM's shape: the pieces counted, the first, each by an index read at render time, the last, one past the end;
+    # a name nothing reads is not converted (its list literal never reaches Go)
+    source = ("{% for m in messages %}{% set parts = m.content.split('<sep>') %}{% set unused = [parts | length, 2] | min %}"
+              "{{ parts | length }}:{{ parts[0] }}{% for i in range(1, parts | length) %}[{{ i - 1 }}={{ parts[i] }}]{% endfor %}"
+              "{{ parts[-1] }}|{{ parts[3] }};{% endfor %}")
+    contents = ("a<sep>b<sep>c", "<sep>", "", "no sep", "<sep><sep>x<sep>y<sep>", "<se<sep>p>")
+    messages = [{"role": ("user", "assistant")[k % 2], "content": c} for k, c in enumerate(contents)]
+    expected, got = _rendered(source, messages, None, go_renderer)
+    assert expected.startswith("3:a[0=b][1=c]c|;2:[0=]|;1:|;") and "5:[0=][1=x][2=y][3=]|y;" in expected
+    assert got == expected
+
+
+@pytest.mark.parametrize("use", ["{{ parts }}", "{% for p in parts %}{{ p }}{% endfor %}", "{% if parts %}x{% endif %}", "{{ 'a' in parts }}"])
+def test_other_uses_of_a_split_held_in_a_name_are_refused(use: str) -> None:
+    # Go holds the text under that name: printed, looped over, tested or searched, it would not read as Jinja's list
+    source = "{% for m in messages %}{% set parts = m.content.split('<sep>') %}" + use + "{% endfor %}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="split|in. test"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_split_pieces_match_as_python_finds_them(go_renderer: GoRenderer) -> None:
+    # matches do not overlap and are found left to right: 'eee'.split('ee') is ['', 'e']
+    source = "{% for m in messages %}[{{ m.content.split('ee')[0] }}|{{ m.content.split('ee')[-1] }}]{% endfor %}"
+    # roles alternate: Ollama joins consecutive messages of one role
+    messages = [{"role": ("user", "assistant")[k % 2], "content": c} for k, c in enumerate(("eee", "eeee", "aeebeec", "ee", "e", ""))]
+    expected, got = _rendered(source, messages, None, go_renderer)
+    assert expected.startswith("[|e][|]")
     assert got == expected
 
 
@@ -150,11 +238,9 @@ def test_a_macro_that_changes_state_is_refused_where_it_would_run_early(use: str
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 
-def test_str_of_a_value_that_may_be_a_list_is_refused() -> None:
-    # str() of a list or dict is Python's repr ("[9, 15]", "{'a': 1}"), which Go cannot write; only behind a test that sends
-    # lists and mappings elsewhere does `| string` convert (the argument-values template above)
-    source = ("{% for m in messages %}{% for c in m.tool_calls %}{% for k, v in c.function.arguments | items %}"
-              "{{ v if v is string else v | string }}{% endfor %}{% endfor %}{% endfor %}")
+def test_str_of_a_whole_message_is_refused() -> None:
+    # Python's repr of a message dict shows the keys the client sent, which Ollama's message does not keep
+    source = "{% for m in messages %}{{ m | string }}{% endfor %}"
     with pytest.raises(templates.UnconvertibleTemplate, match="the filter 'string'"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
@@ -364,3 +450,17 @@ _NESTED_CALL = [{"role": "user", "content": "Weather?"}, {"role": "assistant", "
 def test_a_macro_walking_call_arguments_converts(source: str, messages: list[dict[str, Any]], go_renderer: GoRenderer) -> None:
     expected, got = _rendered(source, messages, None, go_renderer)
     assert got == expected
+
+
+def test_a_caller_variable_ollama_never_passes_is_named_in_the_refusal() -> None:
+    # Firefunction adds `functions` (which its caller would pass) to text: Jinja fails without it, and Ollama never passes it
+    source = "{% set suffix = 'Functions:' %}\n{% set suffix = suffix + '\\n' + functions %}{{ suffix }}{{ messages[0].content }}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="the caller variable functions, which Ollama never passes") as err:
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert err.value.line == 2
+
+
+def test_a_split_used_as_a_list_is_refused() -> None:
+    source = "{% for m in messages %}{% for part in m.content.split('<sep>') %}{{ part }}{% endfor %}{% endfor %}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="a .split.. whose pieces are used as a list"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)

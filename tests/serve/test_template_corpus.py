@@ -119,6 +119,18 @@ def test_templates_building_lists_at_render_time_convert(results) -> None:
     assert {name: by_name[name] for name in LIST_TEMPLATES if by_name[name] not in ("exact", corpus.KEY_ORDER)} == {}
 
 
+# Templates that print tools or arguments with | string, split text, or narrow their tools with rejectattr.
+STRING_TEMPLATES = ("Apriel-1.6-15b-Thinker-fixed", "unsloth-Apriel-1.5", "ByteDance-Seed-OSS", "meetkai-functionary-medium-v3.1",
+                    "openbmb-MiniCPM5-1B", "LFM2.5-8B-A1B")
+
+
+def test_templates_using_str_split_and_rejectattr_convert(results) -> None:
+    by_name = {r.name: r for r in results}
+    assert {name: by_name[name].status for name in STRING_TEMPLATES if by_name[name].status not in ("exact", corpus.KEY_ORDER)} == {}
+    # Firefunction's system text needs `functions` from its caller: refused, naming it, since Jinja cannot render it either
+    assert "the caller variable functions" in by_name["fireworks-ai-llama-3-firefunction-v2"].reason
+
+
 def test_tool_templates_compare_the_tool_conversation(results) -> None:
     with_tools = [r for r in results if r.status in ("exact", corpus.KEY_ORDER) and r.conversations.get("tools") != "not applicable"]
     assert len(with_tools) >= 15

@@ -66,19 +66,20 @@ CONVERSATIONS: list[Conversation] = [
 
 
 # A reasoning turn: transformers templates read the reasoning of an earlier turn from
-# `reasoning_content`, some (Solar Open, Laguna) from vLLM's `reasoning`; Ollama's API carries it as `thinking`, its one
-# field, which a converted TEMPLATE reads under either name, so the Jinja side gets the text under both.
+# `reasoning_content`, some (Solar Open, Laguna) from vLLM's `reasoning`, some (LFM2) from `thinking`; Ollama's API carries
+# it as `thinking`, its one field, which a converted TEMPLATE reads under any of these names, so the Jinja side gets the
+# text under all three.
 REASONING = Conversation(name="reasoning", messages=[
     {"role": "user", "content": "Is 17 prime?"},
     {"role": "assistant", "reasoning_content": "17 has no divisor between 2 and 4.", "reasoning": "17 has no divisor between 2 and 4.",
-     "content": "Yes, 17 is prime."},
+     "thinking": "17 has no divisor between 2 and 4.", "content": "Yes, 17 is prime."},
     {"role": "user", "content": "And 21?"},
 ])
 # ...and one that ends in the reasoning answer itself, which reasoning templates write out in full.
 REASONING_LAST = Conversation(name="reasoning, last turn", add_generation_prompt=False, messages=[
     {"role": "user", "content": "Is 17 prime?"},
     {"role": "assistant", "reasoning_content": "17 has no divisor between 2 and 4.", "reasoning": "17 has no divisor between 2 and 4.",
-     "content": "Yes, 17 is prime."},
+     "thinking": "17 has no divisor between 2 and 4.", "content": "Yes, 17 is prime."},
 ])
 
 

@@ -23,9 +23,11 @@ from model_serving.serve.ollama.gotemplate.filters import Filters
 from model_serving.serve.ollama.gotemplate.infer import Infer
 from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros
 from model_serving.serve.ollama.gotemplate.negative import Negative
+from model_serving.serve.ollama.gotemplate.pyrepr import PyRepr
 from model_serving.serve.ollama.gotemplate.queues import Queues
 from model_serving.serve.ollama.gotemplate.records import Records
 from model_serving.serve.ollama.gotemplate.recursion import Recursion, recursive_macros
+from model_serving.serve.ollama.gotemplate.splits import Splits
 from model_serving.serve.ollama.gotemplate.statements import Scope, Statements
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
 from model_serving.serve.ollama.gotemplate.tooljson import ToolJSON
@@ -50,7 +52,8 @@ class Converted:
     dated: bool = False
 
 
-class Converter(Recursion, Chars, Statements, Unroll, Expressions, Filters, ToolJSON, Infer, Negative, Queues, Records, Collect, Core):
+class Converter(Recursion, Chars, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON, Infer, Negative, Queues, Records, Collect,
+                Core):
     def describe(self, node: nodes.Node) -> str:
         if isinstance(node, nodes.Macro):
             names = {n.name for n in node.find_all(nodes.Name)}

@@ -95,11 +95,12 @@ class Core:
         self.queues = queue_names(ast, self.namespaces)  # namespace lists of text used as queues (append, pop(0))
         self.runtime |= self.queues
         self.tagged = tagged_names(ast)  # names the template fills with text holding a <think> tag
-        self.scalar_strings = scalar_strings(ast)
-        self.name_sets = name_sets(ast, self.namespaces)
+        self.name_sets = name_sets(ast, self.namespaces)  # namespace lists of text that only grow and are only searched
         self.collected = collected_lists(ast, self.namespaces, self.name_sets)  # namespace lists a loop fills: read as views
         self.collected_views: dict[str, View] = {}
-        self.conditions: list[tuple[int, str | None]] = []  # (loop depth, Go test) of the if branches being converted  # namespace lists of text that only grow and are only searched  # `x | string` where a test has shown x is no list or mapping
+        self.conditions: list[tuple[int, str | None]] = []  # (loop depth, Go test) of the if branches being converted
+        self.split_seps: dict[str, str] = {}  # names set to text.split(sep) -> sep (Go holds the text)
+        self.known_text: set[str] = set()  # reprs of values an enclosing `x is string and ...` has shown to be text
 
     if TYPE_CHECKING:
         # The handlers live in the mixins Converter joins (expressions, filters, statements, unroll, tooljson, infer and
@@ -131,10 +132,18 @@ class Core:
         def floored_index(self, seq: str, arg: nodes.Node) -> str | None: ...
         def is_built_split(self, base: nodes.Node, arg: nodes.Node) -> bool: ...
         def split_piece(self, base: nodes.Node, arg: nodes.Node) -> str: ...
+        def narrowing(self, node: nodes.If) -> str | None: ...
+        def view_truth(self, node: nodes.Node) -> str | None: ...
+        def split_of(self, node: nodes.Node | None) -> tuple[nodes.Node, str] | None: ...
+        def split_item(self, node: nodes.Getitem) -> str | None: ...
+        def split_count(self, node: nodes.Node) -> str: ...
+        def split_name(self, name: str, value: nodes.Node) -> str | None: ...
         def count(self, view: View) -> str: ...
         def pick(self, view: View, *, first: bool) -> str: ...
         def tojson(self, node: nodes.Filter) -> str: ...
         def strip_code(self, go: str, *, left: bool = True, right: bool = True, chars: str = ...) -> tuple[str, str]: ...
+        def can_pystr(self, node: nodes.Filter) -> bool: ...
+        def pystr(self, node: nodes.Node) -> str: ...
         def kind(self, node: nodes.Node | None) -> str | None: ...
         def block(self, body: list[nodes.Node], scope: Any) -> str: ...
         def inner_scope(self, node: nodes.For, scope: Any, targets: set[str]) -> Any: ...
@@ -228,6 +237,13 @@ class Core:
         return _Fold(kept[0]) if kept else None
 
 
+def unset_callers(node: nodes.Node, known: set[str]) -> list[str]:
+    """Names `node` reads that nothing sets, Ollama does not provide and Jinja has no global for: variables a caller of the
+    template would pass (firefunction's `functions`, `datetime`), which Ollama never does."""
+    names = {n.name for n in _walk(node) if isinstance(n, nodes.Name) and n.ctx == "load"}
+    return sorted(names - known - set(environment().globals) - {"loop", "bos_token", "eos_token"})
+
+
 def _negative_names(ast: nodes.Template, namespaces: set[str]) -> set[str]:
     """Go names (ns_attr for namespace attributes) that some assignment gives a negative number."""
 
@@ -252,7 +268,7 @@ SET_MARK = "\x00"  # between the items of a list of text kept as one Go string
 
 
 def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
-    """Namespace attributes (as 'ns.attr') that start as [], only grow by `+ [item]`, and are only read by `in` tests.
+    """Namespace attributes (as 'ns.attr') that start as [], only grow by `+ [item]`, and are only read by `in` tests or `join`.
 
     Cohere's `tool_ids_seen.value` is one: Go has no list to build, but such a list can be one string with a mark around
     each item, and `x in list` a search for the marked x.
@@ -265,6 +281,7 @@ def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
     starts = {f"{a.target.name}.{kw.key}" for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name) and a.target.name in namespaces
               and _is_call(a.node, "namespace") for kw in a.node.kwargs if isinstance(kw.value, nodes.List) and not kw.value.items}  # type: ignore[attr-defined]
     allowed: set[int] = set()
+    grown: set[str] = set()  # a list never added to stays the constant [], read as such at registration
     for a in ast.find_all(nodes.Assign):
         if not isinstance(a.target, nodes.NSRef):
             continue
@@ -273,50 +290,15 @@ def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
         if not grows:
             starts.discard(key)
         else:
+            grown.add(key)
             allowed.add(id(a.node.left))  # type: ignore[attr-defined]
     for c in ast.find_all(nodes.Compare):
         if len(c.ops) == 1 and c.ops[0].op in ("in", "notin"):
             allowed.add(id(c.ops[0].expr))
-    return {key for key in starts if all(id(g) in allowed for g in ast.find_all(nodes.Getattr) if ref(g) == key)}
-
-
-def scalar_strings(ast: nodes.Template) -> set[int]:
-    """ids of the `x | string` filters in the else part of `if x is mapping or (x is sequence and x is not string)` (Qwen3's shape).
-
-    str() of a list or dict is Python's repr, which Go cannot write; behind that test only text, numbers, booleans and
-    none reach the filter.
-    """
-    found: set[int] = set()
-    for node in ast.find_all((nodes.If, nodes.CondExpr)):
-        assert isinstance(node, (nodes.If, nodes.CondExpr))
-        subject = _container_test(node.test)
-        if subject is None:
-            continue
-        otherwise = node.else_ if isinstance(node, nodes.If) and not node.elif_ else ([node.expr2] if isinstance(node, nodes.CondExpr) else [])
-        for part in otherwise:
-            if part is None:
-                continue
-            found |= {id(f) for f in _walk(part) if isinstance(f, nodes.Filter) and f.name == "string" and repr(f.node) == subject}
-    return found
-
-
-def _container_test(test: nodes.Node) -> str | None:
-    """repr of x when `test` is true for every list and mapping x (`x is mapping or (x is sequence and x is not string)`)."""
-    if not isinstance(test, nodes.Or):
-        return None
-    covered: dict[str, set[str]] = {}
-    for side in (test.left, test.right):
-        part = side.left if isinstance(side, nodes.And) else side
-        if not isinstance(part, nodes.Test):
-            return None
-        if isinstance(side, nodes.And) and not (isinstance(side.right, nodes.Not) and isinstance(side.right.node, nodes.Test)
-                                                and side.right.node.name == "string" and repr(side.right.node.node) == repr(part.node)):
-            return None
-        covered.setdefault(repr(part.node), set()).add(part.name)
-    for subject, tests in covered.items():
-        if "mapping" in tests and tests & {"sequence", "iterable"}:
-            return subject
-    return None
+    for f in ast.find_all(nodes.Filter):
+        if f.name == "join" and f.node is not None and len(f.args) <= 1 and not f.kwargs:
+            allowed.add(id(f.node))  # joined into one text (LFM2's argument strings): the marks become the separator
+    return {key for key in starts & grown if all(id(g) in allowed for g in ast.find_all(nodes.Getattr) if ref(g) == key)}
 
 
 def render_block(node: nodes.AssignBlock, context: dict[str, Any]) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from jinja2 import nodes
+from markupsafe import Markup
 
 from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, is_undefined
@@ -21,6 +22,8 @@ THINK_NOTE = ("Ollama hands the reasoning of earlier turns in .Thinking, so mess
 DEFINED_NOTE = "`is defined` (and `'key' in message`) is read as 'is non-empty': Ollama always has every field, empty when unset."
 UNSET_NOTE = ("Message and tool fields Ollama's API does not carry (such as a message's prefix or a function's returns) read as "
               "unset: Ollama drops them from every request, so no conversation it renders has them.")
+MARKUP_NOTE = ("Text added with + to markup (`'...' | safe`) is HTML-escaped, as markupsafe escapes it (&, <, >, ' and \" as entities); "
+               "Go's html also turns a NUL character into U+FFFD, which Python keeps.")
 _OPERATORS = {"Mul": "*", "Div": "/", "FloorDiv": "//", "Pow": "**", "Neg": "-", "Dict": "{", "List": "[", "Tuple": "("}
 _CMP = {"eq": "eq", "ne": "ne", "lt": "lt", "lteq": "le", "gt": "gt", "gteq": "ge"}
 
@@ -39,7 +42,7 @@ class Expressions(Core):
         return converted
 
     def truth(self, node: nodes.Node) -> str:
-        return self.expr(node)
+        return self.view_truth(node) or self.expr(node)
 
     def go_const(self, value: Any, node: nodes.Node) -> str:
         if is_undefined(value) or value is None:
@@ -65,6 +68,9 @@ class Expressions(Core):
             raise self.fail("the loop object itself", node, "loop")
         if node.name in self.namespaces:
             raise self.fail(f"the namespace object {node.name} as a whole", node, node.name)
+        if self.kinds.get(node.name) == "split":
+            raise self.fail("a .split() whose pieces are used as a list (Go templates build no lists; its pieces by index and "
+                            "their number convert)", node, node.name)
         return f"${node.name}"
 
     def later_bos(self) -> str:
@@ -86,6 +92,9 @@ class Expressions(Core):
             self.note(THINK_NOTE)
             assert isinstance(base, nodes.Call) and isinstance(base.node, nodes.Getattr)  # is_think_split checked both
             return self.expr(base.node.node)
+        piece = self.split_item(node)
+        if piece is not None:
+            return piece
         key = self.fold(arg)
         if key is not None and isinstance(key.value, str):
             return self.member(base, key.value, node)
@@ -294,7 +303,25 @@ class Expressions(Core):
         if any(self.kind(i) in K.SEQUENCES for i in items):
             raise self.fail("a list built at render time (+ on lists)", node, "+")
         # fmt.Sprint puts no spaces between string operands, so print is string concatenation.
-        return f"(print {' '.join(self.expr(i) for i in items)})"
+        return f"(print {' '.join(self.markup_escaped(node, items))})"
+
+    def markup_escaped(self, node: nodes.Node, items: list[nodes.Node]) -> list[str]:
+        """The operands of a `+` chain in Go. Where one is markup (`'...' | safe`), Python's `+` HTML-escapes every plain
+        operand (markupsafe's Markup.__add__): Go's `html` escapes the same five characters, as the same entities."""
+        markup = [self.is_markup(i) for i in items]
+        joins = {type(n) for n in (node, *node.find_all((nodes.Add, nodes.Concat)))}
+        if not any(markup) or joins == {nodes.Concat}:
+            return [self.expr(i) for i in items]  # `~` joins as text, markup or not
+        if nodes.Concat in joins:
+            raise self.fail("markup (| safe) joined with both + and ~ (+ escapes the text it adds, ~ does not)", node, "safe")
+        self.note(MARKUP_NOTE)
+        return [self.expr(i) if safe else f"(html {self.expr(i)})" for i, safe in zip(items, markup, strict=True)]
+
+    def is_markup(self, node: nodes.Node) -> bool:
+        folded = self.fold(node)
+        if folded is not None:
+            return isinstance(folded.value, Markup)
+        return isinstance(node, nodes.Filter) and node.name == "safe"
 
     # --- logic ---------------------------------------------------------------------------
 
@@ -305,7 +332,14 @@ class Expressions(Core):
         left = self.truth(node.left)
         if left == "false":
             return "false"
-        right = self.truth(node.right)
+        # `v is string and ('<' in v ...)`: Jinja reads the right side only for text, so v is text there
+        shown = repr(node.left.node) if isinstance(node.left, nodes.Test) and node.left.name == "string" and not node.left.args else None
+        if shown is not None:
+            self.known_text.add(shown)
+        try:
+            right = self.truth(node.right)
+        finally:
+            self.known_text.discard(shown or "")
         if right == "false":
             return "false"  # Go operands have no side effects, so the left one need not run
         return right if left == "true" else (left if right == "true" else f"(and {left} {right})")
@@ -417,6 +451,8 @@ class Expressions(Core):
         if needle is not None and needle.value in THINK_TAGS and kind == "string" and not self.tag_built(right):
             self.note(THINK_NOTE)
             return "false"
+        if kind in ("value", "scalar") and repr(right) in self.known_text:
+            kind = "string"  # Go's and stops before this test where the value is not text; print keeps the scan safe anyway
         if kind == "string" and (self.kind(left) == "string" or (needle is not None and isinstance(needle.value, str))):
             return self.substring(self.expr(left), self.expr(right))
         hint = f"in {right.node.name}.{right.attr}" if isinstance(right, nodes.Getattr) and isinstance(right.node, nodes.Name) else "in "
@@ -426,10 +462,10 @@ class Expressions(Core):
     def substring(self, needle: str, haystack: str) -> str:
         """`needle in haystack` on text: a scan of the byte offsets, stopping at the first match (range over an int, Go 1.22+)."""
         found, hay, sub, i = self.fresh("in"), self.fresh("h"), self.fresh("n"), self.fresh("i")
-        end = f'(len (printf "%*s%*s" {i} "" (len {sub}) ""))'  # i + len(needle)
+        end = f"(len {sub})"  # the text from offset i, cut to the needle's length (i + len would cost a string of i spaces)
         self.emit(f"{{{{ {found} := false }}}}{{{{ {hay} := print {haystack} }}}}{{{{ {sub} := print {needle} }}}}"
                   f"{{{{ if not {sub} }}}}{{{{ {found} = true }}}}{{{{ end }}}}"
-                  f"{{{{ range {i} := len {hay} }}}}{{{{ if and (not {found}) (ge (len (slice {hay} {i})) (len {sub})) (eq (slice {hay} {i} {end}) {sub}) }}}}"
+                  f"{{{{ range {i} := len {hay} }}}}{{{{ if and (not {found}) (ge (len (slice {hay} {i})) (len {sub})) (eq (slice (slice {hay} {i}) 0 {end}) {sub}) }}}}"
                   f"{{{{ {found} = true }}}}{{{{ break }}}}{{{{ end }}}}{{{{ end }}}}")
         return found
 

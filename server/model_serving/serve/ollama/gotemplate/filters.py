@@ -7,7 +7,7 @@ from collections.abc import Callable
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import Core, View
+from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, View
 from model_serving.serve.ollama.gotemplate.expressions import DEFINED_NOTE, THINK_TAGS
 from model_serving.serve.ollama.gotemplate.flow import definitely_set
 from model_serving.serve.ollama.gotemplate.text import go_string
@@ -29,6 +29,8 @@ class Filters(Core):
             raise self.fail(f"a filter block ({name})", node, "filter")
         if name == "trim" and not node.args:
             return self.stripped(self.expr(node.node))
+        if name in ("length", "count") and self.split_of(node.node) is not None:
+            return self.split_count(node.node)
         if name in ("length", "count"):
             view = self.seq_view(node.node)
             return self.count(view) if view.pred is not None else f"(len {view.base})"
@@ -45,13 +47,13 @@ class Filters(Core):
             return self.indented(node)
         if name in ("lower", "upper") and not node.args and self.kind(node.node) == "string":
             return self.recased(self.expr(node.node), upper=name == "upper")
-        if name == "string" and (self.kind(node.node) == "bool" or (self.kind(node.node) in ("value", "scalar") and id(node) in self.scalar_strings)):
-            # str() of a JSON value that a test has shown is no list or mapping: Python writes booleans True/False, Go true/false
-            go, var = self.expr(node.node), self.fresh("str")
-            self.emit(f'{{{{ {var} := print {go} }}}}{{{{ if eq (printf "%T" {go}) "bool" }}}}{{{{ if {go} }}}}{{{{ {var} = "True" }}}}'
-                      f'{{{{ else }}}}{{{{ {var} = "False" }}}}{{{{ end }}}}{{{{ end }}}}')
+        if name == "string" and not node.args and self.can_pystr(node):
+            return self.pystr(node.node)  # a tool, a list or a JSON value: Python's repr, unless it is text
+        if name == "string" and self.kind(node.node) == "bool":
+            var = self.fresh("str")  # Python writes booleans True/False, Go true/false
+            self.emit(f'{{{{ {var} := "False" }}}}{{{{ if {self.expr(node.node)} }}}}{{{{ {var} = "True" }}}}{{{{ end }}}}')
             return var
-        if name in _PASSTHROUGH and self.kind(node.node) in {"string", "int", None} | K.SEQUENCES:
+        if name in _PASSTHROUGH and self.kind(node.node) in {"string", "int", None} | (set() if name == "string" else K.SEQUENCES):
             return f"(print {self.expr(node.node)})" if name == "string" else self.expr(node.node)
         raise self.fail(f"the filter '{name}' on runtime data (Go templates have no such function)", node, name)
 
@@ -168,8 +170,9 @@ class Filters(Core):
             if len(values) == 2 and kind in K.CLOSED and values[0] not in K.FIELDS[kind or ""]:
                 return self.go_const(values[1], node)  # a key Ollama drops: the default
             return self.member(base, values[0], node)
-        if attr == "split" and values and values[0] in THINK_TAGS:
-            raise self.fail("a .split() on message text whose pieces are used as a list", node, "split")
+        if attr == "split":
+            raise self.fail("a .split() whose pieces are used as a list (Go templates build no lists; only the first or last piece, "
+                            "text.split(sep)[0] or [-1] with a constant separator, converts)", node, "split")
         raise self.fail(f"the method .{attr}() on runtime data (Go templates have no string methods)", node, attr)
 
     def recased(self, go: str, *, upper: bool) -> str:
@@ -179,7 +182,7 @@ class Filters(Core):
         pairs = [(c, c.lower()) if not upper else (c.lower(), c) for c in letters]
         t, out, i, b = self.fresh("t"), self.fresh("r"), self.fresh("i"), self.fresh("c")
         chain = "".join(f"{{{{ {'if' if k == 0 else 'else if'} eq {b} {go_string(src)} }}}}{{{{ {b} = {go_string(dst)} }}}}" for k, (src, dst) in enumerate(pairs))
-        self.emit(f'{{{{ {t} := print {go} }}}}{{{{ {out} := "" }}}}{{{{ range {i} := len {t} }}}}{{{{ {b} := slice {t} {i} ({_NEXT.format(i)}) }}}}'
+        self.emit(f'{{{{ {t} := print {go} }}}}{{{{ {out} := "" }}}}{{{{ range {i} := len {t} }}}}{{{{ {b} := slice (slice {t} {i}) 0 1 }}}}'
                   f"{{{{ if and (ge {b} {go_string(pairs[0][0])}) (le {b} {go_string(pairs[-1][0])}) }}}}{chain}{{{{ end }}}}{{{{ end }}}}"
                   f"{{{{ {out} = print {out} {b} }}}}{{{{ end }}}}")
         return out
@@ -189,7 +192,7 @@ class Filters(Core):
         t, out, start, i, n = self.fresh("t"), self.fresh("r"), self.fresh("f"), self.fresh("i"), len(old.encode())
         end = f'(len (printf "%*s%*s" {i} "" {n} ""))'
         self.emit(f'{{{{ {t} := print {go} }}}}{{{{ {out} := "" }}}}{{{{ {start} := 0 }}}}{{{{ range {i} := len {t} }}}}'
-                  f"{{{{ if and (ge {i} {start}) (ge (len (slice {t} {i})) {n}) (eq (slice {t} {i} {end}) {go_string(old)}) }}}}"
+                  f"{{{{ if and (ge {i} {start}) (ge (len (slice {t} {i})) {n}) (eq (slice (slice {t} {i}) 0 {n}) {go_string(old)}) }}}}"
                   f"{{{{ {out} = print {out} (slice {t} {start} {i}) {new} }}}}{{{{ {start} = {end} }}}}{{{{ end }}}}{{{{ end }}}}"
                   f"{{{{ {out} = print {out} (slice {t} {start}) }}}}")
         return out
@@ -250,6 +253,50 @@ class Filters(Core):
         return out
 
     # --- lists filtered at render time ---------------------------------------------------
+
+    def narrowing(self, node: nodes.If) -> str | None:
+        """`{% if flag %}{% set seq = seq | rejectattr(...) | list %}{% endif %}`, the flag being `seq | selectattr(...) | list |
+        length > 0` with the same arguments (Functionary drops its code_interpreter tools so): taken or not, seq ends as the
+        rejectattr list, since with no item to reject that is the list itself. From here on seq reads as that filter, over
+        the list it held before (a Go variable keeps it). None when the statement has another shape."""
+        if node.elif_ or node.else_ or len(node.body) != 1 or not isinstance(node.body[0], nodes.Assign) or self.loops or self.captures:
+            return None
+        assign = node.body[0]
+        reject = _unlisted(assign.node)
+        if not (isinstance(assign.target, nodes.Name) and isinstance(reject, nodes.Filter) and reject.name == "rejectattr"
+                and isinstance(reject.node, nodes.Name) and reject.node.name == assign.target.name and not reject.kwargs):
+            return None
+        name, order = assign.target.name, list(self.ast.find_all(nodes.Assign))  # assignments in the order they are written
+        flags = [k for k, a in enumerate(order) if isinstance(node.test, nodes.Name) and isinstance(a.target, nodes.Name) and a.target.name == node.test.name]
+        stores = [k for k, a in enumerate(order) if a is not assign and isinstance(a.target, nodes.Name) and a.target.name == name]
+        # the flag is set once, and the list is not set again after it (but by this statement)
+        if len(flags) != 1 or any(k > flags[0] for k in stores) or not self.counts_selected(order[flags[0]].node, name, reject.args):
+            return None
+        kept = f"{name}__all"  # the list before the filter, under a name of its own
+        self.runtime.add(kept)
+        self.kinds[kept] = self.kinds.get(name)
+        self.aliases[name] = nodes.Filter(nodes.Name(kept, "load", lineno=node.lineno), "rejectattr", reject.args, [], None, None, lineno=node.lineno)
+        return f"{{{{ ${kept} := ${name} }}}}"
+
+    def counts_selected(self, test: nodes.Node, name: str, args: list[nodes.Expr]) -> bool:
+        """Whether `test` is `name | selectattr(args) | list | length > 0` (or `!= 0`, with or without the list)."""
+        if not (isinstance(test, nodes.Compare) and len(test.ops) == 1 and test.ops[0].op in ("gt", "ne")):
+            return False
+        zero = self.fold(test.ops[0].expr)
+        count = test.expr
+        if zero is None or zero.value != 0 or not (isinstance(count, nodes.Filter) and count.name == "length" and count.node is not None):
+            return False
+        select = _unlisted(count.node)
+        return (isinstance(select, nodes.Filter) and select.name == "selectattr" and isinstance(select.node, nodes.Name)
+                and select.node.name == name and not select.kwargs and repr(select.args) == repr(args))
+
+    def view_truth(self, node: nodes.Node) -> str | None:
+        """The truth of a list filtered at render time (or a name read as one): whether it keeps any item."""
+        target = self.aliases.get(node.name, node) if isinstance(node, nodes.Name) else node
+        if not self.is_view(target):
+            return None
+        view = self.seq_view(target)
+        return f"(gt {self.count(view)} 0)" if view.pred is not None else f"(gt (len {view.base}) 0)"
 
     def is_view(self, node: nodes.Node) -> bool:
         """A list filtered at render time (selectattr, rejectattr, select, reject, map), possibly through |list."""
@@ -321,10 +368,15 @@ class Filters(Core):
 
     def join(self, node: nodes.Filter) -> str:
         assert node.node is not None
-        view = self.seq_view(node.node)
         sep = self.fold(node.args[0]) if node.args else None
         if node.args and sep is None:
             raise self.fail("join() with a separator computed at render time", node, "join")
+        if self.kind(node.node) == "nameset":
+            # a list of text kept as one string, a mark around each item: the marks between items become the separator
+            held, inner = self.expr(node.node), self.fresh("j")
+            self.emit(f'{{{{ {inner} := "" }}}}{{{{ if gt (len {held}) 1 }}}}{{{{ {inner} = slice {held} 1 (len (slice {held} 1)) }}}}{{{{ end }}}}')
+            return self.replaced(inner, SET_MARK, go_string(str(sep.value) if sep else ""))
+        view = self.seq_view(node.node)
         var, item, started = self.fresh("j"), self.fresh("x"), self.fresh("s")
         value = f"{item}.{view.attr}" if view.attr else item
         body = f"{{{{ if {started} }}}}{{{{ {var} = print {var} {go_string(sep.value if sep else '')} }}}}{{{{ end }}}}" \
@@ -333,3 +385,9 @@ class Filters(Core):
             body = f"{{{{ if {view.pred(item)} }}}}{body}{{{{ end }}}}"
         self.emit(f'{{{{ {var} := "" }}}}{{{{ {started} := false }}}}{{{{ range {item} := {view.base} }}}}{body}{{{{ end }}}}')
         return var
+
+
+def _unlisted(node: nodes.Node) -> nodes.Node:
+    while isinstance(node, nodes.Filter) and node.name == "list" and node.node is not None:
+        node = node.node
+    return node

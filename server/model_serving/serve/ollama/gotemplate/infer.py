@@ -58,7 +58,7 @@ class Infer(Core):
     def member_kind(self, node: nodes.Getattr | nodes.Getitem) -> str | None:
         base = node.node
         if isinstance(node, nodes.Getitem):
-            if self.is_think_split(base) or self.is_built_split(base, node.arg):
+            if self.is_think_split(base) or self.is_built_split(base, node.arg) or self.split_of(base) is not None:
                 return "string"
             if isinstance(node.arg, nodes.Slice):
                 return self.kind(base)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, Loop, View, is_undefined, render_block
+from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, Loop, View, is_undefined, render_block, unset_callers
 from model_serving.serve.ollama.gotemplate.records import record_keys
 from model_serving.serve.ollama.gotemplate.text import go_failure, go_string, literal_text
 from model_serving.serve.ollama.gotemplate.unroll import UNROLLED
@@ -94,7 +94,9 @@ class Statements(Core):
         if kind == "bool":
             # Jinja prints a Python bool; Go would print true/false
             return f"{{{{ if {self.truth(child)} }}}}{self.write_text('True')}{{{{ else }}}}{self.write_text('False')}{{{{ end }}}}"
-        if kind not in ("string", "value", "int", None):
+        if kind in ("value", "scalar"):
+            return self.write_value(self.pystr(child))  # Jinja prints str() of a JSON value: [9, 15], True, None
+        if kind not in ("string", "int", None):
             raise self.fail(f"printing a {kind} value without tojson (Jinja writes a Python repr)", child)
         return self.write_value(self.expr(child))
 
@@ -117,6 +119,9 @@ class Statements(Core):
         return f"{{{{ {self.captures[-1]} = print {self.captures[-1]} {go} }}}}"
 
     def s_If(self, node: nodes.If, scope: Scope) -> str:
+        narrowed = self.narrowing(node)
+        if narrowed is not None:
+            return narrowed
         branches = [(node.test, node.body), *((e.test, e.body) for e in node.elif_)]
         if not node.elif_ and not node.else_ and self.raise_only(node.body):
             self.note(RAISE_NOTE)
@@ -366,12 +371,25 @@ class Statements(Core):
             key, var = target.name, f"${target.name}"
         else:
             raise self.fail("assignment to several names at once", node, "set")
+        if isinstance(target, nodes.Name) and key in self.store_counts and key not in self.loaded \
+                and not any(True for _ in value.find_all(nodes.Call)) and not isinstance(value, nodes.Call):
+            # a name of the template (not one a converted macro body renamed) that nothing reads, set by a value with no
+            # side effects (MiniCPM's unused min_count)
+            return ""
+        split = self.split_name(key, value) if isinstance(target, nodes.Name) else None
+        if split is not None:
+            return split
         if isinstance(target, nodes.Name) and self.store_counts.get(key, 0) == 1 and self.is_view(value):
             # Go cannot hold a filtered list; a name bound to one once is read as the filter itself.
             self.aliases[key] = value
             return ""
         if key not in self.runtime:
             folded = self.fold(value)
+            stored = {n.name for n in self.ast.find_all(nodes.Name) if n.ctx in ("store", "param")} | self.namespaces
+            missing = unset_callers(value, self.runtime | set(self.consts) | stored) if folded is None else []
+            if missing:
+                raise self.fail(f"the caller variable{'s' if len(missing) > 1 else ''} {', '.join(missing)}, which Ollama never passes; "
+                                f"the template cannot render without {'them' if len(missing) > 1 else 'it'} (Jinja fails there too)", node, "set")
             if folded is None:
                 raise self.fail("a value the converter could not compute at registration time", node, "set")
             self.set_const(key, folded.value)
@@ -383,6 +401,11 @@ class Statements(Core):
         empty = self.fold(value)
         if empty is not None and (empty.value == [] or empty.value is None) and var[1:] in self.kinds:
             kind = self.kinds[var[1:]]  # `set tools = []` or `= none` keeps what the name holds otherwise
+            if kind in K.SEQUENCES:
+                # an empty list, which Go can range over and count as Jinja does with none (its filters skip a none)
+                out = self.assign_to(var, nodes.Const([], lineno=node.lineno))
+                self.kinds[var[1:]] = kind
+                return out
         out = self.assign_to(var, value)
         self.kinds[var[1:]] = kind  # after the value is converted: `set x = x.function` reads the old kind
         (self.always_text.add if self.is_always_text(value) else self.always_text.discard)(var[1:])
