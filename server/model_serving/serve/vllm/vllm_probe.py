@@ -123,7 +123,9 @@ def probe_vllm(settings: Settings, name: str, *, max_tokens: int = 96, messages:
         rendered = _post(client, model, "/detokenize", {"model": name, "tokens": ids}).get("prompt")
         body = _post(client, model, "/v1/chat/completions", {"model": name, "messages": messages, "max_tokens": max_tokens, "temperature": 0})
         tools = (probe.tools_not_checked() or _tool_check(client, model, features)) if features.tools else {}
-    matches = None if ours is None else (rendered == ours and ids == our_ids)
+    # The ids are what the model reads; the text is vLLM's decoding of them, which a SentencePiece tokenizer need not
+    # give back byte for byte, so it only names how the ids differ
+    matches = None if ours is None else ids == our_ids
     if matches is False:
         whose = "the given chat template file" if model.chat_template_file else "the checkpoint's own chat template"
         problems.append(f"vLLM renders the chat differently from {whose}"
