@@ -22,7 +22,8 @@ class NameWalk(Core):
         if node.else_ or node.test is not None or any(n.name == "loop" for n in node.find_all(nodes.Name)):
             raise self.fail("a loop over a list built at render time with else, an inline if or loop.*", node, "for")
         held, start, i = self.fresh("w"), self.fresh("f"), self.fresh("i")
-        loop = Loop(index=i, iterable=held, target=f"${node.target.name}", counter=self.counter)
+        # not a Go list: what needs to range over the loop's list again (a list a loop fills, read as a view) is refused
+        loop = Loop(index=i, iterable=f"(print {held})", target=f"${node.target.name}", counter=self.counter)
         body = self.loop_body(node, scope, loop)
         after = f'(len (printf "%*s " {i} ""))'
         return (f"{{{{ {held} := {self.expr(node.iter)} }}}}{{{{ {start} := 1 }}}}{{{{ range {i} := len {held} }}}}"

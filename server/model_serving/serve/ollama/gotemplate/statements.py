@@ -184,9 +184,8 @@ class Statements(Core):
             raise self.fail("a for loop over several targets other than dict.items()", node, "for")
         if self.is_reversed(node.iter):
             return self.for_reversed(node, scope)
-        walks = {"string": self.for_text, "value": self.for_value, "nameset": self.for_nameset}  # text's characters; an argument's
-        if self.kind(node.iter) in walks:  # items, characters or keys; a list of text kept as one string
-            return walks[str(self.kind(node.iter))](node, scope)
+        if self.kind(node.iter) in ("string", "value", "nameset"):  # text's characters; an argument's items, characters or keys; a list
+            return {"string": self.for_text, "value": self.for_value, "nameset": self.for_nameset}[str(self.kind(node.iter))](node, scope)
         view = self.seq_view(node.iter)
         bind = self.field_binding(node, view)
         loop = Loop(index=self.fresh("i"), iterable=view.base, target=bind or f"${node.target.name}", counter=self.counter)
@@ -409,13 +408,17 @@ class Statements(Core):
                 return out
         out = self.assign_to(var, value)
         self.kinds[var[1:]] = kind  # after the value is converted: `set x = x.function` reads the old kind
-        (self.held_none.add if self.unset_get(value) else self.held_none.discard)(var[1:])
-        (self.always_text.add if self.is_always_text(value) else self.always_text.discard)(var[1:])
+        self.track(var[1:], value)
         return out
 
+    def track(self, name: str, value: nodes.Node) -> None:
+        """What the name's value is known to be after this set: text in every conversation, or a None Go holds as ""."""
+        (self.held_none.add if self.unset_get(value) else self.held_none.discard)(name)
+        (self.always_text.add if self.is_always_text(value) else self.always_text.discard)(name)
+
     def always_present(self, node: nodes.Node) -> bool:
-        """A call's or tool's function: always there in Ollama's data, with a name, so true in Jinja for every request."""
-        return self.field_key(node) in K.ALWAYS_SET and self.kind(node) in ("callfunc", "toolfunc")
+        """A tool call's function: always there, with a name, in a call Ollama hands over (a tool may have none: code_interpreter)."""
+        return self.field_key(node) == ("toolcall", "function")
 
     def is_always_text(self, node: nodes.Node) -> bool:
         """Whether the value is text in every conversation (a message's content, text filters of such values, literals)."""
