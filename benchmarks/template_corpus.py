@@ -8,7 +8,7 @@ properties declared out of sorted order, two reasoning turns) both ways. Each te
 of tool properties and arguments, which Ollama hands a TEMPLATE sorted: checked by rendering the Jinja
 with the keys sorted), `refused` (the converter names the construct it cannot express), `differs`, `crash` (an exception
 other than a refusal, in the converter or the Go renderer) or `no jinja` (jinja2 itself cannot
-render any conversation).
+render any conversation: checked first, so the converter is not asked; not counted in the refused share).
 
     python benchmarks/template_corpus.py [--out benchmarks/results/template_corpus.json]
 
@@ -135,13 +135,42 @@ def only_key_order(source: str, go_template: str, renderer: Renderer, *, bos: st
     return again.cases[0].status == "equal"
 
 
+def conversations() -> list[Any]:
+    from model_serving.serve.ollama.fidelity import CONVERSATIONS, REASONING, REASONING_LAST
+
+    return [*CONVERSATIONS, several_properties(), REASONING, REASONING_LAST]
+
+
+def jinja_failures(source: str, *, bos: str, eos: str) -> list[str] | None:
+    """Why Jinja renders none of the conversations (one reason each), or None when it renders at least one."""
+    import jinja2
+
+    from model_serving.serve.ollama.fidelity import jinja_prompt
+    from model_serving.util.chat_template import TemplateRejected
+
+    reasons = []
+    for conv in conversations():
+        try:
+            jinja_prompt(source, conv, bos, eos)
+        except (TemplateRejected, TypeError, ValueError, LookupError, jinja2.TemplateError) as exc:
+            reasons.append(f"{conv.name}: {type(exc).__name__}: {exc}")
+            continue
+        return None
+    return reasons
+
+
 def run_template(path: Path, renderer: Renderer) -> TemplateResult:
     from model_serving.serve.ollama import templates
-    from model_serving.serve.ollama.fidelity import CONVERSATIONS, REASONING, REASONING_LAST, check_rendered
+    from model_serving.serve.ollama.fidelity import check_rendered
 
     source = path.read_text()
     bos, eos, adds_bos = tokens_for(path.stem)
     result = TemplateResult(path.stem, family_of(path.stem), "exact")
+    # the converter is only asked about a template Jinja can render: there is no prompt to match otherwise
+    failed = jinja_failures(source, bos=bos, eos=eos)
+    if failed is not None:
+        result.status, result.reason = "no jinja", "; ".join(sorted({r.split(": ", 1)[1] for r in failed}))
+        return result
     try:
         conv = templates.convert(source, bos_token=bos, eos_token=eos, runtime_adds_bos=adds_bos)
     except templates.UnconvertibleTemplate as exc:
@@ -155,7 +184,7 @@ def run_template(path: Path, renderer: Renderer) -> TemplateResult:
     try:
         report = check_rendered(source, conv.go_template, renderer, bos=bos, eos=eos, bos_left_to_runtime=conv.bos_left_to_runtime,
                                 template_uses_tools=templates.uses_tools(source) or "tool_calls" in source,
-                                conversations=[*CONVERSATIONS, several_properties(), REASONING, REASONING_LAST], notes=conv.notes)
+                                conversations=conversations(), notes=conv.notes)
         result.conversations = {c.conversation: c.status for c in report.cases}
         if result.conversations.get(SEVERAL_PROPERTIES) == "different" and only_key_order(
                 source, conv.go_template, renderer, bos=bos, eos=eos, bos_left_to_runtime=conv.bos_left_to_runtime):

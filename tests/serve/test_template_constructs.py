@@ -464,3 +464,51 @@ def test_a_split_used_as_a_list_is_refused() -> None:
     source = "{% for m in messages %}{% for part in m.content.split('<sep>') %}{{ part }}{% endfor %}{% endfor %}"
     with pytest.raises(templates.UnconvertibleTemplate, match="a .split.. whose pieces are used as a list"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_a_call_or_its_function_under_one_name_converts(go_renderer: GoRenderer) -> None:
+    # GigaChat's and MiniMax's shape: `if call.function` (a call Ollama hands over always has one) then `set call = call.function`,
+    # in a macro that sets its own parameter and in a loop; the else branch reads a field only a bare function has
+    source = ("{%- macro show(call) -%}{%- if call.function -%}{%- set call = call.function -%}{%- endif -%}"
+              "{{- call['name'] ~ ':' ~ call['arguments'] | tojson -}}{%- endmacro -%}"
+              "{% for m in messages %}{{ m.content }}{% for c in m.tool_calls or [] %}{{ show(c) }}|"
+              "{% if c.function %}{% set c = c.function %}{% endif %}{{ c.name }};{% endfor %}"
+              "{% if m.tool_calls %}{% if m.tool_calls[-1].function %}{{ m.tool_calls[-1].function.name }}"
+              "{% else %}{{ m.tool_calls[-1].name }}{% endif %}{% endif %}{% endfor %}")
+    expected, got = _rendered(source, _CALL, None, go_renderer)
+    assert 'get_weather:{"city": "Paris"' in expected and "|get_weather;get_weather" in expected
+    assert got == expected
+
+
+def test_a_list_of_text_searched_while_it_grows_and_walked_converts(go_renderer: GoRenderer) -> None:
+    # Muse Glimmer's shape: namespaces collected once each (`not in` while the loop fills it), then walked; a list started
+    # with constant text, grown while walking another, joined; a body that adds to the list it walks sees the list as it was
+    source = ("{%- set ns = namespace(seen=[], out=['\"self\"']) -%}{%- for m in messages -%}{%- set k = m.content.split('.')[0] -%}"
+              "{%- if k not in ns.seen -%}{%- set ns.seen = ns.seen + [k] -%}{%- endif -%}{%- endfor -%}"
+              "{%- for k in ns.seen -%}[{{ k | tojson }}]{%- set ns.out = ns.out + ['\"' + k + '.*\"'] -%}{%- endfor -%}"
+              "{%- for k in ns.out -%}{%- set ns.out = ns.out + ['x'] -%}<{{ k }}>{%- endfor -%}{{ ns.out | join(', ') }}")
+    contents = ("a.b", "\u00e9.c", "a.d", "", "x", "\u00e9")
+    messages = [{"role": ("user", "assistant")[k % 2], "content": c} for k, c in enumerate(contents)]
+    expected, got = _rendered(source, messages, None, go_renderer)
+    assert expected.startswith('["a"]["\u00e9"][""]["x"]<"self"><"a.*">') and expected.endswith('"x.*", x, x, x, x, x')
+    assert got == expected
+
+
+def test_a_loop_over_a_list_of_text_with_loop_or_else_is_refused() -> None:
+    source = "{% set ns = namespace(seen=[]) %}{% for m in messages %}{% set ns.seen = ns.seen + [m.role] %}{% endfor %}" \
+             "{% for k in ns.seen %}{{ loop.index }}{{ k }}{% endfor %}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="a loop over a list built at render time"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_replace_filter_a_field_ollama_drops_and_caller_defaults_convert(go_renderer: GoRenderer) -> None:
+    # Muse Glimmer's shape: `| replace` on text; `message.get('end_turn')` is None for every message Ollama hands over (`is none`
+    # is true, then the name is set again); a name set once in an if to a caller variable's default (`{}`), searched with `in`
+    source = ("{%- for m in messages -%}{%- set t = m.content | replace('effort', 'strength') | replace('a', 'A') -%}"
+              "{%- set end_turn = m.get('end_turn') -%}{%- if end_turn is none -%}{%- set end_turn = m.role != 'user' -%}{%- endif -%}"
+              "{%- if m.content -%}{%- set nd = descriptions if descriptions is defined else {} -%}"
+              "{{ (nd[m.role] if m.role in nd else '-') }}{%- endif -%}{{ t }}{{ '.' if end_turn else '!' }}{%- endfor -%}")
+    messages = [{"role": "user", "content": "Reasoning effort: high"}, {"role": "assistant", "content": ""}, {"role": "user", "content": "a effort"}]
+    expected, got = _rendered(source, messages, None, go_renderer)
+    assert expected == "-ReAsoning strength: high!.-A strength!"
+    assert got == expected

@@ -22,6 +22,7 @@ from model_serving.serve.ollama.gotemplate.expressions import Expressions
 from model_serving.serve.ollama.gotemplate.filters import Filters
 from model_serving.serve.ollama.gotemplate.infer import Infer
 from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros
+from model_serving.serve.ollama.gotemplate.namewalk import NameWalk
 from model_serving.serve.ollama.gotemplate.negative import Negative
 from model_serving.serve.ollama.gotemplate.pyrepr import PyRepr
 from model_serving.serve.ollama.gotemplate.queues import Queues
@@ -52,7 +53,7 @@ class Converted:
     dated: bool = False
 
 
-class Converter(Recursion, Chars, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON, Infer, Negative, Queues, Records, Collect,
+class Converter(Recursion, Chars, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON, Infer, Negative, Queues, Records, Collect, NameWalk,
                 Core):
     def describe(self, node: nodes.Node) -> str:
         if isinstance(node, nodes.Macro):

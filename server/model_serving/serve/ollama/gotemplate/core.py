@@ -88,6 +88,7 @@ class Core:
         self.counts: set[str] = set()  # floor names read where they are known to hold a count (not negative)
         self.kept_nodes: list[nodes.Node] = []
         self.records: dict[str, dict[str, str | None]] = {}  # names holding a dict built at render time: key -> kind
+        self.held_none: set[str] = set()  # names last set to a key Ollama's data never has (`message.get('end_turn')`): None in Jinja, "" in Go
         self.always_text: set[str] = set()  # names whose every assignment so far holds text (never none or undefined)
         stores = [n.name for a in ast.find_all(nodes.Assign) for n in a.target.find_all(nodes.Name)]
         stores += [a.target.name for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
@@ -163,6 +164,9 @@ class Core:
         def replaced(self, go: str, old: str, new: str) -> str: ...
         def loop_setup(self, loop: Loop) -> str: ...
         def loop_start(self, loop: Loop) -> str: ...
+        def loop_body(self, node: nodes.For, scope: Any, loop: Loop, kind: str = "string") -> str: ...
+        def for_nameset(self, node: nodes.For, scope: Any) -> str: ...
+        def unset_get(self, node: nodes.Node) -> bool: ...
 
     # --- reporting --------------------------------------------------------------------
 
@@ -268,7 +272,7 @@ SET_MARK = "\x00"  # between the items of a list of text kept as one Go string
 
 
 def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
-    """Namespace attributes (as 'ns.attr') that start as [], only grow by `+ [item]`, and are only read by `in` tests or `join`.
+    """Namespace attributes (as 'ns.attr') that start as constant text, only grow by `+ [item]`, and are read by `in`, `join` or `for`.
 
     Cohere's `tool_ids_seen.value` is one: Go has no list to build, but such a list can be one string with a mark around
     each item, and `x in list` a search for the marked x.
@@ -279,7 +283,7 @@ def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
         return None
 
     starts = {f"{a.target.name}.{kw.key}" for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name) and a.target.name in namespaces
-              and _is_call(a.node, "namespace") for kw in a.node.kwargs if isinstance(kw.value, nodes.List) and not kw.value.items}  # type: ignore[attr-defined]
+              and _is_call(a.node, "namespace") for kw in a.node.kwargs if text_items(kw.value) is not None}  # type: ignore[attr-defined]
     allowed: set[int] = set()
     grown: set[str] = set()  # a list never added to stays the constant [], read as such at registration
     for a in ast.find_all(nodes.Assign):
@@ -298,7 +302,15 @@ def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
     for f in ast.find_all(nodes.Filter):
         if f.name == "join" and f.node is not None and len(f.args) <= 1 and not f.kwargs:
             allowed.add(id(f.node))  # joined into one text (LFM2's argument strings): the marks become the separator
+    allowed |= {id(f.iter) for f in ast.find_all(nodes.For)}  # walked item by item, mark to mark (gotemplate/namewalk.py)
     return {key for key in starts & grown if all(id(g) in allowed for g in ast.find_all(nodes.Getattr) if ref(g) == key)}
+
+
+def text_items(node: nodes.Node | None) -> list[str] | None:
+    """The items of a list literal of constant text (`[]`, `['"self"']`), else None."""
+    if not isinstance(node, nodes.List) or not all(isinstance(i, nodes.Const) and isinstance(i.value, str) for i in node.items):
+        return None
+    return [i.value for i in node.items]  # type: ignore[attr-defined]
 
 
 def render_block(node: nodes.AssignBlock, context: dict[str, Any]) -> str | None:

@@ -432,7 +432,7 @@ class Expressions(Core):
                 raise self.fail("an `in` test of a value that is not text in a list built at render time", node, "in ")
             return self.substring(f"(print {go_string(SET_MARK)} {self.expr(left)} {go_string(SET_MARK)})", self.expr(right))
         haystack, needle = self.fold(right), self.fold(left)
-        if haystack is not None and isinstance(haystack.value, (list, tuple)):
+        if haystack is not None and isinstance(haystack.value, (list, tuple, dict)):  # a dict's keys
             if not haystack.value:
                 return "false"
             return f"(eq {self.expr(left)} {' '.join(self.go_const(v, node) for v in haystack.value)})"

@@ -45,6 +45,11 @@ class Filters(Core):
             return f"(or {self.expr(node.node)} {self.expr(node.args[0])})"
         if name == "indent" and self.kind(node.node) == "string":
             return self.indented(node)
+        if name == "replace" and len(node.args) == 2 and not node.kwargs and self.kind(node.node) == "string":
+            # Jinja's filter is str.replace on text (no autoescape): the method's conversion
+            call = nodes.Call(nodes.Getattr(node.node, "replace", "load"), node.args, [], None, None, lineno=node.lineno)
+            self.alive.append(call)
+            return self.method(call, "replace", node.node)
         if name in ("lower", "upper") and not node.args and self.kind(node.node) == "string":
             return self.recased(self.expr(node.node), upper=name == "upper")
         if name == "string" and not node.args and self.can_pystr(node):
@@ -70,6 +75,8 @@ class Filters(Core):
                 self.note(DEFINED_NOTE)
             test = "true" if always else self.truth(node.node)
             return test if name == "defined" else f"(not {test})"
+        if name == "none" and isinstance(node.node, nodes.Name) and node.node.name in self.held_none:
+            return f"(not {self.truth(node.node)})"  # Go holds "" where Jinja holds None
         if name == "none" and kind in ("value", "scalar"):
             return f'(eq (printf "%T" {self.expr(node.node)}) "<nil>")'  # JSON null, not false, 0 or ""
         if name == "none":

@@ -23,9 +23,13 @@ def local_constants(ast: nodes.Template) -> set[str]:
             if isinstance(n, nodes.Assign) and isinstance(n.target, nodes.Name):
                 sets.setdefault(n.target.name, []).append((body, i))
     found = set()
+    stored = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for name, places in sets.items():
         stores = sum(1 for n in ast.find_all(nodes.Name) if n.name == name and n.ctx in ("store", "param"))
-        if stores != len(places) or not all(any(b is s for s in scoped) and _constant(b[i].node) for b, i in places):  # type: ignore[attr-defined]
+        # set once, in an if too (Muse's `set nd = descriptions if descriptions is defined else {}`): a read after it in
+        # the same list sees that set, and a read anywhere else is not after a set in its list, so it disqualifies the name
+        if stores != len(places) or not all((len(places) == 1 or any(b is s for s in scoped)) and _constant(b[i].node, stored)  # type: ignore[attr-defined]
+                                            for b, i in places):
             continue
         if all(_read_after_set(load, places) for load in ast.find_all(nodes.Name) if load.name == name and load.ctx == "load"):
             found.add(name)
@@ -45,8 +49,15 @@ def _read_after_set(load: nodes.Name, places: list[tuple[list[nodes.Node], int]]
     return best is not None and best[1]
 
 
-def _constant(value: nodes.Node) -> bool:
-    return all(isinstance(n, (nodes.Const, nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair)) for n in _walk(value))
+def _constant(value: nodes.Node, stored: set[str]) -> bool:
+    """Literals, or a choice between them by tests of caller variables (names the template never sets: known at registration)."""
+    if all(isinstance(n, (nodes.Const, nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair)) for n in _walk(value)):
+        return True
+    chosen = (nodes.Const, nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair, nodes.CondExpr, nodes.Test, nodes.Not, nodes.And, nodes.Or, nodes.Name)
+    return all(isinstance(n, chosen) and not (isinstance(n, nodes.Name) and (n.name in stored or n.name in _GIVEN)) for n in _walk(value))
+
+
+_GIVEN = {"messages", "tools", "add_generation_prompt", "bos_token", "eos_token", "loop"}  # names a TEMPLATE is handed
 
 
 def definitely_set(name: str, body: list[nodes.Node], never_undefined: Callable[[nodes.Node], bool]) -> bool:

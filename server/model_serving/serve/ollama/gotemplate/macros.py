@@ -182,7 +182,11 @@ class _Expand(NodeTransformer):
             bound.setdefault(name, defaults.get(name, nodes.Const(None)))
         suffix = f"__m{next(_ids)}"
         local = {n.name for n in macro.find_all(nodes.Name) if n.ctx in ("store", "param")} - set(params)
-        return _Substitute(bound, {name: name + suffix for name in local}).visit_body(copy.deepcopy(macro.body))
+        # a parameter the body sets again (`set call = call.function`) is a local that starts as the argument
+        reset = [name for name in params if any(n.name == name and n.ctx == "store" for n in macro.find_all(nodes.Name))]
+        starts = [nodes.Assign(nodes.Name(name + suffix, "store", lineno=macro.lineno), bound.pop(name), lineno=macro.lineno) for name in reset]
+        body = _Substitute(bound, {name: name + suffix for name in local | set(reset)}).visit_body(copy.deepcopy(macro.body))
+        return [*starts, *body]
 
 
 class _Substitute(NodeTransformer):

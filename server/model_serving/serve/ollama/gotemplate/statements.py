@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, Loop, View, is_undefined, render_block, unset_callers
+from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, Loop, View, is_undefined, render_block, text_items, unset_callers
 from model_serving.serve.ollama.gotemplate.records import record_keys
 from model_serving.serve.ollama.gotemplate.text import go_failure, go_string, literal_text
 from model_serving.serve.ollama.gotemplate.unroll import UNROLLED
@@ -130,7 +130,7 @@ class Statements(Core):
         seen: set[str] = set()
         for test, body in branches:
             folded = self.fold(test)
-            go_test = ("true" if folded.value else "false") if folded is not None else self.truth(test)
+            go_test = ("true" if folded.value else "false") if folded is not None else "true" if self.always_present(test) else self.truth(test)
             if go_test == "false" or go_test in seen:
                 continue  # a branch that can never be taken (an earlier one has the same test)
             seen.add(go_test)
@@ -184,8 +184,8 @@ class Statements(Core):
             raise self.fail("a for loop over several targets other than dict.items()", node, "for")
         if self.is_reversed(node.iter):
             return self.for_reversed(node, scope)
-        if self.kind(node.iter) in ("string", "value"):  # text's characters; a call argument's items, characters or keys
-            return self.for_text(node, scope) if self.kind(node.iter) == "string" else self.for_value(node, scope)
+        if self.kind(node.iter) in ("string", "value", "nameset"):  # text's characters; an argument's items, characters or keys; a list
+            return {"string": self.for_text, "value": self.for_value, "nameset": self.for_nameset}[str(self.kind(node.iter))](node, scope)
         view = self.seq_view(node.iter)
         bind = self.field_binding(node, view)
         loop = Loop(index=self.fresh("i"), iterable=view.base, target=bind or f"${node.target.name}", counter=self.counter)
@@ -408,8 +408,17 @@ class Statements(Core):
                 return out
         out = self.assign_to(var, value)
         self.kinds[var[1:]] = kind  # after the value is converted: `set x = x.function` reads the old kind
-        (self.always_text.add if self.is_always_text(value) else self.always_text.discard)(var[1:])
+        self.track(var[1:], value)
         return out
+
+    def track(self, name: str, value: nodes.Node) -> None:
+        """What the name's value is known to be after this set: text in every conversation, or a None Go holds as ""."""
+        (self.held_none.add if self.unset_get(value) else self.held_none.discard)(name)
+        (self.always_text.add if self.is_always_text(value) else self.always_text.discard)(name)
+
+    def always_present(self, node: nodes.Node) -> bool:
+        """A tool call's function: always there, with a name, in a call Ollama hands over (a tool may have none: code_interpreter)."""
+        return self.field_key(node) == ("toolcall", "function")
 
     def is_always_text(self, node: nodes.Node) -> bool:
         """Whether the value is text in every conversation (a message's content, text filters of such values, literals)."""
@@ -473,7 +482,8 @@ class Statements(Core):
                 out.append(f'{{{{ ${name}_{kw.key} = "" }}}}')
                 self.kinds[f"{name}_{kw.key}"] = "queue"
             elif f"{name}.{kw.key}" in self.name_sets:
-                out.append(f"{{{{ ${name}_{kw.key} = {go_string(SET_MARK)} }}}}")
+                start = SET_MARK + "".join(item + SET_MARK for item in text_items(kw.value) or [])
+                out.append(f"{{{{ ${name}_{kw.key} = {go_string(start)} }}}}")
                 self.kinds[f"{name}_{kw.key}"] = "nameset"
             elif f"{name}.{kw.key}" in self.runtime:
                 out.append(self.assign_to(f"${name}_{kw.key}", kw.value))
