@@ -372,7 +372,7 @@ def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
     return out
 
 
-ZOO_STEPS = ("inspect", "export", "quantize", "serve+probe", "bench", "ollama (go)", "ollama (gguf)", "vllm")
+ZOO_STEPS = ("inspect", "export", "quantize", "serve+probe", "bench", "ollama (go)", "ollama (gguf)", "vllm", "taught (llama.cpp)", "taught (vllm)")
 
 
 def model_zoo(stem: str, d: dict[str, Any]) -> list[str]:

@@ -96,8 +96,9 @@ def sdist_templates() -> dict[str, str]:
     return found
 
 
-def build(family: Family, out: Path, tokenizer_gguf: Path, *, seed: int = 0, layers: int = 2, hidden: int = 128) -> Path:
-    """`out`: a random checkpoint of `family` with its tokenizer and chat template (reused when already built).
+def build(family: Family, out: Path, tokenizer_gguf: Path, *, seed: int = 0, layers: int = 2, hidden: int = 128, wire: bool = True) -> Path:
+    """`out`: a random checkpoint of `family` with its tokenizer and chat template (reused when already built); wired to
+    answer unless `wire` is False (a base to teach: tests/support/zoo_taught.py).
 
     Heads of 32: vLLM's CPU attention has no kernel for 16.
     """
@@ -118,8 +119,9 @@ def build(family: Family, out: Path, tokenizer_gguf: Path, *, seed: int = 0, lay
         config.architectures = [family.architecture]
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config)
-        with torch.no_grad():
-            _wire_answer(model, ids["chain"], ids["eos"], tied=tied)
+        if wire:
+            with torch.no_grad():
+                _wire_answer(model, ids["chain"], ids["eos"], tied=tied)
         model = model.to(torch.bfloat16)
         model.save_pretrained(tmp)
         (tmp / "generation_config.json").write_text(json.dumps({"eos_token_id": [ids["eos"]], "bos_token_id": ids["bos"]}), encoding="utf-8")
