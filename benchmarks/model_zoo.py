@@ -70,7 +70,7 @@ def _taught_rows(settings: Settings, family: Family, work: Path, smollm2: Path, 
     except Exception as exc:  # noqa: BLE001 - the row names it
         return [Row(family.name, "build taught", "fail", round(time.perf_counter() - began, 3), cause=str(exc)[:300])]
     rows = [Row(family.name, "build taught", "pass", round(time.perf_counter() - began, 3))]
-    for engine in ("llama.cpp", "vllm") if use_vllm else ("llama.cpp",):
+    for engine in ("embedded", "vllm") if use_vllm else ("embedded",):
         rows.append(taught_row(settings, family, checkpoint, engine))
         _log(rows[-1])
     return rows

@@ -8,7 +8,7 @@ The zoo's models are wired to answer one word and stop; nothing in them can deci
 run with the tool-call check left out (MODEL_SERVING_PROBE_TOOLS=0, which each probe result records). The families
 that have tools or reasoning (llama3, qwen2, qwen3, mistral-nemo, deepseek-r1-llama) are also taught, from the same
 checkpoint, to answer, think and call the probe's tool in their own format (tests/support/zoo_taught.py); `taught_row`
-serves that model and probes it with the tool check on, on llama.cpp (--jinja) and on vLLM (the family's tool and
+serves that model and probes it with the tool check on, on the embedded engine (llama.cpp --jinja) and on vLLM (the family's tool and
 reasoning parsers): the row passes only when the reply carried a parsed call with schema-valid arguments and, after
 any reasoning, a non-empty answer; otherwise its cause names what the engine did not do.
 """
@@ -209,7 +209,7 @@ def _run_family(settings: Settings, family: Family, checkpoint: Path, out: Path,
 
 
 def taught_row(settings: Settings, family: Family, checkpoint: Path, engine: str) -> Row:
-    """Serve the taught checkpoint on `engine` ("llama.cpp": its f16 export; "vllm": the checkpoint), probe it with the
+    """Serve the taught checkpoint on `engine` ("embedded": llama.cpp, its f16 export; "vllm": the checkpoint), probe it with the
     tool check on, and stop it; the row says whether the tool call and the reasoning were proven."""
     from model_serving.checkpoint.export import export_gguf
     from model_serving.serve.embedded.engine import start_model

@@ -48,7 +48,7 @@ def test_each_family_is_taught_its_own_published_formats() -> None:
 def test_taught_family_proves_its_tool_call_and_reasoning_on_llama_cpp(name: str, settings: Settings,
                                                                         taught: Callable[[Family], Path]) -> None:
     family = BY_NAME[name]
-    row = taught_row(settings, family, taught(family), "llama.cpp")
+    row = taught_row(settings, family, taught(family), "embedded")
     assert row.status == "pass", f"{row.cause} {row.next_step}"
     probe = row.detail
     assert probe["template_matches"] and probe["finish_reason"] == "stop" and probe["answer"].strip() == ANSWER
