@@ -169,10 +169,17 @@ def run_family(settings: Settings, family: Family, checkpoint: Path, out: Path, 
 
 @contextmanager
 def tool_probe_off() -> Iterator[None]:
+    with tool_probe(on=False):
+        yield
+
+
+@contextmanager
+def tool_probe(*, on: bool) -> Iterator[None]:
+    """The probe's tool-call check on or off (MODEL_SERVING_PROBE_TOOLS) for the block, as it was after."""
     from model_serving.serve.probe_checks import PROBE_TOOLS_ENV
 
     before = os.environ.get(PROBE_TOOLS_ENV)
-    os.environ[PROBE_TOOLS_ENV] = "0"
+    os.environ[PROBE_TOOLS_ENV] = "1" if on else "0"
     try:
         yield
     finally:
@@ -221,13 +228,14 @@ def taught_row(settings: Settings, family: Family, checkpoint: Path, engine: str
     step, name = f"taught ({engine})", f"{family.name}-taught-{'vllm' if engine == 'vllm' else 'cpp'}"
     began = time.perf_counter()
     try:
-        if engine == "vllm":
-            start_vllm(settings, checkpoint, name, ctx_size=1024, parallel=1)
-            result = probe_vllm(settings, name)
-        else:
-            gguf = export_gguf(settings, str(checkpoint), str(checkpoint.parent / f"{checkpoint.name}-f16.gguf")).output_path
-            start_model(settings, gguf, name, ctx_size=1024, parallel=1)
-            result = probe_model(settings, name)
+        with tool_probe(on=True):
+            if engine == "vllm":
+                start_vllm(settings, checkpoint, name, ctx_size=1024, parallel=1)
+                result = probe_vllm(settings, name)
+            else:
+                gguf = export_gguf(settings, str(checkpoint), str(checkpoint.parent / f"{checkpoint.name}-f16.gguf")).output_path
+                start_model(settings, gguf, name, ctx_size=1024, parallel=1)
+                result = probe_model(settings, name)
     except Exception as exc:  # noqa: BLE001 - the row names any failure
         row = failed(family.name, step, began, exc)
         if engine == "vllm":
