@@ -30,14 +30,11 @@ def test_taught_family_proves_its_tool_call_and_reasoning_on_vllm(name: str, vll
     assert (argv[argv.index("--reasoning-parser") + 1] if "--reasoning-parser" in argv else None) == reasoning
     assert (argv[argv.index("--tool-call-parser") + 1] if "--tool-call-parser" in argv else None) == tools
     row = taught_row(settings, family, checkpoint, "vllm")
-    probe = row.detail
-    if name == "qwen2":
-        # The zoo's qwen2 tokenizer is a SentencePiece model, which transformers (and so vLLM) reads as Qwen2Tokenizer:
-        # its decoding drops every space and newline. The row must name that; the call itself is still parsed.
-        assert row.status == "fail" and "renders the chat differently" in row.cause, row.cause
-        assert probe["tool_call"] == CALL
-        return
     assert row.status == "pass", f"{row.cause} {row.next_step}"
-    assert probe["template_matches"] and probe["finish_reason"] == "stop" and probe["answer"].strip() == ANSWER
+    probe = row.detail
+    # The zoo's qwen2 tokenizer is a SentencePiece model, which transformers (and so vLLM) reads as Qwen2Tokenizer:
+    # its decoding drops every space and newline (the probe compares token ids, which are equal)
+    words = (lambda text: "".join(text.split())) if name == "qwen2" else str.strip
+    assert probe["template_matches"] and probe["finish_reason"] == "stop" and words(probe["answer"]) == words(ANSWER)
     assert probe["tool_call"] == (CALL if family.tools else None)
     assert (probe["reasoning_chars"] or 0) >= (len(THOUGHT) if family.reasoning else 0)
