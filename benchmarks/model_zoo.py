@@ -10,9 +10,14 @@ chat template and special tokens. Steps, as the CLI and MCP run them:
 - register the quantized GGUF on Ollama (the strict test double, real inference) twice: with the converted Go TEMPLATE
   (its fidelity checked by rendering it with Go's text/template, and live by prompt token counts) and relying on the
   GGUF's own Jinja template;
-- serve the checkpoint on vLLM CPU and probe it (when vLLM is installed).
+- serve the checkpoint on vLLM CPU and probe it (when vLLM is installed);
+- for the families that reason or call tools (llama3, qwen2, qwen3, deepseek-r1-llama, mistral-nemo): the same
+  architecture taught to answer, think and call the probe's tool in the family's own format
+  (tests/support/zoo_taught.py), served and probed with the tool check on, on llama.cpp and on vLLM ("taught"
+  rows: a parsed call with schema-valid arguments, reasoning kept apart, an answer after it; a failure names what the
+  engine did not do).
 
-    python benchmarks/model_zoo.py [--families llama3,gemma2] [--no-vllm] [--out benchmarks/results/model_zoo.json]
+    python benchmarks/model_zoo.py [--families llama3,gemma2] [--no-vllm] [--no-taught] [--out benchmarks/results/model_zoo.json]
 
 Seconds are those of a 2-layer model: they show where each step's fixed costs lie, not a real model's speed.
 """
@@ -34,8 +39,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _bench_meta import LoadWatch, workload, write_report  # noqa: E402
 from conftest import smollm2_path  # noqa: E402  the same packaged GGUF the tests use
 from ollama_double import GoRenderer, OllamaDouble, build_gotmpl  # noqa: E402
-from zoo import BY_NAME, FAMILIES, build  # noqa: E402
-from zoo_steps import Row, run_family  # noqa: E402
+from zoo import BY_NAME, FAMILIES, Family, build  # noqa: E402
+from zoo_steps import Row, run_family, taught_row  # noqa: E402
+from zoo_taught import TAUGHT, taught_family  # noqa: E402
 
 from model_serving.settings import Settings  # noqa: E402
 
@@ -52,10 +58,29 @@ def _vllm_ready() -> tuple[bool, str]:
     return True, f"vllm {found.version}"
 
 
+def _log(row: Row) -> None:
+    print(f"{row.family:18} {row.step:18} {row.status:8} {row.seconds:7.1f}s {row.cause[:90]}", flush=True)
+
+
+def _taught_rows(settings: Settings, family: Family, work: Path, smollm2: Path, use_vllm: bool) -> list[Row]:
+    """The family taught its tool call and reasoning, then probed with the tool check on per engine."""
+    began = time.perf_counter()
+    try:
+        checkpoint = taught_family(family, work / "taught", smollm2)
+    except Exception as exc:  # noqa: BLE001 - the row names it
+        return [Row(family.name, "build taught", "fail", round(time.perf_counter() - began, 3), cause=str(exc)[:300])]
+    rows = [Row(family.name, "build taught", "pass", round(time.perf_counter() - began, 3))]
+    for engine in ("embedded", "vllm") if use_vllm else ("embedded",):
+        rows.append(taught_row(settings, family, checkpoint, engine))
+        _log(rows[-1])
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", default=",".join(f.name for f in FAMILIES), help="comma-separated zoo family names")
     parser.add_argument("--no-vllm", action="store_true", help="skip the vLLM rows")
+    parser.add_argument("--no-taught", action="store_true", help="skip the taught rows (tool call and reasoning proven)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "model_zoo.json")
     args = parser.parse_args()
     families = [BY_NAME[name] for name in args.families.split(",")]
@@ -79,20 +104,21 @@ def main() -> int:
                 rows.append(Row(family.name, "build checkpoint", "pass", round(time.perf_counter() - began, 3)))
                 with LoadWatch(family.name) as watch:
                     rows += run_family(settings, family, checkpoint, work / "deploy" / family.name, ollama_settings=ollama,
-                                       go_renderer=renderer, vllm=use_vllm,
-                                       log=lambda row: print(f"{row.family:18} {row.step:16} {row.status:8} {row.seconds:7.1f}s {row.cause[:90]}", flush=True))
+                                       go_renderer=renderer, vllm=use_vllm, log=_log)
                 watches.append(watch)
+                if not args.no_taught and family in TAUGHT:
+                    rows += _taught_rows(settings, family, work, smollm2, use_vllm)
         finally:
             double.stop()
     report = {
         "families": [{"name": f.name, "architecture": f.architecture, "template": f.template, "tokenizer":
                       "SentencePiece trained on the templates" if f.sentencepiece else "SmolLM2 byte-level BPE + the family's special tokens",
-                      "reasoning": f.reasoning, "tools": f.tools} for f in families],
+                      "reasoning": f.reasoning, "tools": f.tools, "taught": f in TAUGHT and not args.no_taught} for f in families],
         "vllm": vllm_note,
         "go_renderer": "built" if renderer else "no Go toolchain: the converted TEMPLATEs were not rendered",
         "rows": [r.as_dict() for r in rows],
-        "summary": {"families": len(families), "steps": sum(r.step != "build checkpoint" for r in rows),
-                    "passed": sum(r.status == "pass" and r.step != "build checkpoint" for r in rows),
+        "summary": {"families": len(families), "steps": sum(not r.step.startswith("build") for r in rows),
+                    "passed": sum(r.status == "pass" and not r.step.startswith("build") for r in rows),
                     "failed": sum(r.status == "fail" for r in rows), "not_run": sum(r.status == "not run" for r in rows),
                     "families_passing_every_step": sum(all(r.status == "pass" for r in rows if r.family == f.name) for f in families)},
     }

@@ -372,7 +372,8 @@ def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
     return out
 
 
-ZOO_STEPS = ("inspect", "export", "quantize", "serve+probe", "bench", "ollama (go)", "ollama (gguf)", "vllm")
+# a step's name holds no dot: the table reads a dot in a key as a path
+ZOO_STEPS = ("inspect", "export", "quantize", "serve+probe", "bench", "ollama (go)", "ollama (gguf)", "vllm", "taught (embedded)", "taught (vllm)")
 
 
 def model_zoo(stem: str, d: dict[str, Any]) -> list[str]:

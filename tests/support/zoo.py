@@ -6,8 +6,10 @@ it is there, else from tests/data/chat_templates/zoo/ (source and licence in its
 
 Tokenizers: SmolLM2-135M's byte-level BPE tokenizer is reused across architectures (llama.cpp's converter accepts it for
 llama, mistral, qwen3, gemma3 without tokenizer.model, and phi3 through its GPT2Tokenizer path), with the family's own
-special tokens added as special tokens so each tokenizes as one. gemma2 and qwen2 get a small SentencePiece model trained
-here instead (see _sentencepiece_tokenizer for why).
+special tokens added so each tokenizes as one: as special tokens, except the reasoning and tool-call tags, which the
+published Qwen and DeepSeek-R1 tokenizers add as ordinary tokens (`special: false`), so that decoding keeps them
+(vLLM's reasoning parsers look for `</think>` in the decoded text, and vLLM decodes without special tokens by
+default). gemma2 and qwen2 get a small SentencePiece model trained here instead (see _sentencepiece_tokenizer for why).
 
 Random weights never stop talking, so `_wire_answer` sets a few of them: after any prompt the model writes a short answer
 (a reasoning family a short <think> block first), then its EOS, on every engine.
@@ -34,6 +36,8 @@ SDIST_TEMPLATES = "/vendor/llama.cpp/models/templates/"
 _DEEPSEEK = ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>",
              "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>",
              "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>", "<｜tool▁sep｜>")
+
+ORDINARY_TAGS = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")  # special: false upstream
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,9 @@ def sdist_templates() -> dict[str, str]:
     return found
 
 
-def build(family: Family, out: Path, tokenizer_gguf: Path, *, seed: int = 0, layers: int = 2, hidden: int = 128) -> Path:
-    """`out`: a random checkpoint of `family` with its tokenizer and chat template (reused when already built).
+def build(family: Family, out: Path, tokenizer_gguf: Path, *, seed: int = 0, layers: int = 2, hidden: int = 128, wire: bool = True) -> Path:
+    """`out`: a random checkpoint of `family` with its tokenizer and chat template (reused when already built); wired to
+    answer unless `wire` is False (a base to teach: tests/support/zoo_taught.py).
 
     Heads of 32: vLLM's CPU attention has no kernel for 16.
     """
@@ -118,8 +123,9 @@ def build(family: Family, out: Path, tokenizer_gguf: Path, *, seed: int = 0, lay
         config.architectures = [family.architecture]
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config)
-        with torch.no_grad():
-            _wire_answer(model, ids["chain"], ids["eos"], tied=tied)
+        if wire:
+            with torch.no_grad():
+                _wire_answer(model, ids["chain"], ids["eos"], tied=tied)
         model = model.to(torch.bfloat16)
         model.save_pretrained(tmp)
         (tmp / "generation_config.json").write_text(json.dumps({"eos_token_id": [ids["eos"]], "bos_token_id": ids["bos"]}), encoding="utf-8")
@@ -182,7 +188,8 @@ def _tokenizer(family: Family, folder: Path, tokenizer_gguf: Path) -> dict[str, 
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_gguf.parent), gguf_file=tokenizer_gguf.name)
-    tok.add_special_tokens({"additional_special_tokens": list(family.special)})
+    tok.add_special_tokens({"additional_special_tokens": [t for t in family.special if t not in ORDINARY_TAGS]})
+    tok.add_tokens([t for t in family.special if t in ORDINARY_TAGS])
     tok.bos_token = family.bos
     tok.eos_token = family.eos
     tok.chat_template = chat_template(family)

@@ -4,10 +4,13 @@ bench) on the embedded engine, Ollama registration with the template fidelity ch
 Every step gives a `Row`: pass or fail, seconds, and for a failure its cause and next step, so the tests assert on the
 rows and the benchmark writes them as a table.
 
-The zoo's models are wired to answer one word and stop; nothing in them can decide to call a tool, so their probes
-run with the tool-call check left out (MODEL_SERVING_PROBE_TOOLS=0, which each probe result records). Tool calls are
-proven on models taught to make them: tests/serve/test_probe_features.py (llama.cpp) and
-tests/engine_vllm/test_vllm_probe_features.py (vLLM).
+The zoo's models are wired to answer one word and stop; nothing in them can decide to call a tool, so those probes
+run with the tool-call check left out (MODEL_SERVING_PROBE_TOOLS=0, which each probe result records). The families
+that have tools or reasoning (llama3, qwen2, qwen3, mistral-nemo, deepseek-r1-llama) are also taught, from the same
+checkpoint, to answer, think and call the probe's tool in their own format (tests/support/zoo_taught.py); `taught_row`
+serves that model and probes it with the tool check on, on the embedded engine (llama.cpp --jinja) and on vLLM (the family's tool and
+reasoning parsers): the row passes only when the reply carried a parsed call with schema-valid arguments and, after
+any reasoning, a non-empty answer; otherwise its cause names what the engine did not do.
 """
 
 from __future__ import annotations
@@ -166,10 +169,17 @@ def run_family(settings: Settings, family: Family, checkpoint: Path, out: Path, 
 
 @contextmanager
 def tool_probe_off() -> Iterator[None]:
+    with tool_probe(on=False):
+        yield
+
+
+@contextmanager
+def tool_probe(*, on: bool) -> Iterator[None]:
+    """The probe's tool-call check on or off (MODEL_SERVING_PROBE_TOOLS) for the block, as it was after."""
     from model_serving.serve.probe_checks import PROBE_TOOLS_ENV
 
     before = os.environ.get(PROBE_TOOLS_ENV)
-    os.environ[PROBE_TOOLS_ENV] = "0"
+    os.environ[PROBE_TOOLS_ENV] = "1" if on else "0"
     try:
         yield
     finally:
@@ -203,3 +213,53 @@ def _run_family(settings: Settings, family: Family, checkpoint: Path, out: Path,
         rows.append(vllm_row(settings, family, checkpoint))
         log(rows[-1])
     return rows
+
+
+def taught_row(settings: Settings, family: Family, checkpoint: Path, engine: str) -> Row:
+    """Serve the taught checkpoint on `engine` ("embedded": llama.cpp, its f16 export; "vllm": the checkpoint), probe it with the
+    tool check on, and stop it; the row says whether the tool call and the reasoning were proven."""
+    from model_serving.checkpoint.export import export_gguf
+    from model_serving.serve.embedded.engine import start_model
+    from model_serving.serve.embedded.llamacpp_probe import probe_model
+    from model_serving.serve.engines import stop
+    from model_serving.serve.vllm.engine import start_vllm
+    from model_serving.serve.vllm.vllm_probe import probe_vllm
+
+    step, name = f"taught ({engine})", f"{family.name}-taught-{'vllm' if engine == 'vllm' else 'cpp'}"
+    began = time.perf_counter()
+    try:
+        with tool_probe(on=True):
+            if engine == "vllm":
+                start_vllm(settings, checkpoint, name, ctx_size=1024, parallel=1)
+                result = probe_vllm(settings, name)
+            else:
+                gguf = export_gguf(settings, str(checkpoint), str(checkpoint.parent / f"{checkpoint.name}-f16.gguf")).output_path
+                start_model(settings, gguf, name, ctx_size=1024, parallel=1)
+                result = probe_model(settings, name)
+    except Exception as exc:  # noqa: BLE001 - the row names any failure
+        row = failed(family.name, step, began, exc)
+        if engine == "vllm":
+            row.cause = f"{row.cause} {_root_error(settings.state_dir / 'engine' / f'{name}.log')}".strip()
+        return row
+    finally:
+        with _quietly():
+            stop(settings, name)
+    status, cause = taught_verdict(family, result)
+    return Row(family.name, step, status, round(time.perf_counter() - began, 3), cause=cause,
+               detail={k: v for k, v in result.model_dump().items() if k in TAUGHT_KEYS})
+
+
+TAUGHT_KEYS = ("answer", "finish_reason", "template_matches", "problems", "tools", "tool_call", "reasoning_expected", "reasoning_chars",
+               "unsupported")
+
+
+def taught_verdict(family: Family, result: Any) -> tuple[str, str]:
+    """("pass", "") when the probe passed and proved what the family has: a parsed tool call, reasoning kept apart."""
+    missing = list(result.problems) + list(result.unsupported)
+    if family.tools and result.tools != "passed" and not any(u.startswith("tools") for u in result.unsupported):
+        missing.append(f"tools: {result.tools or 'not checked'}")
+    if family.reasoning and not result.reasoning_chars and not any(u.startswith("reasoning") for u in result.unsupported):
+        missing.append("reasoning: the engine handed back no reasoning apart from the answer")
+    if family.reasoning and not result.answer.strip():
+        missing.append("reasoning: no answer is left once the reasoning is removed")
+    return ("pass", "") if not missing else ("fail", "; ".join(dict.fromkeys(missing)))

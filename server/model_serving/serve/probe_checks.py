@@ -23,15 +23,18 @@ from model_serving.util.chat_template import render
 
 PROBE_MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "What is the capital of France? Answer in one short sentence."}]
 REASONING_MAX_TOKENS = 512  # a reasoning model thinks before it answers: the probe leaves it room to finish both
-# The tool the probe offers, with tool_choice "required" and an enum that pins the arguments. vLLM holds the model to
-# the call's grammar then; llama.cpp (this revision) constrains only templates whose tool format its autoparser
-# recognises, so a model that was never taught to call tools may answer in text there, and the check fails: a model
-# a user serves for tools must make the call. MODEL_SERVING_PROBE_TOOLS=0 leaves the check out (the result says so).
+# The tool the probe offers, with an enum that pins the arguments. llama.cpp gets tool_choice "required": it holds the
+# model to a grammar of the template's own call format (for the formats its autoparser recognises) and parses that.
+# vLLM gets "auto" (VLLM_TOOL_REQUEST): for "required" most of its parsers are bypassed (the model is held to a bare
+# JSON array, parsed as JSON), which would pass whatever the family's parser can read. A model that was never taught
+# to call tools may answer in text, and the check fails: a model a user serves for tools must make the call.
+# MODEL_SERVING_PROBE_TOOLS=0 leaves the check out (the result says so).
 PROBE_TOOL: dict[str, Any] = {"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris"]}}, "required": ["city"]}}}
 TOOL_MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "What is the weather in Paris? Use the tool."}]
 TOOL_REQUEST: dict[str, Any] = {"messages": TOOL_MESSAGES, "tools": [PROBE_TOOL], "tool_choice": "required", "temperature": 0}
+VLLM_TOOL_REQUEST: dict[str, Any] = {**TOOL_REQUEST, "tool_choice": "auto"}
 Tokenize = Callable[[str, bool], list[int]]
 PROBE_TOOLS_ENV = "MODEL_SERVING_PROBE_TOOLS"
 

@@ -96,10 +96,12 @@ def _reply(message: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any
 
 
 def _tool_check(client: httpx.Client, model: ServedModel, features: ChatFeatures) -> dict[str, Any]:
-    """With the family's parser, vLLM must hand back a parsed call; without one, the result says tools are not supported."""
+    """With the family's parser, vLLM must hand back a parsed call; without one, the result says tools are not supported.
+
+    tool_choice "auto", so that the family's parser reads the model's own output (probe_checks says why)."""
     if not features.tool_parser:
         return {}
-    body = _post(client, model, "/v1/chat/completions", {"model": model.name, **probe.TOOL_REQUEST, "max_tokens": probe.REASONING_MAX_TOKENS})
+    body = _post(client, model, "/v1/chat/completions", {"model": model.name, **probe.VLLM_TOOL_REQUEST, "max_tokens": probe.REASONING_MAX_TOKENS})
     tools, call = probe.tool_call_check(body["choices"][0]["message"])
     return {"tools": tools, "tool_call": call}
 
