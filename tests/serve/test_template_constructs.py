@@ -512,3 +512,31 @@ def test_replace_filter_a_field_ollama_drops_and_caller_defaults_convert(go_rend
     expected, got = _rendered(source, messages, None, go_renderer)
     assert expected == "-ReAsoning strength: high!.-A strength!"
     assert got == expected
+
+
+# Gemma 4's `format_function_declaration(tool) | trim` around its schema macro that calls itself: the declaration's text
+# starts and ends with literal text that is not whitespace, so trim leaves it as it is and the call is written in place
+_DECLARATION = (_PYTHON_TYPE.split("{%- for tool in tools %}")[0]
+                + "{%- macro decl(tool) -%}fn:{{ tool.function.name }}({% for name, p in tool.function.parameters.properties | items %}"
+                  "{{- name + ': ' + py(p) }} {% endfor %}){%- endmacro -%}"
+                  "{% macro wrap(m) %}<{{ m.content }}>{% endmacro %}"
+                  "{%- for tool in tools %}{{ decl(tool) | trim }}{% endfor %}{% for m in messages %}{{ wrap(m) | trim }}{% endfor %}")
+
+
+def test_a_trimmed_macro_with_literal_ends_is_written_in_place(go_renderer: GoRenderer) -> None:
+    properties = {"a": {"type": "string"}, "e": {"type": "array", "items": {"type": "integer"}}, "g": {"type": ["string", "integer"]}}
+    for messages in (_PLAIN, _SPACED):
+        expected, got = _rendered(_DECLARATION, messages, [_typed_tool(properties)], go_renderer)
+        assert "fn:f(a: str e: list[Union[]] g: Union[str,int] )" in expected
+        assert got == expected, messages
+    assert "< \n\tHello There\n >" in expected  # only the ends of each macro's text are trimmed, and they are literal
+
+
+@pytest.mark.parametrize("decl", [
+    "{{ tool.function.name }}:({% for name, p in tool.function.parameters.properties | items %}{{ py(p) }}{% endfor %})",  # starts with data
+    "fn:({% for name, p in tool.function.parameters.properties | items %}{{ py(p) }}{% endfor %}){{ ' ' }}",  # ends with a space
+])
+def test_a_trimmed_macro_without_literal_ends_is_still_captured(decl: str) -> None:
+    source = _DECLARATION.replace(_DECLARATION.split("{%- macro decl(tool) -%}")[1].split("{%- endmacro -%}")[0], decl)
+    with pytest.raises(templates.UnconvertibleTemplate, match="inside text kept in a variable"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
