@@ -540,3 +540,15 @@ def test_a_trimmed_macro_without_literal_ends_is_still_captured(decl: str) -> No
     source = _DECLARATION.replace(_DECLARATION.split("{%- macro decl(tool) -%}")[1].split("{%- endmacro -%}")[0], decl)
     with pytest.raises(templates.UnconvertibleTemplate, match="inside text kept in a variable"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_a_macro_that_calls_itself_keeps_a_namespace_of_its_own(go_renderer: GoRenderer) -> None:
+    # Gemma 4's format_parameters: a namespace made in the macro (and in its loop) is each call's own, as a define's variables are
+    source = ("{% macro walk(x) %}{% set ns = namespace(first=true) %}{% for c in x %}{% set inner = namespace(seen=false) %}"
+              "{% if not ns.first %},{% endif %}{% set ns.first = false %}{{ c }}{% if c == 'e' %}{% set inner.seen = true %}"
+              "[{{ walk(x[1:3]) }}]{% endif %}{% if inner.seen %}!{% endif %}{% endfor %}{% endmacro %}"
+              "{% for m in messages %}{{ walk(m.content) }};{% endfor %}")
+    for messages in (_PLAIN, _SPACED):
+        expected, got = _rendered(source, messages, None, go_renderer)
+        assert "S,e[e[c]!,c]!,c,o" in expected or messages is _SPACED  # the inner call starts its own list, without a comma
+        assert got == expected, messages
