@@ -552,3 +552,11 @@ def test_a_macro_that_calls_itself_keeps_a_namespace_of_its_own(go_renderer: GoR
         expected, got = _rendered(source, messages, None, go_renderer)
         assert "S,e[e[c]!,c]!,c,o" in expected or messages is _SPACED  # the inner call starts its own list, without a comma
         assert got == expected, messages
+
+
+def test_dictsort_of_tool_properties_is_refused_naming_the_order() -> None:
+    # Gemma 4 sorts a tool's property names with dictsort, which ignores case: `Zone` after `area`, where Go's map order puts it first
+    source = "{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ k }}{% endfor %}{% endfor %}"
+    assert render(source, _PLAIN, add_generation_prompt=False, tools=[_typed_tool({"Zone": {}, "area": {}})]) == "areaZone"
+    with pytest.raises(templates.UnconvertibleTemplate, match="dictsort.*ignoring case"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)

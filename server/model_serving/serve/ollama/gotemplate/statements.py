@@ -181,6 +181,9 @@ class Statements(Core):
         if isinstance(node.target, nodes.Tuple) and items_base(node.iter) is not None:
             return self.for_items(node, scope)
         if not isinstance(node.target, nodes.Name):
+            if isinstance(node.iter, nodes.Filter) and node.iter.name == "dictsort" and self.depends(node.iter):
+                raise self.fail("`| dictsort` of a mapping read at render time (Jinja sorts its keys ignoring case; Go visits a map's keys "
+                                "in byte order, Zone before area, and has no sort)", node, "dictsort")
             raise self.fail("a for loop over several targets other than dict.items()", node, "for")
         if self.is_reversed(node.iter):
             return self.for_reversed(node, scope)
