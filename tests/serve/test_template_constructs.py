@@ -560,3 +560,20 @@ def test_dictsort_of_tool_properties_is_refused_naming_the_order() -> None:
     assert render(source, _PLAIN, add_generation_prompt=False, tools=[_typed_tool({"Zone": {}, "area": {}})]) == "areaZone"
     with pytest.raises(templates.UnconvertibleTemplate, match="dictsort.*ignoring case"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_text_joined_to_a_macro_call_is_written_in_pieces(go_renderer: GoRenderer) -> None:
+    # Apertus's `'Tool Capabilities:\n' + render_tools(tools)` around its schema macro that calls itself: each piece written in turn
+    source = _DECLARATION.replace("{{ decl(tool) | trim }}", "{{ 'T:' + decl(tool) + '\\n' }}").replace(
+        "{{ wrap(m) | trim }}", "{{ m.role ~ wrap(m) ~ loop.index }}")
+    properties = {"a": {"type": "string"}, "e": {"type": "array", "items": {"type": "integer"}}}
+    for messages in (_PLAIN, _SPACED):
+        expected, got = _rendered(source, messages, [_typed_tool(properties)], go_renderer)
+        assert "T:fn:f(a: str e: list[Union[]] )\n" in expected and "user<First?>2" in expected or messages is _SPACED
+        assert got == expected, messages
+
+
+def test_a_sum_with_a_value_that_may_be_a_number_is_not_split() -> None:
+    source = _DECLARATION.replace("{{ decl(tool) | trim }}", "{{ tool.function.name + decl(tool) }}")
+    with pytest.raises(templates.UnconvertibleTemplate, match="inside text kept in a variable"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)

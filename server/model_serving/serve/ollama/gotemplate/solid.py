@@ -7,6 +7,11 @@ writes that literal before anything else, its last writes `}` after everything e
 whitespace from the ends only, so such text comes back unchanged and the call can stand alone in the output, where
 it is written out in place. Only a first and last statement that are outputs starting (ending) with literal text
 whose first (last) character is not whitespace count as proof; anything else keeps the filter.
+
+Likewise an output that joins text and macro calls (`{{ 'Tool Capabilities:\n' + render_tools(tools) }}`, Apertus;
+Functionary's `bos_token + '...' + generate_schema_from_functions(tools) + '<|eot_id|>'`) writes the same text as its
+pieces written one after the other, so each call stands alone in the output. Only `+` of literal text, the special
+tokens (text in every render) and macro calls is split, and `~` of anything: a `+` of other values could be arithmetic.
 """
 
 from __future__ import annotations
@@ -15,16 +20,48 @@ import copy
 
 from jinja2 import nodes
 
+_TEXT_NAMES = {"bos_token", "eos_token"}  # passed as text to every render
+
 
 def untrimmed(ast: nodes.Template) -> nodes.Template:
-    """The template with each output `m(...) | trim` of a macro whose text is solid at both ends written as `m(...)`."""
+    """The template with each output `m(...) | trim` of a macro whose text is solid at both ends written as `m(...)`,
+    and each output joining text and macro calls written as its pieces."""
+    macros = {m.name for m in ast.body if isinstance(m, nodes.Macro)}
     solid = {m.name for m in ast.body if isinstance(m, nodes.Macro) and solid_ends(m)}
-    if not any(_trimmed_call(child, solid) for o in ast.find_all(nodes.Output) for child in o.nodes):
+    if not any(_trimmed_call(c, solid) or _pieces(c, macros) for o in ast.find_all(nodes.Output) for c in o.nodes):
         return ast
     ast = copy.deepcopy(ast)
     for out in ast.find_all(nodes.Output):
-        out.nodes = [_trimmed_call(child, solid) or child for child in out.nodes]
+        out.nodes = [p for child in out.nodes for p in (_pieces(child, macros) or [_trimmed_call(child, solid) or child])]
     return ast
+
+
+def _pieces(node: nodes.Node, macros: set[str]) -> list[nodes.Node] | None:
+    """The operands of a `+`/`~` chain of text that holds a macro call, in order; None if the node is not one."""
+    parts = _operands(node)
+    if parts is None or len(parts) < 2 or not any(_is_call(p, macros) for p in parts):
+        return None
+    if isinstance(node, nodes.Add) and not all(_is_text(p, macros) for p in parts):
+        return None
+    return parts
+
+
+def _operands(node: nodes.Node) -> list[nodes.Node] | None:
+    """A chain of one operator flattened; an operand of the other operator is kept whole (`'a' ~ (n + 1)`)."""
+    if isinstance(node, nodes.Concat):
+        return [p for n in node.nodes for p in ((_operands(n) if isinstance(n, nodes.Concat) else None) or [n])]
+    if isinstance(node, nodes.Add):
+        return [p for side in (node.left, node.right) for p in ((_operands(side) if isinstance(side, nodes.Add) else None) or [side])]
+    return None
+
+
+def _is_call(node: nodes.Node, macros: set[str]) -> bool:
+    return isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name in macros
+
+
+def _is_text(node: nodes.Node, macros: set[str]) -> bool:
+    return (_is_call(node, macros) or (isinstance(node, nodes.Const) and isinstance(node.value, str))
+            or (isinstance(node, nodes.Name) and node.name in _TEXT_NAMES))
 
 
 def solid_ends(macro: nodes.Macro) -> bool:

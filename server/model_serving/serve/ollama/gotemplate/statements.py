@@ -182,7 +182,7 @@ class Statements(Core):
             return self.for_items(node, scope)
         if not isinstance(node.target, nodes.Name):
             if isinstance(node.iter, nodes.Filter) and node.iter.name == "dictsort" and self.depends(node.iter):
-                raise self.fail("`| dictsort` of a mapping read at render time (Jinja sorts its keys ignoring case; Go visits a map's keys "
+                raise self.fail("dictsort of a mapping read at render time (Jinja sorts its keys ignoring case; Go visits a map's keys "
                                 "in byte order, Zone before area, and has no sort)", node, "dictsort")
             raise self.fail("a for loop over several targets other than dict.items()", node, "for")
         if self.is_reversed(node.iter):
