@@ -10,8 +10,9 @@ whose first (last) character is not whitespace count as proof; anything else kee
 
 Likewise an output that joins text and macro calls (`{{ 'Tool Capabilities:\n' + render_tools(tools) }}`, Apertus;
 Functionary's `bos_token + '...' + generate_schema_from_functions(tools) + '<|eot_id|>'`) writes the same text as its
-pieces written one after the other, so each call stands alone in the output. Only `+` of literal text, the special
-tokens (text in every render) and macro calls is split, and `~` of anything: a `+` of other values could be arithmetic.
+pieces written one after the other, so each call stands alone in the output. Only `+` or `~` of literal text, the
+special tokens (text in every render) and macro calls is split (a `+` of other values could be arithmetic), and only
+outside macro bodies.
 """
 
 from __future__ import annotations
@@ -28,12 +29,23 @@ def untrimmed(ast: nodes.Template) -> nodes.Template:
     and each output joining text and macro calls written as its pieces."""
     macros = {m.name for m in ast.body if isinstance(m, nodes.Macro)}
     solid = {m.name for m in ast.body if isinstance(m, nodes.Macro) and solid_ends(m)}
-    if not any(_trimmed_call(c, solid) or _pieces(c, macros) for o in ast.find_all(nodes.Output) for c in o.nodes):
+    if not any(_trimmed_call(c, solid) or _pieces(c, macros) for o in _outputs(ast) for c in o.nodes):
         return ast
     ast = copy.deepcopy(ast)
-    for out in ast.find_all(nodes.Output):
+    for out in _outputs(ast):
         out.nodes = [p for child in out.nodes for p in (_pieces(child, macros) or [_trimmed_call(child, solid) or child])]
     return ast
+
+
+def _outputs(node: nodes.Node) -> list[nodes.Output]:
+    """The template's outputs outside macro bodies (a body is converted where it is expanded, as it is)."""
+    found: list[nodes.Output] = []
+    for child in node.iter_child_nodes():
+        if isinstance(child, nodes.Output):
+            found.append(child)
+        elif not isinstance(child, nodes.Macro):
+            found.extend(_outputs(child))
+    return found
 
 
 def _pieces(node: nodes.Node, macros: set[str]) -> list[nodes.Node] | None:
@@ -41,8 +53,8 @@ def _pieces(node: nodes.Node, macros: set[str]) -> list[nodes.Node] | None:
     parts = _operands(node)
     if parts is None or len(parts) < 2 or not any(_is_call(p, macros) for p in parts):
         return None
-    if isinstance(node, nodes.Add) and not all(_is_text(p, macros) for p in parts):
-        return None
+    if not all(_is_text(p, macros) for p in parts):
+        return None  # a value before a call that changes state must be read first: kept whole, and refused as such
     return parts
 
 
