@@ -48,7 +48,7 @@ def _outputs(node: nodes.Node) -> list[nodes.Output]:
     return found
 
 
-def _pieces(node: nodes.Node, macros: set[str]) -> list[nodes.Node] | None:
+def _pieces(node: nodes.Node, macros: set[str]) -> list[nodes.Expr] | None:
     """The operands of a `+`/`~` chain of text that holds a macro call, in order; None if the node is not one."""
     parts = _operands(node)
     if parts is None or len(parts) < 2 or not any(_is_call(p, macros) for p in parts):
@@ -58,7 +58,7 @@ def _pieces(node: nodes.Node, macros: set[str]) -> list[nodes.Node] | None:
     return parts
 
 
-def _operands(node: nodes.Node) -> list[nodes.Node] | None:
+def _operands(node: nodes.Node) -> list[nodes.Expr] | None:
     """A chain of one operator flattened; an operand of the other operator is kept whole (`'a' ~ (n + 1)`)."""
     if isinstance(node, nodes.Concat):
         return [p for n in node.nodes for p in ((_operands(n) if isinstance(n, nodes.Concat) else None) or [n])]
