@@ -512,3 +512,68 @@ def test_replace_filter_a_field_ollama_drops_and_caller_defaults_convert(go_rend
     expected, got = _rendered(source, messages, None, go_renderer)
     assert expected == "-ReAsoning strength: high!.-A strength!"
     assert got == expected
+
+
+# Gemma 4's `format_function_declaration(tool) | trim` around its schema macro that calls itself: the declaration's text
+# starts and ends with literal text that is not whitespace, so trim leaves it as it is and the call is written in place
+_DECLARATION = (_PYTHON_TYPE.split("{%- for tool in tools %}")[0]
+                + "{%- macro decl(tool) -%}fn:{{ tool.function.name }}({% for name, p in tool.function.parameters.properties | items %}"
+                  "{{- name + ': ' + py(p) }} {% endfor %}){%- endmacro -%}"
+                  "{% macro wrap(m) %}<{{ m.content }}>{% endmacro %}"
+                  "{%- for tool in tools %}{{ decl(tool) | trim }}{% endfor %}{% for m in messages %}{{ wrap(m) | trim }}{% endfor %}")
+
+
+def test_a_trimmed_macro_with_literal_ends_is_written_in_place(go_renderer: GoRenderer) -> None:
+    properties = {"a": {"type": "string"}, "e": {"type": "array", "items": {"type": "integer"}}, "g": {"type": ["string", "integer"]}}
+    for messages in (_PLAIN, _SPACED):
+        expected, got = _rendered(_DECLARATION, messages, [_typed_tool(properties)], go_renderer)
+        assert "fn:f(a: str e: list[Union[]] g: Union[str,int] )" in expected
+        assert got == expected, messages
+    assert "< \n\tHello There\n >" in expected  # only the ends of each macro's text are trimmed, and they are literal
+
+
+@pytest.mark.parametrize("decl", [
+    "{{ tool.function.name }}:({% for name, p in tool.function.parameters.properties | items %}{{ py(p) }}{% endfor %})",  # starts with data
+    "fn:({% for name, p in tool.function.parameters.properties | items %}{{ py(p) }}{% endfor %}){{ ' ' }}",  # ends with a space
+])
+def test_a_trimmed_macro_without_literal_ends_is_still_captured(decl: str) -> None:
+    source = _DECLARATION.replace(_DECLARATION.split("{%- macro decl(tool) -%}")[1].split("{%- endmacro -%}")[0], decl)
+    with pytest.raises(templates.UnconvertibleTemplate, match="inside text kept in a variable"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_a_macro_that_calls_itself_keeps_a_namespace_of_its_own(go_renderer: GoRenderer) -> None:
+    # Gemma 4's format_parameters: a namespace made in the macro (and in its loop) is each call's own, as a define's variables are
+    source = ("{% macro walk(x) %}{% set ns = namespace(first=true) %}{% for c in x %}{% set inner = namespace(seen=false) %}"
+              "{% if not ns.first %},{% endif %}{% set ns.first = false %}{{ c }}{% if c == 'e' %}{% set inner.seen = true %}"
+              "[{{ walk(x[1:3]) }}]{% endif %}{% if inner.seen %}!{% endif %}{% endfor %}{% endmacro %}"
+              "{% for m in messages %}{{ walk(m.content) }};{% endfor %}")
+    for messages in (_PLAIN, _SPACED):
+        expected, got = _rendered(source, messages, None, go_renderer)
+        assert "S,e[e[c]!,c]!,c,o" in expected or messages is _SPACED  # the inner call starts its own list, without a comma
+        assert got == expected, messages
+
+
+def test_dictsort_of_tool_properties_is_refused_naming_the_order() -> None:
+    # Gemma 4 sorts a tool's property names with dictsort, which ignores case: `Zone` after `area`, where Go's map order puts it first
+    source = "{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ k }}{% endfor %}{% endfor %}"
+    assert render(source, _PLAIN, add_generation_prompt=False, tools=[_typed_tool({"Zone": {}, "area": {}})]) == "areaZone"
+    with pytest.raises(templates.UnconvertibleTemplate, match="dictsort.*ignoring case"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_text_joined_to_a_macro_call_is_written_in_pieces(go_renderer: GoRenderer) -> None:
+    # Apertus's `'Tool Capabilities:\n' + render_tools(tools)` around its schema macro that calls itself: each piece written in turn
+    source = _DECLARATION.replace("{{ decl(tool) | trim }}", "{{ 'T:' + decl(tool) + '\\n' }}").replace(
+        "{{ wrap(m) | trim }}", "{{ m.role ~ wrap(m) ~ loop.index }}")
+    properties = {"a": {"type": "string"}, "e": {"type": "array", "items": {"type": "integer"}}}
+    for messages in (_PLAIN, _SPACED):
+        expected, got = _rendered(source, messages, [_typed_tool(properties)], go_renderer)
+        assert "T:fn:f(a: str e: list[Union[]] )\n" in expected and "user<First?>2" in expected or messages is _SPACED
+        assert got == expected, messages
+
+
+def test_a_sum_with_a_value_that_may_be_a_number_is_not_split() -> None:
+    source = _DECLARATION.replace("{{ decl(tool) | trim }}", "{{ tool.function.name + decl(tool) }}")
+    with pytest.raises(templates.UnconvertibleTemplate, match="inside text kept in a variable"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)

@@ -28,6 +28,7 @@ from model_serving.serve.ollama.gotemplate.pyrepr import PyRepr
 from model_serving.serve.ollama.gotemplate.queues import Queues
 from model_serving.serve.ollama.gotemplate.records import Records
 from model_serving.serve.ollama.gotemplate.recursion import Recursion, recursive_macros
+from model_serving.serve.ollama.gotemplate.solid import untrimmed
 from model_serving.serve.ollama.gotemplate.splits import Splits
 from model_serving.serve.ollama.gotemplate.statements import Scope, Statements
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
@@ -98,7 +99,7 @@ class Converter(Recursion, Chars, Statements, Unroll, Expressions, Filters, Spli
 
 
 def convert_ast(source: str, ast: nodes.Template, *, bos: str, eos: str, runtime_adds_bos: bool) -> Converted:
-    conv = Converter(source, bos, eos, runtime_adds_bos, hoist_macro_calls(inline_macros(ast)))
+    conv = Converter(source, bos, eos, runtime_adds_bos, hoist_macro_calls(inline_macros(untrimmed(ast))))
     conv.recursive, conv.defines, conv.inside = recursive_macros(conv.ast), {}, []
     body = conv.block(conv.ast.body, Scope({"messages", "tools", "add_generation_prompt"})) + conv.definitions()
     head = conv.preamble()

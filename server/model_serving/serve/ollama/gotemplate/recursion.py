@@ -216,6 +216,7 @@ class Recursion(Core):
         bound = {param: value, **{k: nodes.Const(v) for k, v in consts.items()}}
         body = [DictReads().visit(n) for n in macro_body(macro, bound)]
         self.alive.append(body)
+        self.namespaces |= own_namespaces(body)  # a namespace made in the body is the define's own state, per call
         self.check_reads(macro, body, var)
         self.runtime |= runtime_names(nodes.Template(body), self.namespaces, {var})
         saved = (self.loops, self.captures, self.frames, dict(self.kinds))  # read before the define's own kinds are set
@@ -238,6 +239,8 @@ class Recursion(Core):
         template = nodes.Template(body)
         own = {var} | {n.name for n in template.find_all(nodes.Name) if n.ctx in ("store", "param")}
         for ref in template.find_all(nodes.NSRef):
+            if ref.name in own_namespaces(body):
+                continue
             raise self.fail(f"a macro that calls itself ({macro.name}) and sets namespace state ({ref.name}.{ref.attr}; a Go define keeps no state across calls)", ref, ref.name)
         for n in template.find_all(nodes.Name):
             if n.ctx == "load" and (n.name in self.runtime or n.name in self.namespaces) and n.name not in own and n.name != "loop":
@@ -255,6 +258,12 @@ class Recursion(Core):
             self.note(FAILS_NOTE.format(call=f"{macro.name} on a value Ollama leaves unset: {type(exc).__name__}"))
             return go_failure(f"{macro.name}: {exc}")
         return self.write_text(text)
+
+
+def own_namespaces(body: list[nodes.Node]) -> set[str]:
+    """Names the body itself sets to a `namespace(...)`: made anew each time the define runs (each pass, in a loop)."""
+    return {n.target.name for n in nodes.Template(body).find_all(nodes.Assign) if isinstance(n.target, nodes.Name)
+            and isinstance(n.node, nodes.Call) and isinstance(n.node.node, nodes.Name) and n.node.node.name == "namespace"}
 
 
 def unused_params(macro: nodes.Macro) -> set[str]:

@@ -100,6 +100,12 @@ class Statements(Core):
             raise self.fail(f"printing a {kind} value without tojson (Jinja writes a Python repr)", child)
         return self.write_value(self.expr(child))
 
+    def several_targets(self, node: nodes.For) -> Exception:
+        if isinstance(node.iter, nodes.Filter) and node.iter.name == "dictsort" and self.depends(node.iter):
+            return self.fail("dictsort of a mapping read at render time (Jinja sorts its keys ignoring case; Go visits a map's keys "
+                             "in byte order, Zone before area, and has no sort)", node, "dictsort")
+        return self.fail("a for loop over several targets other than dict.items()", node, "for")
+
     def unset_get(self, node: nodes.Node) -> bool:
         if not (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr == "get" and len(node.args) == 1):
             return False
@@ -181,7 +187,7 @@ class Statements(Core):
         if isinstance(node.target, nodes.Tuple) and items_base(node.iter) is not None:
             return self.for_items(node, scope)
         if not isinstance(node.target, nodes.Name):
-            raise self.fail("a for loop over several targets other than dict.items()", node, "for")
+            raise self.several_targets(node)
         if self.is_reversed(node.iter):
             return self.for_reversed(node, scope)
         if self.kind(node.iter) in ("string", "value", "nameset"):  # text's characters; an argument's items, characters or keys; a list
