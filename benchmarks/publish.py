@@ -344,6 +344,9 @@ def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
                              ("matmul peak GFLOP/s (best of f32 numpy, bf16 torch)", "limits.matmul.peak_gflops", ".0f")])
     rows = [{"quant": q, "build": b, **{f"{part}_{k}": v for part in ("decode", "prefill", "prefill_cpu") for k, v in (r.get(b, {}).get(part) or {}).items()}}
             for q, r in (d.get("kernels") or {}).items() for b in ("ours", "stock") if b in r]
+    for row in rows:  # the CPU-time split is measured on our build only
+        if row["build"] == "stock":
+            row.update({"prefill_cpu_tok_s_if_never_waiting": "n/a", "prefill_cpu_sleeps_per_prompt": "n/a"})
     out += ["llama-bench, single stream, the median of the rounds:", ""] + table(stem, [
         ("quant", "quant", ""), ("build", "build", ""), ("decode tok/s", "decode_measured_tok_s", ".1f"), ("roofline tok/s", "decode_ceiling_tok_s", ".1f"),
         ("share of roofline", "decode_fraction", ".2f"), ("prefill tok/s", "prefill_tok_s", ".0f"), ("prefill GFLOP/s", "prefill_gflops", ".0f"),
@@ -387,6 +390,8 @@ def model_zoo(stem: str, d: dict[str, Any]) -> list[str]:
         mark_ = {"pass": "pass", "fail": "**fail**", "not run": "not run"}.get(r.get("status"), str(r.get("status")))
         cells.setdefault(str(r.get("family")), {"family": str(r.get("family"))})[str(r.get("step"))] = f"{mark_} {fmt(r.get('seconds'), '.1f')} s"
     steps = [step for step in ZOO_STEPS if any(step in c for c in cells.values())]  # a step the run left out (--no-vllm) has no column
+    for c in cells.values():  # a family with neither tools nor reasoning has nothing to teach
+        c.update({step: "n/a" for step in steps if step.startswith("taught") and step not in c})
     out += table(stem, [("family", "family", "")] + [(step, step, "") for step in steps], list(cells.values()), "rows")
     failures = [{**r, "cause": " ".join(str(r.get("cause") or "").split()).replace("|", "/")} for r in rows if r.get("status") != "pass"]
     return out + (table(stem, [("family", "family", ""), ("step", "step", ""), ("result", "status", ""), ("cause", "cause", "")],
