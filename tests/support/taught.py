@@ -73,8 +73,9 @@ def _train(model: Any, examples: list[tuple[list[int], int]], steps: int) -> flo
     model.train()
     loss = torch.tensor(1.0)
     try:
-        for _ in range(steps):
-            if float(loss.detach()) < 0.01:  # learnt: every reply token is the greedy choice by a wide margin
+        # up to three times `steps` for a model still short of the bar: the batch's loss weighs the longer replies more
+        for step in range(3 * steps):
+            if float(loss.detach()) < 0.01 or (step >= steps and float(loss.detach()) < 0.05):  # learnt: each reply token wins by a wide margin
                 break
             optimizer.zero_grad()
             loss = model(input_ids=x, attention_mask=mask, labels=labels).loss
