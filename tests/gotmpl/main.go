@@ -86,47 +86,11 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// bareTemplateCall names a {{template "name"}} action without an argument, in any defined template ("" if none).
-func bareTemplateCall(tmpl *template.Template) string {
-	found := ""
+// eachNode calls visit on every node of every defined template, pipelines and their arguments included.
+func eachNode(tmpl *template.Template, visit func(parse.Node)) {
 	var walk func(n parse.Node)
 	walk = func(n parse.Node) {
-		switch n := n.(type) {
-		case *parse.ListNode:
-			if n == nil {
-				return
-			}
-			for _, c := range n.Nodes {
-				walk(c)
-			}
-		case *parse.TemplateNode:
-			if n.Pipe == nil && found == "" {
-				found = n.Name
-			}
-		case *parse.IfNode:
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.RangeNode:
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.WithNode:
-			walk(n.List)
-			walk(n.ElseList)
-		}
-	}
-	for _, t := range tmpl.Templates() {
-		if t.Tree != nil {
-			walk(t.Tree.Root)
-		}
-	}
-	return found
-}
-
-// identifiers lists the lower-cased field and variable names a template uses.
-func identifiers(tmpl *template.Template) []string {
-	seen := map[string]bool{}
-	var walk func(n parse.Node)
-	walk = func(n parse.Node) {
+		visit(n)
 		switch n := n.(type) {
 		case *parse.ListNode:
 			if n == nil {
@@ -138,7 +102,9 @@ func identifiers(tmpl *template.Template) []string {
 		case *parse.ActionNode:
 			walk(n.Pipe)
 		case *parse.TemplateNode:
-			walk(n.Pipe)
+			if n.Pipe != nil {
+				walk(n.Pipe)
+			}
 		case *parse.IfNode:
 			walk(&n.BranchNode)
 		case *parse.RangeNode:
@@ -160,6 +126,31 @@ func identifiers(tmpl *template.Template) []string {
 					walk(a)
 				}
 			}
+		}
+	}
+	for _, t := range tmpl.Templates() {
+		if t.Tree != nil {
+			walk(t.Tree.Root)
+		}
+	}
+}
+
+// bareTemplateCall names a {{template "name"}} action without an argument, in any defined template ("" if none).
+func bareTemplateCall(tmpl *template.Template) string {
+	found := ""
+	eachNode(tmpl, func(n parse.Node) {
+		if t, ok := n.(*parse.TemplateNode); ok && t.Pipe == nil && found == "" {
+			found = t.Name
+		}
+	})
+	return found
+}
+
+// identifiers lists the lower-cased field and variable names a template uses.
+func identifiers(tmpl *template.Template) []string {
+	seen := map[string]bool{}
+	eachNode(tmpl, func(n parse.Node) {
+		switch n := n.(type) {
 		case *parse.FieldNode:
 			for _, id := range n.Ident {
 				seen[strings.ToLower(id)] = true
@@ -169,12 +160,7 @@ func identifiers(tmpl *template.Template) []string {
 				seen[strings.ToLower(id)] = true
 			}
 		}
-	}
-	for _, t := range tmpl.Templates() {
-		if t.Tree != nil {
-			walk(t.Tree.Root)
-		}
-	}
+	})
 	out := make([]string, 0, len(seen))
 	for k := range seen {
 		out = append(out, k)
