@@ -9,7 +9,9 @@ temporary, so it reads about half the figure on two cores; the read-only numpy p
 The model (--model 1b, the default) is a random-weight Llama of TinyLlama's shape (hidden 2048, 22 layers, 32 heads,
 4 KV heads, intermediate 5632) carrying SmolLM2-135M's tokenizer and chat template (49,152 tokens, not TinyLlama's
 32,000: about 1.2B parameters with untied embeddings). It is built at run time, exported to GGUF and quantized to
-Q4_K_M and Q8_0 with the project's own export and quantize, and cached under the state dir (never committed).
+Q4_K_M, Q6_K and Q8_0 with the project's own export and quantize, and cached under the state dir (never committed).
+The three sizes give the decode fit: time per token against bytes read, whose slope is the rate the kernels read
+weights at and whose intercept is the per-token cost that does not grow with the weights (`decode_fit`).
 --model smollm2 runs the same measurements on SmolLM2-135M-Instruct at Q8_0: the TTFT target (a unique 128-token prompt
 at one stream, TTFT p95 under 200 ms), with a llama-bench sweep of the prefill settings (threads, ubatch, flash
 attention, OpenMP spin) beside it.
@@ -20,9 +22,11 @@ Then, alternating which goes first in each of --rounds rounds:
     against the matmul peak, single-stream decode tok/s against the roofline (weight bytes read per token / triad GB/s);
   * each engine served and swept at --levels (a unique --input-tokens prompt on /v1/completions, --max-tokens answer) with our bench:
     our llama-server with the product's argv, stock llama-server with the same argv, then vLLM CPU on the bf16
-    checkpoint (last and alone: its idle worker keeps a core busy).
+    checkpoint (last and alone: its idle worker keeps a core busy). Each request opens its own connection (stock
+    llama-server drops kept-alive ones, see `serving`); `paired_rounds` holds each round's ours/stock ratio, and
+    `keep_alive` what a connection-reusing client loses from each build at one stream.
 
-    python benchmarks/bandwidth.py [--model 1b|smollm2|tiny] [--rounds 2] [--levels 1,4,8] [--no-vllm] [--stock DIR]
+    python benchmarks/bandwidth.py [--model 1b|smollm2|tiny] [--rounds 4] [--levels 1,4,8] [--no-vllm] [--stock DIR]
 """
 
 from __future__ import annotations
@@ -279,18 +283,19 @@ def native_server(server: Path, gguf: Path, slots: int, threads: int, log: Path,
             proc.wait()
 
 
-def sweep(base_url: str, model: str, pid: int, args: argparse.Namespace, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Our bench at each level: per level throughput, TTFT, TPOT; and the quiet rule's samples around it."""
+def sweep(base_url: str, model: str, pid: int, args: argparse.Namespace, label: str, *, keep_alive: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Our bench at each level: per level throughput, TTFT, TPOT, the server's own decode rate; and the quiet rule's samples around it."""
     from model_serving.bench.runner import run_sweep
     from model_serving.bench.schema import BenchConfig
 
     # /v1/completions: the prompt is exactly --input-tokens long, no chat template on top (vllm bench serve's random dataset)
     config = BenchConfig(base_url=base_url, model=model, route="completions", n_requests=args.requests, max_tokens=args.max_tokens,
-                         input_tokens=args.input_tokens, server_pid=pid, label=f"bandwidth-{label}")
+                         input_tokens=args.input_tokens, server_pid=pid, label=f"bandwidth-{label}", keep_alive=keep_alive)
     with LoadWatch(label) as watch:
         result = run_sweep(config, args.levels)
     points = {str(p.concurrency): {"output_tok_s": round(p.output_throughput, 2), "median_ttft_ms": p.median_ttft_ms, "p95_ttft_ms": p.p95_ttft_ms,
-                                   "median_tpot_ms": p.median_tpot_ms, "completed": p.completed, "failed": p.failed} for p in result.sweep}
+                                   "median_tpot_ms": p.median_tpot_ms, "server_decode_tok_s": p.median_server_decode_tok_s,
+                                   "completed": p.completed, "failed": p.failed, "errors_by_cause": p.errors_by_cause} for p in result.sweep}
     return points, watch.as_dict()
 
 
@@ -302,7 +307,7 @@ def serve_vllm(settings: Settings, ckpt: Path, args: argparse.Namespace) -> tupl
 
     served = start_vllm(settings, ckpt, "bandwidth-vllm", ctx_size=2048, parallel=max(args.levels), threads=args.threads, replace=True)
     try:
-        return sweep(served.base_url, served.name, served.pid, args, "vllm")
+        return sweep(served.base_url, served.name, served.pid, args, "vllm", keep_alive=False)
     finally:
         stop_model(settings, "bandwidth-vllm")
 
@@ -346,41 +351,93 @@ def kernel_report(med: dict[str, Any], ggufs: dict[str, Path], machine: dict[str
         rows = {name: {"decode": decode_roofline(mb, m["tg_tok_s"], machine["bandwidth"]["triad_gbs"], KERNEL_GEN / 2),
                        "prefill": prefill_compute(m["pp_tok_s"], weights, machine["matmul"]["peak_gflops"])} for name, m in by.items()}
         ratios = {k: round(by["ours"][k] / by["stock"][k], 3) for k in ("pp_tok_s", "tg_tok_s")} if "stock" in by else {}
-        out[q] = {"weight_bytes_per_token": mb.weight_bytes_per_token, "n_params": int(by["ours"]["n_params"]), "matmul_weights": weights,
+        out[q] = {"weight_bytes_per_token": mb.weight_bytes_per_token, "kv_bytes_per_context_token": mb.kv_bytes_per_context_token, "n_params": int(by["ours"]["n_params"]), "matmul_weights": weights,
                   **rows, "ours_over_stock": ratios}
     return out
 
 
-def bounds(kern: dict[str, Any]) -> list[str]:
-    """One sentence per quant saying what bounds single-stream decode and prefill, from the measured shares."""
+def decode_fit(kern: dict[str, Any], build: str, triad_gbs: float) -> dict[str, Any] | None:
+    """Time per decoded token against the bytes it reads, over the quants: t = bytes / B + c (least squares).
+
+    B is the rate the dot-product kernels actually read weights at; c is the per-token cost that does not grow with the
+    weights (thread barriers, norms, sampling, attention at this context). With two quants the line is exact."""
+    pts = [(row["weight_bytes_per_token"] + row.get("kv_bytes_per_context_token", 0) * row[build]["decode"]["context_tokens"],
+            1.0 / row[build]["decode"]["measured_tok_s"]) for row in kern.values() if build in row]
+    if len(pts) < 2 or len({b for b, _ in pts}) < 2:
+        return None
+    mean_b, mean_t = statistics.fmean(b for b, _ in pts), statistics.fmean(t for _, t in pts)
+    slope = sum((b - mean_b) * (t - mean_t) for b, t in pts) / sum((b - mean_b) ** 2 for b, _ in pts)
+    if slope <= 0:
+        return None
+    fixed_s = mean_t - slope * mean_b
+    gbs = 1.0 / slope / 1e9
+    return {"effective_gbs": round(gbs, 2), "share_of_triad": round(gbs / triad_gbs, 3), "fixed_ms_per_token": round(fixed_s * 1e3, 2),
+            "points": len(pts), "exact": len(pts) == 2}
+
+
+def bounds(kern: dict[str, Any], fit: dict[str, Any] | None = None) -> list[str]:
+    """One sentence per quant saying what bounds single-stream decode and prefill, from the measured shares, then what
+    the fit across quants says bounds decode."""
     lines = []
     for q, row in kern.items():
         share, comp = row["ours"]["decode"]["fraction"], row["ours"]["prefill"]["fraction_of_matmul_peak"]
         decode = ("nothing the roofline knows: it is above it, so the weights were read from the CPU caches, not memory" if share > 1.0 else
                   "memory bandwidth (weight reads)" if share >= DECODE_BOUND else
+                  "less than the roofline's bandwidth; the fit across quants below says what" if fit else
                   "per-token work other than weight reads (compute, dequantization, thread barriers), not bandwidth")
         lines.append(f"{q}: decode at {share:.0%} of the roofline is bound by {decode}; prefill runs at {comp:.0%} of the matmul peak")
+    if fit:
+        fastest_ms = min(1e3 / row["ours"]["decode"]["measured_tok_s"] for row in kern.values())
+        small = abs(fit["fixed_ms_per_token"]) < 0.1 * fastest_ms
+        lines.append(f"decode time against bytes read across the quants: the kernels read weights at {fit['effective_gbs']:.1f} GB/s "
+                     f"({fit['share_of_triad']:.0%} of the STREAM triad) and a per-token cost that does not grow with the weights fits "
+                     f"{fit['fixed_ms_per_token']:.1f} ms; " +
+                     ("so decode is bound by how fast the dot-product kernels stream the weights, not by per-token overhead "
+                      "(barriers, sampling), which would cost the same ms at every quant" if small else
+                      "so a fixed per-token cost (barriers, sampling, norms) bounds decode beside the weight reads"))
     return lines
 
 
 def serving(settings: Settings, folders: dict[str, Path], ckpt: Path, gguf: Path, args: argparse.Namespace, log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Each engine swept at the levels, one at a time: ours and stock alternating over the rounds, then vLLM once."""
+    """Each engine swept at the levels, one at a time: ours and stock alternating over the rounds, then vLLM once.
+
+    The engines are compared on one connection per request: stock llama-server closes a kept-alive connection after every
+    stream, so a reusing client loses about every second request there (our 0001 patch fixes that), and a level that
+    loses requests is not the same load. `keep_alive` then shows what a reusing client sees from each build."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in folders}
     watches = []
     for i in range(args.rounds):
         order = list(folders.items())
         for name, folder in order if i % 2 == 0 else order[::-1]:
             with native_server(folder / "llama-server", gguf, max(args.levels), args.threads, log) as (base, pid):
-                points, watch = sweep(base, "bandwidth", pid, args, f"{name} round {i + 1}")
+                points, watch = sweep(base, "bandwidth", pid, args, f"{name} round {i + 1}", keep_alive=False)
             runs[name].append(points)
             watches.append(watch)
     levels = [str(n) for n in args.levels]
     out: dict[str, Any] = {name: {lv: _median_point([r[lv] for r in rounds if lv in r]) for lv in levels} for name, rounds in runs.items()}
+    out["connections"] = "one per request (keep-alive off) for ours and stock"
+    if "stock" in runs:
+        out["paired_rounds"] = {lv: [_ratio(o[lv], s[lv]) for o, s in zip(runs["ours"], runs["stock"], strict=True)] for lv in levels}
+        out["keep_alive"], kept = keep_alive_check(folders, gguf, args, log)
+        watches += kept
     if not args.no_vllm:
         out["vllm"], watch = serve_vllm(settings, ckpt, args)
         watches.append(watch)
     out["ratios"] = {f"ours_over_{other}": {lv: _ratio(out["ours"][lv], out[other].get(lv)) for lv in levels}
                      for other in ("stock", "vllm") if other in out}
+    return out, watches
+
+
+def keep_alive_check(folders: dict[str, Path], gguf: Path, args: argparse.Namespace, log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One stream through a connection-reusing client against each build: the requests each one loses."""
+    one = argparse.Namespace(**{**vars(args), "levels": [1]})
+    out, watches = {}, []
+    for name, folder in folders.items():
+        with native_server(folder / "llama-server", gguf, 1, args.threads, log) as (base, pid):
+            points, watch = sweep(base, "bandwidth", pid, one, f"{name} keep-alive", keep_alive=True)
+        point = points["1"]
+        out[name] = {"completed": point["completed"], "failed": point["failed"], "errors_by_cause": point["errors_by_cause"]}
+        watches.append(watch)
     return out, watches
 
 
@@ -402,7 +459,7 @@ def ttft_by_spin(server: Path, gguf: Path, args: argparse.Namespace, log: Path) 
 
 
 def _median_point(points: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("output_tok_s", "median_ttft_ms", "p95_ttft_ms", "median_tpot_ms")
+    keys = ("output_tok_s", "median_ttft_ms", "p95_ttft_ms", "median_tpot_ms", "server_decode_tok_s")
     merged = {k: round(statistics.median(p[k] for p in points if p.get(k) is not None), 2) if any(p.get(k) is not None for p in points) else None
               for k in keys}
     return {**merged, "failed": sum(p.get("failed", 0) for p in points), "rounds": len(points)}
@@ -417,10 +474,10 @@ def _ratio(ours: dict[str, Any], other: dict[str, Any] | None) -> float | None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["1b", "smollm2", "tiny"], default="1b", help="tiny: a few-million-parameter smoke test")
-    parser.add_argument("--quants", help="default: Q4_K_M,Q8_0 (1b, tiny), Q8_0 (smollm2)")
+    parser.add_argument("--quants", help="default: Q4_K_M,Q6_K,Q8_0 (1b, tiny: three sizes for the decode fit), Q8_0 (smollm2)")
     parser.add_argument("--serve-quant", help="the GGUF the engines serve; default Q4_K_M (1b, tiny), Q8_0 (smollm2)")
     parser.add_argument("--levels", default="1,4,8")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4, help="ours and stock alternate; an even count gives each the same places")
     parser.add_argument("--requests", type=int, default=16, help="per level")
     parser.add_argument("--input-tokens", type=int, default=128)
     parser.add_argument("--max-tokens", type=int, default=32)
@@ -433,7 +490,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     smol = args.model == "smollm2"
-    args.quants = (args.quants or ("Q8_0" if smol else "Q4_K_M,Q8_0")).split(",")
+    args.quants = (args.quants or ("Q8_0" if smol else "Q4_K_M,Q6_K,Q8_0")).split(",")
     args.serve_quant = args.serve_quant or ("Q8_0" if smol else "Q4_K_M")
     args.levels = [int(x) for x in args.levels.split(",")]
     args.out = args.out or (ROOT / "benchmarks" / "results" / "bandwidth_ttft.json" if smol else ROOT / "benchmarks" / "results" / "bandwidth.json")
@@ -454,7 +511,9 @@ def main() -> None:
             kern[q]["ours"]["prefill_cpu"] = prefill_cpu(folders["ours"], ggufs[q], args.threads)
     watches.append(cpu_watch.as_dict())
     report: dict[str, Any] = {"benchmark": "bandwidth", "model": args.model, "shape": SHAPES.get(args.model), "threads": args.threads,
-                              "rounds": args.rounds, "limits": machine, "kernels": kern, "bounds": bounds(kern)}
+                              "rounds": args.rounds, "limits": machine, "kernels": kern}
+    report["decode_fit"] = {name: decode_fit(kern, name, machine["bandwidth"]["triad_gbs"]) for name in folders}
+    report["bounds"] = bounds(kern, report["decode_fit"]["ours"])
     log = settings.state_dir / "bench-models" / "bandwidth-servers.log"
     if args.model == "smollm2":
         report["prefill_settings"] = prefill_settings(folders["ours"], ggufs[args.serve_quant])

@@ -354,14 +354,32 @@ def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
         ("barrier sleeps per prompt", "prefill_cpu_sleeps_per_prompt", "")], rows, "kernels")
     serving = d.get("serving") or {}
     levels = [str(n) for n in d.get("levels") or []]
-    served = [{"concurrency": lv, **{f"{e}_{k}": get(serving, f"{e}.{lv}.{k}") for e in ("ours", "stock", "vllm") for k in ("output_tok_s", "p95_ttft_ms", "failed")},
-               **{r: get(serving, f"ratios.{r}.{lv}") for r in ("ours_over_stock", "ours_over_vllm")}} for lv in levels]
-    out += [f"Served ({d.get('serve_quant')}; vLLM on the bf16 checkpoint): requests that failed (every round), output tok/s and TTFT p95 ms "
-            "by concurrency. A ratio against an engine that failed requests compares only what it completed.", ""]
+    paired = serving.get("paired_rounds") or {}
+    served = [{"concurrency": lv, **{f"{e}_{k}": get(serving, f"{e}.{lv}.{k}") for e in ("ours", "stock", "vllm")
+                                     for k in ("output_tok_s", "p95_ttft_ms", "failed", "server_decode_tok_s")},
+               **{r: get(serving, f"ratios.{r}.{lv}") for r in ("ours_over_stock", "ours_over_vllm")},
+               "paired": " ".join(fmt(x, ".2f") for x in paired.get(lv) or []) or "n/a"} for lv in levels]
+    for row in served:  # older results kept no server-side decode rate
+        row.update({k: "n/a" for k in ("ours_server_decode_tok_s", "stock_server_decode_tok_s") if row[k] is None})
+    out += [f"Served ({d.get('serve_quant')}; vLLM on the bf16 checkpoint): requests that failed (every round), output tok/s, the server's "
+            f"own decode tok/s and TTFT p95 ms by concurrency; connections: {serving.get('connections', 'reused')}. "
+            "A ratio against an engine that failed requests compares only what it completed.", ""]
     out += table(stem, [("concurrency", "concurrency", ""), ("ours failed", "ours_failed", ""), ("stock failed", "stock_failed", ""),
                         ("vLLM failed", "vllm_failed", ""), ("ours tok/s", "ours_output_tok_s", ".1f"), ("stock tok/s", "stock_output_tok_s", ".1f"),
-                        ("vLLM tok/s", "vllm_output_tok_s", ".1f"), ("ours / stock", "ours_over_stock", ".2f"), ("ours / vLLM", "ours_over_vllm", ".2f"),
+                        ("vLLM tok/s", "vllm_output_tok_s", ".1f"), ("ours / stock", "ours_over_stock", ".2f"), ("each round's ours / stock", "paired", ""),
+                        ("ours / vLLM", "ours_over_vllm", ".2f"), ("ours server decode tok/s", "ours_server_decode_tok_s", ".1f"),
+                        ("stock server decode tok/s", "stock_server_decode_tok_s", ".1f"),
                         ("ours TTFT p95", "ours_p95_ttft_ms", ".0f"), ("stock TTFT p95", "stock_p95_ttft_ms", ".0f")], served, "serving")
+    kept = serving.get("keep_alive") or {}
+    if kept:
+        out += ["A connection-reusing client at one stream (" + cite(stem, "serving.keep_alive") + "): " +
+                "; ".join(f"{name} completed {fmt(row.get('completed'), '')}, lost {fmt(row.get('failed'), '')}" for name, row in kept.items()) + ".", ""]
+    fits = [{"build": b, **f} for b, f in (d.get("decode_fit") or {}).items() if f]
+    if fits:
+        out += ["Decode time per token against bytes read, fitted across the quants (slope: the rate the kernels read weights at; "
+                "intercept: the per-token cost that does not grow with the weights):", ""] + table(stem, [
+            ("build", "build", ""), ("effective GB/s", "effective_gbs", ".1f"), ("share of triad", "share_of_triad", ".2f"),
+            ("fixed ms per token", "fixed_ms_per_token", ".1f"), ("quants", "points", "")], fits, "decode_fit")
     out += [f"What bounds it, from {cite(stem, 'bounds')}:", "", *[f"- {line}" for line in d.get("bounds") or []], ""]
     spins = [{"spin": spin, **row} for spin, row in (d.get("ttft_by_spin") or {}).items()]
     if spins:

@@ -145,3 +145,20 @@ def test_connection_reusing_clients_lose_no_request_on_the_engine(settings: Sett
     # Whatever build serves, a connection-reusing client loses nothing: the wheel's llama-server closes the connection after
     # every stream (the native build's 0001-server-keep-connection-after-stream.patch fixes it), so on the wheel this fails.
     assert dropped == {"aiohttp": [], "openai": []}, served.engine_build
+
+
+def test_without_keep_alive_each_request_gets_its_own_connection_and_none_is_lost(dropping_server: str) -> None:
+    config = BenchConfig.build(base_url=dropping_server, model="m", api="openai", n_requests=4, concurrency=1, max_tokens=4,
+                               keep_alive=False)
+
+    async def run() -> list[RequestRecord]:
+        pool = Pool(dropping_server, 1, keep_alive=config.keep_alive)
+        records = [RequestRecord(index=i, prompt_id=str(i), scheduled_ms=0.0, max_tokens=4) for i in range(4)]
+        for record in records:
+            await stream_one(pool, config, PromptSpec(id=record.prompt_id, text="hello"), record, 0)
+        pool.close()
+        return records
+
+    records = [metrics.derive(r) for r in asyncio.run(run())]
+    # The same server that loses every second request on a reused connection answers all four on fresh ones.
+    assert [r.status for r in records] == ["ok", "ok", "ok", "ok"]

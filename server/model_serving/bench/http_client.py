@@ -146,6 +146,7 @@ class Connection:
         self.proto = proto
         self.host = host
         self.reusable = True
+        self.keep_alive = True
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
@@ -169,7 +170,7 @@ class Connection:
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-        if close:
+        if close or not self.keep_alive:
             head += "Connection: close\r\n"
         head += "Accept: text/event-stream, application/x-ndjson, application/json\r\n\r\n"
         assert self.proto.transport is not None
@@ -228,10 +229,12 @@ async def fetch_json(base_url: str, method: str, path: str, body: dict[str, Any]
 
 
 class Pool:
-    """Keep-alive connections to one server, at most `size` open at once."""
+    """Keep-alive connections to one server, at most `size` open at once; with `keep_alive` False, one connection per
+    request, closed after it."""
 
-    def __init__(self, base_url: str, size: int) -> None:
+    def __init__(self, base_url: str, size: int, *, keep_alive: bool = True) -> None:
         self.host, self.port, self.prefix = split_base_url(base_url)
+        self.keep_alive = keep_alive
         self._idle: list[Connection] = []
         self._gate = asyncio.Semaphore(size)
 
@@ -243,10 +246,12 @@ class Pool:
                 return conn
             conn.close()
         try:
-            return await Connection.open(self.host, self.port)
+            conn = await Connection.open(self.host, self.port)
         except BaseException:
             self._gate.release()
             raise
+        conn.keep_alive = self.keep_alive
+        return conn
 
     async def acquire_or_none(self, record: Any) -> Connection | None:
         """A connection, or None with `record.error` set when the server cannot be reached."""
@@ -257,7 +262,7 @@ class Pool:
             return None
 
     def release(self, conn: Connection, *, reusable: bool) -> None:
-        if reusable and conn.reusable and not conn.proto.closed:
+        if reusable and conn.reusable and conn.keep_alive and not conn.proto.closed:
             self._idle.append(conn)
         else:
             conn.close()

@@ -191,7 +191,7 @@ async def run_load(
 ) -> LoadOutcome:
     """Send `config.warmup` requests per stream (left out; from `warm_specs` when given), then `specs` under the chosen profile."""
     outcome = LoadOutcome([])
-    client = Pool(config.base_url, concurrency)
+    client = Pool(config.base_url, concurrency, keep_alive=config.keep_alive)
     run = _Run(config, specs, concurrency, progress or Progress(), on_record, client, outcome, warm_specs=warm_specs)
     try:
         if config.warmup and not await run.warm():

@@ -256,7 +256,8 @@ def _sweep_level(level_config: BenchConfig, records: list[RequestRecord], outcom
     point = SweepPoint(concurrency=level_config.concurrency, request_throughput=s.request_throughput, output_throughput=s.output_throughput,
                        p95_e2el_ms=s.p95_e2el_ms, median_ttft_ms=s.median_ttft_ms, median_tpot_ms=s.median_tpot_ms,
                        completed=s.completed, p95_ttft_ms=s.p95_ttft_ms, connection_errors=s.connection_errors, targets_met=met,
-                       failed=s.failed, errors_by_cause=s.errors_by_cause, request_goodput=s.request_goodput)
+                       failed=s.failed, errors_by_cause=s.errors_by_cause, request_goodput=s.request_goodput,
+                       median_server_decode_tok_s=s.median_server_decode_tok_s)
     point.holds_slo = capacity.holds(point, _latency_targets(level_config))
     return _Level(level_config, records, outcome, dists, s, point)
 

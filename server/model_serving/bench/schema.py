@@ -67,6 +67,9 @@ class BenchConfig(BaseModel):
                              "system message, or at the start of the user message (the template's default system prompt then "
                              "comes on top, as for `vllm bench serve` and GuideLLM)")
     ignore_eos: bool | None = Field(default=None, description="Ask the server to generate exactly max_tokens; default: for unique prompts (random, chat)")
+    keep_alive: bool = Field(default=True, description="Reuse connections between requests, as most clients do; False opens one "
+                             "per request, so a server that closes kept-alive connections (stock llama-server after a stream) "
+                             "is measured on its engine rather than on the requests its connection handling loses")
     timeout_s: float = Field(default=120.0, gt=0, description="Per-request limit on the whole exchange, connecting included; "
                              "server-info probes wait at most 5 s or this, whichever is shorter")
     targets: SLO = Field(default_factory=SLO)
@@ -301,6 +304,8 @@ class SweepPoint(BaseModel):
     failed: int = 0
     errors_by_cause: dict[str, int] = Field(default_factory=dict)
     request_goodput: float = 0.0
+    median_server_decode_tok_s: float | None = Field(default=None, description="The server's own decode rate (llama.cpp timings): "
+                                                     "the engine's speed without the client and the network")
     holds_slo: bool = Field(default=False, description="No failed request and every latency target met: this level holds the SLO")
     targets_met: list[str] = Field(default_factory=list, description="The targets this level meets (point estimates of the judged statistic)")
 
