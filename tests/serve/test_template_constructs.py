@@ -577,3 +577,42 @@ def test_a_sum_with_a_value_that_may_be_a_number_is_not_split() -> None:
     source = _DECLARATION.replace("{{ decl(tool) | trim }}", "{{ tool.function.name + decl(tool) }}")
     with pytest.raises(templates.UnconvertibleTemplate, match="inside text kept in a variable"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+# gpt-oss's and Apertus's `param_spec['items']['type'] == "string"`: a property's items is decoded JSON in Ollama, any value at all
+_ITEMS_TYPE = ("{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}{{ n }}="
+               "{% if p['items']['type'] == 'string' %}S{% elif p['items'].type != 'number' %}{% if p['items']['type'] %}T{% else %}-{% endif %}"
+               "{% else %}N{% endif %}{% if p['items']['properties'] and 'object' == p['items']['type'] %}O{% endif %};{% endfor %}{% endfor %}")
+
+
+def test_a_key_of_a_property_items_reads_as_jinja_reads_it(go_renderer: GoRenderer) -> None:
+    # items of every JSON type, a type of every JSON type, no items at all (Jinja: the dict's items method, whose keys are undefined)
+    properties = {"a": {"type": "array", "items": {"type": "string"}}, "b": {"type": "array", "items": {"type": "number"}},
+                  "c": {"type": "array", "items": {"type": ["string", "null"]}}, "d": {"type": "array", "items": {"type": 5}},
+                  "e": {"type": "array", "items": {"type": None}}, "f": {"type": "array", "items": {}}, "g": {"type": "array", "items": ["string"]},
+                  "h": {"type": "array", "items": "string"}, "i": {"type": "array", "items": 7}, "j": {"type": "array"},
+                  "k": {"type": "array", "items": {"type": "object", "properties": {"x": {"type": "string"}}}},
+                  "l": {"type": "array", "items": {"type": "string "}}, "m": {"type": "array", "items": {"type": True}}}
+    expected, got = _rendered(_ITEMS_TYPE, _PLAIN, [_typed_tool(properties)], go_renderer)
+    assert expected.startswith("a=S;b=N;c=T;d=T;e=-;f=-;g=-;h=-;i=-;j=-;k=TO;l=T;m=T;")
+    assert got == expected
+
+
+@pytest.mark.parametrize("use", ["{{ p['items']['type'] }}", "{% if p['items'].type is defined %}x{% endif %}",
+                                 "{% if p['items'].type is string %}x{% endif %}", "{% if p['items'].type == '' %}x{% endif %}",
+                                 "{{ p['items'].items }}", "{% if p['items'].type.x %}x{% endif %}"])
+def test_other_reads_of_a_key_of_items_are_refused(use: str) -> None:
+    # a missing key and JSON null are both Go's nil, and "" stands for undefined: only uses that cannot tell them apart convert
+    source = "{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}" + use + "{% endfor %}{% endfor %}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="of a JSON value|a value that Ollama's data does not have"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_the_text_of_a_macro_that_calls_itself_kept_in_a_variable_is_refused_naming_it() -> None:
+    # gpt-oss's `set inner_type = render_typescript_type(param_spec['items'])`, then tested: Go cannot capture a {{template}}'s text
+    source = ("{% macro ts(s) %}{% if s.type == 'array' %}{% set inner = ts(s['items']) %}{% if inner | length > 50 %}any[]"
+              "{% else %}{{ inner }}[]{% endif %}{% else %}{{ s.type }}{% endif %}{% endmacro %}\n"
+              "{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}{{ ts(p) }}{% endfor %}{% endfor %}")
+    with pytest.raises(templates.UnconvertibleTemplate, match=r"calls itself \(ts\) whose text feeds a variable") as err:
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert err.value.line == 1

@@ -42,6 +42,8 @@ class Expressions(Core):
         return converted
 
     def truth(self, node: nodes.Node) -> str:
+        if self.json_field(node) is not None:
+            return self.field_read(node)
         return self.view_truth(node) or self.expr(node)
 
     def go_const(self, value: Any, node: nodes.Node) -> str:
@@ -178,6 +180,8 @@ class Expressions(Core):
         if field is None and kind in K.CLOSED and not hasattr(dict, attr):
             self.note(UNSET_NOTE)
             return '""'
+        if field is None and kind in ("value", "scalar"):
+            raise self.field_refused(node, "used other than in a test")
         if field is None:
             raise self.fail(f"the field {attr!r} of {'a ' + kind if kind else 'a value'} that Ollama's data does not have", node, attr)
         if (kind, attr) in K.PRINTED:
@@ -382,6 +386,9 @@ class Expressions(Core):
         if op in ("in", "notin"):
             test = self.contains(left, right, node)
             return test if op == "in" else f"(not {test})"
+        field_test = self.field_compare(left, op, right)
+        if field_test is not None:
+            return field_test
         folded = [(f, other) for f, other in ((self.fold(right), left), (self.fold(left), right)) if f is not None and isinstance(f.value, bool)]
         if folded and op in ("eq", "ne"):
             # `x != false` where x holds text or false: Go's eq refuses mixed types, so compare type and value as text.

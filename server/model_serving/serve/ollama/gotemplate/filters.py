@@ -64,6 +64,8 @@ class Filters(Core):
 
     def x_Test(self, node: nodes.Test) -> str:
         name, kind = node.name, self.kind(node.node)
+        if self.json_field(node.node) is not None:
+            raise self.field_refused(node.node, f"in the test 'is {name}'")
         if name in ("defined", "undefined"):
             key = self.field_key(node.node)
             if key is not None and key[0] == "string" and not hasattr(str, key[1]):
@@ -138,6 +140,8 @@ class Filters(Core):
     def x_Call(self, node: nodes.Call) -> str:
         if isinstance(node.node, nodes.Getattr):
             return self.method(node, node.node.attr, node.node.node)
+        if self.recursive_call_of(node) is not None:
+            raise self.used_in_expression(node)  # `set x = walk(...)`: Go cannot capture a {{template}}'s text
         name = node.node.name if isinstance(node.node, nodes.Name) else self.describe(node.node)
         raise self.fail(f"a call to {name}() at render time", node, name)
 

@@ -93,8 +93,8 @@ class Recursion(Core):
     def used_in_expression(self, node: nodes.Node) -> Exception:
         call = next(c for c in [node, *node.find_all(nodes.Call)] if self.recursive_call_of(c) is not None)
         assert isinstance(call, nodes.Call) and isinstance(call.node, nodes.Name)
-        return self.fail(f"a macro that calls itself ({call.node.name}) whose text feeds an expression, not the output "
-                         "(a Go template cannot hand text back)", call, call.node.name)
+        return self.fail(f"a macro that calls itself ({call.node.name}) whose text feeds a variable or an expression, "
+                         "not the output (a Go template cannot hand text back)", call, call.node.name)
 
     # --- one call: a define per way of calling ---------------------------------------------
 
