@@ -43,7 +43,7 @@ class Expressions(Core):
 
     def truth(self, node: nodes.Node) -> str:
         if self.json_field(node) is not None:
-            return self.field_read(node)
+            return self.json_field_truth(node)
         return self.view_truth(node) or self.expr(node)
 
     def go_const(self, value: Any, node: nodes.Node) -> str:
@@ -181,7 +181,7 @@ class Expressions(Core):
             self.note(UNSET_NOTE)
             return '""'
         if field is None and kind in ("value", "scalar"):
-            raise self.field_refused(node, "used other than in a test")
+            raise self.json_field_refused(node, "used other than in a test")
         if field is None:
             raise self.fail(f"the field {attr!r} of {'a ' + kind if kind else 'a value'} that Ollama's data does not have", node, attr)
         if (kind, attr) in K.PRINTED:
@@ -386,7 +386,7 @@ class Expressions(Core):
         if op in ("in", "notin"):
             test = self.contains(left, right, node)
             return test if op == "in" else f"(not {test})"
-        field_test = self.field_compare(left, op, right)
+        field_test = self.json_field_compare(left, op, right)
         if field_test is not None:
             return field_test
         folded = [(f, other) for f, other in ((self.fold(right), left), (self.fold(left), right)) if f is not None and isinstance(f.value, bool)]

@@ -65,7 +65,7 @@ class Filters(Core):
     def x_Test(self, node: nodes.Test) -> str:
         name, kind = node.name, self.kind(node.node)
         if self.json_field(node.node) is not None:
-            raise self.field_refused(node.node, f"in the test 'is {name}'")
+            return self.json_field_test(node)
         if name in ("defined", "undefined"):
             key = self.field_key(node.node)
             if key is not None and key[0] == "string" and not hasattr(str, key[1]):

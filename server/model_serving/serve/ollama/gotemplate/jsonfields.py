@@ -2,13 +2,14 @@
 
 Ollama keeps a property's `items` as decoded JSON (`any` in its api), so `spec['items']['type']` is real data: a
 mapping's key, or nothing when the value is a list, text, a number, a bool or null, or a mapping without the key
-(Jinja reads all of these as undefined, and `index` fails in Go on anything but a map). The read is guarded by the
-value's Go type and holds "" where Jinja's is undefined. A missing key and JSON null both read as Go's nil there, so
-the read converts only where Jinja's answer is the same for each of them: its truth (nil, "" and the empty values are
-false in both), and `==` / `!=` with text that is not empty (true only for the same text, which Go's `eq` cannot test
-on a value that may be a number: its type and text are compared as one string). Any other use (printing it, `is
-defined`, a type test, a key of it) is refused, naming the key. A key that names an attribute of a JSON value's Python
-type (`items`, `count`, `real`, ...) is refused too: Jinja finds the method first on some values.
+(Jinja reads all of these as undefined, and `index` fails in Go on anything but a map, and gives nil for a missing
+key, as for JSON null). So the read walks the map's keys, guarded by the value's Go type: a Go variable holds the
+key's value where the key is there (nil for JSON null) and "" where Jinja's is undefined (printed as nothing, false,
+a sequence and iterable, as Jinja's undefined is), and a second one says whether it is there. Converted: its truth,
+`==` / `!=` with text (Go's `eq` fails on a value that may be a number: type and text are compared as one string),
+`is defined`, `is none`, `is string` and the other JSON type tests. Any other use (printing it, a key of it) is
+refused, naming the key, and so is a key that names an attribute of a JSON value's Python type (`items`, `count`,
+`real`, ...), since Jinja finds the method first on some values.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from model_serving.serve.ollama.gotemplate.text import go_string
 
 _JSON_TYPES: tuple[object, ...] = ({}, [], "", 0, 0.0, True, None)
 _GO_MAP = "map[string]interface {}"
+_TYPES = {"mapping": [_GO_MAP], "sequence": ["[]interface {}", _GO_MAP, "string"], "iterable": ["[]interface {}", _GO_MAP, "string"],
+          "number": ["float64", "bool"], "boolean": ["bool"], "string": ["string"], "none": ["<nil>"]}
 
 
 class JSONFields(Core):
@@ -36,33 +39,48 @@ class JSONFields(Core):
             return None
         return node.node, key
 
-    def field_read(self, node: nodes.Node) -> str:
-        """The key's value where the value is a mapping that has it (nil for JSON null), "" anywhere else."""
+    def json_field_read(self, node: nodes.Node) -> tuple[str, str]:
+        """Go variables: the key's value (nil for JSON null; "" where the key is not there) and whether it is there."""
         found = self.json_field(node)
         assert found is not None
         base, key = found
         if key.startswith("_") or any(hasattr(t, key) for t in _JSON_TYPES):
             raise self.fail(f"the key {key!r} of a JSON value (Jinja finds the method of that name on some values)", node, key)
-        go, var = self.expr(base), self.fresh("field")
-        self.emit(f'{{{{ {var} := "" }}}}{{{{ if eq (printf "%T" {go}) {go_string(_GO_MAP)} }}}}{{{{ {var} = index {go} {go_string(key)} }}}}'
-                  "{{ end }}")
-        return var
+        go, var, there, k, v = self.expr(base), self.fresh("field"), self.fresh("has"), self.fresh("k"), self.fresh("v")
+        self.emit(f'{{{{ {var} := "" }}}}{{{{ {there} := false }}}}{{{{ if eq (printf "%T" {go}) {go_string(_GO_MAP)} }}}}'
+                  f"{{{{ range {k}, {v} := {go} }}}}{{{{ if eq {k} {go_string(key)} }}}}{{{{ {var} = {v} }}}}{{{{ {there} = true }}}}"
+                  "{{ end }}{{ end }}{{ end }}")
+        return var, there
 
-    def field_compare(self, left: nodes.Node, op: str, right: nodes.Node) -> str | None:
-        """`v.key == 'text'` (or `!=`, either side) with text that is not empty: true for that text alone."""
+    def json_field_truth(self, node: nodes.Node) -> str:
+        return self.json_field_read(node)[0]
+
+    def json_field_compare(self, left: nodes.Node, op: str, right: nodes.Node) -> str | None:
+        """`v.key == 'text'` (or `!=`, either side): true for that text alone, and never where the key is not there."""
         for field, other in ((left, right), (right, left)):
             if self.json_field(field) is None:
                 continue
             text = self.fold(other)
-            if op not in ("eq", "ne") or text is None or not isinstance(text.value, str) or not text.value:
+            if op not in ("eq", "ne") or text is None or not isinstance(text.value, str):
                 return None  # any other comparison is refused where the key is read
-            var = self.field_read(field)
-            test = f'(eq (printf "%T %v" {var} {var}) {go_string("string " + text.value)})'
+            var, there = self.json_field_read(field)
+            test = f'(and {there} (eq (printf "%T %v" {var} {var}) {go_string("string " + text.value)}))'
             return test if op == "eq" else f"(not {test})"
         return None
 
-    def field_refused(self, node: nodes.Node, use: str) -> Exception:
+    def json_field_test(self, node: nodes.Test) -> str:
+        """`v.key is defined` / `is none` / `is string` / `is mapping` ...: Jinja's undefined is a sequence and iterable only."""
+        name = node.name
+        if node.args or name not in (*_TYPES, "defined", "undefined"):
+            raise self.json_field_refused(node.node, f"in the test 'is {name}'")
+        var, there = self.json_field_read(node.node)
+        if name in ("defined", "undefined"):
+            return there if name == "defined" else f"(not {there})"
+        test = f'(eq (printf "%T" {var}) {" ".join(go_string(t) for t in _TYPES[name])})'
+        return f"(and {there} {test})" if name in ("string", "none") else test
+
+    def json_field_refused(self, node: nodes.Node, use: str) -> Exception:
         found = self.json_field(node)
         key = found[1] if found is not None else ""
         return self.fail(f"the key {key!r} of a JSON value Ollama hands over as decoded (a property's items, a call argument) {use} "
-                         "(converted: its truth, and == or != with text)", node, key)
+                         "(converted: its truth, == or != with text, and tests of its type)", node, key)
