@@ -611,6 +611,21 @@ def test_a_key_of_a_property_items_reads_as_jinja_reads_it(go_renderer: GoRender
     assert got == expected
 
 
+def test_items_of_a_property_without_them_read_as_the_method_jinja_finds(go_renderer: GoRenderer) -> None:
+    # gpt-oss's `if param_spec['items']`: a property without items gives Jinja the dict's items method (true, not none), by
+    # index where the key is missing and by attribute always; Ollama's Items is nil there
+    source = ("{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}{{ n }}={% if p['items'] %}Y{% endif %}"
+              "{% if p.items %}y{% endif %}{% if p['items'] is none %}0{% endif %}{% if p['items'] is defined %}D{% endif %}"
+              "{% if p['items'] is mapping %}M{% endif %};{% endfor %}{% endfor %}")
+    properties = {"a": {"type": "array"}, "b": {"type": "array", "items": {"type": "string"}}, "c": {"type": "array", "items": {}},
+                  "d": {"type": "array", "items": []}, "e": {"type": "string"}}
+    expected, got = _rendered(source, _PLAIN, [_typed_tool(properties)], go_renderer)
+    assert expected.startswith("a=YyD;b=YyDM;c=yDM;d=yD;e=YyD;")
+    assert got == expected
+    with pytest.raises(templates.UnconvertibleTemplate, match="the items method of a tool property"):
+        templates.convert(source.replace("{% if p.items %}y{% endif %}", "{{ p.items }}"), bos_token="", eos_token="", runtime_adds_bos=False)
+
+
 @pytest.mark.parametrize("use", ["{{ p['items']['type'] }}", "{% if p['items'].type < 'a' %}x{% endif %}",
                                  "{% if p['items'].type | length > 1 %}x{% endif %}", "{% if p['items'].type is lower %}x{% endif %}",
                                  "{% if p['items'].items %}x{% endif %}", "{% if p['items'].type.x %}x{% endif %}"])

@@ -44,6 +44,8 @@ class Expressions(Core):
     def truth(self, node: nodes.Node) -> str:
         if self.json_field(node) is not None:
             return self.json_field_truth(node)
+        if self.items_method(node) is not None:
+            return self.items_truth(node)
         return self.view_truth(node) or self.expr(node)
 
     def go_const(self, value: Any, node: nodes.Node) -> str:
@@ -84,6 +86,9 @@ class Expressions(Core):
         return var
 
     def x_Getattr(self, node: nodes.Getattr) -> str:
+        if self.items_method(node) == "always":
+            raise self.fail("the items method of a tool property (`p.items`: Jinja finds the dict's method before the key; "
+                            "`p['items']` reads the key)", node, "items")
         return self.member(node.node, node.attr, node)
 
     def x_Getitem(self, node: nodes.Getitem) -> str:

@@ -66,6 +66,9 @@ class Filters(Core):
         name, kind = node.name, self.kind(node.node)
         if self.json_field(node.node) is not None:
             return self.json_field_test(node)
+        if name in ("none", "defined", "undefined") and self.items_method(node.node) is not None:
+            # the items Ollama keeps are never null, and where it has none Jinja finds the dict's method: defined, not none
+            return "true" if name == "defined" else "false"
         if name in ("defined", "undefined"):
             key = self.field_key(node.node)
             if key is not None and key[0] == "string" and not hasattr(str, key[1]):

@@ -79,6 +79,24 @@ class JSONFields(Core):
         test = f'(eq (printf "%T" {var}) {" ".join(go_string(t) for t in _TYPES[name])})'
         return f"(and {there} {test})" if name in ("string", "none") else test
 
+    def items_method(self, node: nodes.Node | None) -> str | None:
+        """"always" for `p.items` of a tool property, "unless set" for `p['items']`: Jinja finds the dict's items method
+        there (always by attribute, where the key is missing by index), and Ollama's Items is nil where the key is
+        missing (or null, which Ollama drops as it drops any field it does not keep); None for any other node."""
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)) and self.json_field(node) is None and self.kind(node.node) == "property":
+            if isinstance(node, nodes.Getattr):
+                return "always" if node.attr == "items" else None
+            key = self.fold(node.arg)
+            return "unless set" if key is not None and key.value == "items" else None
+        return None
+
+    def items_truth(self, node: nodes.Node) -> str:
+        """A property's items (or the method Jinja finds in their place): true where Ollama's Items is nil."""
+        if self.items_method(node) == "always":
+            return "true"
+        go = self.expr(node)
+        return f'(or (eq (printf "%T" {go}) "<nil>") {go})'
+
     def json_field_refused(self, node: nodes.Node, use: str) -> Exception:
         found = self.json_field(node)
         key = found[1] if found is not None else ""
