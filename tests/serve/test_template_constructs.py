@@ -626,6 +626,30 @@ def test_items_of_a_property_without_them_read_as_the_method_jinja_finds(go_rend
         templates.convert(source.replace("{% if p.items %}y{% endif %}", "{{ p.items }}"), bos_token="", eos_token="", runtime_adds_bos=False)
 
 
+_IN_VALUE = ("{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | items %}{{ k }}"
+             "{% if v is not number and v is not none and 'x' in v %}X{% endif %}{% if v is not number and v is not none and k not in v %}-{% endif %};"
+             "{% endfor %}{% endfor %}"
+             "{% endfor %}{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}{{ n }}{% if 'items' in p %}I{% endif %}"
+             "{% endfor %}{% endfor %}")
+
+
+def test_in_of_a_json_value_reads_as_jinja_reads_it(go_renderer: GoRenderer) -> None:
+    # a mapping's keys, a list's items (text equal to the needle only), text's substrings; a property's items key (nil: missing)
+    call = [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {
+        "a": {"x": 1}, "b": ["x", 1], "c": "xyz", "d": ["y", 2, None], "e": {"e": None}, "f": "f", "g": [], "n": 3, "z": None}}}]}]
+    properties = {"a": {"type": "array"}, "b": {"type": "array", "items": {}}, "c": {"type": "array", "items": {"type": "string"}}}
+    expected, got = _rendered(_IN_VALUE, call, [_typed_tool(properties)], go_renderer)
+    assert expected.startswith("aX-;bX-;cX-;d-;e;f;g-;n;z") and expected.endswith("abIcI")
+    assert got == expected
+    # Jinja fails on `in` of a number or null, and the TEMPLATE fails there too
+    unguarded = _IN_VALUE.replace("v is not number and v is not none and ", "")
+    with pytest.raises(TypeError):
+        render(unguarded, call, add_generation_prompt=False, tools=None)
+    conv = templates.convert(unguarded, bos_token="", eos_token="", runtime_adds_bos=False)
+    with pytest.raises(RuntimeError, match="template error"):
+        go_renderer(conv.go_template, call, None)
+
+
 @pytest.mark.parametrize("use", ["{{ p['items']['type'] }}", "{% if p['items'].type < 'a' %}x{% endif %}",
                                  "{% if p['items'].type | length > 1 %}x{% endif %}", "{% if p['items'].type is lower %}x{% endif %}",
                                  "{% if p['items'].items %}x{% endif %}", "{% if p['items'].type.x %}x{% endif %}"])

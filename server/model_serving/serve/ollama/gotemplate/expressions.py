@@ -449,6 +449,8 @@ class Expressions(Core):
                 return "false"
             return f"(eq {self.expr(left)} {' '.join(self.go_const(v, node) for v in haystack.value)})"
         kind = self.kind(right)
+        if kind == "property" and needle is not None and needle.value == "items":
+            return f'(ne (printf "%T" {self.expr(right)}.Items) "<nil>")'  # Ollama drops null items: nil is a missing key
         if needle is not None and isinstance(needle.value, str) and kind in K.FIELDS:
             if (kind, needle.value) in K.FIXED:
                 return "true"
@@ -467,6 +469,9 @@ class Expressions(Core):
             kind = "string"  # Go's and stops before this test where the value is not text; print keeps the scan safe anyway
         if kind == "string" and (self.kind(left) == "string" or (needle is not None and isinstance(needle.value, str))):
             return self.substring(self.expr(left), self.expr(right))
+        in_json = self.json_contains(left, right)
+        if in_json is not None:
+            return in_json
         hint = f"in {right.node.name}.{right.attr}" if isinstance(right, nodes.Getattr) and isinstance(right.node, nodes.Name) else "in "
         raise self.fail("an `in` test Go templates cannot evaluate (a substring or membership test on runtime data)", node, hint)
 

@@ -79,6 +79,24 @@ class JSONFields(Core):
         test = f'(eq (printf "%T" {var}) {" ".join(go_string(t) for t in _TYPES[name])})'
         return f"(and {there} {test})" if name in ("string", "none") else test
 
+    def json_contains(self, left: nodes.Node, right: nodes.Node) -> str | None:
+        """`'key' in v` of a decoded JSON value: a mapping's key, an item of a list (text equal to it), a substring of
+        text. Jinja fails on a number, a bool or null (not iterable): the test then indexes the value, which fails in
+        Go too, and only where Jinja evaluates the test (Go's and/or stop early as Python's do)."""
+        needle = self.fold(left)
+        if self.kind(right) not in ("value", "scalar") or not (
+                (needle is not None and isinstance(needle.value, str)) or self.kind(left) == "string"):
+            return None
+        go, text, typ, found, iterable = self.expr(right), self.expr(left), self.fresh("t"), self.fresh("in"), self.fresh("iter")
+        k, item = self.fresh("k"), self.fresh("v")
+        inside = self.substring(text, go)  # a scan of the value printed: read only where the value is text
+        self.emit(f"{{{{ {typ} := printf \"%T\" {go} }}}}{{{{ {found} := false }}}}{{{{ {iterable} := true }}}}"
+                  f"{{{{ if eq {typ} {go_string(_GO_MAP)} }}}}{{{{ range {k}, {item} := {go} }}}}{{{{ if eq {k} {text} }}}}{{{{ {found} = true }}}}"
+                  f"{{{{ end }}}}{{{{ end }}}}{{{{ else if eq {typ} \"[]interface {{}}\" }}}}{{{{ range {k}, {item} := {go} }}}}"
+                  f"{{{{ if eq (printf \"%T %v\" {item} {item}) (print \"string \" {text}) }}}}{{{{ {found} = true }}}}{{{{ end }}}}{{{{ end }}}}"
+                  f"{{{{ else if eq {typ} \"string\" }}}}{{{{ {found} = {inside} }}}}{{{{ else }}}}{{{{ {iterable} = false }}}}{{{{ end }}}}")
+        return f"(and (or {iterable} (index {go} 0)) {found})"
+
     def items_method(self, node: nodes.Node | None) -> str | None:
         """"always" for `p.items` of a tool property, "unless set" for `p['items']`: Jinja finds the dict's items method
         there (always by attribute, where the key is missing by index), and Ollama's Items is nil where the key is
