@@ -554,12 +554,37 @@ def test_a_macro_that_calls_itself_keeps_a_namespace_of_its_own(go_renderer: GoR
         assert got == expected, messages
 
 
-def test_dictsort_of_tool_properties_is_refused_naming_the_order() -> None:
-    # Gemma 4 sorts a tool's property names with dictsort, which ignores case: `Zone` after `area`, where Go's map order puts it first
-    source = "{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ k }}{% endfor %}{% endfor %}"
-    assert render(source, _PLAIN, add_generation_prompt=False, tools=[_typed_tool({"Zone": {}, "area": {}})]) == "areaZone"
-    with pytest.raises(templates.UnconvertibleTemplate, match="dictsort.*ignoring case"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+_DICTSORT = ("{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ loop.index }}/{{ loop.length }}{{ k }}"
+             "{% if loop.first %}^{% endif %}{% if loop.last %}${% endif %}:{{ v.type }} {% endfor %}"
+             "{% for k, v in t.function.parameters.properties | dictsort if k != 'b' %}{{ loop.index }}{{ k }}{% if loop.first %}^{% endif %},"
+             "{% endfor %}{% endfor %}{% for m in messages %}{% for c in m.tool_calls or [] %}"
+             "{% for k, v in c.function.arguments | dictsort %}{% if k == 'skip' %}{% continue %}{% endif %}{{ k }}="
+             "{% if v is mapping %}{{ '{' }}{% for k2, v2 in v | dictsort %}{{ k2 }}:{{ v2 }}{% if not loop.last %},{% endif %}{% endfor %}}"
+             "{% else %}{{ v }}{% endif %};{% endfor %}{% endfor %}{% endfor %}")
+
+
+def test_dictsort_of_properties_and_arguments_sorts_as_jinja_does(go_renderer: GoRenderer) -> None:
+    # Gemma 4 and Kimi K3 sort tool property names and call arguments with dictsort, which ignores case: `area` before `Zone`,
+    # where Go's map order puts `Zone` first; each pass of a Go range picks the next key in Jinja's order
+    properties = {"Zone": {"type": "string"}, "area": {"type": "number"}, "b": {"type": "integer"}, "B_c": {"type": "boolean"},
+                  "_x": {"type": "string"}, "a1": {"type": "string"}}
+    arguments = {"Zone": 1, "area": {"Y": 1, "x": [2], "_": None}, "skip": 0, "b": "t", "Ab": True}
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": arguments}}]}, {"role": "tool", "content": "ok"}]
+    expected, got = _rendered(_DICTSORT, messages, [_typed_tool(properties)], go_renderer)
+    assert expected.startswith("1/6_x^:string 2/6a1:string 3/6area:number 4/6b:integer 5/6B_c:boolean 6/6Zone$:string 1_x^,2a1,3area,")
+    assert "Ab=True;area={_:None,x:[2],Y:1};b=t;Zone=1;" in expected
+    assert got == expected
+
+
+def test_dictsort_of_keys_equal_ignoring_case_keeps_every_key(go_renderer: GoRenderer) -> None:
+    # Jinja keeps keys equal ignoring case in their declared order, which a Go map has lost: Go writes them in byte order, each once
+    source = "{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ k }},{% endfor %}{% endfor %}"
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert any("equal ignoring case" in note for note in conv.notes)
+    tools = [_typed_tool({"a": {}, "A": {}, "b": {}})]
+    assert render(source, _PLAIN, add_generation_prompt=False, tools=tools) == "a,A,b,"
+    assert go_renderer(conv.go_template, _PLAIN, tools) == "A,a,b,"
 
 
 def test_text_joined_to_a_macro_call_is_written_in_pieces(go_renderer: GoRenderer) -> None:

@@ -101,9 +101,6 @@ class Statements(Core):
         return self.write_value(self.expr(child))
 
     def several_targets(self, node: nodes.For) -> Exception:
-        if isinstance(node.iter, nodes.Filter) and node.iter.name == "dictsort" and self.depends(node.iter):
-            return self.fail("dictsort of a mapping read at render time (Jinja sorts its keys ignoring case; Go visits a map's keys "
-                             "in byte order, Zone before area, and has no sort)", node, "dictsort")
         return self.fail("a for loop over several targets other than dict.items()", node, "for")
 
     def unset_get(self, node: nodes.Node) -> bool:
@@ -186,6 +183,8 @@ class Statements(Core):
                              False, lineno=node.lineno)
         if isinstance(node.target, nodes.Tuple) and items_base(node.iter) is not None:
             return self.for_items(node, scope)
+        if self.is_dictsort(node):
+            return self.for_dictsort(node, scope)
         if not isinstance(node.target, nodes.Name):
             raise self.several_targets(node)
         if self.is_reversed(node.iter):

@@ -27,11 +27,12 @@ ITEMS_NOTE = ("A loop over .items() of a tool, its function or its parameters is
 
 
 class Unroll(Core):
-    def unroll_items(self, node: nodes.For, scope: Any, key: str, value: str, base: nodes.Node, kind: str) -> str:
+    def unroll_items(self, node: nodes.For, scope: Any, key: str, value: str, base: nodes.Node, kind: str, *, sort: bool = False) -> str:
         go = self.expr(base)
         self.note(ITEMS_NOTE)
         fields = []  # (Go test or "true", Jinja key, Go value, kind)
-        for name, go_field, field_kind, optional in SCHEMAS[kind]:
+        schema = sorted(SCHEMAS[kind], key=lambda f: (f[0].lower(), f[0])) if sort else SCHEMAS[kind]  # dictsort: Jinja's order
+        for name, go_field, field_kind, optional in schema:
             with self.field_bound(key, name, value, field_kind):
                 test = "true" if node.test is None else self.field_test(node.test)
             if test == "false":
