@@ -190,9 +190,9 @@ def test_pieces_of_a_split_held_in_a_name(go_renderer: GoRenderer) -> None:
     assert got == expected
 
 
-@pytest.mark.parametrize("use", ["{{ parts }}", "{% for p in parts %}{{ p }}{% endfor %}", "{% if parts %}x{% endif %}", "{{ 'a' in parts }}"])
+@pytest.mark.parametrize("use", ["{{ parts }}", "{% if parts %}x{% endif %}", "{{ 'a' in parts }}"])
 def test_other_uses_of_a_split_held_in_a_name_are_refused(use: str) -> None:
-    # Go holds the text under that name: printed, looped over, tested or searched, it would not read as Jinja's list
+    # Go holds the text under that name: printed, tested or searched, it would not read as Jinja's list
     source = "{% for m in messages %}{% set parts = m.content.split('<sep>') %}" + use + "{% endfor %}"
     with pytest.raises(templates.UnconvertibleTemplate, match="split|in. test"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
@@ -460,9 +460,24 @@ def test_a_caller_variable_ollama_never_passes_is_named_in_the_refusal() -> None
     assert err.value.line == 2
 
 
-def test_a_split_used_as_a_list_is_refused() -> None:
-    source = "{% for m in messages %}{% for part in m.content.split('<sep>') %}{{ part }}{% endfor %}{% endfor %}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="a .split.. whose pieces are used as a list"):
+def test_a_loop_over_the_pieces_of_a_split_converts(go_renderer: GoRenderer) -> None:
+    # Gemma 4's strip_thinking: each piece tested and split again, kept in a namespace; break, continue, a name set to the split
+    source = ("{% for m in messages %}{% set ns = namespace(r='') %}{% for part in m.content.split('<c|>') %}"
+              "{% if '<|c>' in part %}{% set ns.r = ns.r + part.split('<|c>')[0] %}{% else %}{% set ns.r = ns.r + part %}{% endif %}"
+              "[{{ part }}]{% if part == 'stop' %}{% break %}{% endif %}{% endfor %}{{ ns.r | trim }};{% set parts = m.content.split('<c|>') %}"
+              "{% for p in parts %}{% if not p %}{% continue %}{% endif %}({{ p }}){% endfor %}{% for c in m.content.split('|') %}{{ c }}.{% endfor %}"
+              "{% endfor %}")
+    contents = ("a<|c>think<c|> answer ", "<c|>", "", "no sep", "<c|><c|>x<c|>stop<c|>y", "<c<c|>|>", "x<c|", "||")
+    messages = [{"role": ("user", "assistant")[k % 2], "content": c} for k, c in enumerate(contents)]
+    expected, got = _rendered(source, messages, None, go_renderer)
+    assert expected.startswith("[a<|c>think][ answer ]a answer;(a<|c>think)( answer )a<.c>think<c.> answer .[][];<c.>.[];.")
+    assert got == expected
+
+
+@pytest.mark.parametrize("loop", ["{{ loop.index }}", "{% else %}none"])
+def test_a_loop_over_the_pieces_of_a_split_with_loop_or_else_is_refused(loop: str) -> None:
+    source = "{% for m in messages %}{% for part in m.content.split('<sep>') %}{{ part }}" + loop + "{% endfor %}{% endfor %}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="pieces of a .split.. with an inline if, else or loop"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 

@@ -189,6 +189,8 @@ class Statements(Core):
             raise self.several_targets(node)
         if self.is_reversed(node.iter):
             return self.for_reversed(node, scope)
+        if self.split_of(node.iter) is not None:
+            return self.for_split(node, scope)
         if self.kind(node.iter) in ("string", "value", "nameset"):  # text's characters; an argument's items, characters or keys; a list
             return {"string": self.for_text, "value": self.for_value, "nameset": self.for_nameset}[str(self.kind(node.iter))](node, scope)
         view = self.seq_view(node.iter)
