@@ -592,6 +592,17 @@ def test_dictsort_of_properties_and_arguments_sorts_as_jinja_does(go_renderer: G
     assert got == expected
 
 
+def test_dictsort_of_a_tool_struct_writes_its_fields_in_sorted_order(go_renderer: GoRenderer) -> None:
+    # Kimi K3 sorts every level of a tool with dictsort: Ollama's fixed structs are written out field by field in that order
+    source = ("{% for t in tools %}{% for k, v in t | dictsort %}{{ k }}{% if loop.first %}^{% endif %},{% endfor %}|"
+              "{% for k, v in t.function | dictsort %}{{ loop.index }}{{ k }}{% if v is string %}={{ v }}{% endif %},{% endfor %}|"
+              "{% for k, v in t.function.parameters | dictsort %}{{ k }}{% if loop.last %}${% endif %},{% endfor %};{% endfor %}")
+    tools = [_TOOL, {"type": "function", "function": {"name": "n", "parameters": {"type": "object", "properties": {}}}}]
+    expected, got = _rendered(source, _PLAIN, tools, go_renderer)
+    assert expected.startswith("function^,type,|1description=Weather now,2name=get_weather,3parameters,|properties,required,type$,;")
+    assert got == expected
+
+
 def test_dictsort_of_keys_equal_ignoring_case_keeps_every_key(go_renderer: GoRenderer) -> None:
     # Jinja keeps keys equal ignoring case in their declared order, which a Go map has lost: Go writes them in byte order, each once
     source = "{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ k }},{% endfor %}{% endfor %}"
