@@ -592,6 +592,20 @@ def test_dictsort_of_properties_and_arguments_sorts_as_jinja_does(go_renderer: G
     assert got == expected
 
 
+def test_an_object_propertys_own_properties_and_required_are_read(go_renderer: GoRenderer) -> None:
+    # Gemma 4 walks an object property's own properties (sorted) and required list; Ollama keeps both in its property
+    source = ("{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ k }}"
+              "{% if v.properties %}{{ '{' }}{% for k2, v2 in v['properties'] | dictsort %}{{ k2 }}:{{ v2.type }}"
+              "{% if v2.properties is defined and v2.properties %}+{% endif %},{% endfor %}}{% endif %}"
+              "{% if v.required %}[{% for r in v.required %}{{ r }}{% if not loop.last %},{% endif %}{% endfor %}]{% endif %};"
+              "{% endfor %}{% endfor %}")
+    properties = {"plain": {"type": "string"}, "Obj": {"type": "object", "properties": {"z": {"type": "string"}, "B": {
+        "type": "object", "properties": {"x": {"type": "number"}}}}, "required": ["z", "B"]}, "empty": {"type": "object", "properties": {}}}
+    expected, got = _rendered(source, _PLAIN, [_typed_tool(properties)], go_renderer)
+    assert expected == "empty;Obj{B:object+,z:string,}[z,B];plain;"
+    assert got == expected
+
+
 def test_dictsort_of_a_tool_struct_writes_its_fields_in_sorted_order(go_renderer: GoRenderer) -> None:
     # Kimi K3 sorts every level of a tool with dictsort: Ollama's fixed structs are written out field by field in that order
     source = ("{% for t in tools %}{% for k, v in t | dictsort %}{{ k }}{% if loop.first %}^{% endif %},{% endfor %}|"
