@@ -39,7 +39,7 @@ class Unroll(Core):
                 continue
             if field_kind == "ptype":
                 # Ollama's property type is a list of names where Jinja sees one name: only a loop that skips it converts
-                raise self.fail("a loop over .items() of a property that reaches its type", node, "for")
+                raise self.fail(f"a loop over {'dictsort' if sort else '.items()'} of a property that reaches its type", node, "for")
             if optional:
                 test = f"{go}.{go_field}" if test == "true" else f"(and {go}.{go_field} {test})"
             fields.append((test, name, f"{go}.{go_field}", field_kind))
