@@ -106,6 +106,10 @@ _CALL_SOURCES = {
     # an argument printed as it is (Jinja prints its str()), and substring tests behind `is string`
     "argument printed": "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | items %}"
                         "{{ k }}={{ v }}{% if v is string and ('ar' in v or '<' in v) %}!{% endif %};{% endfor %}{% endfor %}{% endfor %}",
+    # upper / lower of an argument's value: Jinja recases its str() (Gemma 4 writes a JSON schema's type names upper-cased)
+    "argument case": "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | items %}"
+                     "{{ k }}={{ v | upper }}|{{ v | lower }}{% if v is string and v | upper == 'PARIS' %}!{% endif %};{% endfor %}{% endfor %}"
+                     "{% endfor %}",
     # str() of tools, tool calls and argument values: Python's repr (text unquoted at the top, quoted inside)
     "str of tool data": "{% for t in tools %}{{ t | string }}{% endfor %}{{ tools | string }}{% for m in messages %}{% for c in m.tool_calls or [] %}"
                         "{{ c | string }}{{ c.function.arguments | string }}{% for k, v in c.function.arguments | items %}{{ k }}={{ v | string }};"
@@ -130,6 +134,8 @@ def test_tool_call_construct_renders_as_jinja_does(name: str, go_renderer: GoRen
     expected, got = _rendered(_CALL_SOURCES[name], _CALL, [_TOOL], go_renderer)
     if name == "argument values":
         assert "hours=[9, 15];" in expected and "metric=True#?;" in expected and "n=3#;" in expected
+    if name == "argument case":
+        assert "city=PARIS|paris!;hours=[9, 15]|[9, 15];metric=TRUE|true;n=3|3;opts={'A': 1}|{'a': 1};" in expected
     if name == "str of tool data":
         assert "{'type': 'function', 'function': {'name': 'get_weather'" in expected and "city=Paris;hours=[9, 15];" in expected
         assert "'opts': {'a': 1}}" in expected and "metric=True;" in expected
