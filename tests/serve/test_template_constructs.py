@@ -612,6 +612,21 @@ def test_an_object_propertys_own_properties_and_required_are_read(go_renderer: G
     assert got == expected
 
 
+def test_dictsort_of_an_argument_that_is_not_a_mapping_fails_in_go_as_in_jinja(go_renderer: GoRenderer) -> None:
+    source = ("{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | dictsort %}{{ k }}:"
+              "{% for k2, v2 in v | dictsort %}{{ k2 }}{% endfor %};{% endfor %}{% endfor %}{% endfor %}")
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    with pytest.raises(AttributeError, match="no attribute 'items'"):
+        render(source, _CALL, add_generation_prompt=False, tools=[_TOOL])  # `city` is text: dictsort has no items to sort
+    with pytest.raises(RuntimeError, match="template error"):
+        go_renderer(conv.go_template, _CALL, [_TOOL])
+    nested = [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {
+        "b": {"Y": 1, "x": 2}, "A": {}}}}]}]
+    expected, got = render(source, nested, add_generation_prompt=False, tools=[_TOOL]), go_renderer(conv.go_template, nested, [_TOOL])
+    assert expected == "A:;b:xY;"
+    assert got == expected
+
+
 def test_dictsort_of_a_tool_struct_writes_its_fields_in_sorted_order(go_renderer: GoRenderer) -> None:
     # Kimi K3 sorts every level of a tool with dictsort: Ollama's fixed structs are written out field by field in that order
     source = ("{% for t in tools %}{% for k, v in t | dictsort %}{{ k }}{% if loop.first %}^{% endif %},{% endfor %}|"
