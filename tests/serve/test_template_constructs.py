@@ -110,6 +110,10 @@ _CALL_SOURCES = {
     # an argument printed as it is (Jinja prints its str()), and substring tests behind `is string`
     "argument printed": "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | items %}"
                         "{{ k }}={{ v }}{% if v is string and ('ar' in v or '<' in v) %}!{% endif %};{% endfor %}{% endfor %}{% endfor %}",
+    # upper / lower of an argument's value: Jinja recases its str() (Gemma 4 writes a JSON schema's type names upper-cased)
+    "argument case": "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | items %}"
+                     "{{ k }}={{ v | upper }}|{{ v | lower }}{% if v is string and v | upper == 'PARIS' %}!{% endif %};{% endfor %}{% endfor %}"
+                     "{% endfor %}",
     # str() of tools, tool calls and argument values: Python's repr (text unquoted at the top, quoted inside)
     "str of tool data": "{% for t in tools %}{{ t | string }}{% endfor %}{{ tools | string }}{% for m in messages %}{% for c in m.tool_calls or [] %}"
                         "{{ c | string }}{{ c.function.arguments | string }}{% for k, v in c.function.arguments | items %}{{ k }}={{ v | string }};"
@@ -136,6 +140,8 @@ def test_tool_call_construct_renders_as_jinja_does(name: str, go_renderer: GoRen
         assert "hours=[9, 15];" in expected and "metric=True#?;" in expected and "n=3#;" in expected
     if name == "keys of argument values":
         assert "optsA#D!;" in expected and "city!;" in expected
+    if name == "argument case":
+        assert "city=PARIS|paris!;hours=[9, 15]|[9, 15];metric=TRUE|true;n=3|3;opts={'A': 1}|{'a': 1};" in expected
     if name == "str of tool data":
         assert "{'type': 'function', 'function': {'name': 'get_weather'" in expected and "city=Paris;hours=[9, 15];" in expected
         assert "'opts': {'a': 1}}" in expected and "metric=True;" in expected
@@ -196,9 +202,9 @@ def test_pieces_of_a_split_held_in_a_name(go_renderer: GoRenderer) -> None:
     assert got == expected
 
 
-@pytest.mark.parametrize("use", ["{{ parts }}", "{% for p in parts %}{{ p }}{% endfor %}", "{% if parts %}x{% endif %}", "{{ 'a' in parts }}"])
+@pytest.mark.parametrize("use", ["{{ parts }}", "{% if parts %}x{% endif %}", "{{ 'a' in parts }}"])
 def test_other_uses_of_a_split_held_in_a_name_are_refused(use: str) -> None:
-    # Go holds the text under that name: printed, looped over, tested or searched, it would not read as Jinja's list
+    # Go holds the text under that name: printed, tested or searched, it would not read as Jinja's list
     source = "{% for m in messages %}{% set parts = m.content.split('<sep>') %}" + use + "{% endfor %}"
     with pytest.raises(templates.UnconvertibleTemplate, match="split|in. test"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
@@ -466,9 +472,24 @@ def test_a_caller_variable_ollama_never_passes_is_named_in_the_refusal() -> None
     assert err.value.line == 2
 
 
-def test_a_split_used_as_a_list_is_refused() -> None:
-    source = "{% for m in messages %}{% for part in m.content.split('<sep>') %}{{ part }}{% endfor %}{% endfor %}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="a .split.. whose pieces are used as a list"):
+def test_a_loop_over_the_pieces_of_a_split_converts(go_renderer: GoRenderer) -> None:
+    # Gemma 4's strip_thinking: each piece tested and split again, kept in a namespace; break, continue, a name set to the split
+    source = ("{% for m in messages %}{% set ns = namespace(r='') %}{% for part in m.content.split('<c|>') %}"
+              "{% if '<|c>' in part %}{% set ns.r = ns.r + part.split('<|c>')[0] %}{% else %}{% set ns.r = ns.r + part %}{% endif %}"
+              "[{{ part }}]{% if part == 'stop' %}{% break %}{% endif %}{% endfor %}{{ ns.r | trim }};{% set parts = m.content.split('<c|>') %}"
+              "{% for p in parts %}{% if not p %}{% continue %}{% endif %}({{ p }}){% endfor %}{% for c in m.content.split('|') %}{{ c }}.{% endfor %}"
+              "{% endfor %}")
+    contents = ("a<|c>think<c|> answer ", "<c|>", "", "no sep", "<c|><c|>x<c|>stop<c|>y", "<c<c|>|>", "x<c|", "||")
+    messages = [{"role": ("user", "assistant")[k % 2], "content": c} for k, c in enumerate(contents)]
+    expected, got = _rendered(source, messages, None, go_renderer)
+    assert expected.startswith("[a<|c>think][ answer ]a answer;(a<|c>think)( answer )a<.c>think<c.> answer .[][];<c.>.[];.")
+    assert got == expected
+
+
+@pytest.mark.parametrize("loop", ["{{ loop.index }}", "{% else %}none"])
+def test_a_loop_over_the_pieces_of_a_split_with_loop_or_else_is_refused(loop: str) -> None:
+    source = "{% for m in messages %}{% for part in m.content.split('<sep>') %}{{ part }}" + loop + "{% endfor %}{% endfor %}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="pieces of a .split.. with an inline if, else or loop"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 
@@ -560,12 +581,77 @@ def test_a_macro_that_calls_itself_keeps_a_namespace_of_its_own(go_renderer: GoR
         assert got == expected, messages
 
 
-def test_dictsort_of_tool_properties_is_refused_naming_the_order() -> None:
-    # Gemma 4 sorts a tool's property names with dictsort, which ignores case: `Zone` after `area`, where Go's map order puts it first
-    source = "{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ k }}{% endfor %}{% endfor %}"
-    assert render(source, _PLAIN, add_generation_prompt=False, tools=[_typed_tool({"Zone": {}, "area": {}})]) == "areaZone"
-    with pytest.raises(templates.UnconvertibleTemplate, match="dictsort.*ignoring case"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+_DICTSORT = ("{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ loop.index }}/{{ loop.length }}{{ k }}"
+             "{% if loop.first %}^{% endif %}{% if loop.last %}${% endif %}:{{ v.type }} {% endfor %}"
+             "{% for k, v in t.function.parameters.properties | dictsort if k != 'b' %}{{ loop.index }}{{ k }}{% if loop.first %}^{% endif %},"
+             "{% endfor %}{% endfor %}{% for m in messages %}{% for c in m.tool_calls or [] %}"
+             "{% for k, v in c.function.arguments | dictsort %}{% if k == 'skip' %}{% continue %}{% endif %}{{ k }}="
+             "{% if v is mapping %}{{ '{' }}{% for k2, v2 in v | dictsort %}{{ k2 }}:{{ v2 }}{% if not loop.last %},{% endif %}{% endfor %}}"
+             "{% else %}{{ v }}{% endif %};{% endfor %}{% endfor %}{% endfor %}")
+
+
+def test_dictsort_of_properties_and_arguments_sorts_as_jinja_does(go_renderer: GoRenderer) -> None:
+    # Gemma 4 and Kimi K3 sort tool property names and call arguments with dictsort, which ignores case: `area` before `Zone`,
+    # where Go's map order puts `Zone` first; each pass of a Go range picks the next key in Jinja's order
+    properties = {"Zone": {"type": "string"}, "area": {"type": "number"}, "b": {"type": "integer"}, "B_c": {"type": "boolean"},
+                  "_x": {"type": "string"}, "a1": {"type": "string"}}
+    arguments = {"Zone": 1, "area": {"Y": 1, "x": [2], "_": None}, "skip": 0, "b": "t", "Ab": True}
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": arguments}}]}, {"role": "tool", "content": "ok"}]
+    expected, got = _rendered(_DICTSORT, messages, [_typed_tool(properties)], go_renderer)
+    assert expected.startswith("1/6_x^:string 2/6a1:string 3/6area:number 4/6b:integer 5/6B_c:boolean 6/6Zone$:string 1_x^,2a1,3area,")
+    assert "Ab=True;area={_:None,x:[2],Y:1};b=t;Zone=1;" in expected
+    assert got == expected
+
+
+def test_an_object_propertys_own_properties_and_required_are_read(go_renderer: GoRenderer) -> None:
+    # Gemma 4 walks an object property's own properties (sorted) and required list; Ollama keeps both in its property
+    source = ("{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ k }}"
+              "{% if v.properties %}{{ '{' }}{% for k2, v2 in v['properties'] | dictsort %}{{ k2 }}:{{ v2.type }}"
+              "{% if v2.properties is defined and v2.properties %}+{% endif %},{% endfor %}}{% endif %}"
+              "{% if v.required %}[{% for r in v.required %}{{ r }}{% if not loop.last %},{% endif %}{% endfor %}]{% endif %};"
+              "{% endfor %}{% endfor %}")
+    properties = {"plain": {"type": "string"}, "Obj": {"type": "object", "properties": {"z": {"type": "string"}, "B": {
+        "type": "object", "properties": {"x": {"type": "number"}}}}, "required": ["z", "B"]}, "empty": {"type": "object", "properties": {}}}
+    expected, got = _rendered(source, _PLAIN, [_typed_tool(properties)], go_renderer)
+    assert expected == "empty;Obj{B:object+,z:string,}[z,B];plain;"
+    assert got == expected
+
+
+def test_dictsort_of_an_argument_that_is_not_a_mapping_fails_in_go_as_in_jinja(go_renderer: GoRenderer) -> None:
+    source = ("{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | dictsort %}{{ k }}:"
+              "{% for k2, v2 in v | dictsort %}{{ k2 }}{% endfor %};{% endfor %}{% endfor %}{% endfor %}")
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    with pytest.raises(AttributeError, match="no attribute 'items'"):
+        render(source, _CALL, add_generation_prompt=False, tools=[_TOOL])  # `city` is text: dictsort has no items to sort
+    with pytest.raises(RuntimeError, match="template error"):
+        go_renderer(conv.go_template, _CALL, [_TOOL])
+    nested = [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {
+        "b": {"Y": 1, "x": 2}, "A": {}}}}]}]
+    expected, got = render(source, nested, add_generation_prompt=False, tools=[_TOOL]), go_renderer(conv.go_template, nested, [_TOOL])
+    assert expected == "A:;b:xY;"
+    assert got == expected
+
+
+def test_dictsort_of_a_tool_struct_writes_its_fields_in_sorted_order(go_renderer: GoRenderer) -> None:
+    # Kimi K3 sorts every level of a tool with dictsort: Ollama's fixed structs are written out field by field in that order
+    source = ("{% for t in tools %}{% for k, v in t | dictsort %}{{ k }}{% if loop.first %}^{% endif %},{% endfor %}|"
+              "{% for k, v in t.function | dictsort %}{{ loop.index }}{{ k }}{% if v is string %}={{ v }}{% endif %},{% endfor %}|"
+              "{% for k, v in t.function.parameters | dictsort %}{{ k }}{% if loop.last %}${% endif %},{% endfor %};{% endfor %}")
+    tools = [_TOOL, {"type": "function", "function": {"name": "n", "parameters": {"type": "object", "properties": {}}}}]
+    expected, got = _rendered(source, _PLAIN, tools, go_renderer)
+    assert expected.startswith("function^,type,|1description=Weather now,2name=get_weather,3parameters,|properties,required,type$,;")
+    assert got == expected
+
+
+def test_dictsort_of_keys_equal_ignoring_case_keeps_every_key(go_renderer: GoRenderer) -> None:
+    # Jinja keeps keys equal ignoring case in their declared order, which a Go map has lost: Go writes them in byte order, each once
+    source = "{% for t in tools %}{% for k, v in t.function.parameters.properties | dictsort %}{{ k }},{% endfor %}{% endfor %}"
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert any("equal ignoring case" in note for note in conv.notes)
+    tools = [_typed_tool({"a": {}, "A": {}, "b": {}})]
+    assert render(source, _PLAIN, add_generation_prompt=False, tools=tools) == "a,A,b,"
+    assert go_renderer(conv.go_template, _PLAIN, tools) == "A,a,b,"
 
 
 def test_text_joined_to_a_macro_call_is_written_in_pieces(go_renderer: GoRenderer) -> None:

@@ -30,6 +30,7 @@ from model_serving.serve.ollama.gotemplate.queues import Queues
 from model_serving.serve.ollama.gotemplate.records import Records
 from model_serving.serve.ollama.gotemplate.recursion import Recursion, recursive_macros
 from model_serving.serve.ollama.gotemplate.solid import untrimmed
+from model_serving.serve.ollama.gotemplate.sorting import Sorting
 from model_serving.serve.ollama.gotemplate.splits import Splits
 from model_serving.serve.ollama.gotemplate.statements import Scope, Statements
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
@@ -55,8 +56,8 @@ class Converted:
     dated: bool = False
 
 
-class Converter(Recursion, Chars, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON, Infer, Negative, Queues, Records, Collect, NameWalk,
-                JSONFields, Core):
+class Converter(Recursion, Chars, Sorting, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON, Infer, Negative, Queues, Records, Collect,
+                NameWalk, JSONFields, Core):
     def describe(self, node: nodes.Node) -> str:
         if isinstance(node, nodes.Macro):
             names = {n.name for n in node.find_all(nodes.Name)}

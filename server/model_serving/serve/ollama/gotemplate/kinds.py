@@ -19,7 +19,9 @@ FIELDS: dict[str, dict[str, tuple[str, str]]] = {
     "tool": {"type": ("Type", "string"), "function": ("Function", "toolfunc")},
     "toolfunc": {"name": ("Name", "string"), "description": ("Description", "string"), "parameters": ("Parameters", "params")},
     "params": {"type": ("Type", "string"), "properties": ("Properties", "properties"), "required": ("Required", "strings")},
-    "property": {"type": ("Type", "string"), "description": ("Description", "string"), "enum": ("Enum", "values"), "items": ("Items", "value")},
+    # an object property's own properties: an ordered api value in Ollama's view, whose ToMap method gives the Go map (nil-safe)
+    "property": {"type": ("Type", "string"), "description": ("Description", "string"), "enum": ("Enum", "values"), "items": ("Items", "value"),
+                 "properties": ("Properties.ToMap", "properties"), "required": ("Required", "strings")},
 }
 
 ELEMENT = {"messages": "message", "tools": "tool", "toolcalls": "toolcall", "strings": "string", "values": "value", "callfuncs": "callfunc",

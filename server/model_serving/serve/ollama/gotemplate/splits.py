@@ -4,14 +4,17 @@ Go templates build no lists, but each piece is a slice of the text between two m
 piece (before the first match), the last (after the last), the k-th (k read at render time) and the number of pieces
 are each one scan that finds the matches left to right, never overlapping, as Python's split finds them. A name set
 once to `text.split(sep)` (MiniCPM's `<tool_sep>` pieces) holds the text in Go and is read only through these; any
-other use of it (a loop over it, printing it, a test) is refused.
+other use of it (printing it, a test) is refused. A loop over the pieces (Gemma 4's `for part in text.split('<channel|>')`)
+is one scan that runs its body at each match and once more at the end of the text, with the piece since the last match.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from jinja2 import nodes
 
-from model_serving.serve.ollama.gotemplate.core import Core
+from model_serving.serve.ollama.gotemplate.core import Core, Loop
 from model_serving.serve.ollama.gotemplate.expressions import THINK_TAGS
 from model_serving.serve.ollama.gotemplate.text import go_string
 
@@ -100,3 +103,26 @@ class Splits(Core):
         self.emit(f"{{{{ {count} := 1 }}}}{{{{ range {i} := len {t} }}}}{head}{{{{ if {found} }}}}{{{{ {count} = {_NEXT.format(count)} }}}}"
                   f"{matched}{{{{ end }}}}{{{{ end }}}}")
         return count
+
+    def for_split(self, node: nodes.For, scope: Any) -> str:
+        """`for piece in text.split(sep)`: one scan over the text's bytes and one past its end, the body run at each match and there."""
+        split = self.split_of(node.iter)
+        assert split is not None and isinstance(node.target, nodes.Name)  # s_For checked
+        if node.test is not None or node.else_ or any(isinstance(n, nodes.Name) and n.name == "loop" for n in node.find_all(nodes.Name)):
+            raise self.fail("a loop over the pieces of a .split() with an inline if, else or loop.*", node, "for")
+        self.frames.append([])
+        try:
+            t, start, i, head, found, matched, _ = self.scan(self.split_text(split[0]), split[1])
+        finally:
+            setup = "".join(self.frames.pop())
+        self.kinds[node.target.name] = "string"
+        self.always_text.add(node.target.name)
+        # no loop.* (refused above): a stand-in loop keeps an enclosing loop's loop.* from answering for this one
+        self.loops.append(Loop(index=i, iterable="", target=f"${node.target.name}", counter=self.counter, fixed={}))
+        try:
+            body = self.block(node.body, self.inner_scope(node, scope, {node.target.name}))
+        finally:
+            self.loops.pop()
+        # the piece and the countdown over the separator are set before the body, so its continue or break leaves the scan right
+        return (f"{setup}{{{{ range {i} := len (print {t} \" \") }}}}{head}{{{{ if or (eq {i} (len {t})) {found} }}}}"
+                f"{{{{ ${node.target.name} := slice {t} {start} {i} }}}}{matched}{body}{{{{ end }}}}{{{{ end }}}}")

@@ -100,10 +100,25 @@ class Statements(Core):
             raise self.fail(f"printing a {kind} value without tojson (Jinja writes a Python repr)", child)
         return self.write_value(self.expr(child))
 
+    def walk_of_its_own(self, node: nodes.For, scope: Scope) -> str | None:
+        """A loop that is not a range over a list: .items() or dictsort of a mapping, a reversed list, the pieces of a
+        split, text's characters, an argument's items, characters or keys, a list of text kept as one string; else None."""
+        if isinstance(node.target, nodes.Tuple) and items_base(node.iter) is not None:
+            return self.for_items(node, scope)
+        if self.is_dictsort(node):
+            return self.for_dictsort(node, scope)
+        if not isinstance(node.target, nodes.Name):
+            raise self.several_targets(node)
+        if self.is_reversed(node.iter):
+            return self.for_reversed(node, scope)
+        if self.split_of(node.iter) is not None:
+            return self.for_split(node, scope)
+        kind = self.kind(node.iter)
+        if kind in ("string", "value", "nameset"):
+            return {"string": self.for_text, "value": self.for_value, "nameset": self.for_nameset}[kind](node, scope)
+        return None
+
     def several_targets(self, node: nodes.For) -> Exception:
-        if isinstance(node.iter, nodes.Filter) and node.iter.name == "dictsort" and self.depends(node.iter):
-            return self.fail("dictsort of a mapping read at render time (Jinja sorts its keys ignoring case; Go visits a map's keys "
-                             "in byte order, Zone before area, and has no sort)", node, "dictsort")
         return self.fail("a for loop over several targets other than dict.items()", node, "for")
 
     def unset_get(self, node: nodes.Node) -> bool:
@@ -184,14 +199,10 @@ class Statements(Core):
             pair = nodes.Tuple([node.target, nodes.Name(f"__value{self.fresh('v')[2:]}", "store")], "store", lineno=node.lineno)
             node = nodes.For(pair, nodes.Filter(node.iter, "items", [], [], None, None, lineno=node.lineno), node.body, [], node.test,
                              False, lineno=node.lineno)
-        if isinstance(node.target, nodes.Tuple) and items_base(node.iter) is not None:
-            return self.for_items(node, scope)
-        if not isinstance(node.target, nodes.Name):
-            raise self.several_targets(node)
-        if self.is_reversed(node.iter):
-            return self.for_reversed(node, scope)
-        if self.kind(node.iter) in ("string", "value", "nameset"):  # text's characters; an argument's items, characters or keys; a list
-            return {"string": self.for_text, "value": self.for_value, "nameset": self.for_nameset}[str(self.kind(node.iter))](node, scope)
+        walked = self.walk_of_its_own(node, scope)
+        if walked is not None:
+            return walked
+        assert isinstance(node.target, nodes.Name)  # walk_of_its_own refused other targets
         view = self.seq_view(node.iter)
         bind = self.field_binding(node, view)
         loop = Loop(index=self.fresh("i"), iterable=view.base, target=bind or f"${node.target.name}", counter=self.counter)

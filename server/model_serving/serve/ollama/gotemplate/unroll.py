@@ -27,18 +27,19 @@ ITEMS_NOTE = ("A loop over .items() of a tool, its function or its parameters is
 
 
 class Unroll(Core):
-    def unroll_items(self, node: nodes.For, scope: Any, key: str, value: str, base: nodes.Node, kind: str) -> str:
+    def unroll_items(self, node: nodes.For, scope: Any, key: str, value: str, base: nodes.Node, kind: str, *, sort: bool = False) -> str:
         go = self.expr(base)
         self.note(ITEMS_NOTE)
         fields = []  # (Go test or "true", Jinja key, Go value, kind)
-        for name, go_field, field_kind, optional in SCHEMAS[kind]:
+        schema = sorted(SCHEMAS[kind], key=lambda f: (f[0].lower(), f[0])) if sort else SCHEMAS[kind]  # dictsort: Jinja's order
+        for name, go_field, field_kind, optional in schema:
             with self.field_bound(key, name, value, field_kind):
                 test = "true" if node.test is None else self.field_test(node.test)
             if test == "false":
                 continue
             if field_kind == "ptype":
                 # Ollama's property type is a list of names where Jinja sees one name: only a loop that skips it converts
-                raise self.fail("a loop over .items() of a property that reaches its type", node, "for")
+                raise self.fail(f"a loop over {'dictsort' if sort else '.items()'} of a property that reaches its type", node, "for")
             if optional:
                 test = f"{go}.{go_field}" if test == "true" else f"(and {go}.{go_field} {test})"
             fields.append((test, name, f"{go}.{go_field}", field_kind))
