@@ -736,7 +736,41 @@ def test_in_of_a_json_value_reads_as_jinja_reads_it(go_renderer: GoRenderer) -> 
         go_renderer(conv.go_template, call, None)
 
 
-@pytest.mark.parametrize("use", ["{{ p['items']['type'] }}", "{% if p['items'].type < 'a' %}x{% endif %}",
+def test_a_key_of_a_json_value_prints_as_jinja_prints_it(go_renderer: GoRenderer) -> None:
+    # Gemma 4 prints `value['description']` of a property nested in an array's items: str() of the key's value, nothing where
+    # the key is missing, None for JSON null, Python's spelling of booleans, numbers, lists and dicts
+    source = ("{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}{{ n }}=<{{ p['items']['type'] }}>"
+              "<{{ p['items'].d | upper }}>{% endfor %}{% endfor %}{% for m in messages %}{% for c in m.tool_calls or [] %}"
+              "{% for k, v in c.function.arguments | dictsort %}{% if v is mapping %}{{ k }}:{{ v['a'] }}|{{ v.b }};{% endif %}{% endfor %}"
+              "{% endfor %}{% endfor %}")
+    properties = {"a": {"type": "array", "items": {"type": "string", "d": "x y"}}, "b": {"type": "array", "items": {"type": None, "d": True}},
+                  "c": {"type": "array", "items": {"type": ["string", "null"], "d": [1, "e'"]}}, "d": {"type": "array", "items": {"type": 5}},
+                  "e": {"type": "array", "items": {}}, "f": {"type": "array", "items": ["string"]}, "g": {"type": "array"},
+                  "h": {"type": "array", "items": {"type": {"j": 2.5, "k": False}}}}  # keys sorted, as Go's JSON writes a map
+    call = [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {
+        "p": {"a": "t", "b": None}, "q": {"a": [1, {"x": "y"}]}, "r": {}, "s": "no"}}}]}]
+    expected, got = _rendered(source, call, [_typed_tool(properties)], go_renderer)
+    assert expected.startswith("a=<string><X Y>b=<None><TRUE>c=<['string', 'null']><[1, \"E'\"]>d=<5><>e=<><>f=<><>g=<><>h=<{'j': 2.5, 'k': False}><>")
+    assert "p:t|None;q:[1, {'x': 'y'}]|;r:|;" in expected
+    assert got == expected
+
+
+def test_a_key_of_a_json_value_an_if_shows_is_there_reaches_a_macro_that_calls_itself(go_renderer: GoRenderer) -> None:
+    # Gemma 4's `{% if value['enum'] %}...{{ format_argument(value['enum']) }}`: truthy, so there; without the if it is refused
+    source = ("{% macro fa(a) %}{% if a is string %}'{{ a }}'{% elif a is mapping %}{{ '{' }}{% for k, v in a | dictsort %}{{ k }}:{{ fa(v) }},"
+              "{% endfor %}}{% elif a is sequence %}[{% for x in a %}{{ fa(x) }},{% endfor %}]{% else %}{{ a }}{% endif %}{% endmacro %}"
+              "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | dictsort %}{{ k }}="
+              "{% if v is mapping and v['e'] %}{{ fa(v['e']) }}{% endif %};{% endfor %}{% endfor %}{% endfor %}")
+    call = [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {
+        "p": {"e": ["a", 1, None, True]}, "q": {"e": {"B": "x", "a": [2.5]}}, "r": {"e": []}, "s": {}, "t": {"e": "s"}, "u": 3}}}]}]
+    expected, got = _rendered(source, call, None, go_renderer)
+    assert expected == "p=['a',1,None,True,];q={a:[2.5,],B:'x',};r=;s=;t='s';u=;"
+    assert got == expected
+    with pytest.raises(templates.UnconvertibleTemplate, match="a value whose type the converter cannot tell"):
+        templates.convert(source.replace(" and v['e']", ""), bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+@pytest.mark.parametrize("use", ["{% if p['items'].type < 'a' %}x{% endif %}",
                                  "{% if p['items'].type | length > 1 %}x{% endif %}", "{% if p['items'].type is lower %}x{% endif %}",
                                  "{% if p['items'].items %}x{% endif %}", "{% if p['items'].type.x %}x{% endif %}"])
 def test_other_reads_of_a_key_of_items_are_refused(use: str) -> None:

@@ -102,6 +102,7 @@ class Core:
         self.conditions: list[tuple[int, str | None]] = []  # (loop depth, Go test) of the if branches being converted
         self.split_seps: dict[str, str] = {}  # names set to text.split(sep) -> sep (Go holds the text)
         self.known_text: set[str] = set()  # reprs of values an enclosing `x is string and ...` has shown to be text
+        self.known_present: list[str] = []  # reprs of keys of JSON values an enclosing if has shown to be there (truthy)
 
     if TYPE_CHECKING:
         # The handlers live in the mixins Converter joins (expressions, filters, statements, unroll, tooljson, infer and
@@ -183,6 +184,8 @@ class Core:
         def items_method(self, node: nodes.Node | None) -> str | None: ...
         def items_truth(self, node: nodes.Node) -> str: ...
         def json_field_refused(self, node: nodes.Node, use: str) -> Exception: ...
+        def present_fields(self, test: nodes.Node, body: list[nodes.Node]) -> list[str]: ...
+        def is_present_field(self, node: nodes.Node) -> bool: ...
 
     # --- reporting --------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ class Filters(Core):
             return self.method(call, "replace", node.node)
         if name in ("lower", "upper") and not node.args and self.kind(node.node) == "string":
             return self.recased(self.expr(node.node), upper=name == "upper")
-        if name in ("lower", "upper") and not node.args and self.kind(node.node) in ("value", "scalar"):
+        if name in ("lower", "upper") and not node.args and (self.kind(node.node) in ("value", "scalar") or self.json_field(node.node) is not None):
             return self.recased(self.pystr(node.node), upper=name == "upper")  # Jinja recases str() of a JSON value: [9, 15], TRUE
         if name == "string" and not node.args and self.can_pystr(node):
             return self.pystr(node.node)  # a tool, a list or a JSON value: Python's repr, unless it is text

@@ -115,6 +115,21 @@ class JSONFields(Core):
         go = self.expr(node)
         return f'(or (eq (printf "%T" {go}) "<nil>") {go})'
 
+    def present_fields(self, test: nodes.Node, body: list[nodes.Node]) -> list[str]:
+        """Keys of JSON values an if's test shows to be there in its body: the key's truth, alone or in an `and` (Jinja's
+        undefined is false), unless the body sets the name the value is read from."""
+        if isinstance(test, nodes.And):
+            return self.present_fields(test.left, body) + self.present_fields(test.right, body)
+        found = self.json_field(test)
+        if found is None:
+            return []
+        roots = {n.name for n in found[0].find_all(nodes.Name)} | ({found[0].name} if isinstance(found[0], nodes.Name) else set())
+        stored = {n.name for b in body for n in b.find_all(nodes.Name) if n.ctx == "store"}
+        return [] if roots & stored else [repr(test)]
+
+    def is_present_field(self, node: nodes.Node) -> bool:
+        return self.json_field(node) is not None and repr(node) in self.known_present
+
     def json_field_refused(self, node: nodes.Node, use: str) -> Exception:
         found = self.json_field(node)
         key = found[1] if found is not None else ""

@@ -30,11 +30,15 @@ _REPR_KINDS = {"tools", "toolcalls", "strings", "values", "properties", "args", 
 
 class PyRepr(Core):
     def can_pystr(self, node: nodes.Filter) -> bool:
-        return node.node is not None and self.kind(node.node) in _REPR_KINDS
+        return node.node is not None and (self.kind(node.node) in _REPR_KINDS or self.json_field(node.node) is not None)
 
     def pystr(self, node: nodes.Node) -> str:
         """str() of a tool, a list of Ollama's data or a JSON value: a Go variable holding what Python would print."""
-        kind, go = self.kind(node) or "", self.expr(node)
+        if self.json_field(node) is not None:
+            # a key of a decoded JSON value: "" where the key is missing, which prints as Jinja's undefined does (nothing)
+            kind, go = "value", self.json_field_read(node)[0]
+        else:
+            kind, go = self.kind(node) or "", self.expr(node)
         self.note(REPR_NOTE)
         if kind in ("properties", "args", "tool", "tools"):
             self.note(K.SORTED_KEYS_NOTE)

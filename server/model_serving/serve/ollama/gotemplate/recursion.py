@@ -150,6 +150,8 @@ class Recursion(Core):
             return "now", "", stand_in
         if isinstance(arg, nodes.Dict):
             return self.dict_shape(arg, macro, call)
+        if self.is_present_field(arg):
+            return "value", self.json_field_read(arg)[0], nodes.Name("", "load")  # a key of a JSON value, there (an if says so)
         kind = self.kind(arg)
         if kind is None or kind == "mapping":
             raise self.fail(f"a macro that calls itself ({macro.name}) on a value whose type the converter cannot tell", call, macro.name)

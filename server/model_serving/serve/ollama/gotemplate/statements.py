@@ -94,7 +94,7 @@ class Statements(Core):
         if kind == "bool":
             # Jinja prints a Python bool; Go would print true/false
             return f"{{{{ if {self.truth(child)} }}}}{self.write_text('True')}{{{{ else }}}}{self.write_text('False')}{{{{ end }}}}"
-        if kind in ("value", "scalar"):
+        if kind in ("value", "scalar") or self.json_field(child) is not None:
             return self.write_value(self.pystr(child))  # Jinja prints str() of a JSON value: [9, 15], True, None
         if kind not in ("string", "int", None):
             raise self.fail(f"printing a {kind} value without tojson (Jinja writes a Python repr)", child)
@@ -157,7 +157,13 @@ class Statements(Core):
             seen.add(go_test)
             if go_test == "true":
                 return self.close_if(out, self.tested_branch(None if out else go_test, body, scope))
-            out.append(f"{{{{ {'else if' if out else 'if'} {go_test} }}}}{self.tested_branch(None if out else go_test, body, scope)}")
+            present = self.present_fields(test, body)
+            self.known_present.extend(present)
+            try:
+                taken = self.tested_branch(None if out else go_test, body, scope)
+            finally:
+                del self.known_present[len(self.known_present) - len(present):]
+            out.append(f"{{{{ {'else if' if out else 'if'} {go_test} }}}}{taken}")
         return self.close_if(out, self.tested_branch(None if out else "true", node.else_, scope) if node.else_ else "")
 
     def tested_branch(self, test: str | None, body: list[nodes.Node], scope: Scope) -> str:
