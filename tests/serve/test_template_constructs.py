@@ -770,6 +770,77 @@ def test_a_key_of_a_json_value_an_if_shows_is_there_reaches_a_macro_that_calls_i
         templates.convert(source.replace(" and v['e']", ""), bos_token="", eos_token="", runtime_adds_bos=False)
 
 
+def test_the_key_items_of_a_json_value_reads_the_key_or_the_method_jinja_finds(go_renderer: GoRenderer) -> None:
+    # Gemma 4's `value['items'] is mapping and value['items']` on a property nested in items: Jinja's subscript finds the key,
+    # else a mapping's items method (true, defined, not a sequence), else undefined; inside the if, the key's value is read
+    source = ("{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | dictsort %}{{ k }}="
+              "{% if v['items'] %}T{% endif %}{% if v['items'] is mapping %}M{% endif %}{% if v['items'] is defined %}D{% endif %}"
+              "{% if v['items'] is sequence %}S{% endif %}{% if v['items'] is none %}0{% endif %}{% if v['items'] != 'x' %}!{% endif %}"
+              "{% if v['items'] is mapping and v['items'] %}({% for a, b in v['items'] | dictsort %}{{ a }}:{{ b }}{% endfor %}){% endif %}"
+              "{% if v['items'] is string %}<{{ v['items'] }}>{% endif %};"
+              "{% endfor %}{% endfor %}{% endfor %}")
+    call = [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {
+        "a": {"items": {"y": 1, "X": "s"}}, "c": {"items": None}, "d": {"items": []}, "e": "text", "f": [1], "g": 3, "h": {"items": {}},
+        "i": {"items": "x"}}}}]}]
+    expected, got = _rendered(source, call, None, go_renderer)
+    assert expected.startswith("a=TMDS!(X:sy:1);c=D0!;d=DS!;e=S!;f=S!;g=S!;h=MDS!;i=TDS<x>;")
+    assert got == expected
+    with pytest.raises(templates.UnconvertibleTemplate, match="the dict method of that name"):
+        templates.convert(source.replace("{% if v['items'] is string %}", "{% if v['items'] %}"),
+                          bos_token="", eos_token="", runtime_adds_bos=False)  # printed where it may be the method (true)
+
+
+_OWN_KEYS = ("{%- macro fp(props) -%}{%- set std = ['description', 'type', 'properties', 'required'] -%}"
+             "{%- for k, v in props | dictsort -%}{%- if k not in std -%}{{ k }}:{% if v is mapping %}M{% endif %}"
+             "{% if v is sequence %}S{% endif %}[{{ v['type'] | upper }}]{% if v['description'] %}D{% endif %},{%- endif -%}{%- endfor -%}"
+             "{%- endmacro -%}{%- macro walk(props) -%}{%- for k, v in props | dictsort -%}{%- if k not in ['type', 'description', 'properties', 'required'] -%}"
+             "{{ k }}{%- if v['type'] | upper == 'OBJECT' -%}{%- if v['properties'] is defined and v['properties'] is mapping -%}"
+             "{ {{- walk(v['properties']) -}} }{%- elif v is mapping -%}< {{- walk(v) -}} >{%- endif -%}{%- endif -%},{%- endif -%}"
+             "{%- endfor -%}{%- endmacro -%}"
+             "{% for t in tools %}{% for n, p in t.function.parameters.properties | dictsort %}{{ n }}({{ fp(p) }})|{% endfor %}"
+             "{{ walk(t.function.parameters.properties) }}{% endfor %}")
+
+
+def test_dictsort_of_a_property_walks_the_keys_ollama_keeps(go_renderer: GoRenderer) -> None:
+    # Gemma 4 sorts a property's own keys (anyOf, description, enum, items, properties, required, type) and skips the standard
+    # ones, so a type that is a list of names in Ollama is never read; an object property without properties recurses on itself
+    properties = {"s": {"type": "string", "description": "d", "enum": ["a", "b"]}, "n": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                  "a": {"type": "array", "items": {"type": "string", "description": "x"}},
+                  "o": {"type": "object", "description": "no properties", "items": {"type": "integer"}},
+                  "p": {"type": "object", "properties": {"z": {"type": "object"}, "y": {"type": "integer"}}, "required": ["y"]},
+                  "u": {"description": "no type"}, "l": {"type": ["string", "null"]}}
+    expected, got = _rendered(_OWN_KEYS, _PLAIN, [_typed_tool(properties)], go_renderer)
+    assert expected.startswith("a(items:MS[STRING]D,)|l()|n(anyOf:S[],)|o(items:MS[INTEGER],)|p()|s(enum:S[],)|u()|")
+    assert expected.endswith("a,l,n,o<items,>,p{y,z<>,},s,u,")
+    assert got == expected
+    reads_type = _OWN_KEYS.replace("{%- if k not in std -%}", "{%- if k not in std or k == 'type' -%}")  # a list of names in Ollama
+    with pytest.raises(templates.UnconvertibleTemplate, match="of a property that reaches its type"):
+        templates.convert(reads_type, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+_CASED = ("{% macro fa(a) %}{% if a is string %}'{{ a }}'{% elif a is mapping %}M{% elif a is sequence %}[{% for x in a %}{{ fa(x) }}"
+          "{% if not loop.last %},{% endif %}{% endfor %}]{% else %}{{ a }}{% endif %}{% endmacro %}"
+          "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | dictsort %}{{ k }}="
+          "{% if k == 's' %}{{ fa(v | upper) }}{% else %}{{ fa(v | map('upper') | list) }}{% endif %};{% endfor %}{% endfor %}{% endfor %}")
+
+
+def test_a_json_value_mapped_to_upper_case_reaches_a_macro_that_calls_itself(go_renderer: GoRenderer) -> None:
+    # Gemma 4's `format_argument(item_value | map('upper') | list)`: each item's str() recased, a mapping's keys, text's characters
+    arguments = {"p": ["string", "null"], "q": [1, None, True, [2, "x"], {"k": "v"}, 2.5], "r": {"a": 2, "b": 1}, "s": "text", "t": [],
+                 "w": "ab"}
+    call = [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": arguments}}]}]
+    expected, got = _rendered(_CASED, call, None, go_renderer)
+    assert expected == ("p=['STRING','NULL'];q=['1','NONE','TRUE','[2, 'X']','{'K': 'V'}','2.5'];r=['A','B'];s='TEXT';t=[];"
+                        "w=['A','B'];")
+    assert got == expected
+    number = [{"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"u": 3}}}]}]
+    with pytest.raises(TypeError):
+        render(_CASED, number, add_generation_prompt=False, tools=None)  # Jinja's map cannot walk a number, and Go stops there too
+    conv = templates.convert(_CASED, bos_token="", eos_token="", runtime_adds_bos=False)
+    with pytest.raises(RuntimeError, match="template error"):
+        go_renderer(conv.go_template, number, None)
+
+
 @pytest.mark.parametrize("use", ["{% if p['items'].type < 'a' %}x{% endif %}",
                                  "{% if p['items'].type | length > 1 %}x{% endif %}", "{% if p['items'].type is lower %}x{% endif %}",
                                  "{% if p['items'].items %}x{% endif %}", "{% if p['items'].type.x %}x{% endif %}"])

@@ -4,6 +4,8 @@ Go's range cannot walk a string, but `printf "%.*s" k s` is the first k characte
 as Python counts code points), so the k-th character is what the first k+1 add to the first k; the count of characters
 is the number of prefixes shorter than the text. A property's type reaches a TEMPLATE as a list of names: Jinja sees
 one name as text (and walks its characters) and several as a list (and walks the names), so the loop is written both ways.
+A JSON value mapped to upper (or lower) case and listed, handed to a macro that calls itself, is walked as the value is, each
+item recased as it is read.
 `indent` walks the bytes of text once its line boundaries are all \n.
 """
 
@@ -64,6 +66,26 @@ class Chars(Core):
                 f"{{{{ {keys.index} := 0 }}}}{{{{ range {keys.target}, $_ := {held} }}}}{step}{self.loop_start(keys)}{keyed}{{{{ end }}}}"
                 f'{{{{ else }}}}{go_failure("a loop over a value that is not a list, text or mapping")}'
                 "{{ end }}")
+
+    def for_cased(self, node: nodes.For, scope: Any, filter_name: str) -> str:
+        """A loop over `value | map('upper') | list` of a JSON value (a macro's argument): a loop over the value, each item
+        read as str() of it recased; text gives its characters, a mapping its keys, and Jinja's map fails on anything else."""
+        assert isinstance(node.target, nodes.Name)
+        raw, held = self.fresh("raw")[1:], self.fresh("m")[1:]
+        self.kinds[held] = "value"
+        self.runtime |= {raw, held, node.target.name}  # the item reads the conversation, through its alias
+        walk = nodes.For(nodes.Name(raw, "store"), nodes.Name(held, "load"), node.body, node.else_, node.test, False, lineno=node.lineno)
+        item = nodes.Filter(nodes.Filter(nodes.Name(raw, "load"), "string", [], [], None, None), filter_name, [], [], None, None)
+        self.alive += [walk, item]
+        before = self.aliases.get(node.target.name)
+        self.aliases[node.target.name] = item
+        try:
+            return f"{{{{ ${held} := {self.expr(node.iter)} }}}}" + self.for_value(walk, scope)
+        finally:
+            if before is None:
+                self.aliases.pop(node.target.name, None)
+            else:
+                self.aliases[node.target.name] = before
 
     def loop_body(self, node: nodes.For, scope: Any, loop: Loop, kind: str = "string") -> str:
         assert isinstance(node.target, nodes.Name)

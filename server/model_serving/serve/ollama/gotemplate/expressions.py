@@ -185,6 +185,8 @@ class Expressions(Core):
         if field is None and kind in K.CLOSED and not hasattr(dict, attr):
             self.note(UNSET_NOTE)
             return '""'
+        if field is None and kind in ("value", "scalar") and self.is_present_field(node):
+            return self.json_field_read(node)[0]  # an enclosing if has shown the key is there: its value, as any JSON value
         if field is None and kind in ("value", "scalar"):
             raise self.json_field_refused(node, "used other than in a test")
         if field is None:
@@ -209,6 +211,8 @@ class Expressions(Core):
             return not hasattr(str, attr)  # `content[0].type`: Jinja finds no such attribute on text
         if kind in K.KEPT_KEYS:
             return attr not in K.KEPT_KEYS[kind] and not hasattr(dict, attr)
+        if kind in K.SEQUENCES:
+            return not hasattr(list, attr)  # a key of a list: Jinja finds neither an item nor an attribute
         return kind in K.CLOSED and attr not in K.FIELDS[kind or ""] and (kind, attr) not in K.FIXED and not hasattr(dict, attr)
 
     def loop_attr(self, attr: str, node: nodes.Node) -> str:

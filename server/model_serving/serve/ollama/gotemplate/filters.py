@@ -21,6 +21,10 @@ _VALUE_TYPES = {"mapping": ["map[string]interface {}"], "sequence": ["[]interfac
 _STRIPS = {"strip", "lstrip", "rstrip"}
 _PASSTHROUGH = {"safe", "list", "string"}
 
+# the tests' answers on Jinja's undefined (iterable and a sequence: it has a length, 0, and items, none)
+_UNDEFINED_TESTS = {"defined": False, "undefined": True, "none": False, "mapping": False, "sequence": True, "iterable": True,
+                    "string": False, "number": False, "integer": False, "float": False, "boolean": False}
+
 
 class Filters(Core):
     def x_Filter(self, node: nodes.Filter) -> str:
@@ -50,6 +54,8 @@ class Filters(Core):
             call = nodes.Call(nodes.Getattr(node.node, "replace", "load"), node.args, [], None, None, lineno=node.lineno)
             self.alive.append(call)
             return self.method(call, "replace", node.node)
+        if name in ("lower", "upper") and not node.args and self.is_unset(node.node):
+            return '""'  # str() of Jinja's undefined is empty, in either case
         if name in ("lower", "upper") and not node.args and self.kind(node.node) == "string":
             return self.recased(self.expr(node.node), upper=name == "upper")
         if name in ("lower", "upper") and not node.args and (self.kind(node.node) in ("value", "scalar") or self.json_field(node.node) is not None):
@@ -68,6 +74,8 @@ class Filters(Core):
         name, kind = node.name, self.kind(node.node)
         if self.json_field(node.node) is not None:
             return self.json_field_test(node)
+        if self.is_unset(node.node) and not node.args and name in _UNDEFINED_TESTS:
+            return "true" if _UNDEFINED_TESTS[name] else "false"  # a key no value Ollama hands over has: Jinja's undefined
         if name in ("none", "defined", "undefined") and self.items_method(node.node) is not None:
             # the items Ollama keeps are never null, and where it has none Jinja finds the dict's method: defined, not none
             return "true" if name == "defined" else "false"

@@ -79,6 +79,8 @@ class Infer(Core):
         if field_of_record is not None:
             return field_of_record[1]
         kind = self.kind(base)
+        if kind in ("value", "scalar") and self.is_present_field(node):
+            return "value"
         if (kind, attr) in K.FIXED:
             return "string"
         return K.FIELDS.get(kind or "", {}).get(attr, (None, None))[1]

@@ -24,6 +24,8 @@ _GO_MAP = "map[string]interface {}"
 _TYPES = {"mapping": [_GO_MAP], "sequence": ["[]interface {}", _GO_MAP, "string"], "iterable": ["[]interface {}", _GO_MAP, "string"],
           "number": ["float64", "bool"], "boolean": ["bool"], "string": ["string"], "none": ["<nil>"]}
 
+_SHOWN_THERE = {"mapping", "string", "number", "boolean"}
+
 
 class JSONFields(Core):
     def json_field(self, node: nodes.Node | None) -> tuple[nodes.Node, str] | None:
@@ -41,19 +43,39 @@ class JSONFields(Core):
 
     def json_field_read(self, node: nodes.Node) -> tuple[str, str]:
         """Go variables: the key's value (nil for JSON null; "" where the key is not there) and whether it is there."""
+        if self.dict_method_key(node) and not self.is_present_field(node):
+            raise self.json_field_refused(node, "used other than in a test or as a key an if shows is there (where a mapping lacks it, "
+                                                "Jinja finds the dict method of that name)")
+        var, there, _ = self.json_field_parts(node)
+        return var, there
+
+    def json_field_parts(self, node: nodes.Node) -> tuple[str, str, str]:
+        """json_field_read's two variables, and a Go test of whether Jinja finds a dict method in the key's place."""
         found = self.json_field(node)
         assert found is not None
         base, key = found
-        if key.startswith("_") or any(hasattr(t, key) for t in _JSON_TYPES):
+        method = self.dict_method_key(node)
+        if key.startswith("_") or (not method and any(hasattr(t, key) for t in _JSON_TYPES)):
             raise self.fail(f"the key {key!r} of a JSON value (Jinja finds the method of that name on some values)", node, key)
         go, var, there, k, v = self.expr(base), self.fresh("field"), self.fresh("has"), self.fresh("k"), self.fresh("v")
-        self.emit(f'{{{{ {var} := "" }}}}{{{{ {there} := false }}}}{{{{ if eq (printf "%T" {go}) {go_string(_GO_MAP)} }}}}'
+        found_method = self.fresh("mth") if method else "false"
+        self.emit(f'{{{{ {var} := "" }}}}{{{{ {there} := false }}}}' + (f"{{{{ {found_method} := false }}}}" if method else "")
+                  + f'{{{{ if eq (printf "%T" {go}) {go_string(_GO_MAP)} }}}}'
                   f"{{{{ range {k}, {v} := {go} }}}}{{{{ if eq {k} {go_string(key)} }}}}{{{{ {var} = {v} }}}}{{{{ {there} = true }}}}"
-                  "{{ end }}{{ end }}{{ end }}")
-        return var, there
+                  "{{ end }}{{ end }}" + (f"{{{{ {found_method} = not {there} }}}}" if method else "") + "{{ end }}")
+        return var, there, found_method
+
+    def dict_method_key(self, node: nodes.Node) -> bool:
+        """`v['items']`: Jinja's subscript finds a mapping's key first, and the dict method of that name where the key is
+        missing (no list, text, number, bool or null has one of that name: Jinja's undefined there)."""
+        found = self.json_field(node)
+        if found is None or not isinstance(node, nodes.Getitem) or found[1].startswith("_") or not hasattr(dict, found[1]):
+            return False
+        return not any(hasattr(t, found[1]) for t in _JSON_TYPES if not isinstance(t, dict))
 
     def json_field_truth(self, node: nodes.Node) -> str:
-        return self.json_field_read(node)[0]
+        var, _, method = self.json_field_parts(node)
+        return var if method == "false" else f"(or {method} {var})"
 
     def json_field_compare(self, left: nodes.Node, op: str, right: nodes.Node) -> str | None:
         """`v.key == 'text'` (or `!=`, either side): true for that text alone, and never where the key is not there."""
@@ -63,7 +85,7 @@ class JSONFields(Core):
             text = self.fold(other)
             if op not in ("eq", "ne") or text is None or not isinstance(text.value, str):
                 return None  # any other comparison is refused where the key is read
-            var, there = self.json_field_read(field)
+            var, there, _ = self.json_field_parts(field)
             test = f'(and {there} (eq (printf "%T %v" {var} {var}) {go_string("string " + text.value)}))'
             return test if op == "eq" else f"(not {test})"
         return None
@@ -73,10 +95,13 @@ class JSONFields(Core):
         name = node.name
         if node.args or name not in (*_TYPES, "defined", "undefined"):
             raise self.json_field_refused(node.node, f"in the test 'is {name}'")
-        var, there = self.json_field_read(node.node)
+        var, there, method = self.json_field_parts(node.node)
         if name in ("defined", "undefined"):
-            return there if name == "defined" else f"(not {there})"
+            defined = there if method == "false" else f"(or {there} {method})"
+            return defined if name == "defined" else f"(not {defined})"
         test = f'(eq (printf "%T" {var}) {" ".join(go_string(t) for t in _TYPES[name])})'
+        if name in ("sequence", "iterable") and method != "false":
+            return f"(and (not {method}) {test})"  # a method has no length and no items
         return f"(and {there} {test})" if name in ("string", "none") else test
 
     def json_contains(self, left: nodes.Node, right: nodes.Node) -> str | None:
@@ -116,13 +141,19 @@ class JSONFields(Core):
         return f'(or (eq (printf "%T" {go}) "<nil>") {go})'
 
     def present_fields(self, test: nodes.Node, body: list[nodes.Node]) -> list[str]:
-        """Keys of JSON values an if's test shows to be there in its body: the key's truth, alone or in an `and` (Jinja's
-        undefined is false), unless the body sets the name the value is read from."""
+        """Keys of JSON values an if's test shows to be there in its body: the key's truth or a test only a key that is there
+        passes, alone or in an `and` (Jinja's undefined is false), unless the body sets the name the value is read from."""
         if isinstance(test, nodes.And):
             return self.present_fields(test.left, body) + self.present_fields(test.right, body)
+        shown = isinstance(test, nodes.Test) and not test.args and test.name in _SHOWN_THERE
+        if shown:
+            assert isinstance(test, nodes.Test)
+            test = test.node  # only a key that is there is a mapping, text, a number or a bool
+        elif isinstance(test, nodes.Test) and test.name == "defined" and not test.args:
+            test = test.node
         found = self.json_field(test)
-        if found is None:
-            return []
+        if found is None or (not shown and self.dict_method_key(test)):
+            return []  # the dict method Jinja finds in place of a missing key is defined and true
         roots = {n.name for n in found[0].find_all(nodes.Name)} | ({found[0].name} if isinstance(found[0], nodes.Name) else set())
         stored = {n.name for b in body for n in b.find_all(nodes.Name) if n.ctx == "store"}
         return [] if roots & stored else [repr(test)]

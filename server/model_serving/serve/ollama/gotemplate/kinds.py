@@ -21,11 +21,15 @@ FIELDS: dict[str, dict[str, tuple[str, str]]] = {
     "params": {"type": ("Type", "string"), "properties": ("Properties", "properties"), "required": ("Required", "strings")},
     # an object property's own properties: an ordered api value in Ollama's view, whose ToMap method gives the Go map (nil-safe)
     "property": {"type": ("Type", "string"), "description": ("Description", "string"), "enum": ("Enum", "values"), "items": ("Items", "value"),
-                 "properties": ("Properties.ToMap", "properties"), "required": ("Required", "strings")},
+                 "properties": ("Properties.ToMap", "properties"), "required": ("Required", "strings"),
+                 "anyOf": ("AnyOf", "anyof")},
 }
 
 ELEMENT = {"messages": "message", "tools": "tool", "toolcalls": "toolcall", "strings": "string", "values": "value", "callfuncs": "callfunc",
-           "toolfuncs": "toolfunc"}
+           "toolfuncs": "toolfunc", "anyof": "property"}
+# `value | map('upper') | list` of a JSON value handed to a macro that calls itself: the value, its items recased when read
+CASED_LISTS = {"upperlist": "upper", "lowerlist": "lower"}
+ELEMENT |= dict.fromkeys(CASED_LISTS, "string")
 SEQUENCES = set(ELEMENT)
 
 # Keys Ollama's structs do not carry but whose value is fixed for every value Ollama passes.

@@ -150,12 +150,27 @@ class Recursion(Core):
             return "now", "", stand_in
         if isinstance(arg, nodes.Dict):
             return self.dict_shape(arg, macro, call)
+        cased = self.cased_list(arg)
+        if cased is not None:
+            return f"{cased[1]}list", self.expr(cased[0]), nodes.Name("", "load")
         if self.is_present_field(arg):
             return "value", self.json_field_read(arg)[0], nodes.Name("", "load")  # a key of a JSON value, there (an if says so)
         kind = self.kind(arg)
         if kind is None or kind == "mapping":
             raise self.fail(f"a macro that calls itself ({macro.name}) on a value whose type the converter cannot tell", call, macro.name)
         return kind + self.text_mark(arg, kind), self.expr(arg), nodes.Name("", "load")
+
+    def cased_list(self, arg: nodes.Node) -> tuple[nodes.Node, str] | None:
+        """(the JSON value, 'upper' or 'lower') of `value | map('upper') | list` (Gemma 4's list of type names), else None."""
+        if not (isinstance(arg, nodes.Filter) and arg.name == "list" and not arg.args and isinstance(arg.node, nodes.Filter)):
+            return None
+        mapped = arg.node
+        if mapped.name != "map" or mapped.kwargs or mapped.dyn_args or mapped.dyn_kwargs or len(mapped.args) != 1 or mapped.node is None:
+            return None
+        name = self.fold(mapped.args[0])
+        if name is None or name.value not in ("upper", "lower") or self.kind(mapped.node) not in ("value", "scalar"):
+            return None
+        return mapped.node, name.value
 
     def dict_shape(self, arg: nodes.Dict, macro: nodes.Macro, call: nodes.Call) -> tuple[str, str, nodes.Expr]:
         keys = [self.fold(p.key) for p in arg.items]

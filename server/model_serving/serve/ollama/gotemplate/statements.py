@@ -114,6 +114,8 @@ class Statements(Core):
         if self.split_of(node.iter) is not None:
             return self.for_split(node, scope)
         kind = self.kind(node.iter)
+        if kind in K.CASED_LISTS:
+            return self.for_cased(node, scope, K.CASED_LISTS[kind])
         if kind in ("string", "value", "nameset"):
             return {"string": self.for_text, "value": self.for_value, "nameset": self.for_nameset}[kind](node, scope)
         return None

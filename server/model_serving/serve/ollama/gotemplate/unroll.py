@@ -9,15 +9,20 @@ unset (a description, the required list) is skipped, as Jinja skips a missing ke
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from jinja2 import nodes
 
-from model_serving.serve.ollama.gotemplate.core import Core, Loop
+from model_serving.serve.ollama.gotemplate.core import Core, Loop, UnconvertibleTemplate
 from model_serving.serve.ollama.gotemplate.tooljson import SCHEMAS
 
+# dictsort of a property: every key Ollama keeps in one, in Jinja's order (each optional: Ollama omits an empty one)
+SORTED_PROPERTY = [("anyOf", "AnyOf", "anyof", True), ("description", "Description", "string", True), ("enum", "Enum", "values", True),
+                   ("items", "Items", "value", True), ("properties", "Properties.ToMap", "properties", True),
+                   ("required", "Required", "strings", True), ("type", "Type", "ptype", True)]
 # Structs whose every field the converter knows; a property is left out (Ollama's type is a list of names, Jinja's a string).
 UNROLLED = ("tool", "toolfunc", "params")
 NEXT = 'len (printf "%*s " {} "")'  # n + 1 (Go templates have no arithmetic)
@@ -31,13 +36,13 @@ class Unroll(Core):
         go = self.expr(base)
         self.note(ITEMS_NOTE)
         fields = []  # (Go test or "true", Jinja key, Go value, kind)
-        schema = sorted(SCHEMAS[kind], key=lambda f: (f[0].lower(), f[0])) if sort else SCHEMAS[kind]  # dictsort: Jinja's order
+        schema = SCHEMAS[kind] if not sort else SORTED_PROPERTY if kind == "property" else sorted(SCHEMAS[kind], key=lambda f: (f[0].lower(), f[0]))
         for name, go_field, field_kind, optional in schema:
             with self.field_bound(key, name, value, field_kind):
                 test = "true" if node.test is None else self.field_test(node.test)
             if test == "false":
                 continue
-            if field_kind == "ptype":
+            if field_kind == "ptype" and not (sort and self.skips_value(node, scope, key, name, value, field_kind)):
                 # Ollama's property type is a list of names where Jinja sees one name: only a loop that skips it converts
                 raise self.fail(f"a loop over {'dictsort' if sort else '.items()'} of a property that reaches its type", node, "for")
             if optional:
@@ -57,6 +62,21 @@ class Unroll(Core):
             # each pass is its own Go scope, so names the body sets stay inside it as they do in Jinja
             out.append(f"{{{{ if {test} }}}}{{{{ ${value} := {go_value} }}}}{step}{body}{{{{ end }}}}")
         return "".join(out)
+
+    def skips_value(self, node: nodes.For, scope: Any, key: str, name: str, value: str, field_kind: str) -> bool:
+        """Whether the body, with the key a constant, never reads the value (an `if key not in [...]` around it folds away)."""
+        loop = Loop(index="0", iterable="", target=f"${value}", counter=self.counter, fixed={})
+        saved = [list(frame) for frame in self.frames]  # what the trial emits is dropped; the real pass writes it again
+        with self.field_bound(key, name, value, field_kind):
+            self.kinds.pop(value)  # of no kind the converter knows: any read of it is refused, or writes its Go variable
+            try:
+                body = self.unrolled_body(node, scope, loop, {key, value})
+            except UnconvertibleTemplate:
+                return False
+            finally:
+                for frame, before in zip(self.frames, saved, strict=False):
+                    frame[:] = before
+        return re.search(rf"\${re.escape(value)}\b", body) is None
 
     def for_constant(self, node: nodes.For, scope: Any, values: list[Any]) -> str:
         """A loop over a list known at registration (a constant, a dict's sorted items): written out pass by pass."""
