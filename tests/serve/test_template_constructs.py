@@ -790,6 +790,15 @@ def test_the_key_items_of_a_json_value_reads_the_key_or_the_method_jinja_finds(g
                           bos_token="", eos_token="", runtime_adds_bos=False)  # printed where it may be the method (true)
 
 
+def test_a_key_shown_there_in_the_caller_is_not_there_in_a_macro_that_calls_itself() -> None:
+    # the define's `v` is its own loop's: the caller's `if v['x'] is mapping` says nothing of it
+    source = ("{% macro w(d) %}{% for k, v in d | dictsort %}{{ k }}({{ w(v['x']) }}){% endfor %}{% endmacro %}"
+              "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | dictsort %}"
+              "{% if v is mapping and v['x'] is mapping %}{{ w(v['x']) }}{% endif %}{% endfor %}{% endfor %}{% endfor %}")
+    with pytest.raises(templates.UnconvertibleTemplate, match="a value whose type the converter cannot tell"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
 _OWN_KEYS = ("{%- macro fp(props) -%}{%- set std = ['description', 'type', 'properties', 'required'] -%}"
              "{%- for k, v in props | dictsort -%}{%- if k not in std -%}{{ k }}:{% if v is mapping %}M{% endif %}"
              "{% if v is sequence %}S{% endif %}[{{ v['type'] | upper }}]{% if v['description'] %}D{% endif %},{%- endif -%}{%- endfor -%}"

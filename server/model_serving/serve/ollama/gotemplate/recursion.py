@@ -237,6 +237,7 @@ class Recursion(Core):
         self.check_reads(macro, body, var)
         self.runtime |= runtime_names(nodes.Template(body), self.namespaces, {var})
         saved = (self.loops, self.captures, self.frames, dict(self.kinds))  # read before the define's own kinds are set
+        present, self.known_present = self.known_present, []  # the caller's names are not the define's
         self.loops, self.captures, self.frames = [], [], []
         kind = shape.split(":")[1].split("=")[1] if shape.startswith("dict:") else shape
         self.kinds[var] = kind.rstrip("!")
@@ -248,7 +249,7 @@ class Recursion(Core):
         finally:
             self.inside.pop()
             self.loops, self.captures, self.frames, kinds = saved
-            self.kinds = kinds
+            self.kinds, self.known_present = kinds, present
         return f"{{{{ define {go_string(name)} }}}}{{{{ ${var} := . }}}}{text}{{{{ end }}}}"
 
     def check_reads(self, macro: nodes.Macro, body: list[nodes.Node], var: str) -> None:
