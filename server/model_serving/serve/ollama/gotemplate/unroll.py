@@ -23,6 +23,8 @@ from model_serving.serve.ollama.gotemplate.tooljson import SCHEMAS
 SORTED_PROPERTY = [("anyOf", "AnyOf", "anyof", True), ("description", "Description", "string", True), ("enum", "Enum", "values", True),
                    ("items", "Items", "value", True), ("properties", "Properties.ToMap", "properties", True),
                    ("required", "Required", "strings", True), ("type", "Type", "ptype", True)]
+PROPERTY_KEYS_NOTE = ("dictsort of a tool property walks the keys Ollama keeps in one (anyOf, description, enum, items, properties, "
+                      "required, type): others, such as nullable or format, never reach a TEMPLATE, and one sent empty reads as not sent.")
 # Structs whose every field the converter knows; a property is left out (Ollama's type is a list of names, Jinja's a string).
 UNROLLED = ("tool", "toolfunc", "params")
 NEXT = 'len (printf "%*s " {} "")'  # n + 1 (Go templates have no arithmetic)
@@ -37,6 +39,8 @@ class Unroll(Core):
         self.note(ITEMS_NOTE)
         fields = []  # (Go test or "true", Jinja key, Go value, kind)
         schema = SCHEMAS[kind] if not sort else SORTED_PROPERTY if kind == "property" else sorted(SCHEMAS[kind], key=lambda f: (f[0].lower(), f[0]))
+        if schema is SORTED_PROPERTY:
+            self.note(PROPERTY_KEYS_NOTE)
         for name, go_field, field_kind, optional in schema:
             with self.field_bound(key, name, value, field_kind):
                 test = "true" if node.test is None else self.field_test(node.test)
