@@ -822,9 +822,17 @@ def test_dictsort_of_a_property_walks_the_keys_ollama_keeps(go_renderer: GoRende
     assert expected.startswith("a(items:MS[STRING]D,)|l()|n(anyOf:S[],)|o(items:MS[INTEGER],)|p()|s(enum:S[],)|u()|")
     assert expected.endswith("a,l,n,o<items,>,p{y,z<>,},s,u,")
     assert got == expected
-    reads_type = _OWN_KEYS.replace("{%- if k not in std -%}", "{%- if k not in std or k == 'type' -%}")  # a list of names in Ollama
+    # the type's value read: one name as text, several as a list of names, as Jinja sees them
+    reads_type = _OWN_KEYS.replace("{%- if k not in std -%}", "{%- if k == 'type' -%}<{{ v }}|{{ v | tojson }}|{% if v is string %}s{% endif %}"
+                                   "{% if v == 'object' %}o{% endif %}{% if v != 'string' %}!{% endif %}{% for c in v %}{{ c }}.{% endfor %}>"
+                                   "{%- endif -%}{%- if k not in std -%}")
+    expected, got = _rendered(reads_type, _PLAIN, [_typed_tool(properties)], go_renderer)
+    assert "l(<['string', 'null']|[\"string\", \"null\"]|!string.null.>)" in expected and "<object|\"object\"|so!o.b.j.e.c.t.>" in expected
+    assert got == expected
+    items = _OWN_KEYS.replace("props | dictsort", "props | items")  # .items() keeps the declared order, which Ollama's struct does not
     with pytest.raises(templates.UnconvertibleTemplate, match="of a property that reaches its type"):
-        templates.convert(reads_type, bos_token="", eos_token="", runtime_adds_bos=False)
+        templates.convert(items.replace("{%- if k not in std -%}", "{%- if k not in std or k == 'type' -%}"), bos_token="", eos_token="",
+                          runtime_adds_bos=False)
 
 
 _CASED = ("{% macro fa(a) %}{% if a is string %}'{{ a }}'{% elif a is mapping %}M{% elif a is sequence %}[{% for x in a %}{{ fa(x) }}"

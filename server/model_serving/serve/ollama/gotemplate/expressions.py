@@ -417,6 +417,10 @@ class Expressions(Core):
             # Python compares dicts by value; a message printed with %v shows every field, lists and maps included
             test = f'(eq (printf "%v" {self.expr(left)}) (printf "%v" {self.expr(right)}))'
             return test if op == "eq" else f"(not {test})"
+        for whole, other in ((left, right), (right, left)):
+            text = self.fold(other)
+            if op in ("eq", "ne") and self.kind(whole) in K.MAPPINGS | K.SEQUENCES and text is not None and isinstance(text.value, str):
+                return "false" if op == "eq" else "true"  # Python's list or dict never equals text (a property's type of several names)
         if {self.kind(left), self.kind(right)} & (K.MAPPINGS | K.SEQUENCES):
             raise self.fail("a comparison of whole messages, tools or lists (Go's eq compares only text and numbers)", node, "==")
         return f"({go_op} {self.expr(left)} {self.expr(right)})"

@@ -94,8 +94,8 @@ class Statements(Core):
         if kind == "bool":
             # Jinja prints a Python bool; Go would print true/false
             return f"{{{{ if {self.truth(child)} }}}}{self.write_text('True')}{{{{ else }}}}{self.write_text('False')}{{{{ end }}}}"
-        if kind in ("value", "scalar") or self.json_field(child) is not None:
-            return self.write_value(self.pystr(child))  # Jinja prints str() of a JSON value: [9, 15], True, None
+        if kind in ("value", "scalar", "strings") or self.json_field(child) is not None:
+            return self.write_value(self.pystr(child))  # a list of names prints as Python's repr: ['string', 'null']  # Jinja prints str() of a JSON value: [9, 15], True, None
         if kind not in ("string", "int", None):
             raise self.fail(f"printing a {kind} value without tojson (Jinja writes a Python repr)", child)
         return self.write_value(self.expr(child))

@@ -9,20 +9,20 @@ unset (a description, the required list) is skipped, as Jinja skips a missing ke
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from jinja2 import nodes
 
-from model_serving.serve.ollama.gotemplate.core import Core, Loop, UnconvertibleTemplate
+from model_serving.serve.ollama.gotemplate.core import Core, Loop
 from model_serving.serve.ollama.gotemplate.tooljson import SCHEMAS
 
 # dictsort of a property: every key Ollama keeps in one, in Jinja's order (each optional: Ollama omits an empty one)
 SORTED_PROPERTY = [("anyOf", "AnyOf", "anyof", True), ("description", "Description", "string", True), ("enum", "Enum", "values", True),
                    ("items", "Items", "value", True), ("properties", "Properties.ToMap", "properties", True),
                    ("required", "Required", "strings", True), ("type", "Type", "ptype", True)]
+_TYPE_KINDS = ("string", "strings")  # a property's type as Jinja sees it: one name, or a list of names
 PROPERTY_KEYS_NOTE = ("dictsort of a tool property walks the keys Ollama keeps in one (anyOf, description, enum, items, properties, "
                       "required, type): others, such as nullable or format, never reach a TEMPLATE, and one sent empty reads as not sent.")
 # Structs whose every field the converter knows; a property is left out (Ollama's type is a list of names, Jinja's a string).
@@ -42,13 +42,17 @@ class Unroll(Core):
         if schema is SORTED_PROPERTY:
             self.note(PROPERTY_KEYS_NOTE)
         for name, go_field, field_kind, optional in schema:
-            with self.field_bound(key, name, value, field_kind):
-                test = "true" if node.test is None else self.field_test(node.test)
+            tests = set()
+            for as_kind in _TYPE_KINDS if field_kind == "ptype" else (field_kind,):
+                with self.field_bound(key, name, value, as_kind):
+                    tests.add("true" if node.test is None else self.field_test(node.test))
+            if field_kind == "ptype" and (len(tests) > 1 or not sort):
+                # .items() sees a property's keys in the order they were declared, which Ollama's struct does not keep
+                raise self.fail(f"a loop over {'dictsort' if sort else '.items()'} of a property that reaches its type"
+                                + (" with an inline if that reads it" if sort else ""), node, "for")
+            test = tests.pop()
             if test == "false":
                 continue
-            if field_kind == "ptype" and not (sort and self.skips_value(node, scope, key, name, value, field_kind)):
-                # Ollama's property type is a list of names where Jinja sees one name: only a loop that skips it converts
-                raise self.fail(f"a loop over {'dictsort' if sort else '.items()'} of a property that reaches its type", node, "for")
             if optional:
                 test = f"{go}.{go_field}" if test == "true" else f"(and {go}.{go_field} {test})"
             fields.append((test, name, f"{go}.{go_field}", field_kind))
@@ -61,26 +65,25 @@ class Unroll(Core):
         for position, (test, name, go_value, field_kind) in enumerate(fields):
             loop.fixed = _fixed(position, always)
             step = "" if fixed else f"{{{{ {loop.index} = $kept{loop.counter} }}}}{{{{ $kept{loop.counter} = {NEXT.format(f'$kept{loop.counter}')} }}}}"
+            if field_kind == "ptype":
+                out.append(f"{{{{ if {test} }}}}{step}{self.type_body(node, scope, loop, (key, name, value), go_value)}{{{{ end }}}}")
+                continue
             with self.field_bound(key, name, value, field_kind):
                 body = self.unrolled_body(node, scope, loop, {key, value})
             # each pass is its own Go scope, so names the body sets stay inside it as they do in Jinja
             out.append(f"{{{{ if {test} }}}}{{{{ ${value} := {go_value} }}}}{step}{body}{{{{ end }}}}")
         return "".join(out)
 
-    def skips_value(self, node: nodes.For, scope: Any, key: str, name: str, value: str, field_kind: str) -> bool:
-        """Whether the body, with the key a constant, never reads the value (an `if key not in [...]` around it folds away)."""
-        loop = Loop(index="0", iterable="", target=f"${value}", counter=self.counter, fixed={})
-        saved = [list(frame) for frame in self.frames]  # what the trial emits is dropped; the real pass writes it again
-        with self.field_bound(key, name, value, field_kind):
-            self.kinds.pop(value)  # of no kind the converter knows: any read of it is refused, or writes its Go variable
-            try:
-                body = self.unrolled_body(node, scope, loop, {key, value})
-            except UnconvertibleTemplate:
-                return False
-            finally:
-                for frame, before in zip(self.frames, saved, strict=False):
-                    frame[:] = before
-        return re.search(rf"\${re.escape(value)}\b", body) is None
+    def type_body(self, node: nodes.For, scope: Any, loop: Loop, names: tuple[str, str, str], go_type: str) -> str:
+        """The pass over a property's type: Ollama holds a list of names where Jinja sees one name as text, so the body is
+        written for each (one name: text; several: a list of names)."""
+        key, name, value = names
+        bodies = []
+        for as_kind in _TYPE_KINDS:
+            with self.field_bound(key, name, value, as_kind):
+                bodies.append(self.unrolled_body(node, scope, loop, {key, value}))
+        return (f"{{{{ if eq (len {go_type}) 1 }}}}{{{{ ${value} := index {go_type} 0 }}}}{bodies[0]}"
+                f"{{{{ else }}}}{{{{ ${value} := {go_type} }}}}{bodies[1]}{{{{ end }}}}")
 
     def for_constant(self, node: nodes.For, scope: Any, values: list[Any]) -> str:
         """A loop over a list known at registration (a constant, a dict's sorted items): written out pass by pass."""
