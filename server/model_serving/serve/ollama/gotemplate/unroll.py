@@ -46,13 +46,13 @@ class Unroll(Core):
             for as_kind in _TYPE_KINDS if field_kind == "ptype" else (field_kind,):
                 with self.field_bound(key, name, value, as_kind):
                     tests.add("true" if node.test is None else self.field_test(node.test))
+            if tests == {"false"}:
+                continue
             if field_kind == "ptype" and (len(tests) > 1 or not sort):
                 # .items() sees a property's keys in the order they were declared, which Ollama's struct does not keep
                 raise self.fail(f"a loop over {'dictsort' if sort else '.items()'} of a property that reaches its type"
                                 + (" with an inline if that reads it" if sort else ""), node, "for")
             test = tests.pop()
-            if test == "false":
-                continue
             if optional:
                 test = f"{go}.{go_field}" if test == "true" else f"(and {go}.{go_field} {test})"
             fields.append((test, name, f"{go}.{go_field}", field_kind))
