@@ -65,6 +65,9 @@ class ToolJSON(Core):
         view = self.seq_view(node.node) if self.is_view(node.node) else None
         if kind is None or kind in ("messages", "message", "bool"):
             raise self.fail(f"tojson of {kind or 'a value of unknown type'} at render time", node, "tojson")
+        if kind == "anyof" or kind in K.CASED_LISTS:  # a property's anyOf, a JSON value recased item by item: not written yet
+            what = "a property's anyOf" if kind == "anyof" else "a recased list"
+            raise self.fail(f"tojson of {what} at render time", node, "tojson")
         self.note(JSON_NOTE)
         if kind not in ("string", "strings", "values", "ptype", "int", "value", "record"):  # objects hold properties or arguments
             self.note(K.SORTED_KEYS_NOTE)
