@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import nodes
 
-from model_serving.serve.ollama.gotemplate.core import Core, Loop
+from model_serving.serve.ollama.gotemplate.core import Core
 from model_serving.serve.ollama.gotemplate.text import go_failure
 from model_serving.serve.ollama.gotemplate.unroll import UNROLLED
 
@@ -64,13 +64,7 @@ class Sorting(Core):
 
     def sorted_walk(self, node: nodes.For, scope: Any, key: str, value: str, base: nodes.Node, kind: str) -> str:
         self.note(SORT_NOTE)
-        self.kinds[value] = "property" if kind == "properties" else "value"
-        self.kinds[key] = "string"
-        go = self.expr(base)
-        loop = Loop(index=self.fresh("i"), iterable=go, target=f"${value}", counter=self.counter, total=f"(len {go})")
-        if node.test is not None and any(isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name) and n.node.name == "loop"
-                                         and n.attr not in ("index", "index0", "first") for n in node.find_all(nodes.Getattr)):
-            raise self.fail("loop.length, loop.last or loop.*item in a loop over dictsort with an inline if", node, "for")
+        go, loop = self.keyed_loop(node, key, value, base, kind, "dictsort")
         pick, state = self.pick_next(go, loop.counter)
         pre, test = self.inline_test(node, loop)
         self.loops.append(loop)

@@ -262,6 +262,18 @@ class Statements(Core):
         assert isinstance(node.target, nodes.Name)
         return f"{{{{ ${node.target.name} := {field} }}}}" + body
 
+    def keyed_loop(self, node: nodes.For, key: str, value: str, base: nodes.Node, kind: str, what: str) -> tuple[str, Loop]:
+        """The Go value and loop of `for key, value in` a mapping of properties or arguments (`what` names the walk)."""
+        self.kinds[value] = "property" if kind == "properties" else "value"
+        self.kinds[key] = "string"
+        go = self.expr(base)
+        # a map range has no index: loop.* counts the passes (loop.length is the map's len)
+        loop = Loop(index=self.fresh("i"), iterable=go, target=f"${value}", counter=self.counter, total=f"(len {go})")
+        if node.test is not None and any(isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name) and n.node.name == "loop"
+                                         and n.attr not in ("index", "index0", "first") for n in node.find_all(nodes.Getattr)):
+            raise self.fail(f"loop.length, loop.last or loop.*item in a loop over {what} with an inline if", node, "for")
+        return go, loop
+
     def inline_test(self, node: nodes.For, loop: Loop) -> tuple[str, str | None]:
         if node.test is None:
             return "", None
@@ -355,14 +367,7 @@ class Statements(Core):
         if kind not in ("properties", "args"):
             raise self.fail(f"a loop over .items() of a {kind or 'runtime'} value", node, "items")
         self.note(K.SORTED_KEYS_NOTE)
-        self.kinds[value] = "property" if kind == "properties" else "value"
-        self.kinds[key] = "string"
-        go = self.expr(base)
-        # a map range has no index: loop.* counts the passes (loop.length is the map's len)
-        loop = Loop(index=self.fresh("i"), iterable=go, target=f"${value}", counter=self.counter, total=f"(len {go})")
-        if node.test is not None and any(isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name) and n.node.name == "loop"
-                                         and n.attr not in ("index", "index0", "first") for n in node.find_all(nodes.Getattr)):
-            raise self.fail("loop.length, loop.last or loop.*item in a loop over .items() with an inline if", node, "for")
+        go, loop = self.keyed_loop(node, key, value, base, kind, ".items()")
         pre, test = self.inline_test(node, loop)
         self.loops.append(loop)
         try:
