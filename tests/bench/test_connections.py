@@ -73,18 +73,23 @@ def dropping_server() -> Iterator[str]:
     listener.close()
 
 
-def test_a_connection_dropped_under_a_request_is_counted_not_resent(dropping_server: str) -> None:
-    config = BenchConfig.build(base_url=dropping_server, model="m", api="openai", n_requests=4, concurrency=1, max_tokens=4)
+def _four_requests(base_url: str, *, keep_alive: bool) -> list[RequestRecord]:
+    """Four requests one after another through a pool of one connection."""
+    config = BenchConfig.build(base_url=base_url, model="m", api="openai", n_requests=4, concurrency=1, max_tokens=4, keep_alive=keep_alive)
 
     async def run() -> list[RequestRecord]:
-        pool = Pool(dropping_server, 1)  # one connection, reused: every second request lands on a closing one
+        pool = Pool(base_url, 1, keep_alive=config.keep_alive)
         records = [RequestRecord(index=i, prompt_id=str(i), scheduled_ms=0.0, max_tokens=4) for i in range(4)]
         for record in records:
             await stream_one(pool, config, PromptSpec(id=record.prompt_id, text="hello"), record, 0)
         pool.close()
         return records
 
-    records = [metrics.derive(r) for r in asyncio.run(run())]
+    return [metrics.derive(r) for r in asyncio.run(run())]
+
+
+def test_a_connection_dropped_under_a_request_is_counted_not_resent(dropping_server: str) -> None:
+    records = _four_requests(dropping_server, keep_alive=True)  # one connection, reused: every second request lands on a closing one
     assert [r.status for r in records] == ["ok", "error", "ok", "error"]
     assert {r.error_kind for r in records if r.status == "error"} == {"reset"}
     summary = metrics.summarize(records, metrics.distributions(records, confidence=0.95, seed=0))
@@ -148,17 +153,6 @@ def test_connection_reusing_clients_lose_no_request_on_the_engine(settings: Sett
 
 
 def test_without_keep_alive_each_request_gets_its_own_connection_and_none_is_lost(dropping_server: str) -> None:
-    config = BenchConfig.build(base_url=dropping_server, model="m", api="openai", n_requests=4, concurrency=1, max_tokens=4,
-                               keep_alive=False)
-
-    async def run() -> list[RequestRecord]:
-        pool = Pool(dropping_server, 1, keep_alive=config.keep_alive)
-        records = [RequestRecord(index=i, prompt_id=str(i), scheduled_ms=0.0, max_tokens=4) for i in range(4)]
-        for record in records:
-            await stream_one(pool, config, PromptSpec(id=record.prompt_id, text="hello"), record, 0)
-        pool.close()
-        return records
-
-    records = [metrics.derive(r) for r in asyncio.run(run())]
+    records = _four_requests(dropping_server, keep_alive=False)
     # The same server that loses every second request on a reused connection answers all four on fresh ones.
     assert [r.status for r in records] == ["ok", "ok", "ok", "ok"]
