@@ -143,3 +143,12 @@ def test_the_plans_source_hash_is_the_one_the_export_records(settings: Settings,
     built = tmp_path / "built"
     shutil.copytree(tiny_checkpoint, built / f"{default.model_name.lower()}-hf")  # where prepare builds it, as DeployPlan.checkpoint says
     assert reuse.source_sha256(settings, default, built) == exported.source_sha256
+
+
+def test_a_version_built_under_another_root_is_not_reused(settings: Settings, smollm2_gguf: Path, tmp_path: Path) -> None:
+    # another checkout's deployments share the state folder; its version's folder is outside this install's roots
+    asked = DeployRequest(source=str(smollm2_gguf), name="smol", target="embedded", plan=True)
+    elsewhere = served_as_is(settings, smollm2_gguf, asked).model_copy(update={"out_dir": str(tmp_path.parent / "other-checkout" / "smol")})
+    store.record_deploy(settings, "smol", elsewhere, live=True)
+    again = deploy(settings, asked)
+    assert again.reused is None and again.version == 2

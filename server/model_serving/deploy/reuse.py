@@ -15,7 +15,7 @@ from typing import Literal
 
 from model_serving.checkpoint.export import checkpoint_files
 from model_serving.checkpoint.rebuild import complete as checkpoint_complete
-from model_serving.errors import VerificationFailed
+from model_serving.errors import PathNotAllowed, VerificationFailed
 from model_serving.lifecycle import store
 from model_serving.lifecycle.store import Serving, Version
 from model_serving.requests import DeployRequest
@@ -61,11 +61,20 @@ def find(settings: Settings, public: str, target: Engine, request: DeployRequest
     asked = confine(request.output, settings.roots, must_exist=False, what="output folder") if request.output else None
     book = store.load(settings, public)
     found = store.same_version(book, target, wanted, lambda v: source_sha256(settings, source, Path(v.out_dir or "")))
-    if found is None or book is None or (asked is not None and asked != Path(found.out_dir or "")):
+    if found is None or book is None or (asked is not None and asked != Path(found.out_dir or "")) or not _under_roots(settings, found):
         return None
     plan = VersionPlan(public=public, n=found.n, live=book.live == found.n, reuse=found)
     state = engine_state(settings, found, served_name(plan))
     return None if state == "taken" else dataclasses.replace(plan, restart=state == "stopped")
+
+
+def _under_roots(settings: Settings, version: Version) -> bool:
+    """A version built under another root (another checkout's deployments folder) is not this install's to restart."""
+    try:
+        confine(version.out_dir or "", settings.roots, must_exist=False, what="version folder")
+    except PathNotAllowed:
+        return False
+    return True
 
 
 def engine_state(settings: Settings, version: Version, answers_as: str) -> EngineState:
