@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -42,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -376,48 +377,59 @@ def decode_fit(kern: dict[str, Any], build: str, triad_gbs: float) -> dict[str, 
 
 
 def bounds(kern: dict[str, Any], fit: dict[str, Any] | None = None) -> list[str]:
-    """One sentence per quant saying what bounds single-stream decode and prefill, from the measured shares, then what
-    the fit across quants says bounds decode."""
+    """One sentence per quant saying what bounds single-stream decode and prefill, then the fit across quants.
+
+    Without a fit the share of the roofline decides alone. With one, each token's time splits into weight reads at the
+    fitted rate and the fixed part, and the same rule names the bound: reads taking at least DECODE_BOUND of the time
+    at a rate near memory's is bandwidth; a larger fixed part is per-token work; a slow rate is the kernels."""
     lines = []
     for q, row in kern.items():
         share, comp = row["ours"]["decode"]["fraction"], row["ours"]["prefill"]["fraction_of_matmul_peak"]
-        decode = ("nothing the roofline knows: it is above it, so the weights were read from the CPU caches, not memory" if share > 1.0 else
-                  "memory bandwidth (weight reads)" if share >= DECODE_BOUND else
-                  "less than the roofline's bandwidth; the fit across quants below says what" if fit else
-                  "per-token work other than weight reads (compute, dequantization, thread barriers), not bandwidth")
+        token_ms = 1e3 / row["ours"]["decode"]["measured_tok_s"] if fit else 0.0
+        fixed = fit["fixed_ms_per_token"] / token_ms if fit else 0.0
+        if share > 1.0:
+            decode = "nothing the roofline knows: it is above it, so the weights were read from the CPU caches, not memory"
+        elif fit is None:
+            decode = "memory bandwidth (weight reads)" if share >= DECODE_BOUND else \
+                "per-token work other than weight reads (compute, dequantization, thread barriers), not bandwidth"
+        elif 1.0 - fixed >= DECODE_BOUND and fit["share_of_triad"] >= DECODE_BOUND:
+            decode = f"memory bandwidth: weight reads take {1.0 - fixed:.0%} of its {token_ms:.1f} ms per token, the fixed part {fixed:.0%}"
+        elif 1.0 - fixed < DECODE_BOUND:
+            decode = f"per-token work that does not grow with the weights: {fit['fixed_ms_per_token']:.1f} ms of its {token_ms:.1f} ms ({fixed:.0%})"
+        else:
+            decode = f"the kernels' read rate ({fit['share_of_triad']:.0%} of the triad), below what memory gives"
         lines.append(f"{q}: decode at {share:.0%} of the roofline is bound by {decode}; prefill runs at {comp:.0%} of the matmul peak")
     if fit:
-        fastest_ms = min(1e3 / row["ours"]["decode"]["measured_tok_s"] for row in kern.values())
-        small = abs(fit["fixed_ms_per_token"]) < 0.1 * fastest_ms
         lines.append(f"decode time against bytes read across the quants: the kernels read weights at {fit['effective_gbs']:.1f} GB/s "
-                     f"({fit['share_of_triad']:.0%} of the STREAM triad) and a per-token cost that does not grow with the weights fits "
-                     f"{fit['fixed_ms_per_token']:.1f} ms; " +
-                     ("so decode is bound by how fast the dot-product kernels stream the weights, not by per-token overhead "
-                      "(barriers, sampling), which would cost the same ms at every quant" if small else
-                      "so a fixed per-token cost (barriers, sampling, norms) bounds decode beside the weight reads"))
+                     f"({fit['share_of_triad']:.0%} of the STREAM triad), plus {fit['fixed_ms_per_token']:.1f} ms per token that does not "
+                     "grow with the weights (barriers, norms, sampling, attention at this context)")
     return lines
 
 
 def serving(settings: Settings, folders: dict[str, Path], ckpt: Path, gguf: Path, args: argparse.Namespace, log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Each engine swept at the levels, one at a time: ours and stock alternating over the rounds, then vLLM once.
+    """Each engine swept at the levels: ours, stock and stock again (the A/A control) side by side, then vLLM once.
 
+    In each round the three servers start together and idle between turns; at each level they take turns (the order
+    rotates with the round and the level), so a drift of the machine's memory rate lands on all three within seconds,
+    not on whichever ran later. Stock against itself is the method's own noise: `level` judges ours/stock against it.
     The engines are compared on one connection per request: stock llama-server closes a kept-alive connection after every
     stream, so a reusing client loses about every second request there (our 0001 patch fixes that), and a level that
     loses requests is not the same load. `keep_alive` then shows what a reusing client sees from each build."""
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in folders}
+    servers = dict(folders) | ({"stock_aa": folders["stock"]} if "stock" in folders else {})
+    levels = [str(n) for n in args.levels]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     watches = []
     for i in range(args.rounds):
-        order = list(folders.items())
-        for name, folder in order if i % 2 == 0 else order[::-1]:
-            with native_server(folder / "llama-server", gguf, max(args.levels), args.threads, log) as (base, pid):
-                points, watch = sweep(base, "bandwidth", pid, args, f"{name} round {i + 1}", keep_alive=False)
-            runs[name].append(points)
-            watches.append(watch)
-    levels = [str(n) for n in args.levels]
+        points, turns = serving_round(servers, gguf, args, log, i)
+        for name in servers:
+            runs[name].append(points[name])
+        watches += turns
     out: dict[str, Any] = {name: {lv: _median_point([r[lv] for r in rounds if lv in r]) for lv in levels} for name, rounds in runs.items()}
     out["connections"] = "one per request (keep-alive off) for ours and stock"
     if "stock" in runs:
         out["paired_rounds"] = {lv: [_ratio(o[lv], s[lv]) for o, s in zip(runs["ours"], runs["stock"], strict=True)] for lv in levels}
+        out["aa_rounds"] = {lv: [_ratio(a[lv], s[lv]) for a, s in zip(runs["stock_aa"], runs["stock"], strict=True)] for lv in levels}
+        out["level"] = {lv: level_verdict(out["paired_rounds"][lv], out["aa_rounds"][lv]) for lv in levels}
         out["keep_alive"], kept = keep_alive_check(folders, gguf, args, log)
         watches += kept
     if not args.no_vllm:
@@ -426,6 +438,53 @@ def serving(settings: Settings, folders: dict[str, Path], ckpt: Path, gguf: Path
     out["ratios"] = {f"ours_over_{other}": {lv: _ratio(out["ours"][lv], out[other].get(lv)) for lv in levels}
                      for other in ("stock", "vllm") if other in out}
     return out, watches
+
+
+def serving_round(servers: dict[str, Path], gguf: Path, args: argparse.Namespace, log: Path, i: int) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Round i: every server up at once; at each level each takes its turn, in an order rotated by round and level."""
+    points: dict[str, dict[str, Any]] = {name: {} for name in servers}
+    watches = []
+    with ExitStack() as stack:
+        up = {name: stack.enter_context(native_server(folder / "llama-server", gguf, max(args.levels), args.threads, log)) for name, folder in servers.items()}
+        for j, lv in enumerate(args.levels):
+            names = list(servers)
+            shift = (i + j) % len(names)
+            for name in names[shift:] + names[:shift]:
+                base, pid = up[name]
+                one = argparse.Namespace(**{**vars(args), "levels": [lv]})
+                got, watch = sweep(base, "bandwidth", pid, one, f"{name} round {i + 1} level {lv}", keep_alive=False)
+                points[name].update(got)
+                watches.append(watch)
+    return points, watches
+
+
+# two-sided 95% Student t quantiles by degrees of freedom: a handful of rounds is far from the normal's 1.96
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 12: 2.18, 15: 2.13, 20: 2.09, 30: 2.04}
+LEVEL_MARGIN = 0.05  # "at least level": ours/stock no more than 5% below 1, declared before any run
+
+
+def mean_ratio(ratios: list[float | None]) -> dict[str, Any] | None:
+    """The geometric mean of paired ratios with its 95% t-interval (ratios multiply, so their logs are averaged)."""
+    logs = [math.log(r) for r in ratios if r]
+    if len(logs) < 2:
+        return None
+    mean, sd = statistics.fmean(logs), statistics.stdev(logs)
+    half = T95[max(d for d in T95 if d <= len(logs) - 1)] * sd / math.sqrt(len(logs))
+    return {"geomean": round(math.exp(mean), 3), "ci95": [round(math.exp(mean - half), 3), round(math.exp(mean + half), 3)], "rounds": len(logs)}
+
+
+def level_verdict(paired: list[float | None], aa: list[float | None], margin: float = LEVEL_MARGIN) -> dict[str, Any]:
+    """Ours against stock at one level, beside stock against itself.
+
+    "ahead": the interval lies above 1; "at least level": its low end is within the margin of 1 (non-inferiority);
+    "behind": it lies below 1 - margin; otherwise "not resolved" (the rounds are too noisy to say). The A/A interval is the
+    method's own spread: an A/A interval wider than the margin says this machine cannot resolve a gap that small."""
+    ours, control = mean_ratio(paired), mean_ratio(aa)
+    if ours is None:
+        return {"verdict": "not resolved", "ours_over_stock": None, "stock_over_stock": control, "margin": margin}
+    low, high = ours["ci95"]
+    verdict = ("ahead" if low > 1.0 else "at least level" if low >= 1.0 - margin else "behind" if high < 1.0 - margin else "not resolved")
+    return {"verdict": verdict, "ours_over_stock": ours, "stock_over_stock": control, "margin": margin}
 
 
 def keep_alive_check(folders: dict[str, Path], gguf: Path, args: argparse.Namespace, log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

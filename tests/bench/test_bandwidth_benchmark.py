@@ -69,3 +69,38 @@ def test_prefill_counts_the_weights_each_prompt_token_multiplies(bandwidth: Modu
     vocab_by_hidden = header.token_embedding_shape[0] * header.token_embedding_shape[1]
     assert "output.weight" not in header.tensor_sizes  # SmolLM2 ties its output to the embedding table: counted once
     assert bandwidth.matmul_weights(smollm2_gguf) == header.parameter_count - vocab_by_hidden
+
+
+def test_with_a_fit_each_quant_names_one_bound_from_its_split_of_the_token_time(bandwidth: ModuleType) -> None:
+    def row(fraction: float, tok_s: float) -> dict[str, object]:
+        return {"ours": {"decode": {"fraction": fraction, "measured_tok_s": tok_s}, "prefill": {"fraction_of_matmul_peak": 0.25}}}
+
+    fit = {"effective_gbs": 39.2, "share_of_triad": 0.98, "fixed_ms_per_token": 2.8}
+    # 20 ms per token, 2.8 of them fixed: reads take 86%; 5 ms per token: the fixed part is 56%
+    lines = bandwidth.bounds({"Q4_K_M": row(0.88, 50.0), "tiny": row(0.4, 200.0)}, fit)
+    assert "bound by memory bandwidth: weight reads take 86% of its 20.0 ms per token, the fixed part 14%" in lines[0]
+    assert "bound by per-token work that does not grow with the weights: 2.8 ms of its 5.0 ms (56%)" in lines[1]
+    assert "39.2 GB/s (98% of the STREAM triad), plus 2.8 ms per token" in lines[2]
+    slow = bandwidth.bounds({"Q8_0": row(0.6, 50.0)}, {**fit, "share_of_triad": 0.6})
+    assert "the kernels' read rate (60% of the triad)" in slow[0]
+
+
+def test_the_mean_ratio_is_geometric_with_a_t_interval(bandwidth: ModuleType) -> None:
+    import math
+
+    got = bandwidth.mean_ratio([0.5, 2.0, None])
+    assert got["geomean"] == 1.0 and got["rounds"] == 2
+    # two rounds: one degree of freedom, t = 12.71; the log ratios' sd is ln(4)/sqrt(2)
+    half = 12.71 * (math.log(4) / math.sqrt(2)) / math.sqrt(2)
+    assert got["ci95"] == [round(math.exp(-half), 3), round(math.exp(half), 3)]
+    assert bandwidth.mean_ratio([1.1]) is None
+
+
+def test_level_is_judged_on_the_interval_against_the_margin(bandwidth: ModuleType) -> None:
+    aa = [1.0, 1.01, 0.99, 1.0]
+    assert bandwidth.level_verdict([1.10, 1.12, 1.11, 1.09], aa)["verdict"] == "ahead"
+    assert bandwidth.level_verdict([0.99, 1.01, 0.98, 1.0], aa)["verdict"] == "at least level"
+    assert bandwidth.level_verdict([0.80, 0.82, 0.81, 0.79], aa)["verdict"] == "behind"
+    noisy = bandwidth.level_verdict([1.01, 0.94, 0.82, 1.03], aa)  # the spread of session 9's rounds at one stream
+    assert noisy["verdict"] == "not resolved" and noisy["stock_over_stock"]["rounds"] == 4
+    assert bandwidth.level_verdict([None, None], aa)["verdict"] == "not resolved"
