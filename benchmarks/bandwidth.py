@@ -23,7 +23,7 @@ Then, alternating which goes first in each of --rounds rounds:
   * each engine served and swept at --levels (a unique --input-tokens prompt on /v1/completions, --max-tokens answer) with our bench:
     our llama-server with the product's argv, stock llama-server with the same argv, then vLLM CPU on the bf16
     checkpoint (last and alone: its idle worker keeps a core busy). Each request opens its own connection (stock
-    llama-server drops kept-alive ones, see `serving`); `paired_rounds` holds each round's ours/stock ratio, and
+    llama-server drops kept-alive ones, see `serving`); `paired_turns` holds each turn's ours/stock ratio, `level` the verdict, and
     `keep_alive` what a connection-reusing client loses from each build at one stream.
 
     python benchmarks/bandwidth.py [--model 1b|smollm2|tiny] [--rounds 4] [--levels 1,4,8] [--no-vllm] [--stock DIR]
@@ -308,7 +308,8 @@ def serve_vllm(settings: Settings, ckpt: Path, args: argparse.Namespace) -> tupl
 
     served = start_vllm(settings, ckpt, "bandwidth-vllm", ctx_size=2048, parallel=max(args.levels), threads=args.threads, replace=True)
     try:
-        return sweep(served.base_url, served.name, served.pid, args, "vllm", keep_alive=False)
+        whole = argparse.Namespace(**{**vars(args), "requests": unpaired(args)})
+        return sweep(served.base_url, served.name, served.pid, whole, "vllm", keep_alive=False)
     finally:
         stop_model(settings, "bandwidth-vllm")
 
@@ -409,27 +410,29 @@ def bounds(kern: dict[str, Any], fit: dict[str, Any] | None = None) -> list[str]
 def serving(settings: Settings, folders: dict[str, Path], ckpt: Path, gguf: Path, args: argparse.Namespace, log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Each engine swept at the levels: ours, stock and stock again (the A/A control) side by side, then vLLM once.
 
-    In each round the three servers start together and idle between turns; at each level they take turns (the order
-    rotates with the round and the level), so a drift of the machine's memory rate lands on all three within seconds,
-    not on whichever ran later. Stock against itself is the method's own noise: `level` judges ours/stock against it.
+    In each of --rounds rounds the three servers start together and idle between turns; at each level each takes
+    --turns short turns of --requests requests (at least two per stream), the order rotating every turn, so a drift of
+    the machine's memory rate lands on all three within seconds, not on whichever ran later: each turn gives one paired
+    ratio. Stock against itself is the method's own noise, shown beside `level`'s verdict on ours/stock.
     The engines are compared on one connection per request: stock llama-server closes a kept-alive connection after every
     stream, so a reusing client loses about every second request there (our 0001 patch fixes that), and a level that
     loses requests is not the same load. `keep_alive` then shows what a reusing client sees from each build."""
     servers = dict(folders) | ({"stock_aa": folders["stock"]} if "stock" in folders else {})
     levels = [str(n) for n in args.levels]
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {lv: [] for lv in levels} for name in servers}
     watches = []
     for i in range(args.rounds):
         points, turns = serving_round(servers, gguf, args, log, i)
         for name in servers:
-            runs[name].append(points[name])
+            for lv in levels:
+                runs[name][lv] += points[name][lv]
         watches += turns
-    out: dict[str, Any] = {name: {lv: _median_point([r[lv] for r in rounds if lv in r]) for lv in levels} for name, rounds in runs.items()}
+    out: dict[str, Any] = {name: {lv: _median_point(turns) for lv, turns in by.items()} for name, by in runs.items()}
     out["connections"] = "one per request (keep-alive off) for ours and stock"
     if "stock" in runs:
-        out["paired_rounds"] = {lv: [_ratio(o[lv], s[lv]) for o, s in zip(runs["ours"], runs["stock"], strict=True)] for lv in levels}
-        out["aa_rounds"] = {lv: [_ratio(a[lv], s[lv]) for a, s in zip(runs["stock_aa"], runs["stock"], strict=True)] for lv in levels}
-        out["level"] = {lv: level_verdict(out["paired_rounds"][lv], out["aa_rounds"][lv]) for lv in levels}
+        out["paired_turns"] = {lv: [_ratio(o, s) for o, s in zip(runs["ours"][lv], runs["stock"][lv], strict=True)] for lv in levels}
+        out["aa_turns"] = {lv: [_ratio(a, s) for a, s in zip(runs["stock_aa"][lv], runs["stock"][lv], strict=True)] for lv in levels}
+        out["level"] = {lv: level_verdict(out["paired_turns"][lv], out["aa_turns"][lv]) for lv in levels}
         out["keep_alive"], kept = keep_alive_check(folders, gguf, args, log)
         watches += kept
     if not args.no_vllm:
@@ -440,21 +443,22 @@ def serving(settings: Settings, folders: dict[str, Path], ckpt: Path, gguf: Path
     return out, watches
 
 
-def serving_round(servers: dict[str, Path], gguf: Path, args: argparse.Namespace, log: Path, i: int) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Round i: every server up at once; at each level each takes its turn, in an order rotated by round and level."""
-    points: dict[str, dict[str, Any]] = {name: {} for name in servers}
+def serving_round(servers: dict[str, Path], gguf: Path, args: argparse.Namespace, log: Path, i: int) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], list[dict[str, Any]]]:
+    """Round i: every server up at once; at each level each takes --turns short turns, the order rotating every turn."""
+    points: dict[str, dict[str, list[dict[str, Any]]]] = {name: {str(lv): [] for lv in args.levels} for name in servers}
     watches = []
+    one = {lv: argparse.Namespace(**{**vars(args), "levels": [lv]}) for lv in args.levels}
     with ExitStack() as stack:
         up = {name: stack.enter_context(native_server(folder / "llama-server", gguf, max(args.levels), args.threads, log)) for name, folder in servers.items()}
+        names = list(servers)
         for j, lv in enumerate(args.levels):
-            names = list(servers)
-            shift = (i + j) % len(names)
-            for name in names[shift:] + names[:shift]:
-                base, pid = up[name]
-                one = argparse.Namespace(**{**vars(args), "levels": [lv]})
-                got, watch = sweep(base, "bandwidth", pid, one, f"{name} round {i + 1} level {lv}", keep_alive=False)
-                points[name].update(got)
-                watches.append(watch)
+            for t in range(args.turns):
+                shift = (i + j + t) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    base, pid = up[name]
+                    got, watch = sweep(base, "bandwidth", pid, one[lv], f"{name} round {i + 1} level {lv} turn {t + 1}", keep_alive=False)
+                    points[name][str(lv)].append(got[str(lv)])
+                    watches.append(watch)
     return points, watches
 
 
@@ -470,7 +474,7 @@ def mean_ratio(ratios: list[float | None]) -> dict[str, Any] | None:
         return None
     mean, sd = statistics.fmean(logs), statistics.stdev(logs)
     half = T95[max(d for d in T95 if d <= len(logs) - 1)] * sd / math.sqrt(len(logs))
-    return {"geomean": round(math.exp(mean), 3), "ci95": [round(math.exp(mean - half), 3), round(math.exp(mean + half), 3)], "rounds": len(logs)}
+    return {"geomean": round(math.exp(mean), 3), "ci95": [round(math.exp(mean - half), 3), round(math.exp(mean + half), 3)], "pairs": len(logs)}
 
 
 def level_verdict(paired: list[float | None], aa: list[float | None], margin: float = LEVEL_MARGIN) -> dict[str, Any]:
@@ -489,7 +493,7 @@ def level_verdict(paired: list[float | None], aa: list[float | None], margin: fl
 
 def keep_alive_check(folders: dict[str, Path], gguf: Path, args: argparse.Namespace, log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One stream through a connection-reusing client against each build: the requests each one loses."""
-    one = argparse.Namespace(**{**vars(args), "levels": [1]})
+    one = argparse.Namespace(**{**vars(args), "levels": [1], "requests": unpaired(args)})
     out, watches = {}, []
     for name, folder in folders.items():
         with native_server(folder / "llama-server", gguf, 1, args.threads, log) as (base, pid):
@@ -507,7 +511,7 @@ def ttft_by_spin(server: Path, gguf: Path, args: argparse.Namespace, log: Path) 
     the spin sleeps, and waking it costs the next node its start. util/process.openmp_env says why the default is short."""
     runs: dict[str, list[dict[str, Any]]] = {spin: [] for spin in SPIN_COUNTS}
     watches = []
-    one = argparse.Namespace(**{**vars(args), "levels": [1]})
+    one = argparse.Namespace(**{**vars(args), "levels": [1], "requests": unpaired(args)})
     for i in range(args.rounds):
         for spin in SPIN_COUNTS if i % 2 == 0 else SPIN_COUNTS[::-1]:
             with native_server(server, gguf, 1, args.threads, log, env={"GOMP_SPINCOUNT": spin}) as (base, pid):
@@ -515,6 +519,11 @@ def ttft_by_spin(server: Path, gguf: Path, args: argparse.Namespace, log: Path) 
             runs[spin].append(points["1"])
             watches.append(watch)
     return {spin: _median_point(points) for spin, points in runs.items()}, watches
+
+
+def unpaired(args: argparse.Namespace) -> int:
+    """Requests per level for a sweep that is not taken in turns (vLLM, keep-alive, spin counts): one round's worth."""
+    return args.requests * args.turns
 
 
 def _median_point(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -536,8 +545,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quants", help="default: Q4_K_M,Q6_K,Q8_0 (1b, tiny: three sizes for the decode fit), Q8_0 (smollm2)")
     parser.add_argument("--serve-quant", help="the GGUF the engines serve; default Q4_K_M (1b, tiny), Q8_0 (smollm2)")
     parser.add_argument("--levels", default="1,4,8")
-    parser.add_argument("--rounds", type=int, default=4, help="ours and stock alternate; an even count gives each the same places")
-    parser.add_argument("--requests", type=int, default=16, help="per level")
+    parser.add_argument("--rounds", type=int, default=4, help="llama-bench rounds (ours and stock alternate) and server starts")
+    parser.add_argument("--turns", type=int, default=3, help="per level and round: each served build's short turns, taken in rotation")
+    parser.add_argument("--requests", type=int, default=4, help="per turn (at least two per stream); an unpaired sweep sends --requests x --turns")
     parser.add_argument("--input-tokens", type=int, default=128)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
@@ -587,7 +597,8 @@ def main() -> None:
         f"random weights, TinyLlama's shape ({args.model}), SmolLM2-135M's tokenizer and chat template (49,152 tokens)"
     write_report(args.out, report, [machine_watch, *watches], model=f"{ckpt.name} ({made}); GGUFs {', '.join(sorted(ggufs))}",
                  workload=workload(f"llama-bench pp{KERNEL_PROMPT}/tg{KERNEL_GEN}; serving: a unique {args.input_tokens}-token prompt on /v1/completions, "
-                                   f"{args.max_tokens} tokens out, {args.requests} requests per level at {args.levels}",
+                                   f"{args.max_tokens} tokens out, at {args.levels} streams: ours, stock and stock again in {args.rounds} rounds of "
+                                   f"{args.turns} turns of {args.requests} requests (at least two per stream) each; vLLM {unpaired(args)} per level",
                                    prompts="unique", input_tokens=args.input_tokens, output_tokens=args.max_tokens),
                  engine={"kind": "native", "ours": folders["ours"].name, "stock": folders["stock"].name, "vllm": not args.no_vllm})
     print(json.dumps({"limits": machine, "bounds": report["bounds"], "serving_ratios": report.get("serving", {}).get("ratios")}, indent=1))

@@ -89,7 +89,7 @@ def test_the_mean_ratio_is_geometric_with_a_t_interval(bandwidth: ModuleType) ->
     import math
 
     got = bandwidth.mean_ratio([0.5, 2.0, None])
-    assert got["geomean"] == 1.0 and got["rounds"] == 2
+    assert got["geomean"] == 1.0 and got["pairs"] == 2
     # two rounds: one degree of freedom, t = 12.71; the log ratios' sd is ln(4)/sqrt(2)
     half = 12.71 * (math.log(4) / math.sqrt(2)) / math.sqrt(2)
     assert got["ci95"] == [round(math.exp(-half), 3), round(math.exp(half), 3)]
@@ -102,5 +102,5 @@ def test_level_is_judged_on_the_interval_against_the_margin(bandwidth: ModuleTyp
     assert bandwidth.level_verdict([0.99, 1.01, 0.98, 1.0], aa)["verdict"] == "at least level"
     assert bandwidth.level_verdict([0.80, 0.82, 0.81, 0.79], aa)["verdict"] == "behind"
     noisy = bandwidth.level_verdict([1.01, 0.94, 0.82, 1.03], aa)  # the spread of session 9's rounds at one stream
-    assert noisy["verdict"] == "not resolved" and noisy["stock_over_stock"]["rounds"] == 4
+    assert noisy["verdict"] == "not resolved" and noisy["stock_over_stock"]["pairs"] == 4
     assert bandwidth.level_verdict([None, None], aa)["verdict"] == "not resolved"
