@@ -3,39 +3,16 @@ to cross-check those that do (re-tokenizing text can differ by a token at bounda
 
 from __future__ import annotations
 
-import atexit
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from model_serving.bench.schema import Finding, RequestRecord
+from model_serving.gguf.vocab import vocab as _vocab
 
-# Imported inside functions: llama_cpp (the native binding), only when prompts are counted with the model's own tokenizer.
-
+_lock = threading.Lock()  # one llama.cpp tokenizer object is not safe across threads
 MISMATCH_TOLERANCE = 0.10  # share of tokens; above it the counts disagree beyond boundary effects
-
-
-_open: dict[str, Any] = {}
-_lock = threading.Lock()
-
-
-def _vocab(path: str) -> Any:
-    with _lock:
-        if path not in _open:
-            from llama_cpp import Llama
-
-            _open[path] = Llama(model_path=path, vocab_only=True, verbose=False)  # the tokenizer alone: no weights
-        return _open[path]
-
-
-@atexit.register
-def _close() -> None:
-    # Free while llama_cpp's module globals still exist; a later garbage collection would find them gone.
-    with _lock:
-        for llm in _open.values():
-            llm.close()
-        _open.clear()
 
 
 class Vocabulary:

@@ -8,21 +8,13 @@ also must list the `tools` capability when the template supports tools.
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
+from model_serving.gguf.vocab import vocab as _vocab
 from model_serving.serve import probe_checks as probe
 from model_serving.serve.chat_features import split_reasoning
 from model_serving.serve.ollama.client import OllamaClient
 from model_serving.settings import Settings
-
-
-@lru_cache(maxsize=4)
-def _vocab(path: str) -> Any:  # a llama_cpp.Llama (the binding ships no type information)
-    import llama_cpp
-
-    return llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
 
 
 def gguf_tokenizer(gguf_path: Path) -> probe.Tokenize:
