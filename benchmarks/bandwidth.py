@@ -413,7 +413,9 @@ def serving(settings: Settings, folders: dict[str, Path], ckpt: Path, gguf: Path
     In each of --rounds rounds the three servers start together and idle between turns; at each level each takes
     --turns short turns of --requests requests (at least two per stream), the order rotating every turn, so a drift of
     the machine's memory rate lands on all three within seconds, not on whichever ran later: each turn gives one paired
-    ratio. Stock against itself is the method's own noise, shown beside `level`'s verdict on ours/stock.
+    ratio. Stock against itself is the method's own noise, shown beside `level`'s verdict on ours/stock. The verdict is
+    given twice: on output tok/s (what a client sees: prefill, decode and HTTP) and on the server's own decode rate
+    (`level_server_decode`: the engine alone, without the client's share of the two cores).
     The engines are compared on one connection per request: stock llama-server closes a kept-alive connection after every
     stream, so a reusing client loses about every second request there (our 0001 patch fixes that), and a level that
     loses requests is not the same load. `keep_alive` then shows what a reusing client sees from each build."""
@@ -430,9 +432,11 @@ def serving(settings: Settings, folders: dict[str, Path], ckpt: Path, gguf: Path
     out: dict[str, Any] = {name: {lv: _median_point(turns) for lv, turns in by.items()} for name, by in runs.items()}
     out["connections"] = "one per request (keep-alive off) for ours and stock"
     if "stock" in runs:
-        out["paired_turns"] = {lv: [_ratio(o, s) for o, s in zip(runs["ours"][lv], runs["stock"][lv], strict=True)] for lv in levels}
-        out["aa_turns"] = {lv: [_ratio(a, s) for a, s in zip(runs["stock_aa"][lv], runs["stock"][lv], strict=True)] for lv in levels}
-        out["level"] = {lv: level_verdict(out["paired_turns"][lv], out["aa_turns"][lv]) for lv in levels}
+        for key, suffix in (("output_tok_s", ""), ("server_decode_tok_s", "_server_decode")):
+            paired = {lv: [_ratio(o, s, key) for o, s in zip(runs["ours"][lv], runs["stock"][lv], strict=True)] for lv in levels}
+            aa = {lv: [_ratio(a, s, key) for a, s in zip(runs["stock_aa"][lv], runs["stock"][lv], strict=True)] for lv in levels}
+            out[f"paired_turns{suffix}"], out[f"aa_turns{suffix}"] = paired, aa
+            out[f"level{suffix}"] = {lv: level_verdict(paired[lv], aa[lv]) for lv in levels}
         out["keep_alive"], kept = keep_alive_check(folders, gguf, args, log)
         watches += kept
     if not args.no_vllm:
@@ -533,10 +537,10 @@ def _median_point(points: list[dict[str, Any]]) -> dict[str, Any]:
     return {**merged, "failed": sum(p.get("failed", 0) for p in points), "rounds": len(points)}
 
 
-def _ratio(ours: dict[str, Any], other: dict[str, Any] | None) -> float | None:
-    if not other or not other.get("output_tok_s") or ours.get("output_tok_s") is None:
+def _ratio(ours: dict[str, Any], other: dict[str, Any] | None, key: str = "output_tok_s") -> float | None:
+    if not other or not other.get(key) or ours.get(key) is None:
         return None
-    return round(ours["output_tok_s"] / other["output_tok_s"], 3)
+    return round(ours[key] / other[key], 3)
 
 
 def parse_args() -> argparse.Namespace:

@@ -337,6 +337,21 @@ def interval(stat: dict[str, Any] | None) -> str:
     return f"{stat['ci95'][0]:.3f}-{stat['ci95'][1]:.3f}" if stat and stat.get("ci95") else "n/a"
 
 
+def level_table(stem: str, serving: dict[str, Any], levels: list[str], key: str, judged_on: str) -> list[str]:
+    """Ours against stock at each level, judged over the paired turns, beside stock against itself."""
+    judged = [{"concurrency": lv, "verdict": get(serving, f"{key}.{lv}.verdict"),
+               **{f"{k}_{part}": interval(get(serving, f"{key}.{lv}.{k}")) if part == "ci" else get(serving, f"{key}.{lv}.{k}.geomean")
+                  for k in ("ours_over_stock", "stock_over_stock") for part in ("mean", "ci")}} for lv in levels if get(serving, f"{key}.{lv}")]
+    if not judged:
+        return []
+    margin = next(iter(serving[key].values())).get("margin", 0)
+    return [f"Ours against stock on {judged_on}, each level judged over its paired turns (geometric mean, 95% t-interval), beside "
+            f"stock against itself (A/A, the method's own spread). \"At least level\": the interval's low end within {margin:.0%} of 1.", ""] + table(
+        stem, [("concurrency", "concurrency", ""), ("ours / stock", "ours_over_stock_mean", ".3f"), ("95% interval", "ours_over_stock_ci", ""),
+               ("stock / stock (A/A)", "stock_over_stock_mean", ".3f"), ("A/A 95% interval", "stock_over_stock_ci", ""),
+               ("verdict", "verdict", "")], judged, f"serving.{key}")
+
+
 def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
     ttft = stem != "bandwidth"
     out = header(stem, "SmolLM2-135M Q8_0: TTFT at one stream and the prefill settings" if ttft else "A 1.1B model at the bandwidth limit", d)
@@ -372,16 +387,8 @@ def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
                         ("ours / vLLM", "ours_over_vllm", ".2f"), ("ours server decode tok/s", "ours_server_decode_tok_s", ".1f"),
                         ("stock server decode tok/s", "stock_server_decode_tok_s", ".1f"),
                         ("ours TTFT p95", "ours_p95_ttft_ms", ".0f"), ("stock TTFT p95", "stock_p95_ttft_ms", ".0f")], served, "serving")
-    judged = [{"concurrency": lv, "verdict": get(serving, f"level.{lv}.verdict"),
-               **{f"{k}_{part}": interval(get(serving, f"level.{lv}.{k}")) if part == "ci" else get(serving, f"level.{lv}.{k}.geomean")
-                  for k in ("ours_over_stock", "stock_over_stock") for part in ("mean", "ci")}} for lv in levels if get(serving, f"level.{lv}")]
-    if judged:
-        margin = next(iter(serving["level"].values())).get("margin", 0)
-        out += [f"Ours against stock, each level judged over its paired turns (geometric mean, 95% t-interval), beside stock against "
-                f"itself (A/A, the method's own spread). \"At least level\": the interval's low end within {margin:.0%} of 1.", ""]
-        out += table(stem, [("concurrency", "concurrency", ""), ("ours / stock", "ours_over_stock_mean", ".3f"), ("95% interval", "ours_over_stock_ci", ""),
-                            ("stock / stock (A/A)", "stock_over_stock_mean", ".3f"), ("A/A 95% interval", "stock_over_stock_ci", ""),
-                            ("verdict", "verdict", "")], judged, "serving.level")
+    for key, judged_on in (("level", "output tok/s"), ("level_server_decode", "the server's own decode tok/s")):
+        out += level_table(stem, serving, levels, key, judged_on)
     kept = serving.get("keep_alive") or {}
     if kept:
         out += ["A connection-reusing client at one stream (" + cite(stem, "serving.keep_alive") + "): " +
