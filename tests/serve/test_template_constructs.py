@@ -876,3 +876,75 @@ def test_the_text_of_a_macro_that_calls_itself_kept_in_a_variable_is_refused_nam
     with pytest.raises(templates.UnconvertibleTemplate, match=r"calls itself \(ts\) whose text feeds a variable") as err:
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
     assert err.value.line == 1
+
+
+# Kimi K3's tag writer: a loop over a list of (name, value) pairs, some read at render time (loop.index: the caller's loop)
+_PAIRS = ("{%- macro tag(t, attrs=[]) -%}<{{ t }}{%- for a in attrs -%} {{ a[0] }}=\"{{ a[1] | string | replace('\"', '&quot;') }}\""
+          "{%- endfor -%}>{%- endmacro -%}"
+          "{%- for m in messages -%}{%- set attrs = [('role', m.role)] -%}{%- if m.get('name') -%}{%- set attrs = attrs + [('name', m.name)] -%}"
+          "{%- endif -%}{{ tag('m', attrs) }}{{ tag('i', [('index', loop.index), ('c', m.content)]) }}{{ tag('k', [('k', 'v')]) }}"
+          "{%- for c in m.tool_calls or [] -%}{{ tag('call', [('tool', c.function.name), ('n', loop.index)]) }}{%- endfor -%}{%- endfor -%}")
+# a tool result's name: `name` for Jinja, `tool_name` for Ollama
+_NAMED = [{"role": "user", "content": "say \"hi\""}, *_CALL[1:2], {"role": "tool", "name": "get_weather", "tool_name": "get_weather",
+                                                                 "content": "18 C"}, {"role": "tool", "content": "19 C"}]
+
+
+def test_a_loop_over_a_list_of_pairs_is_written_out_pair_by_pair(go_renderer: GoRenderer) -> None:
+    for messages in (_PLAIN, _NAMED):
+        expected, got = _rendered(_PAIRS, messages, None, go_renderer)
+        assert got == expected, messages
+    assert '<m role="tool" name="get_weather"><i index="3" c="18 C">' in expected and '<call tool="get_weather" n="1">' in expected
+
+
+def test_a_list_of_pairs_read_other_than_by_a_loop_is_refused() -> None:
+    source = _PAIRS.replace("{{ tag('m', attrs) }}", "{{ tag('m', attrs) }}{{ attrs | length }}")
+    with pytest.raises(templates.UnconvertibleTemplate, match="list"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+# Kimi K3's run of tool results: the loop stops at the first message that is not a tool's, so the list is a prefix
+_RUN = ("{%- for m in messages -%}{%- if m.role == 'tool' and (loop.first or messages[loop.index0 - 1].role != 'tool') -%}"
+        "{%- set run = namespace(items=[], n=0) -%}{%- for c in messages[loop.index0:] -%}"
+        "{%- if c.role != 'tool' -%}{%- break -%}{%- endif -%}{%- set run.items = run.items + [c] -%}{%- set run.n = run.n + 1 -%}"
+        "{%- endfor -%}[{{ run.items | length }}/{{ run.n }}:{% for t in run.items %}{{ t.content }}{% if not loop.last %},{% endif %}"
+        "{% endfor %}]{%- elif m.role != 'tool' -%}{{ m.role }};{%- endif -%}{%- endfor -%}")
+_RUNS = [{"role": "user", "content": "a"}, {"role": "tool", "content": "1"}, {"role": "tool", "content": "2"},
+         {"role": "assistant", "content": "b"}, {"role": "tool", "content": "3"}, {"role": "user", "content": "c"},
+         {"role": "tool", "content": "4"}]
+
+
+def test_a_list_filled_by_a_loop_that_stops_early_is_its_first_items(go_renderer: GoRenderer) -> None:
+    for messages in (_PLAIN, _RUNS, _RUNS[1:]):
+        expected, got = _rendered(_RUN, messages, None, go_renderer)
+        assert got == expected, messages
+    assert expected == "[2/2:1,2]assistant;[1/1:3]user;[1/1:4]"
+
+
+@pytest.mark.parametrize("change", [("{%- set run.items", "{%- if c.content -%}{%- set run.items"),
+                                    ("{%- break -%}", "{%- continue -%}")])
+def test_a_list_filled_by_a_loop_that_stops_early_under_an_if_or_skipping_is_refused(change: tuple[str, str]) -> None:
+    source = _RUN.replace(*change)
+    if change[0].startswith("{%- set"):
+        source = source.replace("{%- set run.n", "{%- endif -%}{%- set run.n")
+    with pytest.raises(templates.UnconvertibleTemplate, match="list built at render time"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+# Kimi K3 writes its tools as JSON with each mapping's keys sorted, by a macro that calls itself down the schema
+_JSON_SORTED = ("{%- macro js(value) -%}{%- if value is mapping -%}{{- '{' -}}{%- for key, item in value | dictsort -%}"
+                "{%- if not loop.first -%}{{- ',' -}}{%- endif -%}{{- key | tojson(ensure_ascii=false) -}}{{- ':' -}}{{- js(item) -}}"
+                "{%- endfor -%}{{- '}' -}}{%- elif value is string or value is number or value is boolean or value is none -%}"
+                "{{- value | tojson(ensure_ascii=false) -}}{%- else -%}{{- '[' -}}{%- for item in value -%}{%- if not loop.first -%}{{- ',' -}}"
+                "{%- endif -%}{{- js(item) -}}{%- endfor -%}{{- ']' -}}{%- endif -%}{%- endmacro -%}{{ js(tools) }}")
+
+
+def test_a_macro_writing_sorted_json_of_tools_converts(go_renderer: GoRenderer) -> None:
+    # a property's anyOf is a list of properties (never none in Ollama's data), nested to any depth
+    properties = {"Zone": {"type": "string", "description": "Zone \"quoted\" caf\u00e9", "enum": ["a", "b"]},
+                  "area": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "integer"}}], "description": "either"},
+                  "obj": {"type": "object", "properties": {"deep": {"type": "object", "properties": {"x": {"type": ["string", "null"]}},
+                                                                    "required": ["x"]}}},
+                  "n": {"type": "integer", "enum": [1, 2.5]}}
+    expected, got = _rendered(_JSON_SORTED, _PLAIN, [_typed_tool(properties), _TOOL], go_renderer)
+    assert '"area":{"anyOf":[{"type":"string"},{"items":{"type":"integer"},"type":"array"}],"description":"either"}' in expected
+    assert got == expected

@@ -94,6 +94,8 @@ class Filters(Core):
             return f"(not {self.truth(node.node)})"  # Go holds "" where Jinja holds None
         if name == "none" and kind in ("value", "scalar"):
             return f'(eq (printf "%T" {self.expr(node.node)}) "<nil>")'  # JSON null, not false, 0 or ""
+        if name == "none" and kind == "anyof":
+            return "false"  # Ollama drops a null anyOf, and an unset one is Jinja's undefined, which is not none
         if name == "none":
             # a field Ollama always fills (a message's content: "" when empty) is never none
             return "false" if self.field_key(node.node) in K.ALWAYS_SET else f"(not {self.truth(node.node)})"
@@ -173,6 +175,11 @@ class Filters(Core):
             old = args[0].value  # the replacement computed at render time (MiniCPM's tool definitions)
             if isinstance(old, str) and old and self.kind(base) == "string":
                 return self.replaced(self.expr(base), old, self.expr(node.args[1]))
+        if attr == "get" and len(args) == 2 and args[0] is not None and args[1] is None and not node.kwargs and self.unset_get(node.args[1]):
+            # `m.get('tool_call_id', m.get('id'))`: a default of a key Ollama never has is none, as the field reads when unset
+            alone = nodes.Call(node.node, node.args[:1], [], None, None, lineno=node.lineno)
+            self.alive.append(alone)
+            return self.method(alone, attr, base)
         if any(a is None for a in args) or node.kwargs:
             raise self.fail(f"the method .{attr}() with arguments computed at render time", node, attr)
         values = [a.value for a in args if a is not None]

@@ -47,7 +47,7 @@ SORTED_KEYS_NOTE = ("Tool properties and tool-call arguments come in sorted key 
                     "Jinja keeps their declared order. Prompts agree when the keys are declared sorted; --template gguf keeps the order.")
 
 # Structs whose every field FIELDS lists: a key beyond them never reaches a TEMPLATE (Ollama's API drops it).
-CLOSED = {"message", "tool", "toolfunc"}
+CLOSED = {"message", "tool", "toolfunc", "toolcall", "callfunc"}
 
 # Every key Ollama keeps in a tool property (its ToolProperty struct): any other key of a property never reaches a TEMPLATE.
 KEPT_KEYS = {"property": {"type", "description", "enum", "items", "properties", "required", "anyOf"}}
