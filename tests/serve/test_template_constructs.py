@@ -7,6 +7,7 @@ reach each branch (text with surrounding whitespace, mixed case, the pattern pre
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -879,7 +880,7 @@ def test_the_text_of_a_macro_that_calls_itself_kept_in_a_variable_is_refused_nam
 
 
 # Kimi K3's tag writer: a loop over a list of (name, value) pairs, some read at render time (loop.index: the caller's loop)
-_PAIRS = ("{%- macro tag(t, attrs=[]) -%}<{{ t }}{%- for a in attrs -%} {{ a[0] }}=\"{{ a[1] | string | replace('\"', '&quot;') }}\""
+_PAIRS = ("{%- macro tag(t, attrs=[]) -%}<{{ t }}{%- for a in attrs -%}{{ ' ' + a[0] }}=\"{{ a[1] | string | replace('\"', '&quot;') }}\""
           "{%- endfor -%}>{%- endmacro -%}"
           "{%- for m in messages -%}{%- set attrs = [('role', m.role)] -%}{%- if m.get('name') -%}{%- set attrs = attrs + [('name', m.name)] -%}"
           "{%- endif -%}{{ tag('m', attrs) }}{{ tag('i', [('index', loop.index), ('c', m.content)]) }}{{ tag('k', [('k', 'v')]) }}"
@@ -948,3 +949,21 @@ def test_a_macro_writing_sorted_json_of_tools_converts(go_renderer: GoRenderer) 
     expected, got = _rendered(_JSON_SORTED, _PLAIN, [_typed_tool(properties), _TOOL], go_renderer)
     assert '"area":{"anyOf":[{"type":"string"},{"items":{"type":"integer"},"type":"array"}],"description":"either"}' in expected
     assert got == expected
+
+
+def test_kimi_k3_orders_tool_results_by_their_calls_ids(go_renderer: GoRenderer) -> None:
+    # the corpus conversations carry no ids; here results answer calls out of order, so Kimi K3 writes them in call order
+    source = (Path(__file__).parents[1] / "data" / "chat_templates" / "corpus" / "Kimi-K3.jinja").read_text()
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    calls = [{"id": "a1", "function": {"name": "f", "arguments": {"x": 1}}}, {"id": "b2", "function": {"name": "g", "arguments": {"y": "t"}}}]
+    prompts = []
+    for results in ([("b2", "B"), ("a1", "A")], [("b2", "B"), ("", "A")]):
+        ollama = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": calls},
+                  *({"role": "tool", "content": text, **({"tool_call_id": i} if i else {})} for i, text in results), {"role": "user", "content": "ok"}]
+        jinja = [{**m, "tool_calls": [{"type": "function", **c} for c in calls]} if m.get("tool_calls") else m for m in ollama]
+        expected = render(source, jinja, add_generation_prompt=True, tools=None)
+        assert go_renderer(conv.go_template, ollama, None) == expected
+        prompts.append(expected)
+    # every result matched: in call order; an id missing: in message order, each named by the call at its position
+    assert 'tool="f" index="1"<|sep|>A' in prompts[0] and 'tool="g" index="2"<|sep|>B' in prompts[0]
+    assert 'tool="f" index="1"<|sep|>B' in prompts[1] and 'tool="g" index="2"<|sep|>A' in prompts[1]

@@ -112,7 +112,7 @@ def test_the_zoo_families_templates_convert(results) -> None:
 
 # Templates that build lists, dicts or counters below zero at render time (docs/templates.md names each construct).
 LIST_TEMPLATES = ("Cohere2MoE", "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "Qwen3-Coder", "upstage-Solar-Open-100B", "Kimi-K2-Instruct",
-                  "Kimi-K2-Thinking", "deepseek-ai-DeepSeek-V3.2", "muse-glimmer", "MiniMax-M3")
+                  "Kimi-K2-Thinking", "deepseek-ai-DeepSeek-V3.2", "muse-glimmer", "MiniMax-M3", "Kimi-K3")
 
 
 def test_templates_building_lists_at_render_time_convert(results) -> None:
