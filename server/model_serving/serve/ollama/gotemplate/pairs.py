@@ -97,7 +97,7 @@ class _Grown:
             return None
         if _reads(second.test, name):
             return None
-        assert isinstance(first.node, nodes.List) and isinstance(grow.node.right, nodes.List)
+        assert isinstance(first.node, nodes.List) and isinstance(grow.node.right, nodes.List) and isinstance(second.test, nodes.Expr)
         return name, first.node, second.test, grow.node.right
 
 
@@ -137,8 +137,9 @@ class _Items(NodeTransformer):
     def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
         if isinstance(node.node, nodes.Name) and node.node.name == self.target:
             assert isinstance(node.arg, nodes.Const)  # _literal_loop checked every read
-            return copy.deepcopy(self.item.items[node.arg.value])
-        return self.generic_visit(node)
+            return copy.deepcopy(self.item.items[int(node.arg.value)])
+        visited: nodes.Node = self.generic_visit(node)
+        return visited
 
 
 def _literal_loop(node: nodes.For) -> tuple[str, list[nodes.Tuple]] | None:
@@ -168,7 +169,7 @@ def _written_out(node: nodes.Node) -> None:
         while i < len(body):
             stmt = body[i]
             found = _literal_loop(stmt) if isinstance(stmt, nodes.For) else None
-            if found is None:
+            if found is None or not isinstance(stmt, nodes.For):
                 _written_out(stmt)
                 i += 1
                 continue
