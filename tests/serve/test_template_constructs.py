@@ -60,6 +60,18 @@ _SOURCES = {
     # a namespace list of text that only grows and is only joined (LFM2's argument strings): one Go string, items marked
     "joined list": "{% set ns = namespace(parts=[], none=[]) %}{% for m in messages %}{% set ns.parts = ns.parts + [m.role ~ '=' ~ m.content] %}"
                    "{% endfor %}[{{ ns.parts | join(', ') }}][{{ ns.none | join(', ') }}][{{ ns.parts | join }}]",
+    # a namespace list that starts with a computed item, grows (by other lists joined, empty items too) and is read only by
+    # one join (GigaChat's sections): its joined text is built as it grows, so no item is searched for a mark
+    "list built joined": "{% macro ns_of(name) %}{% set ns = namespace(parts=['<' ~ name ~ ' ' ~ messages[0].role ~ '>']) %}"
+                         "{% for m in messages %}{% set inner = namespace(lines=[]) %}{% if m.content.strip() %}"
+                         "{% set inner.lines = inner.lines + [m.role] %}{% endif %}{% set inner.lines = inner.lines + [m.content | trim] %}"
+                         "{% set ns.parts = ns.parts + [inner.lines | join('; ')] %}{% endfor %}{% set ns.parts = ns.parts + ['</' ~ name ~ '>'] %}"
+                         "{{ ns.parts | join('\\n') }}{% endmacro %}{% set out = ns_of('all') + '!' %}[{{ out }}]"
+                         "{% set e = namespace(none=[], one=[]) %}{% set e.one = e.one + [''] %}({{ e.none | join(',') }}|{{ e.one | join(',') }})",
+    # a loop over the pieces of text.split(sep): empty pieces, the separator at either end, a separator of several bytes
+    "split loop": "{% for m in messages %}{% for line in m.content.split('\\n') %}{% if line.strip() %}<{{ line }}>{% else %}.{% endif %}"
+                  "{% endfor %}|{% for p in m.content.split('e ') %}({{ p }}){% endfor %}{% set parts = m.content.split('r') %}"
+                  "{% for p in parts %}/{{ p }}{% endfor %};{% endfor %}",
     # the first and last piece of text.split(sep), the separator present once, several times or not at all
     "split pieces": "{% for m in messages %}[{{ m.content.split('e')[0] }}|{{ m.content.split('e')[-1] }}|{{ m.content.split('. ')[-1] | trim }}"
                     "|{{ m.content.split('\\n')[0] }}]{% endfor %}",
@@ -490,6 +502,15 @@ def test_a_loop_over_the_pieces_of_a_split_converts(go_renderer: GoRenderer) -> 
 def test_a_loop_over_the_pieces_of_a_split_with_loop_or_else_is_refused(loop: str) -> None:
     source = "{% for m in messages %}{% for part in m.content.split('<sep>') %}{{ part }}" + loop + "{% endfor %}{% endfor %}"
     with pytest.raises(templates.UnconvertibleTemplate, match="pieces of a .split.. with an inline if, else or loop"):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+@pytest.mark.parametrize("loop", ["{% for p in m.content.split(',') %}{{ loop.index }}{% endfor %}",
+                                  "{% for p in m.content.split(',') if p %}{{ p }}{% endfor %}",
+                                  "{% for p in m.content.split(',') %}{{ p }}{% else %}none{% endfor %}"])
+def test_a_loop_over_split_pieces_with_loop_or_else_is_refused(loop: str) -> None:
+    source = "{% for m in messages %}" + loop + "{% endfor %}"
+    with pytest.raises(templates.UnconvertibleTemplate, match="a loop over the pieces of a .split.. with else, an inline if or loop"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 

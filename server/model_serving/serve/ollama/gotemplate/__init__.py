@@ -21,6 +21,7 @@ from model_serving.serve.ollama.gotemplate.core import Core, UnconvertibleTempla
 from model_serving.serve.ollama.gotemplate.expressions import Expressions
 from model_serving.serve.ollama.gotemplate.filters import Filters
 from model_serving.serve.ollama.gotemplate.infer import Infer
+from model_serving.serve.ollama.gotemplate.joins import Joins
 from model_serving.serve.ollama.gotemplate.jsonfields import JSONFields
 from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros
 from model_serving.serve.ollama.gotemplate.namewalk import NameWalk
@@ -56,8 +57,8 @@ class Converted:
     dated: bool = False
 
 
-class Converter(Recursion, Chars, Sorting, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON, Infer, Negative, Queues, Records, Collect,
-                NameWalk, JSONFields, Core):
+class Converter(Recursion, Chars, Sorting, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON, Infer, Negative, Queues, Joins, Records,
+                Collect, NameWalk, JSONFields, Core):
     def describe(self, node: nodes.Node) -> str:
         if isinstance(node, nodes.Macro):
             names = {n.name for n in node.find_all(nodes.Name)}

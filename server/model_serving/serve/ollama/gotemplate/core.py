@@ -11,7 +11,7 @@ from jinja2 import nodes
 from jinja2.runtime import Undefined
 
 from model_serving.errors import ServingError
-from model_serving.serve.ollama.gotemplate.flow import collected_lists, floor_values, local_constants, queue_names, tagged_names
+from model_serving.serve.ollama.gotemplate.flow import collected_lists, floor_values, joined_lists, local_constants, queue_names, tagged_names
 from model_serving.util.chat_template import TemplateRejected, environment
 
 # What Ollama provides in place of transformers' template arguments.
@@ -96,8 +96,9 @@ class Core:
         self.queues = queue_names(ast, self.namespaces)  # namespace lists of text used as queues (append, pop(0))
         self.runtime |= self.queues
         self.tagged = tagged_names(ast)  # names the template fills with text holding a <think> tag
-        self.name_sets = name_sets(ast, self.namespaces)  # namespace lists of text that only grow and are only searched
-        self.collected = collected_lists(ast, self.namespaces, self.name_sets)  # namespace lists a loop fills: read as views
+        self.joined = joined_lists(ast, self.namespaces)  # namespace lists of text that only grow and are only joined -> separator
+        self.name_sets = name_sets(ast, self.namespaces) - set(self.joined)  # namespace lists of text that only grow and are only searched
+        self.collected = collected_lists(ast, self.namespaces, self.name_sets | set(self.joined))  # namespace lists a loop fills: read as views
         self.collected_views: dict[str, View] = {}
         self.conditions: list[tuple[int, str | None]] = []  # (loop depth, Go test) of the if branches being converted
         self.split_seps: dict[str, str] = {}  # names set to text.split(sep) -> sep (Go holds the text)
@@ -174,6 +175,9 @@ class Core:
         def loop_start(self, loop: Loop) -> str: ...
         def loop_body(self, node: nodes.For, scope: Any, loop: Loop, kind: str = "string") -> str: ...
         def for_nameset(self, node: nodes.For, scope: Any) -> str: ...
+        def joined_start(self, var: str, key: str, start: nodes.List) -> str: ...
+        def joined_append(self, var: str, key: str, value: nodes.Add, node: nodes.Node) -> str: ...
+        def joined_text(self, node: nodes.Node) -> str: ...
         def unset_get(self, node: nodes.Node) -> bool: ...
         def recursive_call_of(self, node: nodes.Node) -> nodes.Macro | None: ...
         def used_in_expression(self, node: nodes.Node) -> Exception: ...

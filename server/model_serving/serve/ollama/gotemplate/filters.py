@@ -395,6 +395,8 @@ class Filters(Core):
         sep = self.fold(node.args[0]) if node.args else None
         if node.args and sep is None:
             raise self.fail("join() with a separator computed at render time", node, "join")
+        if self.kind(node.node) == "joined":
+            return self.joined_text(node.node)  # built joined with this separator as it grew (gotemplate/joins.py)
         if self.kind(node.node) == "nameset":
             # a list of text kept as one string, a mark around each item: the marks between items become the separator
             held, inner = self.expr(node.node), self.fresh("j")

@@ -212,3 +212,40 @@ def _pieces(value: nodes.Node) -> list[nodes.Node]:
 def _walk(node: nodes.Node) -> Iterator[nodes.Node]:
     yield node
     yield from node.find_all(nodes.Node)
+
+
+def joined_lists(ast: nodes.Template, namespaces: set[str]) -> dict[str, str]:
+    """Namespace attributes ('ns.attr') that a `namespace(...)` sets to a list literal, that grow only by `+ [item]`, and
+    that are read only by `| join(sep)` with one constant separator: each maps to that separator.
+
+    GigaChat's `sections`, started with `'namespace ' ~ name ~ ' {'` and joined with newlines: the joined text can be
+    built as the list grows, each item printed after the separator, so Go needs no list.
+    """
+    def ref(node: nodes.Node | None) -> str | None:
+        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name in namespaces and node.ctx == "load":
+            return f"{node.node.name}.{node.attr}"
+        return None
+
+    starts: set[str] = set()
+    bad: set[str] = set()
+    for a in ast.find_all(nodes.Assign):
+        if isinstance(a.target, nodes.Name) and a.target.name in namespaces and isinstance(a.node, nodes.Call):
+            for kw in a.node.kwargs:
+                (starts if isinstance(kw.value, nodes.List) else bad).add(f"{a.target.name}.{kw.key}")
+    allowed: set[int] = set()
+    for a in ast.find_all(nodes.Assign):
+        if isinstance(a.target, nodes.NSRef):
+            grown = f"{a.target.name}.{a.target.attr}"
+            if isinstance(a.node, nodes.Add) and ref(a.node.left) == grown and isinstance(a.node.right, nodes.List) and len(a.node.right.items) == 1:
+                allowed.add(id(a.node.left))
+            else:
+                bad.add(grown)
+    seps: dict[str, set[str]] = {}
+    for f in ast.find_all(nodes.Filter):
+        joined = ref(f.node) if f.name == "join" and not f.kwargs and f.dyn_args is None and f.dyn_kwargs is None else None
+        sep = f.args[0] if len(f.args) == 1 else nodes.Const("") if not f.args else None
+        if joined is not None and isinstance(sep, nodes.Const) and isinstance(sep.value, str):
+            seps.setdefault(joined, set()).add(sep.value)
+            allowed.add(id(f.node))
+    bad |= {read for g in ast.find_all(nodes.Getattr) if (read := ref(g)) is not None and id(g) not in allowed}
+    return {key: next(iter(found)) for key, found in seps.items() if key in starts - bad and len(found) == 1}

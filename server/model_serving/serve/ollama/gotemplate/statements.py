@@ -391,6 +391,9 @@ class Statements(Core):
             key, var = f"{target.name}.{target.attr}", f"${target.name}_{target.attr}"
             if key in self.collected:
                 return self.collect_item(key, value, node)
+            if key in self.joined and key in self.runtime:
+                assert isinstance(value, nodes.Add)  # joined_lists checked the shape
+                return self.joined_append(var, key, value, node)
             if key in self.name_sets:
                 assert isinstance(value, nodes.Add) and isinstance(value.right, nodes.List)  # name_sets checked the shape
                 item = value.right.items[0]
@@ -511,6 +514,10 @@ class Statements(Core):
             if f"{name}.{kw.key}" in self.queues:
                 out.append(f'{{{{ ${name}_{kw.key} = "" }}}}')
                 self.kinds[f"{name}_{kw.key}"] = "queue"
+            elif f"{name}.{kw.key}" in self.joined and f"{name}.{kw.key}" in self.runtime:
+                assert isinstance(kw.value, nodes.List)  # joined_lists checked the shape
+                out.append(self.joined_start(f"${name}_{kw.key}", f"{name}.{kw.key}", kw.value))
+                self.kinds[f"{name}_{kw.key}"] = "joined"
             elif f"{name}.{kw.key}" in self.name_sets:
                 start = SET_MARK + "".join(item + SET_MARK for item in text_items(kw.value) or [])
                 out.append(f"{{{{ ${name}_{kw.key} = {go_string(start)} }}}}")
