@@ -280,6 +280,38 @@ def test_a_recursive_macro_reading_the_templates_state_is_refused(body: str) -> 
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 
+def test_gigachat_message_helpers_convert(go_renderer: GoRenderer) -> None:
+    # a dict literal passed to a macro read by its keys (one it lacks is unset), `content or ''` known to be text (so
+    # `is not string` is false, empty or not), and a key Ollama drops (`return_parameters`) set once, false before `and`
+    source = ("{% macro show(message, role=None) %}{% if not role %}{% set role = message['role'] %}{% endif %}"
+              "{% set c = message['content'] or '' %}{% if c is not string %}{% set c = c | tojson %}{% endif %}"
+              "{{ role }}:{{ c }}{% if message.name is defined %}!{% endif %};{% endmacro %}"
+              "{% for t in tools or [] %}{% set r = t.function.get('return_parameters') %}"
+              "{% if r and r.get('properties') %}R{% else %}-{% endif %}{% endfor %}"
+              "{% for m in messages %}{{ show({'role': m.role ~ '*', 'content': m.content}) }}{{ show(m, 'r') }}{% endfor %}")
+    for messages in (_PLAIN, _SPACED):
+        expected, got = _rendered(source, messages, [_TOOL], go_renderer)
+        assert expected.startswith("-") and ("assistant*:;" in expected or messages is _PLAIN)
+        assert got == expected, messages
+
+
+def test_a_recursive_macro_whose_text_is_kept_is_written_out_to_a_bound(go_renderer: GoRenderer) -> None:
+    # GigaChat's `set type_str = json_schema_to_typescript(val, indent + '  ')`: a define cannot hand its text back, but the
+    # body written out in place of the call, and in place of its own calls, down to 4 calls, can be kept in a variable
+    source = ("{% macro walk(ms, d) %}{% if ms %} <{{ d ~ ms[0].role }}{% set inner = walk(ms[1:], d ~ '.') %}{{ inner }}>{% endif %}"
+              "{% endmacro %}{% set t = walk(messages[:N], '') | trim %}[{{ t }}]")
+    messages = [{"role": ("user", "assistant")[k % 2], "content": str(k)} for k in range(6)]
+    expected, got = _rendered(source.replace("N", "3"), messages, None, go_renderer)
+    assert expected == "[<user <.assistant <..user>>>]" and got == expected
+    # nested deeper, Jinja goes on, and the TEMPLATE stops with an error (Ollama answers the request with it), saying so
+    deeper = source.replace("N", "6")
+    assert render(deeper, messages, add_generation_prompt=False).startswith("[<user <.assistant <..user <...assistant <....user")
+    conv = templates.convert(deeper, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert any("4 calls deep" in n for n in conv.notes)
+    with pytest.raises(RuntimeError, match="a macro nested more than 4 calls deep"):
+        go_renderer(conv.go_template, messages, None)
+
+
 def test_a_recursive_macro_whose_text_feeds_an_expression_is_refused_with_its_line() -> None:
     # Go's {{template}} writes its text out: it cannot hand it back to a filter
     source = "\n{% macro walk(x) %}{% if x %}{{ walk(x[1:]) }}{% endif %}{% endmacro %}{{ walk(messages[0].content) | trim }}"

@@ -12,6 +12,7 @@ from jinja2.runtime import Undefined
 
 from model_serving.errors import ServingError
 from model_serving.serve.ollama.gotemplate.flow import collected_lists, floor_values, joined_lists, local_constants, queue_names, tagged_names
+from model_serving.serve.ollama.gotemplate.macros import TOO_DEEP, UNFOLD_DEPTH
 from model_serving.util.chat_template import TemplateRejected, environment
 
 # What Ollama provides in place of transformers' template arguments.
@@ -80,7 +81,8 @@ class Core:
         self.frames: list[list[str]] = []  # prelude statements of the statement being converted
         self.namespaces = {n.target.name for n in ast.find_all(nodes.Assign) if isinstance(n.target, nodes.Name) and _is_call(n.node, "namespace")}
         # With the runtime adding the BOS, the template's first BOS is decided while rendering (see x_Name).
-        self.runtime = runtime_names(ast, self.namespaces, {"bos_token"} if runtime_adds_bos and bos else set()) - local_constants(ast)
+        extra = {TOO_DEEP} | ({"bos_token"} if runtime_adds_bos and bos else set())  # TOO_DEEP stops the render: never folded
+        self.runtime = runtime_names(ast, self.namespaces, extra) - local_constants(ast)
         self.loaded = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}
         self.aliases: dict[str, nodes.Node] = {}  # names bound once to a filtered list: read as the filter itself
         self.negative = _negative_names(ast, self.namespaces)  # Go names that may hold a negative number
@@ -265,6 +267,10 @@ class Core:
         except Exception:  # noqa: BLE001 - a fold that fails at registration is left to render time
             return None
         return _Fold(kept[0]) if kept else None
+
+
+TOO_DEEP_NOTE = (f"A macro that calls itself whose text is kept in a variable is written out {UNFOLD_DEPTH} calls deep; where the "
+                 "data nests deeper (a tool schema), the TEMPLATE stops with an error, so Ollama answers that request with an error.")
 
 
 def unset_callers(node: nodes.Node, known: set[str]) -> list[str]:

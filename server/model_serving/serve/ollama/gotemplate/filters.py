@@ -7,9 +7,10 @@ from collections.abc import Callable
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, View
+from model_serving.serve.ollama.gotemplate.core import SET_MARK, TOO_DEEP_NOTE, Core, View
 from model_serving.serve.ollama.gotemplate.expressions import DEFINED_NOTE, THINK_TAGS
 from model_serving.serve.ollama.gotemplate.flow import definitely_set
+from model_serving.serve.ollama.gotemplate.macros import TOO_DEEP, UNFOLD_DEPTH
 from model_serving.serve.ollama.gotemplate.text import go_string
 
 TRIM_NOTE = ("`trim`/.strip() strip ASCII whitespace (space, tab, newline, carriage return, vertical tab, form feed, \\x1c-\\x1f) from the ends; "
@@ -156,6 +157,11 @@ class Filters(Core):
         if self.recursive_call_of(node) is not None:
             raise self.used_in_expression(node)  # `set x = walk(...)`: Go cannot capture a {{template}}'s text
         name = node.node.name if isinstance(node.node, nodes.Name) else self.describe(node.node)
+        if name == TOO_DEEP:  # a call of a macro that calls itself, nested past the depth its text is written out to
+            self.note(TOO_DEEP_NOTE)
+            reason = f"the converted TEMPLATE stops here: a macro nested more than {UNFOLD_DEPTH} calls deep (the converter's bound, not Jinja's)"
+            self.emit(f'{{{{ template {go_string(reason)} "" }}}}')  # no TEMPLATE defines it: Go's render fails there
+            return '""'
         raise self.fail(f"a call to {name}() at render time", node, name)
 
     def method(self, node: nodes.Call, attr: str, base: nodes.Node) -> str:

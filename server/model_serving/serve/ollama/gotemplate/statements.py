@@ -459,6 +459,9 @@ class Statements(Core):
             return node.name in self.always_text
         if isinstance(node, nodes.Const):
             return isinstance(node.value, str)
+        if isinstance(node, nodes.Or):
+            # `content or ''`: the text when it is not empty, else the default
+            return self.is_always_text(node.right) and (self.is_always_text(node.left) or self.kind(node.left) == "string")
         if isinstance(node, nodes.Filter) and node.name == "default" and node.args and node.node is not None:
             # `content | default('', true)`: Ollama's text, or the text default where it is empty
             return isinstance(node.args[0], nodes.Const) and isinstance(node.args[0].value, str) and self.kind(node.node) == "string"
