@@ -389,17 +389,9 @@ class Statements(Core):
             return appended
         if isinstance(target, nodes.NSRef):
             key, var = f"{target.name}.{target.attr}", f"${target.name}_{target.attr}"
-            if key in self.collected:
-                return self.collect_item(key, value, node)
-            if key in self.joined and key in self.runtime:
-                assert isinstance(value, nodes.Add)  # joined_lists checked the shape
-                return self.joined_append(var, key, value, node)
-            if key in self.name_sets:
-                assert isinstance(value, nodes.Add) and isinstance(value.right, nodes.List)  # name_sets checked the shape
-                item = value.right.items[0]
-                if self.kind(item) != "string":
-                    raise self.fail("a list built at render time of values that are not text", node, "+")
-                return f"{{{{ {var} = print {var} {self.expr(item)} {go_string(SET_MARK)} }}}}"
+            grown = self.list_grown(key, var, value, node)
+            if grown is not None:
+                return grown
         elif isinstance(target, nodes.Name):
             key, var = target.name, f"${target.name}"
         else:
@@ -443,6 +435,21 @@ class Statements(Core):
         self.kinds[var[1:]] = kind  # after the value is converted: `set x = x.function` reads the old kind
         self.track(var[1:], value)
         return out
+
+    def list_grown(self, key: str, var: str, value: nodes.Node, node: nodes.Node) -> str | None:
+        """`set ns.x = ns.x + [item]` of a list Go keeps as no list: a list a loop fills, joined text, a list of text."""
+        if key in self.collected:
+            return self.collect_item(key, value, node)
+        if key in self.joined and key in self.runtime:
+            assert isinstance(value, nodes.Add)  # joined_lists checked the shape
+            return self.joined_append(var, key, value, node)
+        if key in self.name_sets:
+            assert isinstance(value, nodes.Add) and isinstance(value.right, nodes.List)  # name_sets checked the shape
+            item = value.right.items[0]
+            if self.kind(item) != "string":
+                raise self.fail("a list built at render time of values that are not text", node, "+")
+            return f"{{{{ {var} = print {var} {self.expr(item)} {go_string(SET_MARK)} }}}}"
+        return None
 
     def track(self, name: str, value: nodes.Node) -> None:
         """What the name's value is known to be after this set: text in every conversation, or a None Go holds as ""."""
