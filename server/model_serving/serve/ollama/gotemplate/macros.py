@@ -66,14 +66,23 @@ class _Hoist:
         self.recursive = recursive  # macros that call themselves: unfolded where their text is captured
         self.depth = 0
         self.unfolding = 0  # how many bodies of macros that call themselves enclose the statement
+        self.defining = 0  # inside the definition of a macro that calls itself
         self.in_output = False  # an output outside such bodies writes a call as a Go define does (gotemplate/recursion.py)
         self.alone: nodes.Node | None = None  # the call a statement evaluates before anything else, if any
 
     def statements(self, body: list[nodes.Node]) -> list[nodes.Node]:
         out: list[nodes.Node] = []
         for node in body:
-            if isinstance(node, nodes.Macro) and (node.name in self.macros or node.name in self.recursive):
-                out.append(node)  # a body is hoisted where it is expanded (a define's body is converted as it is)
+            if isinstance(node, nodes.Macro) and node.name in self.macros:
+                out.append(node)  # a body is hoisted where it is expanded
+                continue
+            if isinstance(node, nodes.Macro) and node.name in self.recursive:
+                self.defining += 1  # the body of a Go define: its own calls stay calls, which the define writes out
+                try:
+                    node.body = self.statements(node.body)
+                finally:
+                    self.defining -= 1
+                out.append(node)
                 continue
             for attr in ("body", "else_"):
                 if isinstance(getattr(node, attr, None), list):
@@ -110,7 +119,7 @@ class _Hoist:
 
     def replace(self, expr: nodes.Node, blocks: list[nodes.Node], *, guarded: bool) -> nodes.Node:
         if isinstance(expr, nodes.Call) and isinstance(expr.node, nodes.Name) and expr.node.name in self.recursive \
-                and (self.unfolding or not self.in_output):
+                and not self.defining and (self.unfolding or not self.in_output):
             return self.unfold(expr, blocks, guarded=guarded)
         if isinstance(expr, nodes.Call) and isinstance(expr.node, nodes.Name) and expr.node.name in self.macros:
             macro = self.macros[expr.node.name]
