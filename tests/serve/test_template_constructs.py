@@ -537,15 +537,6 @@ def test_a_loop_over_the_pieces_of_a_split_with_loop_or_else_is_refused(loop: st
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 
-@pytest.mark.parametrize("loop", ["{% for p in m.content.split(',') %}{{ loop.index }}{% endfor %}",
-                                  "{% for p in m.content.split(',') if p %}{{ p }}{% endfor %}",
-                                  "{% for p in m.content.split(',') %}{{ p }}{% else %}none{% endfor %}"])
-def test_a_loop_over_split_pieces_with_loop_or_else_is_refused(loop: str) -> None:
-    source = "{% for m in messages %}" + loop + "{% endfor %}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="a loop over the pieces of a .split.. with else, an inline if or loop"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
-
-
 def test_a_call_or_its_function_under_one_name_converts(go_renderer: GoRenderer) -> None:
     # GigaChat's and MiniMax's shape: `if call.function` (a call Ollama hands over always has one) then `set call = call.function`,
     # in a macro that sets its own parameter and in a loop; the else branch reads a field only a bare function has
