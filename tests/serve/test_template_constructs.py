@@ -295,6 +295,15 @@ def test_gigachat_message_helpers_convert(go_renderer: GoRenderer) -> None:
         assert got == expected, messages
 
 
+def test_get_with_a_default_of_a_key_ollama_drops_from_a_property_is_the_default(go_renderer: GoRenderer) -> None:
+    # GigaChat's `schema.get("format", "none") in ['date-time', 'date']`: Ollama's property keeps no format
+    source = ("{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}{{ n }}={{ p.get('format', 'none') }}"
+              "{% if p.get('format', 'none') in ['date-time', 'date'] %}D{% endif %}{{ p.get('description', '-') }};{% endfor %}{% endfor %}")
+    expected, got = _rendered(source, _PLAIN, [_PROPERTIES_TOOL], go_renderer)
+    assert expected == "city=noneCity;hours=noneHours;"
+    assert got == expected
+
+
 def test_a_recursive_macro_whose_text_is_kept_is_written_out_to_a_bound(go_renderer: GoRenderer) -> None:
     # GigaChat's `set type_str = json_schema_to_typescript(val, indent + '  ')`: a define cannot hand its text back, but the
     # body written out in place of the call, and in place of its own calls, down to 4 calls, can be kept in a variable

@@ -197,8 +197,9 @@ class Filters(Core):
             return f"(and (ge (len {text}) {n}) (eq (slice {text} {at}{end}) {lit}))"
         if attr == "get" and values and isinstance(values[0], str):
             kind = self.kind(base)
-            if len(values) == 2 and kind in K.CLOSED and values[0] not in K.FIELDS[kind or ""]:
-                return self.go_const(values[1], node)  # a key Ollama drops: the default
+            dropped = values[0] not in K.KEPT_KEYS[kind] if kind in K.KEPT_KEYS else kind in K.CLOSED and values[0] not in K.FIELDS[kind or ""]
+            if len(values) == 2 and dropped:
+                return self.go_const(values[1], node)  # a key Ollama drops (a property's format): the default
             return self.member(base, values[0], node)
         if attr == "split":
             raise self.fail("a .split() whose pieces are used as a list (Go templates build no lists; only the first or last piece, "
