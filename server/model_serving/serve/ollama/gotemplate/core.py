@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -94,7 +95,7 @@ class Core:
         self.always_text: set[str] = set()  # names whose every assignment so far holds text (never none or undefined)
         stores = [n.name for a in ast.find_all(nodes.Assign) for n in a.target.find_all(nodes.Name)]
         stores += [a.target.name for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
-        self.store_counts = {name: stores.count(name) for name in set(stores)}  # assignments per name
+        self.store_counts = dict(Counter(stores))  # assignments per name
         self.queues = queue_names(ast, self.namespaces)  # namespace lists of text used as queues (append, pop(0))
         self.runtime |= self.queues
         self.tagged = tagged_names(ast)  # names the template fills with text holding a <think> tag
@@ -335,7 +336,8 @@ def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
         if f.name == "join" and f.node is not None and len(f.args) <= 1 and not f.kwargs:
             allowed.add(id(f.node))  # joined into one text (LFM2's argument strings): the marks become the separator
     allowed |= {id(f.iter) for f in ast.find_all(nodes.For)}  # walked item by item, mark to mark (gotemplate/namewalk.py)
-    return {key for key in starts & grown if all(id(g) in allowed for g in ast.find_all(nodes.Getattr) if ref(g) == key)}
+    bad = {read for g in ast.find_all(nodes.Getattr) if (read := ref(g)) is not None and id(g) not in allowed}
+    return starts & grown - bad
 
 
 def text_items(node: nodes.Node | None) -> list[str] | None:
