@@ -304,6 +304,28 @@ def test_get_with_a_default_of_a_key_ollama_drops_from_a_property_is_the_default
     assert got == expected
 
 
+def test_get_of_a_key_ollama_drops_from_parameters_or_a_property_is_none(go_renderer: GoRenderer) -> None:
+    # GigaChat's `schema.get("additionalProperties") is defined` (true: get gives None) on a tool's parameters and a property
+    source = ("{% for t in tools %}{% set p = t.function.parameters %}{{ p.get('additionalProperties') is defined }}|"
+              "{{ p.get('additionalProperties') is none }}|{{ p.additionalProperties is defined }}|{{ p.get('strict', 0) }}|"
+              "{% for n, v in p.properties | items %}{{ v.get('format') is none }}{{ v.get('default', v.get('format')) }};{% endfor %}{% endfor %}")
+    expected, got = _rendered(source, _PLAIN, [_TOOL], go_renderer)
+    assert expected == "True|True|False|0|TrueNone;"
+    assert got == expected
+
+
+def test_a_loop_over_a_propertys_keys_that_does_nothing_for_any_key_ollama_keeps_converts(go_renderer: GoRenderer) -> None:
+    # GigaChat's `for add_key, add_val in val.items()` whose body runs only `if add_key in ['format', 'maximum', ...]`
+    source = ("{% for t in tools %}{% for n, v in t.function.parameters.properties | items %}{{ n }}:{% for k, x in v.items() %}"
+              "{% if k in ['format', 'minimum'] %}{{ k }}={{ x }}{% endif %}{% endfor %};{% endfor %}{% endfor %}")
+    expected, got = _rendered(source, _PLAIN, [_typed_tool({"a": {"type": "integer", "description": "A"}, "b": {"type": ["string", "null"]}})],
+                              go_renderer)
+    assert expected == "a:;b:;" and got == expected
+    # a body that runs for the property's type (a list of names in Ollama, one name in Jinja) stays refused
+    with pytest.raises(templates.UnconvertibleTemplate, match=r"\.items\(\) of a property that reaches its type"):
+        templates.convert(source.replace("'minimum'", "'type'"), bos_token="", eos_token="", runtime_adds_bos=False)
+
+
 def test_a_recursive_macro_whose_text_is_kept_is_written_out_to_a_bound(go_renderer: GoRenderer) -> None:
     # GigaChat's `set type_str = json_schema_to_typescript(val, indent + '  ')`: a define cannot hand its text back, but the
     # body written out in place of the call, and in place of its own calls, down to 4 calls, can be kept in a variable
@@ -319,6 +341,29 @@ def test_a_recursive_macro_whose_text_is_kept_is_written_out_to_a_bound(go_rende
     assert any("4 calls deep" in n for n in conv.notes)
     with pytest.raises(RuntimeError, match="a macro nested more than 4 calls deep"):
         go_renderer(conv.go_template, messages, None)
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    """An object property with one object property inside, `levels` deep, the innermost a string."""
+    return {"type": "string"} if levels == 0 else {"type": "object", "properties": {f"in{levels}": _nested(levels - 1)}}
+
+
+def test_a_recursive_macro_with_an_indent_is_a_chain_of_defines_to_a_bound(go_renderer: GoRenderer) -> None:
+    # GigaChat's `set type_str = json_schema_to_typescript(val, indent + '  ')`, read once in the output after it: the call is
+    # written in that output, so a Go define can write it; the indent grows at each level, one define per level, 6 levels
+    source = ("{%- macro walk(s, indent) -%}{%- for k, v in s.properties | items -%}{%- set inner = walk(v, indent ~ '  ') -%}"
+              "{{- indent ~ k ~ ': ' ~ v.type ~ ' {' ~ inner ~ '}\n' -}}{%- endfor -%}{%- endmacro -%}"
+              "{%- for t in tools %}{{ walk(t.function.parameters, '') }}{% endfor %}")
+    four = [_typed_tool({"o": _nested(4), "s": {"type": "string"}})]
+    expected, got = _rendered(source, _PLAIN, four, go_renderer)
+    assert "        in1: string {}\n" in expected and got == expected
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert len(conv.go_template) < 20_000 and any("6 nested levels" in n for n in conv.notes)
+    # nested deeper, Jinja goes on, and the TEMPLATE stops with an error naming the bound (Ollama answers with the error)
+    deeper = [_typed_tool({"o": _nested(5)})]
+    assert "          in1: string {}\n" in render(source, _PLAIN, add_generation_prompt=False, tools=deeper)
+    with pytest.raises(RuntimeError, match="walk called with more than 6 nested values"):
+        go_renderer(conv.go_template, _PLAIN, deeper)
 
 
 def test_a_recursive_macro_whose_text_feeds_an_expression_is_refused_with_its_line() -> None:

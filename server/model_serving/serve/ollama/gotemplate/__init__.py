@@ -23,7 +23,7 @@ from model_serving.serve.ollama.gotemplate.filters import Filters
 from model_serving.serve.ollama.gotemplate.infer import Infer
 from model_serving.serve.ollama.gotemplate.joins import Joins
 from model_serving.serve.ollama.gotemplate.jsonfields import JSONFields
-from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros
+from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros, kept_calls_to_output
 from model_serving.serve.ollama.gotemplate.namewalk import NameWalk
 from model_serving.serve.ollama.gotemplate.negative import Negative
 from model_serving.serve.ollama.gotemplate.pyrepr import PyRepr
@@ -102,7 +102,7 @@ class Converter(Recursion, Chars, Sorting, Statements, Unroll, Expressions, Filt
 
 
 def convert_ast(source: str, ast: nodes.Template, *, bos: str, eos: str, runtime_adds_bos: bool) -> Converted:
-    conv = Converter(source, bos, eos, runtime_adds_bos, hoist_macro_calls(inline_macros(untrimmed(ast))))
+    conv = Converter(source, bos, eos, runtime_adds_bos, hoist_macro_calls(inline_macros(kept_calls_to_output(untrimmed(ast)))))
     conv.recursive, conv.defines, conv.inside = recursive_macros(conv.ast), {}, []
     body = conv.block(conv.ast.body, Scope({"messages", "tools", "add_generation_prompt"})) + conv.definitions()
     head = conv.preamble()

@@ -23,6 +23,10 @@ from jinja2.visitor import NodeTransformer
 _ids = count(1)
 UNFOLD_DEPTH = 4  # nested calls of a macro that calls itself written out where its text is captured (a schema's depth)
 TOO_DEEP = "__nested_too_deep"  # called where a call is nested deeper: the TEMPLATE stops with an error there
+# Written-out copies of a macro that calls itself grow as (its calls of itself) ** depth: past this many parse nodes in all
+# (GigaChat's json_schema_to_typescript: 337 nodes, 3 calls of itself, 40 copies down to 4 calls), the call is left to be
+# refused, naming it, rather than converted slowly into a TEMPLATE too large to send
+UNFOLD_BUDGET = 4000
 UNSET = "__unset_in_ollama"  # a name no template sets: Jinja reads it as undefined, the converter folds it so
 
 
@@ -43,6 +47,72 @@ def inline_macros(ast: nodes.Template) -> nodes.Template:
             break
     ast.body = [n for n in ast.body if not (isinstance(n, nodes.Macro) and n.name in usable)]
     return ast
+
+
+def kept_calls_to_output(ast: nodes.Template) -> nodes.Template:
+    """`set x = f(...)` of a macro f that calls itself, where x is read once, as a piece of the output right after it (GigaChat's
+    `set type_str = json_schema_to_typescript(val, indent + '  ')` then `{{ indent + key + ': ' + type_str + ',' }}`): the
+    call is written in that output instead, where a Go define can write its text. The text is the same: the pieces before
+    it are plain expressions, and the macro changes no state of the caller's (it may make its own namespace only)."""
+    recursive = {m.name for m in ast.body if isinstance(m, nodes.Macro) and _unfoldable(m)}
+    if not recursive:
+        return ast
+    loads: dict[str, int] = {}
+    for n in ast.find_all(nodes.Name):
+        loads[n.name] = loads.get(n.name, 0) + 1 if n.ctx == "load" else loads.get(n.name, 0)
+    # a name set once, by a plain `set` (never a parameter, a loop target or a block)
+    stores = [a.target.name for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
+    stores += [n.name for n in ast.find_all(nodes.Name) if n.ctx in ("param", "store")]
+    ast = copy.deepcopy(ast)
+    for owner in [ast, *ast.find_all(nodes.Node)]:
+        for attr in ("body", "else_"):
+            body = getattr(owner, attr, None)
+            if isinstance(body, list) and body and isinstance(body[0], nodes.Node):
+                setattr(owner, attr, _moved(body, recursive, loads, stores))
+    return ast
+
+
+def _moved(body: list[nodes.Node], recursive: set[str], loads: dict[str, int], stores: list[str]) -> list[nodes.Node]:
+    out: list[nodes.Node] = []
+    for i, node in enumerate(body):
+        after = body[i + 1] if i + 1 < len(body) else None
+        kept = isinstance(node, nodes.Assign) and isinstance(node.target, nodes.Name) and isinstance(node.node, nodes.Call) \
+            and isinstance(node.node.node, nodes.Name) and node.node.node.name in recursive
+        if kept and isinstance(after, nodes.Output):
+            assert isinstance(node, nodes.Assign) and isinstance(node.target, nodes.Name)
+            name = node.target.name
+            if loads.get(name) == 1 and stores.count(name) == 2 and _replace_piece(after, name, cast("nodes.Expr", node.node)):
+                continue
+        out.append(node)
+    return out
+
+
+def _replace_piece(output: nodes.Output, name: str, call: nodes.Expr) -> bool:
+    """Replace the load of `name` that is an operand of a concatenation (`+`, `~`) or an item of the output, if there is one."""
+    for i, item in enumerate(output.nodes):
+        if isinstance(item, nodes.Name) and item.name == name:
+            output.nodes[i] = call
+            return True
+        if _replace_operand(item, name, call):
+            return True
+    return False
+
+
+def _replace_operand(expr: nodes.Node, name: str, call: nodes.Expr) -> bool:
+    if isinstance(expr, nodes.Concat):
+        for i, part in enumerate(expr.nodes):
+            if isinstance(part, nodes.Name) and part.name == name:
+                expr.nodes[i] = call
+                return True
+        return any(_replace_operand(part, name, call) for part in expr.nodes)
+    if isinstance(expr, nodes.Add):
+        for side in ("left", "right"):
+            part = getattr(expr, side)
+            if isinstance(part, nodes.Name) and part.name == name:
+                setattr(expr, side, call)
+                return True
+        return _replace_operand(expr.left, name, call) or _replace_operand(expr.right, name, call)
+    return False
 
 
 def hoist_macro_calls(ast: nodes.Template) -> nodes.Template:
@@ -155,6 +225,9 @@ class _Hoist:
             return nodes.Call(nodes.Name(TOO_DEEP, "load", lineno=call.lineno), [], [], None, None, lineno=call.lineno)
         assert isinstance(call.node, nodes.Name)
         macro = self.recursive[call.node.name]
+        sites = sum(1 for c in macro.find_all(nodes.Call) if isinstance(c.node, nodes.Name) and c.node.name == macro.name)
+        if sum(1 for _ in macro.find_all(nodes.Node)) * sum(sites ** d for d in range(UNFOLD_DEPTH)) > UNFOLD_BUDGET:
+            return call  # too large written out: refused by the conversion, which names the macro
         call.args = [cast("nodes.Expr", self.replace(a, blocks, guarded=guarded)) for a in call.args]
         name = f"__macro{next(_ids)}"
         self.unfolding += 1

@@ -20,10 +20,18 @@ from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.core import Core, runtime_names
+from model_serving.serve.ollama.gotemplate.flow import joined_lists
 from model_serving.serve.ollama.gotemplate.macros import UNSET, DictReads, macro_body
 from model_serving.serve.ollama.gotemplate.statements import Scope
-from model_serving.serve.ollama.gotemplate.text import go_failure, go_string
+from model_serving.serve.ollama.gotemplate.text import go_failure, go_failure_bound, go_string
 from model_serving.util.chat_template import environment
+
+# A macro that calls itself with an argument known at registration that changes at each nested call (GigaChat's
+# `indent + "  "`) gets one define per value: a chain, one define per level of nesting, cut at this many levels.
+CHAIN_LEVELS = 6
+CHAIN_NOTE = ("{macro} calls itself with an argument that changes at each level (such as an indent): the TEMPLATE has one define "
+              f"per level, down to {CHAIN_LEVELS} nested levels; where the data nests deeper (a tool schema), the TEMPLATE stops "
+              "with an error there, so Ollama answers that request with an error.")
 
 FAILS_NOTE = ("Where the chat template itself fails in Jinja ({call}), the TEMPLATE stops with an error at the same point: "
               "Ollama answers such a request with that error.")
@@ -217,6 +225,10 @@ class Recursion(Core):
         key = (macro.name, shape, repr(sorted(consts.items(), key=lambda kv: kv[0])))
         if (key, go_arg) in self.inside:
             raise self.fail(f"a macro that calls itself ({macro.name}) with the arguments it was given (it never ends)", call, macro.name)
+        levels = {k[2] for k, _ in self.inside if k[0] == macro.name}
+        if key not in self.defines and key[2] not in levels and len(levels) >= CHAIN_LEVELS:
+            self.note(CHAIN_NOTE.format(macro=macro.name))
+            return go_failure_bound(f"{macro.name} called with more than {CHAIN_LEVELS} nested values of its other arguments")
         if key not in self.defines:
             name = f"{macro.name}#{len(self.defines) + 1}"
             self.defines[key] = (name, None)  # a call inside the body finds the define it is in
@@ -233,6 +245,7 @@ class Recursion(Core):
         body = [DictReads().visit(n) for n in macro_body(macro, bound)]
         self.alive.append(body)
         self.namespaces |= own_namespaces(body)  # a namespace made in the body is the define's own state, per call
+        self.joined.update(joined_lists(nodes.Template(body), own_namespaces(body)))  # its lists only grown and joined (GigaChat's enum)
         self.check_reads(macro, body, var)
         self.runtime |= runtime_names(nodes.Template(body), self.namespaces, {var})
         saved = (self.loops, self.captures, self.frames, dict(self.kinds))  # read before the define's own kinds are set

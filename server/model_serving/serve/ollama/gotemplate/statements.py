@@ -61,7 +61,32 @@ class Statements(Core):
         handler = getattr(self, f"s_{type(node).__name__}", None)
         if handler is None:
             raise self.fail(self.describe(node), node, _HINTS.get(type(node).__name__, ""))
+        if not isinstance(node, (nodes.Macro, nodes.CallBlock)):
+            self.drop_unkept_gets(node)
         return self.with_prelude(handler, node, scope)
+
+    def drop_unkept_gets(self, node: nodes.Node) -> None:
+        """`x.get(key)` (or with a default) of a key Ollama drops from a tool's parameters or a property (GigaChat's
+        `schema.get("additionalProperties")`, a property's `format`): None (or the default) in every request Ollama renders,
+        written as that constant in the statement's own expressions (not in the statements nested in it)."""
+        for name in node.fields:
+            child = getattr(node, name, None)
+            if isinstance(child, nodes.Node) and not isinstance(child, nodes.Stmt):
+                setattr(node, name, self.without_unkept_gets(child))
+            elif isinstance(child, list) and not any(isinstance(c, nodes.Stmt) for c in child):
+                setattr(node, name, [self.without_unkept_gets(c) if isinstance(c, nodes.Node) else c for c in child])
+
+    def without_unkept_gets(self, expr: nodes.Node) -> nodes.Node:
+        self.drop_unkept_gets(expr)
+        if not (isinstance(expr, nodes.Call) and isinstance(expr.node, nodes.Getattr) and expr.node.attr == "get" and 1 <= len(expr.args) <= 2
+                and not expr.kwargs and expr.dyn_args is None and expr.dyn_kwargs is None):
+            return expr
+        kind, args = self.kind(expr.node.node), [self.fold(a) for a in expr.args]
+        if kind not in K.KEPT_KEYS or any(a is None for a in args) or not isinstance(args[0].value, str) or args[0].value in K.KEPT_KEYS[kind]:  # type: ignore[union-attr]
+            return expr
+        const = nodes.Const(args[1].value if len(args) == 2 else None, lineno=expr.lineno)  # type: ignore[union-attr]
+        self.alive.extend([expr, const])  # folds are cached by node id: the call replaced must not be freed and its id reused
+        return const
 
     def s_Output(self, node: nodes.Output, scope: Scope) -> str:
         return "".join(self.recursive_output(child) if self.calls_recursive(child) else self.output_item(child) for child in node.nodes)
