@@ -61,6 +61,18 @@ _SOURCES = {
     # a namespace list of text that only grows and is only joined (LFM2's argument strings): one Go string, items marked
     "joined list": "{% set ns = namespace(parts=[], none=[]) %}{% for m in messages %}{% set ns.parts = ns.parts + [m.role ~ '=' ~ m.content] %}"
                    "{% endfor %}[{{ ns.parts | join(', ') }}][{{ ns.none | join(', ') }}][{{ ns.parts | join }}]",
+    # a namespace list that starts with a computed item, grows (by other lists joined, empty items too) and is read only by
+    # one join (GigaChat's sections): its joined text is built as it grows, so no item is searched for a mark
+    "list built joined": "{% macro ns_of(name) %}{% set ns = namespace(parts=['<' ~ name ~ ' ' ~ messages[0].role ~ '>']) %}"
+                         "{% for m in messages %}{% set inner = namespace(lines=[]) %}{% if m.content.strip() %}"
+                         "{% set inner.lines = inner.lines + [m.role] %}{% endif %}{% set inner.lines = inner.lines + [m.content | trim] %}"
+                         "{% set ns.parts = ns.parts + [inner.lines | join('; ')] %}{% endfor %}{% set ns.parts = ns.parts + ['</' ~ name ~ '>'] %}"
+                         "{{ ns.parts | join('\\n') }}{% endmacro %}{% set out = ns_of('all') + '!' %}[{{ out }}]"
+                         "{% set e = namespace(none=[], one=[]) %}{% set e.one = e.one + [''] %}({{ e.none | join(',') }}|{{ e.one | join(',') }})",
+    # a loop over the pieces of text.split(sep): empty pieces, the separator at either end, a separator of several bytes
+    "split loop": "{% for m in messages %}{% for line in m.content.split('\\n') %}{% if line.strip() %}<{{ line }}>{% else %}.{% endif %}"
+                  "{% endfor %}|{% for p in m.content.split('e ') %}({{ p }}){% endfor %}{% set parts = m.content.split('r') %}"
+                  "{% for p in parts %}/{{ p }}{% endfor %};{% endfor %}",
     # the first and last piece of text.split(sep), the separator present once, several times or not at all
     "split pieces": "{% for m in messages %}[{{ m.content.split('e')[0] }}|{{ m.content.split('e')[-1] }}|{{ m.content.split('. ')[-1] | trim }}"
                     "|{{ m.content.split('\\n')[0] }}]{% endfor %}",
@@ -267,6 +279,92 @@ def test_a_recursive_macro_reading_the_templates_state_is_refused(body: str) -> 
               "{% for m in messages %}{{ walk(m.content) }}{% endfor %}{{ ns.n }}")
     with pytest.raises(templates.UnconvertibleTemplate, match="a macro that calls itself"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_gigachat_message_helpers_convert(go_renderer: GoRenderer) -> None:
+    # a dict literal passed to a macro read by its keys (one it lacks is unset), `content or ''` known to be text (so
+    # `is not string` is false, empty or not), and a key Ollama drops (`return_parameters`) set once, false before `and`
+    source = ("{% macro show(message, role=None) %}{% if not role %}{% set role = message['role'] %}{% endif %}"
+              "{% set c = message['content'] or '' %}{% if c is not string %}{% set c = c | tojson %}{% endif %}"
+              "{{ role }}:{{ c }}{% if message.name is defined %}!{% endif %};{% endmacro %}"
+              "{% for t in tools or [] %}{% set r = t.function.get('return_parameters') %}"
+              "{% if r and r.get('properties') %}R{% else %}-{% endif %}{% endfor %}"
+              "{% for m in messages %}{{ show({'role': m.role ~ '*', 'content': m.content}) }}{{ show(m, 'r') }}{% endfor %}")
+    for messages in (_PLAIN, _SPACED):
+        expected, got = _rendered(source, messages, [_TOOL], go_renderer)
+        assert expected.startswith("-") and ("assistant*:;" in expected or messages is _PLAIN)
+        assert got == expected, messages
+
+
+def test_get_with_a_default_of_a_key_ollama_drops_from_a_property_is_the_default(go_renderer: GoRenderer) -> None:
+    # GigaChat's `schema.get("format", "none") in ['date-time', 'date']`: Ollama's property keeps no format
+    source = ("{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}{{ n }}={{ p.get('format', 'none') }}"
+              "{% if p.get('format', 'none') in ['date-time', 'date'] %}D{% endif %}{{ p.get('description', '-') }};{% endfor %}{% endfor %}")
+    expected, got = _rendered(source, _PLAIN, [_PROPERTIES_TOOL], go_renderer)
+    assert expected == "city=noneCity;hours=noneHours;"
+    assert got == expected
+
+
+def test_get_of_a_key_ollama_drops_from_parameters_or_a_property_is_none(go_renderer: GoRenderer) -> None:
+    # GigaChat's `schema.get("additionalProperties") is defined` (true: get gives None) on a tool's parameters and a property
+    source = ("{% for t in tools %}{% set p = t.function.parameters %}{{ p.get('additionalProperties') is defined }}|"
+              "{{ p.get('additionalProperties') is none }}|{{ p.additionalProperties is defined }}|{{ p.get('strict', 0) }}|"
+              "{% for n, v in p.properties | items %}{{ v.get('format') is none }}{{ v.get('default', v.get('format')) }};{% endfor %}{% endfor %}")
+    expected, got = _rendered(source, _PLAIN, [_TOOL], go_renderer)
+    assert expected == "True|True|False|0|TrueNone;"
+    assert got == expected
+
+
+def test_a_loop_over_a_propertys_keys_that_does_nothing_for_any_key_ollama_keeps_converts(go_renderer: GoRenderer) -> None:
+    # GigaChat's `for add_key, add_val in val.items()` whose body runs only `if add_key in ['format', 'maximum', ...]`
+    source = ("{% for t in tools %}{% for n, v in t.function.parameters.properties | items %}{{ n }}:{% for k, x in v.items() %}"
+              "{% if k in ['format', 'minimum'] %}{{ k }}={{ x }}{% endif %}{% endfor %};{% endfor %}{% endfor %}")
+    expected, got = _rendered(source, _PLAIN, [_typed_tool({"a": {"type": "integer", "description": "A"}, "b": {"type": ["string", "null"]}})],
+                              go_renderer)
+    assert expected == "a:;b:;" and got == expected
+    # a body that runs for the property's type (a list of names in Ollama, one name in Jinja) stays refused
+    with pytest.raises(templates.UnconvertibleTemplate, match=r"\.items\(\) of a property that reaches its type"):
+        templates.convert(source.replace("'minimum'", "'type'"), bos_token="", eos_token="", runtime_adds_bos=False)
+
+
+def test_a_recursive_macro_whose_text_is_kept_is_written_out_to_a_bound(go_renderer: GoRenderer) -> None:
+    # GigaChat's `set type_str = json_schema_to_typescript(val, indent + '  ')`: a define cannot hand its text back, but the
+    # body written out in place of the call, and in place of its own calls, down to 4 calls, can be kept in a variable
+    source = ("{% macro walk(ms, d) %}{% if ms %} <{{ d ~ ms[0].role }}{% set inner = walk(ms[1:], d ~ '.') %}{{ inner }}>{% endif %}"
+              "{% endmacro %}{% set t = walk(messages[:N], '') | trim %}[{{ t }}]")
+    messages = [{"role": ("user", "assistant")[k % 2], "content": str(k)} for k in range(6)]
+    expected, got = _rendered(source.replace("N", "3"), messages, None, go_renderer)
+    assert expected == "[<user <.assistant <..user>>>]" and got == expected
+    # nested deeper, Jinja goes on, and the TEMPLATE stops with an error (Ollama answers the request with it), saying so
+    deeper = source.replace("N", "6")
+    assert render(deeper, messages, add_generation_prompt=False).startswith("[<user <.assistant <..user <...assistant <....user")
+    conv = templates.convert(deeper, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert any("4 calls deep" in n for n in conv.notes)
+    with pytest.raises(RuntimeError, match="a macro nested more than 4 calls deep"):
+        go_renderer(conv.go_template, messages, None)
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    """An object property with one object property inside, `levels` deep, the innermost a string."""
+    return {"type": "string"} if levels == 0 else {"type": "object", "properties": {f"in{levels}": _nested(levels - 1)}}
+
+
+def test_a_recursive_macro_with_an_indent_is_a_chain_of_defines_to_a_bound(go_renderer: GoRenderer) -> None:
+    # GigaChat's `set type_str = json_schema_to_typescript(val, indent + '  ')`, read once in the output after it: the call is
+    # written in that output, so a Go define can write it; the indent grows at each level, one define per level, 6 levels
+    source = ("{%- macro walk(s, indent) -%}{%- for k, v in s.properties | items -%}{%- set inner = walk(v, indent ~ '  ') -%}"
+              "{{- indent ~ k ~ ': ' ~ v.type ~ ' {' ~ inner ~ '}\n' -}}{%- endfor -%}{%- endmacro -%}"
+              "{%- for t in tools %}{{ walk(t.function.parameters, '') }}{% endfor %}")
+    four = [_typed_tool({"o": _nested(4), "s": {"type": "string"}})]
+    expected, got = _rendered(source, _PLAIN, four, go_renderer)
+    assert "        in1: string {}\n" in expected and got == expected
+    conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert len(conv.go_template) < 20_000 and any("6 nested levels" in n for n in conv.notes)
+    # nested deeper, Jinja goes on, and the TEMPLATE stops with an error naming the bound (Ollama answers with the error)
+    deeper = [_typed_tool({"o": _nested(5)})]
+    assert "          in1: string {}\n" in render(source, _PLAIN, add_generation_prompt=False, tools=deeper)
+    with pytest.raises(RuntimeError, match="walk called with more than 6 nested values"):
+        go_renderer(conv.go_template, _PLAIN, deeper)
 
 
 def test_a_recursive_macro_whose_text_feeds_an_expression_is_refused_with_its_line() -> None:

@@ -21,8 +21,9 @@ from model_serving.serve.ollama.gotemplate.core import Core, UnconvertibleTempla
 from model_serving.serve.ollama.gotemplate.expressions import Expressions
 from model_serving.serve.ollama.gotemplate.filters import Filters
 from model_serving.serve.ollama.gotemplate.infer import Infer
+from model_serving.serve.ollama.gotemplate.joins import Joins
 from model_serving.serve.ollama.gotemplate.jsonfields import JSONFields
-from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros
+from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros, kept_calls_to_output
 from model_serving.serve.ollama.gotemplate.namewalk import NameWalk
 from model_serving.serve.ollama.gotemplate.negative import Negative
 from model_serving.serve.ollama.gotemplate.pairs import written_pairs
@@ -57,8 +58,8 @@ class Converted:
     dated: bool = False
 
 
-class Converter(Recursion, Chars, Sorting, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON, Infer, Negative, Queues, Records, Collect,
-                NameWalk, JSONFields, Core):
+class Converter(Recursion, Chars, Sorting, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON, Infer, Negative, Queues, Joins, Records,
+                Collect, NameWalk, JSONFields, Core):
     def describe(self, node: nodes.Node) -> str:
         if isinstance(node, nodes.Macro):
             names = {n.name for n in node.find_all(nodes.Name)}
@@ -102,7 +103,7 @@ class Converter(Recursion, Chars, Sorting, Statements, Unroll, Expressions, Filt
 
 
 def convert_ast(source: str, ast: nodes.Template, *, bos: str, eos: str, runtime_adds_bos: bool) -> Converted:
-    conv = Converter(source, bos, eos, runtime_adds_bos, written_pairs(hoist_macro_calls(inline_macros(untrimmed(ast)))))
+    conv = Converter(source, bos, eos, runtime_adds_bos, written_pairs(hoist_macro_calls(inline_macros(kept_calls_to_output(untrimmed(ast))))))
     conv.recursive, conv.defines, conv.inside = recursive_macros(conv.ast), {}, []
     body = conv.block(conv.ast.body, Scope({"messages", "tools", "add_generation_prompt"})) + conv.definitions()
     head = conv.preamble()

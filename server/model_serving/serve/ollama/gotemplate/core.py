@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -11,7 +12,8 @@ from jinja2 import nodes
 from jinja2.runtime import Undefined
 
 from model_serving.errors import ServingError
-from model_serving.serve.ollama.gotemplate.flow import collected_lists, floor_values, local_constants, queue_names, tagged_names
+from model_serving.serve.ollama.gotemplate.flow import collected_lists, floor_values, joined_lists, local_constants, queue_names, tagged_names
+from model_serving.serve.ollama.gotemplate.macros import TOO_DEEP, UNFOLD_DEPTH
 from model_serving.util.chat_template import TemplateRejected, environment
 
 # What Ollama provides in place of transformers' template arguments.
@@ -80,7 +82,8 @@ class Core:
         self.frames: list[list[str]] = []  # prelude statements of the statement being converted
         self.namespaces = {n.target.name for n in ast.find_all(nodes.Assign) if isinstance(n.target, nodes.Name) and _is_call(n.node, "namespace")}
         # With the runtime adding the BOS, the template's first BOS is decided while rendering (see x_Name).
-        self.runtime = runtime_names(ast, self.namespaces, {"bos_token"} if runtime_adds_bos and bos else set()) - local_constants(ast)
+        extra = {TOO_DEEP} | ({"bos_token"} if runtime_adds_bos and bos else set())  # TOO_DEEP stops the render: never folded
+        self.runtime = runtime_names(ast, self.namespaces, extra) - local_constants(ast)
         self.loaded = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}
         self.aliases: dict[str, nodes.Node] = {}  # names bound once to a filtered list: read as the filter itself
         self.negative = _negative_names(ast, self.namespaces)  # Go names that may hold a negative number
@@ -92,12 +95,13 @@ class Core:
         self.always_text: set[str] = set()  # names whose every assignment so far holds text (never none or undefined)
         stores = [n.name for a in ast.find_all(nodes.Assign) for n in a.target.find_all(nodes.Name)]
         stores += [a.target.name for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
-        self.store_counts = {name: stores.count(name) for name in set(stores)}  # assignments per name
+        self.store_counts = dict(Counter(stores))  # assignments per name
         self.queues = queue_names(ast, self.namespaces)  # namespace lists of text used as queues (append, pop(0))
         self.runtime |= self.queues
         self.tagged = tagged_names(ast)  # names the template fills with text holding a <think> tag
-        self.name_sets = name_sets(ast, self.namespaces)  # namespace lists of text that only grow and are only searched
-        self.collected = collected_lists(ast, self.namespaces, self.name_sets)  # namespace lists a loop fills: read as views
+        self.joined = joined_lists(ast, self.namespaces)  # namespace lists of text that only grow and are only joined -> separator
+        self.name_sets = name_sets(ast, self.namespaces) - set(self.joined)  # namespace lists of text that only grow and are only searched
+        self.collected = collected_lists(ast, self.namespaces, self.name_sets | set(self.joined))  # namespace lists a loop fills: read as views
         self.collected_views: dict[str, View] = {}
         self.conditions: list[tuple[int, str | None]] = []  # (loop depth, Go test) of the if branches being converted
         self.split_seps: dict[str, str] = {}  # names set to text.split(sep) -> sep (Go holds the text)
@@ -174,6 +178,9 @@ class Core:
         def loop_start(self, loop: Loop) -> str: ...
         def loop_body(self, node: nodes.For, scope: Any, loop: Loop, kind: str = "string") -> str: ...
         def for_nameset(self, node: nodes.For, scope: Any) -> str: ...
+        def joined_start(self, var: str, key: str, start: nodes.List) -> str: ...
+        def joined_append(self, var: str, key: str, value: nodes.Add, node: nodes.Node) -> str: ...
+        def joined_text(self, node: nodes.Node) -> str: ...
         def unset_get(self, node: nodes.Node) -> bool: ...
         def recursive_call_of(self, node: nodes.Node) -> nodes.Macro | None: ...
         def used_in_expression(self, node: nodes.Node) -> Exception: ...
@@ -263,6 +270,10 @@ class Core:
         return _Fold(kept[0]) if kept else None
 
 
+TOO_DEEP_NOTE = (f"A macro that calls itself whose text is kept in a variable is written out {UNFOLD_DEPTH} calls deep; where the "
+                 "data nests deeper (a tool schema), the TEMPLATE stops with an error, so Ollama answers that request with an error.")
+
+
 def unset_callers(node: nodes.Node, known: set[str]) -> list[str]:
     """Names `node` reads that nothing sets, Ollama does not provide and Jinja has no global for: variables a caller of the
     template would pass (firefunction's `functions`, `datetime`), which Ollama never does."""
@@ -325,7 +336,8 @@ def name_sets(ast: nodes.Template, namespaces: set[str]) -> set[str]:
         if f.name == "join" and f.node is not None and len(f.args) <= 1 and not f.kwargs:
             allowed.add(id(f.node))  # joined into one text (LFM2's argument strings): the marks become the separator
     allowed |= {id(f.iter) for f in ast.find_all(nodes.For)}  # walked item by item, mark to mark (gotemplate/namewalk.py)
-    return {key for key in starts & grown if all(id(g) in allowed for g in ast.find_all(nodes.Getattr) if ref(g) == key)}
+    bad = {read for g in ast.find_all(nodes.Getattr) if (read := ref(g)) is not None and id(g) not in allowed}
+    return starts & grown - bad
 
 
 def text_items(node: nodes.Node | None) -> list[str] | None:

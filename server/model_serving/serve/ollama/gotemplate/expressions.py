@@ -42,6 +42,8 @@ class Expressions(Core):
         return converted
 
     def truth(self, node: nodes.Node) -> str:
+        if isinstance(node, nodes.Name) and node.name in self.held_none and self.store_counts.get(node.name) == 1:
+            return "false"  # set once to a key Ollama's data never has (`tool.get('return_parameters')`): None, whatever follows `and`
         if self.json_field(node) is not None:
             return self.json_field_truth(node)
         if self.items_method(node) is not None:

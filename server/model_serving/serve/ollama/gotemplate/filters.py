@@ -7,9 +7,10 @@ from collections.abc import Callable
 from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
-from model_serving.serve.ollama.gotemplate.core import SET_MARK, Core, View
+from model_serving.serve.ollama.gotemplate.core import SET_MARK, TOO_DEEP_NOTE, Core, View
 from model_serving.serve.ollama.gotemplate.expressions import DEFINED_NOTE, THINK_TAGS
 from model_serving.serve.ollama.gotemplate.flow import definitely_set
+from model_serving.serve.ollama.gotemplate.macros import TOO_DEEP, UNFOLD_DEPTH
 from model_serving.serve.ollama.gotemplate.text import go_string
 
 TRIM_NOTE = ("`trim`/.strip() strip ASCII whitespace (space, tab, newline, carriage return, vertical tab, form feed, \\x1c-\\x1f) from the ends; "
@@ -158,6 +159,11 @@ class Filters(Core):
         if self.recursive_call_of(node) is not None:
             raise self.used_in_expression(node)  # `set x = walk(...)`: Go cannot capture a {{template}}'s text
         name = node.node.name if isinstance(node.node, nodes.Name) else self.describe(node.node)
+        if name == TOO_DEEP:  # a call of a macro that calls itself, nested past the depth its text is written out to
+            self.note(TOO_DEEP_NOTE)
+            reason = f"the converted TEMPLATE stops here: a macro nested more than {UNFOLD_DEPTH} calls deep (the converter's bound, not Jinja's)"
+            self.emit(f'{{{{ template {go_string(reason)} "" }}}}')  # no TEMPLATE defines it: Go's render fails there
+            return '""'
         raise self.fail(f"a call to {name}() at render time", node, name)
 
     def method(self, node: nodes.Call, attr: str, base: nodes.Node) -> str:
@@ -198,8 +204,9 @@ class Filters(Core):
             return f"(and (ge (len {text}) {n}) (eq (slice {text} {at}{end}) {lit}))"
         if attr == "get" and values and isinstance(values[0], str):
             kind = self.kind(base)
-            if len(values) == 2 and kind in K.CLOSED and values[0] not in K.FIELDS[kind or ""]:
-                return self.go_const(values[1], node)  # a key Ollama drops: the default
+            dropped = values[0] not in K.KEPT_KEYS[kind] if kind in K.KEPT_KEYS else kind in K.CLOSED and values[0] not in K.FIELDS[kind or ""]
+            if len(values) == 2 and dropped:
+                return self.go_const(values[1], node)  # a key Ollama drops (a property's format): the default
             return self.member(base, values[0], node)
         if attr == "split":
             raise self.fail("a .split() whose pieces are used as a list (Go templates build no lists; only the first or last piece, "
@@ -402,6 +409,8 @@ class Filters(Core):
         sep = self.fold(node.args[0]) if node.args else None
         if node.args and sep is None:
             raise self.fail("join() with a separator computed at render time", node, "join")
+        if self.kind(node.node) == "joined":
+            return self.joined_text(node.node)  # built joined with this separator as it grew (gotemplate/joins.py)
         if self.kind(node.node) == "nameset":
             # a list of text kept as one string, a mark around each item: the marks between items become the separator
             held, inner = self.expr(node.node), self.fresh("j")

@@ -23,29 +23,39 @@ def local_constants(ast: nodes.Template) -> set[str]:
             if isinstance(n, nodes.Assign) and isinstance(n.target, nodes.Name):
                 sets.setdefault(n.target.name, []).append((body, i))
     found = set()
-    stored = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    names = list(ast.find_all(nodes.Name))
+    stored = {n.name for n in names if n.ctx in ("store", "param")}
+    stores: dict[str, int] = {}
+    loads: dict[str, list[nodes.Name]] = {}
+    for n in names:
+        if n.ctx in ("store", "param"):
+            stores[n.name] = stores.get(n.name, 0) + 1
+        elif n.ctx == "load":
+            loads.setdefault(n.name, []).append(n)
+    walked: dict[int, tuple[set[int], int]] = {}  # statement -> (ids of its nodes, their number), each walked once
     for name, places in sets.items():
-        stores = sum(1 for n in ast.find_all(nodes.Name) if n.name == name and n.ctx in ("store", "param"))
         # set once, in an if too (Muse's `set nd = descriptions if descriptions is defined else {}`): a read after it in
         # the same list sees that set, and a read anywhere else is not after a set in its list, so it disqualifies the name
-        if stores != len(places) or not all((len(places) == 1 or any(b is s for s in scoped)) and _constant(b[i].node, stored)  # type: ignore[attr-defined]
-                                            for b, i in places):
+        if stores.get(name, 0) != len(places) or not all((len(places) == 1 or any(b is s for s in scoped)) and _constant(b[i].node, stored)  # type: ignore[attr-defined]
+                                                         for b, i in places):
             continue
-        if all(_read_after_set(load, places) for load in ast.find_all(nodes.Name) if load.name == name and load.ctx == "load"):
+        if all(_read_after_set(load, places, walked) for load in loads.get(name, [])):
             found.add(name)
     return found
 
 
-def _read_after_set(load: nodes.Name, places: list[tuple[list[nodes.Node], int]]) -> bool:
+def _read_after_set(load: nodes.Name, places: list[tuple[list[nodes.Node], int]], walked: dict[int, tuple[set[int], int]]) -> bool:
     """Whether, in the innermost list that sets the name around this read, the read comes after the first set."""
     best: tuple[int, bool] | None = None  # (size of the enclosing statement, read after the list's first set)
     for body in {id(b): b for b, _ in places}.values():
         first = min(i for b, i in places if b is body)
         for i, stmt in enumerate(body):
-            if any(n is load for n in _walk(stmt)):
-                size = sum(1 for _ in _walk(stmt))
-                if best is None or size < best[0]:
-                    best = (size, i > first)
+            if id(stmt) not in walked:
+                ids = {id(n) for n in _walk(stmt)}
+                walked[id(stmt)] = (ids, len(ids))
+            ids, size = walked[id(stmt)]
+            if id(load) in ids and (best is None or size < best[0]):
+                best = (size, i > first)
     return best is not None and best[1]
 
 
@@ -167,14 +177,22 @@ def collected_lists(ast: nodes.Template, namespaces: set[str], skip: set[str]) -
                 loops.setdefault(k, set()).add(id(loop))
                 growth.add(id(a.node.left))  # type: ignore[attr-defined]
     found = set()
+    ns_sets: dict[str, list[nodes.Assign]] = {}
+    for a in ast.find_all(nodes.Assign):
+        if isinstance(a.target, nodes.NSRef):
+            ns_sets.setdefault(f"{a.target.name}.{a.target.attr}", []).append(a)
+    reads: dict[str, list[nodes.Getattr]] = {}
+    for g in ast.find_all(nodes.Getattr):
+        if (k := key(g)) in starts:
+            reads.setdefault(k, []).append(g)
     for k in starts:
-        sets = [a for a in ast.find_all(nodes.Assign) if isinstance(a.target, nodes.NSRef) and f"{a.target.name}.{a.target.attr}" == k]
+        sets = ns_sets.get(k, [])
         grown = [a for a in sets if isinstance(a.node, nodes.Add) and id(a.node.left) in growth]
         if len(loops.get(k, ())) != 1 or len(sets) != len(grown):
             continue
         loop = next(f for f in ast.find_all(nodes.For) if id(f) in loops[k])
         inside = {id(n) for n in _walk(loop)}
-        if all(id(g) in growth or id(g) not in inside for g in ast.find_all(nodes.Getattr) if key(g) == k):
+        if all(id(g) in growth or id(g) not in inside for g in reads.get(k, [])):
             found.add(k)
     return found
 
@@ -212,3 +230,40 @@ def _pieces(value: nodes.Node) -> list[nodes.Node]:
 def _walk(node: nodes.Node) -> Iterator[nodes.Node]:
     yield node
     yield from node.find_all(nodes.Node)
+
+
+def joined_lists(ast: nodes.Template, namespaces: set[str]) -> dict[str, str]:
+    """Namespace attributes ('ns.attr') that a `namespace(...)` sets to a list literal, that grow only by `+ [item]`, and
+    that are read only by `| join(sep)` with one constant separator: each maps to that separator.
+
+    GigaChat's `sections`, started with `'namespace ' ~ name ~ ' {'` and joined with newlines: the joined text can be
+    built as the list grows, each item printed after the separator, so Go needs no list.
+    """
+    def ref(node: nodes.Node | None) -> str | None:
+        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name in namespaces and node.ctx == "load":
+            return f"{node.node.name}.{node.attr}"
+        return None
+
+    starts: set[str] = set()
+    bad: set[str] = set()
+    for a in ast.find_all(nodes.Assign):
+        if isinstance(a.target, nodes.Name) and a.target.name in namespaces and isinstance(a.node, nodes.Call):
+            for kw in a.node.kwargs:
+                (starts if isinstance(kw.value, nodes.List) else bad).add(f"{a.target.name}.{kw.key}")
+    allowed: set[int] = set()
+    for a in ast.find_all(nodes.Assign):
+        if isinstance(a.target, nodes.NSRef):
+            grown = f"{a.target.name}.{a.target.attr}"
+            if isinstance(a.node, nodes.Add) and ref(a.node.left) == grown and isinstance(a.node.right, nodes.List) and len(a.node.right.items) == 1:
+                allowed.add(id(a.node.left))
+            else:
+                bad.add(grown)
+    seps: dict[str, set[str]] = {}
+    for f in ast.find_all(nodes.Filter):
+        joined = ref(f.node) if f.name == "join" and not f.kwargs and f.dyn_args is None and f.dyn_kwargs is None else None
+        sep = f.args[0] if len(f.args) == 1 else nodes.Const("") if not f.args else None
+        if joined is not None and isinstance(sep, nodes.Const) and isinstance(sep.value, str):
+            seps.setdefault(joined, set()).add(sep.value)
+            allowed.add(id(f.node))
+    bad |= {read for g in ast.find_all(nodes.Getattr) if (read := ref(g)) is not None and id(g) not in allowed}
+    return {key: next(iter(found)) for key, found in seps.items() if key in starts - bad and len(found) == 1}

@@ -50,7 +50,8 @@ SORTED_KEYS_NOTE = ("Tool properties and tool-call arguments come in sorted key 
 CLOSED = {"message", "tool", "toolfunc", "toolcall", "callfunc"}
 
 # Every key Ollama keeps in a tool property (its ToolProperty struct): any other key of a property never reaches a TEMPLATE.
-KEPT_KEYS = {"property": {"type", "description", "enum", "items", "properties", "required", "anyOf"}}
+KEPT_KEYS = {"property": {"type", "description", "enum", "items", "properties", "required", "anyOf"},
+             "params": {"type", "$defs", "items", "required", "properties"}}
 
 MAPPINGS = {"message", "toolcall", "callfunc", "tool", "toolfunc", "params", "property", "args", "properties"}
 STRINGS = {"string"}

@@ -20,14 +20,21 @@ from jinja2 import nodes
 
 from model_serving.serve.ollama.gotemplate import kinds as K
 from model_serving.serve.ollama.gotemplate.core import Core, runtime_names
-from model_serving.serve.ollama.gotemplate.macros import macro_body
+from model_serving.serve.ollama.gotemplate.flow import joined_lists
+from model_serving.serve.ollama.gotemplate.macros import UNSET, DictReads, macro_body
 from model_serving.serve.ollama.gotemplate.statements import Scope
-from model_serving.serve.ollama.gotemplate.text import go_failure, go_string
+from model_serving.serve.ollama.gotemplate.text import go_failure, go_failure_bound, go_string
 from model_serving.util.chat_template import environment
+
+# A macro that calls itself with an argument known at registration that changes at each nested call (GigaChat's
+# `indent + "  "`) gets one define per value: a chain, one define per level of nesting, cut at this many levels.
+CHAIN_LEVELS = 6
+CHAIN_NOTE = ("{macro} calls itself with an argument that changes at each level (such as an indent): the TEMPLATE has one define "
+              f"per level, down to {CHAIN_LEVELS} nested levels; where the data nests deeper (a tool schema), the TEMPLATE stops "
+              "with an error there, so Ollama answers that request with an error.")
 
 FAILS_NOTE = ("Where the chat template itself fails in Jinja ({call}), the TEMPLATE stops with an error at the same point: "
               "Ollama answers such a request with that error.")
-_UNSET = "__unset_in_ollama"  # a name no template sets: Jinja reads it as undefined, the converter folds it so
 
 
 def recursive_macros(ast: nodes.Template) -> dict[str, nodes.Macro]:
@@ -141,7 +148,7 @@ class Recursion(Core):
     def shape(self, arg: nodes.Expr, param: str, macro: nodes.Macro, call: nodes.Call) -> tuple[str, str, nodes.Expr]:
         """(shape, Go argument, what the define's parameter stands for); shape "now" when the value is fixed."""
         if self.is_unset(arg):
-            return "now", "", nodes.Name(_UNSET, "load")
+            return "now", "", nodes.Name(UNSET, "load")
         if self.opaque(arg):
             # a dict method (`spec.items`) or `spec | items`: its fields are all undefined, whatever the conversation
             stand_in: nodes.Expr = nodes.Getattr(nodes.Dict([]), arg.attr, "load") if isinstance(arg, nodes.Getattr) else nodes.Filter(nodes.Dict([]), "items", [], [], None, None)
@@ -218,6 +225,10 @@ class Recursion(Core):
         key = (macro.name, shape, repr(sorted(consts.items(), key=lambda kv: kv[0])))
         if (key, go_arg) in self.inside:
             raise self.fail(f"a macro that calls itself ({macro.name}) with the arguments it was given (it never ends)", call, macro.name)
+        levels = {k[2] for k, _ in self.inside if k[0] == macro.name}
+        if key not in self.defines and key[2] not in levels and len(levels) >= CHAIN_LEVELS:
+            self.note(CHAIN_NOTE.format(macro=macro.name))
+            return go_failure_bound(f"{macro.name} called with more than {CHAIN_LEVELS} nested values of its other arguments")
         if key not in self.defines:
             name = f"{macro.name}#{len(self.defines) + 1}"
             self.defines[key] = (name, None)  # a call inside the body finds the define it is in
@@ -234,6 +245,7 @@ class Recursion(Core):
         body = [DictReads().visit(n) for n in macro_body(macro, bound)]
         self.alive.append(body)
         self.namespaces |= own_namespaces(body)  # a namespace made in the body is the define's own state, per call
+        self.joined.update(joined_lists(nodes.Template(body), own_namespaces(body)))  # its lists only grown and joined (GigaChat's enum)
         self.check_reads(macro, body, var)
         self.runtime |= runtime_names(nodes.Template(body), self.namespaces, {var})
         saved = (self.loops, self.captures, self.frames, dict(self.kinds))  # read before the define's own kinds are set
@@ -294,28 +306,3 @@ def unused_params(macro: nodes.Macro) -> set[str]:
             passed |= {id(kw.value) for kw in c.kwargs if isinstance(kw.value, nodes.Name) and kw.value.name == kw.key}
     loads = [n for n in macro.find_all(nodes.Name) if n.ctx == "load"]
     return {p for p in params if all(id(n) in passed for n in loads if n.name == p)}
-
-
-class DictReads:
-    """`{"type": t}.type` (and `["type"]`) read as `t`, and a key the literal lacks as unset, as Jinja reads a dict."""
-
-    def visit(self, node: nodes.Node) -> nodes.Node:
-        for field in node.fields:
-            child = getattr(node, field, None)
-            if isinstance(child, nodes.Node):
-                setattr(node, field, self.visit(child))
-            elif isinstance(child, list):
-                setattr(node, field, [self.visit(c) if isinstance(c, nodes.Node) else c for c in child])
-        if isinstance(node, (nodes.Getattr, nodes.Getitem)) and isinstance(node.node, nodes.Dict):
-            if isinstance(node, nodes.Getattr):
-                key: Any = node.attr
-                if hasattr(dict, key):
-                    return node  # Jinja finds the dict's method first
-            elif isinstance(node.arg, nodes.Const):
-                key = node.arg.value
-            else:
-                return node
-            if all(isinstance(p.key, nodes.Const) for p in node.node.items):
-                found = [p.value for p in node.node.items if isinstance(p.key, nodes.Const) and p.key.value == key]
-                return found[-1] if found else nodes.Name(_UNSET, "load", lineno=node.lineno)
-        return node

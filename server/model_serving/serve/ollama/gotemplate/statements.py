@@ -61,7 +61,32 @@ class Statements(Core):
         handler = getattr(self, f"s_{type(node).__name__}", None)
         if handler is None:
             raise self.fail(self.describe(node), node, _HINTS.get(type(node).__name__, ""))
+        if not isinstance(node, (nodes.Macro, nodes.CallBlock)):
+            self.drop_unkept_gets(node)
         return self.with_prelude(handler, node, scope)
+
+    def drop_unkept_gets(self, node: nodes.Node) -> None:
+        """`x.get(key)` (or with a default) of a key Ollama drops from a tool's parameters or a property (GigaChat's
+        `schema.get("additionalProperties")`, a property's `format`): None (or the default) in every request Ollama renders,
+        written as that constant in the statement's own expressions (not in the statements nested in it)."""
+        for name in node.fields:
+            child = getattr(node, name, None)
+            if isinstance(child, nodes.Node) and not isinstance(child, nodes.Stmt):
+                setattr(node, name, self.without_unkept_gets(child))
+            elif isinstance(child, list) and not any(isinstance(c, nodes.Stmt) for c in child):
+                setattr(node, name, [self.without_unkept_gets(c) if isinstance(c, nodes.Node) else c for c in child])
+
+    def without_unkept_gets(self, expr: nodes.Node) -> nodes.Node:
+        self.drop_unkept_gets(expr)
+        if not (isinstance(expr, nodes.Call) and isinstance(expr.node, nodes.Getattr) and expr.node.attr == "get" and 1 <= len(expr.args) <= 2
+                and not expr.kwargs and expr.dyn_args is None and expr.dyn_kwargs is None):
+            return expr
+        kind, args = self.kind(expr.node.node), [self.fold(a) for a in expr.args]
+        if kind not in K.KEPT_KEYS or any(a is None for a in args) or not isinstance(args[0].value, str) or args[0].value in K.KEPT_KEYS[kind]:  # type: ignore[union-attr]
+            return expr
+        const = nodes.Const(args[1].value if len(args) == 2 else None, lineno=expr.lineno)  # type: ignore[union-attr]
+        self.alive.extend([expr, const])  # folds are cached by node id: the call replaced must not be freed and its id reused
+        return const
 
     def s_Output(self, node: nodes.Output, scope: Scope) -> str:
         return "".join(self.recursive_output(child) if self.calls_recursive(child) else self.output_item(child) for child in node.nodes)
@@ -389,14 +414,9 @@ class Statements(Core):
             return appended
         if isinstance(target, nodes.NSRef):
             key, var = f"{target.name}.{target.attr}", f"${target.name}_{target.attr}"
-            if key in self.collected:
-                return self.collect_item(key, value, node)
-            if key in self.name_sets:
-                assert isinstance(value, nodes.Add) and isinstance(value.right, nodes.List)  # name_sets checked the shape
-                item = value.right.items[0]
-                if self.kind(item) != "string":
-                    raise self.fail("a list built at render time of values that are not text", node, "+")
-                return f"{{{{ {var} = print {var} {self.expr(item)} {go_string(SET_MARK)} }}}}"
+            grown = self.list_grown(key, var, value, node)
+            if grown is not None:
+                return grown
         elif isinstance(target, nodes.Name):
             key, var = target.name, f"${target.name}"
         else:
@@ -441,6 +461,21 @@ class Statements(Core):
         self.track(var[1:], value)
         return out
 
+    def list_grown(self, key: str, var: str, value: nodes.Node, node: nodes.Node) -> str | None:
+        """`set ns.x = ns.x + [item]` of a list Go keeps as no list: a list a loop fills, joined text, a list of text."""
+        if key in self.collected:
+            return self.collect_item(key, value, node)
+        if key in self.joined and key in self.runtime:
+            assert isinstance(value, nodes.Add)  # joined_lists checked the shape
+            return self.joined_append(var, key, value, node)
+        if key in self.name_sets:
+            assert isinstance(value, nodes.Add) and isinstance(value.right, nodes.List)  # name_sets checked the shape
+            item = value.right.items[0]
+            if self.kind(item) != "string":
+                raise self.fail("a list built at render time of values that are not text", node, "+")
+            return f"{{{{ {var} = print {var} {self.expr(item)} {go_string(SET_MARK)} }}}}"
+        return None
+
     def track(self, name: str, value: nodes.Node) -> None:
         """What the name's value is known to be after this set: text in every conversation, or a None Go holds as ""."""
         (self.held_none.add if self.unset_get(value) else self.held_none.discard)(name)
@@ -456,6 +491,9 @@ class Statements(Core):
             return node.name in self.always_text
         if isinstance(node, nodes.Const):
             return isinstance(node.value, str)
+        if isinstance(node, nodes.Or):
+            # `content or ''`: the text when it is not empty, else the default
+            return self.is_always_text(node.right) and (self.is_always_text(node.left) or self.kind(node.left) == "string")
         if isinstance(node, nodes.Filter) and node.name == "default" and node.args and node.node is not None:
             # `content | default('', true)`: Ollama's text, or the text default where it is empty
             return isinstance(node.args[0], nodes.Const) and isinstance(node.args[0].value, str) and self.kind(node.node) == "string"
@@ -511,6 +549,10 @@ class Statements(Core):
             if f"{name}.{kw.key}" in self.queues:
                 out.append(f'{{{{ ${name}_{kw.key} = "" }}}}')
                 self.kinds[f"{name}_{kw.key}"] = "queue"
+            elif f"{name}.{kw.key}" in self.joined and f"{name}.{kw.key}" in self.runtime:
+                assert isinstance(kw.value, nodes.List)  # joined_lists checked the shape
+                out.append(self.joined_start(f"${name}_{kw.key}", f"{name}.{kw.key}", kw.value))
+                self.kinds[f"{name}_{kw.key}"] = "joined"
             elif f"{name}.{kw.key}" in self.name_sets:
                 start = SET_MARK + "".join(item + SET_MARK for item in text_items(kw.value) or [])
                 out.append(f"{{{{ ${name}_{kw.key} = {go_string(start)} }}}}")

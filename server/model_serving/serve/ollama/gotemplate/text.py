@@ -40,3 +40,9 @@ def go_failure(reason: str) -> str:
     It passes an argument: Ollama's Vars() reads the pipe of every {{template}} action, and panics on a missing one.
     """
     return f"{{{{ template {go_string('the chat template fails here in Jinja: ' + reason)} \"\" }}}}"
+
+
+def go_failure_bound(reason: str) -> str:
+    """An action that stops Go's render where Jinja would go on: past a bound of the converter's, named by the reason."""
+    name = f"the converted TEMPLATE stops here: {reason} (the converter's bound, not Jinja's)"
+    return f"{{{{ template {go_string(name)} \"\" }}}}"

@@ -42,11 +42,12 @@ class Unroll(Core):
         if schema is SORTED_PROPERTY:
             self.note(PROPERTY_KEYS_NOTE)
         for name, go_field, field_kind, optional in schema:
-            tests = set()
+            tests, idle = set(), set()
             for as_kind in _TYPE_KINDS if field_kind == "ptype" else (field_kind,):
                 with self.field_bound(key, name, value, as_kind):
                     tests.add("true" if node.test is None else self.field_test(node.test))
-            if tests == {"false"}:
+                    idle.add(self.idle_pass(node))
+            if tests == {"false"} or idle == {True}:
                 continue
             if field_kind == "ptype" and (len(tests) > 1 or not sort):
                 # .items() sees a property's keys in the order they were declared, which Ollama's struct does not keep
@@ -73,6 +74,18 @@ class Unroll(Core):
             # each pass is its own Go scope, so names the body sets stay inside it as they do in Jinja
             out.append(f"{{{{ if {test} }}}}{{{{ ${value} := {go_value} }}}}{step}{body}{{{{ end }}}}")
         return "".join(out)
+
+    def idle_pass(self, node: nodes.For) -> bool:
+        """Whether the pass, with the key bound, does nothing: the body is only ifs without else whose tests are false for
+        this key (GigaChat's `if add_key in ADDITIONAL_JSON_KEYS`, keys Ollama never keeps in a property), and reads no
+        loop.* that the pass would count."""
+        if node.else_ or any(n.name == "loop" for s in node.body for n in s.find_all(nodes.Name)):
+            return False
+        for stmt in node.body:
+            test = self.fold(stmt.test) if isinstance(stmt, nodes.If) and not stmt.elif_ and not stmt.else_ else None
+            if test is None or test.value:
+                return False
+        return True
 
     def type_body(self, node: nodes.For, scope: Any, loop: Loop, names: tuple[str, str, str], go_type: str) -> str:
         """The pass over a property's type: Ollama holds a list of names where Jinja sees one name as text, so the body is
