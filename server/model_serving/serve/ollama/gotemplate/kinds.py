@@ -15,7 +15,7 @@ FIELDS: dict[str, dict[str, tuple[str, str]]] = {
         "thinking": ("Thinking", "string"), "reasoning_content": ("Thinking", "string"), "reasoning": ("Thinking", "string"),
     },
     "toolcall": {"function": ("Function", "callfunc"), "id": ("ID", "string")},
-    "callfunc": {"name": ("Name", "string"), "arguments": ("Arguments", "args")},
+    "callfunc": {"name": ("Name", "string"), "arguments": ("Arguments", "args"), "index": ("Index", "int")},
     "tool": {"type": ("Type", "string"), "function": ("Function", "toolfunc")},
     "toolfunc": {"name": ("Name", "string"), "description": ("Description", "string"), "parameters": ("Parameters", "params")},
     "params": {"type": ("Type", "string"), "properties": ("Properties", "properties"), "required": ("Required", "strings")},
@@ -46,7 +46,8 @@ PRINTED = {("property", "type")}
 SORTED_KEYS_NOTE = ("Tool properties and tool-call arguments come in sorted key order: Ollama hands them to a TEMPLATE as Go maps, while "
                     "Jinja keeps their declared order. Prompts agree when the keys are declared sorted; --template gguf keeps the order.")
 
-# Structs whose every field FIELDS lists: a key beyond them never reaches a TEMPLATE (Ollama's API drops it).
+# Structs whose every field FIELDS lists: a key beyond them never reaches a TEMPLATE (Ollama's API drops it, such as
+# gpt-oss's `content_type` of a call's function).
 CLOSED = {"message", "tool", "toolfunc", "toolcall", "callfunc"}
 
 # Every key Ollama keeps in a tool property (its ToolProperty struct): any other key of a property never reaches a TEMPLATE.
