@@ -967,12 +967,11 @@ def test_other_reads_of_a_key_of_items_are_refused(use: str) -> None:
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
 
 
-def test_the_text_of_a_macro_that_calls_itself_kept_in_a_variable_is_refused_naming_it() -> None:
-    # gpt-oss's `set inner_type = render_typescript_type(param_spec['items'])`, then tested: Go cannot capture a {{template}}'s text
-    source = ("{% macro ts(s) %}{% if s.type == 'array' %}{% set inner = ts(s['items']) %}{% if inner | length > 50 %}any[]"
-              "{% else %}{{ inner }}[]{% endif %}{% else %}{{ s.type }}{% endif %}{% endmacro %}\n"
-              "{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}{{ ts(p) }}{% endfor %}{% endfor %}")
-    with pytest.raises(templates.UnconvertibleTemplate, match=r"calls itself \(ts\) whose text feeds a variable") as err:
+def test_the_text_of_a_macro_that_calls_itself_on_text_kept_in_a_variable_is_refused_naming_it() -> None:
+    # text nests as deep as the conversation goes: no fixed depth of written-out copies covers it
+    source = ("{% macro w(x) %}{% if x %}{% set inner = w(x[1:]) %}{% if inner | length > 50 %}...{% else %}[{{ inner }}]{% endif %}"
+              "{% endif %}{% endmacro %}\n{% for m in messages %}{{ w(m.content) }}{% endfor %}")
+    with pytest.raises(templates.UnconvertibleTemplate, match=r"calls itself \(w\) inside text kept in a variable, on a value other") as err:
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
     assert err.value.line == 1
 
@@ -1065,3 +1064,74 @@ def test_kimi_k3_orders_tool_results_by_their_calls_ids(go_renderer: GoRenderer)
     # every result matched: in call order; an id missing: in message order, each named by the call at its position
     assert 'tool="f" index="1"<|sep|>A' in prompts[0] and 'tool="g" index="2"<|sep|>B' in prompts[0]
     assert 'tool="f" index="1"<|sep|>B' in prompts[1] and 'tool="g" index="2"<|sep|>A' in prompts[1]
+
+
+# gpt-oss's and Apertus's render_typescript_type: the text of the call on an array's items is kept, compared and measured
+_KEPT = ("{%- macro ts(s) -%}{%- if s.type == 'array' -%}{%- if s['items'] is mapping -%}{%- set inner = ts(s['items']) -%}"
+         "{%- if inner == 'string[]' -%}matrix{%- elif inner | length > 9 -%}any[]{%- else -%}{{ inner + '[]' }}{%- endif -%}"
+         "{%- else -%}list{%- endif -%}{%- elif s.type == 'string' -%}string{%- else -%}any{%- endif -%}{%- endmacro -%}"
+         "{%- for t in tools %}{% for n, p in t.function.parameters.properties | dictsort %}{{ n }}={{ ts(p) }};{% endfor %}{% endfor %}")
+
+
+def _nested(depth: int, leaf: dict[str, Any]) -> dict[str, Any]:
+    return leaf if depth == 0 else {"type": "array", "items": _nested(depth - 1, leaf)}
+
+
+def test_a_macro_that_calls_itself_kept_in_a_variable_is_written_out_to_its_depth(go_renderer: GoRenderer) -> None:
+    # arrays 1 to 5 levels deep (the property and 4 levels of items below it, the depth written out), of text, of a number,
+    # of items that are not a mapping
+    properties = {f"s{d}": _nested(d, {"type": "string"}) for d in range(1, 5)} | {f"n{d}": _nested(d, {"type": "number"}) for d in range(1, 5)}
+    properties |= {"deep": _nested(4, {"type": "array"}), "odd": _nested(2, {"type": "array", "items": ["x"]}), "e": {"type": "array"}}
+    expected, got = _rendered(_KEPT, _PLAIN, [_typed_tool(properties)], go_renderer)
+    assert expected.startswith("deep=any[];e=list;n1=any[];n2=any[][];n3=any[][][];n4=any[][][][];odd=list[][];")
+    assert "s1=string[];s2=matrix;s3=matrix[];s4=matrix[][];" in expected
+    assert got == expected
+    conv = templates.convert(_KEPT, bos_token="", eos_token="", runtime_adds_bos=False)
+    assert any("4 levels deep" in n for n in conv.notes)
+    # one level past the depth written out: Jinja renders it, the TEMPLATE stops with an error naming the limit
+    deeper = [_typed_tool({"s5": _nested(5, {"type": "string"})})]
+    assert render(_KEPT, _PLAIN, add_generation_prompt=False, tools=deeper).startswith("s5=any[];")
+    with pytest.raises(RuntimeError, match="nested more than 4 levels deep"):
+        go_renderer(conv.go_template, _PLAIN, deeper)
+
+
+# gpt-oss's and Apertus's type ladder, on a property (Ollama's list of type names) and on a schema in its items (decoded JSON)
+_TYPE_LADDER = (
+    "{%- macro ts(s) -%}"
+    "{%- if s.type is defined and s.type is iterable and s.type is not string and s.type is not mapping and s.type[0] is defined -%}"
+    "{%- if s.type | length > 1 -%}{{ s.type | join(' | ') }}{%- else -%}{{ s.type[0] }}{%- endif -%}"
+    "{%- elif s.type == 'string' and s.enum -%}{{ '\"' + s.enum | join('\" | \"') + '\"' }}"
+    "{%- elif s.type == 'array' and s['items'] -%}{%- set inner = ts(s['items']) -%}{{ inner }}[]"
+    "{%- else -%}other{%- endif -%}{%- if s.description %} //{{ ' <' + s.description + '>' }}{% endif -%}{%- endmacro -%}"
+    "{%- for t in tools %}{% for n, p in t.function.parameters.properties | dictsort %}{{ n }}={{ ts(p) }};{% endfor %}{% endfor %}")
+
+
+def test_a_propertys_type_and_a_schema_in_its_items_read_as_jinja_reads_them(go_renderer: GoRenderer) -> None:
+    properties = {"a": {"type": ["string", "null"]}, "c": {"type": "string", "enum": ["x", "y"]}, "l": {"type": "integer", "description": "L"},
+                  "d": {"type": "array", "items": {"type": ["number", "null"], "description": "n\u00e9"}},
+                  "e": {"type": "array", "items": {"type": "string", "enum": ["p", 5, 2.5, True, None]}},
+                  "f": {"type": "array", "items": {"type": ["x"]}}, "g": {"type": "array", "items": {"type": "array", "items": {"type": ["a", "b", "c"]}}},
+                  "h": {"type": "array", "items": {"type": 5}}, "i": {"type": "array", "items": {"type": []}},
+                  "j": {"type": "array", "items": {"description": "only"}}, "k": {"type": "array"}, "m": {"type": ["integer", "string"], "description": ""}}
+    expected, got = _rendered(_TYPE_LADDER, _PLAIN, [_typed_tool(properties)], go_renderer)
+    assert expected.startswith('a=string | null;c="x" | "y";d=number | null // <n\u00e9>[];e="p" | "5" | "2.5" | "True" | "None"[];f=x[];'
+                               "g=a | b | c[][];h=other[];i=other[];j=other // <only>[];k=other[];l=other // <L>;m=integer | string;")
+    assert got == expected
+    # text added to a description that is not text: Jinja fails, and so does the TEMPLATE
+    odd = [_typed_tool({"a": {"type": "array", "items": {"type": "string", "description": 5}}})]
+    with pytest.raises(TypeError):
+        render(_TYPE_LADDER, _PLAIN, add_generation_prompt=False, tools=odd)
+    conv = templates.convert(_TYPE_LADDER, bos_token="", eos_token="", runtime_adds_bos=False)
+    with pytest.raises(RuntimeError, match="template error"):
+        go_renderer(conv.go_template, _PLAIN, odd)
+
+
+def test_the_length_of_text_counts_characters(go_renderer: GoRenderer) -> None:
+    # 9 characters in 16 bytes: Go's len counts bytes
+    source = ("{% for m in messages %}{% if m.content | length > 8 %}A{% endif %}{% if m.content | length <= 9 %}B{% endif %}"
+              "{% if 10 > m.content | length %}C{% endif %}{% if m.content | length == 9 %}D{% endif %}{% if m.content | length >= 10 %}E{% endif %}"
+              "{% if m.content | length != 9 %}F{% endif %};{% endfor %}")
+    for messages in (_UNICODE, _PLAIN):
+        expected, got = _rendered(source, messages, None, go_renderer)
+        assert got == expected, messages
+    assert _rendered(source, _UNICODE, None, go_renderer)[0] == "ABCD;"

@@ -24,20 +24,23 @@ from model_serving.serve.ollama.gotemplate.infer import Infer
 from model_serving.serve.ollama.gotemplate.joins import Joins
 from model_serving.serve.ollama.gotemplate.jsonfields import JSONFields
 from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros, kept_calls_to_output
+from model_serving.serve.ollama.gotemplate.jsonvalues import JSONValues
 from model_serving.serve.ollama.gotemplate.namewalk import NameWalk
 from model_serving.serve.ollama.gotemplate.negative import Negative
 from model_serving.serve.ollama.gotemplate.pairs import written_pairs
 from model_serving.serve.ollama.gotemplate.pyrepr import PyRepr
 from model_serving.serve.ollama.gotemplate.queues import Queues
 from model_serving.serve.ollama.gotemplate.records import Records
-from model_serving.serve.ollama.gotemplate.recursion import Recursion, recursive_macros
+from model_serving.serve.ollama.gotemplate.recursion import recursive_macros
 from model_serving.serve.ollama.gotemplate.solid import untrimmed
 from model_serving.serve.ollama.gotemplate.sorting import Sorting
 from model_serving.serve.ollama.gotemplate.splits import Splits
 from model_serving.serve.ollama.gotemplate.statements import Scope, Statements
 from model_serving.serve.ollama.gotemplate.text import go_string, literal_text
 from model_serving.serve.ollama.gotemplate.tooljson import ToolJSON
+from model_serving.serve.ollama.gotemplate.typenames import TypeNames
 from model_serving.serve.ollama.gotemplate.unroll import Unroll
+from model_serving.serve.ollama.gotemplate.valueform import ValueForm
 
 __all__ = ["Converted", "UnconvertibleTemplate", "convert_ast", "go_string", "literal_text"]
 
@@ -58,8 +61,8 @@ class Converted:
     dated: bool = False
 
 
-class Converter(Recursion, Chars, Sorting, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON, Infer, Negative, Queues, Joins, Records,
-                Collect, NameWalk, JSONFields, Core):
+class Converter(ValueForm, TypeNames, JSONValues, Chars, Sorting, Statements, Unroll, Expressions, Filters, Splits, PyRepr, ToolJSON,
+                Infer, Negative, Queues, Joins, Records, Collect, NameWalk, JSONFields, Core):
     def describe(self, node: nodes.Node) -> str:
         if isinstance(node, nodes.Macro):
             names = {n.name for n in node.find_all(nodes.Name)}
@@ -104,7 +107,7 @@ class Converter(Recursion, Chars, Sorting, Statements, Unroll, Expressions, Filt
 
 def convert_ast(source: str, ast: nodes.Template, *, bos: str, eos: str, runtime_adds_bos: bool) -> Converted:
     conv = Converter(source, bos, eos, runtime_adds_bos, written_pairs(hoist_macro_calls(inline_macros(kept_calls_to_output(untrimmed(ast))))))
-    conv.recursive, conv.defines, conv.inside = recursive_macros(conv.ast), {}, []
+    conv.recursive, conv.defines, conv.inside, conv.inlined = recursive_macros(conv.ast), {}, [], []
     body = conv.block(conv.ast.body, Scope({"messages", "tools", "add_generation_prompt"})) + conv.definitions()
     head = conv.preamble()
     if conv.dated:

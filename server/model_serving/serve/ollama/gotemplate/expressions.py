@@ -112,6 +112,9 @@ class Expressions(Core):
             return self.lookup(table.value, arg, node)
         if isinstance(arg, nodes.Slice):
             return self.slice_of(base, arg, node)
+        first = self.first_of_type(node) or self.json_first(node)
+        if first is not None:
+            return first
         if self.kind(base) == "string":
             raise self.fail("an index into text (Go indexes bytes, Python characters)", node, "[")
         if self.kind(base) in ("args", "properties") and self.kind(arg) == "string":
@@ -317,6 +320,9 @@ class Expressions(Core):
         flatten(node)
         if any(self.kind(i) in K.SEQUENCES for i in items):
             raise self.fail("a list built at render time (+ on lists)", node, "+")
+        joins = {type(n) for n in (node, *node.find_all((nodes.Add, nodes.Concat)))}
+        if joins == {nodes.Add} and any(self.json_field(i) is not None for i in items):
+            return f"(print {' '.join(self.json_operand(i) for i in items)})"  # `'// ' + v.description`: text only
         # fmt.Sprint puts no spaces between string operands, so print is string concatenation.
         return f"(print {' '.join(self.markup_escaped(node, items))})"
 
@@ -410,6 +416,9 @@ class Expressions(Core):
         emptiness = self.emptiness(left, op, right)
         if emptiness is not None:
             return emptiness
+        length = self.length_compare(left, op, right)
+        if length is not None:
+            return length
         go_op = _CMP.get(op)
         if go_op is None:
             raise self.fail(f"the comparison {op!r}", node)
@@ -449,6 +458,9 @@ class Expressions(Core):
         return None
 
     def contains(self, left: nodes.Node, right: nodes.Node, node: nodes.Node) -> str:
+        defaulted = self.json_contains_or(left, right)
+        if defaulted is not None:
+            return defaulted
         if self.kind(right) == "nameset":
             if self.kind(left) != "string":
                 raise self.fail("an `in` test of a value that is not text in a list built at render time", node, "in ")

@@ -44,7 +44,7 @@ class Filters(Core):
         if name in ("first", "last"):
             return self.pick(self.seq_view(node.node), first=name == "first")
         if name == "join":
-            return self.join(node)
+            return self.type_join(node) or self.json_join(node) or self.join(node)
         if name == "default" and node.args:
             self.note("`default(x)` becomes `or`, which also replaces empty values, not only undefined ones.")
             return f"(or {self.expr(node.node)} {self.expr(node.args[0])})"
@@ -73,6 +73,9 @@ class Filters(Core):
 
     def x_Test(self, node: nodes.Test) -> str:
         name, kind = node.name, self.kind(node.node)
+        named = self.type_name_test(node) or self.json_first_defined(node)
+        if named is not None:
+            return named
         if self.json_field(node.node) is not None:
             return self.json_field_test(node)
         if self.is_unset(node.node) and not node.args and name in _UNDEFINED_TESTS:

@@ -37,8 +37,8 @@ class JSONFields(Core):
             key = folded.value if folded is not None else None
         else:
             return None
-        if not isinstance(key, str) or self.kind(node.node) not in ("value", "scalar"):
-            return None
+        if not isinstance(key, str) or (self.kind(node.node) not in ("value", "scalar") and self.json_field(node.node) is None):
+            return None  # a key of a JSON value, or of a key of one (`spec['items']['type']`: undefined below a missing key)
         return node.node, key
 
     def json_field_read(self, node: nodes.Node) -> tuple[str, str]:
@@ -57,7 +57,10 @@ class JSONFields(Core):
         method = self.dict_method_key(node)
         if key.startswith("_") or (not method and any(hasattr(t, key) for t in _JSON_TYPES)):
             raise self.fail(f"the key {key!r} of a JSON value (Jinja finds the method of that name on some values)", node, key)
-        go, var, there, k, v = self.expr(base), self.fresh("field"), self.fresh("has"), self.fresh("k"), self.fresh("v")
+        # a key of a key reads the inner key's variable: "" where it is missing (or is the dict method Jinja finds, whose keys
+        # are undefined too), so every key below it is undefined, as in Jinja
+        go = self.json_field_parts(base)[0] if self.json_field(base) is not None and not self.is_present_field(base) else self.expr(base)
+        var, there, k, v = self.fresh("field"), self.fresh("has"), self.fresh("k"), self.fresh("v")
         found_method = self.fresh("mth") if method else "false"
         self.emit(f'{{{{ {var} := "" }}}}{{{{ {there} := false }}}}' + (f"{{{{ {found_method} := false }}}}" if method else "")
                   + f'{{{{ if eq (printf "%T" {go}) {go_string(_GO_MAP)} }}}}'

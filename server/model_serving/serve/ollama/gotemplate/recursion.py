@@ -106,10 +106,21 @@ class Recursion(Core):
     # --- one call: a define per way of calling ---------------------------------------------
 
     def recursive_call(self, call: nodes.Call) -> str:
+        if self.captures:
+            return self.value_form(call)  # its text is part of the text being kept: written out in place
+        macro, bound, param, consts = self.call_parts(call)
+        if param is None:
+            return self.rendered_now(macro, bound, consts, call)
+        shape, go_arg, inner = self.shape(bound[param], param, macro, call)
+        self.alive.append(inner)
+        if shape == "now":
+            return self.rendered_now(macro, {**bound, param: inner}, consts, call)
+        return self.template_call(call, macro, (param, shape, go_arg), inner, consts)
+
+    def call_parts(self, call: nodes.Call) -> tuple[nodes.Macro, dict[str, nodes.Expr], str | None, dict[str, Any]]:
+        """(the macro, its arguments by parameter, the one parameter read from the conversation or None, the others' values)."""
         macro = self.recursive_call_of(call)
         assert macro is not None
-        if self.captures:
-            raise self.fail(f"a macro that calls itself ({macro.name}) inside text kept in a variable", call, macro.name)
         if call.dyn_args or call.dyn_kwargs:
             raise self.fail(f"a macro that calls itself ({macro.name}) with *args or **kwargs", call, macro.name)
         bound = {name: arg if name not in unused_params(macro) else nodes.Const(None) for name, arg in self.bind(macro, call).items()}
@@ -125,14 +136,7 @@ class Recursion(Core):
             if folded is None:
                 raise self.fail(f"a macro that calls itself ({macro.name}) with an argument the converter could not compute", call, macro.name)
             consts[name] = folded.value
-        if not data:
-            return self.rendered_now(macro, bound, consts, call)
-        param = data[0]
-        shape, go_arg, inner = self.shape(bound[param], param, macro, call)
-        self.alive.append(inner)
-        if shape == "now":
-            return self.rendered_now(macro, {**bound, param: inner}, consts, call)
-        return self.template_call(call, macro, (param, shape, go_arg), inner, consts)
+        return macro, bound, (data[0] if data else None), consts
 
     def bind(self, macro: nodes.Macro, call: nodes.Call) -> dict[str, nodes.Expr]:
         params = [a.name for a in macro.args]
@@ -162,10 +166,33 @@ class Recursion(Core):
             return f"{cased[1]}list", self.expr(cased[0]), nodes.Name("", "load")
         if self.is_present_field(arg):
             return "value", self.json_field_read(arg)[0], nodes.Name("", "load")  # a key of a JSON value, there (an if says so)
+        if self.dict_method_key(arg) and self.keyed_first(macro, param):
+            return "value", self.method_arg(arg, macro), nodes.Name("", "load")
         kind = self.kind(arg)
         if kind is None or kind == "mapping":
             raise self.fail(f"a macro that calls itself ({macro.name}) on a value whose type the converter cannot tell", call, macro.name)
         return kind + self.text_mark(arg, kind), self.expr(arg), nodes.Name("", "load")
+
+    def keyed_first(self, macro: nodes.Macro, param: str) -> bool:
+        """Whether the macro reads the parameter only through its keys, and reads one before anything else: Jinja fails at
+        once on an undefined argument, and reads every key of a dict method as undefined."""
+        keyed = {id(n.node) for n in macro.find_all((nodes.Getattr, nodes.Getitem))}
+        if not all(id(n) in keyed for n in macro.find_all(nodes.Name) if n.name == param and n.ctx == "load"):
+            return False
+        first = next((n for n in macro.body if not (isinstance(n, nodes.Output) and all(isinstance(c, nodes.TemplateData) for c in n.nodes))), None)
+        return isinstance(first, nodes.If) and any(isinstance(n.node, nodes.Name) and n.node.name == param
+                                                   for n in first.test.find_all((nodes.Getattr, nodes.Getitem)))
+
+    def method_arg(self, arg: nodes.Node, macro: nodes.Macro) -> str:
+        """`spec['items']` handed on: the key's value, or "" where a mapping lacks it (Jinja's dict method: each key of it
+        undefined); where the value is not a mapping Jinja's argument is undefined and the macro's first read fails."""
+        found = self.json_field(arg)
+        assert found is not None
+        var = self.json_field_parts(arg)[0]
+        base = self.json_field_parts(found[0])[0] if self.json_field(found[0]) is not None else self.expr(found[0])
+        self.emit(f'{{{{ if ne (printf "%T" {base}) "map[string]interface {{}}" }}}}'
+                  f"{go_failure(f'{macro.name} reads a key of an undefined value')}{{{{ end }}}}")
+        return var
 
     def cased_list(self, arg: nodes.Node) -> tuple[nodes.Node, str] | None:
         """(the JSON value, 'upper' or 'lower') of `value | map('upper') | list` (Gemma 4's list of type names), else None."""

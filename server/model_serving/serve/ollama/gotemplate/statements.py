@@ -409,6 +409,8 @@ class Statements(Core):
         target, value = node.target, node.node
         if isinstance(target, nodes.Name) and target.name in self.namespaces and isinstance(value, nodes.Call) and self.is_call(value, "namespace"):
             return self.assign_namespace(target.name, value)
+        if isinstance(target, nodes.Name) and isinstance(value, nodes.Call) and self.recursive_call_of(value) is not None:
+            return self.kept_call(target.name, value)  # a macro that calls itself, its text kept: written out in place
         appended = self.queue_append(value)
         if appended is not None:
             return appended

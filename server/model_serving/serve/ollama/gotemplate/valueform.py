@@ -1,0 +1,96 @@
+"""A macro that calls itself whose text is kept in a variable, written out in place to a fixed depth.
+
+Go's `{{template}}` writes text out and hands nothing back, so a recursive call whose text a template keeps
+(`set inner_type = render_typescript_type(param_spec['items'], ...)`, then tested and measured: gpt-oss, Apertus) cannot
+be a define. Its text is built up instead, as a `set` block's is: the macro's body is written out where it is called,
+its output added to the variable, with the argument held in a Go variable of its own. Every recursive call inside that
+body is written out the same way (its text is part of the kept text), one copy of the body per level, so the TEMPLATE
+grows with the depth: it is written out to `DEPTH` levels, and a value nested deeper stops the render with an error
+that names the limit, so Ollama answers such a request with that error rather than with another prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import nodes
+
+from model_serving.serve.ollama.gotemplate.core import runtime_names
+from model_serving.serve.ollama.gotemplate.macros import macro_body
+from model_serving.serve.ollama.gotemplate.recursion import DictReads, Recursion, own_namespaces
+from model_serving.serve.ollama.gotemplate.statements import Scope
+from model_serving.serve.ollama.gotemplate.text import go_failure_bound
+
+DEPTH = 4  # levels of a recursive call's text kept in a variable: a tool schema's items, variants or properties below one property
+DEPTH_NOTE = ("The text of {macro} is kept in a variable, so it is written out in place {depth} levels deep: a tool schema nested "
+              "deeper than that ({depth} levels of items, variants or properties below the property that starts it) stops the "
+              "TEMPLATE with an error naming the limit, where Jinja renders it.")
+
+
+SCHEMAS = {"property", "value"}  # a tool property (Ollama's struct) and a JSON value inside one (its items, as decoded)
+
+
+def shape_kind(shape: str) -> str:
+    """The kind of the value a define's or written-out call's argument holds, "!" kept for text always set."""
+    return shape.split(":")[1].split("=")[1] if shape.startswith("dict:") else shape
+
+
+class ValueForm(Recursion):
+    inlined: list[str]  # the Go variables of the calls being written out in place, outermost first
+
+    def kept_call(self, name: str, call: nodes.Call) -> str:
+        """`set name = macro(...)` of a macro that calls itself: its text built up in the variable."""
+        var = f"${name}"
+        self.captures.append(var)
+        try:
+            body = self.value_form(call)
+        finally:
+            self.captures.pop()
+        self.kinds[name] = "string"
+        self.always_text.add(name)
+        return f'{{{{ {var} = "" }}}}{body}'
+
+    def value_form(self, call: nodes.Call) -> str:
+        """The call's text, added to the text being captured: written out in place, or rendered at registration."""
+        macro, bound, param, consts = self.call_parts(call)
+        if param is None:
+            return self.rendered_now(macro, bound, consts, call)
+        shape, go_arg, inner = self.shape(bound[param], param, macro, call)
+        self.alive.append(inner)
+        if shape == "now":
+            return self.rendered_now(macro, {**bound, param: inner}, consts, call)
+        if shape_kind(shape) not in SCHEMAS:
+            # text, a list or a message nest as deep as the conversation goes: no depth would cover them
+            raise self.fail(f"a macro that calls itself ({macro.name}) inside text kept in a variable, on a value other than a tool "
+                            "schema (written out in place to a fixed depth only over a schema's items, variants and properties)",
+                            call, macro.name)
+        self.note(DEPTH_NOTE.format(macro=macro.name, depth=DEPTH))
+        if len(self.inlined) >= DEPTH:
+            return go_failure(f"{macro.name} nested more than {DEPTH} levels deep: the TEMPLATE writes its text out to "
+                              f"{DEPTH} levels", lead="the chat template's limit is reached: ")
+        return self.written_in_place(macro, param, shape, go_arg, inner, consts)
+
+    def written_in_place(self, macro: nodes.Macro, param: str, shape: str, go_arg: str, inner: nodes.Expr, consts: dict[str, Any]) -> str:
+        var = self.fresh("arg")[1:]
+        here = nodes.Name(var, "load")
+        value: nodes.Expr = here
+        if isinstance(inner, nodes.Dict):
+            value = nodes.Dict([nodes.Pair(p.key, here if isinstance(p.value, nodes.Name) and not p.value.name else p.value) for p in inner.items])
+        body = [DictReads().visit(n) for n in macro_body(macro, {param: value, **{k: nodes.Const(v) for k, v in consts.items()}})]
+        self.alive.append(body)
+        self.namespaces |= own_namespaces(body)
+        self.check_reads(macro, body, var)
+        self.runtime |= runtime_names(nodes.Template(body), self.namespaces, {var})
+        kind = shape_kind(shape)
+        self.kinds[var] = kind.rstrip("!")
+        if kind.endswith("!"):
+            self.always_text.add(var)
+        saved, present = self.loops, self.known_present  # the body sees its own loops and its own argument only
+        self.loops, self.known_present = [], []
+        self.inlined.append(var)
+        try:
+            text = self.block(body, Scope({var}))
+        finally:
+            self.inlined.pop()
+            self.loops, self.known_present = saved, present
+        return f"{{{{ ${var} := {go_arg} }}}}{text}"
