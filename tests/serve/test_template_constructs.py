@@ -958,10 +958,10 @@ def test_a_json_value_mapped_to_upper_case_reaches_a_macro_that_calls_itself(go_
 
 
 @pytest.mark.parametrize("use", ["{% if p['items'].type < 'a' %}x{% endif %}",
-                                 "{% if p['items'].type | length > 1 %}x{% endif %}", "{% if p['items'].type is lower %}x{% endif %}",
-                                 "{% if p['items'].items %}x{% endif %}", "{% if p['items'].type.x %}x{% endif %}"])
+                                 "{% if p['items'].type is lower %}x{% endif %}",
+                                 "{% if p['items'].items %}x{% endif %}", "{% if p['items'].type.upper %}x{% endif %}"])
 def test_other_reads_of_a_key_of_items_are_refused(use: str) -> None:
-    # printed, ordered, measured, a key named like a dict method (Jinja finds the method), a key of the key
+    # printed, ordered, a key named like a dict method or a str method (Jinja finds the method), a key of the key
     source = "{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}" + use + "{% endfor %}{% endfor %}"
     with pytest.raises(templates.UnconvertibleTemplate, match="of a JSON value|a value that Ollama's data does not have"):
         templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
@@ -1078,20 +1078,19 @@ def _nested(depth: int, leaf: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_macro_that_calls_itself_kept_in_a_variable_is_written_out_to_its_depth(go_renderer: GoRenderer) -> None:
-    # arrays 1 to 5 levels deep (the property and 4 levels of items below it, the depth written out), of text, of a number,
-    # of items that are not a mapping
-    properties = {f"s{d}": _nested(d, {"type": "string"}) for d in range(1, 5)} | {f"n{d}": _nested(d, {"type": "number"}) for d in range(1, 5)}
-    properties |= {"deep": _nested(4, {"type": "array"}), "odd": _nested(2, {"type": "array", "items": ["x"]}), "e": {"type": "array"}}
+    # arrays 1 to 4 levels of schema deep (the property and the 3 levels of items below it that are written out), of text,
+    # of a number, of items that are not a mapping
+    properties = {f"s{d}": _nested(d, {"type": "string"}) for d in range(1, 4)} | {f"n{d}": _nested(d, {"type": "number"}) for d in range(1, 4)}
+    properties |= {"deep": _nested(3, {"type": "array"}), "odd": _nested(2, {"type": "array", "items": ["x"]}), "e": {"type": "array"}}
     expected, got = _rendered(_KEPT, _PLAIN, [_typed_tool(properties)], go_renderer)
-    assert expected.startswith("deep=any[];e=list;n1=any[];n2=any[][];n3=any[][][];n4=any[][][][];odd=list[][];")
-    assert "s1=string[];s2=matrix;s3=matrix[];s4=matrix[][];" in expected
+    assert expected.startswith("deep=list[][][];e=list;n1=any[];n2=any[][];n3=any[][][];odd=list[][];s1=string[];s2=matrix;s3=matrix[];")
     assert got == expected
     conv = templates.convert(_KEPT, bos_token="", eos_token="", runtime_adds_bos=False)
-    assert any("4 levels deep" in n for n in conv.notes)
+    assert any("3 levels deep" in n for n in conv.notes)
     # one level past the depth written out: Jinja renders it, the TEMPLATE stops with an error naming the limit
-    deeper = [_typed_tool({"s5": _nested(5, {"type": "string"})})]
-    assert render(_KEPT, _PLAIN, add_generation_prompt=False, tools=deeper).startswith("s5=any[];")
-    with pytest.raises(RuntimeError, match="nested more than 4 levels deep"):
+    deeper = [_typed_tool({"s4": _nested(4, {"type": "string"})})]
+    assert render(_KEPT, _PLAIN, add_generation_prompt=False, tools=deeper).startswith("s4=matrix[][];")
+    with pytest.raises(RuntimeError, match="nested deeper than 3 levels"):
         go_renderer(conv.go_template, _PLAIN, deeper)
 
 
@@ -1135,3 +1134,12 @@ def test_the_length_of_text_counts_characters(go_renderer: GoRenderer) -> None:
         expected, got = _rendered(source, messages, None, go_renderer)
         assert got == expected, messages
     assert _rendered(source, _UNICODE, None, go_renderer)[0] == "ABCD;"
+
+
+def test_a_key_ollama_drops_from_a_calls_function_reads_as_unset(go_renderer: GoRenderer) -> None:
+    # gpt-oss's `tool_call.content_type if tool_call.content_type is defined else "json"`: Ollama's call function keeps no such key
+    source = ("{% for m in messages %}{% for c in m.tool_calls or [] %}{% set f = c.function %}"
+              "{{ f.content_type if f.content_type is defined else 'json' }}:{{ f.name }};{% endfor %}{% endfor %}")
+    expected, got = _rendered(source, _CALL, [_TOOL], go_renderer)
+    assert expected == "json:get_weather;"
+    assert got == expected

@@ -108,6 +108,7 @@ class Converter(ValueForm, TypeNames, JSONValues, Chars, Sorting, Statements, Un
 def convert_ast(source: str, ast: nodes.Template, *, bos: str, eos: str, runtime_adds_bos: bool) -> Converted:
     conv = Converter(source, bos, eos, runtime_adds_bos, written_pairs(hoist_macro_calls(inline_macros(kept_calls_to_output(untrimmed(ast))))))
     conv.recursive, conv.defines, conv.inside, conv.inlined = recursive_macros(conv.ast), {}, [], []
+    conv.prefetched, conv.memo = {}, {}
     body = conv.block(conv.ast.body, Scope({"messages", "tools", "add_generation_prompt"})) + conv.definitions()
     head = conv.preamble()
     if conv.dated:

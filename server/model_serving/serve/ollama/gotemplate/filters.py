@@ -96,6 +96,8 @@ class Filters(Core):
             return test if name == "defined" else f"(not {test})"
         if name == "none" and isinstance(node.node, nodes.Name) and node.node.name in self.held_none:
             return f"(not {self.truth(node.node)})"  # Go holds "" where Jinja holds None
+        if name == "none" and self.none_or_text(node.node):
+            return f"(not {self.truth(node.node)})"  # a namespace attribute holding none or non-empty text: "" in Go for none
         if name == "none" and kind in ("value", "scalar"):
             return f'(eq (printf "%T" {self.expr(node.node)}) "<nil>")'  # JSON null, not false, 0 or ""
         if name == "none" and kind == "anyof":
@@ -110,6 +112,16 @@ class Filters(Core):
         if kind is None:
             raise self.fail(f"the test 'is {name}' on a value of unknown type", node, name)
         return self.type_test(node, name, kind)
+
+    def none_or_text(self, node: nodes.Node) -> bool:
+        """A namespace attribute every assignment sets to none or to non-empty literal text (Apertus's assistant_format)."""
+        if not (isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name in self.namespaces):
+            return False
+        values = [n.node for n in self.ast.find_all(nodes.Assign) if isinstance(n.target, nodes.NSRef)
+                  and n.target.name == node.node.name and n.target.attr == node.attr]
+        values += [kw.value for n in self.ast.find_all(nodes.Assign) if isinstance(n.target, nodes.Name) and n.target.name == node.node.name
+                   and isinstance(n.node, nodes.Call) for kw in n.node.kwargs if kw.key == node.attr]
+        return bool(values) and all(isinstance(v, nodes.Const) and (v.value is None or (isinstance(v.value, str) and v.value)) for v in values)
 
     def set_before(self, node: nodes.Test) -> bool:
         """`x is defined` where the template's statements before this one set x on every path (Nemotron's system_message)."""

@@ -28,6 +28,27 @@ _SHOWN_THERE = {"mapping", "string", "number", "boolean"}
 
 
 class JSONFields(Core):
+    prefetched: dict[tuple[str, str], tuple[str, str, str]]  # (Go value, key) -> json_field_parts' variables, read up front
+    memo: dict[tuple[str, str], tuple[list[str], tuple[str, str, str]]]  # the same, read in a statement's prelude (that frame)
+
+    def prefetch(self, go: str, keys: list[str]) -> str:
+        """Go statements reading each key of a JSON value once (one range over the map), for json_field_parts to reuse."""
+        if not keys:
+            return ""
+        head, cases = [], []
+        for key in keys:
+            var, there = self.fresh("f"), self.fresh("h")
+            method = self.fresh("m") if hasattr(dict, key) and not any(hasattr(t, key) for t in _JSON_TYPES if not isinstance(t, dict)) else "false"
+            head.append(f'{{{{ {var} := "" }}}}{{{{ {there} := false }}}}' + (f"{{{{ {method} := false }}}}" if method != "false" else ""))
+            cases.append((key, var, there, method))
+            self.prefetched[(go, key)] = (var, there, method)
+        k, v = self.fresh("k"), self.fresh("v")
+        ifs = "".join(f"{{{{ {'if' if i == 0 else 'else if'} eq {k} {go_string(key)} }}}}{{{{ {var} = {v} }}}}{{{{ {there} = true }}}}"
+                      for i, (key, var, there, _) in enumerate(cases))
+        methods = "".join(f"{{{{ {method} = not {there} }}}}" for _, _, there, method in cases if method != "false")
+        return (f'{"".join(head)}{{{{ if eq (printf "%T" {go}) {go_string(_GO_MAP)} }}}}{{{{ range {k}, {v} := {go} }}}}{ifs}'
+                f"{{{{ end }}}}{{{{ end }}}}{methods}{{{{ end }}}}")
+
     def json_field(self, node: nodes.Node | None) -> tuple[nodes.Node, str] | None:
         """(the JSON value, the key) of `v.key` / `v['key']` on a decoded JSON value; None for any other node."""
         if isinstance(node, nodes.Getattr):
@@ -60,12 +81,20 @@ class JSONFields(Core):
         # a key of a key reads the inner key's variable: "" where it is missing (or is the dict method Jinja finds, whose keys
         # are undefined too), so every key below it is undefined, as in Jinja
         go = self.json_field_parts(base)[0] if self.json_field(base) is not None and not self.is_present_field(base) else self.expr(base)
-        var, there, k, v = self.fresh("field"), self.fresh("has"), self.fresh("k"), self.fresh("v")
-        found_method = self.fresh("mth") if method else "false"
+        if (go, key) in self.prefetched:
+            return self.prefetched[(go, key)]  # read once where the value was bound (a schema written out in place)
+        frame = self.frames[-1] if self.frames else None
+        memo = self.memo.get((go, key))  # the same read earlier in this statement's prelude: the same scope
+        if memo is not None and frame is not None and memo[0] is frame:
+            return memo[1]
+        var, there, k, v = self.fresh("f"), self.fresh("h"), self.fresh("k"), self.fresh("v")
+        found_method = self.fresh("m") if method else "false"
         self.emit(f'{{{{ {var} := "" }}}}{{{{ {there} := false }}}}' + (f"{{{{ {found_method} := false }}}}" if method else "")
                   + f'{{{{ if eq (printf "%T" {go}) {go_string(_GO_MAP)} }}}}'
                   f"{{{{ range {k}, {v} := {go} }}}}{{{{ if eq {k} {go_string(key)} }}}}{{{{ {var} = {v} }}}}{{{{ {there} = true }}}}"
                   "{{ end }}{{ end }}" + (f"{{{{ {found_method} = not {there} }}}}" if method else "") + "{{ end }}")
+        if frame is not None:
+            self.memo[(go, key)] = (frame, (var, there, found_method))
         return var, there, found_method
 
     def dict_method_key(self, node: nodes.Node) -> bool:
@@ -89,7 +118,9 @@ class JSONFields(Core):
             if op not in ("eq", "ne") or text is None or not isinstance(text.value, str):
                 return None  # any other comparison is refused where the key is read
             var, there, _ = self.json_field_parts(field)
-            test = f'(and {there} (eq (printf "%T %v" {var} {var}) {go_string("string " + text.value)}))'
+            test = f'(eq (printf "%T %v" {var} {var}) {go_string("string " + text.value)})'
+            if not text.value:
+                test = f"(and {there} {test})"  # a missing key's "" would equal the empty text
             return test if op == "eq" else f"(not {test})"
         return None
 

@@ -124,6 +124,7 @@ class Recursion(Core):
         if call.dyn_args or call.dyn_kwargs:
             raise self.fail(f"a macro that calls itself ({macro.name}) with *args or **kwargs", call, macro.name)
         bound = {name: arg if name not in unused_params(macro) else nodes.Const(None) for name, arg in self.bind(macro, call).items()}
+        self.alive.append(bound)  # folds are cached by node id: a stand-in freed here would lend its id to a later node
         data = [name for name, arg in bound.items() if self.depends(arg)]
         if len(data) > 1:
             raise self.fail(f"a macro that calls itself ({macro.name}) with several arguments read from the conversation "
@@ -169,6 +170,9 @@ class Recursion(Core):
         if self.dict_method_key(arg) and self.keyed_first(macro, param):
             return "value", self.method_arg(arg, macro), nodes.Name("", "load")
         kind = self.kind(arg)
+        if kind == "string" and self.keyed_first(macro, param) and not any(k == "__index" or hasattr(str, k) for k in self.keys_read(macro, param)):
+            # text where a schema is walked (a loop over a value that may be text): every key of it is undefined, whatever the text
+            return "now", "", nodes.Const("")
         if kind is None or kind == "mapping":
             raise self.fail(f"a macro that calls itself ({macro.name}) on a value whose type the converter cannot tell", call, macro.name)
         return kind + self.text_mark(arg, kind), self.expr(arg), nodes.Name("", "load")
@@ -176,12 +180,22 @@ class Recursion(Core):
     def keyed_first(self, macro: nodes.Macro, param: str) -> bool:
         """Whether the macro reads the parameter only through its keys, and reads one before anything else: Jinja fails at
         once on an undefined argument, and reads every key of a dict method as undefined."""
-        keyed = {id(n.node) for n in macro.find_all((nodes.Getattr, nodes.Getitem))}
+        keyed = {id(n.node) for n in macro.find_all((nodes.Getattr, nodes.Getitem)) if isinstance(n, (nodes.Getattr, nodes.Getitem))}
         if not all(id(n) in keyed for n in macro.find_all(nodes.Name) if n.name == param and n.ctx == "load"):
             return False
         first = next((n for n in macro.body if not (isinstance(n, nodes.Output) and all(isinstance(c, nodes.TemplateData) for c in n.nodes))), None)
-        return isinstance(first, nodes.If) and any(isinstance(n.node, nodes.Name) and n.node.name == param
-                                                   for n in first.test.find_all((nodes.Getattr, nodes.Getitem)))
+        return isinstance(first, nodes.If) and any(isinstance(n, (nodes.Getattr, nodes.Getitem)) and isinstance(n.node, nodes.Name)
+                                                   and n.node.name == param for n in first.test.find_all((nodes.Getattr, nodes.Getitem)))
+
+    def keys_read(self, macro: nodes.Macro, param: str) -> set[str]:
+        """The keys the macro reads of the parameter (by attribute, or by index with a constant)."""
+        out: set[str] = set()
+        for n in macro.find_all((nodes.Getattr, nodes.Getitem)):
+            assert isinstance(n, (nodes.Getattr, nodes.Getitem))
+            if isinstance(n.node, nodes.Name) and n.node.name == param:
+                key = n.attr if isinstance(n, nodes.Getattr) else getattr(n.arg, "value", None)
+                out.add(key if isinstance(key, str) else "__index")  # an index Jinja may find in text: never "now"
+        return out
 
     def method_arg(self, arg: nodes.Node, macro: nodes.Macro) -> str:
         """`spec['items']` handed on: the key's value, or "" where a mapping lacks it (Jinja's dict method: each key of it
@@ -191,7 +205,7 @@ class Recursion(Core):
         var = self.json_field_parts(arg)[0]
         base = self.json_field_parts(found[0])[0] if self.json_field(found[0]) is not None else self.expr(found[0])
         self.emit(f'{{{{ if ne (printf "%T" {base}) "map[string]interface {{}}" }}}}'
-                  f"{go_failure(f'{macro.name} reads a key of an undefined value')}{{{{ end }}}}")
+                  f"{go_failure(f'{macro.name} on an undefined value')}{{{{ end }}}}")
         return var
 
     def cased_list(self, arg: nodes.Node) -> tuple[nodes.Node, str] | None:

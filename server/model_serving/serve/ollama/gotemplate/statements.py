@@ -409,11 +409,9 @@ class Statements(Core):
         target, value = node.target, node.node
         if isinstance(target, nodes.Name) and target.name in self.namespaces and isinstance(value, nodes.Call) and self.is_call(value, "namespace"):
             return self.assign_namespace(target.name, value)
-        if isinstance(target, nodes.Name) and isinstance(value, nodes.Call) and self.recursive_call_of(value) is not None:
-            return self.kept_call(target.name, value)  # a macro that calls itself, its text kept: written out in place
-        appended = self.queue_append(value)
-        if appended is not None:
-            return appended
+        special = self.kept_or_appended(target, value)
+        if special is not None:
+            return special
         if isinstance(target, nodes.NSRef):
             key, var = f"{target.name}.{target.attr}", f"${target.name}_{target.attr}"
             grown = self.list_grown(key, var, value, node)
@@ -477,6 +475,12 @@ class Statements(Core):
                 raise self.fail("a list built at render time of values that are not text", node, "+")
             return f"{{{{ {var} = print {var} {self.expr(item)} {go_string(SET_MARK)} }}}}"
         return None
+
+    def kept_or_appended(self, target: nodes.Node, value: nodes.Node) -> str | None:
+        """A recursive macro's text kept in a name (written out in place), or an item added to a queue; else None."""
+        if isinstance(target, nodes.Name) and isinstance(value, nodes.Call) and self.recursive_call_of(value) is not None:
+            return self.kept_call(target.name, value)
+        return self.queue_append(value)
 
     def track(self, name: str, value: nodes.Node) -> None:
         """What the name's value is known to be after this set: text in every conversation, or a None Go holds as ""."""

@@ -21,7 +21,7 @@ from model_serving.serve.ollama.gotemplate.recursion import DictReads, Recursion
 from model_serving.serve.ollama.gotemplate.statements import Scope
 from model_serving.serve.ollama.gotemplate.text import go_failure_bound
 
-DEPTH = 4  # levels of a recursive call's text kept in a variable: a tool schema's items, variants or properties below one property
+DEPTH = 3  # levels written out below the call that starts them: with the property, 4 levels of schema below the parameters
 DEPTH_NOTE = ("The text of {macro} is kept in a variable, so it is written out in place {depth} levels deep: a tool schema nested "
               "deeper than that ({depth} levels of items, variants or properties below the property that starts it) stops the "
               "TEMPLATE with an error naming the limit, where Jinja renders it.")
@@ -40,15 +40,15 @@ class ValueForm(Recursion):
 
     def kept_call(self, name: str, call: nodes.Call) -> str:
         """`set name = macro(...)` of a macro that calls itself: its text built up in the variable."""
-        var = f"${name}"
-        self.captures.append(var)
+        held = self.fresh("t")  # a short name: the body adds to it at every piece of text, one copy per level
+        self.captures.append(held)
         try:
             body = self.value_form(call)
         finally:
             self.captures.pop()
         self.kinds[name] = "string"
         self.always_text.add(name)
-        return f'{{{{ {var} = "" }}}}{body}'
+        return f'{{{{ {held} := "" }}}}{body}{{{{ ${name} = {held} }}}}'
 
     def value_form(self, call: nodes.Call) -> str:
         """The call's text, added to the text being captured: written out in place, or rendered at registration."""
@@ -66,12 +66,11 @@ class ValueForm(Recursion):
                             call, macro.name)
         self.note(DEPTH_NOTE.format(macro=macro.name, depth=DEPTH))
         if len(self.inlined) >= DEPTH:
-            return go_failure(f"{macro.name} nested more than {DEPTH} levels deep: the TEMPLATE writes its text out to "
-                              f"{DEPTH} levels", lead="the chat template's limit is reached: ")
+            return go_failure(f"{macro.name} nested deeper than {DEPTH} levels", lead="the TEMPLATE's limit: ")
         return self.written_in_place(macro, param, shape, go_arg, inner, consts)
 
     def written_in_place(self, macro: nodes.Macro, param: str, shape: str, go_arg: str, inner: nodes.Expr, consts: dict[str, Any]) -> str:
-        var = self.fresh("arg")[1:]
+        var = self.fresh("a")[1:]
         here = nodes.Name(var, "load")
         value: nodes.Expr = here
         if isinstance(inner, nodes.Dict):
@@ -88,8 +87,10 @@ class ValueForm(Recursion):
         saved, present = self.loops, self.known_present  # the body sees its own loops and its own argument only
         self.loops, self.known_present = [], []
         self.inlined.append(var)
+        keys = sorted(k for k in self.keys_read(macro, param) if k != "__index" and not k.startswith("_"))
+        fetched = self.prefetch(f"${var}", keys) if kind.rstrip("!") == "value" else ""
         try:
-            text = self.block(body, Scope({var}))
+            text = fetched + self.block(body, Scope({var}))
         finally:
             self.inlined.pop()
             self.loops, self.known_present = saved, present
