@@ -1143,3 +1143,23 @@ def test_a_key_ollama_drops_from_a_calls_function_reads_as_unset(go_renderer: Go
     expected, got = _rendered(source, _CALL, [_TOOL], go_renderer)
     assert expected == "json:get_weather;"
     assert got == expected
+
+
+def test_gpt_oss_tool_schemas_nested_in_items_render_as_jinja_renders_them(go_renderer: GoRenderer) -> None:
+    # the published template on schemas its corpus conversations do not reach: objects, oneOf variants, unions and arrays of
+    # arrays inside items (nested keys declared sorted: Ollama hands a TEMPLATE Go maps)
+    source = (Path(__file__).parent.parent / "data" / "chat_templates" / "corpus" / "openai-gpt-oss-120b.jinja").read_text()
+    properties = {
+        "a": {"type": "array", "items": {"properties": {"x": {"type": "string"}, "y": {"type": "integer"}}, "required": ["x"], "type": "object"}},
+        "b": {"type": "array", "items": {"oneOf": [{"description": "s", "type": "string"}, {"default": 2, "type": "number"}]}},
+        "c": {"type": "array", "items": {"oneOf": [{"type": "object"}, {"type": "string"}]}},
+        "d": {"type": "array", "items": {"items": {"type": ["string", "null"]}, "type": "array"}},
+        "e": {"type": "array", "items": {"enum": ["u", "v"], "nullable": True, "type": "string"}},
+        "f": {"description": "union", "type": ["string", "integer"]},
+        "g": {"type": "object", "properties": {"h": {"type": "array", "items": {"type": "boolean"}}}},
+        "i": {"type": "array", "items": {"items": {"description": "long " * 12}, "type": "array"}}}
+    # the last turn the assistant's: Ollama then adds no generation prompt, as Jinja here adds none
+    expected, got = _rendered(source, _PLAIN[:3], [_typed_tool(properties)], go_renderer)
+    assert "a?: any[],\nb?: any[],\nc?: object | \n" in expected and "d?: string | null[][],\ne?: string[],\n// union\nf?: string | integer," in expected
+    assert "boolean[]},\ni?: any[][],\n" in expected
+    assert got == expected
