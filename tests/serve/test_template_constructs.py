@@ -1073,22 +1073,22 @@ _KEPT = ("{%- macro ts(s) -%}{%- if s.type == 'array' -%}{%- if s['items'] is ma
          "{%- for t in tools %}{% for n, p in t.function.parameters.properties | dictsort %}{{ n }}={{ ts(p) }};{% endfor %}{% endfor %}")
 
 
-def _nested(depth: int, leaf: dict[str, Any]) -> dict[str, Any]:
-    return leaf if depth == 0 else {"type": "array", "items": _nested(depth - 1, leaf)}
+def _arrays(depth: int, leaf: dict[str, Any]) -> dict[str, Any]:
+    return leaf if depth == 0 else {"type": "array", "items": _arrays(depth - 1, leaf)}
 
 
 def test_a_macro_that_calls_itself_kept_in_a_variable_is_written_out_to_its_depth(go_renderer: GoRenderer) -> None:
     # arrays 1 to 4 levels of schema deep (the property and the 3 levels of items below it that are written out), of text,
     # of a number, of items that are not a mapping
-    properties = {f"s{d}": _nested(d, {"type": "string"}) for d in range(1, 4)} | {f"n{d}": _nested(d, {"type": "number"}) for d in range(1, 4)}
-    properties |= {"deep": _nested(3, {"type": "array"}), "odd": _nested(2, {"type": "array", "items": ["x"]}), "e": {"type": "array"}}
+    properties = {f"s{d}": _arrays(d, {"type": "string"}) for d in range(1, 4)} | {f"n{d}": _arrays(d, {"type": "number"}) for d in range(1, 4)}
+    properties |= {"deep": _arrays(3, {"type": "array"}), "odd": _arrays(2, {"type": "array", "items": ["x"]}), "e": {"type": "array"}}
     expected, got = _rendered(_KEPT, _PLAIN, [_typed_tool(properties)], go_renderer)
     assert expected.startswith("deep=list[][][];e=list;n1=any[];n2=any[][];n3=any[][][];odd=list[][];s1=string[];s2=matrix;s3=matrix[];")
     assert got == expected
     conv = templates.convert(_KEPT, bos_token="", eos_token="", runtime_adds_bos=False)
     assert any("3 levels deep" in n for n in conv.notes)
     # one level past the depth written out: Jinja renders it, the TEMPLATE stops with an error naming the limit
-    deeper = [_typed_tool({"s4": _nested(4, {"type": "string"})})]
+    deeper = [_typed_tool({"s4": _arrays(4, {"type": "string"})})]
     assert render(_KEPT, _PLAIN, add_generation_prompt=False, tools=deeper).startswith("s4=matrix[][];")
     with pytest.raises(RuntimeError, match="nested deeper than 3 levels"):
         go_renderer(conv.go_template, _PLAIN, deeper)

@@ -23,8 +23,8 @@ from model_serving.serve.ollama.gotemplate.filters import Filters
 from model_serving.serve.ollama.gotemplate.infer import Infer
 from model_serving.serve.ollama.gotemplate.joins import Joins
 from model_serving.serve.ollama.gotemplate.jsonfields import JSONFields
-from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros, kept_calls_to_output
 from model_serving.serve.ollama.gotemplate.jsonvalues import JSONValues
+from model_serving.serve.ollama.gotemplate.macros import hoist_macro_calls, inline_macros, kept_calls_to_output
 from model_serving.serve.ollama.gotemplate.namewalk import NameWalk
 from model_serving.serve.ollama.gotemplate.negative import Negative
 from model_serving.serve.ollama.gotemplate.pairs import written_pairs

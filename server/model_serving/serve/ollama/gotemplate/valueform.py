@@ -19,7 +19,7 @@ from model_serving.serve.ollama.gotemplate.core import runtime_names
 from model_serving.serve.ollama.gotemplate.macros import macro_body
 from model_serving.serve.ollama.gotemplate.recursion import DictReads, Recursion, own_namespaces
 from model_serving.serve.ollama.gotemplate.statements import Scope
-from model_serving.serve.ollama.gotemplate.text import go_failure_bound
+from model_serving.serve.ollama.gotemplate.text import go_failure_bound, go_string
 
 DEPTH = 3  # levels written out below the call that starts them: with the property, 4 levels of schema below the parameters
 DEPTH_NOTE = ("The text of {macro} is kept in a variable, so it is written out in place {depth} levels deep: a tool schema nested "
@@ -66,7 +66,7 @@ class ValueForm(Recursion):
                             call, macro.name)
         self.note(DEPTH_NOTE.format(macro=macro.name, depth=DEPTH))
         if len(self.inlined) >= DEPTH:
-            return go_failure(f"{macro.name} nested deeper than {DEPTH} levels", lead="the TEMPLATE's limit: ")
+            return self.past_depth(macro)
         return self.written_in_place(macro, param, shape, go_arg, inner, consts)
 
     def written_in_place(self, macro: nodes.Macro, param: str, shape: str, go_arg: str, inner: nodes.Expr, consts: dict[str, Any]) -> str:
@@ -95,3 +95,12 @@ class ValueForm(Recursion):
             self.inlined.pop()
             self.loops, self.known_present = saved, present
         return f"{{{{ ${var} := {go_arg} }}}}{text}"
+
+    def past_depth(self, macro: nodes.Macro) -> str:
+        """A call one level past the depth: a define that stops the render naming the limit, written once, called at each."""
+        key = (macro.name, "past the depth", "")
+        if key not in self.defines:
+            name = f"{macro.name} past {DEPTH} levels"
+            stop = go_failure_bound(f"{macro.name} nested deeper than {DEPTH} levels")
+            self.defines[key] = (name, f"{{{{ define {go_string(name)} }}}}{stop}{{{{ end }}}}")
+        return f'{{{{ template {go_string(self.defines[key][0])} "" }}}}'
