@@ -12,7 +12,7 @@ import pytest
 
 from model_serving.errors import InputError, PathNotAllowed, ServingError
 from model_serving.settings import Settings
-from model_serving.util.paths import atomic_output, clean, partial_path, partial_state, remove_partials
+from model_serving.util.paths import atomic_output, clean, partial_path, partial_state, remove_partials, write_text_atomic
 
 
 def dead_pid() -> int:
@@ -48,6 +48,14 @@ def test_the_next_write_of_an_output_removes_its_stale_partials_only(tmp_path: P
     assert (tmp_path / "a.gguf").read_bytes() == b"whole"
     assert not stale.exists() and other.exists() and live.exists()
     assert remove_partials(tmp_path) == [other] and live.exists()
+
+
+def test_a_small_atomic_write_removes_what_a_killed_writer_of_that_file_left(tmp_path: Path) -> None:
+    stale = stale_partial(tmp_path, "sha256-cache.json")  # a CLI killed while it rewrote the state's hash cache
+    other = stale_partial(tmp_path, "deploys.json")
+    write_text_atomic(tmp_path / "sha256-cache.json", "{}")
+    assert (tmp_path / "sha256-cache.json").read_text() == "{}"
+    assert not stale.exists() and other.exists()
 
 
 def test_clean_removes_stale_partials_and_orphaned_sidecars(settings: Settings, tmp_path: Path) -> None:

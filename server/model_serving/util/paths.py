@@ -128,7 +128,8 @@ def write_text_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
 def write_bytes_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write `data` whole or not at all, through a partial unique to this writer that `clean` recognises.
 
-    `mode` replaces mkstemp's 0600: a record or cache other users read must stay readable.
+    `mode` replaces mkstemp's 0600: a record or cache other users read must stay readable. A partial of the same file
+    that a killed writer left is removed once this one is in place: state files are rewritten often and never `clean`ed.
     """
     tmp = partial_path(path)
     try:
@@ -138,6 +139,7 @@ def write_bytes_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+    remove_partials(path.parent, path.name)
 
 
 @contextlib.contextmanager
