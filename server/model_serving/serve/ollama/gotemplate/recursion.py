@@ -108,6 +108,14 @@ class Recursion(Core):
     def recursive_call(self, call: nodes.Call) -> str:
         if self.captures:
             return self.value_form(call)  # its text is part of the text being kept: written out in place
+        got = self.shaped_call(call)
+        if isinstance(got, str):
+            return got
+        macro, param, shape, go_arg, inner, consts = got
+        return self.template_call(call, macro, (param, shape, go_arg), inner, consts)
+
+    def shaped_call(self, call: nodes.Call) -> str | tuple[nodes.Macro, str, str, str, nodes.Expr, dict[str, Any]]:
+        """The call's text where it renders at registration; else its macro, data parameter, shape, Go argument, argument and constants."""
         macro, bound, param, consts = self.call_parts(call)
         if param is None:
             return self.rendered_now(macro, bound, consts, call)
@@ -115,7 +123,7 @@ class Recursion(Core):
         self.alive.append(inner)
         if shape == "now":
             return self.rendered_now(macro, {**bound, param: inner}, consts, call)
-        return self.template_call(call, macro, (param, shape, go_arg), inner, consts)
+        return macro, param, shape, go_arg, inner, consts
 
     def call_parts(self, call: nodes.Call) -> tuple[nodes.Macro, dict[str, nodes.Expr], str | None, dict[str, Any]]:
         """(the macro, its arguments by parameter, the one parameter read from the conversation or None, the others' values)."""

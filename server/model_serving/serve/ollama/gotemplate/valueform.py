@@ -52,13 +52,10 @@ class ValueForm(Recursion):
 
     def value_form(self, call: nodes.Call) -> str:
         """The call's text, added to the text being captured: written out in place, or rendered at registration."""
-        macro, bound, param, consts = self.call_parts(call)
-        if param is None:
-            return self.rendered_now(macro, bound, consts, call)
-        shape, go_arg, inner = self.shape(bound[param], param, macro, call)
-        self.alive.append(inner)
-        if shape == "now":
-            return self.rendered_now(macro, {**bound, param: inner}, consts, call)
+        got = self.shaped_call(call)
+        if isinstance(got, str):
+            return got
+        macro, param, shape, go_arg, inner, consts = got
         if shape_kind(shape) not in SCHEMAS:
             # text, a list or a message nest as deep as the conversation goes: no depth would cover them
             raise self.fail(f"a macro that calls itself ({macro.name}) inside text kept in a variable, on a value other than a tool "
