@@ -134,6 +134,12 @@ _CALL_SOURCES = {
 }
 
 
+
+def _refused(source: str, match: str) -> None:
+    """The converter refuses `source`, naming what stops it."""
+    with pytest.raises(templates.UnconvertibleTemplate, match=match):
+        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+
 def _rendered(source: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, renderer: GoRenderer) -> tuple[str, str]:
     conv = templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
     return render(source, messages, add_generation_prompt=False, tools=tools), renderer(conv.go_template, messages, tools)
@@ -219,8 +225,7 @@ def test_pieces_of_a_split_held_in_a_name(go_renderer: GoRenderer) -> None:
 def test_other_uses_of_a_split_held_in_a_name_are_refused(use: str) -> None:
     # Go holds the text under that name: printed, tested or searched, it would not read as Jinja's list
     source = "{% for m in messages %}{% set parts = m.content.split('<sep>') %}" + use + "{% endfor %}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="split|in. test"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "split|in. test")
 
 
 def test_split_pieces_match_as_python_finds_them(go_renderer: GoRenderer) -> None:
@@ -259,15 +264,13 @@ def test_a_macro_that_changes_state_converts_where_it_runs_first(go_renderer: Go
 def test_a_macro_that_changes_state_is_refused_where_it_would_run_early(use: str) -> None:
     # written out before the statement, the macro would count before (or without) Jinja's call
     source = _COUNTING + "{% for m in messages %}" + use + "{% endfor %}{{ ns.n }}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="a macro"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "a macro")
 
 
 def test_str_of_a_whole_message_is_refused() -> None:
     # Python's repr of a message dict shows the keys the client sent, which Ollama's message does not keep
     source = "{% for m in messages %}{{ m | string }}{% endfor %}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="the filter 'string'"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "the filter 'string'")
 
 
 @pytest.mark.parametrize("body", [
@@ -277,8 +280,7 @@ def test_str_of_a_whole_message_is_refused() -> None:
 def test_a_recursive_macro_reading_the_templates_state_is_refused(body: str) -> None:
     source = ("{% set ns = namespace(n='') %}{% macro walk(x) %}" + body + "{% endmacro %}"
               "{% for m in messages %}{{ walk(m.content) }}{% endfor %}{{ ns.n }}")
-    with pytest.raises(templates.UnconvertibleTemplate, match="a macro that calls itself"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "a macro that calls itself")
 
 
 def test_gigachat_message_helpers_convert(go_renderer: GoRenderer) -> None:
@@ -588,8 +590,7 @@ def test_a_loop_over_the_pieces_of_a_split_converts(go_renderer: GoRenderer) -> 
 @pytest.mark.parametrize("loop", ["{{ loop.index }}", "{% else %}none"])
 def test_a_loop_over_the_pieces_of_a_split_with_loop_or_else_is_refused(loop: str) -> None:
     source = "{% for m in messages %}{% for part in m.content.split('<sep>') %}{{ part }}" + loop + "{% endfor %}{% endfor %}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="pieces of a .split.. with an inline if, else or loop"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "pieces of a .split.. with an inline if, else or loop")
 
 
 def test_a_call_or_its_function_under_one_name_converts(go_renderer: GoRenderer) -> None:
@@ -623,8 +624,7 @@ def test_a_list_of_text_searched_while_it_grows_and_walked_converts(go_renderer:
 def test_a_loop_over_a_list_of_text_with_loop_or_else_is_refused() -> None:
     source = "{% set ns = namespace(seen=[]) %}{% for m in messages %}{% set ns.seen = ns.seen + [m.role] %}{% endfor %}" \
              "{% for k in ns.seen %}{{ loop.index }}{{ k }}{% endfor %}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="a loop over a list built at render time"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "a loop over a list built at render time")
 
 
 def test_replace_filter_a_field_ollama_drops_and_caller_defaults_convert(go_renderer: GoRenderer) -> None:
@@ -664,8 +664,7 @@ def test_a_trimmed_macro_with_literal_ends_is_written_in_place(go_renderer: GoRe
 ])
 def test_a_trimmed_macro_without_literal_ends_is_still_captured(decl: str) -> None:
     source = _DECLARATION.replace(_DECLARATION.split("{%- macro decl(tool) -%}")[1].split("{%- endmacro -%}")[0], decl)
-    with pytest.raises(templates.UnconvertibleTemplate, match="inside text kept in a variable"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "inside text kept in a variable")
 
 
 def test_a_macro_that_calls_itself_keeps_a_namespace_of_its_own(go_renderer: GoRenderer) -> None:
@@ -766,8 +765,7 @@ def test_text_joined_to_a_macro_call_is_written_in_pieces(go_renderer: GoRendere
 
 def test_a_sum_with_a_value_that_may_be_a_number_is_not_split() -> None:
     source = _DECLARATION.replace("{{ decl(tool) | trim }}", "{{ tool.function.name + decl(tool) }}")
-    with pytest.raises(templates.UnconvertibleTemplate, match="inside text kept in a variable"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "inside text kept in a variable")
 
 
 # gpt-oss's and Apertus's `param_spec['items']['type'] == "string"`: a property's items is decoded JSON in Ollama, any value at all
@@ -894,8 +892,7 @@ def test_a_key_shown_there_in_the_caller_is_not_there_in_a_macro_that_calls_itse
     source = ("{% macro w(d) %}{% for k, v in d | dictsort %}{{ k }}({{ w(v['x']) }}){% endfor %}{% endmacro %}"
               "{% for m in messages %}{% for c in m.tool_calls or [] %}{% for k, v in c.function.arguments | dictsort %}"
               "{% if v is mapping and v['x'] is mapping %}{{ w(v['x']) }}{% endif %}{% endfor %}{% endfor %}{% endfor %}")
-    with pytest.raises(templates.UnconvertibleTemplate, match="a value whose type the converter cannot tell"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "a value whose type the converter cannot tell")
 
 
 _OWN_KEYS = ("{%- macro fp(props) -%}{%- set std = ['description', 'type', 'properties', 'required'] -%}"
@@ -963,8 +960,7 @@ def test_a_json_value_mapped_to_upper_case_reaches_a_macro_that_calls_itself(go_
 def test_other_reads_of_a_key_of_items_are_refused(use: str) -> None:
     # printed, ordered, a key named like a dict method or a str method (Jinja finds the method), a key of the key
     source = "{% for t in tools %}{% for n, p in t.function.parameters.properties | items %}" + use + "{% endfor %}{% endfor %}"
-    with pytest.raises(templates.UnconvertibleTemplate, match="of a JSON value|a value that Ollama's data does not have"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "of a JSON value|a value that Ollama's data does not have")
 
 
 def test_the_text_of_a_macro_that_calls_itself_on_text_kept_in_a_variable_is_refused_naming_it() -> None:
@@ -996,8 +992,7 @@ def test_a_loop_over_a_list_of_pairs_is_written_out_pair_by_pair(go_renderer: Go
 
 def test_a_list_of_pairs_read_other_than_by_a_loop_is_refused() -> None:
     source = _PAIRS.replace("{{ tag('m', attrs) }}", "{{ tag('m', attrs) }}{{ attrs | length }}")
-    with pytest.raises(templates.UnconvertibleTemplate, match="list"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "list")
 
 
 # Kimi K3's run of tool results: the loop stops at the first message that is not a tool's, so the list is a prefix
@@ -1024,8 +1019,7 @@ def test_a_list_filled_by_a_loop_that_stops_early_under_an_if_or_skipping_is_ref
     source = _RUN.replace(*change)
     if change[0].startswith("{%- set"):
         source = source.replace("{%- set run.n", "{%- endif -%}{%- set run.n")
-    with pytest.raises(templates.UnconvertibleTemplate, match="list built at render time"):
-        templates.convert(source, bos_token="", eos_token="", runtime_adds_bos=False)
+    _refused(source, "list built at render time")
 
 
 # Kimi K3 writes its tools as JSON with each mapping's keys sorted, by a macro that calls itself down the schema
