@@ -26,6 +26,12 @@ def test_what_we_write_reads_back_identically() -> None:
     assert parse(mf.render()) == mf
 
 
+def test_single_values_spanning_lines_or_padded_read_back_identically() -> None:
+    read = parse('FROM """/models/a\nb.gguf"""\nADAPTER """ ./lora.gguf """\nREQUIRES """0.30.0\nREQUIRES """0.30.0\n')
+    assert (read.from_, read.adapter, read.requires) == ("/models/a\nb.gguf", " ./lora.gguf ", "0.30.0\nREQUIRES ")
+    assert parse(read.render()) == read
+
+
 def test_create_fields_match_the_api() -> None:
     body = _full().create_fields()
     assert body["parameters"] == {"num_ctx": 4096, "stop": ["<|im_end|>", 'quote " and \\ backslash'], "temperature": 0.2, "use_mmap": False}

@@ -44,9 +44,9 @@ class Modelfile:
         return [v for n, v in self.parameters if n == name]
 
     def render(self) -> str:
-        lines = [f"FROM {self.from_}"]
+        lines = [f"FROM {_word(self.from_, 'FROM')}"]
         if self.adapter:
-            lines.append(f"ADAPTER {self.adapter}")
+            lines.append(f"ADAPTER {_word(self.adapter, 'ADAPTER')}")
         if self.template is not None:
             lines.append(f"TEMPLATE {_block(self.template, 'TEMPLATE')}")
         if self.system is not None:
@@ -64,7 +64,7 @@ class Modelfile:
         for text in self.license:
             lines.append(f"LICENSE {_block(text, 'LICENSE')}")
         if self.requires:
-            lines.append(f"REQUIRES {self.requires}")
+            lines.append(f"REQUIRES {_word(self.requires, 'REQUIRES')}")
         return "\n".join(lines) + "\n"
 
     def create_fields(self) -> dict[str, Any]:
@@ -95,6 +95,11 @@ def _block(text: str, what: str) -> str:
     if '"""' in text or text.endswith('"'):
         raise InputError(f'The {what} text contains """ or ends with ", which a Modelfile cannot quote.', f'Remove those quotes from the {what.lower()}.')
     return f'"""{text}"""'
+
+
+def _word(value: str, what: str) -> str:
+    # a bare value ends at the line and loses its edge spaces, so anything else must go in a block to read back the same
+    return _block(value, what) if "\n" in value or value != value.strip() else value
 
 
 def _param_text(value: Any) -> str:
