@@ -602,7 +602,8 @@ def main() -> None:
     write_report(args.out, report, [machine_watch, *watches], model=f"{ckpt.name} ({made}); GGUFs {', '.join(sorted(ggufs))}",
                  workload=workload(f"llama-bench pp{KERNEL_PROMPT}/tg{KERNEL_GEN}; serving: a unique {args.input_tokens}-token prompt on /v1/completions, "
                                    f"{args.max_tokens} tokens out, at {args.levels} streams: ours, stock and stock again in {args.rounds} rounds of "
-                                   f"{args.turns} turns of {args.requests} requests (at least two per stream) each; vLLM {unpaired(args)} per level",
+                                   f"{args.turns} turns of {args.requests} requests (at least two per stream) each"
+                                   + ("" if args.no_vllm else f"; vLLM {unpaired(args)} per level"),
                                    prompts="unique", input_tokens=args.input_tokens, output_tokens=args.max_tokens),
                  engine={"kind": "native", "ours": folders["ours"].name, "stock": folders["stock"].name, "vllm": not args.no_vllm})
     print(json.dumps({"limits": machine, "bounds": report["bounds"], "serving_ratios": report.get("serving", {}).get("ratios")}, indent=1))
