@@ -381,15 +381,17 @@ def bandwidth(stem: str, d: dict[str, Any]) -> list[str]:
                **{r: get(serving, f"ratios.{r}.{lv}") for r in ("ours_over_stock", "ours_over_vllm")}} for lv in levels]
     for row in served:  # older results kept no server-side decode rate
         row.update({k: "n/a" for k in ("ours_server_decode_tok_s", "stock_server_decode_tok_s") if row[k] is None})
-    out += [f"Served ({d.get('serve_quant')}; vLLM on the bf16 checkpoint): requests that failed (every round), output tok/s, the server's "
-            f"own decode tok/s and TTFT p95 ms by concurrency; connections: {serving.get('connections', 'reused')}. "
+    vllm = "vllm" in serving
+    out += [f"Served ({d.get('serve_quant')}{'; vLLM on the bf16 checkpoint' if vllm else ''}): requests that failed (every round), output tok/s, "
+            f"the server's own decode tok/s and TTFT p95 ms by concurrency; connections: {serving.get('connections', 'reused')}. "
             "A ratio against an engine that failed requests compares only what it completed.", ""]
-    out += table(stem, [("concurrency", "concurrency", ""), ("ours failed", "ours_failed", ""), ("stock failed", "stock_failed", ""),
-                        ("vLLM failed", "vllm_failed", ""), ("ours tok/s", "ours_output_tok_s", ".1f"), ("stock tok/s", "stock_output_tok_s", ".1f"),
-                        ("vLLM tok/s", "vllm_output_tok_s", ".1f"), ("ours / stock", "ours_over_stock", ".2f"),
-                        ("ours / vLLM", "ours_over_vllm", ".2f"), ("ours server decode tok/s", "ours_server_decode_tok_s", ".1f"),
-                        ("stock server decode tok/s", "stock_server_decode_tok_s", ".1f"),
-                        ("ours TTFT p95", "ours_p95_ttft_ms", ".0f"), ("stock TTFT p95", "stock_p95_ttft_ms", ".0f")], served, "serving")
+    columns = [("concurrency", "concurrency", ""), ("ours failed", "ours_failed", ""), ("stock failed", "stock_failed", ""),
+               ("vLLM failed", "vllm_failed", ""), ("ours tok/s", "ours_output_tok_s", ".1f"), ("stock tok/s", "stock_output_tok_s", ".1f"),
+               ("vLLM tok/s", "vllm_output_tok_s", ".1f"), ("ours / stock", "ours_over_stock", ".2f"),
+               ("ours / vLLM", "ours_over_vllm", ".2f"), ("ours server decode tok/s", "ours_server_decode_tok_s", ".1f"),
+               ("stock server decode tok/s", "stock_server_decode_tok_s", ".1f"),
+               ("ours TTFT p95", "ours_p95_ttft_ms", ".0f"), ("stock TTFT p95", "stock_p95_ttft_ms", ".0f")]
+    out += table(stem, [c for c in columns if vllm or "vllm" not in c[1]], served, "serving")
     for key, judged_on in (("level", "output tok/s"), ("level_server_decode", "the server's own decode tok/s")):
         out += level_table(stem, serving, levels, key, judged_on)
     kept = serving.get("keep_alive") or {}
